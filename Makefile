@@ -1,0 +1,51 @@
+# Two commands on a fresh machine: `make run` and `make test`. Each builds .venv from nothing.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+# The sample campaigns are run for this date so `make run` always has something to show.
+SAMPLE_DATE ?= 2026-11-24
+# Debian packages WeasyPrint needs (Pango), the HarfBuzz font subsetter that makes it fast,
+# fonts for the letters, and poppler-utils (pdftoppm) for the README picture.
+APT_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils
+
+.PHONY: run test lint bench system-deps clean
+
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+run: system-deps $(VENV)/.installed
+	rm -rf out state
+	$(BIN)/outreach validate || true
+	$(BIN)/outreach run --all --date $(SAMPLE_DATE)
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check outreach tests benchmarks
+	$(BIN)/ruff format --check outreach tests benchmarks
+	$(BIN)/mypy
+
+test: system-deps $(VENV)/.installed-test lint
+	$(BIN)/pytest --cov --cov-report=term:skip-covered
+
+bench: system-deps $(VENV)/.installed
+	$(BIN)/pip install -q -e '.[bench]'
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) out state build *.egg-info .pytest_cache .mypy_cache .ruff_cache .coverage

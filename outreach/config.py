@@ -1,0 +1,338 @@
+"""config.yaml → typed, validated, immutable settings."""
+
+from __future__ import annotations
+
+import re
+from datetime import time
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from outreach.errors import ConfigError
+from outreach.yamlfile import dotted, line_for, load_yaml
+
+CONFIG_NAME = "config.yaml"
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def _weekday(value: str) -> str:
+    day = value.strip().lower()[:3]
+    if day not in WEEKDAYS:
+        raise ValueError(f"{value!r} is not a weekday (use {', '.join(WEEKDAYS)})")
+    return day
+
+
+Weekday = Annotated[str, AfterValidator(_weekday)]
+
+
+def parse_hhmm(value: str) -> time:
+    """'09:30' → time(9, 30); ValueError otherwise."""
+    match = _HHMM.match(value.strip())
+    if not match:
+        raise ValueError(f"{value!r} is not a time of day as HH:MM (e.g. 09:00)")
+    return time(int(match.group(1)), int(match.group(2)))
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class Address(_Model):
+    """A postal address (the sender's)."""
+
+    street: str | None = None
+    street2: str | None = None
+    postal_code: str | None = None
+    city: str | None = None
+    region: str | None = None
+    country: str | None = None
+
+
+class Sender(_Model):
+    """Who the messages come from."""
+
+    name: str
+    email: str
+    reply_to: str | None = None
+    address: Address = Address()
+    phone: str | None = None
+    website: str | None = None
+    signature: str | None = None
+    signature_image: str | None = None  # a file in the templates folder
+
+
+class Paths(_Model):
+    """Where the workspace's files live, relative to config.yaml."""
+
+    contacts: Path = Path("contacts.csv")
+    campaigns: Path = Path("campaigns")
+    templates: Path = Path("templates")
+    out: Path = Path("out")
+    state: Path = Path("state")
+
+
+class ContactsSettings(_Model):
+    """How contacts.csv is read."""
+
+    date_format: Literal["DMY", "MDY"] = "DMY"
+    default_country: str = "ES"
+    default_locale: str | None = None  # defaults to the top-level `locale`
+
+    @field_validator("default_country")
+    @classmethod
+    def _country(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z]{2}", value):
+            raise ValueError("must be an ISO 3166 alpha-2 code such as ES or GB")
+        return value.upper()
+
+
+class Unsubscribe(_Model):
+    """One-click unsubscribe (RFC 8058). `{id}` and `{token}` are filled per contact."""
+
+    url: str | None = None
+    mailto: str | None = None
+
+
+class Coupon(_Model):
+    """Deterministic per-contact coupon codes."""
+
+    secret: str = "change-me"
+    prefix: str = ""
+    length: int = Field(default=8, ge=4, le=32)
+
+
+class CadencePolicy(_Model):
+    """How often one contact may hear from the business, across campaigns and channels."""
+
+    min_gap_days: int = Field(default=7, ge=0)
+    max_messages: int = Field(default=4, ge=1)
+    per_days: int = Field(default=30, ge=1)
+    quiet_weekdays: tuple[Weekday, ...] = ()
+    quiet_hours: str | None = None  # "21:00-09:00", email only, config timezone
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        start, sep, end = value.partition("-")
+        if not sep:
+            raise ValueError("must be a range of times such as 21:00-09:00")
+        parse_hhmm(start)
+        parse_hhmm(end)
+        return value.strip()
+
+    def quiet_range(self) -> tuple[time, time] | None:
+        """The quiet hours as (start, end) times, or None."""
+        if not self.quiet_hours:
+            return None
+        start, _, end = self.quiet_hours.partition("-")
+        return parse_hhmm(start), parse_hhmm(end)
+
+
+class Delivery(_Model):
+    """How emails leave: written to the outbox (default) or sent over SMTP."""
+
+    method: Literal["outbox", "smtp"] = "outbox"
+    host: str | None = None
+    port: int | None = Field(default=None, ge=1, le=65535)
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    username: str | None = None
+    password_env: str | None = None
+    ca_file: Path | None = None
+    rate_per_minute: int | None = Field(default=None, ge=1)
+    max_connections: int = Field(default=1, ge=1, le=16)
+    timeout_s: float = Field(default=30.0, gt=0)
+    max_retries: int = Field(default=3, ge=0)
+    max_consecutive_failures: int = Field(default=10, ge=1)
+
+    @model_validator(mode="after")
+    def _smtp_needs_host(self) -> Delivery:
+        if self.method == "smtp" and not self.host:
+            raise ValueError("delivery.method smtp needs delivery.host")
+        return self
+
+
+class CustomEnvelope(_Model):
+    """A page and address window in millimetres, for `letters.envelope: custom`."""
+
+    page_width_mm: float = Field(gt=0)
+    page_height_mm: float = Field(gt=0)
+    window_left_mm: float = Field(ge=0)
+    window_top_mm: float = Field(ge=0)
+    window_width_mm: float = Field(gt=0)
+    window_height_mm: float = Field(gt=0)
+
+
+class Letters(_Model):
+    """Printed letters."""
+
+    envelope: Literal["din5008-a", "din5008-b", "us10", "custom"] = "din5008-b"
+    custom: CustomEnvelope | None = None
+    duplex: bool = False
+    sort_by_postal_code: bool = True
+    delivery_days: int = Field(default=2, ge=0)
+    css: str | None = None  # an extra stylesheet in the templates folder
+
+    @model_validator(mode="after")
+    def _custom_needs_dimensions(self) -> Letters:
+        if self.envelope == "custom" and self.custom is None:
+            raise ValueError("letters.envelope custom needs letters.custom with the dimensions")
+        return self
+
+
+class ScheduleJob(_Model):
+    """One job of the built-in scheduler."""
+
+    campaigns: Literal["all"] | tuple[str, ...] = "all"
+    at: str
+    days: tuple[Weekday, ...] = ()
+    send: bool = False
+
+    @field_validator("at")
+    @classmethod
+    def _at(cls, value: str) -> str:
+        parse_hhmm(value)
+        return value.strip()
+
+
+class Settings(_Model):
+    """The whole validated config.yaml. `root` is the folder holding it."""
+
+    root: Path
+    sender: Sender
+    locale: str = "es"
+    timezone: str = "Europe/Madrid"
+    paths: Paths = Paths()
+    contacts: ContactsSettings = ContactsSettings()
+    unsubscribe: Unsubscribe = Unsubscribe()
+    coupon: Coupon = Coupon()
+    cadence: CadencePolicy = CadencePolicy()
+    delivery: Delivery = Delivery()
+    letters: Letters = Letters()
+    schedule: tuple[ScheduleJob, ...] = ()
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{value!r} is not a known time zone (e.g. Europe/Madrid)") from None
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        """The config time zone."""
+        return ZoneInfo(self.timezone)
+
+    @property
+    def default_locale(self) -> str:
+        """The locale of contacts whose row names none."""
+        return self.contacts.default_locale or self.locale
+
+    def resolve(self, path: Path) -> Path:
+        """A config-relative path made absolute."""
+        return path if path.is_absolute() else self.root / path
+
+    @property
+    def contacts_path(self) -> Path:
+        return self.resolve(self.paths.contacts)
+
+    @property
+    def campaigns_dir(self) -> Path:
+        return self.resolve(self.paths.campaigns)
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.resolve(self.paths.templates)
+
+    @property
+    def out_dir(self) -> Path:
+        return self.resolve(self.paths.out)
+
+    @property
+    def state_dir(self) -> Path:
+        return self.resolve(self.paths.state)
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.state_dir / "ledger.sqlite"
+
+
+def _describe(error: dict[str, Any]) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def validation_error(
+    exc: ValidationError,
+    *,
+    path: Path,
+    lines: dict[tuple[str | int, ...], int],
+    error_type: type[ConfigError] | Any,
+    hint: str,
+) -> Any:
+    """The first pydantic error as one of ours, with the key path and its line."""
+    first = exc.errors()[0]
+    # Union members add their type name to the location; keep only real keys.
+    loc = tuple(p for p in first["loc"] if isinstance(p, int) or not str(p)[:1].isupper()
+                and "[" not in str(p) and p not in {"str", "int", "tuple", "literal"})
+    loc = tuple(p for p in loc if not (isinstance(p, str) and p.startswith(("function-", "literal"))))
+    more = len(exc.errors()) - 1
+    message = _describe(first)
+    if first["type"] not in {"extra_forbidden", "missing"} and "input" in first:
+        message += f" (got {first['input']!r})"
+    if more:
+        message += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return error_type(
+        message, path=path, line=line_for(lines, loc), field=dotted(loc) or None, hint=hint
+    )
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate config.yaml; raise ConfigError naming the key and line."""
+    data, lines = load_yaml(path, error=ConfigError)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("the top level must be a mapping of keys", path=path, line=1,
+                          hint="see the README's config.yaml tour")
+    if "root" in data:
+        raise ConfigError("unknown key", path=path, line=lines.get(("root",)), field="root",
+                          hint="remove it")
+    try:
+        return Settings.model_validate({**data, "root": path.resolve().parent})
+    except ValidationError as exc:
+        raise validation_error(
+            exc, path=path, lines=lines, error_type=ConfigError,
+            hint="fix the key (see the README's config.yaml tour)",
+        ) from None
+
+
+def find_config(explicit: Path | None, *, cwd: Path | None = None) -> Path:
+    """The config file named on the command line, or config.yaml in the current folder."""
+    path = explicit if explicit is not None else (cwd or Path.cwd()) / CONFIG_NAME
+    if not path.is_file():
+        raise ConfigError(
+            "no config file here", path=path,
+            hint="run in a workspace folder, pass --config PATH, or create one with `outreach init DIR`",
+        )
+    return path

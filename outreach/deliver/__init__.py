@@ -1,0 +1,1 @@
+"""Delivery: where rendered messages go (outbox files, SMTP, the letter printer)."""

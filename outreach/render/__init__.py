@@ -1,0 +1,1 @@
+"""Rendering: the Jinja2 environment, email MIME messages, letter PDFs."""
