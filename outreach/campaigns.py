@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import calendar
+import difflib
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date
-from pathlib import Path
-from typing import Literal
+from datetime import MAXYEAR, MINYEAR, date, timedelta
+from pathlib import Path, PurePosixPath
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from jinja2.exceptions import TemplateError as JinjaTemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from outreach.config import CadencePolicy
-from outreach.contacts import Contact
+from outreach.audience import compile_audience
+from outreach.config import CadencePolicy, Weekday, parse_hhmm, validation_error
+from outreach.contacts import KNOWN_COLUMNS, Contact, parse_date
+from outreach.errors import CampaignError, OutreachError, Problem
+from outreach.yamlfile import KeyPath, dotted, load_yaml
+
+_Date = date  # `Occurrence.date` shadows the type inside that class
 
 Kind = Literal["birthday", "promotion", "reminder", "one_off"]
 Channel = Literal["email", "letter", "preferred"]
@@ -20,12 +31,27 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _tag_list(value: object) -> object:
+    # `tags_any: customer` (one tag without brackets) is what people write; accept it.
+    return (value,) if isinstance(value, str) else value
+
+
+def _clean_tags(values: tuple[str, ...]) -> tuple[str, ...]:
+    tags = tuple(value.strip().lower() for value in values)
+    if "" in tags:
+        raise ValueError("a tag is empty")
+    return tags
+
+
 class Audience(_Model):
     """Who may receive a campaign; every condition given must hold."""
 
     tags_any: tuple[str, ...] = ()
     tags_none: tuple[str, ...] = ()
     where: str | None = None
+
+    _one_tag = field_validator("tags_any", "tags_none", mode="before")(_tag_list)
+    _tags = field_validator("tags_any", "tags_none")(_clean_tags)
 
 
 class EmailSpec(_Model):
@@ -49,8 +75,22 @@ class CadenceOverride(_Model):
     min_gap_days: int | None = Field(default=None, ge=0)
     max_messages: int | None = Field(default=None, ge=1)
     per_days: int | None = Field(default=None, ge=1)
-    quiet_weekdays: tuple[str, ...] | None = None
+    quiet_weekdays: tuple[Weekday, ...] | None = None
     quiet_hours: str | None = None
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str | None) -> str | None:
+        # The same rule as config `cadence.quiet_hours`, checked here so the error names
+        # the campaign file rather than surfacing later when the policy is applied.
+        if value is None:
+            return None
+        start, sep, end = value.partition("-")
+        if not sep:
+            raise ValueError("must be a range of times such as 21:00-09:00")
+        parse_hhmm(start)
+        parse_hhmm(end)
+        return value.strip()
 
     def apply(self, policy: CadencePolicy) -> CadencePolicy:
         """The config policy with this campaign's overrides."""
@@ -94,27 +134,463 @@ class Occurrence:
 
     campaign: str
     key: str
-    date: date
-    earliest: date
-    latest: date
+    date: _Date
+    earliest: _Date
+    latest: _Date
     age: int | None = None  # birthdays: the age reached on `date`
+
+
+class FieldError(OutreachError):
+    """A contact's value that a campaign needs (e.g. `next_appointment`) cannot be read.
+
+    The runner reports it as that contact's problem and goes on with the others.
+    """
+
+    def __init__(self, message: str, *, contact_id: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.contact_id = contact_id
+
+    def as_problem(self, *, campaign: str | None = None) -> Problem:
+        """This error as the per-contact Problem a run reports."""
+        return Problem(
+            self.message,
+            line=self.line,
+            field=self.field,
+            contact_id=self.contact_id,
+            campaign=campaign,
+            hint=self.hint,
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+# Keys that only mean something for some kinds; anywhere else they are a mistake.
+_KIND_KEYS: dict[str, tuple[str, ...]] = {
+    "days_before": ("birthday",),
+    "days_after": ("birthday",),
+    "start": ("promotion",),
+    "end": ("promotion",),
+    "date_field": ("reminder",),
+    "offsets": ("reminder",),
+    "every_days": ("reminder",),
+    "grace_days": ("reminder", "one_off"),
+    "send_on": ("one_off",),
+}
+_SECTIONS: dict[str, type[BaseModel]] = {
+    "audience": Audience,
+    "email": EmailSpec,
+    "letter": LetterSpec,
+    "cadence": CadenceOverride,
+}
+_NAME = re.compile(r"^\w[\w .-]*$")
+_MAX_DAYS = 3660  # ten years: a larger offset is a typo, and date arithmetic must not overflow
+_FIX_HINT = "fix the key (the sample campaigns/*.yaml files explain every key)"
+# Subjects are only parsed here (syntax); filters such as `date` belong to the renderer's
+# environment, which checks them when it compiles the template.
+_SYNTAX_ENV = ImmutableSandboxedEnvironment()
+
+
+def _known_keys(model: type[BaseModel]) -> list[str]:
+    return [name for name in model.model_fields if name != "path"]
+
+
+def _check_unknown_keys(data: Mapping[Any, Any], *, path: Path, lines: dict[KeyPath, int]) -> None:
+    """Unknown keys, first in file order, with the closest known key as the hint."""
+    unknown: list[tuple[KeyPath, list[str]]] = []
+    for key in data:
+        if key not in _known_keys(Campaign):
+            unknown.append(((str(key),), _known_keys(Campaign)))
+        elif key in _SECTIONS and isinstance(data[key], Mapping):
+            known = _known_keys(_SECTIONS[key])
+            unknown += [((key, str(sub)), known) for sub in data[key] if sub not in known]
+    if not unknown:
+        return
+    unknown.sort(key=lambda item: lines.get(item[0], 0))
+    key_path, known = unknown[0]
+    close = difflib.get_close_matches(str(key_path[-1]), known, n=1)
+    hint = f"did you mean `{close[0]}`?" if close else f"known keys here: {', '.join(known)}"
+    more = len(unknown) - 1
+    message = "unknown key" + (f" (and {more} more)" if more else "")
+    raise CampaignError(
+        message, path=path, line=lines.get(key_path), field=dotted(key_path), hint=hint
+    )
+
+
+def _check_kind_keys(data: Mapping[str, Any], *, path: Path, lines: dict[KeyPath, int]) -> None:
+    kind = data.get("kind")
+    if kind not in ("birthday", "promotion", "reminder", "one_off"):
+        return  # a missing or unknown kind is the model's error to report
+    for key, kinds in _KIND_KEYS.items():
+        if key in data and kind not in kinds:
+            raise CampaignError(
+                f"`{key}` does not apply to {kind} campaigns",
+                path=path,
+                line=lines.get((key,)),
+                field=key,
+                hint=f"remove it (it is for kind {' / '.join(kinds)})",
+            )
+
+
+def _need(campaign: Campaign, key: str, lines: dict[KeyPath, int], why: str) -> CampaignError:
+    return CampaignError(
+        why,
+        path=campaign.path,
+        line=lines.get(("kind",)),
+        field=key,
+        hint=f"add `{key}:` to the file",
+    )
+
+
+def _check_kind_rules(campaign: Campaign, lines: dict[KeyPath, int]) -> None:
+    kind = campaign.kind
+    if kind == "promotion":
+        for key in ("start", "end"):
+            if getattr(campaign, key) is None:
+                raise _need(campaign, key, lines, f"a promotion needs `{key}` (a date)")
+        assert campaign.start is not None and campaign.end is not None
+        if campaign.end < campaign.start:
+            raise CampaignError(
+                f"`end` ({campaign.end}) is before `start` ({campaign.start})",
+                path=campaign.path,
+                line=lines.get(("end",)),
+                field="end",
+                hint="swap the dates or fix the one that is wrong",
+            )
+    elif kind == "reminder":
+        _check_reminder(campaign, lines)
+    elif kind == "one_off" and campaign.send_on is None:
+        raise _need(campaign, "send_on", lines, "a one_off needs `send_on` (a date)")
+
+
+def _check_reminder(campaign: Campaign, lines: dict[KeyPath, int]) -> None:
+    field = campaign.date_field
+    if not field or not field.strip():
+        raise _need(campaign, "date_field", lines, "a reminder needs `date_field` (a CSV column)")
+    if field in KNOWN_COLUMNS and field != "birthday":
+        raise CampaignError(
+            f"`{field}` is not a date column",
+            path=campaign.path,
+            line=lines.get(("date_field",)),
+            field="date_field",
+            hint="name the CSV column that holds the date, e.g. next_appointment",
+        )
+    if campaign.offsets and campaign.every_days is not None:
+        raise CampaignError(
+            "give either `offsets` or `every_days`, not both",
+            path=campaign.path,
+            line=lines.get(("every_days",)),
+            field="every_days",
+            hint="offsets: days around a date; every_days: repeat after a date",
+        )
+    if not campaign.offsets and campaign.every_days is None:
+        raise _need(
+            campaign, "offsets", lines, "a reminder needs `offsets` (e.g. [-1]) or `every_days`"
+        )
+    for index, offset in enumerate(campaign.offsets):
+        where = lines.get(("offsets", index)) or lines.get(("offsets",))
+        if abs(offset) > _MAX_DAYS:
+            raise CampaignError(
+                f"offset {offset} is more than {_MAX_DAYS} days",
+                path=campaign.path,
+                line=where,
+                field=f"offsets[{index}]",
+                hint="offsets are days, e.g. -1",
+            )
+        if offset in campaign.offsets[:index]:
+            raise CampaignError(
+                f"offset {offset} is listed twice",
+                path=campaign.path,
+                line=where,
+                field=f"offsets[{index}]",
+                hint="remove the repeated offset",
+            )
+    if campaign.every_days is not None and campaign.every_days > _MAX_DAYS:
+        raise CampaignError(
+            f"more than {_MAX_DAYS} days",
+            path=campaign.path,
+            line=lines.get(("every_days",)),
+            field="every_days",
+            hint="every_days is in days",
+        )
+
+
+def _check_channels(campaign: Campaign, lines: dict[KeyPath, int]) -> None:
+    needs = {campaign.channel} if campaign.channel != "preferred" else {"email", "letter"}
+    if campaign.fallback:
+        needs = {"email", "letter"}
+    why = "fallback: true" if campaign.fallback else f"channel: {campaign.channel}"
+    line = lines.get(("fallback",) if campaign.fallback else ("channel",)) or lines.get(("kind",))
+    if "email" in needs and campaign.email is None:
+        raise CampaignError(
+            f"{why} needs an `email:` section",
+            path=campaign.path,
+            line=line,
+            field="email",
+            hint="add email: with subject and text (a template file)",
+        )
+    if "letter" in needs and campaign.letter is None:
+        raise CampaignError(
+            f"{why} needs a `letter:` section",
+            path=campaign.path,
+            line=line,
+            field="letter",
+            hint="add letter: with template (a template file)",
+        )
+
+
+def _check_template_file(
+    name: str, *, key: KeyPath, campaign: Campaign, templates_dir: Path, lines: dict[KeyPath, int]
+) -> None:
+    parts = PurePosixPath(name).parts
+    if not name.strip() or PurePosixPath(name).is_absolute() or ".." in parts or "\\" in name:
+        raise CampaignError(
+            f"{name!r} is not a file name inside the templates folder",
+            path=campaign.path,
+            line=lines.get(key),
+            field=dotted(key),
+            hint="name a file relative to the templates folder, e.g. birthday.txt.j2",
+        )
+    if not (templates_dir / name).is_file():
+        raise CampaignError(
+            f"template file not found: {templates_dir / name}",
+            path=campaign.path,
+            line=lines.get(key),
+            field=dotted(key),
+            hint=f"create it in {templates_dir} or fix the file name",
+        )
+
+
+def _check_subject(
+    source: str, *, key: KeyPath, campaign: Campaign, lines: dict[KeyPath, int]
+) -> None:
+    if not source.strip():
+        raise CampaignError(
+            "the subject is empty",
+            path=campaign.path,
+            line=lines.get(key),
+            field=dotted(key),
+            hint="write the subject line people will see",
+        )
+    try:
+        _SYNTAX_ENV.parse(source)
+    except JinjaTemplateError as exc:
+        detail = getattr(exc, "message", None) or str(exc)
+        raise CampaignError(
+            f"the subject is not a valid template: {detail}",
+            path=campaign.path,
+            line=lines.get(key),
+            field=dotted(key),
+            hint="check the {{ }} and {% %} pairs (write {{ contact.first_name }})",
+        ) from None
+
+
+def _check_templates(campaign: Campaign, *, templates_dir: Path, lines: dict[KeyPath, int]) -> None:
+    files: list[tuple[str, KeyPath]] = []
+    if campaign.email is not None:
+        _check_subject(
+            campaign.email.subject, key=("email", "subject"), campaign=campaign, lines=lines
+        )
+        files.append((campaign.email.text, ("email", "text")))
+        if campaign.email.html is not None:
+            files.append((campaign.email.html, ("email", "html")))
+    if campaign.letter is not None:
+        if campaign.letter.subject is not None:
+            _check_subject(
+                campaign.letter.subject, key=("letter", "subject"), campaign=campaign, lines=lines
+            )
+        files.append((campaign.letter.template, ("letter", "template")))
+    for name, key in files:
+        _check_template_file(
+            name, key=key, campaign=campaign, templates_dir=templates_dir, lines=lines
+        )
+
+
+def _load(path: Path, *, templates_dir: Path) -> tuple[Campaign, dict[KeyPath, int]]:
+    data, lines = load_yaml(path, error=CampaignError)
+    if data is None:
+        raise CampaignError(
+            "the file is empty",
+            path=path,
+            hint="start from one of the sample campaigns/*.yaml files",
+        )
+    if not isinstance(data, dict):
+        raise CampaignError(
+            "the top level must be a mapping of keys",
+            path=path,
+            line=1,
+            hint="start from one of the sample campaigns/*.yaml files",
+        )
+    _check_unknown_keys(data, path=path, lines=lines)
+    _check_kind_keys(data, path=path, lines=lines)
+    try:
+        campaign = Campaign.model_validate({"name": path.stem, **data, "path": path})
+    except ValidationError as exc:
+        error: CampaignError = validation_error(
+            exc, path=path, lines=lines, error_type=CampaignError, hint=_FIX_HINT
+        )
+        raise error from None
+    if not _NAME.match(campaign.name):
+        raise CampaignError(
+            f"{campaign.name!r} is not a usable campaign name",
+            path=path,
+            line=lines.get(("name",)),
+            field="name",
+            hint="use letters, digits, spaces, '.', '-' and '_' (it names output files)",
+        )
+    _check_kind_rules(campaign, lines)
+    _check_channels(campaign, lines)
+    _check_templates(campaign, templates_dir=templates_dir, lines=lines)
+    compile_audience(campaign.audience, path=path, line=lines.get(("audience", "where")))
+    return campaign, lines
 
 
 def load_campaign(path: Path, *, templates_dir: Path) -> Campaign:
     """Read and validate one campaign file; raise CampaignError naming the key and line."""
-    raise NotImplementedError
+    return _load(path, templates_dir=templates_dir)[0]
 
 
 def load_campaigns(paths: list[Path], *, templates_dir: Path) -> list[Campaign]:
     """Load several campaign files; names must be unique."""
-    raise NotImplementedError
+    campaigns: list[Campaign] = []
+    seen: dict[str, Path] = {}
+    for path in paths:
+        campaign, lines = _load(path, templates_dir=templates_dir)
+        first = seen.get(campaign.name)
+        if first is not None:
+            raise CampaignError(
+                f"campaign name {campaign.name!r} is already used by {first}",
+                path=path,
+                line=lines.get(("name",)),
+                field="name",
+                hint="give each campaign its own `name:` (it defaults to the file name)",
+            )
+        seen[campaign.name] = path
+        campaigns.append(campaign)
+    return campaigns
+
+
+# ---------------------------------------------------------------------------------------------
+# Occurrences
+
+
+def _meets(occurrence: Occurrence, start: date, end: date) -> bool:
+    return occurrence.earliest <= end and occurrence.latest >= start
+
+
+def _birthday_in(birthday: date, year: int) -> date:
+    if birthday.month == 2 and birthday.day == 29 and not calendar.isleap(year):
+        return date(year, 2, 28)
+    return birthday.replace(year=year)
+
+
+def _birthdays(
+    campaign: Campaign, contact: Contact, start: date, end: date
+) -> Iterator[Occurrence]:
+    born = contact.birthday
+    if born is None:
+        return
+    before, after = timedelta(days=campaign.days_before), timedelta(days=campaign.days_after)
+    # One year either side, so a window that crosses New Year is found from both ends.
+    first = max(start.year - 1, born.year + 1, MINYEAR + 1)  # no "birthday" on the day of birth
+    for year in range(first, min(end.year + 1, MAXYEAR - 1) + 1):
+        day = _birthday_in(born, year)
+        yield Occurrence(
+            campaign.name, f"birthday:{year}", day, day - before, day + after, age=year - born.year
+        )
+
+
+def _field_date(campaign: Campaign, contact: Contact, date_format: str) -> date | None:
+    field = campaign.date_field
+    assert field is not None
+    value: object = contact.extra.get(field)
+    if value is None and field in Contact.__dataclass_fields__:
+        value = getattr(contact, field)
+    if value is None or isinstance(value, date):
+        return value
+    text = str(value).strip()
+    if not text:
+        return None
+    try:
+        return parse_date(text, date_format=date_format)
+    except ValueError:
+        raise FieldError(
+            f"{text!r} is not a date",
+            contact_id=contact.id,
+            line=contact.line,
+            field=field,
+            hint="write dates as YYYY-MM-DD (or as config contacts.date_format says)",
+        ) from None
+
+
+def _reminders(
+    campaign: Campaign, contact: Contact, start: date, end: date, date_format: str
+) -> Iterator[Occurrence]:
+    base = _field_date(campaign, contact, date_format)
+    if base is None:
+        return
+    grace = timedelta(days=campaign.grace_days)
+    try:
+        if campaign.every_days is not None:
+            step = campaign.every_days
+            # The k-th repeat is due on base + k*step; only the k whose window meets start..end.
+            first_k = max(1, -(-((start - grace) - base).days // step))
+            last_k = (end - base).days // step
+            for k in range(first_k, last_k + 1):
+                day = base + timedelta(days=k * step)
+                yield Occurrence(
+                    campaign.name, f"reminder:{day.isoformat()}:{step}", day, day, day + grace
+                )
+            return
+        for offset in campaign.offsets:
+            day = base + timedelta(days=offset)
+            latest = day + grace
+            if offset < 0:
+                # A reminder *before* an appointment never goes out after the appointment day.
+                latest = min(latest, base)
+            # `date` is the appointment (what a subject like "su reserva del …" names);
+            # the window says when to send.
+            yield Occurrence(
+                campaign.name, f"reminder:{base.isoformat()}:{offset}", base, day, latest
+            )
+    except OverflowError:  # a date near year 9999 in the data: nothing sensible to send
+        return
+
+
+def _all_occurrences(
+    campaign: Campaign, contact: Contact, start: date, end: date, date_format: str
+) -> Iterator[Occurrence]:
+    kind = campaign.kind
+    if kind == "birthday":
+        yield from _birthdays(campaign, contact, start, end)
+    elif kind == "promotion":
+        if campaign.start is None or campaign.end is None:
+            raise CampaignError("a promotion needs start and end", path=campaign.path)
+        yield Occurrence(campaign.name, "promotion", campaign.start, campaign.start, campaign.end)
+    elif kind == "reminder":
+        if campaign.date_field is None:
+            raise CampaignError("a reminder needs date_field", path=campaign.path)
+        yield from _reminders(campaign, contact, start, end, date_format)
+    else:
+        if campaign.send_on is None:
+            raise CampaignError("a one_off needs send_on", path=campaign.path)
+        day = campaign.send_on
+        yield Occurrence(
+            campaign.name, "one_off", day, day, day + timedelta(days=campaign.grace_days)
+        )
 
 
 def occurrences_between(
     campaign: Campaign, contact: Contact, *, start: date, end: date, date_format: str
 ) -> list[Occurrence]:
     """Occurrences whose window [earliest, latest] meets the days start..end."""
-    raise NotImplementedError
+    found = [
+        occurrence
+        for occurrence in _all_occurrences(campaign, contact, start, end, date_format)
+        if _meets(occurrence, start, end)
+    ]
+    found.sort(key=lambda occurrence: (occurrence.latest, occurrence.key))
+    return found
 
 
 def due_occurrences(

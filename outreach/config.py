@@ -18,7 +18,7 @@ from pydantic import (
     model_validator,
 )
 
-from outreach.errors import ConfigError
+from outreach.errors import ConfigError, format_location
 from outreach.yamlfile import dotted, line_for, load_yaml
 
 CONFIG_NAME = "config.yaml"
@@ -272,7 +272,7 @@ class Settings(_Model):
         return self.state_dir / "ledger.sqlite"
 
 
-def _describe(error: dict[str, Any]) -> str:
+def _describe(error: Any) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         return "unknown key"
@@ -280,6 +280,21 @@ def _describe(error: dict[str, Any]) -> str:
         return "required key is missing"
     message = str(error["msg"])
     return message.removeprefix("Value error, ")
+
+
+def _real_keys(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
+    """Drop the names pydantic adds for union members and validators from an error location."""
+    return tuple(
+        part
+        for part in loc
+        if isinstance(part, int)
+        or not (
+            str(part)[:1].isupper()
+            or "[" in str(part)
+            or str(part) in {"str", "int", "tuple", "literal"}
+            or str(part).startswith(("function-", "literal"))
+        )
+    )
 
 
 def validation_error(
@@ -290,18 +305,18 @@ def validation_error(
     error_type: type[ConfigError] | Any,
     hint: str,
 ) -> Any:
-    """The first pydantic error as one of ours, with the key path and its line."""
-    first = exc.errors()[0]
-    # Union members add their type name to the location; keep only real keys.
-    loc = tuple(p for p in first["loc"] if isinstance(p, int) or not str(p)[:1].isupper()
-                and "[" not in str(p) and p not in {"str", "int", "tuple", "literal"})
-    loc = tuple(p for p in loc if not (isinstance(p, str) and p.startswith(("function-", "literal"))))
-    more = len(exc.errors()) - 1
-    message = _describe(first)
-    if first["type"] not in {"extra_forbidden", "missing"} and "input" in first:
-        message += f" (got {first['input']!r})"
-    if more:
-        message += f" (and {more} more problem{'s' if more > 1 else ''})"
+    """Every pydantic error as one of ours: the first leads, with its key path and line."""
+    found = []
+    for error in exc.errors():
+        loc = _real_keys(tuple(error["loc"]))
+        message = _describe(error)
+        if error["type"] not in {"extra_forbidden", "missing"} and "input" in error:
+            message += f" (got {error['input']!r})"
+        found.append((loc, message))
+    loc, message = found[0]
+    for other_loc, other_message in found[1:]:
+        where = format_location(path, line_for(lines, other_loc), dotted(other_loc) or None)
+        message += f"\n  also {where}: {other_message}"
     return error_type(
         message, path=path, line=line_for(lines, loc), field=dotted(loc) or None, hint=hint
     )

@@ -1,0 +1,229 @@
+"""Audience filters: which contacts a campaign may reach (tags and a sandboxed `where`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from jinja2 import ChainableUndefined, Template, nodes
+from jinja2.exceptions import SecurityError, TemplateSyntaxError
+from jinja2.parser import Parser
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from outreach.contacts import Contact
+from outreach.errors import CampaignError, OutreachError, Problem
+
+if TYPE_CHECKING:  # campaigns.py imports this module to check `where` as it loads
+    from outreach.campaigns import Audience
+
+WHERE_FIELD = "audience.where"
+SANDBOX_HINT = "`where` may read the contact's fields, not Python internals"
+WHERE_HINT = (
+    "fix `audience.where` (CSV columns are text: compare numbers as `contact.visits | int > 3`)"
+)
+
+
+class AudienceError(OutreachError):
+    """`audience.where` failed for one contact; the run reports it as that contact's problem."""
+
+    def __init__(self, message: str, *, contact_id: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.contact_id = contact_id
+
+    def as_problem(self, *, campaign: str | None = None) -> Problem:
+        """This error as the per-contact Problem a run reports."""
+        return Problem(
+            self.message,
+            path=self.path,
+            line=self.line,
+            field=self.field,
+            contact_id=self.contact_id,
+            campaign=campaign,
+            hint=self.hint,
+        )
+
+
+class _Lenient(ChainableUndefined):
+    """A missing field: falsy, equal to nothing, neither less nor greater than anything.
+
+    Jinja's default Undefined raises on `<`, `>`, `| int` and `.month`; a contact without
+    the column should simply not match `contact.visits | int > 3` or
+    `contact.birthday.month == 11`, rather than be reported as an error. `| int` gives 0,
+    as it does for any text that is not a number. Calling it still raises, and so does
+    using an attribute the sandbox refused.
+    """
+
+    __slots__ = ()
+
+    def _false(self, other: object) -> bool:
+        return False
+
+    # Jinja types these as never returning; returning False is the point.
+    __lt__ = __le__ = __gt__ = __ge__ = _false  # type: ignore[assignment]
+
+    def __getattr__(self, name: str) -> _Lenient:
+        # What the sandbox refused (`contact.__class__`) stays loud when used further,
+        # so an escape attempt is reported rather than quietly not matching.
+        if issubclass(self._undefined_exception, SecurityError):
+            self._fail_with_undefined_error()
+        return super().__getattr__(name)  # type: ignore[return-value]
+
+    def __getitem__(self, name: str) -> _Lenient:  # type: ignore[override]
+        if issubclass(self._undefined_exception, SecurityError):
+            self._fail_with_undefined_error()
+        return self
+
+    def __int__(self) -> int:  # type: ignore[override]
+        return 0
+
+    def __float__(self) -> float:  # type: ignore[override]
+        return 0.0
+
+
+# One environment for every `where`: building one costs milliseconds, and it holds no state
+# that differs between campaigns.
+_ENV = ImmutableSandboxedEnvironment(undefined=_Lenient)
+# Contact attributes that `Contact.template_fields` exposes under their own name (None → absent);
+# tags and opt_out are exposed as sorted lists. tests/test_audience.py checks this still agrees
+# with template_fields, field by field.
+_ATTRIBUTES = frozenset(Contact.__dataclass_fields__) - {"line", "extra", "held_back"}
+_LISTS = frozenset({"tags", "opt_out"})
+
+
+def _field(contact: Contact, name: str) -> object:
+    """What `contact.template_fields().get(name)` gives, without building the whole dict."""
+    if name in _LISTS:
+        return sorted(getattr(contact, name))
+    if name in _ATTRIBUTES:
+        value = getattr(contact, name)
+        if value is not None:
+            return value
+        return contact.extra.get(name)
+    value = contact.extra.get(name)
+    if value is None:
+        # Not a column of this row: ask the record itself, in case it derives the field.
+        return contact.template_fields().get(name)
+    return value
+
+
+def _contact_names(expression: nodes.Expr) -> tuple[str, ...] | None:
+    """The fields read as `contact.NAME` / `contact['NAME']`; None if `contact` is used whole."""
+    names: list[str] = []
+    direct = 0
+    for node in expression.find_all((nodes.Getattr, nodes.Getitem)):
+        assert isinstance(node, nodes.Getattr | nodes.Getitem)
+        target = node.node
+        if not (isinstance(target, nodes.Name) and target.name == "contact"):
+            continue
+        if isinstance(node, nodes.Getattr):
+            if hasattr(dict, node.attr):  # contact.get('x'), contact.items(): needs every field
+                return None
+            names.append(node.attr)
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+            names.append(node.arg.value)
+        else:
+            return None
+        direct += 1
+    uses = sum(1 for name in expression.find_all(nodes.Name) if name.name == "contact")
+    return tuple(dict.fromkeys(names)) if uses == direct else None
+
+
+@dataclass(frozen=True, slots=True)
+class AudienceFilter:
+    """A campaign's audience, compiled once; `matches(contact)` is the per-contact test."""
+
+    tags_any: frozenset[str]
+    tags_none: frozenset[str]
+    where: str | None
+    path: Path
+    line: int | None
+    _template: Template | None = None
+    # The only fields `where` reads, so a contact's dict holds just those (None: all fields).
+    _names: tuple[str, ...] | None = None
+    _globals: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+
+    def matches(self, contact: Contact) -> bool:
+        """Whether the contact is in the audience; AudienceError if `where` fails for it."""
+        tags = contact.tags
+        if self.tags_any and self.tags_any.isdisjoint(tags):
+            return False
+        if self.tags_none and not self.tags_none.isdisjoint(tags):
+            return False
+        if self._template is None:
+            return True
+        if self._names is None:
+            fields = contact.template_fields()
+        else:
+            fields = {}
+            for name in self._names:
+                value = _field(contact, name)
+                if value is not None:
+                    fields[name] = value
+        try:
+            # What TemplateExpression.__call__ does, minus copying the environment's globals
+            # into a new dict for every call (most of its cost at 100k contacts).
+            template = self._template
+            context = template.new_context({**self._globals, "contact": fields}, shared=True)
+            for _ in template.root_render_func(context):
+                pass
+            return bool(context.vars["result"])
+        except Exception as exc:  # user code: TypeError, SecurityError, UndefinedError, ...
+            self._fail(contact, exc)
+
+    __call__ = matches
+
+    def _fail(self, contact: Contact, exc: Exception) -> NoReturn:
+        detail = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        raise AudienceError(
+            f"`where` failed for contact {contact.id}: {detail}",
+            contact_id=contact.id,
+            path=self.path,
+            line=self.line,
+            field=WHERE_FIELD,
+            hint=SANDBOX_HINT if isinstance(exc, SecurityError) else WHERE_HINT,
+        ) from exc
+
+
+def _compile_where(source: str, *, path: Path, line: int | None) -> tuple[Template, nodes.Expr]:
+    # Environment.compile_expression, kept apart so the parsed expression can be inspected.
+    parser = Parser(_ENV, source, state="variable")
+    try:
+        expression = parser.parse_expression()
+        if not parser.stream.eos:
+            raise TemplateSyntaxError(
+                "unexpected text after the expression", parser.stream.current.lineno
+            )
+        expression.set_environment(_ENV)
+        body = [nodes.Assign(nodes.Name("result", "store"), expression, lineno=1)]
+        template = _ENV.from_string(nodes.Template(body, lineno=1))
+    except TemplateSyntaxError as exc:
+        raise CampaignError(
+            f"not a valid expression: {exc.message}",
+            path=path,
+            line=line,
+            field=WHERE_FIELD,
+            hint="write a Jinja2 expression such as contact.city == 'Madrid'",
+        ) from None
+    return template, expression
+
+
+def compile_audience(audience: Audience, *, path: Path, line: int | None = None) -> AudienceFilter:
+    """Compile a campaign's audience once; CampaignError if `where` is not a valid expression."""
+    template = names = None
+    if audience.where is not None and audience.where.strip():
+        template, expression = _compile_where(audience.where, path=path, line=line)
+        names = _contact_names(expression)
+    return AudienceFilter(
+        # Contact tags are stored lower-case; the model normalises these the same way.
+        tags_any=frozenset(tag.lower() for tag in audience.tags_any),
+        tags_none=frozenset(tag.lower() for tag in audience.tags_none),
+        where=audience.where,
+        path=path,
+        line=line,
+        _template=template,
+        _names=names,
+        _globals=MappingProxyType(dict(template.globals) if template else {}),
+    )
