@@ -1,0 +1,282 @@
+"""The cadence policy: which of a contact's due messages go today, and which wait.
+
+Pure decisions over plain records: the runner gives one contact's candidates and the
+contact's history (from the ledger), and gets back a `Decision` per candidate. Dates are
+*effective* dates, the day a message reaches the contact: the run date for an email, the
+expected arrival for a letter, so an email and a letter never land together.
+
+Rules, for each candidate in decision order (see `_decision_order`):
+
+* An essential candidate (an appointment reminder) is always sent: a reminder for
+  tomorrow's appointment must go, even on a quiet weekday or right after a promotion. It
+  still counts toward the contact's pressure, so essentials are decided first and the
+  other candidates of the run see them.
+* A non-essential candidate is deferred on a quiet weekday (of today); when any message
+  already sent, rendered or accepted in this run lands less than `min_gap_days` from its
+  effective date, before or after; or when, counting it, some window of `per_days`
+  consecutive days around its effective date would hold more than `max_messages`.
+* Each accepted candidate joins the history for the candidates after it.
+
+Quiet hours are not part of `decide`: they say when SMTP may hand over email, which
+`in_quiet_hours` and `next_send_time` answer.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from typing import Literal
+
+from outreach.config import WEEKDAYS, CadencePolicy
+
+Action = Literal["send", "defer"]
+
+
+@dataclass(frozen=True, slots=True)
+class PastMessage:
+    """A message already rendered or sent to the contact (from the ledger)."""
+
+    effective_date: date
+    campaign: str
+    essential: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """An occurrence due today for one contact, already past audience and opt-out checks."""
+
+    contact_id: str
+    campaign: str
+    occurrence_key: str
+    priority: int
+    essential: bool
+    channel: str  # 'email' | 'letter'
+    latest: date  # the occurrence window's last day
+    effective_date: date  # today for email, today + letters.delivery_days for letters
+    policy: CadencePolicy  # the campaign's effective policy (config + override)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What to do with one candidate today, and why.
+
+    For a deferral `reason` says which rule held it back and `blocked_by` names the
+    message that was too close (None for a quiet day or a full window). For a send
+    `reason` is None, except for an essential message, where it names the rule that
+    would otherwise have deferred it.
+    """
+
+    candidate: Candidate
+    action: Action
+    reason: str | None
+    blocked_by: PastMessage | None
+
+
+def effective_date(channel: str, *, today: date, delivery_days: int) -> date:
+    """The day a message reaches the contact: today for email, the expected arrival for a letter."""
+    return today + timedelta(days=delivery_days) if channel == "letter" else today
+
+
+def is_missed(latest: date, today: date) -> bool:
+    """Whether an occurrence's window closed before today (it is never sent late)."""
+    return today > latest
+
+
+def _decision_order(candidate: Candidate) -> tuple[bool, int, date, str, str, str, date]:
+    # Essentials first (they go anyway and must count for the others), then higher
+    # priority, then the window that closes first; the rest only makes ties deterministic.
+    return (
+        not candidate.essential,
+        -candidate.priority,
+        candidate.latest,
+        candidate.campaign,
+        candidate.occurrence_key,
+        candidate.channel,
+        candidate.effective_date,
+    )
+
+
+def _history_order(message: PastMessage) -> tuple[date, str, bool]:
+    return (message.effective_date, message.campaign, message.essential)
+
+
+def _days(count: int) -> str:
+    return "1 day" if count == 1 else f"{count} days"
+
+
+def _gap_reason(blocker: PastMessage, candidate: Candidate, distance: int, gap: int) -> str:
+    if distance == 0:
+        where = "the same day"
+    elif distance < 0:
+        where = f"{_days(-distance)} before"
+    else:
+        where = f"{_days(distance)} after"
+    if candidate.channel == "letter":
+        where += f" this letter's arrival on {candidate.effective_date.isoformat()}"
+    return (
+        f"{blocker.campaign} on {blocker.effective_date.isoformat()} is {where}; min_gap_days {gap}"
+    )
+
+
+class _Pressure:
+    """The contact's messages as sorted day ordinals, so each rule is a few bisections."""
+
+    __slots__ = ("days", "messages")
+
+    def __init__(self, history: Sequence[PastMessage]) -> None:
+        if len(history) > 1:
+            self.messages = sorted(history, key=_history_order)
+        else:
+            self.messages = list(history)
+        self.days = [message.effective_date.toordinal() for message in self.messages]
+
+    def add(self, message: PastMessage, day: int) -> None:
+        # In full history order, so which message a reason names never depends on the run.
+        index = bisect_right(self.messages, _history_order(message), key=_history_order)
+        self.days.insert(index, day)
+        self.messages.insert(index, message)
+
+    def too_close(self, day: int, gap: int) -> tuple[PastMessage, int] | None:
+        """The nearest message less than `gap` days from `day` (earlier wins a tie)."""
+        days = self.days
+        if gap <= 0 or not days:
+            return None
+        low = bisect_left(days, day - gap + 1)
+        high = bisect_left(days, day + gap)
+        if low == high:
+            return None
+        split = bisect_left(days, day, low, high)  # first message on or after `day`
+        after = days[split] - day if split < high else gap
+        before = day - days[split - 1] if split > low else gap
+        if before <= after:
+            # The first of that day's messages in history order, so the name is stable.
+            index = bisect_left(days, day - before, low, split)
+            return self.messages[index], -before
+        return self.messages[split], after
+
+    def crowded(self, day: int, *, most: int, span: int) -> tuple[int, int] | None:
+        """(count, start) of the fullest `span`-day window around `day` if one more overflows."""
+        days = self.days
+        if len(days) < most:  # the common case, no bisection needed
+            return None
+        low = bisect_left(days, day - span + 1)
+        high = bisect_right(days, day + span - 1)
+        if high - low < most:  # even every message near `day` in one window leaves room
+            return None
+        # A window's count only rises when its end reaches a message, so the fullest window
+        # starts at the earliest start or just where its end meets a message after `day`.
+        starts = [day - span + 1]
+        starts.extend(d - span + 1 for d in days[bisect_right(days, day, low, high) : high])
+        best_count, best_start = -1, starts[0]
+        for start in starts:
+            count = bisect_right(days, start + span - 1, low, high) - bisect_left(
+                days, start, low, high
+            )
+            if count > best_count:
+                best_count, best_start = count, start
+        if best_count + 1 > most:
+            return best_count, best_start
+        return None
+
+
+def _blocking_rule(
+    candidate: Candidate, *, pressure: _Pressure, day: int, today: date
+) -> tuple[str, PastMessage | None] | None:
+    """Why cadence would hold this candidate back, or None."""
+    policy = candidate.policy
+    weekday = WEEKDAYS[today.weekday()]
+    if weekday in policy.quiet_weekdays:
+        return f"quiet day ({weekday})", None
+    close = pressure.too_close(day, policy.min_gap_days)
+    if close is not None:
+        blocker, distance = close
+        return _gap_reason(blocker, candidate, distance, policy.min_gap_days), blocker
+    crowd = pressure.crowded(day, most=policy.max_messages, span=policy.per_days)
+    if crowd is not None:
+        count, start = crowd
+        first = date.fromordinal(start)
+        last = date.fromordinal(start + policy.per_days - 1)
+        messages = "1 message" if count == 1 else f"{count} messages"
+        return (
+            f"{messages} in the {_days(policy.per_days)} {first.isoformat()} to "
+            f"{last.isoformat()} (max_messages {policy.max_messages})",
+            None,
+        )
+    return None
+
+
+def decide(
+    *, candidates: Sequence[Candidate], history: Sequence[PastMessage], today: date
+) -> list[Decision]:
+    """Send or defer each of one contact's candidates today, in decision order."""
+    if not candidates:
+        return []
+    ordered = candidates
+    if len(candidates) > 1:
+        contact_id = candidates[0].contact_id
+        if any(candidate.contact_id != contact_id for candidate in candidates):
+            # Mixing contacts would let one contact's messages crowd out another's.
+            raise ValueError("decide() takes the candidates of one contact at a time")
+        ordered = sorted(candidates, key=_decision_order)
+    pressure = _Pressure(history)
+    decisions: list[Decision] = []
+    final = len(ordered) - 1
+    for index, candidate in enumerate(ordered):
+        day = candidate.effective_date.toordinal()
+        rule = _blocking_rule(candidate, pressure=pressure, day=day, today=today)
+        if candidate.essential:
+            reason = None if rule is None else f"essential, sent despite: {rule[0]}"
+            decisions.append(Decision(candidate, "send", reason, None))
+        elif rule is not None:
+            decisions.append(Decision(candidate, "defer", rule[0], rule[1]))
+            continue
+        else:
+            decisions.append(Decision(candidate, "send", None, None))
+        if index == final:  # nobody after it to see it
+            break
+        message = PastMessage(candidate.effective_date, candidate.campaign, candidate.essential)
+        pressure.add(message, day)
+    return decisions
+
+
+def in_quiet_hours(policy: CadencePolicy, *, now: datetime) -> bool:
+    """Whether `now` (aware, config time zone) falls in the quiet hours [start, end)."""
+    if now.tzinfo is None:
+        raise ValueError("in_quiet_hours() needs an aware datetime in the config time zone")
+    hours = policy.quiet_range()
+    if hours is None:
+        return False
+    start, end = hours
+    moment = now.time()
+    if start <= end:  # a same-day range; "09:00-09:00" is empty
+        return start <= moment < end
+    return moment >= start or moment < end  # crosses midnight
+
+
+def next_send_time(policy: CadencePolicy, *, now: datetime) -> datetime:
+    """When email may go: `now`, or the end of the current quiet hours."""
+    if not in_quiet_hours(policy, now=now):
+        return now
+    hours = policy.quiet_range()
+    assert hours is not None  # in_quiet_hours said we are inside them
+    start, end = hours
+    day = now.date()
+    if start > end and now.time() >= start:  # the evening part of a range across midnight
+        day += timedelta(days=1)
+    wall = datetime.combine(day, end, tzinfo=now.tzinfo)
+    # A round trip through UTC turns a wall time skipped by a DST change into a real one.
+    return wall.astimezone(UTC).astimezone(now.tzinfo)
+
+
+__all__ = [
+    "Candidate",
+    "Decision",
+    "PastMessage",
+    "decide",
+    "effective_date",
+    "in_quiet_hours",
+    "is_missed",
+    "next_send_time",
+]
