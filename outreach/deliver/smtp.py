@@ -1,0 +1,671 @@
+"""SMTP delivery: one reused connection, retries with backoff, a rate limit kept across runs.
+
+Exactly-once rests on the order of events around DATA. `on_sending` runs after the server has
+accepted the envelope and right before DATA, so the runner can mark the message `sending`; the
+result says `sent` only after the server's 250 to the end of the data. A failure before the
+last byte of the message is written leaves nothing at the server, so the message may be tried
+again; a connection lost after it (no reply, or a timeout waiting for one) is `uncertain` and is
+never retried here, because the server may have queued it.
+
+`delivery.max_connections` above 1 is accepted but one connection is used: the Deliverer
+interface hands over one message at a time, and one connection already sends hundreds of
+messages a second on a local network, more than any rate limit a provider grants.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import smtplib
+import ssl
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Final
+
+from outreach.config import Delivery
+from outreach.deliver.base import DeliveryResult
+from outreach.errors import DeliveryError
+from outreach.render.email import RenderedEmail
+
+DEFAULT_PORTS: Final = {"ssl": 465, "starttls": 587, "none": 25}
+BACKOFF_BASE_S: Final = 1.0
+BACKOFF_FACTOR: Final = 2.0
+BACKOFF_CAP_S: Final = 60.0
+RATE_WINDOW_S: Final = 60
+
+_CRLF: Final = b"\r\n"
+# One plain address: no spaces, controls or characters that would end or add an envelope field.
+_NOT_IN_ADDRESS = '\x00-\x20\x7f-\x9f<>()\\[\\],;:"\\\\@\u2028\u2029'
+_ENVELOPE_ADDRESS: Final = re.compile(f"[^{_NOT_IN_ADDRESS}]+@[^{_NOT_IN_ADDRESS}]+")
+
+
+def password_from_env(delivery: Delivery, environ: Mapping[str, str]) -> str | None:
+    """The SMTP password from the variable named by `delivery.password_env` (None if unnamed)."""
+    name = delivery.password_env
+    if not name:
+        return None
+    value = environ.get(name)
+    if not value:
+        state = "is empty" if value is not None else "is not set"
+        raise DeliveryError(
+            f"the environment variable {name} (delivery.password_env) {state}",
+            field="delivery.password_env",
+            hint=f"set {name} to the SMTP password in the environment that runs outreach "
+            "(for cron, in the crontab or the script it calls)",
+        )
+    return value
+
+
+def backoff_s(retry: int) -> float:
+    """The pause before retry number `retry` (0-based): 1 s, 2 s, 4 s ... capped at a minute."""
+    return float(min(BACKOFF_BASE_S * BACKOFF_FACTOR**retry, BACKOFF_CAP_S))
+
+
+class SendingStoppedError(DeliveryError):
+    """Too many messages in a row failed; `result` is the last one's (None if none was tried)."""
+
+    def __init__(self, message: str, *, result: DeliveryResult | None, hint: str) -> None:
+        super().__init__(message, transient=True, hint=hint)
+        self.result = result
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """One failed attempt at one message."""
+
+    error: str  # recorded with the message
+    cause: str  # what the server did, for the message that stops the run
+    transient: bool
+    # The server closed a connection that had already carried mail (idle timeout, a limit of
+    # messages per connection): reconnect and try again at once, without counting a retry.
+    stale: bool = False
+
+
+class _Fatal(Exception):
+    """A problem no retry can fix (TLS, login): stop at once with this error."""
+
+    def __init__(self, error: DeliveryError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class SmtpDeliverer:
+    """Sends RenderedEmails over one SMTP connection; implements the Deliverer protocol."""
+
+    def __init__(
+        self,
+        *,
+        delivery: Delivery,
+        password: str | None,
+        on_sending: Callable[[RenderedEmail], None] | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        rate_state_path: Path | None = None,
+    ) -> None:
+        if not delivery.host:
+            raise DeliveryError(
+                "SMTP delivery needs a server",
+                field="delivery.host",
+                hint="set delivery.host (and delivery.port) in config.yaml",
+            )
+        if delivery.username and not password:
+            raise DeliveryError(
+                f"delivery.username is {delivery.username!r} but there is no password",
+                field="delivery.password_env",
+                hint="name the environment variable holding the password in delivery.password_env",
+            )
+        self._delivery = delivery
+        self._host = delivery.host
+        self._port = delivery.port or DEFAULT_PORTS[delivery.security]
+        self._where = f"{self._host}:{self._port}"
+        self._password = password
+        self._on_sending = on_sending
+        self._sleep = sleep
+        self._rate = (
+            _SendRate(
+                per_minute=delivery.rate_per_minute, path=rate_state_path, clock=clock, sleep=sleep
+            )
+            if delivery.rate_per_minute
+            else None
+        )
+        self._smtp: smtplib.SMTP | None = None
+        self._tls: ssl.SSLContext | None = None
+        self._local_hostname: str | None = None  # found once, not once per connection
+        self._mails_on_connection = 0
+        # Mid-transaction (an exception from on_sending, an interrupt): QUIT would be read as
+        # part of the message, so close() just hangs up.
+        self._busy = False
+        self._consecutive_failures = 0
+        self._fatal: DeliveryError | None = None  # a TLS or login problem: every push fails
+        self._stopped: str | None = None  # too many failures in a row
+
+    def __enter__(self) -> SmtpDeliverer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def push(self, message: RenderedEmail) -> DeliveryResult:
+        """Send one message (retrying transient failures); raise DeliveryError to stop the run."""
+        if self._fatal is not None:
+            raise self._fatal
+        if self._stopped is not None:
+            raise SendingStoppedError(self._stopped, result=None, hint=_STOPPED_HINT)
+        key = (message.contact_id, message.campaign, message.occurrence_key)
+        problem = _envelope_problem(message)
+        if problem is not None:
+            return self._count(
+                DeliveryResult(key, "failed", error=problem), cause=f"was not tried: {problem}"
+            )
+        body = _data_body(message.data)
+        retries = 0
+        reconnected = False
+        while True:
+            try:
+                outcome = self._attempt(message, body)
+            except _Fatal as fatal:
+                self._fatal = fatal.error
+                raise fatal.error from None
+            if isinstance(outcome, DeliveryResult):
+                return self._count(outcome)
+            if outcome.stale and not reconnected:
+                reconnected = True
+                continue
+            if outcome.transient and retries < self._delivery.max_retries:
+                self._sleep(backoff_s(retries))
+                retries += 1
+                continue
+            attempts = retries + 1
+            error = outcome.error
+            if outcome.transient and attempts > 1:
+                error = f"gave up after {attempts} attempts: {error}"
+            result = DeliveryResult(key, "failed", error=error, transient=outcome.transient)
+            return self._count(result, cause=outcome.cause)
+
+    def close(self) -> None:
+        """Say QUIT and close the connection (if one is open)."""
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        if self._busy:
+            self._busy = False
+            smtp.close()
+            return
+        try:
+            smtp.quit()
+        except (smtplib.SMTPException, OSError):
+            pass  # the server went away first: nothing is lost by not saying goodbye
+        finally:
+            smtp.close()
+
+    # -- one attempt ------------------------------------------------------------------------
+
+    def _attempt(self, message: RenderedEmail, body: bytes) -> DeliveryResult | _Failure:
+        reused = self._smtp is not None and self._mails_on_connection > 0
+        try:
+            smtp = self._connection()
+            if self._rate is not None:
+                self._rate.acquire()
+            self._busy = True
+            outcome = self._transaction(smtp, message, body)
+            self._busy = False
+            return outcome
+        except (smtplib.SMTPException, OSError) as exc:
+            self._drop()
+            failure = self._failure_from(exc)
+            stale = reused and failure.transient and isinstance(exc, smtplib.SMTPServerDisconnected)
+            return _Failure(failure.error, failure.cause, failure.transient, stale=stale)
+
+    def _transaction(
+        self, smtp: smtplib.SMTP, message: RenderedEmail, body: bytes
+    ) -> DeliveryResult | _Failure:
+        key = (message.contact_id, message.campaign, message.occurrence_key)
+        reused = self._mails_on_connection > 0
+        self._mails_on_connection += 1
+        options = _mail_options(smtp, message)
+        if isinstance(options, _Failure):
+            return options
+        # The envelope is written here, not by smtplib.mail/rcpt: they re-parse each address
+        # (email.utils.parseaddr) and could turn a malformed one into some other address.
+        code, reply = smtp.docmd("MAIL", f"FROM:<{message.from_addr}>{options}")
+        if code != 250:
+            return self._refused(
+                smtp, code, reply, f"the sender {message.from_addr}", reused=reused
+            )
+        refused: list[tuple[str, int, bytes]] = []
+        for rcpt in message.to_addrs:
+            code, reply = smtp.docmd("RCPT", f"TO:<{rcpt}>")
+            if code not in (250, 251):
+                refused.append((rcpt, code, reply))
+                if code == 421:
+                    break
+        if refused:
+            return self._refused_recipients(smtp, refused)
+        if self._on_sending is not None:
+            try:
+                self._on_sending(message)
+            except BaseException:
+                self._reset(smtp)  # leave the connection usable for whoever handles this
+                self._busy = False
+                raise
+        code, reply = smtp.docmd("DATA")
+        if code != 354:
+            return self._refused(smtp, code, reply, "DATA", reused=False)
+        # If writing fails part-way the server never saw the final "." line, so nothing was
+        # queued and SMTPServerDisconnected (caught by _attempt) makes it a transient failure.
+        smtp.send(body)
+        try:
+            code, reply = smtp.getreply()
+        except (smtplib.SMTPException, OSError) as exc:
+            self._drop()
+            return self._uncertain(key, exc)
+        if code == 250:
+            return DeliveryResult(key, "sent")
+        if code < 0:
+            self._drop()
+            return self._uncertain(key, smtplib.SMTPResponseException(code, reply))
+        # The server refused the data itself: the transaction is over and nothing was queued.
+        return self._refused(smtp, code, reply, "the message", reused=False, reset=False)
+
+    def _uncertain(self, key: tuple[str, str, str], exc: BaseException) -> DeliveryResult:
+        return DeliveryResult(
+            key,
+            "uncertain",
+            error=f"the connection to {self._where} was lost after the message was handed over "
+            f"and before the server confirmed it ({_describe_exception(exc)}); it may have been "
+            "delivered, so it is not sent again automatically",
+        )
+
+    def _refused(
+        self,
+        smtp: smtplib.SMTP,
+        code: int,
+        reply: bytes,
+        what: str,
+        *,
+        reused: bool,
+        reset: bool = True,
+    ) -> _Failure:
+        text = _reply_text(code, reply)
+        if code == 421:
+            self._drop()  # RFC 5321 3.8: the server is closing the channel
+        elif reset:
+            self._reset(smtp)
+        return _Failure(
+            f"the server refused {what}: {text}",
+            f"refused {what}: {text}",
+            transient=code < 500,
+            stale=reused and code == 421,
+        )
+
+    def _refused_recipients(
+        self, smtp: smtplib.SMTP, refused: list[tuple[str, int, bytes]]
+    ) -> _Failure:
+        # All or nothing: sending to the accepted recipients only would make a retry (for the
+        # others) a second copy for them.
+        if any(code == 421 for _, code, _ in refused):
+            self._drop()
+        else:
+            self._reset(smtp)
+        texts = "; ".join(f"{rcpt}: {_reply_text(code, reply)}" for rcpt, code, reply in refused)
+        noun = "recipient" if len(refused) == 1 else "recipients"
+        return _Failure(
+            f"the server refused the {noun} {texts}",
+            f"refused the {noun} {texts}",
+            transient=all(400 <= code < 500 for _, code, _ in refused),
+        )
+
+    def _count(self, result: DeliveryResult, *, cause: str | None = None) -> DeliveryResult:
+        if result.status == "sent":
+            self._consecutive_failures = 0
+            return result
+        self._consecutive_failures += 1
+        if self._consecutive_failures < self._delivery.max_consecutive_failures:
+            return result
+        n = self._consecutive_failures
+        reason = cause or "lost the connection before confirming a message"
+        self._stopped = (
+            f"stopped sending after {n} consecutive failure{'s' if n > 1 else ''}: "
+            f"the server at {self._where} {reason}"
+        )
+        self.close()
+        raise SendingStoppedError(self._stopped, result=result, hint=_STOPPED_HINT)
+
+    # -- the connection ---------------------------------------------------------------------
+
+    def _connection(self) -> smtplib.SMTP:
+        if self._smtp is None:
+            self._smtp = self._connect()
+            self._mails_on_connection = 0
+        return self._smtp
+
+    def _connect(self) -> smtplib.SMTP:
+        delivery = self._delivery
+        # The constructor connects (and reads the greeting): TLS needs the host name it was
+        # given there for certificate checks. On failure smtplib closes the socket itself.
+        smtp: smtplib.SMTP
+        if delivery.security == "ssl":
+            smtp = smtplib.SMTP_SSL(
+                self._host,
+                self._port,
+                local_hostname=self._local_hostname,
+                timeout=delivery.timeout_s,
+                context=self._tls_context(),
+            )
+        else:
+            smtp = smtplib.SMTP(
+                self._host,
+                self._port,
+                local_hostname=self._local_hostname,
+                timeout=delivery.timeout_s,
+            )
+        try:
+            self._local_hostname = smtp.local_hostname
+            smtp.ehlo_or_helo_if_needed()
+            if delivery.security == "starttls":
+                if not smtp.has_extn("starttls"):
+                    raise _Fatal(
+                        self._error(
+                            "the server does not offer STARTTLS",
+                            field="delivery.security",
+                            hint="use port 587 with security: starttls or port 465 with security: "
+                            "ssl; security: none only on a trusted network",
+                        )
+                    )
+                smtp.starttls(context=self._tls_context())
+                smtp.ehlo_or_helo_if_needed()  # RFC 3207: forget what was said before TLS
+            if delivery.username:
+                self._login(smtp, delivery.username)
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+    def _login(self, smtp: smtplib.SMTP, username: str) -> None:
+        assert self._password is not None  # checked in __init__
+        hint = (
+            f"check delivery.username and the password in ${self._delivery.password_env}"
+            if self._delivery.password_env
+            else "check delivery.username and the password"
+        )
+        try:
+            smtp.login(username, self._password)
+        except smtplib.SMTPAuthenticationError as exc:
+            if 400 <= exc.smtp_code < 500:
+                raise  # "454 temporary authentication failure": worth another try
+            text = _reply_text(exc.smtp_code, exc.smtp_error)
+            raise _Fatal(
+                self._error(
+                    f"the server rejected the login for {username!r}: {text}",
+                    field="delivery.username",
+                    hint=hint,
+                )
+            ) from None
+        except smtplib.SMTPNotSupportedError:
+            raise _Fatal(
+                self._error(
+                    "the server does not offer a login (AUTH) on this connection",
+                    field="delivery.username",
+                    hint="most servers offer it only after STARTTLS: use security: starttls or "
+                    "ssl, or remove delivery.username if the server needs no login",
+                )
+            ) from None
+        except smtplib.SMTPResponseException:
+            raise
+        except smtplib.SMTPException as exc:  # "No suitable authentication method found."
+            raise _Fatal(
+                self._error(
+                    f"cannot log in: {exc}",
+                    field="delivery.username",
+                    hint="the server offers no login method outreach knows "
+                    "(PLAIN, LOGIN, CRAM-MD5)",
+                )
+            ) from None
+
+    def _tls_context(self) -> ssl.SSLContext:
+        if self._tls is None:
+            ca_file = self._delivery.ca_file
+            try:
+                self._tls = ssl.create_default_context(
+                    cafile=str(ca_file) if ca_file is not None else None
+                )
+            except (OSError, ssl.SSLError) as exc:
+                raise _Fatal(
+                    self._error(
+                        f"cannot read the CA certificate {ca_file}: {_describe_exception(exc)}",
+                        field="delivery.ca_file",
+                        hint="name a PEM file holding the certificate of the CA that signed the "
+                        "server's certificate",
+                    )
+                ) from None
+        return self._tls
+
+    def _error(self, message: str, *, field: str, hint: str) -> DeliveryError:
+        return DeliveryError(f"{message} ({self._where})", field=field, hint=hint)
+
+    def _failure_from(self, exc: BaseException) -> _Failure:
+        """What an exception while connecting or talking to the server means for this message."""
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            raise _Fatal(
+                self._error(
+                    f"the server's certificate could not be verified: {exc.verify_message}",
+                    field="delivery.ca_file",
+                    hint="if the server's certificate is signed by a private CA, name that CA's "
+                    "certificate in delivery.ca_file; check delivery.host is the name on the "
+                    "certificate",
+                )
+            ) from None
+        if isinstance(exc, ssl.SSLError) and not isinstance(
+            exc, ssl.SSLEOFError | ssl.SSLZeroReturnError
+        ):
+            raise _Fatal(
+                self._error(
+                    f"the TLS handshake failed: {_describe_exception(exc)}",
+                    field="delivery.security",
+                    hint="port 465 usually wants security: ssl and port 587 security: starttls",
+                )
+            ) from None
+        if isinstance(exc, smtplib.SMTPResponseException):
+            text = _reply_text(exc.smtp_code, exc.smtp_error)
+            return _Failure(
+                f"the server at {self._where} answered {text}",
+                f"answered {text}",
+                transient=exc.smtp_code < 500,
+            )
+        if isinstance(exc, ConnectionRefusedError):
+            cause = "refused the connection"
+        elif _is_timeout(exc):
+            cause = f"did not answer within {self._delivery.timeout_s:g} s"
+        elif isinstance(exc, smtplib.SMTPServerDisconnected):
+            cause = "closed the connection"
+        else:
+            cause = f"could not be reached ({_describe_exception(exc)})"
+        return _Failure(f"the server at {self._where} {cause}", cause, transient=True)
+
+    def _reset(self, smtp: smtplib.SMTP) -> None:
+        try:
+            smtp.rset()
+        except (smtplib.SMTPException, OSError):
+            self._drop()
+
+    def _drop(self) -> None:
+        """Forget the connection without a goodbye (it is broken or the server is closing it)."""
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            smtp.close()
+
+
+_STOPPED_HINT = (
+    "check that the SMTP server is up and the delivery settings are right; the failed messages "
+    "are tried again on the next run inside their window"
+)
+
+
+def _data_body(data: bytes) -> bytes:
+    """The message as it goes on the wire after DATA: CRLF lines, dots doubled, the final '.'."""
+    # RenderedEmail promises CRLF already; the counts confirm it cheaply before any rewrite.
+    if not data.count(b"\n") == data.count(b"\r") == data.count(_CRLF):
+        data = data.replace(_CRLF, b"\n").replace(b"\r", b"\n").replace(b"\n", _CRLF)
+    # RFC 5321 4.5.2: a line starting with "." gets another one, which the server removes.
+    if data.startswith(b"."):
+        data = b"." + data
+    data = data.replace(b"\r\n.", b"\r\n..")
+    if not data.endswith(_CRLF):
+        data += _CRLF
+    return data + b".\r\n"
+
+
+def _envelope_problem(message: RenderedEmail) -> str | None:
+    """Why the envelope cannot be sent as it is, or None."""
+    if not message.to_addrs:
+        return "the message has no recipients"
+    if not _ENVELOPE_ADDRESS.fullmatch(message.from_addr):
+        return f"invalid sender address {message.from_addr!r}"
+    for rcpt in message.to_addrs:
+        if not _ENVELOPE_ADDRESS.fullmatch(rcpt):
+            return f"invalid recipient address {rcpt!r}"
+    return None
+
+
+def _mail_options(smtp: smtplib.SMTP, message: RenderedEmail) -> str | _Failure:
+    """The MAIL FROM parameters (with a leading space each) the server understands."""
+    options = ""
+    if smtp.has_extn("size"):
+        options += f" SIZE={len(message.data)}"  # RFC 1870: lets the server refuse at once
+    if not message.data.isascii() and smtp.has_extn("8bitmime"):
+        options += " BODY=8BITMIME"
+    if not all(addr.isascii() for addr in (message.from_addr, *message.to_addrs)):
+        if not smtp.has_extn("smtputf8"):
+            return _Failure(
+                "the server does not accept addresses with non-ASCII characters (no SMTPUTF8)",
+                "does not accept non-ASCII addresses",
+                transient=False,
+            )
+        options += " SMTPUTF8"
+        smtp.command_encoding = "utf-8"  # RFC 6531: the commands themselves carry UTF-8
+    return options
+
+
+def _reply_text(code: int, reply: bytes | str) -> str:
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+    return f"{code} {' '.join(text.split())}".strip()
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    # smtplib turns a read timeout into SMTPServerDisconnected raised inside the except block.
+    return isinstance(exc, TimeoutError) or isinstance(exc.__context__, TimeoutError)
+
+
+def _describe_exception(exc: BaseException) -> str:
+    if isinstance(exc, smtplib.SMTPResponseException):
+        return _reply_text(exc.smtp_code, exc.smtp_error)
+    if isinstance(exc, ssl.SSLError) and exc.reason:
+        return str(exc.reason)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+class _SendRate:
+    """At most `per_minute` messages in any 60 s, remembered across runs in a small JSON file.
+
+    Send times are kept as counts per whole second, rounded up, so the file stays small at any
+    rate and a message counts for at least the full minute after it was sent.
+    """
+
+    def __init__(
+        self,
+        *,
+        per_minute: int,
+        path: Path | None,
+        clock: Callable[[], float],
+        sleep: Callable[[float], None],
+    ) -> None:
+        self._per_minute = per_minute
+        self._path = path
+        self._clock = clock
+        self._sleep = sleep
+        self._seconds: deque[list[int]] = deque(self._load())  # [second, count], oldest first
+        self._total = sum(count for _, count in self._seconds)
+
+    def acquire(self) -> None:
+        """Wait until one more message fits in the budget, then count it."""
+        now = self._clock()
+        self._forget(now)
+        while self._total >= self._per_minute:
+            wait = self._seconds[0][0] + RATE_WINDOW_S - now
+            self._sleep(wait)
+            # Trust the pause even if the clock did not move (a test's clock, a coarse clock).
+            now = max(self._clock(), now + wait)
+            self._forget(now)
+        second = math.ceil(now)
+        if self._seconds and self._seconds[-1][0] == second:
+            self._seconds[-1][1] += 1
+        else:
+            self._seconds.append([second, 1])
+        self._total += 1
+        self._save()
+
+    def _forget(self, now: float) -> None:
+        # A send counts while now < second + window. One stamped far ahead of now means the
+        # clock was set back: that memory is useless, so forget it rather than wait for it.
+        if self._seconds and self._seconds[-1][0] > now + RATE_WINDOW_S:
+            self._seconds.clear()
+            self._total = 0
+        while self._seconds and self._seconds[0][0] + RATE_WINDOW_S <= now:
+            self._total -= self._seconds.popleft()[1]
+
+    def _load(self) -> list[list[int]]:
+        if self._path is None:
+            return []
+        try:
+            raw = json.loads(self._path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError):
+            return []  # a damaged file only loses the memory of the last minute's sends
+        pairs = raw.get("sent_per_second") if isinstance(raw, dict) else None
+        if not isinstance(pairs, list):
+            return []
+        valid = [
+            [pair[0], pair[1]]
+            for pair in pairs
+            if isinstance(pair, list)
+            and len(pair) == 2
+            and all(type(n) is int for n in pair)
+            and pair[1] > 0
+        ]
+        return sorted(valid)
+
+    def _save(self) -> None:
+        if self._path is None:
+            return
+        text = json.dumps({"per_minute": self._per_minute, "sent_per_second": list(self._seconds)})
+        try:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self._path.parent, prefix=f".{self._path.name}.")
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as file:
+                    file.write(text)
+                Path(tmp).replace(self._path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError as exc:
+            raise DeliveryError(
+                f"cannot write the send-rate state: {_describe_exception(exc)}",
+                path=self._path,
+                hint="check that the state folder is writable",
+            ) from None
