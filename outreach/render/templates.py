@@ -1,0 +1,608 @@
+"""The sandboxed Jinja2 environment, locale-aware filters, and per-contact email rendering."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import traceback
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import css_inline
+import jinja2
+from babel import Locale, UnknownLocaleError
+from babel.dates import format_date
+from babel.numbers import format_currency
+from jinja2 import FileSystemLoader, StrictUndefined, Template, pass_context
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from outreach.campaigns import Campaign, Occurrence
+from outreach.config import Settings
+from outreach.contacts import Contact
+from outreach.errors import ConfigError, TemplateError
+from outreach.render.email import (
+    RenderedEmail,
+    build_message,
+    check_address,
+    check_unsubscribe_targets,
+    clean_display_name,
+    message_id_for,
+)
+
+# Base32 without the characters people misread on paper: 0/O and 1/I.
+_COUPON_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+_JINJA_SUFFIXES = frozenset({"j2", "jinja", "jinja2"})
+# A subject must stay one header line; tabs are only collapsed like spaces.
+_SUBJECT_BREAKS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+_STYLESHEET = re.compile(r"<(?:style|link)\b", re.IGNORECASE)
+_LEADING_BLANK_LINES = re.compile(r"\A(?:[ \t]*\n)+")
+_FIELD_HINT = "add the field to the contact or use a default() in the template"
+_NAME_HINT = "check the name in the template"
+
+
+class _Fields(dict[str, Any]):
+    """A context mapping that knows its name, for messages like "'contact.x' is undefined"."""
+
+    __slots__ = ("_label",)
+
+    def __init__(self, label: str, fields: dict[str, Any]) -> None:
+        super().__init__(fields)
+        self._label = label
+
+
+class _StrictUndefined(StrictUndefined):
+    """StrictUndefined that names the missing field with its variable: 'contact.first_name'."""
+
+    __slots__ = ()
+
+    @property
+    def _undefined_message(self) -> str:
+        obj = self._undefined_obj
+        if (
+            isinstance(obj, _Fields)
+            and isinstance(self._undefined_name, str)
+            and not self._undefined_hint
+        ):
+            return f"'{obj._label}.{self._undefined_name}' is undefined"
+        return str(super()._undefined_message)
+
+
+class _EmptyValueError(Exception):
+    """A template printed None: a blank where the reader expects a value."""
+
+
+def _finalize(value: Any) -> Any:
+    # Printing None would put the word "None" (or a blank) in front of a customer.
+    if value is None:
+        raise _EmptyValueError("prints an empty value (None)")
+    return value
+
+
+class _Environment(ImmutableSandboxedEnvironment):
+    """The sandbox, with context mappings read as fields first (a column named `items` wins)."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        if type(obj) is _Fields:
+            try:
+                return obj[attribute]
+            except KeyError:
+                pass
+        return super().getattr(obj, attribute)
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        if type(obj) is _Fields:
+            try:
+                return obj[argument]
+            except (KeyError, TypeError):
+                return self.undefined(obj=obj, name=argument)
+        return super().getitem(obj, argument)
+
+
+@lru_cache(maxsize=64)
+def babel_locale(identifier: str) -> Locale:
+    """The Babel locale for `es`, `en_GB`, `en-GB`…; its language alone if the region is unknown."""
+    normalized = normalize_locale(identifier)
+    try:
+        return Locale.parse(normalized)
+    except (ValueError, UnknownLocaleError):
+        language = normalized.partition("_")[0]
+        try:
+            return Locale.parse(language)
+        except (ValueError, UnknownLocaleError):
+            raise ValueError(f"unknown locale {identifier!r}") from None
+
+
+def normalize_locale(identifier: str) -> str:
+    """`en-gb` → `en_GB`: language in lower case, a two-letter region in upper case."""
+    parts = identifier.strip().replace("-", "_").split("_")
+    parts[0] = parts[0].lower()
+    return "_".join([parts[0], *(p.upper() if len(p) == 2 else p for p in parts[1:])])
+
+
+def _context_locale(context: Context) -> Locale:
+    identifier = context.get("_locale")
+    if not isinstance(identifier, str):
+        raise ValueError("the render context has no _locale for the locale-aware filters")
+    return babel_locale(identifier)
+
+
+def _as_date(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    if isinstance(value, str):
+        try:
+            return date.fromisoformat(value.strip())
+        except ValueError:
+            pass
+    raise ValueError(f"date filter: {value!r} is not a date (use YYYY-MM-DD)")
+
+
+@pass_context
+def _date_filter(context: Context, value: Any, format: str = "long") -> str:
+    """A date in the contact's locale: short, medium, long, full, or a Babel pattern."""
+    return str(format_date(_as_date(value), format=format, locale=_context_locale(context)))
+
+
+@pass_context
+def _money_filter(context: Context, amount: Any, currency: str = "EUR") -> str:
+    """An amount of money in the contact's locale (12.5 → "12,50 €" for es)."""
+    try:
+        number = amount if isinstance(amount, int | float | Decimal) else Decimal(str(amount))
+    except InvalidOperation:
+        raise ValueError(f"money filter: {amount!r} is not a number") from None
+    return str(format_currency(number, currency, locale=_context_locale(context)))
+
+
+def build_environment(*, templates_dir: Path, html: bool) -> ImmutableSandboxedEnvironment:
+    """The sandboxed, strict Jinja2 environment for a templates folder (autoescaped for HTML)."""
+    env = _Environment(
+        loader=FileSystemLoader(str(templates_dir), encoding="utf-8"),
+        undefined=_StrictUndefined,
+        autoescape=html,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        auto_reload=False,
+        finalize=_finalize,
+    )
+    env.filters["date"] = _date_filter
+    env.filters["money"] = _money_filter
+    return env
+
+
+@lru_cache(maxsize=8)
+def _hmac_base(secret: str) -> hmac.HMAC:
+    return hmac.new(secret.encode(), digestmod=hashlib.sha256)
+
+
+def _keyed(secret: str, message: str) -> bytes:
+    # Copying a keyed HMAC is twice as fast as keying a new one for every contact.
+    mac = _hmac_base(secret).copy()
+    mac.update(message.encode())
+    return mac.digest()
+
+
+def coupon_code(*, secret: str, contact_id: str, campaign: str, prefix: str, length: int) -> str:
+    """A per-contact, per-campaign code: HMAC-SHA256, unambiguous base32, same input same code."""
+    if not 1 <= length <= 51:  # 256 bits give 51 base32 characters
+        raise ValueError(f"coupon length must be 1 to 51, not {length}")
+    digest = _keyed(secret, f"{campaign}\x00{contact_id}")
+    number = int.from_bytes(digest, "big")
+    chars = []
+    for _ in range(length):
+        number, index = divmod(number, 32)
+        chars.append(_COUPON_ALPHABET[index])
+    return prefix + "".join(chars)
+
+
+def unsubscribe_token(*, secret: str, contact_id: str) -> str:
+    """The token that proves an unsubscribe link was made for this contact (16 hex digits)."""
+    return _keyed(secret, contact_id).hex()[:16]
+
+
+def _fill_unsubscribe(template: str, settings: Settings, contact_id: str) -> str:
+    token = unsubscribe_token(secret=settings.coupon.secret, contact_id=contact_id)
+    return template.replace("{id}", quote(contact_id, safe="")).replace("{token}", token)
+
+
+def unsubscribe_url(settings: Settings, contact: Contact) -> str | None:
+    """The contact's one-click unsubscribe URL from config `unsubscribe.url`, or None."""
+    if not settings.unsubscribe.url:
+        return None
+    return _fill_unsubscribe(settings.unsubscribe.url, settings, contact.id)
+
+
+def _unsubscribe_mailto(settings: Settings, contact: Contact) -> str | None:
+    mailto = settings.unsubscribe.mailto
+    if not mailto:
+        return None
+    if not mailto.lower().startswith("mailto:"):
+        mailto = "mailto:" + mailto
+    return _fill_unsubscribe(mailto, settings, contact.id)
+
+
+def variant_names(name: str, locale: str) -> list[str]:
+    """Template files to try for a locale: `x.en_GB.txt.j2`, `x.en.txt.j2`, then `x.txt.j2`."""
+    folder, slash, base = name.rpartition("/")
+    pieces = base.split(".")
+    if len(pieces) >= 3 and pieces[-1] in _JINJA_SUFFIXES:
+        suffix = "." + ".".join(pieces[-2:])
+    elif len(pieces) >= 2:
+        suffix = "." + pieces[-1]
+    else:
+        suffix = ""
+    stem = folder + slash + base[: len(base) - len(suffix)]
+    normalized = normalize_locale(locale)
+    tags = [normalized]
+    language = normalized.partition("_")[0]
+    if language != normalized:
+        tags.append(language)
+    return [f"{stem}.{tag}{suffix}" for tag in tags] + [name]
+
+
+@dataclass(frozen=True, slots=True)
+class _Variant:
+    text: Template
+    html: Template | None
+
+
+def _relative_name(filename: str, templates_dir: Path) -> str | None:
+    if filename == "<template>":
+        return filename
+    if filename.endswith(".py"):
+        return None
+    try:
+        return Path(filename).relative_to(templates_dir).as_posix()
+    except ValueError:
+        return None
+
+
+def _locate(exc: BaseException, templates_dir: Path) -> tuple[str | None, int | None]:
+    """The template name and line an exception came from (Jinja rewrites its traceback frames)."""
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        return exc.name or exc.filename, exc.lineno
+    name: str | None = None
+    line: int | None = None
+    for frame in traceback.extract_tb(exc.__traceback__):
+        found = _relative_name(frame.filename, templates_dir)
+        if found is not None:
+            name, line = found, frame.lineno
+    return name, line
+
+
+def _describe(exc: BaseException) -> tuple[str, str]:
+    """What went wrong, and what to do about it."""
+    if isinstance(exc, jinja2.UndefinedError):
+        message = str(exc.message or exc)
+        hint = _FIELD_HINT if message.startswith("'contact.") else _NAME_HINT
+        return message, hint
+    if isinstance(exc, SecurityError):
+        return f"not allowed in a template: {exc}", "templates may only read their context"
+    if isinstance(exc, _EmptyValueError):
+        return str(exc), "guard the value with {% if … %} or leave it out"
+    if isinstance(exc, jinja2.TemplateNotFound):
+        return f"template {exc.name!r} not found", "check the file name in the templates folder"
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        return f"template syntax error: {exc.message}", "fix the template"
+    return f"{type(exc).__name__}: {exc}", "fix the template or the contact's data"
+
+
+class EmailRenderer:
+    """Renders one campaign's email for many contacts; templates compile once per locale."""
+
+    def __init__(
+        self, *, settings: Settings, campaign: Campaign, today: date, now: datetime
+    ) -> None:
+        if campaign.email is None:
+            raise TemplateError(
+                "the campaign has no email section",
+                path=campaign.path,
+                field="email",
+                hint="add email: subject and text, or send it as a letter",
+            )
+        self._settings = settings
+        self._campaign = campaign
+        self._spec = campaign.email
+        # Jinja reports a template's file name normalised; compare like with like.
+        self._templates_dir = Path(os.path.normpath(settings.templates_dir))
+        self._text_env = build_environment(templates_dir=self._templates_dir, html=False)
+        self._html_env = build_environment(templates_dir=self._templates_dir, html=True)
+        self._inliner = css_inline.CSSInliner(
+            load_remote_stylesheets=False, keep_style_tags=False, keep_at_rules=True
+        )
+        try:
+            self._subject = self._text_env.from_string(self._spec.subject)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(
+                f"subject template syntax error: {exc.message}",
+                path=campaign.path,
+                field="email.subject",
+                hint="fix the subject in the campaign file",
+            ) from None
+        sender = settings.sender
+        try:
+            self._from_addr = check_address(sender.email)
+            self._reply_to = check_address(sender.reply_to) if sender.reply_to else None
+        except ValueError as exc:
+            raise ConfigError(
+                str(exc), field="sender", hint="use a plain address such as hola@example.com"
+            ) from None
+        self._domain = self._from_addr.rpartition("@")[2]
+        self._from_name = clean_display_name(sender.name)
+        try:
+            check_unsubscribe_targets(self._unsubscribe_targets(Contact(id="x", line=0)))
+        except ValueError as exc:
+            raise ConfigError(
+                str(exc), field="unsubscribe", hint="give a full https:// URL or a mail address"
+            ) from None
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=settings.tz)
+        self._now = now
+        self._today = today
+        self._sender_fields = _Fields(
+            "sender",
+            {
+                **sender.model_dump(),
+                "address": _Fields("sender.address", sender.address.model_dump()),
+            },
+        )
+        self._campaign_fields = _Fields(
+            "campaign",
+            {
+                "name": campaign.name,
+                "kind": campaign.kind,
+                "priority": campaign.priority,
+                "essential": campaign.essential,
+                "start": campaign.start,
+                "end": campaign.end,
+                "days_before": campaign.days_before,
+                "days_after": campaign.days_after,
+                "send_on": campaign.send_on,
+            },
+        )
+        self._variants: dict[str, _Variant | TemplateError] = {}
+        # Load the default locale's templates now: a missing or broken file shows up at once.
+        variant = self._variant(settings.default_locale)
+        if isinstance(variant, TemplateError):
+            raise variant
+
+    # --- templates -------------------------------------------------------------------------
+
+    def _variant(self, locale: str) -> _Variant | TemplateError:
+        key = normalize_locale(locale)
+        cached = self._variants.get(key)
+        if cached is None:
+            try:
+                cached = self._load_variant(key)
+            except TemplateError as exc:
+                cached = exc
+            self._variants[key] = cached
+        return cached
+
+    def _load(self, env: jinja2.Environment, name: str, locale: str) -> tuple[Template, str]:
+        candidates = variant_names(name, locale)
+        for candidate in candidates:
+            try:
+                return env.get_template(candidate), candidate
+            except jinja2.TemplateNotFound as exc:
+                # Only a missing variant falls through; a missing {% include %} is an error.
+                if exc.name != candidate:
+                    raise self._load_error(exc, candidate) from None
+            except jinja2.TemplateSyntaxError as exc:
+                raise self._load_error(exc, candidate) from None
+        raise TemplateError(
+            "template not found",
+            path=self._templates_dir / name,
+            hint=f"create it or fix the file name in {self._campaign.path.name}",
+        )
+
+    def _load_error(self, exc: Exception, name: str) -> TemplateError:
+        where, line = _locate(exc, self._templates_dir)
+        message, hint = _describe(exc)
+        return TemplateError(message, path=where or name, line=line, hint=hint)
+
+    def _load_variant(self, locale: str) -> _Variant:
+        text, text_name = self._load(self._text_env, self._spec.text, locale)
+        if self._spec.html is None:
+            return _Variant(text=text, html=None)
+        html, html_name = self._load(self._html_env, self._spec.html, locale)
+        text_level = variant_names(self._spec.text, locale).index(text_name)
+        html_level = variant_names(self._spec.html, locale).index(html_name)
+        if text_level != html_level:
+            # English text beside a Spanish HTML part would reach the reader in two languages.
+            wanted = variant_names(
+                self._spec.html if text_level < html_level else self._spec.text, locale
+            )[min(text_level, html_level)]
+            raise TemplateError(
+                f"locale {locale}: {text_name} and {html_name} are in different languages",
+                path=self._templates_dir / wanted,
+                hint="add the missing translation so text and HTML match",
+            )
+        return _Variant(text=text, html=html)
+
+    # --- rendering -------------------------------------------------------------------------
+
+    def _context(
+        self, contact: Contact, occurrence: Occurrence, *, locale: str, unsubscribe: str | None
+    ) -> dict[str, Any]:
+        return {
+            "contact": _Fields("contact", contact.template_fields()),
+            "campaign": self._campaign_fields,
+            "occurrence": _Fields(
+                "occurrence",
+                {
+                    "date": occurrence.date,
+                    "age": occurrence.age,
+                    "key": occurrence.key,
+                    "earliest": occurrence.earliest,
+                    "latest": occurrence.latest,
+                },
+            ),
+            "sender": self._sender_fields,
+            "today": self._today,
+            "unsubscribe_url": unsubscribe,
+            "coupon": coupon_code(
+                secret=self._settings.coupon.secret,
+                contact_id=contact.id,
+                campaign=self._campaign.name,
+                prefix=self._settings.coupon.prefix,
+                length=self._settings.coupon.length,
+            ),
+            "_locale": locale,
+        }
+
+    def _render(self, template: Template, context: dict[str, Any], contact: Contact) -> str:
+        try:
+            return template.render(context)
+        except Exception as exc:
+            raise self._render_error(exc, contact, template.name) from None
+
+    def _render_error(
+        self, exc: BaseException, contact: Contact, template: str | None
+    ) -> TemplateError:
+        name, line = _locate(exc, self._templates_dir)
+        if name is None:
+            name = template or "<template>"  # no frame in a template: blame the one rendered
+        message, hint = _describe(exc)
+        if name == "<template>":
+            return TemplateError(
+                f"contact {contact.id}: {message} (in the subject)",
+                path=self._campaign.path,
+                field="email.subject",
+                hint=hint,
+            )
+        return TemplateError(f"contact {contact.id}: {message}", path=name, line=line, hint=hint)
+
+    def _unsubscribe_targets(self, contact: Contact, url: str | None = None) -> tuple[str, ...]:
+        if url is None:
+            url = unsubscribe_url(self._settings, contact)
+        mailto = _unsubscribe_mailto(self._settings, contact)
+        return tuple(target for target in (url, mailto) if target)
+
+    def _empty(self, contact: Contact, what: str, name: str) -> TemplateError:
+        return TemplateError(
+            f"contact {contact.id}: the {what} renders empty",
+            path=name,
+            hint="check the template's {% if %} conditions",
+        )
+
+    def render_parts(self, contact: Contact, occurrence: Occurrence) -> tuple[str, str, str | None]:
+        """The contact's subject, plain text, and HTML with its CSS inlined (or None)."""
+        return self._render_parts(
+            contact, occurrence, unsubscribe=unsubscribe_url(self._settings, contact)
+        )
+
+    def _render_parts(
+        self, contact: Contact, occurrence: Occurrence, *, unsubscribe: str | None
+    ) -> tuple[str, str, str | None]:
+        locale = normalize_locale(contact.locale)
+        variant = self._variant(locale)
+        if isinstance(variant, TemplateError):
+            raise TemplateError(
+                f"contact {contact.id}: {variant.message}",
+                path=variant.path,
+                line=variant.line,
+                hint=variant.hint,
+            )
+        context = self._context(contact, occurrence, locale=locale, unsubscribe=unsubscribe)
+
+        subject = self._render(self._subject, context, contact).strip()
+        if _SUBJECT_BREAKS.search(subject):
+            raise TemplateError(
+                f"contact {contact.id}: the subject contains a line break or control character",
+                path=self._campaign.path,
+                field="email.subject",
+                hint="a subject is one line: check the contact's data and the subject template",
+            )
+        subject = " ".join(subject.split())
+        if not subject:
+            raise TemplateError(
+                f"contact {contact.id}: the subject renders empty",
+                path=self._campaign.path,
+                field="email.subject",
+                hint="check the subject template",
+            )
+
+        text = self._render(variant.text, context, contact)
+        text = _LEADING_BLANK_LINES.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+        text = text.rstrip() + "\n"
+        if not text.strip():
+            raise self._empty(contact, "text body", str(variant.text.name))
+
+        html: str | None = None
+        if variant.html is not None:
+            html = self._render(variant.html, context, contact)
+            if not html.strip():
+                raise self._empty(contact, "HTML body", str(variant.html.name))
+            try:
+                # Most of the inliner's time is parsing: skip it when there is nothing to inline.
+                if _STYLESHEET.search(html):
+                    html = self._inliner.inline(html)
+            except (css_inline.InlineError, ValueError) as exc:
+                raise TemplateError(
+                    f"contact {contact.id}: the HTML's CSS cannot be inlined: {exc}",
+                    path=variant.html.name,
+                    hint="fix the stylesheet",
+                ) from None
+        return subject, text, html
+
+    def render(self, contact: Contact, occurrence: Occurrence) -> RenderedEmail:
+        """The contact's complete email for this occurrence."""
+        if not contact.email:
+            raise TemplateError(
+                f"contact {contact.id}: no usable email address",
+                field="email",
+                hint="add an email address or send a letter",
+            )
+        unsubscribe = unsubscribe_url(self._settings, contact)
+        subject, text, html = self._render_parts(contact, occurrence, unsubscribe=unsubscribe)
+        message_id = message_id_for(
+            contact_id=contact.id,
+            campaign=self._campaign.name,
+            occurrence_key=occurrence.key,
+            domain=self._domain,
+        )
+        targets = self._unsubscribe_targets(contact, unsubscribe)
+        to_name = " ".join(n for n in (contact.first_name, contact.last_name) if n)
+        try:
+            to_addr = check_address(contact.email)
+            data = build_message(
+                from_name=self._from_name,
+                from_addr=self._from_addr,
+                to_name=to_name or None,
+                to_addr=to_addr,
+                subject=subject,
+                text=text,
+                html=html,
+                date=self._now,
+                message_id=message_id,
+                reply_to=self._reply_to,
+                list_unsubscribe=targets,
+            )
+        except ValueError as exc:
+            raise TemplateError(
+                f"contact {contact.id}: {exc}",
+                field="email",
+                hint="fix the address in contacts.csv or the unsubscribe settings",
+            ) from None
+        return RenderedEmail(
+            contact_id=contact.id,
+            campaign=self._campaign.name,
+            occurrence_key=occurrence.key,
+            message_id=message_id,
+            from_addr=self._from_addr,
+            to_addrs=(to_addr,),
+            subject=subject,
+            data=data,
+        )
