@@ -1,0 +1,160 @@
+"""The default delivery: each email as an .eml file in out/outbox/<day>/<campaign>/.
+
+Files are written under a temporary name and renamed, so an .eml file is always complete.
+There is no fsync per file: it would cost more than the rendering, and buys little. A killed
+process loses nothing (what it wrote is in the page cache). A power cut can lose a recent file,
+but the runner records a message's ledger row only after its file exists, and the ledger does
+not fsync each commit either (WAL, synchronous=NORMAL), so the row is lost with it; the next
+run renders the message again and writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from contextlib import suppress
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from outreach.deliver.base import DeliveryResult
+from outreach.errors import DeliveryError
+
+if TYPE_CHECKING:
+    from outreach.deliver.base import Deliverer
+    from outreach.render.email import RenderedEmail
+
+OUTBOX_NAME = "outbox"
+# Contact ids as the contacts reader accepts them.
+_CONTACT_ID = re.compile(r"[A-Za-z0-9._-]+")
+# `.<name>.tmp-<pid>`: hidden, so nothing picks up a half-written file, and the pid says whose.
+_TEMPORARY = re.compile(r"\..+\.tmp-\d+")
+# Room under the usual 255-byte limit for the temporary name's extra characters.
+_MAX_NAME_BYTES = 230
+
+
+def temporary_path(path: Path) -> Path:
+    """The name `path` is written under before it is renamed into place."""
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a file that readers see either complete or not at all (temporary name, rename)."""
+    temporary = temporary_path(path)
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+        temporary.replace(path)  # os.replace: atomic within one folder
+    except BaseException:
+        with suppress(OSError):
+            temporary.unlink()
+        raise
+
+
+def clean_temporaries(out_dir: Path) -> list[Path]:
+    """Remove the temporary files a killed run left anywhere under `out_dir`; return them."""
+    removed: list[Path] = []
+    for folder, _dirs, files in os.walk(out_dir):
+        for name in files:
+            if _TEMPORARY.fullmatch(name):
+                path = Path(folder, name)
+                with suppress(FileNotFoundError):
+                    path.unlink()
+                    removed.append(path)
+    return removed
+
+
+def path_component(value: str) -> str:
+    """`value` as one safe file or folder name: no separators, no leading dot, reversible.
+
+    Letters (any script), digits, `-`, `_` and `.` stay; every other character, and a leading
+    dot, becomes %XX per UTF-8 byte (and `%` itself does, so distinct values stay distinct).
+    """
+    if not value:
+        raise DeliveryError("an empty name cannot be a file name")
+    escaped = "".join(
+        char if char.isalnum() or char in "-_." else "".join(f"%{b:02X}" for b in char.encode())
+        for char in value
+    )
+    if escaped.startswith("."):
+        escaped = "%2E" + escaped[1:]
+    return escaped
+
+
+def outbox_file_name(*, contact_id: str, occurrence_key: str) -> str:
+    """`<contact-id>.eml`; reminders add their date and offset: `<contact-id>.2026-11-25_-1.eml`.
+
+    Only a reminder can have two occurrences of one campaign due for one contact on one day
+    (two offsets caught up after a gap); the other kinds have one at most, so their file is
+    named by the contact alone.
+    """
+    if not _CONTACT_ID.fullmatch(contact_id):
+        raise DeliveryError(
+            f"contact id {contact_id!r} is not usable as a file name",
+            hint="contact ids may only hold letters A-Z, digits, '.', '_' and '-'",
+        )
+    if occurrence_key.startswith("reminder:"):
+        detail = occurrence_key.removeprefix("reminder:").replace(":", "_")
+        name = f"{path_component(contact_id)}.{path_component(detail)}.eml"
+    else:
+        name = f"{path_component(contact_id)}.eml"
+    if len(name.encode()) > _MAX_NAME_BYTES:
+        raise DeliveryError(
+            f"contact id {contact_id!r} with occurrence {occurrence_key!r} makes a file name "
+            "that is too long",
+            hint="use shorter contact ids",
+        )
+    return name
+
+
+class OutboxWriter:
+    """A Deliverer that writes each email to out/outbox/<run day>/<campaign>/ as an .eml file."""
+
+    def __init__(self, *, root: Path, out_dir: Path, run_date: date) -> None:
+        self.root = root
+        self.directory = out_dir / OUTBOX_NAME / run_date.isoformat()
+        try:
+            self._relative = self.directory.relative_to(root).as_posix()
+        except ValueError:  # an out folder outside the workspace: keep the absolute path
+            self._relative = self.directory.as_posix()
+        # campaign → its folder, created on first use
+        self._folders: dict[str, tuple[Path, str]] = {}
+
+    def push(self, message: RenderedEmail) -> DeliveryResult:
+        """Write one message; a bad name or a failed write comes back as a `failed` result."""
+        key = (message.contact_id, message.campaign, message.occurrence_key)
+        try:
+            name = outbox_file_name(
+                contact_id=message.contact_id, occurrence_key=message.occurrence_key
+            )
+            folder, relative = self._folder(message.campaign)
+            write_atomic(folder / name, message.data)
+        except DeliveryError as exc:
+            return DeliveryResult(key, "failed", error=str(exc))
+        except OSError as exc:
+            # A full disk or a permission problem: worth trying again on the next run.
+            return DeliveryResult(
+                key,
+                "failed",
+                error=f"cannot write to {exc.filename or self.directory}: {exc.strerror}",
+                transient=True,
+            )
+        return DeliveryResult(key, "rendered", artifact=f"{relative}/{name}")
+
+    def _folder(self, campaign: str) -> tuple[Path, str]:
+        found = self._folders.get(campaign)
+        if found is None:
+            component = path_component(campaign)
+            folder = self.directory / component
+            folder.mkdir(parents=True, exist_ok=True)
+            found = self._folders[campaign] = (folder, f"{self._relative}/{component}")
+        return found
+
+    def close(self) -> None:
+        """Nothing to release: every file is complete once push returns."""
+
+
+if TYPE_CHECKING:
+
+    def _implements_deliverer(writer: OutboxWriter) -> Deliverer:
+        return writer  # mypy checks that OutboxWriter has everything Deliverer promises

@@ -1,0 +1,769 @@
+"""The ledger (what was sent to whom, when), the suppression list, and the workspace lock.
+
+SQLite is the embedded store. Everything outside this module codes against `LedgerStore`, so a
+server database can take its place for workspaces run from several machines.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Protocol, Self
+
+from outreach.errors import LedgerError, LockError
+
+STATUSES = ("rendered", "sending", "sent", "failed", "uncertain", "deferred", "missed", "skipped")
+# A message in one of these states is never redone automatically: it went out (or may have),
+# or its window closed. `failed`, `deferred` and `skipped` are looked at again on the next run.
+DONE_STATUSES = frozenset({"rendered", "sending", "sent", "uncertain", "missed"})
+# What counts toward a contact's pressure in the cadence policy: whatever reached them, or may
+# have. `sending`/`uncertain` count because the contact may well have it in their inbox.
+COUNTED_STATUSES = ("rendered", "sending", "sent", "uncertain")
+CHANNELS = ("email", "letter")
+SUPPRESSION_CHANNELS = ("email", "letter", "all")
+LOCK_NAME = "run.lock"
+
+# 'outr': marks the file as ours, so a stray SQLite file is not taken for a ledger.
+_APPLICATION_ID = 0x6F757472
+_HINT_NEWER = (
+    "this ledger was written by a newer version of outreach; upgrade outreach "
+    "(pip install -U outreach) before running against this workspace"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """One message to one contact: its occurrence, channel, status and where it is."""
+
+    contact_id: str
+    campaign: str
+    occurrence_key: str
+    channel: str  # email | letter
+    status: str
+    run_date: date
+    event_date: date | None = None
+    earliest: date | None = None
+    latest: date | None = None
+    artifact: str | None = None  # path relative to the workspace root
+    message_id: str | None = None
+    reason: str | None = None
+    error: str | None = None
+    essential: bool = False
+    # When it reaches the contact (letters: run_date + delivery_days); cadence counts this day.
+    # Stored as run_date when not given, so a message can never escape the cadence policy.
+    effective_date: date | None = None
+    updated_at: datetime | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """(contact_id, campaign, occurrence_key): what makes a message unique."""
+        return (self.contact_id, self.campaign, self.occurrence_key)
+
+
+class LedgerStore(Protocol):
+    """What the rest of outreach needs from a ledger; SQLite today, maybe a server DB later."""
+
+    def close(self) -> None: ...
+    def begin_run(self, *, run_date: date, started_at: datetime, args: Sequence[str]) -> int: ...
+    def end_run(self, run_id: int, *, ended_at: datetime, counts: Mapping[str, object]) -> None: ...
+    def statuses_for(self, campaign: str) -> dict[tuple[str, str], str]: ...
+    def record(self, records: Iterable[MessageRecord], *, run_id: int | None = None) -> None: ...
+    def set_status(
+        self,
+        *,
+        contact_id: str,
+        campaign: str,
+        occurrence_key: str,
+        status: str,
+        error: str | None = None,
+        reason: str | None = None,
+        now: datetime,
+    ) -> None: ...
+    def settle_interrupted(self, *, now: datetime) -> int: ...
+    def messages(
+        self,
+        *,
+        contact_id: str | None = None,
+        campaign: str | None = None,
+        since: date | None = None,
+        statuses: Iterable[str] | None = None,
+    ) -> list[MessageRecord]: ...
+    def contact_pressure(self, *, since: date) -> dict[str, list[tuple[date, str, bool]]]: ...
+    def suppress(self, value: str, *, channel: str, source: str, now: datetime) -> bool: ...
+    def suppressions(self) -> dict[str, frozenset[str]]: ...
+    def runs(self, limit: int = 20) -> list[dict[str, object]]: ...
+
+
+# ---------------------------------------------------------------------------------------------
+# Schema and migrations
+
+Migration = Callable[[sqlite3.Connection], None]
+
+
+def _v1_initial(conn: sqlite3.Connection) -> None:
+    # OR chains, not IN (...): SQLite builds an IN list's lookup table again for every row
+    # checked, which tripled the cost of recording a big batch.
+    def one_of(column: str, values: Sequence[str]) -> str:
+        return " OR ".join(f"{column} = '{value}'" for value in values)
+
+    statements = [
+        f"PRAGMA application_id = {_APPLICATION_ID}",
+        """CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            run_date TEXT NOT NULL,       -- the run's "today" (--date stands in for it)
+            started_at TEXT NOT NULL,     -- ISO 8601, UTC
+            ended_at TEXT,                -- NULL while running, or if the run died
+            args TEXT NOT NULL,           -- JSON array: the command line
+            counts TEXT,                  -- JSON object: the run's summary
+            pid INTEGER NOT NULL
+        )""",
+        f"""CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            contact_id TEXT NOT NULL,
+            campaign TEXT NOT NULL,
+            occurrence_key TEXT NOT NULL,
+            channel TEXT NOT NULL CHECK ({one_of("channel", CHANNELS)}),
+            status TEXT NOT NULL CHECK ({one_of("status", STATUSES)}),
+            run_date TEXT NOT NULL,       -- the run that last wrote the row
+            event_date TEXT,
+            earliest TEXT,
+            latest TEXT,
+            effective_date TEXT NOT NULL, -- when it reaches the contact; cadence counts this
+            essential INTEGER NOT NULL DEFAULT 0,
+            artifact TEXT,                -- relative to the workspace root
+            message_id TEXT,
+            reason TEXT,
+            error TEXT,
+            run_id INTEGER REFERENCES runs (id),
+            created_at TEXT NOT NULL,     -- ISO 8601, UTC; kept from the first insert
+            updated_at TEXT NOT NULL,
+            -- Campaign first: a campaign's rows land side by side in this index, so a big
+            -- batch appends to it instead of touching every page; statuses_for reads a range.
+            UNIQUE (campaign, contact_id, occurrence_key)
+        )""",
+        "CREATE INDEX messages_by_contact ON messages (contact_id)",
+        # Cadence reads the last weeks of messages: a short range at the end of this index,
+        # which also holds every column the query needs (3x faster than looking up each row).
+        "CREATE INDEX messages_by_effective_date "
+        "ON messages (effective_date, status, contact_id, campaign, essential)",
+        f"""CREATE TABLE suppressions (
+            value TEXT NOT NULL,          -- lower-cased email address or contact id
+            channel TEXT NOT NULL CHECK ({one_of("channel", SUPPRESSION_CHANNELS)}),
+            source TEXT NOT NULL,         -- who asked: cli, unsubscribe link, bounce...
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (value, channel)
+        ) WITHOUT ROWID""",
+    ]
+    for statement in statements:
+        conn.execute(statement)
+
+
+# MIGRATIONS[i] takes a ledger from schema version i to i + 1. Append, never edit.
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def apply_migrations(
+    conn: sqlite3.Connection,
+    *,
+    path: Path | str,
+    migrations: Sequence[Migration] = MIGRATIONS,
+) -> int:
+    """Bring the schema up to date in one transaction; return its version."""
+    try:
+        # IMMEDIATE: two processes opening a fresh ledger at once cannot both migrate it.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if version > len(migrations):
+                raise LedgerError(
+                    f"the ledger has schema version {version}, this outreach knows "
+                    f"up to {len(migrations)}",
+                    path=path,
+                    hint=_HINT_NEWER,
+                )
+            if version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
+                raise LedgerError(
+                    "this SQLite file is not an outreach ledger",
+                    path=path,
+                    hint="point paths.state in config.yaml at a folder of its own",
+                )
+            for migrate in migrations[version:]:
+                migrate(conn)
+            # user_version lives in the file header and is part of the transaction.
+            conn.execute(f"PRAGMA user_version = {len(migrations)}")
+            conn.execute("COMMIT")
+        except BaseException:
+            # SQLite may have rolled back already (e.g. on a full disk).
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as exc:
+        raise LedgerError(
+            f"cannot prepare the ledger: {exc}",
+            path=path,
+            hint="is it an outreach ledger? move the file aside to start a new one",
+        ) from exc
+    return len(migrations)
+
+
+# ---------------------------------------------------------------------------------------------
+# Conversions: dates as ISO days, timestamps as ISO 8601 in UTC.
+
+
+def _iso_utc(moment: datetime) -> str:
+    # A naive datetime is taken to be UTC already.
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.replace(tzinfo=None).isoformat(timespec="seconds") + "+00:00"
+
+
+def _day(text: str | None) -> date | None:
+    return date.fromisoformat(text) if text is not None else None
+
+
+_MESSAGE_COLUMNS = (
+    "contact_id, campaign, occurrence_key, channel, status, run_date, event_date, earliest, "
+    "latest, artifact, message_id, reason, error, essential, effective_date, updated_at"
+)
+
+# The f-strings below only join this module's constants; values always go in as parameters.
+_UPSERT = f"""
+INSERT INTO messages ({_MESSAGE_COLUMNS}, run_id, created_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?16)
+ON CONFLICT (campaign, contact_id, occurrence_key) DO UPDATE SET
+    channel = excluded.channel, status = excluded.status, run_date = excluded.run_date,
+    event_date = excluded.event_date, earliest = excluded.earliest, latest = excluded.latest,
+    artifact = excluded.artifact, message_id = excluded.message_id, reason = excluded.reason,
+    error = excluded.error, essential = excluded.essential,
+    effective_date = excluded.effective_date, updated_at = excluded.updated_at,
+    run_id = coalesce(excluded.run_id, messages.run_id)
+"""  # noqa: S608
+
+_SELECT_MESSAGES = f"SELECT {_MESSAGE_COLUMNS} FROM messages"  # noqa: S608
+# Served by the effective_date index; rows come out in date order without a sort.
+_PRESSURE = (
+    "SELECT contact_id, effective_date, campaign, essential FROM messages "  # noqa: S608
+    f"WHERE effective_date >= ? AND status IN ({', '.join(repr(s) for s in COUNTED_STATUSES)}) "
+    "ORDER BY effective_date"
+)
+
+
+def _message_from_row(row: Sequence[Any]) -> MessageRecord:
+    (
+        contact_id,
+        campaign,
+        key,
+        channel,
+        status,
+        run_date,
+        event_date,
+        earliest,
+        latest,
+        artifact,
+        message_id,
+        reason,
+        error,
+        essential,
+        effective_date,
+        updated_at,
+    ) = row
+    return MessageRecord(
+        contact_id=contact_id,
+        campaign=campaign,
+        occurrence_key=key,
+        channel=channel,
+        status=status,
+        run_date=date.fromisoformat(run_date),
+        event_date=_day(event_date),
+        earliest=_day(earliest),
+        latest=_day(latest),
+        artifact=artifact,
+        message_id=message_id,
+        reason=reason,
+        error=error,
+        essential=bool(essential),
+        effective_date=date.fromisoformat(effective_date),
+        updated_at=datetime.fromisoformat(updated_at),
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The SQLite ledger
+
+
+class Ledger:
+    """The SQLite ledger: messages, runs and suppressions in one file (state/ledger.sqlite)."""
+
+    def __init__(self, conn: sqlite3.Connection, *, path: Path, readonly: bool) -> None:
+        self._conn = conn
+        self.path = path
+        self.readonly = readonly
+        self._run_started: dict[int, str] = {}
+        self._closed = False
+
+    @classmethod
+    def open(cls, path: Path, *, readonly: bool = False) -> Ledger:
+        """Open (creating folders and schema) the ledger at `path`.
+
+        `readonly` never writes to disk: the ledger is a private in-memory copy of the file
+        (empty if there is none), so a dry run or a plan goes through the same steps as a real
+        run and its writes vanish on close.
+        """
+        try:
+            conn = _open_copy(path) if readonly else _open_file(path)
+        except sqlite3.Error as exc:
+            raise LedgerError(
+                f"cannot open the ledger: {exc}",
+                path=path,
+                hint="is it an outreach ledger? move the file aside to start a new one",
+            ) from exc
+        try:
+            apply_migrations(conn, path=path)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path=path, readonly=readonly)
+
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        if not self.readonly:
+            # Cheap, and keeps the query planner's statistics fresh for the indexes.
+            with suppress(sqlite3.Error):
+                self._conn.execute("PRAGMA optimize")
+        self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise LedgerError(
+                f"cannot {what}: {exc}",
+                path=self.path,
+                hint="check that the disk has room and the state folder is writable",
+            ) from exc
+
+    def _query(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
+        try:
+            return self._conn.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot read the ledger: {exc}", path=self.path) from exc
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def begin_run(self, *, run_date: date, started_at: datetime, args: Sequence[str]) -> int:
+        """Record the start of a run; return its id."""
+        started = _iso_utc(started_at)
+        with self._transaction("record the run") as conn:
+            cursor = conn.execute(
+                "INSERT INTO runs (run_date, started_at, args, pid) VALUES (?, ?, ?, ?)",
+                (run_date.isoformat(), started, json.dumps(list(args)), os.getpid()),
+            )
+        run_id = cursor.lastrowid
+        assert run_id is not None
+        self._run_started[run_id] = started
+        return run_id
+
+    def end_run(self, run_id: int, *, ended_at: datetime, counts: Mapping[str, object]) -> None:
+        """Record the end of a run and its summary counts."""
+        with self._transaction("record the end of the run") as conn:
+            cursor = conn.execute(
+                "UPDATE runs SET ended_at = ?, counts = ? WHERE id = ?",
+                (_iso_utc(ended_at), json.dumps(counts, sort_keys=True, default=str), run_id),
+            )
+            if cursor.rowcount != 1:
+                raise LedgerError(f"there is no run {run_id} in the ledger", path=self.path)
+
+    def runs(self, limit: int = 20) -> list[dict[str, object]]:
+        """The latest runs, newest first, as dicts (dates and times parsed, JSON decoded)."""
+        rows = self._query(
+            "SELECT id, run_date, started_at, ended_at, args, counts, pid FROM runs "
+            "ORDER BY id DESC LIMIT ?",
+            (limit,),
+        )
+        return [
+            {
+                "id": run_id,
+                "run_date": date.fromisoformat(run_date),
+                "started_at": datetime.fromisoformat(started),
+                "ended_at": datetime.fromisoformat(ended) if ended is not None else None,
+                "args": json.loads(args),
+                "counts": json.loads(counts) if counts is not None else None,
+                "pid": pid,
+            }
+            for run_id, run_date, started, ended, args, counts, pid in rows
+        ]
+
+    # -- messages --------------------------------------------------------------------------
+
+    def statuses_for(self, campaign: str) -> dict[tuple[str, str], str]:
+        """(contact_id, occurrence_key) → status for every message of a campaign."""
+        rows = self._query(
+            "SELECT contact_id, occurrence_key, status FROM messages WHERE campaign = ?",
+            (campaign,),
+        )
+        return {(contact_id, key): status for contact_id, key, status in rows}
+
+    def record(self, records: Iterable[MessageRecord], *, run_id: int | None = None) -> None:
+        """Insert or update messages in one transaction; a row keeps its first created_at.
+
+        An existing row takes every field of the new record (an error it no longer has is
+        cleared); its run_id is kept when none is given. A record without `updated_at` is
+        stamped with its run's start time.
+        """
+        default_stamp = self._run_stamp(run_id) if run_id is not None else None
+
+        def rows() -> Iterator[tuple[object, ...]]:
+            # The hot loop of a big batch: no helper calls, one timestamp conversion per
+            # distinct updated_at (a run stamps its records alike).
+            moment: datetime | None = None
+            stamp = default_stamp
+            for r in records:
+                updated = r.updated_at
+                if updated is None:
+                    if default_stamp is None:
+                        raise ValueError(f"{r.key}: a record needs updated_at or a run_id")
+                    moment, stamp = None, default_stamp
+                elif updated is not moment:
+                    moment, stamp = updated, _iso_utc(updated)
+                run_day = r.run_date.isoformat()
+                event, earliest, latest = r.event_date, r.earliest, r.latest
+                yield (
+                    r.contact_id,
+                    r.campaign,
+                    r.occurrence_key,
+                    r.channel,
+                    r.status,
+                    run_day,
+                    event.isoformat() if event is not None else None,
+                    earliest.isoformat() if earliest is not None else None,
+                    latest.isoformat() if latest is not None else None,
+                    r.artifact,
+                    r.message_id,
+                    r.reason,
+                    r.error,
+                    r.essential,
+                    r.effective_date.isoformat() if r.effective_date is not None else run_day,
+                    stamp,
+                    run_id,  # ?17; created_at reuses ?16
+                )
+
+        with self._transaction("record messages") as conn:
+            conn.executemany(_UPSERT, rows())
+
+    def _run_stamp(self, run_id: int) -> str:
+        stamp = self._run_started.get(run_id)
+        if stamp is None:
+            found = self._query("SELECT started_at FROM runs WHERE id = ?", (run_id,))
+            if not found:
+                raise LedgerError(f"there is no run {run_id} in the ledger", path=self.path)
+            stamp = self._run_started[run_id] = found[0][0]
+        return stamp
+
+    def set_status(
+        self,
+        *,
+        contact_id: str,
+        campaign: str,
+        occurrence_key: str,
+        status: str,
+        error: str | None = None,
+        reason: str | None = None,
+        now: datetime,
+    ) -> None:
+        """Change one message's status (and its error and reason, cleared when not given)."""
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}")
+        with self._transaction("update a message") as conn:
+            cursor = conn.execute(
+                "UPDATE messages SET status = ?, error = ?, reason = ?, updated_at = ? "
+                "WHERE contact_id = ? AND campaign = ? AND occurrence_key = ?",
+                (status, error, reason, _iso_utc(now), contact_id, campaign, occurrence_key),
+            )
+            if cursor.rowcount != 1:
+                raise LedgerError(
+                    f"there is no message {campaign}/{occurrence_key} for contact "
+                    f"{contact_id} in the ledger",
+                    path=self.path,
+                )
+
+    def settle_interrupted(self, *, now: datetime) -> int:
+        """Mark messages a dead run left in `sending` as `uncertain`; return how many.
+
+        Call it only while holding the workspace lock: then no live process is sending them.
+        """
+        with self._transaction("settle interrupted messages") as conn:
+            cursor = conn.execute(
+                "UPDATE messages SET status = 'uncertain', updated_at = ?, "
+                "error = 'the run died while handing the message to the mail server' "
+                "WHERE status = 'sending'",
+                (_iso_utc(now),),
+            )
+        return cursor.rowcount
+
+    def messages(
+        self,
+        *,
+        contact_id: str | None = None,
+        campaign: str | None = None,
+        since: date | None = None,
+        statuses: Iterable[str] | None = None,
+    ) -> list[MessageRecord]:
+        """Messages matching every filter given (`since` is on run_date), oldest run first."""
+        where: list[str] = []
+        params: list[object] = []
+        if contact_id is not None:
+            where.append("contact_id = ?")
+            params.append(contact_id)
+        if campaign is not None:
+            where.append("campaign = ?")
+            params.append(campaign)
+        if since is not None:
+            where.append("run_date >= ?")
+            params.append(since.isoformat())
+        if statuses is not None:
+            wanted = list(statuses)
+            where.append(f"status IN ({', '.join('?' * len(wanted))})" if wanted else "0")
+            params.extend(wanted)
+        sql = _SELECT_MESSAGES
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return [
+            _message_from_row(row) for row in self._query(sql + " ORDER BY run_date, id", params)
+        ]
+
+    def contact_pressure(self, *, since: date) -> dict[str, list[tuple[date, str, bool]]]:
+        """contact_id → [(effective_date, campaign, essential)] of counted messages since a day.
+
+        Each list is in date order. Future days (letters still in the post) are included.
+        """
+        rows = self._query(_PRESSURE, (since.isoformat(),))
+        # Few distinct days: parse each once.
+        days: dict[str, date] = {}
+        pressure: dict[str, list[tuple[date, str, bool]]] = {}
+        for contact_id, day_text, campaign, essential in rows:
+            day = days.get(day_text)
+            if day is None:
+                day = days[day_text] = date.fromisoformat(day_text)
+            entry = (day, campaign, bool(essential))
+            found = pressure.get(contact_id)
+            if found is None:
+                pressure[contact_id] = [entry]
+            else:
+                found.append(entry)
+        return pressure
+
+    # -- suppression list ------------------------------------------------------------------
+
+    def suppress(self, value: str, *, channel: str, source: str, now: datetime) -> bool:
+        """Add an address or contact id to the suppression list; False if already covered."""
+        value = value.strip().lower()
+        if not value:
+            raise LedgerError(
+                "nothing to unsubscribe", hint="give an email address or a contact id"
+            )
+        if channel not in SUPPRESSION_CHANNELS:
+            raise LedgerError(
+                f"unknown channel {channel!r}", hint=f"use one of {', '.join(SUPPRESSION_CHANNELS)}"
+            )
+        with self._transaction("update the suppression list") as conn:
+            covered = conn.execute(
+                "SELECT 1 FROM suppressions WHERE value = ? AND channel IN (?, 'all')",
+                (value, channel),
+            ).fetchone()
+            if covered:
+                return False
+            conn.execute(
+                "INSERT INTO suppressions (value, channel, source, created_at) VALUES (?, ?, ?, ?)",
+                (value, channel, source, _iso_utc(now)),
+            )
+        return True
+
+    def suppressions(self) -> dict[str, frozenset[str]]:
+        """Lower-cased address or contact id → the channels it is suppressed on.
+
+        Look a contact up by `contact.id.lower()` and `contact.email.lower()`.
+        """
+        found: dict[str, set[str]] = {}
+        for value, channel in self._query("SELECT value, channel FROM suppressions"):
+            found.setdefault(value, set()).add(channel)
+        return {value: frozenset(channels) for value, channels in found.items()}
+
+
+def _open_file(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Transactions are explicit (BEGIN IMMEDIATE ... COMMIT); the timeout lets a short writer
+    # such as `outreach unsubscribe` wait for a run's transaction instead of failing.
+    conn = sqlite3.connect(path, isolation_level=None, timeout=30)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        # In WAL mode NORMAL syncs at checkpoints only: a power cut may lose the last commits
+        # but never corrupts the file, and each commit stops costing an fsync.
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA cache_size = -32000")  # 32 MB: index inserts stay in memory
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _open_copy(path: Path) -> sqlite3.Connection:
+    memory = sqlite3.connect(":memory:", isolation_level=None)
+    if not path.exists():
+        return memory
+    try:
+        _copy_into(path, memory)
+    except BaseException:
+        memory.close()
+        raise
+    return memory
+
+
+def _copy_into(path: Path, memory: sqlite3.Connection) -> None:
+    wal = path.with_name(path.name + "-wal")
+    uri = path.resolve().as_uri()  # percent-encodes '?', '#' and '%' in folder names
+    before = path.stat()
+    if not wal.exists():
+        # No WAL: the main file holds every commit. `immutable` reads it without creating the
+        # -wal/-shm files that a plain read-only connection to a WAL database leaves behind.
+        source = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True)
+        try:
+            source.backup(memory)
+        finally:
+            source.close()
+        after = path.stat()
+        unchanged = (before.st_mtime_ns, before.st_size) == (after.st_mtime_ns, after.st_size)
+        if unchanged and not wal.exists():
+            return
+        # A writer started meanwhile: read again, this time through SQLite's locking.
+    source = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30)
+    try:
+        source.backup(memory)
+    finally:
+        source.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The workspace lock
+
+
+class WorkspaceLock:
+    """An exclusive lock on a workspace (state/run.lock), so two runs never act at once.
+
+    flock(2) belongs to the open file, and the kernel drops it when the holder dies, however
+    it dies: a lock file left by a killed run is simply taken over. The file itself is kept
+    (unlinking it would let a third process lock a new file while a second holds the old one).
+    The ledger file is not the lock: readers such as `history` must not be shut out.
+    """
+
+    def __init__(self, state_dir: Path) -> None:
+        self.path = state_dir / LOCK_NAME
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        """Whether this object holds the lock."""
+        return self._fd is not None
+
+    def acquire(self, *, now: datetime, wait: bool = False) -> None:
+        """Take the lock, or wait for it, or raise LockError naming the holder."""
+        if self._fd is not None:
+            raise LockError("the workspace lock is already held by this run", path=self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # os.open's descriptors are not inherited by child processes, so a program the run
+            # starts cannot keep the lock alive after the run ends.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise LedgerError(
+                f"cannot open the lock file: {exc.strerror}",
+                path=self.path,
+                hint="check that the state folder is writable",
+            ) from exc
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if not wait:
+                    raise LockError(
+                        _describe_holder(fd),
+                        path=self.path,
+                        hint="wait for that run to finish and try again; the lock is released "
+                        "by itself when its process ends, even if it is killed",
+                    ) from None
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            holder = {"pid": os.getpid(), "since": now.isoformat(timespec="seconds")}
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def release(self) -> None:
+        """Let go of the lock (idempotent); the file stays."""
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            os.ftruncate(fd, 0)  # no stale pid for a curious reader
+        finally:
+            os.close(fd)  # closing the last descriptor releases the flock
+
+
+def _describe_holder(fd: int) -> str:
+    message = "another run is in progress"
+    try:
+        holder = json.loads(os.pread(fd, 4096, 0))
+        since = datetime.fromisoformat(holder["since"]).strftime("%Y-%m-%d %H:%M:%S")
+        return f"{message} (pid {int(holder['pid'])}, since {since})"
+    except (OSError, ValueError, KeyError, TypeError):
+        # The holder has just taken the lock and not written its details yet.
+        return message
+
+
+@contextmanager
+def acquire_lock(state_dir: Path, *, now: datetime, wait: bool = False) -> Iterator[WorkspaceLock]:
+    """Hold the workspace lock for the `with` block; LockError if another run holds it."""
+    lock = WorkspaceLock(state_dir)
+    lock.acquire(now=now, wait=wait)
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
+if TYPE_CHECKING:
+
+    def _implements_ledger_store(ledger: Ledger) -> LedgerStore:
+        return ledger  # mypy checks that Ledger has everything LedgerStore promises

@@ -1,0 +1,722 @@
+"""The SQLite ledger, its migrations, the suppression list and the workspace lock."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from outreach.errors import LedgerError, LockError
+from outreach.ledger import (
+    DONE_STATUSES,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    STATUSES,
+    Ledger,
+    MessageRecord,
+    WorkspaceLock,
+    acquire_lock,
+    apply_migrations,
+)
+
+RUN_DAY = date(2026, 11, 24)
+NOW = datetime(2026, 11, 24, 9, 0, 1, tzinfo=UTC)
+
+
+def message(
+    contact_id: str = "c-001",
+    campaign: str = "birthday",
+    key: str = "birthday:2026",
+    **fields: object,
+) -> MessageRecord:
+    """A rendered email for RUN_DAY, with any field overridden."""
+    values: dict[str, object] = {
+        "channel": "email",
+        "status": "rendered",
+        "run_date": RUN_DAY,
+        "updated_at": NOW,
+    }
+    values.update(fields)
+    return MessageRecord(contact_id=contact_id, campaign=campaign, occurrence_key=key, **values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def ledger_path(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "ledger.sqlite"
+
+
+@pytest.fixture
+def ledger(ledger_path: Path) -> Iterator[Ledger]:
+    with Ledger.open(ledger_path) as led:
+        yield led
+
+
+def raw(path: Path) -> sqlite3.Connection:
+    """A plain connection, to look at the file as another program would."""
+    return sqlite3.connect(path)
+
+
+# -- schema and migrations ---------------------------------------------------------------------
+
+
+def test_open_creates_folders_and_versioned_schema(ledger_path: Path) -> None:
+    with Ledger.open(ledger_path):
+        pass
+    conn = raw(ledger_path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert {"messages", "runs", "suppressions"} <= tables
+        indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        assert {"messages_by_contact", "messages_by_effective_date"} <= indexes
+    finally:
+        conn.close()
+
+
+def test_reopening_keeps_rows_and_does_not_migrate_again(ledger_path: Path) -> None:
+    with Ledger.open(ledger_path) as led:
+        led.record([message()])
+    with Ledger.open(ledger_path) as led:
+        assert led.statuses_for("birthday") == {("c-001", "birthday:2026"): "rendered"}
+
+
+def test_a_ledger_newer_than_the_code_is_refused_with_a_hint(ledger_path: Path) -> None:
+    with Ledger.open(ledger_path):
+        pass
+    conn = raw(ledger_path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    for readonly in (False, True):
+        with pytest.raises(LedgerError) as caught:
+            Ledger.open(ledger_path, readonly=readonly)
+        assert f"schema version {SCHEMA_VERSION + 1}" in str(caught.value)
+        assert caught.value.hint is not None and "upgrade" in caught.value.hint
+        assert caught.value.path == str(ledger_path)
+
+
+def _add_note_column(conn: sqlite3.Connection) -> None:
+    conn.execute("ALTER TABLE messages ADD COLUMN note TEXT")
+    conn.execute("UPDATE messages SET note = 'from v1'")
+
+
+def test_migrations_bring_an_older_ledger_up_to_date_keeping_rows(ledger_path: Path) -> None:
+    with Ledger.open(ledger_path) as led:  # a version-1 ledger with a row in it
+        led.record([message()])
+    conn = sqlite3.connect(ledger_path, isolation_level=None)
+    try:
+        version = apply_migrations(
+            conn, path=ledger_path, migrations=(*MIGRATIONS, _add_note_column)
+        )
+        assert version == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("SELECT contact_id, note FROM messages").fetchall() == [
+            ("c-001", "from v1")
+        ]
+    finally:
+        conn.close()
+
+
+def test_a_failing_migration_leaves_the_ledger_as_it_was(ledger_path: Path) -> None:
+    with Ledger.open(ledger_path):
+        pass
+
+    def broken(conn: sqlite3.Connection) -> None:
+        conn.execute("CREATE TABLE half_done (x)")
+        conn.execute("ALTER TABLE no_such_table ADD COLUMN y")
+
+    conn = sqlite3.connect(ledger_path, isolation_level=None)
+    try:
+        with pytest.raises(LedgerError, match="no such table"):
+            apply_migrations(conn, path=ledger_path, migrations=(*MIGRATIONS, broken))
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master")]
+        assert "half_done" not in names
+    finally:
+        conn.close()
+
+
+def test_a_fresh_file_gets_every_migration_from_zero(tmp_path: Path) -> None:
+    conn = sqlite3.connect(tmp_path / "x.sqlite", isolation_level=None)
+    try:
+        assert apply_migrations(conn, path="x", migrations=(*MIGRATIONS, _add_note_column)) == 2
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(messages)")}
+        assert "note" in columns
+    finally:
+        conn.close()
+
+
+def test_another_programs_sqlite_file_is_not_taken_for_a_ledger(ledger_path: Path) -> None:
+    ledger_path.parent.mkdir()
+    conn = raw(ledger_path)
+    conn.execute("CREATE TABLE contacts (id)")
+    conn.commit()
+    conn.close()
+    with pytest.raises(LedgerError, match="not an outreach ledger"):
+        Ledger.open(ledger_path)
+
+
+def test_a_file_that_is_not_sqlite_is_a_ledger_error(ledger_path: Path) -> None:
+    ledger_path.parent.mkdir()
+    ledger_path.write_bytes(b"this is not a database, it is a shopping list\n" * 100)
+    for readonly in (False, True):
+        with pytest.raises(LedgerError) as caught:
+            Ledger.open(ledger_path, readonly=readonly)
+        assert caught.value.hint is not None
+
+
+# -- messages ----------------------------------------------------------------------------------
+
+
+def test_one_row_per_message_and_upsert_keeps_created_at(ledger: Ledger, ledger_path: Path) -> None:
+    later = NOW + timedelta(days=1)
+    ledger.record([message(status="failed", error="disk full")])
+    ledger.record(
+        [
+            message(
+                status="rendered",
+                artifact="out/x.eml",
+                run_date=RUN_DAY + timedelta(days=1),
+                updated_at=later,
+            )
+        ]
+    )
+    conn = raw(ledger_path)
+    try:
+        rows = conn.execute(
+            "SELECT status, error, artifact, run_date, created_at, updated_at FROM messages"
+        ).fetchall()
+    finally:
+        conn.close()
+    assert rows == [
+        (
+            "rendered",
+            None,  # the old error does not linger on a rendered message
+            "out/x.eml",
+            "2026-11-25",
+            "2026-11-24T09:00:01+00:00",
+            "2026-11-25T09:00:01+00:00",
+        )
+    ]
+
+
+def test_the_same_occurrence_for_another_contact_or_campaign_is_another_row(ledger: Ledger) -> None:
+    ledger.record(
+        [
+            message("c-001", "birthday", "birthday:2026"),
+            message("c-002", "birthday", "birthday:2026"),
+            message("c-001", "promo", "birthday:2026"),
+            message("c-001", "birthday", "birthday:2027"),
+        ]
+    )
+    assert len(ledger.messages()) == 4
+
+
+def test_messages_round_trip_every_field(ledger: Ledger) -> None:
+    full = MessageRecord(
+        contact_id="c-009",
+        campaign="reminder",
+        occurrence_key="reminder:2026-12-01:-7",
+        channel="letter",
+        status="sent",
+        run_date=RUN_DAY,
+        event_date=date(2026, 12, 1),
+        earliest=date(2026, 11, 24),
+        latest=date(2026, 11, 26),
+        artifact="out/letters/2026-11-24/reminder/batch.pdf",
+        message_id="abc@casalucia.example",
+        reason=None,
+        error=None,
+        essential=True,
+        effective_date=date(2026, 11, 26),
+        updated_at=NOW,
+    )
+    ledger.record([full])
+    assert ledger.messages() == [full]
+
+
+def test_effective_date_defaults_to_the_run_date(ledger: Ledger) -> None:
+    ledger.record([message(effective_date=None)])
+    assert ledger.messages()[0].effective_date == RUN_DAY
+
+
+def test_records_without_a_time_take_their_runs_start(ledger: Ledger) -> None:
+    started = datetime(2026, 11, 24, 10, 30, tzinfo=timezone(timedelta(hours=1)))
+    run_id = ledger.begin_run(run_date=RUN_DAY, started_at=started, args=["run", "--all"])
+    ledger.record([message(updated_at=None)], run_id=run_id)
+    assert ledger.messages()[0].updated_at == datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
+    with pytest.raises(ValueError, match="updated_at or a run_id"):
+        ledger.record([message("c-002", updated_at=None)])
+    with pytest.raises(LedgerError, match="no run 99"):
+        ledger.record([message("c-003", updated_at=None)], run_id=99)
+
+
+def test_record_is_one_transaction(ledger: Ledger) -> None:
+    batch = [message("c-001"), message("c-002", status="posted"), message("c-003")]
+    with pytest.raises(LedgerError, match="CHECK constraint"):
+        ledger.record(batch)
+    assert ledger.messages() == []
+    ledger.record([message("c-004")])  # the ledger is still usable
+    assert [m.contact_id for m in ledger.messages()] == ["c-004"]
+
+
+def test_statuses_for_one_campaign(ledger: Ledger) -> None:
+    ledger.record(
+        [
+            message("c-001", "birthday", "birthday:2026", status="sent"),
+            message("c-002", "birthday", "birthday:2026", status="deferred"),
+            message("c-001", "birthday", "birthday:2025", status="missed"),
+            message("c-001", "promo", "promotion", status="rendered"),
+        ]
+    )
+    assert ledger.statuses_for("birthday") == {
+        ("c-001", "birthday:2026"): "sent",
+        ("c-002", "birthday:2026"): "deferred",
+        ("c-001", "birthday:2025"): "missed",
+    }
+    assert ledger.statuses_for("nothing") == {}
+
+
+def test_set_status_changes_one_message_and_clears_its_error(ledger: Ledger) -> None:
+    ledger.record([message(status="sending"), message("c-002", status="sending")])
+    later = NOW + timedelta(minutes=5)
+    ledger.set_status(
+        contact_id="c-001",
+        campaign="birthday",
+        occurrence_key="birthday:2026",
+        status="failed",
+        error="450 mailbox busy",
+        now=later,
+    )
+    ledger.set_status(
+        contact_id="c-001",
+        campaign="birthday",
+        occurrence_key="birthday:2026",
+        status="sent",
+        now=later,
+    )
+    first, second = ledger.messages()
+    assert (first.status, first.error, first.updated_at) == ("sent", None, later)
+    assert (second.status, second.updated_at) == ("sending", NOW)
+    with pytest.raises(LedgerError, match="no message"):
+        ledger.set_status(
+            contact_id="c-404", campaign="birthday", occurrence_key="x", status="sent", now=NOW
+        )
+    with pytest.raises(ValueError, match="unknown status"):
+        ledger.set_status(
+            contact_id="c-001",
+            campaign="birthday",
+            occurrence_key="birthday:2026",
+            status="posted",
+            now=NOW,
+        )
+
+
+def test_settle_interrupted_turns_sending_into_uncertain(ledger: Ledger) -> None:
+    ledger.record([message("c-001", status="sending"), message("c-002", status="sent")])
+    assert ledger.settle_interrupted(now=NOW) == 1
+    statuses = {m.contact_id: m.status for m in ledger.messages()}
+    assert statuses == {"c-001": "uncertain", "c-002": "sent"}
+    assert "uncertain" in DONE_STATUSES  # never resent automatically
+
+
+def test_messages_filters(ledger: Ledger) -> None:
+    ledger.record(
+        [
+            message("c-001", "birthday", status="sent", run_date=date(2026, 11, 1)),
+            message("c-001", "promo", "promotion", status="skipped", reason="opted out"),
+            message("c-002", "birthday", status="failed", error="boom"),
+        ]
+    )
+    keys = lambda found: [(m.contact_id, m.campaign) for m in found]  # noqa: E731
+    assert keys(ledger.messages(contact_id="c-001")) == [("c-001", "birthday"), ("c-001", "promo")]
+    assert keys(ledger.messages(campaign="birthday")) == [
+        ("c-001", "birthday"),
+        ("c-002", "birthday"),
+    ]
+    assert keys(ledger.messages(since=RUN_DAY)) == [("c-001", "promo"), ("c-002", "birthday")]
+    assert keys(ledger.messages(statuses=["failed", "skipped"])) == [
+        ("c-001", "promo"),
+        ("c-002", "birthday"),
+    ]
+    assert ledger.messages(statuses=[]) == []
+    assert keys(ledger.messages(contact_id="c-001", campaign="promo")) == [("c-001", "promo")]
+    assert ledger.messages(campaign="promo")[0].reason == "opted out"
+
+
+def test_contact_pressure_counts_what_reached_the_contact_since_a_day(ledger: Ledger) -> None:
+    ledger.record(
+        [
+            message("c-001", "old", "k", status="sent", effective_date=date(2026, 10, 1)),
+            message("c-001", "birthday", "k", status="sent", effective_date=date(2026, 11, 20)),
+            message(
+                "c-001",
+                "letter",
+                "k",
+                status="rendered",
+                channel="letter",
+                effective_date=date(2026, 11, 26),
+            ),  # still in the post
+            message(
+                "c-001",
+                "reminder",
+                "k",
+                status="uncertain",
+                essential=True,
+                effective_date=date(2026, 11, 10),
+            ),
+            message("c-001", "sending", "k", status="sending", effective_date=date(2026, 11, 22)),
+            message("c-002", "promo", "k", status="deferred", effective_date=date(2026, 11, 20)),
+            message("c-002", "birthday", "k", status="failed", effective_date=date(2026, 11, 20)),
+            message("c-002", "x", "k", status="skipped", effective_date=date(2026, 11, 20)),
+            message("c-002", "y", "k", status="missed", effective_date=date(2026, 11, 20)),
+            message("c-003", "promo", "k", status="sent", effective_date=date(2026, 11, 1)),
+        ]
+    )
+    assert ledger.contact_pressure(since=date(2026, 11, 1)) == {
+        "c-001": [
+            (date(2026, 11, 10), "reminder", True),
+            (date(2026, 11, 20), "birthday", False),
+            (date(2026, 11, 22), "sending", False),
+            (date(2026, 11, 26), "letter", False),
+        ],
+        "c-003": [(date(2026, 11, 1), "promo", False)],
+    }
+    assert ledger.contact_pressure(since=date(2026, 12, 1)) == {}
+
+
+# -- suppressions --------------------------------------------------------------------------
+
+
+def test_suppressions_are_case_insensitive_and_not_duplicated(ledger: Ledger) -> None:
+    assert ledger.suppress(" Ana@Example.COM ", channel="email", source="cli", now=NOW) is True
+    assert ledger.suppress("ana@example.com", channel="email", source="link", now=NOW) is False
+    assert ledger.suppress("ANA@example.com", channel="letter", source="cli", now=NOW) is True
+    assert ledger.suppress("C-007", channel="all", source="cli", now=NOW) is True
+    assert ledger.suppress("c-007", channel="email", source="cli", now=NOW) is False  # covered
+    assert ledger.suppressions() == {
+        "ana@example.com": frozenset({"email", "letter"}),
+        "c-007": frozenset({"all"}),
+    }
+
+
+def test_suppress_rejects_bad_input(ledger: Ledger) -> None:
+    with pytest.raises(LedgerError, match="unknown channel"):
+        ledger.suppress("a@b.example", channel="sms", source="cli", now=NOW)
+    with pytest.raises(LedgerError, match="nothing to unsubscribe"):
+        ledger.suppress("  ", channel="all", source="cli", now=NOW)
+    assert ledger.suppressions() == {}
+
+
+# -- runs ----------------------------------------------------------------------------------
+
+
+def test_runs_are_recorded_newest_first(ledger: Ledger) -> None:
+    first = ledger.begin_run(run_date=RUN_DAY, started_at=NOW, args=["run", "--all"])
+    ledger.end_run(
+        first, ended_at=NOW + timedelta(seconds=3), counts={"rendered": 2, "by": {"x": 1}}
+    )
+    second = ledger.begin_run(
+        run_date=RUN_DAY + timedelta(days=1), started_at=NOW + timedelta(days=1), args=["run"]
+    )
+    runs = ledger.runs()
+    assert [r["id"] for r in runs] == [second, first]
+    assert runs[1] == {
+        "id": first,
+        "run_date": RUN_DAY,
+        "started_at": NOW,
+        "ended_at": NOW + timedelta(seconds=3),
+        "args": ["run", "--all"],
+        "counts": {"by": {"x": 1}, "rendered": 2},
+        "pid": os.getpid(),
+    }
+    assert runs[0]["ended_at"] is None and runs[0]["counts"] is None  # still running (or died)
+    assert [r["id"] for r in ledger.runs(limit=1)] == [second]
+    with pytest.raises(LedgerError, match="no run 42"):
+        ledger.end_run(42, ended_at=NOW, counts={})
+
+
+def test_times_are_stored_as_utc_iso_strings(ledger: Ledger, ledger_path: Path) -> None:
+    madrid = timezone(timedelta(hours=1))
+    run_id = ledger.begin_run(
+        run_date=RUN_DAY, started_at=datetime(2026, 11, 24, 10, 0, 1, tzinfo=madrid), args=[]
+    )
+    conn = raw(ledger_path)
+    try:
+        stored = conn.execute("SELECT started_at FROM runs WHERE id = ?", (run_id,)).fetchone()
+    finally:
+        conn.close()
+    assert stored == ("2026-11-24T09:00:01+00:00",)
+
+
+# -- read-only (dry runs, plans) ------------------------------------------------------------
+
+
+def test_readonly_on_a_missing_file_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "ledger.sqlite"
+    with Ledger.open(path, readonly=True) as led:
+        assert led.statuses_for("birthday") == {}
+        run_id = led.begin_run(run_date=RUN_DAY, started_at=NOW, args=["run", "--dry-run"])
+        led.record([message()], run_id=run_id)  # a dry run goes through the same steps
+        assert led.statuses_for("birthday") == {("c-001", "birthday:2026"): "rendered"}
+        assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_readonly_copies_an_existing_ledger_and_never_changes_it(ledger_path: Path) -> None:
+    with Ledger.open(ledger_path) as led:
+        led.record([message("c-001", status="sent")])
+    before = {p.name: p.read_bytes() for p in ledger_path.parent.iterdir()}
+    with Ledger.open(ledger_path, readonly=True) as led:
+        assert led.statuses_for("birthday") == {("c-001", "birthday:2026"): "sent"}
+        led.record([message("c-002")])
+        led.suppress("c-001", channel="all", source="dry", now=NOW)
+        assert len(led.messages()) == 2
+    after = {p.name: p.read_bytes() for p in ledger_path.parent.iterdir()}
+    assert after == before  # no -wal or -shm appeared, and the file is byte for byte the same
+    with Ledger.open(ledger_path) as led:
+        assert [m.contact_id for m in led.messages()] == ["c-001"]
+        assert led.suppressions() == {}
+
+
+def test_readonly_sees_commits_still_in_the_write_ahead_log(ledger_path: Path) -> None:
+    with Ledger.open(ledger_path) as writer:
+        writer.record([message("c-001")])
+        assert ledger_path.with_name("ledger.sqlite-wal").exists()  # not checkpointed yet
+        with Ledger.open(ledger_path, readonly=True) as reader:
+            assert reader.statuses_for("birthday") == {("c-001", "birthday:2026"): "rendered"}
+
+
+def test_a_second_connection_sees_committed_writes(ledger_path: Path) -> None:
+    with Ledger.open(ledger_path) as one, Ledger.open(ledger_path) as two:
+        one.record([message("c-001")])
+        two.suppress("c-001", channel="email", source="cli", now=NOW)
+        assert two.statuses_for("birthday") == {("c-001", "birthday:2026"): "rendered"}
+        assert one.suppressions() == {"c-001": frozenset({"email"})}
+
+
+# -- a property: whatever is recorded comes back ------------------------------------------
+
+_text = st.text(
+    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    min_size=1,
+    max_size=12,
+)
+_days = st.dates(min_value=date(2000, 1, 1), max_value=date(2100, 12, 31))
+_records = st.builds(
+    MessageRecord,
+    contact_id=_text,
+    campaign=_text,
+    occurrence_key=_text,
+    channel=st.sampled_from(["email", "letter"]),
+    status=st.sampled_from(STATUSES),
+    run_date=_days,
+    event_date=st.none() | _days,
+    earliest=st.none() | _days,
+    latest=st.none() | _days,
+    artifact=st.none() | _text,
+    message_id=st.none() | _text,
+    reason=st.none() | _text,
+    error=st.none() | _text,
+    essential=st.booleans(),
+    effective_date=_days,
+    updated_at=st.datetimes(
+        min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+    ).map(lambda moment: moment.replace(microsecond=0)),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_records, max_size=6))
+def test_recorded_messages_come_back_as_recorded_last_write_wins(
+    records: list[MessageRecord],
+) -> None:
+    with Ledger.open(Path("/nonexistent/ledger.sqlite"), readonly=True) as led:
+        led.record(records)
+        latest = {r.key: r for r in records}
+        assert sorted(led.messages(), key=lambda m: m.key) == sorted(
+            latest.values(), key=lambda m: m.key
+        )
+        for campaign in {r.campaign for r in records}:
+            assert led.statuses_for(campaign) == {
+                (r.contact_id, r.occurrence_key): r.status
+                for r in latest.values()
+                if r.campaign == campaign
+            }
+
+
+def test_replace_keeps_key_property() -> None:
+    record = message()
+    assert replace(record, status="sent").key == ("c-001", "birthday", "birthday:2026")
+
+
+# -- the workspace lock --------------------------------------------------------------------
+
+HOLDER = """
+import sys, time
+from datetime import datetime
+from pathlib import Path
+from outreach.ledger import WorkspaceLock
+
+lock = WorkspaceLock(Path(sys.argv[1]))
+lock.acquire(now=datetime(2026, 11, 24, 9, 0, 1))
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+"""
+
+
+@contextmanager
+def hold_lock(state_dir: Path, seconds: float) -> Iterator[subprocess.Popen[str]]:
+    """Another process holding the workspace lock for a while."""
+    with subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(state_dir), str(seconds)],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as child:
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "locked"
+            yield child
+        finally:
+            child.kill()
+
+
+def test_a_second_run_is_refused_while_another_holds_the_lock(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with hold_lock(state, 60) as child:
+        with pytest.raises(LockError) as caught, acquire_lock(state, now=NOW):
+            pass
+        assert caught.value.message == (
+            f"another run is in progress (pid {child.pid}, since 2026-11-24 09:00:01)"
+        )
+        assert caught.value.hint is not None and "wait" in caught.value.hint
+        assert caught.value.path == str(state / "run.lock")
+
+
+def test_the_lock_of_a_killed_run_is_taken_over(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with hold_lock(state, 60) as child:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    lock_file = state / "run.lock"
+    assert str(child.pid) in lock_file.read_text()  # the dead holder's details are still there
+    with acquire_lock(state, now=NOW) as lock:
+        assert lock.held
+        assert json.loads(lock_file.read_text()) == {
+            "pid": os.getpid(),
+            "since": "2026-11-24T09:00:01+00:00",
+        }
+    assert lock_file.exists()  # kept, never unlinked
+    assert lock_file.read_text() == ""
+
+
+def test_wait_blocks_until_the_holder_ends(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with hold_lock(state, 0.5) as child:
+        started = time.monotonic()
+        with acquire_lock(state, now=NOW, wait=True) as lock:
+            assert lock.held
+            assert child.wait(timeout=5) == 0  # the holder ended normally...
+        assert time.monotonic() - started > 0.2  # ...and we waited for it
+
+
+def test_the_lock_is_released_when_the_block_fails(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError), acquire_lock(tmp_path, now=NOW):
+        # Two acquirers in one process conflict too: flock belongs to the open file.
+        with pytest.raises(LockError):
+            WorkspaceLock(tmp_path).acquire(now=NOW)
+        raise RuntimeError("the run failed")
+    with acquire_lock(tmp_path, now=NOW) as lock:
+        assert lock.held
+    assert not lock.held
+
+
+def test_acquiring_twice_with_one_object_is_an_error(tmp_path: Path) -> None:
+    lock = WorkspaceLock(tmp_path)
+    lock.acquire(now=NOW)
+    try:
+        with pytest.raises(LockError, match="already held"):
+            lock.acquire(now=NOW)
+    finally:
+        lock.release()
+    lock.release()  # idempotent
+
+
+def test_the_ledger_file_is_not_the_lock(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    with acquire_lock(state, now=NOW), Ledger.open(state / "ledger.sqlite") as led:
+        led.record([message()])  # a reader or a short writer is never shut out by the lock
+        assert led.statuses_for("birthday")
+
+
+def test_a_lock_taken_but_not_yet_described_still_refuses(tmp_path: Path) -> None:
+    # The moment between another process's flock and its writing the details.
+    tmp_path.joinpath("run.lock").write_text("")
+    fd = os.open(tmp_path / "run.lock", os.O_RDWR)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with pytest.raises(LockError) as caught:
+            WorkspaceLock(tmp_path).acquire(now=NOW)
+        assert caught.value.message == "another run is in progress"
+    finally:
+        os.close(fd)
+
+
+def test_an_unusable_state_folder_is_a_ledger_error(tmp_path: Path) -> None:
+    (tmp_path / "state").write_text("a file where the state folder should be")
+    with pytest.raises(LedgerError) as caught:
+        WorkspaceLock(tmp_path / "state").acquire(now=NOW)
+    assert not isinstance(caught.value, LockError)  # not "another run": a different fix
+    assert caught.value.hint is not None
+
+
+# -- odds and ends -------------------------------------------------------------------------
+
+
+def test_runs_begun_by_another_connection_stamp_records_too(ledger_path: Path) -> None:
+    with Ledger.open(ledger_path) as runner:
+        run_id = runner.begin_run(run_date=RUN_DAY, started_at=NOW, args=[])
+    with Ledger.open(ledger_path) as other:
+        other.record([message(updated_at=None)], run_id=run_id)
+        assert other.messages()[0].updated_at == NOW
+
+
+def test_naive_times_are_taken_as_utc(ledger: Ledger) -> None:
+    ledger.record([message(updated_at=datetime(2026, 11, 24, 9, 0, 1))])
+    assert ledger.messages()[0].updated_at == NOW
+
+
+def test_close_is_idempotent_and_a_closed_ledger_says_so(ledger_path: Path) -> None:
+    led = Ledger.open(ledger_path)
+    led.close()
+    led.close()
+    with pytest.raises(LedgerError):
+        led.messages()
+    with pytest.raises(LedgerError):
+        led.record([message()])
+
+
+def test_readonly_takes_a_relative_path_with_odd_characters(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    path = Path("my state #1?") / "ledger.sqlite"
+    with Ledger.open(path) as led:
+        led.record([message()])
+    with Ledger.open(path, readonly=True) as led:
+        assert led.statuses_for("birthday") == {("c-001", "birthday:2026"): "rendered"}
+    assert sorted(p.name for p in path.parent.iterdir()) == ["ledger.sqlite"]
