@@ -88,6 +88,9 @@ class LedgerStore(Protocol):
         now: datetime,
     ) -> None: ...
     def settle_interrupted(self, *, now: datetime) -> int: ...
+    def mark_missed(self, *, today: date, now: datetime) -> int: ...
+    def interrupted_runs(self) -> list[tuple[int, date]]: ...
+    def artifacts_of_run_date(self, run_date: date) -> set[str]: ...
     def messages(
         self,
         *,
@@ -166,8 +169,19 @@ def _v1_initial(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _v2_waiting_index(conn: sqlite3.Connection) -> None:
+    # Every run looks for messages still waiting (deferred, failed, rendered but unsent,
+    # sending) to retry, send or mark missed. A partial index keeps that a short range read
+    # on a ledger of millions of finished rows, and costs nothing for the finished ones.
+    conn.execute(
+        "CREATE INDEX messages_waiting ON messages (status, latest) "
+        "WHERE status = 'deferred' OR status = 'failed' OR status = 'rendered' "
+        "OR status = 'sending'"
+    )
+
+
 # MIGRATIONS[i] takes a ledger from schema version i to i + 1. Append, never edit.
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial,)
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_waiting_index)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -530,6 +544,36 @@ class Ledger:
                 (_iso_utc(now),),
             )
         return cursor.rowcount
+
+    def mark_missed(self, *, today: date, now: datetime) -> int:
+        """Turn deferred messages whose window closed before today into `missed`; return how many.
+
+        A message is never sent late: once its last day has passed it stays missed.
+        """
+        with self._transaction("mark missed messages") as conn:
+            cursor = conn.execute(
+                "UPDATE messages SET status = 'missed', updated_at = ?, "
+                "reason = 'window closed while deferred: ' || coalesce(reason, '') "
+                "WHERE status = 'deferred' AND latest < ?",
+                (_iso_utc(now), today.isoformat()),
+            )
+        return cursor.rowcount
+
+    def interrupted_runs(self) -> list[tuple[int, date]]:
+        """(id, run date) of runs that started and never ended: their process died.
+
+        Call it only while holding the workspace lock: then no live run is among them.
+        """
+        rows = self._query("SELECT id, run_date FROM runs WHERE ended_at IS NULL ORDER BY id")
+        return [(run_id, date.fromisoformat(day)) for run_id, day in rows]
+
+    def artifacts_of_run_date(self, run_date: date) -> set[str]:
+        """The artifact paths the ledger knows for messages last written on a run date."""
+        rows = self._query(
+            "SELECT artifact FROM messages WHERE run_date = ? AND artifact IS NOT NULL",
+            (run_date.isoformat(),),
+        )
+        return {artifact for (artifact,) in rows}
 
     def messages(
         self,

@@ -78,7 +78,7 @@ def test_open_creates_folders_and_versioned_schema(ledger_path: Path) -> None:
         pass
     conn = raw(ledger_path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert {"messages", "runs", "suppressions"} <= tables
@@ -115,18 +115,38 @@ def _add_note_column(conn: sqlite3.Connection) -> None:
 
 
 def test_migrations_bring_an_older_ledger_up_to_date_keeping_rows(ledger_path: Path) -> None:
-    with Ledger.open(ledger_path) as led:  # a version-1 ledger with a row in it
+    with Ledger.open(ledger_path) as led:  # a current ledger with a row in it
         led.record([message()])
     conn = sqlite3.connect(ledger_path, isolation_level=None)
     try:
         version = apply_migrations(
             conn, path=ledger_path, migrations=(*MIGRATIONS, _add_note_column)
         )
-        assert version == 2
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert version == SCHEMA_VERSION + 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
         assert conn.execute("SELECT contact_id, note FROM messages").fetchall() == [
             ("c-001", "from v1")
         ]
+    finally:
+        conn.close()
+
+
+def test_a_version_1_ledger_gains_the_waiting_index_and_keeps_its_rows(ledger_path: Path) -> None:
+    ledger_path.parent.mkdir()
+    conn = sqlite3.connect(ledger_path, isolation_level=None)
+    apply_migrations(conn, path=ledger_path, migrations=MIGRATIONS[:1])
+    conn.close()
+    with Ledger.open(ledger_path) as led:
+        led.record([message()])
+    with Ledger.open(ledger_path) as led:
+        assert len(led.messages()) == 1
+    conn = raw(ledger_path)
+    try:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM messages WHERE status = 'deferred' AND latest < '2027'"
+        ).fetchall()
+        assert "messages_waiting" in str(plan)
     finally:
         conn.close()
 
@@ -143,7 +163,7 @@ def test_a_failing_migration_leaves_the_ledger_as_it_was(ledger_path: Path) -> N
     try:
         with pytest.raises(LedgerError, match="no such table"):
             apply_migrations(conn, path=ledger_path, migrations=(*MIGRATIONS, broken))
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master")]
         assert "half_done" not in names
     finally:
@@ -153,7 +173,8 @@ def test_a_failing_migration_leaves_the_ledger_as_it_was(ledger_path: Path) -> N
 def test_a_fresh_file_gets_every_migration_from_zero(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "x.sqlite", isolation_level=None)
     try:
-        assert apply_migrations(conn, path="x", migrations=(*MIGRATIONS, _add_note_column)) == 2
+        migrations = (*MIGRATIONS, _add_note_column)
+        assert apply_migrations(conn, path="x", migrations=migrations) == len(migrations)
         columns = {r[1] for r in conn.execute("PRAGMA table_info(messages)")}
         assert "note" in columns
     finally:

@@ -1,0 +1,136 @@
+"""`outreach validate`: everything that can be checked before a run, without writing anything."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from outreach.audience import compile_audience
+from outreach.campaigns import Campaign, Occurrence, load_campaign, occurrences_between
+from outreach.config import Settings
+from outreach.contacts import Contact, load_contacts
+from outreach.errors import OutreachError, Problem
+from outreach.render.templates import EmailRenderer
+from outreach.runner import address_gaps
+from outreach.workspace import campaign_files
+
+
+@dataclass
+class ValidationReport:
+    """What validate found: lines to show, blocking problems, and per-contact problems."""
+
+    lines: list[str] = field(default_factory=list)
+    blocking: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready view."""
+        return {
+            "ok": not self.blocking,
+            "summary": self.lines,
+            "blocking": [p.as_dict() for p in self.blocking],
+            "warnings": [p.as_dict() for p in self.warnings],
+        }
+
+
+def next_occurrence(
+    campaign: Campaign, contact: Contact, *, today: date, date_format: str
+) -> Occurrence | None:
+    """The occurrence due today, else the next one within a year, else None."""
+    found = occurrences_between(
+        campaign, contact, start=today, end=today + timedelta(days=366), date_format=date_format
+    )
+    return found[0] if found else None
+
+
+def _as_problem(exc: OutreachError, *, blocking: bool, contact: Contact | None = None,
+                campaign: str | None = None) -> Problem:
+    return Problem(
+        message=exc.message, path=exc.path, line=exc.line, field=exc.field, hint=exc.hint,
+        blocking=blocking, contact_id=contact.id if contact else None, campaign=campaign,
+    )
+
+
+def _check_campaign(
+    settings: Settings, campaign: Campaign, contacts: tuple[Contact, ...], *, today: date,
+    now: datetime, report: ValidationReport,
+) -> None:
+    matches = compile_audience(campaign.audience, path=campaign.path)
+    emails = (
+        EmailRenderer(settings=settings, campaign=campaign, today=today, now=now)
+        if campaign.email else None
+    )
+    fmt = settings.contacts.date_format
+    audience = rendered = failed = 0
+    for contact in contacts:
+        try:
+            if not matches(contact):
+                continue
+            audience += 1
+            occurrence = next_occurrence(campaign, contact, today=today, date_format=fmt)
+            if occurrence is None:
+                continue
+            wants_letter = campaign.channel == "letter" or (
+                campaign.channel == "preferred" and contact.preferred_channel == "letter"
+            )
+            if wants_letter and address_gaps(contact) and not (campaign.fallback and contact.email):
+                report.warnings.append(Problem(
+                    message=f"no letter possible: postal address lacks {', '.join(address_gaps(contact))}",
+                    path=str(settings.paths.contacts), line=contact.line,
+                    field=address_gaps(contact)[0], contact_id=contact.id, campaign=campaign.name,
+                    hint="complete the address in the contacts file",
+                ))
+            if emails is not None and contact.email:
+                emails.render(contact, occurrence)
+            rendered += 1
+        except OutreachError as exc:
+            failed += 1
+            report.warnings.append(_as_problem(exc, blocking=False, contact=contact, campaign=campaign.name))
+    report.lines.append(
+        f"campaign {campaign.name} ({campaign.kind}, {campaign.channel}): {audience} in the audience, "
+        f"{rendered} rendered, {failed} failed"
+    )
+
+
+def validate_workspace(settings: Settings, *, today: date, now: datetime) -> ValidationReport:
+    """Check contacts, every campaign, and every template for every contact that could be due."""
+    report = ValidationReport(lines=[f"config {settings.root / 'config.yaml'}: ok"])
+    try:
+        contact_list = load_contacts(
+            settings.contacts_path, settings=settings.contacts, default_locale=settings.default_locale
+        )
+    except OutreachError as exc:
+        report.blocking.append(_as_problem(exc, blocking=True))
+        return report
+    report.warnings.extend(contact_list.problems)
+    report.lines.append(
+        f"contacts {settings.paths.contacts}: {contact_list.rows} rows, "
+        f"{len(contact_list.contacts)} usable, {len(contact_list.problems)} problem(s)"
+    )
+    campaigns: list[Campaign] = []
+    names: dict[str, str] = {}
+    try:
+        files = campaign_files(settings)
+    except OutreachError as exc:
+        report.blocking.append(_as_problem(exc, blocking=True))
+        files = []
+    for path in files:
+        try:
+            campaign = load_campaign(path, templates_dir=settings.templates_dir)
+        except OutreachError as exc:
+            report.blocking.append(_as_problem(exc, blocking=True))
+            continue
+        if campaign.name in names:
+            report.blocking.append(Problem(
+                message=f"campaign name {campaign.name!r} is also used by {names[campaign.name]}",
+                path=str(path), field="name", blocking=True, hint="give each campaign its own name",
+            ))
+            continue
+        names[campaign.name] = str(path)
+        campaigns.append(campaign)
+    for campaign in campaigns:
+        try:
+            _check_campaign(settings, campaign, contact_list.contacts, today=today, now=now, report=report)
+        except OutreachError as exc:
+            report.blocking.append(_as_problem(exc, blocking=True, campaign=campaign.name))
+    return report

@@ -1,0 +1,61 @@
+"""A workspace loaded once: settings, contacts and campaigns, ready for a run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from outreach.campaigns import Campaign, load_campaigns
+from outreach.config import Settings, find_config, load_settings
+from outreach.contacts import ContactList, load_contacts
+from outreach.errors import CampaignError
+
+
+@dataclass(frozen=True, slots=True)
+class Workspace:
+    """Everything a command needs from the workspace's files."""
+
+    settings: Settings
+    contacts: ContactList
+    campaigns: tuple[Campaign, ...]
+
+
+def campaign_files(settings: Settings) -> list[Path]:
+    """Every campaign file in the campaigns folder, in name order."""
+    folder = settings.campaigns_dir
+    if not folder.is_dir():
+        raise CampaignError(
+            "campaigns folder not found", path=folder,
+            hint="create it, or set paths.campaigns in config.yaml",
+        )
+    return sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
+
+
+def resolve_campaign_args(settings: Settings, names: list[str]) -> list[Path]:
+    """Campaign arguments as paths: a file path, or a name in the campaigns folder."""
+    paths = []
+    for name in names:
+        given = Path(name)
+        candidates = [given, settings.campaigns_dir / name, settings.campaigns_dir / f"{name}.yaml"]
+        found = next((p for p in candidates if p.is_file()), None)
+        if found is None:
+            known = ", ".join(p.stem for p in campaign_files(settings)) or "none"
+            raise CampaignError(
+                f"no campaign {name!r}", path=settings.campaigns_dir,
+                hint=f"campaigns here: {known}",
+            )
+        paths.append(found)
+    return paths
+
+
+def load_workspace(config: Path | None, *, campaigns: list[str] | None = None) -> Workspace:
+    """Load config, contacts and the chosen campaigns (all when `campaigns` is None or empty)."""
+    settings = load_settings(find_config(config))
+    paths = resolve_campaign_args(settings, campaigns) if campaigns else campaign_files(settings)
+    loaded = load_campaigns(paths, templates_dir=settings.templates_dir)
+    contacts = load_contacts(
+        settings.contacts_path,
+        settings=settings.contacts,
+        default_locale=settings.default_locale,
+    )
+    return Workspace(settings=settings, contacts=contacts, campaigns=tuple(loaded))
