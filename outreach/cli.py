@@ -22,7 +22,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 EXIT_OK, EXIT_FAILED, EXIT_NOTHING_DONE = 0, 1, 2
 
 
-class _DateType(click.ParamType):
+class _DateType(click.ParamType[date]):
     name = "YYYY-MM-DD"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> date:
@@ -34,10 +34,12 @@ class _DateType(click.ParamType):
             self.fail(f"{value!r} is not a date as YYYY-MM-DD", param, ctx)
 
 
-class _DateTimeType(click.ParamType):
+class _DateTimeType(click.ParamType[datetime]):
     name = "YYYY-MM-DDTHH:MM"
 
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> datetime:
         if isinstance(value, datetime):
             return value
         try:
@@ -83,7 +85,10 @@ def clock(settings: Settings, *, day: date | None, now: datetime | None) -> tupl
 def config_option(func: F) -> F:
     """--config, shared by every command that reads a workspace."""
     return click.option(
-        "--config", "config_path", type=click.Path(path_type=Path), default=None,
+        "--config",
+        "config_path",
+        type=click.Path(path_type=Path),
+        default=None,
         help="config.yaml to use (default: ./config.yaml).",
     )(func)
 
@@ -91,11 +96,18 @@ def config_option(func: F) -> F:
 def clock_options(func: F) -> F:
     """--date and --now: stand-ins for the clock."""
     func = click.option(
-        "--now", "now", type=DATETIME, default=None,
+        "--now",
+        "now",
+        type=DATETIME,
+        default=None,
         help="Stand-in for the clock (local time in the config time zone).",
     )(func)
     return click.option(
-        "--date", "day", type=DATE, default=None, help="Stand-in for today (YYYY-MM-DD).",
+        "--date",
+        "day",
+        type=DATE,
+        default=None,
+        help="Stand-in for today (YYYY-MM-DD).",
     )(func)
 
 
@@ -118,14 +130,37 @@ def print_summary(summary: RunSummary) -> None:
     if summary.dry_run:
         title += " — dry run: nothing written, nothing sent"
     click.echo(title)
-    header = ("campaign", "due", "done before", "emails", "letters", "deferred", "skipped", "failed")
+    header = (
+        "campaign",
+        "due",
+        "done before",
+        "emails",
+        "letters",
+        "deferred",
+        "skipped",
+        "failed",
+    )
     rows = [
-        (c.name, c.due, c.already, c.emails, c.letters, c.deferred, sum(c.skipped.values()), c.failed)
+        (
+            c.name,
+            c.due,
+            c.already,
+            c.emails,
+            c.letters,
+            c.deferred,
+            sum(c.skipped.values()),
+            c.failed,
+        )
         for c in summary.campaigns
     ]
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
-        click.echo("  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w) for i, (v, w) in enumerate(zip(row, widths, strict=True))))
+        click.echo(
+            "  ".join(
+                str(v).ljust(w) if i == 0 else str(v).rjust(w)
+                for i, (v, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
     for c in summary.campaigns:
         if c.skipped:
             reasons = ", ".join(f"{n} {r}" for r, n in sorted(c.skipped.items()))
@@ -158,26 +193,41 @@ def _progress(enabled: bool, total: int) -> Callable[[Iterator[Any]], Iterator[A
 
 @cli.command()
 @click.argument("campaigns", nargs=-1)
-@click.option("--all", "all_campaigns", is_flag=True, help="Run every campaign in the campaigns folder.")
+@click.option(
+    "--all", "all_campaigns", is_flag=True, help="Run every campaign in the campaigns folder."
+)
 @clock_options
-@click.option("--dry-run", is_flag=True, help="Render everything, write nothing (not even the ledger).")
+@click.option(
+    "--dry-run", is_flag=True, help="Render everything, write nothing (not even the ledger)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @config_option
 @handle_errors
 def run(
-    campaigns: tuple[str, ...], all_campaigns: bool, day: date | None, now: datetime | None,
-    dry_run: bool, as_json: bool, config_path: Path | None,
+    campaigns: tuple[str, ...],
+    all_campaigns: bool,
+    day: date | None,
+    now: datetime | None,
+    dry_run: bool,
+    as_json: bool,
+    config_path: Path | None,
 ) -> None:
     """Run campaigns for today (or --date): render what is due, record it in the ledger."""
     from outreach.runner import perform_run
     from outreach.workspace import load_workspace
 
     if not campaigns and not all_campaigns:
-        raise click.UsageError("name one or more campaigns (e.g. campaigns/birthday.yaml) or use --all")
+        raise click.UsageError(
+            "name one or more campaigns (e.g. campaigns/birthday.yaml) or use --all"
+        )
     workspace = load_workspace(config_path, campaigns=list(campaigns) or None)
     today, current = clock(workspace.settings, day=day, now=now)
     summary = perform_run(
-        workspace=workspace, today=today, now=current, dry_run=dry_run, args=sys.argv[1:],
+        workspace=workspace,
+        today=today,
+        now=current,
+        dry_run=dry_run,
+        args=sys.argv[1:],
         progress=_progress(not as_json, len(workspace.contacts.contacts)),
     )
     if as_json:
@@ -192,7 +242,9 @@ def run(
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
 @config_option
 @handle_errors
-def validate(day: date | None, now: datetime | None, as_json: bool, config_path: Path | None) -> None:
+def validate(
+    day: date | None, now: datetime | None, as_json: bool, config_path: Path | None
+) -> None:
     """Check config, contacts, campaigns, and render every template for every contact."""
     from outreach.validation import validate_workspace
 
@@ -219,17 +271,31 @@ def validate(day: date | None, now: datetime | None, as_json: bool, config_path:
 @click.argument("campaign")
 @click.option("--contact", "contact_id", required=True, help="The contact's id.")
 @click.option(
-    "--format", "fmt", type=click.Choice(["text", "html", "eml", "pdf"]), default="text",
-    show_default=True, help="What to show.",
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "html", "eml", "pdf"]),
+    default="text",
+    show_default=True,
+    help="What to show.",
 )
-@click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
-              help="Write to this file (pdf: default out/preview/CAMPAIGN-ID.pdf).")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write to this file (pdf: default out/preview/CAMPAIGN-ID.pdf).",
+)
 @clock_options
 @config_option
 @handle_errors
 def preview(
-    campaign: str, contact_id: str, fmt: str, output: Path | None, day: date | None,
-    now: datetime | None, config_path: Path | None,
+    campaign: str,
+    contact_id: str,
+    fmt: str,
+    output: Path | None,
+    day: date | None,
+    now: datetime | None,
+    config_path: Path | None,
 ) -> None:
     """Render one campaign's message for one contact, without recording anything."""
     from outreach.preview import render_preview

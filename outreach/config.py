@@ -108,7 +108,7 @@ class Unsubscribe(_Model):
 class Coupon(_Model):
     """Deterministic per-contact coupon codes."""
 
-    secret: str = "change-me"
+    secret: str = "change-me"  # noqa: S105 - a placeholder that validate warns about
     prefix: str = ""
     length: int = Field(default=8, ge=4, le=32)
 
@@ -328,16 +328,24 @@ def load_settings(path: Path) -> Settings:
     if data is None:
         data = {}
     if not isinstance(data, dict):
-        raise ConfigError("the top level must be a mapping of keys", path=path, line=1,
-                          hint="see the README's config.yaml tour")
+        raise ConfigError(
+            "the top level must be a mapping of keys",
+            path=path,
+            line=1,
+            hint="see the README's config.yaml tour",
+        )
     if "root" in data:
-        raise ConfigError("unknown key", path=path, line=lines.get(("root",)), field="root",
-                          hint="remove it")
+        raise ConfigError(
+            "unknown key", path=path, line=lines.get(("root",)), field="root", hint="remove it"
+        )
     try:
         return Settings.model_validate({**data, "root": path.resolve().parent})
     except ValidationError as exc:
         raise validation_error(
-            exc, path=path, lines=lines, error_type=ConfigError,
+            exc,
+            path=path,
+            lines=lines,
+            error_type=ConfigError,
             hint="fix the key (see the README's config.yaml tour)",
         ) from None
 
@@ -347,7 +355,8 @@ def find_config(explicit: Path | None, *, cwd: Path | None = None) -> Path:
     path = explicit if explicit is not None else (cwd or Path.cwd()) / CONFIG_NAME
     if not path.is_file():
         raise ConfigError(
-            "no config file here", path=path,
+            "no config file here",
+            path=path,
             hint="run in a workspace folder, pass --config PATH, or create one with `outreach init DIR`",
         )
     return path

@@ -13,7 +13,12 @@ from outreach.workspace import Workspace
 
 
 def render_preview(
-    workspace: Workspace, *, contact_id: str, fmt: str, today: date, now: datetime,
+    workspace: Workspace,
+    *,
+    contact_id: str,
+    fmt: str,
+    today: date,
+    now: datetime,
     output: Path | None,
 ) -> str | Path:
     """The text, HTML or .eml of the message as a string, or the path of a written PDF."""
@@ -23,22 +28,30 @@ def render_preview(
     if contact is None:
         held = [p for p in workspace.contacts.problems if p.contact_id == contact_id]
         hint = f"that row is held back: {held[0]}" if held else "check the id in the contacts file"
-        raise OutreachError(f"no usable contact {contact_id!r}", path=settings.paths.contacts, hint=hint)
+        raise OutreachError(
+            f"no usable contact {contact_id!r}", path=settings.paths.contacts, hint=hint
+        )
     occurrence = next_occurrence(
         campaign, contact, today=today, date_format=settings.contacts.date_format
     ) or Occurrence(campaign=campaign.name, key="preview", date=today, earliest=today, latest=today)
     if fmt == "pdf":
         raise OutreachError("letters are not available yet", hint="use --format text, html or eml")
     if campaign.email is None:
-        raise OutreachError(f"campaign {campaign.name} has no email", path=campaign.path,
-                            hint="use --format pdf for its letter")
+        raise OutreachError(
+            f"campaign {campaign.name} has no email",
+            path=campaign.path,
+            hint="use --format pdf for its letter",
+        )
     renderer = EmailRenderer(settings=settings, campaign=campaign, today=today, now=now)
     if fmt == "eml":
         return renderer.render(contact, occurrence).data.decode("utf-8", "replace")
     subject, text, html = renderer.render_parts(contact, occurrence)
     if fmt == "html":
         if html is None:
-            raise OutreachError(f"campaign {campaign.name} has no HTML template", path=campaign.path,
-                                hint="use --format text")
+            raise OutreachError(
+                f"campaign {campaign.name} has no HTML template",
+                path=campaign.path,
+                hint="use --format text",
+            )
         return html
     return f"Subject: {subject}\n\n{text}"

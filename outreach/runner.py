@@ -17,8 +17,8 @@ from outreach.campaigns import Campaign, Occurrence, due_occurrences
 from outreach.config import CadencePolicy, Settings
 from outreach.contacts import Contact
 from outreach.deliver.base import Deliverer
-from outreach.errors import OutreachError, Problem
 from outreach.deliver.outbox import OutboxWriter, clean_temporaries
+from outreach.errors import OutreachError, Problem
 from outreach.ledger import DONE_STATUSES, Ledger, MessageRecord, acquire_lock
 from outreach.render.templates import EmailRenderer
 from outreach.workspace import Workspace
@@ -154,7 +154,7 @@ def choose_channel(
     else:
         order = [campaign.channel]
     reasons = []
-    for position, channel in enumerate(order):
+    for channel in order:
         if opted_out(contact, channel, suppressions):
             # An opt-out is an answer, not a gap to route around: no fallback past it.
             return None, f"opted out ({channel})"
@@ -168,7 +168,6 @@ def choose_channel(
             reasons.append("campaign has no letter")
         else:
             return channel, None
-        del position
     return None, reasons[0] if reasons else "no channel"
 
 
@@ -191,19 +190,62 @@ class _LedgerWriter:
             self.pending = []
 
 
-def _policy_for(settings: Settings, campaign: Campaign) -> CadencePolicy:
+@dataclass(frozen=True, slots=True)
+class TraceEvent:
+    """What the run decided for one contact and campaign (for `explain` and `plan`)."""
+
+    contact_id: str
+    campaign: str
+    outcome: (
+        str  # not in audience | not due | already | skipped | deferred | send | failed | bad data
+    )
+    occurrence: Occurrence | None = None
+    channel: str | None = None
+    reason: str | None = None
+
+
+Tracer = Callable[[TraceEvent], None]
+# The letters step: lays out and batches the letters a run decided to send.
+LetterSink = Callable[..., None]
+
+
+def policy_for(settings: Settings, campaign: Campaign) -> CadencePolicy:
+    """The cadence policy of a campaign: config's, with the campaign's overrides."""
     return campaign.cadence.apply(settings.cadence) if campaign.cadence else settings.cadence
 
 
-def _history(ledger: Ledger, *, today: date, settings: Settings, campaigns: Sequence[Campaign]) -> dict[str, list[PastMessage]]:
-    reach = max(
-        max(p.per_days, p.min_gap_days) for p in [_policy_for(settings, c) for c in campaigns] or [settings.cadence]
-    )
+def load_history(
+    ledger: Ledger, *, today: date, settings: Settings, campaigns: Sequence[Campaign]
+) -> dict[str, list[PastMessage]]:
+    """Messages that still weigh on each contact's cadence, from the ledger."""
+    policies = [policy_for(settings, c) for c in campaigns] or [settings.cadence]
+    reach = max(max(p.per_days, p.min_gap_days) for p in policies)
     pressure = ledger.contact_pressure(since=today - timedelta(days=reach))
     return {
-        contact_id: [PastMessage(effective_date=d, campaign=name, essential=essential) for d, name, essential in rows]
+        contact_id: [
+            PastMessage(effective_date=day, campaign=name, essential=essential)
+            for day, name, essential in rows
+        ]
         for contact_id, rows in pressure.items()
     }
+
+
+@dataclass
+class _Letter:
+    run: _CampaignRun
+    contact: Contact
+    occurrence: Occurrence
+
+
+def _skip_channel(campaign: Campaign, contact: Contact) -> str:
+    """The channel a skipped message would have taken, for its ledger row."""
+    if campaign.channel != "preferred":
+        return campaign.channel
+    return contact.preferred_channel or "email"
+
+
+# A failed email waits for the send step to retry it from its file; it is not rendered again.
+_RENDER_DONE = DONE_STATUSES | {"failed"}
 
 
 def execute_run(
@@ -215,34 +257,58 @@ def execute_run(
     now: datetime,
     args: Sequence[str] = (),
     progress: Callable[[Iterator[Contact]], Iterator[Contact]] | None = None,
+    simulate: bool = False,
+    trace: Tracer | None = None,
+    contacts: Sequence[Contact] | None = None,
+    letters: LetterSink | None = None,
 ) -> RunSummary:
-    """Run the workspace's campaigns for `today`; a None deliverer is a dry run."""
+    """Run the workspace's campaigns for `today` and record every decision in the ledger.
+
+    A None deliverer renders and drops (a dry run on a throwaway ledger). `simulate` decides
+    and records without rendering anything (for `plan`). `trace` sees every decision.
+    """
     settings = workspace.settings
     dry_run = deliverer is None
     run_id = ledger.begin_run(run_date=today, started_at=now, args=args)
     writer = _LedgerWriter(ledger, run_id)
     sink: Deliverer = deliverer if deliverer is not None else _NoDelivery()  # type: ignore[assignment]
     fmt = settings.contacts.date_format
+    letter_arrival = today + timedelta(days=settings.letters.delivery_days)
     suppressions = ledger.suppressions()
-    history = _history(ledger, today=today, settings=settings, campaigns=workspace.campaigns)
+    history = load_history(ledger, today=today, settings=settings, campaigns=workspace.campaigns)
     runs = [
         _CampaignRun(
             campaign=c,
             summary=CampaignSummary(name=c.name, kind=c.kind, channel=c.channel),
             matches=compile_audience(c.audience, path=c.path),
-            policy=_policy_for(settings, c),
+            policy=policy_for(settings, c),
             statuses=ledger.statuses_for(c.name),
-            emails=EmailRenderer(settings=settings, campaign=c, today=today, now=now) if c.email else None,
+            emails=(
+                EmailRenderer(settings=settings, campaign=c, today=today, now=now)
+                if c.email and not simulate
+                else None
+            ),
         )
         for c in workspace.campaigns
     ]
-    by_name = {r.campaign.name: r for r in runs}
-    contacts: Iterator[Contact] = iter(workspace.contacts.contacts)
+    letter_jobs: list[_Letter] = []
+    people: Iterator[Contact] = iter(workspace.contacts.contacts if contacts is None else contacts)
     if progress is not None:
-        contacts = progress(contacts)
+        people = progress(people)
+    note: Tracer = trace if trace is not None else (lambda event: None)
 
-    def record(run: _CampaignRun, contact: Contact, occ: Occurrence, *, channel: str, status: str, **extra: object) -> None:
-        effective = today + timedelta(days=settings.letters.delivery_days) if channel == "letter" else today
+    def record(
+        run: _CampaignRun,
+        contact: Contact,
+        occ: Occurrence,
+        *,
+        channel: str,
+        status: str,
+        artifact: str | None = None,
+        message_id: str | None = None,
+        reason: str | None = None,
+        error: str | None = None,
+    ) -> None:
         writer.add(
             MessageRecord(
                 contact_id=contact.id,
@@ -255,90 +321,135 @@ def execute_run(
                 earliest=occ.earliest,
                 latest=occ.latest,
                 essential=run.campaign.essential,
-                effective_date=effective,
+                effective_date=letter_arrival if channel == "letter" else today,
                 updated_at=now,
-                **extra,  # type: ignore[arg-type]
+                artifact=artifact,
+                message_id=message_id,
+                reason=reason,
+                error=error,
             )
         )
 
+    def fail(
+        run: _CampaignRun, contact: Contact, occ: Occurrence, channel: str, exc: OutreachError
+    ) -> None:
+        run.summary.failed += 1
+        run.summary.problems.append(_problem(exc, contact, run.campaign))
+        record(
+            run,
+            contact,
+            occ,
+            channel=channel,
+            status="skipped",
+            reason="render failed",
+            error=str(exc),
+        )
+        note(TraceEvent(contact.id, run.campaign.name, "failed", occ, channel, str(exc)))
+
     try:
-        for contact in contacts:
+        for contact in people:
             candidates: list[Candidate] = []
             pending: dict[tuple[str, str], tuple[_CampaignRun, Occurrence]] = {}
             for run in runs:
                 summary = run.summary
+                name = run.campaign.name
                 try:
                     if not run.matches(contact):
+                        note(TraceEvent(contact.id, name, "not in audience"))
                         continue
-                    occurrences = due_occurrences(run.campaign, contact, today=today, date_format=fmt)
+                    occurrences = due_occurrences(
+                        run.campaign, contact, today=today, date_format=fmt
+                    )
                 except OutreachError as exc:
                     summary.problems.append(_problem(exc, contact, run.campaign))
+                    note(TraceEvent(contact.id, name, "bad data", reason=str(exc)))
                     continue
+                if not occurrences:
+                    note(TraceEvent(contact.id, name, "not due"))
                 for occ in occurrences:
                     summary.due += 1
-                    if run.statuses.get((contact.id, occ.key)) in DONE_STATUSES:
+                    status = run.statuses.get((contact.id, occ.key))
+                    if status in _RENDER_DONE:
                         summary.already += 1
+                        note(TraceEvent(contact.id, name, "already", occ, reason=status))
                         continue
                     channel, reason = choose_channel(run.campaign, contact, suppressions)
                     if channel is None:
-                        summary.skipped[reason or "no channel"] += 1
-                        record(run, contact, occ, channel=run.campaign.channel if run.campaign.channel != "preferred" else (contact.preferred_channel or "email"), status="skipped", reason=reason)
+                        reason = reason or "no channel"
+                        summary.skipped[reason] += 1
+                        record(
+                            run,
+                            contact,
+                            occ,
+                            channel=_skip_channel(run.campaign, contact),
+                            status="skipped",
+                            reason=reason,
+                        )
+                        note(TraceEvent(contact.id, name, "skipped", occ, reason=reason))
                         continue
-                    effective = today + timedelta(days=settings.letters.delivery_days) if channel == "letter" else today
                     candidates.append(
                         Candidate(
                             contact_id=contact.id,
-                            campaign=run.campaign.name,
+                            campaign=name,
                             occurrence_key=occ.key,
                             priority=run.campaign.priority,
                             essential=run.campaign.essential,
                             channel=channel,
                             latest=occ.latest,
-                            effective_date=effective,
+                            effective_date=letter_arrival if channel == "letter" else today,
                             policy=run.policy,
                         )
                     )
-                    pending[(run.campaign.name, occ.key)] = (run, occ)
+                    pending[(name, occ.key)] = (run, occ)
             if not candidates:
                 continue
-            for decision in decide(candidates=candidates, history=history.get(contact.id, ()), today=today):
+            past = history.get(contact.id, ())
+            for decision in decide(candidates=candidates, history=past, today=today):
                 cand = decision.candidate
                 run, occ = pending[(cand.campaign, cand.occurrence_key)]
                 summary = run.summary
                 if decision.action != "send":
                     summary.deferred += 1
-                    record(run, contact, occ, channel=cand.channel, status="deferred", reason=decision.reason)
+                    record(
+                        run,
+                        contact,
+                        occ,
+                        channel=cand.channel,
+                        status="deferred",
+                        reason=decision.reason,
+                    )
+                    note(
+                        TraceEvent(
+                            contact.id,
+                            cand.campaign,
+                            "deferred",
+                            occ,
+                            cand.channel,
+                            decision.reason,
+                        )
+                    )
                     continue
-                if cand.channel == "letter":
-                    # Letters are laid out and batched by the letters step; counted here.
-                    summary.letters += 1
-                    continue
-                assert run.emails is not None
-                try:
-                    message = run.emails.render(contact, occ)
-                except OutreachError as exc:
-                    summary.failed += 1
-                    summary.problems.append(_problem(exc, contact, run.campaign))
-                    record(run, contact, occ, channel="email", status="skipped", reason="render failed", error=str(exc))
-                    continue
-                result = sink.push(message)
-                if result is None:  # dry run
-                    summary.emails += 1
-                    continue
-                if result.status in ("failed",):
-                    summary.failed += 1
-                else:
-                    summary.emails += 1
-                    if result.status == "sent":
-                        summary.sent += 1
-                record(
-                    run, contact, occ, channel="email", status=result.status,
-                    artifact=result.artifact, message_id=message.message_id, error=result.error,
+                note(
+                    TraceEvent(
+                        contact.id, cand.campaign, "send", occ, cand.channel, decision.reason
+                    )
                 )
+                if simulate:
+                    summary.letters += cand.channel == "letter"
+                    summary.emails += cand.channel == "email"
+                    record(run, contact, occ, channel=cand.channel, status="rendered")
+                elif cand.channel == "letter":
+                    letter_jobs.append(_Letter(run, contact, occ))
+                else:
+                    _email(run, contact, occ, sink=sink, record=record, fail=fail, dry_run=dry_run)
+        if letter_jobs and letters is not None:
+            letters(letter_jobs, record=record, fail=fail)
+        elif letter_jobs:
+            for job in letter_jobs:
+                job.run.summary.letters += 1
         writer.flush()
     finally:
         sink.close()
-    del by_name
     summary_obj = RunSummary(
         run_date=today,
         dry_run=dry_run,
@@ -349,6 +460,52 @@ def execute_run(
     )
     ledger.end_run(run_id, ended_at=now, counts=summary_obj.as_dict())
     return summary_obj
+
+
+def _email(
+    run: _CampaignRun,
+    contact: Contact,
+    occ: Occurrence,
+    *,
+    sink: Deliverer,
+    record: Callable[..., None],
+    fail: Callable[..., None],
+    dry_run: bool,
+) -> None:
+    """Render one email and hand it to the deliverer; record the outcome."""
+    assert run.emails is not None
+    try:
+        message = run.emails.render(contact, occ)
+    except OutreachError as exc:
+        fail(run, contact, occ, "email", exc)
+        return
+    result = sink.push(message)
+    summary = run.summary
+    if dry_run or result is None:
+        summary.emails += 1
+        return
+    if result.status == "failed":
+        summary.failed += 1
+        summary.problems.append(
+            Problem(
+                message=result.error or "delivery failed",
+                contact_id=contact.id,
+                campaign=run.campaign.name,
+            )
+        )
+    else:
+        summary.emails += 1
+        summary.sent += result.status == "sent"
+    record(
+        run,
+        contact,
+        occ,
+        channel="email",
+        status=result.status,
+        artifact=result.artifact,
+        message_id=message.message_id,
+        error=result.error,
+    )
 
 
 def recover_interrupted(ledger: Ledger, *, settings: Settings, now: datetime) -> int:
@@ -388,14 +545,28 @@ def perform_run(
         # nothing reaches the disk.
         with Ledger.open(settings.ledger_path, readonly=True) as ledger:
             ledger.mark_missed(today=today, now=now)
-            return execute_run(workspace=workspace, ledger=ledger, deliverer=None, today=today,
-                               now=now, args=args, progress=progress)
+            return execute_run(
+                workspace=workspace,
+                ledger=ledger,
+                deliverer=None,
+                today=today,
+                now=now,
+                args=args,
+                progress=progress,
+            )
     with acquire_lock(settings.state_dir, now=now), Ledger.open(settings.ledger_path) as ledger:
         recover_interrupted(ledger, settings=settings, now=now)
         ledger.mark_missed(today=today, now=now)
         deliverer = OutboxWriter(root=settings.root, out_dir=settings.out_dir, run_date=today)
-        return execute_run(workspace=workspace, ledger=ledger, deliverer=deliverer, today=today,
-                           now=now, args=args, progress=progress)
+        return execute_run(
+            workspace=workspace,
+            ledger=ledger,
+            deliverer=deliverer,
+            today=today,
+            now=now,
+            args=args,
+            progress=progress,
+        )
 
 
 def _problem(exc: OutreachError, contact: Contact, campaign: Campaign) -> Problem:

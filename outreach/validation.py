@@ -43,22 +43,39 @@ def next_occurrence(
     return found[0] if found else None
 
 
-def _as_problem(exc: OutreachError, *, blocking: bool, contact: Contact | None = None,
-                campaign: str | None = None) -> Problem:
+def _as_problem(
+    exc: OutreachError,
+    *,
+    blocking: bool,
+    contact: Contact | None = None,
+    campaign: str | None = None,
+) -> Problem:
     return Problem(
-        message=exc.message, path=exc.path, line=exc.line, field=exc.field, hint=exc.hint,
-        blocking=blocking, contact_id=contact.id if contact else None, campaign=campaign,
+        message=exc.message,
+        path=exc.path,
+        line=exc.line,
+        field=exc.field,
+        hint=exc.hint,
+        blocking=blocking,
+        contact_id=contact.id if contact else None,
+        campaign=campaign,
     )
 
 
 def _check_campaign(
-    settings: Settings, campaign: Campaign, contacts: tuple[Contact, ...], *, today: date,
-    now: datetime, report: ValidationReport,
+    settings: Settings,
+    campaign: Campaign,
+    contacts: tuple[Contact, ...],
+    *,
+    today: date,
+    now: datetime,
+    report: ValidationReport,
 ) -> None:
     matches = compile_audience(campaign.audience, path=campaign.path)
     emails = (
         EmailRenderer(settings=settings, campaign=campaign, today=today, now=now)
-        if campaign.email else None
+        if campaign.email
+        else None
     )
     fmt = settings.contacts.date_format
     audience = rendered = failed = 0
@@ -74,18 +91,25 @@ def _check_campaign(
                 campaign.channel == "preferred" and contact.preferred_channel == "letter"
             )
             if wants_letter and address_gaps(contact) and not (campaign.fallback and contact.email):
-                report.warnings.append(Problem(
-                    message=f"no letter possible: postal address lacks {', '.join(address_gaps(contact))}",
-                    path=str(settings.paths.contacts), line=contact.line,
-                    field=address_gaps(contact)[0], contact_id=contact.id, campaign=campaign.name,
-                    hint="complete the address in the contacts file",
-                ))
+                report.warnings.append(
+                    Problem(
+                        message=f"no letter possible: postal address lacks {', '.join(address_gaps(contact))}",
+                        path=str(settings.paths.contacts),
+                        line=contact.line,
+                        field=address_gaps(contact)[0],
+                        contact_id=contact.id,
+                        campaign=campaign.name,
+                        hint="complete the address in the contacts file",
+                    )
+                )
             if emails is not None and contact.email:
                 emails.render(contact, occurrence)
             rendered += 1
         except OutreachError as exc:
             failed += 1
-            report.warnings.append(_as_problem(exc, blocking=False, contact=contact, campaign=campaign.name))
+            report.warnings.append(
+                _as_problem(exc, blocking=False, contact=contact, campaign=campaign.name)
+            )
     report.lines.append(
         f"campaign {campaign.name} ({campaign.kind}, {campaign.channel}): {audience} in the audience, "
         f"{rendered} rendered, {failed} failed"
@@ -97,7 +121,9 @@ def validate_workspace(settings: Settings, *, today: date, now: datetime) -> Val
     report = ValidationReport(lines=[f"config {settings.root / 'config.yaml'}: ok"])
     try:
         contact_list = load_contacts(
-            settings.contacts_path, settings=settings.contacts, default_locale=settings.default_locale
+            settings.contacts_path,
+            settings=settings.contacts,
+            default_locale=settings.default_locale,
         )
     except OutreachError as exc:
         report.blocking.append(_as_problem(exc, blocking=True))
@@ -121,16 +147,23 @@ def validate_workspace(settings: Settings, *, today: date, now: datetime) -> Val
             report.blocking.append(_as_problem(exc, blocking=True))
             continue
         if campaign.name in names:
-            report.blocking.append(Problem(
-                message=f"campaign name {campaign.name!r} is also used by {names[campaign.name]}",
-                path=str(path), field="name", blocking=True, hint="give each campaign its own name",
-            ))
+            report.blocking.append(
+                Problem(
+                    message=f"campaign name {campaign.name!r} is also used by {names[campaign.name]}",
+                    path=str(path),
+                    field="name",
+                    blocking=True,
+                    hint="give each campaign its own name",
+                )
+            )
             continue
         names[campaign.name] = str(path)
         campaigns.append(campaign)
     for campaign in campaigns:
         try:
-            _check_campaign(settings, campaign, contact_list.contacts, today=today, now=now, report=report)
+            _check_campaign(
+                settings, campaign, contact_list.contacts, today=today, now=now, report=report
+            )
         except OutreachError as exc:
             report.blocking.append(_as_problem(exc, blocking=True, campaign=campaign.name))
     return report

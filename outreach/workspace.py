@@ -25,7 +25,8 @@ def campaign_files(settings: Settings) -> list[Path]:
     folder = settings.campaigns_dir
     if not folder.is_dir():
         raise CampaignError(
-            "campaigns folder not found", path=folder,
+            "campaigns folder not found",
+            path=folder,
             hint="create it, or set paths.campaigns in config.yaml",
         )
     return sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
@@ -41,7 +42,8 @@ def resolve_campaign_args(settings: Settings, names: list[str]) -> list[Path]:
         if found is None:
             known = ", ".join(p.stem for p in campaign_files(settings)) or "none"
             raise CampaignError(
-                f"no campaign {name!r}", path=settings.campaigns_dir,
+                f"no campaign {name!r}",
+                path=settings.campaigns_dir,
                 hint=f"campaigns here: {known}",
             )
         paths.append(found)

@@ -28,17 +28,16 @@ def _compose_lines(node: yaml.Node, prefix: KeyPath, lines: dict[KeyPath, int]) 
             _compose_lines(item, (*prefix, index), lines)
 
 
-def load_yaml(
-    path: Path, *, error: type[OutreachError]
-) -> tuple[Any, dict[KeyPath, int]]:
+def load_yaml(path: Path, *, error: type[OutreachError]) -> tuple[Any, dict[KeyPath, int]]:
     """Parse a YAML file; return the data and the line of each key path."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise error("file not found", path=path, hint="check the path or create the file") from None
     except UnicodeDecodeError as exc:
-        raise error(f"not UTF-8 text ({exc.reason})", path=path,
-                    hint="save the file as UTF-8") from None
+        raise error(
+            f"not UTF-8 text ({exc.reason})", path=path, hint="save the file as UTF-8"
+        ) from None
     except OSError as exc:
         raise error(f"cannot read: {exc.strerror}", path=path) from None
     try:
