@@ -1,0 +1,429 @@
+"""The letter printer: one batch PDF per campaign per run, a manifest beside it, split PDFs.
+
+    out/letters/<date>/<campaign>.pdf            every letter on a new sheet, postal-code order
+    out/letters/<date>/<campaign>.manifest.csv   one row per letter: where it is in the PDF
+    out/letters/<date>/<campaign>/<contact>.pdf  one PDF per letter, with `split`
+
+WeasyPrint keeps every laid-out page of a document in memory (about 0.8 MiB a letter), so a
+batch is laid out in chunks of about a hundred letters, one PDF per chunk, in a pool of worker
+processes (layout is CPU-bound Python: threads would not help), and the chunk PDFs are then
+joined with pypdf. Each letter is laid out as its own document, so its page numbers ("2 / 2")
+count its own pages, and a letter that cannot be printed right fails alone.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import multiprocessing
+import os
+import re
+import warnings
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from outreach.errors import DeliveryError, OutreachError, TemplateError
+from outreach.render.letter import RenderedLetter, safe_file_name, typesetter
+
+CHUNK_SIZE = 100  # letters per WeasyPrint document: measured as fast as larger chunks
+MIN_CHUNK = 25  # below this a worker process costs more than it saves
+MANIFEST_COLUMNS = (
+    "letter",
+    "first_page",
+    "pages",
+    "blank_pages",
+    "contact_id",
+    "occurrence_key",
+    "name",
+    "postal_code",
+    "country",
+    "address",
+    "file",
+)
+ADDRESS_SEPARATOR = "; "
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_DIGITS = re.compile(r"\d+")
+
+Progress = Callable[[int, int], None]  # (letters done, letters in the batch)
+
+
+@dataclass(frozen=True, slots=True)
+class PrintedLetter:
+    """One letter in a batch PDF: a row of the manifest."""
+
+    number: int  # 1-based position in the batch
+    first_page: int  # 1-based page of the batch PDF where the letter starts
+    pages: int  # pages it takes in the batch PDF, a blank back page included
+    blank_pages: int  # 1 when duplex printing padded an odd-length letter
+    contact_id: str
+    occurrence_key: str
+    name: str
+    address_lines: tuple[str, ...]
+    postal_code: str
+    country: str
+    path: Path | None  # its own PDF, with split
+
+
+@dataclass(frozen=True, slots=True)
+class LetterFailure:
+    """A letter that could not be printed right, and why; it is in no PDF."""
+
+    contact_id: str
+    occurrence_key: str
+    error: OutreachError
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """What `write_batch` wrote for one campaign (paths are None when no letter was printed)."""
+
+    campaign: str
+    pdf_path: Path | None
+    manifest_path: Path | None
+    split_dir: Path | None
+    letters: tuple[PrintedLetter, ...]
+    failures: tuple[LetterFailure, ...]
+    pages: int  # pages in the batch PDF
+    sheets: int  # sheets of paper it prints on
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    letters: tuple[RenderedLetter, ...]
+    split_paths: tuple[Path | None, ...]
+    duplex: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    pages: int
+    blank_pages: int
+    error: OutreachError | None
+
+
+@dataclass(frozen=True, slots=True)
+class _ChunkResult:
+    pdf: bytes | None
+    outcomes: tuple[_Outcome, ...]
+
+
+def harfbuzz_subset_available() -> bool:
+    """Whether WeasyPrint can subset fonts with HarfBuzz (without it letters are ~8x slower)."""
+    with warnings.catch_warnings():
+        # WeasyPrint warns at import when the library is missing: this function reports it.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from weasyprint.text import ffi
+    if ffi.harfbuzz_subset is None:
+        return False
+    return bool(ffi.harfbuzz.hb_version_atleast(4, 1, 0))
+
+
+def postal_order(letter: RenderedLetter) -> tuple[bool, str, str, str, str]:
+    """Sort key: domestic letters first, then by country and postal code (digits as numbers)."""
+    code = _DIGITS.sub(lambda m: m.group().zfill(12), letter.postal_code.upper().replace(" ", ""))
+    return (letter.foreign, letter.country, code, letter.name.casefold(), letter.contact_id)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write a file under a temporary name, flush it to disk, then rename it into place."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        temporary.replace(path)
+    except OSError as exc:
+        temporary.unlink(missing_ok=True)
+        raise DeliveryError(f"cannot write: {exc.strerror}", path=path) from None
+
+
+def _typeset_chunk(chunk: _Chunk) -> _ChunkResult:
+    """Lay out a chunk of letters and write them as one PDF (runs in a worker process)."""
+    setter = typesetter()
+    documents = []
+    pages = []
+    outcomes = []
+    for letter, split_path in zip(chunk.letters, chunk.split_paths, strict=True):
+        try:
+            document = setter.typeset(letter)
+            if split_path is not None:
+                write_atomic(split_path, setter.write_pdf([document], document.pages))
+        except OutreachError as exc:
+            outcomes.append(_Outcome(pages=0, blank_pages=0, error=exc))
+            continue
+        except Exception as exc:  # one odd letter must not sink the whole batch
+            error = TemplateError(
+                f"contact {letter.contact_id}: the letter cannot be laid out: "
+                f"{type(exc).__name__}: {exc}",
+                hint="check the letter's template and stylesheet",
+            )
+            outcomes.append(_Outcome(pages=0, blank_pages=0, error=error))
+            continue
+        documents.append(document)
+        pages.extend(document.pages)
+        blank = 1 if chunk.duplex and len(document.pages) % 2 else 0
+        if blank:
+            pages.append(setter.blank_page(letter.layout))
+        outcomes.append(_Outcome(pages=len(document.pages) + blank, blank_pages=blank, error=None))
+    pdf = setter.write_pdf(documents, pages) if documents else None
+    return _ChunkResult(pdf=pdf, outcomes=tuple(outcomes))
+
+
+def _plan(count: int, *, workers: int, chunk_size: int) -> list[range]:
+    # Enough chunks to keep every worker busy, none larger than chunk_size.
+    size = min(chunk_size, max(MIN_CHUNK, math.ceil(count / max(1, workers))))
+    return [range(start, min(start + size, count)) for start in range(0, count, size)]
+
+
+def _pool_context() -> multiprocessing.context.BaseContext:
+    # forkserver: workers fork from a clean process that already imported WeasyPrint, so they
+    # start fast and inherit no threads or open files from the caller.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["outreach.render.letter", "weasyprint"])
+    return context
+
+
+def _run(chunks: list[_Chunk], *, workers: int, progress: Progress | None) -> list[_ChunkResult]:
+    total = sum(len(c.letters) for c in chunks)
+    done = 0
+    if workers <= 1 or len(chunks) <= 1:
+        results = []
+        for chunk in chunks:
+            results.append(_typeset_chunk(chunk))
+            done += len(chunk.letters)
+            if progress is not None:
+                progress(done, total)
+        return results
+    with ProcessPoolExecutor(
+        max_workers=min(workers, len(chunks)), mp_context=_pool_context()
+    ) as pool:
+        futures: list[Future[_ChunkResult]] = [pool.submit(_typeset_chunk, c) for c in chunks]
+        for future, chunk in zip(futures, chunks, strict=True):
+            future.result()  # in order, so the count only grows
+            done += len(chunk.letters)
+            if progress is not None:
+                progress(done, total)
+        return [future.result() for future in futures]
+
+
+def _free_stem(folder: Path, stem: str) -> str:
+    # A second run on the same day must not overwrite the first run's batch.
+    candidate, number = stem, 1
+    while (
+        (folder / f"{candidate}.pdf").exists()
+        or (folder / f"{candidate}.manifest.csv").exists()
+        or (folder / candidate).exists()
+    ):
+        number += 1
+        candidate = f"{stem}-{number}"
+    return candidate
+
+
+def _split_paths(letters: Sequence[RenderedLetter], folder: Path) -> list[Path]:
+    used: set[str] = set()
+    paths = []
+    for letter in letters:
+        base = safe_file_name(letter.contact_id)
+        name, number = base, 1
+        while name.casefold() in used:  # two occurrences of one contact, or ids alike once safe
+            number += 1
+            name = f"{base}-{number}"
+        used.add(name.casefold())
+        paths.append(folder / f"{name}.pdf")
+    return paths
+
+
+def _cell(value: str) -> str:
+    return "'" + value if value.startswith(_FORMULA_START) else value
+
+
+def manifest_csv(letters: Sequence[PrintedLetter], *, relative_to: Path) -> bytes:
+    """The manifest as CSV bytes (UTF-8 with a BOM, so spreadsheets read the accents)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(MANIFEST_COLUMNS)
+    for item in letters:
+        writer.writerow(
+            [
+                item.number,
+                item.first_page,
+                item.pages,
+                item.blank_pages,
+                _cell(item.contact_id),
+                _cell(item.occurrence_key),
+                _cell(item.name),
+                _cell(item.postal_code),
+                item.country,
+                _cell(ADDRESS_SEPARATOR.join(item.address_lines)),
+                item.path.relative_to(relative_to).as_posix() if item.path else "",
+            ]
+        )
+    return buffer.getvalue().encode("utf-8-sig")
+
+
+def _merge(parts: list[bytes], *, title: str) -> bytes:
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter()
+    for part in parts:
+        writer.append(PdfReader(io.BytesIO(part)))
+    writer.add_metadata({"/Title": title, "/Creator": "outreach"})
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
+
+
+def write_batch(
+    *,
+    letters: Sequence[RenderedLetter],
+    out_dir: Path,
+    run_date: date,
+    campaign: str,
+    duplex: bool,
+    sort_by_postal_code: bool,
+    split: bool,
+    workers: int = 2,
+    chunk_size: int = CHUNK_SIZE,
+    progress: Progress | None = None,
+) -> BatchResult:
+    """Print one campaign's letters into out_dir/letters/<date>/; failed letters are returned."""
+    ordered = sorted(letters, key=postal_order) if sort_by_postal_code else list(letters)
+    folder = out_dir / "letters" / run_date.isoformat()
+    stem = _free_stem(folder, safe_file_name(campaign))
+    split_dir = folder / stem if split else None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if split_dir is not None and ordered:
+            split_dir.mkdir()
+    except OSError as exc:
+        raise DeliveryError(f"cannot create the folder: {exc.strerror}", path=folder) from None
+    split_paths: list[Path | None] = (
+        list(_split_paths(ordered, split_dir)) if split_dir is not None else [None] * len(ordered)
+    )
+    chunks = [
+        _Chunk(
+            letters=tuple(ordered[i] for i in part),
+            split_paths=tuple(split_paths[i] for i in part),
+            duplex=duplex,
+        )
+        for part in _plan(len(ordered), workers=workers, chunk_size=chunk_size)
+    ]
+    try:
+        results = _run(chunks, workers=workers, progress=progress)
+    except OutreachError:
+        raise
+    except Exception as exc:  # a worker killed (out of memory?) or unable to start
+        raise DeliveryError(
+            f"the letter printer failed: {type(exc).__name__}: {exc}",
+            transient=True,
+            path=folder,
+            hint="run again; if it keeps failing, try letters in a smaller batch",
+        ) from exc
+
+    printed: list[PrintedLetter] = []
+    failures: list[LetterFailure] = []
+    page = 1
+    outcomes = (o for result in results for o in result.outcomes)
+    for letter, split_path, outcome in zip(ordered, split_paths, outcomes, strict=True):
+        if outcome.error is not None:
+            failures.append(LetterFailure(letter.contact_id, letter.occurrence_key, outcome.error))
+            continue
+        printed.append(
+            PrintedLetter(
+                number=len(printed) + 1,
+                first_page=page,
+                pages=outcome.pages,
+                blank_pages=outcome.blank_pages,
+                contact_id=letter.contact_id,
+                occurrence_key=letter.occurrence_key,
+                name=letter.name,
+                address_lines=letter.address_lines,
+                postal_code=letter.postal_code,
+                country=letter.country,
+                path=split_path,
+            )
+        )
+        page += outcome.pages
+    pages = page - 1
+    if not printed:
+        if split_dir is not None and split_dir.exists():
+            split_dir.rmdir()
+        return BatchResult(
+            campaign=campaign,
+            pdf_path=None,
+            manifest_path=None,
+            split_dir=None,
+            letters=(),
+            failures=tuple(failures),
+            pages=0,
+            sheets=0,
+        )
+    parts = [result.pdf for result in results if result.pdf is not None]
+    title = f"{campaign} — {run_date.isoformat()}"
+    pdf = parts[0] if len(parts) == 1 else _merge(parts, title=title)
+    pdf_path = folder / f"{stem}.pdf"
+    manifest_path = folder / f"{stem}.manifest.csv"
+    write_atomic(pdf_path, pdf)
+    write_atomic(manifest_path, manifest_csv(printed, relative_to=folder))
+    return BatchResult(
+        campaign=campaign,
+        pdf_path=pdf_path,
+        manifest_path=manifest_path,
+        split_dir=split_dir,
+        letters=tuple(printed),
+        failures=tuple(failures),
+        pages=pages,
+        sheets=math.ceil(pages / 2) if duplex else pages,
+    )
+
+
+class LetterPrinter:
+    """Collects rendered letters during a run and prints one batch per campaign at the end."""
+
+    def __init__(
+        self,
+        *,
+        out_dir: Path,
+        run_date: date,
+        duplex: bool,
+        sort_by_postal_code: bool,
+        split: bool,
+        workers: int = 2,
+    ) -> None:
+        self._out_dir = out_dir
+        self._run_date = run_date
+        self._duplex = duplex
+        self._sort = sort_by_postal_code
+        self._split = split
+        self._workers = workers
+        self._letters: dict[str, list[RenderedLetter]] = {}
+
+    def push(self, letter: RenderedLetter) -> None:
+        """Queue a letter for its campaign's batch."""
+        self._letters.setdefault(letter.campaign, []).append(letter)
+
+    def flush(self, progress: Progress | None = None) -> tuple[BatchResult, ...]:
+        """Print every campaign's batch; the queue is empty afterwards."""
+        results = []
+        for campaign, letters in self._letters.items():
+            results.append(
+                write_batch(
+                    letters=letters,
+                    out_dir=self._out_dir,
+                    run_date=self._run_date,
+                    campaign=campaign,
+                    duplex=self._duplex,
+                    sort_by_postal_code=self._sort,
+                    split=self._split,
+                    workers=self._workers,
+                    progress=progress,
+                )
+            )
+        self._letters.clear()
+        return tuple(results)

@@ -1,0 +1,1203 @@
+"""Printed letters: envelope profiles, address blocks, the HTML of a letter, and its layout.
+
+A letter is made in two steps. `LetterRenderer.render` (cheap, in the main process) fills the
+templates for one contact and checks the postal address; `Typesetter.typeset` (WeasyPrint, in
+a worker process for batches) lays the HTML out and then checks, with the real font metrics of
+the laid-out page, that the address and return lines lie inside the envelope's windows and
+that nothing else on the first page shows through them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import mimetypes
+import re
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import unquote, urlsplit
+
+import jinja2
+from jinja2 import Template
+from markupsafe import Markup
+
+from outreach.campaigns import Campaign, Occurrence
+from outreach.config import Letters, Settings
+from outreach.contacts import Contact
+from outreach.errors import ConfigError, OutreachError, TemplateError
+from outreach.render.templates import (
+    _describe,
+    _Fields,
+    _locate,
+    babel_locale,
+    build_environment,
+    coupon_code,
+    normalize_locale,
+    unsubscribe_url,
+    variant_names,
+)
+
+if TYPE_CHECKING:
+    from weasyprint import CSS, Document, Page
+    from weasyprint.urls import URLFetcher, URLFetcherResponse
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+BASE_TEMPLATE = "letter_base.html.j2"
+DEFAULT_CSS = PACKAGE_DIR / "letter.css"
+
+MM_PER_INCH = 25.4
+MM_PER_PX = MM_PER_INCH / 96  # WeasyPrint lays out in CSS pixels
+MM_PER_PT = MM_PER_INCH / 72
+
+# Type metrics the default stylesheet uses; the line capacity of a window follows from them.
+ADDRESS_LINE_MM = 12 * MM_PER_PT  # 10 pt type on 12 pt lines
+RETURN_BLOCK_LINE_MM = 9.5 * MM_PER_PT  # the #10 return window's 8 pt lines
+PAD_TOP_MM = 1.0  # space above the first address line inside its zone
+PAD_BOTTOM_MM = 0.5
+PAD_RIGHT_MM = 1.0
+# A laid-out line must keep this far inside its zone: envelopes let the sheet move a little.
+SAFETY_MM = 0.4
+# Where the first page's text starts below the lowest window.
+BODY_GAP_MM = 6.0
+LETTERHEAD_GAP_MM = 20.0
+LETTERHEAD_MIN_WIDTH_MM = 45.0
+MARK_LEFT_MM = 4.0
+
+# Countries whose addresses have no postal code (a code there is printed but not required).
+NO_POSTAL_CODE = frozenset({"AE", "HK", "IE", "QA"})
+# Countries whose city line needs the region (state, province) as well.
+NEEDS_REGION = frozenset({"US", "CA", "AU"})
+
+
+class AddressError(OutreachError):
+    """A contact's postal address is incomplete or does not fit the envelope window."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Where:
+    path: Path
+    line: int
+
+
+# --- envelope profiles ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Box:
+    """A rectangle on the sheet in millimetres, from the sheet's top-left corner."""
+
+    left: float
+    top: float
+    width: float
+    height: float
+
+    @property
+    def right(self) -> float:
+        return self.left + self.width
+
+    @property
+    def bottom(self) -> float:
+        return self.top + self.height
+
+    def inset(self, margin: float) -> Box:
+        """The box shrunk by `margin` on every side."""
+        return Box(
+            self.left + margin,
+            self.top + margin,
+            self.width - 2 * margin,
+            self.height - 2 * margin,
+        )
+
+    def contains(self, left: float, top: float, right: float, bottom: float) -> bool:
+        """Whether the rectangle lies entirely inside this box."""
+        return (
+            left >= self.left and top >= self.top and right <= self.right and bottom <= self.bottom
+        )
+
+    def overlaps(self, left: float, top: float, right: float, bottom: float) -> bool:
+        """Whether the rectangle and this box share any area."""
+        return left < self.right and right > self.left and top < self.bottom and bottom > self.top
+
+
+@dataclass(frozen=True, slots=True)
+class EnvelopeProfile:
+    """A sheet and the envelope windows it is folded into."""
+
+    name: str
+    page_width_mm: float
+    page_height_mm: float
+    windows: tuple[Box, ...]  # what shows through the envelope (DIN: one field; #10: two)
+    return_zone: Box  # where the sender's return address goes
+    address_zone: Box  # where the recipient's lines go
+    text_indent_mm: float  # text starts this far inside the zones
+    return_style: Literal["line", "block"]  # one line at the zone's foot, or a top-aligned block
+    fold_marks_mm: tuple[float, ...]
+    punch_mark_mm: float | None
+    margins_mm: tuple[float, float, float, float]  # top, right, bottom, left of the body text
+
+    @property
+    def address_capacity(self) -> int:
+        """How many address lines of the default type fit the address zone."""
+        usable = self.address_zone.height - PAD_TOP_MM - PAD_BOTTOM_MM
+        return max(0, math.floor(usable / ADDRESS_LINE_MM + 1e-9))
+
+    @property
+    def return_capacity(self) -> int:
+        """How many return-address lines fit the return zone."""
+        if self.return_style == "line":
+            return 1
+        usable = self.return_zone.height - PAD_TOP_MM - PAD_BOTTOM_MM
+        return max(0, math.floor(usable / RETURN_BLOCK_LINE_MM + 1e-9))
+
+
+def _din5008(name: str, *, top: float, folds: tuple[float, float]) -> EnvelopeProfile:
+    # DIN 5008: an 85 × 45 mm address field 20 mm from the left edge: a 17.7 mm zone for the
+    # return address and notes above a 27.3 mm zone for the recipient. Text is indented 5 mm.
+    field = Box(20.0, top, 85.0, 45.0)
+    return EnvelopeProfile(
+        name=name,
+        page_width_mm=210.0,
+        page_height_mm=297.0,
+        windows=(field,),
+        return_zone=Box(20.0, top, 85.0, 17.7),
+        address_zone=Box(20.0, top + 17.7, 85.0, 27.3),
+        text_indent_mm=5.0,
+        return_style="line",
+        fold_marks_mm=folds,
+        punch_mark_mm=148.5,
+        margins_mm=(20.0, 20.0, 20.0, 25.0),
+    )
+
+
+def _inches(*values: float) -> tuple[float, ...]:
+    return tuple(round(v * MM_PER_INCH, 4) for v in values)
+
+
+def _us10() -> EnvelopeProfile:
+    # A US Letter sheet tri-folded into a #10 double-window envelope (the published figures):
+    # recipient window 4 × 1 in, 0.625 in from the left, top 2.125 in from the sheet's top;
+    # return window 3.25 × 0.875 in, 0.625 in from the left, top 0.875 in.
+    width, height = _inches(8.5, 11)
+    recipient = Box(*_inches(0.625, 2.125, 4, 1))
+    sender = Box(*_inches(0.625, 0.875, 3.25, 0.875))
+    margin = round(0.75 * MM_PER_INCH, 4)
+    return EnvelopeProfile(
+        name="us10",
+        page_width_mm=width,
+        page_height_mm=height,
+        windows=(sender, recipient),
+        return_zone=sender,
+        address_zone=recipient,
+        text_indent_mm=round(0.125 * MM_PER_INCH, 4),
+        return_style="block",
+        fold_marks_mm=(),
+        punch_mark_mm=None,
+        margins_mm=(margin, margin, margin, margin),
+    )
+
+
+ENVELOPES: dict[str, EnvelopeProfile] = {
+    # Fold marks: form B at 105 and 210 mm, form A at 87 and 192 mm; hole punch at 148.5 mm.
+    "din5008-b": _din5008("din5008-b", top=45.0, folds=(105.0, 210.0)),
+    "din5008-a": _din5008("din5008-a", top=27.0, folds=(87.0, 192.0)),
+    "us10": _us10(),
+}
+
+
+def envelope_profile(letters: Letters) -> EnvelopeProfile:
+    """The profile config `letters.envelope` names (`custom` is built from `letters.custom`)."""
+    if letters.envelope != "custom":
+        return ENVELOPES[letters.envelope]
+    custom = letters.custom
+    if custom is None:
+        raise ConfigError(
+            "letters.envelope custom needs letters.custom",
+            field="letters.custom",
+            hint="give the page and window dimensions in millimetres",
+        )
+    window = Box(
+        custom.window_left_mm,
+        custom.window_top_mm,
+        custom.window_width_mm,
+        custom.window_height_mm,
+    )
+    if window.right > custom.page_width_mm or window.bottom > custom.page_height_mm:
+        raise ConfigError(
+            "the window does not fit on the page",
+            field="letters.custom",
+            hint="check the window's position and size against the page size",
+        )
+    # A one-line return zone on top, as in DIN 5008; the rest of the window is the address.
+    return_height = round(min(8.0, window.height * 0.25), 2)
+    indent = 3.0
+    left_margin = window.left + indent
+    if left_margin > custom.page_width_mm / 2 or left_margin < 12.0:
+        left_margin = 20.0
+    return EnvelopeProfile(
+        name="custom",
+        page_width_mm=custom.page_width_mm,
+        page_height_mm=custom.page_height_mm,
+        windows=(window,),
+        return_zone=Box(window.left, window.top, window.width, return_height),
+        address_zone=Box(
+            window.left, window.top + return_height, window.width, window.height - return_height
+        ),
+        text_indent_mm=indent,
+        return_style="line",
+        fold_marks_mm=(),
+        punch_mark_mm=None,
+        margins_mm=(20.0, 20.0, 20.0, left_margin),
+    )
+
+
+def _mm(value: float) -> str:
+    return f"{value:.3f}".rstrip("0").rstrip(".") + "mm"
+
+
+def _place(box: Box, margins: tuple[float, float, float, float]) -> str:
+    # Absolutely positioned boxes on the first page are placed relative to its page area.
+    top, _, _, left = margins
+    return (
+        f"position: absolute; left: {_mm(box.left - left)}; top: {_mm(box.top - top)}; "
+        f"width: {_mm(box.width)}; height: {_mm(box.height)};"
+    )
+
+
+def geometry_css(profile: EnvelopeProfile) -> str:
+    """The stylesheet that puts the page, the windows' text and the marks where they belong."""
+    top, right, bottom, left = profile.margins_mm
+    width, height = profile.page_width_mm, profile.page_height_mm
+    indent = profile.text_indent_mm
+    rules = [
+        f"@page {{ size: {_mm(width)} {_mm(height)}; "
+        f"margin: {_mm(top)} {_mm(right)} {_mm(bottom)} {_mm(left)}; }}",
+        f".return-address {{ {_place(profile.return_zone, profile.margins_mm)} "
+        "margin: 0; padding: 0; }",
+        f".recipient-address {{ {_place(profile.address_zone, profile.margins_mm)} "
+        f"margin: 0; padding: {_mm(PAD_TOP_MM)} {_mm(PAD_RIGHT_MM)} {_mm(PAD_BOTTOM_MM)} "
+        f"{_mm(indent)}; box-sizing: border-box; }}",
+    ]
+    if profile.return_style == "line":
+        rules.append(
+            f".return-text {{ position: absolute; left: {_mm(indent)}; "
+            f"bottom: {_mm(PAD_BOTTOM_MM + 0.3)}; }}"
+        )
+    else:
+        rules.append(
+            f".return-text {{ position: absolute; left: {_mm(indent)}; top: {_mm(PAD_TOP_MM)}; }}"
+        )
+    for number, mark_top in enumerate(profile.fold_marks_mm, start=1):
+        rules.append(
+            f".mark-fold-{number} {{ position: absolute; left: {_mm(MARK_LEFT_MM - left)}; "
+            f"top: {_mm(mark_top - top)}; width: 5mm; height: 0; }}"
+        )
+    if profile.punch_mark_mm is not None:
+        rules.append(
+            f".mark-punch {{ position: absolute; left: {_mm(MARK_LEFT_MM - left)}; "
+            f"top: {_mm(profile.punch_mark_mm - top)}; width: 8mm; height: 0; }}"
+        )
+    windows_right = max(w.right for w in profile.windows)
+    windows_left = min(w.left for w in profile.windows)
+    windows_top = min(w.top for w in profile.windows)
+    windows_bottom = max(w.bottom for w in profile.windows)
+    beside_right = width - right - (windows_right + LETTERHEAD_GAP_MM)
+    beside_left = windows_left - LETTERHEAD_GAP_MM - left
+    letterhead_top = min(12.0, top)
+    if max(beside_right, beside_left) >= LETTERHEAD_MIN_WIDTH_MM:
+        if beside_right >= beside_left:
+            box = Box(windows_right + LETTERHEAD_GAP_MM, letterhead_top, beside_right, 0)
+        else:
+            box = Box(left, letterhead_top, beside_left, 0)
+        rules.append(
+            f".letterhead {{ position: absolute; left: {_mm(box.left - left)}; "
+            f"top: {_mm(box.top - top)}; width: {_mm(box.width)}; }}"
+        )
+    elif windows_top - letterhead_top >= 18.0:
+        rules.append(
+            f".letterhead {{ position: absolute; left: 0; top: {_mm(letterhead_top - top)}; "
+            f"width: {_mm(width - left - right)}; height: {_mm(windows_top - letterhead_top - 3)}; "
+            "overflow: hidden; }"
+        )
+    else:
+        rules.append(".letterhead { display: none; }")
+    rules.append(
+        f".first-page-top {{ height: {_mm(max(0.0, windows_bottom + BODY_GAP_MM - top))}; "
+        "margin: 0; }"
+    )
+    return "\n".join(rules) + "\n"
+
+
+# --- addresses -------------------------------------------------------------------------------
+
+
+def _lines(value: str | None) -> list[str]:
+    # A cell may hold several lines (a spreadsheet's Alt+Enter); each is a line of the address.
+    if not value:
+        return []
+    return [" ".join(part.split()) for part in value.splitlines() if part.strip()]
+
+
+def _one(value: str | None) -> str:
+    return " ".join((value or "").split())
+
+
+def country_name(code: str, *, locale: str) -> str:
+    """The country's name in the locale, upper case as postal services ask ("ALEMANIA")."""
+    name = babel_locale(locale).territories.get(code.upper())
+    if not name:
+        raise ValueError(f"{code!r} is not a known country code")
+    return str(name).upper()
+
+
+class MissingFieldError(ValueError):
+    """An address lacks a field its country needs."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(f"no {field.replace('_', ' ')}")
+        self.field = field
+
+
+def required_address_fields(country: str) -> tuple[str, ...]:
+    """The contact fields a postal address in this country cannot do without."""
+    country = country.upper()
+    required = ["street", "city"]
+    if country not in NO_POSTAL_CODE:
+        required.append("postal_code")
+    if country in NEEDS_REGION:
+        required.append("region")
+    return tuple(required)
+
+
+def missing_address_fields(contact: Contact) -> list[str]:
+    """The fields a letter to this contact still needs (empty: the address is complete)."""
+    return [
+        name
+        for name in required_address_fields(contact.country)
+        if not _one(getattr(contact, name))
+    ]
+
+
+def format_address(
+    *,
+    name_lines: Sequence[str],
+    street: str | None,
+    street2: str | None,
+    postal_code: str | None,
+    city: str | None,
+    region: str | None,
+    country: str,
+    home_country: str,
+    locale: str,
+) -> tuple[str, ...]:
+    """Address lines in the country's order; MissingFieldError for a missing field, ValueError
+    for an unknown country code."""
+    country = country.upper()
+    values = {
+        "street": _one(street),
+        "postal_code": _one(postal_code),
+        "city": _one(city),
+        "region": _one(region),
+    }
+    for field in required_address_fields(country):
+        if not values[field]:
+            raise MissingFieldError(field)
+    code, town, area = values["postal_code"], values["city"], values["region"]
+    if country == "GB":
+        place = [town, code]
+    elif country == "IE":
+        place = [f"{town} {area}".strip() if area else town, *([code] if code else [])]
+    elif country == "US":
+        place = [f"{town}, {area} {code}"]
+    elif country == "CA":
+        place = [f"{town} {area}  {code}"]  # Canada Post: two spaces before the postal code
+    elif country == "AU":
+        place = [f"{town} {area} {code}"]
+    elif country == "IT" and area:
+        place = [f"{code} {town} {area}"]  # the province's two letters follow the town
+    else:
+        place = [f"{code} {town}".strip()]
+    lines = [*name_lines, *_lines(street), *_lines(street2), *place]
+    if country != home_country.upper():
+        lines.append(country_name(country, locale=locale))
+    return tuple(lines)
+
+
+def recipient_name(contact: Contact) -> str:
+    """The name line: title, first name, last name, as the contact wants them written."""
+    return " ".join(_one(p) for p in (contact.title, contact.first_name, contact.last_name) if p)
+
+
+# --- the page layout handed to the typesetter ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LetterLayout:
+    """What laying a letter out needs beside its HTML: one per renderer, shared by its letters."""
+
+    key: str  # identifies the stylesheets and folders, for caches in worker processes
+    envelope: str
+    stylesheets: tuple[str, ...]  # geometry, the default look, the user's (letters.css)
+    base_dir: Path  # relative URLs in the letter resolve here (the templates folder)
+    allowed_dirs: tuple[Path, ...]  # the only folders WeasyPrint may read files from
+    windows: tuple[Box, ...]
+    address_check: Box  # every recipient line must lie inside this box
+    return_check: Box  # every return-address line must lie inside this box
+    page_width_mm: float
+    page_height_mm: float
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedLetter:
+    """One letter for one contact and occurrence: its HTML and the address on its envelope."""
+
+    contact_id: str
+    campaign: str
+    occurrence_key: str
+    html: str
+    name: str
+    address_lines: tuple[str, ...]
+    postal_code: str  # "" where the country has none
+    country: str
+    foreign: bool  # the country differs from the sender's (printers sort these apart)
+    layout: LetterLayout
+
+
+# --- rendering the HTML ----------------------------------------------------------------------
+
+
+class LetterRenderer:
+    """Renders one campaign's letter for many contacts; templates compile once per locale."""
+
+    def __init__(
+        self, *, settings: Settings, campaign: Campaign, today: date, now: datetime
+    ) -> None:
+        if campaign.letter is None:
+            raise TemplateError(
+                "the campaign has no letter section",
+                path=campaign.path,
+                field="letter",
+                hint="add letter: template, or send it by email",
+            )
+        self._settings = settings
+        self._campaign = campaign
+        self._spec = campaign.letter
+        self._today = today
+        self._now = now
+        self._templates_dir = settings.templates_dir.resolve()
+        self._env = build_environment(templates_dir=self._templates_dir, html=True)
+        self.profile = envelope_profile(settings.letters)
+        sender = settings.sender
+        self._home_country = (sender.address.country or settings.contacts.default_country).upper()
+        self._home_locale = settings.locale
+        self._subject: Template | None = None
+        if self._spec.subject:
+            try:
+                # Plain text: the layout escapes it once when it places it on the page.
+                text_env = build_environment(templates_dir=self._templates_dir, html=False)
+                self._subject = text_env.from_string(self._spec.subject)
+            except jinja2.TemplateSyntaxError as exc:
+                raise TemplateError(
+                    f"subject template syntax error: {exc.message}",
+                    path=campaign.path,
+                    field="letter.subject",
+                    hint="fix the subject in the campaign file",
+                ) from None
+        self._base = self._load_base()
+        self._sender_lines = self._format_sender()
+        self._return_line = " · ".join(self._sender_lines)
+        self._letterhead_lines = self._letterhead()
+        self._signature_lines = _lines(sender.signature) or [_one(sender.name)]
+        self._signature_image, self._signature_error = self._find_signature()
+        self.layout = self._make_layout()
+        self._sender_fields = _Fields(
+            "sender",
+            {
+                **sender.model_dump(),
+                "address": _Fields("sender.address", sender.address.model_dump()),
+            },
+        )
+        self._campaign_fields = _Fields(
+            "campaign",
+            {
+                "name": campaign.name,
+                "kind": campaign.kind,
+                "priority": campaign.priority,
+                "essential": campaign.essential,
+                "start": campaign.start,
+                "end": campaign.end,
+                "days_before": campaign.days_before,
+                "days_after": campaign.days_after,
+                "send_on": campaign.send_on,
+            },
+        )
+        self._bodies: dict[str, Template | TemplateError] = {}
+        body = self._body(settings.default_locale)
+        if isinstance(body, TemplateError):
+            raise body
+
+    # --- set-up --------------------------------------------------------------------------
+
+    def _load_base(self) -> Template:
+        own = self._templates_dir / BASE_TEMPLATE
+        try:
+            if own.is_file():
+                return self._env.get_template(BASE_TEMPLATE)
+            source = (PACKAGE_DIR / BASE_TEMPLATE).read_text(encoding="utf-8")
+            return self._env.from_string(source)
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(
+                f"template syntax error: {exc.message}",
+                path=own,
+                line=exc.lineno,
+                hint="fix the letter layout",
+            ) from None
+
+    def _format_sender(self) -> list[str]:
+        sender = self._settings.sender
+        address = sender.address
+        try:
+            lines = format_address(
+                name_lines=[_one(sender.name)],
+                street=address.street,
+                street2=address.street2,
+                postal_code=address.postal_code,
+                city=address.city,
+                region=address.region,
+                country=self._home_country,
+                home_country=self._home_country,
+                locale=self._home_locale,
+            )
+        except MissingFieldError as exc:
+            raise ConfigError(
+                f"the sender's address has {exc}",
+                path=self._settings.root / "config.yaml",
+                field=f"sender.address.{exc.field}",
+                hint="letters need a complete return address",
+            ) from None
+        except ValueError as exc:
+            raise ConfigError(
+                str(exc),
+                path=self._settings.root / "config.yaml",
+                field="sender.address.country",
+                hint="use an ISO 3166 alpha-2 code such as ES or DE",
+            ) from None
+        if self.profile.return_style == "block" and len(lines) > self.profile.return_capacity:
+            raise ConfigError(
+                f"the sender's address has {len(lines)} lines; the {self.profile.name} return "
+                f"window holds {self.profile.return_capacity}",
+                path=self._settings.root / "config.yaml",
+                field="sender.address",
+                hint="shorten the return address",
+            )
+        return list(lines)
+
+    def _letterhead(self) -> list[str]:
+        sender = self._settings.sender
+        lines = list(self._sender_lines[1:])
+        lines.extend(_one(v) for v in (sender.phone, sender.email, sender.website) if v)
+        return lines
+
+    def _find_signature(self) -> tuple[str | None, TemplateError | None]:
+        name = self._settings.sender.signature_image
+        if not name:
+            return None, None
+        path = (self._templates_dir / name).resolve()
+        if not path.is_relative_to(self._templates_dir):
+            return None, TemplateError(
+                f"the signature image {name!r} is outside the templates folder",
+                field="sender.signature_image",
+                hint="put the image in the templates folder and give its name",
+            )
+        if not path.is_file():
+            return None, TemplateError(
+                f"the signature image {name!r} is missing",
+                path=path,
+                field="sender.signature_image",
+                hint="put the image in the templates folder or remove sender.signature_image",
+            )
+        return path.relative_to(self._templates_dir).as_posix(), None
+
+    def _make_layout(self) -> LetterLayout:
+        css_parts = [geometry_css(self.profile), DEFAULT_CSS.read_text(encoding="utf-8")]
+        own_css = self._settings.letters.css
+        if own_css:
+            path = (self._templates_dir / own_css).resolve()
+            if not path.is_relative_to(self._templates_dir) or not path.is_file():
+                raise ConfigError(
+                    f"the letter stylesheet {own_css!r} is not in the templates folder",
+                    path=self._settings.root / "config.yaml",
+                    field="letters.css",
+                    hint="put the stylesheet in the templates folder and give its name",
+                )
+            # Its own sheet (not appended to ours), so its @import rules count.
+            css_parts.append(path.read_text(encoding="utf-8"))
+        allowed = (self._templates_dir, PACKAGE_DIR)
+        key = hashlib.sha256("\x00".join([*css_parts, *map(str, allowed)]).encode()).hexdigest()
+        profile = self.profile
+        layout = LetterLayout(
+            key=key,
+            envelope=profile.name,
+            stylesheets=tuple(css_parts),
+            base_dir=self._templates_dir,
+            allowed_dirs=allowed,
+            windows=profile.windows,
+            address_check=profile.address_zone.inset(SAFETY_MM),
+            return_check=profile.return_zone.inset(SAFETY_MM),
+            page_width_mm=profile.page_width_mm,
+            page_height_mm=profile.page_height_mm,
+        )
+        # Parse the stylesheet once now, so a stylesheet that fetches what it may not is a
+        # problem of the campaign, reported before any letter.
+        typesetter().stylesheets(layout)
+        return layout
+
+    # --- templates -----------------------------------------------------------------------
+
+    def _body(self, locale: str) -> Template | TemplateError:
+        key = normalize_locale(locale)
+        cached = self._bodies.get(key)
+        if cached is None:
+            cached = self._load_body(key)
+            self._bodies[key] = cached
+        return cached
+
+    def _load_body(self, locale: str) -> Template | TemplateError:
+        name = self._spec.template
+        for candidate in variant_names(name, locale):
+            try:
+                return self._env.get_template(candidate)
+            except jinja2.TemplateNotFound as exc:
+                if exc.name != candidate:  # a missing {% include %} is an error, not a variant
+                    return self._template_error(exc, None)
+            except jinja2.TemplateSyntaxError as exc:
+                return self._template_error(exc, None)
+        return TemplateError(
+            "template not found",
+            path=self._templates_dir / name,
+            hint=f"create it or fix the file name in {self._campaign.path.name}",
+        )
+
+    def _template_error(self, exc: BaseException, contact: Contact | None) -> TemplateError:
+        where, line = _locate(exc, self._templates_dir)
+        message, hint = _describe(exc)
+        prefix = f"contact {contact.id}: " if contact is not None else ""
+        if where == "<template>":
+            return TemplateError(
+                f"{prefix}{message} (in the subject)",
+                path=self._campaign.path,
+                field="letter.subject",
+                hint=hint,
+            )
+        return TemplateError(f"{prefix}{message}", path=where, line=line, hint=hint)
+
+    def _context(self, contact: Contact, occurrence: Occurrence, locale: str) -> dict[str, Any]:
+        # The same context as an email's, so one template language serves both channels.
+        settings = self._settings
+        return {
+            "contact": _Fields("contact", contact.template_fields()),
+            "campaign": self._campaign_fields,
+            "occurrence": _Fields(
+                "occurrence",
+                {
+                    "date": occurrence.date,
+                    "age": occurrence.age,
+                    "key": occurrence.key,
+                    "earliest": occurrence.earliest,
+                    "latest": occurrence.latest,
+                },
+            ),
+            "sender": self._sender_fields,
+            "today": self._today,
+            "unsubscribe_url": unsubscribe_url(settings, contact),
+            "coupon": coupon_code(
+                secret=settings.coupon.secret,
+                contact_id=contact.id,
+                campaign=self._campaign.name,
+                prefix=settings.coupon.prefix,
+                length=settings.coupon.length,
+            ),
+            "_locale": locale,
+        }
+
+    # --- per contact ---------------------------------------------------------------------
+
+    def address(self, contact: Contact) -> tuple[str, ...]:
+        """The contact's address lines for the envelope window; AddressError if it cannot be."""
+        where = _Where(path=self._settings.contacts_path, line=contact.line)
+        name = recipient_name(contact)
+        if not name:
+            raise AddressError(
+                f"contact {contact.id}: no name to address the letter to",
+                field="last_name",
+                hint="add the contact's name in contacts.csv",
+                path=where.path,
+                line=where.line,
+            )
+        try:
+            lines = format_address(
+                name_lines=_lines(name),
+                street=contact.street,
+                street2=contact.street2,
+                postal_code=contact.postal_code,
+                city=contact.city,
+                region=contact.region,
+                country=contact.country,
+                home_country=self._home_country,
+                locale=self._home_locale,
+            )
+        except MissingFieldError as exc:
+            raise AddressError(
+                f"contact {contact.id}: the postal address for {contact.country} has {exc}",
+                field=exc.field,
+                hint="complete the address in contacts.csv or send an email",
+                path=where.path,
+                line=where.line,
+            ) from None
+        except ValueError as exc:
+            raise AddressError(
+                f"contact {contact.id}: {exc}",
+                field="country",
+                hint="use an ISO 3166 alpha-2 code such as ES or DE",
+                path=where.path,
+                line=where.line,
+            ) from None
+        capacity = self.profile.address_capacity
+        if len(lines) > capacity:
+            raise AddressError(
+                f"contact {contact.id}: the address has {len(lines)} lines; the "
+                f"{self.profile.name} envelope window holds {capacity}",
+                field="street",
+                hint="shorten the address in contacts.csv",
+                path=where.path,
+                line=where.line,
+            )
+        return lines
+
+    def render(self, contact: Contact, occurrence: Occurrence) -> RenderedLetter:
+        """The contact's letter as HTML, with its address checked; raises for this contact."""
+        lines = self.address(contact)
+        if self._signature_error is not None:
+            error = self._signature_error
+            raise TemplateError(
+                f"contact {contact.id}: {error.message}",
+                path=error.path,
+                field=error.field,
+                hint=error.hint,
+            )
+        locale = normalize_locale(contact.locale)
+        body = self._body(locale)
+        if isinstance(body, TemplateError):
+            raise TemplateError(
+                f"contact {contact.id}: {body.message}",
+                path=body.path,
+                line=body.line,
+                hint=body.hint,
+            )
+        context = self._context(contact, occurrence, locale)
+        try:
+            body_html = body.render(context)
+            subject = " ".join(self._subject.render(context).split()) if self._subject else ""
+        except Exception as exc:
+            raise self._template_error(exc, contact) from None
+        if not body_html.strip():
+            raise TemplateError(
+                f"contact {contact.id}: the letter renders empty",
+                path=body.name,
+                hint="check the template's {% if %} conditions",
+            )
+        foreign = contact.country.upper() != self._home_country
+        return_lines = (
+            [self._return_line] if self.profile.return_style == "line" else self._sender_lines
+        )
+        if foreign:
+            # A letter abroad must be able to come back: the return address names the country.
+            home = country_name(self._home_country, locale=self._home_locale)
+            if self.profile.return_style == "line":
+                return_lines = [f"{self._return_line} · {home}"]
+            else:
+                return_lines = [*self._sender_lines, home]
+        context["letter"] = {
+            "envelope": self.profile.name,
+            "lang": locale.replace("_", "-"),
+            "title": f"{self._campaign.name} — {contact.id}",
+            "marks": self._marks(),
+            "return_lines": return_lines,
+            "address_lines": list(lines),
+            "letterhead_lines": self._letterhead_lines,
+            "place": _one(self._settings.sender.address.city),
+            "subject": subject,
+            "body": Markup(body_html),  # noqa: S704 - rendered by the autoescaping sandbox
+            "signature_image": self._signature_image or "",
+            "signature_lines": self._signature_lines,
+        }
+        try:
+            html = self._base.render(context)
+        except Exception as exc:
+            raise self._template_error(exc, contact) from None
+        return RenderedLetter(
+            contact_id=contact.id,
+            campaign=self._campaign.name,
+            occurrence_key=occurrence.key,
+            html=html,
+            name=lines[0],
+            address_lines=lines,
+            postal_code=_one(contact.postal_code),
+            country=contact.country.upper(),
+            foreign=foreign,
+            layout=self.layout,
+        )
+
+    def _marks(self) -> list[str]:
+        marks = [f"mark-fold-{n}" for n in range(1, len(self.profile.fold_marks_mm) + 1)]
+        if self.profile.punch_mark_mm is not None:
+            marks.append("mark-punch")
+        return marks
+
+
+# --- layout with WeasyPrint ------------------------------------------------------------------
+
+
+class FetchRefusedError(Exception):
+    """The letter asked WeasyPrint for something outside the allowed folders."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.url = url
+
+
+class FetchFailedError(Exception):
+    """An allowed file could not be read."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"{url}: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+def _weasyprint() -> Any:
+    # Imported on first use: it takes most of a second, and only letters need it. It warns at
+    # import when libharfbuzz-subset is missing; `outreach validate` reports that instead.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import weasyprint
+        import weasyprint.text.fonts
+        import weasyprint.urls
+    return weasyprint
+
+
+def _fetcher(allowed_dirs: tuple[Path, ...]) -> URLFetcher:
+    """A WeasyPrint URL fetcher that serves files under `allowed_dirs` and data: URIs only."""
+    urls = _weasyprint().urls
+    base: Any = urls.URLFetcher
+
+    class SafeFetcher(base):  # type: ignore[misc]
+        def fetch(self, url: str, headers: Any = None) -> URLFetcherResponse:
+            scheme = url.partition(":")[0].lower()
+            if scheme == "data":  # inline bytes: nothing is fetched
+                return super().fetch(url, headers)
+            if scheme != "file":
+                raise FetchRefusedError(url)
+            parts = urlsplit(url)
+            if parts.netloc not in ("", "localhost"):
+                raise FetchRefusedError(url)
+            path = Path(unquote(parts.path)).resolve()
+            if not any(path.is_relative_to(folder) for folder in allowed_dirs):
+                raise FetchRefusedError(url)
+            mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            try:
+                body = path.read_bytes()
+            except FileNotFoundError:
+                raise FetchFailedError(url, "file not found") from None
+            except OSError as exc:
+                raise FetchFailedError(url, exc.strerror or type(exc).__name__) from None
+            return urls.URLFetcherResponse(url, body=body, headers={"Content-Type": mime})
+
+    # fail_on_errors: a refused or failed fetch stops the letter instead of leaving a hole.
+    fetcher: URLFetcher = SafeFetcher(fail_on_errors=True)
+    return fetcher
+
+
+class _ErrorLog(logging.Handler):
+    """Collects WeasyPrint's error records (an unreadable image, a broken stylesheet)."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextmanager
+def _weasyprint_errors() -> Iterator[_ErrorLog]:
+    log = _ErrorLog()
+    logger = logging.getLogger("weasyprint")
+    logger.addHandler(log)
+    try:
+        yield log
+    finally:
+        logger.removeHandler(log)
+
+
+def _describe_url(url: str, base_dir: Path) -> str:
+    if url.startswith("file:"):
+        path = Path(unquote(urlsplit(url).path))
+        if path.is_relative_to(base_dir):
+            return path.relative_to(base_dir).as_posix()
+    return url if len(url) <= 120 else url[:117] + "..."
+
+
+def _fetch_error(exc: BaseException, *, who: str, layout: LetterLayout) -> TemplateError:
+    cause = exc.__cause__
+    if isinstance(cause, FetchRefusedError):
+        return TemplateError(
+            f"{who}the letter tries to load {_describe_url(cause.url, layout.base_dir)}, "
+            "which is outside the templates folder (refused)",
+            path=layout.base_dir,
+            hint="letters may only use files in the templates folder: copy it there",
+        )
+    if isinstance(cause, FetchFailedError):
+        what = f"{_describe_url(cause.url, layout.base_dir)}: {cause.reason}"
+    else:  # a malformed data: URI, say
+        what = f"{exc}: {cause}" if cause is not None else str(exc)
+    return TemplateError(
+        f"{who}the letter cannot load {what}",
+        path=layout.base_dir,
+        hint="check the file name in the template or the config",
+    )
+
+
+_TEXT_SNIPPET = 40
+
+
+class Typesetter:
+    """Lays letters out with WeasyPrint and checks their windows; one per process, reused."""
+
+    def __init__(self) -> None:
+        weasyprint = _weasyprint()
+        self._wp = weasyprint
+        self._font_config = weasyprint.text.fonts.FontConfiguration()
+        self._styles: dict[str, tuple[list[CSS], URLFetcher]] = {}
+        self._blank: dict[str, Document] = {}
+        # WeasyPrint's image cache: a signature image is decoded once, not once per letter.
+        self._images: dict[str, Any] = {}
+
+    def stylesheets(self, layout: LetterLayout) -> tuple[list[CSS], URLFetcher]:
+        """The parsed stylesheets and URL fetcher of a layout (parsed once per process)."""
+        cached = self._styles.get(layout.key)
+        if cached is None:
+            fetcher = _fetcher(layout.allowed_dirs)
+            fatal = self._wp.urls.FatalURLFetchingError
+            with _weasyprint_errors() as log:
+                try:
+                    sheets = [
+                        self._wp.CSS(
+                            string=text,
+                            base_url=_base_url(layout.base_dir),
+                            url_fetcher=fetcher,
+                            font_config=self._font_config,
+                        )
+                        for text in layout.stylesheets
+                    ]
+                except fatal as exc:
+                    raise _fetch_error(exc, who="", layout=layout) from None
+            if log.messages:
+                raise TemplateError(
+                    f"the letter stylesheet: {log.messages[0]}",
+                    path=layout.base_dir,
+                    hint="fix the stylesheet named in config letters.css",
+                )
+            cached = (sheets, fetcher)
+            self._styles[layout.key] = cached
+        return cached
+
+    def typeset(self, letter: RenderedLetter) -> Document:
+        """The laid-out letter; TemplateError or AddressError if it cannot be printed right."""
+        layout = letter.layout
+        sheets, fetcher = self.stylesheets(layout)
+        who = f"contact {letter.contact_id}: "
+        with _weasyprint_errors() as log:
+            try:
+                document: Document = self._wp.HTML(
+                    string=letter.html, base_url=_base_url(layout.base_dir), url_fetcher=fetcher
+                ).render(stylesheets=sheets, font_config=self._font_config, cache=self._images)
+            except self._wp.urls.FatalURLFetchingError as exc:
+                raise _fetch_error(exc, who=who, layout=layout) from None
+        if log.messages:
+            raise TemplateError(
+                f"{who}{log.messages[0]}",
+                path=layout.base_dir,
+                hint="check the images and stylesheets the letter uses",
+            )
+        for page in document.pages:
+            for kind, target, _, _ in page.links:
+                if kind == "attachment":  # fetched only when the PDF is written
+                    raise TemplateError(
+                        f"{who}the letter attaches {target}; letters cannot carry attachments",
+                        path=layout.base_dir,
+                        hint="remove the rel=attachment link",
+                    )
+        check_windows(letter, document)
+        return document
+
+    def blank_page(self, layout: LetterLayout) -> Page:
+        """An empty page of the layout's size (the back of a sheet in duplex printing)."""
+        document = self._blank.get(layout.key)
+        if document is None:
+            sheets, fetcher = self.stylesheets(layout)
+            document = self._wp.HTML(
+                string="<!DOCTYPE html><html><body></body></html>",
+                base_url=_base_url(layout.base_dir),
+                url_fetcher=fetcher,
+            ).render(stylesheets=sheets, font_config=self._font_config)
+            self._blank[layout.key] = document
+        page: Page = document.pages[0]
+        return page
+
+    def write_pdf(self, documents: Sequence[Document], pages: Sequence[Page]) -> bytes:
+        """One PDF of the given pages (fonts subset once for all of them)."""
+        data: bytes = documents[0].copy(list(pages)).write_pdf()
+        return data
+
+
+_TYPESETTER: Typesetter | None = None
+
+
+def typesetter() -> Typesetter:
+    """This process's typesetter (its fonts and parsed stylesheets are worth keeping)."""
+    global _TYPESETTER
+    if _TYPESETTER is None:
+        _TYPESETTER = Typesetter()
+    return _TYPESETTER
+
+
+def _base_url(folder: Path) -> str:
+    # A trailing slash, or "signature.png" would resolve next to the folder, not inside it.
+    return folder.as_uri() + "/"
+
+
+def standalone_html(letter: RenderedLetter) -> str:
+    """The letter's HTML with its stylesheets inlined (for `preview --format html`)."""
+    css = "\n".join(letter.layout.stylesheets).replace("</", "<\\/")
+    style = f"<style>\n{css}\n</style>\n"
+    head = letter.html.find("</head>")
+    if head < 0:
+        return style + letter.html
+    return letter.html[:head] + style + letter.html[head:]
+
+
+def letter_pdf(letter: RenderedLetter) -> bytes:
+    """One letter as a PDF (for `outreach preview`); raises as the batch would."""
+    setter = typesetter()
+    document = setter.typeset(letter)
+    return setter.write_pdf([document], document.pages)
+
+
+# --- the window check ------------------------------------------------------------------------
+
+_Rect = tuple[float, float, float, float]  # left, top, right, bottom in mm
+_OWNERS = {"recipient-address": "recipient", "return-address": "return"}
+
+
+def _text_boxes(box: Any, owner: str | None, found: list[tuple[str | None, _Rect, str]]) -> None:
+    element = getattr(box, "element", None)
+    if element is not None and owner is None:
+        get = getattr(element, "get", None)
+        if get is not None:
+            owner = _OWNERS.get(get("id") or "")
+    text = getattr(box, "text", None)
+    if isinstance(text, str) and text.strip():
+        left = box.position_x * MM_PER_PX
+        top = box.position_y * MM_PER_PX
+        right = left + box.margin_width() * MM_PER_PX
+        bottom = top + box.margin_height() * MM_PER_PX
+        found.append((owner, (left, top, right, bottom), text))
+    for child in getattr(box, "children", ()):
+        _text_boxes(child, owner, found)
+
+
+def page_text_boxes(page: Page) -> list[tuple[str | None, _Rect, str]]:
+    """Every piece of text on a laid-out page: (block it belongs to, rectangle in mm, text)."""
+    found: list[tuple[str | None, _Rect, str]] = []
+    _text_boxes(page._page_box, None, found)  # WeasyPrint keeps the box tree here
+    return found
+
+
+def check_windows(letter: RenderedLetter, document: Document) -> None:
+    """Raise AddressError unless the addresses lie in their windows and nothing else does."""
+    layout = letter.layout
+    who = f"contact {letter.contact_id}"
+    if not document.pages:
+        raise TemplateError(f"{who}: the letter has no pages", path=layout.base_dir)
+    recipient_lines = 0
+    for number, page in enumerate(document.pages, start=1):
+        for owner, rect, text in page_text_boxes(page):
+            if owner is not None and number > 1:
+                raise AddressError(
+                    f"{who}: the address block appears on page {number}",
+                    hint="the address belongs on the first page only: check the layout",
+                )
+            if owner == "recipient":
+                recipient_lines += 1
+                _check_inside(
+                    layout.address_check,
+                    rect,
+                    text,
+                    who=who,
+                    what="address",
+                    envelope=layout.envelope,
+                )
+            elif owner == "return":
+                _check_inside(
+                    layout.return_check,
+                    rect,
+                    text,
+                    who=who,
+                    what="return address",
+                    envelope=layout.envelope,
+                )
+            elif number == 1 and any(w.overlaps(*rect) for w in layout.windows):
+                snippet = " ".join(text.split())[:_TEXT_SNIPPET]
+                raise AddressError(
+                    f"{who}: the text {snippet!r} would show through the envelope window",
+                    hint="keep the letter's text out of the address field (check the layout "
+                    "and the stylesheet)",
+                )
+    if letter.address_lines and recipient_lines == 0:
+        raise AddressError(
+            f"{who}: the address block is missing from the first page",
+            hint="keep the element with id recipient-address in letter_base.html.j2",
+        )
+
+
+def _check_inside(box: Box, rect: _Rect, text: str, *, who: str, what: str, envelope: str) -> None:
+    left, top, right, bottom = rect
+    if box.contains(left, top, right, bottom):
+        return
+    line = " ".join(text.split())
+    if right > box.right or left < box.left:
+        raise AddressError(
+            f"{who}: the {what} line {line!r} is {right - left:.1f} mm wide; the {envelope} "
+            f"window leaves {box.right - max(left, box.left):.1f} mm",
+            hint=f"shorten the {what} (abbreviate the street or name)",
+        )
+    raise AddressError(
+        f"{who}: the {what} is too tall for the {envelope} envelope window "
+        f"(the line {line!r} falls outside it)",
+        hint=f"use fewer lines for the {what}",
+    )
+
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_file_name(value: str) -> str:
+    """A name usable as a file name anywhere: other characters become '_'."""
+    name = _SAFE_NAME.sub("_", value).strip("._") or "_"
+    return name[:100]
