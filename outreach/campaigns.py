@@ -55,9 +55,30 @@ class Audience(_Model):
 
 
 class EmailSpec(_Model):
-    """A campaign's email: a subject template and body template files."""
+    """A campaign's email: a subject template and body template files.
 
-    subject: str
+    `subject` is one template, or one per language: `{default: "¡Hola!", en: "Hello!"}`.
+    """
+
+    subject: str | dict[str, str]
+
+    @field_validator("subject")
+    @classmethod
+    def _subject_has_default(cls, value: str | dict[str, str]) -> str | dict[str, str]:
+        if isinstance(value, dict) and "default" not in value:
+            raise ValueError("a subject per language needs a `default` entry for everyone else")
+        return value
+
+    def subject_for(self, locale: str) -> str:
+        """The subject template for a locale: `en_GB`, then `en`, then the default."""
+        if isinstance(self.subject, str):
+            return self.subject
+        language = locale.partition("_")[0]
+        for key in (locale, language):
+            if key in self.subject:
+                return self.subject[key]
+        return self.subject["default"]
+
     text: str
     html: str | None = None
 
@@ -388,9 +409,14 @@ def _check_subject(
 def _check_templates(campaign: Campaign, *, templates_dir: Path, lines: dict[KeyPath, int]) -> None:
     files: list[tuple[str, KeyPath]] = []
     if campaign.email is not None:
-        _check_subject(
-            campaign.email.subject, key=("email", "subject"), campaign=campaign, lines=lines
-        )
+        subjects = campaign.email.subject
+        for language, source in (
+            subjects.items() if isinstance(subjects, dict) else [(None, subjects)]
+        ):
+            key: KeyPath = (
+                ("email", "subject") if language is None else ("email", "subject", language)
+            )
+            _check_subject(source, key=key, campaign=campaign, lines=lines)
         files.append((campaign.email.text, ("email", "text")))
         if campaign.email.html is not None:
             files.append((campaign.email.html, ("email", "html")))

@@ -12,7 +12,7 @@ from outreach.contacts import Contact, load_contacts
 from outreach.errors import OutreachError, Problem
 from outreach.render.templates import EmailRenderer
 from outreach.runner import address_gaps
-from outreach.workspace import campaign_files
+from outreach.workspace import campaign_files, display_path
 
 
 @dataclass
@@ -118,10 +118,10 @@ def _check_campaign(
 
 def validate_workspace(settings: Settings, *, today: date, now: datetime) -> ValidationReport:
     """Check contacts, every campaign, and every template for every contact that could be due."""
-    report = ValidationReport(lines=[f"config {settings.root / 'config.yaml'}: ok"])
+    report = ValidationReport(lines=[f"config {display_path(settings.root / 'config.yaml')}: ok"])
     try:
         contact_list = load_contacts(
-            settings.contacts_path,
+            display_path(settings.contacts_path),
             settings=settings.contacts,
             default_locale=settings.default_locale,
         )

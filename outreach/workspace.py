@@ -11,6 +11,14 @@ from outreach.contacts import ContactList, load_contacts
 from outreach.errors import CampaignError
 
 
+def display_path(path: Path) -> Path:
+    """A path as the user would type it: relative to the current folder when inside it."""
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path
+
+
 @dataclass(frozen=True, slots=True)
 class Workspace:
     """Everything a command needs from the workspace's files."""
@@ -29,7 +37,7 @@ def campaign_files(settings: Settings) -> list[Path]:
             path=folder,
             hint="create it, or set paths.campaigns in config.yaml",
         )
-    return sorted([*folder.glob("*.yaml"), *folder.glob("*.yml")])
+    return sorted(display_path(p) for p in [*folder.glob("*.yaml"), *folder.glob("*.yml")])
 
 
 def resolve_campaign_args(settings: Settings, names: list[str]) -> list[Path]:
@@ -56,7 +64,7 @@ def load_workspace(config: Path | None, *, campaigns: list[str] | None = None) -
     paths = resolve_campaign_args(settings, campaigns) if campaigns else campaign_files(settings)
     loaded = load_campaigns(paths, templates_dir=settings.templates_dir)
     contacts = load_contacts(
-        settings.contacts_path,
+        display_path(settings.contacts_path),
         settings=settings.contacts,
         default_locale=settings.default_locale,
     )

@@ -572,7 +572,9 @@ def test_the_sample_campaigns_load(templates: Path) -> None:
     assert birthday.audience.tags_none == ("staff",)
     assert (birthday.priority, birthday.days_before) == (80, 3)
     assert birthday.email is not None and birthday.letter is not None
-    assert birthday.email.subject == "¡Feliz cumpleaños, {{ contact.first_name }}!"
+    assert birthday.email.subject_for("es") == "¡Feliz cumpleaños, {{ contact.first_name }}!"
+    assert birthday.email.subject_for("en_GB") == "Happy birthday, {{ contact.first_name }}!"
+    assert birthday.email.subject_for("fr") == birthday.email.subject_for("es")
     assert (birthday.email.text, birthday.email.html) == ("birthday.txt.j2", "birthday.html.j2")
     assert birthday.letter.template == "birthday_letter.html.j2"
     assert birthday.letter.subject == "Feliz cumpleaños"

@@ -156,3 +156,39 @@ def test_run_one_campaign_by_path(make_workspace: Callable[..., Workspace]) -> N
     result = ws.run("run", "campaigns/birthday.yaml", "--date", DAY)
     assert result.code == 0, result.err
     assert len(ws.files("out")) == 2
+
+
+def test_subject_per_language_follows_the_contact_locale(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    ws = make_workspace(
+        ROWS,
+        campaigns={
+            "birthday.yaml": """\
+                kind: birthday
+                channel: email
+                days_before: 3
+                email:
+                  subject:
+                    default: "¡Feliz cumpleaños, {{ contact.first_name }}!"
+                    en: "Happy birthday, {{ contact.first_name }}!"
+                  text: birthday.txt.j2
+                """,
+        },
+    )
+    assert ws.run("run", "--all", "--date", DAY).code == 0
+    outbox = ws.root / "out" / "outbox" / DAY / "birthday"
+    assert read_eml(outbox / "c1.eml")["Subject"] == "¡Feliz cumpleaños, Ana!"  # es
+    assert read_eml(outbox / "c5.eml")["Subject"] == "Happy birthday, Mary!"  # en
+
+
+def test_a_subject_per_language_needs_a_default(make_workspace: Callable[..., Workspace]) -> None:
+    ws = make_workspace(
+        ROWS,
+        campaigns={
+            "birthday.yaml": "kind: birthday\nemail:\n  subject:\n    en: Hi\n  text: birthday.txt.j2\n",
+        },
+    )
+    result = ws.run("validate")
+    assert result.code == 2
+    assert "birthday.yaml:3" in result.out + result.err and "default" in result.out + result.err

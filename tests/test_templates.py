@@ -161,7 +161,7 @@ def render_string(source: str, *, html: bool = False, **context: Any) -> str:
     [
         ("es", "long", "24 de noviembre de 2026"),
         ("en_GB", "long", "24 November 2026"),
-        # Babel's plain `en` is US English: month first.
+        # Without a business region, Babel's plain `en` is US English: month first.
         ("en", "long", "November 24, 2026"),
         ("es", "full", "martes, 24 de noviembre de 2026"),
         ("es", "medium", "24 nov 2026"),
@@ -177,6 +177,28 @@ def render_string(source: str, *, html: bool = False, **context: Any) -> str:
 def test_date_filter_follows_the_locale(locale: str, fmt: str, expected: str) -> None:
     day = date(2026, 11, 24)
     assert render_string("{{ d | date(f) }}", d=day, f=fmt, _locale=locale) == expected
+
+
+@pytest.mark.parametrize(
+    ("country", "expected"),
+    [
+        # A bare language takes the business's country when Babel knows the pair.
+        ("ES", "24 November 2026"),
+        ("US", "November 24, 2026"),
+        ("GB", "24 November 2026"),
+        ("ZZ", "November 24, 2026"),  # no such pair: the language alone
+    ],
+)
+def test_a_bare_language_reads_dates_as_in_the_business_country(
+    country: str, expected: str
+) -> None:
+    sender = {"address": {"country": country}}
+    day = date(2026, 11, 24)
+    assert render_string("{{ d | date }}", d=day, _locale="en", sender=sender) == expected
+    # A contact's own region wins over the business's.
+    assert render_string("{{ d | date }}", d=day, _locale="en_US", sender=sender) == (
+        "November 24, 2026"
+    )
 
 
 def test_date_filter_defaults_to_long_and_reads_iso_strings_and_datetimes() -> None:

@@ -7,6 +7,7 @@ import hmac
 import os
 import re
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
@@ -107,10 +108,20 @@ class _Environment(ImmutableSandboxedEnvironment):
         return super().getitem(obj, argument)
 
 
-@lru_cache(maxsize=64)
-def babel_locale(identifier: str) -> Locale:
-    """The Babel locale for `es`, `en_GB`, `en-GB`…; its language alone if the region is unknown."""
+@lru_cache(maxsize=256)
+def babel_locale(identifier: str, region: str | None = None) -> Locale:
+    """The Babel locale for `es`, `en_GB`, `en-GB`…; its language alone if the region is unknown.
+
+    A bare language takes the business's `region` when the pair exists: an English-speaking
+    customer of a Spanish business reads dates the way people in Spain write them in English
+    ("24 November 2026", en_ES), and of a US business the US way ("November 24, 2026").
+    """
     normalized = normalize_locale(identifier)
+    if region and "_" not in normalized:
+        try:
+            return Locale.parse(f"{normalized}_{region.upper()}")
+        except (ValueError, UnknownLocaleError):
+            pass
     try:
         return Locale.parse(normalized)
     except (ValueError, UnknownLocaleError):
@@ -132,7 +143,10 @@ def _context_locale(context: Context) -> Locale:
     identifier = context.get("_locale")
     if not isinstance(identifier, str):
         raise ValueError("the render context has no _locale for the locale-aware filters")
-    return babel_locale(identifier)
+    sender = context.get("sender")
+    address = sender.get("address") if isinstance(sender, Mapping) else None
+    region = address.get("country") if isinstance(address, Mapping) else None
+    return babel_locale(identifier, region if isinstance(region, str) else None)
 
 
 def _as_date(value: Any) -> date:
@@ -321,15 +335,8 @@ class EmailRenderer:
         self._inliner = css_inline.CSSInliner(
             load_remote_stylesheets=False, keep_style_tags=False, keep_at_rules=True
         )
-        try:
-            self._subject = self._text_env.from_string(self._spec.subject)
-        except jinja2.TemplateSyntaxError as exc:
-            raise TemplateError(
-                f"subject template syntax error: {exc.message}",
-                path=campaign.path,
-                field="email.subject",
-                hint="fix the subject in the campaign file",
-            ) from None
+        self._subjects: dict[str, Template] = {}
+        self._subject_for(settings.default_locale)  # a syntax error fails the campaign early
         sender = settings.sender
         try:
             self._from_addr = check_address(sender.email)
@@ -378,6 +385,23 @@ class EmailRenderer:
             raise variant
 
     # --- templates -------------------------------------------------------------------------
+
+    def _subject_for(self, locale: str) -> Template:
+        """The compiled subject for a locale, compiled once per distinct source."""
+        source = self._spec.subject_for(locale)
+        compiled = self._subjects.get(source)
+        if compiled is None:
+            try:
+                compiled = self._text_env.from_string(source)
+            except jinja2.TemplateSyntaxError as exc:
+                raise TemplateError(
+                    f"subject template syntax error: {exc.message}",
+                    path=self._campaign.path,
+                    field="email.subject",
+                    hint="fix the subject in the campaign file",
+                ) from None
+            self._subjects[source] = compiled
+        return compiled
 
     def _variant(self, locale: str) -> _Variant | TemplateError:
         key = normalize_locale(locale)
@@ -517,7 +541,7 @@ class EmailRenderer:
             )
         context = self._context(contact, occurrence, locale=locale, unsubscribe=unsubscribe)
 
-        subject = self._render(self._subject, context, contact).strip()
+        subject = self._render(self._subject_for(locale), context, contact).strip()
         if _SUBJECT_BREAKS.search(subject):
             raise TemplateError(
                 f"contact {contact.id}: the subject contains a line break or control character",
