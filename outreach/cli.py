@@ -66,6 +66,11 @@ def handle_errors(func: F) -> F:
         except OutreachError as exc:
             _fail(str(exc))
             sys.exit(EXIT_NOTHING_DONE)
+        except OSError as exc:
+            # Disk full, permissions, a folder that vanished: say which file, no traceback.
+            where = f"{exc.filename}: " if exc.filename else ""
+            _fail(f"{where}{exc.strerror or exc} — check the folder's space and permissions")
+            sys.exit(EXIT_NOTHING_DONE)
 
     return wrapper  # type: ignore[return-value]
 
@@ -201,6 +206,7 @@ def _progress(enabled: bool, total: int) -> Callable[[Iterator[Any]], Iterator[A
     "--dry-run", is_flag=True, help="Render everything, write nothing (not even the ledger)."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@click.option("--split", is_flag=True, help="Also write one PDF per letter beside the batch.")
 @config_option
 @handle_errors
 def run(
@@ -210,6 +216,7 @@ def run(
     now: datetime | None,
     dry_run: bool,
     as_json: bool,
+    split: bool,
     config_path: Path | None,
 ) -> None:
     """Run campaigns for today (or --date): render what is due, record it in the ledger."""
@@ -227,6 +234,7 @@ def run(
         today=today,
         now=current,
         dry_run=dry_run,
+        split=split,
         args=sys.argv[1:],
         progress=_progress(not as_json, len(workspace.contacts.contacts)),
     )

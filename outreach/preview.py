@@ -6,7 +6,9 @@ from datetime import date, datetime
 from pathlib import Path
 
 from outreach.campaigns import Occurrence
+from outreach.deliver.outbox import write_atomic
 from outreach.errors import OutreachError
+from outreach.render.letter import LetterRenderer, letter_pdf, standalone_html
 from outreach.render.templates import EmailRenderer
 from outreach.validation import next_occurrence
 from outreach.workspace import Workspace
@@ -34,8 +36,21 @@ def render_preview(
     occurrence = next_occurrence(
         campaign, contact, today=today, date_format=settings.contacts.date_format
     ) or Occurrence(campaign=campaign.name, key="preview", date=today, earliest=today, latest=today)
-    if fmt == "pdf":
-        raise OutreachError("letters are not available yet", hint="use --format text, html or eml")
+    if fmt == "pdf" or (fmt == "html" and campaign.email is None and campaign.letter is not None):
+        if campaign.letter is None:
+            raise OutreachError(
+                f"campaign {campaign.name} has no letter",
+                path=campaign.path,
+                hint="use --format text, html or eml for its email",
+            )
+        letter = LetterRenderer(settings=settings, campaign=campaign, today=today, now=now)
+        rendered = letter.render(contact, occurrence)
+        if fmt == "html":
+            return standalone_html(rendered)
+        target = output or settings.out_dir / "preview" / f"{campaign.name}-{contact.id}.pdf"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(target, letter_pdf(rendered))
+        return target
     if campaign.email is None:
         raise OutreachError(
             f"campaign {campaign.name} has no email",

@@ -5,6 +5,7 @@ This is the only module that knows the whole order of steps.
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -18,8 +19,10 @@ from outreach.config import CadencePolicy, Settings
 from outreach.contacts import Contact
 from outreach.deliver.base import Deliverer
 from outreach.deliver.outbox import OutboxWriter, clean_temporaries
+from outreach.deliver.printing import write_batch
 from outreach.errors import OutreachError, Problem
 from outreach.ledger import DONE_STATUSES, Ledger, MessageRecord, acquire_lock
+from outreach.render.letter import LetterRenderer, missing_address_fields
 from outreach.render.templates import EmailRenderer
 from outreach.workspace import Workspace
 
@@ -125,10 +128,10 @@ class _CampaignRun:
 
 
 def address_gaps(contact: Contact) -> list[str]:
-    """The postal address fields a letter to this contact still needs."""
+    """The postal address fields a letter to this contact still needs (per its country)."""
     if "address" in contact.held_back:
         return ["country"]
-    return [name for name in ("street", "postal_code", "city") if not getattr(contact, name)]
+    return list(missing_address_fields(contact))
 
 
 def opted_out(contact: Contact, channel: str, suppressions: dict[str, frozenset[str]]) -> bool:
@@ -508,6 +511,71 @@ def _email(
     )
 
 
+def letters_step(
+    *, settings: Settings, today: date, now: datetime, split: bool, dry_run: bool
+) -> LetterSink:
+    """The letters step of a run: lay out each campaign's letters, print one batch, record them."""
+
+    def step(
+        jobs: Sequence[_Letter], *, record: Callable[..., None], fail: Callable[..., None]
+    ) -> None:
+        by_campaign: dict[str, list[_Letter]] = {}
+        for job in jobs:
+            by_campaign.setdefault(job.run.campaign.name, []).append(job)
+        for name, campaign_jobs in by_campaign.items():
+            run = campaign_jobs[0].run
+            try:
+                renderer = LetterRenderer(
+                    settings=settings, campaign=run.campaign, today=today, now=now
+                )
+            except OutreachError as exc:
+                for job in campaign_jobs:
+                    fail(job.run, job.contact, job.occurrence, "letter", exc)
+                continue
+            rendered = []
+            for job in campaign_jobs:
+                try:
+                    rendered.append(renderer.render(job.contact, job.occurrence))
+                except OutreachError as exc:
+                    fail(job.run, job.contact, job.occurrence, "letter", exc)
+            if dry_run:
+                run.summary.letters += len(rendered)
+                continue
+            if not rendered:
+                continue
+            batch = write_batch(
+                letters=rendered,
+                out_dir=settings.out_dir,
+                run_date=today,
+                campaign=name,
+                duplex=settings.letters.duplex,
+                sort_by_postal_code=settings.letters.sort_by_postal_code,
+                split=split,
+            )
+            by_key = {(j.contact.id, j.occurrence.key): j for j in campaign_jobs}
+            for failure in batch.failures:
+                job = by_key[(failure.contact_id, failure.occurrence_key)]
+                fail(job.run, job.contact, job.occurrence, "letter", failure.error)
+            if batch.pdf_path is None:
+                continue
+            artifact = batch.pdf_path.relative_to(settings.root).as_posix()
+            for printed in batch.letters:
+                job = by_key[(printed.contact_id, printed.occurrence_key)]
+                record(
+                    job.run,
+                    job.contact,
+                    job.occurrence,
+                    channel="letter",
+                    status="rendered",
+                    artifact=artifact,
+                )
+            run.summary.letters += len(batch.letters)
+            run.summary.pages += batch.pages
+            run.summary.batch = artifact
+
+    return step
+
+
 def recover_interrupted(ledger: Ledger, *, settings: Settings, now: datetime) -> int:
     """Undo what runs killed midway left behind; return how many stray files were removed.
 
@@ -525,6 +593,20 @@ def recover_interrupted(ledger: Ledger, *, settings: Settings, now: datetime) ->
                 if path.relative_to(settings.root).as_posix() not in known:
                     path.unlink()
                     removed += 1
+        # A letter batch is written whole, then its rows: a batch the ledger does not know
+        # was never recorded and will be printed again, so it goes (with its manifest and
+        # one-letter PDFs) rather than reach the printer twice.
+        letters_dir = settings.out_dir / "letters" / run_date.isoformat()
+        if letters_dir.is_dir():
+            for pdf in letters_dir.glob("*.pdf"):
+                if pdf.relative_to(settings.root).as_posix() in known:
+                    continue
+                pdf.unlink()
+                pdf.with_suffix(".manifest.csv").unlink(missing_ok=True)
+                split_dir = pdf.with_suffix("")
+                if split_dir.is_dir():
+                    shutil.rmtree(split_dir)
+                removed += 1
         ledger.end_run(run_id, ended_at=now, counts={"interrupted": True})
     return removed
 
@@ -535,11 +617,13 @@ def perform_run(
     today: date,
     now: datetime,
     dry_run: bool = False,
+    split: bool = False,
     args: Sequence[str] = (),
     progress: Callable[[Iterator[Contact]], Iterator[Contact]] | None = None,
 ) -> RunSummary:
     """A whole run as `outreach run` and the daemon do it: lock, recover, render, record."""
     settings = workspace.settings
+    letters = letters_step(settings=settings, today=today, now=now, split=split, dry_run=dry_run)
     if dry_run:
         # A private in-memory copy of the ledger: the run goes through every step and
         # nothing reaches the disk.
@@ -553,6 +637,7 @@ def perform_run(
                 now=now,
                 args=args,
                 progress=progress,
+                letters=letters,
             )
     with acquire_lock(settings.state_dir, now=now), Ledger.open(settings.ledger_path) as ledger:
         recover_interrupted(ledger, settings=settings, now=now)
@@ -566,6 +651,7 @@ def perform_run(
             now=now,
             args=args,
             progress=progress,
+            letters=letters,
         )
 
 

@@ -1,0 +1,119 @@
+"""End to end: a run with email and letter contacts produces both, once."""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+from collections.abc import Callable
+
+import pdfplumber
+
+from conftest import Workspace
+
+DAY = "2026-11-24"
+ROWS = [
+    # Birthdays on 25/26 Nov: all due on the 24th (days_before 3).
+    "c1,Ana,García,ana@example.com,26/11/1990,,,,,,,customer,",
+    "c2,José,Núñez,,25/11/1985,Calle Mayor 18,28013,Madrid,ES,letter,,customer,",
+    "c3,Begoña,Ibáñez,begona@example.com,25/11/1970,Calle de Serrano 45,28001,Madrid,ES,letter,,customer,",
+    # Prefers letters but has no street: falls back to email.
+    "c4,Íñigo,Ortiz,inigo@example.com,26/11/2000,,28004,Madrid,ES,letter,,customer,",
+    # No street and no email: nothing can reach them.
+    "c5,Luis,Gil,,26/11/1980,,28004,Madrid,ES,letter,,customer,",
+]
+CAMPAIGN = """\
+    kind: birthday
+    channel: preferred
+    fallback: true
+    days_before: 3
+    email:
+      subject: "¡Feliz cumpleaños, {{ contact.first_name }}!"
+      text: birthday.txt.j2
+    letter:
+      template: letter.html.j2
+    """
+LETTER = "<p>¡Feliz cumpleaños, {{ contact.first_name }}!</p>\n<p class='closing'>Un abrazo,</p>\n"
+
+
+def make(make_workspace: Callable[..., Workspace]) -> Workspace:
+    return make_workspace(
+        ROWS,
+        campaigns={"birthday.yaml": CAMPAIGN},
+        templates={"letter.html.j2": LETTER},
+    )
+
+
+def test_a_run_makes_emails_and_a_letter_batch_once(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    ws = make(make_workspace)
+    result = ws.run("run", "--all", "--date", DAY, "--json")
+    assert result.code == 0, result.err
+    birthday = json.loads(result.out)["campaigns"][0]
+    # Emails: c1 (prefers nothing), c4 (letter unusable, falls back). Letters: c2, c3.
+    assert (birthday["emails"], birthday["letters"], birthday["pages"]) == (2, 2, 2)
+    assert birthday["skipped"] == {"incomplete postal address": 1}  # c5
+    assert sorted(p.name for p in ws.files("out/outbox")) == ["c1.eml", "c4.eml"]
+    batch = ws.root / "out" / "letters" / DAY / "birthday.pdf"
+    assert birthday["batch"] == f"out/letters/{DAY}/birthday.pdf"
+    with pdfplumber.open(batch) as pdf:
+        texts = [page.extract_text() for page in pdf.pages]
+    # Sorted by postal code: 28001 (Begoña) before 28013 (José).
+    assert "Begoña Ibáñez" in texts[0] and "José Núñez" in texts[1]
+    with (batch.parent / "birthday.manifest.csv").open(encoding="utf-8-sig") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["contact_id"], r["first_page"], r["pages"]) for r in rows] == [
+        ("c3", "1", "1"),
+        ("c2", "2", "1"),
+    ]
+    with sqlite3.connect(ws.root / "state" / "ledger.sqlite") as db:
+        letters = db.execute(
+            "SELECT contact_id, status, artifact FROM messages WHERE channel = 'letter' "
+            "AND status = 'rendered' ORDER BY contact_id"
+        ).fetchall()
+    assert letters == [
+        ("c2", "rendered", f"out/letters/{DAY}/birthday.pdf"),
+        ("c3", "rendered", f"out/letters/{DAY}/birthday.pdf"),
+    ]
+
+    again = ws.run("run", "--all", "--date", DAY, "--json")
+    birthday = json.loads(again.out)["campaigns"][0]
+    assert (birthday["emails"], birthday["letters"], birthday["already_done"]) == (0, 0, 4)
+    assert sorted(p.name for p in (batch.parent).iterdir()) == [
+        "birthday.manifest.csv",
+        "birthday.pdf",
+    ]
+
+
+def test_preview_writes_one_letter_pdf(make_workspace: Callable[..., Workspace]) -> None:
+    ws = make(make_workspace)
+    result = ws.run("preview", "birthday", "--contact", "c2", "--format", "pdf", "--date", DAY)
+    assert result.code == 0, result.err
+    target = ws.root / "out" / "preview" / "birthday-c2.pdf"
+    assert f"wrote {target.relative_to(ws.root)}" in result.out or str(target) in result.out
+    with pdfplumber.open(target) as pdf:
+        assert len(pdf.pages) == 1
+        text = pdf.pages[0].extract_text()
+    assert "¡Feliz cumpleaños, José!" in text and "28013 Madrid" in text
+    assert not (ws.root / "state").exists()  # a preview records nothing
+
+
+def test_a_letter_that_fetches_from_outside_is_reported_and_others_print(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    ws = make_workspace(
+        ROWS[1:3],
+        campaigns={"birthday.yaml": CAMPAIGN},
+        templates={
+            "letter.html.j2": (
+                "{% if contact.id == 'c2' %}<img src='file:///etc/passwd'>{% endif %}" + LETTER
+            )
+        },
+    )
+    result = ws.run("run", "--all", "--date", DAY, "--json")
+    assert result.code == 1  # one letter failed; the other was printed
+    birthday = json.loads(result.out)["campaigns"][0]
+    assert (birthday["letters"], birthday["failed"]) == (1, 1)
+    problem = birthday["problems"][0]
+    assert problem["contact_id"] == "c2" and "file:///etc/passwd" in problem["message"]
