@@ -66,6 +66,8 @@ def handle_errors(func: F) -> F:
         except OutreachError as exc:
             _fail(str(exc))
             sys.exit(EXIT_NOTHING_DONE)
+        except BrokenPipeError:
+            sys.exit(EXIT_OK)  # the reader (`| head`) has had enough
         except OSError as exc:
             # Disk full, permissions, a folder that vanished: say which file, no traceback.
             where = f"{exc.filename}: " if exc.filename else ""

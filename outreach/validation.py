@@ -7,11 +7,13 @@ from datetime import date, datetime, timedelta
 
 from outreach.audience import compile_audience
 from outreach.campaigns import Campaign, Occurrence, load_campaign, occurrences_between
-from outreach.config import Settings
+from outreach.config import Coupon, Settings
 from outreach.contacts import Contact, load_contacts
+from outreach.deliver.printing import harfbuzz_subset_available
 from outreach.errors import OutreachError, Problem
+from outreach.render.letter import LetterRenderer
 from outreach.render.templates import EmailRenderer
-from outreach.runner import address_gaps
+from outreach.runner import address_gaps, choose_channel
 from outreach.workspace import campaign_files, display_path
 
 
@@ -72,6 +74,11 @@ def _check_campaign(
     report: ValidationReport,
 ) -> None:
     matches = compile_audience(campaign.audience, path=campaign.path)
+    letters = (
+        LetterRenderer(settings=settings, campaign=campaign, today=today, now=now)
+        if campaign.letter
+        else None
+    )
     emails = (
         EmailRenderer(settings=settings, campaign=campaign, today=today, now=now)
         if campaign.email
@@ -87,23 +94,25 @@ def _check_campaign(
             occurrence = next_occurrence(campaign, contact, today=today, date_format=fmt)
             if occurrence is None:
                 continue
-            wants_letter = campaign.channel == "letter" or (
-                campaign.channel == "preferred" and contact.preferred_channel == "letter"
-            )
-            if wants_letter and address_gaps(contact) and not (campaign.fallback and contact.email):
-                report.warnings.append(
-                    Problem(
-                        message=f"no letter possible: postal address lacks {', '.join(address_gaps(contact))}",
-                        path=str(settings.paths.contacts),
-                        line=contact.line,
-                        field=address_gaps(contact)[0],
-                        contact_id=contact.id,
-                        campaign=campaign.name,
-                        hint="complete the address in the contacts file",
+            channel, _ = choose_channel(campaign, contact, {})
+            if channel is None and campaign.channel in ("letter", "preferred"):
+                gaps = address_gaps(contact)
+                if gaps and (contact.preferred_channel == "letter" or campaign.channel == "letter"):
+                    report.warnings.append(
+                        Problem(
+                            message=f"no letter possible: the postal address lacks {', '.join(gaps)}",
+                            path=str(display_path(settings.contacts_path)),
+                            line=contact.line,
+                            field=gaps[0],
+                            contact_id=contact.id,
+                            campaign=campaign.name,
+                            hint="complete the address in the contacts file",
+                        )
                     )
-                )
-            if emails is not None and contact.email:
+            if channel == "email" and emails is not None:
                 emails.render(contact, occurrence)
+            elif channel == "letter" and letters is not None:
+                letters.render(contact, occurrence)
             rendered += 1
         except OutreachError as exc:
             failed += 1
@@ -119,6 +128,16 @@ def _check_campaign(
 def validate_workspace(settings: Settings, *, today: date, now: datetime) -> ValidationReport:
     """Check contacts, every campaign, and every template for every contact that could be due."""
     report = ValidationReport(lines=[f"config {display_path(settings.root / 'config.yaml')}: ok"])
+    if settings.coupon.secret == Coupon().secret:
+        report.lines.append(
+            "warning: coupon.secret is the placeholder 'change-me': anyone who knows outreach "
+            "can work out your coupon codes and unsubscribe tokens — set your own secret"
+        )
+    if not harfbuzz_subset_available():
+        report.lines.append(
+            "warning: the HarfBuzz subsetter (Debian package libharfbuzz-subset0) is missing: "
+            "letters will print about 8x slower — install it with apt-get"
+        )
     try:
         contact_list = load_contacts(
             display_path(settings.contacts_path),

@@ -8,7 +8,6 @@ import sqlite3
 from collections.abc import Callable
 
 import pdfplumber
-
 from conftest import Workspace
 
 DAY = "2026-11-24"

@@ -1,0 +1,58 @@
+"""End to end: `outreach validate` and `outreach preview`, and the docs of every command."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from click.testing import CliRunner
+from conftest import REPO, Workspace
+
+from outreach.cli import cli
+
+ROWS = [
+    "c1,Ana,García,ana@example.com,26/11/1990,,,,,,,customer,",
+    "c2,José,Núñez,jose@@example.com,28/11/1985,,,,,,,customer,",
+    "c3,Begoña,Ibáñez,begona@example.com,31/02/1970,,,,,,,customer,",
+    "c4,,Ortiz,inigo@example.com,24/11/2000,,,,,,,customer,",
+]
+
+
+def test_validate_lists_row_problems_and_render_failures(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    ws = make_workspace(ROWS)
+    result = ws.run("validate", "--date", "2026-11-24")
+    assert result.code == 0, result.err  # row problems hold back rows; nothing blocks a run
+    assert "contacts.csv:3: email (column 4)" in result.out  # c2's address
+    assert "contacts.csv:4: birthday (column 5)" in result.out  # 31 February
+    # c4 has no first name, which the subject needs: reported with the campaign file.
+    assert re.search(r"birthday\.yaml.*contact c4.*first_name", result.out)
+    assert "4 rows, 4 usable, 2 problem(s)" in result.out
+
+
+def test_validate_exits_2_on_a_broken_template(make_workspace: Callable[..., Workspace]) -> None:
+    ws = make_workspace(ROWS, templates={"birthday.txt.j2": "Hola {{ contact.first_name }\n"})
+    result = ws.run("validate", "--date", "2026-11-24")
+    assert result.code == 2
+    assert "birthday.txt.j2:1" in result.out
+
+
+def test_preview_prints_subject_and_text(make_workspace: Callable[..., Workspace]) -> None:
+    ws = make_workspace(ROWS)
+    result = ws.run("preview", "birthday", "--contact", "c1", "--date", "2026-11-24")
+    assert result.code == 0, result.err
+    assert result.out.startswith("Subject: ¡Feliz cumpleaños, Ana!\n\nHola Ana, ¡feliz cumpleaños!")
+    held = ws.run("preview", "birthday", "--contact", "c9", "--date", "2026-11-24")
+    assert held.code == 2 and "no usable contact 'c9'" in held.err
+
+
+def test_every_command_has_help_and_is_in_the_readme() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    runner = CliRunner()
+    assert cli.commands, "the CLI has no commands"
+    for name, command in cli.commands.items():
+        result = runner.invoke(cli, [name, "--help"])
+        assert result.exit_code == 0, name
+        assert (command.help or "").strip(), f"{name} has no help text"
+        assert f"outreach {name}" in readme, f"README does not show `outreach {name}`"
