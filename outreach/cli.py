@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import logging
+import shlex
+import signal
 import sys
 from collections.abc import Callable, Iterator
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from outreach import __version__
 from outreach.config import Settings, find_config, load_settings
 from outreach.errors import OutreachError, Problem
+from outreach.ledger import STATUSES
 from outreach.runner import RunSummary
+
+if TYPE_CHECKING:
+    from outreach.sending import SendSummary, Unsent
+    from outreach.workspace import Workspace
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -118,6 +127,22 @@ def clock_options(func: F) -> F:
     )(func)
 
 
+def quiet_options(func: F) -> F:
+    """--quiet and --log-file: for cron and other unattended runs."""
+    func = click.option(
+        "--log-file",
+        type=click.Path(path_type=Path, dir_okay=False),
+        default=None,
+        help="Append a timestamped summary of each run to this file (rotated at 1 MB, 5 kept).",
+    )(func)
+    return click.option(
+        "--quiet",
+        "-q",
+        is_flag=True,
+        help="Print nothing unless something failed or needs a person (for cron).",
+    )(func)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="outreach")
 def cli() -> None:
@@ -181,10 +206,18 @@ def print_summary(summary: RunSummary) -> None:
     if summary.problems:
         click.echo(f"{len(summary.problems)} problem(s) in the contacts file (rows held back):")
         _print_problems(summary.problems)
-    if not summary.dry_run and summary.delivery == "outbox":
-        made = sum(c.emails for c in summary.campaigns)
-        if made:
-            click.echo(f"emails written to {summary.outbox}/ — not sent (delivery: outbox)")
+    made = sum(c.emails for c in summary.campaigns)
+    if summary.sending is not None:
+        print_send_summary(summary.sending)
+    elif made and not summary.dry_run and summary.delivery == "outbox":
+        click.echo(f"emails written to {summary.outbox}/ — not sent (delivery: outbox)")
+    elif made and not summary.dry_run:
+        click.echo(
+            f"{made} email(s) rendered and waiting in {summary.outbox}/ — not sent; send them "
+            "with `outreach send` or `outreach run --send`"
+        )
+    if summary.sending is None and summary.uncertain_emails:
+        _print_uncertain(summary.uncertain_emails)
 
 
 def _progress(enabled: bool, total: int) -> Callable[[Iterator[Any]], Iterator[Any]] | None:
@@ -209,6 +242,12 @@ def _progress(enabled: bool, total: int) -> Callable[[Iterator[Any]], Iterator[A
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
 @click.option("--split", is_flag=True, help="Also write one PDF per letter beside the batch.")
+@click.option(
+    "--send",
+    is_flag=True,
+    help="Then send every email waiting in the outbox over SMTP (needs delivery.method: smtp).",
+)
+@quiet_options
 @config_option
 @handle_errors
 def run(
@@ -219,9 +258,13 @@ def run(
     dry_run: bool,
     as_json: bool,
     split: bool,
+    send: bool,
+    quiet: bool,
+    log_file: Path | None,
     config_path: Path | None,
 ) -> None:
     """Run campaigns for today (or --date): render what is due, record it in the ledger."""
+    from outreach.logs import log_summary, needs_attention
     from outreach.runner import perform_run
     from outreach.workspace import load_workspace
 
@@ -229,20 +272,25 @@ def run(
         raise click.UsageError(
             "name one or more campaigns (e.g. campaigns/birthday.yaml) or use --all"
         )
-    workspace = load_workspace(config_path, campaigns=list(campaigns) or None)
-    today, current = clock(workspace.settings, day=day, now=now)
-    summary = perform_run(
-        workspace=workspace,
-        today=today,
-        now=current,
-        dry_run=dry_run,
-        split=split,
-        args=sys.argv[1:],
-        progress=_progress(not as_json, len(workspace.contacts.contacts)),
-    )
+    with run_log(log_file) as log:
+        workspace = load_workspace(config_path, campaigns=list(campaigns) or None)
+        today, current = clock(workspace.settings, day=day, now=now)
+        after = _send_step(workspace, send=send, dry_run=dry_run, today=today, now=current)
+        summary = perform_run(
+            workspace=workspace,
+            today=today,
+            now=current,
+            dry_run=dry_run,
+            split=split,
+            args=sys.argv[1:],
+            progress=_progress(not (as_json or quiet), len(workspace.contacts.contacts)),
+            after=after,
+        )
+        if log is not None:
+            log_summary(log, summary, label="outreach " + " ".join(sys.argv[1:]))
     if as_json:
         click.echo(json.dumps(summary.as_dict(), ensure_ascii=False, indent=2))
-    else:
+    elif not quiet or needs_attention(summary):
         print_summary(summary)
     sys.exit(summary.exit_code)
 
@@ -323,6 +371,561 @@ def preview(
         click.echo(f"wrote {output}")
     else:
         click.echo(result, nl=not result.endswith("\n"))
+
+
+@contextlib.contextmanager
+def run_log(log_file: Path | None) -> Iterator[logging.Logger | None]:
+    """The --log-file logger (None without one); an error that ends the command is logged too."""
+    if log_file is None:
+        yield None
+        return
+    from outreach.logs import configure_logging
+
+    log = configure_logging(stream=None, log_file=log_file)
+    try:
+        yield log
+    except OutreachError as exc:
+        log.error("outreach %s: %s", " ".join(sys.argv[1:]), exc)
+        raise
+
+
+@cli.command()
+@click.option("--once", is_flag=True, help="Run the jobs that are due now, then exit (for cron).")
+@quiet_options
+@config_option
+@handle_errors
+def daemon(once: bool, quiet: bool, log_file: Path | None, config_path: Path | None) -> None:
+    """Run the config's schedule in the foreground until SIGTERM or Ctrl-C."""
+    import os
+
+    from outreach.logs import configure_logging
+    from outreach.scheduler import Daemon, worst_exit_code
+
+    with run_log(log_file):
+        runner = Daemon(config=config_path, clock=lambda: datetime.now(UTC), environ=os.environ)
+        runner.start()
+    # The log goes to stderr (the journal, under systemd); --quiet keeps only what needs a person.
+    configure_logging(
+        stream=sys.stderr,
+        stream_level=logging.WARNING if quiet else logging.INFO,
+        log_file=log_file,
+    )
+    # A stop request only sets a flag: the run in progress always finishes its messages.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: runner.request_stop())
+    results = runner.serve(once=once)
+    sys.exit(worst_exit_code(results) if once else EXIT_OK)
+
+
+@cli.command()
+@click.argument("directory", metavar="DIR", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--force", is_flag=True, help="Overwrite the files that already exist.")
+@handle_errors
+def init(directory: Path, force: bool) -> None:
+    """Create a workspace in DIR: config, a few contacts, sample campaigns and templates."""
+    from outreach.skeleton import create_workspace
+
+    written = create_workspace(directory, today=date.today(), force=force)
+    click.echo(f"created a workspace in {directory}:")
+    for path in written:
+        click.echo(f"  {path.relative_to(directory).as_posix()}")
+    click.echo(
+        "\nnext steps:\n"
+        f"  cd {shlex.quote(str(directory))}\n"
+        "  outreach validate               # check config, contacts, campaigns and templates\n"
+        "  outreach run --all --dry-run    # see what a run would do today\n"
+        "  outreach run --all              # render what is due into out/outbox/\n"
+        "then put your business in config.yaml (sender), your customers in contacts.csv, "
+        "and your words in campaigns/ and templates/."
+    )
+
+
+def _require_smtp(settings: Settings, what: str) -> None:
+    """A usage error unless the config sends over SMTP."""
+    if settings.delivery.method != "smtp":
+        raise click.UsageError(
+            f"{what} sends over SMTP, but delivery.method in config.yaml is "
+            f"{settings.delivery.method}: set delivery.method: smtp and delivery.host "
+            '(see "Sending for real" in the README)'
+        )
+
+
+def _send_step(
+    workspace: Workspace, *, send: bool, dry_run: bool, today: date, now: datetime
+) -> Callable[..., None] | None:
+    """The send step for `run --send` (None without it); checks the SMTP setup first."""
+    if not send:
+        if dry_run or workspace.settings.delivery.method != "smtp":
+            return None
+        from outreach.sending import report_uncertain
+
+        return report_uncertain(today=today)
+    if dry_run:
+        raise click.UsageError("--dry-run sends nothing: use --dry-run or --send, not both")
+    import os
+
+    from outreach.sending import send_after_run
+
+    _require_smtp(workspace.settings, "--send")
+    return send_after_run(workspace=workspace, environ=os.environ, today=today, now=now)
+
+
+def _when(until: datetime, now: datetime) -> str:
+    """`09:00` within a day of now, else `2026-11-30 09:00`."""
+    if (until - now).total_seconds() < 24 * 3600:
+        return until.strftime("%H:%M")
+    return until.strftime("%Y-%m-%d %H:%M")
+
+
+def _print_uncertain(uncertain: list[Unsent]) -> None:
+    click.echo(
+        f"{len(uncertain)} email(s) uncertain — they may have arrived; check, "
+        "then `outreach send --retry-uncertain` sends them again:"
+    )
+    for unsent in uncertain[:20]:
+        click.echo(
+            f"  {unsent.contact_id} ({unsent.campaign} {unsent.occurrence_key}): {unsent.error}"
+        )
+    if len(uncertain) > 20:
+        click.echo(f"  … and {len(uncertain) - 20} more (see `outreach history`)")
+
+
+def print_send_summary(summary: SendSummary) -> None:
+    """The human summary of a send step."""
+    held = sum(wait.count for wait in summary.quiet)
+    if not summary.waiting:
+        click.echo("nothing waiting to be sent")
+    elif summary.waiting > held:
+        click.echo(f"sent {summary.sent} email(s) (SMTP {summary.server})")
+    if summary.failed:
+        click.echo(f"{len(summary.failed)} email(s) failed:")
+        for unsent in summary.failed[:20]:
+            then = (
+                "permanent: not tried again"
+                if unsent.permanent
+                else "tried again by the next send inside its window"
+            )
+            click.echo(f"  {unsent.contact_id} ({unsent.campaign}): {unsent.error} — {then}")
+        if len(summary.failed) > 20:
+            click.echo(f"  … and {len(summary.failed) - 20} more (see `outreach history`)")
+    if summary.skipped:
+        reasons = ", ".join(f"{n} {r}" for r, n in sorted(summary.skipped.items()))
+        click.echo(f"not sent after all: {reasons}")
+    for wait in summary.quiet:
+        line = f"{wait.reason}: {wait.count} email(s) wait until {_when(wait.until, summary.now)}"
+        if wait.closing:
+            line += f" ({wait.closing} of them will have missed their window by then)"
+        click.echo(line)
+    if summary.missed:
+        click.echo(f"{summary.missed} email(s) missed: their window closed before they were sent")
+    if summary.settled:
+        click.echo(f"{summary.settled} email(s) left half-sent by a killed run are now uncertain")
+    if summary.needs_human:
+        _print_uncertain(summary.needs_human)
+    if summary.stopped:
+        _fail(summary.stopped)
+        if summary.not_tried:
+            click.echo(f"{summary.not_tried} email(s) not tried: they wait for the next send")
+
+
+@cli.command()
+@clock_options
+@click.option(
+    "--retry-uncertain",
+    is_flag=True,
+    help="Also send the emails left uncertain again (check first: they may have arrived).",
+)
+@click.option(
+    "--rendered-on",
+    type=DATE,
+    default=None,
+    help="Only the emails rendered on this day (e.g. the batch you looked at).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable summary.")
+@quiet_options
+@config_option
+@handle_errors
+def send(
+    day: date | None,
+    now: datetime | None,
+    retry_uncertain: bool,
+    rendered_on: date | None,
+    as_json: bool,
+    quiet: bool,
+    log_file: Path | None,
+    config_path: Path | None,
+) -> None:
+    """Send the rendered emails waiting in the outbox over SMTP (delivery.method: smtp)."""
+    import os
+
+    from outreach.logs import log_send_summary, send_needs_attention
+    from outreach.sending import perform_send
+
+    with run_log(log_file) as log:
+        settings = load_settings(find_config(config_path))
+        _require_smtp(settings, "outreach send")
+        today, current = clock(settings, day=day, now=now)
+        summary = perform_send(
+            settings=settings,
+            environ=os.environ,
+            today=today,
+            now=current,
+            retry_uncertain=retry_uncertain,
+            only_run_date=rendered_on,
+        )
+        if log is not None:
+            log_send_summary(log, summary, label="outreach " + " ".join(sys.argv[1:]))
+    if as_json:
+        click.echo(json.dumps(summary.as_dict(), ensure_ascii=False, indent=2))
+    elif not quiet or send_needs_attention(summary):
+        click.echo(f"outreach send for {today.isoformat()} {current.strftime('%H:%M')}")
+        print_send_summary(summary)
+    sys.exit(summary.exit_code)
+
+
+def _print_table(header: tuple[str, ...], rows: list[tuple[object, ...]], *, left: int = 1) -> None:
+    """Columns padded to their widest cell; the first `left` columns flush left."""
+    cells = [[str(v) for v in row] for row in [header, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    for row in cells:
+        line = "  ".join(
+            v.ljust(w) if i < left else v.rjust(w)
+            for i, (v, w) in enumerate(zip(row, widths, strict=True))
+        )
+        click.echo(line.rstrip())
+
+
+@cli.command()
+@click.option(
+    "--days",
+    type=click.IntRange(1, 366),
+    default=30,
+    show_default=True,
+    help="How many days to simulate.",
+)
+@click.option("--from", "start", type=DATE, default=None, help="First day (default: today).")
+@click.option(
+    "--campaign",
+    "campaign_names",
+    multiple=True,
+    help="Only this campaign (a name or file; repeat for several). Default: all.",
+)
+@click.option("--contact", "contact_id", default=None, help="Tell this contact's story day by day.")
+@click.option(
+    "--top",
+    type=click.IntRange(0, 1000),
+    default=10,
+    show_default=True,
+    help="How many of the busiest contacts to list.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable plan.")
+@config_option
+@handle_errors
+def plan(
+    days: int,
+    start: date | None,
+    campaign_names: tuple[str, ...],
+    contact_id: str | None,
+    top: int,
+    as_json: bool,
+    config_path: Path | None,
+) -> None:
+    """Simulate the coming days: who gets what, what cadence defers. Writes nothing."""
+    from outreach.planning import plan_days
+    from outreach.workspace import load_workspace
+
+    workspace = load_workspace(config_path, campaigns=list(campaign_names) or None)
+    first, _ = clock(workspace.settings, day=start, now=None)
+    if as_json or not sys.stderr.isatty():
+        result = plan_days(workspace, start=first, days=days, contact_id=contact_id, top=top)
+    else:
+        with click.progressbar(length=days, label="days", file=sys.stderr) as bar:
+            result = plan_days(
+                workspace,
+                start=first,
+                days=days,
+                contact_id=contact_id,
+                top=top,
+                on_day=lambda _: bar.update(1),
+            )
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), ensure_ascii=False, indent=2))
+        return
+    period = f"{result.start.isoformat()} to {result.end.isoformat()} ({days} days)"
+    if result.contact_id is not None:
+        click.echo(f"plan for {result.contact_id}, {period} — simulated: nothing written")
+        for line in result.story:
+            click.echo(f"  {line}")
+        if not result.story:
+            click.echo("  nothing happens to this contact in these days")
+        return
+    click.echo(f"plan for {period} — simulated on a copy of the ledger: nothing written")
+    header = ("date", "campaign", "emails", "letters", "deferred", "missed", "skipped")
+    rows: list[tuple[object, ...]] = []
+    shown = None
+    for c in result.counts:
+        if c.empty:
+            continue
+        day = c.day.isoformat() if c.day != shown else ""
+        shown = c.day
+        rows.append((day, c.campaign, c.emails, c.letters, c.deferred, c.missed, c.skipped))
+    for t in result.totals():
+        rows.append(("total", t.campaign, t.emails, t.letters, t.deferred, t.missed, t.skipped))
+    _print_table(header, rows, left=2)
+    quiet = result.days - len({c.day for c in result.counts if not c.empty})
+    if quiet:
+        click.echo(f"({quiet} day(s) with nothing to do are left out)")
+    if not result.pressure:
+        click.echo("no contact would get more than one message in these days")
+    else:
+        click.echo("contacts with the most messages in these days:")
+        for busy in result.pressure:
+            listed = ", ".join(
+                f"{m.campaign} {m.day.isoformat()} ({m.channel})" for m in busy.messages
+            )
+            click.echo(f"  {busy.contact_id}: {len(busy.messages)} — {listed}")
+
+
+@cli.command()
+@click.argument("contact_id")
+@clock_options
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable answer.")
+@config_option
+@handle_errors
+def explain(
+    contact_id: str,
+    day: date | None,
+    now: datetime | None,
+    as_json: bool,
+    config_path: Path | None,
+) -> None:
+    """Why a contact does or does not get each campaign's message today (or --date)."""
+    from outreach.planning import explain_contact
+    from outreach.workspace import load_workspace
+
+    workspace = load_workspace(config_path)
+    today, current = clock(workspace.settings, day=day, now=now)
+    answer = explain_contact(workspace, contact_id=contact_id, today=today, now=current)
+    if as_json:
+        click.echo(json.dumps(answer.as_dict(), ensure_ascii=False, indent=2))
+        return
+    for line in answer.lines():
+        click.echo(line)
+
+
+@cli.command()
+@click.option("--contact", "contact_id", default=None, help="Only this contact's messages.")
+@click.option("--campaign", default=None, help="Only this campaign's messages.")
+@click.option(
+    "--since", type=DATE, default=None, help="Only messages of runs on or after this day."
+)
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(STATUSES),
+    help="Only messages with this status (repeat for several).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(0),
+    default=50,
+    show_default=True,
+    help="Show at most this many messages (0: all).",
+)
+@click.option("--runs", "show_runs", is_flag=True, help="Also list the last 10 runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable rows.")
+@config_option
+@handle_errors
+def history(
+    contact_id: str | None,
+    campaign: str | None,
+    since: date | None,
+    statuses: tuple[str, ...],
+    limit: int,
+    show_runs: bool,
+    as_json: bool,
+    config_path: Path | None,
+) -> None:
+    """The ledger's messages, newest first: what went to whom, when, and what waits."""
+    from outreach.history import UNCERTAIN_ADVICE, describe_counts, read_history
+    from outreach.workspace import display_path
+
+    settings = load_settings(find_config(config_path))
+    found = read_history(
+        settings.ledger_path,
+        contact_id=contact_id,
+        campaign=campaign,
+        since=since,
+        statuses=statuses,
+        limit=limit,
+        runs=10 if show_runs else 0,
+    )
+    if as_json:
+        click.echo(json.dumps(found.as_dict(), ensure_ascii=False, indent=2))
+        return
+    if not found.exists:
+        where = display_path(settings.ledger_path)
+        click.echo(f"no ledger yet ({where} does not exist): nothing has run")
+        return
+    if not found.messages:
+        click.echo("no messages match")
+    else:
+        header = (
+            *("date", "contact", "campaign", "occurrence", "channel", "status"),
+            *("reason / error", "artifact"),
+        )
+        _print_table(
+            header,
+            [
+                (
+                    m.run_date.isoformat(),
+                    m.contact_id,
+                    m.campaign,
+                    m.occurrence_key,
+                    m.channel,
+                    m.status,
+                    m.error or m.reason or "",
+                    m.artifact or "",
+                )
+                for m in found.messages
+            ],
+            left=len(header),
+        )
+        if found.matched > len(found.messages):
+            click.echo(
+                f"showing the newest {len(found.messages)} of {found.matched} messages "
+                "(--limit 0 shows all)"
+            )
+    if found.runs:
+        click.echo("last runs:")
+        tz = settings.tz
+        rows: list[tuple[object, ...]] = []
+        for run_row in found.runs:
+            started, ended = run_row["started_at"], run_row["ended_at"]
+            args = run_row["args"]
+            rows.append(
+                (
+                    run_row["id"],
+                    str(run_row["run_date"]),
+                    started.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+                    if isinstance(started, datetime)
+                    else "",
+                    ended.astimezone(tz).strftime("%H:%M") if isinstance(ended, datetime) else "—",
+                    shlex.join(str(a) for a in args) if isinstance(args, list) else "",
+                    describe_counts(run_row["counts"]),
+                )
+            )
+        _print_table(("run", "date", "started", "ended", "command", "result"), rows, left=6)
+    if found.uncertain:
+        click.echo(f"{found.uncertain} message(s) uncertain: {UNCERTAIN_ADVICE}")
+
+
+@cli.command()
+@click.argument("target", metavar="ADDRESS_OR_ID", required=False)
+@click.option(
+    "--channel",
+    type=click.Choice(["email", "letter", "all"]),
+    default="all",
+    show_default=True,
+    help="What the contact no longer gets.",
+)
+@click.option(
+    "--import",
+    "import_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="A file of addresses: one per line, or a CSV with an email column.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
+@config_option
+@handle_errors
+def unsubscribe(
+    target: str | None,
+    channel: str,
+    import_file: Path | None,
+    as_json: bool,
+    config_path: Path | None,
+) -> None:
+    """Put an address or contact id on the suppression list: no more messages, essential or not."""
+    from outreach.contacts import load_contacts
+    from outreach.errors import LockError
+    from outreach.history import (
+        Entry,
+        contacts_covered,
+        parse_target,
+        read_unsubscribe_file,
+    )
+    from outreach.history import unsubscribe as add_suppressions
+
+    if target is None and import_file is None:
+        raise click.UsageError("give an email address or a contact id, or --import FILE")
+    settings = load_settings(find_config(config_path))
+    _, current = clock(settings, day=None, now=None)
+    entries: list[Entry] = []
+    if target is not None:
+        try:
+            entries.append(Entry(parse_target(target)))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="ADDRESS_OR_ID") from None
+    invalid: list[Problem] = []
+    if import_file is not None:
+        found, invalid = read_unsubscribe_file(import_file)
+        entries.extend(found)
+    source = f"import {import_file.name}" if import_file is not None else "cli"
+    try:
+        report = add_suppressions(
+            settings, entries=entries, channel=channel, source=source, now=current, invalid=invalid
+        )
+    except LockError:
+        click.echo("a run is in progress: waiting for it to finish…", err=True)
+        report = add_suppressions(
+            settings,
+            entries=entries,
+            channel=channel,
+            source=source,
+            now=current,
+            invalid=invalid,
+            wait=True,
+        )
+    try:
+        contacts = load_contacts(
+            settings.contacts_path,
+            settings=settings.contacts,
+            default_locale=settings.default_locale,
+        ).contacts
+    except OutreachError:
+        contacts = ()  # the list is updated either way; only the note about contacts is lost
+    covered = contacts_covered(contacts, [e.value for e in entries])
+    if as_json:
+        data = report.as_dict()
+        data["contacts"] = [c.id for c in covered]
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        sys.exit(EXIT_FAILED if report.invalid else EXIT_OK)
+    what = {"all": "messages (email or letter)", "email": "emails", "letter": "letters"}
+    if import_file is None and entries:
+        value = entries[0].value
+        if report.added:
+            click.echo(f"{value} gets no more {what[channel]}")
+        else:
+            click.echo(f"{value} is already on the suppression list: no more {what[channel]}")
+    else:
+        scope = {"all": "email and letter", "email": "email", "letter": "letter"}[channel]
+        click.echo(
+            f"{len(report.added)} added to the suppression list ({scope}), "
+            f"{len(report.already)} already there, {len(report.invalid)} invalid line(s)"
+        )
+        for problem in report.invalid:
+            click.echo(f"  {problem}")
+    for contact in covered:
+        name = " ".join(p for p in (contact.first_name, contact.last_name) if p)
+        click.echo(f"  covers contact {contact.id}" + (f" ({name})" if name else ""))
+    if entries and not covered and contacts:
+        click.echo(
+            "  no contact in the contacts file has it (yet); it stays on the list, so a "
+            "contact added later with it gets nothing"
+        )
+    sys.exit(EXIT_FAILED if report.invalid else EXIT_OK)
 
 
 def main() -> None:

@@ -24,7 +24,8 @@ from outreach.yamlfile import dotted, line_for, load_yaml
 CONFIG_NAME = "config.yaml"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
-_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+# Seconds are optional: the daemon's tests schedule a job a few seconds ahead.
+_HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")
 
 
 def _weekday(value: str) -> str:
@@ -38,11 +39,11 @@ Weekday = Annotated[str, AfterValidator(_weekday)]
 
 
 def parse_hhmm(value: str) -> time:
-    """'09:30' → time(9, 30); ValueError otherwise."""
+    """'09:30' → time(9, 30), '09:30:15' → time(9, 30, 15); ValueError otherwise."""
     match = _HHMM.match(value.strip())
     if not match:
         raise ValueError(f"{value!r} is not a time of day as HH:MM (e.g. 09:00)")
-    return time(int(match.group(1)), int(match.group(2)))
+    return time(int(match.group(1)), int(match.group(2)), int(match.group(3) or 0))
 
 
 class _Model(BaseModel):
@@ -200,6 +201,14 @@ class ScheduleJob(_Model):
     at: str
     days: tuple[Weekday, ...] = ()
     send: bool = False
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _at_quoted(cls, value: object) -> object:
+        # YAML 1.1 reads an unquoted 10:30 as the base-60 number 630.
+        if isinstance(value, int):
+            raise ValueError('write the time in quotes, e.g. at: "10:30"')
+        return value
 
     @field_validator("at")
     @classmethod

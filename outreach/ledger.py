@@ -9,7 +9,9 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import shutil
 import sqlite3
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -74,7 +76,9 @@ class LedgerStore(Protocol):
     def close(self) -> None: ...
     def begin_run(self, *, run_date: date, started_at: datetime, args: Sequence[str]) -> int: ...
     def end_run(self, run_id: int, *, ended_at: datetime, counts: Mapping[str, object]) -> None: ...
-    def statuses_for(self, campaign: str) -> dict[tuple[str, str], str]: ...
+    def statuses_for(
+        self, campaign: str, *, occurrence_keys: Iterable[str] | None = None
+    ) -> dict[tuple[str, str], str]: ...
     def record(self, records: Iterable[MessageRecord], *, run_id: int | None = None) -> None: ...
     def set_status(
         self,
@@ -89,6 +93,9 @@ class LedgerStore(Protocol):
     ) -> None: ...
     def settle_interrupted(self, *, now: datetime) -> int: ...
     def mark_missed(self, *, today: date, now: datetime) -> int: ...
+    def mark_unsent_missed(self, *, today: date, now: datetime) -> int: ...
+    def waiting_emails(self, *, today: date, uncertain: bool = False) -> list[MessageRecord]: ...
+    def open_uncertain_emails(self, *, today: date) -> list[MessageRecord]: ...
     def interrupted_runs(self) -> list[tuple[int, date]]: ...
     def artifacts_of_run_date(self, run_date: date) -> set[str]: ...
     def messages(
@@ -98,7 +105,17 @@ class LedgerStore(Protocol):
         campaign: str | None = None,
         since: date | None = None,
         statuses: Iterable[str] | None = None,
+        newest_first: bool = False,
+        limit: int | None = None,
     ) -> list[MessageRecord]: ...
+    def count_messages(
+        self,
+        *,
+        contact_id: str | None = None,
+        campaign: str | None = None,
+        since: date | None = None,
+        statuses: Iterable[str] | None = None,
+    ) -> dict[str, int]: ...
     def contact_pressure(self, *, since: date) -> dict[str, list[tuple[date, str, bool]]]: ...
     def suppress(self, value: str, *, channel: str, source: str, now: datetime) -> bool: ...
     def suppressions(self) -> dict[str, frozenset[str]]: ...
@@ -180,8 +197,19 @@ def _v2_waiting_index(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v3_uncertain_waits_too(conn: sqlite3.Connection) -> None:
+    # `uncertain` emails are reported by every run and send while their window is open:
+    # the same short range read as the other waiting statuses.
+    conn.execute("DROP INDEX messages_waiting")
+    conn.execute(
+        "CREATE INDEX messages_waiting ON messages (status, latest) "
+        "WHERE status = 'deferred' OR status = 'failed' OR status = 'rendered' "
+        "OR status = 'sending' OR status = 'uncertain'"
+    )
+
+
 # MIGRATIONS[i] takes a ledger from schema version i to i + 1. Append, never edit.
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_waiting_index)
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_waiting_index, _v3_uncertain_waits_too)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -271,6 +299,53 @@ _PRESSURE = (
 )
 
 
+# Emails the send step may send (see Ledger.waiting_emails). A literal status in each query is
+# what lets SQLite read the partial index messages_waiting (IN (...) or a bound parameter
+# would not match its WHERE clause); `id` comes last, for the order.
+_WAITING_COLUMNS = f"SELECT {_MESSAGE_COLUMNS}, id FROM messages"  # noqa: S608
+_WAITING_RENDERED = (
+    f"{_WAITING_COLUMNS} WHERE status = 'rendered' AND latest >= ?1 AND channel = 'email'"
+)
+_WAITING_FAILED = (
+    f"{_WAITING_COLUMNS} WHERE status = 'failed' AND latest >= ?1 AND channel = 'email' "
+    "AND coalesce(reason, '') <> 'permanent'"
+)
+# Not in the partial index: uncertain rows are rare, and a scan finds them.
+_OPEN_UNCERTAIN = (
+    f"{_WAITING_COLUMNS} WHERE status = 'uncertain' AND latest >= ?1 AND channel = 'email'"
+)
+
+
+# Occurrence keys per query in `statuses_for`: well under SQLite's limit on parameters.
+_KEYS_PER_QUERY = 500
+
+
+def _message_filter(
+    *,
+    contact_id: str | None,
+    campaign: str | None,
+    since: date | None,
+    statuses: Iterable[str] | None,
+) -> tuple[str, list[object]]:
+    """The WHERE clause (with a leading space, or empty) and parameters of a message query."""
+    where: list[str] = []
+    params: list[object] = []
+    if contact_id is not None:
+        where.append("contact_id = ?")
+        params.append(contact_id)
+    if campaign is not None:
+        where.append("campaign = ?")
+        params.append(campaign)
+    if since is not None:
+        where.append("run_date >= ?")
+        params.append(since.isoformat())
+    if statuses is not None:
+        wanted = list(statuses)
+        where.append(f"status IN ({', '.join('?' * len(wanted))})" if wanted else "0")
+        params.extend(wanted)
+    return (" WHERE " + " AND ".join(where) if where else ""), params
+
+
 def _message_from_row(row: Sequence[Any]) -> MessageRecord:
     (
         contact_id,
@@ -314,6 +389,11 @@ def _message_from_row(row: Sequence[Any]) -> MessageRecord:
 # The SQLite ledger
 
 
+# A ledger up to this size is copied into memory for a read-only open; a larger one into a
+# scratch file, so `plan` on a ledger of millions of rows does not hold it all in RAM.
+_MEMORY_COPY_LIMIT = 32 * 1024 * 1024
+
+
 class Ledger:
     """The SQLite ledger: messages, runs and suppressions in one file (state/ledger.sqlite)."""
 
@@ -323,17 +403,25 @@ class Ledger:
         self.readonly = readonly
         self._run_started: dict[int, str] = {}
         self._closed = False
+        self._scratch: Path | None = None  # the scratch copy of a large read-only ledger
 
     @classmethod
-    def open(cls, path: Path, *, readonly: bool = False) -> Ledger:
+    def open(
+        cls, path: Path, *, readonly: bool = False, memory_copy_limit: int = _MEMORY_COPY_LIMIT
+    ) -> Ledger:
         """Open (creating folders and schema) the ledger at `path`.
 
-        `readonly` never writes to disk: the ledger is a private in-memory copy of the file
-        (empty if there is none), so a dry run or a plan goes through the same steps as a real
-        run and its writes vanish on close.
+        `readonly` never writes to the workspace: the ledger is a private copy of the file
+        (empty if there is none) — in memory up to `memory_copy_limit` bytes, else in a scratch
+        file in the system's temporary folder — so a dry run or a plan goes through the same
+        steps as a real run and its writes vanish on close.
         """
         try:
-            conn = _open_copy(path) if readonly else _open_file(path)
+            conn, scratch = (
+                _open_copy(path, memory_limit=memory_copy_limit)
+                if readonly
+                else (_open_file(path), None)
+            )
         except sqlite3.Error as exc:
             raise LedgerError(
                 f"cannot open the ledger: {exc}",
@@ -344,8 +432,12 @@ class Ledger:
             apply_migrations(conn, path=path)
         except BaseException:
             conn.close()
+            if scratch is not None:
+                shutil.rmtree(scratch, ignore_errors=True)
             raise
-        return cls(conn, path=path, readonly=readonly)
+        ledger = cls(conn, path=path, readonly=readonly)
+        ledger._scratch = scratch
+        return ledger
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
@@ -357,6 +449,8 @@ class Ledger:
             with suppress(sqlite3.Error):
                 self._conn.execute("PRAGMA optimize")
         self._conn.close()
+        if self._scratch is not None:
+            shutil.rmtree(self._scratch, ignore_errors=True)
 
     def __enter__(self) -> Self:
         return self
@@ -440,13 +534,23 @@ class Ledger:
 
     # -- messages --------------------------------------------------------------------------
 
-    def statuses_for(self, campaign: str) -> dict[tuple[str, str], str]:
-        """(contact_id, occurrence_key) → status for every message of a campaign."""
-        rows = self._query(
-            "SELECT contact_id, occurrence_key, status FROM messages WHERE campaign = ?",
-            (campaign,),
-        )
-        return {(contact_id, key): status for contact_id, key, status in rows}
+    def statuses_for(
+        self, campaign: str, *, occurrence_keys: Iterable[str] | None = None
+    ) -> dict[tuple[str, str], str]:
+        """(contact_id, occurrence_key) → status for every message of a campaign (or only
+        those with one of `occurrence_keys`: `plan` needs this year's, not a decade's)."""
+        sql = "SELECT contact_id, occurrence_key, status FROM messages WHERE campaign = ?"
+        if occurrence_keys is None:
+            rows = self._query(sql, (campaign,))
+            return {(contact_id, key): status for contact_id, key, status in rows}
+        found: dict[tuple[str, str], str] = {}
+        keys = sorted(set(occurrence_keys))
+        for start in range(0, len(keys), _KEYS_PER_QUERY):
+            chunk = keys[start : start + _KEYS_PER_QUERY]
+            marks = ", ".join("?" * len(chunk))
+            rows = self._query(f"{sql} AND occurrence_key IN ({marks})", (campaign, *chunk))
+            found.update(((contact_id, key), status) for contact_id, key, status in rows)
+        return found
 
     def record(self, records: Iterable[MessageRecord], *, run_id: int | None = None) -> None:
         """Insert or update messages in one transaction; a row keeps its first created_at.
@@ -559,6 +663,40 @@ class Ledger:
             )
         return cursor.rowcount
 
+    def mark_unsent_missed(self, *, today: date, now: datetime) -> int:
+        """Turn emails never sent whose window closed before today into `missed`; return how many.
+
+        Rendered emails and those whose last attempt failed for a passing reason: an email is
+        never sent late. Permanent failures stay `failed`, with the server's reply. Only the
+        send step calls this: with `delivery: outbox` a rendered email is already delivered.
+        """
+        with self._transaction("mark unsent emails missed") as conn:
+            cursor = conn.execute(
+                "UPDATE messages SET status = 'missed', updated_at = ?, "
+                "reason = 'window closed before it was sent' "
+                "WHERE channel = 'email' AND latest < ? AND (status = 'rendered' "
+                "OR (status = 'failed' AND coalesce(reason, '') <> 'permanent'))",
+                (_iso_utc(now), today.isoformat()),
+            )
+        return cursor.rowcount
+
+    def waiting_emails(self, *, today: date, uncertain: bool = False) -> list[MessageRecord]:
+        """Emails waiting to be sent whose window is still open, most urgent first.
+
+        Rendered ones, and failed ones unless the failure was permanent (`reason` is
+        'permanent'); `uncertain` ones too when asked (`outreach send --retry-uncertain`).
+        """
+        branches = [_WAITING_RENDERED, _WAITING_FAILED]
+        if uncertain:
+            branches.append(_OPEN_UNCERTAIN)
+        sql = " UNION ALL ".join(branches) + " ORDER BY latest, id"
+        return [_message_from_row(row[:-1]) for row in self._query(sql, (today.isoformat(),))]
+
+    def open_uncertain_emails(self, *, today: date) -> list[MessageRecord]:
+        """Uncertain emails whose window is still open: a person should check them."""
+        rows = self._query(_OPEN_UNCERTAIN + " ORDER BY latest, id", (today.isoformat(),))
+        return [_message_from_row(row[:-1]) for row in rows]
+
     def interrupted_runs(self) -> list[tuple[int, date]]:
         """(id, run date) of runs that started and never ended: their process died.
 
@@ -582,29 +720,36 @@ class Ledger:
         campaign: str | None = None,
         since: date | None = None,
         statuses: Iterable[str] | None = None,
+        newest_first: bool = False,
+        limit: int | None = None,
     ) -> list[MessageRecord]:
-        """Messages matching every filter given (`since` is on run_date), oldest run first."""
-        where: list[str] = []
-        params: list[object] = []
-        if contact_id is not None:
-            where.append("contact_id = ?")
-            params.append(contact_id)
-        if campaign is not None:
-            where.append("campaign = ?")
-            params.append(campaign)
-        if since is not None:
-            where.append("run_date >= ?")
-            params.append(since.isoformat())
-        if statuses is not None:
-            wanted = list(statuses)
-            where.append(f"status IN ({', '.join('?' * len(wanted))})" if wanted else "0")
-            params.extend(wanted)
-        sql = _SELECT_MESSAGES
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        return [
-            _message_from_row(row) for row in self._query(sql + " ORDER BY run_date, id", params)
-        ]
+        """Messages matching every filter given (`since` is on run_date), oldest run first
+        (or newest first), at most `limit` of them."""
+        where, params = _message_filter(
+            contact_id=contact_id, campaign=campaign, since=since, statuses=statuses
+        )
+        order = " ORDER BY run_date DESC, id DESC" if newest_first else " ORDER BY run_date, id"
+        if limit is not None:
+            order += " LIMIT ?"
+            params.append(limit)
+        rows = self._query(_SELECT_MESSAGES + where + order, params)
+        return [_message_from_row(row) for row in rows]
+
+    def count_messages(
+        self,
+        *,
+        contact_id: str | None = None,
+        campaign: str | None = None,
+        since: date | None = None,
+        statuses: Iterable[str] | None = None,
+    ) -> dict[str, int]:
+        """status → how many messages match every filter given (as `messages` takes them)."""
+        where, params = _message_filter(
+            contact_id=contact_id, campaign=campaign, since=since, statuses=statuses
+        )
+        # `where` holds only placeholders and this module's column names.
+        sql = "SELECT status, count(*) FROM messages" + where + " GROUP BY status"  # noqa: S608
+        return {str(status): int(count) for status, count in self._query(sql, params)}
 
     def contact_pressure(self, *, since: date) -> dict[str, list[tuple[date, str, bool]]]:
         """contact_id → [(effective_date, campaign, essential)] of counted messages since a day.
@@ -681,16 +826,27 @@ def _open_file(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _open_copy(path: Path) -> sqlite3.Connection:
-    memory = sqlite3.connect(":memory:", isolation_level=None)
+def _open_copy(path: Path, *, memory_limit: int) -> tuple[sqlite3.Connection, Path | None]:
+    """A private, writable copy of the ledger, and the scratch folder to remove on close."""
+    scratch: Path | None = None
+    if path.exists() and path.stat().st_size > memory_limit:
+        scratch = Path(tempfile.mkdtemp(prefix="outreach-ledger-"))
+        copy = sqlite3.connect(scratch / "ledger.sqlite", isolation_level=None)
+        # Nothing here needs to survive a crash: the copy is thrown away on close.
+        copy.execute("PRAGMA journal_mode = OFF")
+        copy.execute("PRAGMA synchronous = OFF")
+    else:
+        copy = sqlite3.connect(":memory:", isolation_level=None)
     if not path.exists():
-        return memory
+        return copy, scratch
     try:
-        _copy_into(path, memory)
+        _copy_into(path, copy)
     except BaseException:
-        memory.close()
+        copy.close()
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
         raise
-    return memory
+    return copy, scratch
 
 
 def _copy_into(path: Path, memory: sqlite3.Connection) -> None:

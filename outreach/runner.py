@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import shutil
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from outreach.audience import compile_audience
 from outreach.cadence import Candidate, PastMessage, decide
@@ -25,6 +26,9 @@ from outreach.ledger import DONE_STATUSES, Ledger, MessageRecord, acquire_lock
 from outreach.render.letter import LetterRenderer, missing_address_fields
 from outreach.render.templates import EmailRenderer
 from outreach.workspace import Workspace
+
+if TYPE_CHECKING:
+    from outreach.sending import SendSummary, Unsent
 
 # Ledger rows are written in batches: one transaction per this many messages.
 LEDGER_BATCH = 500
@@ -81,6 +85,9 @@ class RunSummary:
     campaigns: list[CampaignSummary]
     problems: list[Problem]
     outbox: str | None = None
+    sending: SendSummary | None = None  # the send step of `run --send`
+    # Emails left uncertain by an earlier send (delivery: smtp), for a person to check.
+    uncertain_emails: list[Unsent] = field(default_factory=list)
 
     @property
     def failed(self) -> int:
@@ -88,9 +95,15 @@ class RunSummary:
         return sum(c.failed for c in self.campaigns)
 
     @property
+    def uncertain(self) -> int:
+        """Emails that may or may not have reached the server: a person should check."""
+        return len(self.uncertain_emails)
+
+    @property
     def exit_code(self) -> int:
         """0 all went well; 1 some messages failed (the rest were done)."""
-        return 1 if self.failed else 0
+        sending = self.sending.exit_code if self.sending is not None else 0
+        return 1 if self.failed or sending else 0
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready view."""
@@ -101,6 +114,8 @@ class RunSummary:
             "outbox": self.outbox,
             "campaigns": [c.as_dict() for c in self.campaigns],
             "problems": [p.as_dict() for p in self.problems],
+            "send": self.sending.as_dict() if self.sending is not None else None,
+            "uncertain": [u.as_dict() for u in self.uncertain_emails],
             "exit_code": self.exit_code,
         }
 
@@ -123,7 +138,7 @@ class _CampaignRun:
     summary: CampaignSummary
     matches: Callable[[Contact], bool]
     policy: CadencePolicy
-    statuses: dict[tuple[str, str], str]
+    statuses: Mapping[tuple[str, str], str]
     emails: EmailRenderer | None
 
 
@@ -264,11 +279,16 @@ def execute_run(
     trace: Tracer | None = None,
     contacts: Sequence[Contact] | None = None,
     letters: LetterSink | None = None,
+    history: Mapping[str, Sequence[PastMessage]] | None = None,
+    statuses: Mapping[str, Mapping[tuple[str, str], str]] | None = None,
 ) -> RunSummary:
     """Run the workspace's campaigns for `today` and record every decision in the ledger.
 
     A None deliverer renders and drops (a dry run on a throwaway ledger). `simulate` decides
     and records without rendering anything (for `plan`). `trace` sees every decision.
+    `history` stands in for `load_history` (what weighs on each contact's cadence) and
+    `statuses` (campaign → (contact_id, occurrence_key) → status) for `Ledger.statuses_for`,
+    for a caller that keeps them up to date itself across many simulated days.
     """
     settings = workspace.settings
     dry_run = deliverer is None
@@ -278,14 +298,17 @@ def execute_run(
     fmt = settings.contacts.date_format
     letter_arrival = today + timedelta(days=settings.letters.delivery_days)
     suppressions = ledger.suppressions()
-    history = load_history(ledger, today=today, settings=settings, campaigns=workspace.campaigns)
+    if history is None:
+        history = load_history(
+            ledger, today=today, settings=settings, campaigns=workspace.campaigns
+        )
     runs = [
         _CampaignRun(
             campaign=c,
             summary=CampaignSummary(name=c.name, kind=c.kind, channel=c.channel),
             matches=compile_audience(c.audience, path=c.path),
             policy=policy_for(settings, c),
-            statuses=ledger.statuses_for(c.name),
+            statuses=ledger.statuses_for(c.name) if statuses is None else statuses.get(c.name, {}),
             emails=(
                 EmailRenderer(settings=settings, campaign=c, today=today, now=now)
                 if c.email and not simulate
@@ -488,17 +511,28 @@ def _email(
         summary.emails += 1
         return
     if result.status == "failed":
+        # The file could not be written (disk full, permissions): nothing exists, so the
+        # message is left to be rendered again by the next run rather than marked done.
         summary.failed += 1
         summary.problems.append(
             Problem(
-                message=result.error or "delivery failed",
+                message=result.error or "could not write the message",
                 contact_id=contact.id,
                 campaign=run.campaign.name,
             )
         )
-    else:
-        summary.emails += 1
-        summary.sent += result.status == "sent"
+        record(
+            run,
+            contact,
+            occ,
+            channel="email",
+            status="skipped",
+            reason="write failed",
+            error=result.error,
+        )
+        return
+    summary.emails += 1
+    summary.sent += result.status == "sent"
     record(
         run,
         contact,
@@ -620,8 +654,13 @@ def perform_run(
     split: bool = False,
     args: Sequence[str] = (),
     progress: Callable[[Iterator[Contact]], Iterator[Contact]] | None = None,
+    after: Callable[[Ledger, RunSummary], None] | None = None,
 ) -> RunSummary:
-    """A whole run as `outreach run` and the daemon do it: lock, recover, render, record."""
+    """A whole run as `outreach run` and the daemon do it: lock, recover, render, record.
+
+    `after` runs once rendering is done, still under the lock, with the ledger and the run's
+    summary (the send step of `run --send`); a dry run never calls it.
+    """
     settings = workspace.settings
     letters = letters_step(settings=settings, today=today, now=now, split=split, dry_run=dry_run)
     if dry_run:
@@ -643,7 +682,7 @@ def perform_run(
         recover_interrupted(ledger, settings=settings, now=now)
         ledger.mark_missed(today=today, now=now)
         deliverer = OutboxWriter(root=settings.root, out_dir=settings.out_dir, run_date=today)
-        return execute_run(
+        summary = execute_run(
             workspace=workspace,
             ledger=ledger,
             deliverer=deliverer,
@@ -653,6 +692,9 @@ def perform_run(
             progress=progress,
             letters=letters,
         )
+        if after is not None:
+            after(ledger, summary)
+        return summary
 
 
 def _problem(exc: OutreachError, contact: Contact, campaign: Campaign) -> Problem:

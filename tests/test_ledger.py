@@ -78,7 +78,7 @@ def test_open_creates_folders_and_versioned_schema(ledger_path: Path) -> None:
         pass
     conn = raw(ledger_path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert {"messages", "runs", "suppressions"} <= tables
@@ -145,6 +145,10 @@ def test_a_version_1_ledger_gains_the_waiting_index_and_keeps_its_rows(ledger_pa
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         plan = conn.execute(
             "EXPLAIN QUERY PLAN SELECT id FROM messages WHERE status = 'deferred' AND latest < '2027'"
+        ).fetchall()
+        assert "messages_waiting" in str(plan)
+        plan = conn.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM messages WHERE status = 'uncertain' AND latest >= '2027'"
         ).fetchall()
         assert "messages_waiting" in str(plan)
     finally:
@@ -512,6 +516,25 @@ def test_readonly_copies_an_existing_ledger_and_never_changes_it(ledger_path: Pa
     with Ledger.open(ledger_path) as led:
         assert [m.contact_id for m in led.messages()] == ["c-001"]
         assert led.suppressions() == {}
+
+
+def test_a_large_readonly_ledger_is_copied_to_a_scratch_file_removed_on_close(
+    ledger_path: Path, tmp_path: Path
+) -> None:
+    with Ledger.open(ledger_path) as led:
+        led.record([message()])
+    before = ledger_path.read_bytes()
+    with Ledger.open(ledger_path, readonly=True, memory_copy_limit=0) as led:
+        scratch = led._scratch
+        assert scratch is not None and (scratch / "ledger.sqlite").exists()
+        assert not scratch.is_relative_to(tmp_path)  # never inside the workspace
+        assert [m.contact_id for m in led.messages()] == ["c-001"]
+        led.record([message(contact_id="c-002")])
+        assert len(led.messages()) == 2
+    assert not scratch.exists()
+    assert ledger_path.read_bytes() == before
+    with Ledger.open(ledger_path) as led:
+        assert [m.contact_id for m in led.messages()] == ["c-001"]
 
 
 def test_readonly_sees_commits_still_in_the_write_ahead_log(ledger_path: Path) -> None:

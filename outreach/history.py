@@ -1,0 +1,330 @@
+"""What the ledger remembers, for people: the message history, and the suppression list.
+
+`history` reads the ledger; `unsubscribe` adds to its suppression list, which every run checks
+for every message (essential ones too).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+
+from outreach.config import Settings
+from outreach.contacts import Contact, normalize_email
+from outreach.errors import ContactsError, Problem
+from outreach.ledger import Ledger, MessageRecord, acquire_lock
+
+UNCERTAIN_ADVICE = (
+    "the run died while handing them to the mail server; check the mailbox, then "
+    "`outreach send --retry-uncertain` or leave them"
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# history
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """The ledger's messages matching a query, newest first, and its last runs."""
+
+    messages: tuple[MessageRecord, ...]  # at most `limit`
+    matched: int  # how many matched before the limit
+    uncertain: int  # of the matched, how many are uncertain
+    runs: tuple[dict[str, object], ...] = ()
+    exists: bool = True  # False: there is no ledger yet
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready view."""
+        return {
+            "messages": [message_dict(m) for m in self.messages],
+            "matched": self.matched,
+            "shown": len(self.messages),
+            "uncertain": self.uncertain,
+            "runs": [run_dict(r) for r in self.runs],
+        }
+
+
+def message_dict(record: MessageRecord) -> dict[str, object]:
+    """A ledger row as JSON-ready values."""
+
+    def day(value: date | None) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return {
+        "date": record.run_date.isoformat(),
+        "contact": record.contact_id,
+        "campaign": record.campaign,
+        "occurrence": record.occurrence_key,
+        "channel": record.channel,
+        "status": record.status,
+        "reason": record.reason,
+        "error": record.error,
+        "artifact": record.artifact,
+        "message_id": record.message_id,
+        "event_date": day(record.event_date),
+        "earliest": day(record.earliest),
+        "latest": day(record.latest),
+        "effective_date": day(record.effective_date),
+        "essential": record.essential,
+        "updated_at": record.updated_at.isoformat() if record.updated_at else None,
+    }
+
+
+def run_dict(run: dict[str, object]) -> dict[str, object]:
+    """A run row (as `Ledger.runs` gives it) as JSON-ready values."""
+    return {
+        key: value.isoformat() if isinstance(value, date | datetime) else value
+        for key, value in run.items()
+    }
+
+
+def read_history(
+    ledger_path: Path,
+    *,
+    contact_id: str | None = None,
+    campaign: str | None = None,
+    since: date | None = None,
+    statuses: Sequence[str] = (),
+    limit: int | None = 50,
+    runs: int = 0,
+) -> History:
+    """The ledger's messages matching every filter given, newest first, and the last `runs` runs."""
+    if not ledger_path.exists():
+        return History(messages=(), matched=0, uncertain=0, exists=False)
+    wanted = list(statuses) or None
+    # A private copy: reading never touches the file a run may be writing.
+    with Ledger.open(ledger_path, readonly=True) as ledger:
+        counts = ledger.count_messages(
+            contact_id=contact_id, campaign=campaign, since=since, statuses=wanted
+        )
+        # Newest first: by run date, then as written. Only the rows shown are read, so a
+        # ledger of millions answers as fast as a small one.
+        shown = ledger.messages(
+            contact_id=contact_id,
+            campaign=campaign,
+            since=since,
+            statuses=wanted,
+            newest_first=True,
+            limit=limit or None,
+        )
+        last_runs = tuple(ledger.runs(runs)) if runs else ()
+    return History(
+        messages=tuple(shown),
+        matched=sum(counts.values()),
+        uncertain=counts.get("uncertain", 0),
+        runs=last_runs,
+    )
+
+
+def describe_counts(counts: object) -> str:
+    """A run's summary counts in a few words: `emails 4, letters 1, deferred 2`."""
+    if not isinstance(counts, dict):
+        return "no end recorded (still running, or the run died)"
+    if counts.get("interrupted"):
+        return "interrupted (finished by the next run)"
+    campaigns = counts.get("campaigns")
+    if not isinstance(campaigns, list):
+        return ""
+    totals: dict[str, int] = {}
+    for campaign in campaigns:
+        if not isinstance(campaign, dict):
+            continue
+        for key in ("emails", "letters", "sent", "deferred", "missed", "failed"):
+            value = campaign.get(key)
+            if isinstance(value, int):
+                totals[key] = totals.get(key, 0) + value
+        skipped = campaign.get("skipped")
+        if isinstance(skipped, dict):
+            totals["skipped"] = totals.get("skipped", 0) + sum(
+                v for v in skipped.values() if isinstance(v, int)
+            )
+    shown = [f"{key} {value}" for key, value in totals.items() if value]
+    return ", ".join(shown) or "nothing to do"
+
+
+# ---------------------------------------------------------------------------------------------
+# unsubscribe
+
+# A contact id as the contacts reader accepts it (letters, digits, '.', '_', '-').
+_ID_SHAPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+_DELIMITERS = (",", ";", "\t")
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One value to put on the suppression list, and where it came from."""
+
+    value: str  # a normalised email address or a contact id
+    line: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class UnsubscribeReport:
+    """What `unsubscribe` did."""
+
+    channel: str
+    added: tuple[Entry, ...]
+    already: tuple[Entry, ...]
+    invalid: tuple[Problem, ...]
+    contacts: tuple[Contact, ...] = ()  # contacts in the file that the values cover
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready view."""
+        return {
+            "channel": self.channel,
+            "added": [e.value for e in self.added],
+            "already": [e.value for e in self.already],
+            "invalid": [p.as_dict() for p in self.invalid],
+            "contacts": [c.id for c in self.contacts],
+        }
+
+
+def parse_target(text: str) -> str:
+    """An email address (normalised) or a contact id; ValueError saying why it is neither."""
+    value = text.strip()
+    if "@" in value:
+        try:
+            return normalize_email(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a valid email address ({exc})") from None
+    if not _ID_SHAPE.fullmatch(value):
+        raise ValueError(
+            f"{value!r} is neither an email address nor a contact id "
+            "(ids use letters, digits, '.', '_' and '-')"
+        )
+    return value
+
+
+def _decode(data: bytes) -> str:
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        # What spreadsheets on Windows save.
+        return data.decode("cp1252", errors="replace")
+
+
+def _email_column(line: str) -> tuple[str, int] | None:
+    """(delimiter, index) when the line is a CSV header with an `email` column."""
+    for delimiter in _DELIMITERS:
+        cells = next(csv.reader([line], delimiter=delimiter), [])
+        names = [cell.strip().strip("\ufeff").lower() for cell in cells]
+        if len(names) > 1 or delimiter == ",":
+            for index, name in enumerate(names):
+                if name in ("email", "e-mail", "email_address", "email address"):
+                    return delimiter, index
+    return None
+
+
+def read_unsubscribe_file(path: Path) -> tuple[list[Entry], list[Problem]]:
+    """Addresses from a file: one per line (blank lines and `#` comments ignored), or a CSV
+    whose header has an `email` column. Returns the entries and the lines that are not one."""
+    try:
+        text = _decode(path.read_bytes())
+    except OSError as exc:
+        raise ContactsError(
+            f"cannot read: {exc.strerror}", path=path, hint="check the file name"
+        ) from None
+    lines = text.splitlines()
+    first = next(
+        (i for i, line in enumerate(lines) if line.strip() and not line.lstrip().startswith("#")),
+        None,
+    )
+    entries: list[Entry] = []
+    problems: list[Problem] = []
+    if first is None:
+        return entries, problems
+    header = _email_column(lines[first])
+    if header is not None:
+        delimiter, column = header
+        reader = csv.reader(io.StringIO("\n".join(lines[first + 1 :])), delimiter=delimiter)
+        for row in reader:
+            line = first + 1 + reader.line_num
+            if row and row[0].lstrip().startswith("#"):
+                continue
+            cell = row[column].strip() if column < len(row) else ""
+            if not cell:
+                continue  # a row without an address: nothing to unsubscribe
+            _take(cell, line=line, path=path, entries=entries, problems=problems, column="email")
+        return entries, problems
+    for number, raw in enumerate(lines, start=1):
+        value = raw.strip()
+        if not value or value.startswith("#"):
+            continue
+        _take(value, line=number, path=path, entries=entries, problems=problems, column=None)
+    return entries, problems
+
+
+def _take(
+    value: str,
+    *,
+    line: int,
+    path: Path,
+    entries: list[Entry],
+    problems: list[Problem],
+    column: str | None,
+) -> None:
+    if "@" not in value:
+        problems.append(
+            Problem(
+                f"{value!r} is not an email address",
+                path=str(path),
+                line=line,
+                field=column,
+                hint="one address per line, or a CSV with an email column",
+            )
+        )
+        return
+    try:
+        entries.append(Entry(normalize_email(value), line))
+    except ValueError as exc:
+        problems.append(
+            Problem(
+                f"{value!r} is not a valid email address ({exc})",
+                path=str(path),
+                line=line,
+                field=column,
+                hint="correct the address, or remove the line",
+            )
+        )
+
+
+def contacts_covered(contacts: Iterable[Contact], values: Iterable[str]) -> tuple[Contact, ...]:
+    """The contacts whose id or email is one of the values (compared without case)."""
+    wanted = {value.lower() for value in values}
+    return tuple(c for c in contacts if c.id.lower() in wanted or (c.email or "").lower() in wanted)
+
+
+def unsubscribe(
+    settings: Settings,
+    *,
+    entries: Sequence[Entry],
+    channel: str,
+    source: str,
+    now: datetime,
+    invalid: Sequence[Problem] = (),
+    wait: bool = False,
+) -> UnsubscribeReport:
+    """Put each entry on the ledger's suppression list, under the workspace lock.
+
+    LockError while a run holds the lock, unless `wait`.
+    """
+    added: list[Entry] = []
+    already: list[Entry] = []
+    with (
+        acquire_lock(settings.state_dir, now=now, wait=wait),
+        Ledger.open(settings.ledger_path) as ledger,
+    ):
+        for entry in entries:
+            if ledger.suppress(entry.value, channel=channel, source=source, now=now):
+                added.append(entry)
+            else:
+                already.append(entry)
+    return UnsubscribeReport(
+        channel=channel, added=tuple(added), already=tuple(already), invalid=tuple(invalid)
+    )

@@ -1,0 +1,169 @@
+"""Logging for unattended runs: a rotating log file, and each run's summary as log lines."""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+from pathlib import Path
+from typing import TextIO
+
+from outreach.errors import OutreachError
+from outreach.runner import RunSummary
+from outreach.sending import SendSummary
+
+LOGGER_NAME = "outreach"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+DATE_FORMAT = "%Y-%m-%dT%H:%M:%S%z"
+# A year of daily runs is well under 1 MB; five old files keep several years.
+LOG_MAX_BYTES = 1_000_000
+LOG_BACKUPS = 5
+# A log line per problem, up to this many per run; `outreach validate` lists them all.
+PROBLEM_LINES = 20
+
+
+class _OurHandler:
+    """Marks the handlers configure_logging added, so a second call replaces them."""
+
+
+class _StreamHandler(logging.StreamHandler[TextIO], _OurHandler):
+    pass
+
+
+class _FileHandler(logging.handlers.RotatingFileHandler, _OurHandler):
+    pass
+
+
+def configure_logging(
+    *, stream: TextIO | None, stream_level: int = logging.INFO, log_file: Path | None = None
+) -> logging.Logger:
+    """Send the `outreach` logger to a stream and/or a rotating log file; return the logger."""
+    logger = logging.getLogger(LOGGER_NAME)
+    for handler in [h for h in logger.handlers if isinstance(h, _OurHandler)]:
+        logger.removeHandler(handler)
+        handler.close()
+    formatter = logging.Formatter(LOG_FORMAT, DATE_FORMAT)
+    if stream is not None:
+        console = _StreamHandler(stream)
+        console.setLevel(stream_level)
+        console.setFormatter(formatter)
+        logger.addHandler(console)
+    if log_file is not None:
+        try:
+            log_file.parent.mkdir(parents=True, exist_ok=True)
+            file_handler = _FileHandler(
+                log_file, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
+            )
+        except OSError as exc:
+            raise OutreachError(
+                f"cannot open the log file: {exc.strerror}",
+                path=log_file,
+                hint="check the path given to --log-file and that its folder is writable",
+            ) from None
+        file_handler.setLevel(logging.INFO)
+        file_handler.setFormatter(formatter)
+        logger.addHandler(file_handler)
+    logger.setLevel(logging.INFO)
+    # Our handlers are the whole story: nothing goes on to the root logger's.
+    logger.propagate = False
+    return logger
+
+
+def needs_attention(summary: RunSummary) -> bool:
+    """Whether a person should look at this run: failures, uncertain sends, bad data rows."""
+    return bool(
+        summary.exit_code
+        or summary.uncertain
+        or summary.problems
+        or any(c.problems for c in summary.campaigns)
+    )
+
+
+def send_needs_attention(summary: SendSummary) -> bool:
+    """Whether a person should look at this send step: failures, uncertain or stopped sends."""
+    return bool(summary.exit_code or summary.needs_human)
+
+
+def summary_lines(summary: RunSummary) -> list[str]:
+    """One line for the run and one per campaign (counts as in the run's table)."""
+    emails = sum(c.emails for c in summary.campaigns)
+    letters = sum(c.letters for c in summary.campaigns)
+    deferred = sum(c.deferred for c in summary.campaigns)
+    head = (
+        f"run for {summary.run_date.isoformat()}: {emails} email(s), {letters} letter(s), "
+        f"{deferred} deferred, {summary.failed} failed"
+    )
+    if summary.dry_run:
+        head += " (dry run)"
+    lines = [head]
+    for c in summary.campaigns:
+        skipped = sum(c.skipped.values())
+        line = (
+            f"  {c.name}: due {c.due}, done before {c.already}, emails {c.emails}, "
+            f"letters {c.letters}, deferred {c.deferred}, skipped {skipped}, failed {c.failed}"
+        )
+        if c.skipped:
+            line += " (" + ", ".join(f"{n} {r}" for r, n in sorted(c.skipped.items())) + ")"
+        lines.append(line)
+    if summary.sending is not None:
+        lines.append("  " + send_line(summary.sending))
+    return lines
+
+
+def send_line(summary: SendSummary) -> str:
+    """The send step in one line."""
+    line = (
+        f"send: {summary.sent} sent of {summary.waiting} waiting, {len(summary.failed)} failed, "
+        f"{len(summary.needs_human)} uncertain"
+    )
+    held = sum(wait.count for wait in summary.quiet)
+    if held:
+        line += f", {held} held for quiet time"
+    if summary.missed:
+        line += f", {summary.missed} missed"
+    if summary.stopped:
+        line += f"; stopped: {summary.stopped}"
+    return line
+
+
+def log_summary(logger: logging.Logger, summary: RunSummary, *, label: str = "") -> None:
+    """Log a run's summary: INFO when all went well, WARNING with the problems otherwise."""
+    level = logging.WARNING if needs_attention(summary) else logging.INFO
+    lines = summary_lines(summary)
+    if label:
+        lines[0] = f"{label}: {lines[0]}"
+    for line in lines:
+        logger.log(level, line)
+    problems = [*(p for c in summary.campaigns for p in c.problems), *summary.problems]
+    for problem in problems[:PROBLEM_LINES]:
+        where = f" [{problem.campaign}]" if problem.campaign else ""
+        logger.warning("  problem%s: %s", where, problem)
+    if len(problems) > PROBLEM_LINES:
+        logger.warning(
+            "  … and %d more problem(s) (see `outreach validate`)",
+            len(problems) - PROBLEM_LINES,
+        )
+    if summary.sending is not None:
+        _log_unsent(logger, summary.sending)
+
+
+def log_send_summary(logger: logging.Logger, summary: SendSummary, *, label: str = "") -> None:
+    """Log a send step on its own (`outreach send`), as log_summary does a run."""
+    level = logging.WARNING if send_needs_attention(summary) else logging.INFO
+    line = f"send for {summary.send_date.isoformat()} (SMTP {summary.server}): "
+    logger.log(level, "%s%s", f"{label}: " if label else "", line + send_line(summary))
+    _log_unsent(logger, summary)
+
+
+def _log_unsent(logger: logging.Logger, summary: SendSummary) -> None:
+    for kind, unsent in [
+        *(("failed", u) for u in summary.failed[:PROBLEM_LINES]),
+        *(("uncertain", u) for u in summary.needs_human[:PROBLEM_LINES]),
+    ]:
+        logger.warning(
+            "  %s: %s (%s %s): %s",
+            kind,
+            unsent.contact_id,
+            unsent.campaign,
+            unsent.occurrence_key,
+            unsent.error,
+        )

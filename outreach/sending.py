@@ -1,0 +1,668 @@
+"""The send step: hand rendered emails waiting in the outbox to the SMTP server, exactly once.
+
+Rendering and sending are separate steps. A run always writes each email to the outbox and
+records it `rendered`; this step (`outreach send`, or `outreach run --send` after rendering)
+takes every email that is `rendered`, or `failed` for a passing reason, whose window is still
+open, reads its .eml file and delivers it. The file is what goes out, byte for byte, so a
+person may look at the outbox before sending.
+
+Exactly once rests on the order of writes around DATA: the row says `sending` (committed)
+before the message is handed over and `sent` after the server's 250. A process killed in
+between leaves `sending`, which the next run or send (holding the workspace lock, so no live
+process is sending) turns into `uncertain`: it may have arrived, so it is never sent again
+unless a person asks (`outreach send --retry-uncertain`).
+
+A permanent refusal (5xx) is recorded `failed` with the server's reply and reason
+`permanent`, and never tried again; a transient one is tried again by the next send inside
+the message's window. An email whose window closes before it could be sent is `missed`.
+Quiet hours (and, for non-essential messages, quiet weekdays) of the campaign's cadence
+policy hold emails back until they end.
+"""
+
+from __future__ import annotations
+
+import email.policy
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
+from email.parser import BytesHeaderParser
+from email.utils import getaddresses
+from typing import TYPE_CHECKING
+
+from outreach.cadence import in_quiet_hours, next_send_time
+from outreach.campaigns import Campaign, load_campaign
+from outreach.config import WEEKDAYS, CadencePolicy, Settings
+from outreach.contacts import load_contacts
+from outreach.deliver.base import Deliverer, DeliveryResult
+from outreach.deliver.smtp import (
+    DEFAULT_PORTS,
+    SendingStoppedError,
+    SmtpDeliverer,
+    password_from_env,
+)
+from outreach.errors import CampaignError, DeliveryError
+from outreach.ledger import Ledger, MessageRecord, acquire_lock
+from outreach.render.email import RenderedEmail, check_address
+from outreach.runner import opted_out, policy_for
+from outreach.workspace import campaign_files, display_path
+
+if TYPE_CHECKING:
+    from outreach.contacts import Contact
+    from outreach.runner import RunSummary
+    from outreach.workspace import Workspace
+
+# Marks a failed email that must not be tried again (a 5xx, a file that cannot be sent).
+PERMANENT = "permanent"
+TRANSIENT = "transient"
+# The SMTP rate limit's memory, kept across runs.
+RATE_STATE_NAME = "smtp-rate.json"
+
+OnSending = Callable[[RenderedEmail], None]
+# Makes the deliverer once the send step knows what to call right before each DATA.
+DelivererFactory = Callable[[OnSending], Deliverer]
+
+# Headers that would add recipients the envelope (From/To only) would not carry.
+_MORE_RECIPIENTS = ("Cc", "Bcc", "Resent-To", "Resent-Cc", "Resent-Bcc")
+_HEADERS = BytesHeaderParser(policy=email.policy.compat32)
+
+
+@dataclass(frozen=True, slots=True)
+class Unsent:
+    """An email that did not go (failed) or may have gone (uncertain), and why."""
+
+    contact_id: str
+    campaign: str
+    occurrence_key: str
+    error: str
+    permanent: bool = False
+    artifact: str | None = None
+
+    @classmethod
+    def of(cls, record: MessageRecord, *, error: str, permanent: bool = False) -> Unsent:
+        """The Unsent for a ledger row."""
+        return cls(
+            contact_id=record.contact_id,
+            campaign=record.campaign,
+            occurrence_key=record.occurrence_key,
+            error=error,
+            permanent=permanent,
+            artifact=record.artifact,
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready view."""
+        return {
+            "contact_id": self.contact_id,
+            "campaign": self.campaign,
+            "occurrence_key": self.occurrence_key,
+            "error": self.error,
+            "permanent": self.permanent,
+            "artifact": self.artifact,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class QuietWait:
+    """Emails held back by quiet hours or a quiet day, and when they may go."""
+
+    reason: str  # "quiet hours (21:00-09:00)" or "quiet day (sun)"
+    until: datetime
+    count: int
+    closing: int  # of them, those whose window ends before `until`: they will be missed
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready view."""
+        return {
+            "reason": self.reason,
+            "until": self.until.isoformat(timespec="minutes"),
+            "count": self.count,
+            "closing": self.closing,
+        }
+
+
+@dataclass
+class SendSummary:
+    """What one send step did, for the CLI to print."""
+
+    send_date: date
+    now: datetime
+    server: str
+    waiting: int = 0  # emails found waiting with their window open
+    sent: int = 0
+    failed: list[Unsent] = field(default_factory=list)
+    uncertain: list[Unsent] = field(default_factory=list)  # made uncertain by this step
+    needs_human: list[Unsent] = field(default_factory=list)  # every open uncertain email
+    skipped: Counter[str] = field(default_factory=Counter)
+    quiet: list[QuietWait] = field(default_factory=list)
+    missed: int = 0
+    settled: int = 0  # left `sending` by a killed process, now uncertain
+    stopped: str | None = None  # why sending stopped before the end
+    not_tried: int = 0  # waiting emails left for the next send because sending stopped
+
+    @property
+    def exit_code(self) -> int:
+        """0 all went well (or waits for quiet hours); 1 something failed or is uncertain."""
+        return 1 if self.failed or self.uncertain or self.stopped else 0
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready view."""
+        return {
+            "date": self.send_date.isoformat(),
+            "now": self.now.isoformat(timespec="minutes"),
+            "server": self.server,
+            "waiting": self.waiting,
+            "sent": self.sent,
+            "failed": [u.as_dict() for u in self.failed],
+            "uncertain": [u.as_dict() for u in self.uncertain],
+            "needs_human": [u.as_dict() for u in self.needs_human],
+            "skipped": dict(sorted(self.skipped.items())),
+            "quiet": [q.as_dict() for q in self.quiet],
+            "missed": self.missed,
+            "settled": self.settled,
+            "stopped": self.stopped,
+            "not_tried": self.not_tried,
+            "exit_code": self.exit_code,
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Setting up
+
+
+def server_name(settings: Settings) -> str:
+    """`host:port` of the configured SMTP server."""
+    delivery = settings.delivery
+    return f"{delivery.host}:{delivery.port or DEFAULT_PORTS[delivery.security]}"
+
+
+def smtp_deliverers(settings: Settings, *, environ: Mapping[str, str]) -> DelivererFactory:
+    """A factory of SMTP deliverers for the config; raise DeliveryError now if it cannot work.
+
+    Checked before anything is rendered: `delivery.method` is smtp, the password variable is
+    set, a username has a password. Nothing connects until the first email is handed over.
+    """
+    delivery = settings.delivery
+    if delivery.method != "smtp":
+        raise DeliveryError(
+            f"delivery.method is {delivery.method}: emails stay in the outbox",
+            field="delivery.method",
+            hint="set delivery.method: smtp with delivery.host (see the README, "
+            '"Sending for real") to send them',
+        )
+    password = password_from_env(delivery, environ)
+    rate_state = settings.state_dir / RATE_STATE_NAME
+    # The constructor checks the settings without connecting.
+    SmtpDeliverer(delivery=delivery, password=password, rate_state_path=rate_state)
+
+    def make(on_sending: OnSending) -> Deliverer:
+        return SmtpDeliverer(
+            delivery=delivery,
+            password=password,
+            on_sending=on_sending,
+            rate_state_path=rate_state,
+        )
+
+    return make
+
+
+def campaign_policies(
+    settings: Settings, campaigns: Sequence[Campaign] = ()
+) -> dict[str, CadencePolicy]:
+    """Campaign name → cadence policy, for the given campaigns and every other campaign file.
+
+    The other files are read only for their policy: one that cannot be read is left out (its
+    emails follow config `cadence`), since the emails waiting were rendered when it could.
+    """
+    policies = {c.name: policy_for(settings, c) for c in campaigns}
+    try:
+        paths = campaign_files(settings)
+    except CampaignError:
+        return policies
+    for path in paths:
+        try:
+            campaign = load_campaign(path, templates_dir=settings.templates_dir)
+        except CampaignError:
+            continue
+        policies.setdefault(campaign.name, policy_for(settings, campaign))
+    return policies
+
+
+# ---------------------------------------------------------------------------------------------
+# The step
+
+
+def send_waiting(
+    *,
+    settings: Settings,
+    ledger: Ledger,
+    make_deliverer: DelivererFactory,
+    today: date,
+    now: datetime,
+    policies: Mapping[str, CadencePolicy] | None = None,
+    contacts: Sequence[Contact] | None = None,
+    retry_uncertain: bool = False,
+    only_run_date: date | None = None,
+) -> SendSummary:
+    """Send every email waiting in the outbox whose window is open; record each outcome.
+
+    Call it only while holding the workspace lock. `policies` gives each campaign's quiet
+    hours (config `cadence` for the others); `contacts`, when given, are checked for opt-outs
+    and changed addresses since rendering (the suppression list is always checked).
+    `only_run_date` limits the step to emails rendered on that day.
+    """
+    summary = SendSummary(send_date=today, now=now, server=server_name(settings))
+    summary.settled = ledger.settle_interrupted(now=now)
+    summary.missed = ledger.mark_unsent_missed(today=today, now=now)
+    rows = ledger.waiting_emails(today=today, uncertain=retry_uncertain)
+    if only_run_date is not None:
+        rows = [r for r in rows if r.run_date == only_run_date]
+    summary.waiting = len(rows)
+    due = _hold_quiet(rows, settings=settings, policies=policies or {}, today=today, now=now)
+    summary.quiet = due.waits
+    if due.ready:
+        checks = _Checks(settings=settings, ledger=ledger, contacts=contacts)
+        _deliver(due.ready, summary=summary, ledger=ledger, checks=checks, make=make_deliverer)
+    summary.needs_human = _needs_human(ledger, today=today)
+    return summary
+
+
+def _needs_human(ledger: Ledger, *, today: date) -> list[Unsent]:
+    return [
+        Unsent.of(r, error=r.error or "the mail server may or may not have it")
+        for r in ledger.open_uncertain_emails(today=today)
+    ]
+
+
+def perform_send(
+    *,
+    settings: Settings,
+    environ: Mapping[str, str],
+    today: date,
+    now: datetime,
+    retry_uncertain: bool = False,
+    only_run_date: date | None = None,
+) -> SendSummary:
+    """`outreach send`: check the SMTP setup, take the workspace lock, send what waits."""
+    make = smtp_deliverers(settings, environ=environ)
+    contacts = load_contacts(
+        display_path(settings.contacts_path),
+        settings=settings.contacts,
+        default_locale=settings.default_locale,
+    )
+    policies = campaign_policies(settings)
+    with acquire_lock(settings.state_dir, now=now), Ledger.open(settings.ledger_path) as ledger:
+        return send_waiting(
+            settings=settings,
+            ledger=ledger,
+            make_deliverer=make,
+            today=today,
+            now=now,
+            policies=policies,
+            contacts=contacts.contacts,
+            retry_uncertain=retry_uncertain,
+            only_run_date=only_run_date,
+        )
+
+
+def send_after_run(
+    *, workspace: Workspace, environ: Mapping[str, str], today: date, now: datetime
+) -> Callable[[Ledger, RunSummary], None]:
+    """The send step of `outreach run --send`, for `perform_run(after=...)`.
+
+    Checks the SMTP setup at once (before anything is rendered); the step then sends
+    everything waiting, earlier transient failures included, and puts its summary in the
+    run's (`RunSummary.sending`).
+    """
+    settings = workspace.settings
+    make = smtp_deliverers(settings, environ=environ)
+    policies = campaign_policies(settings, workspace.campaigns)
+
+    def step(ledger: Ledger, run: RunSummary) -> None:
+        run.sending = send_waiting(
+            settings=settings,
+            ledger=ledger,
+            make_deliverer=make,
+            today=today,
+            now=now,
+            policies=policies,
+            contacts=workspace.contacts.contacts,
+        )
+        run.uncertain_emails = run.sending.needs_human
+
+    return step
+
+
+def report_uncertain(*, today: date) -> Callable[[Ledger, RunSummary], None]:
+    """For a run without --send (delivery: smtp): list the uncertain emails for a person."""
+
+    def step(ledger: Ledger, run: RunSummary) -> None:
+        run.uncertain_emails = _needs_human(ledger, today=today)
+
+    return step
+
+
+# ---------------------------------------------------------------------------------------------
+# Quiet hours and days
+
+
+@dataclass
+class _Due:
+    ready: list[MessageRecord]
+    waits: list[QuietWait]
+
+
+def _hold_quiet(
+    rows: Sequence[MessageRecord],
+    *,
+    settings: Settings,
+    policies: Mapping[str, CadencePolicy],
+    today: date,
+    now: datetime,
+) -> _Due:
+    """Split the waiting emails into those that may go now and those quiet time holds back."""
+    ready: list[MessageRecord] = []
+    held: dict[tuple[str, datetime], list[MessageRecord]] = {}
+    known: dict[tuple[str, bool], tuple[str, datetime] | None] = {}
+    for row in rows:
+        key = (row.campaign, row.essential)
+        if key not in known:
+            policy = policies.get(row.campaign, settings.cadence)
+            known[key] = quiet_until(policy, essential=row.essential, today=today, now=now)
+        wait = known[key]
+        if wait is None:
+            ready.append(row)
+        else:
+            held.setdefault(wait, []).append(row)
+    waits = [
+        QuietWait(
+            reason=reason,
+            until=until,
+            count=len(group),
+            closing=sum(1 for r in group if r.latest is not None and r.latest < until.date()),
+        )
+        for (reason, until), group in sorted(held.items(), key=lambda item: item[0][1])
+    ]
+    return _Due(ready, waits)
+
+
+def quiet_until(
+    policy: CadencePolicy, *, essential: bool, today: date, now: datetime
+) -> tuple[str, datetime] | None:
+    """(why, until when) email under this policy must wait, or None if it may go now.
+
+    Quiet hours hold every email; a quiet weekday holds all but essential ones (as in the
+    cadence decision). `now` is aware, in the config time zone.
+    """
+    weekday = WEEKDAYS[today.weekday()]
+    if not essential and weekday in policy.quiet_weekdays:
+        reason = f"quiet day ({weekday})"
+        moment = _midnight(today + timedelta(days=1), now)
+    elif in_quiet_hours(policy, now=now):
+        reason = f"quiet hours ({policy.quiet_hours})"
+        moment = now
+    else:
+        return None
+    # A quiet day may be followed by more, and the first hours of a day may be quiet too.
+    for _ in range(8):
+        day = moment.date()
+        if not essential and WEEKDAYS[day.weekday()] in policy.quiet_weekdays:
+            moment = _midnight(day + timedelta(days=1), now)
+            continue
+        later = next_send_time(policy, now=moment)
+        if later == moment:
+            break
+        moment = later
+    return reason, moment
+
+
+def _midnight(day: date, now: datetime) -> datetime:
+    wall = datetime.combine(day, time(0), tzinfo=now.tzinfo)
+    return wall.astimezone(UTC).astimezone(now.tzinfo)  # a real time even across DST
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading and checking one email
+
+
+class _Refused(Exception):
+    """The file cannot be sent as it is (permanent), or cannot be read now (transient)."""
+
+    def __init__(self, message: str, *, permanent: bool = True) -> None:
+        super().__init__(message)
+        self.message = message
+        self.permanent = permanent
+
+
+class _Checks:
+    """What an email must pass to be sent: its file, and the contact's latest word."""
+
+    def __init__(
+        self, *, settings: Settings, ledger: Ledger, contacts: Sequence[Contact] | None
+    ) -> None:
+        self.root = settings.root
+        self.sender = _address_key(settings.sender.email)
+        self.suppressions = ledger.suppressions()
+        self.contacts = {c.id: c for c in contacts} if contacts is not None else None
+
+    def message(self, record: MessageRecord) -> RenderedEmail:
+        """The email in the row's .eml file, its envelope from its own From and To headers."""
+        if record.artifact is None:
+            raise _Refused("the ledger names no .eml file for this email")
+        path = self.root / record.artifact
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            # Removed from the outbox, most likely by a person who looked at it first.
+            raise _Refused(f"{record.artifact} is not in the outbox any more") from None
+        except OSError as exc:
+            raise _Refused(
+                f"cannot read {record.artifact}: {exc.strerror}", permanent=False
+            ) from None
+        return _parse(data, record=record, sender=self.sender)
+
+    def skip_reason(self, record: MessageRecord, to_addr: str) -> str | None:
+        """Why the email must not go after all (an opt-out since it was rendered), or None."""
+        for key in (record.contact_id.lower(), to_addr.lower()):
+            channels = self.suppressions.get(key)
+            if channels and ("email" in channels or "all" in channels):
+                return "opted out (email)"
+        if self.contacts is None:
+            return None
+        contact = self.contacts.get(record.contact_id)
+        if contact is None:
+            return "no longer in the contacts file"
+        if opted_out(contact, "email", self.suppressions):
+            return "opted out (email)"
+        if contact.email is None:
+            return "no usable email"
+        if _address_key(contact.email) != _address_key(to_addr):
+            return "email address changed since it was rendered"
+        return None
+
+
+def _parse(data: bytes, *, record: MessageRecord, sender: tuple[str, str] | None) -> RenderedEmail:
+    # Only the header block is parsed, and with the plain (compat32) policy: the default
+    # policy's header objects cost more than the SMTP exchange. The body goes out untouched.
+    end = data.find(b"\r\n\r\n")
+    head = _HEADERS.parsebytes(data[: end + 2] if end >= 0 else data)
+    name = record.artifact
+    for header in _MORE_RECIPIENTS:
+        if header in head:
+            raise _Refused(f"{name} has a {header} header; outreach sends to one To address")
+    froms = _addresses(head.get_all("From", []))
+    tos = _addresses(head.get_all("To", []))
+    if len(tos) != 1:
+        raise _Refused(f"{name}: To must hold exactly one address (it holds {len(tos)})")
+    if len(froms) != 1:
+        raise _Refused(f"{name}: From must hold exactly one address (it holds {len(froms)})")
+    (from_addr,), (to_addr,) = froms, tos
+    if sender is None or _address_key(from_addr) != sender:
+        raise _Refused(f"{name}: From is {from_addr}, not the sender in config.yaml")
+    message_id = "".join(str(head.get("Message-ID", "")).split()).strip("<>")
+    if record.message_id and message_id != record.message_id:
+        raise _Refused(f"{name}: its Message-ID is not the one rendered for this email")
+    try:
+        subject = str(make_header(decode_header(str(head.get("Subject", "")))))
+    except (LookupError, UnicodeError, HeaderParseError):
+        subject = str(head.get("Subject", ""))  # only for messages; the file goes as it is
+    return RenderedEmail(
+        contact_id=record.contact_id,
+        campaign=record.campaign,
+        occurrence_key=record.occurrence_key,
+        message_id=message_id,
+        from_addr=from_addr,
+        to_addrs=(to_addr,),
+        subject=subject,
+        data=data,
+    )
+
+
+def _addresses(values: Sequence[object]) -> list[str]:
+    """The addresses (addr-spec only) in the values of one kind of address header."""
+    return [addr for _, addr in getaddresses([str(v) for v in values]) if addr]
+
+
+def _address_key(addr: str) -> tuple[str, str] | None:
+    """An address as compared: local part as written, domain in lower-case ASCII."""
+    try:
+        local, _, domain = check_address(addr.strip()).rpartition("@")
+    except ValueError:
+        return None
+    return local, domain.lower()
+
+
+# ---------------------------------------------------------------------------------------------
+# Handing over
+
+
+def _deliver(
+    rows: Sequence[MessageRecord],
+    *,
+    summary: SendSummary,
+    ledger: Ledger,
+    checks: _Checks,
+    make: DelivererFactory,
+) -> None:
+    now = summary.now
+    handed_over = False  # the current email is marked `sending`: its data is on the way
+
+    def on_sending(message: RenderedEmail) -> None:
+        nonlocal handed_over
+        # Committed before DATA: a crash from here on leaves `sending`, settled as uncertain.
+        ledger.set_status(
+            contact_id=message.contact_id,
+            campaign=message.campaign,
+            occurrence_key=message.occurrence_key,
+            status="sending",
+            now=now,
+        )
+        handed_over = True
+
+    def fail(record: MessageRecord, error: str, *, permanent: bool) -> None:
+        ledger.set_status(
+            contact_id=record.contact_id,
+            campaign=record.campaign,
+            occurrence_key=record.occurrence_key,
+            status="failed",
+            error=error,
+            reason=PERMANENT if permanent else TRANSIENT,
+            now=now,
+        )
+        summary.failed.append(Unsent.of(record, error=error, permanent=permanent))
+
+    deliverer = make(on_sending)
+    try:
+        for index, record in enumerate(rows):
+            handed_over = False
+            try:
+                message = checks.message(record)
+            except _Refused as refused:
+                fail(record, refused.message, permanent=refused.permanent)
+                continue
+            skip = checks.skip_reason(record, message.to_addrs[0])
+            if skip is not None:
+                ledger.set_status(
+                    contact_id=record.contact_id,
+                    campaign=record.campaign,
+                    occurrence_key=record.occurrence_key,
+                    status="skipped",
+                    reason=skip,
+                    now=now,
+                )
+                summary.skipped[skip] += 1
+                continue
+            try:
+                result = deliverer.push(message)
+            except SendingStoppedError as stop:
+                if stop.result is not None:
+                    _record(stop.result, record, summary=summary, ledger=ledger, fail=fail)
+                summary.stopped = str(stop)
+                summary.not_tried = len(rows) - index - 1
+                return
+            except DeliveryError as error:
+                # A login or TLS problem: no email can go. One handed over part-way never
+                # reached the end of its data, so nothing was queued: try it again later.
+                if handed_over:
+                    fail(record, error.message, permanent=False)
+                    summary.not_tried = len(rows) - index - 1
+                else:
+                    summary.not_tried = len(rows) - index
+                summary.stopped = str(error)
+                return
+            _record(result, record, summary=summary, ledger=ledger, fail=fail)
+    finally:
+        deliverer.close()
+
+
+def _record(
+    result: DeliveryResult,
+    record: MessageRecord,
+    *,
+    summary: SendSummary,
+    ledger: Ledger,
+    fail: Callable[..., None],
+) -> None:
+    """Write what became of one email to the ledger and the summary."""
+    if result.status == "sent":
+        ledger.set_status(
+            contact_id=record.contact_id,
+            campaign=record.campaign,
+            occurrence_key=record.occurrence_key,
+            status="sent",
+            now=summary.now,
+        )
+        summary.sent += 1
+    elif result.status == "uncertain":
+        error = result.error or "the server did not confirm the email"
+        ledger.set_status(
+            contact_id=record.contact_id,
+            campaign=record.campaign,
+            occurrence_key=record.occurrence_key,
+            status="uncertain",
+            error=error,
+            now=summary.now,
+        )
+        summary.uncertain.append(Unsent.of(record, error=error))
+    else:
+        fail(record, result.error or "delivery failed", permanent=not result.transient)
+
+
+__all__ = [
+    "PERMANENT",
+    "TRANSIENT",
+    "DelivererFactory",
+    "QuietWait",
+    "SendSummary",
+    "Unsent",
+    "campaign_policies",
+    "perform_send",
+    "quiet_until",
+    "report_uncertain",
+    "send_after_run",
+    "send_waiting",
+    "server_name",
+    "smtp_deliverers",
+]
