@@ -197,6 +197,11 @@ def print_summary(summary: RunSummary) -> None:
         if c.skipped:
             reasons = ", ".join(f"{n} {r}" for r, n in sorted(c.skipped.items()))
             click.echo(f"skipped in {c.name}: {reasons}")
+        if c.deferred:
+            click.echo(
+                f"deferred in {c.name}: {c.deferred} by the cadence policy, tried again on the "
+                "next run inside their window (`outreach explain ID` says why)"
+            )
         if c.batch:
             click.echo(f"letters for {c.name}: {c.letters} letters, {c.pages} pages in {c.batch}")
     problems = [p for c in summary.campaigns for p in c.problems]
