@@ -38,16 +38,19 @@ def temporary_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}")
 
 
-def write_atomic(path: Path, data: bytes) -> None:
+def write_atomic(path: Path | str, data: bytes) -> None:
     """Write a file that readers see either complete or not at all (temporary name, rename)."""
-    temporary = temporary_path(path)
+    # Plain strings and os calls: pathlib's parsing cost more than the rest of this function.
+    final = os.fspath(path)
+    folder, name = os.path.split(final)
+    temporary = os.path.join(folder, f".{name}.tmp-{os.getpid()}")
     try:
         with open(temporary, "wb") as handle:
             handle.write(data)
-        temporary.replace(path)  # os.replace: atomic within one folder
+        os.replace(temporary, final)  # atomic within one folder
     except BaseException:
         with suppress(OSError):
-            temporary.unlink()
+            os.unlink(temporary)
         raise
 
 
@@ -118,7 +121,7 @@ class OutboxWriter:
         except ValueError:  # an out folder outside the workspace: keep the absolute path
             self._relative = self.directory.as_posix()
         # campaign → its folder, created on first use
-        self._folders: dict[str, tuple[Path, str]] = {}
+        self._folders: dict[str, tuple[str, str]] = {}
 
     def push(self, message: RenderedEmail) -> DeliveryResult:
         """Write one message; a bad name or a failed write comes back as a `failed` result."""
@@ -128,7 +131,7 @@ class OutboxWriter:
                 contact_id=message.contact_id, occurrence_key=message.occurrence_key
             )
             folder, relative = self._folder(message.campaign)
-            write_atomic(folder / name, message.data)
+            write_atomic(os.path.join(folder, name), message.data)
         except DeliveryError as exc:
             return DeliveryResult(key, "failed", error=str(exc))
         except OSError as exc:
@@ -141,13 +144,13 @@ class OutboxWriter:
             )
         return DeliveryResult(key, "rendered", artifact=f"{relative}/{name}")
 
-    def _folder(self, campaign: str) -> tuple[Path, str]:
+    def _folder(self, campaign: str) -> tuple[str, str]:
         found = self._folders.get(campaign)
         if found is None:
             component = path_component(campaign)
             folder = self.directory / component
             folder.mkdir(parents=True, exist_ok=True)
-            found = self._folders[campaign] = (folder, f"{self._relative}/{component}")
+            found = self._folders[campaign] = (str(folder), f"{self._relative}/{component}")
         return found
 
     def close(self) -> None:

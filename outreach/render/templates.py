@@ -226,8 +226,13 @@ def unsubscribe_token(*, secret: str, contact_id: str) -> str:
 
 
 def _fill_unsubscribe(template: str, settings: Settings, contact_id: str) -> str:
-    token = unsubscribe_token(secret=settings.coupon.secret, contact_id=contact_id)
-    return template.replace("{id}", quote(contact_id, safe="")).replace("{token}", token)
+    # Most mailto: targets hold no placeholder: skip the HMAC for them.
+    if "{id}" in template:
+        template = template.replace("{id}", quote(contact_id, safe=""))
+    if "{token}" in template:
+        token = unsubscribe_token(secret=settings.coupon.secret, contact_id=contact_id)
+        template = template.replace("{token}", token)
+    return template
 
 
 def unsubscribe_url(settings: Settings, contact: Contact) -> str | None:
