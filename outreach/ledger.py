@@ -9,9 +9,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import shutil
 import sqlite3
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -390,7 +388,7 @@ def _message_from_row(row: Sequence[Any]) -> MessageRecord:
 
 
 # A ledger up to this size is copied into memory for a read-only open; a larger one into a
-# scratch file, so `plan` on a ledger of millions of rows does not hold it all in RAM.
+# private temporary file, so `plan` on a ledger of millions of rows does not hold it in RAM.
 _MEMORY_COPY_LIMIT = 32 * 1024 * 1024
 
 
@@ -403,7 +401,6 @@ class Ledger:
         self.readonly = readonly
         self._run_started: dict[int, str] = {}
         self._closed = False
-        self._scratch: Path | None = None  # the scratch copy of a large read-only ledger
 
     @classmethod
     def open(
@@ -412,15 +409,13 @@ class Ledger:
         """Open (creating folders and schema) the ledger at `path`.
 
         `readonly` never writes to the workspace: the ledger is a private copy of the file
-        (empty if there is none) — in memory up to `memory_copy_limit` bytes, else in a scratch
-        file in the system's temporary folder — so a dry run or a plan goes through the same
+        (empty if there is none) — in memory up to `memory_copy_limit` bytes, else in SQLite's
+        private temporary file — so a dry run or a plan goes through the same
         steps as a real run and its writes vanish on close.
         """
         try:
-            conn, scratch = (
-                _open_copy(path, memory_limit=memory_copy_limit)
-                if readonly
-                else (_open_file(path), None)
+            conn = (
+                _open_copy(path, memory_limit=memory_copy_limit) if readonly else _open_file(path)
             )
         except sqlite3.Error as exc:
             raise LedgerError(
@@ -432,12 +427,8 @@ class Ledger:
             apply_migrations(conn, path=path)
         except BaseException:
             conn.close()
-            if scratch is not None:
-                shutil.rmtree(scratch, ignore_errors=True)
             raise
-        ledger = cls(conn, path=path, readonly=readonly)
-        ledger._scratch = scratch
-        return ledger
+        return cls(conn, path=path, readonly=readonly)
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
@@ -449,8 +440,6 @@ class Ledger:
             with suppress(sqlite3.Error):
                 self._conn.execute("PRAGMA optimize")
         self._conn.close()
-        if self._scratch is not None:
-            shutil.rmtree(self._scratch, ignore_errors=True)
 
     def __enter__(self) -> Self:
         return self
@@ -826,27 +815,20 @@ def _open_file(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _open_copy(path: Path, *, memory_limit: int) -> tuple[sqlite3.Connection, Path | None]:
-    """A private, writable copy of the ledger, and the scratch folder to remove on close."""
-    scratch: Path | None = None
-    if path.exists() and path.stat().st_size > memory_limit:
-        scratch = Path(tempfile.mkdtemp(prefix="outreach-ledger-"))
-        copy = sqlite3.connect(scratch / "ledger.sqlite", isolation_level=None)
-        # Nothing here needs to survive a crash: the copy is thrown away on close.
-        copy.execute("PRAGMA journal_mode = OFF")
-        copy.execute("PRAGMA synchronous = OFF")
-    else:
-        copy = sqlite3.connect(":memory:", isolation_level=None)
+def _open_copy(path: Path, *, memory_limit: int) -> sqlite3.Connection:
+    """A private, writable copy of the ledger that vanishes on close."""
+    large = path.exists() and path.stat().st_size > memory_limit
+    # "" is SQLite's private temporary database: a file it deletes as soon as it opens it, so
+    # a large copy costs disk, not memory, and nothing is left behind even by `kill -9`.
+    copy = sqlite3.connect("" if large else ":memory:", isolation_level=None)
     if not path.exists():
-        return copy, scratch
+        return copy
     try:
         _copy_into(path, copy)
     except BaseException:
         copy.close()
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
         raise
-    return copy, scratch
+    return copy
 
 
 def _copy_into(path: Path, memory: sqlite3.Connection) -> None:

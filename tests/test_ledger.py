@@ -518,23 +518,30 @@ def test_readonly_copies_an_existing_ledger_and_never_changes_it(ledger_path: Pa
         assert led.suppressions() == {}
 
 
-def test_a_large_readonly_ledger_is_copied_to_a_scratch_file_removed_on_close(
-    ledger_path: Path, tmp_path: Path
+def test_a_large_readonly_ledger_is_copied_to_a_private_temporary_file(
+    ledger_path: Path,
 ) -> None:
     with Ledger.open(ledger_path) as led:
         led.record([message()])
     before = ledger_path.read_bytes()
+    folder = sorted(p.name for p in ledger_path.parent.iterdir())
     with Ledger.open(ledger_path, readonly=True, memory_copy_limit=0) as led:
-        scratch = led._scratch
-        assert scratch is not None and (scratch / "ledger.sqlite").exists()
-        assert not scratch.is_relative_to(tmp_path)  # never inside the workspace
+        # Not an in-memory database (journal "memory") but SQLite's private temporary file.
+        assert led._conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
         assert [m.contact_id for m in led.messages()] == ["c-001"]
         led.record([message(contact_id="c-002")])
         assert len(led.messages()) == 2
-    assert not scratch.exists()
+        assert sorted(p.name for p in ledger_path.parent.iterdir()) == folder
     assert ledger_path.read_bytes() == before
     with Ledger.open(ledger_path) as led:
         assert [m.contact_id for m in led.messages()] == ["c-001"]
+
+
+def test_a_small_readonly_ledger_is_copied_into_memory(ledger_path: Path) -> None:
+    with Ledger.open(ledger_path) as led:
+        led.record([message()])
+    with Ledger.open(ledger_path, readonly=True) as led:
+        assert led._conn.execute("PRAGMA journal_mode").fetchone()[0] == "memory"
 
 
 def test_readonly_sees_commits_still_in_the_write_ahead_log(ledger_path: Path) -> None:

@@ -1,0 +1,362 @@
+"""Crash safety: `outreach run` killed with SIGKILL at many points, then run again.
+
+Each case writes a workspace of a few thousand contacts, starts the real CLI as a subprocess,
+kills it at one point (before it reads anything, while it holds the lock, after N outbox files,
+while it commits a batch of ledger rows, twice in a row...), runs it again to the end (the same
+day, or the next one) and checks exactly-once against the outbox and the ledger:
+
+* every due occurrence is in the outbox exactly once and in the ledger exactly once as
+  `rendered`, pointing at that file; the opted-out and suppressed ones are `skipped`;
+* no outbox file without a ledger row, no ledger row whose file is missing, no temporary file;
+* every file is a complete email for its contact (it parses, with the ledger's Message-ID);
+* every run in the ledger has ended (the dead ones were settled by the next run).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from email.message import Message
+from email.parser import BytesParser
+from email.policy import compat32
+from pathlib import Path
+
+import pytest
+from conftest import Workspace
+
+from outreach.ledger import Ledger
+from outreach.runner import LEDGER_BATCH
+
+DAY = date(2026, 11, 24)
+CONTACTS = 2000
+# Birthdays on 25-27 November with `days_before: 3`: due on the 24th and still on the 25th,
+# so a rerun on the next day must complete the same set.
+DUE_DAYS = (25, 26, 27)
+BATCH = LEDGER_BATCH  # the ledger is written once per this many messages
+
+TEMPLATES = {
+    # The contact id in the body shows each file holds its own contact's message.
+    "birthday.txt.j2": "Hola {{ contact.first_name }}, ¡feliz cumpleaños! ({{ contact.id }})\n"
+    "Tu regalo: {{ coupon }}\n",
+}
+
+
+@dataclass(frozen=True)
+class Population:
+    """Who is in contacts.csv and what each should end up with."""
+
+    due: frozenset[str]  # in the birthday window on DAY (and on DAY + 1)
+    opted_out: frozenset[str]  # due, but opt_out=email in the CSV
+    suppressed: frozenset[str]  # due, but on the ledger's suppression list
+    emails: dict[str, str]
+
+    @property
+    def rendered(self) -> frozenset[str]:
+        return self.due - self.opted_out - self.suppressed
+
+
+def contact_rows(n: int) -> tuple[list[str], Population, dict[str, str]]:
+    """CSV rows; the population; the suppression list (value → channel) to apply."""
+    rows: list[str] = []
+    due: set[str] = set()
+    opted: set[str] = set()
+    emails: dict[str, str] = {}
+    suppress: dict[str, str] = {}
+    for i in range(n):
+        cid = f"c{i:05d}"
+        address = f"persona.{i}@example.com"
+        emails[cid] = address
+        opt_out = ""
+        if i % 100 == 7:
+            birthday = f"{1 + i % 28:02d}/06/{1950 + i % 50}"  # far from the window
+        else:
+            birthday = f"{DUE_DAYS[i % 3]}/11/{1950 + i % 50}"
+            due.add(cid)
+            if i % 100 == 13:
+                opt_out = "email"
+                opted.add(cid)
+            elif i % 100 == 29:
+                # By id for some, by address (in another case) for others.
+                suppress[cid if i % 200 == 29 else address.upper()] = "email"
+            elif i % 100 == 31:
+                suppress[cid] = "all"
+        rows.append(
+            f"{cid},Persona{i},Apellido,{address},{birthday},,,,,email,es,customer,{opt_out}"
+        )
+    suppressed = {
+        cid for cid, address in emails.items() if cid in suppress or address.upper() in suppress
+    }
+    population = Population(
+        due=frozenset(due),
+        opted_out=frozenset(opted),
+        suppressed=frozenset(suppressed & due),
+        emails=emails,
+    )
+    return rows, population, suppress
+
+
+def apply_suppressions(ws: Workspace, suppress: dict[str, str]) -> None:
+    with Ledger.open(ws.root / "state" / "ledger.sqlite") as ledger:
+        for value, channel in suppress.items():
+            ledger.suppress(value, channel=channel, source="test", now=datetime.now(UTC))
+
+
+def start_run(ws: Workspace, day: date) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "outreach", "run", "--all", "--date", day.isoformat()],
+        cwd=ws.root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return -1
+
+
+@dataclass(frozen=True)
+class KillPoint:
+    """When to SIGKILL the run: `kind` says what to wait for, `value` how much of it."""
+
+    kind: str  # seconds | lock | ledger | files | wal | recovering
+    value: int | float = 0
+    delay: float = 0.0  # extra seconds after the condition holds
+
+
+def kill_at(ws: Workspace, point: KillPoint, population: Population) -> None:
+    """Start a run, SIGKILL it at `point`; fail if it ended on its own first."""
+    state = ws.root / "state"
+    folder = ws.root / "out" / "outbox" / DAY.isoformat() / "birthday"
+    # The run writes files in contacts.csv order, so "N files exist" is "the N-th exists":
+    # one stat per poll, where counting a folder of thousands would steal the run's CPU.
+    order = sorted(population.rendered)
+    nth = folder / f"{order[int(point.value) - 1]}.eml" if point.kind in {"files", "wal"} else None
+    before = len(list(folder.glob("*.eml")))
+    with start_run(ws, DAY) as proc:
+        started = time.monotonic()
+
+        def reached() -> bool:
+            if point.kind == "seconds":
+                return time.monotonic() - started >= point.value
+            if point.kind == "lock":
+                return file_size(state / "run.lock") > 0
+            if point.kind == "ledger":
+                return (state / "ledger.sqlite").exists()
+            if point.kind == "recovering":  # it has begun to remove a dead run's stray files
+                with os.scandir(folder) as entries:
+                    return sum(1 for _ in entries) < before
+            assert nth is not None
+            return nth.exists()
+
+        try:
+            while not reached():
+                if proc.poll() is not None:
+                    assert proc.stderr is not None
+                    pytest.fail(
+                        f"the run ended (exit {proc.returncode}) before {point}: "
+                        f"{proc.stderr.read().decode()}"
+                    )
+                if time.monotonic() - started > 60:
+                    pytest.fail(f"{point} never happened")
+                time.sleep(0.0005)
+            if point.kind == "wal":
+                # The next change in the write-ahead log: the batch of ledger rows that the
+                # N-th file completes is being committed.
+                wal = state / "ledger.sqlite-wal"
+                size = file_size(wal)
+                while file_size(wal) == size and proc.poll() is None:
+                    time.sleep(0.0001)
+            if point.delay:
+                time.sleep(point.delay)
+            proc.send_signal(signal.SIGKILL)
+        finally:
+            proc.kill()  # a no-op once it is dead; stops it if the test failed
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run must die by SIGKILL, not finish"
+
+
+def rerun(ws: Workspace, day: date) -> None:
+    result = ws.run("run", "--all", "--date", day.isoformat())
+    assert result.code == 0, result.out + result.err
+
+
+def ledger_counts(ws: Workspace) -> tuple[int, int]:
+    """(rendered rows, outbox files) right after a kill: rows lag files by up to a batch."""
+    path = ws.root / "state" / "ledger.sqlite"
+    rows = 0
+    if path.exists():
+        with closing(sqlite3.connect(path)) as db:
+            have = db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'messages'")
+            if have.fetchone()[0]:
+                rows = db.execute(
+                    "SELECT count(*) FROM messages WHERE status = 'rendered'"
+                ).fetchone()[0]
+    files = len(list((ws.root / "out").rglob("*.eml"))) if (ws.root / "out").exists() else 0
+    return rows, files
+
+
+def parse_complete(data: bytes) -> Message:
+    """The email in `data`; fails on a truncated or malformed message."""
+    message = BytesParser(policy=compat32).parsebytes(data)
+    assert not message.defects, message.defects
+    parts = list(message.walk())
+    for part in parts:
+        assert not part.defects, part.defects
+    leaves = [part for part in parts if not part.is_multipart()]
+    assert leaves and all(part.get_payload(decode=True) for part in leaves)
+    boundary = message.get_boundary()
+    if boundary is not None:  # multipart: the closing delimiter is the very end of the file
+        assert data.rstrip().endswith(f"--{boundary}--".encode())
+    return message
+
+
+def check_exactly_once(ws: Workspace, population: Population, days: list[date]) -> None:
+    """Every due occurrence exactly once in the outbox and the ledger; nothing stray."""
+    root = ws.root
+    with closing(sqlite3.connect(root / "state" / "ledger.sqlite")) as db:
+        rows = db.execute(
+            "SELECT contact_id, campaign, occurrence_key, status, artifact, message_id, reason, "
+            "run_date FROM messages"
+        ).fetchall()
+        unfinished = db.execute("SELECT count(*) FROM runs WHERE ended_at IS NULL").fetchone()[0]
+    assert unfinished == 0, "a run died and was never settled"
+    keys = Counter((cid, campaign, key) for cid, campaign, key, *_ in rows)
+    assert max(keys.values()) == 1
+    assert {key for _, _, key, *_ in rows} == {"birthday:2026"}
+
+    rendered = {cid: row for cid, _, _, status, *row in rows if status == "rendered"}
+    skipped = {cid: row for cid, _, _, status, *row in rows if status == "skipped"}
+    assert Counter(status for _, _, _, status, *_ in rows) == {
+        "rendered": len(population.rendered),
+        "skipped": len(population.opted_out | population.suppressed),
+    }
+    assert set(rendered) == population.rendered
+    assert set(skipped) == population.opted_out | population.suppressed
+    for cid, (_artifact, _mid, reason, _day) in skipped.items():
+        assert reason == "opted out (email)", (cid, reason)
+
+    files = [path for path in (root / "out").rglob("*") if path.is_file()]
+    strays = [path for path in files if path.suffix != ".eml" or path.name.startswith(".")]
+    assert strays == [], "temporary or unexpected files left behind"
+    on_disk = {path.relative_to(root).as_posix() for path in files}
+    in_ledger = {artifact for artifact, *_ in rendered.values()}
+    assert on_disk - in_ledger == set(), "outbox files without a ledger row"
+    assert in_ledger - on_disk == set(), "ledger rows whose file is missing"
+    assert len(files) == len(population.rendered)
+    allowed = {f"out/outbox/{day.isoformat()}/birthday" for day in days}
+    assert {path.parent.relative_to(root).as_posix() for path in files} <= allowed
+
+    for cid, (artifact, message_id, _reason, run_day) in rendered.items():
+        assert artifact.startswith(f"out/outbox/{run_day}/birthday/")
+        assert artifact.endswith(f"/{cid}.eml")
+        data = (root / artifact).read_bytes()
+        message = parse_complete(data)
+        assert message["Message-ID"] == f"<{message_id}>"
+        assert population.emails[cid] in message["To"]
+        assert f"({cid})".encode() in data
+
+
+@pytest.fixture
+def crash_workspace(
+    make_workspace: Callable[..., Workspace],
+) -> Callable[..., tuple[Workspace, Population]]:
+    def make(*, with_suppressions: bool = True) -> tuple[Workspace, Population]:
+        rows, population, suppress = contact_rows(CONTACTS)
+        ws = make_workspace(rows, templates=TEMPLATES)
+        if with_suppressions:
+            apply_suppressions(ws, suppress)
+        else:
+            population = Population(
+                due=population.due,
+                opted_out=population.opted_out,
+                suppressed=frozenset(),
+                emails=population.emails,
+            )
+        return ws, population
+
+    return make
+
+
+def files_at_commit(batch: int) -> int:
+    """How many outbox files exist when the run commits its `batch`-th batch of rows.
+
+    A batch is BATCH records in contacts.csv order, and the skipped (opted-out, suppressed)
+    contacts have a row but no file, so the commits do not fall on round numbers of files.
+    """
+    _, population, _ = contact_rows(CONTACTS)
+    records = sorted(population.due)[: batch * BATCH]
+    return sum(1 for cid in records if cid in population.rendered)
+
+
+FIRST_COMMIT, SECOND_COMMIT = files_at_commit(1), files_at_commit(2)
+
+# (kill points in order, day of the completing rerun as days after DAY)
+CASES = {
+    # Before the run has read anything, and while it loads the workspace.
+    "at-start": ([KillPoint("seconds", 0.05)], 0),
+    "loading": ([KillPoint("seconds", 0.35)], 0),
+    # The lock is held: the run is recovering, marking missed windows, or beginning.
+    "lock-held": ([KillPoint("lock")], 0),
+    # The first outbox files, whose rows are still in memory.
+    "first-file": ([KillPoint("files", 1)], 0),
+    "mid-first-batch": ([KillPoint("files", 250)], 0),
+    # Around the first ledger commit: the file before it, then in or just after the commit
+    # (the next change of the write-ahead log once the files are nearly there).
+    "before-first-commit": ([KillPoint("files", FIRST_COMMIT - 1)], 0),
+    "first-commit": ([KillPoint("wal", FIRST_COMMIT - 10)], 0),
+    "second-commit": ([KillPoint("wal", SECOND_COMMIT - 10)], 0),
+    "late": ([KillPoint("files", SECOND_COMMIT + 300, delay=0.002)], 0),
+    # Killed twice before a run completes: the second run recovers, then dies too; or it dies
+    # while it removes the first one's stray files.
+    "twice": ([KillPoint("files", 600), KillPoint("files", 1500)], 0),
+    "during-recovery": ([KillPoint("files", SECOND_COMMIT + 400), KillPoint("recovering")], 0),
+    # The rerun is on the next day: the dead run's files are in yesterday's folder.
+    "next-day": ([KillPoint("files", 1600)], 1),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_killed_run_completes_exactly_once_on_the_next_run(
+    case: str, crash_workspace: Callable[..., tuple[Workspace, Population]]
+) -> None:
+    points, rerun_after = CASES[case]
+    ws, population = crash_workspace()
+    for point in points:
+        kill_at(ws, point, population)
+    rows, files = ledger_counts(ws)
+    assert rows <= files <= len(population.rendered)
+    if case in {"mid-first-batch", "late", "twice", "next-day", "during-recovery"}:
+        # The dead run left files the ledger does not know: recovery has work to do.
+        assert files > rows, (files, rows)
+    rerun_day = DAY + timedelta(days=rerun_after)
+    rerun(ws, rerun_day)
+    check_exactly_once(ws, population, sorted({DAY, rerun_day}))
+
+
+@pytest.mark.slow
+def test_a_run_killed_while_creating_the_ledger_is_completed(
+    crash_workspace: Callable[..., tuple[Workspace, Population]],
+) -> None:
+    ws, population = crash_workspace(with_suppressions=False)
+    assert not (ws.root / "state").exists()
+    kill_at(ws, KillPoint("ledger"), population)
+    rerun(ws, DAY)
+    check_exactly_once(ws, population, [DAY])
+    # And a further run on the next day changes nothing.
+    before = sorted(p.relative_to(ws.root) for p in (ws.root / "out").rglob("*"))
+    rerun(ws, DAY + timedelta(days=1))
+    assert sorted(p.relative_to(ws.root) for p in (ws.root / "out").rglob("*")) == before
+    check_exactly_once(ws, population, [DAY])
