@@ -6,10 +6,11 @@ import contextlib
 import functools
 import json
 import logging
+import os
 import shlex
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -84,6 +85,16 @@ def handle_errors(func: F) -> F:
             sys.exit(EXIT_NOTHING_DONE)
 
     return wrapper  # type: ignore[return-value]
+
+
+def workers_from_env(environ: Mapping[str, str]) -> int | None:
+    """OUTREACH_WORKERS: how many processes render a large run (default: one per core)."""
+    value = environ.get("OUTREACH_WORKERS", "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise click.UsageError(f"OUTREACH_WORKERS must be a whole number from 1 (got {value!r})")
+    return int(value)
 
 
 def clock(settings: Settings, *, day: date | None, now: datetime | None) -> tuple[date, datetime]:
@@ -287,6 +298,7 @@ def run(
             now=current,
             dry_run=dry_run,
             split=split,
+            workers=workers_from_env(os.environ),
             args=sys.argv[1:],
             progress=_progress(not (as_json or quiet), len(workspace.contacts.contacts)),
             after=after,

@@ -5,9 +5,11 @@ This is the only module that knows the whole order of steps.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import shutil
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -53,6 +55,23 @@ class CampaignSummary:
     skipped: Counter[str] = field(default_factory=Counter)
     problems: list[Problem] = field(default_factory=list)
     batch: str | None = None
+
+    def merge(self, other: CampaignSummary) -> None:
+        """Add another part of the same campaign's run (a chunk of contacts) to this one."""
+        for name in (
+            "due",
+            "already",
+            "emails",
+            "letters",
+            "pages",
+            "sent",
+            "failed",
+            "deferred",
+            "missed",
+        ):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.skipped.update(other.skipped)
+        self.problems.extend(other.problems)
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready view."""
@@ -202,6 +221,10 @@ class _LedgerWriter:
         if len(self.pending) >= LEDGER_BATCH:
             self.flush()
 
+    def extend(self, records: Iterable[MessageRecord]) -> None:
+        for record in records:
+            self.add(record)
+
     def flush(self) -> None:
         if self.pending:
             self.ledger.record(self.pending, run_id=self.run_id)
@@ -248,6 +271,63 @@ def load_history(
     }
 
 
+# Contacts are handled in chunks of this many; a chunk's rows are recorded once its files exist.
+CHUNK = 500
+# Below this many contacts a run stays in one process: starting workers would cost more.
+PARALLEL_MIN = 4000
+
+
+@dataclass
+class _ChunkResult:
+    """What handling one chunk of contacts produced, to record in the parent process."""
+
+    start: int
+    end: int
+    records: list[MessageRecord] = field(default_factory=list)
+    letters: list[tuple[str, int, Occurrence]] = field(default_factory=list)  # campaign, index
+    summaries: dict[str, CampaignSummary] = field(default_factory=dict)
+
+
+def _worker_count(requested: int | None, contacts: int) -> int:
+    if requested is not None:
+        return max(1, requested)
+    if contacts < PARALLEL_MIN:
+        return 1
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+# The chunk function of the run in progress, for forked workers (fork: they inherit it, with
+# the compiled templates and the ledger's answers, instead of receiving them pickled).
+_ACTIVE: Callable[[int, int], _ChunkResult] | None = None
+
+
+def _run_chunk(bounds: tuple[int, int]) -> _ChunkResult:
+    assert _ACTIVE is not None
+    return _ACTIVE(*bounds)
+
+
+def _in_workers(
+    process: Callable[[int, int], _ChunkResult],
+    chunks: list[tuple[int, int]],
+    *,
+    processes: int,
+) -> Iterator[_ChunkResult]:
+    """Run chunks in forked worker processes; yield their results in order.
+
+    Rendering is CPU-bound Python, so one process per core is what makes a large run fast.
+    Workers only render and write files; the parent alone writes the ledger, after each
+    chunk's files exist. Workers inherit the workspace lock's open file, so a new run cannot
+    start while a worker of a killed run is still writing.
+    """
+    global _ACTIVE
+    _ACTIVE = process
+    try:
+        with multiprocessing.get_context("fork").Pool(processes=processes) as pool:
+            yield from pool.imap(_run_chunk, chunks)
+    finally:
+        _ACTIVE = None
+
+
 @dataclass
 class _Letter:
     run: _CampaignRun
@@ -281,6 +361,7 @@ def execute_run(
     letters: LetterSink | None = None,
     history: Mapping[str, Sequence[PastMessage]] | None = None,
     statuses: Mapping[str, Mapping[tuple[str, str], str]] | None = None,
+    workers: int | None = None,
 ) -> RunSummary:
     """Run the workspace's campaigns for `today` and record every decision in the ledger.
 
@@ -289,6 +370,8 @@ def execute_run(
     `history` stands in for `load_history` (what weighs on each contact's cadence) and
     `statuses` (campaign → (contact_id, occurrence_key) → status) for `Ledger.statuses_for`,
     for a caller that keeps them up to date itself across many simulated days.
+    `workers` processes render and write the messages of a large run (default: one per core,
+    for runs of PARALLEL_MIN contacts or more).
     """
     settings = workspace.settings
     dry_run = deliverer is None
@@ -317,11 +400,9 @@ def execute_run(
         )
         for c in workspace.campaigns
     ]
-    letter_jobs: list[_Letter] = []
-    people: Iterator[Contact] = iter(workspace.contacts.contacts if contacts is None else contacts)
-    if progress is not None:
-        people = progress(people)
+    people = list(workspace.contacts.contacts if contacts is None else contacts)
     note: Tracer = trace if trace is not None else (lambda event: None)
+    out = _ChunkResult(0, 0)  # where record() and the letters collect for the current chunk
 
     def record(
         run: _CampaignRun,
@@ -335,7 +416,7 @@ def execute_run(
         reason: str | None = None,
         error: str | None = None,
     ) -> None:
-        writer.add(
+        out.records.append(
             MessageRecord(
                 contact_id=contact.id,
                 campaign=run.campaign.name,
@@ -372,8 +453,16 @@ def execute_run(
         )
         note(TraceEvent(contact.id, run.campaign.name, "failed", occ, channel, str(exc)))
 
-    try:
-        for contact in people:
+    def process(start: int, end: int) -> _ChunkResult:
+        """Decide, render and deliver for people[start:end]; return what to record."""
+        nonlocal out
+        out = _ChunkResult(start, end)
+        for run in runs:
+            run.summary = out.summaries[run.campaign.name] = CampaignSummary(
+                name=run.campaign.name, kind=run.campaign.kind, channel=run.campaign.channel
+            )
+        for index in range(start, end):
+            contact = people[index]
             candidates: list[Candidate] = []
             pending: dict[tuple[str, str], tuple[_CampaignRun, Occurrence]] = {}
             for run in runs:
@@ -465,14 +554,49 @@ def execute_run(
                     summary.emails += cand.channel == "email"
                     record(run, contact, occ, channel=cand.channel, status="rendered")
                 elif cand.channel == "letter":
-                    letter_jobs.append(_Letter(run, contact, occ))
+                    out.letters.append((cand.campaign, index, occ))
                 else:
                     _email(run, contact, occ, sink=sink, record=record, fail=fail, dry_run=dry_run)
+        return out
+
+    totals = {
+        r.campaign.name: CampaignSummary(
+            name=r.campaign.name, kind=r.campaign.kind, channel=r.campaign.channel
+        )
+        for r in runs
+    }
+    letter_jobs: list[_Letter] = []
+    by_name = {r.campaign.name: r for r in runs}
+
+    def take(result: _ChunkResult) -> Iterator[Contact]:
+        """Record a finished chunk (its files exist by now) and fold in its counts."""
+        writer.extend(result.records)
+        for name, part in result.summaries.items():
+            totals[name].merge(part)
+        letter_jobs.extend(
+            _Letter(by_name[name], people[index], occ) for name, index, occ in result.letters
+        )
+        yield from people[result.start : result.end]
+
+    chunks = [(start, min(start + CHUNK, len(people))) for start in range(0, len(people), CHUNK)]
+    parallel = _worker_count(workers, len(people)) if not simulate and trace is None else 1
+    try:
+        if parallel > 1:
+            done = _in_workers(process, chunks, processes=parallel)
+        else:
+            done = (process(start, end) for start, end in chunks)
+        finished = (contact for result in done for contact in take(result))
+        for _ in progress(finished) if progress is not None else finished:
+            pass
+        for run in runs:
+            run.summary = totals[run.campaign.name]  # the letters step counts into the totals
+        out = _ChunkResult(0, 0)
         if letter_jobs and letters is not None:
             letters(letter_jobs, record=record, fail=fail)
         elif letter_jobs:
             for job in letter_jobs:
                 job.run.summary.letters += 1
+        writer.extend(out.records)
         writer.flush()
     finally:
         sink.close()
@@ -480,7 +604,7 @@ def execute_run(
         run_date=today,
         dry_run=dry_run,
         delivery="none" if dry_run else settings.delivery.method,
-        campaigns=[r.summary for r in runs],
+        campaigns=[totals[r.campaign.name] for r in runs],
         problems=list(workspace.contacts.problems),
         outbox=None if dry_run else str(Path(settings.paths.out) / "outbox" / today.isoformat()),
     )
@@ -652,6 +776,7 @@ def perform_run(
     now: datetime,
     dry_run: bool = False,
     split: bool = False,
+    workers: int | None = None,
     args: Sequence[str] = (),
     progress: Callable[[Iterator[Contact]], Iterator[Contact]] | None = None,
     after: Callable[[Ledger, RunSummary], None] | None = None,
@@ -677,6 +802,7 @@ def perform_run(
                 args=args,
                 progress=progress,
                 letters=letters,
+                workers=workers,
             )
     with acquire_lock(settings.state_dir, now=now), Ledger.open(settings.ledger_path) as ledger:
         recover_interrupted(ledger, settings=settings, now=now)
@@ -691,6 +817,7 @@ def perform_run(
             args=args,
             progress=progress,
             letters=letters,
+            workers=workers,
         )
         if after is not None:
             after(ledger, summary)

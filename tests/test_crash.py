@@ -360,3 +360,25 @@ def test_a_run_killed_while_creating_the_ledger_is_completed(
     rerun(ws, DAY + timedelta(days=1))
     assert sorted(p.relative_to(ws.root) for p in (ws.root / "out").rglob("*")) == before
     check_exactly_once(ws, population, [DAY])
+
+
+@pytest.mark.slow
+def test_a_killed_parallel_run_completes_exactly_once(
+    crash_workspace: Callable[..., tuple[Workspace, Population]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two worker processes render while the parent records (the CLI subprocesses inherit
+    # the environment). Kill the parent mid-run: its workers finish their chunk at most and
+    # exit, holding the workspace lock until then, so a rerun may first be told to wait.
+    monkeypatch.setenv("OUTREACH_WORKERS", "2")
+    ws, population = crash_workspace()
+    kill_at(ws, KillPoint("files", 900), population)
+    deadline = time.monotonic() + 30
+    while True:
+        result = ws.run("run", "--all", "--date", DAY.isoformat())
+        if result.code != 2 or time.monotonic() > deadline:
+            break
+        assert "another run is in progress" in result.err
+        time.sleep(0.2)
+    assert result.code == 0, result.out + result.err
+    check_exactly_once(ws, population, [DAY])
