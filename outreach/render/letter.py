@@ -32,12 +32,11 @@ from outreach.config import Letters, Settings
 from outreach.contacts import Contact
 from outreach.errors import ConfigError, OutreachError, TemplateError
 from outreach.render.templates import (
+    MessageContext,
     _describe,
-    _Fields,
     _locate,
     babel_locale,
     build_environment,
-    coupon_code,
     normalize_locale,
     unsubscribe_url,
     variant_names,
@@ -515,27 +514,7 @@ class LetterRenderer:
         self._signature_lines = _lines(sender.signature) or [_one(sender.name)]
         self._signature_image, self._signature_error = self._find_signature()
         self.layout = self._make_layout()
-        self._sender_fields = _Fields(
-            "sender",
-            {
-                **sender.model_dump(),
-                "address": _Fields("sender.address", sender.address.model_dump()),
-            },
-        )
-        self._campaign_fields = _Fields(
-            "campaign",
-            {
-                "name": campaign.name,
-                "kind": campaign.kind,
-                "priority": campaign.priority,
-                "essential": campaign.essential,
-                "start": campaign.start,
-                "end": campaign.end,
-                "days_before": campaign.days_before,
-                "days_after": campaign.days_after,
-                "send_on": campaign.send_on,
-            },
-        )
+        self._fields = MessageContext(settings=settings, campaign=campaign, today=today)
         self._bodies: dict[str, Template | TemplateError] = {}
         body = self._body(settings.default_locale)
         if isinstance(body, TemplateError):
@@ -696,35 +675,6 @@ class LetterRenderer:
             )
         return TemplateError(f"{prefix}{message}", path=where, line=line, hint=hint)
 
-    def _context(self, contact: Contact, occurrence: Occurrence, locale: str) -> dict[str, Any]:
-        # The same context as an email's, so one template language serves both channels.
-        settings = self._settings
-        return {
-            "contact": _Fields("contact", contact.template_fields()),
-            "campaign": self._campaign_fields,
-            "occurrence": _Fields(
-                "occurrence",
-                {
-                    "date": occurrence.date,
-                    "age": occurrence.age,
-                    "key": occurrence.key,
-                    "earliest": occurrence.earliest,
-                    "latest": occurrence.latest,
-                },
-            ),
-            "sender": self._sender_fields,
-            "today": self._today,
-            "unsubscribe_url": unsubscribe_url(settings, contact),
-            "coupon": coupon_code(
-                secret=settings.coupon.secret,
-                contact_id=contact.id,
-                campaign=self._campaign.name,
-                prefix=settings.coupon.prefix,
-                length=settings.coupon.length,
-            ),
-            "_locale": locale,
-        }
-
     # --- per contact ---------------------------------------------------------------------
 
     def address(self, contact: Contact) -> tuple[str, ...]:
@@ -799,7 +749,10 @@ class LetterRenderer:
                 line=body.line,
                 hint=body.hint,
             )
-        context = self._context(contact, occurrence, locale)
+        # The same context as an email's, so one template language serves both channels.
+        context = self._fields.build(
+            contact, occurrence, locale=locale, unsubscribe=unsubscribe_url(self._settings, contact)
+        )
         try:
             body_html = body.render(context)
             subject = " ".join(self._subject.render(context).split()) if self._subject else ""

@@ -317,6 +317,71 @@ def _describe(exc: BaseException) -> tuple[str, str]:
     return f"{type(exc).__name__}: {exc}", "fix the template or the contact's data"
 
 
+class MessageContext:
+    """What every template of one campaign sees (emails and letters alike), built per contact.
+
+    The campaign's and sender's parts are built once; per contact only what differs.
+    """
+
+    def __init__(self, *, settings: Settings, campaign: Campaign, today: date) -> None:
+        self._settings = settings
+        self._campaign = campaign
+        self._today = today
+        sender = settings.sender
+        self._sender = _Fields(
+            "sender",
+            {
+                **sender.model_dump(),
+                "address": _Fields("sender.address", sender.address.model_dump()),
+            },
+        )
+        self._campaign_fields = _Fields(
+            "campaign",
+            {
+                "name": campaign.name,
+                "kind": campaign.kind,
+                "priority": campaign.priority,
+                "essential": campaign.essential,
+                "start": campaign.start,
+                "end": campaign.end,
+                "days_before": campaign.days_before,
+                "days_after": campaign.days_after,
+                "send_on": campaign.send_on,
+            },
+        )
+
+    def build(
+        self, contact: Contact, occurrence: Occurrence, *, locale: str, unsubscribe: str | None
+    ) -> dict[str, Any]:
+        """The context for one contact's message: contact, campaign, occurrence, sender, …"""
+        coupon = self._settings.coupon
+        return {
+            "contact": _Fields("contact", contact.template_fields()),
+            "campaign": self._campaign_fields,
+            "occurrence": _Fields(
+                "occurrence",
+                {
+                    "date": occurrence.date,
+                    "age": occurrence.age,
+                    "key": occurrence.key,
+                    "earliest": occurrence.earliest,
+                    "latest": occurrence.latest,
+                },
+            ),
+            "sender": self._sender,
+            "today": self._today,
+            "unsubscribe_url": unsubscribe,
+            "coupon": coupon_code(
+                secret=coupon.secret,
+                contact_id=contact.id,
+                campaign=self._campaign.name,
+                prefix=coupon.prefix,
+                length=coupon.length,
+            ),
+            "_locale": locale,
+        }
+
+
 class EmailRenderer:
     """Renders one campaign's email for many contacts; templates compile once per locale."""
 
@@ -362,27 +427,7 @@ class EmailRenderer:
             now = now.replace(tzinfo=settings.tz)
         self._now = now
         self._today = today
-        self._sender_fields = _Fields(
-            "sender",
-            {
-                **sender.model_dump(),
-                "address": _Fields("sender.address", sender.address.model_dump()),
-            },
-        )
-        self._campaign_fields = _Fields(
-            "campaign",
-            {
-                "name": campaign.name,
-                "kind": campaign.kind,
-                "priority": campaign.priority,
-                "essential": campaign.essential,
-                "start": campaign.start,
-                "end": campaign.end,
-                "days_before": campaign.days_before,
-                "days_after": campaign.days_after,
-                "send_on": campaign.send_on,
-            },
-        )
+        self._fields = MessageContext(settings=settings, campaign=campaign, today=today)
         self._variants: dict[str, _Variant | TemplateError] = {}
         # Load the default locale's templates now: a missing or broken file shows up at once.
         variant = self._variant(settings.default_locale)
@@ -462,35 +507,6 @@ class EmailRenderer:
 
     # --- rendering -------------------------------------------------------------------------
 
-    def _context(
-        self, contact: Contact, occurrence: Occurrence, *, locale: str, unsubscribe: str | None
-    ) -> dict[str, Any]:
-        return {
-            "contact": _Fields("contact", contact.template_fields()),
-            "campaign": self._campaign_fields,
-            "occurrence": _Fields(
-                "occurrence",
-                {
-                    "date": occurrence.date,
-                    "age": occurrence.age,
-                    "key": occurrence.key,
-                    "earliest": occurrence.earliest,
-                    "latest": occurrence.latest,
-                },
-            ),
-            "sender": self._sender_fields,
-            "today": self._today,
-            "unsubscribe_url": unsubscribe,
-            "coupon": coupon_code(
-                secret=self._settings.coupon.secret,
-                contact_id=contact.id,
-                campaign=self._campaign.name,
-                prefix=self._settings.coupon.prefix,
-                length=self._settings.coupon.length,
-            ),
-            "_locale": locale,
-        }
-
     def _render(self, template: Template, context: dict[str, Any], contact: Contact) -> str:
         try:
             return template.render(context)
@@ -544,7 +560,7 @@ class EmailRenderer:
                 line=variant.line,
                 hint=variant.hint,
             )
-        context = self._context(contact, occurrence, locale=locale, unsubscribe=unsubscribe)
+        context = self._fields.build(contact, occurrence, locale=locale, unsubscribe=unsubscribe)
 
         subject = self._render(self._subject_for(locale), context, contact).strip()
         if _SUBJECT_BREAKS.search(subject):
