@@ -32,7 +32,7 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 
 run: system-deps $(VENV)/.installed
 	rm -rf out state
-	$(BIN)/outreach validate --date $(SAMPLE_DATE) || true
+	$(BIN)/outreach validate --date $(SAMPLE_DATE)
 	$(BIN)/outreach run --all --date $(SAMPLE_DATE)
 
 lint: $(VENV)/.installed-test
