@@ -236,12 +236,14 @@ def print_summary(summary: RunSummary) -> None:
         _print_uncertain(summary.uncertain_emails)
 
 
-def _progress(enabled: bool, total: int) -> Callable[[Iterator[Any]], Iterator[Any]] | None:
+def _progress(enabled: bool) -> Callable[[Iterator[Any]], Iterator[Any]] | None:
     if not enabled or not sys.stderr.isatty():
         return None
 
     def wrap(items: Iterator[Any]) -> Iterator[Any]:
-        with click.progressbar(items, length=total, label="contacts", file=sys.stderr) as bar:
+        # The run streams the contacts: the bar's length is the items' length hint (the
+        # file's lines), as click reads it.
+        with click.progressbar(items, label="contacts", file=sys.stderr) as bar:
             yield from bar
 
     return wrap
@@ -300,7 +302,7 @@ def run(
             split=split,
             workers=workers_from_env(os.environ),
             args=sys.argv[1:],
-            progress=_progress(not (as_json or quiet), len(workspace.contacts.contacts)),
+            progress=_progress(not (as_json or quiet)),
             after=after,
         )
         if log is not None:

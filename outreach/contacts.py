@@ -6,11 +6,11 @@ import codecs
 import csv
 import difflib
 import gc
-import io
+import itertools
 import re
 import unicodedata
 from calendar import month_name
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
@@ -76,6 +76,23 @@ class Contact:
         fields["tags"] = sorted(self.tags)
         fields["opt_out"] = sorted(self.opt_out)
         return fields
+
+    def __reduce__(self) -> tuple[Callable[..., Contact], tuple[object, ...]]:
+        # For worker processes: a read-only view cannot be pickled, so `extra` goes as a dict.
+        values = [getattr(self, name) for name in _FIELDS]
+        values[_EXTRA_AT] = dict(self.extra)
+        return _unpickle_contact, tuple(values)
+
+
+_FIELDS = tuple(Contact.__dataclass_fields__)
+_EXTRA_AT = _FIELDS.index("extra")
+
+
+def _unpickle_contact(*values: object) -> Contact:
+    fields = list(values)
+    extra = fields[_EXTRA_AT]
+    fields[_EXTRA_AT] = MappingProxyType(extra) if extra else _NO_EXTRA  # type: ignore[arg-type]
+    return Contact(*fields)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,83 +239,170 @@ _NO_EXTRA: Mapping[str, str] = MappingProxyType({})
 _SQUASHED_KNOWN = {name.replace("_", ""): name for name in KNOWN_COLUMNS}
 
 
-def _line_of(data: bytes, position: int) -> int:
-    return data.count(b"\n", 0, position) + 1
+# The file is checked and read a block or a line at a time, never held whole: a run keeps
+# only the rows in hand (a 100,000-row file would otherwise cost tens of MB for a whole run).
+_BLOCK = 1 << 20
+# The five bytes Windows-1252 leaves undefined (Python's cp1252 codec rejects them).
+_NOT_CP1252 = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")
 
 
-def _decode(data: bytes, path: Path) -> str:
-    """UTF-8 (with or without BOM), UTF-16 with BOM, else Windows-1252."""
-    if data.startswith(b"PK\x03\x04"):
+def _unreadable(path: Path, exc: OSError) -> ContactsError:
+    if isinstance(exc, FileNotFoundError):
+        return ContactsError(
+            "contacts file not found",
+            path=path,
+            hint="check paths.contacts in config.yaml, or create the file with a header row",
+        )
+    if isinstance(exc, IsADirectoryError):
+        return ContactsError(
+            "is a folder, not a CSV file", path=path, hint="point paths.contacts at the CSV file"
+        )
+    return ContactsError(
+        f"cannot be read ({exc.strerror or exc})",
+        path=path,
+        hint="check the file's permissions",
+    )
+
+
+def _blocks(path: Path) -> Generator[bytes, None, None]:
+    try:
+        with path.open("rb") as handle:
+            while block := handle.read(_BLOCK):
+                yield block
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+
+
+@dataclass
+class _Scan:
+    """What one pass over the bytes found: where each encoding fails, and the line count."""
+
+    newlines: int = 0
+    breaks: int = 0  # \r\n, \r or \n, as the reader splits lines
+    ends_a_line: bool = True  # the last byte is a line break (or the file is empty)
+    ends_a_return: bool = False
+    nul: int | None = None  # line of the first NUL byte
+    not_utf8: int | None = None  # line of the first byte that is not UTF-8
+    not_cp1252: tuple[int, int] | None = None  # line and value of the first non-cp1252 byte
+
+    @property
+    def lines(self) -> int:
+        return self.breaks + (not self.ends_a_line)
+
+
+def _line_breaks(block: bytes, *, after_return: bool) -> int:
+    """Line breaks in a block; \r\n counts once, even split between two blocks."""
+    count = block.count(b"\n") + block.count(b"\r") - block.count(b"\r\n")
+    return count - (after_return and block.startswith(b"\n"))
+
+
+def _scan(blocks: Iterable[bytes]) -> _Scan:
+    scan = _Scan()
+    utf8 = codecs.getincrementaldecoder("utf-8")()
+    for block in blocks:
+        before = scan.newlines
+        if scan.nul is None and (at := block.find(b"\x00")) >= 0:
+            scan.nul = before + block.count(b"\n", 0, at) + 1
+        if scan.not_utf8 is None:
+            try:
+                utf8.decode(block)
+            except UnicodeDecodeError as exc:
+                # exc.object is this block after the bytes of a character the previous
+                # block began (no line break among them).
+                at = len(block) - len(exc.object) + exc.start
+                scan.not_utf8 = before + block.count(b"\n", 0, max(at, 0)) + 1
+        if scan.not_cp1252 is None and (bad := _NOT_CP1252.search(block)):
+            scan.not_cp1252 = (before + block.count(b"\n", 0, bad.start()) + 1, block[bad.start()])
+        scan.newlines += block.count(b"\n")
+        scan.breaks += _line_breaks(block, after_return=scan.ends_a_return)
+        scan.ends_a_return = block.endswith(b"\r")
+        scan.ends_a_line = block.endswith((b"\n", b"\r"))
+    if scan.not_utf8 is None:
+        try:
+            utf8.decode(b"", final=True)
+        except UnicodeDecodeError:
+            scan.not_utf8 = scan.newlines + 1  # a character cut short by the end of the file
+    return scan
+
+
+def _encoding(path: Path) -> tuple[str, int]:
+    """UTF-8 (with or without BOM), UTF-16 with BOM, else Windows-1252, checked over the whole
+    file before any row is used; and how many lines the file has."""
+    blocks = _blocks(path)
+    first = next(blocks, b"")
+    whole = itertools.chain([first], blocks)
+    if first.startswith(b"PK\x03\x04"):
+        blocks.close()
         raise ContactsError(
             "this is a spreadsheet workbook, not a CSV file",
             path=path,
             hint="in the spreadsheet use File → Save as / Download → CSV",
         )
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+    if first.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        utf16 = codecs.getincrementaldecoder("utf-16")()
+        lines, after_return = 1, False
         try:
-            return data.decode("utf-16")
+            for block in whole:
+                text = utf16.decode(block).encode("utf-8")
+                lines += _line_breaks(text, after_return=after_return)
+                after_return = text.endswith(b"\r") or (after_return and not text)
+            utf16.decode(b"", final=True)
         except UnicodeDecodeError:
             raise ContactsError(
                 "starts as UTF-16 but is not valid UTF-16",
                 path=path,
                 hint="save the file again as CSV UTF-8",
             ) from None
-    if data.startswith(codecs.BOM_UTF8):
-        try:
-            return data[len(codecs.BOM_UTF8) :].decode("utf-8")
-        except UnicodeDecodeError as exc:
+        return "utf-16", lines
+    scan = _scan(whole)
+    if first.startswith(codecs.BOM_UTF8):
+        if scan.not_utf8 is not None:
             # A UTF-8 mark followed by other bytes is a file pasted together from two
             # encodings: any single guess would garble some names.
             raise ContactsError(
                 "starts with a UTF-8 mark but is not UTF-8 here",
                 path=path,
-                line=_line_of(data, exc.start + len(codecs.BOM_UTF8)),
+                line=scan.not_utf8,
                 hint="save the file again as CSV UTF-8",
-            ) from None
-    if b"\x00" in data:
+            )
+        return "utf-8-sig", scan.lines
+    if scan.nul is not None:
         raise ContactsError(
             "contains NUL bytes, so it is not a text file (or is UTF-16 without its mark)",
             path=path,
-            line=_line_of(data, data.index(b"\x00")),
+            line=scan.nul,
             hint="save the file again as CSV UTF-8",
         )
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        pass
-    try:
-        return data.decode("cp1252")
-    except UnicodeDecodeError as exc:
+    if scan.not_utf8 is None:
+        return "utf-8", scan.lines
+    if scan.not_cp1252 is not None:
+        line, byte = scan.not_cp1252
         raise ContactsError(
-            f"is neither UTF-8 nor Windows-1252 (byte 0x{data[exc.start]:02X})",
+            f"is neither UTF-8 nor Windows-1252 (byte 0x{byte:02X})",
             path=path,
-            line=_line_of(data, exc.start),
+            line=line,
             hint="save the file again as CSV UTF-8",
-        ) from None
+        )
+    return "cp1252", scan.lines
 
 
-def _read_text(path: Path) -> str:
+def _text_lines(path: Path, encoding: str) -> Generator[str, None, None]:
+    """The file's lines with their endings (\\r\\n, \\r or \\n), one at a time."""
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
+        with path.open(encoding=encoding, newline="") as handle:
+            for line in handle:
+                # Canonical composition, so a name typed on a Mac ("José" as e + ◌́) compares,
+                # filters and prints like the same name typed elsewhere. Nothing visible
+                # changes, and no character composes across a line break.
+                yield unicodedata.normalize("NFC", line)
+    except UnicodeDecodeError:
         raise ContactsError(
-            "contacts file not found",
+            "changed while it was being read (it is no longer in one encoding)",
             path=path,
-            hint="check paths.contacts in config.yaml, or create the file with a header row",
-        ) from None
-    except IsADirectoryError:
-        raise ContactsError(
-            "is a folder, not a CSV file", path=path, hint="point paths.contacts at the CSV file"
+            hint="run the command again once the file is saved",
         ) from None
     except OSError as exc:
-        raise ContactsError(
-            f"cannot be read ({exc.strerror or exc})",
-            path=path,
-            hint="check the file's permissions",
-        ) from None
-    # Canonical composition, so a name typed on a Mac ("José" as e + ◌́) compares, filters and
-    # prints like the same name typed elsewhere. Nothing visible changes.
-    return unicodedata.normalize("NFC", _decode(data, path))
+        raise _unreadable(path, exc) from None
 
 
 def _outside_quotes_counts(line: str) -> dict[str, int]:
@@ -312,15 +416,18 @@ def _outside_quotes_counts(line: str) -> dict[str, int]:
     return counts
 
 
-def _detect_delimiter(text: str, path: Path) -> str:
-    """The delimiter counted in the header line (csv.Sniffer guesses wrong on small files)."""
-    for number, line in enumerate(io.StringIO(text, newline=""), start=1):
+def _detect_delimiter(lines: Iterator[str], path: Path) -> tuple[str, list[str]]:
+    """The delimiter counted in the header line (csv.Sniffer guesses wrong on small files),
+    and the lines read to find it."""
+    read: list[str] = []
+    for number, line in enumerate(lines, start=1):
+        read.append(line)
         if not line.strip():
             continue
         counts = _outside_quotes_counts(line)
         best = max(counts.values())
         if best == 0:
-            return ","  # a single column: only `id`, or no header at all
+            return ",", read  # a single column: only `id`, or no header at all
         tied = [d for d in _DELIMITERS if counts[d] == best]
         if len(tied) > 1:
             with_id = [
@@ -334,8 +441,8 @@ def _detect_delimiter(text: str, path: Path) -> str:
                     line=number,
                     hint="use one delimiter (comma, semicolon or tab) in the header",
                 )
-            return with_id[0]
-        return tied[0]
+            return with_id[0], read
+        return tied[0], read
     raise ContactsError(
         "the file is empty",
         path=path,
@@ -460,7 +567,13 @@ class _RowReader:
     """
 
     def __init__(
-        self, *, path: Path, layout: _Layout, settings: ContactsSettings, default_locale: str
+        self,
+        *,
+        path: Path,
+        layout: _Layout,
+        settings: ContactsSettings,
+        default_locale: str,
+        remember: bool = True,
     ) -> None:
         self.where = str(path)
         self.layout = layout
@@ -469,8 +582,13 @@ class _RowReader:
         self.default_country = settings.default_country
         self.default_locale = default_locale
         self.problems: list[Problem] = []
-        self.contacts: list[Contact] = []
+        # Ids seen so far, folded. With `remember`, also where each was first seen; without,
+        # only the set (a stream keeps no more per row), and a repeated id's problem is
+        # completed at the end, by `settle_repeats`.
+        self.remember = remember
         self.first_seen: dict[str, tuple[int, str]] = {}  # id folded → (line, id)
+        self.seen: set[str] = set()
+        self.repeats: list[tuple[int, str, int]] = []  # (index in problems, id, line)
         self.tags: dict[str, frozenset[str]] = {"": _NONE}
         self.opt_outs: dict[str, frozenset[str] | None] = {"": _NONE}
         self.locales: dict[str, str | None] = {"": default_locale}
@@ -487,28 +605,34 @@ class _RowReader:
     def report(
         self, message: str, *, line: int, name: str, contact_id: str | None, hint: str
     ) -> None:
+        """Report a problem with the cell of column `name` on `line`."""
+        self.problems.append(
+            self.problem(message, line=line, name=name, contact_id=contact_id, hint=hint)
+        )
+
+    def problem(
+        self, message: str, *, line: int, name: str, contact_id: str | None, hint: str
+    ) -> Problem:
         """A Problem about the cell of column `name` on `line`."""
         names = self.layout.names
         position = names.index(name) if name in names else None
-        self.problems.append(
-            Problem(
-                message,
-                path=self.where,
-                line=line,
-                field=name,
-                column=None if position is None else position + 1,
-                contact_id=contact_id,
-                hint=hint,
-            )
+        return Problem(
+            message,
+            path=self.where,
+            line=line,
+            field=name,
+            column=None if position is None else position + 1,
+            contact_id=contact_id,
+            hint=hint,
         )
 
-    def read(self, row: list[str], cells: list[str], *, line: int, last: int) -> None:
-        """Check one non-blank row (as read, and stripped) and keep its contact if usable."""
+    def read(self, row: list[str], cells: list[str], *, line: int, last: int) -> Contact | None:
+        """Check one non-blank row (as read, and stripped): its contact if usable."""
         width = self.layout.width
         if len(cells) > width:
             if any(cells[width:]):
                 self._report_overflow(cells, line=line)
-                return
+                return None
             del cells[width:]
         cells.extend([""] * (width + 1 - len(cells)))
         id_cell = cells[self.id_position]
@@ -522,14 +646,14 @@ class _RowReader:
                     hint="remove the repeated header row",
                 )
             )
-            return
+            return None
         contact_id = self._identify(id_cell, line=line)
         if contact_id is None:
-            return
+            return None
         if _CONTROL.search("".join(row)) and self._unsafe(
             row, cells, line=line, last=last, contact_id=contact_id
         ):
-            return
+            return None
         for position in self.layout.unnamed:
             if cells[position]:
                 self.report(
@@ -540,7 +664,7 @@ class _RowReader:
                     contact_id=contact_id,
                     hint="give the column a name in the header row",
                 )
-        self.contacts.append(self._contact(cells, contact_id=contact_id, line=line))
+        return self._contact(cells, contact_id=contact_id, line=line)
 
     def _repeats_header(self, cells: list[str]) -> bool:
         width = self.layout.width
@@ -580,23 +704,44 @@ class _RowReader:
                 hint="ids name the files made for the contact; use something like c042",
             )
             return None
+        # Ids name files, and some file systems do not tell C001 from c001.
         folded = contact_id.casefold()
+        if not self.remember:
+            if folded in self.seen:
+                self.repeats.append((len(self.problems), contact_id, line))
+                self.problems.append(self._repeated(contact_id, line=line, first=None))
+                return None
+            self.seen.add(folded)
+            return contact_id
         first = self.first_seen.get(folded)
         if first is not None:
-            first_line, first_id = first
-            # Ids name files, and some file systems do not tell C001 from c001.
-            case = "" if first_id == contact_id else f" (as {first_id!r}; case does not count)"
-            self.report(
-                f"id {contact_id!r} is already used on line {first_line}{case}, "
-                "so this row is left out",
-                line=line,
-                name="id",
-                contact_id=contact_id,
-                hint="give every contact its own id; keep the first row or merge the two",
-            )
+            self.problems.append(self._repeated(contact_id, line=line, first=first))
             return None
         self.first_seen[folded] = (line, contact_id)
         return contact_id
+
+    def _repeated(self, contact_id: str, *, line: int, first: tuple[int, str] | None) -> Problem:
+        """The problem of a row whose id an earlier row has (`first`: its line and id)."""
+        if first is None:
+            where = "in an earlier row"
+        else:
+            first_line, first_id = first
+            case = "" if first_id == contact_id else f" (as {first_id!r}; case does not count)"
+            where = f"on line {first_line}{case}"
+        return self.problem(
+            f"id {contact_id!r} is already used {where}, so this row is left out",
+            line=line,
+            name="id",
+            contact_id=contact_id,
+            hint="give every contact its own id; keep the first row or merge the two",
+        )
+
+    def settle_repeats(self, first_rows: Mapping[str, tuple[int, str]]) -> None:
+        """Complete the problems of repeated ids with where each id was first seen."""
+        for index, contact_id, line in self.repeats:
+            first = first_rows.get(contact_id.casefold())
+            self.problems[index] = self._repeated(contact_id, line=line, first=first)
+        self.repeats = []
 
     def _unsafe(
         self, row: list[str], cells: list[str], *, line: int, last: int, contact_id: str
@@ -772,6 +917,24 @@ class _RowReader:
         )
 
 
+class _FirstRows(_RowReader):
+    """Reads rows again only to find where each of some ids was first used."""
+
+    def __init__(
+        self, *, wanted: set[str], path: Path, layout: _Layout, settings: ContactsSettings
+    ) -> None:
+        super().__init__(path=path, layout=layout, settings=settings, default_locale="")
+        self.wanted = wanted
+        self.found: dict[str, tuple[int, str]] = {}  # id folded → (line, id)
+
+    def _identify(self, contact_id: str, *, line: int) -> str | None:
+        if contact_id and _ID.fullmatch(contact_id):
+            folded = contact_id.casefold()
+            if folded in self.wanted and folded not in self.found:
+                self.found[folded] = (line, contact_id)
+        return None  # no contact is made
+
+
 @contextmanager
 def _collector_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector: loading makes no cycles, but its 100k new records
@@ -785,44 +948,112 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
-def load_contacts(path: Path, *, settings: ContactsSettings, default_locale: str) -> ContactList:
-    """Read contacts.csv; problem rows are reported and held back from what they cannot serve."""
-    with _collector_paused():
-        return _load_contacts(path, settings=settings, default_locale=default_locale)
+@dataclass
+class _Tally:
+    """What a stream has found so far: the file's problems and its data rows."""
+
+    problems: list[Problem] = field(default_factory=list)
+    rows: int = 0
+    done: bool = False
 
 
-# A line with its ending, split as io.StringIO(text, newline="") splits (\r\n, \r or \n).
-_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+")
+class ContactStream(Iterator[Contact]):
+    """The usable contacts of a file, read as they are iterated: only the rows in hand are in
+    memory. `problems` and `rows` are complete once the stream is exhausted."""
+
+    def __init__(
+        self, *, path: Path, contacts: Iterator[Contact], tally: _Tally, size_hint: int
+    ) -> None:
+        self.path = path
+        self.size_hint = size_hint  # at least the number of contacts (the file's lines)
+        self._contacts = contacts
+        self._tally = tally
+
+    @classmethod
+    def of(cls, contact_list: ContactList) -> ContactStream:
+        """The contacts of a list already read, as a stream."""
+        tally = _Tally(list(contact_list.problems), contact_list.rows)
+
+        def contacts() -> Iterator[Contact]:
+            yield from contact_list.contacts
+            tally.done = True
+
+        return cls(
+            path=contact_list.path,
+            contacts=contacts(),
+            tally=tally,
+            size_hint=len(contact_list.contacts),
+        )
+
+    def __iter__(self) -> ContactStream:
+        return self
+
+    def __next__(self) -> Contact:
+        return next(self._contacts)
+
+    def __enter__(self) -> ContactStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the file (when the stream is left before its end)."""
+        close = getattr(self._contacts, "close", None)
+        if close is not None:
+            close()
+
+    @property
+    def done(self) -> bool:
+        """Whether every row has been read."""
+        return self._tally.done
+
+    @property
+    def problems(self) -> tuple[Problem, ...]:
+        """Every problem in the file, in line order."""
+        self._require_done()
+        return tuple(self._tally.problems)
+
+    @property
+    def rows(self) -> int:
+        """The data rows read (blank lines not counted)."""
+        self._require_done()
+        return self._tally.rows
+
+    def _require_done(self) -> None:
+        if not self._tally.done:
+            raise RuntimeError("the contacts are not all read yet: exhaust the stream first")
 
 
-def _lines(text: str) -> Iterator[str]:
-    # StringIO would hold a second copy of the file at 4 bytes per character (60 MB for
-    # 100,000 contacts); this holds one line at a time.
-    return (match.group() for match in _LINE.finditer(text))
+@dataclass
+class _Start:
+    """A file read up to its header: the reader is at the first data row."""
+
+    reader: Iterator[list[str]]
+    layout: _Layout
+    header_line: int
+    done: int  # the last line read so far; a row starts on the next one
+    line_num: Callable[[], int]
 
 
-def _load_contacts(path: Path, *, settings: ContactsSettings, default_locale: str) -> ContactList:
-    text = _read_text(path)
-    delimiter = _detect_delimiter(text, path)
+def _start(lines: Iterator[str], *, path: Path, problems: list[Problem]) -> _Start:
+    delimiter, read = _detect_delimiter(lines, path)
     # skipinitialspace lets `a, "Núñez, Ana"` quote as meant; not strict, so a space after a
     # closing quote is a stray space rather than a broken file.
     reader = csv.reader(
-        _lines(text),
+        itertools.chain(read, lines),
         delimiter=delimiter,
         quotechar='"',
         doublequote=True,
         skipinitialspace=True,
         strict=False,
     )
-    header_problems: list[Problem] = []
     header_line = 0
     layout: _Layout | None = None
     try:
         for row in reader:
             if any(cell.strip() for cell in row):
-                layout = _read_layout(
-                    row, path=path, line=header_line + 1, problems=header_problems
-                )
+                layout = _read_layout(row, path=path, line=header_line + 1, problems=problems)
                 header_line += 1
                 break
             header_line = reader.line_num
@@ -837,33 +1068,96 @@ def _load_contacts(path: Path, *, settings: ContactsSettings, default_locale: st
             line=1,
             hint="the first row must be the header, e.g. id,first_name,last_name,email",
         )
-    rows = _RowReader(path=path, layout=layout, settings=settings, default_locale=default_locale)
-    data_rows = 0
-    done = reader.line_num  # the last line read so far; a row starts on the next one
+    return _Start(reader, layout, header_line, reader.line_num, lambda: reader.line_num)
+
+
+def _rows(start: _Start, rows: _RowReader, tally: _Tally) -> Iterator[Contact]:
+    """The contacts of the data rows; their problems and count go in `rows` and `tally`."""
+    reader, done = start.reader, start.done
     while True:
         try:
             for row in reader:
                 cells = [cell.strip() for cell in row]
                 if any(cells):
-                    data_rows += 1
-                    rows.read(row, cells, line=done + 1, last=reader.line_num)
-                done = reader.line_num
-            break
+                    tally.rows += 1
+                    contact = rows.read(row, cells, line=done + 1, last=start.line_num())
+                    if contact is not None:
+                        yield contact
+                done = start.line_num()
+            return
         except csv.Error as exc:
             # The reader goes on with the next line, so one bad row costs only itself.
-            data_rows += 1
+            tally.rows += 1
             rows.problems.append(
                 Problem(
                     f"the row cannot be read ({exc}), so it is left out",
-                    path=str(path),
+                    path=rows.where,
                     line=done + 1,
                     hint="check the quotes in this row",
                 )
             )
-            done = reader.line_num
-    problems = header_problems + rows.problems
-    if data_rows == 0:
-        problems.append(
+            done = start.line_num()
+
+
+def _first_rows(
+    path: Path, *, encoding: str, wanted: set[str], settings: ContactsSettings
+) -> dict[str, tuple[int, str]]:
+    """Where each of the `wanted` ids (folded) is first used: a second reading of the file."""
+    lines = _text_lines(path, encoding)
+    try:
+        start = _start(lines, path=path, problems=[])
+        finder = _FirstRows(wanted=wanted, path=path, layout=start.layout, settings=settings)
+        for _ in _rows(start, finder, _Tally()):
+            pass
+    except ContactsError:
+        return {}  # the file changed meanwhile: the problems say "an earlier row"
+    finally:
+        lines.close()
+    return finder.found
+
+
+def iter_contacts(path: Path, *, settings: ContactsSettings, default_locale: str) -> ContactStream:
+    """Read contacts.csv as a stream; the header's errors are raised at once."""
+    encoding, lines_in_file = _encoding(path)
+    lines = _text_lines(path, encoding)
+    tally = _Tally()
+    try:
+        start = _start(lines, path=path, problems=tally.problems)
+    except BaseException:
+        lines.close()
+        raise
+    rows = _RowReader(
+        path=path,
+        layout=start.layout,
+        settings=settings,
+        default_locale=default_locale,
+        remember=False,
+    )
+
+    def contacts() -> Iterator[Contact]:
+        try:
+            yield from _rows(start, rows, tally)
+        finally:
+            lines.close()
+        if rows.repeats:
+            wanted = {contact_id.casefold() for _, contact_id, _ in rows.repeats}
+            rows.settle_repeats(
+                _first_rows(path, encoding=encoding, wanted=wanted, settings=settings)
+            )
+        _finish(tally, rows=rows, path=path, header_line=start.header_line)
+
+    return ContactStream(
+        path=path,
+        contacts=contacts(),
+        tally=tally,
+        size_hint=max(lines_in_file - start.header_line, 0),
+    )
+
+
+def _finish(tally: _Tally, *, rows: _RowReader, path: Path, header_line: int) -> None:
+    tally.problems += rows.problems
+    if tally.rows == 0:
+        tally.problems.append(
             Problem(
                 "the file has no contacts, only a header",
                 path=str(path),
@@ -871,6 +1165,24 @@ def _load_contacts(path: Path, *, settings: ContactsSettings, default_locale: st
                 hint="add one row per contact below the header",
             )
         )
-    return ContactList(
-        path=path, contacts=tuple(rows.contacts), problems=tuple(problems), rows=data_rows
-    )
+    tally.done = True
+
+
+def load_contacts(path: Path, *, settings: ContactsSettings, default_locale: str) -> ContactList:
+    """Read contacts.csv; problem rows are reported and held back from what they cannot serve."""
+    with _collector_paused():
+        encoding, _ = _encoding(path)
+        lines = _text_lines(path, encoding)
+        tally = _Tally()
+        try:
+            start = _start(lines, path=path, problems=tally.problems)
+            rows = _RowReader(
+                path=path, layout=start.layout, settings=settings, default_locale=default_locale
+            )
+            contacts = tuple(_rows(start, rows, tally))
+        finally:
+            lines.close()
+        _finish(tally, rows=rows, path=path, header_line=start.header_line)
+        return ContactList(
+            path=path, contacts=contacts, problems=tuple(tally.problems), rows=tally.rows
+        )

@@ -10,6 +10,7 @@ import fcntl
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -925,13 +926,16 @@ class WorkspaceLock:
 
 def _describe_holder(fd: int) -> str:
     message = "another run is in progress"
-    try:
-        holder = json.loads(os.pread(fd, 4096, 0))
-        since = datetime.fromisoformat(holder["since"]).strftime("%Y-%m-%d %H:%M:%S")
-        return f"{message} (pid {int(holder['pid'])}, since {since})"
-    except (OSError, ValueError, KeyError, TypeError):
-        # The holder has just taken the lock and not written its details yet.
-        return message
+    # The holder writes its details right after it takes the lock: a run that lost the race by
+    # a hair may look before they are there, so it looks again for a moment.
+    for _ in range(50):
+        try:
+            holder = json.loads(os.pread(fd, 4096, 0))
+            since = datetime.fromisoformat(holder["since"]).strftime("%Y-%m-%d %H:%M:%S")
+            return f"{message} (pid {int(holder['pid'])}, since {since})"
+        except (OSError, ValueError, KeyError, TypeError):
+            time.sleep(0.02)
+    return message
 
 
 @contextmanager

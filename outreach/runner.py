@@ -5,13 +5,16 @@ This is the only module that knows the whole order of steps.
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
 import shutil
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from multiprocessing.pool import AsyncResult
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +22,7 @@ from outreach.audience import compile_audience
 from outreach.cadence import Candidate, PastMessage, decide
 from outreach.campaigns import Campaign, Occurrence, due_occurrences
 from outreach.config import CadencePolicy, Settings
-from outreach.contacts import Contact
+from outreach.contacts import Contact, ContactStream
 from outreach.deliver.base import Deliverer
 from outreach.deliver.outbox import OutboxWriter, clean_temporaries
 from outreach.deliver.printing import write_batch
@@ -272,20 +275,30 @@ def load_history(
 
 
 # Contacts are handled in chunks of this many; a chunk's rows are recorded once its files exist.
+# A run reads the contacts file as it goes: only the chunks in flight are in memory.
 CHUNK = 500
 # Below this many contacts a run stays in one process: starting workers would cost more.
 PARALLEL_MIN = 4000
+# Chunks handed to the workers ahead of the one the parent waits for, per worker: enough to
+# keep every worker busy, few enough that the contacts in memory stay a handful of chunks.
+AHEAD = 2
 
 
 @dataclass
 class _ChunkResult:
     """What handling one chunk of contacts produced, to record in the parent process."""
 
-    start: int
-    end: int
     records: list[MessageRecord] = field(default_factory=list)
-    letters: list[tuple[str, int, Occurrence]] = field(default_factory=list)  # campaign, index
+    # (campaign, index of the contact in its chunk, occurrence)
+    letters: list[tuple[str, int, Occurrence]] = field(default_factory=list)
     summaries: dict[str, CampaignSummary] = field(default_factory=dict)
+
+
+def _chunks(contacts: Iterable[Contact]) -> Iterator[list[Contact]]:
+    """The contacts in lists of CHUNK, read only as each list is wanted."""
+    remaining = iter(contacts)
+    while chunk := list(itertools.islice(remaining, CHUNK)):
+        yield chunk
 
 
 def _worker_count(requested: int | None, contacts: int) -> int:
@@ -297,35 +310,59 @@ def _worker_count(requested: int | None, contacts: int) -> int:
 
 
 # The chunk function of the run in progress, for forked workers (fork: they inherit it, with
-# the compiled templates and the ledger's answers, instead of receiving them pickled).
-_ACTIVE: Callable[[int, int], _ChunkResult] | None = None
+# the compiled templates and the ledger's answers, instead of receiving them pickled; only
+# each chunk's contacts travel, pickled, as the parent reads them).
+_ACTIVE: Callable[[list[Contact]], _ChunkResult] | None = None
 
 
-def _run_chunk(bounds: tuple[int, int]) -> _ChunkResult:
+def _run_chunk(chunk: list[Contact]) -> _ChunkResult:
     assert _ACTIVE is not None
-    return _ACTIVE(*bounds)
+    return _ACTIVE(chunk)
 
 
 def _in_workers(
-    process: Callable[[int, int], _ChunkResult],
-    chunks: list[tuple[int, int]],
+    process: Callable[[list[Contact]], _ChunkResult],
+    chunks: Iterator[list[Contact]],
     *,
     processes: int,
-) -> Iterator[_ChunkResult]:
-    """Run chunks in forked worker processes; yield their results in order.
+) -> Iterator[tuple[list[Contact], _ChunkResult]]:
+    """Run chunks in forked worker processes; yield each chunk with its result, in order.
 
     Rendering is CPU-bound Python, so one process per core is what makes a large run fast.
     Workers only render and write files; the parent alone writes the ledger, after each
     chunk's files exist. Workers inherit the workspace lock's open file, so a new run cannot
-    start while a worker of a killed run is still writing.
+    start while a worker of a killed run is still writing. The parent reads the next chunk
+    only when the workers have room for it: the contacts in memory are the chunks in flight.
     """
     global _ACTIVE
     _ACTIVE = process
     try:
         with multiprocessing.get_context("fork").Pool(processes=processes) as pool:
-            yield from pool.imap(_run_chunk, chunks)
+            flight: deque[tuple[list[Contact], AsyncResult[_ChunkResult]]] = deque()
+            for chunk in chunks:
+                flight.append((chunk, pool.apply_async(_run_chunk, (chunk,))))
+                if len(flight) > AHEAD * processes:
+                    done, result = flight.popleft()
+                    yield done, result.get()
+            while flight:
+                done, result = flight.popleft()
+                yield done, result.get()
     finally:
         _ACTIVE = None
+
+
+class _Progress(Iterator[Contact]):
+    """The contacts done so far, for a progress bar; its length hint is the expected total."""
+
+    def __init__(self, contacts: Iterator[Contact], expected: int) -> None:
+        self.contacts = contacts
+        self.expected = expected
+
+    def __next__(self) -> Contact:
+        return next(self.contacts)
+
+    def __length_hint__(self) -> int:
+        return self.expected
 
 
 @dataclass
@@ -358,6 +395,7 @@ def execute_run(
     simulate: bool = False,
     trace: Tracer | None = None,
     contacts: Sequence[Contact] | None = None,
+    stream: ContactStream | None = None,
     letters: LetterSink | None = None,
     history: Mapping[str, Sequence[PastMessage]] | None = None,
     statuses: Mapping[str, Mapping[tuple[str, str], str]] | None = None,
@@ -372,9 +410,20 @@ def execute_run(
     for a caller that keeps them up to date itself across many simulated days.
     `workers` processes render and write the messages of a large run (default: one per core,
     for runs of PARALLEL_MIN contacts or more).
+    `contacts` runs only these (the contacts file's problems still go in the summary);
+    otherwise the run reads `stream` (default: the workspace's), a chunk at a time, and
+    reports its problems.
     """
     settings = workspace.settings
     dry_run = deliverer is None
+    people: Iterable[Contact]
+    own_stream = contacts is None and stream is None
+    if contacts is not None:
+        people, expected = contacts, len(contacts)
+    else:
+        if stream is None:
+            stream = workspace.stream_contacts()  # before the run begins: it may fail
+        people, expected = stream, stream.size_hint
     run_id = ledger.begin_run(run_date=today, started_at=now, args=args)
     writer = _LedgerWriter(ledger, run_id)
     sink: Deliverer = deliverer if deliverer is not None else _NoDelivery()  # type: ignore[assignment]
@@ -400,9 +449,8 @@ def execute_run(
         )
         for c in workspace.campaigns
     ]
-    people = list(workspace.contacts.contacts if contacts is None else contacts)
     note: Tracer = trace if trace is not None else (lambda event: None)
-    out = _ChunkResult(0, 0)  # where record() and the letters collect for the current chunk
+    out = _ChunkResult()  # where record() and the letters collect for the current chunk
 
     def record(
         run: _CampaignRun,
@@ -453,16 +501,15 @@ def execute_run(
         )
         note(TraceEvent(contact.id, run.campaign.name, "failed", occ, channel, str(exc)))
 
-    def process(start: int, end: int) -> _ChunkResult:
-        """Decide, render and deliver for people[start:end]; return what to record."""
+    def process(chunk: list[Contact]) -> _ChunkResult:
+        """Decide, render and deliver for a chunk of contacts; return what to record."""
         nonlocal out
-        out = _ChunkResult(start, end)
+        out = _ChunkResult()
         for run in runs:
             run.summary = out.summaries[run.campaign.name] = CampaignSummary(
                 name=run.campaign.name, kind=run.campaign.kind, channel=run.campaign.channel
             )
-        for index in range(start, end):
-            contact = people[index]
+        for index, contact in enumerate(chunk):
             candidates: list[Candidate] = []
             pending: dict[tuple[str, str], tuple[_CampaignRun, Occurrence]] = {}
             for run in runs:
@@ -568,29 +615,31 @@ def execute_run(
     letter_jobs: list[_Letter] = []
     by_name = {r.campaign.name: r for r in runs}
 
-    def take(result: _ChunkResult) -> Iterator[Contact]:
+    def take(chunk: list[Contact], result: _ChunkResult) -> list[Contact]:
         """Record a finished chunk (its files exist by now) and fold in its counts."""
         writer.extend(result.records)
         for name, part in result.summaries.items():
             totals[name].merge(part)
         letter_jobs.extend(
-            _Letter(by_name[name], people[index], occ) for name, index, occ in result.letters
+            _Letter(by_name[name], chunk[index], occ) for name, index, occ in result.letters
         )
-        yield from people[result.start : result.end]
+        return chunk
 
-    chunks = [(start, min(start + CHUNK, len(people))) for start in range(0, len(people), CHUNK)]
-    parallel = _worker_count(workers, len(people)) if not simulate and trace is None else 1
+    chunks = _chunks(people)
+    parallel = _worker_count(workers, expected) if not simulate and trace is None else 1
     try:
         if parallel > 1:
             done = _in_workers(process, chunks, processes=parallel)
         else:
-            done = (process(start, end) for start, end in chunks)
-        finished = (contact for result in done for contact in take(result))
+            done = ((chunk, process(chunk)) for chunk in chunks)
+        finished = _Progress(
+            (contact for chunk, result in done for contact in take(chunk, result)), expected
+        )
         for _ in progress(finished) if progress is not None else finished:
             pass
         for run in runs:
             run.summary = totals[run.campaign.name]  # the letters step counts into the totals
-        out = _ChunkResult(0, 0)
+        out = _ChunkResult()
         if letter_jobs and letters is not None:
             letters(letter_jobs, record=record, fail=fail)
         elif letter_jobs:
@@ -600,12 +649,14 @@ def execute_run(
         writer.flush()
     finally:
         sink.close()
+        if own_stream and stream is not None:
+            stream.close()
     summary_obj = RunSummary(
         run_date=today,
         dry_run=dry_run,
         delivery="none" if dry_run else settings.delivery.method,
         campaigns=[totals[r.campaign.name] for r in runs],
-        problems=list(workspace.contacts.problems),
+        problems=list(workspace.contacts.problems if stream is None else stream.problems),
         outbox=None if dry_run else str(Path(settings.paths.out) / "outbox" / today.isoformat()),
     )
     ledger.end_run(run_id, ended_at=now, counts=summary_obj.as_dict())
@@ -788,6 +839,37 @@ def perform_run(
     """
     settings = workspace.settings
     letters = letters_step(settings=settings, today=today, now=now, split=split, dry_run=dry_run)
+    # Opened first: a contacts file that cannot be read stops the run before anything is
+    # written. The rows are read as the run goes.
+    with closing(workspace.stream_contacts()) as stream:
+        return _perform(
+            workspace=workspace,
+            stream=stream,
+            today=today,
+            now=now,
+            dry_run=dry_run,
+            workers=workers,
+            args=args,
+            progress=progress,
+            after=after,
+            letters=letters,
+        )
+
+
+def _perform(
+    *,
+    workspace: Workspace,
+    stream: ContactStream,
+    today: date,
+    now: datetime,
+    dry_run: bool,
+    workers: int | None,
+    args: Sequence[str],
+    progress: Callable[[Iterator[Contact]], Iterator[Contact]] | None,
+    after: Callable[[Ledger, RunSummary], None] | None,
+    letters: LetterSink,
+) -> RunSummary:
+    settings = workspace.settings
     if dry_run:
         # A private in-memory copy of the ledger: the run goes through every step and
         # nothing reaches the disk.
@@ -801,6 +883,7 @@ def perform_run(
                 now=now,
                 args=args,
                 progress=progress,
+                stream=stream,
                 letters=letters,
                 workers=workers,
             )
@@ -816,6 +899,7 @@ def perform_run(
             now=now,
             args=args,
             progress=progress,
+            stream=stream,
             letters=letters,
             workers=workers,
         )

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from outreach.campaigns import Campaign, load_campaigns
 from outreach.config import Settings, find_config, load_settings
-from outreach.contacts import ContactList, load_contacts
+from outreach.contacts import ContactList, ContactStream, iter_contacts, load_contacts
 from outreach.errors import CampaignError
 
 
@@ -19,13 +18,48 @@ def display_path(path: Path) -> Path:
         return path
 
 
-@dataclass(frozen=True, slots=True)
 class Workspace:
-    """Everything a command needs from the workspace's files."""
+    """Everything a command needs from the workspace's files.
 
-    settings: Settings
-    contacts: ContactList
-    campaigns: tuple[Campaign, ...]
+    The contacts are read when first needed: a run streams them (`stream_contacts`) and so
+    never holds them all; commands that look contacts up use the whole list (`contacts`).
+    """
+
+    __slots__ = ("_contacts", "campaigns", "settings")
+
+    def __init__(
+        self,
+        settings: Settings,
+        contacts: ContactList | None = None,
+        campaigns: tuple[Campaign, ...] = (),
+    ) -> None:
+        self.settings = settings
+        self.campaigns = campaigns
+        self._contacts = contacts
+
+    def __repr__(self) -> str:
+        return f"Workspace(settings={self.settings!r}, campaigns={self.campaigns!r})"
+
+    @property
+    def contacts(self) -> ContactList:
+        """Every contact and problem of the contacts file (read once, on first use)."""
+        if self._contacts is None:
+            self._contacts = load_contacts(
+                display_path(self.settings.contacts_path),
+                settings=self.settings.contacts,
+                default_locale=self.settings.default_locale,
+            )
+        return self._contacts
+
+    def stream_contacts(self) -> ContactStream:
+        """The contacts one at a time as the file is read (from the list, if read already)."""
+        if self._contacts is not None:
+            return ContactStream.of(self._contacts)
+        return iter_contacts(
+            display_path(self.settings.contacts_path),
+            settings=self.settings.contacts,
+            default_locale=self.settings.default_locale,
+        )
 
 
 def campaign_files(settings: Settings) -> list[Path]:
@@ -59,13 +93,9 @@ def resolve_campaign_args(settings: Settings, names: list[str]) -> list[Path]:
 
 
 def load_workspace(config: Path | None, *, campaigns: list[str] | None = None) -> Workspace:
-    """Load config, contacts and the chosen campaigns (all when `campaigns` is None or empty)."""
+    """Load config and the chosen campaigns (all when `campaigns` is None or empty); the
+    contacts are read when first needed."""
     settings = load_settings(find_config(config))
     paths = resolve_campaign_args(settings, campaigns) if campaigns else campaign_files(settings)
     loaded = load_campaigns(paths, templates_dir=settings.templates_dir)
-    contacts = load_contacts(
-        display_path(settings.contacts_path),
-        settings=settings.contacts,
-        default_locale=settings.default_locale,
-    )
-    return Workspace(settings=settings, contacts=contacts, campaigns=tuple(loaded))
+    return Workspace(settings=settings, campaigns=tuple(loaded))

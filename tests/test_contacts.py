@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
+import pickle
+import tracemalloc
 import unicodedata
 from collections import Counter
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -18,6 +21,8 @@ from outreach.config import ContactsSettings
 from outreach.contacts import (
     Contact,
     ContactList,
+    ContactStream,
+    iter_contacts,
     load_contacts,
     normalize_email,
     normalize_locale,
@@ -705,3 +710,135 @@ def test_the_sample_contacts_load_with_exactly_the_planted_problems() -> None:
         c.email is None or c.email.endswith(("@example.com", "@example.org"))
         for c in contacts.contacts
     )
+
+
+# --- reading as a stream -------------------------------------------------------------------
+
+
+def stream(path: Path) -> ContactStream:
+    return iter_contacts(path, settings=DMY, default_locale="es")
+
+
+def test_a_stream_reads_what_the_list_reads_and_reports_its_problems_at_the_end(
+    tmp_path: Path,
+) -> None:
+    path = write(
+        tmp_path,
+        "id,first_name,email,birthday\r\n"
+        "C1,Ana,ana@example.com,24/11/1990\r\n"
+        "\r\n"
+        "c2,Luis,not-an-email,31/02/1990\r\n"
+        "c1,Ana again,ana2@example.com,\r\n"
+        'c3,"Eva\r\nMaría",eva@example.com,\r\n'
+        "c4,Bo,bo@example.com,1990-11-24,surplus\r\n"
+        "C2,Luis again,,\r\n",
+    )
+    contacts = stream(path)
+    first = next(contacts)
+    assert (first.id, first.line) == ("C1", 2)
+    with pytest.raises(RuntimeError, match="not all read"):
+        _ = contacts.problems
+    assert not contacts.done
+    rest = list(contacts)
+    assert contacts.done
+    assert [(c.id, c.line, c.held_back) for c in rest] == [
+        ("c2", 4, frozenset({"email", "birthday"})),
+    ]
+    listed = load(path)
+    assert (first, *rest) == listed.contacts
+    assert contacts.problems == listed.problems
+    assert contacts.rows == listed.rows == 6
+    # A repeated id names where the id was first used, as the list does, though the stream
+    # keeps only the ids it has seen: the first rows are found by reading the file again.
+    messages = [(p.line, p.message) for p in contacts.problems if p.field == "id"]
+    assert messages == [
+        (
+            5,
+            "id 'c1' is already used on line 2 (as 'C1'; case does not count), so this row is "
+            "left out",
+        ),
+        (
+            9,
+            "id 'C2' is already used on line 4 (as 'c2'; case does not count), so this row is "
+            "left out",
+        ),
+    ]
+    assert [p.line for p in contacts.problems] == [4, 4, 5, 6, 8, 9]
+    # The lines of the file after the header: at least as many as there are contacts.
+    assert contacts.size_hint == 8
+
+
+def test_a_stream_checks_the_whole_file_before_the_first_row(tmp_path: Path) -> None:
+    # A byte that is not UTF-8 far down the file (past the first block read) makes the whole
+    # file Windows-1252: the first rows must not have been read as UTF-8 by then.
+    rows = "".join(f"c{i},Ana{i}\n" for i in range(120_000))
+    path = write(
+        tmp_path, b"id,first_name\n" + rows.encode() + "c-last,Jos\u00e9\n".encode("cp1252")
+    )
+    contacts = stream(path)
+    assert sum(1 for _ in contacts) == 120_001
+    assert contacts.problems == ()
+    assert load(path).contacts[-1].first_name == "José"
+    bad = write(tmp_path, b"id,first_name\n" + rows.encode() + b"c-last,\x81\n", "bad.csv")
+    with pytest.raises(ContactsError) as caught:
+        stream(bad)
+    assert caught.value.line == 120_002
+    assert "neither UTF-8 nor Windows-1252 (byte 0x81)" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (b"", "the file is empty"),
+        (b"name,email\nAna,ana@example.com\n", "there is no id column"),
+        (b"PK\x03\x04", "spreadsheet workbook"),
+    ],
+)
+def test_a_stream_raises_the_header_errors_at_once(tmp_path: Path, data: bytes, says: str) -> None:
+    with pytest.raises(ContactsError, match=says):
+        stream(write(tmp_path, data))
+
+
+def peak_bytes(read: Callable[[], object]) -> int:
+    tracemalloc.start()
+    try:
+        read()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+def test_a_stream_holds_only_the_rows_in_hand(tmp_path: Path) -> None:
+    def contacts_file(rows: int) -> Path:
+        lines = "".join(f"c{i},Ana,García,ana{i}@example.com,24/11/1990,\n" for i in range(rows))
+        header = "id,first_name,last_name,email,birthday,tags\n"
+        return write(tmp_path, header + lines, f"contacts{rows}.csv")
+
+    small, large = contacts_file(5_000), contacts_file(25_000)
+
+    def streamed(path: Path) -> int:
+        return peak_bytes(lambda: sum(1 for _ in stream(path)))
+
+    def listed(path: Path) -> int:
+        return peak_bytes(lambda: load(path))
+
+    # Per extra row, a stream keeps only the row's id (in the set of ids seen, for repeated
+    # ids), about 100 bytes; the list keeps the whole contact.
+    per_row_streamed = (streamed(large) - streamed(small)) / 20_000
+    per_row_listed = (listed(large) - listed(small)) / 20_000
+    assert per_row_streamed < 200, per_row_streamed
+    assert per_row_listed > 400, per_row_listed
+
+
+def test_a_contact_travels_to_a_worker_process_whole(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "id,first_name,birthday,tags,favourite_dish\nc1,Ana,24/11/1990,vip;local,Cocido\nc2,Bo,,,\n",
+    )
+    contacts = load(path).contacts
+    back = pickle.loads(pickle.dumps(contacts))
+    assert back == contacts
+    assert back[0].extra == {"favourite_dish": "Cocido"}
+    assert back[1].extra == {}
+    with pytest.raises(TypeError):
+        back[0].extra["favourite_dish"] = "Paella"

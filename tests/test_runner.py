@@ -89,3 +89,63 @@ def test_parallel_workers_give_the_same_outbox_and_ledger(
     assert birthday["letters"] == len(letters)
     assert birthday["emails"] == len(due) - len(skipped) - len(letters)
     assert len(one[1][0]) == birthday["emails"]
+
+
+def test_a_run_streaming_the_contacts_matches_a_run_on_the_whole_list(
+    make_workspace: Callable[..., Workspace], tmp_path: Path
+) -> None:
+    problem_rows = [
+        "C005,Again,Apellido,again@example.com,24/11/1980,,,,,,,,",  # c005's id, other case
+        "c200,Mala,Apellido,not-an-email,25/11/1980,,,,,,,,",  # no email: skipped
+        "c201,Fecha,Apellido,f@example.com,31/02/1980,,,,,,,,",  # no birthday
+        "c202,Larga,Apellido,l@example.com,24/11/1980,,,,,,,,,,,surplus",  # shifted cells
+        "bad id!,Mal,Apellido,m@example.com,24/11/1980,,,,,,,,",
+    ]
+    ws = make_workspace(
+        [*rows(60), *problem_rows, *rows(120)[60:]],
+        campaigns={
+            "birthday.yaml": """\
+                kind: birthday
+                channel: preferred
+                fallback: true
+                days_before: 3
+                email:
+                  subject: "¡Feliz cumpleaños, {{ contact.first_name }}!"
+                  text: birthday.txt.j2
+                letter:
+                  template: letter.html.j2
+                """,
+        },
+        templates={"letter.html.j2": "<p>Hola {{ contact.first_name }}</p>\n"},
+    )
+    results = {}
+    for name, workers in (("streamed", 1), ("streamed-parallel", 2), ("listed", 1)):
+        root = tmp_path / name
+        shutil.copytree(ws.root, root)
+        workspace = load_workspace(root / "config.yaml")
+        if name == "listed":
+            # As runs read contacts before: the whole list first (the run then takes it).
+            assert len(workspace.contacts.contacts) == 120 + 2
+        summary = perform_run(workspace=workspace, today=DAY, now=NOW, workers=workers)
+        report = summary.as_dict()
+        problems = [p.as_dict() for p in summary.problems]
+        for problem in problems:
+            assert problem.pop("path") == str(root / "contacts.csv")
+        report["problems"] = problems
+        results[name] = (report, outcome(root))
+    streamed = results["streamed"]
+    assert results["streamed-parallel"] == streamed
+    listed_summary, listed_outcome = results["listed"]
+    assert streamed[1] == listed_outcome
+    for key in ("campaigns", "problems"):
+        assert streamed[0][key] == listed_summary[key], key
+    reported = {(p.line, p.field, p.message) for p in summary.problems}  # the last, "listed"
+    assert (
+        62,
+        "id",
+        "id 'C005' is already used on line 7 (as 'c005'; case does not count), so this row "
+        "is left out",
+    ) in reported
+    assert {line for line, _, _ in reported} == {62, 63, 64, 65, 66}
+    ids = {row[0] for row in streamed[1][1]}
+    assert {"c200", "c201", "c202"} & ids == {"c200"}  # skipped for its email; the rest not due
