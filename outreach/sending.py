@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import email.policy
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from email.errors import HeaderParseError
@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING
 from outreach.cadence import in_quiet_hours, next_send_time
 from outreach.campaigns import Campaign, load_campaign
 from outreach.config import WEEKDAYS, CadencePolicy, Settings
-from outreach.contacts import load_contacts
+from outreach.contacts import ContactStream, iter_contacts
 from outreach.deliver.base import Deliverer, DeliveryResult
 from outreach.deliver.smtp import (
     DEFAULT_PORTS,
@@ -242,7 +242,7 @@ def send_waiting(
     today: date,
     now: datetime,
     policies: Mapping[str, CadencePolicy] | None = None,
-    contacts: Sequence[Contact] | None = None,
+    contacts: Iterable[Contact] | None = None,
     retry_uncertain: bool = False,
     only_run_date: date | None = None,
 ) -> SendSummary:
@@ -263,8 +263,14 @@ def send_waiting(
     due = _hold_quiet(rows, settings=settings, policies=policies or {}, today=today, now=now)
     summary.quiet = due.waits
     if due.ready:
-        checks = _Checks(settings=settings, ledger=ledger, contacts=contacts)
+        # Keep only the contacts of the emails about to go: `contacts` may be a stream of the
+        # whole file, which a large run never holds at once.
+        wanted = {r.contact_id for r in due.ready}
+        kept = None if contacts is None else [c for c in contacts if c.id in wanted]
+        checks = _Checks(settings=settings, ledger=ledger, contacts=kept)
         _deliver(due.ready, summary=summary, ledger=ledger, checks=checks, make=make_deliverer)
+    elif isinstance(contacts, ContactStream):
+        contacts.close()  # nothing to send: let go of the file unread
     summary.needs_human = _needs_human(ledger, today=today)
     return summary
 
@@ -287,7 +293,8 @@ def perform_send(
 ) -> SendSummary:
     """`outreach send`: check the SMTP setup, take the workspace lock, send what waits."""
     make = smtp_deliverers(settings, environ=environ)
-    contacts = load_contacts(
+    # Opened now, so a broken contacts file stops the command before anything is done.
+    contacts = iter_contacts(
         display_path(settings.contacts_path),
         settings=settings.contacts,
         default_locale=settings.default_locale,
@@ -301,7 +308,7 @@ def perform_send(
             today=today,
             now=now,
             policies=policies,
-            contacts=contacts.contacts,
+            contacts=contacts,
             retry_uncertain=retry_uncertain,
             only_run_date=only_run_date,
         )
@@ -328,7 +335,7 @@ def send_after_run(
             today=today,
             now=now,
             policies=policies,
-            contacts=workspace.contacts.contacts,
+            contacts=workspace.stream_contacts(),
         )
         run.uncertain_emails = run.sending.needs_human
 
