@@ -721,7 +721,13 @@ def _email(
 
 
 def letters_step(
-    *, settings: Settings, today: date, now: datetime, split: bool, dry_run: bool
+    *,
+    settings: Settings,
+    today: date,
+    now: datetime,
+    split: bool,
+    dry_run: bool,
+    workers: int | None = None,
 ) -> LetterSink:
     """The letters step of a run: lay out each campaign's letters, print one batch, record them."""
 
@@ -760,6 +766,7 @@ def letters_step(
                 duplex=settings.letters.duplex,
                 sort_by_postal_code=settings.letters.sort_by_postal_code,
                 split=split,
+                workers=workers or 2,
             )
             by_key = {(j.contact.id, j.occurrence.key): j for j in campaign_jobs}
             for failure in batch.failures:
@@ -838,7 +845,9 @@ def perform_run(
     summary (the send step of `run --send`); a dry run never calls it.
     """
     settings = workspace.settings
-    letters = letters_step(settings=settings, today=today, now=now, split=split, dry_run=dry_run)
+    letters = letters_step(
+        settings=settings, today=today, now=now, split=split, dry_run=dry_run, workers=workers
+    )
     # Opened first: a contacts file that cannot be read stops the run before anything is
     # written. The rows are read as the run goes.
     with closing(workspace.stream_contacts()) as stream:
