@@ -14,7 +14,7 @@ from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from outreach.contacts import Contact
-from outreach.errors import CampaignError, OutreachError, Problem
+from outreach.errors import CampaignError, OutreachError
 
 if TYPE_CHECKING:  # campaigns.py imports this module to check `where` as it loads
     from outreach.campaigns import Audience
@@ -32,18 +32,6 @@ class AudienceError(OutreachError):
     def __init__(self, message: str, *, contact_id: str, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.contact_id = contact_id
-
-    def as_problem(self, *, campaign: str | None = None) -> Problem:
-        """This error as the per-contact Problem a run reports."""
-        return Problem(
-            self.message,
-            path=self.path,
-            line=self.line,
-            field=self.field,
-            contact_id=self.contact_id,
-            campaign=campaign,
-            hint=self.hint,
-        )
 
 
 class _Lenient(ChainableUndefined):

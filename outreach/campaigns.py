@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from outreach.audience import compile_audience
 from outreach.config import CadencePolicy, Weekday, parse_hhmm, validation_error
 from outreach.contacts import KNOWN_COLUMNS, Contact, parse_date
-from outreach.errors import CampaignError, OutreachError, Problem
+from outreach.errors import CampaignError, OutreachError
 from outreach.yamlfile import KeyPath, dotted, load_yaml
 
 _Date = date  # `Occurrence.date` shadows the type inside that class
@@ -170,17 +170,6 @@ class FieldError(OutreachError):
     def __init__(self, message: str, *, contact_id: str, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.contact_id = contact_id
-
-    def as_problem(self, *, campaign: str | None = None) -> Problem:
-        """This error as the per-contact Problem a run reports."""
-        return Problem(
-            self.message,
-            line=self.line,
-            field=self.field,
-            contact_id=self.contact_id,
-            campaign=campaign,
-            hint=self.hint,
-        )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -21,6 +21,9 @@ def format_location(
 class OutreachError(Exception):
     """Bad input or a failed operation, with where it happened and what to do about it."""
 
+    # Set by errors that belong to one contact (a bad date in its row, a failing `where`).
+    contact_id: str | None = None
+
     def __init__(
         self,
         message: str,
@@ -41,6 +44,25 @@ class OutreachError(Exception):
         where = format_location(self.path, self.line, self.field)
         text = f"{where}: {self.message}" if where else self.message
         return f"{text} — {self.hint}" if self.hint else text
+
+    def as_problem(
+        self,
+        *,
+        contact_id: str | None = None,
+        campaign: str | None = None,
+        blocking: bool = False,
+    ) -> Problem:
+        """This error as a Problem to report, for a contact (default: the error's own)."""
+        return Problem(
+            message=self.message,
+            path=self.path,
+            line=self.line,
+            field=self.field,
+            contact_id=contact_id if contact_id is not None else self.contact_id,
+            campaign=campaign,
+            hint=self.hint,
+            blocking=blocking,
+        )
 
 
 class ConfigError(OutreachError):

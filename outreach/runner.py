@@ -11,7 +11,7 @@ import os
 import shutil
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import closing
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from multiprocessing.pool import AsyncResult
@@ -489,7 +489,9 @@ def execute_run(
         run: _CampaignRun, contact: Contact, occ: Occurrence, channel: str, exc: OutreachError
     ) -> None:
         run.summary.failed += 1
-        run.summary.problems.append(_problem(exc, contact, run.campaign))
+        run.summary.problems.append(
+            exc.as_problem(contact_id=contact.id, campaign=run.campaign.name)
+        )
         record(
             run,
             contact,
@@ -523,7 +525,9 @@ def execute_run(
                         run.campaign, contact, today=today, date_format=fmt
                     )
                 except OutreachError as exc:
-                    summary.problems.append(_problem(exc, contact, run.campaign))
+                    summary.problems.append(
+                        exc.as_problem(contact_id=contact.id, campaign=run.campaign.name)
+                    )
                     note(TraceEvent(contact.id, name, "bad data", reason=str(exc)))
                     continue
                 if not occurrences:
@@ -848,58 +852,21 @@ def perform_run(
     letters = letters_step(
         settings=settings, today=today, now=now, split=split, dry_run=dry_run, workers=workers
     )
-    # Opened first: a contacts file that cannot be read stops the run before anything is
-    # written. The rows are read as the run goes.
-    with closing(workspace.stream_contacts()) as stream:
-        return _perform(
-            workspace=workspace,
-            stream=stream,
-            today=today,
-            now=now,
-            dry_run=dry_run,
-            workers=workers,
-            args=args,
-            progress=progress,
-            after=after,
-            letters=letters,
-        )
-
-
-def _perform(
-    *,
-    workspace: Workspace,
-    stream: ContactStream,
-    today: date,
-    now: datetime,
-    dry_run: bool,
-    workers: int | None,
-    args: Sequence[str],
-    progress: Callable[[Iterator[Contact]], Iterator[Contact]] | None,
-    after: Callable[[Ledger, RunSummary], None] | None,
-    letters: LetterSink,
-) -> RunSummary:
-    settings = workspace.settings
-    if dry_run:
-        # A private in-memory copy of the ledger: the run goes through every step and
-        # nothing reaches the disk.
-        with Ledger.open(settings.ledger_path, readonly=True) as ledger:
-            ledger.mark_missed(today=today, now=now)
-            return execute_run(
-                workspace=workspace,
-                ledger=ledger,
-                deliverer=None,
-                today=today,
-                now=now,
-                args=args,
-                progress=progress,
-                stream=stream,
-                letters=letters,
-                workers=workers,
-            )
-    with acquire_lock(settings.state_dir, now=now), Ledger.open(settings.ledger_path) as ledger:
-        recover_interrupted(ledger, settings=settings, now=now)
+    deliverer: Deliverer | None = None
+    with ExitStack() as stack:
+        # Opened first: a contacts file that cannot be read stops the run before anything is
+        # written. The rows are read as the run goes.
+        stream = stack.enter_context(closing(workspace.stream_contacts()))
+        if dry_run:
+            # A private copy of the ledger: the run goes through every step and nothing
+            # reaches the disk.
+            ledger = stack.enter_context(Ledger.open(settings.ledger_path, readonly=True))
+        else:
+            stack.enter_context(acquire_lock(settings.state_dir, now=now))
+            ledger = stack.enter_context(Ledger.open(settings.ledger_path))
+            recover_interrupted(ledger, settings=settings, now=now)
+            deliverer = OutboxWriter(root=settings.root, out_dir=settings.out_dir, run_date=today)
         ledger.mark_missed(today=today, now=now)
-        deliverer = OutboxWriter(root=settings.root, out_dir=settings.out_dir, run_date=today)
         summary = execute_run(
             workspace=workspace,
             ledger=ledger,
@@ -912,18 +879,6 @@ def _perform(
             letters=letters,
             workers=workers,
         )
-        if after is not None:
+        if after is not None and not dry_run:
             after(ledger, summary)
         return summary
-
-
-def _problem(exc: OutreachError, contact: Contact, campaign: Campaign) -> Problem:
-    return Problem(
-        message=exc.message,
-        path=exc.path,
-        line=exc.line,
-        field=exc.field,
-        contact_id=contact.id,
-        campaign=campaign.name,
-        hint=exc.hint,
-    )

@@ -45,25 +45,6 @@ def next_occurrence(
     return found[0] if found else None
 
 
-def _as_problem(
-    exc: OutreachError,
-    *,
-    blocking: bool,
-    contact: Contact | None = None,
-    campaign: str | None = None,
-) -> Problem:
-    return Problem(
-        message=exc.message,
-        path=exc.path,
-        line=exc.line,
-        field=exc.field,
-        hint=exc.hint,
-        blocking=blocking,
-        contact_id=contact.id if contact else None,
-        campaign=campaign,
-    )
-
-
 def _check_campaign(
     settings: Settings,
     campaign: Campaign,
@@ -116,9 +97,7 @@ def _check_campaign(
             rendered += 1
         except OutreachError as exc:
             failed += 1
-            report.warnings.append(
-                _as_problem(exc, blocking=False, contact=contact, campaign=campaign.name)
-            )
+            report.warnings.append(exc.as_problem(contact_id=contact.id, campaign=campaign.name))
     report.lines.append(
         f"campaign {campaign.name} ({campaign.kind}, {campaign.channel}): {audience} in the audience, "
         f"{rendered} rendered, {failed} failed"
@@ -145,7 +124,7 @@ def validate_workspace(settings: Settings, *, today: date, now: datetime) -> Val
             default_locale=settings.default_locale,
         )
     except OutreachError as exc:
-        report.blocking.append(_as_problem(exc, blocking=True))
+        report.blocking.append(exc.as_problem(blocking=True))
         return report
     report.warnings.extend(contact_list.problems)
     report.lines.append(
@@ -157,13 +136,13 @@ def validate_workspace(settings: Settings, *, today: date, now: datetime) -> Val
     try:
         files = campaign_files(settings)
     except OutreachError as exc:
-        report.blocking.append(_as_problem(exc, blocking=True))
+        report.blocking.append(exc.as_problem(blocking=True))
         files = []
     for path in files:
         try:
             campaign = load_campaign(path, templates_dir=settings.templates_dir)
         except OutreachError as exc:
-            report.blocking.append(_as_problem(exc, blocking=True))
+            report.blocking.append(exc.as_problem(blocking=True))
             continue
         if campaign.name in names:
             report.blocking.append(
@@ -184,5 +163,5 @@ def validate_workspace(settings: Settings, *, today: date, now: datetime) -> Val
                 settings, campaign, contact_list.contacts, today=today, now=now, report=report
             )
         except OutreachError as exc:
-            report.blocking.append(_as_problem(exc, blocking=True, campaign=campaign.name))
+            report.blocking.append(exc.as_problem(blocking=True, campaign=campaign.name))
     return report
