@@ -26,10 +26,15 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
-from typing import Literal
+from datetime import UTC, date, datetime, time, timedelta
+from typing import TYPE_CHECKING, Literal
 
 from outreach.config import WEEKDAYS, CadencePolicy
+from outreach.reasons import Code
+
+if TYPE_CHECKING:
+    from outreach.campaigns import Campaign
+    from outreach.config import Settings
 
 Action = Literal["send", "defer"]
 
@@ -72,6 +77,28 @@ class Decision:
     action: Action
     reason: str | None
     blocked_by: PastMessage | None
+    code: Code | None = None  # the rule, as data: quiet_day, min_gap, max_messages
+
+
+def policy_for(settings: Settings, campaign: Campaign) -> CadencePolicy:
+    """The cadence policy of a campaign: config's, with the campaign's overrides."""
+    return campaign.cadence.apply(settings.cadence) if campaign.cadence else settings.cadence
+
+
+def reach(settings: Settings, campaigns: Sequence[Campaign]) -> int:
+    """How many days back a message can still weigh on a decision, under any campaign's policy."""
+    policies = [policy_for(settings, c) for c in campaigns] or [settings.cadence]
+    return max(max(p.per_days, p.min_gap_days) for p in policies)
+
+
+def first_open_day(policy: CadencePolicy, *, start: date, end: date) -> date:
+    """The first day from `start` to `end` that is not a quiet weekday (else `start`)."""
+    day = start
+    while day <= end:
+        if WEEKDAYS[day.weekday()] not in policy.quiet_weekdays:
+            return day
+        day += timedelta(days=1)
+    return start
 
 
 def effective_date(channel: str, *, today: date, delivery_days: int) -> date:
@@ -183,16 +210,17 @@ class _Pressure:
 
 def _blocking_rule(
     candidate: Candidate, *, pressure: _Pressure, day: int, today: date
-) -> tuple[str, PastMessage | None] | None:
+) -> tuple[str, PastMessage | None, Code] | None:
     """Why cadence would hold this candidate back, or None."""
     policy = candidate.policy
     weekday = WEEKDAYS[today.weekday()]
     if weekday in policy.quiet_weekdays:
-        return f"quiet day ({weekday})", None
+        return f"quiet day ({weekday})", None, Code.QUIET_DAY
     close = pressure.too_close(day, policy.min_gap_days)
     if close is not None:
         blocker, distance = close
-        return _gap_reason(blocker, candidate, distance, policy.min_gap_days), blocker
+        reason = _gap_reason(blocker, candidate, distance, policy.min_gap_days)
+        return reason, blocker, Code.MIN_GAP
     crowd = pressure.crowded(day, most=policy.max_messages, span=policy.per_days)
     if crowd is not None:
         count, start = crowd
@@ -203,6 +231,7 @@ def _blocking_rule(
             f"{messages} in the {_days(policy.per_days)} {first.isoformat()} to "
             f"{last.isoformat()} (max_messages {policy.max_messages})",
             None,
+            Code.MAX_MESSAGES,
         )
     return None
 
@@ -227,10 +256,13 @@ def decide(
         day = candidate.effective_date.toordinal()
         rule = _blocking_rule(candidate, pressure=pressure, day=day, today=today)
         if candidate.essential:
-            reason = None if rule is None else f"essential, sent despite: {rule[0]}"
-            decisions.append(Decision(candidate, "send", reason, None))
+            if rule is None:
+                decisions.append(Decision(candidate, "send", None, None))
+            else:
+                reason = f"essential, sent despite: {rule[0]}"
+                decisions.append(Decision(candidate, "send", reason, None, Code.ESSENTIAL_OVERRIDE))
         elif rule is not None:
-            decisions.append(Decision(candidate, "defer", rule[0], rule[1]))
+            decisions.append(Decision(candidate, "defer", rule[0], rule[1], rule[2]))
             continue
         else:
             decisions.append(Decision(candidate, "send", None, None))
@@ -270,13 +302,56 @@ def next_send_time(policy: CadencePolicy, *, now: datetime) -> datetime:
     return wall.astimezone(UTC).astimezone(now.tzinfo)
 
 
+def quiet_until(
+    policy: CadencePolicy, *, essential: bool, today: date, now: datetime
+) -> tuple[str, datetime] | None:
+    """(why, until when) email under this policy must wait, or None if it may go now.
+
+    Quiet hours hold every email; a quiet weekday holds all but essential ones (as in the
+    cadence decision). `now` is aware, in the config time zone.
+    """
+    weekday = WEEKDAYS[today.weekday()]
+    if not essential and weekday in policy.quiet_weekdays:
+        reason = f"quiet day ({weekday})"
+        moment = _midnight(today + timedelta(days=1), now)
+    elif in_quiet_hours(policy, now=now):
+        reason = f"quiet hours ({policy.quiet_hours})"
+        moment = now
+    else:
+        return None
+    # A quiet day may be followed by more, and the first hours of a day may be quiet too.
+    for _ in range(8):
+        day = moment.date()
+        if not essential and WEEKDAYS[day.weekday()] in policy.quiet_weekdays:
+            moment = _midnight(day + timedelta(days=1), now)
+            continue
+        later = next_send_time(policy, now=moment)
+        if later == moment:
+            break
+        moment = later
+    return reason, moment
+
+
+def _midnight(day: date, now: datetime) -> datetime:
+    wall = datetime.combine(day, time(0), tzinfo=now.tzinfo)
+    return wall.astimezone(UTC).astimezone(now.tzinfo)  # a real time even across DST
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading and checking one email
+
+
 __all__ = [
     "Candidate",
     "Decision",
     "PastMessage",
     "decide",
     "effective_date",
+    "first_open_day",
     "in_quiet_hours",
     "is_missed",
     "next_send_time",
+    "policy_for",
+    "quiet_until",
+    "reach",
 ]

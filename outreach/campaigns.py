@@ -613,3 +613,13 @@ def due_occurrences(
 ) -> list[Occurrence]:
     """Occurrences whose window contains today."""
     return occurrences_between(campaign, contact, start=today, end=today, date_format=date_format)
+
+
+def next_occurrence(
+    campaign: Campaign, contact: Contact, *, today: date, date_format: str
+) -> Occurrence | None:
+    """The occurrence due today, else the next one within a year, else None."""
+    found = occurrences_between(
+        campaign, contact, start=today, end=today + timedelta(days=366), date_format=date_format
+    )
+    return found[0] if found else None

@@ -10,8 +10,9 @@ import os
 import shlex
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator, Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -21,7 +22,7 @@ from outreach import __version__
 from outreach.config import Settings, find_config, load_settings
 from outreach.errors import OutreachError, Problem
 from outreach.ledger import STATUSES
-from outreach.runner import RunSummary
+from outreach.summary import SHOWN_PER_REASON, RunSummary
 
 if TYPE_CHECKING:
     from outreach.sending import SendSummary, Unsent
@@ -109,6 +110,19 @@ def clock(settings: Settings, *, day: date | None, now: datetime | None) -> tupl
     return day, datetime.combine(day, real.timetz())
 
 
+def wall_clock(settings: Settings, *, now: datetime | None) -> Callable[[], datetime]:
+    """The clock that stamps runs and locks: the real one, or `--now` moving on from there.
+
+    `--date` only says which day a run is for; it never makes up a time of day.
+    """
+    tz = settings.tz
+    if now is None:
+        return lambda: datetime.now(tz)
+    start = now.replace(tzinfo=tz) if now.tzinfo is None else now.astimezone(tz)
+    began = time.monotonic()
+    return lambda: start + timedelta(seconds=time.monotonic() - began)
+
+
 def config_option(func: F) -> F:
     """--config, shared by every command that reads a workspace."""
     return click.option(
@@ -182,6 +196,7 @@ def print_summary(summary: RunSummary) -> None:
         "deferred",
         "skipped",
         "failed",
+        "missed",
     )
     rows = [
         (
@@ -193,6 +208,7 @@ def print_summary(summary: RunSummary) -> None:
             c.deferred,
             sum(c.skipped.values()),
             c.failed,
+            c.missed,
         )
         for c in summary.campaigns
     ]
@@ -204,14 +220,26 @@ def print_summary(summary: RunSummary) -> None:
                 for i, (v, w) in enumerate(zip(row, widths, strict=True))
             )
         )
+    contacts_file = summary_contacts_file(summary)
     for c in summary.campaigns:
-        if c.skipped:
-            reasons = ", ".join(f"{n} {r}" for r, n in sorted(c.skipped.items()))
-            click.echo(f"skipped in {c.name}: {reasons}")
+        for (outcome, reason), held in c.held_by_reason().items():
+            shown = ", ".join(
+                f"{h.contact_id} ({contacts_file} line {h.line})" if h.line else h.contact_id
+                for h in held[:SHOWN_PER_REASON]
+            )
+            more = (
+                f" and {len(held) - SHOWN_PER_REASON} more" if len(held) > SHOWN_PER_REASON else ""
+            )
+            click.echo(f"{outcome} in {c.name}: {len(held)} {reason}: {shown}{more}")
         if c.deferred:
             click.echo(
                 f"deferred in {c.name}: {c.deferred} by the cadence policy, tried again on the "
                 "next run inside their window (`outreach explain ID` says why)"
+            )
+        if c.default_language:
+            click.echo(
+                f"default language in {c.name}: {c.default_language} message(s) in "
+                f"{summary_default_locale(summary)}: no template variant for the contact's language"
             )
         if c.batch:
             click.echo(f"letters for {c.name}: {c.letters} letters, {c.pages} pages in {c.batch}")
@@ -234,6 +262,16 @@ def print_summary(summary: RunSummary) -> None:
         )
     if summary.sending is None and summary.uncertain_emails:
         _print_uncertain(summary.uncertain_emails)
+
+
+def summary_contacts_file(summary: RunSummary) -> str:
+    """The contacts file the summary's line numbers refer to."""
+    return summary.contacts_file or "contacts file"
+
+
+def summary_default_locale(summary: RunSummary) -> str:
+    """The language messages without a variant for theirs were made in."""
+    return summary.default_locale or "the default language"
 
 
 def _progress(enabled: bool) -> Callable[[Iterator[Any]], Iterator[Any]] | None:
@@ -298,6 +336,7 @@ def run(
             workspace=workspace,
             today=today,
             now=current,
+            clock=wall_clock(workspace.settings, now=now),
             dry_run=dry_run,
             split=split,
             workers=workers_from_env(os.environ),
@@ -472,21 +511,18 @@ def _require_smtp(settings: Settings, what: str) -> None:
 def _send_step(
     workspace: Workspace, *, send: bool, dry_run: bool, today: date, now: datetime
 ) -> Callable[..., None] | None:
-    """The send step for `run --send` (None without it); checks the SMTP setup first."""
-    if not send:
-        if dry_run or workspace.settings.delivery.method != "smtp":
-            return None
-        from outreach.sending import report_uncertain
-
-        return report_uncertain(today=today)
+    """The post-run step (the daemon's too); checks the SMTP setup first for --send."""
     if dry_run:
-        raise click.UsageError("--dry-run sends nothing: use --dry-run or --send, not both")
+        if send:
+            raise click.UsageError("--dry-run sends nothing: use --dry-run or --send, not both")
+        return None
     import os
 
-    from outreach.sending import send_after_run
+    from outreach.sending import after_run_step
 
-    _require_smtp(workspace.settings, "--send")
-    return send_after_run(workspace=workspace, environ=os.environ, today=today, now=now)
+    if send:
+        _require_smtp(workspace.settings, "--send")
+    return after_run_step(workspace, send=send, environ=os.environ, today=today, now=now)
 
 
 def _when(until: datetime, now: datetime) -> str:
@@ -650,7 +686,7 @@ def plan(
     config_path: Path | None,
 ) -> None:
     """Simulate the coming days: who gets what, what cadence defers. Writes nothing."""
-    from outreach.planning import plan_days
+    from outreach.plan import plan_days
     from outreach.workspace import load_workspace
 
     workspace = load_workspace(config_path, campaigns=list(campaign_names) or None)
@@ -719,7 +755,7 @@ def explain(
     config_path: Path | None,
 ) -> None:
     """Why a contact does or does not get each campaign's message today (or --date)."""
-    from outreach.planning import explain_contact
+    from outreach.explain import explain_contact
     from outreach.workspace import load_workspace
 
     workspace = load_workspace(config_path)

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import TextIO
 
 from outreach.errors import OutreachError
-from outreach.runner import RunSummary
 from outreach.sending import SendSummary
+from outreach.summary import RunSummary
 
 LOGGER_NAME = "outreach"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"

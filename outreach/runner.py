@@ -1,6 +1,10 @@
-"""One run: contacts → due occurrences → cadence → render → deliver → ledger → summary.
+"""One run: contacts → due occurrences → eligibility → cadence → outlet → store → summary.
 
-This is the only module that knows the whole order of steps.
+This is the only module that knows the whole order of steps, and it knows it once. A run
+depends on two small interfaces: a *store* (`outreach.ledger.store.RunStore`: the SQLite
+ledger, or an in-memory store seeded from it) and an *outlet* (`outreach.deliver.outlets`:
+publish, render-only, count-only). The rehearsals — dry run, validate, plan, explain — are
+this runner with another store or outlet, and an observer that watches each decision.
 """
 
 from __future__ import annotations
@@ -9,271 +13,47 @@ import itertools
 import multiprocessing
 import os
 import shutil
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from multiprocessing.pool import AsyncResult
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from outreach.audience import compile_audience
-from outreach.cadence import Candidate, PastMessage, decide
-from outreach.campaigns import Campaign, Occurrence, due_occurrences
+from outreach.cadence import Candidate, decide, first_open_day, policy_for, reach
+from outreach.campaigns import Campaign, Occurrence, occurrences_between
 from outreach.config import CadencePolicy, Settings
 from outreach.contacts import Contact, ContactStream
-from outreach.deliver.base import Deliverer
-from outreach.deliver.outbox import OutboxWriter, clean_temporaries
-from outreach.deliver.printing import write_batch
-from outreach.errors import OutreachError, Problem
-from outreach.ledger import DONE_STATUSES, Ledger, MessageRecord, acquire_lock
-from outreach.render.letter import LetterRenderer, missing_address_fields
-from outreach.render.templates import EmailRenderer
+from outreach.deliver.outbox import clean_temporaries
+from outreach.deliver.outlets import (
+    Made,
+    Outlet,
+    PublishOutlet,
+    RenderOnlyOutlet,
+    outbox_folder,
+)
+from outreach.eligibility import choose_channel, first_choice
+from outreach.errors import OutreachError
+from outreach.ledger import Ledger, MessageRecord, acquire_lock
+from outreach.ledger.store import RunStore
+from outreach.reasons import Code, Outcome, Reason
+from outreach.summary import CampaignSummary, HeldBack, RunSummary, label
 from outreach.workspace import Workspace
 
-if TYPE_CHECKING:
-    from outreach.sending import SendSummary, Unsent
+__all__ = [
+    "CampaignSummary",
+    "Clock",
+    "RunDates",
+    "RunSummary",
+    "TraceEvent",
+    "execute_run",
+    "perform_run",
+    "recover_interrupted",
+]
 
 # Ledger rows are written in batches: one transaction per this many messages.
 LEDGER_BATCH = 500
-
-
-@dataclass
-class CampaignSummary:
-    """What one run did for one campaign."""
-
-    name: str
-    kind: str
-    channel: str
-    due: int = 0
-    already: int = 0
-    emails: int = 0
-    letters: int = 0
-    pages: int = 0
-    sent: int = 0
-    failed: int = 0
-    deferred: int = 0
-    missed: int = 0
-    skipped: Counter[str] = field(default_factory=Counter)
-    problems: list[Problem] = field(default_factory=list)
-    batch: str | None = None
-
-    def merge(self, other: CampaignSummary) -> None:
-        """Add another part of the same campaign's run (a chunk of contacts) to this one."""
-        for name in (
-            "due",
-            "already",
-            "emails",
-            "letters",
-            "pages",
-            "sent",
-            "failed",
-            "deferred",
-            "missed",
-        ):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-        self.skipped.update(other.skipped)
-        self.problems.extend(other.problems)
-
-    def as_dict(self) -> dict[str, object]:
-        """A JSON-ready view."""
-        return {
-            "name": self.name,
-            "kind": self.kind,
-            "channel": self.channel,
-            "due": self.due,
-            "already_done": self.already,
-            "emails": self.emails,
-            "letters": self.letters,
-            "pages": self.pages,
-            "sent": self.sent,
-            "failed": self.failed,
-            "deferred": self.deferred,
-            "missed": self.missed,
-            "skipped": dict(sorted(self.skipped.items())),
-            "problems": [p.as_dict() for p in self.problems],
-            "batch": self.batch,
-        }
-
-
-@dataclass
-class RunSummary:
-    """What one run did, for the CLI to print."""
-
-    run_date: date
-    dry_run: bool
-    delivery: str
-    campaigns: list[CampaignSummary]
-    problems: list[Problem]
-    outbox: str | None = None
-    sending: SendSummary | None = None  # the send step of `run --send`
-    # Emails left uncertain by an earlier send (delivery: smtp), for a person to check.
-    uncertain_emails: list[Unsent] = field(default_factory=list)
-
-    @property
-    def failed(self) -> int:
-        """Messages that should have gone out and did not (render or delivery failures)."""
-        return sum(c.failed for c in self.campaigns)
-
-    @property
-    def uncertain(self) -> int:
-        """Emails that may or may not have reached the server: a person should check."""
-        return len(self.uncertain_emails)
-
-    @property
-    def exit_code(self) -> int:
-        """0 all went well; 1 some messages failed (the rest were done)."""
-        sending = self.sending.exit_code if self.sending is not None else 0
-        return 1 if self.failed or sending else 0
-
-    def as_dict(self) -> dict[str, object]:
-        """A JSON-ready view."""
-        return {
-            "date": self.run_date.isoformat(),
-            "dry_run": self.dry_run,
-            "delivery": self.delivery,
-            "outbox": self.outbox,
-            "campaigns": [c.as_dict() for c in self.campaigns],
-            "problems": [p.as_dict() for p in self.problems],
-            "send": self.sending.as_dict() if self.sending is not None else None,
-            "uncertain": [u.as_dict() for u in self.uncertain_emails],
-            "exit_code": self.exit_code,
-        }
-
-
-class _NoDelivery:
-    """The dry run's deliverer: messages are rendered, then dropped."""
-
-    def push(self, message: object) -> None:
-        """Drop the message."""
-
-    def close(self) -> None:
-        """Nothing to close."""
-
-
-@dataclass
-class _CampaignRun:
-    """A campaign compiled for this run."""
-
-    campaign: Campaign
-    summary: CampaignSummary
-    matches: Callable[[Contact], bool]
-    policy: CadencePolicy
-    statuses: Mapping[tuple[str, str], str]
-    emails: EmailRenderer | None
-
-
-def address_gaps(contact: Contact) -> list[str]:
-    """The postal address fields a letter to this contact still needs (per its country)."""
-    if "address" in contact.held_back:
-        return ["country"]
-    return list(missing_address_fields(contact))
-
-
-def opted_out(contact: Contact, channel: str, suppressions: dict[str, frozenset[str]]) -> bool:
-    """Whether the CSV or the suppression list forbids this channel for this contact."""
-    if channel in contact.opt_out:
-        return True
-    for key in (contact.id.lower(), (contact.email or "").lower()):
-        channels = suppressions.get(key)
-        if channels and (channel in channels or "all" in channels):
-            return True
-    return False
-
-
-def choose_channel(
-    campaign: Campaign, contact: Contact, suppressions: dict[str, frozenset[str]]
-) -> tuple[str | None, str | None]:
-    """(channel, None) for the channel this message takes, or (None, reason) when none can."""
-    if campaign.channel == "preferred":
-        first = contact.preferred_channel or "email"
-        order = [first, "letter" if first == "email" else "email"]
-        if not campaign.fallback:
-            order = order[:1]
-    else:
-        order = [campaign.channel]
-    reasons = []
-    for channel in order:
-        if opted_out(contact, channel, suppressions):
-            # An opt-out is an answer, not a gap to route around: no fallback past it.
-            return None, f"opted out ({channel})"
-        if channel == "email" and not contact.email:
-            reasons.append("no usable email")
-        elif channel == "letter" and address_gaps(contact):
-            reasons.append("incomplete postal address")
-        elif channel == "email" and campaign.email is None:
-            reasons.append("campaign has no email")
-        elif channel == "letter" and campaign.letter is None:
-            reasons.append("campaign has no letter")
-        else:
-            return channel, None
-    return None, reasons[0] if reasons else "no channel"
-
-
-class _LedgerWriter:
-    """Buffers ledger records and writes them a transaction at a time."""
-
-    def __init__(self, ledger: Ledger, run_id: int | None) -> None:
-        self.ledger = ledger
-        self.run_id = run_id
-        self.pending: list[MessageRecord] = []
-
-    def add(self, record: MessageRecord) -> None:
-        self.pending.append(record)
-        if len(self.pending) >= LEDGER_BATCH:
-            self.flush()
-
-    def extend(self, records: Iterable[MessageRecord]) -> None:
-        for record in records:
-            self.add(record)
-
-    def flush(self) -> None:
-        if self.pending:
-            self.ledger.record(self.pending, run_id=self.run_id)
-            self.pending = []
-
-
-@dataclass(frozen=True, slots=True)
-class TraceEvent:
-    """What the run decided for one contact and campaign (for `explain` and `plan`)."""
-
-    contact_id: str
-    campaign: str
-    outcome: (
-        str  # not in audience | not due | already | skipped | deferred | send | failed | bad data
-    )
-    occurrence: Occurrence | None = None
-    channel: str | None = None
-    reason: str | None = None
-
-
-Tracer = Callable[[TraceEvent], None]
-# The letters step: lays out and batches the letters a run decided to send.
-LetterSink = Callable[..., None]
-
-
-def policy_for(settings: Settings, campaign: Campaign) -> CadencePolicy:
-    """The cadence policy of a campaign: config's, with the campaign's overrides."""
-    return campaign.cadence.apply(settings.cadence) if campaign.cadence else settings.cadence
-
-
-def load_history(
-    ledger: Ledger, *, today: date, settings: Settings, campaigns: Sequence[Campaign]
-) -> dict[str, list[PastMessage]]:
-    """Messages that still weigh on each contact's cadence, from the ledger."""
-    policies = [policy_for(settings, c) for c in campaigns] or [settings.cadence]
-    reach = max(max(p.per_days, p.min_gap_days) for p in policies)
-    pressure = ledger.contact_pressure(since=today - timedelta(days=reach))
-    return {
-        contact_id: [
-            PastMessage(effective_date=day, campaign=name, essential=essential)
-            for day, name, essential in rows
-        ]
-        for contact_id, rows in pressure.items()
-    }
-
-
 # Contacts are handled in chunks of this many; a chunk's rows are recorded once its files exist.
 # A run reads the contacts file as it goes: only the chunks in flight are in memory.
 CHUNK = 500
@@ -283,14 +63,56 @@ PARALLEL_MIN = 4000
 # keep every worker busy, few enough that the contacts in memory stay a handful of chunks.
 AHEAD = 2
 
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class RunDates:
+    """The days a run decides for: `today`, or (validate) every occurrence up to `until`.
+
+    Over a span, each occurrence is decided on the first day a run could send it (its window's
+    first day from `today` on that is not a quiet weekday), alone against the store's history.
+    """
+
+    today: date
+    until: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TraceEvent:
+    """What the run decided for one contact and campaign (for explain, plan and validate)."""
+
+    contact_id: str
+    campaign: str
+    outcome: Outcome
+    occurrence: Occurrence | None = None
+    channel: str | None = None
+    reason: Reason | None = None
+    status: str | None = None  # for `already`: the ledger status that makes it done
+    own_language: bool = True  # for `send`: False when it goes in the default language
+    occurrence_key: str | None = None  # for `missed`, which has no Occurrence at hand
+
+
+Observer = Callable[[TraceEvent], None]
+
+
+@dataclass
+class _CampaignRun:
+    """A campaign compiled for this run."""
+
+    campaign: Campaign
+    matches: Callable[[Contact], bool]
+    policy: CadencePolicy
+    done: Mapping[tuple[str, str], str]
+
 
 @dataclass
 class _ChunkResult:
     """What handling one chunk of contacts produced, to record in the parent process."""
 
     records: list[MessageRecord] = field(default_factory=list)
-    # (campaign, index of the contact in its chunk, occurrence)
-    letters: list[tuple[str, int, Occurrence]] = field(default_factory=list)
+    # (campaign, index of the contact in its chunk, occurrence, why not the first channel)
+    letters: list[tuple[str, int, Occurrence, Reason | None]] = field(default_factory=list)
     summaries: dict[str, CampaignSummary] = field(default_factory=dict)
 
 
@@ -310,7 +132,7 @@ def _worker_count(requested: int | None, contacts: int) -> int:
 
 
 # The chunk function of the run in progress, for forked workers (fork: they inherit it, with
-# the compiled templates and the ledger's answers, instead of receiving them pickled; only
+# the compiled templates and the store's answers, instead of receiving them pickled; only
 # each chunk's contacts travel, pickled, as the parent reads them).
 _ACTIVE: Callable[[list[Contact]], _ChunkResult] | None = None
 
@@ -329,10 +151,10 @@ def _in_workers(
     """Run chunks in forked worker processes; yield each chunk with its result, in order.
 
     Rendering is CPU-bound Python, so one process per core is what makes a large run fast.
-    Workers only render and write files; the parent alone writes the ledger, after each
-    chunk's files exist. Workers inherit the workspace lock's open file, so a new run cannot
-    start while a worker of a killed run is still writing. The parent reads the next chunk
-    only when the workers have room for it: the contacts in memory are the chunks in flight.
+    Workers only render and write files; the parent alone records, after each chunk's files
+    exist. Workers inherit the workspace lock's open file, so a new run cannot start while a
+    worker of a killed run is still writing. The parent reads the next chunk only when the
+    workers have room for it: the contacts in memory are the chunks in flight.
     """
     global _ACTIVE
     _ACTIVE = process
@@ -365,92 +187,94 @@ class _Progress(Iterator[Contact]):
         return self.expected
 
 
-@dataclass
-class _Letter:
-    run: _CampaignRun
-    contact: Contact
-    occurrence: Occurrence
-
-
-def _skip_channel(campaign: Campaign, contact: Contact) -> str:
-    """The channel a skipped message would have taken, for its ledger row."""
-    if campaign.channel != "preferred":
-        return campaign.channel
-    return contact.preferred_channel or "email"
-
-
-# A failed email waits for the send step to retry it from its file; it is not rendered again.
-_RENDER_DONE = DONE_STATUSES | {"failed"}
+def _missed_reason(record: MessageRecord) -> Reason:
+    closed = record.latest.isoformat() if record.latest else "?"
+    detail = f"its window closed on {closed} while it was deferred"
+    return Reason(Code.WINDOW_CLOSED, record.channel, detail=detail)
 
 
 def execute_run(
     *,
     workspace: Workspace,
-    ledger: Ledger,
-    deliverer: Deliverer | None,
-    today: date,
-    now: datetime,
+    store: RunStore,
+    outlet: Outlet,
+    dates: RunDates,
+    clock: Clock,
+    observer: Observer | None = None,
+    contacts: Iterable[Contact] | None = None,
     args: Sequence[str] = (),
     progress: Callable[[Iterator[Contact]], Iterator[Contact]] | None = None,
-    simulate: bool = False,
-    trace: Tracer | None = None,
-    contacts: Sequence[Contact] | None = None,
-    stream: ContactStream | None = None,
-    letters: LetterSink | None = None,
-    history: Mapping[str, Sequence[PastMessage]] | None = None,
-    statuses: Mapping[str, Mapping[tuple[str, str], str]] | None = None,
     workers: int | None = None,
 ) -> RunSummary:
-    """Run the workspace's campaigns for `today` and record every decision in the ledger.
+    """Decide for every contact and campaign, hand what goes to the outlet, record it all.
 
-    A None deliverer renders and drops (a dry run on a throwaway ledger). `simulate` decides
-    and records without rendering anything (for `plan`). `trace` sees every decision.
-    `history` stands in for `load_history` (what weighs on each contact's cadence) and
-    `statuses` (campaign → (contact_id, occurrence_key) → status) for `Ledger.statuses_for`,
-    for a caller that keeps them up to date itself across many simulated days.
-    `workers` processes render and write the messages of a large run (default: one per core,
-    for runs of PARALLEL_MIN contacts or more).
-    `contacts` runs only these (the contacts file's problems still go in the summary);
-    otherwise the run reads `stream` (default: the workspace's), a chunk at a time, and
-    reports its problems.
+    `contacts` runs only these (a list: explain, plan); by default the run reads the
+    workspace's contacts file a chunk at a time and reports its problems. `clock` tells the
+    wall-clock time, for the run's and the records' stamps. `workers` processes render the
+    emails of a large run (default: one per core from PARALLEL_MIN contacts; an observer
+    keeps the run in one process, where it can watch every decision).
     """
     settings = workspace.settings
-    dry_run = deliverer is None
+    today = dates.today
+    stream: ContactStream | None = None
     people: Iterable[Contact]
-    own_stream = contacts is None and stream is None
-    if contacts is not None:
-        people, expected = contacts, len(contacts)
-    else:
-        if stream is None:
-            stream = workspace.stream_contacts()  # before the run begins: it may fail
+    own_stream = contacts is None
+    if contacts is None:
+        stream = workspace.stream_contacts()  # before the run begins: it may fail
         people, expected = stream, stream.size_hint
-    run_id = ledger.begin_run(run_date=today, started_at=now, args=args)
-    writer = _LedgerWriter(ledger, run_id)
-    sink: Deliverer = deliverer if deliverer is not None else _NoDelivery()  # type: ignore[assignment]
+    elif isinstance(contacts, ContactStream):
+        stream = contacts
+        people, expected = stream, stream.size_hint
+    else:
+        people = contacts
+        expected = len(contacts) if isinstance(contacts, Sequence) else 0
+    started = clock()
+    run_id = store.begin_run(run_date=today, started_at=started, args=args)
     fmt = settings.contacts.date_format
-    letter_arrival = today + timedelta(days=settings.letters.delivery_days)
-    suppressions = ledger.suppressions()
-    if history is None:
-        history = load_history(
-            ledger, today=today, settings=settings, campaigns=workspace.campaigns
+    delivery_days = settings.letters.delivery_days
+    campaigns = workspace.campaigns
+    totals = {
+        c.name: CampaignSummary(name=c.name, kind=c.kind, channel=c.channel) for c in campaigns
+    }
+    note: Observer = observer if observer is not None else (lambda event: None)
+
+    # Windows that closed while their messages waited: missed, counted by this run.
+    missed_lines: dict[str, list[HeldBack]] = {}
+    for row in store.close_windows(today=today, now=started, run_id=run_id):
+        reason = _missed_reason(row)
+        note(
+            TraceEvent(
+                row.contact_id,
+                row.campaign,
+                "missed",
+                None,
+                row.channel,
+                reason,
+                occurrence_key=row.occurrence_key,
+            )
         )
+        summary = totals.get(row.campaign)
+        if summary is None:
+            continue  # a campaign this run does not cover: dated by this run all the same
+        summary.missed += 1
+        held = HeldBack("missed", row.contact_id, None, row.occurrence_key, reason)
+        summary.held.append(held)
+        missed_lines.setdefault(row.contact_id, []).append(held)
+
+    suppressions = store.suppressions()
+    history = store.history(since=today - timedelta(days=reach(settings, campaigns)))
     runs = [
         _CampaignRun(
             campaign=c,
-            summary=CampaignSummary(name=c.name, kind=c.kind, channel=c.channel),
             matches=compile_audience(c.audience, path=c.path),
             policy=policy_for(settings, c),
-            statuses=ledger.statuses_for(c.name) if statuses is None else statuses.get(c.name, {}),
-            emails=(
-                EmailRenderer(settings=settings, campaign=c, today=today, now=now)
-                if c.email and not simulate
-                else None
-            ),
+            done=store.done_for(c.name),
         )
-        for c in workspace.campaigns
+        for c in campaigns
     ]
-    note: Tracer = trace if trace is not None else (lambda event: None)
-    out = _ChunkResult()  # where record() and the letters collect for the current chunk
+    by_name = {r.campaign.name: r for r in runs}
+    out = _ChunkResult()  # where record() collects for the current chunk
+    stamp = started
 
     def record(
         run: _CampaignRun,
@@ -463,7 +287,9 @@ def execute_run(
         message_id: str | None = None,
         reason: str | None = None,
         error: str | None = None,
+        day: date | None = None,
     ) -> None:
+        when = day or today
         out.records.append(
             MessageRecord(
                 contact_id=contact.id,
@@ -476,8 +302,10 @@ def execute_run(
                 earliest=occ.earliest,
                 latest=occ.latest,
                 essential=run.campaign.essential,
-                effective_date=letter_arrival if channel == "letter" else today,
-                updated_at=now,
+                effective_date=when + timedelta(days=delivery_days)
+                if channel == "letter"
+                else when,
+                updated_at=stamp,
                 artifact=artifact,
                 message_id=message_id,
                 reason=reason,
@@ -485,74 +313,121 @@ def execute_run(
             )
         )
 
-    def fail(
-        run: _CampaignRun, contact: Contact, occ: Occurrence, channel: str, exc: OutreachError
+    def account(
+        run: _CampaignRun,
+        summary: CampaignSummary,
+        contact: Contact,
+        occ: Occurrence,
+        channel: str,
+        made: Made,
+        why: Reason | None,
     ) -> None:
-        run.summary.failed += 1
-        run.summary.problems.append(
-            exc.as_problem(contact_id=contact.id, campaign=run.campaign.name)
-        )
+        """Count and record what the outlet made of one message."""
+        name = run.campaign.name
+        if made.failed:
+            reason = made.reason or Reason(Code.RENDER_FAILED, channel)
+            summary.failed += 1
+            if made.problem is not None:
+                summary.problems.append(made.problem)
+            summary.held.append(HeldBack("failed", contact.id, contact.line, occ.key, reason))
+            record(
+                run,
+                contact,
+                occ,
+                channel=channel,
+                status="failed",
+                reason=Reason(reason.code).text,
+                error=reason.detail,
+            )
+            note(TraceEvent(contact.id, name, "failed", occ, channel, reason))
+            return
+        summary.sent += made.status == "sent"
+        summary.default_language += not made.own_language
         record(
             run,
             contact,
             occ,
             channel=channel,
-            status="skipped",
-            reason="render failed",
-            error=str(exc),
+            status=made.status,
+            artifact=made.artifact,
+            message_id=made.message_id,
         )
-        note(TraceEvent(contact.id, run.campaign.name, "failed", occ, channel, str(exc)))
+        if channel == "letter":
+            summary.letters += 1  # its "send" was noted when it was decided
+        else:
+            summary.emails += 1
+            event = TraceEvent(
+                contact.id, name, "send", occ, channel, why, own_language=made.own_language
+            )
+            note(event)
+
+    def due(campaign: Campaign, contact: Contact) -> list[Occurrence]:
+        end = dates.until or today
+        return occurrences_between(campaign, contact, start=today, end=end, date_format=fmt)
+
+    def decide_day(run: _CampaignRun, occ: Occurrence) -> date:
+        if dates.until is None:
+            return today
+        return first_open_day(run.policy, start=max(occ.earliest, today), end=occ.latest)
 
     def process(chunk: list[Contact]) -> _ChunkResult:
-        """Decide, render and deliver for a chunk of contacts; return what to record."""
-        nonlocal out
+        """Decide for a chunk of contacts and hand the emails to the outlet; return what to record."""
+        nonlocal out, stamp
         out = _ChunkResult()
+        stamp = clock()
+        summaries = out.summaries
         for run in runs:
-            run.summary = out.summaries[run.campaign.name] = CampaignSummary(
-                name=run.campaign.name, kind=run.campaign.kind, channel=run.campaign.channel
-            )
+            c = run.campaign
+            summaries[c.name] = CampaignSummary(name=c.name, kind=c.kind, channel=c.channel)
         for index, contact in enumerate(chunk):
             candidates: list[Candidate] = []
-            pending: dict[tuple[str, str], tuple[_CampaignRun, Occurrence]] = {}
+            pending: dict[tuple[str, str], tuple[_CampaignRun, Occurrence, Reason | None]] = {}
             for run in runs:
-                summary = run.summary
                 name = run.campaign.name
+                summary = summaries[name]
                 try:
                     if not run.matches(contact):
                         note(TraceEvent(contact.id, name, "not in audience"))
                         continue
-                    occurrences = due_occurrences(
-                        run.campaign, contact, today=today, date_format=fmt
-                    )
+                    occurrences = due(run.campaign, contact)
                 except OutreachError as exc:
-                    summary.problems.append(
-                        exc.as_problem(contact_id=contact.id, campaign=run.campaign.name)
+                    summary.problems.append(exc.as_problem(contact_id=contact.id, campaign=name))
+                    note(
+                        TraceEvent(
+                            contact.id,
+                            name,
+                            "bad data",
+                            reason=Reason(Code.BAD_DATA, detail=str(exc)),
+                        )
                     )
-                    note(TraceEvent(contact.id, name, "bad data", reason=str(exc)))
                     continue
                 if not occurrences:
                     note(TraceEvent(contact.id, name, "not due"))
                 for occ in occurrences:
                     summary.due += 1
-                    status = run.statuses.get((contact.id, occ.key))
-                    if status in _RENDER_DONE:
+                    status = run.done.get((contact.id, occ.key))
+                    if status is not None:
                         summary.already += 1
-                        note(TraceEvent(contact.id, name, "already", occ, reason=status))
+                        note(TraceEvent(contact.id, name, "already", occ, status=status))
                         continue
-                    channel, reason = choose_channel(run.campaign, contact, suppressions)
+                    channel, why = choose_channel(run.campaign, contact, suppressions)
                     if channel is None:
-                        reason = reason or "no channel"
-                        summary.skipped[reason] += 1
+                        assert why is not None
+                        summary.skipped[label(why)] += 1
+                        summary.held.append(
+                            HeldBack("skipped", contact.id, contact.line, occ.key, why)
+                        )
                         record(
                             run,
                             contact,
                             occ,
-                            channel=_skip_channel(run.campaign, contact),
+                            channel=why.channel or first_choice(run.campaign, contact),
                             status="skipped",
-                            reason=reason,
+                            reason=why.text,
                         )
-                        note(TraceEvent(contact.id, name, "skipped", occ, reason=reason))
+                        note(TraceEvent(contact.id, name, "skipped", occ, why.channel, why))
                         continue
+                    day = decide_day(run, occ)
                     candidates.append(
                         Candidate(
                             contact_id=contact.id,
@@ -562,76 +437,90 @@ def execute_run(
                             essential=run.campaign.essential,
                             channel=channel,
                             latest=occ.latest,
-                            effective_date=letter_arrival if channel == "letter" else today,
+                            effective_date=(
+                                day + timedelta(days=delivery_days) if channel == "letter" else day
+                            ),
                             policy=run.policy,
                         )
                     )
-                    pending[(name, occ.key)] = (run, occ)
+                    pending[(name, occ.key)] = (run, occ, why)
             if not candidates:
                 continue
             past = history.get(contact.id, ())
-            for decision in decide(candidates=candidates, history=past, today=today):
+            if dates.until is None:
+                decisions = decide(candidates=candidates, history=past, today=today)
+            else:  # over a span, each occurrence on its own day
+                decisions = [
+                    d
+                    for cand in candidates
+                    for d in decide(
+                        candidates=[cand],
+                        history=past,
+                        today=decide_day(*pending[(cand.campaign, cand.occurrence_key)][:2]),
+                    )
+                ]
+            for decision in decisions:
                 cand = decision.candidate
-                run, occ = pending[(cand.campaign, cand.occurrence_key)]
-                summary = run.summary
+                run, occ, why = pending[(cand.campaign, cand.occurrence_key)]
+                summary = summaries[cand.campaign]
                 if decision.action != "send":
                     summary.deferred += 1
+                    reason = Reason(
+                        decision.code or Code.MIN_GAP,
+                        cand.channel,
+                        detail=decision.reason,
+                        blocking=decision.blocked_by.campaign if decision.blocked_by else None,
+                    )
                     record(
                         run,
                         contact,
                         occ,
                         channel=cand.channel,
                         status="deferred",
-                        reason=decision.reason,
+                        reason=reason.text,
                     )
                     note(
-                        TraceEvent(
-                            contact.id,
-                            cand.campaign,
-                            "deferred",
-                            occ,
-                            cand.channel,
-                            decision.reason,
-                        )
+                        TraceEvent(contact.id, cand.campaign, "deferred", occ, cand.channel, reason)
                     )
                     continue
-                note(
-                    TraceEvent(
-                        contact.id, cand.campaign, "send", occ, cand.channel, decision.reason
-                    )
-                )
-                if simulate:
-                    summary.letters += cand.channel == "letter"
-                    summary.emails += cand.channel == "email"
-                    record(run, contact, occ, channel=cand.channel, status="rendered")
-                elif cand.channel == "letter":
-                    out.letters.append((cand.campaign, index, occ))
-                else:
-                    _email(run, contact, occ, sink=sink, record=record, fail=fail, dry_run=dry_run)
+                if decision.code is not None:
+                    why = Reason(decision.code, cand.channel, detail=decision.reason)
+                if cand.channel == "letter":
+                    # Laid out at the end of the run: an observer hears of the decision now, in
+                    # decision order, and of a failure (as "failed") when the layout refuses it.
+                    note(TraceEvent(contact.id, cand.campaign, "send", occ, "letter", why))
+                    out.letters.append((cand.campaign, index, occ, why))
+                    continue
+                made = outlet.email(run.campaign, contact, occ)
+                account(run, summary, contact, occ, "email", made, why)
         return out
 
-    totals = {
-        r.campaign.name: CampaignSummary(
-            name=r.campaign.name, kind=r.campaign.kind, channel=r.campaign.channel
-        )
-        for r in runs
-    }
-    letter_jobs: list[_Letter] = []
-    by_name = {r.campaign.name: r for r in runs}
+    letter_jobs: list[tuple[_CampaignRun, Contact, Occurrence, Reason | None]] = []
+    pending_records: list[MessageRecord] = []
+
+    def flush(force: bool = False) -> None:
+        if pending_records and (force or len(pending_records) >= LEDGER_BATCH):
+            store.record(pending_records, run_id=run_id)
+            pending_records.clear()
 
     def take(chunk: list[Contact], result: _ChunkResult) -> list[Contact]:
         """Record a finished chunk (its files exist by now) and fold in its counts."""
-        writer.extend(result.records)
+        pending_records.extend(result.records)
+        flush()
         for name, part in result.summaries.items():
             totals[name].merge(part)
         letter_jobs.extend(
-            _Letter(by_name[name], chunk[index], occ) for name, index, occ in result.letters
+            (by_name[name], chunk[index], occ, why) for name, index, occ, why in result.letters
         )
+        if missed_lines:
+            for contact in chunk:
+                for held in missed_lines.get(contact.id, ()):
+                    held.line = contact.line
         return chunk
 
-    chunks = _chunks(people)
-    parallel = _worker_count(workers, expected) if not simulate and trace is None else 1
+    parallel = _worker_count(workers, expected) if observer is None else 1
     try:
+        chunks = _chunks(people)
         if parallel > 1:
             done = _in_workers(process, chunks, processes=parallel)
         else:
@@ -641,159 +530,47 @@ def execute_run(
         )
         for _ in progress(finished) if progress is not None else finished:
             pass
-        for run in runs:
-            run.summary = totals[run.campaign.name]  # the letters step counts into the totals
+        # The letters: rendered and queued here, laid out (and printed) by the outlet at once.
         out = _ChunkResult()
-        if letter_jobs and letters is not None:
-            letters(letter_jobs, record=record, fail=fail)
-        elif letter_jobs:
-            for job in letter_jobs:
-                job.run.summary.letters += 1
-        writer.extend(out.records)
-        writer.flush()
+        stamp = clock()
+        for run, contact, occ, why in letter_jobs:
+            failed = outlet.letter(run.campaign, contact, occ)
+            if failed is not None:
+                account(run, totals[run.campaign.name], contact, occ, "letter", failed, why)
+        jobs = {
+            (c.id, run.campaign.name, o.key): (run, c, o, why) for run, c, o, why in letter_jobs
+        }
+        for batch in outlet.finish():
+            stamp = clock()
+            summary = totals[batch.campaign]
+            for key, made in batch.made.items():
+                run, contact, occ, why = jobs[key]
+                account(run, summary, contact, occ, "letter", made, why)
+            summary.pages += batch.pages
+            if batch.artifact is not None:
+                summary.batch = batch.artifact
+        pending_records.extend(out.records)
+        flush(force=True)
     finally:
-        sink.close()
+        outlet.close()
         if own_stream and stream is not None:
             stream.close()
+    # The contacts file's problems go in the summary even when the run covers a few contacts.
+    problems = list(stream.problems if stream is not None else workspace.contacts.problems)
     summary_obj = RunSummary(
         run_date=today,
-        dry_run=dry_run,
-        delivery="none" if dry_run else settings.delivery.method,
-        campaigns=[totals[r.campaign.name] for r in runs],
-        problems=list(workspace.contacts.problems if stream is None else stream.problems),
-        outbox=None if dry_run else str(Path(settings.paths.out) / "outbox" / today.isoformat()),
+        dry_run=False,
+        delivery=settings.delivery.method,
+        campaigns=[totals[c.name] for c in campaigns],
+        problems=problems,
+        outbox=str(outbox_folder(settings, today)),
+        started_at=started,
+        contacts_file=str(settings.paths.contacts),
+        default_locale=settings.default_locale,
     )
-    ledger.end_run(run_id, ended_at=now, counts=summary_obj.as_dict())
+    summary_obj.ended_at = clock()
+    store.end_run(run_id, ended_at=summary_obj.ended_at, counts=summary_obj.counts())
     return summary_obj
-
-
-def _email(
-    run: _CampaignRun,
-    contact: Contact,
-    occ: Occurrence,
-    *,
-    sink: Deliverer,
-    record: Callable[..., None],
-    fail: Callable[..., None],
-    dry_run: bool,
-) -> None:
-    """Render one email and hand it to the deliverer; record the outcome."""
-    assert run.emails is not None
-    try:
-        message = run.emails.render(contact, occ)
-    except OutreachError as exc:
-        fail(run, contact, occ, "email", exc)
-        return
-    result = sink.push(message)
-    summary = run.summary
-    if dry_run or result is None:
-        summary.emails += 1
-        return
-    if result.status == "failed":
-        # The file could not be written (disk full, permissions): nothing exists, so the
-        # message is left to be rendered again by the next run rather than marked done.
-        summary.failed += 1
-        summary.problems.append(
-            Problem(
-                message=result.error or "could not write the message",
-                contact_id=contact.id,
-                campaign=run.campaign.name,
-            )
-        )
-        record(
-            run,
-            contact,
-            occ,
-            channel="email",
-            status="skipped",
-            reason="write failed",
-            error=result.error,
-        )
-        return
-    summary.emails += 1
-    summary.sent += result.status == "sent"
-    record(
-        run,
-        contact,
-        occ,
-        channel="email",
-        status=result.status,
-        artifact=result.artifact,
-        message_id=message.message_id,
-        error=result.error,
-    )
-
-
-def letters_step(
-    *,
-    settings: Settings,
-    today: date,
-    now: datetime,
-    split: bool,
-    dry_run: bool,
-    workers: int | None = None,
-) -> LetterSink:
-    """The letters step of a run: lay out each campaign's letters, print one batch, record them."""
-
-    def step(
-        jobs: Sequence[_Letter], *, record: Callable[..., None], fail: Callable[..., None]
-    ) -> None:
-        by_campaign: dict[str, list[_Letter]] = {}
-        for job in jobs:
-            by_campaign.setdefault(job.run.campaign.name, []).append(job)
-        for name, campaign_jobs in by_campaign.items():
-            run = campaign_jobs[0].run
-            try:
-                renderer = LetterRenderer(
-                    settings=settings, campaign=run.campaign, today=today, now=now
-                )
-            except OutreachError as exc:
-                for job in campaign_jobs:
-                    fail(job.run, job.contact, job.occurrence, "letter", exc)
-                continue
-            rendered = []
-            for job in campaign_jobs:
-                try:
-                    rendered.append(renderer.render(job.contact, job.occurrence))
-                except OutreachError as exc:
-                    fail(job.run, job.contact, job.occurrence, "letter", exc)
-            if dry_run:
-                run.summary.letters += len(rendered)
-                continue
-            if not rendered:
-                continue
-            batch = write_batch(
-                letters=rendered,
-                out_dir=settings.out_dir,
-                run_date=today,
-                campaign=name,
-                duplex=settings.letters.duplex,
-                sort_by_postal_code=settings.letters.sort_by_postal_code,
-                split=split,
-                workers=workers or 2,
-            )
-            by_key = {(j.contact.id, j.occurrence.key): j for j in campaign_jobs}
-            for failure in batch.failures:
-                job = by_key[(failure.contact_id, failure.occurrence_key)]
-                fail(job.run, job.contact, job.occurrence, "letter", failure.error)
-            if batch.pdf_path is None:
-                continue
-            artifact = batch.pdf_path.relative_to(settings.root).as_posix()
-            for printed in batch.letters:
-                job = by_key[(printed.contact_id, printed.occurrence_key)]
-                record(
-                    job.run,
-                    job.contact,
-                    job.occurrence,
-                    channel="letter",
-                    status="rendered",
-                    artifact=artifact,
-                )
-            run.summary.letters += len(batch.letters)
-            run.summary.pages += batch.pages
-            run.summary.batch = artifact
-
-    return step
 
 
 def recover_interrupted(ledger: Ledger, *, settings: Settings, now: datetime) -> int:
@@ -836,6 +613,7 @@ def perform_run(
     workspace: Workspace,
     today: date,
     now: datetime,
+    clock: Clock | None = None,
     dry_run: bool = False,
     split: bool = False,
     workers: int | None = None,
@@ -845,40 +623,56 @@ def perform_run(
 ) -> RunSummary:
     """A whole run as `outreach run` and the daemon do it: lock, recover, render, record.
 
-    `after` runs once rendering is done, still under the lock, with the ledger and the run's
-    summary (the send step of `run --send`); a dry run never calls it.
+    A dry run is the same run on a private copy of the ledger (its writes vanish) with the
+    render-only outlet: every email rendered, every letter laid out and window-checked,
+    nothing written. `now` is the run's moment for its decisions and the messages' dates;
+    `clock` the wall clock for its stamps (default: the real one). `after` runs once rendering
+    is done, still under the lock, with the ledger and the run's summary (the send step of
+    `run --send`); a dry run never calls it.
     """
     settings = workspace.settings
-    letters = letters_step(
-        settings=settings, today=today, now=now, split=split, dry_run=dry_run, workers=workers
-    )
-    deliverer: Deliverer | None = None
+    tick: Clock = clock if clock is not None else (lambda: datetime.now(settings.tz))
     with ExitStack() as stack:
         # Opened first: a contacts file that cannot be read stops the run before anything is
         # written. The rows are read as the run goes.
         stream = stack.enter_context(closing(workspace.stream_contacts()))
+        outlet: Outlet
         if dry_run:
-            # A private copy of the ledger: the run goes through every step and nothing
-            # reaches the disk.
             ledger = stack.enter_context(Ledger.open(settings.ledger_path, readonly=True))
+            outlet = RenderOnlyOutlet(
+                settings=settings,
+                campaigns=workspace.campaigns,
+                today=today,
+                now=now,
+                workers=workers,
+            )
         else:
-            stack.enter_context(acquire_lock(settings.state_dir, now=now))
+            stack.enter_context(acquire_lock(settings.state_dir, now=tick()))
             ledger = stack.enter_context(Ledger.open(settings.ledger_path))
-            recover_interrupted(ledger, settings=settings, now=now)
-            deliverer = OutboxWriter(root=settings.root, out_dir=settings.out_dir, run_date=today)
-        ledger.mark_missed(today=today, now=now)
+            recover_interrupted(ledger, settings=settings, now=tick())
+            outlet = PublishOutlet(
+                settings=settings,
+                campaigns=workspace.campaigns,
+                today=today,
+                now=now,
+                split=split,
+                workers=workers,
+            )
         summary = execute_run(
             workspace=workspace,
-            ledger=ledger,
-            deliverer=deliverer,
-            today=today,
-            now=now,
+            store=ledger,
+            outlet=outlet,
+            dates=RunDates(today),
+            clock=tick,
+            contacts=stream,
             args=args,
             progress=progress,
-            stream=stream,
-            letters=letters,
             workers=workers,
         )
+        if dry_run:
+            summary.dry_run = True
+            summary.delivery = "none"
+            summary.outbox = None
         if after is not None and not dry_run:
             after(ledger, summary)
         return summary

@@ -34,8 +34,9 @@ from outreach.config import (
 from outreach.errors import CampaignError, ConfigError, LockError, OutreachError
 from outreach.ledger import Ledger
 from outreach.logs import log_summary
-from outreach.runner import RunSummary, perform_run
-from outreach.sending import send_after_run, smtp_deliverers
+from outreach.runner import perform_run
+from outreach.sending import after_run_step, smtp_deliverers
+from outreach.summary import RunSummary
 from outreach.workspace import campaign_files, load_workspace, resolve_campaign_args
 from outreach.yamlfile import line_for, load_yaml
 
@@ -252,10 +253,8 @@ class Daemon:
         try:
             workspace = load_workspace(self.config, campaigns=job.campaigns)
             self._notice_schedule_change(workspace.settings)
-            after = (
-                send_after_run(workspace=workspace, environ=self.environ, today=today, now=now)
-                if job.spec.send
-                else None
+            after = after_run_step(
+                workspace, send=job.spec.send, environ=self.environ, today=today, now=now
             )
             summary = perform_run(
                 workspace=workspace,

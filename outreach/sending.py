@@ -24,17 +24,17 @@ from __future__ import annotations
 import email.policy
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
-from email.utils import getaddresses
+from email.utils import format_datetime, getaddresses
 from typing import TYPE_CHECKING
 
-from outreach.cadence import in_quiet_hours, next_send_time
+from outreach.cadence import policy_for, quiet_until
 from outreach.campaigns import Campaign, load_campaign
-from outreach.config import WEEKDAYS, CadencePolicy, Settings
+from outreach.config import CadencePolicy, Settings
 from outreach.contacts import ContactStream, iter_contacts
 from outreach.deliver.base import Deliverer, DeliveryResult
 from outreach.deliver.smtp import (
@@ -43,15 +43,15 @@ from outreach.deliver.smtp import (
     SmtpDeliverer,
     password_from_env,
 )
+from outreach.eligibility import opted_out
 from outreach.errors import CampaignError, DeliveryError
 from outreach.ledger import Ledger, MessageRecord, acquire_lock
 from outreach.render.email import RenderedEmail, check_address
-from outreach.runner import opted_out, policy_for
 from outreach.workspace import campaign_files, display_path
 
 if TYPE_CHECKING:
     from outreach.contacts import Contact
-    from outreach.runner import RunSummary
+    from outreach.summary import RunSummary
     from outreach.workspace import Workspace
 
 # Marks a failed email that must not be tried again (a 5xx, a file that cannot be sent).
@@ -342,6 +342,19 @@ def send_after_run(
     return step
 
 
+def after_run_step(
+    workspace: Workspace, *, send: bool, environ: Mapping[str, str], today: date, now: datetime
+) -> Callable[[Ledger, RunSummary], None] | None:
+    """What follows a run, for the CLI and the daemon alike: with `send`, the send step (the
+    SMTP setup checked at once); under `delivery: smtp` without it, the list of uncertain
+    emails a person should check; else nothing."""
+    if send:
+        return send_after_run(workspace=workspace, environ=environ, today=today, now=now)
+    if workspace.settings.delivery.method == "smtp":
+        return report_uncertain(today=today)
+    return None
+
+
 def report_uncertain(*, today: date) -> Callable[[Ledger, RunSummary], None]:
     """For a run without --send (delivery: smtp): list the uncertain emails for a person."""
 
@@ -393,45 +406,6 @@ def _hold_quiet(
         for (reason, until), group in sorted(held.items(), key=lambda item: item[0][1])
     ]
     return _Due(ready, waits)
-
-
-def quiet_until(
-    policy: CadencePolicy, *, essential: bool, today: date, now: datetime
-) -> tuple[str, datetime] | None:
-    """(why, until when) email under this policy must wait, or None if it may go now.
-
-    Quiet hours hold every email; a quiet weekday holds all but essential ones (as in the
-    cadence decision). `now` is aware, in the config time zone.
-    """
-    weekday = WEEKDAYS[today.weekday()]
-    if not essential and weekday in policy.quiet_weekdays:
-        reason = f"quiet day ({weekday})"
-        moment = _midnight(today + timedelta(days=1), now)
-    elif in_quiet_hours(policy, now=now):
-        reason = f"quiet hours ({policy.quiet_hours})"
-        moment = now
-    else:
-        return None
-    # A quiet day may be followed by more, and the first hours of a day may be quiet too.
-    for _ in range(8):
-        day = moment.date()
-        if not essential and WEEKDAYS[day.weekday()] in policy.quiet_weekdays:
-            moment = _midnight(day + timedelta(days=1), now)
-            continue
-        later = next_send_time(policy, now=moment)
-        if later == moment:
-            break
-        moment = later
-    return reason, moment
-
-
-def _midnight(day: date, now: datetime) -> datetime:
-    wall = datetime.combine(day, time(0), tzinfo=now.tzinfo)
-    return wall.astimezone(UTC).astimezone(now.tzinfo)  # a real time even across DST
-
-
-# ---------------------------------------------------------------------------------------------
-# Reading and checking one email
 
 
 class _Refused(Exception):
@@ -527,6 +501,24 @@ def _parse(data: bytes, *, record: MessageRecord, sender: tuple[str, str] | None
     )
 
 
+def redated(message: RenderedEmail, moment: datetime) -> RenderedEmail:
+    """The message with the `Date` of its sending, not of its rendering (RFC 5322 3.6.1: the
+    date it was ready for delivery), so one held overnight is not stamped the evening before."""
+    data = message.data
+    end = data.find(b"\r\n\r\n")
+    head = data[: end + 2] if end >= 0 else data
+    start = 0 if head.startswith(b"Date:") else head.find(b"\r\nDate:") + 2
+    if start == 1:  # no Date header (a hand-made file): add one
+        stamped = b"Date: " + format_datetime(moment).encode("ascii") + b"\r\n" + data
+    else:
+        stop = head.find(b"\r\n", start)
+        while head[stop + 2 : stop + 3] in (b" ", b"\t"):  # a folded Date header
+            stop = head.find(b"\r\n", stop + 2)
+        line = b"Date: " + format_datetime(moment).encode("ascii")
+        stamped = data[:start] + line + data[stop:]
+    return replace(message, data=stamped)
+
+
 def _addresses(values: Sequence[object]) -> list[str]:
     """The addresses (addr-spec only) in the values of one kind of address header."""
     return [addr for _, addr in getaddresses([str(v) for v in values]) if addr]
@@ -601,6 +593,7 @@ def _deliver(
                 )
                 summary.skipped[skip] += 1
                 continue
+            message = redated(message, now)
             try:
                 result = deliverer.push(message)
             except SendingStoppedError as stop:

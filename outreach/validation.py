@@ -1,20 +1,32 @@
-"""`outreach validate`: everything that can be checked before a run, without writing anything."""
+"""`outreach validate`: everything that can be checked before a run, without writing anything.
+
+The campaigns are checked by the run itself: `execute_run` over every occurrence due within a
+year, on an in-memory store, with the render-only outlet — every email rendered, every letter
+laid out by WeasyPrint and checked against its envelope's windows, nothing kept. What
+validate passes, the run makes.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from outreach.audience import compile_audience
-from outreach.campaigns import Campaign, Occurrence, load_campaign, occurrences_between
+from outreach.campaigns import Campaign, load_campaign
 from outreach.config import Coupon, Settings
 from outreach.contacts import Contact, load_contacts
+from outreach.deliver.outlets import RenderOnlyOutlet
 from outreach.deliver.printing import harfbuzz_subset_available
-from outreach.errors import OutreachError, Problem
-from outreach.render.letter import LetterRenderer
-from outreach.render.templates import EmailRenderer
-from outreach.runner import address_gaps, choose_channel
-from outreach.workspace import campaign_files, display_path
+from outreach.errors import LedgerError, OutreachError, Problem
+from outreach.ledger import Ledger
+from outreach.ledger.store import MemoryStore
+from outreach.postal import address_gaps
+from outreach.reasons import Code
+from outreach.runner import RunDates, TraceEvent, execute_run
+from outreach.workspace import Workspace, campaign_files, display_path
+
+# validate renders every occurrence due within this many days.
+YEAR = 366
 
 
 @dataclass
@@ -35,73 +47,99 @@ class ValidationReport:
         }
 
 
-def next_occurrence(
-    campaign: Campaign, contact: Contact, *, today: date, date_format: str
-) -> Occurrence | None:
-    """The occurrence due today, else the next one within a year, else None."""
-    found = occurrences_between(
-        campaign, contact, start=today, end=today + timedelta(days=366), date_format=date_format
-    )
-    return found[0] if found else None
+@dataclass
+class _CampaignCheck:
+    """What validate's run saw for one campaign."""
+
+    audience: set[str] = field(default_factory=set)
+    rendered: int = 0
+    failed: int = 0
+    # contacts whose language has no template variant: they get the default language
+    default_language: dict[str, Contact] = field(default_factory=dict)
 
 
-def _check_campaign(
-    settings: Settings,
-    campaign: Campaign,
-    contacts: tuple[Contact, ...],
+def _check_campaigns(
+    workspace: Workspace,
     *,
+    contacts: Sequence[Contact],
+    suppressions: dict[str, frozenset[str]],
     today: date,
     now: datetime,
     report: ValidationReport,
 ) -> None:
-    matches = compile_audience(campaign.audience, path=campaign.path)
-    letters = (
-        LetterRenderer(settings=settings, campaign=campaign, today=today, now=now)
-        if campaign.letter
-        else None
-    )
-    emails = (
-        EmailRenderer(settings=settings, campaign=campaign, today=today, now=now)
-        if campaign.email
-        else None
-    )
-    fmt = settings.contacts.date_format
-    audience = rendered = failed = 0
-    for contact in contacts:
-        try:
-            if not matches(contact):
-                continue
-            audience += 1
-            occurrence = next_occurrence(campaign, contact, today=today, date_format=fmt)
-            if occurrence is None:
-                continue
-            channel, _ = choose_channel(campaign, contact, {})
-            if channel is None and campaign.channel in ("letter", "preferred"):
+    """The run itself over every occurrence due within a year, with the render-only outlet."""
+    settings = workspace.settings
+    checks = {c.name: _CampaignCheck() for c in workspace.campaigns}
+    by_id = {c.id: c for c in contacts}
+    contacts_path = str(display_path(settings.contacts_path))
+
+    def note(event: TraceEvent) -> None:
+        check = checks[event.campaign]
+        outcome = event.outcome
+        if outcome == "not in audience":
+            return
+        check.audience.add(event.contact_id)
+        if outcome == "send":
+            check.rendered += 1
+            if not event.own_language:
+                check.default_language.setdefault(event.contact_id, by_id[event.contact_id])
+        elif outcome == "failed":
+            check.failed += 1
+            if event.channel == "letter":
+                check.rendered -= 1  # a letter's "send" is heard when decided, before layout
+        elif outcome == "skipped" and event.reason is not None:
+            reason = event.reason
+            if reason.code is Code.INCOMPLETE_ADDRESS:
+                contact = by_id[event.contact_id]
                 gaps = address_gaps(contact)
-                if gaps and (contact.preferred_channel == "letter" or campaign.channel == "letter"):
-                    report.warnings.append(
-                        Problem(
-                            message=f"no letter possible: the postal address lacks {', '.join(gaps)}",
-                            path=str(display_path(settings.contacts_path)),
-                            line=contact.line,
-                            field=gaps[0],
-                            contact_id=contact.id,
-                            campaign=campaign.name,
-                            hint="complete the address in the contacts file",
-                        )
+                report.warnings.append(
+                    Problem(
+                        message=f"no letter possible: the postal address lacks {', '.join(gaps)}",
+                        path=contacts_path,
+                        line=contact.line,
+                        field=gaps[0] if gaps else "street",
+                        contact_id=contact.id,
+                        campaign=event.campaign,
+                        hint="complete the address in the contacts file",
                     )
-            if channel == "email" and emails is not None:
-                emails.render(contact, occurrence)
-            elif channel == "letter" and letters is not None:
-                letters.render(contact, occurrence)
-            rendered += 1
-        except OutreachError as exc:
-            failed += 1
-            report.warnings.append(exc.as_problem(contact_id=contact.id, campaign=campaign.name))
-    report.lines.append(
-        f"campaign {campaign.name} ({campaign.kind}, {campaign.channel}): {audience} in the audience, "
-        f"{rendered} rendered, {failed} failed"
+                )
+
+    summary = execute_run(
+        workspace=workspace,
+        store=MemoryStore(suppressed=suppressions),
+        outlet=RenderOnlyOutlet(
+            settings=settings, campaigns=workspace.campaigns, today=today, now=now
+        ),
+        dates=RunDates(today, until=today + timedelta(days=YEAR)),
+        clock=lambda: now,
+        observer=note,
+        contacts=list(contacts),
+        args=("validate",),
     )
+    seen: set[tuple[str | None, str | None, str]] = set()
+    for campaign_summary in summary.campaigns:
+        for problem in campaign_summary.problems:
+            # One template error shows up for every occurrence of a contact: once is enough.
+            key = (problem.contact_id, problem.campaign, problem.message)
+            if key not in seen:
+                seen.add(key)
+                report.warnings.append(problem)
+    for campaign in workspace.campaigns:
+        check = checks[campaign.name]
+        report.lines.append(
+            f"campaign {campaign.name} ({campaign.kind}, {campaign.channel}): "
+            f"{len(check.audience)} in the audience, {check.rendered} rendered, "
+            f"{check.failed} failed"
+        )
+        if check.default_language:
+            people = sorted(check.default_language.values(), key=lambda c: c.line)
+            listed = ", ".join(f"{c.id} ({c.locale}, line {c.line})" for c in people[:20])
+            more = f" and {len(people) - 20} more" if len(people) > 20 else ""
+            report.lines.append(
+                f"  {len(people)} contact(s) get {campaign.name} in the default language "
+                f"({settings.default_locale}): no template variant for their language: "
+                f"{listed}{more}"
+            )
 
 
 def validate_workspace(settings: Settings, *, today: date, now: datetime) -> ValidationReport:
@@ -157,11 +195,30 @@ def validate_workspace(settings: Settings, *, today: date, now: datetime) -> Val
             continue
         names[campaign.name] = str(path)
         campaigns.append(campaign)
+    usable = []
     for campaign in campaigns:
-        try:
-            _check_campaign(
-                settings, campaign, contact_list.contacts, today=today, now=now, report=report
-            )
+        try:  # a campaign whose templates cannot even load blocks itself, not the others
+            RenderOnlyOutlet(settings=settings, campaigns=[campaign], today=today, now=now)
         except OutreachError as exc:
             report.blocking.append(exc.as_problem(blocking=True, campaign=campaign.name))
+            continue
+        usable.append(campaign)
+    if not usable:
+        return report
+    workspace = Workspace(settings, contacts=contact_list, campaigns=tuple(usable))
+    suppressions: dict[str, frozenset[str]] = {}
+    if settings.ledger_path.exists():
+        try:
+            with Ledger.open(settings.ledger_path, readonly=True) as ledger:
+                suppressions = ledger.suppressions()
+        except LedgerError as exc:
+            report.lines.append(f"warning: the suppression list was not read: {exc}")
+    _check_campaigns(
+        workspace,
+        contacts=contact_list.contacts,
+        suppressions=suppressions,
+        today=today,
+        now=now,
+        report=report,
+    )
     return report

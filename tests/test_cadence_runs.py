@@ -38,8 +38,10 @@ from hypothesis import strategies as st
 from outreach.campaigns import Audience, CadenceOverride, Campaign, EmailSpec, LetterSpec
 from outreach.config import WEEKDAYS, CadencePolicy, Letters, Sender, Settings
 from outreach.contacts import Contact, ContactList
+from outreach.deliver.outlets import CountOnlyOutlet
 from outreach.ledger import Ledger, MessageRecord
-from outreach.runner import TraceEvent, execute_run
+from outreach.reasons import Code
+from outreach.runner import RunDates, TraceEvent, execute_run
 from outreach.workspace import Workspace
 
 MADRID = ZoneInfo("Europe/Madrid")
@@ -240,15 +242,13 @@ def run_all(scenario: Scenario, ledger: Ledger) -> list[Step]:
         for entry in scenario.suppressions:
             if entry.before_run == run:
                 ledger.suppress(entry.value, channel=entry.channel, source="test", now=now)
-        ledger.mark_missed(today=day, now=now)
         execute_run(
             workspace=workspace,
-            ledger=ledger,
-            deliverer=None,
-            today=day,
-            now=now,
-            simulate=True,
-            trace=tracer(run, day),
+            store=ledger,
+            outlet=CountOnlyOutlet(),
+            dates=RunDates(day),
+            clock=lambda now=now: now,
+            observer=tracer(run, day),
         )
     return steps
 
@@ -382,8 +382,8 @@ def audit(scenario: Scenario, steps: list[Step], rows: list[MessageRecord]) -> N
         key = (contact.id, campaign.name, event.occurrence.key)
         if event.outcome == "skipped":
             assert event.reason
-            if event.reason.startswith("opted out"):
-                channel = event.reason.removeprefix("opted out (").removesuffix(")")
+            if event.reason.code is Code.OPTED_OUT:
+                channel = event.reason.channel or "all"
                 assert opted_out(scenario, contact, channel, step.run), (key, event.reason)
             continue
         assert event.channel in CHANNELS
@@ -404,7 +404,7 @@ def audit(scenario: Scenario, steps: list[Step], rows: list[MessageRecord]) -> N
             assert rules == [], (key, step.day, rules, history[contact.id])
         else:  # deferred: only when a rule really blocks it, and the reason names that rule
             assert rules, (key, step.day, event.reason)
-            assert event.reason is not None and rules[0] in event.reason, (rules, event.reason)
+            assert event.reason is not None and rules[0] in event.reason.text, (rules, event.reason)
         if event.outcome == "send":
             history[contact.id].append(Sent(arrives, campaign.essential))
             sends[key] += 1

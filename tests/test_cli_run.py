@@ -175,11 +175,44 @@ def test_subject_per_language_follows_the_contact_locale(
                   text: birthday.txt.j2
                 """,
         },
+        templates={"birthday.en.txt.j2": "Happy birthday, {{ contact.first_name }}!\n"},
     )
     assert ws.run("run", "--all", "--date", DAY).code == 0
     outbox = ws.root / "out" / "outbox" / DAY / "birthday"
     assert read_eml(outbox / "c1.eml")["Subject"] == "¡Feliz cumpleaños, Ana!"  # es
     assert read_eml(outbox / "c5.eml")["Subject"] == "Happy birthday, Mary!"  # en
+
+
+def test_one_message_one_language(make_workspace: Callable[..., Workspace]) -> None:
+    """No English variant: the English contact's whole email is Spanish, its date too."""
+    ws = make_workspace(
+        ROWS,
+        campaigns={
+            "birthday.yaml": """\
+                kind: birthday
+                channel: email
+                days_before: 3
+                email:
+                  subject:
+                    default: "¡Feliz cumpleaños, {{ contact.first_name }}!"
+                    en: "Happy birthday, {{ contact.first_name }}!"
+                  text: birthday.txt.j2
+                """,
+        },
+        templates={
+            "birthday.txt.j2": "Hola {{ contact.first_name }}, el {{ occurrence.date | date('long') }}\n"
+        },
+    )
+    result = ws.run("run", "--all", "--date", DAY, "--json")
+    assert result.code == 0, result.err
+    outbox = ws.root / "out" / "outbox" / DAY / "birthday"
+    mary = read_eml(outbox / "c5.eml")
+    assert mary["Subject"] == "¡Feliz cumpleaños, Mary!"
+    body = mary.get_content()
+    assert " de noviembre de 2026" in body, body
+    assert "November" not in body
+    campaigns = json.loads(result.out)["campaigns"]
+    assert campaigns[0]["default_language"] == 1  # Mary alone has no variant of her own
 
 
 def test_a_subject_per_language_needs_a_default(make_workspace: Callable[..., Workspace]) -> None:

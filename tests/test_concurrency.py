@@ -11,6 +11,8 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import closing
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import Result, Workspace
@@ -122,7 +124,10 @@ def test_a_run_started_while_another_holds_the_lock_exits_2_and_names_it(
     match = BUSY.search(second.err)
     assert match, second.err
     assert int(match.group(1)) == first.pid
-    assert match.group(2).startswith(DAY)  # --date stands in for the day; `since` shows it
+    # `since` is when the first run really started (the wall clock), not --date at some hour.
+    since = datetime.strptime(match.group(2), "%Y-%m-%d %H:%M:%S")
+    madrid = datetime.now(ZoneInfo("Europe/Madrid")).replace(tzinfo=None)  # the config's zone
+    assert abs((madrid - since).total_seconds()) < 600, match.group(2)
     assert "wait for that run to finish" in second.err
     assert check_each_message_once(ws, CONTACTS) == (1, 1)
     # Once the first run is over, the lock is free: a new run acts (and has nothing new).

@@ -16,14 +16,13 @@ from outreach.campaigns import Campaign, LetterSpec, Occurrence
 from outreach.config import Settings, load_settings
 from outreach.contacts import Contact
 from outreach.errors import ConfigError, OutreachError, TemplateError
+from outreach.postal import format_address, missing_address_fields
 from outreach.render.letter import (
     ENVELOPES,
     AddressError,
     LetterRenderer,
     RenderedLetter,
-    format_address,
     letter_pdf,
-    missing_address_fields,
     standalone_html,
     typesetter,
 )
@@ -285,8 +284,9 @@ def test_place_date_subject_and_signature(tmp_path: Path) -> None:
     ampersand = renderer(settings, subject="Para {{ contact.first_name }} & familia")
     text = pdf_pages(letter_pdf(ampersand.render(person(first_name="<Ana>"), OCCURRENCE)))[0]
     assert "Para <Ana> & familia" in text["text"]  # escaped once, printed as written
+    # No English variant of the letter: one message, one language, its date in Spanish too.
     english = render.render(person(id="c2", locale="en_GB"), OCCURRENCE)
-    assert "Madrid, 24 November 2026" in pdf_pages(letter_pdf(english))[0]["text"]
+    assert "Madrid, 24 de noviembre de 2026" in pdf_pages(letter_pdf(english))[0]["text"]
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from conftest import BASE_CONFIG, Workspace
 
+from outreach.deliver.outlets import CountOnlyOutlet
 from outreach.ledger import Ledger
-from outreach.planning import plan_days
-from outreach.runner import execute_run
+from outreach.plan import plan_days
+from outreach.runner import RunDates, execute_run
 from outreach.workspace import load_workspace
 
 # The calendar of the scenario (November 2026):
@@ -327,11 +328,19 @@ def test_plan_predicts_a_run_after_three_missed_days(
     assert friday.code == 0, friday.err
     done = {c["name"]: (c["emails"], c["deferred"]) for c in json.loads(friday.out)["campaigns"]}
     assert done == {"birthday": (2, 1), "promotion": (0, 0), "tasting": (0, 1)}
+    # The run that marks the message missed counts it, as the plan said it would.
+    missed = {c["name"]: c["missed"] for c in json.loads(friday.out)["campaigns"]}
+    assert missed == {"birthday": 0, "promotion": 1, "tasting": 0}
+    held = [h for c in json.loads(friday.out)["campaigns"] for h in c["held_back"]]
+    assert [(h["outcome"], h["contact"], h["line"], h["reason"]["code"]) for h in held] == [
+        ("missed", "c1", 2, "window_closed")
+    ]
     with sqlite3.connect(ws.root / "state" / "ledger.sqlite") as db:
         rows_now = sorted(db.execute("SELECT contact_id, campaign, status, run_date FROM messages"))
     assert rows_now == [
         ("c1", "birthday", "rendered", "2026-11-23"),
-        ("c1", "promotion", "missed", "2026-11-23"),
+        # Dated by the run that marked it missed, not by the run that deferred it.
+        ("c1", "promotion", "missed", "2026-11-27"),
         ("c5", "birthday", "deferred", "2026-11-27"),
         ("c5", "promotion", "rendered", "2026-11-23"),
         ("c6", "birthday", "rendered", "2026-11-27"),
@@ -418,16 +427,16 @@ def test_plan_equals_a_plain_run_every_day(
                 for r in ledger.messages(statuses=["deferred"])
                 if r.latest is not None and r.latest < day
             ]
-            ledger.mark_missed(today=day, now=now)
             summary = execute_run(
                 workspace=workspace,
-                ledger=ledger,
-                deliverer=None,
-                today=day,
-                now=now,
-                simulate=True,
+                store=ledger,
+                outlet=CountOnlyOutlet(),
+                dates=RunDates(day),
+                clock=lambda now=now: now,
             )
             for c in summary.campaigns:
+                # The run that closes a window counts the message missed.
+                assert c.missed == closing.count(c.name)
                 expected.append(
                     (day, c.name, c.emails, c.letters, c.deferred, closing.count(c.name))
                 )

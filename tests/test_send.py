@@ -535,6 +535,8 @@ def test_ledger_waiting_emails_and_missed(tmp_path: Path) -> None:
             "earliest": date(2026, 11, 20),
             "latest": date(2026, 11, latest),
             "updated_at": now,
+            # A failed email waits for the send step only when its file exists.
+            "artifact": "out/outbox/x.eml" if status == "failed" else None,
             **extra,
         }
         return MessageRecord(**values)  # type: ignore[arg-type]

@@ -698,7 +698,9 @@ def test_context_holds_contact_campaign_occurrence_sender_today_coupon(tmp_path:
         "birthday birthday 80",
         "birthday:2026 2026-11-26 41 2026-11-23 2026-11-26",
         "Casa Lucía Madrid hola@casalucia.example",
-        f"2026-11-24 {code} en_GB",
+        # The template has no en_GB variant: it is written in the default language, and so
+        # are its dates and amounts (one message, one language).
+        f"2026-11-24 {code} es",
         f"https://casalucia.example/baja?id=c009&token={token}",
         "Ana -",
     ]

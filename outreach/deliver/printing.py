@@ -97,6 +97,7 @@ class _Chunk:
     letters: tuple[RenderedLetter, ...]
     split_paths: tuple[Path | None, ...]
     duplex: bool
+    write: bool = True  # False: lay out and check only (a rehearsal), no PDF made
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,7 +172,7 @@ def _typeset_chunk(chunk: _Chunk) -> _ChunkResult:
         if blank:
             pages.append(setter.blank_page(letter.layout))
         outcomes.append(_Outcome(pages=len(document.pages) + blank, blank_pages=blank, error=None))
-    pdf = setter.write_pdf(documents, pages) if documents else None
+    pdf = setter.write_pdf(documents, pages) if documents and chunk.write else None
     return _ChunkResult(pdf=pdf, outcomes=tuple(outcomes))
 
 
@@ -277,6 +278,40 @@ def _merge(parts: list[bytes], *, title: str) -> bytes:
     buffer = io.BytesIO()
     writer.write(buffer)
     return buffer.getvalue()
+
+
+def lay_out(
+    letters: Sequence[RenderedLetter],
+    *,
+    duplex: bool,
+    workers: int = 2,
+    chunk_size: int = CHUNK_SIZE,
+    progress: Progress | None = None,
+) -> list[OutreachError | None]:
+    """Lay every letter out as `write_batch` would and check its windows; write nothing.
+
+    One entry per letter, in order: None when it would print right, else why not.
+    """
+    chunks = [
+        _Chunk(
+            letters=tuple(letters[i] for i in part),
+            split_paths=(None,) * len(part),
+            duplex=duplex,
+            write=False,
+        )
+        for part in _plan(len(letters), workers=workers, chunk_size=chunk_size)
+    ]
+    try:
+        results = _run(chunks, workers=workers, progress=progress)
+    except OutreachError:
+        raise
+    except Exception as exc:  # a worker killed (out of memory?) or unable to start
+        raise DeliveryError(
+            f"the letter layout failed: {type(exc).__name__}: {exc}",
+            transient=True,
+            hint="run again; if it keeps failing, try letters in a smaller batch",
+        ) from exc
+    return [outcome.error for result in results for outcome in result.outcomes]
 
 
 def write_batch(

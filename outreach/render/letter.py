@@ -31,13 +31,22 @@ from outreach.campaigns import Campaign, Occurrence
 from outreach.config import Letters, Settings
 from outreach.contacts import Contact
 from outreach.errors import ConfigError, OutreachError, TemplateError
+from outreach.postal import (
+    MissingFieldError,
+    address_lines,
+    country_name,
+    format_address,
+    one_line,
+    recipient_name,
+)
 from outreach.render.templates import (
     MessageContext,
     _describe,
     _locate,
-    babel_locale,
     build_environment,
+    message_locale,
     normalize_locale,
+    speaks,
     unsubscribe_url,
     variant_names,
 )
@@ -67,11 +76,6 @@ BODY_GAP_MM = 6.0
 LETTERHEAD_GAP_MM = 20.0
 LETTERHEAD_MIN_WIDTH_MM = 45.0
 MARK_LEFT_MM = 4.0
-
-# Countries whose addresses have no postal code (a code there is printed but not required).
-NO_POSTAL_CODE = frozenset({"AE", "HK", "IE", "QA"})
-# Countries whose city line needs the region (state, province) as well.
-NEEDS_REGION = frozenset({"US", "CA", "AU"})
 
 
 class AddressError(OutreachError):
@@ -332,106 +336,6 @@ def geometry_css(profile: EnvelopeProfile) -> str:
     return "\n".join(rules) + "\n"
 
 
-# --- addresses -------------------------------------------------------------------------------
-
-
-def _lines(value: str | None) -> list[str]:
-    # A cell may hold several lines (a spreadsheet's Alt+Enter); each is a line of the address.
-    if not value:
-        return []
-    return [" ".join(part.split()) for part in value.splitlines() if part.strip()]
-
-
-def _one(value: str | None) -> str:
-    return " ".join((value or "").split())
-
-
-def country_name(code: str, *, locale: str) -> str:
-    """The country's name in the locale, upper case as postal services ask ("ALEMANIA")."""
-    name = babel_locale(locale).territories.get(code.upper())
-    if not name:
-        raise ValueError(f"{code!r} is not a known country code")
-    return str(name).upper()
-
-
-class MissingFieldError(ValueError):
-    """An address lacks a field its country needs."""
-
-    def __init__(self, field: str) -> None:
-        super().__init__(f"no {field.replace('_', ' ')}")
-        self.field = field
-
-
-def required_address_fields(country: str) -> tuple[str, ...]:
-    """The contact fields a postal address in this country cannot do without."""
-    country = country.upper()
-    required = ["street", "city"]
-    if country not in NO_POSTAL_CODE:
-        required.append("postal_code")
-    if country in NEEDS_REGION:
-        required.append("region")
-    return tuple(required)
-
-
-def missing_address_fields(contact: Contact) -> list[str]:
-    """The fields a letter to this contact still needs (empty: the address is complete)."""
-    return [
-        name
-        for name in required_address_fields(contact.country)
-        if not _one(getattr(contact, name))
-    ]
-
-
-def format_address(
-    *,
-    name_lines: Sequence[str],
-    street: str | None,
-    street2: str | None,
-    postal_code: str | None,
-    city: str | None,
-    region: str | None,
-    country: str,
-    home_country: str,
-    locale: str,
-) -> tuple[str, ...]:
-    """Address lines in the country's order; MissingFieldError for a missing field, ValueError
-    for an unknown country code."""
-    country = country.upper()
-    values = {
-        "street": _one(street),
-        "postal_code": _one(postal_code),
-        "city": _one(city),
-        "region": _one(region),
-    }
-    for field in required_address_fields(country):
-        if not values[field]:
-            raise MissingFieldError(field)
-    code, town, area = values["postal_code"], values["city"], values["region"]
-    if country == "GB":
-        place = [town, code]
-    elif country == "IE":
-        place = [f"{town} {area}".strip() if area else town, *([code] if code else [])]
-    elif country == "US":
-        place = [f"{town}, {area} {code}"]
-    elif country == "CA":
-        place = [f"{town} {area}  {code}"]  # Canada Post: two spaces before the postal code
-    elif country == "AU":
-        place = [f"{town} {area} {code}"]
-    elif country == "IT" and area:
-        place = [f"{code} {town} {area}"]  # the province's two letters follow the town
-    else:
-        place = [f"{code} {town}".strip()]
-    lines = [*name_lines, *_lines(street), *_lines(street2), *place]
-    if country != home_country.upper():
-        lines.append(country_name(country, locale=locale))
-    return tuple(lines)
-
-
-def recipient_name(contact: Contact) -> str:
-    """The name line: title, first name, last name, as the contact wants them written."""
-    return " ".join(_one(p) for p in (contact.title, contact.first_name, contact.last_name) if p)
-
-
 # --- the page layout handed to the typesetter ------------------------------------------------
 
 
@@ -511,11 +415,12 @@ class LetterRenderer:
         self._sender_lines = self._format_sender()
         self._return_line = " · ".join(self._sender_lines)
         self._letterhead_lines = self._letterhead()
-        self._signature_lines = _lines(sender.signature) or [_one(sender.name)]
+        self._signature_lines = address_lines(sender.signature) or [one_line(sender.name)]
         self._signature_image, self._signature_error = self._find_signature()
         self.layout = self._make_layout()
         self._fields = MessageContext(settings=settings, campaign=campaign, today=today)
         self._bodies: dict[str, Template | TemplateError] = {}
+        self._localized: dict[str, bool] = {}  # locale → its body is a variant, not the default
         body = self._body(settings.default_locale)
         if isinstance(body, TemplateError):
             raise body
@@ -542,7 +447,7 @@ class LetterRenderer:
         address = sender.address
         try:
             lines = format_address(
-                name_lines=[_one(sender.name)],
+                name_lines=[one_line(sender.name)],
                 street=address.street,
                 street2=address.street2,
                 postal_code=address.postal_code,
@@ -579,7 +484,7 @@ class LetterRenderer:
     def _letterhead(self) -> list[str]:
         sender = self._settings.sender
         lines = list(self._sender_lines[1:])
-        lines.extend(_one(v) for v in (sender.phone, sender.email, sender.website) if v)
+        lines.extend(one_line(v) for v in (sender.phone, sender.email, sender.website) if v)
         return lines
 
     def _find_signature(self) -> tuple[str | None, TemplateError | None]:
@@ -648,9 +553,12 @@ class LetterRenderer:
 
     def _load_body(self, locale: str) -> Template | TemplateError:
         name = self._spec.template
-        for candidate in variant_names(name, locale):
+        names = variant_names(name, locale)
+        for candidate in names:
             try:
-                return self._env.get_template(candidate)
+                template = self._env.get_template(candidate)
+                self._localized[locale] = candidate != names[-1]
+                return template
             except jinja2.TemplateNotFound as exc:
                 if exc.name != candidate:  # a missing {% include %} is an error, not a variant
                     return self._template_error(exc, None)
@@ -691,7 +599,7 @@ class LetterRenderer:
             )
         try:
             lines = format_address(
-                name_lines=_lines(name),
+                name_lines=address_lines(name),
                 street=contact.street,
                 street2=contact.street2,
                 postal_code=contact.postal_code,
@@ -729,6 +637,17 @@ class LetterRenderer:
             )
         return lines
 
+    def in_own_language(self, contact: Contact) -> bool:
+        """Whether the contact's letter is in their language (False: the default language)."""
+        locale = normalize_locale(contact.locale)
+        if isinstance(self._body(locale), TemplateError):
+            return True  # it cannot be made at all; that is reported as a failure
+        return speaks(
+            locale,
+            localized=self._localized.get(locale, False),
+            default_locale=self._settings.default_locale,
+        )
+
     def render(self, contact: Contact, occurrence: Occurrence) -> RenderedLetter:
         """The contact's letter as HTML, with its address checked; raises for this contact."""
         lines = self.address(contact)
@@ -749,6 +668,11 @@ class LetterRenderer:
                 line=body.line,
                 hint=body.hint,
             )
+        locale = message_locale(
+            locale,
+            localized=self._localized.get(locale, False),
+            default_locale=self._settings.default_locale,
+        )
         # The same context as an email's, so one template language serves both channels.
         context = self._fields.build(
             contact, occurrence, locale=locale, unsubscribe=unsubscribe_url(self._settings, contact)
@@ -783,7 +707,7 @@ class LetterRenderer:
             "return_lines": return_lines,
             "address_lines": list(lines),
             "letterhead_lines": self._letterhead_lines,
-            "place": _one(self._settings.sender.address.city),
+            "place": one_line(self._settings.sender.address.city),
             "subject": subject,
             "body": Markup(body_html),  # noqa: S704 - rendered by the autoescaping sandbox
             "signature_image": self._signature_image or "",
@@ -800,7 +724,7 @@ class LetterRenderer:
             html=html,
             name=lines[0],
             address_lines=lines,
-            postal_code=_one(contact.postal_code),
+            postal_code=one_line(contact.postal_code),
             country=contact.country.upper(),
             foreign=foreign,
             layout=self.layout,

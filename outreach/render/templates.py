@@ -274,6 +274,27 @@ def variant_names(name: str, locale: str) -> list[str]:
 class _Variant:
     text: Template
     html: Template | None
+    localized: bool  # a file for the contact's locale or language (not the default one)
+
+
+def message_locale(locale: str, *, localized: bool, default_locale: str) -> str:
+    """The locale a message's dates and amounts are written in: one message, one language.
+
+    The contact's, when the template variant chosen is in the contact's language (or the
+    default file is, by chance); otherwise the default locale, whose language the default
+    template is written in — never an English date in a Spanish sentence.
+    """
+    if localized:
+        return locale
+    default = normalize_locale(default_locale)
+    if locale.partition("_")[0] == default.partition("_")[0]:
+        return locale  # the contact's region still decides (es_MX in a Spanish template)
+    return default
+
+
+def speaks(locale: str, *, localized: bool, default_locale: str) -> bool:
+    """Whether a message chosen this way is in the contact's own language."""
+    return message_locale(locale, localized=localized, default_locale=default_locale) == locale
 
 
 def _relative_name(filename: str, templates_dir: Path) -> str | None:
@@ -488,8 +509,10 @@ class EmailRenderer:
 
     def _load_variant(self, locale: str) -> _Variant:
         text, text_name = self._load(self._text_env, self._spec.text, locale)
+        names = variant_names(self._spec.text, locale)
+        localized = names.index(text_name) < len(names) - 1
         if self._spec.html is None:
-            return _Variant(text=text, html=None)
+            return _Variant(text=text, html=None, localized=localized)
         html, html_name = self._load(self._html_env, self._spec.html, locale)
         text_level = variant_names(self._spec.text, locale).index(text_name)
         html_level = variant_names(self._spec.html, locale).index(html_name)
@@ -503,7 +526,7 @@ class EmailRenderer:
                 path=self._templates_dir / wanted,
                 hint="add the missing translation so text and HTML match",
             )
-        return _Variant(text=text, html=html)
+        return _Variant(text=text, html=html, localized=localized)
 
     # --- rendering -------------------------------------------------------------------------
 
@@ -560,6 +583,9 @@ class EmailRenderer:
                 line=variant.line,
                 hint=variant.hint,
             )
+        locale = message_locale(
+            locale, localized=variant.localized, default_locale=self._settings.default_locale
+        )
         context = self._fields.build(contact, occurrence, locale=locale, unsubscribe=unsubscribe)
 
         subject = self._render(self._subject_for(locale), context, contact).strip()
@@ -601,6 +627,16 @@ class EmailRenderer:
                     hint="fix the stylesheet",
                 ) from None
         return subject, text, html
+
+    def in_own_language(self, contact: Contact) -> bool:
+        """Whether the contact's email is in their language (False: the default language)."""
+        locale = normalize_locale(contact.locale)
+        variant = self._variant(locale)
+        if isinstance(variant, TemplateError):
+            return True  # it cannot be made at all; that is reported as a failure
+        return speaks(
+            locale, localized=variant.localized, default_locale=self._settings.default_locale
+        )
 
     def render(self, contact: Contact, occurrence: Occurrence) -> RenderedEmail:
         """The contact's complete email for this occurrence."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
+from outreach.cadence import PastMessage
 from outreach.errors import LedgerError, LockError
 
 STATUSES = ("rendered", "sending", "sent", "failed", "uncertain", "deferred", "missed", "skipped")
@@ -305,15 +306,27 @@ _WAITING_COLUMNS = f"SELECT {_MESSAGE_COLUMNS}, id FROM messages"  # noqa: S608
 _WAITING_RENDERED = (
     f"{_WAITING_COLUMNS} WHERE status = 'rendered' AND latest >= ?1 AND channel = 'email'"
 )
+# A failed email without a file failed before it was made: the next run makes it again.
 _WAITING_FAILED = (
     f"{_WAITING_COLUMNS} WHERE status = 'failed' AND latest >= ?1 AND channel = 'email' "
-    "AND coalesce(reason, '') <> 'permanent'"
+    "AND coalesce(reason, '') <> 'permanent' AND artifact IS NOT NULL"
 )
 # Not in the partial index: uncertain rows are rare, and a scan finds them.
 _OPEN_UNCERTAIN = (
     f"{_WAITING_COLUMNS} WHERE status = 'uncertain' AND latest >= ?1 AND channel = 'email'"
 )
 
+
+_DONE_FOR = (
+    "SELECT contact_id, occurrence_key, status FROM messages WHERE campaign = ? AND "  # noqa: S608
+    f"(status IN ({', '.join(repr(s) for s in sorted(DONE_STATUSES))}) "
+    "OR (status = 'failed' AND artifact IS NOT NULL))"
+)
+_CLOSE_WINDOWS = (
+    "UPDATE messages SET status = 'missed', updated_at = ?, run_date = ?, "  # noqa: S608
+    "run_id = ?, reason = 'window closed while deferred: ' || coalesce(reason, '') "
+    f"WHERE status = 'deferred' AND latest < ? RETURNING {_MESSAGE_COLUMNS}"
+)
 
 # Occurrence keys per query in `statuses_for`: well under SQLite's limit on parameters.
 _KEYS_PER_QUERY = 500
@@ -541,6 +554,48 @@ class Ledger:
             rows = self._query(f"{sql} AND occurrence_key IN ({marks})", (campaign, *chunk))
             found.update(((contact_id, key), status) for contact_id, key, status in rows)
         return found
+
+    def done_for(
+        self, campaign: str, *, occurrence_keys: Iterable[str] | None = None
+    ) -> dict[tuple[str, str], str]:
+        """(contact_id, occurrence_key) → status of a campaign's messages a run must not redo.
+
+        Those in DONE_STATUSES, and failed emails whose file exists (the send step retries
+        them from it). A message that failed before it was made (a template or layout error,
+        a full disk) is made again by the next run, as are deferred and skipped ones.
+        """
+        sql = _DONE_FOR
+        if occurrence_keys is None:
+            rows = self._query(sql, (campaign,))
+            return {(contact_id, key): status for contact_id, key, status in rows}
+        found: dict[tuple[str, str], str] = {}
+        keys = sorted(set(occurrence_keys))
+        for start in range(0, len(keys), _KEYS_PER_QUERY):
+            chunk = keys[start : start + _KEYS_PER_QUERY]
+            marks = ", ".join("?" * len(chunk))
+            rows = self._query(f"{sql} AND occurrence_key IN ({marks})", (campaign, *chunk))
+            found.update(((contact_id, key), status) for contact_id, key, status in rows)
+        return found
+
+    def history(self, *, since: date) -> dict[str, list[PastMessage]]:
+        """contact_id → the messages that weigh on their cadence from `since` on."""
+        return {
+            contact_id: [
+                PastMessage(effective_date=day, campaign=name, essential=essential)
+                for day, name, essential in rows
+            ]
+            for contact_id, rows in self.contact_pressure(since=since).items()
+        }
+
+    def close_windows(self, *, today: date, now: datetime, run_id: int) -> list[MessageRecord]:
+        """Turn deferred messages whose window closed before today into `missed`, dated and
+        owned by this run; return them. A message is never sent late."""
+        stamp = _iso_utc(now)
+        with self._transaction("mark missed messages") as conn:
+            rows = conn.execute(
+                _CLOSE_WINDOWS, (stamp, today.isoformat(), run_id, today.isoformat())
+            ).fetchall()
+        return [_message_from_row(row) for row in rows]
 
     def record(self, records: Iterable[MessageRecord], *, run_id: int | None = None) -> None:
         """Insert or update messages in one transaction; a row keeps its first created_at.

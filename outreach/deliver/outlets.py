@@ -1,0 +1,340 @@
+"""What happens to a message the runner decided to send: the outlets.
+
+* `PublishOutlet` renders it and writes it: the email to the outbox, the letter into its
+  campaign's batch PDF for the printer (a real run).
+* `RenderOnlyOutlet` renders and lays out everything — every letter through WeasyPrint and
+  the envelope-window check, in worker processes as the run does — and keeps nothing
+  (a dry run, `validate`, `explain`).
+* `CountOnlyOutlet` renders nothing: every message counts as made (`plan`).
+
+The runner hands each email to `email` (possibly in a forked worker process) and each letter
+to `letter` (in the parent); `finish` lays the letters out and says what became of each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from outreach.deliver.outbox import OutboxWriter
+from outreach.deliver.printing import lay_out, write_batch
+from outreach.errors import DeliveryError, OutreachError, Problem
+from outreach.reasons import Code, Reason, Status
+from outreach.render.letter import LetterRenderer, RenderedLetter
+from outreach.render.templates import EmailRenderer
+
+if TYPE_CHECKING:
+    from outreach.campaigns import Campaign, Occurrence
+    from outreach.config import Settings
+    from outreach.contacts import Contact
+
+
+@dataclass(frozen=True, slots=True)
+class Made:
+    """What became of one message the runner decided to send."""
+
+    status: Status  # rendered | sent | uncertain | failed
+    artifact: str | None = None  # path relative to the workspace root
+    message_id: str | None = None
+    reason: Reason | None = None  # why it failed
+    problem: Problem | None = None  # the failure, located (file, line, field, hint)
+    # False when the contact's language has no template variant: it went in the default one
+    own_language: bool = True
+
+    @property
+    def failed(self) -> bool:
+        """Whether the message could not be made (nothing exists of it)."""
+        return self.status == "failed" and self.artifact is None
+
+
+MessageKey = tuple[str, str, str]  # (contact_id, campaign, occurrence_key)
+
+
+@dataclass
+class LetterBatch:
+    """One campaign's letters after `finish`: what became of each, and the batch file."""
+
+    campaign: str
+    made: dict[MessageKey, Made] = field(default_factory=dict)
+    artifact: str | None = None
+    pages: int = 0
+
+
+class Outlet(Protocol):
+    """What the runner needs of an outlet."""
+
+    def email(self, campaign: Campaign, contact: Contact, occurrence: Occurrence) -> Made: ...
+    def letter(self, campaign: Campaign, contact: Contact, occurrence: Occurrence) -> Made | None:
+        """Queue a letter for `finish`; a Made only when it fails at once."""
+        ...
+
+    def finish(self) -> list[LetterBatch]: ...
+    def close(self) -> None: ...
+
+
+def _failure(
+    exc: OutreachError, *, code: Code, channel: str, contact: Contact, campaign: Campaign
+) -> Made:
+    return Made(
+        status="failed",
+        reason=Reason(code, channel, detail=str(exc)),
+        problem=exc.as_problem(contact_id=contact.id, campaign=campaign.name),
+    )
+
+
+class _Renderers:
+    """Each campaign's renderers, compiled once (a broken template stops the run at once)."""
+
+    def __init__(
+        self, settings: Settings, campaigns: Sequence[Campaign], *, today: date, now: datetime
+    ) -> None:
+        self.settings = settings
+        self.emails = {
+            c.name: EmailRenderer(settings=settings, campaign=c, today=today, now=now)
+            for c in campaigns
+            if c.email is not None
+        }
+        self.today, self.now = today, now
+        # Letter renderers are made on the first letter: most runs have none.
+        self.letters: dict[str, LetterRenderer | OutreachError] = {}
+
+    def letter(self, campaign: Campaign) -> LetterRenderer | OutreachError:
+        found = self.letters.get(campaign.name)
+        if found is None:
+            try:
+                found = LetterRenderer(
+                    settings=self.settings, campaign=campaign, today=self.today, now=self.now
+                )
+            except OutreachError as exc:
+                found = exc
+            self.letters[campaign.name] = found
+        return found
+
+
+class _RenderingOutlet:
+    """Renders emails and letters; what it does with them is its subclass's business."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        campaigns: Sequence[Campaign],
+        today: date,
+        now: datetime,
+        workers: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.renderers = _Renderers(settings, campaigns, today=today, now=now)
+        self.today = today
+        self.workers = workers or 2
+        self.queued: dict[str, list[tuple[RenderedLetter, bool]]] = {}
+
+    def _render_email(
+        self, campaign: Campaign, contact: Contact, occurrence: Occurrence
+    ) -> tuple[Made | None, object]:
+        renderer = self.renderers.emails[campaign.name]
+        try:
+            message = renderer.render(contact, occurrence)
+        except OutreachError as exc:
+            made = _failure(
+                exc, code=Code.RENDER_FAILED, channel="email", contact=contact, campaign=campaign
+            )
+            return made, None
+        return None, message
+
+    def letter(self, campaign: Campaign, contact: Contact, occurrence: Occurrence) -> Made | None:
+        """Render the letter's HTML now (cheap); lay it out in `finish`."""
+        renderer = self.renderers.letter(campaign)
+        try:
+            if isinstance(renderer, OutreachError):
+                raise renderer
+            letter = renderer.render(contact, occurrence)
+        except OutreachError as exc:
+            return _failure(
+                exc, code=Code.RENDER_FAILED, channel="letter", contact=contact, campaign=campaign
+            )
+        own = renderer.in_own_language(contact)
+        self.queued.setdefault(campaign.name, []).append((letter, own))
+        return None
+
+    def close(self) -> None:
+        """Nothing held open."""
+
+
+def _layout_failure(letter: RenderedLetter, exc: OutreachError) -> Made:
+    return Made(
+        status="failed",
+        reason=Reason(Code.LAYOUT_FAILED, "letter", detail=str(exc)),
+        problem=exc.as_problem(contact_id=letter.contact_id, campaign=letter.campaign),
+    )
+
+
+class PublishOutlet(_RenderingOutlet):
+    """The real run's outlet: the outbox for emails, batch PDFs for letters."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        campaigns: Sequence[Campaign],
+        today: date,
+        now: datetime,
+        split: bool = False,
+        workers: int | None = None,
+    ) -> None:
+        super().__init__(
+            settings=settings, campaigns=campaigns, today=today, now=now, workers=workers
+        )
+        self.split = split
+        self.outbox = OutboxWriter(root=settings.root, out_dir=settings.out_dir, run_date=today)
+
+    def email(self, campaign: Campaign, contact: Contact, occurrence: Occurrence) -> Made:
+        """Render the email and write it to the outbox."""
+        failed, message = self._render_email(campaign, contact, occurrence)
+        if failed is not None:
+            return failed
+        from outreach.render.email import RenderedEmail
+
+        assert isinstance(message, RenderedEmail)
+        result = self.outbox.push(message)
+        if result.status == "failed":
+            # The file could not be written (disk full, permissions): nothing exists, so the
+            # next run makes it again.
+            error = result.error or "could not write the message"
+            return Made(
+                status="failed",
+                reason=Reason(Code.WRITE_FAILED, "email", detail=error),
+                problem=Problem(message=error, contact_id=contact.id, campaign=campaign.name),
+            )
+        own = self.renderers.emails[campaign.name].in_own_language(contact)
+        return Made(
+            status="rendered" if result.status == "rendered" else result.status,  # type: ignore[arg-type]
+            artifact=result.artifact,
+            message_id=message.message_id,
+            own_language=own,
+        )
+
+    def finish(self) -> list[LetterBatch]:
+        """Print each campaign's batch; a letter that does not fit its envelope fails alone."""
+        settings = self.settings
+        batches = []
+        for name, queued in self.queued.items():
+            batch = LetterBatch(campaign=name)
+            batches.append(batch)
+            letters = [letter for letter, _ in queued]
+            own = {(letter.contact_id, letter.occurrence_key): o for letter, o in queued}
+            try:
+                result = write_batch(
+                    letters=letters,
+                    out_dir=settings.out_dir,
+                    run_date=self.today,
+                    campaign=name,
+                    duplex=settings.letters.duplex,
+                    sort_by_postal_code=settings.letters.sort_by_postal_code,
+                    split=self.split,
+                    workers=self.workers,
+                )
+            except DeliveryError as exc:
+                for letter in letters:
+                    batch.made[(letter.contact_id, name, letter.occurrence_key)] = Made(
+                        status="failed",
+                        reason=Reason(Code.WRITE_FAILED, "letter", detail=str(exc)),
+                        problem=exc.as_problem(contact_id=letter.contact_id, campaign=name),
+                    )
+                continue
+            by_key = {(letter.contact_id, letter.occurrence_key): letter for letter in letters}
+            for failure in result.failures:
+                letter = by_key[(failure.contact_id, failure.occurrence_key)]
+                key = (failure.contact_id, name, failure.occurrence_key)
+                batch.made[key] = _layout_failure(letter, failure.error)
+            if result.pdf_path is None:
+                continue
+            artifact = result.pdf_path.relative_to(settings.root).as_posix()
+            for printed in result.letters:
+                key = (printed.contact_id, name, printed.occurrence_key)
+                batch.made[key] = Made(
+                    status="rendered",
+                    artifact=artifact,
+                    own_language=own[(printed.contact_id, printed.occurrence_key)],
+                )
+            batch.artifact = artifact
+            batch.pages = result.pages
+        self.queued.clear()
+        return batches
+
+    def close(self) -> None:
+        """Close the outbox writer."""
+        self.outbox.close()
+
+
+class RenderOnlyOutlet(_RenderingOutlet):
+    """Renders and lays out everything a publish would, and keeps nothing."""
+
+    def email(self, campaign: Campaign, contact: Contact, occurrence: Occurrence) -> Made:
+        """Render the email and drop it."""
+        failed, _message = self._render_email(campaign, contact, occurrence)
+        if failed is not None:
+            return failed
+        own = self.renderers.emails[campaign.name].in_own_language(contact)
+        return Made(status="rendered", own_language=own)
+
+    def finish(self) -> list[LetterBatch]:
+        """Lay every letter out for real (WeasyPrint, the envelope windows) and drop the PDF."""
+        batches = []
+        for name, queued in self.queued.items():
+            batch = LetterBatch(campaign=name)
+            batches.append(batch)
+            letters = [letter for letter, _ in queued]
+            errors = lay_out(letters, duplex=self.settings.letters.duplex, workers=self.workers)
+            for (letter, own), error in zip(queued, errors, strict=True):
+                key = (letter.contact_id, name, letter.occurrence_key)
+                if error is None:
+                    batch.made[key] = Made(status="rendered", own_language=own)
+                else:
+                    batch.made[key] = _layout_failure(letter, error)
+        self.queued.clear()
+        return batches
+
+
+class CountOnlyOutlet:
+    """Decides without rendering: every message counts as made (`plan`)."""
+
+    def __init__(self) -> None:
+        self.queued: list[tuple[str, MessageKey]] = []
+
+    def email(self, campaign: Campaign, contact: Contact, occurrence: Occurrence) -> Made:
+        """Count it."""
+        return Made(status="rendered")
+
+    def letter(self, campaign: Campaign, contact: Contact, occurrence: Occurrence) -> Made | None:
+        """Count it at `finish`."""
+        self.queued.append((campaign.name, (contact.id, campaign.name, occurrence.key)))
+        return None
+
+    def finish(self) -> list[LetterBatch]:
+        """Every queued letter counts as printed."""
+        batches: dict[str, LetterBatch] = {}
+        for name, key in self.queued:
+            batch = batches.setdefault(name, LetterBatch(campaign=name))
+            batch.made[key] = Made(status="rendered")
+        self.queued.clear()
+        return list(batches.values())
+
+    def close(self) -> None:
+        """Nothing held open."""
+
+
+def outbox_folder(settings: Settings, today: date) -> Path:
+    """Where a run's emails go."""
+    return Path(settings.paths.out) / "outbox" / today.isoformat()
+
+
+if TYPE_CHECKING:
+
+    def _implements_outlet(
+        a: PublishOutlet, b: RenderOnlyOutlet, c: CountOnlyOutlet
+    ) -> tuple[Outlet, Outlet, Outlet]:
+        return a, b, c  # mypy checks that each has everything Outlet promises

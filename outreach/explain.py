@@ -1,0 +1,508 @@
+"""`explain`: why each campaign does or does not reach one contact today, in plain words.
+
+The answer is the run itself for that contact (`execute_run` on an in-memory store seeded
+from the ledger, with the render-only outlet and an observer): what it says is what the
+run does. The explainer only turns each decision (a code, never a sentence) into words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+from outreach.cadence import reach
+from outreach.campaigns import Campaign, Occurrence, occurrences_between
+from outreach.contacts import Contact
+from outreach.deliver.outlets import RenderOnlyOutlet
+from outreach.errors import Problem
+from outreach.ledger import Ledger, MessageRecord
+from outreach.ledger.store import MemoryStore
+from outreach.lookup import contact_label, find_contact, row_problems, unknown_contact
+from outreach.postal import address_gaps
+from outreach.reasons import Code, Reason
+from outreach.runner import RunDates, TraceEvent, execute_run
+from outreach.workspace import Workspace
+
+# How far `explain` looks for the next window of a campaign that is not due.
+LOOKAHEAD_DAYS = 800
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """Why one campaign does or does not reach the contact on the day."""
+
+    campaign: str
+    outcome: str  # send | deferred | already | missed | not due | not in audience | opted out | bad data | skipped
+    text: str
+    occurrence: Occurrence | None = None
+    channel: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready view."""
+        occ = self.occurrence
+        return {
+            "campaign": self.campaign,
+            "outcome": self.outcome,
+            "text": self.text,
+            "channel": self.channel,
+            "occurrence": None
+            if occ is None
+            else {
+                "key": occ.key,
+                "date": occ.date.isoformat(),
+                "earliest": occ.earliest.isoformat(),
+                "latest": occ.latest.isoformat(),
+            },
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    """Everything `explain` says about one contact on one day."""
+
+    contact_id: str
+    day: date
+    contact: Contact | None
+    label: str
+    answers: tuple[Answer, ...]
+    problems: tuple[Problem, ...]  # the row's problems (for a held-back row: why)
+    suppressed: tuple[str, ...]  # suppression list entries that cover the contact
+    history: tuple[MessageRecord, ...]  # the ledger's messages for the id, newest first
+
+    @property
+    def held_back(self) -> bool:
+        """Whether the id names a row that is not used at all."""
+        return self.contact is None
+
+    def lines(self) -> list[str]:
+        """The plain-text answer, a line at a time."""
+        out: list[str] = []
+        if self.contact is None:
+            out.append(
+                f"{self.contact_id} is held back: its row in the contacts file is not used, so "
+                "no campaign reaches it"
+            )
+            out.extend(f"  {p}" for p in self.problems)
+        else:
+            out.append(f"{self.label}, on {self.day.isoformat()}:")
+            out.extend(f"  {a.campaign}: {a.text}" for a in self.answers)
+            if self.problems:
+                out.append("problems with this contact in the contacts file:")
+                out.extend(f"  {p}" for p in self.problems)
+        if self.suppressed:
+            out.append("on the suppression list: " + ", ".join(self.suppressed))
+        if self.history:
+            out.append("messages in the ledger, newest first:")
+            out.extend(f"  {_history_line(r)}" for r in self.history)
+        else:
+            out.append("no messages in the ledger for this contact")
+        return out
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready view."""
+        return {
+            "contact": self.contact_id,
+            "date": self.day.isoformat(),
+            "found": self.contact is not None,
+            "label": self.label,
+            "campaigns": [a.as_dict() for a in self.answers],
+            "problems": [p.as_dict() for p in self.problems],
+            "suppressed": list(self.suppressed),
+            "history": [
+                {
+                    "date": r.run_date.isoformat(),
+                    "campaign": r.campaign,
+                    "occurrence": r.occurrence_key,
+                    "channel": r.channel,
+                    "status": r.status,
+                    "reason": r.reason,
+                    "error": r.error,
+                    "artifact": r.artifact,
+                }
+                for r in self.history
+            ],
+        }
+
+
+def _history_line(record: MessageRecord) -> str:
+    text = (
+        f"{record.run_date.isoformat()} {record.campaign} {record.occurrence_key} "
+        f"{record.channel} {record.status}"
+    )
+    detail = record.error or record.reason
+    if detail:
+        text += f": {detail}"
+    if record.artifact:
+        text += f" ({record.artifact})"
+    return text
+
+
+def explain_contact(
+    workspace: Workspace, *, contact_id: str, today: date, now: datetime
+) -> Explanation:
+    """Why each campaign does or does not reach a contact on `today`, from a simulated run."""
+    settings = workspace.settings
+    contact = find_contact(workspace, contact_id)
+    events: list[TraceEvent] = []
+    campaigns = workspace.campaigns
+    wanted = contact.id if contact is not None else contact_id
+    with Ledger.open(settings.ledger_path, readonly=True) as ledger:
+        history = ledger.messages(contact_id=wanted)
+        suppressions = ledger.suppressions()
+        store = None
+        if contact is not None:
+            # The contact's own rows are all the run needs, instead of every campaign's rows
+            # (a million on a big ledger).
+            store = MemoryStore.seeded(
+                ledger,
+                campaigns=campaigns,
+                since=today - timedelta(days=reach(settings, campaigns)),
+                contact_id=contact.id,
+            )
+    if contact is not None and store is not None:
+        # The run itself, for this one contact: every email rendered and every letter laid
+        # out and window-checked as the real run would, and nothing kept.
+        execute_run(
+            workspace=workspace,
+            store=store,
+            outlet=RenderOnlyOutlet(
+                settings=settings, campaigns=campaigns, today=today, now=now, workers=1
+            ),
+            dates=RunDates(today),
+            clock=lambda: now,
+            observer=events.append,
+            contacts=[contact],
+            args=("explain", contact.id),
+        )
+        # The windows this run closed are missed now, as the next real run will record them.
+        closed = {r.key: r for r in store.recorded if r.status == "missed"}
+        history = [closed.get(r.key, r) for r in history]
+    problems = row_problems(workspace, contact_id)
+    history.reverse()
+    if contact is None:
+        if not problems:
+            raise unknown_contact(workspace, contact_id, known_messages=len(history))
+        return Explanation(
+            contact_id=contact_id,
+            day=today,
+            contact=None,
+            label=contact_id,
+            answers=(),
+            problems=problems,
+            suppressed=_suppressed(contact_id, None, suppressions),
+            history=tuple(history),
+        )
+    explainer = _Explainer(
+        workspace=workspace,
+        contact=contact,
+        today=today,
+        now=now,
+        history=history,
+        suppressions=suppressions,
+        problems=problems,
+    )
+    # The last word on each message: a letter decided "send" may then fail its layout.
+    final: dict[tuple[str, str | None], TraceEvent] = {}
+    for event in events:
+        if event.outcome != "missed":
+            key = (event.campaign, event.occurrence.key if event.occurrence else None)
+            final.pop(key, None)
+            final[key] = event
+    answers = [
+        explainer.answer(campaign, event)
+        for campaign in workspace.campaigns
+        for event in final.values()
+        if event.campaign == campaign.name
+    ]
+    return Explanation(
+        contact_id=contact.id,
+        day=today,
+        contact=contact,
+        label=contact_label(contact, workspace.contacts.path),
+        answers=tuple(answers),
+        problems=problems,
+        suppressed=_suppressed(contact.id, contact.email, suppressions),
+        history=tuple(history),
+    )
+
+
+def _suppressed(
+    contact_id: str, email: str | None, suppressions: dict[str, frozenset[str]]
+) -> tuple[str, ...]:
+    found = []
+    for value in dict.fromkeys(v for v in (contact_id.lower(), (email or "").lower()) if v):
+        channels = suppressions.get(value)
+        if channels:
+            found.append(f"{value} ({', '.join(sorted(channels))})")
+    return tuple(found)
+
+
+def _channels_text(channels: Iterable[str]) -> str:
+    wanted = set(channels)
+    return "all" if {"email", "letter"} <= wanted or "all" in wanted else ", ".join(sorted(wanted))
+
+
+@dataclass
+class _Explainer:
+    """Turns one trace event into a sentence a business owner can read out on the phone."""
+
+    workspace: Workspace
+    contact: Contact
+    today: date
+    now: datetime
+    history: list[MessageRecord]  # newest first
+    suppressions: dict[str, frozenset[str]]
+    problems: tuple[Problem, ...]
+
+    def problem(self, name: str) -> Problem | None:
+        return next((p for p in self.problems if p.field == name), None)
+
+    def answer(self, campaign: Campaign, event: TraceEvent) -> Answer:
+        outcome, occ = event.outcome, event.occurrence
+        if outcome == "not in audience":
+            return Answer(campaign.name, outcome, self.audience_miss(campaign))
+        if outcome == "bad data":
+            detail = event.reason.detail if event.reason else ""
+            return Answer(campaign.name, outcome, f"cannot be worked out: {detail}")
+        if outcome == "not due" or occ is None:
+            return self.not_due(campaign)
+        what = self.what(campaign, occ)
+        if outcome == "send":
+            return Answer(
+                campaign.name, outcome, self.sending(campaign, event, what), occ, event.channel
+            )
+        if outcome == "deferred":
+            text = (
+                f"deferred by the cadence policy: {event.reason}; tried again on each run "
+                f"until {occ.latest.isoformat()}, after that it is missed ({what})"
+            )
+            return Answer(campaign.name, outcome, text, occ, event.channel)
+        if outcome == "already":
+            return self.already(campaign, occ, what)
+        if outcome == "skipped" and event.reason is not None:
+            return self.skipped(campaign, event.reason, occ, what)
+        if outcome == "failed" and event.reason is not None:
+            return self.failing(event, event.reason, occ, what)
+        return Answer(campaign.name, outcome, f"{outcome}: {event.reason} ({what})", occ)
+
+    def failing(self, event: TraceEvent, reason: Reason, occ: Occurrence, what: str) -> Answer:
+        channel = event.channel or "email"
+        if reason.code is Code.LAYOUT_FAILED:
+            text = (
+                f"would fail today by {channel}: the letter does not fit its envelope: "
+                f"{reason.detail} ({what}); the run records it failed and tries again next run"
+            )
+        else:
+            text = (
+                f"would fail today by {channel}: {reason.text} ({what}); the run records it "
+                "failed and tries again next run"
+            )
+        return Answer(event.campaign, "failed", text, occ, channel)
+
+    # -- the sentences ---------------------------------------------------------------------
+
+    def what(self, campaign: Campaign, occ: Occurrence) -> str:
+        """`birthday on 2026-11-26, window 2026-11-23 to 2026-11-26`."""
+        if campaign.kind == "promotion":
+            return f"promotion from {occ.earliest.isoformat()} to {occ.latest.isoformat()}"
+        if campaign.kind == "birthday":
+            thing = f"birthday on {occ.date.isoformat()}"
+        elif campaign.kind == "reminder":
+            thing = f"{campaign.date_field} on {occ.date.isoformat()}"
+        else:
+            thing = f"one-off on {occ.date.isoformat()}"
+        if occ.earliest == occ.latest:
+            return f"{thing}, only on {occ.earliest.isoformat()}"
+        return f"{thing}, window {occ.earliest.isoformat()} to {occ.latest.isoformat()}"
+
+    def audience_miss(self, campaign: Campaign) -> str:
+        audience, tags = campaign.audience, self.contact.tags
+        has = ", ".join(sorted(tags)) or "none"
+        wanted = list(audience.tags_any)
+        if wanted and tags.isdisjoint(wanted):
+            return (
+                f"not in the audience: needs one of the tags {', '.join(wanted)} "
+                f"(the contact's tags: {has})"
+            )
+        excluded = sorted(tags.intersection(audience.tags_none))
+        if excluded:
+            return (
+                f"not in the audience: has the tag {', '.join(excluded)}, which the campaign "
+                "excludes (tags_none)"
+            )
+        if audience.where:
+            return f"not in the audience: `{audience.where}` is false for this contact"
+        return "not in the audience"
+
+    def sending(self, campaign: Campaign, event: TraceEvent, what: str) -> str:
+        channel = event.channel or "email"
+        if channel == "letter":
+            arrival = self.today + timedelta(days=self.workspace.settings.letters.delivery_days)
+            text = f"would go today by letter, arriving about {arrival.isoformat()} ({what})"
+        else:
+            text = f"would go today by email ({what})"
+        reason = event.reason
+        if reason is not None and reason.code is Code.ESSENTIAL_OVERRIDE:
+            text += f"; {reason.text}"
+        elif reason is not None:  # why not the first choice: the fallback took over
+            text += f"; not by {reason.channel}: {Reason(reason.code).text}"
+        if not event.own_language:
+            text += (
+                f"; in the default language ({self.workspace.settings.default_locale}): the "
+                f"templates have no variant for {self.contact.locale}"
+            )
+        return text
+
+    def already(self, campaign: Campaign, occ: Occurrence, what: str) -> Answer:
+        record = next(
+            (
+                r
+                for r in self.history
+                if r.campaign == campaign.name and r.occurrence_key == occ.key
+            ),
+            None,
+        )
+        if record is None:  # the runner saw it done, so the ledger has it
+            return Answer(campaign.name, "already", f"already done ({what})", occ)
+        status, channel = record.status, record.channel
+        changed = (
+            record.updated_at.astimezone(self.now.tzinfo).date()
+            if record.updated_at is not None
+            else record.run_date
+        )
+        if status == "rendered":
+            where = f": {record.artifact}" if record.artifact else ""
+            text = f"already made on {record.run_date.isoformat()} by {channel}{where} ({what})"
+        elif status == "sent":
+            text = f"already sent on {changed.isoformat()} by {channel} ({what})"
+        elif status in ("sending", "uncertain"):
+            text = (
+                f"uncertain since {changed.isoformat()}: the run died while handing the email to "
+                "the mail server, so it may have arrived; it is never resent automatically "
+                f"(check the mailbox) ({what})"
+            )
+        elif status == "failed" and record.reason == "permanent":
+            text = (
+                f"failed for good on {changed.isoformat()}: the mail server refused it: "
+                f"{record.error or 'refused'}; it is not tried again (fix the address in the "
+                f"contacts file) ({what})"
+            )
+        elif status == "failed":
+            text = (
+                f"failed on {changed.isoformat()}: {record.error or 'delivery failed'}; "
+                f"`outreach send` tries it again ({what})"
+            )
+        elif status == "missed":
+            text = f"missed: {record.reason} ({what})"
+        else:
+            text = f"already {status} on {record.run_date.isoformat()} ({what})"
+        return Answer(
+            campaign.name, "missed" if status == "missed" else "already", text, occ, channel
+        )
+
+    def skipped(self, campaign: Campaign, reason: Reason, occ: Occurrence, what: str) -> Answer:
+        contact = self.contact
+        if reason.code is Code.OPTED_OUT:
+            channel = reason.channel or "email"
+            if channel in contact.opt_out:
+                said = _channels_text(contact.opt_out)
+                text = (
+                    f"opted out of {channel}: the contacts file says opt_out: {said} "
+                    f"(line {contact.line}) ({what})"
+                )
+            else:
+                entries = (
+                    ", ".join(_suppressed(contact.id, contact.email, self.suppressions))
+                    or "the suppression list"
+                )
+                text = f"opted out of {channel}: on the suppression list: {entries} ({what})"
+            return Answer(campaign.name, "opted out", text, occ, channel)
+        if reason.code is Code.NO_EMAIL:
+            bad = self.problem("email")
+            if bad is not None:
+                return Answer(campaign.name, "bad data", f"no usable email: {bad} ({what})", occ)
+            return Answer(
+                campaign.name, "skipped", f"no email address in the contacts file ({what})", occ
+            )
+        if reason.code is Code.INCOMPLETE_ADDRESS:
+            bad = self.problem("country")
+            if bad is not None:
+                return Answer(
+                    campaign.name, "bad data", f"no usable postal address: {bad} ({what})", occ
+                )
+            gaps = ", ".join(address_gaps(contact))
+            return Answer(
+                campaign.name,
+                "skipped",
+                f"incomplete postal address (missing {gaps}) ({what})",
+                occ,
+            )
+        return Answer(campaign.name, "skipped", f"skipped: {reason} ({what})", occ)
+
+    def not_due(self, campaign: Campaign) -> Answer:
+        contact, name = self.contact, campaign.name
+        if campaign.kind == "birthday" and contact.birthday is None:
+            bad = self.problem("birthday")
+            if bad is not None:
+                return Answer(name, "bad data", f"no birthday message: {bad}")
+            return Answer(name, "not due", "not due: no birthday in the contacts file")
+        settings = self.workspace.settings
+        fmt = settings.contacts.date_format
+        upcoming = [
+            occ
+            for occ in occurrences_between(
+                campaign,
+                contact,
+                start=self.today + timedelta(days=1),
+                end=self.today + timedelta(days=LOOKAHEAD_DAYS),
+                date_format=fmt,
+            )
+            if occ.earliest > self.today
+        ]
+        if campaign.kind == "reminder" and not upcoming and not self._has_field(campaign):
+            return Answer(
+                name, "not due", f"not due: no {campaign.date_field} in the contacts file"
+            )
+        past = [
+            r
+            for r in self.history
+            if r.campaign == name and r.latest is not None and r.latest < self.today
+        ]
+        past.sort(key=lambda r: (r.latest or date.min, r.run_date), reverse=True)
+        text = f"nothing due on {self.today.isoformat()}"
+        outcome = "not due"
+        if past:
+            last = past[0]
+            window = f"{last.occurrence_key}, window {_window(last)}"
+            if last.status == "missed":
+                outcome = "missed"
+                text = (
+                    f"window closed: the last one ({window}) was deferred until its window "
+                    f"closed and is recorded as missed, never sent late ({last.reason})"
+                )
+            else:
+                text += f"; the last one ({window}) is {last.status} ({last.run_date.isoformat()})"
+        if upcoming:
+            nxt = upcoming[0]
+            text += (
+                f"; the next window opens on {nxt.earliest.isoformat()} "
+                f"({self.what(campaign, nxt)})"
+            )
+        elif outcome == "missed":
+            pass  # the closed window says it all
+        elif campaign.kind == "promotion" and campaign.end is not None:
+            text += f"; the promotion ended on {campaign.end.isoformat()}"
+        else:
+            text += "; no later window"
+        return Answer(name, outcome, text)
+
+    def _has_field(self, campaign: Campaign) -> bool:
+        name = campaign.date_field or ""
+        return bool(self.contact.extra.get(name) or getattr(self.contact, name, None))
+
+
+def _window(record: MessageRecord) -> str:
+    first = record.earliest.isoformat() if record.earliest else "?"
+    last = record.latest.isoformat() if record.latest else "?"
+    return f"{first} to {last}"

@@ -1,0 +1,39 @@
+"""The ledger: what went to whom, the runs, the suppression list, and the workspace lock.
+
+`sqlite` is the embedded ledger; `store` is the interface a run records through, with the
+in-memory store that rehearsals (dry run, validate, plan, explain) use.
+"""
+
+from outreach.ledger.sqlite import (
+    CHANNELS,
+    COUNTED_STATUSES,
+    DONE_STATUSES,
+    LOCK_NAME,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    STATUSES,
+    SUPPRESSION_CHANNELS,
+    Ledger,
+    LedgerStore,
+    MessageRecord,
+    WorkspaceLock,
+    acquire_lock,
+    apply_migrations,
+)
+
+__all__ = [
+    "CHANNELS",
+    "COUNTED_STATUSES",
+    "DONE_STATUSES",
+    "LOCK_NAME",
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "STATUSES",
+    "SUPPRESSION_CHANNELS",
+    "Ledger",
+    "LedgerStore",
+    "MessageRecord",
+    "WorkspaceLock",
+    "acquire_lock",
+    "apply_migrations",
+]

@@ -1,0 +1,379 @@
+"""`plan`: what the coming days' runs would do, by running them.
+
+Each simulated day is the runner itself (`execute_run`) on an in-memory store seeded from the
+ledger, with the count-only outlet: the store keeps what each day records (what is done, what
+waits, what weighs on cadence, the windows that close), so the next day sees it exactly as a
+real run would see the ledger. Nothing reaches the disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta
+
+from outreach.audience import AudienceFilter, compile_audience
+from outreach.cadence import reach
+from outreach.campaigns import Campaign, occurrences_between
+from outreach.contacts import Contact
+from outreach.deliver.outlets import CountOnlyOutlet
+from outreach.errors import OutreachError
+from outreach.ledger import Ledger
+from outreach.ledger.store import MemoryStore
+from outreach.lookup import find_contact, not_a_contact
+from outreach.runner import RunDates, RunSummary, TraceEvent, execute_run
+from outreach.workspace import Workspace
+
+# Each simulated day runs at this local time, as a morning cron job would.
+RUN_TIME = time(9, 0)
+
+MessageKey = tuple[str, str, str]  # (contact_id, campaign, occurrence_key)
+
+
+@dataclass(frozen=True, slots=True)
+class DayCounts:
+    """What one simulated day does for one campaign."""
+
+    day: date
+    campaign: str
+    emails: int = 0
+    letters: int = 0
+    deferred: int = 0  # held back that day (a message waiting several days counts each day)
+    missed: int = 0  # became missed that day: its window closed while it was deferred
+    skipped: int = 0  # cannot go (opted out, no address), counted on the first day only
+
+    @property
+    def empty(self) -> bool:
+        """Whether nothing at all happens."""
+        return not (self.emails or self.letters or self.deferred or self.missed or self.skipped)
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready view."""
+        return {
+            "date": self.day.isoformat(),
+            "campaign": self.campaign,
+            "emails": self.emails,
+            "letters": self.letters,
+            "deferred": self.deferred,
+            "missed": self.missed,
+            "skipped": self.skipped,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedMessage:
+    """A message the plan would make."""
+
+    day: date
+    campaign: str
+    channel: str
+    occurrence_key: str
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready view."""
+        return {
+            "date": self.day.isoformat(),
+            "campaign": self.campaign,
+            "channel": self.channel,
+            "occurrence": self.occurrence_key,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Pressure:
+    """One contact and the messages the plan would make for them."""
+
+    contact_id: str
+    messages: tuple[PlannedMessage, ...]
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready view."""
+        return {"contact": self.contact_id, "messages": [m.as_dict() for m in self.messages]}
+
+
+@dataclass(frozen=True, slots=True)
+class StoryLine:
+    """One thing that happens to the watched contact on one day."""
+
+    day: date
+    campaign: str
+    outcome: str  # send | deferred | skipped | missed | bad data | failed
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.day.isoformat()} {self.campaign} {self.detail}"
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready view."""
+        return {
+            "date": self.day.isoformat(),
+            "campaign": self.campaign,
+            "outcome": self.outcome,
+            "text": self.detail,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """The simulated days: counts per day and campaign, the busiest contacts, one story."""
+
+    start: date
+    days: int
+    campaigns: tuple[str, ...]
+    counts: tuple[DayCounts, ...]  # one per day and campaign, in day then campaign order
+    pressure: tuple[Pressure, ...]  # contacts with two messages or more, most first
+    contact_id: str | None = None
+    story: tuple[StoryLine, ...] = ()
+
+    @property
+    def end(self) -> date:
+        """The last simulated day."""
+        return self.start + timedelta(days=self.days - 1)
+
+    def totals(self) -> list[DayCounts]:
+        """The period's counts per campaign (`day` is the first day)."""
+        totals = []
+        for name in self.campaigns:
+            rows = [c for c in self.counts if c.campaign == name]
+            totals.append(
+                DayCounts(
+                    day=self.start,
+                    campaign=name,
+                    emails=sum(r.emails for r in rows),
+                    letters=sum(r.letters for r in rows),
+                    deferred=sum(r.deferred for r in rows),
+                    missed=sum(r.missed for r in rows),
+                    skipped=sum(r.skipped for r in rows),
+                )
+            )
+        return totals
+
+    def as_dict(self) -> dict[str, object]:
+        """A JSON-ready view."""
+        return {
+            "from": self.start.isoformat(),
+            "to": self.end.isoformat(),
+            "days": self.days,
+            "campaigns": list(self.campaigns),
+            "table": [c.as_dict() for c in self.counts],
+            "totals": {
+                t.campaign: {k: v for k, v in t.as_dict().items() if k not in ("date", "campaign")}
+                for t in self.totals()
+            },
+            "pressure": [p.as_dict() for p in self.pressure],
+            "contact": self.contact_id,
+            "story": [s.as_dict() for s in self.story] if self.contact_id else None,
+        }
+
+
+class _DueSchedule:
+    """Which contacts have something still open on each day, so a simulated day visits only them.
+
+    A run visits every contact, but a contact matters on a day only if some occurrence's window
+    contains the day and that occurrence is not done yet (rendered, sent, missed…); the others
+    would only be noted "not due" or "already". Each contact's occurrences over the whole period
+    are worked out once; what is done is asked of the store the runs record into, so the rule
+    of what counts as done stays in one place.
+    """
+
+    def __init__(self, workspace: Workspace, *, start: date, end: date) -> None:
+        fmt = workspace.settings.contacts.date_format
+        audiences: list[tuple[Campaign, AudienceFilter]] = [
+            (c, compile_audience(c.audience, path=c.path)) for c in workspace.campaigns
+        ]
+        self.contacts = workspace.contacts.contacts
+        # campaign → the (contact_id, occurrence_key) that can be due in the period
+        self.keys: dict[str, set[tuple[str, str]]] = {c.name: set() for c in workspace.campaigns}
+        # first day inside the period → (position, latest, message key) of windows opening then
+        self.opening: dict[date, list[tuple[int, date, MessageKey]]] = {}
+        for position, contact in enumerate(self.contacts):
+            for campaign, audience in audiences:
+                try:
+                    if not audience.matches(contact):
+                        continue
+                    found = occurrences_between(
+                        campaign, contact, start=start, end=end, date_format=fmt
+                    )
+                except OutreachError:
+                    # Bad data for this campaign: nothing can be due from it.
+                    continue
+                keys = self.keys[campaign.name]
+                for occ in found:
+                    keys.add((contact.id, occ.key))
+                    entry = (position, occ.latest, (contact.id, campaign.name, occ.key))
+                    self.opening.setdefault(max(occ.earliest, start), []).append(entry)
+        self.open: list[tuple[int, date, MessageKey]] = []
+
+    def contacts_on(self, day: date, *, store: MemoryStore) -> list[Contact]:
+        """The contacts (in file order) with an occurrence open on `day` that is not done."""
+        self.open.extend(self.opening.pop(day, ()))
+        keep = []
+        positions = set()
+        for entry in self.open:
+            position, latest, key = entry
+            contact_id, campaign, occurrence_key = key
+            if latest < day or (contact_id, occurrence_key) in store.done_for(campaign):
+                continue
+            keep.append(entry)
+            positions.add(position)
+        self.open = keep
+        return [self.contacts[p] for p in sorted(positions)]
+
+
+@dataclass
+class _Watcher:
+    """Watches the simulated runs: what each contact gets, new skips, one contact's story."""
+
+    watch: str | None
+    day: date = date.min
+    sent: dict[str, list[PlannedMessage]] = field(default_factory=dict)
+    story: list[StoryLine] = field(default_factory=list)
+    told: set[tuple[str, str, str]] = field(default_factory=set)
+    # A skip (opted out, no address) comes up again every day of its window; the plan counts
+    # it on the first day only.
+    skips: set[MessageKey] = field(default_factory=set)
+    new_skips: dict[str, int] = field(default_factory=dict)
+
+    def note(self, event: TraceEvent) -> None:
+        outcome = event.outcome
+        if outcome == "not due" or outcome == "not in audience":  # the hot path
+            return
+        occ = event.occurrence
+        if occ is not None:
+            key = (event.contact_id, event.campaign, occ.key)
+            if outcome == "skipped" and key not in self.skips:
+                self.skips.add(key)
+                self.new_skips[event.campaign] = self.new_skips.get(event.campaign, 0) + 1
+            elif outcome == "send":
+                message = PlannedMessage(
+                    self.day, event.campaign, event.channel or "email", occ.key
+                )
+                self.sent.setdefault(event.contact_id, []).append(message)
+        if event.contact_id == self.watch:
+            self._tell(event)
+
+    def _tell(self, event: TraceEvent) -> None:
+        outcome, reason = event.outcome, event.reason
+        text = reason.text if reason is not None else ""
+        if outcome == "send":
+            detail = f"would go by {event.channel}" + (f" ({text})" if reason else "")
+        elif outcome == "deferred":
+            detail = f"deferred: {text}"
+        elif outcome == "missed":
+            detail = f"missed: {reason.detail if reason else text}"
+        else:
+            # Skips and bad data repeat every day of a window; once is enough.
+            once = (event.campaign, outcome, text)
+            if once in self.told or outcome == "already":
+                return
+            self.told.add(once)
+            if outcome == "skipped":
+                detail = f"skipped: {text}"
+            elif outcome == "failed":
+                detail = f"cannot be made: {text}"
+            else:
+                detail = f"cannot be made: {reason.detail if reason else text}"
+        self.story.append(StoryLine(self.day, event.campaign, outcome, detail))
+
+
+def _fixed(moment: datetime) -> Callable[[], datetime]:
+    return lambda: moment
+
+
+def _day_counts(
+    day: date, summary: RunSummary, *, skipped: dict[str, int], names: list[str]
+) -> list[DayCounts]:
+    runs = {c.name: c for c in summary.campaigns}
+    return [
+        DayCounts(
+            day=day,
+            campaign=name,
+            emails=runs[name].emails,
+            letters=runs[name].letters,
+            deferred=runs[name].deferred,
+            missed=runs[name].missed,
+            skipped=skipped.get(name, 0),
+        )
+        for name in names
+    ]
+
+
+def plan_days(
+    workspace: Workspace,
+    *,
+    start: date,
+    days: int,
+    contact_id: str | None = None,
+    top: int = 10,
+    on_day: Callable[[date], None] | None = None,
+) -> Plan:
+    """Run each of `days` days from `start` on an in-memory store seeded from the ledger.
+
+    With `contact_id` only that contact is run (cadence is per contact, so its story is the
+    same as in the whole simulation) and its day-by-day story is kept. `on_day` hears of
+    each day once it is simulated (for a progress bar).
+    """
+    if days < 1:
+        raise ValueError("plan at least one day")
+    settings = workspace.settings
+    campaigns = workspace.campaigns
+    names = [c.name for c in campaigns]
+    end = start + timedelta(days=days - 1)
+    schedule: _DueSchedule | None = None
+    watched: list[Contact] = []
+    watch: str | None = None
+    if contact_id is not None:
+        contact = find_contact(workspace, contact_id)
+        if contact is None:
+            raise not_a_contact(workspace, contact_id)
+        watched, watch = [contact], contact.id
+    else:
+        schedule = _DueSchedule(workspace, start=start, end=end)
+    # Older messages than this never weigh on a day of the period: every cadence rule looks
+    # at most `reach` days around the day it decides.
+    since = start - timedelta(days=reach(settings, campaigns))
+    with Ledger.open(settings.ledger_path, readonly=True) as ledger:
+        store = MemoryStore.seeded(
+            ledger,
+            campaigns=campaigns,
+            since=since,
+            contact_id=watch,
+            occurrence_keys=(
+                {name: {key for _, key in schedule.keys[name]} for name in names}
+                if schedule is not None
+                else None
+            ),
+        )
+    watcher = _Watcher(watch=watch)
+    counts: list[DayCounts] = []
+    for offset in range(days):
+        day = start + timedelta(days=offset)
+        moment = datetime.combine(day, RUN_TIME, tzinfo=settings.tz)
+        watcher.day = day
+        watcher.new_skips = {}
+        people = watched if schedule is None else schedule.contacts_on(day, store=store)
+        summary = execute_run(
+            workspace=workspace,
+            store=store,
+            outlet=CountOnlyOutlet(),
+            dates=RunDates(day),
+            clock=_fixed(moment),
+            observer=watcher.note,
+            contacts=people,
+            args=("plan",),
+        )
+        counts.extend(_day_counts(day, summary, skipped=watcher.new_skips, names=names))
+        if on_day is not None:
+            on_day(day)
+    # Only contacts who would hear from the business more than once are "under pressure".
+    busy = [item for item in watcher.sent.items() if len(item[1]) > 1 or watch]
+    busiest = sorted(busy, key=lambda item: (-len(item[1]), item[0]))[:top]
+    return Plan(
+        start=start,
+        days=days,
+        campaigns=tuple(names),
+        counts=tuple(counts),
+        pressure=tuple(Pressure(cid, tuple(messages)) for cid, messages in busiest),
+        contact_id=watch,
+        story=tuple(watcher.story),
+    )
