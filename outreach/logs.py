@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TextIO
 
 from outreach.errors import OutreachError
-from outreach.sending import SendSummary
+from outreach.sending import SendSummary, Unsent
 from outreach.summary import RunSummary
 
 LOGGER_NAME = "outreach"
@@ -144,6 +144,30 @@ def log_summary(logger: logging.Logger, summary: RunSummary, *, label: str = "")
         )
     if summary.sending is not None:
         _log_unsent(logger, summary.sending)
+    else:
+        _log_uncertain(logger, summary.uncertain_emails)
+    for c in summary.campaigns:
+        for (outcome, reason), held in c.held_by_reason().items():
+            names = ", ".join(
+                f"{h.contact_id} (line {h.line})" if h.line else h.contact_id
+                for h in held[:PROBLEM_LINES]
+            )
+            more = f" and {len(held) - PROBLEM_LINES} more" if len(held) > PROBLEM_LINES else ""
+            logger.log(
+                level, "  %s in %s: %d %s: %s%s", outcome, c.name, len(held), reason, names, more
+            )
+
+
+def _log_uncertain(logger: logging.Logger, uncertain: list[Unsent]) -> None:
+    for unsent in uncertain[:PROBLEM_LINES]:
+        logger.warning(
+            "  uncertain: %s (%s %s): %s — it may have arrived; check the mailbox, then "
+            "`outreach send --retry-uncertain` if it did not",
+            unsent.contact_id,
+            unsent.campaign,
+            unsent.occurrence_key,
+            unsent.error,
+        )
 
 
 def log_send_summary(logger: logging.Logger, summary: SendSummary, *, label: str = "") -> None:

@@ -108,7 +108,11 @@ def _check_campaigns(
         workspace=workspace,
         store=MemoryStore(suppressed=suppressions),
         outlet=RenderOnlyOutlet(
-            settings=settings, campaigns=workspace.campaigns, today=today, now=now
+            settings=settings,
+            campaigns=workspace.campaigns,
+            today=today,
+            now=now,
+            layout_once=True,
         ),
         dates=RunDates(today, until=today + timedelta(days=YEAR)),
         clock=lambda: now,

@@ -307,6 +307,27 @@ def test_send_true_sends_after_the_run(
     assert runs(ws) == [(["daemon", "job:00:00 promo +send"], True)]
 
 
+def test_a_job_without_send_reports_uncertain_emails_as_the_run_command_does(
+    workspace: Callable[..., Workspace], smtp_server: smtp_server_module.SmtpServer
+) -> None:
+    """One post-run step for the CLI and the daemon: under delivery: smtp, both name the
+    emails a killed send left uncertain, even when the job does not send."""
+    smtp = (
+        f"delivery: {{method: smtp, host: {smtp_server.host}, port: {smtp_server.port}, "
+        "security: none}\n"
+    )
+    ws = workspace('{campaigns: [promo], at: "00:00"}', config_extra=smtp)
+    assert ws.run("run", "campaigns/promo.yaml").code == 0
+    with sqlite3.connect(ws.root / "state" / "ledger.sqlite") as db:
+        db.execute("UPDATE messages SET status = 'uncertain' WHERE contact_id = 'c1'")
+    by_hand = ws.run("run", "campaigns/promo.yaml")
+    assert "1 email(s) uncertain" in by_hand.out, by_hand.out
+    result = ws.run("daemon", "--once")
+    assert result.code == 0, result.err
+    assert "uncertain" in result.err and "c1" in result.err, result.err
+    assert smtp_server.handler.messages == []  # reported, never sent
+
+
 @pytest.mark.parametrize(
     ("config", "message"),
     [

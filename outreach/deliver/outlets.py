@@ -271,7 +271,27 @@ class PublishOutlet(_RenderingOutlet):
 
 
 class RenderOnlyOutlet(_RenderingOutlet):
-    """Renders and lays out everything a publish would, and keeps nothing."""
+    """Renders and lays out everything a publish would, and keeps nothing.
+
+    With `layout_once`, a contact's later letters of the same campaign (validate's year holds
+    two birthdays for some) are rendered but take the layout verdict of the first: the
+    envelope windows see the same address and return lines, and WeasyPrint is most of the time.
+    """
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        campaigns: Sequence[Campaign],
+        today: date,
+        now: datetime,
+        workers: int | None = None,
+        layout_once: bool = False,
+    ) -> None:
+        super().__init__(
+            settings=settings, campaigns=campaigns, today=today, now=now, workers=workers
+        )
+        self.layout_once = layout_once
 
     def email(self, campaign: Campaign, contact: Contact, occurrence: Occurrence) -> Made:
         """Render the email and drop it."""
@@ -287,10 +307,17 @@ class RenderOnlyOutlet(_RenderingOutlet):
         for name, queued in self.queued.items():
             batch = LetterBatch(campaign=name)
             batches.append(batch)
-            letters = [letter for letter, _ in queued]
+            first: dict[str, int] = {}  # contact id → index of its letter that is laid out
+            letters: list[RenderedLetter] = []
+            for letter, _ in queued:
+                if not self.layout_once or letter.contact_id not in first:
+                    first[letter.contact_id] = len(letters)
+                    letters.append(letter)
             errors = lay_out(letters, duplex=self.settings.letters.duplex, workers=self.workers)
-            for (letter, own), error in zip(queued, errors, strict=True):
+            verdicts = {letters[i].contact_id: errors[i] for i in first.values()}
+            for index, (letter, own) in enumerate(queued):
                 key = (letter.contact_id, name, letter.occurrence_key)
+                error = verdicts[letter.contact_id] if self.layout_once else errors[index]
                 if error is None:
                     batch.made[key] = Made(status="rendered", own_language=own)
                 else:
