@@ -232,6 +232,7 @@ def execute_run(
     run_id = store.begin_run(run_date=today, started_at=started, args=args)
     fmt = settings.contacts.date_format
     delivery_days = settings.letters.delivery_days
+    letter_arrival = today + timedelta(days=delivery_days)
     campaigns = workspace.campaigns
     totals = {
         c.name: CampaignSummary(name=c.name, kind=c.kind, channel=c.channel) for c in campaigns
@@ -287,9 +288,7 @@ def execute_run(
         message_id: str | None = None,
         reason: str | None = None,
         error: str | None = None,
-        day: date | None = None,
     ) -> None:
-        when = day or today
         out.records.append(
             MessageRecord(
                 contact_id=contact.id,
@@ -302,9 +301,7 @@ def execute_run(
                 earliest=occ.earliest,
                 latest=occ.latest,
                 essential=run.campaign.essential,
-                effective_date=when + timedelta(days=delivery_days)
-                if channel == "letter"
-                else when,
+                effective_date=letter_arrival if channel == "letter" else today,
                 updated_at=stamp,
                 artifact=artifact,
                 message_id=message_id,

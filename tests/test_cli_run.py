@@ -213,6 +213,12 @@ def test_one_message_one_language(make_workspace: Callable[..., Workspace]) -> N
     assert "November" not in body
     campaigns = json.loads(result.out)["campaigns"]
     assert campaigns[0]["default_language"] == 1  # Mary alone has no variant of her own
+    # validate said so first, naming her.
+    checked = ws.run("validate", "--date", DAY)
+    assert (
+        "1 contact(s) get birthday in the default language (es): no template variant for "
+        "their language: c5 (en, line 6)"
+    ) in checked.out, checked.out
 
 
 def test_a_subject_per_language_needs_a_default(make_workspace: Callable[..., Workspace]) -> None:

@@ -165,3 +165,35 @@ def test_messages_carry_their_records_in_the_store() -> None:
     assert store.done_for("birthday") == {("c1", "birthday:2026"): "failed"}
     store.record([row("rendered", artifact="out/x.eml")])
     assert [m.campaign for m in store.history(since=day)["c1"]] == ["birthday"]
+
+
+def test_a_letter_abroad_whose_return_line_overflows_is_caught_before_the_run(
+    sample_workspace: Workspace,
+) -> None:
+    """A sender's return line that fits at home but not with the country added for a letter
+    to Britain: validate and explain say so before the run, and the run agrees."""
+    ws = sample_workspace
+    config = (ws.root / "config.yaml").read_text(encoding="utf-8")
+    longer = config.replace(
+        "street: Calle de la Cava Baja, 12", "street: Calle de la Cava Baja, 12, bajo izquierda"
+    )
+    assert longer != config
+    (ws.root / "config.yaml").write_text(longer, encoding="utf-8")
+    with open(ws.root / "contacts.csv", "a", encoding="utf-8") as handle:
+        handle.write(
+            "c900,Oliver,Hughes,Mr,,25/11/1970,12 Baker Street,,NW1 6XE,London,GB,letter,en,"
+            "customer,,,\n"
+        )
+    checked = json.loads(ws.run("validate", "--date", DAY, "--json").out)
+    refused = [w for w in checked["warnings"] if w.get("contact_id") == "c900"]
+    assert refused and "return address" in refused[0]["message"], checked["warnings"]
+    told = ws.run("explain", "c900", "--date", DAY).out
+    assert "birthday: would fail today by letter" in told, told
+    real = ws.run("run", "--all", "--date", DAY, "--json")
+    assert real.code == 1
+    (birthday,) = [c for c in json.loads(real.out)["campaigns"] if c["name"] == "birthday"]
+    assert [(h["outcome"], h["contact"], h["reason"]["code"]) for h in birthday["held_back"]] == [
+        ("skipped", "c016", "opted_out"),
+        ("skipped", "c023", "opted_out"),
+        ("failed", "c900", "layout_failed"),
+    ]
