@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from jinja2.exceptions import TemplateError as JinjaTemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from outreach.audience import compile_audience
 from outreach.config import MAX_DAYS, CadencePolicy, Weekday, parse_hhmm, validation_error
@@ -147,6 +147,13 @@ class Campaign(_Model):
     send_on: date | None = None
     email: EmailSpec | None = None
     letter: LetterSpec | None = None
+    # The line of `audience.where` in the file, for the errors it raises per contact.
+    _where_line: int | None = PrivateAttr(default=None)
+
+    @property
+    def where_line(self) -> int | None:
+        """The line of `audience.where` in the campaign file (None: not known or not set)."""
+        return self._where_line
 
     @field_validator("start", "end", "send_on")
     @classmethod
@@ -467,7 +474,8 @@ def _load(path: Path, *, templates_dir: Path) -> tuple[Campaign, dict[KeyPath, i
     _check_kind_rules(campaign, lines)
     _check_channels(campaign, lines)
     _check_templates(campaign, templates_dir=templates_dir, lines=lines)
-    compile_audience(campaign.audience, path=path, line=lines.get(("audience", "where")))
+    campaign._where_line = lines.get(("audience", "where"))
+    compile_audience(campaign.audience, path=path, line=campaign.where_line)
     return campaign, lines
 
 

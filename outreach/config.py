@@ -196,6 +196,13 @@ class Letters(_Model):
         return self
 
 
+class RenderLimits(_Model):
+    """What one message's templates (and a campaign's `where`) may cost."""
+
+    render_seconds: float = Field(default=10.0, gt=0, le=3600)
+    render_size: int = Field(default=5_000_000, ge=10_000, le=1_000_000_000)
+
+
 class ScheduleJob(_Model):
     """One job of the built-in scheduler."""
 
@@ -233,6 +240,7 @@ class Settings(_Model):
     cadence: CadencePolicy = CadencePolicy()
     delivery: Delivery = Delivery()
     letters: Letters = Letters()
+    limits: RenderLimits = RenderLimits()
     schedule: tuple[ScheduleJob, ...] = ()
 
     @field_validator("timezone")

@@ -18,7 +18,7 @@ from multiprocessing.pool import AsyncResult
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from outreach.audience import compile_audience
+from outreach.audience import WhereRefusedError, compile_audience
 from outreach.cadence import Candidate, PastMessage, decide
 from outreach.campaigns import Campaign, Occurrence, due_occurrences
 from outreach.config import CadencePolicy, Settings
@@ -29,6 +29,7 @@ from outreach.deliver.printing import write_batch
 from outreach.errors import OutreachError, Problem
 from outreach.ledger import DONE_STATUSES, Ledger, MessageRecord, acquire_lock
 from outreach.render.letter import LetterRenderer, missing_address_fields
+from outreach.render.limits import limits_of
 from outreach.render.templates import EmailRenderer
 from outreach.workspace import Workspace
 
@@ -438,7 +439,10 @@ def execute_run(
         _CampaignRun(
             campaign=c,
             summary=CampaignSummary(name=c.name, kind=c.kind, channel=c.channel),
-            matches=compile_audience(c.audience, path=c.path),
+            # hook: `where` gets config's render limits
+            matches=compile_audience(
+                c.audience, path=c.path, line=c.where_line, limits=limits_of(settings)
+            ),
             policy=policy_for(settings, c),
             statuses=ledger.statuses_for(c.name) if statuses is None else statuses.get(c.name, {}),
             emails=(
@@ -525,6 +529,11 @@ def execute_run(
                         run.campaign, contact, today=today, date_format=fmt
                     )
                 except OutreachError as exc:
+                    # hook: a `where` the sandbox refuses is the campaign's error (exit 2)
+                    if isinstance(exc, WhereRefusedError):
+                        raise
+                    # hook: listed as "could not be made", so counted as failed too
+                    summary.failed += 1
                     summary.problems.append(
                         exc.as_problem(contact_id=contact.id, campaign=run.campaign.name)
                     )
