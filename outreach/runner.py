@@ -31,7 +31,7 @@ from outreach.ledger import DONE_STATUSES, Ledger, MessageRecord, acquire_lock
 from outreach.render.letter import LetterRenderer, missing_address_fields
 from outreach.render.limits import limits_of
 from outreach.render.templates import EmailRenderer
-from outreach.workspace import Workspace
+from outreach.workspace import Workspace, display_path
 
 if TYPE_CHECKING:
     from outreach.sending import SendSummary, Unsent
@@ -532,10 +532,13 @@ def execute_run(
                     # hook: a `where` the sandbox refuses is the campaign's error (exit 2)
                     if isinstance(exc, WhereRefusedError):
                         raise
-                    # hook: listed as "could not be made", so counted as failed too
+                    # hook: listed as "could not be made", so counted as failed too; placed in
+                    # the contact's row of the contacts file
                     summary.failed += 1
                     summary.problems.append(
-                        exc.as_problem(contact_id=contact.id, campaign=run.campaign.name)
+                        exc.as_problem(contact_id=contact.id, campaign=run.campaign.name).in_file(
+                            display_path(settings.contacts_path)
+                        )
                     )
                     note(TraceEvent(contact.id, name, "bad data", reason=str(exc)))
                     continue

@@ -130,3 +130,43 @@ def test_real_templates_are_well_within_the_defaults() -> None:
     )
     text = render_limited(template, {"lines": ["uno", "dos"]}, Limits())
     assert text.endswith("00042        x 1024 ababab")
+
+
+REMINDER = """\
+kind: reminder
+channel: email
+date_field: next_appointment
+offsets: [-1]
+email:
+  subject: Recordatorio
+  text: promo.txt.j2
+"""
+
+
+def test_a_bad_reminder_date_is_failed_in_the_table_and_the_exit_code(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    ws = make_workspace([], campaigns={"reminder.yaml": REMINDER})
+    ws.write(
+        "contacts.csv",
+        "id,first_name,email,next_appointment\n"
+        "c1,Ana,ana@example.com,2026-11-25\n"
+        "c2,Luis,luis@example.com,2026-02-30\n",
+    )
+    result = ws.run("run", "--all", "--date", DAY, "--json")
+    assert result.code == 1, result.out + result.err
+    summary = json.loads(result.out)
+    (campaign,) = summary["campaigns"]
+    (problem,) = campaign["problems"]
+    assert campaign["failed"] == len(campaign["problems"]) == 1
+    assert (problem["path"], problem["line"], problem["contact_id"], problem["field"]) == (
+        "contacts.csv",
+        3,
+        "c2",
+        "next_appointment",
+    )
+    assert summary["exit_code"] == 1
+    table = ws.run("run", "--all", "--date", DAY)
+    assert table.code == 1
+    assert "1 message(s) could not be made" in table.out
+    assert "contacts.csv:3: next_appointment" in table.out
