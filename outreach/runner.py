@@ -28,6 +28,7 @@ from outreach.deliver.outbox import OutboxWriter, clean_temporaries
 from outreach.deliver.printing import write_batch
 from outreach.errors import OutreachError, Problem
 from outreach.ledger import DONE_STATUSES, Ledger, MessageRecord, acquire_lock
+from outreach.rebuild import check_ledger_start
 from outreach.render.letter import LetterRenderer, missing_address_fields
 from outreach.render.limits import limits_of
 from outreach.render.templates import EmailRenderer
@@ -854,6 +855,7 @@ def perform_run(
     args: Sequence[str] = (),
     progress: Callable[[Iterator[Contact]], Iterator[Contact]] | None = None,
     after: Callable[[Ledger, RunSummary], None] | None = None,
+    new_ledger: bool = False,  # hook: --new-ledger, a new ledger beside earlier output is allowed
 ) -> RunSummary:
     """A whole run as `outreach run` and the daemon do it: lock, recover, render, record.
 
@@ -876,6 +878,8 @@ def perform_run(
         else:
             stack.enter_context(acquire_lock(settings.state_dir, now=now))
             ledger = stack.enter_context(Ledger.open(settings.ledger_path))
+            # hook: a new or emptied ledger beside earlier output is refused (issue 10)
+            check_ledger_start(ledger, settings=settings, new_ledger=new_ledger)
             recover_interrupted(ledger, settings=settings, now=now)
             deliverer = OutboxWriter(root=settings.root, out_dir=settings.out_dir, run_date=today)
         ledger.mark_missed(today=today, now=now)
