@@ -8,7 +8,6 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
-import shutil
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, closing
@@ -24,11 +23,15 @@ from outreach.campaigns import Campaign, Occurrence, due_occurrences
 from outreach.config import CadencePolicy, Settings
 from outreach.contacts import Contact, ContactStream
 from outreach.deliver.base import Deliverer
-from outreach.deliver.outbox import OutboxWriter, clean_temporaries
+from outreach.deliver.outbox import OutboxWriter
 from outreach.deliver.printing import write_batch
 from outreach.errors import OutreachError, Problem
+from outreach.files import bind_to_parent
 from outreach.ledger import DONE_STATUSES, Ledger, MessageRecord, acquire_lock
 from outreach.rebuild import check_ledger_start
+
+# hook: recovery lives in outreach.recovery; imported here for the callers of runner's name
+from outreach.recovery import recover_interrupted
 from outreach.render.letter import LetterRenderer, missing_address_fields
 from outreach.render.limits import limits_of
 from outreach.render.templates import EmailRenderer
@@ -339,7 +342,10 @@ def _in_workers(
     global _ACTIVE
     _ACTIVE = process
     try:
-        with multiprocessing.get_context("fork").Pool(processes=processes) as pool:
+        # hook: workers die with the run and write nothing after it (outreach.files)
+        with multiprocessing.get_context("fork").Pool(
+            processes=processes, initializer=bind_to_parent, initargs=(os.getpid(),)
+        ) as pool:
             flight: deque[tuple[list[Contact], AsyncResult[_ChunkResult]]] = deque()
             for chunk in chunks:
                 flight.append((chunk, pool.apply_async(_run_chunk, (chunk,))))
@@ -807,41 +813,6 @@ def letters_step(
             run.summary.batch = artifact
 
     return step
-
-
-def recover_interrupted(ledger: Ledger, *, settings: Settings, now: datetime) -> int:
-    """Undo what runs killed midway left behind; return how many stray files were removed.
-
-    A run writes a message's file before its ledger row, so a killed run can leave files the
-    ledger does not know. They are removed here, so that a rerun (on any date) leaves each
-    message exactly once in the outbox. Call it only while holding the workspace lock.
-    """
-    removed = len(clean_temporaries(settings.out_dir))
-    ledger.settle_interrupted(now=now)
-    for run_id, run_date in ledger.interrupted_runs():
-        known = ledger.artifacts_of_run_date(run_date)
-        day_dir = settings.out_dir / "outbox" / run_date.isoformat()
-        if day_dir.is_dir():
-            for path in day_dir.glob("*/*.eml"):
-                if path.relative_to(settings.root).as_posix() not in known:
-                    path.unlink()
-                    removed += 1
-        # A letter batch is written whole, then its rows: a batch the ledger does not know
-        # was never recorded and will be printed again, so it goes (with its manifest and
-        # one-letter PDFs) rather than reach the printer twice.
-        letters_dir = settings.out_dir / "letters" / run_date.isoformat()
-        if letters_dir.is_dir():
-            for pdf in letters_dir.glob("*.pdf"):
-                if pdf.relative_to(settings.root).as_posix() in known:
-                    continue
-                pdf.unlink()
-                pdf.with_suffix(".manifest.csv").unlink(missing_ok=True)
-                split_dir = pdf.with_suffix("")
-                if split_dir.is_dir():
-                    shutil.rmtree(split_dir)
-                removed += 1
-        ledger.end_run(run_id, ended_at=now, counts={"interrupted": True})
-    return removed
 
 
 def perform_run(
