@@ -459,10 +459,15 @@ def _mixed_problem(decoding: _Decoding, path: Path) -> Problem:
     )
 
 
-def _text_lines(path: Path, encoding: str, errors: str = "strict") -> Generator[str, None, None]:
+def _text_lines(
+    path: Path, encoding: str, errors: str = "strict", *, normalize: bool = True
+) -> Generator[str, None, None]:
     """The file's lines with their endings (\\r\\n, \\r or \\n), one at a time."""
     try:
         with path.open(encoding=encoding, errors=errors, newline="") as handle:
+            if not normalize:  # only the quotes and delimiters matter to the reader
+                yield from handle
+                return
             for line in handle:
                 # Canonical composition, so a name typed on a Mac ("José" as e + ◌́) compares,
                 # filters and prints like the same name typed elsewhere. Nothing visible
@@ -1209,7 +1214,7 @@ _RUNAWAY_LINES = 3
 def _runaway_quotes(path: Path, decoding: _Decoding) -> list[tuple[int, int]]:
     """(first, last line) of every row that runs over more than _RUNAWAY_LINES lines."""
     spans: list[tuple[int, int]] = []
-    lines = _text_lines(path, decoding.encoding, decoding.errors)
+    lines = _text_lines(path, decoding.encoding, decoding.errors, normalize=False)
     try:
         start = _start(lines, path=path, problems=[])
         reader, done = start.reader, start.done
