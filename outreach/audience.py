@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,10 +12,11 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from jinja2 import ChainableUndefined, Template, nodes
 from jinja2.exceptions import SecurityError, TemplateSyntaxError
 from jinja2.parser import Parser
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2.runtime import Undefined
 
 from outreach.contacts import Contact
 from outreach.errors import CampaignError, OutreachError
+from outreach.render.limits import DEFAULT_LIMITS, LimitedSandbox, Limits, render_guard
 
 if TYPE_CHECKING:  # campaigns.py imports this module to check `where` as it loads
     from outreach.campaigns import Audience
@@ -32,6 +34,11 @@ class AudienceError(OutreachError):
     def __init__(self, message: str, *, contact_id: str, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.contact_id = contact_id
+
+
+class WhereRefusedError(CampaignError):
+    """`audience.where` uses something the sandbox refuses: the campaign is wrong, whoever
+    the contact, so the run stops (exit 2) rather than quietly matching nobody."""
 
 
 class _Lenient(ChainableUndefined):
@@ -73,7 +80,16 @@ class _Lenient(ChainableUndefined):
 
 # One environment for every `where`: building one costs milliseconds, and it holds no state
 # that differs between campaigns.
-_ENV = ImmutableSandboxedEnvironment(undefined=_Lenient)
+class _WhereSandbox(LimitedSandbox):
+    """The limited sandbox; a refused attribute is an error at once, not a falsy blank."""
+
+    def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
+        raise SecurityError(
+            f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe"
+        )
+
+
+_ENV = _WhereSandbox(undefined=_Lenient)
 # Contact attributes that `Contact.template_fields` exposes under their own name (None → absent);
 # tags and opt_out are exposed as sorted lists. tests/test_audience.py checks this still agrees
 # with template_fields, field by field.
@@ -132,6 +148,7 @@ class AudienceFilter:
     # The only fields `where` reads, so a contact's dict holds just those (None: all fields).
     _names: tuple[str, ...] | None = None
     _globals: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    limits: Limits = DEFAULT_LIMITS
 
     def matches(self, contact: Contact) -> bool:
         """Whether the contact is in the audience; AudienceError if `where` fails for it."""
@@ -154,10 +171,12 @@ class AudienceFilter:
             # What TemplateExpression.__call__ does, minus copying the environment's globals
             # into a new dict for every call (most of its cost at 100k contacts).
             template = self._template
-            context = template.new_context({**self._globals, "contact": fields}, shared=True)
-            for _ in template.root_render_func(context):
-                pass
-            return bool(context.vars["result"])
+            # An expression has no loops: the checks on its operators and calls bound it.
+            with render_guard(self.limits, timer=False):
+                context = template.new_context({**self._globals, "contact": fields}, shared=True)
+                for _ in template.root_render_func(context):
+                    pass
+                return bool(context.vars["result"])
         except Exception as exc:  # user code: TypeError, SecurityError, UndefinedError, ...
             self._fail(contact, exc)
 
@@ -165,6 +184,15 @@ class AudienceFilter:
 
     def _fail(self, contact: Contact, exc: Exception) -> NoReturn:
         detail = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+        if isinstance(exc, SecurityError):
+            raise WhereRefusedError(
+                f"`where` uses what the sandbox refuses: {detail} (found with contact "
+                f"{contact.id})",
+                path=self.path,
+                line=self.line,
+                field=WHERE_FIELD,
+                hint=SANDBOX_HINT,
+            ) from exc
         raise AudienceError(
             f"`where` failed for contact {contact.id}: {detail}",
             contact_id=contact.id,
@@ -195,11 +223,45 @@ def _compile_where(source: str, *, path: Path, line: int | None) -> tuple[Templa
             field=WHERE_FIELD,
             hint="write a Jinja2 expression such as contact.city == 'Madrid'",
         ) from None
+    _check_refused(expression, path=path, line=line)
     return template, expression
 
 
-def compile_audience(audience: Audience, *, path: Path, line: int | None = None) -> AudienceFilter:
-    """Compile a campaign's audience once; CampaignError if `where` is not a valid expression."""
+def _refused_name(expression: nodes.Expr) -> str | None:
+    """An attribute the sandbox refuses, written out in the expression (`x.__class__`,
+    `x['_y']`, `x | attr('__class__')`), or None."""
+    found = expression.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter))
+    for node in itertools.chain([expression], found):  # find_all skips the node itself
+        name: object = None
+        if isinstance(node, nodes.Getattr):
+            name = node.attr
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            name = node.arg.value
+        elif isinstance(node, nodes.Filter) and node.name == "attr" and node.args:
+            first = node.args[0]
+            name = first.value if isinstance(first, nodes.Const) else None
+        if isinstance(name, str) and name.startswith("_"):
+            return name
+    return None
+
+
+def _check_refused(expression: nodes.Expr, *, path: Path, line: int | None) -> None:
+    name = _refused_name(expression)
+    if name is not None:
+        raise CampaignError(
+            f"`where` reads {name!r}, which the sandbox refuses: it would match nobody",
+            path=path,
+            line=line,
+            field=WHERE_FIELD,
+            hint=SANDBOX_HINT,
+        )
+
+
+def compile_audience(
+    audience: Audience, *, path: Path, line: int | None = None, limits: Limits = DEFAULT_LIMITS
+) -> AudienceFilter:
+    """Compile a campaign's audience once; CampaignError if `where` is not a valid expression
+    or reads what the sandbox refuses."""
     template = names = None
     if audience.where is not None and audience.where.strip():
         template, expression = _compile_where(audience.where, path=path, line=line)
@@ -214,4 +276,5 @@ def compile_audience(audience: Audience, *, path: Path, line: int | None = None)
         _template=template,
         _names=names,
         _globals=MappingProxyType(dict(template.globals) if template else {}),
+        limits=limits,
     )

@@ -13,10 +13,10 @@ from typing import Any, Literal
 
 from jinja2.exceptions import TemplateError as JinjaTemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from outreach.audience import compile_audience
-from outreach.config import CadencePolicy, Weekday, parse_hhmm, validation_error
+from outreach.config import MAX_DAYS, CadencePolicy, Weekday, parse_hhmm, validation_error
 from outreach.contacts import KNOWN_COLUMNS, Contact, parse_date
 from outreach.errors import CampaignError, OutreachError
 from outreach.yamlfile import KeyPath, dotted, load_yaml
@@ -93,9 +93,9 @@ class LetterSpec(_Model):
 class CadenceOverride(_Model):
     """Per-campaign changes to config `cadence`; unset keys keep the config's value."""
 
-    min_gap_days: int | None = Field(default=None, ge=0)
-    max_messages: int | None = Field(default=None, ge=1)
-    per_days: int | None = Field(default=None, ge=1)
+    min_gap_days: int | None = Field(default=None, ge=0, le=MAX_DAYS)
+    max_messages: int | None = Field(default=None, ge=1, le=10_000)
+    per_days: int | None = Field(default=None, ge=1, le=MAX_DAYS)
     quiet_weekdays: tuple[Weekday, ...] | None = None
     quiet_hours: str | None = None
 
@@ -128,7 +128,7 @@ class Campaign(_Model):
     channel: Channel = "email"
     fallback: bool = False
     audience: Audience = Audience()
-    priority: int = 50
+    priority: int = Field(default=50, ge=-1_000_000, le=1_000_000)
     essential: bool = False
     cadence: CadenceOverride | None = None
     # birthday
@@ -147,6 +147,24 @@ class Campaign(_Model):
     send_on: date | None = None
     email: EmailSpec | None = None
     letter: LetterSpec | None = None
+    # The line of `audience.where` in the file, for the errors it raises per contact.
+    _where_line: int | None = PrivateAttr(default=None)
+
+    @property
+    def where_line(self) -> int | None:
+        """The line of `audience.where` in the campaign file (None: not known or not set)."""
+        return self._where_line
+
+    @field_validator("start", "end", "send_on")
+    @classmethod
+    def _plausible_date(cls, value: date | None) -> date | None:
+        # A window is computed around these dates: far-off years would overflow it.
+        if value is not None and not _FIRST_YEAR <= value.year <= _LAST_YEAR:
+            raise ValueError(f"must be a date between {_FIRST_YEAR} and {_LAST_YEAR}")
+        return value
+
+
+_FIRST_YEAR, _LAST_YEAR = 1900, 2999
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,7 +212,7 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     "cadence": CadenceOverride,
 }
 _NAME = re.compile(r"^\w[\w .-]*$")
-_MAX_DAYS = 3660  # ten years: a larger offset is a typo, and date arithmetic must not overflow
+_MAX_DAYS = MAX_DAYS
 _FIX_HINT = "fix the key (the sample campaigns/*.yaml files explain every key)"
 # Subjects are only parsed here (syntax); filters such as `date` belong to the renderer's
 # environment, which checks them when it compiles the template.
@@ -456,7 +474,8 @@ def _load(path: Path, *, templates_dir: Path) -> tuple[Campaign, dict[KeyPath, i
     _check_kind_rules(campaign, lines)
     _check_channels(campaign, lines)
     _check_templates(campaign, templates_dir=templates_dir, lines=lines)
-    compile_audience(campaign.audience, path=path, line=lines.get(("audience", "where")))
+    campaign._where_line = lines.get(("audience", "where"))
+    compile_audience(campaign.audience, path=path, line=campaign.where_line)
     return campaign, lines
 
 

@@ -303,6 +303,13 @@ def _progress(enabled: bool) -> Callable[[Iterator[Any]], Iterator[Any]] | None:
     is_flag=True,
     help="Then send every email waiting in the outbox over SMTP (needs delivery.method: smtp).",
 )
+# hook: --new-ledger (issue 10)
+@click.option(
+    "--new-ledger",
+    is_flag=True,
+    help="Allow a new, empty ledger even though out/ holds messages of earlier runs "
+    "(they are made again; `outreach ledger rebuild` records them instead).",
+)
 @quiet_options
 @config_option
 @handle_errors
@@ -315,6 +322,7 @@ def run(
     as_json: bool,
     split: bool,
     send: bool,
+    new_ledger: bool,
     quiet: bool,
     log_file: Path | None,
     config_path: Path | None,
@@ -332,6 +340,8 @@ def run(
         workspace = load_workspace(config_path, campaigns=list(campaigns) or None)
         today, current = clock(workspace.settings, day=day, now=now)
         after = _send_step(workspace, send=send, dry_run=dry_run, today=today, now=current)
+        if new_ledger:  # hook: say what starting over costs
+            _warn_new_ledger(workspace.settings)
         summary = perform_run(
             workspace=workspace,
             today=today,
@@ -343,6 +353,7 @@ def run(
             args=sys.argv[1:],
             progress=_progress(not (as_json or quiet)),
             after=after,
+            new_ledger=new_ledger,  # hook
         )
         if log is not None:
             log_summary(log, summary, label="outreach " + " ".join(sys.argv[1:]))
@@ -983,9 +994,34 @@ def unsubscribe(
     sys.exit(EXIT_FAILED if report.invalid else EXIT_OK)
 
 
+def _warn_new_ledger(settings: Settings) -> None:
+    from outreach.ledger import Ledger
+    from outreach.rebuild import made_files
+
+    if settings.ledger_path.exists():
+        try:
+            with Ledger.open(settings.ledger_path, readonly=True) as ledger:
+                if ledger.runs(limit=1):
+                    return  # the ledger has a record: --new-ledger changes nothing
+        except OutreachError:
+            pass
+    made = made_files(settings)
+    if made.messages:
+        click.echo(
+            f"--new-ledger: {made.messages} message(s) already in {settings.paths.out} "
+            f"({len(made.emails)} email(s), {made.letters} letter(s)) may be made again",
+            err=True,
+        )
+
+
 def main() -> None:
     """Entry point of the `outreach` console script."""
     cli(prog_name="outreach")
 
+
+# hook: `outreach ledger rebuild` (issue 10); imported last, it uses this module's helpers
+from outreach.cli_ledger import ledger as _ledger_commands  # noqa: E402
+
+cli.add_command(_ledger_commands)
 
 __all__ = ["cli", "find_config", "load_settings", "main"]

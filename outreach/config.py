@@ -22,6 +22,8 @@ from outreach.errors import ConfigError, format_location
 from outreach.yamlfile import dotted, line_for, load_yaml
 
 CONFIG_NAME = "config.yaml"
+# Ten years: a larger count of days is a typo, and date arithmetic must not overflow.
+MAX_DAYS = 3660
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 # Seconds are optional: the daemon's tests schedule a job a few seconds ahead.
@@ -117,9 +119,9 @@ class Coupon(_Model):
 class CadencePolicy(_Model):
     """How often one contact may hear from the business, across campaigns and channels."""
 
-    min_gap_days: int = Field(default=7, ge=0)
-    max_messages: int = Field(default=4, ge=1)
-    per_days: int = Field(default=30, ge=1)
+    min_gap_days: int = Field(default=7, ge=0, le=MAX_DAYS)
+    max_messages: int = Field(default=4, ge=1, le=10_000)
+    per_days: int = Field(default=30, ge=1, le=MAX_DAYS)
     quiet_weekdays: tuple[Weekday, ...] = ()
     quiet_hours: str | None = None  # "21:00-09:00", email only, config timezone
 
@@ -153,11 +155,11 @@ class Delivery(_Model):
     username: str | None = None
     password_env: str | None = None
     ca_file: Path | None = None
-    rate_per_minute: int | None = Field(default=None, ge=1)
+    rate_per_minute: int | None = Field(default=None, ge=1, le=1_000_000)
     max_connections: int = Field(default=1, ge=1, le=16)
-    timeout_s: float = Field(default=30.0, gt=0)
-    max_retries: int = Field(default=3, ge=0)
-    max_consecutive_failures: int = Field(default=10, ge=1)
+    timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    max_retries: int = Field(default=3, ge=0, le=100)
+    max_consecutive_failures: int = Field(default=10, ge=1, le=1_000_000)
 
     @model_validator(mode="after")
     def _smtp_needs_host(self) -> Delivery:
@@ -184,7 +186,7 @@ class Letters(_Model):
     custom: CustomEnvelope | None = None
     duplex: bool = False
     sort_by_postal_code: bool = True
-    delivery_days: int = Field(default=2, ge=0)
+    delivery_days: int = Field(default=2, ge=0, le=60)
     css: str | None = None  # an extra stylesheet in the templates folder
 
     @model_validator(mode="after")
@@ -192,6 +194,13 @@ class Letters(_Model):
         if self.envelope == "custom" and self.custom is None:
             raise ValueError("letters.envelope custom needs letters.custom with the dimensions")
         return self
+
+
+class RenderLimits(_Model):
+    """What one message's templates (and a campaign's `where`) may cost."""
+
+    render_seconds: float = Field(default=10.0, gt=0, le=3600)
+    render_size: int = Field(default=5_000_000, ge=10_000, le=1_000_000_000)
 
 
 class ScheduleJob(_Model):
@@ -231,6 +240,7 @@ class Settings(_Model):
     cadence: CadencePolicy = CadencePolicy()
     delivery: Delivery = Delivery()
     letters: Letters = Letters()
+    limits: RenderLimits = RenderLimits()
     schedule: tuple[ScheduleJob, ...] = ()
 
     @field_validator("timezone")

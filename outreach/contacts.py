@@ -9,6 +9,7 @@ import gc
 import itertools
 import re
 import unicodedata
+from bisect import bisect_left
 from calendar import month_name
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from contextlib import contextmanager
@@ -174,7 +175,9 @@ _PLAIN_EMAIL = re.compile(
 
 @lru_cache(maxsize=4096)
 def _validated_email(address: str) -> str:
-    return validate_email(address, check_deliverability=False).normalized
+    # No SMTPUTF8: an address with a non-ASCII local part (josé@…) cannot be sent by the
+    # SMTP step or written in a header as a plain address, so it is refused as it is read.
+    return validate_email(address, check_deliverability=False, allow_smtputf8=False).normalized
 
 
 def normalize_email(address: str) -> str:
@@ -284,6 +287,7 @@ class _Scan:
     nul: int | None = None  # line of the first NUL byte
     not_utf8: int | None = None  # line of the first byte that is not UTF-8
     not_cp1252: tuple[int, int] | None = None  # line and value of the first non-cp1252 byte
+    quotes: bool = False  # a quote character anywhere (else no quote can run away)
 
     @property
     def lines(self) -> int:
@@ -313,6 +317,7 @@ def _scan(blocks: Iterable[bytes]) -> _Scan:
                 scan.not_utf8 = before + block.count(b"\n", 0, max(at, 0)) + 1
         if scan.not_cp1252 is None and (bad := _NOT_CP1252.search(block)):
             scan.not_cp1252 = (before + block.count(b"\n", 0, bad.start()) + 1, block[bad.start()])
+        scan.quotes = scan.quotes or b'"' in block
         scan.newlines += block.count(b"\n")
         scan.breaks += _line_breaks(block, after_return=scan.ends_a_return)
         scan.ends_a_return = block.endswith(b"\r")
@@ -325,9 +330,55 @@ def _scan(blocks: Iterable[bytes]) -> _Scan:
     return scan
 
 
-def _encoding(path: Path) -> tuple[str, int]:
+@dataclass(frozen=True, slots=True)
+class _Decoding:
+    """How a file is decoded: its encoding, its line count, and the lines in another one."""
+
+    encoding: str
+    lines: int
+    quotes: bool = True
+    # A file that two people saved in two encodings: the lines (1-based) in the other one.
+    # They are decoded with replacement characters and their rows are held back.
+    foreign: tuple[int, ...] = ()
+
+    @property
+    def errors(self) -> str:
+        return "replace" if self.foreign else "strict"
+
+
+_ENCODING_NAMES = {"utf-8": "UTF-8", "cp1252": "Windows-1252"}
+
+
+def _lines_by_encoding(path: Path) -> tuple[list[int], list[int], tuple[int, int] | None]:
+    """(lines valid as UTF-8 with accents, lines only Windows-1252 reads, first line and byte
+    neither reads): a second pass for a file that is not UTF-8 throughout."""
+    utf8: list[int] = []
+    cp1252: list[int] = []
+    # Latin-1 maps bytes to characters one to one: the lines split as the reader splits them.
+    try:
+        with path.open(encoding="latin-1", newline="") as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.isascii():
+                    continue
+                raw = line.encode("latin-1")
+                try:
+                    raw.decode("utf-8")
+                except UnicodeDecodeError:
+                    bad = _NOT_CP1252.search(raw)
+                    if bad is not None:
+                        return utf8, cp1252, (number, raw[bad.start()])
+                    cp1252.append(number)
+                else:
+                    utf8.append(number)
+    except OSError as exc:
+        raise _unreadable(path, exc) from None
+    return utf8, cp1252, None
+
+
+def _encoding(path: Path) -> _Decoding:
     """UTF-8 (with or without BOM), UTF-16 with BOM, else Windows-1252, checked over the whole
-    file before any row is used; and how many lines the file has."""
+    file before any row is used (a file mixing UTF-8 and Windows-1252 lines is read in the
+    encoding of most of them, the others marked); and how many lines the file has."""
     blocks = _blocks(path)
     first = next(blocks, b"")
     whole = itertools.chain([first], blocks)
@@ -353,7 +404,7 @@ def _encoding(path: Path) -> tuple[str, int]:
                 path=path,
                 hint="save the file again as CSV UTF-8",
             ) from None
-        return "utf-16", lines
+        return _Decoding("utf-16", lines)
     scan = _scan(whole)
     if first.startswith(codecs.BOM_UTF8):
         if scan.not_utf8 is not None:
@@ -365,7 +416,7 @@ def _encoding(path: Path) -> tuple[str, int]:
                 line=scan.not_utf8,
                 hint="save the file again as CSV UTF-8",
             )
-        return "utf-8-sig", scan.lines
+        return _Decoding("utf-8-sig", scan.lines, scan.quotes)
     if scan.nul is not None:
         raise ContactsError(
             "contains NUL bytes, so it is not a text file (or is UTF-16 without its mark)",
@@ -374,22 +425,49 @@ def _encoding(path: Path) -> tuple[str, int]:
             hint="save the file again as CSV UTF-8",
         )
     if scan.not_utf8 is None:
-        return "utf-8", scan.lines
-    if scan.not_cp1252 is not None:
-        line, byte = scan.not_cp1252
+        return _Decoding("utf-8", scan.lines, scan.quotes)
+    utf8, cp1252, neither = _lines_by_encoding(path)
+    if neither is not None:
+        line, byte = neither
         raise ContactsError(
             f"is neither UTF-8 nor Windows-1252 (byte 0x{byte:02X})",
             path=path,
             line=line,
             hint="save the file again as CSV UTF-8",
         )
-    return "cp1252", scan.lines
+    if not utf8 or not cp1252:
+        return _Decoding("cp1252", scan.lines, scan.quotes)
+    # Two encodings in one file: most lines decide; no line is ever read in the wrong one.
+    if len(utf8) >= len(cp1252):
+        return _Decoding("utf-8", scan.lines, scan.quotes, foreign=tuple(cp1252))
+    return _Decoding("cp1252", scan.lines, scan.quotes, foreign=tuple(utf8))
 
 
-def _text_lines(path: Path, encoding: str) -> Generator[str, None, None]:
+def _mixed_problem(decoding: _Decoding, path: Path) -> Problem:
+    """The file-level report of a file in two encodings, naming the lines that differ."""
+    main = _ENCODING_NAMES[decoding.encoding]
+    other = "Windows-1252" if decoding.encoding == "utf-8" else "UTF-8"
+    shown = ", ".join(str(n) for n in decoding.foreign[:10])
+    more = len(decoding.foreign) - 10
+    return Problem(
+        f"the file mixes two encodings: most lines are {main}, but line(s) {shown}"
+        + (f" and {more} more" if more > 0 else "")
+        + f" are {other}; their rows are left out rather than printed garbled",
+        path=str(path),
+        line=decoding.foreign[0],
+        hint="save the whole file again as CSV UTF-8 (in the spreadsheet: Save as → CSV UTF-8)",
+    )
+
+
+def _text_lines(
+    path: Path, encoding: str, errors: str = "strict", *, normalize: bool = True
+) -> Generator[str, None, None]:
     """The file's lines with their endings (\\r\\n, \\r or \\n), one at a time."""
     try:
-        with path.open(encoding=encoding, newline="") as handle:
+        with path.open(encoding=encoding, errors=errors, newline="") as handle:
+            if not normalize:  # only the quotes and delimiters matter to the reader
+                yield from handle
+                return
             for line in handle:
                 # Canonical composition, so a name typed on a Mac ("José" as e + ◌́) compares,
                 # filters and prints like the same name typed elsewhere. Nothing visible
@@ -601,6 +679,9 @@ class _RowReader:
         self.header_id = layout.header[self.id_position]
         # Parsed birthdays, or why not; a date repeats in a big file (about 36,500 exist).
         self.dates: dict[str, date | str | None] = {"": None}
+        # Lines written in another encoding than most of the file (sorted).
+        self.foreign: tuple[int, ...] = ()
+        self.foreign_name = ""
 
     def report(
         self, message: str, *, line: int, name: str, contact_id: str | None, hint: str
@@ -650,6 +731,8 @@ class _RowReader:
         contact_id = self._identify(id_cell, line=line)
         if contact_id is None:
             return None
+        if self.foreign and self._in_foreign(line=line, last=last, contact_id=contact_id):
+            return None
         if _CONTROL.search("".join(row)) and self._unsafe(
             row, cells, line=line, last=last, contact_id=contact_id
         ):
@@ -665,6 +748,23 @@ class _RowReader:
                     hint="give the column a name in the header row",
                 )
         return self._contact(cells, contact_id=contact_id, line=line)
+
+    def _in_foreign(self, *, line: int, last: int, contact_id: str) -> bool:
+        """Report a row with a line in the file's other encoding; True if it has one."""
+        at = bisect_left(self.foreign, line)
+        if at == len(self.foreign) or self.foreign[at] > last:
+            return False
+        self.problems.append(
+            Problem(
+                f"line {self.foreign[at]} is written in {self.foreign_name}, unlike most of "
+                "the file, so its names cannot be read as written; the row is left out",
+                path=self.where,
+                line=line,
+                contact_id=contact_id,
+                hint="save the whole file again as CSV UTF-8",
+            )
+        )
+        return True
 
     def _repeats_header(self, cells: list[str]) -> bool:
         width = self.layout.width
@@ -747,7 +847,12 @@ class _RowReader:
         self, row: list[str], cells: list[str], *, line: int, last: int, contact_id: str
     ) -> bool:
         """Report every cell that could break a message; True if there is one."""
-        span = f"; the row runs over lines {line}–{last}" if last > line else ""
+        span = (
+            f"; the row runs over lines {line}–{last} ({last - line + 1} lines: is a quote "
+            "left open?)"
+            if last > line
+            else ""
+        )
         unsafe = False
         for position, (raw, cell) in enumerate(zip(row, cells, strict=False)):
             if _LINE_BREAK.search(raw) or _CONTROL.search(cell):
@@ -1099,11 +1204,64 @@ def _rows(start: _Start, rows: _RowReader, tally: _Tally) -> Iterator[Contact]:
             done = start.line_num()
 
 
+# A quote left open swallows the rows after it into one cell. Past this many rows lost that
+# way the file is refused: a run must not go ahead with thousands of contacts silently missing.
+RUNAWAY_ROWS = 5
+# A row over more lines than this is a quote left open, not a cell with an address in it.
+_RUNAWAY_LINES = 3
+
+
+def _runaway_quotes(path: Path, decoding: _Decoding) -> list[tuple[int, int]]:
+    """(first, last line) of every row that runs over more than _RUNAWAY_LINES lines."""
+    spans: list[tuple[int, int]] = []
+    lines = _text_lines(path, decoding.encoding, decoding.errors, normalize=False)
+    try:
+        start = _start(lines, path=path, problems=[])
+        reader, done = start.reader, start.done
+        while True:
+            try:
+                for _ in reader:
+                    last = start.line_num()
+                    if last - done > _RUNAWAY_LINES:
+                        spans.append((done + 1, last))
+                    done = last
+                return spans
+            except csv.Error:  # a cell past the size limit: the quote ran away
+                last = start.line_num()
+                if last > done + 1:
+                    spans.append((done + 1, last))
+                done = last
+    finally:
+        lines.close()
+
+
+def _check_runaway_quotes(path: Path, decoding: _Decoding) -> None:
+    """Refuse a file in which open quotes swallow more than RUNAWAY_ROWS rows."""
+    if not decoding.quotes:
+        return
+    spans = _runaway_quotes(path, decoding)
+    lost = sum(last - first + 1 for first, last in spans)
+    if lost <= RUNAWAY_ROWS:
+        return  # each such row is reported on its own, and the others go on
+    first, last = spans[0]
+    more = (
+        f"; {len(spans) - 1} more such span(s) follow, {lost} rows in all" if len(spans) > 1 else ""
+    )
+    raise ContactsError(
+        f"a quote opened on line {first} is not closed until line {last}: the "
+        f"{last - first + 1} rows on lines {first}–{last} would be read as one cell and left "
+        f"out{more}, so the file is not used",
+        path=path,
+        line=first,
+        hint=f'close or remove the quote on line {first} (a quote inside a value is written "")',
+    )
+
+
 def _first_rows(
-    path: Path, *, encoding: str, wanted: set[str], settings: ContactsSettings
+    path: Path, *, decoding: _Decoding, wanted: set[str], settings: ContactsSettings
 ) -> dict[str, tuple[int, str]]:
     """Where each of the `wanted` ids (folded) is first used: a second reading of the file."""
-    lines = _text_lines(path, encoding)
+    lines = _text_lines(path, decoding.encoding, decoding.errors)
     try:
         start = _start(lines, path=path, problems=[])
         finder = _FirstRows(wanted=wanted, path=path, layout=start.layout, settings=settings)
@@ -1118,8 +1276,9 @@ def _first_rows(
 
 def iter_contacts(path: Path, *, settings: ContactsSettings, default_locale: str) -> ContactStream:
     """Read contacts.csv as a stream; the header's errors are raised at once."""
-    encoding, lines_in_file = _encoding(path)
-    lines = _text_lines(path, encoding)
+    decoding = _encoding(path)
+    _check_runaway_quotes(path, decoding)
+    lines = _text_lines(path, decoding.encoding, decoding.errors)
     tally = _Tally()
     try:
         start = _start(lines, path=path, problems=tally.problems)
@@ -1133,6 +1292,7 @@ def iter_contacts(path: Path, *, settings: ContactsSettings, default_locale: str
         default_locale=default_locale,
         remember=False,
     )
+    _note_foreign(decoding, rows=rows, tally=tally, path=path)
 
     def contacts() -> Iterator[Contact]:
         try:
@@ -1142,7 +1302,7 @@ def iter_contacts(path: Path, *, settings: ContactsSettings, default_locale: str
         if rows.repeats:
             wanted = {contact_id.casefold() for _, contact_id, _ in rows.repeats}
             rows.settle_repeats(
-                _first_rows(path, encoding=encoding, wanted=wanted, settings=settings)
+                _first_rows(path, decoding=decoding, wanted=wanted, settings=settings)
             )
         _finish(tally, rows=rows, path=path, header_line=start.header_line)
 
@@ -1150,8 +1310,28 @@ def iter_contacts(path: Path, *, settings: ContactsSettings, default_locale: str
         path=path,
         contacts=contacts(),
         tally=tally,
-        size_hint=max(lines_in_file - start.header_line, 0),
+        size_hint=max(decoding.lines - start.header_line, 0),
     )
+
+
+def _note_foreign(decoding: _Decoding, *, rows: _RowReader, tally: _Tally, path: Path) -> None:
+    """Tell the row reader which lines are in the file's other encoding, and report them."""
+    if not decoding.foreign:
+        return
+    rows.foreign = decoding.foreign
+    rows.foreign_name = "Windows-1252" if decoding.encoding == "utf-8" else "UTF-8"
+    tally.problems.append(_mixed_problem(decoding, path))
+
+
+def read_text(path: Path) -> str:
+    """A whole text file decoded as contacts.csv is (UTF-8 with or without its mark, UTF-16
+    with its mark, else Windows-1252); lines in a second encoding keep replacement marks."""
+    decoding = _encoding(path)
+    lines = _text_lines(path, decoding.encoding, decoding.errors)
+    try:
+        return "".join(lines)
+    finally:
+        lines.close()
 
 
 def _finish(tally: _Tally, *, rows: _RowReader, path: Path, header_line: int) -> None:
@@ -1171,14 +1351,16 @@ def _finish(tally: _Tally, *, rows: _RowReader, path: Path, header_line: int) ->
 def load_contacts(path: Path, *, settings: ContactsSettings, default_locale: str) -> ContactList:
     """Read contacts.csv; problem rows are reported and held back from what they cannot serve."""
     with _collector_paused():
-        encoding, _ = _encoding(path)
-        lines = _text_lines(path, encoding)
+        decoding = _encoding(path)
+        _check_runaway_quotes(path, decoding)
+        lines = _text_lines(path, decoding.encoding, decoding.errors)
         tally = _Tally()
         try:
             start = _start(lines, path=path, problems=tally.problems)
             rows = _RowReader(
                 path=path, layout=start.layout, settings=settings, default_locale=default_locale
             )
+            _note_foreign(decoding, rows=rows, tally=tally, path=path)
             contacts = tuple(_rows(start, rows, tally))
         finally:
             lines.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 
@@ -117,6 +117,12 @@ class Problem:
             where += f" (column {self.column})"
         text = f"{where}: {self.message}" if where else self.message
         return f"{text} — {self.hint}" if self.hint else text
+
+    def in_file(self, path: str | Path) -> Problem:
+        """This problem placed in `path` when it has a line but no file (a contact's row)."""
+        if self.path is not None or self.line is None:
+            return self
+        return replace(self, path=str(path))
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready view."""

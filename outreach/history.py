@@ -15,7 +15,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from outreach.config import Settings
-from outreach.contacts import Contact, normalize_email
+from outreach.contacts import Contact, normalize_email, read_text
 from outreach.errors import ContactsError, Problem
 from outreach.ledger import Ledger, MessageRecord, acquire_lock
 
@@ -201,14 +201,6 @@ def parse_target(text: str) -> str:
     return value
 
 
-def _decode(data: bytes) -> str:
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        # What spreadsheets on Windows save.
-        return data.decode("cp1252", errors="replace")
-
-
 def _email_column(line: str) -> tuple[str, int] | None:
     """(delimiter, index) when the line is a CSV header with an `email` column."""
     for delimiter in _DELIMITERS:
@@ -224,8 +216,9 @@ def _email_column(line: str) -> tuple[str, int] | None:
 def read_unsubscribe_file(path: Path) -> tuple[list[Entry], list[Problem]]:
     """Addresses from a file: one per line (blank lines and `#` comments ignored), or a CSV
     whose header has an `email` column. Returns the entries and the lines that are not one."""
+    # Decoded as contacts.csv is: an Excel "Unicode Text" export is UTF-16, others carry a BOM.
     try:
-        text = _decode(path.read_bytes())
+        text = read_text(path)
     except OSError as exc:
         raise ContactsError(
             f"cannot read: {exc.strerror}", path=path, hint="check the file name"
@@ -243,15 +236,33 @@ def read_unsubscribe_file(path: Path) -> tuple[list[Entry], list[Problem]]:
     if header is not None:
         delimiter, column = header
         reader = csv.reader(io.StringIO("\n".join(lines[first + 1 :])), delimiter=delimiter)
-        for row in reader:
-            line = first + 1 + reader.line_num
-            if row and row[0].lstrip().startswith("#"):
-                continue
-            cell = row[column].strip() if column < len(row) else ""
-            if not cell:
-                continue  # a row without an address: nothing to unsubscribe
-            _take(cell, line=line, path=path, entries=entries, problems=problems, column="email")
-        return entries, problems
+        while True:
+            try:
+                for row in reader:
+                    line = first + 1 + reader.line_num
+                    if row and row[0].lstrip().startswith("#"):
+                        continue
+                    cell = row[column].strip() if column < len(row) else ""
+                    if not cell:
+                        continue  # a row without an address: nothing to unsubscribe
+                    _take(
+                        cell,
+                        line=line,
+                        path=path,
+                        entries=entries,
+                        problems=problems,
+                        column="email",
+                    )
+                return entries, problems
+            except csv.Error as exc:  # a cell past the size limit (a quote left open?)
+                problems.append(
+                    Problem(
+                        f"the row cannot be read ({exc})",
+                        path=str(path),
+                        line=first + 1 + reader.line_num,
+                        hint="check the quotes in this row",
+                    )
+                )
     for number, raw in enumerate(lines, start=1):
         value = raw.strip()
         if not value or value.startswith("#"):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import os
-import shutil
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, closing
@@ -20,12 +19,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from multiprocessing.pool import AsyncResult
 
-from outreach.audience import compile_audience
+from outreach.audience import WhereRefusedError, compile_audience
 from outreach.cadence import Candidate, decide, first_open_day, policy_for, reach
 from outreach.campaigns import Campaign, Occurrence, occurrences_between
-from outreach.config import CadencePolicy, Settings
+from outreach.config import CadencePolicy
 from outreach.contacts import Contact, ContactStream
-from outreach.deliver.outbox import clean_temporaries
 from outreach.deliver.outlets import (
     Made,
     Outlet,
@@ -35,11 +33,15 @@ from outreach.deliver.outlets import (
 )
 from outreach.eligibility import choose_channel, first_choice
 from outreach.errors import OutreachError
+from outreach.files import bind_to_parent
 from outreach.ledger import Ledger, MessageRecord, acquire_lock
 from outreach.ledger.store import RunStore
 from outreach.reasons import Code, Outcome, Reason
+from outreach.rebuild import check_ledger_start
+from outreach.recovery import recover_interrupted
+from outreach.render.limits import limits_of
 from outreach.summary import CampaignSummary, HeldBack, RunSummary, label
-from outreach.workspace import Workspace
+from outreach.workspace import Workspace, display_path
 
 __all__ = [
     "CampaignSummary",
@@ -159,7 +161,10 @@ def _in_workers(
     global _ACTIVE
     _ACTIVE = process
     try:
-        with multiprocessing.get_context("fork").Pool(processes=processes) as pool:
+        # Workers die with the run and write nothing after it (outreach.files).
+        with multiprocessing.get_context("fork").Pool(
+            processes=processes, initializer=bind_to_parent, initargs=(os.getpid(),)
+        ) as pool:
             flight: deque[tuple[list[Contact], AsyncResult[_ChunkResult]]] = deque()
             for chunk in chunks:
                 flight.append((chunk, pool.apply_async(_run_chunk, (chunk,))))
@@ -233,6 +238,7 @@ def execute_run(
     fmt = settings.contacts.date_format
     delivery_days = settings.letters.delivery_days
     letter_arrival = today + timedelta(days=delivery_days)
+    contacts_file = display_path(settings.contacts_path)
     campaigns = workspace.campaigns
     totals = {
         c.name: CampaignSummary(name=c.name, kind=c.kind, channel=c.channel) for c in campaigns
@@ -267,7 +273,9 @@ def execute_run(
     runs = [
         _CampaignRun(
             campaign=c,
-            matches=compile_audience(c.audience, path=c.path),
+            matches=compile_audience(
+                c.audience, path=c.path, line=c.where_line, limits=limits_of(settings)
+            ),
             policy=policy_for(settings, c),
             done=store.done_for(c.name),
         )
@@ -388,7 +396,14 @@ def execute_run(
                         continue
                     occurrences = due(run.campaign, contact)
                 except OutreachError as exc:
-                    summary.problems.append(exc.as_problem(contact_id=contact.id, campaign=name))
+                    if isinstance(exc, WhereRefusedError):
+                        raise  # a `where` the sandbox refuses is the campaign's error (exit 2)
+                    # Listed as "could not be made", so counted as failed too, and placed in
+                    # the contact's row of the contacts file.
+                    summary.failed += 1
+                    summary.problems.append(
+                        exc.as_problem(contact_id=contact.id, campaign=name).in_file(contacts_file)
+                    )
                     note(
                         TraceEvent(
                             contact.id,
@@ -570,41 +585,6 @@ def execute_run(
     return summary_obj
 
 
-def recover_interrupted(ledger: Ledger, *, settings: Settings, now: datetime) -> int:
-    """Undo what runs killed midway left behind; return how many stray files were removed.
-
-    A run writes a message's file before its ledger row, so a killed run can leave files the
-    ledger does not know. They are removed here, so that a rerun (on any date) leaves each
-    message exactly once in the outbox. Call it only while holding the workspace lock.
-    """
-    removed = len(clean_temporaries(settings.out_dir))
-    ledger.settle_interrupted(now=now)
-    for run_id, run_date in ledger.interrupted_runs():
-        known = ledger.artifacts_of_run_date(run_date)
-        day_dir = settings.out_dir / "outbox" / run_date.isoformat()
-        if day_dir.is_dir():
-            for path in day_dir.glob("*/*.eml"):
-                if path.relative_to(settings.root).as_posix() not in known:
-                    path.unlink()
-                    removed += 1
-        # A letter batch is written whole, then its rows: a batch the ledger does not know
-        # was never recorded and will be printed again, so it goes (with its manifest and
-        # one-letter PDFs) rather than reach the printer twice.
-        letters_dir = settings.out_dir / "letters" / run_date.isoformat()
-        if letters_dir.is_dir():
-            for pdf in letters_dir.glob("*.pdf"):
-                if pdf.relative_to(settings.root).as_posix() in known:
-                    continue
-                pdf.unlink()
-                pdf.with_suffix(".manifest.csv").unlink(missing_ok=True)
-                split_dir = pdf.with_suffix("")
-                if split_dir.is_dir():
-                    shutil.rmtree(split_dir)
-                removed += 1
-        ledger.end_run(run_id, ended_at=now, counts={"interrupted": True})
-    return removed
-
-
 def perform_run(
     *,
     workspace: Workspace,
@@ -617,6 +597,7 @@ def perform_run(
     args: Sequence[str] = (),
     progress: Callable[[Iterator[Contact]], Iterator[Contact]] | None = None,
     after: Callable[[Ledger, RunSummary], None] | None = None,
+    new_ledger: bool = False,
 ) -> RunSummary:
     """A whole run as `outreach run` and the daemon do it: lock, recover, render, record.
 
@@ -646,6 +627,8 @@ def perform_run(
         else:
             stack.enter_context(acquire_lock(settings.state_dir, now=tick()))
             ledger = stack.enter_context(Ledger.open(settings.ledger_path))
+            # A new or emptied ledger beside earlier output is refused (`--new-ledger` allows).
+            check_ledger_start(ledger, settings=settings, new_ledger=new_ledger)
             recover_interrupted(ledger, settings=settings, now=tick())
             outlet = PublishOutlet(
                 settings=settings,

@@ -8,7 +8,7 @@ from types import MappingProxyType
 
 import pytest
 
-from outreach.audience import AudienceError, AudienceFilter, compile_audience
+from outreach.audience import AudienceError, AudienceFilter, WhereRefusedError, compile_audience
 from outreach.campaigns import Audience
 from outreach.contacts import Contact
 from outreach.errors import CampaignError
@@ -205,32 +205,40 @@ def test_a_where_that_fails_for_one_contact_names_that_contact() -> None:
 def test_the_sandbox_blocks_escapes(
     where: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Each is a campaign error: found as the campaign loads when the expression spells it
+    # out, else on the first contact (WhereRefusedError is a CampaignError).
     monkeypatch.chdir(tmp_path)
-    chosen = audience(where=where)
-    try:
-        result = chosen.matches(ANA)
-    except AudienceError as exc:
-        assert exc.contact_id == "ana"
-    else:
-        assert result is False
+    with pytest.raises(CampaignError, match=r"sandbox refuses|unsafe") as caught:
+        audience(where=where).matches(ANA)
+    assert (caught.value.line, caught.value.field) == (7, "audience.where")
     assert not (tmp_path / "pwned").exists()
     assert ANA.city == "Madrid" and ANA.tags == frozenset({"customer", "vip"})
 
 
 @pytest.mark.parametrize(
     "where",
-    ["contact.__class__", "contact.city.__class__", "contact.__dict__", "contact._private"],
+    [
+        "contact.__class__",
+        "contact.city.__class__",
+        "contact.__dict__",
+        "contact._private",
+        "contact.id.__class__",
+        "contact.id | attr('__class__')",
+        "contact['__class__'] is defined",
+    ],
 )
-def test_dunder_and_private_attributes_are_undefined(where: str) -> None:
-    chosen = audience(where=where)
-    assert chosen.matches(ANA) is False
-    assert audience(where=f"{where} is defined").matches(ANA) is False
-
-
-def test_unsafe_attribute_used_further_is_the_contacts_error() -> None:
-    with pytest.raises(AudienceError, match="unsafe") as caught:
-        audience(where="contact.__class__.__mro__").matches(ANA)
+def test_a_refused_attribute_is_a_campaign_error_when_it_loads(where: str) -> None:
+    with pytest.raises(CampaignError, match="sandbox refuses") as caught:
+        audience(where=where)
     assert caught.value.hint == "`where` may read the contact's fields, not Python internals"
+
+
+def test_a_refused_attribute_found_only_when_evaluated_is_a_campaign_error() -> None:
+    chosen = audience(where="contact.id | attr(contact.city)")
+    odd = contact(id="x1", city="__class__")
+    with pytest.raises(WhereRefusedError, match="found with contact x1") as caught:
+        chosen.matches(odd)
+    assert (caught.value.path, caught.value.line) == (str(PATH), 7)
 
 
 def test_a_blank_where_takes_everyone() -> None:

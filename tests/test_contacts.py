@@ -337,7 +337,6 @@ def test_an_invalid_email_holds_back_only_the_email(tmp_path: Path) -> None:
     ("address", "normalized"),
     [
         ("Ana.Perez@Example.COM", "Ana.Perez@example.com"),
-        ("josé@example.com", "josé@example.com"),
         ("ana@EXÁMPLE.com", "ana@exámple.com"),
         ("o'connor@example.org", "o'connor@example.org"),
     ],
@@ -349,7 +348,8 @@ def test_emails_keep_the_normalized_form(address: str, normalized: str) -> None:
 @pytest.mark.parametrize(
     "address",
     ["maria@@example.com", "ana@example", "ana@localhost", "a..b@example.com", "ana@x.test",
-     "Ana <ana@example.com>", "ana@example.com, bob@example.com", "ana@-example.com"],
+     "Ana <ana@example.com>", "ana@example.com, bob@example.com", "ana@-example.com",
+     "josé@example.com"],
 )  # fmt: skip
 def test_invalid_emails(address: str) -> None:
     with pytest.raises(ValueError):
@@ -368,7 +368,9 @@ def test_the_email_shortcut_agrees_with_email_validator(
 ) -> None:
     address = f"{local}@{'.'.join([*labels, tld])}"
     try:
-        expected: str | None = validate_email(address, check_deliverability=False).normalized
+        expected: str | None = validate_email(
+            address, check_deliverability=False, allow_smtputf8=False
+        ).normalized
     except EmailNotValidError:
         expected = None
     try:
@@ -651,12 +653,15 @@ def test_what_a_csv_writer_writes_reads_back(
     data = out.getvalue().encode(encoding)
     if encoding == "cp1252" and not data.isascii():
         # Bytes that are also valid UTF-8 are read as UTF-8: a cp1252 file can only come
-        # back when it is not (as is the case for real text: é is 0xE9 then a letter).
-        try:
-            data.decode("utf-8")
-            assume(False)
-        except UnicodeDecodeError:
-            pass
+        # back when no line with accents is (as is the case for real text: é is 0xE9 then
+        # a letter); a line that is would be taken for a second encoding in the file.
+        for line in data.splitlines():
+            if not line.isascii():
+                try:
+                    line.decode("utf-8")
+                    assume(False)
+                except UnicodeDecodeError:
+                    pass
     path = tmp_path / "roundtrip.csv"
     path.write_bytes(data)
     contacts = load(path)

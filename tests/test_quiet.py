@@ -63,11 +63,11 @@ def test_quiet_speaks_about_bad_rows(make_workspace: Callable[..., Workspace]) -
 
 
 def test_quiet_still_reports_errors(make_workspace: Callable[..., Workspace]) -> None:
-    ws = make_workspace(GOOD, config_extra="cadence: {min_gap_days: -1}\n")
+    ws = make_workspace(GOOD, config_extra="letters: {delivery_days: -1}\n")
     result = ws.run("run", "--all", "--date", DAY, "--quiet")
     assert result.code == 2
     assert result.out == ""
-    assert "error: " in result.err and "min_gap_days" in result.err
+    assert "error: " in result.err and "delivery_days" in result.err
 
 
 def test_quiet_with_json_prints_the_json(make_workspace: Callable[..., Workspace]) -> None:

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import os
 import re
-from contextlib import suppress
 from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from outreach.deliver.base import DeliveryResult
 from outreach.errors import DeliveryError
+from outreach.files import clean_temporaries, temporary_path, write_atomic
 
 if TYPE_CHECKING:
     from outreach.deliver.base import Deliverer
@@ -27,44 +27,8 @@ if TYPE_CHECKING:
 OUTBOX_NAME = "outbox"
 # Contact ids as the contacts reader accepts them.
 _CONTACT_ID = re.compile(r"[A-Za-z0-9._-]+")
-# `.<name>.tmp-<pid>`: hidden, so nothing picks up a half-written file, and the pid says whose.
-_TEMPORARY = re.compile(r"\..+\.tmp-\d+")
 # Room under the usual 255-byte limit for the temporary name's extra characters.
 _MAX_NAME_BYTES = 230
-
-
-def temporary_path(path: Path) -> Path:
-    """The name `path` is written under before it is renamed into place."""
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
-
-
-def write_atomic(path: Path | str, data: bytes) -> None:
-    """Write a file that readers see either complete or not at all (temporary name, rename)."""
-    # Plain strings and os calls: pathlib's parsing cost more than the rest of this function.
-    final = os.fspath(path)
-    folder, name = os.path.split(final)
-    temporary = os.path.join(folder, f".{name}.tmp-{os.getpid()}")
-    try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-        os.replace(temporary, final)  # atomic within one folder
-    except BaseException:
-        with suppress(OSError):
-            os.unlink(temporary)
-        raise
-
-
-def clean_temporaries(out_dir: Path) -> list[Path]:
-    """Remove the temporary files a killed run left anywhere under `out_dir`; return them."""
-    removed: list[Path] = []
-    for folder, _dirs, files in os.walk(out_dir):
-        for name in files:
-            if _TEMPORARY.fullmatch(name):
-                path = Path(folder, name)
-                with suppress(FileNotFoundError):
-                    path.unlink()
-                    removed.append(path)
-    return removed
 
 
 def path_component(value: str) -> str:
@@ -131,7 +95,7 @@ class OutboxWriter:
                 contact_id=message.contact_id, occurrence_key=message.occurrence_key
             )
             folder, relative = self._folder(message.campaign)
-            write_atomic(os.path.join(folder, name), message.data)
+            write_atomic(os.path.join(folder, name), message.data, durable=False)
         except DeliveryError as exc:
             return DeliveryResult(key, "failed", error=str(exc))
         except OSError as exc:
@@ -156,6 +120,14 @@ class OutboxWriter:
     def close(self) -> None:
         """Nothing to release: every file is complete once push returns."""
 
+
+__all__ = [
+    "OutboxWriter",
+    "clean_temporaries",
+    "outbox_file_name",
+    "temporary_path",
+    "write_atomic",
+]
 
 if TYPE_CHECKING:
 

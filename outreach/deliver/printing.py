@@ -19,13 +19,17 @@ import math
 import multiprocessing
 import os
 import re
+import shutil
 import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from outreach import files
+from outreach.deliver.lifeline import RUN_PID_VARIABLE
 from outreach.errors import DeliveryError, OutreachError, TemplateError
 from outreach.render.letter import RenderedLetter, safe_file_name, typesetter
 
@@ -131,17 +135,17 @@ def postal_order(letter: RenderedLetter) -> tuple[bool, str, str, str, str]:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write a file under a temporary name, flush it to disk, then rename it into place."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Write a file with the one atomic writer (flushed to disk); DeliveryError if it cannot."""
     try:
-        with open(temporary, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        temporary.replace(path)
+        files.write_atomic(path, data)
     except OSError as exc:
-        temporary.unlink(missing_ok=True)
         raise DeliveryError(f"cannot write: {exc.strerror}", path=path) from None
+
+
+def _start_worker() -> None:
+    # A layout worker dies with the forkserver it was forked from, which dies with the run
+    # (see outreach.deliver.lifeline), and writes nothing once its parent is gone.
+    files.bind_to_parent()
 
 
 def _typeset_chunk(chunk: _Chunk) -> _ChunkResult:
@@ -186,7 +190,11 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     # forkserver: workers fork from a clean process that already imported WeasyPrint, so they
     # start fast and inherit no threads or open files from the caller.
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["outreach.render.letter", "weasyprint"])
+    # The forkserver reads this to know the run it serves, and dies with it (lifeline).
+    os.environ[RUN_PID_VARIABLE] = str(os.getpid())
+    context.set_forkserver_preload(
+        ["outreach.deliver.lifeline", "outreach.render.letter", "weasyprint"]
+    )
     return context
 
 
@@ -202,7 +210,7 @@ def _run(chunks: list[_Chunk], *, workers: int, progress: Progress | None) -> li
                 progress(done, total)
         return results
     with ProcessPoolExecutor(
-        max_workers=min(workers, len(chunks)), mp_context=_pool_context()
+        max_workers=min(workers, len(chunks)), mp_context=_pool_context(), initializer=_start_worker
     ) as pool:
         futures: list[Future[_ChunkResult]] = [pool.submit(_typeset_chunk, c) for c in chunks]
         for future, chunk in zip(futures, chunks, strict=True):
@@ -327,10 +335,53 @@ def write_batch(
     chunk_size: int = CHUNK_SIZE,
     progress: Progress | None = None,
 ) -> BatchResult:
-    """Print one campaign's letters into out_dir/letters/<date>/; failed letters are returned."""
+    """Print one campaign's letters into out_dir/letters/<date>/; failed letters are returned.
+
+    If it cannot finish (a full disk, a worker killed), it removes what it wrote of the batch
+    before raising: a batch is on disk whole, with its manifest, or not at all.
+    """
     ordered = sorted(letters, key=postal_order) if sort_by_postal_code else list(letters)
     folder = out_dir / "letters" / run_date.isoformat()
     stem = _free_stem(folder, safe_file_name(campaign))
+    try:
+        return _print_batch(
+            ordered,
+            folder=folder,
+            stem=stem,
+            run_date=run_date,
+            campaign=campaign,
+            duplex=duplex,
+            split=split,
+            workers=workers,
+            chunk_size=chunk_size,
+            progress=progress,
+        )
+    except BaseException:
+        _discard(folder, stem)
+        raise
+
+
+def _discard(folder: Path, stem: str) -> None:
+    """Remove a batch that was not finished: its PDF, manifest and split folder."""
+    shutil.rmtree(folder / stem, ignore_errors=True)
+    for name in (f"{stem}.pdf", f"{stem}.manifest.csv"):
+        with suppress(OSError):
+            (folder / name).unlink()
+
+
+def _print_batch(
+    ordered: list[RenderedLetter],
+    *,
+    folder: Path,
+    stem: str,
+    run_date: date,
+    campaign: str,
+    duplex: bool,
+    split: bool,
+    workers: int,
+    chunk_size: int,
+    progress: Progress | None,
+) -> BatchResult:
     split_dir = folder / stem if split else None
     try:
         folder.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,12 @@ LOCK_NAME = "run.lock"
 
 # 'outr': marks the file as ours, so a stray SQLite file is not taken for a ledger.
 _APPLICATION_ID = 0x6F757472
+# hook: what moving a damaged ledger aside does, and the way that does not redo anything
+LEDGER_DAMAGED_HINT = (
+    "if the file is damaged, `outreach ledger rebuild` moves it aside and records again what "
+    "out/ holds; moving it aside by hand starts an empty ledger, and the next run would make "
+    "(and with SMTP send) every message in its window again"
+)
 _HINT_NEWER = (
     "this ledger was written by a newer version of outreach; upgrade outreach "
     "(pip install -U outreach) before running against this workspace"
@@ -252,7 +258,7 @@ def apply_migrations(
         raise LedgerError(
             f"cannot prepare the ledger: {exc}",
             path=path,
-            hint="is it an outreach ledger? move the file aside to start a new one",
+            hint=LEDGER_DAMAGED_HINT,
         ) from exc
     return len(migrations)
 
@@ -435,7 +441,7 @@ class Ledger:
             raise LedgerError(
                 f"cannot open the ledger: {exc}",
                 path=path,
-                hint="is it an outreach ledger? move the file aside to start a new one",
+                hint=LEDGER_DAMAGED_HINT,
             ) from exc
         try:
             apply_migrations(conn, path=path)

@@ -39,6 +39,7 @@ from outreach.postal import (
     one_line,
     recipient_name,
 )
+from outreach.render.limits import RenderLimitError, limits_of, render_guard, render_limited
 from outreach.render.templates import (
     MessageContext,
     _describe,
@@ -388,6 +389,7 @@ class LetterRenderer:
                 hint="add letter: template, or send it by email",
             )
         self._settings = settings
+        self._limits = limits_of(settings)
         self._campaign = campaign
         self._spec = campaign.letter
         self._today = today
@@ -650,6 +652,18 @@ class LetterRenderer:
 
     def render(self, contact: Contact, occurrence: Occurrence) -> RenderedLetter:
         """The contact's letter as HTML, with its address checked; raises for this contact."""
+        try:
+            with render_guard(self._limits):  # one deadline for the whole letter
+                return self._render_letter(contact, occurrence)
+        except RenderLimitError as exc:  # past the deadline between two templates
+            raise TemplateError(
+                f"contact {contact.id}: {exc}",
+                path=self._campaign.path,
+                field="letter",
+                hint=_describe(exc)[1],
+            ) from None
+
+    def _render_letter(self, contact: Contact, occurrence: Occurrence) -> RenderedLetter:
         lines = self.address(contact)
         if self._signature_error is not None:
             error = self._signature_error
@@ -678,8 +692,12 @@ class LetterRenderer:
             contact, occurrence, locale=locale, unsubscribe=unsubscribe_url(self._settings, contact)
         )
         try:
-            body_html = body.render(context)
-            subject = " ".join(self._subject.render(context).split()) if self._subject else ""
+            body_html = render_limited(body, context, self._limits)
+            subject = (
+                " ".join(render_limited(self._subject, context, self._limits).split())
+                if self._subject
+                else ""
+            )
         except Exception as exc:
             raise self._template_error(exc, contact) from None
         if not body_html.strip():
@@ -714,7 +732,7 @@ class LetterRenderer:
             "signature_lines": self._signature_lines,
         }
         try:
-            html = self._base.render(context)
+            html = render_limited(self._base, context, self._limits)
         except Exception as exc:
             raise self._template_error(exc, contact) from None
         return RenderedLetter(

@@ -38,6 +38,13 @@ from outreach.render.email import (
     clean_display_name,
     message_id_for,
 )
+from outreach.render.limits import (
+    LimitedSandbox,
+    RenderLimitError,
+    limits_of,
+    render_guard,
+    render_limited,
+)
 
 # Base32 without the characters people misread on paper: 0/O and 1/I.
 _COUPON_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -88,7 +95,7 @@ def _finalize(value: Any) -> Any:
     return value
 
 
-class _Environment(ImmutableSandboxedEnvironment):
+class _Environment(LimitedSandbox):
     """The sandbox, with context mappings read as fields first (a column named `items` wins)."""
 
     def getattr(self, obj: Any, attribute: str) -> Any:
@@ -329,6 +336,8 @@ def _describe(exc: BaseException) -> tuple[str, str]:
         return message, hint
     if isinstance(exc, SecurityError):
         return f"not allowed in a template: {exc}", "templates may only read their context"
+    if isinstance(exc, RenderLimitError):
+        return str(exc), "simplify the template, or raise the limit under `limits:` in config.yaml"
     if isinstance(exc, _EmptyValueError):
         return str(exc), "guard the value with {% if … %} or leave it out"
     if isinstance(exc, jinja2.TemplateNotFound):
@@ -417,6 +426,7 @@ class EmailRenderer:
                 hint="add email: subject and text, or send it as a letter",
             )
         self._settings = settings
+        self._limits = limits_of(settings)
         self._campaign = campaign
         self._spec = campaign.email
         # Jinja reports a template's file name normalised; compare like with like.
@@ -532,7 +542,7 @@ class EmailRenderer:
 
     def _render(self, template: Template, context: dict[str, Any], contact: Contact) -> str:
         try:
-            return template.render(context)
+            return render_limited(template, context, self._limits)
         except Exception as exc:
             raise self._render_error(exc, contact, template.name) from None
 
@@ -647,7 +657,18 @@ class EmailRenderer:
                 hint="add an email address or send a letter",
             )
         unsubscribe = unsubscribe_url(self._settings, contact)
-        subject, text, html = self._render_parts(contact, occurrence, unsubscribe=unsubscribe)
+        try:
+            with render_guard(self._limits):  # one deadline for the whole message
+                subject, text, html = self._render_parts(
+                    contact, occurrence, unsubscribe=unsubscribe
+                )
+        except RenderLimitError as exc:  # past the deadline between two templates
+            raise TemplateError(
+                f"contact {contact.id}: {exc}",
+                path=self._campaign.path,
+                field="email",
+                hint=_describe(exc)[1],
+            ) from None
         message_id = message_id_for(
             contact_id=contact.id,
             campaign=self._campaign.name,

@@ -1,0 +1,313 @@
+"""Crash safety of letters: `run --split` killed with SIGKILL at many points, and a full disk.
+
+The letters step runs in a forkserver and its layout workers. A kill of the run must take them
+with it (no process of the workspace alive a moment later, nothing written after the kill),
+recovery must remove what the dead run left unrecorded (a batch, its manifest, its split
+folder, temporaries), and the run that finally completes must leave each letter exactly once:
+one batch, one split PDF per letter, never a `birthday-2.pdf` beside the dead run's.
+
+The kills are chained to keep the suite fast: each run is killed at its point, then the next
+run starts (it recovers from the previous one) and is killed at the next point; after the
+last one, a run completes. Kill points are drawn from a seeded generator: some while the run
+loads, most while the letters are laid out (after the k-th split PDF exists, or while the
+batch is written).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
+from pathlib import Path
+
+import pytest
+from conftest import Workspace
+
+from outreach.files import TEMPORARY
+
+DAY = "2026-11-24"
+LETTERS = 26  # the fewest letters the printer lays out in two worker processes
+KILLS = 20
+SEED = 20261124
+CAMPAIGN = """\
+    kind: birthday
+    channel: letter
+    days_before: 3
+    letter:
+      template: letter.html.j2
+    """
+LETTER = "<p>¡Feliz cumpleaños, {{ contact.first_name }}!</p>\n"
+
+
+def rows(n: int) -> list[str]:
+    return [
+        f"c{i:03d},Ana{i},García,,25/11/1980,Calle Mayor {i},28{i:03d},Madrid,ES,letter,es,"
+        "customer,"
+        for i in range(n)
+    ]
+
+
+@pytest.fixture
+def letters_workspace(make_workspace: Callable[..., Workspace]) -> Workspace:
+    return make_workspace(
+        rows(LETTERS), campaigns={"birthday.yaml": CAMPAIGN}, templates={"letter.html.j2": LETTER}
+    )
+
+
+def processes_in(root: Path) -> list[int]:
+    """Processes (other than this one) whose working folder is the workspace: the run's."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if Path(os.readlink(entry / "cwd")) == root:
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def wait_until_none_alive(root: Path, *, within: float = 5.0) -> float:
+    started = time.monotonic()
+    while alive := processes_in(root):
+        if time.monotonic() - started > within:
+            pytest.fail(f"processes of the killed run still alive after {within} s: {alive}")
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def start_run(ws: Workspace) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "outreach", "run", "--all", "--date", DAY, "--split"],
+        cwd=ws.root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def count_entries(folder: Path) -> int:
+    try:
+        with os.scandir(folder) as entries:
+            return sum(1 for _ in entries)
+    except FileNotFoundError:
+        return 0
+
+
+def letters_dir(ws: Workspace) -> Path:
+    return ws.root / "out" / "letters" / DAY
+
+
+def kill_points(rng: random.Random) -> list[tuple[str, float]]:
+    """(kind, value): while loading (seconds), after the k-th split PDF, while batching."""
+    points: list[tuple[str, float]] = []
+    for _ in range(KILLS):
+        draw = rng.random()
+        if draw < 0.25:
+            points.append(("seconds", rng.uniform(0.05, 0.9)))
+        elif draw < 0.85:
+            points.append(("split", rng.randint(1, LETTERS - 2)))
+        else:
+            points.append(("batch", rng.uniform(0.0, 0.05)))
+    return points
+
+
+def reached(ws: Workspace, kind: str, value: float, started: float) -> bool:
+    if kind == "seconds":
+        return time.monotonic() - started >= value
+    split = letters_dir(ws) / "birthday"
+    if kind == "split":
+        return count_entries(split) >= value
+    # "batch": every letter is laid out; the batch PDF is being joined and written.
+    return count_entries(split) >= LETTERS
+
+
+def is_stray(ws: Workspace, path: Path) -> bool:
+    """A file no complete run leaves: a temporary, a second batch of the day, a foreign file."""
+    if TEMPORARY.fullmatch(path.name) or path.name.startswith("."):
+        return True
+    if path.parent == letters_dir(ws):
+        return path.name.startswith("birthday-")
+    return path.parent.name == "birthday" and not path.name.startswith("c")
+
+
+def stray_names(ws: Workspace) -> list[str]:
+    out = ws.root / "out"
+    paths = out.rglob("*") if out.exists() else iter(())
+    return [p.relative_to(ws.root).as_posix() for p in paths if is_stray(ws, p)]
+
+
+def check_letters_once(ws: Workspace) -> None:
+    """Each due letter once: in the ledger, the one batch's manifest and the split folder."""
+    with closing(sqlite3.connect(ws.root / "state" / "ledger.sqlite")) as db:
+        letters = db.execute(
+            "SELECT contact_id, status, artifact FROM messages WHERE channel = 'letter'"
+        ).fetchall()
+        unfinished = db.execute("SELECT count(*) FROM runs WHERE ended_at IS NULL").fetchone()[0]
+    assert unfinished == 0
+    assert sorted(cid for cid, _, _ in letters) == [f"c{i:03d}" for i in range(LETTERS)]
+    assert {(status, artifact) for _, status, artifact in letters} == {
+        ("rendered", f"out/letters/{DAY}/birthday.pdf")
+    }
+    folder = letters_dir(ws)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "birthday",
+        "birthday.manifest.csv",
+        "birthday.pdf",
+    ]
+    with (folder / "birthday.manifest.csv").open(encoding="utf-8-sig") as handle:
+        manifest = list(csv.DictReader(handle))
+    assert sorted(row["contact_id"] for row in manifest) == [f"c{i:03d}" for i in range(LETTERS)]
+    split = sorted(p.name for p in (folder / "birthday").iterdir())
+    assert split == [f"c{i:03d}.pdf" for i in range(LETTERS)]
+    assert stray_names(ws) == []
+
+
+@pytest.mark.slow
+def test_killed_split_runs_leave_no_process_no_duplicate_and_complete_once(
+    letters_workspace: Workspace,
+) -> None:
+    ws = letters_workspace
+    rng = random.Random(SEED)
+    tried = completed = 0
+    for kind, value in kill_points(rng):
+        with start_run(ws) as proc:
+            started = time.monotonic()
+            while not reached(ws, kind, value, started) and proc.poll() is None:
+                if time.monotonic() - started > 60:
+                    pytest.fail(f"kill point {kind} {value} never came")
+                time.sleep(0.002)
+            if kind == "batch":
+                time.sleep(value)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        if proc.returncode != -signal.SIGKILL:
+            # It finished first: a fine outcome, but no kill. Start the chain again.
+            assert proc.returncode == 0
+            completed += 1
+            check_letters_once(ws)
+            subprocess.run(["rm", "-rf", str(ws.root / "out"), str(ws.root / "state")], check=True)
+            continue
+        tried += 1
+        wait_until_none_alive(ws.root)
+        # Nothing is written after the kill; nothing of a second batch was ever begun.
+        before = sorted(p.as_posix() for p in (ws.root / "out").rglob("*"))
+        time.sleep(0.05)
+        assert sorted(p.as_posix() for p in (ws.root / "out").rglob("*")) == before
+        assert [n for n in stray_names(ws) if "birthday-" in n] == []
+    print(f"kills: {tried} tried, {completed} run(s) finished before their kill point")
+    assert tried >= KILLS - 3, (tried, completed)
+    result = ws.run("run", "--all", "--date", DAY, "--split")
+    assert result.code == 0, result.out + result.err
+    check_letters_once(ws)
+    assert processes_in(ws.root) == []
+
+
+@contextmanager
+def small_disk(folder: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` mounted on `folder` (the test runs as root), unmounted afterwards."""
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.mark.slow
+def test_a_full_disk_leaves_no_partial_batch_and_the_rerun_prints_each_letter_once(
+    letters_workspace: Workspace,
+) -> None:
+    ws = letters_workspace
+    out = ws.root / "out"
+    with small_disk(out, "160k"):
+        full = ws.run("run", "--all", "--date", DAY, "--split")
+        assert full.code in (1, 2), full.out + full.err
+        assert "Traceback" not in full.err
+        assert "No space left on device" in full.out + full.err
+        wait_until_none_alive(ws.root)
+        # What a full disk interrupted is not left half-done: no batch without its manifest,
+        # no split folder without its batch, no temporary.
+        assert stray_names(ws) == []
+        folder = letters_dir(ws)
+        on_disk = sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+        with closing(sqlite3.connect(ws.root / "state" / "ledger.sqlite")) as db:
+            recorded = {
+                Path(artifact).name
+                for (artifact,) in db.execute(
+                    "SELECT DISTINCT artifact FROM messages WHERE channel = 'letter' "
+                    "AND artifact IS NOT NULL"
+                )
+            }
+        batches = {name for name in on_disk if name.endswith(".pdf")}
+        assert batches == recorded
+        for name in on_disk:
+            stem = name.removesuffix(".manifest.csv").removesuffix(".pdf")
+            assert f"{stem}.pdf" in batches, on_disk
+
+        subprocess.run(["mount", "-o", "remount,size=20m", str(out)], check=True)
+        rerun = ws.run("run", "--all", "--date", DAY, "--split")
+        assert rerun.code == 0, rerun.out + rerun.err
+        # Each letter exactly once across the day's batches, in the ledger as on disk.
+        with closing(sqlite3.connect(ws.root / "state" / "ledger.sqlite")) as db:
+            letters = db.execute(
+                "SELECT contact_id, status, artifact FROM messages WHERE channel = 'letter'"
+            ).fetchall()
+        assert sorted(cid for cid, _, _ in letters) == [f"c{i:03d}" for i in range(LETTERS)]
+        assert {status for _, status, _ in letters} == {"rendered"}
+        listed: list[str] = []
+        for manifest in sorted(letters_dir(ws).glob("*.manifest.csv")):
+            with manifest.open(encoding="utf-8-sig") as handle:
+                listed += [row["contact_id"] for row in csv.DictReader(handle)]
+            stem = manifest.name.removesuffix(".manifest.csv")
+            assert (letters_dir(ws) / f"{stem}.pdf").is_file()
+        assert sorted(listed) == [f"c{i:03d}" for i in range(LETTERS)]
+        split = sorted(p.name for p in letters_dir(ws).glob("*/*.pdf"))
+        assert split == [f"c{i:03d}.pdf" for i in range(LETTERS)]
+        assert [n for n in stray_names(ws) if "birthday-" not in n] == []
+
+
+@pytest.mark.slow
+def test_the_render_workers_of_a_killed_run_die_with_it_and_write_nothing_after(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    contacts = [
+        f"c{i:05d},Ana{i},García,p{i}@example.com,25/11/1980,,,,,email,es,customer,"
+        for i in range(3000)
+    ]
+    ws = make_workspace(contacts)
+    folder = ws.root / "out" / "outbox" / DAY / "birthday"
+    env = {**os.environ, "OUTREACH_WORKERS": "2"}
+    with subprocess.Popen(
+        [sys.executable, "-m", "outreach", "run", "--all", "--date", DAY],
+        cwd=ws.root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    ) as proc:
+        started = time.monotonic()
+        while count_entries(folder) < 300 and proc.poll() is None:
+            assert time.monotonic() - started < 60
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    at_kill = count_entries(folder)
+    assert proc.returncode == -signal.SIGKILL
+    wait_until_none_alive(ws.root, within=2.0)
+    written = count_entries(folder)
+    # At most the file each worker was renaming into place as the kill came; a worker that
+    # lived on would finish its chunk of 500.
+    assert written - at_kill <= 2, (at_kill, written)
+    time.sleep(0.3)
+    assert count_entries(folder) == written < 3000
+    result = ws.run("run", "--all", "--date", DAY)
+    assert result.code == 0, result.out + result.err
+    assert count_entries(folder) == 3000
+    assert not [p for p in folder.iterdir() if TEMPORARY.fullmatch(p.name)]
