@@ -16,6 +16,7 @@ from outreach.cadence import PastMessage, effective_date
 from outreach.campaigns import Campaign, Occurrence, occurrences_between
 from outreach.contacts import Contact
 from outreach.errors import ContactsError, OutreachError, Problem
+from outreach.feedback.blocks import current_blocks, describe_block  # hook: feedback
 from outreach.ledger import Ledger, MessageRecord
 from outreach.runner import RunSummary, TraceEvent, address_gaps, execute_run, load_history
 from outreach.workspace import Workspace
@@ -541,6 +542,8 @@ class Explanation:
     problems: tuple[Problem, ...]  # the row's problems (for a held-back row: why)
     suppressed: tuple[str, ...]  # suppression list entries that cover the contact
     history: tuple[MessageRecord, ...]  # the ledger's messages for the id, newest first
+    # hook: what bounces, complaints and the post blocked, in words (outreach.feedback)
+    blocked: tuple[str, ...] = ()
 
     @property
     def held_back(self) -> bool:
@@ -564,6 +567,8 @@ class Explanation:
                 out.extend(f"  {p}" for p in self.problems)
         if self.suppressed:
             out.append("on the suppression list: " + ", ".join(self.suppressed))
+        # hook: blocked addresses and why
+        out.extend(f"blocked: {text}" for text in self.blocked)
         if self.history:
             out.append("messages in the ledger, newest first:")
             out.extend(f"  {_history_line(r)}" for r in self.history)
@@ -581,6 +586,7 @@ class Explanation:
             "campaigns": [a.as_dict() for a in self.answers],
             "problems": [p.as_dict() for p in self.problems],
             "suppressed": list(self.suppressed),
+            "blocked": list(self.blocked),  # hook: feedback blocks
             "history": [
                 {
                     "date": r.run_date.isoformat(),
@@ -623,6 +629,10 @@ def explain_contact(
         wanted = contact.id if contact is not None else contact_id
         history = ledger.messages(contact_id=wanted)
         suppressions = ledger.suppressions()
+        # hook: the blocks that apply to the contact as the contacts file has it now
+        blocked = tuple(
+            describe_block(b) for b in current_blocks(contact, ledger.blocks(contact_id=wanted))
+        )
         if contact is not None:
             # The contact's own rows are all the run needs to know what is done, instead of
             # every campaign's rows (a million on a big ledger).
@@ -659,6 +669,7 @@ def explain_contact(
             problems=problems,
             suppressed=_suppressed(contact_id, None, suppressions),
             history=tuple(history),
+            blocked=blocked,  # hook: feedback blocks
         )
     explainer = _Explainer(
         workspace=workspace,
@@ -684,6 +695,7 @@ def explain_contact(
         problems=problems,
         suppressed=_suppressed(contact.id, contact.email, suppressions),
         history=tuple(history),
+        blocked=blocked,  # hook: feedback blocks
     )
 
 

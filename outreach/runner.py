@@ -27,6 +27,7 @@ from outreach.deliver.base import Deliverer
 from outreach.deliver.outbox import OutboxWriter, clean_temporaries
 from outreach.deliver.printing import write_batch
 from outreach.errors import OutreachError, Problem
+from outreach.feedback.blocks import block_reason  # hook: feedback blocks
 from outreach.ledger import DONE_STATUSES, Ledger, MessageRecord, acquire_lock
 from outreach.render.letter import LetterRenderer, missing_address_fields
 from outreach.render.templates import EmailRenderer
@@ -198,7 +199,10 @@ def choose_channel(
         if opted_out(contact, channel, suppressions):
             # An opt-out is an answer, not a gap to route around: no fallback past it.
             return None, f"opted out ({channel})"
-        if channel == "email" and not contact.email:
+        # hook: a bounced address or a returned letter is a gap, which fallback routes around
+        if (blocked := block_reason(contact, channel, suppressions)) is not None:
+            reasons.append(blocked)
+        elif channel == "email" and not contact.email:
             reasons.append("no usable email")
         elif channel == "letter" and address_gaps(contact):
             reasons.append("incomplete postal address")
