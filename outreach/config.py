@@ -195,7 +195,8 @@ class Bounces(_Model):
     threshold: float = Field(default=3.0, gt=0)
     hard_bounce_blocks: bool = True
     quiet_days: int = Field(default=30, ge=1)
-    max_message_bytes: int = Field(default=4 * 1024 * 1024, ge=64 * 1024)
+    # Bounces put their report first: the first MiB holds it even when they quote a big message.
+    max_message_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)
     every_minutes: int | None = Field(default=None, ge=1)  # for `outreach daemon`
 
     @field_validator("return_path")

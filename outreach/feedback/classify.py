@@ -185,13 +185,17 @@ def _dsn(msg: Message) -> list[Recipient] | None:
     if not blocks:
         return None
     recipients = []
+    successes = 0
     for block in blocks[1:] if len(blocks) > 1 else blocks:
         address = _address(block.get("Final-Recipient", "") or block.get("Original-Recipient", ""))
         if address is None:
             continue
         action = clean_text(block.get("Action", "")).lower()
+        if action in ("delivered", "relayed", "expanded"):
+            successes += 1  # not a failure
+            continue
         if action not in ("failed", "delayed"):
-            continue  # delivered, relayed, expanded: not a failure
+            continue
         diagnostic = block.get("Diagnostic-Code")
         diag_text = clean_text(diagnostic).partition(";")[2].strip() if diagnostic else None
         status, kind = _status(clean_text(block.get("Status", "")), diagnostic=diag_text)
@@ -200,6 +204,8 @@ def _dsn(msg: Message) -> list[Recipient] | None:
         recipients.append(
             Recipient(address, kind or "hard", status=status, diagnostic=diag_text or None)
         )
+    if not recipients and not successes:
+        return None  # a report that names nobody it can be sure of: not taken as one
     return recipients
 
 

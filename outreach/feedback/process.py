@@ -30,6 +30,7 @@ from outreach.feedback.verp import token_pattern, tokens_in, verify_token
 from outreach.ledger import Block, BounceEvent, Ledger, LedgerStore, MessageRecord
 
 _CHUNK = 500
+_CHUNK_BYTES = 8 * 1024 * 1024
 KEPT_DIR = "feedback"  # under the state folder: every counted bounce, as received
 _LOCK = "feedback.lock"
 
@@ -178,11 +179,14 @@ def process_mailbox(
     context = _Context(settings, ledger, today, now, by_id, by_email)
     report = FeedbackReport(mailbox=name)
     chunk: list[MailItem] = []
+    held = 0
     for item in mailbox.items():
         chunk.append(item)
-        if len(chunk) >= _CHUNK:
+        held += len(item.data)
+        # A chunk is bounded in bytes too: 500 messages cut at the limit must not pile up.
+        if len(chunk) >= _CHUNK or held >= _CHUNK_BYTES:
             _process_chunk(chunk, context=context, mailbox=mailbox, report=report)
-            chunk = []
+            chunk, held = [], 0
     if chunk:
         _process_chunk(chunk, context=context, mailbox=mailbox, report=report)
     return report
