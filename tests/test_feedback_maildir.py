@@ -130,13 +130,13 @@ def test_the_next_run_falls_back_to_letters_and_respects_the_complaint(
     ws.write("campaigns/winter.yaml", WINTER)
     result = ws.run("run", "--all", "--date", "2026-11-25", "--json")
     assert result.code == 0, result.err
-    rows = dict(
-        ((contact, (channel, status, reason)))
+    rows = {
+        contact: (channel, status, reason)
         for contact, channel, status, reason in ledger_rows(
             ws,
             "SELECT contact_id, channel, status, reason FROM messages WHERE campaign = 'winter'",
         )
-    )
+    }
     for contact in ("c-001", "c-002", "c-003", "c-004", "c-005"):
         assert rows[contact][:2] == ("letter", "rendered"), contact  # bounced: letters take over
     assert rows["c-007"][1:] == ("skipped", "opted out (email)")  # the complaint
