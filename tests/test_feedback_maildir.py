@@ -290,3 +290,15 @@ def test_no_mailbox_is_a_clear_error(make_workspace: MakeWorkspace) -> None:
     result = ws.run("bounces", "--maildir", "notmail")
     assert result.code == 2
     assert "notmail: bounces.maildir: not a Maildir" in result.err
+
+
+def test_the_daemon_reads_the_mailbox_on_its_schedule(make_workspace: MakeWorkspace) -> None:
+    config = MAILDIR + '  every_minutes: 30\nschedule:\n  - campaigns: all\n    at: "00:00"\n'
+    ws = promo_workspace(make_workspace, config_extra=config)
+    maildir = make_maildir(ws.root / "Maildir")
+    copy_samples(maildir, ["postfix-hard.eml", "vacation.eml"])
+    result = ws.run("daemon", "--once")
+    assert result.code == 0, result.err
+    assert "bounces: 2 message(s) (auto-reply 1, hard 1), 1 blocked" in result.err
+    assert ledger_rows(ws, "SELECT value FROM blocks") == [("ana@example.com",)]
+    assert tree(maildir / "new") == []

@@ -17,7 +17,10 @@ from outreach.feedback.blocks import postal_key
 from outreach.ledger import Block, Ledger
 from outreach.render.letter import missing_address_fields
 
-_ID_COLUMNS = ("id", "contact", "contact_id", "contact id", "customer", "reference", "ref")
+_ID_COLUMNS = (
+    *("id", "contact", "contact_id", "contact id", "customer", "reference", "ref"),
+    *("referencia", "cliente", "contacto", "id_cliente"),  # what a Spanish post office sends
+)
 _DELIMITERS = (",", ";", "\t")
 
 
