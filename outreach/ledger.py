@@ -184,7 +184,7 @@ class LedgerStore(Protocol):
     def blocks(
         self, *, contact_id: str | None = None, values: Iterable[str] | None = None
     ) -> list[Block]: ...
-    def feedback_seen(self, fingerprints: Iterable[str]) -> set[str]: ...
+    def feedback_seen(self, fingerprints: Iterable[str]) -> dict[str, str]: ...
     def record_feedback(
         self,
         *,
@@ -1028,18 +1028,18 @@ class Ledger:
             for channel, value, cid, reason, day, postal_key, status, diagnostic, kept, score in rows
         ]
 
-    def feedback_seen(self, fingerprints: Iterable[str]) -> set[str]:
-        """The fingerprints among these of mail already read (and acted on)."""
+    def feedback_seen(self, fingerprints: Iterable[str]) -> dict[str, str]:
+        """Fingerprint → kind of the mail among these already read (and acted on)."""
         wanted = sorted(set(fingerprints))
-        seen: set[str] = set()
+        seen: dict[str, str] = {}
         for start in range(0, len(wanted), _KEYS_PER_QUERY):
             chunk = wanted[start : start + _KEYS_PER_QUERY]
             marks = ", ".join("?" * len(chunk))
             rows = self._query(
-                f"SELECT fingerprint FROM feedback_seen WHERE fingerprint IN ({marks})",  # noqa: S608
+                f"SELECT fingerprint, kind FROM feedback_seen WHERE fingerprint IN ({marks})",  # noqa: S608
                 chunk,
             )
-            seen.update(fingerprint for (fingerprint,) in rows)
+            seen.update((fingerprint, kind) for fingerprint, kind in rows)
         return seen
 
     def record_feedback(

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date
 from email import message_from_bytes
@@ -123,17 +124,18 @@ def _status(value: str | None, *, diagnostic: str | None) -> tuple[str | None, s
     return None, None
 
 
-def _parts(msg: Message) -> Iterator[Message]:
-    try:
-        yield from msg.walk()
-    except (TypeError, AttributeError):  # a part whose payload is not what its type says
-        return
+def _walk(msg: Message) -> list[Message]:
+    """Every part, once (several readers look at them)."""
+    found: list[Message] = []
+    with suppress(TypeError, AttributeError):  # a part whose payload is not what its type says
+        found.extend(msg.walk())
+    return found
 
 
-def _original_headers(msg: Message) -> list[Message]:
+def _original_headers(parts: list[Message]) -> list[Message]:
     """The header blocks of the quoted original message(s): message/rfc822, text/rfc822-headers."""
     found: list[Message] = []
-    for part in _parts(msg):
+    for part in parts:
         ctype = part.get_content_type()
         if ctype == "message/rfc822":
             payload = part.get_payload()
@@ -146,7 +148,7 @@ def _original_headers(msg: Message) -> list[Message]:
     return found
 
 
-def _message_ids(msg: Message, originals: list[Message]) -> tuple[str, ...]:
+def _message_ids(parts: list[Message], originals: list[Message]) -> tuple[str, ...]:
     ids: dict[str, None] = {}
     for original in originals:
         value = original.get("Message-ID")
@@ -156,7 +158,7 @@ def _message_ids(msg: Message, originals: list[Message]) -> tuple[str, ...]:
                 ids[mid] = None
     if not ids:
         # qmail and others quote the original inline, in the text.
-        for part in _parts(msg):
+        for part in parts:
             if part.get_content_maintype() != "text":
                 continue
             raw = part.get_payload(decode=True)
@@ -174,10 +176,10 @@ def _envelope(msg: Message, originals: Iterable[Message]) -> tuple[str, ...]:
     return tuple(values)
 
 
-def _dsn(msg: Message) -> list[Recipient] | None:
+def _dsn(parts: list[Message]) -> list[Recipient] | None:
     """The failed or delayed recipients of an RFC 3464 report; None if it is not one."""
     blocks: list[Message] = []
-    for part in _parts(msg):
+    for part in parts:
         if part.get_content_type() == "message/delivery-status":
             payload = part.get_payload()
             if isinstance(payload, list):
@@ -209,9 +211,9 @@ def _dsn(msg: Message) -> list[Recipient] | None:
     return recipients
 
 
-def _feedback_report(msg: Message, originals: list[Message]) -> list[Recipient] | None:
+def _feedback_report(parts: list[Message], originals: list[Message]) -> list[Recipient] | None:
     """The complained-about recipients of an RFC 5965 feedback report; None if it is not one."""
-    reports = [p for p in _parts(msg) if p.get_content_type() == "message/feedback-report"]
+    reports = [p for p in parts if p.get_content_type() == "message/feedback-report"]
     if not reports:
         return None
     fields: list[Message] = []
@@ -259,10 +261,10 @@ def _null_sender(msg: Message) -> bool:
     return clean_text(msg.get("Return-Path", "")).strip() == "<>"
 
 
-def _text_status(msg: Message, address: str) -> tuple[str | None, str | None]:
+def _text_status(parts: list[Message], address: str) -> tuple[str | None, str | None]:
     """(status, diagnostic) from the text of a non-standard bounce: the line that names the
     address or a reply code."""
-    for part in _parts(msg):
+    for part in parts:
         if part.get_content_type() != "text/plain":
             continue
         raw = part.get_payload(decode=True)
@@ -283,7 +285,7 @@ def _text_status(msg: Message, address: str) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _flufl(msg: Message) -> list[Recipient]:
+def _flufl(msg: Message, parts: list[Message]) -> list[Recipient]:
     try:
         temporary, permanent = all_failures(msg)
     except Exception:  # a detector tripping over odd input is "not a bounce"
@@ -294,19 +296,15 @@ def _flufl(msg: Message) -> list[Recipient]:
             text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
             address = _address(text)
             if address and all(r.address != address for r in found):
-                status, diagnostic = _text_status(msg, address)
+                status, diagnostic = _text_status(parts, address)
                 found.append(Recipient(address, kind, status=status, diagnostic=diagnostic))
     return found
 
 
-def fingerprint(msg: Message | None, data: bytes) -> str:
-    """What identifies the message across mailboxes and readings."""
-    if msg is not None:
-        mid = clean_text(msg.get("Message-ID", ""), 1000)
-        if "@" in mid:
-            seed = f"{mid}\x00{clean_text(msg.get('Date', ''))}".encode()
-            return "m" + hashlib.sha256(seed).hexdigest()[:31]
-    return "s" + hashlib.sha256(data).hexdigest()[:31]
+def fingerprint(data: bytes) -> str:
+    """What identifies the message across readings: a digest of its bytes (as read). A copy
+    delivered twice with other trace headers counts again, but at most once a day."""
+    return hashlib.sha256(data).hexdigest()[:32]
 
 
 def _day(msg: Message, tz: ZoneInfo) -> date | None:
@@ -328,20 +326,21 @@ def classify(data: bytes, *, tz: ZoneInfo, truncated: bool = False) -> Classifie
         msg = message_from_bytes(data)
     except Exception as exc:  # untrusted input: whatever the parser trips on
         return Classified(
-            "unrecognised", fingerprint=fingerprint(None, data), problem=f"cannot parse: {exc}"
+            "unrecognised", fingerprint=fingerprint(data), problem=f"cannot parse: {exc}"
         )
     try:
         return _classify(msg, data, tz=tz, problem=cut)
     except Exception as exc:  # untrusted input: never stop the whole mailbox
         return Classified(
             "unrecognised",
-            fingerprint=fingerprint(None, data),
+            fingerprint=fingerprint(data),
             problem=clean_text(f"cannot read: {type(exc).__name__}: {exc}"),
         )
 
 
 def _classify(msg: Message, data: bytes, *, tz: ZoneInfo, problem: str | None) -> Classified:
-    originals = _original_headers(msg)
+    parts = _walk(msg)
+    originals = _original_headers(parts)
     if msg.defects and problem is None and msg.get_content_maintype() == "multipart":
         problem = "malformed MIME: " + clean_text(type(msg.defects[0]).__name__)
 
@@ -349,17 +348,17 @@ def _classify(msg: Message, data: bytes, *, tz: ZoneInfo, problem: str | None) -
         return Classified(
             kind,
             tuple(recipients),
-            message_ids=_message_ids(msg, originals),
+            message_ids=_message_ids(parts, originals),
             envelope=_envelope(msg, originals),
-            fingerprint=fingerprint(msg, data),
+            fingerprint=fingerprint(data),
             day=_day(msg, tz),
             problem=problem,
         )
 
     report_type = clean_text(msg.get_param("report-type", "") or "").lower()
     if msg.get_content_type() == "multipart/report" and report_type == "feedback-report":
-        return result("complaint", _feedback_report(msg, originals) or [])
-    dsn = _dsn(msg)
+        return result("complaint", _feedback_report(parts, originals) or [])
+    dsn = _dsn(parts)
     if dsn is not None:
         if not dsn:
             # A report that everything went well (or was relayed): automatic, not a bounce.
@@ -370,7 +369,7 @@ def _classify(msg: Message, data: bytes, *, tz: ZoneInfo, problem: str | None) -
     if _is_auto_reply(msg) and not daemon and not failed_header:
         return result("auto-reply")
     if daemon or failed_header or _null_sender(msg):
-        found = _flufl(msg)
+        found = _flufl(msg, parts)
         if found:
             return result("hard" if any(r.kind == "hard" for r in found) else "soft", found)
     return result("unrecognised")

@@ -63,6 +63,7 @@ class MaildirBox:
         self.path = path
         self.limit = limit
         self.done = path / f".{folder}"
+        self._prepared = False
 
     def __enter__(self) -> Self:
         return self
@@ -101,13 +102,17 @@ class MaildirBox:
 
     def move(self, item: MailItem) -> None:
         """Move one message into the processed folder (as seen: Maildir flag S)."""
-        for sub in ("cur", "new", "tmp"):
-            (self.done / sub).mkdir(parents=True, exist_ok=True)
-        (self.done / "maildirfolder").touch()
-        source = Path(item.handle)
-        name = source.name if ":2," in source.name else source.name + ":2,S"
+        if not self._prepared:
+            for sub in ("cur", "new", "tmp"):
+                (self.done / sub).mkdir(parents=True, exist_ok=True)
+            (self.done / "maildirfolder").touch()
+            self._prepared = True
+        name = item.handle.rpartition("/")[2]
+        if ":2," not in name:
+            name += ":2,S"
         with suppress(FileNotFoundError):  # another reader moved it first
-            source.replace(self.done / "cur" / name)
+            # Plain os calls: pathlib costs more than the rename itself here.
+            os.replace(item.handle, f"{self.done}/cur/{name}")  # noqa: PTH105
 
     def close(self) -> None:
         """Nothing to release."""

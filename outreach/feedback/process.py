@@ -23,7 +23,7 @@ from outreach.config import Settings, load_settings
 from outreach.contacts import Contact, iter_contacts
 from outreach.errors import FeedbackError, OutreachError
 from outreach.feedback.blocks import block_dict
-from outreach.feedback.classify import Classified, classify
+from outreach.feedback.classify import Classified, classify, fingerprint
 from outreach.feedback.mailbox import ImapBox, Mailbox, MaildirBox, MailItem
 from outreach.feedback.score import verdict
 from outreach.feedback.verp import token_pattern, tokens_in, verify_token
@@ -143,6 +143,7 @@ class _Context:
     now: datetime
     contacts: dict[str, Contact]  # by id
     by_email: dict[str, Contact]  # by lower-cased email
+    kept_ready: bool = False  # the folder for kept bounces exists
 
 
 def load_contact_index(settings: Settings) -> tuple[dict[str, Contact], dict[str, Contact]]:
@@ -234,7 +235,9 @@ def _keep(item: MailItem, found: Classified, context: _Context) -> str:
     """Keep the bounce as received under state/feedback/DAY/; the path, relative to the root."""
     settings = context.settings
     folder = settings.state_dir / KEPT_DIR / context.today.isoformat()
-    folder.mkdir(parents=True, exist_ok=True)
+    if not context.kept_ready:
+        folder.mkdir(parents=True, exist_ok=True)
+        context.kept_ready = True
     path = folder / f"{found.fingerprint}.eml"
     if not path.exists():
         temporary = path.with_name(path.name + ".tmp")
@@ -251,8 +254,15 @@ def _process_chunk(
 ) -> None:
     settings, ledger, today = context.settings, context.ledger, context.today
     tz = settings.tz
-    classified = [classify(item.data, tz=tz, truncated=item.truncated) for item in items]
-    seen = ledger.feedback_seen(c.fingerprint for c in classified)
+    prints = [fingerprint(item.data) for item in items]
+    seen = ledger.feedback_seen(prints)
+    # Mail read before is not parsed again: the ledger knows what it was.
+    classified = [
+        Classified(seen[digest], fingerprint=digest)
+        if digest in seen
+        else classify(item.data, tz=tz, truncated=item.truncated)
+        for item, digest in zip(items, prints, strict=True)
+    ]
     matches = [
         _match(c, context)
         if c.kind in ("hard", "soft", "complaint") and c.fingerprint not in seen
