@@ -8,12 +8,14 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 import pytest
 from conftest import BASE_CONFIG, HEADER, Workspace
 from feedback_helpers import LETTER, PROMO, ROWS, ledger_rows
 
+from outreach.ledger import acquire_lock
 from outreach.render.templates import unsubscribe_token
 
 MakeWorkspace = Callable[..., Workspace]
@@ -171,3 +173,13 @@ def test_serve_needs_a_verifiable_url(make_workspace: MakeWorkspace) -> None:
     result = ws.run("serve", "--port", "0")
     assert result.code == 2
     assert "unsubscribe.url needs both {id} and {token}" in result.err
+
+
+def test_a_one_click_post_is_recorded_while_a_run_holds_the_workspace(
+    served: tuple[Workspace, str],
+) -> None:
+    ws, base = served
+    with acquire_lock(ws.root / "state", now=datetime(2026, 11, 24, 9, 0, tzinfo=UTC)):
+        status, _, _ = call(url(base, "c-100"), data=ONE_CLICK)  # a contact since removed
+        assert status == 200
+        assert suppressed(ws, "c-100") == [("c-100", "all", "one-click")]

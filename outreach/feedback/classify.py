@@ -22,8 +22,6 @@ from email.parser import HeaderParser
 from email.utils import getaddresses, parsedate_to_datetime
 from zoneinfo import ZoneInfo
 
-from flufl.bounce import all_failures
-
 KINDS = ("hard", "soft", "complaint", "auto-reply", "unrecognised")
 
 # Where the bounce was delivered: the VERP address shows up in one of these.
@@ -286,6 +284,9 @@ def _text_status(parts: list[Message], address: str) -> tuple[str | None, str | 
 
 
 def _flufl(msg: Message, parts: list[Message]) -> list[Recipient]:
+    # Imported here: a quarter of a second that `run` and `send` need not pay.
+    from flufl.bounce import all_failures
+
     try:
         temporary, permanent = all_failures(msg)
     except Exception:  # a detector tripping over odd input is "not a bounce"

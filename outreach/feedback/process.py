@@ -279,7 +279,12 @@ def _process_chunk(
         a: [(e.day, e.kind) for e in events]
         for a, events in ledger.bounce_events(addresses).items()
     }
-    already = {(b.channel, b.value) for b in ledger.blocks(values=addresses)}
+    complained = {
+        m.contact_id.lower()
+        for c, m in zip(classified, matches, strict=True)
+        if c.kind == "complaint" and m is not None and m.contact_id is not None
+    }
+    already = {(b.channel, b.value) for b in ledger.blocks(values=addresses | complained)}
     events: list[BounceEvent] = []
     blocks: list[Block] = []
     suppressions: list[tuple[str, str, str]] = []
