@@ -16,7 +16,7 @@ from pathlib import Path
 import smtp_server as servers
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from conftest import Workspace
-from feedback_helpers import ROWS, deliver, ledger_rows, make_maildir, promo_workspace
+from feedback_helpers import ROWS, copy_samples, deliver, ledger_rows, make_maildir, promo_workspace
 from smtp_server import HOST, RecordingHandler, SmtpServer
 
 from outreach.feedback.verp import verify_token
@@ -179,3 +179,20 @@ def test_a_relays_bounce_in_the_maildir_is_matched_by_its_verp_token(
     assert (ws.root / kept).read_bytes() == (
         maildir / ".outreach-processed" / "cur" / (bounces[0].name + ":2,S")
     ).read_bytes()
+
+
+def test_an_email_rendered_before_its_address_was_blocked_is_not_sent(
+    make_workspace: MakeWorkspace, smtp_server_factory: StartServer
+) -> None:
+    server = smtp_server_factory()
+    ws = promo_workspace(make_workspace, config_extra=smtp_config(server.port, maildir=True))
+    copy_samples(make_maildir(ws.root / "Maildir"), ["postfix-hard.eml"])  # about c-001's promo
+    assert ws.run("bounces", "--date", "2026-11-23").code == 0
+    result = ws.run("send", "--date", "2026-11-23", "--now", "2026-11-23T10:00")
+    assert result.code == 0, result.err
+    assert sorted(r for m in server.messages for r in m.rcpt_tos) == sorted(
+        row.split(",")[3] for row in ROWS[1:]
+    )
+    assert ledger_rows(ws, "SELECT status, reason FROM messages WHERE contact_id = 'c-001'") == [
+        ("skipped", "email blocked (bounces)")
+    ]
