@@ -885,6 +885,11 @@ def history(
         _print_table(("run", "date", "started", "ended", "command", "result"), rows, left=6)
     if found.uncertain:
         click.echo(f"{found.uncertain} message(s) uncertain: {UNCERTAIN_ADVICE}")
+    # hook: what bounces, complaints and the post blocked for this contact, and why
+    from outreach.feedback.blocks import describe_block
+
+    for block in found.blocks:
+        click.echo(f"blocked: {describe_block(block)}")
 
 
 @cli.command()
@@ -1012,6 +1017,163 @@ def _warn_new_ledger(settings: Settings) -> None:
             f"({len(made.emails)} email(s), {made.letters} letter(s)) may be made again",
             err=True,
         )
+
+
+# hook: the feedback commands (bounces, returned, serve); their logic is in outreach/feedback/
+_ACTIONS = {
+    "counted": "counted",
+    "blocked": "counted, and blocked",
+    "already read": "already read before: moved, nothing changed",
+    "not counted": "not counted (automatic reply): moved",
+    "left in place": "not a bounce: left in place",
+    "not matched": "not matched: left in place, nothing changed",
+}
+
+
+@cli.command()
+@click.option(
+    "--maildir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Read this Maildir instead of the config's bounces mailbox.",
+)
+@clock_options
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
+@config_option
+@handle_errors
+def bounces(
+    maildir: Path | None,
+    day: date | None,
+    now: datetime | None,
+    as_json: bool,
+    config_path: Path | None,
+) -> None:
+    """Read bounces, complaints and auto-replies; block the addresses that must be blocked."""
+    from outreach.feedback.blocks import describe_block
+    from outreach.feedback.process import read_bounces
+
+    settings = load_settings(find_config(config_path))
+    today, current = clock(settings, day=day, now=now)
+    report = read_bounces(settings, maildir=maildir, environ=os.environ, today=today, now=current)
+    code = EXIT_FAILED if report.problems else EXIT_OK
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+        sys.exit(code)
+    counts = report.counts()
+    if not report.messages:
+        click.echo(f"{report.mailbox}: no mail")
+    else:
+        shown = ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items()))
+        click.echo(f"{report.mailbox}: {len(report.messages)} message(s): {shown}")
+    for message in report.messages:
+        who = ", ".join(message.addresses) or "no address"
+        if message.contact_ids:
+            who += f" (contact {', '.join(message.contact_ids)})"
+        detail = "; ".join(d for d in (message.status, message.diagnostic) if d)
+        line = f"  {message.source}: {message.kind}, {who}: {_ACTIONS[message.action]}"
+        if detail:
+            line += f" [{detail}]"
+        if message.problem:
+            line += f" — {message.problem}"
+        click.echo(line)
+    for block in report.blocked:
+        click.echo(f"blocked: {describe_block(block)}")
+    sys.exit(code)
+
+
+@cli.command()
+@click.argument("contact_ids", metavar="ID ...", nargs=-1)
+@click.option(
+    "--import",
+    "import_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="The post's list of returned letters: a CSV with an id column, or one id per line.",
+)
+@clock_options
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
+@config_option
+@handle_errors
+def returned(
+    contact_ids: tuple[str, ...],
+    import_file: Path | None,
+    day: date | None,
+    now: datetime | None,
+    as_json: bool,
+    config_path: Path | None,
+) -> None:
+    """Letters the post returned: no more letters to that address until it changes."""
+    from outreach.feedback.returned import ReturnedEntry, mark_returned, read_returned_file
+
+    if not contact_ids and import_file is None:
+        raise click.UsageError("give contact ids, or --import FILE")
+    settings = load_settings(find_config(config_path))
+    today, current = clock(settings, day=day, now=now)
+    entries = [ReturnedEntry(value.strip()) for value in contact_ids]
+    problems: list[Problem] = []
+    if import_file is not None:
+        found, problems = read_returned_file(import_file)
+        entries.extend(found)
+    report = mark_returned(
+        settings,
+        entries=entries,
+        source=import_file,
+        today=today,
+        now=current,
+        problems=problems,
+    )
+    done = report.blocked or report.already
+    code = EXIT_OK if not report.problems else EXIT_FAILED if done else EXIT_NOTHING_DONE
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+        sys.exit(code)
+    for block in report.blocked:
+        click.echo(
+            f"{block.contact_id}: no more letters to this postal address (until it changes "
+            "in the contacts file); campaigns with fallback send email instead"
+        )
+    for contact_id in report.already:
+        click.echo(f"{contact_id}: this postal address was blocked already")
+    for problem in report.problems:
+        _fail(str(problem))
+    sys.exit(code)
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), default=8025, show_default=True, help="Port (0: any)."
+)
+@config_option
+@handle_errors
+def serve(host: str, port: int, config_path: Path | None) -> None:
+    """Receive one-click unsubscribes (RFC 8058) at the path of the config's unsubscribe URL."""
+    from outreach.feedback.receiver import make_receiver, route_for
+    from outreach.logs import configure_logging
+
+    settings = load_settings(find_config(config_path))
+    route_for(settings)  # a URL that cannot be verified stops here, before listening
+    try:
+        server = make_receiver(settings, host=host, port=port)
+    except OSError as exc:
+        raise OutreachError(
+            f"cannot listen on {host}:{port}: {exc.strerror}",
+            hint="pick another --port, or stop what listens there",
+        ) from None
+    configure_logging(stream=sys.stderr, stream_level=logging.INFO, log_file=None)
+    click.echo(f"listening on http://{host}:{server.server_port} (stop with Ctrl-C)")
+    sys.stdout.flush()
+
+    def stop(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 def main() -> None:

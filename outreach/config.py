@@ -168,6 +168,59 @@ class Delivery(_Model):
         return self
 
 
+class Imap(_Model):
+    """An IMAP mailbox where bounces arrive (TLS verified; the password from the environment)."""
+
+    host: str
+    port: int | None = Field(default=None, ge=1, le=65535)  # 993 (ssl) or 143 (starttls)
+    security: Literal["ssl", "starttls"] = "ssl"
+    username: str
+    password_env: str
+    folder: str = "INBOX"
+    processed_folder: str = "outreach-processed"
+    ca_file: Path | None = None
+    timeout_s: float = Field(default=30.0, gt=0)
+
+
+class Bounces(_Model):
+    """What comes back: where bounces are read, and when an address is blocked.
+
+    `return_path` is the envelope sender (VERP) with `{token}`, e.g.
+    "rebotes+{token}@casalucia.example"; a hard bounce counts 1, a soft one 0.5, at most once
+    a day per address; `threshold` blocks the address, and so does one hard bounce unless
+    `hard_bounce_blocks` is false; the score starts again after `quiet_days` without bounces.
+    """
+
+    return_path: str | None = None
+    maildir: Path | None = None
+    imap: Imap | None = None
+    threshold: float = Field(default=3.0, gt=0)
+    hard_bounce_blocks: bool = True
+    quiet_days: int = Field(default=30, ge=1)
+    # Bounces put their report first: the first MiB holds it even when they quote a big message.
+    max_message_bytes: int = Field(default=1024 * 1024, ge=64 * 1024)
+    every_minutes: int | None = Field(default=None, ge=1)  # for `outreach daemon`
+
+    @field_validator("return_path")
+    @classmethod
+    def _return_path(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        local, at, domain = value.rpartition("@")
+        if not at or not domain or "{token}" not in local or value.count("{token}") != 1:
+            raise ValueError(
+                "must be an address with {token} once in its local part, e.g. "
+                '"rebotes+{token}@casalucia.example"'
+            )
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _one_mailbox(self) -> Bounces:
+        if self.maildir is not None and self.imap is not None:
+            raise ValueError("give bounces.maildir or bounces.imap, not both")
+        return self
+
+
 class CustomEnvelope(_Model):
     """A page and address window in millimetres, for `letters.envelope: custom`."""
 
@@ -242,6 +295,7 @@ class Settings(_Model):
     letters: Letters = Letters()
     limits: RenderLimits = RenderLimits()
     schedule: tuple[ScheduleJob, ...] = ()
+    bounces: Bounces = Bounces()
 
     @field_validator("timezone")
     @classmethod

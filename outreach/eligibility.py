@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 from outreach.campaigns import Campaign
 from outreach.contacts import Contact
+from outreach.feedback.blocks import block_reason
 from outreach.postal import address_gaps
 from outreach.reasons import Code, Reason
 
@@ -41,8 +42,17 @@ def first_choice(campaign: Campaign, contact: Contact) -> str:
     return channel_order(campaign, contact)[0]
 
 
-def unusable(campaign: Campaign, contact: Contact, channel: str) -> Reason | None:
-    """Why this channel cannot carry the campaign to the contact (not counting opt-outs)."""
+def unusable(
+    campaign: Campaign, contact: Contact, channel: str, suppressions: Suppressions
+) -> Reason | None:
+    """Why this channel cannot carry the campaign to the contact (not counting opt-outs).
+
+    A bounced address or a returned letter is such a gap, which fallback routes around.
+    """
+    blocked = block_reason(contact, channel, suppressions)
+    if blocked is not None:
+        code = Code.EMAIL_BLOCKED if channel == "email" else Code.LETTER_BLOCKED
+        return Reason(code, channel)
     if channel == "email":
         if not contact.email:
             return Reason(Code.NO_EMAIL, channel)
@@ -66,7 +76,7 @@ def choose_channel(
     for channel in channel_order(campaign, contact):
         if opted_out(contact, channel, suppressions):
             return None, Reason(Code.OPTED_OUT, channel)
-        problem = unusable(campaign, contact, channel)
+        problem = unusable(campaign, contact, channel, suppressions)
         if problem is None:
             return channel, first
         first = first or problem

@@ -97,6 +97,10 @@ class LockError(LedgerError):
     """Another run holds the workspace lock."""
 
 
+class FeedbackError(OutreachError):
+    """A mailbox of bounces cannot be read, or a list of returned letters is invalid."""
+
+
 @dataclass(frozen=True, slots=True)
 class Problem:
     """One thing wrong with one row or one contact's message; the run reports it and goes on."""

@@ -16,6 +16,7 @@ from outreach.campaigns import Campaign, Occurrence, occurrences_between
 from outreach.contacts import Contact
 from outreach.deliver.outlets import RenderOnlyOutlet
 from outreach.errors import Problem
+from outreach.feedback.blocks import current_blocks, describe_block
 from outreach.ledger import Ledger, MessageRecord
 from outreach.ledger.store import MemoryStore
 from outreach.lookup import contact_label, find_contact, row_problems, unknown_contact
@@ -69,6 +70,8 @@ class Explanation:
     problems: tuple[Problem, ...]  # the row's problems (for a held-back row: why)
     suppressed: tuple[str, ...]  # suppression list entries that cover the contact
     history: tuple[MessageRecord, ...]  # the ledger's messages for the id, newest first
+    # what bounces, complaints and the post blocked, in words (outreach.feedback)
+    blocked: tuple[str, ...] = ()
 
     @property
     def held_back(self) -> bool:
@@ -92,6 +95,7 @@ class Explanation:
                 out.extend(f"  {p}" for p in self.problems)
         if self.suppressed:
             out.append("on the suppression list: " + ", ".join(self.suppressed))
+        out.extend(f"blocked: {text}" for text in self.blocked)
         if self.history:
             out.append("messages in the ledger, newest first:")
             out.extend(f"  {_history_line(r)}" for r in self.history)
@@ -109,6 +113,7 @@ class Explanation:
             "campaigns": [a.as_dict() for a in self.answers],
             "problems": [p.as_dict() for p in self.problems],
             "suppressed": list(self.suppressed),
+            "blocked": list(self.blocked),
             "history": [
                 {
                     "date": r.run_date.isoformat(),
@@ -150,6 +155,10 @@ def explain_contact(
     with Ledger.open(settings.ledger_path, readonly=True) as ledger:
         history = ledger.messages(contact_id=wanted)
         suppressions = ledger.suppressions()
+        # The blocks that apply to the contact as the contacts file has it now.
+        blocked = tuple(
+            describe_block(b) for b in current_blocks(contact, ledger.blocks(contact_id=wanted))
+        )
         store = None
         if contact is not None:
             # The contact's own rows are all the run needs, instead of every campaign's rows
@@ -192,6 +201,7 @@ def explain_contact(
             problems=problems,
             suppressed=_suppressed(contact_id, None, suppressions),
             history=tuple(history),
+            blocked=blocked,
         )
     explainer = _Explainer(
         workspace=workspace,
@@ -224,6 +234,7 @@ def explain_contact(
         problems=problems,
         suppressed=_suppressed(contact.id, contact.email, suppressions),
         history=tuple(history),
+        blocked=blocked,
     )
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 from outreach.config import Settings
 from outreach.contacts import Contact, normalize_email, read_text
 from outreach.errors import ContactsError, Problem
-from outreach.ledger import Ledger, MessageRecord, acquire_lock
+from outreach.feedback.blocks import block_dict  # hook: feedback
+from outreach.ledger import Block, Ledger, MessageRecord, acquire_lock
 
 UNCERTAIN_ADVICE = (
     "the run died while handing them to the mail server; check the mailbox, then "
@@ -38,6 +39,7 @@ class History:
     uncertain: int  # of the matched, how many are uncertain
     runs: tuple[dict[str, object], ...] = ()
     exists: bool = True  # False: there is no ledger yet
+    blocks: tuple[Block, ...] = ()  # hook: the contact's blocks (outreach.feedback)
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready view."""
@@ -47,6 +49,7 @@ class History:
             "shown": len(self.messages),
             "uncertain": self.uncertain,
             "runs": [run_dict(r) for r in self.runs],
+            "blocked": [block_dict(b) for b in self.blocks],  # hook: feedback blocks
         }
 
 
@@ -114,11 +117,14 @@ def read_history(
             limit=limit or None,
         )
         last_runs = tuple(ledger.runs(runs)) if runs else ()
+        # hook: a contact's blocks (bounces, complaint, returned letters)
+        blocks = tuple(ledger.blocks(contact_id=contact_id)) if contact_id is not None else ()
     return History(
         messages=tuple(shown),
         matched=sum(counts.values()),
         uncertain=counts.get("uncertain", 0),
         runs=last_runs,
+        blocks=blocks,
     )
 
 

@@ -39,6 +39,8 @@ class Code(StrEnum):
     INCOMPLETE_ADDRESS = "incomplete_address"
     NO_EMAIL_TEMPLATE = "no_email_template"
     NO_LETTER_TEMPLATE = "no_letter_template"
+    EMAIL_BLOCKED = "email_blocked"  # the address bounced (or a complaint): outreach.feedback
+    LETTER_BLOCKED = "letter_blocked"  # the post returned a letter to this address
     # cadence: it waits
     QUIET_DAY = "quiet_day"
     MIN_GAP = "min_gap"
@@ -62,6 +64,8 @@ INELIGIBLE = frozenset(
         Code.INCOMPLETE_ADDRESS,
         Code.NO_EMAIL_TEMPLATE,
         Code.NO_LETTER_TEMPLATE,
+        Code.EMAIL_BLOCKED,
+        Code.LETTER_BLOCKED,
     }
 )
 CADENCE = frozenset({Code.QUIET_DAY, Code.MIN_GAP, Code.MAX_MESSAGES})
@@ -73,6 +77,8 @@ _PHRASES = {
     Code.INCOMPLETE_ADDRESS: "incomplete postal address",
     Code.NO_EMAIL_TEMPLATE: "campaign has no email",
     Code.NO_LETTER_TEMPLATE: "campaign has no letter",
+    Code.EMAIL_BLOCKED: "email blocked (bounces)",
+    Code.LETTER_BLOCKED: "letter blocked (returned)",
     Code.QUIET_DAY: "quiet day",
     Code.MIN_GAP: "too soon after another message",
     Code.MAX_MESSAGES: "too many messages in the period",

@@ -32,6 +32,7 @@ from outreach.config import (
     parse_hhmm,
 )
 from outreach.errors import CampaignError, ConfigError, LockError, OutreachError
+from outreach.feedback.process import feedback_job  # hook: feedback
 from outreach.ledger import Ledger
 from outreach.logs import log_summary
 from outreach.runner import perform_run
@@ -197,6 +198,8 @@ class Daemon:
         self._retry_at: dict[str, datetime] = {}
         self._schedule_warned = False
         self._serving = False  # running the schedule, as opposed to --once
+        # hook: the bounce mailbox, read every bounces.every_minutes (outreach.feedback)
+        self._feedback: Callable[[], object] | None = None
 
     @property
     def stopping(self) -> bool:
@@ -217,6 +220,11 @@ class Daemon:
     def start(self) -> list[DaemonJob]:
         """Check the config and its schedule, and learn from the ledger what ran today."""
         self.settings, self.jobs = check_schedule(self.config, environ=self.environ)
+        # hook: the feedback job, when the config asks for one
+        if self.settings.bounces.every_minutes:
+            self._feedback = feedback_job(
+                self.config, clock=self.clock, environ=self.environ, logger=logger
+            )
         today = self.now().date()
         for label in completed_today(self.settings, today=today, jobs=self.jobs):
             self._ran_on[label] = today
@@ -305,6 +313,8 @@ class Daemon:
             self.start()
         if once:
             results = self.run_due()
+            if self._feedback is not None:  # hook: --once reads the bounce mailbox too
+                self._feedback()
             if not results:
                 logger.info("no job is due")
             return results
@@ -316,6 +326,8 @@ class Daemon:
         scheduler = schedule.Scheduler()
         # The results of later runs are in the log; a long-lived daemon keeps none of them.
         scheduler.every(TICK_SECONDS).seconds.do(self.run_due)
+        if self._feedback is not None and self.settings is not None:  # hook: feedback job
+            scheduler.every(self.settings.bounces.every_minutes or 60).minutes.do(self._feedback)
         if not self._stopping:
             logger.info("waiting for the next job (stop with SIGTERM or Ctrl-C)")
         while not self._stopping:

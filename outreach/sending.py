@@ -45,6 +45,9 @@ from outreach.deliver.smtp import (
 )
 from outreach.eligibility import opted_out
 from outreach.errors import CampaignError, DeliveryError
+from outreach.feedback.blocks import EMAIL_BLOCKED, email_blocked  # hook: feedback
+from outreach.feedback.refusals import record_refusals  # hook: feedback
+from outreach.feedback.verp import return_path  # hook: feedback
 from outreach.ledger import Ledger, MessageRecord, acquire_lock
 from outreach.render.email import RenderedEmail, check_address
 from outreach.workspace import campaign_files, display_path
@@ -203,6 +206,8 @@ def smtp_deliverers(settings: Settings, *, environ: Mapping[str, str]) -> Delive
             password=password,
             on_sending=on_sending,
             rate_state_path=rate_state,
+            # hook: VERP envelope sender (outreach.feedback.verp)
+            envelope_sender=lambda message: return_path(settings, message.message_id),
         )
 
     return make
@@ -269,6 +274,8 @@ def send_waiting(
         kept = None if contacts is None else [c for c in contacts if c.id in wanted]
         checks = _Checks(settings=settings, ledger=ledger, contacts=kept)
         _deliver(due.ready, summary=summary, ledger=ledger, checks=checks, make=make_deliverer)
+        # hook: a 5xx for a recipient counts as a hard bounce (outreach.feedback.process)
+        record_refusals(settings, ledger=ledger, failed=summary.failed, today=today, now=now)
     elif isinstance(contacts, ContactStream):
         contacts.close()  # nothing to send: let go of the file unread
     summary.needs_human = _needs_human(ledger, today=today)
@@ -450,6 +457,9 @@ class _Checks:
             channels = self.suppressions.get(key)
             if channels and ("email" in channels or "all" in channels):
                 return "opted out (email)"
+        # hook: an address bounces blocked since the email was rendered
+        if email_blocked(to_addr, self.suppressions):
+            return EMAIL_BLOCKED
         if self.contacts is None:
             return None
         contact = self.contacts.get(record.contact_id)

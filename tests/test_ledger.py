@@ -78,10 +78,10 @@ def test_open_creates_folders_and_versioned_schema(ledger_path: Path) -> None:
         pass
     conn = raw(ledger_path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        assert {"messages", "runs", "suppressions"} <= tables
+        assert {"messages", "runs", "suppressions", "blocks", "bounce_events"} <= tables
         indexes = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
         assert {"messages_by_contact", "messages_by_effective_date"} <= indexes
     finally:

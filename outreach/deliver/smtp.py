@@ -108,6 +108,7 @@ class SmtpDeliverer:
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         rate_state_path: Path | None = None,
+        envelope_sender: Callable[[RenderedEmail], str | None] | None = None,
     ) -> None:
         if not delivery.host:
             raise DeliveryError(
@@ -127,6 +128,8 @@ class SmtpDeliverer:
         self._where = f"{self._host}:{self._port}"
         self._password = password
         self._on_sending = on_sending
+        # hook: the VERP return path (config bounces.return_path) as MAIL FROM, else From
+        self._envelope_sender = envelope_sender
         self._sleep = sleep
         self._rate = (
             _SendRate(
@@ -239,11 +242,11 @@ class SmtpDeliverer:
             return options
         # The envelope is written here, not by smtplib.mail/rcpt: they re-parse each address
         # (email.utils.parseaddr) and could turn a malformed one into some other address.
-        code, reply = smtp.docmd("MAIL", f"FROM:<{message.from_addr}>{options}")
+        # hook: bounces go to the VERP address when there is one
+        sender = (self._envelope_sender and self._envelope_sender(message)) or message.from_addr
+        code, reply = smtp.docmd("MAIL", f"FROM:<{sender}>{options}")
         if code != 250:
-            return self._refused(
-                smtp, code, reply, f"the sender {message.from_addr}", reused=reused
-            )
+            return self._refused(smtp, code, reply, f"the sender {sender}", reused=reused)
         refused: list[tuple[str, int, bytes]] = []
         for rcpt in message.to_addrs:
             code, reply = smtp.docmd("RCPT", f"TO:<{rcpt}>")

@@ -13,12 +13,16 @@ from outreach.ledger.sqlite import (
     SCHEMA_VERSION,
     STATUSES,
     SUPPRESSION_CHANNELS,
+    Block,
+    BounceEvent,
     Ledger,
     LedgerStore,
     MessageRecord,
     WorkspaceLock,
     acquire_lock,
     apply_migrations,
+    email_block_key,
+    letter_block_key,
 )
 
 __all__ = [
@@ -30,10 +34,14 @@ __all__ = [
     "SCHEMA_VERSION",
     "STATUSES",
     "SUPPRESSION_CHANNELS",
+    "Block",
+    "BounceEvent",
     "Ledger",
     "LedgerStore",
     "MessageRecord",
     "WorkspaceLock",
     "acquire_lock",
     "apply_migrations",
+    "email_block_key",
+    "letter_block_key",
 ]

@@ -32,6 +32,8 @@ COUNTED_STATUSES = ("rendered", "sending", "sent", "uncertain")
 CHANNELS = ("email", "letter")
 SUPPRESSION_CHANNELS = ("email", "letter", "all")
 LOCK_NAME = "run.lock"
+_EMAIL_ONLY = frozenset({"email"})
+_LETTER_ONLY = frozenset({"letter"})
 
 # 'outr': marks the file as ours, so a stray SQLite file is not taken for a ledger.
 _APPLICATION_ID = 0x6F757472
@@ -74,6 +76,62 @@ class MessageRecord:
     def key(self) -> tuple[str, str, str]:
         """(contact_id, campaign, occurrence_key): what makes a message unique."""
         return (self.contact_id, self.campaign, self.occurrence_key)
+
+
+# Why an address or a postal address is blocked (see outreach.feedback): data, not sentences.
+BLOCK_REASONS = ("hard-bounce", "soft-bounces", "complaint", "returned-letter")
+BOUNCE_KINDS = ("hard", "soft")
+
+
+@dataclass(frozen=True, slots=True)
+class BounceEvent:
+    """One bounce counted against an address: a hard one (5.x.x) or a soft one (4.x.x)."""
+
+    address: str  # lower-cased
+    contact_id: str
+    day: date
+    kind: str  # hard | soft
+    campaign: str | None = None
+    occurrence_key: str | None = None
+    status: str | None = None  # e.g. 5.1.1, or the SMTP reply code
+    diagnostic: str | None = None
+    kept: str | None = None  # the bounce as received, relative to the workspace root
+    source: str = ""  # the bounce's fingerprint, or `smtp` for a refusal at sending time
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """An address blocked for a channel, and why.
+
+    Email: `value` is the address (a new address in contacts.csv starts clean). Letter: the
+    contact id with `postal_key`, the address the post returned (a changed address starts
+    clean). All: a complaint about the contact (also on the suppression list).
+    """
+
+    channel: str  # email | letter | all
+    value: str
+    contact_id: str
+    reason: str  # one of BLOCK_REASONS
+    day: date
+    postal_key: str = ""
+    status: str | None = None
+    diagnostic: str | None = None
+    kept: str | None = None
+    score: float | None = None
+
+
+def email_block_key(address: str) -> str:
+    """The key under which `suppressions()` lists an address blocked for email.
+
+    NUL cannot occur in an address or a contact id, so a block never reads as an opt-out
+    (an opt-out has no fallback; a bounced address lets a letter take over).
+    """
+    return "\x00blocked-email\x00" + address.strip().lower()
+
+
+def letter_block_key(contact_id: str, postal_key: str) -> str:
+    """The key under which `suppressions()` lists a contact's postal address the post returned."""
+    return "\x00blocked-letter\x00" + contact_id.lower() + "\x00" + postal_key
 
 
 class LedgerStore(Protocol):
@@ -126,6 +184,23 @@ class LedgerStore(Protocol):
     def suppress(self, value: str, *, channel: str, source: str, now: datetime) -> bool: ...
     def suppressions(self) -> dict[str, frozenset[str]]: ...
     def runs(self, limit: int = 20) -> list[dict[str, object]]: ...
+    def find_email(
+        self, *, message_id: str | None = None, id_prefix: str | None = None
+    ) -> MessageRecord | None: ...
+    def bounce_events(self, addresses: Iterable[str]) -> dict[str, list[BounceEvent]]: ...
+    def blocks(
+        self, *, contact_id: str | None = None, values: Iterable[str] | None = None
+    ) -> list[Block]: ...
+    def feedback_seen(self, fingerprints: Iterable[str]) -> dict[str, str]: ...
+    def record_feedback(
+        self,
+        *,
+        events: Sequence[BounceEvent] = (),
+        blocks: Sequence[Block] = (),
+        suppressions: Sequence[tuple[str, str, str]] = (),
+        seen: Sequence[tuple[str, str, date]] = (),
+        now: datetime,
+    ) -> None: ...
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,8 +289,61 @@ def _v3_uncertain_waits_too(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v4_feedback(conn: sqlite3.Connection) -> None:
+    # What comes back (outreach.feedback): bounces counted per address, blocks with their
+    # reason, and the fingerprints of mail already read so reading it again changes nothing.
+    statements = [
+        """CREATE TABLE bounce_events (
+            id INTEGER PRIMARY KEY,
+            address TEXT NOT NULL,        -- lower-cased
+            contact_id TEXT NOT NULL,
+            campaign TEXT,
+            occurrence_key TEXT,
+            day TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK (kind = 'hard' OR kind = 'soft'),
+            status TEXT,
+            diagnostic TEXT,
+            kept TEXT,                    -- the bounce as received, relative to the root
+            source TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        "CREATE INDEX bounce_events_by_address ON bounce_events (address, day)",
+        """CREATE TABLE blocks (
+            channel TEXT NOT NULL CHECK (channel = 'email' OR channel = 'letter'
+                OR channel = 'all'),
+            value TEXT NOT NULL,          -- address (email) or contact id (letter, all)
+            postal_key TEXT NOT NULL DEFAULT '',
+            contact_id TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            day TEXT NOT NULL,
+            status TEXT,
+            diagnostic TEXT,
+            kept TEXT,
+            score REAL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (channel, value, postal_key)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX blocks_by_contact ON blocks (contact_id)",
+        """CREATE TABLE feedback_seen (
+            fingerprint TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            day TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        ) WITHOUT ROWID""",
+        # Bounces quote the Message-ID (or carry its first digits in a VERP token).
+        "CREATE INDEX messages_by_message_id ON messages (message_id) WHERE message_id IS NOT NULL",
+    ]
+    for statement in statements:
+        conn.execute(statement)
+
+
 # MIGRATIONS[i] takes a ledger from schema version i to i + 1. Append, never edit.
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial, _v2_waiting_index, _v3_uncertain_waits_too)
+MIGRATIONS: tuple[Migration, ...] = (
+    _v1_initial,
+    _v2_waiting_index,
+    _v3_uncertain_waits_too,
+    _v4_feedback,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -332,6 +460,10 @@ _CLOSE_WINDOWS = (
     "UPDATE messages SET status = 'missed', updated_at = ?, run_date = ?, "  # noqa: S608
     "run_id = ?, reason = 'window closed while deferred: ' || coalesce(reason, '') "
     f"WHERE status = 'deferred' AND latest < ? RETURNING {_MESSAGE_COLUMNS}"
+)
+_SELECT_BOUNCES = (
+    "SELECT address, contact_id, day, kind, campaign, occurrence_key, status, diagnostic, "
+    "kept, source FROM bounce_events"
 )
 
 # Occurrence keys per query in `statuses_for`: well under SQLite's limit on parameters.
@@ -857,7 +989,189 @@ class Ledger:
         found: dict[str, set[str]] = {}
         for value, channel in self._query("SELECT value, channel FROM suppressions"):
             found.setdefault(value, set()).add(channel)
-        return {value: frozenset(channels) for value, channels in found.items()}
+        suppressed = {value: frozenset(channels) for value, channels in found.items()}
+        # Blocks ride along under keys of their own (see email_block_key): one structure for
+        # every check a run makes; `outreach.feedback.blocks.block_reason` reads them.
+        for channel, value, postal_key in self._query(
+            "SELECT channel, value, postal_key FROM blocks WHERE channel <> 'all'"
+        ):
+            if channel == "email":
+                suppressed[email_block_key(value)] = _EMAIL_ONLY
+            else:
+                suppressed[letter_block_key(value, postal_key)] = _LETTER_ONLY
+        return suppressed
+
+    # -- what comes back (outreach.feedback) -----------------------------------------------
+
+    def find_email(
+        self, *, message_id: str | None = None, id_prefix: str | None = None
+    ) -> MessageRecord | None:
+        """The email with this Message-ID (no angle brackets), or whose Message-ID starts with
+        `id_prefix` (a VERP token's digits); None when the ledger has none."""
+        if message_id is not None:
+            rows = self._query(
+                _SELECT_MESSAGES + " WHERE message_id = ? AND channel = 'email' LIMIT 1",
+                (message_id,),
+            )
+        elif id_prefix:
+            # A range on the index: '~' sorts after every character of a Message-ID digest.
+            rows = self._query(
+                _SELECT_MESSAGES + " WHERE message_id >= ? AND message_id < ? "
+                "AND channel = 'email' LIMIT 1",
+                (id_prefix, id_prefix + "~"),
+            )
+        else:
+            return None
+        return _message_from_row(rows[0]) if rows else None
+
+    def bounce_events(self, addresses: Iterable[str]) -> dict[str, list[BounceEvent]]:
+        """Address → its bounces counted so far, oldest first."""
+        wanted = sorted({a.lower() for a in addresses})
+        found: dict[str, list[BounceEvent]] = {}
+        for start in range(0, len(wanted), _KEYS_PER_QUERY):
+            chunk = wanted[start : start + _KEYS_PER_QUERY]
+            marks = ", ".join("?" * len(chunk))
+            # `marks` holds only placeholders.
+            sql = f"{_SELECT_BOUNCES} WHERE address IN ({marks}) ORDER BY address, day, id"
+            rows = self._query(sql, chunk)
+            for row in rows:
+                address, contact_id, day, kind, campaign, key, status, diag, kept, source = row
+                found.setdefault(address, []).append(
+                    BounceEvent(
+                        address=address,
+                        contact_id=contact_id,
+                        day=date.fromisoformat(day),
+                        kind=kind,
+                        campaign=campaign,
+                        occurrence_key=key,
+                        status=status,
+                        diagnostic=diag,
+                        kept=kept,
+                        source=source,
+                    )
+                )
+        return found
+
+    def blocks(
+        self, *, contact_id: str | None = None, values: Iterable[str] | None = None
+    ) -> list[Block]:
+        """Blocks for a contact id and/or on these values (addresses, ids), oldest first."""
+        where: list[str] = []
+        params: list[object] = []
+        if contact_id is not None:
+            where.append("contact_id = ?")
+            params.append(contact_id)
+        if values is not None:
+            wanted = sorted({v.lower() for v in values})
+            where.append(f"value IN ({', '.join('?' * len(wanted))})" if wanted else "0")
+            params.extend(wanted)
+        sql = (
+            "SELECT channel, value, contact_id, reason, day, postal_key, status, diagnostic, "
+            "kept, score FROM blocks"
+        )
+        if where:
+            sql += " WHERE " + " OR ".join(where)
+        rows = self._query(sql + " ORDER BY day, created_at", params)
+        return [
+            Block(
+                channel=channel,
+                value=value,
+                contact_id=cid,
+                reason=reason,
+                day=date.fromisoformat(day),
+                postal_key=postal_key,
+                status=status,
+                diagnostic=diagnostic,
+                kept=kept,
+                score=score,
+            )
+            for channel, value, cid, reason, day, postal_key, status, diagnostic, kept, score in rows
+        ]
+
+    def feedback_seen(self, fingerprints: Iterable[str]) -> dict[str, str]:
+        """Fingerprint → kind of the mail among these already read (and acted on)."""
+        wanted = sorted(set(fingerprints))
+        seen: dict[str, str] = {}
+        for start in range(0, len(wanted), _KEYS_PER_QUERY):
+            chunk = wanted[start : start + _KEYS_PER_QUERY]
+            marks = ", ".join("?" * len(chunk))
+            rows = self._query(
+                f"SELECT fingerprint, kind FROM feedback_seen WHERE fingerprint IN ({marks})",  # noqa: S608
+                chunk,
+            )
+            seen.update((fingerprint, kind) for fingerprint, kind in rows)
+        return seen
+
+    def record_feedback(
+        self,
+        *,
+        events: Sequence[BounceEvent] = (),
+        blocks: Sequence[Block] = (),
+        suppressions: Sequence[tuple[str, str, str]] = (),
+        seen: Sequence[tuple[str, str, date]] = (),
+        now: datetime,
+    ) -> None:
+        """Write what some mail taught, in one transaction: bounces, blocks (a block already
+        there is kept as it was), suppressions (value, channel, source), and the mail's
+        fingerprints (fingerprint, kind, day)."""
+        stamp = _iso_utc(now)
+        for block in blocks:
+            if block.channel not in SUPPRESSION_CHANNELS or block.reason not in BLOCK_REASONS:
+                raise ValueError(f"unknown block {block.channel}/{block.reason}")
+        with self._transaction("record bounces and blocks") as conn:
+            conn.executemany(
+                "INSERT INTO bounce_events (address, contact_id, campaign, occurrence_key, day, "
+                "kind, status, diagnostic, kept, source, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        e.address.lower(),
+                        e.contact_id,
+                        e.campaign,
+                        e.occurrence_key,
+                        e.day.isoformat(),
+                        e.kind,
+                        e.status,
+                        e.diagnostic,
+                        e.kept,
+                        e.source,
+                        stamp,
+                    )
+                    for e in events
+                ],
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO blocks (channel, value, postal_key, contact_id, reason, "
+                "day, status, diagnostic, kept, score, created_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        b.channel,
+                        b.value.lower(),
+                        b.postal_key,
+                        b.contact_id,
+                        b.reason,
+                        b.day.isoformat(),
+                        b.status,
+                        b.diagnostic,
+                        b.kept,
+                        b.score,
+                        stamp,
+                    )
+                    for b in blocks
+                ],
+            )
+            for value, channel, source in suppressions:
+                conn.execute(
+                    "INSERT OR IGNORE INTO suppressions (value, channel, source, created_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (value.strip().lower(), channel, source, stamp),
+                )
+            conn.executemany(
+                "INSERT OR IGNORE INTO feedback_seen (fingerprint, kind, day, created_at) "
+                "VALUES (?, ?, ?, ?)",
+                [(fp, kind, day.isoformat(), stamp) for fp, kind, day in seen],
+            )
 
 
 def _open_file(path: Path) -> sqlite3.Connection:

@@ -1,0 +1,274 @@
+"""Where bounces are read: a Maildir folder (the default; any mail server, fetchmail or
+getmail can deliver there) or an IMAP mailbox (TLS verified, password from the environment).
+
+A mailbox hands out messages cut at a size limit (a 50 MB message never sits in memory
+whole) and moves the ones it is told to into a folder of its own; it never deletes.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Iterator, Mapping
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol, Self
+
+from outreach.config import Imap
+from outreach.errors import FeedbackError
+
+PROCESSED = "outreach-processed"
+_IMAP_BATCH = 50  # messages fetched in one command, when they are small
+_SMALL = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class MailItem:
+    """One message of a mailbox, read up to the size limit."""
+
+    source: str  # how the report names it: Maildir file name or imap:FOLDER/UID
+    data: bytes
+    size: int
+    handle: str  # what `move` needs (a path, a UID)
+
+    @property
+    def truncated(self) -> bool:
+        """Whether only the first part of it was read."""
+        return len(self.data) < self.size
+
+
+class Mailbox(Protocol):
+    """A folder of mail to read, and a folder to move processed mail into."""
+
+    def items(self) -> Iterator[MailItem]: ...
+    def move(self, item: MailItem) -> None: ...
+    def close(self) -> None: ...
+
+
+class MaildirBox:
+    """A Maildir (new/, cur/, tmp/); processed mail goes to its `.outreach-processed`
+    subfolder (Maildir++), so a mail client shows it as a folder."""
+
+    def __init__(self, path: Path, *, limit: int, folder: str = PROCESSED) -> None:
+        if not all((path / sub).is_dir() for sub in ("new", "cur")):
+            raise FeedbackError(
+                "not a Maildir (it needs the folders new/ and cur/)",
+                path=path,
+                field="bounces.maildir",
+                hint="point bounces.maildir (or --maildir) at the folder your mail server "
+                "delivers bounces to",
+            )
+        self.path = path
+        self.limit = limit
+        self.done = path / f".{folder}"
+        self._prepared = False
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def items(self) -> Iterator[MailItem]:
+        """Every message in new/ and cur/, in name order (Maildir names start with the time)."""
+        for sub in ("new", "cur"):
+            folder = self.path / sub
+            try:
+                names = sorted(e.name for e in os.scandir(folder) if not e.name.startswith("."))
+            except OSError as exc:
+                raise FeedbackError(
+                    f"cannot read the folder: {exc.strerror}", path=folder
+                ) from None
+            for name in names:
+                path = folder / name
+                try:
+                    with open(path, "rb") as handle:
+                        size = os.fstat(handle.fileno()).st_size
+                        data = handle.read(self.limit)
+                except FileNotFoundError:
+                    continue  # moved meanwhile by a mail client
+                except IsADirectoryError:
+                    continue
+                except OSError as exc:
+                    raise FeedbackError(f"cannot read: {exc.strerror}", path=path) from None
+                yield MailItem(source=f"{sub}/{name}", data=data, size=size, handle=str(path))
+
+    def move(self, item: MailItem) -> None:
+        """Move one message into the processed folder (as seen: Maildir flag S)."""
+        if not self._prepared:
+            for sub in ("cur", "new", "tmp"):
+                (self.done / sub).mkdir(parents=True, exist_ok=True)
+            (self.done / "maildirfolder").touch()
+            self._prepared = True
+        name = item.handle.rpartition("/")[2]
+        if ":2," not in name:
+            name += ":2,S"
+        with suppress(FileNotFoundError):  # another reader moved it first
+            # Plain os calls: pathlib costs more than the rename itself here.
+            os.replace(item.handle, f"{self.done}/cur/{name}")  # noqa: PTH105
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class ImapBox:
+    """An IMAP folder; processed mail is moved (IMAP MOVE, else COPY and \\Deleted) to
+    `processed_folder`, created when missing."""
+
+    def __init__(self, settings: Imap, *, environ: Mapping[str, str], limit: int) -> None:
+        from imapclient import IMAPClient
+        from imapclient.exceptions import IMAPClientError
+
+        self.settings = settings
+        self.limit = limit
+        password = environ.get(settings.password_env)
+        if not password:
+            raise FeedbackError(
+                f"the environment variable {settings.password_env} is not set",
+                field="bounces.imap.password_env",
+                hint=f"export {settings.password_env}=... with the mailbox password",
+            )
+        port = settings.port or (993 if settings.security == "ssl" else 143)
+        where = f"{settings.host}:{port}"
+        self.where = where
+        try:
+            context = ssl.create_default_context(
+                cafile=str(settings.ca_file) if settings.ca_file else None
+            )
+        except (OSError, ssl.SSLError) as exc:
+            raise FeedbackError(
+                f"cannot read the CA file: {exc}", field="bounces.imap.ca_file"
+            ) from None
+        try:
+            client = IMAPClient(
+                settings.host,
+                port=port,
+                ssl=settings.security == "ssl",
+                ssl_context=context,
+                timeout=settings.timeout_s,
+            )
+        except (OSError, ssl.SSLError, IMAPClientError) as exc:
+            raise FeedbackError(
+                f"cannot connect to the IMAP server {where}: {exc}",
+                field="bounces.imap.host",
+                hint="check bounces.imap.host, port and security (and the certificate)",
+            ) from None
+        try:
+            if settings.security == "starttls":
+                client.starttls(context)
+            client.login(settings.username, password)
+            client.select_folder(settings.folder)
+        except (OSError, ssl.SSLError, IMAPClientError) as exc:
+            try:
+                client.logout()
+            except (OSError, IMAPClientError):
+                client.shutdown()
+            raise FeedbackError(
+                f"the IMAP server {where} refused: {exc}",
+                field="bounces.imap",
+                hint="check the username, the password variable and the folder",
+            ) from None
+        self._client = client
+        self._moves: list[int] = []
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def items(self) -> Iterator[MailItem]:
+        """Every message of the folder not marked deleted, in UID order."""
+        from imapclient.exceptions import IMAPClientError
+
+        client = self._client
+        folder = self.settings.folder
+        try:
+            uids = sorted(client.search(["NOT", "DELETED"]))
+            sizes: dict[int, int] = {}
+            for start in range(0, len(uids), 500):
+                for uid, data in client.fetch(uids[start : start + 500], ["RFC822.SIZE"]).items():
+                    sizes[uid] = int(data.get(b"RFC822.SIZE", 0))
+            batch: list[int] = []
+            for uid in uids:
+                if uid not in sizes:
+                    continue
+                batch.append(uid)
+                # A big message is fetched alone, and only up to the limit.
+                if len(batch) >= _IMAP_BATCH or sizes[uid] > _SMALL:
+                    yield from self._fetch(batch, sizes, folder)
+                    batch = []
+            if batch:
+                yield from self._fetch(batch, sizes, folder)
+        except (OSError, IMAPClientError) as exc:
+            raise FeedbackError(f"reading {folder} on {self.where} failed: {exc}") from None
+
+    def _fetch(self, uids: list[int], sizes: dict[int, int], folder: str) -> Iterator[MailItem]:
+        part = f"BODY.PEEK[]<0.{self.limit}>"
+        fetched = self._client.fetch(uids, [part])
+        for uid in uids:
+            found = fetched.get(uid, {})
+            data = next((v for k, v in found.items() if k.startswith(b"BODY[]")), b"")
+            if not isinstance(data, bytes):
+                data = b""
+            yield MailItem(
+                source=f"imap:{folder}/{uid}",
+                data=data,
+                size=sizes.get(uid, len(data)),
+                handle=str(uid),
+            )
+
+    def move(self, item: MailItem) -> None:
+        """Move one message to the processed folder (batched: done at `close` or every 100)."""
+        self._moves.append(int(item.handle))
+        if len(self._moves) >= 100:
+            self._flush()
+
+    def _flush(self) -> None:
+        from imapclient.exceptions import IMAPClientError
+
+        uids, self._moves = self._moves, []
+        if not uids:
+            return
+        client = self._client
+        target = self.settings.processed_folder
+        try:
+            if not client.folder_exists(target):
+                client.create_folder(target)
+            if client.has_capability("MOVE"):
+                client.move(uids, target)
+            else:
+                client.copy(uids, target)
+                client.add_flags(uids, [b"\\Deleted"])
+                if client.has_capability("UIDPLUS"):
+                    client.uid_expunge(uids)  # only ours: never another \\Deleted message
+        except (OSError, IMAPClientError) as exc:
+            raise FeedbackError(
+                f"cannot move processed mail to {target} on {self.where}: {exc}",
+                field="bounces.imap.processed_folder",
+                hint="nothing is lost: the next reading finds them again and only moves them",
+            ) from None
+
+    def close(self) -> None:
+        """Move what waits to be moved, and log out."""
+        from imapclient.exceptions import IMAPClientError
+
+        try:
+            self._flush()
+        finally:
+            try:
+                self._client.logout()
+            except (OSError, IMAPClientError):
+                self._client.shutdown()
