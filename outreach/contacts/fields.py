@@ -1,0 +1,121 @@
+"""Cells of a contacts file as values: dates, email addresses, locales and countries."""
+
+from __future__ import annotations
+
+import re
+from calendar import month_name
+from datetime import date
+from functools import lru_cache
+
+from babel import Locale, UnknownLocaleError
+from email_validator import EmailNotValidError, validate_email
+
+# --- dates -------------------------------------------------------------------------------
+
+_ISO_DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})")
+_NUMERIC_DATE = re.compile(r"(\d{1,2})([/.-])(\d{1,2})\2(\d+)")
+
+
+def date_hint(date_format: str) -> str:
+    """How to write a date under a `contacts.date_format`, for a Problem's hint."""
+    example = "11/24/1990" if date_format == "MDY" else "24/11/1990"
+    return f"write the date as {example} or 1990-11-24"
+
+
+def _calendar_date(value: str, *, year: int, month: int, day: int, order: str) -> date:
+    if not 1 <= month <= 12:
+        reading = {"DMY": "day first (DD/MM/YYYY)", "MDY": "month first (MM/DD/YYYY)"}
+        why = f" (contacts.date_format reads it {reading[order]})" if order in reading else ""
+        raise ValueError(f"{value!r} has no month {month}{why}")
+    try:
+        return date(year, month, day)
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not in the calendar: {month_name[month]} {year} has no day {day}"
+        ) from None
+
+
+def parse_date(value: str, *, date_format: str) -> date:
+    """ISO YYYY-MM-DD, or DD/MM/YYYY (DMY) / MM/DD/YYYY (MDY); ValueError otherwise."""
+    if date_format not in ("DMY", "MDY"):
+        raise ValueError(f"unknown date format {date_format!r} (use DMY or MDY)")
+    text = value.strip()
+    iso = _ISO_DATE.fullmatch(text)
+    if iso:
+        year, month, day = (int(part) for part in iso.groups())
+        return _calendar_date(text, year=year, month=month, day=day, order="ISO")
+    numeric = _NUMERIC_DATE.fullmatch(text)
+    if numeric:
+        first, _, second, year_text = numeric.groups()
+        if len(year_text) != 4:
+            # 24/11/90 could be 1990 or 2090; guessing would put a wrong age in a letter.
+            raise ValueError(f"{text!r} needs a four-digit year")
+        day_text, month_text = (first, second) if date_format == "DMY" else (second, first)
+        return _calendar_date(
+            text, year=int(year_text), month=int(month_text), day=int(day_text), order=date_format
+        )
+    shape = "DD/MM/YYYY" if date_format == "DMY" else "MM/DD/YYYY"
+    raise ValueError(f"{text!r} is not a date as {shape} or YYYY-MM-DD")
+
+
+# --- email -------------------------------------------------------------------------------
+
+# A strict subset of what email_validator accepts, normalised the same way (the domain
+# lower-cased, the local part kept): plain ASCII addresses take this shortcut because
+# validate_email costs ~25 µs, too much for 100k rows. Everything else goes to it. The
+# lookaheads: a local part of at most 64, an address of at most 254, no "--" (IDNA's rules
+# for xn-- labels stay with the library), and no special-use top-level domain (RFC 6761).
+_PLAIN_EMAIL = re.compile(
+    r"""
+    (?=[^@]{1,64}@) (?=.{1,254}\Z) (?!.*--)
+    [a-z0-9_+-]+ (?:\.[a-z0-9_+-]+)*
+    @ (?:[a-z0-9] (?:[a-z0-9-]{0,61}[a-z0-9])? \.)+
+    (?!(?:arpa|invalid|local|localhost|onion|test)\Z) [a-z]{2,63}
+    """,
+    re.ASCII | re.IGNORECASE | re.VERBOSE,
+)
+
+
+@lru_cache(maxsize=4096)
+def _validated_email(address: str) -> str:
+    # No SMTPUTF8: an address with a non-ASCII local part (josé@…) cannot be sent by the
+    # SMTP step or written in a header as a plain address, so it is refused as it is read.
+    return validate_email(address, check_deliverability=False, allow_smtputf8=False).normalized
+
+
+def normalize_email(address: str) -> str:
+    """An email address in email_validator's normalised form; ValueError if invalid."""
+    text = address.strip()
+    if _PLAIN_EMAIL.fullmatch(text):
+        local, _, domain = text.rpartition("@")
+        return f"{local}@{domain.lower()}"
+    try:
+        return _validated_email(text)
+    except EmailNotValidError as exc:
+        raise ValueError(str(exc)) from None
+
+
+# --- locales and countries ---------------------------------------------------------------
+
+# ISO 3166-1 alpha-2 (and XK, Kosovo, which postal services accept).
+_COUNTRY_TEXT = """
+    AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE BF BG BH BI BJ BL BM BN BO BQ BR
+    BS BT BV BW BY BZ CA CC CD CF CG CH CI CK CL CM CN CO CR CU CV CW CX CY CZ DE DJ DK DM DO DZ
+    EC EE EG EH ER ES ET FI FJ FK FM FO FR GA GB GD GE GF GG GH GI GL GM GN GP GQ GR GS GT GU GW
+    GY HK HM HN HR HT HU ID IE IL IM IN IO IQ IR IS IT JE JM JO JP KE KG KH KI KM KN KP KR KW KY
+    KZ LA LB LC LI LK LR LS LT LU LV LY MA MC MD ME MF MG MH MK ML MM MN MO MP MQ MR MS MT MU MV
+    MW MX MY MZ NA NC NE NF NG NI NL NO NP NR NU NZ OM PA PE PF PG PH PK PL PM PN PR PS PT PW PY
+    QA RE RO RS RU RW SA SB SC SD SE SG SH SI SJ SK SL SM SN SO SR SS ST SV SX SY SZ TC TD TF TG
+    TH TJ TK TL TM TN TO TR TT TV TW TZ UA UG UM US UY UZ VA VC VE VG VI VN VU WF WS XK YE YT ZA
+    ZM ZW
+"""
+COUNTRY_CODES = frozenset(_COUNTRY_TEXT.split())
+
+
+@lru_cache(maxsize=256)
+def normalize_locale(value: str) -> str:
+    """`es`, `es-MX`, `en_gb` → babel's canonical `es`, `es_MX`, `en_GB`; ValueError if unknown."""
+    try:
+        return str(Locale.parse(value.strip().replace("-", "_")))
+    except (ValueError, UnknownLocaleError):
+        raise ValueError(f"{value!r} is not a known locale") from None
