@@ -21,6 +21,7 @@ imap_server = imap_server_module.imap_server
 MakeWorkspace = Callable[..., Workspace]
 PASSWORD_ENV = "OUTREACH_TEST_IMAP_PASSWORD"
 PERSON = b"From: Ana <ana@example.com>\r\nSubject: Re: Menu\r\n\r\nMesa para dos?\r\n"
+BIG = b"From: Ana <ana@example.com>\r\nSubject: fotos\r\n\r\n" + b"x" * 998 * 3000 + b"\r\n"
 
 
 def imap_config(server: ImapServer, *, ca: bool = True) -> str:
@@ -80,6 +81,7 @@ def test_imap_mail_is_read_and_only_recognised_mail_is_moved(
         for name in sorted(SAMPLES):
             imap.append("INBOX", (DATA / name).read_bytes().replace(b"\n", b"\r\n"))
         imap.append("INBOX", PERSON)
+        imap.append("INBOX", BIG)
     finally:
         imap.logout()
     result = bounces(ws, "--json", password=imap_server.password)
@@ -87,9 +89,11 @@ def test_imap_mail_is_read_and_only_recognised_mail_is_moved(
     report = json.loads(result.out)
     assert report["mailbox"] == f"imap://{imap_server.user}@127.0.0.1/INBOX"
     kinds = sorted(m["kind"] for m in report["messages"])
-    assert kinds == sorted([k for k, _, _ in SAMPLES.values()] + ["unrecognised"])
+    assert kinds == sorted([k for k, _, _ in SAMPLES.values()] + ["unrecognised"] * 2)
+    big = next(m for m in report["messages"] if m["problem"] == "cut at the size limit")
+    assert big["action"] == "left in place"  # read only up to 1 MiB (a partial FETCH)
     assert len(report["blocked"]) == 6
-    assert folder_subjects(imap_server, "INBOX") == ["Subject: Re: Menu"]
+    assert folder_subjects(imap_server, "INBOX") == ["Subject: Re: Menu", "Subject: fotos"]
     assert len(folder_subjects(imap_server, "outreach-processed")) == len(SAMPLES)
     # Again, with the same bounces back in INBOX: nothing changes but the move.
     before = snapshot(ws)
@@ -101,9 +105,9 @@ def test_imap_mail_is_read_and_only_recognised_mail_is_moved(
     again = bounces(ws, "--json", password=imap_server.password)
     assert again.code == 0, again.err
     actions = sorted(m["action"] for m in json.loads(again.out)["messages"])
-    assert actions == ["already read", "left in place"]
+    assert actions == ["already read", "left in place", "left in place"]
     assert snapshot(ws) == before
-    assert folder_subjects(imap_server, "INBOX") == ["Subject: Re: Menu"]
+    assert folder_subjects(imap_server, "INBOX") == ["Subject: Re: Menu", "Subject: fotos"]
 
 
 def test_imap_problems_stop_with_a_clear_error_and_touch_nothing(

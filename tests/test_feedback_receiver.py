@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -183,3 +184,37 @@ def test_a_one_click_post_is_recorded_while_a_run_holds_the_workspace(
         status, _, _ = call(url(base, "c-100"), data=ONE_CLICK)  # a contact since removed
         assert status == 200
         assert suppressed(ws, "c-100") == [("c-100", "all", "one-click")]
+
+
+def test_the_wsgi_application_mounts_under_another_server(
+    served: tuple[Workspace, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from outreach.feedback import receiver
+
+    ws, _ = served
+    monkeypatch.setenv("OUTREACH_CONFIG", str(ws.root / "config.yaml"))
+    monkeypatch.setattr(receiver, "_apps", {})
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    # Mounted at /baja, as a web server's WSGI module does: the path arrives as SCRIPT_NAME.
+    def mounted(environ: dict[str, object], start_response: Callable[..., object]) -> object:
+        path = str(environ.get("PATH_INFO", ""))
+        if path.startswith("/baja"):
+            environ["SCRIPT_NAME"], environ["PATH_INFO"] = "/baja", path.removeprefix("/baja")
+        return receiver.application(environ, start_response)
+
+    server = make_server("127.0.0.1", 0, mounted, handler_class=Quiet)
+    thread = threading.Thread(target=server.handle_request)
+    thread.start()
+    try:
+        status, _, _ = call(url(f"http://127.0.0.1:{server.server_port}", "c-101"), data=ONE_CLICK)
+    finally:
+        thread.join(timeout=10)
+        server.server_close()
+    assert status == 200
+    assert suppressed(ws, "c-101") == [("c-101", "all", "one-click")]

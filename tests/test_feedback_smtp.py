@@ -159,7 +159,7 @@ def test_a_relays_bounce_in_the_maildir_is_matched_by_its_verp_token(
     final = smtp_server_factory(handler=RecordingHandler(refuse_rcpt={"ana@example.com": REFUSAL}))
     maildir = make_maildir(tmp_path / "ws" / "Maildir")
     relay_handler = RelayHandler(next_port=final.port, maildir=maildir)
-    relay = smtp_server_factory(handler=relay_handler)  # type: ignore[arg-type]
+    relay = smtp_server_factory(handler=relay_handler)
     ws = promo_workspace(make_workspace, config_extra=smtp_config(relay.port, maildir=True))
     assert ws.run("send", "--date", "2026-11-23", "--now", "2026-11-23T10:00").code == 0
     assert len(final.messages) == len(ROWS) - 1
