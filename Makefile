@@ -5,8 +5,10 @@ BIN    := $(VENV)/bin
 # The sample campaigns are run for this date so `make run` always has something to show.
 SAMPLE_DATE ?= 2026-11-24
 # Debian packages WeasyPrint needs (Pango), the HarfBuzz font subsetter that makes it fast,
-# fonts for the letters, and poppler-utils (pdftoppm) for the README picture.
-APT_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils
+# fonts for the letters, poppler-utils (pdftoppm) for the README picture and the report's letter
+# thumbnails, and chromium: the report's tests open it in a real (headless) browser.
+APT_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils \
+                chromium
 
 .PHONY: run test lint bench system-deps clean
 

@@ -1,0 +1,48 @@
+"""The HTML report: what went, what will go, what was held back and why, on one page.
+
+`data.py` gathers (ledger, plan, out/ folder), `charts.py` draws (matplotlib, SVG), `page.py`
+renders (a Jinja2 template, autoescaped) and writes the file atomically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+from outreach.config import Settings
+from outreach.workspace import Workspace
+
+__all__ = ["build_report", "default_period", "report_path"]
+
+
+def report_path(settings: Settings, day: date) -> Path:
+    """Where a run's report goes: out/reports/<date>.html."""
+    return settings.out_dir / "reports" / f"{day.isoformat()}.html"
+
+
+def default_period(
+    *, today: date, start: date | None, end: date | None, days: int = 30
+) -> tuple[date, date]:
+    """The period a report looks back on: `days` days up to `end` (default today)."""
+    last = end or today
+    first = start or last - timedelta(days=days - 1)
+    return first, last
+
+
+def build_report(
+    workspace: Workspace,
+    *,
+    start: date,
+    end: date,
+    now: datetime,
+    output: Path,
+    summary: Mapping[str, object] | None = None,
+) -> Path:
+    """Gather, draw, render and write the report for start..end (and the plan after it)."""
+    from outreach.report.data import gather_report
+    from outreach.report.page import render_report, write_report
+
+    data = gather_report(workspace, start=start, end=end, now=now, summary=summary)
+    html = render_report(data, root=workspace.settings.root, page=output.resolve())
+    return write_report(output, html)
