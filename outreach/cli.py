@@ -305,13 +305,34 @@ def run(
             progress=_progress(not (as_json or quiet)),
             after=after,
         )
+        # hook: every real run writes out/reports/<date>.html (issue 13); a failure only warns
+        report_file = None if dry_run else _run_report(workspace, summary, now=current)
         if log is not None:
             log_summary(log, summary, label="outreach " + " ".join(sys.argv[1:]))
     if as_json:
         click.echo(json.dumps(summary.as_dict(), ensure_ascii=False, indent=2))
     elif not quiet or needs_attention(summary):
         print_summary(summary)
+    if report_file is not None and not (as_json or quiet):
+        click.echo(f"report: {report_file}")
     sys.exit(summary.exit_code)
+
+
+def _run_report(workspace: Workspace, summary: RunSummary, *, now: datetime) -> Path | None:
+    """Write the run's report page; a failure is a warning line on stderr, never an error."""
+    from outreach.report import reports_enabled, write_run_report
+    from outreach.workspace import display_path
+
+    if not reports_enabled(os.environ):
+        return None
+    path, error = write_run_report(workspace, summary=summary.as_dict(), now=now)
+    if error is not None:
+        click.echo(
+            f"warning: the run's report page could not be written: {error} — the run itself "
+            "is done; `outreach report` makes the page again",
+            err=True,
+        )
+    return display_path(path) if path is not None else None
 
 
 @cli.command()
@@ -703,6 +724,52 @@ def plan(
                 f"{m.campaign} {m.day.isoformat()} ({m.channel})" for m in busy.messages
             )
             click.echo(f"  {busy.contact_id}: {len(busy.messages)} — {listed}")
+
+
+@cli.command()
+@click.option(
+    "--from",
+    "start",
+    type=DATE,
+    default=None,
+    help="First day the page looks back on (default: 29 days before --to).",
+)
+@click.option(
+    "--to",
+    "end",
+    type=DATE,
+    default=None,
+    help="Last day it looks back on (default: today); the plan covers the 30 days after it.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write the page here (default: out/reports/<--to>.html).",
+)
+@config_option
+@handle_errors
+def report(
+    start: date | None, end: date | None, output: Path | None, config_path: Path | None
+) -> None:
+    """One self-contained HTML page: what went, what will go, what was held back and why."""
+    from outreach.report import build_report, default_period, report_path
+    from outreach.workspace import display_path, load_workspace
+
+    workspace = load_workspace(config_path)
+    today, current = clock(workspace.settings, day=None, now=None)
+    first, last = default_period(today=today, start=start, end=end)
+    if first > last:
+        raise click.UsageError(f"--from {first} is after --to {last}: give --from on or before it")
+    path = build_report(
+        workspace,
+        start=first,
+        end=last,
+        now=current,
+        output=output if output is not None else report_path(workspace.settings, last),
+    )
+    click.echo(f"wrote {display_path(path)}")
 
 
 @cli.command()

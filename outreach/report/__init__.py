@@ -46,3 +46,36 @@ def build_report(
     data = gather_report(workspace, start=start, end=end, now=now, summary=summary)
     html = render_report(data, root=workspace.settings.root, page=output.resolve())
     return write_report(output, html)
+
+
+# Set to 0 (or off/no/false) to skip the report page after each run, e.g. in a benchmark of runs.
+REPORT_ENV = "OUTREACH_REPORT"
+
+
+def reports_enabled(environ: Mapping[str, str]) -> bool:
+    """Whether runs write their report page (OUTREACH_REPORT, default on)."""
+    return environ.get(REPORT_ENV, "").strip().lower() not in ("0", "off", "no", "false")
+
+
+def write_run_report(
+    workspace: Workspace, *, summary: Mapping[str, object], now: datetime
+) -> tuple[Path | None, str | None]:
+    """A finished run's page, out/reports/<date>.html: (its path, None) or (None, why not).
+
+    Never raises: the run is done whatever happens to its report.
+    """
+    day_text = summary.get("date")
+    try:
+        day = date.fromisoformat(str(day_text))
+        first, last = default_period(today=day, start=None, end=None)
+        path = build_report(
+            workspace,
+            start=first,
+            end=last,
+            now=now,
+            output=report_path(workspace.settings, day),
+            summary=summary,
+        )
+    except Exception as exc:  # a report is never worth a failed run
+        return None, str(exc) or type(exc).__name__
+    return path, None
