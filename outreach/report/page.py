@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
@@ -25,6 +26,7 @@ from outreach.report.data import REASON_CODES, ReportData
 from outreach.report.strings import strings_for
 
 _HERE = Path(__file__).resolve().parent
+_HEAD = re.compile(r"<head(?:\s[^>]*)?>", re.IGNORECASE)
 # No fetch of any kind; inline styles and data: images only. Frames are srcdoc (inherit it).
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; frame-src 'self'"
 
@@ -122,6 +124,7 @@ def render_report(data: ReportData, *, root: Path, page: Path) -> str:
         over_cap=sum(n for k, n in data.per_contact.items() if k > data.cap),
         png=lambda raw: "data:image/png;base64," + base64.b64encode(raw).decode("ascii"),
         lang=data.locale.replace("_", "-").split("-")[0],
+        framed=framed,
         link=lambda target: relative_link(target, root=root, page=page),
         skipped_total=lambda c: (
             sum(v for v in c.get("skipped", {}).values() if isinstance(v, int))
@@ -129,6 +132,15 @@ def render_report(data: ReportData, *, root: Path, page: Path) -> str:
             else 0
         ),
     )
+
+
+def framed(document: str) -> str:
+    """An email's HTML with the page's CSP in its head (a frame inherits it; this says it too)."""
+    meta = f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+    head = _HEAD.search(document)
+    if head is None:
+        return meta + document
+    return document[: head.end()] + meta + document[head.end() :]
 
 
 def write_report(path: Path, html: str) -> Path:
