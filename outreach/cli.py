@@ -66,25 +66,54 @@ def _fail(message: str) -> None:
     click.echo(f"error: {message}", err=True)
 
 
+def json_error(*, kind: str, message: str, exit_code: int, **details: object) -> None:
+    """An error as `--json` prints it: `{"error": {...}}` on stdout (the exit code as ever)."""
+    error = {"kind": kind, "message": message, "exit_code": exit_code, **details}
+    click.echo(json.dumps({"error": error}, ensure_ascii=False, indent=2))
+
+
 def handle_errors(func: F) -> F:
-    """Turn our errors into `error: file:line: what — what to do` and exit 2."""
+    """Turn our errors into `error: file:line: what — what to do` (JSON under --json), exit 2."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        as_json = bool(kwargs.get("as_json"))
         try:
             return func(*args, **kwargs)
         except OutreachError as exc:
-            _fail(str(exc))
+            if as_json:
+                kind = type(exc).__name__.removesuffix("Error").lower() or "outreach"
+                json_error(
+                    kind=kind,
+                    message=str(exc),
+                    exit_code=EXIT_NOTHING_DONE,
+                    detail=exc.message,
+                    path=exc.path,
+                    line=exc.line,
+                    field=exc.field,
+                    hint=exc.hint,
+                )
+            else:
+                _fail(str(exc))
             sys.exit(EXIT_NOTHING_DONE)
         except BrokenPipeError:
             sys.exit(EXIT_OK)  # the reader (`| head`) has had enough
         except OSError as exc:
             # Disk full, permissions, a folder that vanished: say which file, no traceback.
             where = f"{exc.filename}: " if exc.filename else ""
-            _fail(f"{where}{exc.strerror or exc} — check the folder's space and permissions")
+            text = f"{where}{exc.strerror or exc} — check the folder's space and permissions"
+            if as_json:
+                json_error(kind="os", message=text, exit_code=EXIT_NOTHING_DONE, path=exc.filename)
+            else:
+                _fail(text)
             sys.exit(EXIT_NOTHING_DONE)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _examples(*lines: str) -> str:
+    """A command's --help epilog: a few example command lines, kept as written (`\b`)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def workers_from_env(environ: Mapping[str, str]) -> int | None:
@@ -241,15 +270,28 @@ def _progress(enabled: bool) -> Callable[[Iterator[Any]], Iterator[Any]] | None:
         return None
 
     def wrap(items: Iterator[Any]) -> Iterator[Any]:
+        import operator
+
+        from outreach.progress import ProgressBar
+
         # The run streams the contacts: the bar's length is the items' length hint (the
-        # file's lines), as click reads it.
-        with click.progressbar(items, label="contacts", file=sys.stderr) as bar:
-            yield from bar
+        # file's lines). They come back from the workers in chunks; the bar smooths that.
+        total = operator.length_hint(items)
+        with ProgressBar(label="contacts", total=total, stream=sys.stderr) as bar:
+            for item in items:
+                bar.advance()
+                yield item
 
     return wrap
 
 
-@cli.command()
+@cli.command(
+    epilog=_examples(
+        "outreach run --all                        # render what is due today",
+        "outreach run --all --dry-run --date 2026-11-24",
+        "outreach run campaigns/birthday.yaml --send --quiet --log-file run.log",
+    )
+)
 @click.argument("campaigns", nargs=-1)
 @click.option(
     "--all", "all_campaigns", is_flag=True, help="Run every campaign in the campaigns folder."
@@ -335,7 +377,12 @@ def _run_report(workspace: Workspace, summary: RunSummary, *, now: datetime) -> 
     return display_path(path) if path is not None else None
 
 
-@cli.command()
+@cli.command(
+    epilog=_examples(
+        "outreach validate",
+        "outreach validate --date 2026-11-24 --json",
+    )
+)
 @clock_options
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
 @config_option
@@ -365,7 +412,12 @@ def validate(
     sys.exit(EXIT_NOTHING_DONE if report.blocking else EXIT_OK)
 
 
-@cli.command()
+@cli.command(
+    epilog=_examples(
+        "outreach preview birthday --contact c001",
+        "outreach preview birthday --contact c001 --format pdf -o carta.pdf",
+    )
+)
 @click.argument("campaign")
 @click.option("--contact", "contact_id", required=True, help="The contact's id.")
 @click.option(
@@ -429,7 +481,12 @@ def run_log(log_file: Path | None) -> Iterator[logging.Logger | None]:
         raise
 
 
-@cli.command()
+@cli.command(
+    epilog=_examples(
+        "outreach daemon                           # in the foreground, e.g. under systemd",
+        "outreach daemon --once --quiet --log-file daemon.log   # from cron",
+    )
+)
 @click.option("--once", is_flag=True, help="Run the jobs that are due now, then exit (for cron).")
 @quiet_options
 @config_option
@@ -457,7 +514,12 @@ def daemon(once: bool, quiet: bool, log_file: Path | None, config_path: Path | N
     sys.exit(worst_exit_code(results) if once else EXIT_OK)
 
 
-@cli.command()
+@cli.command(
+    epilog=_examples(
+        "outreach init mi-negocio",
+        "outreach init mi-negocio --force",
+    )
+)
 @click.argument("directory", metavar="DIR", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--force", is_flag=True, help="Overwrite the files that already exist.")
 @handle_errors
@@ -568,7 +630,13 @@ def print_send_summary(summary: SendSummary) -> None:
             click.echo(f"{summary.not_tried} email(s) not tried: they wait for the next send")
 
 
-@cli.command()
+@cli.command(
+    epilog=_examples(
+        "outreach send",
+        "outreach send --rendered-on 2026-11-24 --json",
+        "outreach send --retry-uncertain",
+    )
+)
 @clock_options
 @click.option(
     "--retry-uncertain",
@@ -635,7 +703,13 @@ def _print_table(header: tuple[str, ...], rows: list[tuple[object, ...]], *, lef
         click.echo(line.rstrip())
 
 
-@cli.command()
+@cli.command(
+    epilog=_examples(
+        "outreach plan",
+        "outreach plan --from 2026-11-24 --days 7",
+        "outreach plan --contact c003 --days 60",
+    )
+)
 @click.option(
     "--days",
     type=click.IntRange(1, 366),
@@ -726,7 +800,12 @@ def plan(
             click.echo(f"  {busy.contact_id}: {len(busy.messages)} — {listed}")
 
 
-@cli.command()
+@cli.command(
+    epilog=_examples(
+        "outreach report                           # the last 30 days and the next 30",
+        "outreach report --from 2026-11-01 --to 2026-11-30 -o noviembre.html",
+    )
+)
 @click.option(
     "--from",
     "start",
@@ -772,7 +851,12 @@ def report(
     click.echo(f"wrote {display_path(path)}")
 
 
-@cli.command()
+@cli.command(
+    epilog=_examples(
+        "outreach explain c003",
+        "outreach explain c003 --date 2026-11-24 --json",
+    )
+)
 @click.argument("contact_id")
 @clock_options
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable answer.")
@@ -799,7 +883,13 @@ def explain(
         click.echo(line)
 
 
-@cli.command()
+@cli.command(
+    epilog=_examples(
+        "outreach history --contact c003",
+        "outreach history --status deferred --since 2026-11-01",
+        "outreach history --runs --limit 0",
+    )
+)
 @click.option("--contact", "contact_id", default=None, help="Only this contact's messages.")
 @click.option("--campaign", default=None, help="Only this campaign's messages.")
 @click.option(
@@ -907,7 +997,13 @@ def history(
         click.echo(f"{found.uncertain} message(s) uncertain: {UNCERTAIN_ADVICE}")
 
 
-@cli.command()
+@cli.command(
+    epilog=_examples(
+        "outreach unsubscribe ana@example.com",
+        "outreach unsubscribe c007 --channel letter",
+        "outreach unsubscribe --import bajas.csv",
+    )
+)
 @click.argument("target", metavar="ADDRESS_OR_ID", required=False)
 @click.option(
     "--channel",
@@ -1016,7 +1112,19 @@ def unsubscribe(
 
 def main() -> None:
     """Entry point of the `outreach` console script."""
-    cli(prog_name="outreach")
+    if "--json" not in sys.argv[1:]:
+        cli(prog_name="outreach")
+        return
+    # Under --json a usage error is JSON on stdout too; the exit code stays click's.
+    try:
+        cli.main(prog_name="outreach", standalone_mode=False)
+    except click.ClickException as exc:
+        kind = "usage" if isinstance(exc, click.UsageError) else "error"
+        json_error(kind=kind, message=exc.format_message(), exit_code=exc.exit_code)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(EXIT_FAILED)
 
 
 __all__ = ["cli", "find_config", "load_settings", "main"]
