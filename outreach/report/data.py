@@ -6,18 +6,25 @@ Everything here is plain records: the charts and the HTML page are made from the
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import multiprocessing
+import os
 import shutil
 import subprocess
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
+from typing import TypeVar, cast
 
+from outreach.config import Settings
 from outreach.contacts import Contact
 from outreach.errors import OutreachError, Problem
 from outreach.ledger import COUNTED_STATUSES, Ledger, MessageRecord
@@ -25,6 +32,8 @@ from outreach.workspace import Workspace
 
 # The one import of the planner: the plan module may move (planning.py -> plan.py).
 from outreach.planning import Plan, plan_days  # isort: skip
+
+_T = TypeVar("_T")
 
 PAST_DAYS = 30
 PLAN_DAYS = 30
@@ -35,6 +44,7 @@ RUNS_SHOWN = 10
 # Letter batches and emails shown: the newest ones (a period may hold many run days).
 SAMPLES_SHOWN = 12
 THUMBNAIL_PX = 220  # the longer side of a letter's first-page thumbnail
+THUMBNAIL_JOBS = 2
 HELD_STATUSES = ("deferred", "skipped", "failed", "missed", "uncertain")
 
 # Why a message was held back, as a closed set of codes (the ledger keeps the sentence).
@@ -165,6 +175,21 @@ class ReportData:
     notes: tuple[str, ...] = ()  # codes: plan_failed, no_pdftoppm, no_ledger
 
 
+@dataclass
+class _Past:
+    """What the ledger and the out/ folder say about the period (made in a process of its own)."""
+
+    daily: list[DayCount] = field(default_factory=list)
+    held: list[HeldCount] = field(default_factory=list)
+    totals: dict[str, dict[str, int]] = field(default_factory=dict)
+    messages_per_contact: dict[str, int] = field(default_factory=dict)
+    runs: list[RunView] = field(default_factory=list)
+    run_rows: list[MessageRecord] = field(default_factory=list)
+    letters: tuple[LetterBatch, ...] = ()
+    emails: tuple[EmailSample, ...] = ()
+    notes: list[str] = field(default_factory=list)
+
+
 def gather_report(
     workspace: Workspace,
     *,
@@ -179,64 +204,29 @@ def gather_report(
     it the runs of the period are read from the ledger.
     """
     settings = workspace.settings
-    notes: list[str] = []
-    names = [c.name for c in workspace.campaigns]
-    daily: list[DayCount] = []
-    held: list[HeldCount] = []
-    totals: dict[str, Counter[str]] = {}
-    window_start = end - timedelta(days=settings.cadence.per_days - 1)
-    pressure: dict[str, list[tuple[date, str, bool]]] = {}
-    runs: list[RunView] = []
-    run_rows: list[MessageRecord] = []
-    if not settings.ledger_path.exists():
-        notes.append("no_ledger")
-    with Ledger.open(settings.ledger_path, readonly=True) as ledger:
-        records = [r for r in ledger.messages(since=start) if r.run_date <= end]
-        daily.extend(_past_days(records))
-        held.extend(_past_held(records, start=start, end=end, tz=settings.tz))
-        for r in records:
-            totals.setdefault(r.campaign, Counter())[r.status] += 1
-        pressure = ledger.contact_pressure(since=window_start)
-        if summary is not None:
-            runs.append(_run_view(None, None, summary))
-        else:
-            for row in ledger.runs(limit=RUNS_SHOWN * 5):
-                counts = row.get("counts")
-                day = row.get("run_date")
-                if not isinstance(counts, dict) or "campaigns" not in counts:
-                    continue  # a run still going, or one that died: no summary
-                if not isinstance(day, date) or not start <= day <= end:
-                    continue
-                started = row.get("started_at")
-                run_id = row.get("id")
-                runs.append(
-                    _run_view(
-                        run_id if isinstance(run_id, int) else None,
-                        started if isinstance(started, datetime) else None,
-                        counts,
-                    )
-                )
-                if len(runs) == RUNS_SHOWN:
-                    break
-        if runs:
-            latest = runs[0].run_date
-            run_rows = [r for r in records if r.run_date == latest and r.status in HELD_STATUSES]
-            if summary is not None and not start <= latest <= end:
-                run_rows = [
-                    r
-                    for r in ledger.messages(since=latest, statuses=HELD_STATUSES)
-                    if r.run_date == latest
-                ]
-    for name in totals:
-        if name not in names:
-            names.append(name)
-    plan: Plan | None = None
     plan_start = end + timedelta(days=1)
-    try:
+    window_start = end - timedelta(days=settings.cadence.per_days - 1)
+    # The plan is most of the work (a simulated run a day, on every contact): the ledger and
+    # the out/ folder are read meanwhile in another process, on the other core.
+    past_of = _in_background(
+        functools.partial(
+            _gather_past,
+            settings=settings,
+            start=start,
+            end=end,
+            window_start=window_start,
+            summary=summary,
+        )
+    )
+    plan: Plan | None = None
+    with contextlib.suppress(OutreachError):  # the past half of the page is worth having alone
         plan = plan_days(workspace, start=plan_start, days=PLAN_DAYS, top=0)
-    except OutreachError:  # the past half of the page is worth having alone
+    contacts = workspace.contacts
+    past = past_of()
+    daily, held, notes = past.daily, past.held, past.notes
+    if plan is None:
         notes.append("plan_failed")
-    if plan is not None:
+    else:
         for c in plan.counts:
             if c.emails:
                 daily.append(DayCount(c.day, c.campaign, "email", c.emails, True))
@@ -247,15 +237,13 @@ def gather_report(
                 held.append(HeldCount(day, "deferred", "planned", deferred, True))
             if missed:
                 held.append(HeldCount(day, "missed", "planned", missed, True))
-    contacts = workspace.contacts
-    per_contact = Counter(
-        len([m for m in messages if m[0] <= end]) for messages in pressure.values()
-    )
-    per_contact.pop(0, None)
+    names = [c.name for c in workspace.campaigns]
+    names.extend(name for name in past.totals if name not in names)
+    per_contact = Counter(n for n in past.messages_per_contact.values() if n)
     known = {c.id for c in contacts.contacts}
-    heard = sum(1 for cid in pressure if cid in known)
-    by_id = {c.id: c for c in contacts.contacts} if run_rows else {}
-    letters, emails = _outgoing(workspace, start=start, end=end, notes=notes)
+    heard = sum(1 for cid, n in past.messages_per_contact.items() if n and cid in known)
+    wanted = {r.contact_id for r in past.run_rows}
+    by_id = {c.id: c for c in contacts.contacts if c.id in wanted}
     return ReportData(
         business=settings.sender.name,
         locale=settings.locale,
@@ -266,19 +254,123 @@ def gather_report(
         plan_end=plan_start + timedelta(days=PLAN_DAYS - 1),
         campaigns=tuple(names),
         daily=tuple(daily),
-        totals={name: dict(counts) for name, counts in totals.items()},
+        totals=past.totals,
         per_contact=dict(sorted(per_contact.items())),
         cap=settings.cadence.max_messages,
         window_days=settings.cadence.per_days,
         window_start=window_start,
         silent_contacts=max(0, len(known) - heard),
         held=tuple(held),
-        runs=tuple(runs),
-        held_groups=tuple(_held_groups(run_rows, by_id)),
-        letters=letters,
-        emails=emails,
+        runs=tuple(past.runs),
+        held_groups=tuple(_held_groups(past.run_rows, by_id)),
+        letters=past.letters,
+        emails=past.emails,
         notes=tuple(notes),
     )
+
+
+def _gather_past(
+    *,
+    settings: Settings,
+    start: date,
+    end: date,
+    window_start: date,
+    summary: Mapping[str, object] | None,
+) -> _Past:
+    """The ledger's messages and runs of the period, and the files in out/."""
+    past = _Past()
+    past.letters, past.emails = _outgoing(settings, start=start, end=end, notes=past.notes)
+    if not settings.ledger_path.exists():
+        past.notes.append("no_ledger")
+    with Ledger.open(settings.ledger_path, readonly=True) as ledger:
+        records = [r for r in ledger.messages(since=start) if r.run_date <= end]
+        past.daily.extend(_past_days(records))
+        past.held.extend(_past_held(records, start=start, end=end, tz=settings.tz))
+        totals: dict[str, Counter[str]] = {}
+        for r in records:
+            totals.setdefault(r.campaign, Counter())[r.status] += 1
+        past.totals = {name: dict(counts) for name, counts in totals.items()}
+        past.messages_per_contact = {
+            contact_id: sum(1 for m in messages if m[0] <= end)
+            for contact_id, messages in ledger.contact_pressure(since=window_start).items()
+        }
+        if summary is not None:
+            past.runs.append(_run_view(None, None, summary))
+        else:
+            past.runs.extend(_period_runs(ledger, start=start, end=end))
+        if past.runs:
+            latest = past.runs[0].run_date
+            if start <= latest <= end:
+                past.run_rows = [
+                    r for r in records if r.run_date == latest and r.status in HELD_STATUSES
+                ]
+            else:
+                past.run_rows = [
+                    r
+                    for r in ledger.messages(since=latest, statuses=HELD_STATUSES)
+                    if r.run_date == latest
+                ]
+    return past
+
+
+def _period_runs(ledger: Ledger, *, start: date, end: date) -> list[RunView]:
+    """The runs of the period that left a summary, newest first."""
+    runs = []
+    for row in ledger.runs(limit=RUNS_SHOWN * 5):
+        counts = row.get("counts")
+        day = row.get("run_date")
+        if not isinstance(counts, dict) or "campaigns" not in counts:
+            continue  # a run still going, or one that died: no summary
+        if not isinstance(day, date) or not start <= day <= end:
+            continue
+        started = row.get("started_at")
+        run_id = row.get("id")
+        runs.append(
+            _run_view(
+                run_id if isinstance(run_id, int) else None,
+                started if isinstance(started, datetime) else None,
+                counts,
+            )
+        )
+        if len(runs) == RUNS_SHOWN:
+            break
+    return runs
+
+
+# ---------------------------------------------------------------------------------------------
+# A job in a process of its own
+
+# The job in progress, for the forked process (it inherits it instead of receiving it pickled).
+_JOB: Callable[[], object] | None = None
+
+
+def _run_job() -> object:
+    assert _JOB is not None
+    return _JOB()
+
+
+def _in_background(job: Callable[[], _T]) -> Callable[[], _T]:
+    """Start `job` in a forked process; a function that waits for its result.
+
+    Where there is no fork, the job runs when its result is wanted.
+    """
+    global _JOB
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return job
+    _JOB = job
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
+    try:
+        future = pool.submit(_run_job)
+    finally:
+        _JOB = None
+
+    def wait() -> _T:
+        try:
+            return cast(_T, future.result())
+        finally:
+            pool.shutdown()
+
+    return wait
 
 
 # ---------------------------------------------------------------------------------------------
@@ -442,27 +534,33 @@ def _day_folders(base: Path, *, start: date, end: date) -> list[tuple[date, Path
 
 
 def _outgoing(
-    workspace: Workspace, *, start: date, end: date, notes: list[str]
+    settings: Settings, *, start: date, end: date, notes: list[str]
 ) -> tuple[tuple[LetterBatch, ...], tuple[EmailSample, ...]]:
-    settings = workspace.settings
     root = settings.root
-    letters: list[LetterBatch] = []
+    batches = [
+        (day, pdf)
+        for day, folder in _day_folders(settings.out_dir / "letters", start=start, end=end)
+        for pdf in sorted(folder.glob("*.pdf"))
+    ][:SAMPLES_SHOWN]
     pdftoppm = shutil.which("pdftoppm")
-    for day, folder in _day_folders(settings.out_dir / "letters", start=start, end=end):
-        for pdf in sorted(folder.glob("*.pdf")):
-            if len(letters) == SAMPLES_SHOWN:
-                break
-            manifest = pdf.with_suffix(".manifest.csv")
-            letters.append(
-                LetterBatch(
-                    day=day,
-                    campaign=pdf.stem,
-                    pdf=pdf.relative_to(root).as_posix(),
-                    manifest=manifest.relative_to(root).as_posix() if manifest.exists() else None,
-                    letters=_manifest_rows(manifest),
-                    thumbnail=first_page_png(pdf, tool=pdftoppm) if pdftoppm else None,
-                )
+    thumbnails: list[bytes | None] = [None] * len(batches)
+    if pdftoppm is not None and batches:
+        # pdftoppm runs as a process of its own: a few at once while this one goes on.
+        with ThreadPoolExecutor(max_workers=THUMBNAIL_JOBS) as pool:
+            thumbnails = list(pool.map(lambda b: first_page_png(b[1], tool=pdftoppm), batches))
+    letters: list[LetterBatch] = []
+    for (day, pdf), thumbnail in zip(batches, thumbnails, strict=True):
+        manifest = pdf.with_suffix(".manifest.csv")
+        letters.append(
+            LetterBatch(
+                day=day,
+                campaign=pdf.stem,
+                pdf=pdf.relative_to(root).as_posix(),
+                manifest=manifest.relative_to(root).as_posix() if manifest.exists() else None,
+                letters=_manifest_rows(manifest),
+                thumbnail=thumbnail,
             )
+        )
     if letters and pdftoppm is None:
         notes.append("no_pdftoppm")
     emails: list[EmailSample] = []
@@ -471,11 +569,14 @@ def _outgoing(
         for campaign_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
             if campaign_dir.name in seen or len(emails) == SAMPLES_SHOWN:
                 continue
-            files = sorted(campaign_dir.glob("*.eml"))
-            if not files:
+            # Names, not paths: a day's folder may hold a hundred thousand of them.
+            with os.scandir(campaign_dir) as entries:
+                names = [e.name for e in entries if e.name.endswith(".eml")]
+            if not names:
                 continue
             seen.add(campaign_dir.name)
-            emails.append(_email_sample(files[0], day=day, count=len(files), root=root))
+            first = campaign_dir / min(names)
+            emails.append(_email_sample(first, day=day, count=len(names), root=root))
     return tuple(letters), tuple(emails)
 
 
