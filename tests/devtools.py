@@ -198,13 +198,18 @@ class Browser:
         """A PNG of the whole page (not only the viewport)."""
         metrics = self.send("Page.getLayoutMetrics", self.session)
         size = metrics["cssContentSize"]
-        shot = self.send(
-            "Page.captureScreenshot",
+        # A viewport as tall as the page, rather than captureBeyondViewport: that one leaves
+        # out-of-process frames (the sandboxed email previews) blank.
+        self.send(
+            "Emulation.setDeviceMetricsOverride",
             self.session,
-            format="png",
-            captureBeyondViewport=True,
-            clip={"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1},
+            width=round(size["width"]),
+            height=round(size["height"]),
+            deviceScaleFactor=1,
+            mobile=False,
         )
+        self.evaluate("new Promise(r => requestAnimationFrame(() => setTimeout(r, 300)))")
+        shot = self.send("Page.captureScreenshot", self.session, format="png")
         path.write_bytes(base64.b64decode(shot["data"]))
         return path
 

@@ -173,7 +173,21 @@ def test_usage_errors_in_json_mode_are_json_too(sample_workspace: Workspace) -> 
     assert "--all" in error["message"]
 
 
-def test_readme_documents_shell_completion() -> None:
+def test_shell_completion_works_as_the_readme_says(sample_workspace: Workspace) -> None:
+    completion = subprocess.run(
+        [sys.executable, "-m", "outreach"],
+        cwd=sample_workspace.root,
+        env={
+            **os.environ,
+            "_OUTREACH_COMPLETE": "bash_complete",
+            "COMP_WORDS": "outreach rep",
+            "COMP_CWORD": "1",
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completion.stdout.split() == ["plain,report"]
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     assert "_OUTREACH_COMPLETE=bash_source outreach" in readme
     assert "_OUTREACH_COMPLETE=zsh_source outreach" in readme
