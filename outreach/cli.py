@@ -24,7 +24,7 @@ from outreach.ledger import STATUSES
 from outreach.runner import RunSummary
 
 if TYPE_CHECKING:
-    from outreach.sending import SendSummary, Unsent
+    from outreach.sending import SendObserver, SendProgress, SendSummary, Unsent
     from outreach.workspace import Workspace
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -265,6 +265,37 @@ def print_summary(summary: RunSummary) -> None:
         _print_uncertain(summary.uncertain_emails)
 
 
+@contextlib.contextmanager
+def _send_bar(enabled: bool) -> Iterator[SendObserver | None]:
+    """A bar for the send step (emails sent, the rate, each pause counted down), or None."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    import time
+
+    from outreach.progress import ProgressBar
+
+    bar: ProgressBar | None = None
+    why = {"rate_limit": "the rate limit", "retry": "a retry"}
+
+    def observe(event: SendProgress) -> None:
+        nonlocal bar
+        if event.kind == "start":
+            bar = ProgressBar(label="emails sent", total=event.total, stream=sys.stderr)
+        elif bar is not None and event.kind == "handed":
+            bar.status(None)
+            bar.advance()
+        elif bar is not None and event.kind == "wait":
+            reason = why.get(event.why, event.why)
+            bar.status(f"waiting {{left}} for {reason}", until=time.monotonic() + event.seconds)
+
+    try:
+        yield observe
+    finally:
+        if bar is not None:
+            bar.close()
+
+
 def _progress(enabled: bool) -> Callable[[Iterator[Any]], Iterator[Any]] | None:
     if not enabled or not sys.stderr.isatty():
         return None
@@ -335,18 +366,22 @@ def run(
     with run_log(log_file) as log:
         workspace = load_workspace(config_path, campaigns=list(campaigns) or None)
         today, current = clock(workspace.settings, day=day, now=now)
-        after = _send_step(workspace, send=send, dry_run=dry_run, today=today, now=current)
-        summary = perform_run(
-            workspace=workspace,
-            today=today,
-            now=current,
-            dry_run=dry_run,
-            split=split,
-            workers=workers_from_env(os.environ),
-            args=sys.argv[1:],
-            progress=_progress(not (as_json or quiet)),
-            after=after,
-        )
+        # The send step's bar ends with the run (before the report forks a process).
+        with _send_bar(not (as_json or quiet)) as observe:
+            after = _send_step(
+                workspace, send=send, dry_run=dry_run, today=today, now=current, observe=observe
+            )
+            summary = perform_run(
+                workspace=workspace,
+                today=today,
+                now=current,
+                dry_run=dry_run,
+                split=split,
+                workers=workers_from_env(os.environ),
+                args=sys.argv[1:],
+                progress=_progress(not (as_json or quiet)),
+                after=after,
+            )
         # hook: every real run writes out/reports/<date>.html (issue 13); a failure only warns
         report_file = None if dry_run else _run_report(workspace, summary, now=current)
         if log is not None:
@@ -553,7 +588,13 @@ def _require_smtp(settings: Settings, what: str) -> None:
 
 
 def _send_step(
-    workspace: Workspace, *, send: bool, dry_run: bool, today: date, now: datetime
+    workspace: Workspace,
+    *,
+    send: bool,
+    dry_run: bool,
+    today: date,
+    now: datetime,
+    observe: SendObserver | None = None,
 ) -> Callable[..., None] | None:
     """The send step for `run --send` (None without it); checks the SMTP setup first."""
     if not send:
@@ -569,7 +610,9 @@ def _send_step(
     from outreach.sending import send_after_run
 
     _require_smtp(workspace.settings, "--send")
-    return send_after_run(workspace=workspace, environ=os.environ, today=today, now=now)
+    return send_after_run(
+        workspace=workspace, environ=os.environ, today=today, now=now, observe=observe
+    )
 
 
 def _when(until: datetime, now: datetime) -> str:
@@ -673,14 +716,16 @@ def send(
         settings = load_settings(find_config(config_path))
         _require_smtp(settings, "outreach send")
         today, current = clock(settings, day=day, now=now)
-        summary = perform_send(
-            settings=settings,
-            environ=os.environ,
-            today=today,
-            now=current,
-            retry_uncertain=retry_uncertain,
-            only_run_date=rendered_on,
-        )
+        with _send_bar(not (as_json or quiet)) as observe:
+            summary = perform_send(
+                settings=settings,
+                environ=os.environ,
+                today=today,
+                now=current,
+                retry_uncertain=retry_uncertain,
+                only_run_date=rendered_on,
+                observe=observe,
+            )
         if log is not None:
             log_send_summary(log, summary, label="outreach " + " ".join(sys.argv[1:]))
     if as_json:

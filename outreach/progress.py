@@ -78,18 +78,24 @@ class ProgressBar:
         """`count` more items are done."""
         with self._lock:
             self.done = min(self.total, self.done + count) if self.total else self.done + count
-        if self._thread is None:
-            # Started on the first item, not before: a run forks its workers before the first
-            # chunk comes back, and a fork should not copy a drawing thread.
-            self._thread = threading.Thread(target=self._loop, name="progress", daemon=True)
-            self._thread.start()
+        # Started on the first item, not before: a run forks its workers before the first
+        # chunk comes back, and a fork should not copy a drawing thread.
+        self._start()
 
     def status(self, text: str | None, *, until: float | None = None) -> None:
-        """A note beside the bar (None: none); with `until` (a clock time) it counts down."""
+        """A note beside the bar (None: none); with `until` (a clock time) and `{left}` in
+        the text, it counts down."""
         with self._lock:
             self._status, self._until = text, until
-        if self._thread is None:
+        if until is not None:
+            self._start()
+        elif self._thread is None:
             self._draw(self.clock())
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="progress", daemon=True)
+            self._thread.start()
 
     def close(self) -> None:
         """Stop drawing; leave the finished bar on its own line."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import pty
 import re
@@ -16,7 +17,9 @@ from pathlib import Path
 
 import click
 import pytest
+import smtp_server as servers
 from conftest import REPO, Workspace
+from smtp_server import SmtpServer
 
 from outreach.cli import cli
 
@@ -29,6 +32,8 @@ PROMO = """\
       subject: "Novedades"
       text: promo.txt.j2
     """
+smtp_server = servers.smtp_server
+
 BAR = re.compile(r"contacts \[[#.]+\]\s+(\d+)% ([\d,]+)/([\d,]+)(.*)")
 
 
@@ -192,3 +197,48 @@ def test_shell_completion_works_as_the_readme_says(sample_workspace: Workspace) 
     assert "_OUTREACH_COMPLETE=bash_source outreach" in readme
     assert "_OUTREACH_COMPLETE=zsh_source outreach" in readme
     assert "_OUTREACH_COMPLETE=fish_source outreach" in readme
+
+
+def test_the_send_bar_counts_emails_and_the_rate_limit_wait(
+    make_workspace: Callable[..., Workspace], smtp_server: SmtpServer
+) -> None:
+    ws = make_workspace(rows(3), campaigns={"promo.yaml": PROMO})
+    config = (ws.root / "config.yaml").read_text(encoding="utf-8")
+    ws.write(
+        "config.yaml",
+        config
+        + "delivery:\n  method: smtp\n  host: 127.0.0.1\n"
+        + f"  port: {smtp_server.port}\n  security: none\n  rate_per_minute: 5\n",
+    )
+    made = ws.run("run", "promo", "--date", "2026-11-24", "--now", "2026-11-24T10:00")
+    assert made.code == 0, made.err
+    # The last minute's budget all but spent a minute ago: the first email waits a second.
+    state = ws.root / "state" / "smtp-rate.json"
+    state.write_text(
+        json.dumps({"sent_per_second": [[math.ceil(time.time()) - 59, 5]]}), encoding="utf-8"
+    )
+    code, output, _ = in_pty(ws.root, "send", "--date", "2026-11-24", "--now", "2026-11-24T10:00")
+    assert code == 0, output
+    assert len(smtp_server.handler.messages) == 3
+    lines = [p.replace("\x1b[K", "") for p in re.split(r"[\r\n]", output)]
+    bars = [line for line in lines if line.startswith("emails sent [")]
+    assert any("waiting 0:0" in b and "for the rate limit" in b for b in bars)
+    assert re.search(r"emails sent \[#+\] 100% 3/3 in \d:\d\d", output)
+    assert "sent 3 email(s)" in output
+
+
+def test_no_send_bar_without_a_terminal(
+    make_workspace: Callable[..., Workspace], smtp_server: SmtpServer
+) -> None:
+    ws = make_workspace(rows(2), campaigns={"promo.yaml": PROMO})
+    config = (ws.root / "config.yaml").read_text(encoding="utf-8")
+    ws.write(
+        "config.yaml",
+        config
+        + "delivery:\n  method: smtp\n  host: 127.0.0.1\n"
+        + f"  port: {smtp_server.port}\n  security: none\n",
+    )
+    result = ws.run("run", "promo", "--send", "--date", "2026-11-24", "--now", "2026-11-24T10:00")
+    assert result.code == 0, result.err
+    assert result.err == ""
+    assert "emails sent [" not in result.out
