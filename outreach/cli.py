@@ -10,7 +10,7 @@ import os
 import shlex
 import signal
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -296,11 +296,40 @@ def _send_bar(enabled: bool) -> Iterator[SendObserver | None]:
             bar.close()
 
 
-def _progress(enabled: bool) -> Callable[[Iterator[Any]], Iterator[Any]] | None:
+def _letter_progress(enabled: bool) -> Callable[[str, int, int], None] | None:
+    """A bar per campaign's letter batch: letters laid out (they come in chunks of 100)."""
+    if not enabled or not sys.stderr.isatty():
+        return None
+    from outreach.progress import ProgressBar
+
+    bars: dict[str, ProgressBar] = {}
+
+    def update(campaign: str, done: int, total: int) -> None:
+        bar = bars.get(campaign)
+        if bar is None:
+            bar = bars[campaign] = ProgressBar(
+                label=f"letters ({campaign})", total=total, stream=sys.stderr
+            )
+        bar.advance(done - bar.done)
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+def _campaign_progress(enabled: bool) -> Callable[[str, Sequence[Any]], Iterator[Any]] | None:
+    """For validate: a bar per campaign over the contacts it checks."""
+    wrap = _progress(enabled, label="checking {campaign}")
+    if wrap is None:
+        return None
+    return lambda campaign, contacts: wrap(iter(contacts), campaign=campaign)
+
+
+def _progress(enabled: bool, *, label: str = "contacts") -> Callable[..., Iterator[Any]] | None:
     if not enabled or not sys.stderr.isatty():
         return None
 
-    def wrap(items: Iterator[Any]) -> Iterator[Any]:
+    def wrap(items: Iterator[Any], **words: str) -> Iterator[Any]:
         import operator
 
         from outreach.progress import ProgressBar
@@ -308,7 +337,7 @@ def _progress(enabled: bool) -> Callable[[Iterator[Any]], Iterator[Any]] | None:
         # The run streams the contacts: the bar's length is the items' length hint (the
         # file's lines). They come back from the workers in chunks; the bar smooths that.
         total = operator.length_hint(items)
-        with ProgressBar(label="contacts", total=total, stream=sys.stderr) as bar:
+        with ProgressBar(label=label.format(**words), total=total, stream=sys.stderr) as bar:
             for item in items:
                 bar.advance()
                 yield item
@@ -381,6 +410,8 @@ def run(
                 args=sys.argv[1:],
                 progress=_progress(not (as_json or quiet)),
                 after=after,
+                # hook: the letters' bar (issue 13)
+                letter_progress=_letter_progress(not (as_json or quiet)),
             )
         # hook: every real run writes out/reports/<date>.html (issue 13); a failure only warns
         report_file = None if dry_run else _run_report(workspace, summary, now=current)
@@ -430,7 +461,10 @@ def validate(
 
     settings = load_settings(find_config(config_path))
     today, current = clock(settings, day=day, now=now)
-    report = validate_workspace(settings, today=today, now=current)
+    # hook: a bar per campaign while its templates render for every contact (issue 13)
+    report = validate_workspace(
+        settings, today=today, now=current, progress=_campaign_progress(not as_json)
+    )
     if as_json:
         click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
     else:

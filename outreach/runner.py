@@ -5,6 +5,7 @@ This is the only module that knows the whole order of steps.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import multiprocessing
 import os
@@ -732,6 +733,8 @@ def letters_step(
     split: bool,
     dry_run: bool,
     workers: int | None = None,
+    # hook: a progress bar hears (campaign, letters laid out, letters in the batch) (issue 13)
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> LetterSink:
     """The letters step of a run: lay out each campaign's letters, print one batch, record them."""
 
@@ -771,6 +774,8 @@ def letters_step(
                 sort_by_postal_code=settings.letters.sort_by_postal_code,
                 split=split,
                 workers=workers or 2,
+                # hook: the letters' progress, per campaign (issue 13)
+                progress=functools.partial(progress, name) if progress is not None else None,
             )
             by_key = {(j.contact.id, j.occurrence.key): j for j in campaign_jobs}
             for failure in batch.failures:
@@ -842,6 +847,8 @@ def perform_run(
     args: Sequence[str] = (),
     progress: Callable[[Iterator[Contact]], Iterator[Contact]] | None = None,
     after: Callable[[Ledger, RunSummary], None] | None = None,
+    # hook: the letters step's progress bar (issue 13)
+    letter_progress: Callable[[str, int, int], None] | None = None,
 ) -> RunSummary:
     """A whole run as `outreach run` and the daemon do it: lock, recover, render, record.
 
@@ -850,7 +857,13 @@ def perform_run(
     """
     settings = workspace.settings
     letters = letters_step(
-        settings=settings, today=today, now=now, split=split, dry_run=dry_run, workers=workers
+        settings=settings,
+        today=today,
+        now=now,
+        split=split,
+        dry_run=dry_run,
+        workers=workers,
+        progress=letter_progress,  # hook: issue 13
     )
     deliverer: Deliverer | None = None
     with ExitStack() as stack:

@@ -242,3 +242,21 @@ def test_no_send_bar_without_a_terminal(
     assert result.code == 0, result.err
     assert result.err == ""
     assert "emails sent [" not in result.out
+
+
+def test_the_letters_bar(sample_workspace: Workspace) -> None:
+    code, output, _ = in_pty(
+        sample_workspace.root, "run", "--all", "--date", "2026-11-24", env={"OUTREACH_REPORT": "0"}
+    )
+    assert code == 0, output
+    assert re.search(r"letters \(birthday\) \[#+\] 100% 2/2 in \d:\d\d", output), output[-3000:]
+
+
+def test_the_validate_bars(sample_workspace: Workspace) -> None:
+    code, output, _ = in_pty(sample_workspace.root, "validate", "--date", "2026-11-24")
+    assert code == 0, output
+    for campaign in ("birthday", "promotion", "reminder"):
+        assert re.search(rf"checking {campaign} \[#+\] 100% 30/30 in \d:\d\d", output), output
+    assert "everything is in order" in output or "problem(s)" in output
+    plain = sample_workspace.run("validate", "--date", "2026-11-24")
+    assert "checking " not in plain.out + plain.err
