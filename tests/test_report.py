@@ -16,10 +16,10 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from conftest import Workspace
+from conftest import REPORT_ON, Workspace
 from devtools import chromium
 
-from outreach.report.data import reason_code
+from outreach.report.data import DayCount, reason_code
 
 RUN_DAYS = ("2026-11-24", "2026-11-25")
 # A contact whose name is markup: it must reach the page as text, never as markup.
@@ -52,7 +52,7 @@ def run_days(ws: Workspace) -> dict[str, dict[str, object]]:
     """Run the sample campaigns on two days; each run's JSON summary."""
     summaries = {}
     for day in RUN_DAYS:
-        result = ws.run("run", "--all", "--date", day, "--json")
+        result = ws.run("run", "--all", "--date", day, "--json", env=REPORT_ON)
         assert result.code == 0, result.err
         summaries[day] = json.loads(result.out)
     return summaries
@@ -65,7 +65,7 @@ def ran(sample_workspace: Workspace) -> tuple[Workspace, dict[str, dict[str, obj
 
 
 def test_every_real_run_writes_its_page_and_prints_the_path(sample_workspace: Workspace) -> None:
-    result = sample_workspace.run("run", "--all", "--date", "2026-11-24")
+    result = sample_workspace.run("run", "--all", "--date", "2026-11-24", env=REPORT_ON)
     assert result.code == 0, result.err
     page = sample_workspace.root / "out" / "reports" / "2026-11-24.html"
     assert result.out.rstrip().endswith(f"report: {Path('out/reports/2026-11-24.html')}")
@@ -73,12 +73,12 @@ def test_every_real_run_writes_its_page_and_prints_the_path(sample_workspace: Wo
     assert "Ejecución del 24 nov 2026" in text  # the workspace's language (es)
     assert not list(page.parent.glob(".*tmp*")), "the page is written atomically"
 
-    dry = sample_workspace.run("run", "--all", "--date", "2026-11-25", "--dry-run")
+    dry = sample_workspace.run("run", "--all", "--date", "2026-11-25", "--dry-run", env=REPORT_ON)
     assert dry.code == 0, dry.err
     assert "report:" not in dry.out
     assert not (page.parent / "2026-11-25.html").exists()
 
-    quiet = sample_workspace.run("run", "--all", "--date", "2026-11-25", "--quiet")
+    quiet = sample_workspace.run("run", "--all", "--date", "2026-11-25", "--quiet", env=REPORT_ON)
     assert quiet.code == 0, quiet.err
     assert "report:" not in quiet.out
     assert (page.parent / "2026-11-25.html").exists()
@@ -89,7 +89,7 @@ def test_a_report_that_cannot_be_written_is_a_warning_not_a_failed_run(
 ) -> None:
     (sample_workspace.root / "out").mkdir()
     (sample_workspace.root / "out" / "reports").write_text("not a folder", encoding="utf-8")
-    result = sample_workspace.run("run", "--all", "--date", "2026-11-24")
+    result = sample_workspace.run("run", "--all", "--date", "2026-11-24", env=REPORT_ON)
     assert result.code == 0, result.err
     assert "warning: the run's report page could not be written" in result.err
     assert "Traceback" not in result.err
@@ -281,7 +281,7 @@ def test_the_daemon_writes_the_page_of_each_run(make_workspace: object) -> None:
                 """
         },
     )
-    result = ws.run("daemon", "--once")
+    result = ws.run("daemon", "--once", env=REPORT_ON)
     assert result.code == 0, result.err
     assert re.search(r"report \S+/out/reports/\d{4}-\d\d-\d\d\.html", result.err)
     assert len(list((ws.root / "out" / "reports").glob("*.html"))) == 1
@@ -307,3 +307,27 @@ def test_no_ledger_yet(sample_workspace: Workspace) -> None:
     text = (sample_workspace.root / "out" / "reports" / "2026-11-24.html").read_text("utf-8")
     assert 'data-note="no_ledger"' in text
     assert "Ninguna ejecución en este periodo." in text
+
+
+def test_outreach_report_0_turns_the_page_after_a_run_off(sample_workspace: Workspace) -> None:
+    result = sample_workspace.run(
+        "run", "--all", "--date", "2026-11-24", env={"OUTREACH_REPORT": "0"}
+    )
+    assert result.code == 0, result.err
+    assert "report:" not in result.out
+    assert not (sample_workspace.root / "out" / "reports").exists()
+
+
+def test_chart_text_is_text(tmp_path: Path) -> None:
+    from outreach.report.charts import daily_chart
+
+    svg = daily_chart(
+        [DayCount(date(2026, 11, 24), 'promo $5 <b>"', "email", 3, False)],
+        campaigns=['promo $5 <b>"'],
+        start=date(2026, 11, 1),
+        end=date(2026, 11, 30),
+        split=date(2026, 11, 25),
+        labels={"title": "t", "ledger": "sent", "plan": "plan", "email": "e", "letter": "l"},
+    )
+    assert "promo $5 &lt;b&gt;" in svg  # no TeX, no markup
+    assert 'id="chart-daily-series-email-promo-5-b-past-23"' in svg

@@ -34,6 +34,7 @@ REASON_COLOURS = {
 }
 _RC: Any = {
     "svg.fonttype": "none",
+    "text.parse_math": False,  # a campaign named "promo $5" is text, not TeX
     "font.family": "DejaVu Sans",
     "font.size": 9,
     "axes.spines.top": False,

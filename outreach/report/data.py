@@ -35,7 +35,6 @@ from outreach.planning import Plan, plan_days  # isort: skip
 
 _T = TypeVar("_T")
 
-PAST_DAYS = 30
 PLAN_DAYS = 30
 # Contacts listed under one reason of one campaign; the rest is a count ("and 812 more").
 LISTED_PER_REASON = 25
