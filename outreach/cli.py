@@ -1196,7 +1196,7 @@ def main() -> None:
         return
     # Under --json a usage error is JSON on stdout too; the exit code stays click's.
     try:
-        cli.main(prog_name="outreach", standalone_mode=False)
+        code = cli.main(prog_name="outreach", standalone_mode=False)
     except click.ClickException as exc:
         kind = "usage" if isinstance(exc, click.UsageError) else "error"
         json_error(kind=kind, message=exc.format_message(), exit_code=exc.exit_code)
@@ -1204,6 +1204,8 @@ def main() -> None:
     except click.Abort:
         click.echo("Aborted!", err=True)
         sys.exit(EXIT_FAILED)
+    if isinstance(code, int) and code:
+        sys.exit(code)  # click's own exit (e.g. ctx.exit) without standalone mode
 
 
 __all__ = ["cli", "find_config", "load_settings", "main"]
