@@ -331,3 +331,16 @@ def test_chart_text_is_text(tmp_path: Path) -> None:
     )
     assert "promo $5 &lt;b&gt;" in svg  # no TeX, no markup
     assert 'id="chart-daily-series-email-promo-5-b-past-23"' in svg
+
+
+def test_the_page_speaks_the_workspace_language(sample_workspace: Workspace) -> None:
+    config = sample_workspace.root / "config.yaml"
+    config.write_text(
+        config.read_text(encoding="utf-8").replace("locale: es ", "locale: en "), encoding="utf-8"
+    )
+    result = sample_workspace.run("report", "--to", "2026-11-24")
+    assert result.code == 0, result.err
+    text = (sample_workspace.root / "out" / "reports" / "2026-11-24.html").read_text("utf-8")
+    assert '<html lang="en">' in text
+    assert "<h2>The runs</h2>" in text
+    assert "Messages per day: the past 30 days, then the plan for the next 30" in text
