@@ -5,9 +5,11 @@ BIN    := $(VENV)/bin
 # The sample campaigns are run for this date so `make run` always has something to show.
 SAMPLE_DATE ?= 2026-11-24
 # Debian packages WeasyPrint needs (Pango), the HarfBuzz font subsetter that makes it fast,
-# fonts for the letters, poppler-utils (pdftoppm) for the README picture, and dovecot-imapd:
-# the real IMAP server the bounce-mailbox tests start on 127.0.0.1.
-APT_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils dovecot-imapd
+# fonts for the letters, poppler-utils (pdftoppm) for the README picture and the report's letter
+# thumbnails, dovecot-imapd (the real IMAP server the bounce-mailbox tests start on 127.0.0.1)
+# and chromium (the report's tests open it in a real, headless browser).
+APT_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils \
+                dovecot-imapd chromium
 
 .PHONY: run test lint bench system-deps clean
 

@@ -46,6 +46,8 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+# These time `outreach run` itself: the report page each run writes is benchmarks/report.py's.
+os.environ.setdefault("OUTREACH_REPORT", "0")
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.synth import (  # noqa: E402

@@ -25,7 +25,7 @@ from outreach.ledger import STATUSES
 from outreach.summary import SHOWN_PER_REASON, RunSummary
 
 if TYPE_CHECKING:
-    from outreach.sending import SendSummary, Unsent
+    from outreach.sending import SendObserver, SendProgress, SendSummary, Unsent
     from outreach.workspace import Workspace
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -67,25 +67,54 @@ def _fail(message: str) -> None:
     click.echo(f"error: {message}", err=True)
 
 
+def json_error(*, kind: str, message: str, exit_code: int, **details: object) -> None:
+    """An error as `--json` prints it: `{"error": {...}}` on stdout (the exit code as ever)."""
+    error = {"kind": kind, "message": message, "exit_code": exit_code, **details}
+    click.echo(json.dumps({"error": error}, ensure_ascii=False, indent=2))
+
+
 def handle_errors(func: F) -> F:
-    """Turn our errors into `error: file:line: what — what to do` and exit 2."""
+    """Turn our errors into `error: file:line: what — what to do` (JSON under --json), exit 2."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        as_json = bool(kwargs.get("as_json"))
         try:
             return func(*args, **kwargs)
         except OutreachError as exc:
-            _fail(str(exc))
+            if as_json:
+                kind = type(exc).__name__.removesuffix("Error").lower() or "outreach"
+                json_error(
+                    kind=kind,
+                    message=str(exc),
+                    exit_code=EXIT_NOTHING_DONE,
+                    detail=exc.message,
+                    path=exc.path,
+                    line=exc.line,
+                    field=exc.field,
+                    hint=exc.hint,
+                )
+            else:
+                _fail(str(exc))
             sys.exit(EXIT_NOTHING_DONE)
         except BrokenPipeError:
             sys.exit(EXIT_OK)  # the reader (`| head`) has had enough
         except OSError as exc:
             # Disk full, permissions, a folder that vanished: say which file, no traceback.
             where = f"{exc.filename}: " if exc.filename else ""
-            _fail(f"{where}{exc.strerror or exc} — check the folder's space and permissions")
+            text = f"{where}{exc.strerror or exc} — check the folder's space and permissions"
+            if as_json:
+                json_error(kind="os", message=text, exit_code=EXIT_NOTHING_DONE, path=exc.filename)
+            else:
+                _fail(text)
             sys.exit(EXIT_NOTHING_DONE)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _examples(*lines: str) -> str:
+    """A command's --help epilog: a few example command lines, kept as written (`\b`)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def workers_from_env(environ: Mapping[str, str]) -> int | None:
@@ -274,20 +303,85 @@ def summary_default_locale(summary: RunSummary) -> str:
     return summary.default_locale or "the default language"
 
 
-def _progress(enabled: bool) -> Callable[[Iterator[Any]], Iterator[Any]] | None:
+@contextlib.contextmanager
+def _send_bar(enabled: bool) -> Iterator[SendObserver | None]:
+    """A bar for the send step (emails sent, the rate, each pause counted down), or None."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    import time
+
+    from outreach.progress import ProgressBar
+
+    bar: ProgressBar | None = None
+    why = {"rate_limit": "the rate limit", "retry": "a retry"}
+
+    def observe(event: SendProgress) -> None:
+        nonlocal bar
+        if event.kind == "start":
+            bar = ProgressBar(label="emails sent", total=event.total, stream=sys.stderr)
+        elif bar is not None and event.kind == "handed":
+            bar.status(None)
+            bar.advance()
+        elif bar is not None and event.kind == "wait":
+            reason = why.get(event.why, event.why)
+            bar.status(f"waiting {{left}} for {reason}", until=time.monotonic() + event.seconds)
+
+    try:
+        yield observe
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _letter_progress(enabled: bool) -> Callable[[str, int, int], None] | None:
+    """A bar per campaign's letter batch: letters laid out (they come in chunks of 100)."""
+    if not enabled or not sys.stderr.isatty():
+        return None
+    from outreach.progress import ProgressBar
+
+    bars: dict[str, ProgressBar] = {}
+
+    def update(campaign: str, done: int, total: int) -> None:
+        bar = bars.get(campaign)
+        if bar is None:
+            bar = bars[campaign] = ProgressBar(
+                label=f"letters ({campaign})", total=total, stream=sys.stderr
+            )
+        bar.advance(done - bar.done)
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+def _progress(enabled: bool, *, label: str = "contacts") -> Callable[..., Iterator[Any]] | None:
     if not enabled or not sys.stderr.isatty():
         return None
 
-    def wrap(items: Iterator[Any]) -> Iterator[Any]:
+    def wrap(items: Iterator[Any], **words: str) -> Iterator[Any]:
+        import operator
+
+        from outreach.progress import ProgressBar
+
         # The run streams the contacts: the bar's length is the items' length hint (the
-        # file's lines), as click reads it.
-        with click.progressbar(items, label="contacts", file=sys.stderr) as bar:
-            yield from bar
+        # file's lines). They come back from the workers in chunks; the bar smooths that.
+        total = operator.length_hint(items)
+        with ProgressBar(label=label.format(**words), total=total, stream=sys.stderr) as bar:
+            for item in items:
+                bar.advance()
+                yield item
 
     return wrap
 
 
-@cli.command()
+@cli.command(
+    epilog=_examples(
+        "outreach run --all                        # render what is due today",
+        "outreach run --all --dry-run --date 2026-11-24",
+        "outreach run campaigns/birthday.yaml --send --quiet --log-file run.log",
+    )
+)
 @click.argument("campaigns", nargs=-1)
 @click.option(
     "--all", "all_campaigns", is_flag=True, help="Run every campaign in the campaigns folder."
@@ -339,32 +433,64 @@ def run(
     with run_log(log_file) as log:
         workspace = load_workspace(config_path, campaigns=list(campaigns) or None)
         today, current = clock(workspace.settings, day=day, now=now)
-        after = _send_step(workspace, send=send, dry_run=dry_run, today=today, now=current)
-        if new_ledger:  # hook: say what starting over costs
-            _warn_new_ledger(workspace.settings)
-        summary = perform_run(
-            workspace=workspace,
-            today=today,
-            now=current,
-            clock=wall_clock(workspace.settings, now=now),
-            dry_run=dry_run,
-            split=split,
-            workers=workers_from_env(os.environ),
-            args=sys.argv[1:],
-            progress=_progress(not (as_json or quiet)),
-            after=after,
-            new_ledger=new_ledger,  # hook
-        )
+        # The send step's bar ends with the run (before the report forks a process).
+        with _send_bar(not (as_json or quiet)) as observe:
+            after = _send_step(
+                workspace, send=send, dry_run=dry_run, today=today, now=current, observe=observe
+            )
+            if new_ledger:  # hook: say what starting over costs
+                _warn_new_ledger(workspace.settings)
+            summary = perform_run(
+                workspace=workspace,
+                today=today,
+                now=current,
+                clock=wall_clock(workspace.settings, now=now),
+                dry_run=dry_run,
+                split=split,
+                workers=workers_from_env(os.environ),
+                args=sys.argv[1:],
+                progress=_progress(not (as_json or quiet)),
+                after=after,
+                new_ledger=new_ledger,  # hook
+                # hook: the letters' bar (issue 13)
+                letter_progress=_letter_progress(not (as_json or quiet)),
+            )
+        # hook: every real run writes out/reports/<date>.html (issue 13); a failure only warns
+        report_file = None if dry_run else _run_report(workspace, summary, now=current)
         if log is not None:
             log_summary(log, summary, label="outreach " + " ".join(sys.argv[1:]))
     if as_json:
         click.echo(json.dumps(summary.as_dict(), ensure_ascii=False, indent=2))
     elif not quiet or needs_attention(summary):
         print_summary(summary)
+    if report_file is not None and not (as_json or quiet):
+        click.echo(f"report: {report_file}")
     sys.exit(summary.exit_code)
 
 
-@cli.command()
+def _run_report(workspace: Workspace, summary: RunSummary, *, now: datetime) -> Path | None:
+    """Write the run's report page; a failure is a warning line on stderr, never an error."""
+    from outreach.report import reports_enabled, write_run_report
+    from outreach.workspace import display_path
+
+    if not reports_enabled(os.environ):
+        return None
+    path, error = write_run_report(workspace, summary=summary.as_dict(), now=now)
+    if error is not None:
+        click.echo(
+            f"warning: the run's report page could not be written: {error} — the run itself "
+            "is done; `outreach report` makes the page again",
+            err=True,
+        )
+    return display_path(path) if path is not None else None
+
+
+@cli.command(
+    epilog=_examples(
+        "outreach validate",
+        "outreach validate --date 2026-11-24 --json",
+    )
+)
 @clock_options
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
 @config_option
@@ -377,7 +503,10 @@ def validate(
 
     settings = load_settings(find_config(config_path))
     today, current = clock(settings, day=day, now=now)
-    report = validate_workspace(settings, today=today, now=current)
+    # hook: a bar per campaign while its templates render for every contact (issue 13)
+    report = validate_workspace(
+        settings, today=today, now=current, progress=_progress(not as_json, label="checking")
+    )
     if as_json:
         click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
     else:
@@ -394,7 +523,12 @@ def validate(
     sys.exit(EXIT_NOTHING_DONE if report.blocking else EXIT_OK)
 
 
-@cli.command()
+@cli.command(
+    epilog=_examples(
+        "outreach preview birthday --contact c001",
+        "outreach preview birthday --contact c001 --format pdf -o carta.pdf",
+    )
+)
 @click.argument("campaign")
 @click.option("--contact", "contact_id", required=True, help="The contact's id.")
 @click.option(
@@ -458,7 +592,12 @@ def run_log(log_file: Path | None) -> Iterator[logging.Logger | None]:
         raise
 
 
-@cli.command()
+@cli.command(
+    epilog=_examples(
+        "outreach daemon                           # in the foreground, e.g. under systemd",
+        "outreach daemon --once --quiet --log-file daemon.log   # from cron",
+    )
+)
 @click.option("--once", is_flag=True, help="Run the jobs that are due now, then exit (for cron).")
 @quiet_options
 @config_option
@@ -486,7 +625,12 @@ def daemon(once: bool, quiet: bool, log_file: Path | None, config_path: Path | N
     sys.exit(worst_exit_code(results) if once else EXIT_OK)
 
 
-@cli.command()
+@cli.command(
+    epilog=_examples(
+        "outreach init mi-negocio",
+        "outreach init mi-negocio --force",
+    )
+)
 @click.argument("directory", metavar="DIR", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--force", is_flag=True, help="Overwrite the files that already exist.")
 @handle_errors
@@ -520,7 +664,13 @@ def _require_smtp(settings: Settings, what: str) -> None:
 
 
 def _send_step(
-    workspace: Workspace, *, send: bool, dry_run: bool, today: date, now: datetime
+    workspace: Workspace,
+    *,
+    send: bool,
+    dry_run: bool,
+    today: date,
+    now: datetime,
+    observe: SendObserver | None = None,
 ) -> Callable[..., None] | None:
     """The post-run step (the daemon's too); checks the SMTP setup first for --send."""
     if dry_run:
@@ -533,7 +683,9 @@ def _send_step(
 
     if send:
         _require_smtp(workspace.settings, "--send")
-    return after_run_step(workspace, send=send, environ=os.environ, today=today, now=now)
+    return after_run_step(
+        workspace, send=send, environ=os.environ, today=today, now=now, observe=observe
+    )
 
 
 def _when(until: datetime, now: datetime) -> str:
@@ -594,7 +746,13 @@ def print_send_summary(summary: SendSummary) -> None:
             click.echo(f"{summary.not_tried} email(s) not tried: they wait for the next send")
 
 
-@cli.command()
+@cli.command(
+    epilog=_examples(
+        "outreach send",
+        "outreach send --rendered-on 2026-11-24 --json",
+        "outreach send --retry-uncertain",
+    )
+)
 @clock_options
 @click.option(
     "--retry-uncertain",
@@ -631,14 +789,16 @@ def send(
         settings = load_settings(find_config(config_path))
         _require_smtp(settings, "outreach send")
         today, current = clock(settings, day=day, now=now)
-        summary = perform_send(
-            settings=settings,
-            environ=os.environ,
-            today=today,
-            now=current,
-            retry_uncertain=retry_uncertain,
-            only_run_date=rendered_on,
-        )
+        with _send_bar(not (as_json or quiet)) as observe:
+            summary = perform_send(
+                settings=settings,
+                environ=os.environ,
+                today=today,
+                now=current,
+                retry_uncertain=retry_uncertain,
+                only_run_date=rendered_on,
+                observe=observe,
+            )
         if log is not None:
             log_send_summary(log, summary, label="outreach " + " ".join(sys.argv[1:]))
     if as_json:
@@ -661,7 +821,13 @@ def _print_table(header: tuple[str, ...], rows: list[tuple[object, ...]], *, lef
         click.echo(line.rstrip())
 
 
-@cli.command()
+@cli.command(
+    epilog=_examples(
+        "outreach plan",
+        "outreach plan --from 2026-11-24 --days 7",
+        "outreach plan --contact c003 --days 60",
+    )
+)
 @click.option(
     "--days",
     type=click.IntRange(1, 366),
@@ -752,7 +918,63 @@ def plan(
             click.echo(f"  {busy.contact_id}: {len(busy.messages)} — {listed}")
 
 
-@cli.command()
+@cli.command(
+    epilog=_examples(
+        "outreach report                           # the last 30 days and the next 30",
+        "outreach report --from 2026-11-01 --to 2026-11-30 -o noviembre.html",
+    )
+)
+@click.option(
+    "--from",
+    "start",
+    type=DATE,
+    default=None,
+    help="First day the page looks back on (default: 29 days before --to).",
+)
+@click.option(
+    "--to",
+    "end",
+    type=DATE,
+    default=None,
+    help="Last day it looks back on (default: today); the plan covers the 30 days after it.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write the page here (default: out/reports/<--to>.html).",
+)
+@config_option
+@handle_errors
+def report(
+    start: date | None, end: date | None, output: Path | None, config_path: Path | None
+) -> None:
+    """One self-contained HTML page: what went, what will go, what was held back and why."""
+    from outreach.report import build_report, default_period, report_path
+    from outreach.workspace import display_path, load_workspace
+
+    workspace = load_workspace(config_path)
+    today, current = clock(workspace.settings, day=None, now=None)
+    first, last = default_period(today=today, start=start, end=end)
+    if first > last:
+        raise click.UsageError(f"--from {first} is after --to {last}: give --from on or before it")
+    path = build_report(
+        workspace,
+        start=first,
+        end=last,
+        now=current,
+        output=output if output is not None else report_path(workspace.settings, last),
+    )
+    click.echo(f"wrote {display_path(path)}")
+
+
+@cli.command(
+    epilog=_examples(
+        "outreach explain c003",
+        "outreach explain c003 --date 2026-11-24 --json",
+    )
+)
 @click.argument("contact_id")
 @clock_options
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable answer.")
@@ -779,7 +1001,13 @@ def explain(
         click.echo(line)
 
 
-@cli.command()
+@cli.command(
+    epilog=_examples(
+        "outreach history --contact c003",
+        "outreach history --status deferred --since 2026-11-01",
+        "outreach history --runs --limit 0",
+    )
+)
 @click.option("--contact", "contact_id", default=None, help="Only this contact's messages.")
 @click.option("--campaign", default=None, help="Only this campaign's messages.")
 @click.option(
@@ -892,7 +1120,13 @@ def history(
         click.echo(f"blocked: {describe_block(block)}")
 
 
-@cli.command()
+@cli.command(
+    epilog=_examples(
+        "outreach unsubscribe ana@example.com",
+        "outreach unsubscribe c007 --channel letter",
+        "outreach unsubscribe --import bajas.csv",
+    )
+)
 @click.argument("target", metavar="ADDRESS_OR_ID", required=False)
 @click.option(
     "--channel",
@@ -1178,7 +1412,21 @@ def serve(host: str, port: int, config_path: Path | None) -> None:
 
 def main() -> None:
     """Entry point of the `outreach` console script."""
-    cli(prog_name="outreach")
+    if "--json" not in sys.argv[1:]:
+        cli(prog_name="outreach")
+        return
+    # Under --json a usage error is JSON on stdout too; the exit code stays click's.
+    try:
+        code = cli.main(prog_name="outreach", standalone_mode=False)
+    except click.ClickException as exc:
+        kind = "usage" if isinstance(exc, click.UsageError) else "error"
+        json_error(kind=kind, message=exc.format_message(), exit_code=exc.exit_code)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(EXIT_FAILED)
+    if isinstance(code, int) and code:
+        sys.exit(code)  # click's own exit (e.g. ctx.exit) without standalone mode
 
 
 # hook: `outreach ledger rebuild` (issue 10); imported last, it uses this module's helpers

@@ -25,6 +25,7 @@ from outreach.campaigns import Campaign, Occurrence, occurrences_between
 from outreach.config import CadencePolicy
 from outreach.contacts import Contact, ContactStream
 from outreach.deliver.outlets import (
+    LetterProgress,
     Made,
     Outlet,
     PublishOutlet,
@@ -598,6 +599,7 @@ def perform_run(
     progress: Callable[[Iterator[Contact]], Iterator[Contact]] | None = None,
     after: Callable[[Ledger, RunSummary], None] | None = None,
     new_ledger: bool = False,
+    letter_progress: LetterProgress | None = None,
 ) -> RunSummary:
     """A whole run as `outreach run` and the daemon do it: lock, recover, render, record.
 
@@ -606,7 +608,8 @@ def perform_run(
     nothing written. `now` is the run's moment for its decisions and the messages' dates;
     `clock` the wall clock for its stamps (default: the real one). `after` runs once rendering
     is done, still under the lock, with the ledger and the run's summary (the send step of
-    `run --send`); a dry run never calls it.
+    `run --send`); a dry run never calls it. `letter_progress` hears (campaign, letters laid
+    out, letters in its batch) for a progress bar.
     """
     settings = workspace.settings
     tick: Clock = clock if clock is not None else (lambda: datetime.now(settings.tz))
@@ -623,6 +626,7 @@ def perform_run(
                 today=today,
                 now=now,
                 workers=workers,
+                progress=letter_progress,
             )
         else:
             stack.enter_context(acquire_lock(settings.state_dir, now=tick()))
@@ -637,6 +641,7 @@ def perform_run(
                 now=now,
                 split=split,
                 workers=workers,
+                progress=letter_progress,
             )
         summary = execute_run(
             workspace=workspace,

@@ -38,7 +38,12 @@ from outreach.logs import log_summary
 from outreach.runner import perform_run
 from outreach.sending import after_run_step, smtp_deliverers
 from outreach.summary import RunSummary
-from outreach.workspace import campaign_files, load_workspace, resolve_campaign_args
+from outreach.workspace import (
+    Workspace,
+    campaign_files,
+    load_workspace,
+    resolve_campaign_args,
+)
 from outreach.yamlfile import line_for, load_yaml
 
 logger = logging.getLogger("outreach.daemon")
@@ -292,7 +297,21 @@ class Daemon:
                 job=job, run_date=today, summary=None, error=f"{type(exc).__name__}: {exc}"
             )
         log_summary(logger, summary, label=f"job {job.label}")
+        # hook: each run writes its report page, out/reports/<date>.html (issue 13)
+        self._write_report(job, workspace, summary, now)
         return JobResult(job=job, run_date=today, summary=summary)
+
+    def _write_report(
+        self, job: DaemonJob, workspace: Workspace, summary: RunSummary, now: datetime
+    ) -> None:
+        from outreach.report import reports_enabled, write_run_report
+
+        if reports_enabled(self.environ):
+            path, error = write_run_report(workspace, summary=summary.as_dict(), now=now)
+            if error is not None:
+                logger.warning("job %s: the report page could not be written: %s", job.label, error)
+            else:
+                logger.info("job %s: report %s", job.label, path)
 
     def _notice_schedule_change(self, settings: Settings) -> None:
         assert self.settings is not None

@@ -181,7 +181,22 @@ def server_name(settings: Settings) -> str:
     return f"{delivery.host}:{delivery.port or DEFAULT_PORTS[delivery.security]}"
 
 
-def smtp_deliverers(settings: Settings, *, environ: Mapping[str, str]) -> DelivererFactory:
+@dataclass(frozen=True, slots=True)
+class SendProgress:
+    """What the send step is doing, for a progress bar: starting, one more email, a pause."""
+
+    kind: str  # start | handed | wait
+    total: int = 0  # start: emails about to go
+    seconds: float = 0.0  # wait: how long
+    why: str = ""  # wait: rate_limit | retry
+
+
+SendObserver = Callable[[SendProgress], None]
+
+
+def smtp_deliverers(
+    settings: Settings, *, environ: Mapping[str, str], observe: SendObserver | None = None
+) -> DelivererFactory:
     """A factory of SMTP deliverers for the config; raise DeliveryError now if it cannot work.
 
     Checked before anything is rendered: `delivery.method` is smtp, the password variable is
@@ -200,6 +215,10 @@ def smtp_deliverers(settings: Settings, *, environ: Mapping[str, str]) -> Delive
     # The constructor checks the settings without connecting.
     SmtpDeliverer(delivery=delivery, password=password, rate_state_path=rate_state)
 
+    def on_wait(seconds: float, why: str) -> None:
+        if observe is not None:
+            observe(SendProgress("wait", seconds=seconds, why=why))
+
     def make(on_sending: OnSending) -> Deliverer:
         return SmtpDeliverer(
             delivery=delivery,
@@ -208,6 +227,7 @@ def smtp_deliverers(settings: Settings, *, environ: Mapping[str, str]) -> Delive
             rate_state_path=rate_state,
             # hook: VERP envelope sender (outreach.feedback.verp)
             envelope_sender=lambda message: return_path(settings, message.message_id),
+            on_wait=on_wait if observe is not None else None,
         )
 
     return make
@@ -250,6 +270,7 @@ def send_waiting(
     contacts: Iterable[Contact] | None = None,
     retry_uncertain: bool = False,
     only_run_date: date | None = None,
+    observe: SendObserver | None = None,
 ) -> SendSummary:
     """Send every email waiting in the outbox whose window is open; record each outcome.
 
@@ -273,7 +294,16 @@ def send_waiting(
         wanted = {r.contact_id for r in due.ready}
         kept = None if contacts is None else [c for c in contacts if c.id in wanted]
         checks = _Checks(settings=settings, ledger=ledger, contacts=kept)
-        _deliver(due.ready, summary=summary, ledger=ledger, checks=checks, make=make_deliverer)
+        if observe is not None:
+            observe(SendProgress("start", total=len(due.ready)))
+        _deliver(
+            due.ready,
+            summary=summary,
+            ledger=ledger,
+            checks=checks,
+            make=make_deliverer,
+            observe=observe,
+        )
         # hook: a 5xx for a recipient counts as a hard bounce (outreach.feedback.process)
         record_refusals(settings, ledger=ledger, failed=summary.failed, today=today, now=now)
     elif isinstance(contacts, ContactStream):
@@ -297,9 +327,10 @@ def perform_send(
     now: datetime,
     retry_uncertain: bool = False,
     only_run_date: date | None = None,
+    observe: SendObserver | None = None,
 ) -> SendSummary:
     """`outreach send`: check the SMTP setup, take the workspace lock, send what waits."""
-    make = smtp_deliverers(settings, environ=environ)
+    make = smtp_deliverers(settings, environ=environ, observe=observe)
     # Opened now, so a broken contacts file stops the command before anything is done.
     contacts = iter_contacts(
         display_path(settings.contacts_path),
@@ -318,11 +349,17 @@ def perform_send(
             contacts=contacts,
             retry_uncertain=retry_uncertain,
             only_run_date=only_run_date,
+            observe=observe,
         )
 
 
 def send_after_run(
-    *, workspace: Workspace, environ: Mapping[str, str], today: date, now: datetime
+    *,
+    workspace: Workspace,
+    environ: Mapping[str, str],
+    today: date,
+    now: datetime,
+    observe: SendObserver | None = None,
 ) -> Callable[[Ledger, RunSummary], None]:
     """The send step of `outreach run --send`, for `perform_run(after=...)`.
 
@@ -331,7 +368,7 @@ def send_after_run(
     run's (`RunSummary.sending`).
     """
     settings = workspace.settings
-    make = smtp_deliverers(settings, environ=environ)
+    make = smtp_deliverers(settings, environ=environ, observe=observe)
     policies = campaign_policies(settings, workspace.campaigns)
 
     def step(ledger: Ledger, run: RunSummary) -> None:
@@ -343,6 +380,7 @@ def send_after_run(
             now=now,
             policies=policies,
             contacts=workspace.stream_contacts(),
+            observe=observe,
         )
         run.uncertain_emails = run.sending.needs_human
 
@@ -350,13 +388,21 @@ def send_after_run(
 
 
 def after_run_step(
-    workspace: Workspace, *, send: bool, environ: Mapping[str, str], today: date, now: datetime
+    workspace: Workspace,
+    *,
+    send: bool,
+    environ: Mapping[str, str],
+    today: date,
+    now: datetime,
+    observe: SendObserver | None = None,
 ) -> Callable[[Ledger, RunSummary], None] | None:
     """What follows a run, for the CLI and the daemon alike: with `send`, the send step (the
     SMTP setup checked at once); under `delivery: smtp` without it, the list of uncertain
     emails a person should check; else nothing."""
     if send:
-        return send_after_run(workspace=workspace, environ=environ, today=today, now=now)
+        return send_after_run(
+            workspace=workspace, environ=environ, today=today, now=now, observe=observe
+        )
     if workspace.settings.delivery.method == "smtp":
         return report_uncertain(today=today)
     return None
@@ -554,6 +600,7 @@ def _deliver(
     ledger: Ledger,
     checks: _Checks,
     make: DelivererFactory,
+    observe: SendObserver | None = None,
 ) -> None:
     now = summary.now
     handed_over = False  # the current email is marked `sending`: its data is on the way
@@ -585,6 +632,8 @@ def _deliver(
     deliverer = make(on_sending)
     try:
         for index, record in enumerate(rows):
+            if observe is not None and index:
+                observe(SendProgress("handed"))  # the one before: sent, failed or skipped
             handed_over = False
             try:
                 message = checks.message(record)
@@ -623,6 +672,8 @@ def _deliver(
                 summary.stopped = str(error)
                 return
             _record(result, record, summary=summary, ledger=ledger, fail=fail)
+        if observe is not None and rows:
+            observe(SendProgress("handed"))
     finally:
         deliverer.close()
 

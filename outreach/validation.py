@@ -8,7 +8,7 @@ validate passes, the run makes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -27,6 +27,8 @@ from outreach.workspace import Workspace, campaign_files, display_path
 
 # validate renders every occurrence due within this many days.
 YEAR = 366
+# Wraps the contacts as the run takes them, for a progress bar.
+ContactProgress = Callable[[Iterator[Contact]], Iterator[Contact]]
 
 
 @dataclass
@@ -66,6 +68,7 @@ def _check_campaigns(
     today: date,
     now: datetime,
     report: ValidationReport,
+    progress: ContactProgress | None = None,
 ) -> None:
     """The run itself over every occurrence due within a year, with the render-only outlet."""
     settings = workspace.settings
@@ -119,6 +122,7 @@ def _check_campaigns(
         observer=note,
         contacts=list(contacts),
         args=("validate",),
+        progress=progress,
     )
     seen: set[tuple[str | None, str | None, str]] = set()
     for campaign_summary in summary.campaigns:
@@ -146,7 +150,13 @@ def _check_campaigns(
             )
 
 
-def validate_workspace(settings: Settings, *, today: date, now: datetime) -> ValidationReport:
+def validate_workspace(
+    settings: Settings,
+    *,
+    today: date,
+    now: datetime,
+    progress: ContactProgress | None = None,
+) -> ValidationReport:
     """Check contacts, every campaign, and every template for every contact that could be due."""
     report = ValidationReport(lines=[f"config {display_path(settings.root / 'config.yaml')}: ok"])
     if settings.coupon.secret == Coupon().secret:
@@ -224,5 +234,6 @@ def validate_workspace(settings: Settings, *, today: date, now: datetime) -> Val
         today=today,
         now=now,
         report=report,
+        progress=progress,
     )
     return report

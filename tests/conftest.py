@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,11 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Every real run also writes its report page (a plan, three charts, thumbnails): a second or two
+# per run, hundreds of runs here. Only the report's own tests turn it on (REPORT_ON).
+os.environ.setdefault("OUTREACH_REPORT", "0")
+REPORT_ON = {"OUTREACH_REPORT": "1"}
 
 BASE_CONFIG = """\
 sender:
@@ -56,7 +62,7 @@ class Workspace:
         path.write_text(textwrap.dedent(text), encoding="utf-8")
         return path
 
-    def run(self, *args: str, timeout: float = 120) -> Result:
+    def run(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None) -> Result:
         """Run `python -m outreach ARGS` in the workspace, as a user would."""
         proc = subprocess.run(
             [sys.executable, "-m", "outreach", *args],
@@ -65,6 +71,7 @@ class Workspace:
             text=True,
             timeout=timeout,
             check=False,
+            env={**os.environ, **env} if env is not None else None,
         )
         return Result(proc.returncode, proc.stdout, proc.stderr)
 

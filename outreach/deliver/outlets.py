@@ -13,7 +13,8 @@ to `letter` (in the parent); `finish` lays the letters out and says what became 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -51,6 +52,8 @@ class Made:
 
 
 MessageKey = tuple[str, str, str]  # (contact_id, campaign, occurrence_key)
+# (campaign, letters laid out, letters in its batch): for a progress bar
+LetterProgress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -125,11 +128,16 @@ class _RenderingOutlet:
         today: date,
         now: datetime,
         workers: int | None = None,
+        progress: LetterProgress | None = None,
     ) -> None:
         self.settings = settings
         self.renderers = _Renderers(settings, campaigns, today=today, now=now)
         self.today = today
         self.workers = workers or 2
+        self.progress = progress
+
+    def _progress_of(self, campaign: str) -> Callable[[int, int], None] | None:
+        return functools.partial(self.progress, campaign) if self.progress is not None else None
         self.queued: dict[str, list[tuple[RenderedLetter, bool]]] = {}
 
     def _render_email(
@@ -184,9 +192,15 @@ class PublishOutlet(_RenderingOutlet):
         now: datetime,
         split: bool = False,
         workers: int | None = None,
+        progress: LetterProgress | None = None,
     ) -> None:
         super().__init__(
-            settings=settings, campaigns=campaigns, today=today, now=now, workers=workers
+            settings=settings,
+            campaigns=campaigns,
+            today=today,
+            now=now,
+            workers=workers,
+            progress=progress,
         )
         self.split = split
         self.outbox = OutboxWriter(root=settings.root, out_dir=settings.out_dir, run_date=today)
@@ -236,6 +250,7 @@ class PublishOutlet(_RenderingOutlet):
                     sort_by_postal_code=settings.letters.sort_by_postal_code,
                     split=self.split,
                     workers=self.workers,
+                    progress=self._progress_of(name),
                 )
             except DeliveryError as exc:
                 for letter in letters:
@@ -287,9 +302,15 @@ class RenderOnlyOutlet(_RenderingOutlet):
         now: datetime,
         workers: int | None = None,
         layout_once: bool = False,
+        progress: LetterProgress | None = None,
     ) -> None:
         super().__init__(
-            settings=settings, campaigns=campaigns, today=today, now=now, workers=workers
+            settings=settings,
+            campaigns=campaigns,
+            today=today,
+            now=now,
+            workers=workers,
+            progress=progress,
         )
         self.layout_once = layout_once
 
@@ -313,7 +334,12 @@ class RenderOnlyOutlet(_RenderingOutlet):
                 if not self.layout_once or letter.contact_id not in first:
                     first[letter.contact_id] = len(letters)
                     letters.append(letter)
-            errors = lay_out(letters, duplex=self.settings.letters.duplex, workers=self.workers)
+            errors = lay_out(
+                letters,
+                duplex=self.settings.letters.duplex,
+                workers=self.workers,
+                progress=self._progress_of(name),
+            )
             verdicts = {letters[i].contact_id: errors[i] for i in first.values()}
             for index, (letter, own) in enumerate(queued):
                 key = (letter.contact_id, name, letter.occurrence_key)

@@ -109,7 +109,9 @@ class SmtpDeliverer:
         sleep: Callable[[float], None] = time.sleep,
         rate_state_path: Path | None = None,
         envelope_sender: Callable[[RenderedEmail], str | None] | None = None,
+        on_wait: Callable[[float, str], None] | None = None,
     ) -> None:
+        """`on_wait(seconds, why)` hears of each pause first (why: rate_limit or retry)."""
         if not delivery.host:
             raise DeliveryError(
                 "SMTP delivery needs a server",
@@ -130,10 +132,14 @@ class SmtpDeliverer:
         self._on_sending = on_sending
         # hook: the VERP return path (config bounces.return_path) as MAIL FROM, else From
         self._envelope_sender = envelope_sender
-        self._sleep = sleep
+        # hook: a progress bar shows the pauses (issue 13)
+        self._sleep = _announced(sleep, on_wait, "retry")
         self._rate = (
             _SendRate(
-                per_minute=delivery.rate_per_minute, path=rate_state_path, clock=clock, sleep=sleep
+                per_minute=delivery.rate_per_minute,
+                path=rate_state_path,
+                clock=clock,
+                sleep=_announced(sleep, on_wait, "rate_limit"),
             )
             if delivery.rate_per_minute
             else None
@@ -579,6 +585,20 @@ def _describe_exception(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return str(exc) or type(exc).__name__
+
+
+def _announced(
+    sleep: Callable[[float], None], on_wait: Callable[[float, str], None] | None, why: str
+) -> Callable[[float], None]:
+    """`sleep`, telling `on_wait` first how long and why (or `sleep` itself without one)."""
+    if on_wait is None:
+        return sleep
+
+    def pause(seconds: float) -> None:
+        on_wait(seconds, why)
+        sleep(seconds)
+
+    return pause
 
 
 class _SendRate:

@@ -1,0 +1,264 @@
+"""The terminal: progress bars in a real pty, silence without one, --help examples, JSON errors."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import pty
+import re
+import select
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+import pytest
+import smtp_server as servers
+from conftest import REPO, Workspace
+from smtp_server import SmtpServer
+
+from outreach.cli import cli
+
+PROMO = """\
+    kind: promotion
+    channel: email
+    start: 2000-01-01
+    end: 2099-12-31
+    email:
+      subject: "Novedades"
+      text: promo.txt.j2
+    """
+smtp_server = servers.smtp_server
+
+BAR = re.compile(r"contacts \[[#.]+\]\s+(\d+)% ([\d,]+)/([\d,]+)(.*)")
+
+
+def rows(n: int) -> list[str]:
+    return [f"c{i},Ana,García,ana{i}@example.com,,,,,,,,customer," for i in range(n)]
+
+
+def in_pty(root: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, float]:
+    """Run the CLI with stdin, stdout and stderr on a pseudo-terminal; (exit code, all output)."""
+    leader, follower = pty.openpty()
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "outreach", *args],
+        cwd=root,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env={**os.environ, "COLUMNS": "120", **(env or {})},
+        close_fds=True,
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        ready, _, _ = select.select([leader], [], [], 0.2)
+        if ready:
+            try:
+                data = os.read(leader, 65536)
+            except OSError:  # the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    code = proc.wait(timeout=120)
+    os.close(leader)
+    return code, b"".join(chunks).decode("utf-8", errors="replace"), time.monotonic() - started
+
+
+def frames(output: str) -> list[tuple[int, int, str]]:
+    """Every drawing of the contacts bar: (shown, total, the rest of the line)."""
+    found = []
+    for piece in re.split(r"[\r\n]", output):
+        match = BAR.search(piece.replace("\x1b[K", ""))
+        if match:
+            shown = int(match.group(2).replace(",", ""))
+            total = int(match.group(3).replace(",", ""))
+            found.append((shown, total, match.group(4)))
+    return found
+
+
+def eta_seconds(rest: str) -> int | None:
+    match = re.search(r"ETA (?:(\d+):)?(\d+):(\d\d)", rest)
+    if match is None:
+        return None
+    hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def test_the_run_bar_moves_in_small_steps_with_a_sensible_eta(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    # 5,000 contacts in two worker processes: they come back in chunks of 500, two at a
+    # time, which made click's bar jump by 20 % with an ETA of hours.
+    ws = make_workspace(rows(5000), campaigns={"promo.yaml": PROMO})
+    code, output, took = in_pty(
+        ws.root, "run", "promo", "--date", "2026-11-24", env={"OUTREACH_WORKERS": "2"}
+    )
+    assert code == 0, output
+    drawn = frames(output)
+    assert drawn, output[-2000:]
+    assert {total for _, total, _ in drawn} == {5000}
+    shown = [s for s, _, _ in drawn]
+    assert shown == sorted(shown), "the bar never goes back"
+    distinct = sorted(set(shown))
+    assert len(distinct) >= 10, distinct
+    steps = [b - a for a, b in itertools.pairwise(distinct)]
+    # Chunks arrive 1,000 contacts (20 %) at a time; the bar spreads each over several frames.
+    assert max(steps) <= 0.15 * 5000, steps
+    assert sorted(steps)[len(steps) // 2] <= 0.05 * 5000, steps
+    assert drawn[-1][0] == 5000 and " in " in drawn[-1][2]
+    etas = [e for e in (eta_seconds(rest) for _, _, rest in drawn) if e is not None]
+    assert etas, "an ETA is shown once the rate is known"
+    assert max(etas) <= max(10, 3 * took), (etas, took)
+    assert "campaign" in output.split("contacts [")[-1]  # the summary follows the bar
+
+
+@pytest.mark.parametrize("flag", ["--quiet", "--json"])
+def test_no_bar_under_quiet_or_json(make_workspace: Callable[..., Workspace], flag: str) -> None:
+    ws = make_workspace(rows(50), campaigns={"promo.yaml": PROMO})
+    code, output, _ = in_pty(ws.root, "run", "promo", "--date", "2026-11-24", flag)
+    assert code == 0, output
+    assert "contacts [" not in output
+    assert "\r" not in output.replace("\r\n", "\n")
+
+
+def test_no_bar_without_a_terminal(make_workspace: Callable[..., Workspace]) -> None:
+    ws = make_workspace(rows(50), campaigns={"promo.yaml": PROMO})
+    result = ws.run("run", "promo", "--date", "2026-11-24")
+    assert result.code == 0, result.err
+    assert result.err == ""
+    assert "\r" not in result.out
+    assert "contacts [" not in result.out
+
+
+def test_every_command_help_ends_with_examples() -> None:
+    group = cli
+    assert isinstance(group, click.Group)
+    for name, command in group.commands.items():
+        epilog = command.epilog or ""
+        examples = [line for line in epilog.splitlines() if line.strip().startswith("outreach ")]
+        assert 2 <= len(examples) <= 3, (name, epilog)
+        for line in examples:
+            assert line.split()[1] == name, (name, line)
+
+
+def test_help_shows_the_examples_at_the_end(sample_workspace: Workspace) -> None:
+    result = sample_workspace.run("report", "--help")
+    assert result.code == 0
+    tail = result.out.rstrip().splitlines()[-1]
+    assert tail.strip().startswith("outreach report")
+
+
+def test_errors_in_json_mode_are_json(sample_workspace: Workspace) -> None:
+    (sample_workspace.root / "config.yaml").write_text("cadence: [\n", encoding="utf-8")
+    result = sample_workspace.run("run", "--all", "--json")
+    assert result.code == 2
+    error = json.loads(result.out)["error"]
+    assert error["exit_code"] == 2
+    assert "config.yaml" in error["message"]
+    assert result.err == ""
+
+    plain = sample_workspace.run("run", "--all")
+    assert plain.code == 2
+    assert plain.out == ""
+    assert plain.err.startswith("error: ")
+
+
+def test_usage_errors_in_json_mode_are_json_too(sample_workspace: Workspace) -> None:
+    result = sample_workspace.run("run", "--json")
+    assert result.code == 2
+    error = json.loads(result.out)["error"]
+    assert error["kind"] == "usage"
+    assert "--all" in error["message"]
+
+
+def test_shell_completion_works_as_the_readme_says(sample_workspace: Workspace) -> None:
+    completion = subprocess.run(
+        [sys.executable, "-m", "outreach"],
+        cwd=sample_workspace.root,
+        env={
+            **os.environ,
+            "_OUTREACH_COMPLETE": "bash_complete",
+            "COMP_WORDS": "outreach rep",
+            "COMP_CWORD": "1",
+        },
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert completion.stdout.split() == ["plain,report"]
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    assert "_OUTREACH_COMPLETE=bash_source outreach" in readme
+    assert "_OUTREACH_COMPLETE=zsh_source outreach" in readme
+    assert "_OUTREACH_COMPLETE=fish_source outreach" in readme
+
+
+def test_the_send_bar_counts_emails_and_the_rate_limit_wait(
+    make_workspace: Callable[..., Workspace], smtp_server: SmtpServer
+) -> None:
+    ws = make_workspace(rows(3), campaigns={"promo.yaml": PROMO})
+    config = (ws.root / "config.yaml").read_text(encoding="utf-8")
+    ws.write(
+        "config.yaml",
+        config
+        + "delivery:\n  method: smtp\n  host: 127.0.0.1\n"
+        + f"  port: {smtp_server.port}\n  security: none\n  rate_per_minute: 5\n",
+    )
+    made = ws.run("run", "promo", "--date", "2026-11-24", "--now", "2026-11-24T10:00")
+    assert made.code == 0, made.err
+    # The last minute's budget all but spent a minute ago: the first email waits a second.
+    state = ws.root / "state" / "smtp-rate.json"
+    state.write_text(
+        json.dumps({"sent_per_second": [[math.ceil(time.time()) - 59, 5]]}), encoding="utf-8"
+    )
+    code, output, _ = in_pty(ws.root, "send", "--date", "2026-11-24", "--now", "2026-11-24T10:00")
+    assert code == 0, output
+    assert len(smtp_server.handler.messages) == 3
+    lines = [p.replace("\x1b[K", "") for p in re.split(r"[\r\n]", output)]
+    bars = [line for line in lines if line.startswith("emails sent [")]
+    assert any("waiting 0:0" in b and "for the rate limit" in b for b in bars)
+    assert re.search(r"emails sent \[#+\] 100% 3/3 in \d:\d\d", output)
+    assert "sent 3 email(s)" in output
+
+
+def test_no_send_bar_without_a_terminal(
+    make_workspace: Callable[..., Workspace], smtp_server: SmtpServer
+) -> None:
+    ws = make_workspace(rows(2), campaigns={"promo.yaml": PROMO})
+    config = (ws.root / "config.yaml").read_text(encoding="utf-8")
+    ws.write(
+        "config.yaml",
+        config
+        + "delivery:\n  method: smtp\n  host: 127.0.0.1\n"
+        + f"  port: {smtp_server.port}\n  security: none\n",
+    )
+    result = ws.run("run", "promo", "--send", "--date", "2026-11-24", "--now", "2026-11-24T10:00")
+    assert result.code == 0, result.err
+    assert result.err == ""
+    assert "emails sent [" not in result.out
+
+
+def test_the_letters_bar(sample_workspace: Workspace) -> None:
+    code, output, _ = in_pty(
+        sample_workspace.root, "run", "--all", "--date", "2026-11-24", env={"OUTREACH_REPORT": "0"}
+    )
+    assert code == 0, output
+    assert re.search(r"letters \(birthday\) \[#+\] 100% 2/2 in \d:\d\d", output), output[-3000:]
+
+
+def test_the_validate_bars(sample_workspace: Workspace) -> None:
+    code, output, _ = in_pty(sample_workspace.root, "validate", "--date", "2026-11-24")
+    assert code == 0, output
+    # validate is one run over every campaign: one bar over the contacts.
+    assert re.search(r"checking \[#+\] 100% 30/30 in \d:\d\d", output), output
+    assert "everything is in order" in output or "problem(s)" in output
+    plain = sample_workspace.run("validate", "--date", "2026-11-24")
+    assert "checking " not in plain.out + plain.err
