@@ -1264,7 +1264,12 @@ _ACTIONS = {
 }
 
 
-@cli.command()
+@cli.command(
+    epilog=_examples(
+        "outreach bounces                          # read the config's bounce mailbox",
+        "outreach bounces --maildir ~/Maildir/.bounces --json",
+    )
+)
 @click.option(
     "--maildir",
     type=click.Path(path_type=Path, file_okay=False),
@@ -1315,7 +1320,12 @@ def bounces(
     sys.exit(code)
 
 
-@cli.command()
+@cli.command(
+    epilog=_examples(
+        "outreach returned c012 c031               # the post brought these letters back",
+        "outreach returned --import devoluciones.csv --json",
+    )
+)
 @click.argument("contact_ids", metavar="ID ...", nargs=-1)
 @click.option(
     "--import",
@@ -1373,7 +1383,12 @@ def returned(
     sys.exit(code)
 
 
-@cli.command()
+@cli.command(
+    epilog=_examples(
+        "outreach serve                            # http://127.0.0.1:8025, behind your web server",
+        "outreach serve --host 0.0.0.0 --port 8080",
+    )
+)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
     "--port", type=click.IntRange(0, 65535), default=8025, show_default=True, help="Port (0: any)."

@@ -9,11 +9,16 @@ from pathlib import Path
 
 import click
 
-from outreach.cli import EXIT_OK, clock, config_option, handle_errors
+from outreach.cli import EXIT_OK, _examples, clock, config_option, handle_errors
 from outreach.config import find_config, load_settings
 
 
-@click.group()
+@click.group(
+    epilog=_examples(
+        "outreach ledger rebuild                   # record again what out/ holds",
+        "outreach ledger rebuild --json",
+    )
+)
 def ledger() -> None:
     """Repair the ledger (state/ledger.sqlite)."""
 

@@ -135,10 +135,10 @@ class _RenderingOutlet:
         self.today = today
         self.workers = workers or 2
         self.progress = progress
+        self.queued: dict[str, list[tuple[RenderedLetter, bool]]] = {}
 
     def _progress_of(self, campaign: str) -> Callable[[int, int], None] | None:
         return functools.partial(self.progress, campaign) if self.progress is not None else None
-        self.queued: dict[str, list[tuple[RenderedLetter, bool]]] = {}
 
     def _render_email(
         self, campaign: Campaign, contact: Contact, occurrence: Occurrence
