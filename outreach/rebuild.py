@@ -36,7 +36,7 @@ from outreach.ledger import Ledger, MessageRecord, acquire_lock
 OUTBOX = "outbox"
 LETTERS = "letters"
 _REMINDER_DETAIL = re.compile(r"(?P<id>.+)\.(?P<day>\d{4}-\d{2}-\d{2})_(?P<offset>-?\d+)")
-_MESSAGE_ID = re.compile(r"<?([0-9a-f]{32})@[^>]*>?")
+_MESSAGE_ID = re.compile(r"([0-9a-f]{32})@.+")
 _HEADER_BYTES = 64 * 1024
 
 
@@ -140,15 +140,14 @@ def _email_keys(stem: str, run_day: date) -> list[tuple[str, str]]:
 
 
 def _message_id(path: Path) -> str | None:
+    """The Message-ID of an email file (without angle brackets), or None."""
     try:
         with path.open("rb") as handle:
             head = handle.read(_HEADER_BYTES)
     except OSError:
         return None
-    headers = BytesHeaderParser(policy=compat32).parsebytes(head)
-    value = headers.get("Message-ID")
-    match = _MESSAGE_ID.fullmatch(str(value).strip()) if value else None
-    return match.group(1) if match else None
+    value = BytesHeaderParser(policy=compat32).parsebytes(head).get("Message-ID")
+    return str(value).strip().strip("<>") if value else None
 
 
 @dataclass
@@ -231,7 +230,9 @@ def _email_records(
             if eml.name.startswith("."):
                 continue
             campaign = _campaign_name(eml.parent.name)
-            found = _message_id(eml)
+            message_id = _message_id(eml)
+            digest = _MESSAGE_ID.fullmatch(message_id) if message_id else None
+            found = digest.group(1) if digest else None
             match = next(
                 (
                     (cid, key)
@@ -256,7 +257,7 @@ def _email_records(
                     earliest=day,
                     latest=day,
                     artifact=_relative(eml, settings.root),
-                    message_id=_message_id_header(eml),
+                    message_id=message_id,
                     reason="ledger rebuilt from the outbox",
                     error="whether it was sent cannot be proven from the outbox" if smtp else None,
                     updated_at=now,
@@ -267,13 +268,6 @@ def _email_records(
             else:
                 report.emails_rendered += 1
     return records
-
-
-def _message_id_header(path: Path) -> str | None:
-    with path.open("rb") as handle:
-        headers = BytesHeaderParser(policy=compat32).parsebytes(handle.read(_HEADER_BYTES))
-    value = headers.get("Message-ID")
-    return str(value).strip().strip("<>") if value else None
 
 
 def _campaign_of_stem(stem: str, names: dict[str, str]) -> str:

@@ -105,18 +105,16 @@ def letters_dir(ws: Workspace) -> Path:
     return ws.root / "out" / "letters" / DAY
 
 
-def kill_points(rng: random.Random) -> list[tuple[str, float]]:
+def kill_points(rng: random.Random) -> Iterator[tuple[str, float]]:
     """(kind, value): while loading (seconds), after the k-th split PDF, while batching."""
-    points: list[tuple[str, float]] = []
-    for _ in range(KILLS):
+    while True:
         draw = rng.random()
         if draw < 0.25:
-            points.append(("seconds", rng.uniform(0.05, 0.9)))
+            yield "seconds", rng.uniform(0.05, 0.9)
         elif draw < 0.85:
-            points.append(("split", rng.randint(1, LETTERS - 2)))
+            yield "split", rng.randint(1, LETTERS - 2)
         else:
-            points.append(("batch", rng.uniform(0.0, 0.05)))
-    return points
+            yield "batch", rng.uniform(0.0, 0.05)
 
 
 def reached(ws: Workspace, kind: str, value: float, started: float) -> bool:
@@ -176,8 +174,11 @@ def test_killed_split_runs_leave_no_process_no_duplicate_and_complete_once(
 ) -> None:
     ws = letters_workspace
     rng = random.Random(SEED)
-    tried = completed = 0
-    for kind, value in kill_points(rng):
+    tried = completed = leftovers = 0
+    points = kill_points(rng)
+    while tried < KILLS:
+        assert completed < 10, "the runs keep finishing before their kill point"
+        kind, value = next(points)
         with start_run(ws) as proc:
             started = time.monotonic()
             while not reached(ws, kind, value, started) and proc.poll() is None:
@@ -197,13 +198,16 @@ def test_killed_split_runs_leave_no_process_no_duplicate_and_complete_once(
             continue
         tried += 1
         wait_until_none_alive(ws.root)
+        leftovers += len(list((ws.root / "out").rglob("*.*"))) if (ws.root / "out").exists() else 0
         # Nothing is written after the kill; nothing of a second batch was ever begun.
         before = sorted(p.as_posix() for p in (ws.root / "out").rglob("*"))
         time.sleep(0.05)
         assert sorted(p.as_posix() for p in (ws.root / "out").rglob("*")) == before
         assert [n for n in stray_names(ws) if "birthday-" in n] == []
-    print(f"kills: {tried} tried, {completed} run(s) finished before their kill point")
-    assert tried >= KILLS - 3, (tried, completed)
+    print(
+        f"kills: {tried} tried, {completed} run(s) finished before their kill point; "
+        f"{leftovers} unrecorded files left by the dead runs for recovery to remove"
+    )
     result = ws.run("run", "--all", "--date", DAY, "--split")
     assert result.code == 0, result.out + result.err
     check_letters_once(ws)
@@ -229,6 +233,7 @@ def test_a_full_disk_leaves_no_partial_batch_and_the_rerun_prints_each_letter_on
     out = ws.root / "out"
     with small_disk(out, "160k"):
         full = ws.run("run", "--all", "--date", DAY, "--split")
+        print(f"full disk: exit {full.code}")
         assert full.code in (1, 2), full.out + full.err
         assert "Traceback" not in full.err
         assert "No space left on device" in full.out + full.err

@@ -26,6 +26,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date
+from multiprocessing import forkserver
 from pathlib import Path
 
 from outreach import files
@@ -190,11 +191,16 @@ def _pool_context() -> multiprocessing.context.BaseContext:
     # forkserver: workers fork from a clean process that already imported WeasyPrint, so they
     # start fast and inherit no threads or open files from the caller.
     context = multiprocessing.get_context("forkserver")
-    # The forkserver reads this to know the run it serves, and dies with it (lifeline).
-    os.environ[RUN_PID_VARIABLE] = str(os.getpid())
     context.set_forkserver_preload(
         ["outreach.deliver.lifeline", "outreach.render.letter", "weasyprint"]
     )
+    # The forkserver reads this to know the run it serves, and dies with it (lifeline). It is
+    # started here, so that no other process started later by this one inherits the name.
+    os.environ[RUN_PID_VARIABLE] = str(os.getpid())
+    try:
+        forkserver.ensure_running()
+    finally:
+        os.environ.pop(RUN_PID_VARIABLE, None)
     return context
 
 

@@ -17,12 +17,13 @@ template and the line where it stopped; the message fails and the run goes on.
 
 from __future__ import annotations
 
+import itertools
+import os
 import re
 import signal
 import threading
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any, cast
@@ -98,33 +99,64 @@ def check_size(size: int, what: str = "a value") -> None:
         )
 
 
-@contextmanager
-def render_guard(limits: Limits, *, timer: bool = True) -> Iterator[None]:
+class render_guard:  # used like the context manager function it replaced
     """A deadline for what runs inside; nested guards keep the outer deadline. `timer` arms
-    SIGALRM too (main thread only) for loops that call nothing; an expression has none."""
-    global _main_deadline
-    if _state.deadline is not None:
-        yield
-        return
-    deadline = time.monotonic() + limits.seconds
-    _state.deadline, _state.limits = deadline, limits
-    timer = (
-        timer
-        and threading.current_thread() is threading.main_thread()
-        and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, _on_alarm)
-        and signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
-    )
-    if timer:
-        signal.signal(signal.SIGALRM, _on_alarm)
-        _main_deadline = deadline
-        signal.setitimer(signal.ITIMER_REAL, limits.seconds)
-    try:
-        yield
-    finally:
-        if timer:
+    SIGALRM too (main thread only) for loops that call nothing; an expression has none.
+
+    A class rather than a generator: it is entered for every message and every `where`."""
+
+    __slots__ = ("_limits", "_outer", "_timer")
+
+    def __init__(self, limits: Limits, *, timer: bool = True) -> None:
+        self._limits = limits
+        self._timer = timer
+        self._outer = False
+
+    def __enter__(self) -> None:
+        global _main_deadline
+        if _state.deadline is not None:
+            self._outer = True
+            return
+        limits = self._limits
+        deadline = time.monotonic() + limits.seconds
+        _state.deadline, _state.limits = deadline, limits
+        self._timer = self._timer and _own_alarm()
+        if self._timer:
+            _main_deadline = deadline
+            signal.setitimer(signal.ITIMER_REAL, limits.seconds)
+
+    def __exit__(self, *exc: object) -> None:
+        global _main_deadline
+        if self._outer:
+            return
+        if self._timer:
             signal.setitimer(signal.ITIMER_REAL, 0)
             _main_deadline = None
         _state.deadline, _state.limits = None, DEFAULT_LIMITS
+
+
+_alarm_pid: int | None = None  # the process that installed _on_alarm (a fork inherits it)
+
+
+def _own_alarm() -> bool:
+    """Whether this thread may use SIGALRM: the main thread, and no one else's handler."""
+    global _alarm_pid
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    if _alarm_pid is not None:
+        return True  # installed once and kept (asking costs more than the rest of a guard)
+    handler = signal.getsignal(signal.SIGALRM)
+    if handler is not _on_alarm and (
+        handler != signal.SIG_DFL or signal.getitimer(signal.ITIMER_REAL) != (0.0, 0.0)
+    ):
+        return False  # someone else's alarm: the checks in the sandbox stand in for it
+    signal.signal(signal.SIGALRM, _on_alarm)
+    _alarm_pid = os.getpid()
+    return True
+
+
+# Output is taken from a template this many parts at a time: counted before it is joined.
+_PARTS = 256
 
 
 def render_limited(template: Template, context: dict[str, Any], limits: Limits) -> str:
@@ -134,8 +166,8 @@ def render_limited(template: Template, context: dict[str, Any], limits: Limits) 
         total = 0
         limit = limits.size
         output = cast("Generator[str, None, None]", template.generate(context))
-        for part in output:
-            total += len(part)
+        while batch := list(itertools.islice(output, _PARTS)):
+            total += sum(map(len, batch))
             if total > limit:
                 # Thrown in where the template is writing, so its traceback names the line.
                 output.throw(
@@ -143,7 +175,7 @@ def render_limited(template: Template, context: dict[str, Any], limits: Limits) 
                         f"the template writes more than {limit:,} characters (limits.render_size)"
                     )
                 )
-            parts.append(part)
+            parts += batch
         return "".join(parts)
 
 
