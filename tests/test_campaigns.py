@@ -593,7 +593,8 @@ def test_the_sample_campaigns_load(templates: Path) -> None:
     )
     assert reminder.priority == 90
     assert reminder.email is not None and reminder.email.html is None
-    assert reminder.email.subject.startswith("Recordatorio: su reserva del {{ occurrence.date")
+    assert reminder.email.subject_for("es").startswith("Recordatorio: su reserva del {{ occ")
+    assert reminder.email.subject_for("en").startswith("Reminder: your table on {{ occ")
 
     # What the lead's sample run on 2026-11-24 relies on.
     today = date(2026, 11, 24)
