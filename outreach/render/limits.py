@@ -44,8 +44,18 @@ _LONG_NUMBER = re.compile(r"\d{7,}")  # a width such as %9999999d in a format st
 _GROWING_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs", "replace"})
 
 
+_main_deadline: float | None = None  # what the SIGALRM handler compares with
+
+
 class RenderLimitError(Exception):
     """A render went past its time limit or would make a value past the size limit."""
+
+    def __init__(self, message: str) -> None:
+        global _main_deadline
+        super().__init__(message)
+        # The render is over: the timer must not raise a second time while Jinja rewrites
+        # this error's traceback (the second error would have no template line).
+        _main_deadline = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,13 +80,31 @@ class _State(threading.local):
 
 
 _state = _State()
-_main_deadline: float | None = None  # what the SIGALRM handler compares with
 
 
 def _on_alarm(signum: int, frame: FrameType | None) -> None:
     deadline = _main_deadline
-    if deadline is not None and time.monotonic() >= deadline - 0.001:
-        raise RenderLimitError(_too_long(_state.limits))
+    if deadline is None:
+        return  # the render ended (or failed) as the timer ran out
+    left = deadline - time.monotonic()
+    if left > 0.001:  # the timer's clock ran ahead of ours: wait for the rest
+        signal.setitimer(signal.ITIMER_REAL, left)
+        return
+    if not _in_template(frame):
+        # Between two templates (or between two pieces of one): raised here the error could
+        # name no template line. The next moment is almost surely inside the template.
+        signal.setitimer(signal.ITIMER_REAL, 0.005)
+        return
+    raise RenderLimitError(_too_long(_state.limits))
+
+
+def _in_template(frame: FrameType | None) -> bool:
+    """Whether the interrupted code runs inside a compiled template (Jinja marks its globals)."""
+    while frame is not None:
+        if "__jinja_template__" in frame.f_globals:
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _too_long(limits: Limits) -> str:
