@@ -43,8 +43,9 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff format --check outreach tests benchmarks
 	$(BIN)/mypy
 
+# Two test processes: most tests wait on a CLI subprocess, so two keep both cores busy.
 test: system-deps $(VENV)/.installed-test lint
-	$(BIN)/pytest --cov --cov-report=term:skip-covered
+	$(BIN)/pytest -n 2 --cov --cov-report=term:skip-covered
 
 bench: system-deps $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[bench]'

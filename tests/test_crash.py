@@ -31,7 +31,7 @@ from email.policy import compat32
 from pathlib import Path
 
 import pytest
-from conftest import Workspace
+from conftest import Workspace, unmeasured_env
 
 from outreach.ledger import Ledger
 from outreach.runner import LEDGER_BATCH
@@ -114,6 +114,7 @@ def start_run(ws: Workspace, day: date) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "outreach", "run", "--all", "--date", day.isoformat()],
         cwd=ws.root,
+        env=unmeasured_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )

@@ -28,7 +28,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import Workspace
+from conftest import Workspace, unmeasured_env
 
 from outreach.files import TEMPORARY
 
@@ -88,6 +88,7 @@ def start_run(ws: Workspace) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [sys.executable, "-m", "outreach", "run", "--all", "--date", DAY, "--split"],
         cwd=ws.root,
+        env=unmeasured_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -289,7 +290,7 @@ def test_the_render_workers_of_a_killed_run_die_with_it_and_write_nothing_after(
     ]
     ws = make_workspace(contacts)
     folder = ws.root / "out" / "outbox" / DAY / "birthday"
-    env = {**os.environ, "OUTREACH_WORKERS": "2"}
+    env = unmeasured_env(OUTREACH_WORKERS="2")
     with subprocess.Popen(
         [sys.executable, "-m", "outreach", "run", "--all", "--date", DAY],
         cwd=ws.root,

@@ -681,6 +681,13 @@ class Ledger:
         """(contact_id, occurrence_key) → status for every message of a campaign (or only
         those with one of `occurrence_keys`: `plan` needs this year's, not a decade's)."""
         sql = "SELECT contact_id, occurrence_key, status FROM messages WHERE campaign = ?"
+        return self._status_map(sql, campaign, occurrence_keys)
+
+    def _status_map(
+        self, sql: str, campaign: str, occurrence_keys: Iterable[str] | None
+    ) -> dict[tuple[str, str], str]:
+        """(contact_id, occurrence_key) → status of the rows `sql` selects for a campaign;
+        `occurrence_keys` go a few hundred a query (SQLite's limit on parameters)."""
         if occurrence_keys is None:
             rows = self._query(sql, (campaign,))
             return {(contact_id, key): status for contact_id, key, status in rows}
@@ -702,18 +709,7 @@ class Ledger:
         them from it). A message that failed before it was made (a template or layout error,
         a full disk) is made again by the next run, as are deferred and skipped ones.
         """
-        sql = _DONE_FOR
-        if occurrence_keys is None:
-            rows = self._query(sql, (campaign,))
-            return {(contact_id, key): status for contact_id, key, status in rows}
-        found: dict[tuple[str, str], str] = {}
-        keys = sorted(set(occurrence_keys))
-        for start in range(0, len(keys), _KEYS_PER_QUERY):
-            chunk = keys[start : start + _KEYS_PER_QUERY]
-            marks = ", ".join("?" * len(chunk))
-            rows = self._query(f"{sql} AND occurrence_key IN ({marks})", (campaign, *chunk))
-            found.update(((contact_id, key), status) for contact_id, key, status in rows)
-        return found
+        return self._status_map(_DONE_FOR, campaign, occurrence_keys)
 
     def history(self, *, since: date) -> dict[str, list[PastMessage]]:
         """contact_id → the messages that weigh on their cadence from `since` on."""
