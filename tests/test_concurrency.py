@@ -15,7 +15,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import Result, Workspace
+from conftest import Result, Workspace, unmeasured_env
 
 DAY = "2026-11-24"
 CONTACTS = 3000
@@ -143,7 +143,10 @@ def test_a_stale_lock_from_a_killed_process_is_taken_over(
     ws = make_workspace(rows(n))
     state = ws.root / "state"
     with subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(state)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", HOLDER, str(state)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=unmeasured_env(),
     ) as holder:
         try:
             assert holder.stdout is not None

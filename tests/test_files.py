@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import unmeasured_env
 
 from outreach.deliver import printing
 from outreach.errors import DeliveryError
@@ -61,7 +62,7 @@ time.sleep(30)
 
 def test_a_bound_worker_dies_with_its_parent_however_the_parent_dies() -> None:
     with subprocess.Popen(
-        [sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", CHILD], stdout=subprocess.PIPE, text=True, env=unmeasured_env()
     ) as parent:
         assert parent.stdout is not None
         worker = int(parent.stdout.readline())

@@ -17,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from conftest import unmeasured_env
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -637,6 +638,7 @@ def hold_lock(state_dir: Path, seconds: float) -> Iterator[subprocess.Popen[str]
         [sys.executable, "-c", HOLDER, str(state_dir), str(seconds)],
         stdout=subprocess.PIPE,
         text=True,
+        env=unmeasured_env(),
     ) as child:
         try:
             assert child.stdout is not None

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 import smtp_server as servers
-from conftest import BASE_CONFIG, Result, Workspace
+from conftest import BASE_CONFIG, Result, Workspace, unmeasured_env
 from smtp_server import RecordingHandler, SmtpServer
 
 from outreach.ledger import Ledger, MessageRecord
@@ -375,6 +375,7 @@ def test_killed_mid_batch_no_email_is_received_twice(
     proc = subprocess.Popen(
         [sys.executable, "-m", "outreach", "run", "--all", "--send", "--now", NOW],
         cwd=ws.root,
+        env=unmeasured_env(),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
