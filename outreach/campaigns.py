@@ -529,8 +529,11 @@ def _birthdays(
     first = max(start.year - 1, born.year + 1, MINYEAR + 1)  # no "birthday" on the day of birth
     for year in range(first, min(end.year + 1, MAXYEAR - 1) + 1):
         day = _birthday_in(born, year)
+        earliest, latest = day - before, day + after
+        if earliest > end or latest < start:
+            continue  # outside the days asked for: not worth a record (plan asks 450,000 times)
         yield Occurrence(
-            campaign.name, f"birthday:{year}", day, day - before, day + after, age=year - born.year
+            campaign.name, f"birthday:{year}", day, earliest, latest, age=year - born.year
         )
 
 

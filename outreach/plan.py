@@ -8,13 +8,13 @@ real run would see the ledger. Nothing reaches the disk.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
 from outreach.audience import AudienceFilter, compile_audience
 from outreach.cadence import reach
-from outreach.campaigns import Campaign, occurrences_between
+from outreach.campaigns import Campaign, Occurrence, occurrences_between
 from outreach.contacts import Contact
 from outreach.deliver.outlets import CountOnlyOutlet
 from outreach.errors import OutreachError
@@ -28,6 +28,7 @@ from outreach.workspace import Workspace
 RUN_TIME = time(9, 0)
 
 MessageKey = tuple[str, str, str]  # (contact_id, campaign, occurrence_key)
+_NONE: tuple[Occurrence, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +187,8 @@ class _DueSchedule:
         self.keys: dict[str, set[tuple[str, str]]] = {c.name: set() for c in workspace.campaigns}
         # first day inside the period → (position, latest, message key) of windows opening then
         self.opening: dict[date, list[tuple[int, date, MessageKey]]] = {}
+        # (campaign, contact id) → its occurrences meeting the period, for the day's runs
+        self.calendar: dict[tuple[str, str], Sequence[Occurrence]] = {}
         for position, contact in enumerate(self.contacts):
             for campaign, audience in audiences:
                 try:
@@ -197,6 +200,7 @@ class _DueSchedule:
                 except OutreachError:
                     # Bad data for this campaign: nothing can be due from it.
                     continue
+                self.calendar[(campaign.name, contact.id)] = found or _NONE
                 keys = self.keys[campaign.name]
                 for occ in found:
                     keys.add((contact.id, occ.key))
@@ -356,7 +360,7 @@ def plan_days(
             workspace=workspace,
             store=store,
             outlet=CountOnlyOutlet(),
-            dates=RunDates(day),
+            dates=RunDates(day, calendar=schedule.calendar if schedule is not None else None),
             clock=_fixed(moment),
             observer=watcher.note,
             contacts=people,

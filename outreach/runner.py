@@ -79,6 +79,9 @@ class RunDates:
 
     today: date
     until: date | None = None
+    # Occurrences already worked out for (campaign, contact id) over days that cover the run's
+    # (plan's schedule): the run filters them by window instead of working them out again.
+    calendar: Mapping[tuple[str, str], Sequence[Occurrence]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,8 +370,14 @@ def execute_run(
             )
             note(event)
 
+    calendar = dates.calendar
+
     def due(campaign: Campaign, contact: Contact) -> list[Occurrence]:
         end = dates.until or today
+        if calendar is not None:
+            known = calendar.get((campaign.name, contact.id))
+            if known is not None:
+                return [o for o in known if o.earliest <= end and o.latest >= today]
         return occurrences_between(campaign, contact, start=today, end=end, date_format=fmt)
 
     def decide_day(run: _CampaignRun, occ: Occurrence) -> date:
