@@ -8,7 +8,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 from outreach.errors import Problem
-from outreach.reasons import Reason
+from outreach.reasons import Code, Reason
 
 if TYPE_CHECKING:
     from outreach.sending import SendSummary, Unsent
@@ -40,7 +40,7 @@ class HeldBack:
 
 def label(reason: Reason) -> str:
     """What messages held back for this reason are counted under ("opted out (email)")."""
-    if reason.code.value == "opted_out":
+    if reason.code is Code.OPTED_OUT:
         return reason.text
     return Reason(reason.code).text
 

@@ -89,7 +89,16 @@ class MemoryStore:
             for row in rows:
                 if row.campaign in names and is_done(row):
                     store.done[row.campaign][(row.contact_id, row.occurrence_key)] = row.status
-            store.past = {contact_id: ledger.history(since=since).get(contact_id, [])}
+            # From the contact's own rows, by the ledger's rule (counted statuses, effective
+            # date from `since`): reading every contact's pressure for one would cost the
+            # whole ledger.
+            store.past = {
+                contact_id: [
+                    PastMessage(day, r.campaign, r.essential)
+                    for r in sorted(rows, key=lambda r: r.effective_date or r.run_date)
+                    if r.status in _COUNTED and (day := r.effective_date or r.run_date) >= since
+                ]
+            }
             deferred = [r for r in rows if r.status == "deferred"]
         store.waiting = {r.key: r for r in deferred if r.latest is not None}
         return store
