@@ -152,9 +152,11 @@ def explain_contact(
     events: list[TraceEvent] = []
     campaigns = workspace.campaigns
     wanted = contact.id if contact is not None else contact_id
-    with Ledger.open(settings.ledger_path, readonly=True) as ledger:
+
+    def read(
+        ledger: Ledger,
+    ) -> tuple[list[MessageRecord], dict[str, frozenset[str]], tuple[str, ...], MemoryStore | None]:
         history = ledger.messages(contact_id=wanted)
-        suppressions = ledger.suppressions()
         # The blocks that apply to the contact as the contacts file has it now.
         blocked = tuple(
             describe_block(b) for b in current_blocks(contact, ledger.blocks(contact_id=wanted))
@@ -169,6 +171,9 @@ def explain_contact(
                 since=today - timedelta(days=reach(settings, campaigns)),
                 contact_id=contact.id,
             )
+        return history, ledger.suppressions(), blocked, store
+
+    history, suppressions, blocked, store = Ledger.read(settings.ledger_path, read)
     if contact is not None and store is not None:
         # The run itself, for this one contact: every email rendered and every letter laid
         # out and window-checked as the real run would, and nothing kept.

@@ -101,8 +101,10 @@ def read_history(
     if not ledger_path.exists():
         return History(messages=(), matched=0, uncertain=0, exists=False)
     wanted = list(statuses) or None
-    # A private copy: reading never touches the file a run may be writing.
-    with Ledger.open(ledger_path, readonly=True) as ledger:
+
+    # Read in place when no run is writing, else from a private copy: reading never touches
+    # the file a run may be writing.
+    def read(ledger: Ledger) -> History:
         counts = ledger.count_messages(
             contact_id=contact_id, campaign=campaign, since=since, statuses=wanted
         )
@@ -119,13 +121,15 @@ def read_history(
         last_runs = tuple(ledger.runs(runs)) if runs else ()
         # hook: a contact's blocks (bounces, complaint, returned letters)
         blocks = tuple(ledger.blocks(contact_id=contact_id)) if contact_id is not None else ()
-    return History(
-        messages=tuple(shown),
-        matched=sum(counts.values()),
-        uncertain=counts.get("uncertain", 0),
-        runs=last_runs,
-        blocks=blocks,
-    )
+        return History(
+            messages=tuple(shown),
+            matched=sum(counts.values()),
+            uncertain=counts.get("uncertain", 0),
+            runs=last_runs,
+            blocks=blocks,
+        )
+
+    return Ledger.read(ledger_path, read)
 
 
 def describe_counts(counts: object) -> str:

@@ -336,18 +336,17 @@ def plan_days(
     # Older messages than this never weigh on a day of the period: every cadence rule looks
     # at most `reach` days around the day it decides.
     since = start - timedelta(days=reach(settings, campaigns))
-    with Ledger.open(settings.ledger_path, readonly=True) as ledger:
-        store = MemoryStore.seeded(
-            ledger,
-            campaigns=campaigns,
-            since=since,
-            contact_id=watch,
-            occurrence_keys=(
-                {name: {key for _, key in schedule.keys[name]} for name in names}
-                if schedule is not None
-                else None
-            ),
-        )
+    keys = (
+        {name: {key for _, key in schedule.keys[name]} for name in names}
+        if schedule is not None
+        else None
+    )
+    store = Ledger.read(
+        settings.ledger_path,
+        lambda ledger: MemoryStore.seeded(
+            ledger, campaigns=campaigns, since=since, contact_id=watch, occurrence_keys=keys
+        ),
+    )
     watcher = _Watcher(watch=watch)
     counts: list[DayCounts] = []
     for offset in range(days):

@@ -223,8 +223,7 @@ def validate_workspace(
     suppressions: dict[str, frozenset[str]] = {}
     if settings.ledger_path.exists():
         try:
-            with Ledger.open(settings.ledger_path, readonly=True) as ledger:
-                suppressions = ledger.suppressions()
+            suppressions = Ledger.read(settings.ledger_path, lambda ledger: ledger.suppressions())
         except LedgerError as exc:
             report.lines.append(f"warning: the suppression list was not read: {exc}")
     _check_campaigns(

@@ -553,6 +553,58 @@ def test_readonly_sees_commits_still_in_the_write_ahead_log(ledger_path: Path) -
             assert reader.statuses_for("birthday") == {("c-001", "birthday:2026"): "rendered"}
 
 
+def test_reading_a_quiet_ledger_is_done_in_place_and_leaves_it_as_it_was(ledger_path: Path) -> None:
+    with Ledger.open(ledger_path) as led:
+        led.record([message("c-001", status="sent")])
+    before = {p.name: p.read_bytes() for p in ledger_path.parent.iterdir()}
+    journals: list[str] = []
+
+    def read(led: Ledger) -> dict[tuple[str, str], str]:
+        # In place: the file itself, not an in-memory or temporary copy.
+        journals.append(led._conn.execute("PRAGMA database_list").fetchone()[2])
+        return led.statuses_for("birthday")
+
+    assert Ledger.read(ledger_path, read) == {("c-001", "birthday:2026"): "sent"}
+    assert journals == [str(ledger_path.resolve())]
+    assert {p.name: p.read_bytes() for p in ledger_path.parent.iterdir()} == before
+
+
+def test_reading_while_a_run_writes_reads_its_commits_from_a_copy(ledger_path: Path) -> None:
+    with Ledger.open(ledger_path) as writer:
+        writer.record([message("c-001")])
+        assert ledger_path.with_name("ledger.sqlite-wal").exists()  # not checkpointed yet
+        seen = Ledger.read(ledger_path, lambda led: led.statuses_for("birthday"))
+    assert seen == {("c-001", "birthday:2026"): "rendered"}
+
+
+def test_a_ledger_changed_during_a_read_is_read_again(ledger_path: Path) -> None:
+    with Ledger.open(ledger_path) as led:
+        led.record([message("c-001")])
+    reads: list[int] = []
+
+    def read(led: Ledger) -> int:
+        if not reads:
+            # A run starts writing while the first read goes on.
+            with Ledger.open(ledger_path) as writer:
+                writer.record([message("c-002")])
+        reads.append(len(led.messages()))
+        return reads[-1]
+
+    assert Ledger.read(ledger_path, read) == 2
+    assert len(reads) == 2  # the first read was thrown away
+
+
+def test_reading_an_older_ledger_migrates_a_copy_not_the_file(ledger_path: Path) -> None:
+    ledger_path.parent.mkdir(parents=True)
+    conn = sqlite3.connect(ledger_path, isolation_level=None)
+    apply_migrations(conn, path=ledger_path, migrations=MIGRATIONS[:-1])
+    conn.close()
+    assert Ledger.read(ledger_path, lambda led: len(led.messages())) == 0
+    conn = sqlite3.connect(ledger_path)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION - 1
+    conn.close()
+
+
 def test_a_second_connection_sees_committed_writes(ledger_path: Path) -> None:
     with Ledger.open(ledger_path) as one, Ledger.open(ledger_path) as two:
         one.record([message("c-001")])

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 from outreach.cadence import PastMessage
 from outreach.errors import LedgerError, LockError
@@ -542,6 +542,7 @@ def _message_from_row(row: Sequence[Any]) -> MessageRecord:
 # A ledger up to this size is copied into memory for a read-only open; a larger one into a
 # private temporary file, so `plan` on a ledger of millions of rows does not hold it in RAM.
 _MEMORY_COPY_LIMIT = 32 * 1024 * 1024
+_T = TypeVar("_T")
 
 
 class Ledger:
@@ -581,6 +582,34 @@ class Ledger:
             conn.close()
             raise
         return cls(conn, path=path, readonly=readonly)
+
+    @classmethod
+    def read(cls, path: Path, reader: Callable[[Ledger], _T]) -> _T:
+        """What `reader` reads from the ledger at `path`, without copying it when it can.
+
+        A plan or a report only reads, and copying a large ledger (`open(readonly=True)`) costs
+        more than the reading: a quiet ledger file (no run writing it: no -wal) is read in
+        place, immutable, and the read is kept only if the file did not change meanwhile;
+        otherwise, and for a ledger whose schema is not this version's, it is read from a copy.
+        """
+        wal = path.with_name(path.name + "-wal")
+        if path.exists() and not wal.exists():
+            before = path.stat()
+            found: list[_T] = []
+            with suppress(sqlite3.Error):
+                conn = sqlite3.connect(
+                    f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True, isolation_level=None
+                )
+                try:
+                    if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+                        found.append(reader(cls(conn, path=path, readonly=True)))
+                finally:
+                    conn.close()
+            after = path.stat()
+            if found and not wal.exists() and _same_file(before, after):
+                return found[0]
+        with cls.open(path, readonly=True) as ledger:
+            return reader(ledger)
 
     def close(self) -> None:
         """Close the connection (idempotent)."""
@@ -1203,6 +1232,10 @@ def _open_copy(path: Path, *, memory_limit: int) -> sqlite3.Connection:
     return copy
 
 
+def _same_file(before: os.stat_result, after: os.stat_result) -> bool:
+    return (before.st_mtime_ns, before.st_size) == (after.st_mtime_ns, after.st_size)
+
+
 def _copy_into(path: Path, memory: sqlite3.Connection) -> None:
     wal = path.with_name(path.name + "-wal")
     uri = path.resolve().as_uri()  # percent-encodes '?', '#' and '%' in folder names
@@ -1215,9 +1248,7 @@ def _copy_into(path: Path, memory: sqlite3.Connection) -> None:
             source.backup(memory)
         finally:
             source.close()
-        after = path.stat()
-        unchanged = (before.st_mtime_ns, before.st_size) == (after.st_mtime_ns, after.st_size)
-        if unchanged and not wal.exists():
+        if _same_file(before, path.stat()) and not wal.exists():
             return
         # A writer started meanwhile: read again, this time through SQLite's locking.
     source = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=30)

@@ -279,10 +279,12 @@ def _gather_past(
     past.letters, past.emails = _outgoing(settings, start=start, end=end, notes=past.notes)
     if not settings.ledger_path.exists():
         past.notes.append("no_ledger")
-    with Ledger.open(settings.ledger_path, readonly=True) as ledger:
+
+    def read(ledger: Ledger) -> None:
+        # Assigns, never appends: a read that had to be redone from a copy starts afresh.
         records = [r for r in ledger.messages(since=start) if r.run_date <= end]
-        past.daily.extend(_past_days(records))
-        past.held.extend(_past_held(records, start=start, end=end, tz=settings.tz))
+        past.daily = _past_days(records)
+        past.held = _past_held(records, start=start, end=end, tz=settings.tz)
         totals: dict[str, Counter[str]] = {}
         for r in records:
             totals.setdefault(r.campaign, Counter())[r.status] += 1
@@ -292,9 +294,10 @@ def _gather_past(
             for contact_id, messages in ledger.contact_pressure(since=window_start).items()
         }
         if summary is not None:
-            past.runs.append(_run_view(None, None, summary))
+            past.runs = [_run_view(None, None, summary)]
         else:
-            past.runs.extend(_period_runs(ledger, start=start, end=end))
+            past.runs = list(_period_runs(ledger, start=start, end=end))
+        past.run_rows = []
         if past.runs:
             latest = past.runs[0].run_date
             if start <= latest <= end:
@@ -307,6 +310,8 @@ def _gather_past(
                     for r in ledger.messages(since=latest, statuses=HELD_STATUSES)
                     if r.run_date == latest
                 ]
+
+    Ledger.read(settings.ledger_path, read)
     return past
 
 
