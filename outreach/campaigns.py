@@ -617,6 +617,25 @@ def _all_occurrences(
         )
 
 
+def occurrence_basis(campaign: Campaign, contact: Contact) -> object:
+    """What a campaign's occurrences for a contact depend on: equal bases, equal occurrences.
+
+    A birthday's occurrences follow from the birthday, a reminder's from its date field, a
+    promotion's and a one-off's from the campaign alone; a caller working out occurrences for
+    many contacts (the plan: 100,000 contacts × campaigns) works each basis out once.
+    """
+    kind = campaign.kind
+    if kind == "birthday":
+        return contact.birthday
+    if kind == "reminder" and campaign.date_field is not None:
+        field = campaign.date_field
+        value = contact.extra.get(field)
+        if value is None and field in Contact.__dataclass_fields__:
+            value = getattr(contact, field)
+        return value if value is None or isinstance(value, date) else str(value)
+    return None
+
+
 def occurrences_between(
     campaign: Campaign, contact: Contact, *, start: date, end: date, date_format: str
 ) -> list[Occurrence]:

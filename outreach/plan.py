@@ -14,7 +14,7 @@ from datetime import date, datetime, time, timedelta
 
 from outreach.audience import AudienceFilter, compile_audience
 from outreach.cadence import reach
-from outreach.campaigns import Campaign, Occurrence, occurrences_between
+from outreach.campaigns import Campaign, Occurrence, occurrence_basis, occurrences_between
 from outreach.contacts import Contact
 from outreach.deliver.outlets import CountOnlyOutlet
 from outreach.errors import OutreachError
@@ -189,14 +189,23 @@ class _DueSchedule:
         self.opening: dict[date, list[tuple[int, date, MessageKey]]] = {}
         # (campaign, contact id) → its occurrences meeting the period, for the day's runs
         self.calendar: dict[tuple[str, str], Sequence[Occurrence]] = {}
+        # (campaign, basis) → its occurrences: contacts born the same day, or with the same
+        # appointment, share them (a contact's own error is its own: not kept)
+        known: dict[tuple[str, object], tuple[Occurrence, ...]] = {}
         for position, contact in enumerate(self.contacts):
             for campaign, audience in audiences:
                 try:
                     if not audience.matches(contact):
                         continue
-                    found = occurrences_between(
-                        campaign, contact, start=start, end=end, date_format=fmt
-                    )
+                    basis = (campaign.name, occurrence_basis(campaign, contact))
+                    found = known.get(basis)
+                    if found is None:
+                        found = tuple(
+                            occurrences_between(
+                                campaign, contact, start=start, end=end, date_format=fmt
+                            )
+                        )
+                        known[basis] = found
                 except OutreachError:
                     # Bad data for this campaign: nothing can be due from it.
                     continue
