@@ -91,7 +91,11 @@ class Workspace:
 @pytest.fixture
 def sample_workspace(tmp_path: Path) -> Workspace:
     """A copy of the repository's sample workspace (config, contacts, campaigns, templates)."""
-    root = tmp_path / "ws"
+    return copy_sample(tmp_path / "ws")
+
+
+def copy_sample(root: Path) -> Workspace:
+    """The repository's sample workspace copied into the new folder `root`."""
     root.mkdir()
     shutil.copy(REPO / "config.yaml", root / "config.yaml")
     shutil.copy(REPO / "contacts.csv", root / "contacts.csv")

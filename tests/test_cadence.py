@@ -480,7 +480,7 @@ def windows_around(day: date, span: int) -> list[date]:
     return [day - timedelta(days=back) for back in range(span)]
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(runs())
 def test_every_send_respects_the_rules_against_what_came_before(
     run: tuple[date, list[Candidate], list[PastMessage]],
@@ -523,7 +523,7 @@ def respecting(history: list[PastMessage], policy: CadencePolicy) -> list[PastMe
     return kept
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(runs(one_policy=True, essentials=False))
 def test_with_one_policy_the_result_respects_it_everywhere(
     run: tuple[date, list[Candidate], list[PastMessage]],
@@ -545,7 +545,7 @@ def test_with_one_policy_the_result_respects_it_everywhere(
         assert not sends
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(runs(), st.randoms(use_true_random=False))
 def test_decide_is_deterministic_and_ignores_input_order(
     run: tuple[date, list[Candidate], list[PastMessage]], shuffler: random.Random
@@ -609,7 +609,7 @@ def brute_force(
     return out
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(runs())
 def test_decide_agrees_with_a_brute_force_reading_of_the_rules(
     run: tuple[date, list[Candidate], list[PastMessage]],

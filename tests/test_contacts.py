@@ -361,7 +361,7 @@ _LABEL = st.text(alphabet="aZx09-", min_size=1, max_size=66)
 _TLD = st.sampled_from(["com", "ORG", "es", "x", "c0m", "123", "test", "localhost", "xn--p1ai"])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(local=_LOCAL, labels=st.lists(_LABEL, min_size=0, max_size=3), tld=_TLD)
 def test_the_email_shortcut_agrees_with_email_validator(
     local: str, labels: list[str], tld: str
@@ -639,7 +639,7 @@ def _expected(value: str) -> str | None:
 
 
 @settings(
-    max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(generated=_files())
 def test_what_a_csv_writer_writes_reads_back(

@@ -37,7 +37,7 @@ from outreach.ledger import Ledger
 from outreach.runner import LEDGER_BATCH
 
 DAY = date(2026, 11, 24)
-CONTACTS = 2000
+CONTACTS = 1500
 # Birthdays on 25-27 November with `days_before: 3`: due on the 24th and still on the 25th,
 # so a rerun on the next day must complete the same set.
 DUE_DAYS = (25, 26, 27)
@@ -318,13 +318,13 @@ CASES = {
     "before-first-commit": ([KillPoint("files", FIRST_COMMIT - 1)], 0),
     "first-commit": ([KillPoint("wal", FIRST_COMMIT - 10)], 0),
     "second-commit": ([KillPoint("wal", SECOND_COMMIT - 10)], 0),
-    "late": ([KillPoint("files", SECOND_COMMIT + 300, delay=0.002)], 0),
+    "late": ([KillPoint("files", SECOND_COMMIT + 250, delay=0.002)], 0),
     # Killed twice before a run completes: the second run recovers, then dies too; or it dies
     # while it removes the first one's stray files.
-    "twice": ([KillPoint("files", 600), KillPoint("files", 1500)], 0),
-    "during-recovery": ([KillPoint("files", SECOND_COMMIT + 400), KillPoint("recovering")], 0),
+    "twice": ([KillPoint("files", 500), KillPoint("files", 1200)], 0),
+    "during-recovery": ([KillPoint("files", SECOND_COMMIT + 250), KillPoint("recovering")], 0),
     # The rerun is on the next day: the dead run's files are in yesterday's folder.
-    "next-day": ([KillPoint("files", 1600)], 1),
+    "next-day": ([KillPoint("files", 1300)], 1),
 }
 
 

@@ -34,7 +34,7 @@ from outreach.files import TEMPORARY
 
 DAY = "2026-11-24"
 LETTERS = 26  # the fewest letters the printer lays out in two worker processes
-KILLS = 20
+KILLS = 10
 SEED = 20261124
 CAMPAIGN = """\
     kind: birthday

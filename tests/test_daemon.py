@@ -237,7 +237,8 @@ def test_sigterm_lets_the_run_in_progress_finish(
     assert code == 0, err
     log = daemon.text()
     # The stop was asked for while the run was going, and the run still did every message.
-    assert log.index("stop requested") < log.index("job 00:00 promo: run for")
+    assert "stop requested" in log and "job 00:00 promo: run for" in log, log + err
+    assert log.index("stop requested") < log.index("job 00:00 promo: run for"), log
     assert "2500 email(s)" in log
     assert runs(ws) == [(["daemon", "job:00:00 promo"], True)]
     assert len(ws.files("out/outbox")) == 2500

@@ -401,7 +401,7 @@ def test_subject_with_a_line_break_is_refused(subject: str) -> None:
 _printable = st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp"))
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(subject=st.text(alphabet=_printable, min_size=1, max_size=300))
 def test_any_printable_subject_round_trips(subject: str) -> None:
     data = build(subject=subject, html=None)
@@ -409,7 +409,7 @@ def test_any_printable_subject_round_trips(subject: str) -> None:
     assert parse(data)["Subject"] == subject
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(name=st.text(max_size=150))
 def test_any_display_name_round_trips_or_is_cleaned(name: str) -> None:
     data = build(to_name=name, html=None)

@@ -16,7 +16,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from conftest import REPORT_ON, Workspace
+from conftest import REPORT_ON, Workspace, copy_sample
 from devtools import chromium
 
 from outreach.report.data import DayCount, reason_code
@@ -58,10 +58,20 @@ def run_days(ws: Workspace) -> dict[str, dict[str, object]]:
     return summaries
 
 
+@pytest.fixture(scope="module")
+def ran_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict[str, object]]]:
+    """The sample runs of both days, made once for the module's tests (each gets a copy)."""
+    ws = with_hostile_contact(copy_sample(tmp_path_factory.mktemp("ran") / "ws"))
+    return ws.root, run_days(ws)
+
+
 @pytest.fixture
-def ran(sample_workspace: Workspace) -> tuple[Workspace, dict[str, dict[str, object]]]:
-    ws = with_hostile_contact(sample_workspace)
-    return ws, run_days(ws)
+def ran(
+    ran_once: tuple[Path, dict[str, dict[str, object]]], tmp_path: Path
+) -> tuple[Workspace, dict[str, dict[str, object]]]:
+    root, summaries = ran_once
+    shutil.copytree(root, tmp_path / "ws")
+    return Workspace(tmp_path / "ws"), summaries
 
 
 def test_every_real_run_writes_its_page_and_prints_the_path(sample_workspace: Workspace) -> None:
