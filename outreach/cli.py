@@ -1047,7 +1047,7 @@ def history(
 
     settings = load_settings(find_config(config_path))
     found = read_history(
-        settings.ledger_path,
+        settings,
         contact_id=contact_id,
         campaign=campaign,
         since=since,
@@ -1234,12 +1234,12 @@ def unsubscribe(
 
 
 def _warn_new_ledger(settings: Settings) -> None:
-    from outreach.ledger import Ledger
+    from outreach.ledger import ledger_exists, open_ledger
     from outreach.rebuild import made_files
 
-    if settings.ledger_path.exists():
+    if ledger_exists(settings):
         try:
-            with Ledger.open(settings.ledger_path, readonly=True) as ledger:
+            with open_ledger(settings, readonly=True) as ledger:
                 if ledger.runs(limit=1):
                     return  # the ledger has a record: --new-ledger changes nothing
         except OutreachError:

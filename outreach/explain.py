@@ -17,7 +17,7 @@ from outreach.contacts import Contact
 from outreach.deliver.outlets import RenderOnlyOutlet
 from outreach.errors import Problem
 from outreach.feedback.blocks import current_blocks, describe_block
-from outreach.ledger import Ledger, MessageRecord
+from outreach.ledger import MessageRecord, open_ledger
 from outreach.ledger.store import MemoryStore
 from outreach.lookup import contact_label, find_contact, row_problems, unknown_contact
 from outreach.postal import address_gaps
@@ -152,7 +152,7 @@ def explain_contact(
     events: list[TraceEvent] = []
     campaigns = workspace.campaigns
     wanted = contact.id if contact is not None else contact_id
-    with Ledger.open(settings.ledger_path, readonly=True) as ledger:
+    with open_ledger(settings, readonly=True) as ledger:
         history = ledger.messages(contact_id=wanted)
         suppressions = ledger.suppressions()
         # The blocks that apply to the contact as the contacts file has it now.

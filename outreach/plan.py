@@ -18,7 +18,7 @@ from outreach.campaigns import Campaign, Occurrence, occurrences_between
 from outreach.contacts import Contact
 from outreach.deliver.outlets import CountOnlyOutlet
 from outreach.errors import OutreachError
-from outreach.ledger import Ledger
+from outreach.ledger import open_ledger
 from outreach.ledger.store import MemoryStore
 from outreach.lookup import find_contact, not_a_contact
 from outreach.runner import RunDates, RunSummary, TraceEvent, execute_run
@@ -336,7 +336,7 @@ def plan_days(
     # Older messages than this never weigh on a day of the period: every cadence rule looks
     # at most `reach` days around the day it decides.
     since = start - timedelta(days=reach(settings, campaigns))
-    with Ledger.open(settings.ledger_path, readonly=True) as ledger:
+    with open_ledger(settings, readonly=True) as ledger:
         store = MemoryStore.seeded(
             ledger,
             campaigns=campaigns,

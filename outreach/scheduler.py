@@ -33,7 +33,7 @@ from outreach.config import (
 )
 from outreach.errors import CampaignError, ConfigError, LockError, OutreachError
 from outreach.feedback.process import feedback_job  # hook: feedback
-from outreach.ledger import Ledger
+from outreach.ledger import ledger_exists, open_ledger
 from outreach.logs import log_summary
 from outreach.runner import perform_run
 from outreach.sending import after_run_step, smtp_deliverers
@@ -166,11 +166,11 @@ def check_schedule(config: Path, *, environ: Mapping[str, str]) -> tuple[Setting
 
 def completed_today(settings: Settings, *, today: date, jobs: Sequence[DaemonJob]) -> set[str]:
     """The labels of the jobs whose run for `today` is in the ledger and finished."""
-    if not settings.ledger_path.exists():
+    if not ledger_exists(settings):
         return set()
     markers = {job.marker: job.label for job in jobs}
     done: set[str] = set()
-    with Ledger.open(settings.ledger_path) as ledger:
+    with open_ledger(settings) as ledger:
         # Newest first: a few hundred runs reach back well before today.
         for run in ledger.runs(limit=500):
             if run["run_date"] != today:

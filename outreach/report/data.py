@@ -27,7 +27,7 @@ from typing import TypeVar, cast
 from outreach.config import Settings
 from outreach.contacts import Contact
 from outreach.errors import OutreachError, Problem
-from outreach.ledger import COUNTED_STATUSES, Ledger, MessageRecord
+from outreach.ledger import COUNTED_STATUSES, Ledger, MessageRecord, ledger_exists, open_ledger
 from outreach.plan import Plan, plan_days
 from outreach.workspace import Workspace
 
@@ -277,9 +277,9 @@ def _gather_past(
     """The ledger's messages and runs of the period, and the files in out/."""
     past = _Past()
     past.letters, past.emails = _outgoing(settings, start=start, end=end, notes=past.notes)
-    if not settings.ledger_path.exists():
+    if not ledger_exists(settings):
         past.notes.append("no_ledger")
-    with Ledger.open(settings.ledger_path, readonly=True) as ledger:
+    with open_ledger(settings, readonly=True) as ledger:
         records = [r for r in ledger.messages(since=start) if r.run_date <= end]
         past.daily.extend(_past_days(records))
         past.held.extend(_past_held(records, start=start, end=end, tz=settings.tz))
