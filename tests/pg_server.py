@@ -79,9 +79,9 @@ class PgServer:
             "-l", str(self.root / "log"), "-w", "-t", "60", "start",
         )  # fmt: skip
 
-    def stop(self) -> None:
+    def stop(self, *, mode: str = "fast") -> None:
         # fast: the server ends every connection and stops (what "the database went away" is).
-        self._run(_tool("pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+        self._run(_tool("pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
 
     def running(self) -> bool:
         return (self.data / "postmaster.pid").exists()
@@ -116,5 +116,5 @@ class PgServer:
 
     def remove(self) -> None:
         if self.running():
-            self.stop()
+            self.stop(mode="immediate")  # its data goes next: no checkpoint to wait for
         shutil.rmtree(self.root, ignore_errors=True)

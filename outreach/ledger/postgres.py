@@ -112,15 +112,17 @@ def translate_ddl(statement: str) -> str | None:
 class _Cursor:
     """What Ledger reads from a statement: rows and how many it changed."""
 
-    def __init__(self, cursor: psycopg.Cursor[Any]) -> None:
+    def __init__(self, cursor: psycopg.Cursor[Any] | None) -> None:
         self._cursor = cursor
-        self.rowcount = cursor.rowcount
+        self.rowcount = cursor.rowcount if cursor is not None else 0
 
     def fetchall(self) -> list[Any]:
-        return self._cursor.fetchall() if self._cursor.description is not None else []
+        cursor = self._cursor
+        return cursor.fetchall() if cursor is not None and cursor.description is not None else []
 
     def fetchone(self) -> Any:
-        return self._cursor.fetchone() if self._cursor.description is not None else None
+        cursor = self._cursor
+        return cursor.fetchone() if cursor is not None and cursor.description is not None else None
 
 
 class PgConnection:
@@ -149,8 +151,8 @@ class PgConnection:
             sql = "RELEASE SAVEPOINT outreach" if self.readonly else "COMMIT"
         elif head.startswith("ROLLBACK"):
             sql = "ROLLBACK TO SAVEPOINT outreach" if self.readonly else "ROLLBACK"
-        elif head.startswith("PRAGMA"):
-            return _Cursor(self._conn.execute("SELECT 1 WHERE false"))
+        elif head.startswith("PRAGMA"):  # SQLite's upkeep (PRAGMA optimize): the server's own
+            return _Cursor(None)
         if not params:  # psycopg reads placeholders (and %%) only when given parameters
             return _Cursor(self._conn.execute(sql))
         text, order = _translate(sql)
