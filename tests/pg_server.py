@@ -40,7 +40,9 @@ def _free_port() -> int:
 class PgServer:
     """A throwaway PostgreSQL cluster; `start`, `stop`, `database()`, `remove()`."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        # durable: the server's own defaults (fsync, synchronous commits), for benchmarks.
+        self.durable = durable
         self.root = Path(tempfile.mkdtemp(prefix="outreach-pg-"))
         self.data = self.root / "data"
         self.port = _free_port()
@@ -70,7 +72,8 @@ class PgServer:
                 f"-c port={self.port}",
                 f"-c unix_socket_directories={self.root}",
                 # A test server: nothing here must survive a power cut.
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+                "" if self.durable else "-c fsync=off -c synchronous_commit=off",
+                "" if self.durable else "-c full_page_writes=off",
                 "-c max_connections=200",
             ]
         )

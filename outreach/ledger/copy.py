@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from outreach.errors import LedgerError
+from outreach.ledger.postgres import PgConnection
 from outreach.ledger.sqlite import Ledger
 
 # table → (its columns, the column to page by, or None for a small table read at once)
@@ -85,7 +86,10 @@ def copy_ledger(source: Ledger, target: Ledger) -> list[TableCopy]:
         for rows in pages:
             if rows:
                 with target._transaction(f"copy the {table} table") as conn:
-                    conn.executemany(insert, [tuple(row) for row in rows])
+                    if isinstance(conn, PgConnection):
+                        conn.copy_rows(table, columns, rows)
+                    else:
+                        conn.executemany(insert, [tuple(row) for row in rows])
         copied = _count(target, table) - before
         results.append(
             TableCopy(

@@ -168,6 +168,26 @@ class PgConnection:
         with self._conn.cursor() as cursor:
             cursor.executemany(text, rows)
 
+    def copy_rows(
+        self, table: str, columns: Sequence[str], rows: Iterable[Sequence[object]]
+    ) -> None:
+        """Insert rows the target may already have (kept as they are), by COPY: many times
+        faster than INSERT for the rows of `outreach ledger copy`. Call it in a transaction."""
+        names = ", ".join(columns)
+        # Only outreach.ledger.copy's table and column names go into these statements.
+        self._conn.execute(f"CREATE TEMPORARY TABLE incoming (LIKE {table}) ON COMMIT DROP")
+        with (
+            self._conn.cursor() as cursor,
+            cursor.copy(f"COPY incoming ({names}) FROM STDIN") as copy,
+        ):
+            for row in rows:
+                copy.write_row(row)
+        self._conn.execute(
+            f"INSERT INTO {table} ({names}) SELECT {names} FROM incoming "  # noqa: S608
+            "ON CONFLICT DO NOTHING"
+        )
+        self._conn.execute("DROP TABLE incoming")
+
     def close(self) -> None:
         """Close the connection (a read-only ledger's writes are rolled back)."""
         self._conn.close()
