@@ -296,7 +296,7 @@ class ScheduleJob(_Model):
             from outreach.shards import parse_shard
 
             try:
-                parse_shard(value, source="shard")
+                parse_shard(value, source="")
             except OutreachError as exc:
                 raise ValueError(exc.message) from None
         return value

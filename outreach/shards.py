@@ -46,11 +46,12 @@ def parse_shard(spec: str, *, source: str = "--shard") -> Shard:
     """`K/N` as a Shard; ConfigError saying what is wrong otherwise."""
     match = _SPEC.fullmatch(spec)
     hint = "write it as K/N, e.g. 2/4 for the second of four shards"
+    where = f"{source}: " if source else ""
     if match is None:
-        raise ConfigError(f"{source}: {spec!r} is not a shard", hint=hint)
+        raise ConfigError(f"{where}{spec!r} is not a shard", hint=hint)
     index, count = int(match.group(1)), int(match.group(2))
     if not 1 <= count <= MAX_SHARDS:
-        raise ConfigError(f"{source}: {count} shards; use 1 to {MAX_SHARDS}", hint=hint)
+        raise ConfigError(f"{where}{count} shards; use 1 to {MAX_SHARDS}", hint=hint)
     if not 1 <= index <= count:
-        raise ConfigError(f"{source}: shard {index} of {count} does not exist", hint=hint)
+        raise ConfigError(f"{where}shard {index} of {count} does not exist", hint=hint)
     return Shard(index, count)

@@ -33,9 +33,11 @@ from test_crash import (
     start_run,
 )
 
+from outreach.config import load_settings
 from outreach.errors import ConfigError, LedgerError, LockError
 from outreach.ledger import Ledger, MessageRecord
 from outreach.ledger.postgres import AdvisoryLock
+from outreach.scheduler import DaemonJob, parse_hhmm
 from outreach.shards import Shard, parse_shard, shard_of
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
@@ -406,3 +408,29 @@ def test_ledger_copy_to_the_server_and_back_is_idempotent_and_counted(
     stale = ws.run("ledger", "copy", "--to", target)
     assert stale.code == 2, stale.out + stale.err
     assert "does not match the source (runs 1 → 2)" in stale.err
+
+
+def test_a_schedule_job_takes_a_shard_and_is_named_by_it(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    ws = make_workspace(
+        [],
+        config_extra='schedule:\n  - at: "09:30"\n    shard: "2/3"\n  - at: "10:00"\n    shard: "4/3"\n',
+    )
+    with pytest.raises(
+        ConfigError, match=r"schedule\[1\]\.shard: shard 4 of 3 does not exist \(got '4/3'\)"
+    ):
+        load_settings(ws.root / "config.yaml")
+    ws.write("config.yaml", (ws.root / "config.yaml").read_text().split('  - at: "10:00"')[0])
+    (spec,) = load_settings(ws.root / "config.yaml").schedule
+    # Each machine's job is its own in the shared ledger's record of what ran today.
+    assert DaemonJob(index=0, spec=spec, at=parse_hhmm("09:30")).label == "09:30 all shard 2/3"
+
+
+def test_rebuild_is_refused_for_a_ledger_on_the_server(
+    make_workspace: Callable[..., Workspace], pg_url: str
+) -> None:
+    ws = make_workspace(["c001,Ana,A,ana@example.com,25/11/1980,,,,,email,es,customer,"])
+    result = ws.run("ledger", "rebuild", env=pg_env(pg_url))
+    assert result.code == 2 and "works on the SQLite ledger" in result.err, result.err
+    assert not (ws.root / "state").exists()
