@@ -216,7 +216,19 @@ def test_a_whole_run_holding_the_workspace_keeps_every_shard_out(pg_url: str) ->
         whole.release()
     shard = AdvisoryLock(pg_url, scope="shard-3-of-4")
     shard.acquire(now=NOW)
-    shard.release()
+    try:
+        # Shards of another count would share contacts with it: refused while it runs.
+        with pytest.raises(LockError, match="shards of another count") as refused:
+            AdvisoryLock(pg_url, scope="shard-1-of-3").acquire(now=NOW)
+        assert "shard-3-of-4 is running" in str(refused.value)
+        beside = AdvisoryLock(pg_url, scope="shard-1-of-4")
+        beside.acquire(now=NOW)
+        beside.release()
+    finally:
+        shard.release()
+    again = AdvisoryLock(pg_url, scope="shard-1-of-3")
+    again.acquire(now=NOW)
+    again.release()
 
 
 @pytest.mark.slow

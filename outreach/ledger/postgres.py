@@ -342,6 +342,7 @@ class AdvisoryLock:
                 "since = excluded.since",
                 (self.scope, socket.gethostname(), os.getpid(), now.isoformat(timespec="seconds")),
             )
+            self._refuse_other_layouts(conn)
         except BaseException:
             conn.close()
             raise
@@ -362,6 +363,25 @@ class AdvisoryLock:
             if not wait and row[0] != "true":
                 return scope
         return None
+
+    def _refuse_other_layouts(self, conn: Any) -> None:
+        """LockError if shards of another count are running: shard 1/3 and shard 1/4 share
+        contacts, and their locks do not exclude each other. Each run writes its row before it
+        looks, so of two started at once at least one sees the other."""
+        count = self.scope.rsplit("-", 1)[-1] if self.scope else None
+        if count is None:
+            return
+        for scope, host, pid, _since in conn.execute(
+            "SELECT scope, host, pid, since FROM outreach_locks WHERE scope <> ''"
+        ).fetchall():
+            if scope.rsplit("-", 1)[-1] != count and _lock_alive(conn, scope):
+                raise LockError(
+                    f"{scope} is running (on {host}, pid {pid}): shards of another count "
+                    f"would take the same contacts as this {self.scope}",
+                    path=redact(self.url),
+                    hint="give every machine the same N in --shard K/N; to change N, let the "
+                    "running shards finish first",
+                )
 
     def release(self) -> None:
         """Let go of the lock (idempotent)."""
