@@ -33,6 +33,7 @@ from outreach.ledger import (
     acquire_lock,
     apply_migrations,
 )
+from outreach.shards import Shard, shard_of
 
 RUN_DAY = date(2026, 11, 24)
 NOW = datetime(2026, 11, 24, 9, 0, 1, tzinfo=UTC)
@@ -359,6 +360,42 @@ def test_settle_interrupted_turns_sending_into_uncertain(ledger: Ledger) -> None
     statuses = {m.contact_id: m.status for m in ledger.messages()}
     assert statuses == {"c-001": "uncertain", "c-002": "sent"}
     assert "uncertain" in DONE_STATUSES  # never resent automatically
+
+
+def test_a_sharded_ledger_settles_closes_and_sends_only_its_own_shards_messages(
+    ledger: Ledger,
+) -> None:
+    ids = [f"c-{i:03d}" for i in range(40)]
+    mine = {cid for cid in ids if shard_of(cid, 2) == 1}
+    assert 0 < len(mine) < len(ids)
+    window = {"earliest": RUN_DAY, "latest": RUN_DAY + timedelta(days=3)}
+    ledger.record(
+        [message(cid, key="birthday:2026", status="sending", **window) for cid in ids]
+        + [message(cid, key="promo", status="rendered", **window) for cid in ids]
+        + [
+            message(cid, key="old", status="deferred", latest=RUN_DAY - timedelta(days=1))
+            for cid in ids
+        ]
+    )
+    mine_run = ledger.begin_run(run_date=RUN_DAY, started_at=NOW, args=["run"])
+    ledger.shard = Shard(1, 2)
+    other_run = ledger.begin_run(run_date=RUN_DAY, started_at=NOW, args=["run", "--shard"])
+    # Only its own shard's dead runs, and only its own contacts' messages.
+    assert ledger.interrupted_runs() == [(other_run, RUN_DAY)]
+    assert ledger.settle_interrupted(now=NOW) == len(mine)
+    assert {m.contact_id for m in ledger.waiting_emails(today=RUN_DAY)} == mine
+    closed = ledger.close_windows(today=RUN_DAY, now=NOW, run_id=other_run)
+    assert {m.contact_id for m in closed} == mine and {m.status for m in closed} == {"missed"}
+    ledger.shard = None
+    counts = ledger.count_messages(statuses=["uncertain", "sending", "missed", "deferred"])
+    others = len(ids) - len(mine)
+    assert counts == {
+        "uncertain": len(mine),
+        "sending": others,
+        "missed": len(mine),
+        "deferred": others,
+    }
+    assert [run_id for run_id, _ in ledger.interrupted_runs()] == [mine_run, other_run]
 
 
 def test_messages_filters(ledger: Ledger) -> None:
