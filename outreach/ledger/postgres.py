@@ -325,28 +325,45 @@ class AdvisoryLock:
         """Take the lock, or wait for it, or raise LockError naming the holder."""
         if self._conn is not None:
             raise LockError("the workspace lock is already held by this run", path=redact(self.url))
+        import psycopg
+
         conn = connect(self.url, application=f"outreach lock {self.scope or 'workspace'}")
         try:
-            conn.execute(_LOCKS_TABLE)
-            blocked = self._take(conn, wait=wait)
-            if blocked is not None:
-                raise LockError(
-                    _describe_holder(conn, scope=self.scope, blocked=blocked),
-                    path=redact(self.url),
-                    hint="wait for that run to finish and try again; the lock is released by "
-                    "itself when its process ends, even if it is killed",
-                )
-            conn.execute(
-                "INSERT INTO outreach_locks (scope, host, pid, since) VALUES (%s, %s, %s, %s) "
-                "ON CONFLICT (scope) DO UPDATE SET host = excluded.host, pid = excluded.pid, "
-                "since = excluded.since",
-                (self.scope, socket.gethostname(), os.getpid(), now.isoformat(timespec="seconds")),
-            )
-            self._refuse_other_layouts(conn)
+            self._acquire(conn, now=now, wait=wait)
+        except psycopg.Error as exc:
+            conn.close()
+            raise LedgerError(
+                f"cannot take the workspace lock: {_first_line(exc)}",
+                path=redact(self.url),
+                hint=UNREACHABLE_HINT,
+            ) from exc
         except BaseException:
             conn.close()
             raise
         self._conn = conn
+
+    def _acquire(self, conn: Any, *, now: datetime, wait: bool) -> None:
+        """Take the lock on `conn` and sign it; LockError naming the holder if taken."""
+        # Two runs starting on a fresh database: one creates the table, under the
+        # migrations' lock (CREATE TABLE IF NOT EXISTS alone can still collide).
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s, 0)", (_MIGRATION_LOCK,))
+            conn.execute(_LOCKS_TABLE)
+        blocked = self._take(conn, wait=wait)
+        if blocked is not None:
+            raise LockError(
+                _describe_holder(conn, scope=self.scope, blocked=blocked),
+                path=redact(self.url),
+                hint="wait for that run to finish and try again; the lock is released by "
+                "itself when its process ends, even if it is killed",
+            )
+        conn.execute(
+            "INSERT INTO outreach_locks (scope, host, pid, since) VALUES (%s, %s, %s, %s) "
+            "ON CONFLICT (scope) DO UPDATE SET host = excluded.host, pid = excluded.pid, "
+            "since = excluded.since",
+            (self.scope, socket.gethostname(), os.getpid(), now.isoformat(timespec="seconds")),
+        )
+        self._refuse_other_layouts(conn)
 
     def _take(self, conn: Any, *, wait: bool) -> str | None:
         """Take the lock(s); the scope whose lock refused (None: taken)."""
