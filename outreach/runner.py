@@ -591,7 +591,7 @@ def execute_run(
         delivery=settings.delivery.method,
         campaigns=[totals[c.name] for c in campaigns],
         problems=problems,
-        outbox=str(outbox_folder(settings, today)),
+        outbox=str(outbox_folder(settings, today) / (shard.label if shard is not None else "")),
         started_at=started,
         contacts_file=str(settings.paths.contacts),
         default_locale=settings.default_locale,

@@ -17,14 +17,15 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-BIN = Path("/usr/lib/postgresql/15/bin")
 TEMPLATE = "outreach_template"
 
 
 def _tool(name: str) -> str:
-    found = BIN / name
-    if found.exists():
-        return str(found)
+    # Debian keeps the server's programs per version (/usr/lib/postgresql/15/bin), off PATH.
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name))
+    for folder in reversed(versions):
+        if (folder / name).exists():
+            return str(folder / name)
     on_path = shutil.which(name)
     if on_path is None:
         raise RuntimeError(f"{name} not found: install PostgreSQL (make system-deps)")
