@@ -446,3 +446,21 @@ def test_rebuild_is_refused_for_a_ledger_on_the_server(
     result = ws.run("ledger", "rebuild", env=pg_env(pg_url))
     assert result.code == 2 and "works on the SQLite ledger" in result.err, result.err
     assert not (ws.root / "state").exists()
+
+
+def test_state_url_in_config_names_the_ledger_and_the_environment_wins(
+    make_workspace: Callable[..., Workspace], pg_url: str, pg_server: PgServer
+) -> None:
+    other = pg_server.database()
+    ws = make_workspace(
+        ["c001,Ana,A,ana@example.com,25/11/1980,,,,,email,es,customer,"],
+        config_extra=f"state:\n  url: {pg_url}\n",
+    )
+    # The suppression list is the shared one too.
+    assert ws.run("unsubscribe", "c001").code == 0
+    assert sql(pg_url, "SELECT value, channel FROM suppressions") == [("c001", "all")]
+    result = ws.run("run", "--all", "--date", DAY.isoformat(), env=pg_env(other))
+    assert result.code == 0, result.err
+    assert sql(other, "SELECT count(*) FROM runs") == [(1,)]
+    assert sql(pg_url, "SELECT count(*) FROM runs") == [(0,)]
+    assert not (ws.root / "state").exists()  # no SQLite ledger beside it
