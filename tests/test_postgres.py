@@ -464,3 +464,18 @@ def test_state_url_in_config_names_the_ledger_and_the_environment_wins(
     assert sql(other, "SELECT count(*) FROM runs") == [(1,)]
     assert sql(pg_url, "SELECT count(*) FROM runs") == [(0,)]
     assert not (ws.root / "state").exists()  # no SQLite ledger beside it
+
+
+def test_the_server_itself_refuses_a_second_row_for_one_message(pg_url: str) -> None:
+    insert = (
+        "INSERT INTO messages (contact_id, campaign, occurrence_key, channel, status, run_date, "
+        "effective_date, created_at, updated_at) VALUES ('c1', 'birthday', 'birthday:2026', "
+        "'email', %s, '2026-11-24', '2026-11-24', 'x', 'x')"
+    )
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        db.execute(insert, ("rendered",))
+        # What two machines writing the same message at once would do: the second is refused.
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            db.execute(insert, ("sending",))
+        with pytest.raises(psycopg.errors.CheckViolation):
+            db.execute(insert.replace("'c1'", "'c2'"), ("posted",))
