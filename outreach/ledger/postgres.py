@@ -193,13 +193,27 @@ class PgConnection:
         self._conn.close()
 
 
-def connect(url: str, *, application: str = "outreach", autocommit: bool = True) -> Any:
+# The lock's connection: the server probes it after 30 s of quiet and drops it (and the lock)
+# within a minute of its machine vanishing, where the system default would wait two hours.
+_KEEPALIVES = "-c tcp_keepalives_idle=30 -c tcp_keepalives_interval=10 -c tcp_keepalives_count=3"
+
+
+def connect(
+    url: str, *, application: str = "outreach", autocommit: bool = True, keepalive: bool = False
+) -> Any:
     """A psycopg connection to `url`; LedgerError (naming the server) when it cannot be had."""
     import psycopg
 
+    extra: dict[str, str | int] = (
+        {"options": _KEEPALIVES, "keepalives_idle": 30} if keepalive else {}
+    )
     try:
         return psycopg.connect(
-            url, autocommit=autocommit, connect_timeout=10, application_name=application
+            url,
+            autocommit=autocommit,
+            connect_timeout=10,
+            application_name=application,
+            **extra,  # type: ignore[arg-type]
         )
     except psycopg.Error as exc:
         raise LedgerError(
@@ -327,7 +341,9 @@ class AdvisoryLock:
             raise LockError("the workspace lock is already held by this run", path=redact(self.url))
         import psycopg
 
-        conn = connect(self.url, application=f"outreach lock {self.scope or 'workspace'}")
+        conn = connect(
+            self.url, application=f"outreach lock {self.scope or 'workspace'}", keepalive=True
+        )
         try:
             self._acquire(conn, now=now, wait=wait)
         except psycopg.Error as exc:
