@@ -277,6 +277,8 @@ def test_an_unreachable_server_at_start_is_exit_2_and_nothing_is_written(
     assert not (ws.root / "out").exists() and not (ws.root / "state").exists()
     history = ws.run("history", env=pg_env(url))
     assert history.code == 2 and "cannot connect" in history.err
+    other = ws.run("history", env=pg_env("mysql://outreach@127.0.0.1/shop"))
+    assert other.code == 2 and "OUTREACH_LEDGER_URL: 'mysql://" in other.err, other.err
 
 
 def test_a_database_of_another_program_is_not_taken_for_a_ledger(pg_server: PgServer) -> None:

@@ -20,11 +20,21 @@ if TYPE_CHECKING:
     from outreach.shards import Shard
 
 
+def _url(settings: Settings) -> str | None:
+    """The PostgreSQL URL the workspace names, checked (state.url is checked as it loads)."""
+    url = settings.ledger_url
+    if url is not None and url != settings.state.url:
+        from outreach.ledger.postgres import check_url
+
+        check_url(url, source="OUTREACH_LEDGER_URL")
+    return url
+
+
 def open_ledger(
     settings: Settings, *, readonly: bool = False, shard: Shard | None = None
 ) -> Ledger:
     """The workspace's ledger; `shard` limits what its recovery and send step touch."""
-    url = settings.ledger_url
+    url = _url(settings)
     ledger = (
         Ledger.connect(url, readonly=readonly)
         if url is not None
@@ -54,7 +64,7 @@ def workspace_lock(
     settings: Settings, *, now: datetime, wait: bool = False, shard: Shard | None = None
 ) -> Iterator[WorkspaceLock | AdvisoryLock]:
     """Hold the workspace's lock (or its shard's) for the `with` block; LockError if taken."""
-    url = settings.ledger_url
+    url = _url(settings)
     lock: WorkspaceLock | AdvisoryLock
     if url is not None:
         from outreach.ledger.postgres import AdvisoryLock
