@@ -380,6 +380,7 @@ def _progress(enabled: bool, *, label: str = "contacts") -> Callable[..., Iterat
         "outreach run --all                        # render what is due today",
         "outreach run --all --dry-run --date 2026-11-24",
         "outreach run campaigns/birthday.yaml --send --quiet --log-file run.log",
+        "outreach run --all --shard 2/4                # this machine's quarter of the contacts",
     )
 )
 @click.argument("campaigns", nargs=-1)
@@ -404,6 +405,12 @@ def _progress(enabled: bool, *, label: str = "contacts") -> Callable[..., Iterat
     help="Allow a new, empty ledger even though out/ holds messages of earlier runs "
     "(they are made again; `outreach ledger rebuild` records them instead).",
 )
+@click.option(
+    "--shard",
+    metavar="K/N",
+    help="Take only shard K of N: the contacts whose id hashes into it (one per machine, "
+    "all on one PostgreSQL ledger).",
+)
 @quiet_options
 @config_option
 @handle_errors
@@ -417,6 +424,7 @@ def run(
     split: bool,
     send: bool,
     new_ledger: bool,
+    shard: str | None,
     quiet: bool,
     log_file: Path | None,
     config_path: Path | None,
@@ -424,12 +432,14 @@ def run(
     """Run campaigns for today (or --date): render what is due, record it in the ledger."""
     from outreach.logs import log_summary, needs_attention
     from outreach.runner import perform_run
+    from outreach.shards import parse_shard
     from outreach.workspace import load_workspace
 
     if not campaigns and not all_campaigns:
         raise click.UsageError(
             "name one or more campaigns (e.g. campaigns/birthday.yaml) or use --all"
         )
+    part = parse_shard(shard) if shard is not None else None
     with run_log(log_file) as log:
         workspace = load_workspace(config_path, campaigns=list(campaigns) or None)
         today, current = clock(workspace.settings, day=day, now=now)
@@ -454,6 +464,7 @@ def run(
                 new_ledger=new_ledger,  # hook
                 # hook: the letters' bar (issue 13)
                 letter_progress=_letter_progress(not (as_json or quiet)),
+                shard=part,
             )
         # hook: every real run writes out/reports/<date>.html (issue 13); a failure only warns
         report_file = None if dry_run else _run_report(workspace, summary, now=current)
@@ -1047,7 +1058,7 @@ def history(
 
     settings = load_settings(find_config(config_path))
     found = read_history(
-        settings.ledger_path,
+        settings,
         contact_id=contact_id,
         campaign=campaign,
         since=since,
@@ -1234,12 +1245,12 @@ def unsubscribe(
 
 
 def _warn_new_ledger(settings: Settings) -> None:
-    from outreach.ledger import Ledger
+    from outreach.ledger import ledger_exists, open_ledger
     from outreach.rebuild import made_files
 
-    if settings.ledger_path.exists():
+    if ledger_exists(settings):
         try:
-            with Ledger.open(settings.ledger_path, readonly=True) as ledger:
+            with open_ledger(settings, readonly=True) as ledger:
                 if ledger.runs(limit=1):
                     return  # the ledger has a record: --new-ledger changes nothing
         except OutreachError:

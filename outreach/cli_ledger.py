@@ -17,10 +17,11 @@ from outreach.config import find_config, load_settings
     epilog=_examples(
         "outreach ledger rebuild                   # record again what out/ holds",
         "outreach ledger rebuild --json",
+        "outreach ledger copy --to postgresql://outreach@db.example/shop",
     )
 )
 def ledger() -> None:
-    """Repair the ledger (state/ledger.sqlite)."""
+    """Repair the ledger (state/ledger.sqlite), or copy it into another store."""
 
 
 @ledger.command()
@@ -64,4 +65,69 @@ def rebuild(as_json: bool, config_path: Path | None) -> None:
         "  the suppression list and the history of deferred or skipped messages were in the "
         "old ledger: import your unsubscribes again with `outreach unsubscribe --import FILE`"
     )
+    sys.exit(EXIT_OK)
+
+
+@ledger.command(
+    epilog=_examples(
+        "outreach ledger copy --to postgresql://outreach@db.example/shop",
+        "outreach ledger copy --to state/ledger.sqlite      # from PostgreSQL back to SQLite",
+    )
+)
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    metavar="URL",
+    help="Where to copy the ledger: postgresql://user@host/db, or a SQLite file's path.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
+@config_option
+@handle_errors
+def copy(target: str, as_json: bool, config_path: Path | None) -> None:
+    """Copy the workspace's ledger into another store, SQLite ↔ PostgreSQL.
+
+    Every row is copied with its id; rows the target already has are kept, so copying again
+    changes nothing. The counts of both sides are compared, table by table. The workspace's
+    lock is held meanwhile, so no run writes during the copy. Point state.url (or
+    OUTREACH_LEDGER_URL) at the copy afterwards.
+    """
+    from outreach.ledger import Ledger, open_ledger, workspace_lock
+    from outreach.ledger.copy import copy_ledger
+    from outreach.ledger.postgres import AdvisoryLock, is_postgres_url, redact
+
+    settings = load_settings(find_config(config_path))
+    _, now = clock(settings, day=None, now=datetime.now(UTC))
+    postgres = is_postgres_url(target)
+    where = redact(target) if postgres else target
+    with workspace_lock(settings, now=now), open_ledger(settings) as source:
+        if postgres:
+            lock = AdvisoryLock(target, scope="")  # no run on the target meanwhile either
+            lock.acquire(now=now)
+            try:
+                with Ledger.connect(target) as into:
+                    tables = copy_ledger(source, into)
+            finally:
+                lock.release()
+        else:
+            path = Path(target.removeprefix("sqlite:///")).resolve()
+            if str(path) == str(source.path):
+                raise click.UsageError("--to names the workspace's own ledger")
+            with Ledger.open(path) as into:
+                tables = copy_ledger(source, into)
+        from_where = str(source.path)
+    if as_json:
+        report = {
+            "from": from_where,
+            "to": where,
+            "tables": {
+                t.table: {"source": t.source, "copied": t.copied, "target": t.target}
+                for t in tables
+            },
+        }
+        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        sys.exit(EXIT_OK)
+    click.echo(f"ledger copied from {from_where} to {where}; the counts match:")
+    for t in tables:
+        click.echo(f"  {t.table:<14} {t.source:>9} row(s), {t.copied:>9} copied now")
     sys.exit(EXIT_OK)

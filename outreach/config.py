@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import time
 from pathlib import Path
@@ -18,7 +19,7 @@ from pydantic import (
     model_validator,
 )
 
-from outreach.errors import ConfigError, format_location
+from outreach.errors import ConfigError, OutreachError, format_location
 from outreach.yamlfile import dotted, line_for, load_yaml
 
 CONFIG_NAME = "config.yaml"
@@ -256,6 +257,29 @@ class RenderLimits(_Model):
     render_size: int = Field(default=5_000_000, ge=10_000, le=1_000_000_000)
 
 
+class State(_Model):
+    """Where the ledger lives: state/ledger.sqlite, or a PostgreSQL database shared by machines."""
+
+    url: str | None = None  # postgresql://user@host/db; OUTREACH_LEDGER_URL wins
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value.strip())
+        if parts.scheme not in {"postgresql", "postgres"}:
+            raise ValueError("write postgresql://user@host/database (or leave state.url out)")
+        if parts.password is not None:
+            raise ValueError(
+                "a password does not belong in config.yaml: remove it from the URL and put it "
+                "in PGPASSWORD or ~/.pgpass, which PostgreSQL reads"
+            )
+        return value.strip()
+
+
 class ScheduleJob(_Model):
     """One job of the built-in scheduler."""
 
@@ -263,6 +287,19 @@ class ScheduleJob(_Model):
     at: str
     days: tuple[Weekday, ...] = ()
     send: bool = False
+    shard: str | None = None  # K/N: this machine's part of a sharded workspace
+
+    @field_validator("shard")
+    @classmethod
+    def _shard(cls, value: str | None) -> str | None:
+        if value is not None:
+            from outreach.shards import parse_shard
+
+            try:
+                parse_shard(value, source="")
+            except OutreachError as exc:
+                raise ValueError(exc.message) from None
+        return value
 
     @field_validator("at", mode="before")
     @classmethod
@@ -296,6 +333,7 @@ class Settings(_Model):
     limits: RenderLimits = RenderLimits()
     schedule: tuple[ScheduleJob, ...] = ()
     bounces: Bounces = Bounces()
+    state: State = State()
 
     @field_validator("timezone")
     @classmethod
@@ -343,6 +381,11 @@ class Settings(_Model):
     @property
     def ledger_path(self) -> Path:
         return self.state_dir / "ledger.sqlite"
+
+    @property
+    def ledger_url(self) -> str | None:
+        """The PostgreSQL ledger's URL (OUTREACH_LEDGER_URL wins over state.url), or None."""
+        return os.environ.get("OUTREACH_LEDGER_URL", "").strip() or self.state.url
 
 
 def _describe(error: Any) -> str:

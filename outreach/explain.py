@@ -17,7 +17,7 @@ from outreach.contacts import Contact
 from outreach.deliver.outlets import RenderOnlyOutlet
 from outreach.errors import Problem
 from outreach.feedback.blocks import current_blocks, describe_block
-from outreach.ledger import Ledger, MessageRecord
+from outreach.ledger import Ledger, MessageRecord, read_ledger
 from outreach.ledger.store import MemoryStore
 from outreach.lookup import contact_label, find_contact, row_problems, unknown_contact
 from outreach.postal import address_gaps
@@ -173,7 +173,7 @@ def explain_contact(
             )
         return history, ledger.suppressions(), blocked, store
 
-    history, suppressions, blocked, store = Ledger.read(settings.ledger_path, read)
+    history, suppressions, blocked, store = read_ledger(settings, read)
     if contact is not None and store is not None:
         # The run itself, for this one contact: every email rendered and every letter laid
         # out and window-checked as the real run would, and nothing kept.

@@ -18,7 +18,15 @@ from outreach.config import Settings
 from outreach.contacts import Contact, normalize_email, read_text
 from outreach.errors import ContactsError, Problem
 from outreach.feedback.blocks import block_dict  # hook: feedback
-from outreach.ledger import Block, Ledger, MessageRecord, acquire_lock
+from outreach.ledger import (
+    Block,
+    Ledger,
+    MessageRecord,
+    ledger_exists,
+    open_ledger,
+    read_ledger,
+    workspace_lock,
+)
 
 UNCERTAIN_ADVICE = (
     "the run died while handing them to the mail server; check the mailbox, then "
@@ -88,7 +96,7 @@ def run_dict(run: dict[str, object]) -> dict[str, object]:
 
 
 def read_history(
-    ledger_path: Path,
+    settings: Settings,
     *,
     contact_id: str | None = None,
     campaign: str | None = None,
@@ -98,7 +106,7 @@ def read_history(
     runs: int = 0,
 ) -> History:
     """The ledger's messages matching every filter given, newest first, and the last `runs` runs."""
-    if not ledger_path.exists():
+    if not ledger_exists(settings):
         return History(messages=(), matched=0, uncertain=0, exists=False)
     wanted = list(statuses) or None
 
@@ -129,7 +137,7 @@ def read_history(
             blocks=blocks,
         )
 
-    return Ledger.read(ledger_path, read)
+    return read_ledger(settings, read)
 
 
 def describe_counts(counts: object) -> str:
@@ -338,8 +346,8 @@ def unsubscribe(
     added: list[Entry] = []
     already: list[Entry] = []
     with (
-        acquire_lock(settings.state_dir, now=now, wait=wait),
-        Ledger.open(settings.ledger_path) as ledger,
+        workspace_lock(settings, now=now, wait=wait),
+        open_ledger(settings) as ledger,
     ):
         for entry in entries:
             if ledger.suppress(entry.value, channel=channel, source=source, now=now):

@@ -18,7 +18,7 @@ from outreach.campaigns import Campaign, Occurrence, occurrence_basis, occurrenc
 from outreach.contacts import Contact
 from outreach.deliver.outlets import CountOnlyOutlet
 from outreach.errors import OutreachError
-from outreach.ledger import Ledger
+from outreach.ledger import read_ledger
 from outreach.ledger.store import MemoryStore
 from outreach.lookup import find_contact, not_a_contact
 from outreach.runner import RunDates, RunSummary, TraceEvent, execute_run
@@ -350,8 +350,8 @@ def plan_days(
         if schedule is not None
         else None
     )
-    store = Ledger.read(
-        settings.ledger_path,
+    store = read_ledger(
+        settings,
         lambda ledger: MemoryStore.seeded(
             ledger, campaigns=campaigns, since=since, contact_id=watch, occurrence_keys=keys
         ),

@@ -31,7 +31,7 @@ from urllib.parse import unquote
 
 from outreach.config import Settings
 from outreach.errors import LedgerError
-from outreach.ledger import Ledger, MessageRecord, acquire_lock
+from outreach.ledger import Ledger, MessageRecord, acquire_lock, ledger_location
 
 OUTBOX = "outbox"
 LETTERS = "letters"
@@ -194,6 +194,14 @@ def _relative(path: Path, root: Path) -> str:
 def rebuild_ledger(settings: Settings, *, now: datetime) -> RebuildReport:
     """Write a new ledger's record of the messages in out/; LedgerError if the ledger holds a
     record already (then there is nothing to rebuild)."""
+    if settings.ledger_url is not None:
+        raise LedgerError(
+            "`outreach ledger rebuild` works on the SQLite ledger; this workspace's ledger is "
+            "on PostgreSQL",
+            path=ledger_location(settings),
+            hint="restore the database from the server's backup, or rebuild into SQLite "
+            "(without state.url and OUTREACH_LEDGER_URL) and `outreach ledger copy` it back",
+        )
     path = settings.ledger_path
     report = RebuildReport(ledger=path, delivery=settings.delivery.method)
     with acquire_lock(settings.state_dir, now=now):

@@ -6,16 +6,22 @@ PDFs of `--split` (complete or not), and temporaries of any writer (`.<name>.tmp
 outreach.files). Each would be printed or sent twice, or would push the next batch of the day
 to a new name (`birthday-2.pdf`) beside the old. Recovery removes every one of them before
 the next run begins, so a rerun leaves each message exactly once on disk.
+
+A sharded run (outreach.shards) holds only its shard's lock: other shards may be writing in
+the same out folder at this moment. It undoes only its own shard's dead runs, and only their
+files (each says its shard: out/outbox/<day>/shard-K-of-N/, <campaign>.shard-K-of-N.pdf).
 """
 
 from __future__ import annotations
 
+import os
 import shutil
+from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
 
 from outreach.config import Settings
-from outreach.files import clean_temporaries
+from outreach.files import TEMPORARY, clean_temporaries
 from outreach.ledger import Ledger
 
 _MANIFEST = ".manifest.csv"
@@ -28,8 +34,9 @@ def _relative(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
-def _stray_letters(folder: Path, *, known: set[str], root: Path) -> int:
-    """Remove the batches, manifests and split folders in `folder` the ledger does not know."""
+def _stray_letters(folder: Path, *, known: set[str], root: Path, label: str = "") -> int:
+    """Remove the batches, manifests and split folders in `folder` the ledger does not know
+    (only those of shard `label`, when given)."""
     removed = 0
     kept_stems = {
         path.name.removesuffix(".pdf")
@@ -46,7 +53,7 @@ def _stray_letters(folder: Path, *, known: set[str], root: Path) -> int:
             stem = name.removesuffix(".pdf")
         else:
             continue
-        if stem in kept_stems:
+        if stem in kept_stems or (label and f".{label}" not in stem):
             continue
         # Never recorded, so it will be made again: it goes rather than reach the printer twice.
         if entry.is_dir():
@@ -60,20 +67,40 @@ def _stray_letters(folder: Path, *, known: set[str], root: Path) -> int:
 def recover_interrupted(ledger: Ledger, *, settings: Settings, now: datetime) -> int:
     """Undo what runs killed midway left behind; return how many stray files were removed.
 
-    Call it only while holding the workspace lock (then no live run is writing).
+    Call it only while holding the workspace lock, or (a sharded ledger) the shard's: then no
+    live run is writing what it removes.
     """
-    removed = len(clean_temporaries(settings.out_dir))
+    label = ledger.scope
+    if label:
+        removed = _shard_temporaries(settings.out_dir, label=label)
+    else:
+        removed = len(clean_temporaries(settings.out_dir))
     ledger.settle_interrupted(now=now)
     for run_id, run_date in ledger.interrupted_runs():
         known = ledger.artifacts_of_run_date(run_date)
         day_dir = settings.out_dir / "outbox" / run_date.isoformat()
         if day_dir.is_dir():
-            for path in day_dir.glob("*/*.eml"):
-                if _relative(path, settings.root) not in known:
-                    path.unlink()
-                    removed += 1
+            patterns = [f"{label}/*/*.eml"] if label else ["*/*.eml", "shard-*/*/*.eml"]
+            for pattern in patterns:
+                for path in day_dir.glob(pattern):
+                    if _relative(path, settings.root) not in known:
+                        path.unlink()
+                        removed += 1
         letters_dir = settings.out_dir / "letters" / run_date.isoformat()
         if letters_dir.is_dir():
-            removed += _stray_letters(letters_dir, known=known, root=settings.root)
+            removed += _stray_letters(letters_dir, known=known, root=settings.root, label=label)
         ledger.end_run(run_id, ended_at=now, counts={"interrupted": True})
+    return removed
+
+
+def _shard_temporaries(out_dir: Path, *, label: str) -> int:
+    """Remove the temporary files a killed run of shard `label` left; leave other shards'."""
+    removed = 0
+    for folder, _dirs, files in os.walk(out_dir):
+        mine = label in os.path.relpath(folder, out_dir)
+        for name in files:
+            if TEMPORARY.fullmatch(name) and (mine or f".{label}." in name):
+                with suppress(FileNotFoundError):
+                    Path(folder, name).unlink()
+                    removed += 1
     return removed

@@ -35,12 +35,13 @@ from outreach.deliver.outlets import (
 from outreach.eligibility import choose_channel, first_choice
 from outreach.errors import OutreachError
 from outreach.files import bind_to_parent
-from outreach.ledger import Ledger, MessageRecord, acquire_lock
+from outreach.ledger import Ledger, MessageRecord, open_ledger, workspace_lock
 from outreach.ledger.store import RunStore
 from outreach.reasons import Code, Outcome, Reason
 from outreach.rebuild import check_ledger_start
 from outreach.recovery import recover_interrupted
 from outreach.render.limits import limits_of
+from outreach.shards import Shard
 from outreach.summary import CampaignSummary, HeldBack, RunSummary, label
 from outreach.workspace import Workspace, display_path
 
@@ -214,6 +215,7 @@ def execute_run(
     args: Sequence[str] = (),
     progress: Callable[[Iterator[Contact]], Iterator[Contact]] | None = None,
     workers: int | None = None,
+    shard: Shard | None = None,
 ) -> RunSummary:
     """Decide for every contact and campaign, hand what goes to the outlet, record it all.
 
@@ -221,7 +223,8 @@ def execute_run(
     workspace's contacts file a chunk at a time and reports its problems. `clock` tells the
     wall-clock time, for the run's and the records' stamps. `workers` processes render the
     emails of a large run (default: one per core from PARALLEL_MIN contacts; an observer
-    keeps the run in one process, where it can watch every decision).
+    keeps the run in one process, where it can watch every decision). `shard` takes only
+    the contacts whose id hashes into it (outreach.shards).
     """
     settings = workspace.settings
     today = dates.today
@@ -237,6 +240,9 @@ def execute_run(
     else:
         people = contacts
         expected = len(contacts) if isinstance(contacts, Sequence) else 0
+    if shard is not None:
+        people = (contact for contact in people if shard.contains(contact.id))
+        expected //= shard.count
     started = clock()
     run_id = store.begin_run(run_date=today, started_at=started, args=args)
     fmt = settings.contacts.date_format
@@ -585,7 +591,7 @@ def execute_run(
         delivery=settings.delivery.method,
         campaigns=[totals[c.name] for c in campaigns],
         problems=problems,
-        outbox=str(outbox_folder(settings, today)),
+        outbox=str(outbox_folder(settings, today) / (shard.label if shard is not None else "")),
         started_at=started,
         contacts_file=str(settings.paths.contacts),
         default_locale=settings.default_locale,
@@ -609,6 +615,7 @@ def perform_run(
     after: Callable[[Ledger, RunSummary], None] | None = None,
     new_ledger: bool = False,
     letter_progress: LetterProgress | None = None,
+    shard: Shard | None = None,
 ) -> RunSummary:
     """A whole run as `outreach run` and the daemon do it: lock, recover, render, record.
 
@@ -618,7 +625,8 @@ def perform_run(
     `clock` the wall clock for its stamps (default: the real one). `after` runs once rendering
     is done, still under the lock, with the ledger and the run's summary (the send step of
     `run --send`); a dry run never calls it. `letter_progress` hears (campaign, letters laid
-    out, letters in its batch) for a progress bar.
+    out, letters in its batch) for a progress bar. `shard` runs one part of the contacts
+    (outreach.shards) under that shard's lock, beside the other shards.
     """
     settings = workspace.settings
     tick: Clock = clock if clock is not None else (lambda: datetime.now(settings.tz))
@@ -628,7 +636,7 @@ def perform_run(
         stream = stack.enter_context(closing(workspace.stream_contacts()))
         outlet: Outlet
         if dry_run:
-            ledger = stack.enter_context(Ledger.open(settings.ledger_path, readonly=True))
+            ledger = stack.enter_context(open_ledger(settings, readonly=True, shard=shard))
             outlet = RenderOnlyOutlet(
                 settings=settings,
                 campaigns=workspace.campaigns,
@@ -638,8 +646,8 @@ def perform_run(
                 progress=letter_progress,
             )
         else:
-            stack.enter_context(acquire_lock(settings.state_dir, now=tick()))
-            ledger = stack.enter_context(Ledger.open(settings.ledger_path))
+            stack.enter_context(workspace_lock(settings, now=tick(), shard=shard))
+            ledger = stack.enter_context(open_ledger(settings, shard=shard))
             # A new or emptied ledger beside earlier output is refused (`--new-ledger` allows).
             check_ledger_start(ledger, settings=settings, new_ledger=new_ledger)
             recover_interrupted(ledger, settings=settings, now=tick())
@@ -651,6 +659,7 @@ def perform_run(
                 split=split,
                 workers=workers,
                 progress=letter_progress,
+                shard=shard,
             )
         summary = execute_run(
             workspace=workspace,
@@ -662,6 +671,7 @@ def perform_run(
             args=args,
             progress=progress,
             workers=workers,
+            shard=shard,
         )
         if dry_run:
             summary.dry_run = True

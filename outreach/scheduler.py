@@ -33,10 +33,11 @@ from outreach.config import (
 )
 from outreach.errors import CampaignError, ConfigError, LockError, OutreachError
 from outreach.feedback.process import feedback_job  # hook: feedback
-from outreach.ledger import Ledger
+from outreach.ledger import ledger_exists, open_ledger
 from outreach.logs import log_summary
 from outreach.runner import perform_run
 from outreach.sending import after_run_step, smtp_deliverers
+from outreach.shards import parse_shard
 from outreach.summary import RunSummary
 from outreach.workspace import (
     Workspace,
@@ -79,7 +80,9 @@ class DaemonJob:
     def label(self) -> str:
         """How the log and the ledger name the job: its time, campaigns, and `send`."""
         names = "all" if self.campaigns is None else ",".join(self.campaigns)
-        return f"{self.spec.at} {names}" + (" +send" if self.spec.send else "")
+        # The shard is part of the name: on a shared ledger each machine's job is its own.
+        shard = f" shard {self.spec.shard}" if self.spec.shard else ""
+        return f"{self.spec.at} {names}" + shard + (" +send" if self.spec.send else "")
 
     @property
     def marker(self) -> str:
@@ -166,11 +169,11 @@ def check_schedule(config: Path, *, environ: Mapping[str, str]) -> tuple[Setting
 
 def completed_today(settings: Settings, *, today: date, jobs: Sequence[DaemonJob]) -> set[str]:
     """The labels of the jobs whose run for `today` is in the ledger and finished."""
-    if not settings.ledger_path.exists():
+    if not ledger_exists(settings):
         return set()
     markers = {job.marker: job.label for job in jobs}
     done: set[str] = set()
-    with Ledger.open(settings.ledger_path) as ledger:
+    with open_ledger(settings) as ledger:
         # Newest first: a few hundred runs reach back well before today.
         for run in ledger.runs(limit=500):
             if run["run_date"] != today:
@@ -275,6 +278,7 @@ class Daemon:
                 now=now,
                 args=[RUN_ARG, job.marker],
                 after=after,
+                shard=parse_shard(job.spec.shard) if job.spec.shard else None,
             )
         except LockError as exc:
             # Nothing was done: another run has the workspace. Try again a little later.

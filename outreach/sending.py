@@ -48,7 +48,7 @@ from outreach.errors import CampaignError, DeliveryError
 from outreach.feedback.blocks import EMAIL_BLOCKED, email_blocked  # hook: feedback
 from outreach.feedback.refusals import record_refusals  # hook: feedback
 from outreach.feedback.verp import return_path  # hook: feedback
-from outreach.ledger import Ledger, MessageRecord, acquire_lock
+from outreach.ledger import Ledger, MessageRecord, open_ledger, workspace_lock
 from outreach.render.email import RenderedEmail, check_address
 from outreach.workspace import campaign_files, display_path
 
@@ -338,7 +338,7 @@ def perform_send(
         default_locale=settings.default_locale,
     )
     policies = campaign_policies(settings)
-    with acquire_lock(settings.state_dir, now=now), Ledger.open(settings.ledger_path) as ledger:
+    with workspace_lock(settings, now=now), open_ledger(settings) as ledger:
         return send_waiting(
             settings=settings,
             ledger=ledger,

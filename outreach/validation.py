@@ -18,7 +18,7 @@ from outreach.contacts import Contact, load_contacts
 from outreach.deliver.outlets import RenderOnlyOutlet
 from outreach.deliver.printing import harfbuzz_subset_available
 from outreach.errors import LedgerError, OutreachError, Problem
-from outreach.ledger import Ledger
+from outreach.ledger import ledger_exists, read_ledger
 from outreach.ledger.store import MemoryStore
 from outreach.postal import address_gaps
 from outreach.reasons import Code
@@ -221,9 +221,9 @@ def validate_workspace(
         return report
     workspace = Workspace(settings, contacts=contact_list, campaigns=tuple(usable))
     suppressions: dict[str, frozenset[str]] = {}
-    if settings.ledger_path.exists():
+    if ledger_exists(settings):
         try:
-            suppressions = Ledger.read(settings.ledger_path, lambda ledger: ledger.suppressions())
+            suppressions = read_ledger(settings, lambda ledger: ledger.suppressions())
         except LedgerError as exc:
             report.lines.append(f"warning: the suppression list was not read: {exc}")
     _check_campaigns(

@@ -7,11 +7,12 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pg_server import PgServer
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -143,3 +144,23 @@ def make_workspace(tmp_path: Path) -> Callable[..., Workspace]:
         return ws
 
     return make
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One real PostgreSQL server for the session (tests/pg_server.py), removed at the end."""
+    server = PgServer()
+    try:
+        server.start()
+        server.prepare_template()
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> Iterator[str]:
+    """The URL of a fresh database with the ledger's schema, on the session's server."""
+    if not pg_server.running():  # a test stopped it (the database going away mid-run)
+        pg_server.start()
+    yield pg_server.database()

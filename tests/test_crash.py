@@ -29,12 +29,14 @@ from email.message import Message
 from email.parser import BytesParser
 from email.policy import compat32
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import Workspace, unmeasured_env
 
 from outreach.ledger import Ledger
 from outreach.runner import LEDGER_BATCH
+from outreach.shards import shard_of
 
 DAY = date(2026, 11, 24)
 CONTACTS = 1500
@@ -110,11 +112,13 @@ def apply_suppressions(ws: Workspace, suppress: dict[str, str]) -> None:
             ledger.suppress(value, channel=channel, source="test", now=datetime.now(UTC))
 
 
-def start_run(ws: Workspace, day: date) -> subprocess.Popen[bytes]:
+def start_run(
+    ws: Workspace, day: date, *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "outreach", "run", "--all", "--date", day.isoformat()],
+        [sys.executable, "-m", "outreach", "run", "--all", "--date", day.isoformat(), *args],
         cwd=ws.root,
-        env=unmeasured_env(),
+        env=unmeasured_env(**(env or {})),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -136,21 +140,39 @@ class KillPoint:
     delay: float = 0.0  # extra seconds after the condition holds
 
 
-def kill_at(ws: Workspace, point: KillPoint, population: Population) -> None:
-    """Start a run, SIGKILL it at `point`; fail if it ended on its own first."""
+def kill_at(
+    ws: Workspace,
+    point: KillPoint,
+    population: Population,
+    *,
+    url: str | None = None,
+    shard: str | None = None,
+) -> None:
+    """Start a run, SIGKILL it at `point`; fail if it ended on its own first.
+
+    With `url` the run's ledger is that PostgreSQL database (`lock`: it has taken the lock);
+    with `shard` (shard-K-of-N) it runs that shard only.
+    """
     state = ws.root / "state"
-    folder = ws.root / "out" / "outbox" / DAY.isoformat() / "birthday"
+    folder = ws.root / "out" / "outbox" / DAY.isoformat()
+    if shard is not None:
+        folder /= shard
+    folder /= "birthday"
+    env = {"OUTREACH_LEDGER_URL": url} if url is not None else None
+    args = ("--shard", shard.split("-")[1] + "/" + shard.split("-")[3]) if shard else ()
     # The run writes files in contacts.csv order, so "N files exist" is "the N-th exists":
     # one stat per poll, where counting a folder of thousands would steal the run's CPU.
     order = sorted(population.rendered)
     nth = folder / f"{order[int(point.value) - 1]}.eml" if point.kind in {"files", "wal"} else None
     before = len(list(folder.glob("*.eml")))
-    with start_run(ws, DAY) as proc:
+    with start_run(ws, DAY, env=env, args=args) as proc:
         started = time.monotonic()
 
         def reached() -> bool:
             if point.kind == "seconds":
                 return time.monotonic() - started >= point.value
+            if point.kind == "lock" and url is not None:
+                return pg_lock_taken(url, proc.pid)
             if point.kind == "lock":
                 return file_size(state / "run.lock") > 0
             if point.kind == "ledger":
@@ -188,16 +210,46 @@ def kill_at(ws: Workspace, point: KillPoint, population: Population) -> None:
     assert proc.returncode == -signal.SIGKILL, "the run must die by SIGKILL, not finish"
 
 
-def rerun(ws: Workspace, day: date) -> None:
-    result = ws.run("run", "--all", "--date", day.isoformat())
+def pg_lock_taken(url: str, pid: int) -> bool:
+    """Whether the run with this pid has taken (and signed) its lock on PostgreSQL."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as db:
+        found = db.execute(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'outreach_locks'"
+        ).fetchone()
+        if not found or not found[0]:
+            return False
+        row = db.execute("SELECT count(*) FROM outreach_locks WHERE pid = %s", (pid,)).fetchone()
+        return bool(row and row[0])
+
+
+def rerun(ws: Workspace, day: date, *, url: str | None = None, args: tuple[str, ...] = ()) -> None:
+    env = {"OUTREACH_LEDGER_URL": url} if url is not None else None
+    result = ws.run("run", "--all", "--date", day.isoformat(), *args, env=env)
     assert result.code == 0, result.out + result.err
 
 
-def ledger_counts(ws: Workspace) -> tuple[int, int]:
+def ledger_rows(ws: Workspace, url: str | None, sql: str) -> list[tuple[object, ...]]:
+    """The rows of `sql` on the workspace's ledger: its SQLite file, or the database at `url`."""
+    if url is None:
+        with closing(sqlite3.connect(ws.root / "state" / "ledger.sqlite")) as db:
+            return db.execute(sql).fetchall()
+    import psycopg
+
+    with psycopg.connect(url) as pg:
+        return pg.execute(sql).fetchall()
+
+
+def ledger_counts(ws: Workspace, url: str | None = None) -> tuple[int, int]:
     """(rendered rows, outbox files) right after a kill: rows lag files by up to a batch."""
     path = ws.root / "state" / "ledger.sqlite"
     rows = 0
-    if path.exists():
+    if url is not None:
+        rows = int(
+            ledger_rows(ws, url, "SELECT count(*) FROM messages WHERE status = 'rendered'")[0][0]
+        )  # type: ignore[call-overload]
+    elif path.exists():
         with closing(sqlite3.connect(path)) as db:
             have = db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'messages'")
             if have.fetchone()[0]:
@@ -223,15 +275,26 @@ def parse_complete(data: bytes) -> Message:
     return message
 
 
-def check_exactly_once(ws: Workspace, population: Population, days: list[date]) -> None:
-    """Every due occurrence exactly once in the outbox and the ledger; nothing stray."""
+def check_exactly_once(
+    ws: Workspace,
+    population: Population,
+    days: list[date],
+    *,
+    url: str | None = None,
+    shards: int | None = None,
+) -> None:
+    """Every due occurrence exactly once in the outbox and the ledger; nothing stray.
+
+    `url`: the ledger is that PostgreSQL database; `shards`: the runs were shards of so many.
+    """
     root = ws.root
-    with closing(sqlite3.connect(root / "state" / "ledger.sqlite")) as db:
-        rows = db.execute(
-            "SELECT contact_id, campaign, occurrence_key, status, artifact, message_id, reason, "
-            "run_date FROM messages"
-        ).fetchall()
-        unfinished = db.execute("SELECT count(*) FROM runs WHERE ended_at IS NULL").fetchone()[0]
+    rows: list[tuple[Any, ...]] = ledger_rows(
+        ws,
+        url,
+        "SELECT contact_id, campaign, occurrence_key, status, artifact, message_id, reason, "
+        "run_date FROM messages",
+    )
+    ((unfinished,),) = ledger_rows(ws, url, "SELECT count(*) FROM runs WHERE ended_at IS NULL")
     assert unfinished == 0, "a run died and was never settled"
     keys = Counter((cid, campaign, key) for cid, campaign, key, *_ in rows)
     assert max(keys.values()) == 1
@@ -256,11 +319,16 @@ def check_exactly_once(ws: Workspace, population: Population, days: list[date]) 
     assert on_disk - in_ledger == set(), "outbox files without a ledger row"
     assert in_ledger - on_disk == set(), "ledger rows whose file is missing"
     assert len(files) == len(population.rendered)
-    allowed = {f"out/outbox/{day.isoformat()}/birthday" for day in days}
+    parts = [f"shard-{k}-of-{shards}/" for k in range(1, shards + 1)] if shards else [""]
+    allowed = {f"out/outbox/{day.isoformat()}/{part}birthday" for day in days for part in parts}
     assert {path.parent.relative_to(root).as_posix() for path in files} <= allowed
 
     for cid, (artifact, message_id, _reason, run_day) in rendered.items():
-        assert artifact.startswith(f"out/outbox/{run_day}/birthday/")
+        if shards:
+            part = f"shard-{shard_of(cid, shards)}-of-{shards}/"
+            assert artifact.startswith(f"out/outbox/{run_day}/{part}birthday/")
+        else:
+            assert artifact.startswith(f"out/outbox/{run_day}/birthday/")
         assert artifact.endswith(f"/{cid}.eml")
         data = (root / artifact).read_bytes()
         message = parse_complete(data)

@@ -33,6 +33,7 @@ from outreach.ledger import (
     acquire_lock,
     apply_migrations,
 )
+from outreach.shards import Shard, shard_of
 
 RUN_DAY = date(2026, 11, 24)
 NOW = datetime(2026, 11, 24, 9, 0, 1, tzinfo=UTC)
@@ -60,10 +61,15 @@ def ledger_path(tmp_path: Path) -> Path:
     return tmp_path / "state" / "ledger.sqlite"
 
 
-@pytest.fixture
-def ledger(ledger_path: Path) -> Iterator[Ledger]:
-    with Ledger.open(ledger_path) as led:
-        yield led
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger(request: pytest.FixtureRequest, ledger_path: Path) -> Iterator[Ledger]:
+    """The ledger on each store: a SQLite file, and a database on a real PostgreSQL server."""
+    if request.param == "sqlite":
+        with Ledger.open(ledger_path) as led:
+            yield led
+    else:
+        with Ledger.connect(request.getfixturevalue("pg_url")) as led:
+            yield led
 
 
 def raw(path: Path) -> sqlite3.Connection:
@@ -79,7 +85,7 @@ def test_open_creates_folders_and_versioned_schema(ledger_path: Path) -> None:
         pass
     conn = raw(ledger_path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert {"messages", "runs", "suppressions", "blocks", "bounce_events"} <= tables
@@ -208,7 +214,7 @@ def test_a_file_that_is_not_sqlite_is_a_ledger_error(ledger_path: Path) -> None:
 # -- messages ----------------------------------------------------------------------------------
 
 
-def test_one_row_per_message_and_upsert_keeps_created_at(ledger: Ledger, ledger_path: Path) -> None:
+def test_one_row_per_message_and_upsert_keeps_created_at(ledger: Ledger) -> None:
     later = NOW + timedelta(days=1)
     ledger.record([message(status="failed", error="disk full")])
     ledger.record(
@@ -221,14 +227,10 @@ def test_one_row_per_message_and_upsert_keeps_created_at(ledger: Ledger, ledger_
             )
         ]
     )
-    conn = raw(ledger_path)
-    try:
-        rows = conn.execute(
-            "SELECT status, error, artifact, run_date, created_at, updated_at FROM messages"
-        ).fetchall()
-    finally:
-        conn.close()
-    assert rows == [
+    rows = ledger._query(
+        "SELECT status, error, artifact, run_date, created_at, updated_at FROM messages"
+    )
+    assert [tuple(row) for row in rows] == [
         (
             "rendered",
             None,  # the old error does not linger on a rendered message
@@ -293,7 +295,7 @@ def test_records_without_a_time_take_their_runs_start(ledger: Ledger) -> None:
 
 def test_record_is_one_transaction(ledger: Ledger) -> None:
     batch = [message("c-001"), message("c-002", status="posted"), message("c-003")]
-    with pytest.raises(LedgerError, match="CHECK constraint"):
+    with pytest.raises(LedgerError, match=r"(?i)CHECK constraint"):
         ledger.record(batch)
     assert ledger.messages() == []
     ledger.record([message("c-004")])  # the ledger is still usable
@@ -358,6 +360,42 @@ def test_settle_interrupted_turns_sending_into_uncertain(ledger: Ledger) -> None
     statuses = {m.contact_id: m.status for m in ledger.messages()}
     assert statuses == {"c-001": "uncertain", "c-002": "sent"}
     assert "uncertain" in DONE_STATUSES  # never resent automatically
+
+
+def test_a_sharded_ledger_settles_closes_and_sends_only_its_own_shards_messages(
+    ledger: Ledger,
+) -> None:
+    ids = [f"c-{i:03d}" for i in range(40)]
+    mine = {cid for cid in ids if shard_of(cid, 2) == 1}
+    assert 0 < len(mine) < len(ids)
+    window = {"earliest": RUN_DAY, "latest": RUN_DAY + timedelta(days=3)}
+    ledger.record(
+        [message(cid, key="birthday:2026", status="sending", **window) for cid in ids]
+        + [message(cid, key="promo", status="rendered", **window) for cid in ids]
+        + [
+            message(cid, key="old", status="deferred", latest=RUN_DAY - timedelta(days=1))
+            for cid in ids
+        ]
+    )
+    mine_run = ledger.begin_run(run_date=RUN_DAY, started_at=NOW, args=["run"])
+    ledger.shard = Shard(1, 2)
+    other_run = ledger.begin_run(run_date=RUN_DAY, started_at=NOW, args=["run", "--shard"])
+    # Only its own shard's dead runs, and only its own contacts' messages.
+    assert ledger.interrupted_runs() == [(other_run, RUN_DAY)]
+    assert ledger.settle_interrupted(now=NOW) == len(mine)
+    assert {m.contact_id for m in ledger.waiting_emails(today=RUN_DAY)} == mine
+    closed = ledger.close_windows(today=RUN_DAY, now=NOW, run_id=other_run)
+    assert {m.contact_id for m in closed} == mine and {m.status for m in closed} == {"missed"}
+    ledger.shard = None
+    counts = ledger.count_messages(statuses=["uncertain", "sending", "missed", "deferred"])
+    others = len(ids) - len(mine)
+    assert counts == {
+        "uncertain": len(mine),
+        "sending": others,
+        "missed": len(mine),
+        "deferred": others,
+    }
+    assert [run_id for run_id, _ in ledger.interrupted_runs()] == [mine_run, other_run]
 
 
 def test_messages_filters(ledger: Ledger) -> None:
@@ -476,17 +514,13 @@ def test_runs_are_recorded_newest_first(ledger: Ledger) -> None:
         ledger.end_run(42, ended_at=NOW, counts={})
 
 
-def test_times_are_stored_as_utc_iso_strings(ledger: Ledger, ledger_path: Path) -> None:
+def test_times_are_stored_as_utc_iso_strings(ledger: Ledger) -> None:
     madrid = timezone(timedelta(hours=1))
     run_id = ledger.begin_run(
         run_date=RUN_DAY, started_at=datetime(2026, 11, 24, 10, 0, 1, tzinfo=madrid), args=[]
     )
-    conn = raw(ledger_path)
-    try:
-        stored = conn.execute("SELECT started_at FROM runs WHERE id = ?", (run_id,)).fetchone()
-    finally:
-        conn.close()
-    assert stored == ("2026-11-24T09:00:01+00:00",)
+    stored = ledger._query("SELECT started_at FROM runs WHERE id = ?", (run_id,))
+    assert [tuple(row) for row in stored] == [("2026-11-24T09:00:01+00:00",)]
 
 
 # -- read-only (dry runs, plans) ------------------------------------------------------------

@@ -77,9 +77,12 @@ def outbox_file_name(*, contact_id: str, occurrence_key: str) -> str:
 class OutboxWriter:
     """A Deliverer that writes each email to out/outbox/<run day>/<campaign>/ as an .eml file."""
 
-    def __init__(self, *, root: Path, out_dir: Path, run_date: date) -> None:
+    def __init__(self, *, root: Path, out_dir: Path, run_date: date, subfolder: str = "") -> None:
         self.root = root
+        # A shard's emails go in a folder of their own (out/outbox/<day>/shard-2-of-4/...).
         self.directory = out_dir / OUTBOX_NAME / run_date.isoformat()
+        if subfolder:
+            self.directory /= subfolder
         try:
             self._relative = self.directory.relative_to(root).as_posix()
         except ValueError:  # an out folder outside the workspace: keep the absolute path

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from outreach.campaigns import Campaign, Occurrence
     from outreach.config import Settings
     from outreach.contacts import Contact
+    from outreach.shards import Shard
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +194,7 @@ class PublishOutlet(_RenderingOutlet):
         split: bool = False,
         workers: int | None = None,
         progress: LetterProgress | None = None,
+        shard: Shard | None = None,
     ) -> None:
         super().__init__(
             settings=settings,
@@ -203,7 +205,14 @@ class PublishOutlet(_RenderingOutlet):
             progress=progress,
         )
         self.split = split
-        self.outbox = OutboxWriter(root=settings.root, out_dir=settings.out_dir, run_date=today)
+        # A shard's files say which shard made them: recovery of one shard touches only its own.
+        self.shard_label = shard.label if shard is not None else ""
+        self.outbox = OutboxWriter(
+            root=settings.root,
+            out_dir=settings.out_dir,
+            run_date=today,
+            subfolder=self.shard_label,
+        )
 
     def email(self, campaign: Campaign, contact: Contact, occurrence: Occurrence) -> Made:
         """Render the email and write it to the outbox."""
@@ -251,6 +260,7 @@ class PublishOutlet(_RenderingOutlet):
                     split=self.split,
                     workers=self.workers,
                     progress=self._progress_of(name),
+                    name_suffix=f".{self.shard_label}" if self.shard_label else "",
                 )
             except DeliveryError as exc:
                 for letter in letters:

@@ -340,15 +340,18 @@ def write_batch(
     workers: int = 2,
     chunk_size: int = CHUNK_SIZE,
     progress: Progress | None = None,
+    name_suffix: str = "",
 ) -> BatchResult:
     """Print one campaign's letters into out_dir/letters/<date>/; failed letters are returned.
+
+    `name_suffix` follows the campaign in the batch's file names (`.shard-2-of-4`).
 
     If it cannot finish (a full disk, a worker killed), it removes what it wrote of the batch
     before raising: a batch is on disk whole, with its manifest, or not at all.
     """
     ordered = sorted(letters, key=postal_order) if sort_by_postal_code else list(letters)
     folder = out_dir / "letters" / run_date.isoformat()
-    stem = _free_stem(folder, safe_file_name(campaign))
+    stem = _free_stem(folder, safe_file_name(campaign) + name_suffix)
     try:
         return _print_batch(
             ordered,

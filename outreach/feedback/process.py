@@ -27,7 +27,7 @@ from outreach.feedback.classify import Classified, classify, fingerprint
 from outreach.feedback.mailbox import ImapBox, Mailbox, MaildirBox, MailItem
 from outreach.feedback.score import verdict
 from outreach.feedback.verp import token_pattern, tokens_in, verify_token
-from outreach.ledger import Block, BounceEvent, Ledger, LedgerStore, MessageRecord
+from outreach.ledger import Block, BounceEvent, LedgerStore, MessageRecord, open_ledger
 
 _CHUNK = 500
 _CHUNK_BYTES = 8 * 1024 * 1024
@@ -424,7 +424,7 @@ def read_bounces(
     """`outreach bounces`: read the mailbox (the given Maildir, or the config's) once."""
     mailbox, name = open_mailbox(settings, maildir=maildir, environ=environ)
     try:
-        with feedback_lock(settings.state_dir), Ledger.open(settings.ledger_path) as ledger:
+        with feedback_lock(settings.state_dir), open_ledger(settings) as ledger:
             return process_mailbox(
                 settings, mailbox=mailbox, name=name, ledger=ledger, today=today, now=now
             )

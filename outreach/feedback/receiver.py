@@ -30,7 +30,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 from outreach.config import Settings, find_config, load_settings
 from outreach.contacts import iter_contacts
 from outreach.errors import ConfigError, OutreachError
-from outreach.ledger import Ledger
+from outreach.ledger import open_ledger
 from outreach.render.templates import unsubscribe_token
 
 logger = logging.getLogger("outreach.serve")
@@ -228,7 +228,7 @@ class UnsubscribeApp:
                 start_response, "400 Bad Request", "the body must be List-Unsubscribe=One-Click"
             )
         try:
-            with Ledger.open(self.settings.ledger_path) as ledger:
+            with open_ledger(self.settings) as ledger:
                 added = ledger.suppress(contact_id, channel="all", source=SOURCE, now=self.clock())
         except OutreachError as exc:
             logger.error("cannot record the unsubscribe of %s: %s", contact_id, exc)

@@ -14,7 +14,7 @@ from outreach.config import Settings
 from outreach.contacts import Contact, load_contacts
 from outreach.errors import FeedbackError, Problem
 from outreach.feedback.blocks import postal_key
-from outreach.ledger import Block, Ledger
+from outreach.ledger import Block, open_ledger
 from outreach.postal import missing_address_fields
 
 _ID_COLUMNS = (
@@ -150,7 +150,7 @@ def mark_returned(
         wanted.append((entry, contact))
     blocked: list[Block] = []
     already: list[str] = []
-    with Ledger.open(settings.ledger_path) as ledger:
+    with open_ledger(settings) as ledger:
         existing = {
             (b.contact_id, b.postal_key)
             for contact_id in {c.id for _, c in wanted}

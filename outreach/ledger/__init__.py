@@ -4,6 +4,13 @@
 in-memory store that rehearsals (dry run, validate, plan, explain) use.
 """
 
+from outreach.ledger.backend import (
+    ledger_exists,
+    ledger_location,
+    open_ledger,
+    read_ledger,
+    workspace_lock,
+)
 from outreach.ledger.sqlite import (
     CHANNELS,
     COUNTED_STATUSES,
@@ -43,5 +50,10 @@ __all__ = [
     "acquire_lock",
     "apply_migrations",
     "email_block_key",
+    "ledger_exists",
+    "ledger_location",
     "letter_block_key",
+    "open_ledger",
+    "read_ledger",
+    "workspace_lock",
 ]

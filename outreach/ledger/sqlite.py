@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -21,6 +22,10 @@ from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 from outreach.cadence import PastMessage
 from outreach.errors import LedgerError, LockError
+
+if TYPE_CHECKING:
+    from outreach.ledger.postgres import PgConnection
+    from outreach.shards import Shard
 
 STATUSES = ("rendered", "sending", "sent", "failed", "uncertain", "deferred", "missed", "skipped")
 # A message in one of these states is never redone automatically: it went out (or may have),
@@ -206,7 +211,9 @@ class LedgerStore(Protocol):
 # ---------------------------------------------------------------------------------------------
 # Schema and migrations
 
-Migration = Callable[[sqlite3.Connection], None]
+# A migration takes a connection with `execute(sql)`: sqlite3's, or (outreach.ledger.postgres)
+# one that writes each statement in PostgreSQL's words.
+Migration = Callable[[Any], None]
 
 
 def _v1_initial(conn: sqlite3.Connection) -> None:
@@ -337,12 +344,20 @@ def _v4_feedback(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _v5_run_scope(conn: sqlite3.Connection) -> None:
+    # Sharded runs (outreach.shards) share a ledger: each run says which part of the workspace
+    # it covered and on which machine, so recovery undoes only its own scope's dead runs.
+    conn.execute("ALTER TABLE runs ADD COLUMN scope TEXT NOT NULL DEFAULT ''")
+    conn.execute("ALTER TABLE runs ADD COLUMN host TEXT")
+
+
 # MIGRATIONS[i] takes a ledger from schema version i to i + 1. Append, never edit.
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
     _v2_waiting_index,
     _v3_uncertain_waits_too,
     _v4_feedback,
+    _v5_run_scope,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -400,6 +415,11 @@ def _iso_utc(moment: datetime) -> str:
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC)
     return moment.replace(tzinfo=None).isoformat(timespec="seconds") + "+00:00"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def _day(text: str | None) -> date | None:
@@ -491,7 +511,7 @@ def _message_filter(
         params.append(since.isoformat())
     if statuses is not None:
         wanted = list(statuses)
-        where.append(f"status IN ({', '.join('?' * len(wanted))})" if wanted else "0")
+        where.append(f"status IN ({', '.join('?' * len(wanted))})" if wanted else "1 = 0")
         params.extend(wanted)
     return (" WHERE " + " AND ".join(where) if where else ""), params
 
@@ -548,12 +568,47 @@ _T = TypeVar("_T")
 class Ledger:
     """The SQLite ledger: messages, runs and suppressions in one file (state/ledger.sqlite)."""
 
-    def __init__(self, conn: sqlite3.Connection, *, path: Path, readonly: bool) -> None:
-        self._conn = conn
-        self.path = path
+    def __init__(
+        self,
+        conn: sqlite3.Connection | PgConnection,
+        *,
+        path: Path | str,
+        readonly: bool,
+        errors: tuple[type[Exception], ...] = (sqlite3.Error,),
+    ) -> None:
+        self._conn: Any = conn
+        self.path = path  # the file, or (PostgreSQL) the URL without its password
         self.readonly = readonly
+        self._errors = errors
         self._run_started: dict[int, str] = {}
         self._closed = False
+        # The part of the workspace this process's runs cover (outreach.shards); None: all of it.
+        self.shard: Shard | None = None
+
+    @classmethod
+    def connect(cls, url: str, *, readonly: bool = False) -> Ledger:
+        """Open (creating the schema) the ledger in the PostgreSQL database at `url`.
+
+        `readonly` works inside one transaction that is never committed: its writes vanish.
+        """
+        from outreach.ledger import postgres
+
+        where = postgres.redact(url)
+        conn = postgres.PgConnection(postgres.connect(url), readonly=readonly)
+        try:
+            postgres.apply_pg_migrations(conn, where=where, migrations=MIGRATIONS)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path=where, readonly=readonly, errors=postgres.errors())
+
+    @property
+    def scope(self) -> str:
+        """'' for a run of the whole workspace, else its shard's label (shard-2-of-4)."""
+        return self.shard.label if self.shard is not None else ""
+
+    def _mine(self, contact_id: str) -> bool:
+        return self.shard is None or self.shard.contains(contact_id)
 
     @classmethod
     def open(
@@ -644,18 +699,29 @@ class Ledger:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise
-        except sqlite3.Error as exc:
+        except self._errors as exc:
             raise LedgerError(
-                f"cannot {what}: {exc}",
+                f"cannot {what}: {_first_line(exc)}",
                 path=self.path,
-                hint="check that the disk has room and the state folder is writable",
+                hint=self._hint(exc),
             ) from exc
+
+    def _hint(self, exc: Exception) -> str | None:
+        if isinstance(self.path, Path):
+            return "check that the disk has room and the state folder is writable"
+        from outreach.ledger.postgres import hint_for
+
+        return hint_for(exc)
 
     def _query(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
         try:
-            return self._conn.execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise LedgerError(f"cannot read the ledger: {exc}", path=self.path) from exc
+            return list(self._conn.execute(sql, params).fetchall())
+        except self._errors as exc:
+            raise LedgerError(
+                f"cannot read the ledger: {_first_line(exc)}",
+                path=self.path,
+                hint=None if isinstance(self.path, Path) else self._hint(exc),
+            ) from exc
 
     # -- runs ------------------------------------------------------------------------------
 
@@ -663,12 +729,19 @@ class Ledger:
         """Record the start of a run; return its id."""
         started = _iso_utc(started_at)
         with self._transaction("record the run") as conn:
-            cursor = conn.execute(
-                "INSERT INTO runs (run_date, started_at, args, pid) VALUES (?, ?, ?, ?)",
-                (run_date.isoformat(), started, json.dumps(list(args)), os.getpid()),
-            )
-        run_id = cursor.lastrowid
-        assert run_id is not None
+            row = conn.execute(
+                "INSERT INTO runs (run_date, started_at, args, pid, scope, host) "
+                "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                (
+                    run_date.isoformat(),
+                    started,
+                    json.dumps(list(args)),
+                    os.getpid(),
+                    self.scope,
+                    socket.gethostname(),
+                ),
+            ).fetchone()
+        run_id = int(row[0])
         self._run_started[run_id] = started
         return run_id
 
@@ -754,11 +827,34 @@ class Ledger:
         """Turn deferred messages whose window closed before today into `missed`, dated and
         owned by this run; return them. A message is never sent late."""
         stamp = _iso_utc(now)
+        params = (stamp, today.isoformat(), run_id, today.isoformat())
+        rows: list[Any] = []
         with self._transaction("mark missed messages") as conn:
-            rows = conn.execute(
-                _CLOSE_WINDOWS, (stamp, today.isoformat(), run_id, today.isoformat())
-            ).fetchall()
+            ids = self._ids_of_mine(
+                conn,
+                "SELECT id, contact_id FROM messages WHERE status = 'deferred' AND latest < ?",
+                (today.isoformat(),),
+            )
+            if ids is None:
+                rows = conn.execute(_CLOSE_WINDOWS, params).fetchall()
+            for chunk in ids or ():
+                marks = ", ".join("?" * len(chunk))
+                sql = _CLOSE_WINDOWS.replace(" RETURNING", f" AND id IN ({marks}) RETURNING")
+                rows.extend(conn.execute(sql, (*params, *chunk)).fetchall())
         return [_message_from_row(row) for row in rows]
+
+    def _ids_of_mine(self, conn: Any, sql: str, params: Sequence[object]) -> list[list[int]] | None:
+        """For a sharded run, the ids (in chunks) among (id, contact_id) rows of `sql` whose
+        contact is in the shard; None when the run covers the whole workspace."""
+        if self.shard is None:
+            return None
+        shard = self.shard
+        ids = [
+            row_id
+            for row_id, contact in conn.execute(sql, params).fetchall()
+            if shard.contains(contact)
+        ]
+        return [ids[i : i + _KEYS_PER_QUERY] for i in range(0, len(ids), _KEYS_PER_QUERY)]
 
     def record(self, records: Iterable[MessageRecord], *, run_id: int | None = None) -> None:
         """Insert or update messages in one transaction; a row keeps its first created_at.
@@ -798,7 +894,7 @@ class Ledger:
                     r.message_id,
                     r.reason,
                     r.error,
-                    r.essential,
+                    1 if r.essential else 0,
                     r.effective_date.isoformat() if r.effective_date is not None else run_day,
                     stamp,
                     run_id,  # ?17; created_at reuses ?16
@@ -848,14 +944,23 @@ class Ledger:
 
         Call it only while holding the workspace lock: then no live process is sending them.
         """
+        sql = (
+            "UPDATE messages SET status = 'uncertain', updated_at = ?, "
+            "error = 'the run died while handing the message to the mail server' "
+            "WHERE status = 'sending'"
+        )
         with self._transaction("settle interrupted messages") as conn:
-            cursor = conn.execute(
-                "UPDATE messages SET status = 'uncertain', updated_at = ?, "
-                "error = 'the run died while handing the message to the mail server' "
-                "WHERE status = 'sending'",
-                (_iso_utc(now),),
+            ids = self._ids_of_mine(
+                conn, "SELECT id, contact_id FROM messages WHERE status = 'sending'", ()
             )
-        return cursor.rowcount
+            if ids is None:
+                return int(conn.execute(sql, (_iso_utc(now),)).rowcount)
+            settled = 0
+            for chunk in ids:  # a shard settles its own contacts' messages only
+                marks = ", ".join("?" * len(chunk))
+                cursor = conn.execute(f"{sql} AND id IN ({marks})", (_iso_utc(now), *chunk))
+                settled += cursor.rowcount
+        return settled
 
     def mark_missed(self, *, today: date, now: datetime) -> int:
         """Turn deferred messages whose window closed before today into `missed`; return how many.
@@ -878,15 +983,28 @@ class Ledger:
         never sent late. Permanent failures stay `failed`, with the server's reply. Only the
         send step calls this: with `delivery: outbox` a rendered email is already delivered.
         """
+        where = (
+            "WHERE channel = 'email' AND latest < ? AND (status = 'rendered' "
+            "OR (status = 'failed' AND coalesce(reason, '') <> 'permanent'))"
+        )
+        sql = (
+            "UPDATE messages SET status = 'missed', updated_at = ?, "  # noqa: S608
+            "reason = 'window closed before it was sent' " + where
+        )
+        params = (_iso_utc(now), today.isoformat())
         with self._transaction("mark unsent emails missed") as conn:
-            cursor = conn.execute(
-                "UPDATE messages SET status = 'missed', updated_at = ?, "
-                "reason = 'window closed before it was sent' "
-                "WHERE channel = 'email' AND latest < ? AND (status = 'rendered' "
-                "OR (status = 'failed' AND coalesce(reason, '') <> 'permanent'))",
-                (_iso_utc(now), today.isoformat()),
+            ids = self._ids_of_mine(
+                conn,
+                "SELECT id, contact_id FROM messages " + where,  # noqa: S608
+                (today.isoformat(),),
             )
-        return cursor.rowcount
+            if ids is None:
+                return int(conn.execute(sql, params).rowcount)
+            missed = 0
+            for chunk in ids:
+                marks = ", ".join("?" * len(chunk))
+                missed += conn.execute(f"{sql} AND id IN ({marks})", (*params, *chunk)).rowcount
+        return missed
 
     def waiting_emails(self, *, today: date, uncertain: bool = False) -> list[MessageRecord]:
         """Emails waiting to be sent whose window is still open, most urgent first.
@@ -898,19 +1016,26 @@ class Ledger:
         if uncertain:
             branches.append(_OPEN_UNCERTAIN)
         sql = " UNION ALL ".join(branches) + " ORDER BY latest, id"
-        return [_message_from_row(row[:-1]) for row in self._query(sql, (today.isoformat(),))]
+        rows = self._query(sql, (today.isoformat(),))
+        return [_message_from_row(row[:-1]) for row in rows if self._mine(row[0])]
 
     def open_uncertain_emails(self, *, today: date) -> list[MessageRecord]:
         """Uncertain emails whose window is still open: a person should check them."""
         rows = self._query(_OPEN_UNCERTAIN + " ORDER BY latest, id", (today.isoformat(),))
-        return [_message_from_row(row[:-1]) for row in rows]
+        return [_message_from_row(row[:-1]) for row in rows if self._mine(row[0])]
 
     def interrupted_runs(self) -> list[tuple[int, date]]:
         """(id, run date) of runs that started and never ended: their process died.
 
-        Call it only while holding the workspace lock: then no live run is among them.
+        Call it only while holding the workspace lock: then no live run is among them. A
+        sharded run holds its shard's lock only: it sees its own shard's dead runs, never
+        those of a shard another process or machine is running now.
         """
-        rows = self._query("SELECT id, run_date FROM runs WHERE ended_at IS NULL ORDER BY id")
+        sql = "SELECT id, run_date FROM runs WHERE ended_at IS NULL"
+        if self.shard is not None:
+            rows = self._query(sql + " AND scope = ? ORDER BY id", (self.scope,))
+            return [(run_id, date.fromisoformat(day)) for run_id, day in rows]
+        rows = self._query(sql + " ORDER BY id")
         return [(run_id, date.fromisoformat(day)) for run_id, day in rows]
 
     def artifacts_of_run_date(self, run_date: date) -> set[str]:
@@ -1088,7 +1213,7 @@ class Ledger:
             params.append(contact_id)
         if values is not None:
             wanted = sorted({v.lower() for v in values})
-            where.append(f"value IN ({', '.join('?' * len(wanted))})" if wanted else "0")
+            where.append(f"value IN ({', '.join('?' * len(wanted))})" if wanted else "1 = 0")
             params.extend(wanted)
         sql = (
             "SELECT channel, value, contact_id, reason, day, postal_key, status, diagnostic, "
@@ -1166,9 +1291,9 @@ class Ledger:
                 ],
             )
             conn.executemany(
-                "INSERT OR IGNORE INTO blocks (channel, value, postal_key, contact_id, reason, "
+                "INSERT INTO blocks (channel, value, postal_key, contact_id, reason, "
                 "day, status, diagnostic, kept, score, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 [
                     (
                         b.channel,
@@ -1188,13 +1313,13 @@ class Ledger:
             )
             for value, channel, source in suppressions:
                 conn.execute(
-                    "INSERT OR IGNORE INTO suppressions (value, channel, source, created_at) "
-                    "VALUES (?, ?, ?, ?)",
+                    "INSERT INTO suppressions (value, channel, source, created_at) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                     (value.strip().lower(), channel, source, stamp),
                 )
             conn.executemany(
-                "INSERT OR IGNORE INTO feedback_seen (fingerprint, kind, day, created_at) "
-                "VALUES (?, ?, ?, ?)",
+                "INSERT INTO feedback_seen (fingerprint, kind, day, created_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 [(fp, kind, day.isoformat(), stamp) for fp, kind, day in seen],
             )
 

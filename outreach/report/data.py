@@ -27,7 +27,7 @@ from typing import TypeVar, cast
 from outreach.config import Settings
 from outreach.contacts import Contact
 from outreach.errors import OutreachError, Problem
-from outreach.ledger import COUNTED_STATUSES, Ledger, MessageRecord
+from outreach.ledger import COUNTED_STATUSES, Ledger, MessageRecord, ledger_exists, read_ledger
 from outreach.plan import Plan, plan_days
 from outreach.workspace import Workspace
 
@@ -277,7 +277,7 @@ def _gather_past(
     """The ledger's messages and runs of the period, and the files in out/."""
     past = _Past()
     past.letters, past.emails = _outgoing(settings, start=start, end=end, notes=past.notes)
-    if not settings.ledger_path.exists():
+    if not ledger_exists(settings):
         past.notes.append("no_ledger")
 
     def read(ledger: Ledger) -> None:
@@ -311,7 +311,7 @@ def _gather_past(
                     if r.run_date == latest
                 ]
 
-    Ledger.read(settings.ledger_path, read)
+    read_ledger(settings, read)
     return past
 
 
