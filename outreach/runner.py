@@ -304,7 +304,7 @@ def execute_run(
         status: str,
         artifact: str | None = None,
         message_id: str | None = None,
-        reason: str | None = None,
+        reason: Reason | None = None,
         error: str | None = None,
     ) -> None:
         out.records.append(
@@ -323,7 +323,8 @@ def execute_run(
                 updated_at=stamp,
                 artifact=artifact,
                 message_id=message_id,
-                reason=reason,
+                reason=reason.text if reason is not None else None,
+                reason_code=reason.code.value if reason is not None else None,
                 error=error,
             )
         )
@@ -351,7 +352,7 @@ def execute_run(
                 occ,
                 channel=channel,
                 status="failed",
-                reason=Reason(reason.code).text,
+                reason=Reason(reason.code),
                 error=reason.detail,
             )
             note(TraceEvent(contact.id, name, "failed", occ, channel, reason))
@@ -451,7 +452,7 @@ def execute_run(
                             occ,
                             channel=why.channel or first_choice(run.campaign, contact),
                             status="skipped",
-                            reason=why.text,
+                            reason=why,
                         )
                         note(TraceEvent(contact.id, name, "skipped", occ, why.channel, why))
                         continue
@@ -505,7 +506,7 @@ def execute_run(
                         occ,
                         channel=cand.channel,
                         status="deferred",
-                        reason=reason.text,
+                        reason=reason,
                     )
                     note(
                         TraceEvent(contact.id, cand.campaign, "deferred", occ, cand.channel, reason)

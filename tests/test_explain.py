@@ -4,7 +4,9 @@ on a hand-built scenario."""
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 
 from conftest import BASE_CONFIG, HEADER, Workspace
 
@@ -160,6 +162,11 @@ def test_window_closed_is_missed(make_workspace: Callable[..., Workspace]) -> No
     # The real ledger still says deferred: explain changes nothing.
     rows = ws.run("history", "--contact", "c1", "--campaign", "promotion", "--json")
     assert [m["status"] for m in json.loads(rows.out)["messages"]] == ["deferred"]
+    # ...with the rule that deferred it as data beside the sentence.
+    with closing(sqlite3.connect(ws.root / "state" / "ledger.sqlite")) as db:
+        assert db.execute(
+            "SELECT reason_code FROM messages WHERE contact_id = 'c1' AND campaign = 'promotion'"
+        ).fetchall() == [("min_gap",)]
 
 
 def test_not_due_and_not_in_audience(make_workspace: Callable[..., Workspace]) -> None:

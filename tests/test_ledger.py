@@ -85,7 +85,7 @@ def test_open_creates_folders_and_versioned_schema(ledger_path: Path) -> None:
         pass
     conn = raw(ledger_path)
     try:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
         assert {"messages", "runs", "suppressions", "blocks", "bounce_events"} <= tables
@@ -179,6 +179,41 @@ def test_a_failing_migration_leaves_the_ledger_as_it_was(ledger_path: Path) -> N
         assert "half_done" not in names
     finally:
         conn.close()
+
+
+def test_rows_written_before_reason_codes_get_theirs_from_the_sentences(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.sqlite"
+    conn = sqlite3.connect(path, isolation_level=None)
+    apply_migrations(conn, path=path, migrations=MIGRATIONS[:5])
+    sentences = {
+        "c1": ("deferred", "quiet day (sun)"),
+        "c2": ("deferred", "promotion on 2026-11-20 is 1 day before; min_gap_days 7"),
+        "c3": ("missed", "window closed while deferred: 4 messages; max_messages 4"),
+        "c4": ("missed", "window closed before it was sent"),
+        "c5": ("skipped", "opted out (email)"),
+        "c6": ("failed", "permanent"),
+    }
+    for cid, (status, reason) in sentences.items():
+        conn.execute(
+            "INSERT INTO messages (contact_id, campaign, occurrence_key, channel, status, "
+            "run_date, effective_date, reason, created_at, updated_at) "
+            "VALUES (?, 'promo', 'promotion', 'email', ?, '2026-11-24', '2026-11-24', ?, "
+            "'2026-11-24T09:00:00+00:00', '2026-11-24T09:00:00+00:00')",
+            (cid, status, reason),
+        )
+    conn.close()
+    with Ledger.open(path) as led:
+        codes = {m.contact_id: m.reason_code for m in led.messages()}
+        # c3 keeps the code of what deferred it; a failure's reason is not a hold-back
+        assert codes == {
+            "c1": "quiet_day",
+            "c2": "min_gap",
+            "c3": "max_messages",
+            "c4": "window_closed",
+            "c5": "opted_out",
+            "c6": None,
+        }
+        assert [m.reason for m in led.messages() if m.contact_id == "c2"] == [sentences["c2"][1]]
 
 
 def test_a_fresh_file_gets_every_migration_from_zero(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ TABLES: dict[str, tuple[tuple[str, ...], str | None]] = {
             *("id", "contact_id", "campaign", "occurrence_key", "channel", "status"),
             *("run_date", "event_date", "earliest", "latest", "effective_date", "essential"),
             *("artifact", "message_id", "reason", "error", "run_id", "created_at", "updated_at"),
+            "reason_code",
         ),
         "id",
     ),

@@ -76,6 +76,9 @@ class MessageRecord:
     # Stored as run_date when not given, so a message can never escape the cadence policy.
     effective_date: date | None = None
     updated_at: datetime | None = None
+    # Why it was held back, as data (an outreach.reasons.Code value); `reason` is its sentence.
+    # A missed message keeps the code of what deferred it; `window_closed` when nothing did.
+    reason_code: str | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -351,6 +354,22 @@ def _v5_run_scope(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE runs ADD COLUMN host TEXT")
 
 
+def _v6_reason_code(conn: sqlite3.Connection) -> None:
+    # Why a message was held back, as a code (outreach.reasons.Code) beside its sentence, so
+    # what reads the ledger (the report) never parses sentences. Rows written before it get
+    # their code from the sentences this version's runs wrote, once, here.
+    conn.execute("ALTER TABLE messages ADD COLUMN reason_code TEXT")
+    conn.execute(
+        "UPDATE messages SET reason_code = CASE "
+        "WHEN reason LIKE '%min\\_gap\\_days%' ESCAPE '\\' THEN 'min_gap' "
+        "WHEN reason LIKE '%max\\_messages%' ESCAPE '\\' THEN 'max_messages' "
+        "WHEN reason LIKE '%quiet day%' THEN 'quiet_day' "
+        "WHEN reason LIKE 'window closed%' THEN 'window_closed' "
+        "WHEN reason LIKE 'opted out%' THEN 'opted_out' END "
+        "WHERE reason IS NOT NULL AND status IN ('deferred', 'missed', 'skipped')"
+    )
+
+
 # MIGRATIONS[i] takes a ledger from schema version i to i + 1. Append, never edit.
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
@@ -358,6 +377,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v3_uncertain_waits_too,
     _v4_feedback,
     _v5_run_scope,
+    _v6_reason_code,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -428,20 +448,21 @@ def _day(text: str | None) -> date | None:
 
 _MESSAGE_COLUMNS = (
     "contact_id, campaign, occurrence_key, channel, status, run_date, event_date, earliest, "
-    "latest, artifact, message_id, reason, error, essential, effective_date, updated_at"
+    "latest, artifact, message_id, reason, error, essential, effective_date, updated_at, "
+    "reason_code"
 )
 
 # The f-strings below only join this module's constants; values always go in as parameters.
 _UPSERT = f"""
 INSERT INTO messages ({_MESSAGE_COLUMNS}, run_id, created_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?16)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?16)
 ON CONFLICT (campaign, contact_id, occurrence_key) DO UPDATE SET
     channel = excluded.channel, status = excluded.status, run_date = excluded.run_date,
     event_date = excluded.event_date, earliest = excluded.earliest, latest = excluded.latest,
     artifact = excluded.artifact, message_id = excluded.message_id, reason = excluded.reason,
     error = excluded.error, essential = excluded.essential,
     effective_date = excluded.effective_date, updated_at = excluded.updated_at,
-    run_id = coalesce(excluded.run_id, messages.run_id)
+    reason_code = excluded.reason_code, run_id = coalesce(excluded.run_id, messages.run_id)
 """  # noqa: S608
 
 _SELECT_MESSAGES = f"SELECT {_MESSAGE_COLUMNS} FROM messages"  # noqa: S608
@@ -534,6 +555,7 @@ def _message_from_row(row: Sequence[Any]) -> MessageRecord:
         essential,
         effective_date,
         updated_at,
+        reason_code,
     ) = row
     return MessageRecord(
         contact_id=contact_id,
@@ -552,6 +574,7 @@ def _message_from_row(row: Sequence[Any]) -> MessageRecord:
         essential=bool(essential),
         effective_date=date.fromisoformat(effective_date),
         updated_at=datetime.fromisoformat(updated_at),
+        reason_code=reason_code,
     )
 
 
@@ -897,7 +920,8 @@ class Ledger:
                     1 if r.essential else 0,
                     r.effective_date.isoformat() if r.effective_date is not None else run_day,
                     stamp,
-                    run_id,  # ?17; created_at reuses ?16
+                    r.reason_code,
+                    run_id,  # ?18; created_at reuses ?16
                 )
 
         with self._transaction("record messages") as conn:
@@ -921,6 +945,7 @@ class Ledger:
         status: str,
         error: str | None = None,
         reason: str | None = None,
+        reason_code: str | None = None,
         now: datetime,
     ) -> None:
         """Change one message's status (and its error and reason, cleared when not given)."""
@@ -928,9 +953,18 @@ class Ledger:
             raise ValueError(f"unknown status {status!r}")
         with self._transaction("update a message") as conn:
             cursor = conn.execute(
-                "UPDATE messages SET status = ?, error = ?, reason = ?, updated_at = ? "
-                "WHERE contact_id = ? AND campaign = ? AND occurrence_key = ?",
-                (status, error, reason, _iso_utc(now), contact_id, campaign, occurrence_key),
+                "UPDATE messages SET status = ?, error = ?, reason = ?, reason_code = ?, "
+                "updated_at = ? WHERE contact_id = ? AND campaign = ? AND occurrence_key = ?",
+                (
+                    status,
+                    error,
+                    reason,
+                    reason_code,
+                    _iso_utc(now),
+                    contact_id,
+                    campaign,
+                    occurrence_key,
+                ),
             )
             if cursor.rowcount != 1:
                 raise LedgerError(
@@ -989,7 +1023,7 @@ class Ledger:
         )
         sql = (
             "UPDATE messages SET status = 'missed', updated_at = ?, "  # noqa: S608
-            "reason = 'window closed before it was sent' " + where
+            "reason = 'window closed before it was sent', reason_code = 'window_closed' " + where
         )
         params = (_iso_utc(now), today.isoformat())
         with self._transaction("mark unsent emails missed") as conn:

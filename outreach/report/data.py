@@ -48,18 +48,14 @@ HELD_STATUSES = ("deferred", "skipped", "failed", "missed", "uncertain")
 REASON_CODES = ("quiet_day", "min_gap", "max_messages", "window_closed", "other")
 
 
-def reason_code(reason: str | None) -> str:
-    """The code of a deferral or miss reason as the runner and the ledger word it."""
-    text = reason or ""
-    if "min_gap_days" in text:
-        return "min_gap"
-    if "max_messages" in text:
-        return "max_messages"
-    if "quiet day" in text:
-        return "quiet_day"
-    if text.startswith("window closed"):
-        return "window_closed"
-    return "other"
+def held_code(record: MessageRecord) -> str:
+    """Why a deferred or missed message was held back: one of REASON_CODES.
+
+    The ledger keeps the runner's code beside its sentence (a missed message keeps the code of
+    what deferred it, `window_closed` when nothing did); the report never reads the sentence.
+    """
+    code = record.reason_code
+    return code if code is not None and code in REASON_CODES else "other"
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,7 +394,7 @@ def _past_held(
     found: Counter[tuple[date, str, str]] = Counter()
     for r in records:
         if r.status == "deferred":
-            found[(r.run_date, "deferred", reason_code(r.reason))] += 1
+            found[(r.run_date, "deferred", held_code(r))] += 1
         elif r.status == "missed":
             day = r.run_date
             if r.updated_at is not None:
@@ -408,9 +404,7 @@ def _past_held(
                 day = moment.astimezone(tz).date()  # type: ignore[arg-type]
             if start <= day <= end:
                 # The reason of a miss is the deferral that kept it back until too late.
-                text = (r.reason or "").removeprefix("window closed while deferred: ")
-                code = reason_code(text) if text != (r.reason or "") else "window_closed"
-                found[(day, "missed", code)] += 1
+                found[(day, "missed", held_code(r))] += 1
     return [
         HeldCount(day, status, code, n, False) for (day, status, code), n in sorted(found.items())
     ]
@@ -482,9 +476,8 @@ def _held_groups(rows: Sequence[MessageRecord], by_id: Mapping[str, Contact]) ->
     """The held-back messages of one run, by campaign, status and reason."""
     groups: dict[tuple[str, str, str], list[MessageRecord]] = {}
     for r in rows:
-        detail = r.reason or r.error or ""
         # A deferral's sentence names dates and other campaigns: group by its rule.
-        key_text = reason_code(detail) if r.status in ("deferred", "missed") else detail
+        key_text = held_code(r) if r.status in ("deferred", "missed") else r.reason or r.error or ""
         groups.setdefault((r.campaign, r.status, key_text), []).append(r)
     out = []
     order = {status: i for i, status in enumerate(HELD_STATUSES)}
@@ -502,7 +495,7 @@ def _held_groups(rows: Sequence[MessageRecord], by_id: Mapping[str, Contact]) ->
                     detail=r.error or r.reason or "",
                 )
             )
-        code = reason_code(members[0].reason) if status in ("deferred", "missed") else status
+        code = held_code(members[0]) if status in ("deferred", "missed") else status
         out.append(
             HeldGroup(
                 campaign=campaign,
