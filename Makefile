@@ -6,10 +6,11 @@ BIN    := $(VENV)/bin
 SAMPLE_DATE ?= 2026-11-24
 # Debian packages WeasyPrint needs (Pango), the HarfBuzz font subsetter that makes it fast,
 # fonts for the letters, poppler-utils (pdftoppm) for the README picture and the report's letter
-# thumbnails, dovecot-imapd (the real IMAP server the bounce-mailbox tests start on 127.0.0.1)
-# and chromium (the report's tests open it in a real, headless browser).
+# thumbnails, dovecot-imapd (the real IMAP server the bounce-mailbox tests start on 127.0.0.1),
+# chromium (the report's tests open it in a real, headless browser) and postfix, for its
+# smtp-sink: a real SMTP server that offers PIPELINING (tests and benchmarks/smtp_latency.py).
 APT_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils \
-                dovecot-imapd chromium
+                dovecot-imapd chromium postfix
 
 .PHONY: run test lint bench system-deps clean
 
