@@ -309,14 +309,20 @@ def _send_bar(enabled: bool) -> Iterator[SendObserver | None]:
     if not enabled or not sys.stderr.isatty():
         yield None
         return
+    import threading
     import time
 
     from outreach.progress import ProgressBar
 
     bar: ProgressBar | None = None
     why = {"rate_limit": "the rate limit", "retry": "a retry"}
+    drawing = threading.Lock()  # pauses are told from the connections' threads
 
     def observe(event: SendProgress) -> None:
+        with drawing:
+            _draw(event)
+
+    def _draw(event: SendProgress) -> None:
         nonlocal bar
         if event.kind == "start":
             bar = ProgressBar(label="emails sent", total=event.total, stream=sys.stderr)

@@ -10,12 +10,16 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 
+import pytest
 import smtp_server as servers
 import smtp_sink as sinks
+from pydantic import ValidationError
+from scripted_smtp import scripted_server
 from smtp_server import RecordingHandler, SmtpServer
 from smtp_sink import SinkServer
 from test_smtp import FakeTime, deliverer, key, make_email
 
+from outreach.config import Delivery
 from outreach.deliver.base import DeliveryResult
 from outreach.deliver.smtp import SendRate, SmtpDeliverer
 from outreach.render.email import RenderedEmail
@@ -232,6 +236,13 @@ def send_in_parallel(
     return results
 
 
+def test_connections_are_bounded_and_the_older_name_still_works() -> None:
+    assert Delivery(method="smtp", host="h").connections == 1
+    assert Delivery(method="smtp", host="h", max_connections=3).connections == 3
+    with pytest.raises(ValidationError, match="less than or equal to 16"):
+        Delivery(method="smtp", host="h", connections=17)
+
+
 def test_four_connections_share_one_rate_limit(smtp_server_factory: StartServer) -> None:
     server = pipelining_server(smtp_server_factory)
     time = FakeTime()
@@ -249,3 +260,46 @@ def test_four_connections_share_one_rate_limit(smtp_server_factory: StartServer)
     assert time.sleeps == [60.0, 60.0]  # 12 at 5 a minute across all four: two waits
     assert Counter(m.rcpt_tos for m in server.messages) == Counter(m.to_addrs for m in messages)
     assert server.handler.connections == 4
+
+
+# -- a server that says 354 after refusing every recipient -------------------------------------
+
+
+def test_354_after_a_refused_recipient_gets_a_lone_dot_then_rset_never_the_data() -> None:
+    refused = make_email(2)
+    messages = [make_email(1), refused, make_email(3), make_email(4)]
+    with scripted_server(refuse={refused.to_addrs[0]}) as (port, script):
+        delivery = Delivery(method="smtp", host="127.0.0.1", port=port, security="none")
+        handed: list[str] = []
+        with deliverer(
+            delivery, FakeTime(), on_sending=lambda m: handed.append(m.contact_id)
+        ) as smtp:
+            results = {r.key[0]: r for r in smtp.push_all(iter(messages))}
+    assert results["c0002"].status == "failed"
+    assert results["c0002"].error == (
+        "the server refused the recipient cliente2@example.org: 550 5.1.1 no such user"
+    )
+    assert {c: r.status for c, r in results.items() if c != "c0002"} == dict.fromkeys(
+        ["c0001", "c0003", "c0004"], "sent"
+    )
+    assert "c0002" not in handed  # never marked sending: its data never went
+    assert [rcpts for rcpts, _ in script.received] == [
+        m.to_addrs for m in messages if m is not refused
+    ]
+    assert script.connections == 1 and script.cut_mid_data == 0
+
+
+def test_354_after_some_recipients_were_refused_hangs_up_rather_than_send() -> None:
+    both = make_email(2, to=("ok@example.org", "gone@example.org"))
+    messages = [make_email(1), both, make_email(3)]
+    with scripted_server(refuse={"gone@example.org"}) as (port, script):
+        delivery = Delivery(
+            method="smtp", host="127.0.0.1", port=port, security="none", max_retries=0
+        )
+        with deliverer(delivery, FakeTime()) as smtp:
+            results = {r.key[0]: r.status for r in smtp.push_all(iter(messages))}
+    # An empty message to ok@ would have been a message: the connection was cut instead.
+    assert results == {"c0001": "sent", "c0002": "failed", "c0003": "sent"}
+    assert [rcpts for rcpts, _ in script.received] == [messages[0].to_addrs, messages[2].to_addrs]
+    assert script.cut_mid_data == 1
+    assert script.connections == 2
