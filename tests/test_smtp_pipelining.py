@@ -303,3 +303,20 @@ def test_354_after_some_recipients_were_refused_hangs_up_rather_than_send() -> N
     assert [rcpts for rcpts, _ in script.received] == [messages[0].to_addrs, messages[2].to_addrs]
     assert script.cut_mid_data == 1
     assert script.connections == 2
+
+
+def test_the_rate_limit_holds_the_next_envelope_not_an_open_transaction(
+    smtp_server_factory: StartServer,
+) -> None:
+    server = pipelining_server(smtp_server_factory)
+    time = FakeTime(start=1_000_000.0)
+    sent_at: list[float] = []
+    delivery = server.delivery(rate_per_minute=3)
+    with deliverer(delivery, time, on_sending=lambda m: sent_at.append(time.now)) as smtp:
+        results = list(smtp.push_all(iter([make_email(i) for i in range(7)])))
+    assert [r.status for r in results] == ["sent"] * 7
+    assert time.sleeps == [60.0, 60.0]
+    # The third email's data went before the wait for the fourth's envelope, not after it.
+    assert [t - 1_000_000 for t in sent_at] == [0, 0, 0, 60, 60, 60, 120]
+    assert len(server.messages) == 7
+    assert server.handler.connections == 1
