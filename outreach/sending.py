@@ -17,6 +17,11 @@ A permanent refusal (5xx) is recorded `failed` with the server's reply and reaso
 the message's window. An email whose window closes before it could be sent is `missed`.
 Quiet hours (and, for non-essential messages, quiet weekdays) of the campaign's cadence
 policy hold emails back until they end.
+
+`delivery.connections` above 1 sends over that many connections at once, one thread each,
+taking the emails from one shared list (each email goes by one connection only) and sharing
+one rate limit. Their ledger writes are made on the thread that opened the ledger, in the same
+order as with one connection: `sending` committed before an email's data goes.
 """
 
 from __future__ import annotations
