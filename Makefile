@@ -8,7 +8,8 @@ SAMPLE_DATE ?= 2026-11-24
 # fonts for the letters, poppler-utils (pdftoppm) for the README picture and the report's letter
 # thumbnails, dovecot-imapd (the real IMAP server the bounce-mailbox tests start on 127.0.0.1),
 # chromium (the report's tests open it in a real, headless browser) and postfix, for its
-# smtp-sink: a real SMTP server that offers PIPELINING (tests and benchmarks/smtp_latency.py).
+# smtp-sink: a real SMTP server that offers PIPELINING (tests and benchmarks/smtp_latency.py);
+# preseeded "No configuration", so installing it starts no mail server.
 APT_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils \
                 dovecot-imapd chromium postfix
 
@@ -21,6 +22,8 @@ system-deps:
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  echo "postfix postfix/main_mailer_type select No configuration" | \
+	    $$SUDO debconf-set-selections 2>/dev/null || true; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
