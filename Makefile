@@ -6,11 +6,13 @@ BIN    := $(VENV)/bin
 SAMPLE_DATE ?= 2026-11-24
 # Debian packages WeasyPrint needs (Pango), the HarfBuzz font subsetter that makes it fast,
 # fonts for the letters, poppler-utils (pdftoppm) for the README picture and the report's letter
-# thumbnails, dovecot-imapd (the real IMAP server the bounce-mailbox tests start on 127.0.0.1)
-# chromium (the report's tests open it in a real, headless browser) and postgresql (the shared
-# ledger's tests start a real server in a temporary folder).
+# thumbnails, dovecot-imapd (the real IMAP server the bounce-mailbox tests start on 127.0.0.1),
+# chromium (the report's tests open it in a real, headless browser), postgresql (the shared
+# ledger's tests start a real server in a temporary folder) and postfix, for its smtp-sink: a
+# real SMTP server that offers PIPELINING (tests and benchmarks/smtp_latency.py); preseeded
+# "No configuration", so installing it starts no mail server.
 APT_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils \
-                dovecot-imapd chromium postgresql
+                dovecot-imapd chromium postgresql postfix
 
 .PHONY: run test lint bench system-deps clean
 
@@ -21,6 +23,8 @@ system-deps:
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  echo "postfix postfix/main_mailer_type select No configuration" | \
+	    $$SUDO debconf-set-selections 2>/dev/null || true; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 

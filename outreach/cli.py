@@ -309,14 +309,20 @@ def _send_bar(enabled: bool) -> Iterator[SendObserver | None]:
     if not enabled or not sys.stderr.isatty():
         yield None
         return
+    import threading
     import time
 
     from outreach.progress import ProgressBar
 
     bar: ProgressBar | None = None
     why = {"rate_limit": "the rate limit", "retry": "a retry"}
+    drawing = threading.Lock()  # pauses are told from the connections' threads
 
     def observe(event: SendProgress) -> None:
+        with drawing:
+            _draw(event)
+
+    def _draw(event: SendProgress) -> None:
         nonlocal bar
         if event.kind == "start":
             bar = ProgressBar(label="emails sent", total=event.total, stream=sys.stderr)
@@ -377,10 +383,9 @@ def _progress(enabled: bool, *, label: str = "contacts") -> Callable[..., Iterat
 
 @cli.command(
     epilog=_examples(
-        "outreach run --all                        # render what is due today",
-        "outreach run --all --dry-run --date 2026-11-24",
+        "outreach run --all --dry-run --date 2026-11-24   # rehearse a day: nothing is kept",
         "outreach run campaigns/birthday.yaml --send --quiet --log-file run.log",
-        "outreach run --all --shard 2/4                # this machine's quarter of the contacts",
+        "outreach run --all --shard 2/4                   # this machine's quarter of the contacts",
     )
 )
 @click.argument("campaigns", nargs=-1)

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
+    AliasChoices,
     BaseModel,
     ConfigDict,
     Field,
@@ -157,7 +158,11 @@ class Delivery(_Model):
     password_env: str | None = None
     ca_file: Path | None = None
     rate_per_minute: int | None = Field(default=None, ge=1, le=1_000_000)
-    max_connections: int = Field(default=1, ge=1, le=16)
+    # Parallel SMTP connections sharing one rate limit (`max_connections` is the older name).
+    connections: int = Field(
+        default=1, ge=1, le=16, validation_alias=AliasChoices("connections", "max_connections")
+    )
+    pipelining: bool = True  # RFC 2920, when the server offers it: one round trip per email
     timeout_s: float = Field(default=30.0, gt=0, le=3600)
     max_retries: int = Field(default=3, ge=0, le=100)
     max_consecutive_failures: int = Field(default=10, ge=1, le=1_000_000)

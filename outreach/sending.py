@@ -17,29 +17,39 @@ A permanent refusal (5xx) is recorded `failed` with the server's reply and reaso
 the message's window. An email whose window closes before it could be sent is `missed`.
 Quiet hours (and, for non-essential messages, quiet weekdays) of the campaign's cadence
 policy hold emails back until they end.
+
+`delivery.connections` above 1 sends over that many connections at once, one thread each,
+taking the emails from one shared list (each email goes by one connection only) and sharing
+one rate limit. Their ledger writes are made on the thread that opened the ledger, in the same
+order as with one connection: `sending` committed before an email's data goes.
 """
 
 from __future__ import annotations
 
 import email.policy
+import queue
+import threading
+import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from email.errors import HeaderParseError
 from email.header import decode_header, make_header
 from email.parser import BytesHeaderParser
 from email.utils import format_datetime, getaddresses
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Protocol
 
 from outreach.cadence import policy_for, quiet_until
 from outreach.campaigns import Campaign, load_campaign
 from outreach.config import CadencePolicy, Settings
 from outreach.contacts import ContactStream, iter_contacts
-from outreach.deliver.base import Deliverer, DeliveryResult
+from outreach.deliver.base import DeliveryResult
 from outreach.deliver.smtp import (
     DEFAULT_PORTS,
     SendingStoppedError,
+    SendRate,
     SmtpDeliverer,
     password_from_env,
 )
@@ -64,8 +74,23 @@ TRANSIENT = "transient"
 RATE_STATE_NAME = "smtp-rate.json"
 
 OnSending = Callable[[RenderedEmail], None]
-# Makes the deliverer once the send step knows what to call right before each DATA.
-DelivererFactory = Callable[[OnSending], Deliverer]
+
+
+class BatchDeliverer(Protocol):
+    """One connection: takes messages from a shared iterator, yields each one's result."""
+
+    def push_all(self, messages: Iterator[RenderedEmail]) -> Iterator[DeliveryResult]:
+        """Deliver what `messages` yields; raise DeliveryError to stop the step."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection (idempotent)."""
+        ...
+
+
+# Makes the connections (`delivery.connections`, one shared rate limit) once the send step
+# knows what to call right before each message's data.
+DelivererFactory = Callable[[OnSending], Sequence[BatchDeliverer]]
 
 # Headers that would add recipients the envelope (From/To only) would not carry.
 _MORE_RECIPIENTS = ("Cc", "Bcc", "Resent-To", "Resent-Cc", "Resent-Bcc")
@@ -219,16 +244,38 @@ def smtp_deliverers(
         if observe is not None:
             observe(SendProgress("wait", seconds=seconds, why=why))
 
-    def make(on_sending: OnSending) -> Deliverer:
-        return SmtpDeliverer(
-            delivery=delivery,
-            password=password,
-            on_sending=on_sending,
-            rate_state_path=rate_state,
-            # hook: VERP envelope sender (outreach.feedback.verp)
-            envelope_sender=lambda message: return_path(settings, message.message_id),
-            on_wait=on_wait if observe is not None else None,
+    def pause(why: str) -> Callable[[float], None]:
+        def sleep(seconds: float) -> None:
+            on_wait(seconds, why)
+            time.sleep(seconds)
+
+        return sleep
+
+    def make(on_sending: OnSending) -> list[SmtpDeliverer]:
+        # One budget for every connection, read from the state file once per send step.
+        rate = (
+            SendRate(
+                per_minute=delivery.rate_per_minute,
+                path=rate_state,
+                clock=time.time,
+                sleep=pause("rate_limit"),
+            )
+            if delivery.rate_per_minute
+            else None
         )
+        return [
+            SmtpDeliverer(
+                delivery=delivery,
+                password=password,
+                on_sending=on_sending,
+                rate_state_path=rate_state,
+                # hook: VERP envelope sender (outreach.feedback.verp)
+                envelope_sender=lambda message: return_path(settings, message.message_id),
+                on_wait=on_wait if observe is not None else None,
+                rate=rate,
+            )
+            for _ in range(delivery.connections)
+        ]
 
     return make
 
@@ -602,20 +649,40 @@ def _deliver(
     make: DelivererFactory,
     observe: SendObserver | None = None,
 ) -> None:
+    """Hand the rows to the connections; every ledger write happens on this thread."""
     now = summary.now
-    handed_over = False  # the current email is marked `sending`: its data is on the way
+    owner = _LedgerThread()
+    records: dict[tuple[str, str, str], MessageRecord] = {}
+    # Marked `sending` (their data is on the way), by the thread of their connection.
+    handed: dict[int, set[tuple[str, str, str]]] = {}
+    done: set[tuple[str, str, str]] = set()  # their outcome is recorded
+    settled = 0  # rows whose outcome this step recorded (sent, failed, uncertain, skipped)
+    stop = threading.Event()  # a connection stopped: the others take nothing new
+    problems: list[BaseException] = []
+
+    def outcome(record: MessageRecord) -> None:
+        nonlocal settled
+        settled += 1
+        if observe is not None:
+            observe(SendProgress("handed"))  # sent, failed or skipped
 
     def on_sending(message: RenderedEmail) -> None:
-        nonlocal handed_over
-        # Committed before DATA: a crash from here on leaves `sending`, settled as uncertain.
-        ledger.set_status(
-            contact_id=message.contact_id,
-            campaign=message.campaign,
-            occurrence_key=message.occurrence_key,
-            status="sending",
-            now=now,
-        )
-        handed_over = True
+        key = (message.contact_id, message.campaign, message.occurrence_key)
+
+        def mark() -> None:
+            # Committed before the data goes: a crash from here on leaves `sending`, which
+            # the next run settles as uncertain.
+            ledger.set_status(
+                contact_id=message.contact_id,
+                campaign=message.campaign,
+                occurrence_key=message.occurrence_key,
+                status="sending",
+                now=now,
+            )
+            handed.setdefault(thread, set()).add(key)
+
+        thread = threading.get_ident()
+        owner.call(mark)
 
     def fail(record: MessageRecord, error: str, *, permanent: bool) -> None:
         ledger.set_status(
@@ -629,53 +696,163 @@ def _deliver(
         )
         summary.failed.append(Unsent.of(record, error=error, permanent=permanent))
 
-    deliverer = make(on_sending)
+    def skipped(record: MessageRecord, reason: str) -> None:
+        ledger.set_status(
+            contact_id=record.contact_id,
+            campaign=record.campaign,
+            occurrence_key=record.occurrence_key,
+            status="skipped",
+            reason=reason,
+            now=now,
+        )
+        summary.skipped[reason] += 1
+        outcome(record)
+
+    def result_of(result: DeliveryResult) -> None:
+        record = records[result.key]
+        _record(result, record, summary=summary, ledger=ledger, fail=fail)
+        done.add(result.key)
+        outcome(record)
+
+    def refused(record: MessageRecord, why: _Refused) -> None:
+        fail(record, why.message, permanent=why.permanent)
+        outcome(record)
+
+    def give_back(thread: int, error: str) -> None:
+        for key in handed.get(thread, set()) - done:
+            fail(records[key], error, permanent=False)
+            done.add(key)
+            outcome(records[key])
+
+    taking = threading.Lock()
+    position = 0
+
+    def take() -> RenderedEmail | None:
+        """The next email to go, for whichever connection asks first (each goes once)."""
+        nonlocal position
+        with taking:
+            while not stop.is_set() and position < len(rows):
+                record = rows[position]
+                position += 1
+                try:
+                    message = checks.message(record)
+                except _Refused as why:
+                    owner.call(partial(refused, record, why))
+                    continue
+                skip = checks.skip_reason(record, message.to_addrs[0])
+                if skip is not None:
+                    owner.call(partial(skipped, record, skip))
+                    continue
+                records[(record.contact_id, record.campaign, record.occurrence_key)] = record
+                return redated(message, now)
+            return None
+
+    def work(deliverer: BatchDeliverer) -> None:
+        try:
+            for result in deliverer.push_all(iter(take, None)):
+                owner.call(partial(result_of, result))
+        except SendingStoppedError as stopped:
+            stop.set()
+            if stopped.result is not None:
+                owner.call(partial(result_of, stopped.result))
+            summary.stopped = summary.stopped or str(stopped)
+        except DeliveryError as error:
+            # A login or TLS problem: no email can go. One handed over part-way never reached
+            # the end of its data, so nothing was queued: try it again later.
+            stop.set()
+            summary.stopped = summary.stopped or str(error)
+            owner.call(partial(give_back, threading.get_ident(), error.message))
+        except BaseException as exc:
+            stop.set()
+            problems.append(exc)
+        finally:
+            deliverer.close()
+
+    deliverers = make(on_sending)
     try:
-        for index, record in enumerate(rows):
-            if observe is not None and index:
-                observe(SendProgress("handed"))  # the one before: sent, failed or skipped
-            handed_over = False
-            try:
-                message = checks.message(record)
-            except _Refused as refused:
-                fail(record, refused.message, permanent=refused.permanent)
-                continue
-            skip = checks.skip_reason(record, message.to_addrs[0])
-            if skip is not None:
-                ledger.set_status(
-                    contact_id=record.contact_id,
-                    campaign=record.campaign,
-                    occurrence_key=record.occurrence_key,
-                    status="skipped",
-                    reason=skip,
-                    now=now,
-                )
-                summary.skipped[skip] += 1
-                continue
-            message = redated(message, now)
-            try:
-                result = deliverer.push(message)
-            except SendingStoppedError as stop:
-                if stop.result is not None:
-                    _record(stop.result, record, summary=summary, ledger=ledger, fail=fail)
-                summary.stopped = str(stop)
-                summary.not_tried = len(rows) - index - 1
-                return
-            except DeliveryError as error:
-                # A login or TLS problem: no email can go. One handed over part-way never
-                # reached the end of its data, so nothing was queued: try it again later.
-                if handed_over:
-                    fail(record, error.message, permanent=False)
-                    summary.not_tried = len(rows) - index - 1
-                else:
-                    summary.not_tried = len(rows) - index
-                summary.stopped = str(error)
-                return
-            _record(result, record, summary=summary, ledger=ledger, fail=fail)
-        if observe is not None and rows:
-            observe(SendProgress("handed"))
+        if len(deliverers) == 1:
+            work(deliverers[0])
+        else:
+            threads = [
+                threading.Thread(target=owner.run_then_finish, args=(work, d), daemon=True)
+                for d in deliverers
+            ]
+            for thread in threads:
+                thread.start()
+            owner.serve(workers=len(threads))
+            for thread in threads:
+                thread.join()
     finally:
-        deliverer.close()
+        stop.set()
+        owner.close()
+        for deliverer in deliverers:
+            deliverer.close()  # a thread still in flight only if this thread was interrupted
+    if problems:
+        raise problems[0]
+    if summary.stopped is not None:
+        summary.not_tried = len(rows) - settled
+
+
+class _Cancelled(Exception):
+    """The send step is ending: a connection's ledger write will not be made."""
+
+
+class _LedgerThread:
+    """Runs the connections' ledger writes on the thread that opened the ledger.
+
+    A SQLite connection belongs to its thread, and one writer keeps the order of events simple:
+    a connection waits for its `sending` row to be committed before the data goes.
+    """
+
+    def __init__(self) -> None:
+        self._thread = threading.get_ident()
+        self._jobs: queue.SimpleQueue[Callable[[], None] | None] = queue.SimpleQueue()
+        self._closed = threading.Event()
+
+    def call(self, job: Callable[[], None]) -> None:
+        """Run `job` on the ledger's thread and wait for it; its exception is raised here."""
+        if threading.get_ident() == self._thread:
+            job()
+            return
+        finished = threading.Event()
+        failure: list[BaseException] = []
+
+        def wrapped() -> None:
+            try:
+                job()
+            except BaseException as exc:
+                failure.append(exc)
+            finally:
+                finished.set()
+
+        if self._closed.is_set():
+            raise _Cancelled
+        self._jobs.put(wrapped)
+        while not finished.wait(0.5):
+            if self._closed.is_set():
+                raise _Cancelled
+        if failure:
+            raise failure[0]
+
+    def run_then_finish(self, work: Callable[[BatchDeliverer], None], arg: BatchDeliverer) -> None:
+        """A connection's thread: its work, then word that it is done."""
+        try:
+            work(arg)
+        finally:
+            self._jobs.put(None)
+
+    def serve(self, *, workers: int) -> None:
+        """Run the jobs the connections send until every one of them has finished."""
+        while workers:
+            job = self._jobs.get()
+            if job is None:
+                workers -= 1
+            else:
+                job()
+
+    def close(self) -> None:
+        """No more jobs: connections still waiting for one are told so."""
+        self._closed.set()
 
 
 def _record(
@@ -714,6 +891,7 @@ def _record(
 __all__ = [
     "PERMANENT",
     "TRANSIENT",
+    "BatchDeliverer",
     "DelivererFactory",
     "QuietWait",
     "SendSummary",

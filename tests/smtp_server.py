@@ -51,6 +51,10 @@ class RecordingHandler:
         before the reply, so the client cannot know it was delivered.
     data_delay_s: wait this long before replying to each DATA (to make a client time out).
     require_login: refuse MAIL with 530 until the client has logged in.
+    pipelining: offer PIPELINING (RFC 2920) in the EHLO reply (aiosmtpd reads commands one line
+        at a time, so it serves pipelined commands as they come).
+    refuse_mail_at / refuse_data_at: the n-th MAIL command / completed DATA (1-based) → a reply
+        refusing it.
     """
 
     def __init__(
@@ -63,6 +67,9 @@ class RecordingHandler:
         vanish_at: int | None = None,
         data_delay_s: float = 0.0,
         require_login: bool = False,
+        pipelining: bool = False,
+        refuse_mail_at: Mapping[int, str] | None = None,
+        refuse_data_at: Mapping[int, str] | None = None,
     ) -> None:
         self.refuse_mail = list(refuse_mail)
         self.refuse_rcpt = dict(refuse_rcpt or {})
@@ -71,6 +78,12 @@ class RecordingHandler:
         self.vanish_at = vanish_at
         self.data_delay_s = data_delay_s
         self.require_login = require_login
+        self.pipelining = pipelining
+        self.refuse_mail_at = dict(refuse_mail_at or {})
+        self.refuse_data_at = dict(refuse_data_at or {})
+        self.datas = 0  # completed DATA seen, refused ones included
+        # Per MAIL command: had the client already sent the rest of the envelope (DATA) with it?
+        self.pipelined: list[bool] = []
         self.messages: list[ReceivedMessage] = []
         self.mail_commands = 0  # MAIL FROM commands seen, refused ones included
         self.quits = 0  # QUIT commands seen
@@ -91,16 +104,34 @@ class RecordingHandler:
         self._per_session.append(0)
         return len(self._sessions) - 1
 
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
         with self._lock:
             self._connection(session)
             self.mail_commands += 1
+            # What the server had read but not yet handled when MAIL came (a test's peek).
+            waiting = bytes(getattr(server._reader, "_buffer", b""))
+            self.pipelined.append(b"DATA\r\n" in waiting)
             if self.require_login and not session.authenticated:
                 return "530 5.7.0 Authentication required"
             if self.refuse_mail:
                 return self.refuse_mail.pop(0)
+            if self.mail_commands in self.refuse_mail_at:
+                return self.refuse_mail_at[self.mail_commands]
         envelope.mail_from = address
         envelope.mail_options.extend(options)
         return "250 OK"
@@ -117,8 +148,11 @@ class RecordingHandler:
         if self.data_delay_s:
             await asyncio.sleep(self.data_delay_s)
         with self._lock:
+            self.datas += 1
             if self.refuse_data:
                 return self.refuse_data.pop(0)
+            if self.datas in self.refuse_data_at:
+                return self.refuse_data_at[self.datas]
             connection = self._connection(session)
             auth = session.auth_data
             assert envelope.mail_from is not None

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from email.utils import format_datetime
 from pathlib import Path
 
+import pytest
 import smtp_server as servers
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from conftest import Workspace
@@ -28,10 +29,11 @@ REFUSAL = "550 5.1.1 <ana@example.com>: Recipient address rejected: User unknown
 RETURN_PATH = "rebotes+{token}@casalucia.example"
 
 
-def smtp_config(port: int, *, maildir: bool = False) -> str:
+def smtp_config(port: int, *, maildir: bool = False, connections: int = 1) -> str:
     text = (
         "delivery:\n  method: smtp\n  host: 127.0.0.1\n"
         f"  port: {port}\n  security: none\n  timeout_s: 5\n  max_retries: 0\n"
+        f"  connections: {connections}\n"
         f'bounces:\n  return_path: "{RETURN_PATH}"\n'
     )
     return text + ("  maildir: Maildir\n" if maildir else "")
@@ -44,11 +46,15 @@ def message_ids(ws: Workspace) -> dict[str, str]:
     }
 
 
+@pytest.mark.parametrize("connections", [1, 4], ids=["one-connection", "pipelined-4"])
 def test_each_email_goes_out_with_its_own_verp_sender(
-    make_workspace: MakeWorkspace, smtp_server_factory: StartServer
+    make_workspace: MakeWorkspace, smtp_server_factory: StartServer, connections: int
 ) -> None:
-    server = smtp_server_factory(handler=RecordingHandler(refuse_rcpt={"ana@example.com": REFUSAL}))
-    ws = promo_workspace(make_workspace, config_extra=smtp_config(server.port))
+    handler = RecordingHandler(refuse_rcpt={"ana@example.com": REFUSAL}, pipelining=connections > 1)
+    server = smtp_server_factory(handler=handler)
+    ws = promo_workspace(
+        make_workspace, config_extra=smtp_config(server.port, connections=connections)
+    )
     result = ws.run("send", "--date", "2026-11-23", "--now", "2026-11-23T10:00")
     assert result.code == 1, result.err  # one refused
     ids = message_ids(ws)

@@ -360,17 +360,20 @@ def test_a_lost_reply_is_uncertain_reported_and_only_resent_on_request(
     assert statuses(ws)["c5"] == "sent"
 
 
+@pytest.mark.parametrize("connections", [1, 4], ids=["one-connection", "pipelined-4"])
 def test_killed_mid_batch_no_email_is_received_twice(
-    make_workspace: MakeWorkspace, smtp_server_factory: StartServer
+    make_workspace: MakeWorkspace, smtp_server_factory: StartServer, connections: int
 ) -> None:
-    handler = RecordingHandler(data_delay_s=0.25)
+    handler = RecordingHandler(data_delay_s=0.25, pipelining=connections > 1)
     server = smtp_server_factory(handler=handler)
     rows = [
         f"k{i:02d},Ana,García,k{i:02d}@example.com,{24 + i % 3}/11/1990,,,,,,,customer,"
         for i in range(30)
     ]
     # A timeout well above the slow DATA below: the client must be killed while it waits.
-    ws = smtp_workspace(make_workspace, server.port, rows=rows, timeout_s=30)
+    ws = smtp_workspace(
+        make_workspace, server.port, rows=rows, timeout_s=30, connections=connections
+    )
     ledger_path = ws.root / "state" / "ledger.sqlite"
     proc = subprocess.Popen(
         [sys.executable, "-m", "outreach", "run", "--all", "--send", "--now", NOW],
@@ -380,19 +383,19 @@ def test_killed_mid_batch_no_email_is_received_twice(
         stderr=subprocess.DEVNULL,
     )
     try:
-        # After a few emails the server starts taking its time over each DATA: the email
-        # marked `sending` for longer than a normal DATA takes is surely in flight.
+        # After a few emails the server starts taking its time over each DATA: the emails
+        # marked `sending` for longer than a normal DATA takes are surely in flight.
         deadline = time.monotonic() + 60
-        seen: str | None = None
+        seen: list[str] | None = None
         while time.monotonic() < deadline:
             if len(server.messages) >= 3:
                 handler.data_delay_s = 10.0
                 with sqlite3.connect(ledger_path, timeout=10) as db:
                     found = db.execute(
-                        "SELECT contact_id FROM messages WHERE status = 'sending'"
+                        "SELECT contact_id FROM messages WHERE status = 'sending' ORDER BY 1"
                     ).fetchall()
-                current = found[0][0] if found else None
-                if current is not None and current == seen:
+                current = [row[0] for row in found]
+                if len(current) == connections and current == seen:
                     break
                 seen = current
             time.sleep(0.3)
@@ -402,25 +405,54 @@ def test_killed_mid_batch_no_email_is_received_twice(
     assert proc.returncode == -signal.SIGKILL
     handler.data_delay_s = 0.0
     before = statuses(ws)
-    assert list(before.values()).count("sending") == 1
+    in_flight = sorted(c for c, s in before.items() if s == "sending")
+    assert len(in_flight) == connections  # one on each connection
     assert 3 <= len(server.messages) < 30
 
     rerun = cli(ws, "run", "--all", "--send", "--now", "2026-11-24T10:30")
     assert rerun.code == 0, rerun.err
     after = statuses(ws)
-    (in_flight,) = [c for c, s in before.items() if s == "sending"]
-    assert after[in_flight] == "uncertain"
-    assert Counter(after.values()) == Counter({"sent": 29, "uncertain": 1})
+    assert all(after[c] == "uncertain" for c in in_flight)
+    assert Counter(after.values()) == Counter({"sent": 30 - connections, "uncertain": connections})
     counts = recipients(server)
     assert all(n == 1 for n in counts.values())  # nobody got anything twice
-    in_flight_addr = f"{in_flight}@example.com"
-    assert set(counts) | {in_flight_addr} == {f"k{i:02d}@example.com" for i in range(30)}
-    assert f"{in_flight} (birthday birthday:2026)" in rerun.out
+    in_flight_addrs = {f"{c}@example.com" for c in in_flight}
+    assert set(counts) | in_flight_addrs == {f"k{i:02d}@example.com" for i in range(30)}
+    for contact in in_flight:
+        assert f"{contact} (birthday birthday:2026)" in rerun.out
 
     retried = cli(ws, "send", "--retry-uncertain", "--now", "2026-11-24T10:45")
     assert retried.code == 0, retried.err
-    assert statuses(ws)[in_flight] == "sent"
-    assert recipients(server)[in_flight_addr] == counts[in_flight_addr] + 1
+    for contact in in_flight:
+        assert statuses(ws)[contact] == "sent"
+        address = f"{contact}@example.com"
+        assert recipients(server)[address] == counts[address] + 1
+
+
+def test_a_lost_reply_mid_pipeline_with_four_connections_is_uncertain_and_only_that_email(
+    make_workspace: MakeWorkspace, smtp_server_factory: StartServer
+) -> None:
+    server = smtp_server_factory(handler=RecordingHandler(vanish_at=2, pipelining=True))
+    ws = smtp_workspace(make_workspace, server.port, connections=4)
+    result = cli(ws, "run", "--all", "--send", "--now", NOW, "--json")
+    assert result.code == 1
+    # The second email to reach the server had its reply lost: it is uncertain; any envelope
+    # that was on the wire behind it went again; nobody got anything twice.
+    assert recipients(server) == Counter(DUE.values())
+    status = statuses(ws)
+    (lost,) = [c for c, s in status.items() if s == "uncertain"]
+    assert server.messages[1].rcpt_tos == (DUE[lost],)
+    assert {c: s for c, s in status.items() if c != lost} == {
+        **{c: "sent" for c in DUE if c != lost},
+        "c4": "skipped",
+    }
+    summary = json.loads(result.out)
+    assert [u["contact_id"] for u in summary["uncertain"]] == [lost]
+
+    again = cli(ws, "send", "--now", "2026-11-24T11:00", "--json")
+    assert again.code == 0, again.err
+    assert json.loads(again.out)["waiting"] == 0  # never resent by itself
+    assert recipients(server) == Counter(DUE.values())
 
 
 # -- credentials and setup -------------------------------------------------------------------------

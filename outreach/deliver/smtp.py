@@ -7,9 +7,12 @@ last byte of the message is written leaves nothing at the server, so the message
 again; a connection lost after it (no reply, or a timeout waiting for one) is `uncertain` and is
 never retried here, because the server may have queued it.
 
-`delivery.max_connections` above 1 is accepted but one connection is used: the Deliverer
-interface hands over one message at a time, and one connection already sends hundreds of
-messages a second on a local network, more than any rate limit a provider grants.
+Over a server that offers PIPELINING (RFC 2920) `push_all` spends one round trip per message:
+each write carries the data of the message whose envelope was just accepted and the envelope
+(MAIL, RCPT, DATA) of the next one, and the replies are read and matched after. `on_sending`
+still runs before the data of its message is written, so the ledger says `sending` before the
+server can have it. Several connections (`delivery.connections`) are several deliverers, one per
+thread, sharing one `SendRate`.
 """
 
 from __future__ import annotations
@@ -19,12 +22,14 @@ import math
 import os
 import re
 import smtplib
+import socket
 import ssl
 import tempfile
+import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterator, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Final
@@ -110,8 +115,10 @@ class SmtpDeliverer:
         rate_state_path: Path | None = None,
         envelope_sender: Callable[[RenderedEmail], str | None] | None = None,
         on_wait: Callable[[float, str], None] | None = None,
+        rate: SendRate | None = None,
     ) -> None:
-        """`on_wait(seconds, why)` hears of each pause first (why: rate_limit or retry)."""
+        """`on_wait(seconds, why)` hears of each pause first (why: rate_limit or retry); `rate`
+        is a limit shared with other connections (else one is made from the settings)."""
         if not delivery.host:
             raise DeliveryError(
                 "SMTP delivery needs a server",
@@ -134,16 +141,15 @@ class SmtpDeliverer:
         self._envelope_sender = envelope_sender
         # hook: a progress bar shows the pauses (issue 13)
         self._sleep = _announced(sleep, on_wait, "retry")
-        self._rate = (
-            _SendRate(
+        self._clock = clock
+        self._rate = rate
+        if rate is None and delivery.rate_per_minute:
+            self._rate = SendRate(
                 per_minute=delivery.rate_per_minute,
                 path=rate_state_path,
                 clock=clock,
                 sleep=_announced(sleep, on_wait, "rate_limit"),
             )
-            if delivery.rate_per_minute
-            else None
-        )
         self._smtp: smtplib.SMTP | None = None
         self._tls: ssl.SSLContext | None = None
         self._local_hostname: str | None = None  # found once, not once per connection
@@ -168,6 +174,10 @@ class SmtpDeliverer:
 
     def push(self, message: RenderedEmail) -> DeliveryResult:
         """Send one message (retrying transient failures); raise DeliveryError to stop the run."""
+        return self._push(message, retries=0)
+
+    def _push(self, message: RenderedEmail, *, retries: int) -> DeliveryResult:
+        """push(), `retries` attempts having failed transiently already (the pause comes first)."""
         if self._fatal is not None:
             raise self._fatal
         if self._stopped is not None:
@@ -179,7 +189,8 @@ class SmtpDeliverer:
                 DeliveryResult(key, "failed", error=problem), cause=f"was not tried: {problem}"
             )
         body = _data_body(message.data)
-        retries = 0
+        if retries:
+            self._sleep(backoff_s(retries - 1))
         reconnected = False
         while True:
             try:
@@ -218,6 +229,209 @@ class SmtpDeliverer:
             pass  # the server went away first: nothing is lost by not saying goodbye
         finally:
             smtp.close()
+
+    def push_all(self, messages: Iterator[RenderedEmail]) -> Iterator[DeliveryResult]:
+        """Send every message `messages` yields, yielding each one's result once it is known.
+
+        Messages are pulled one at a time, when the connection has room for one more, so
+        several deliverers may share one iterator (each message goes by one connection only).
+        Over a server offering PIPELINING each message costs one round trip; otherwise, and for
+        the first message on each connection, this is push() in a loop.
+        """
+        again: deque[RenderedEmail] = deque()  # lost with a connection before their data
+        later: deque[RenderedEmail] = deque()  # refused for now: tried again after a pause
+        exhausted = False
+        while True:
+            if again:
+                yield self.push(again.popleft())  # reconnects; nothing of it reached the server
+            elif exhausted:
+                break
+            elif self._pipelining():
+                exhausted = yield from self._pipeline(messages, again=again, later=later)
+            else:
+                message = next(messages, None)
+                if message is None:
+                    exhausted = True
+                else:
+                    yield self.push(message)
+        while later:
+            yield self._push(later.popleft(), retries=1)
+
+    def _pipelining(self) -> bool:
+        smtp = self._smtp
+        return self._delivery.pipelining and smtp is not None and smtp.has_extn("pipelining")
+
+    def _pipeline(
+        self,
+        messages: Iterator[RenderedEmail],
+        *,
+        again: deque[RenderedEmail],
+        later: deque[RenderedEmail],
+    ) -> Generator[DeliveryResult, None, bool]:
+        """RFC 2920 on the open connection until `messages` ends (True) or the connection is
+        lost (False). Each turn writes [RSET] [data of the accepted message] [next envelope]
+        and reads the replies in the same order."""
+        smtp = self._smtp
+        assert smtp is not None and smtp.sock is not None
+        ready: _Envelope | None = None  # envelope accepted with 354: its data goes next
+        held: _Envelope | None = None  # taken, waiting for the rate limit
+        rset = False  # a refused transaction is still open at the server
+        exhausted = False
+        while True:
+            nxt, held = held, None
+            while nxt is None and not exhausted:
+                message = next(messages, None)
+                if message is None:
+                    exhausted = True
+                    break
+                envelope = self._envelope(smtp, message)
+                if isinstance(envelope, DeliveryResult):
+                    yield self._count(envelope, cause=f"was not tried: {envelope.error}")
+                else:
+                    nxt = envelope
+            if nxt is not None and self._rate is not None:
+                # With data to send, send it now rather than hold its open transaction while
+                # the budget refills (servers time out an idle DATA).
+                if ready is not None and self._rate.wait_s() > 0:
+                    nxt, held = None, nxt
+                else:
+                    self._rate.acquire()
+            if ready is None and nxt is None and not rset:
+                if held is not None:
+                    continue
+                self._busy = False
+                return True
+            parts: list[bytes] = []
+            if rset:
+                parts.append(b"RSET\r\n")
+            sent_data, ready = ready, None  # its data goes in this write
+            body_end = 0
+            self._busy = True
+            if sent_data is not None:
+                if self._on_sending is not None:
+                    self._on_sending(sent_data.message)  # if it raises, close() hangs up
+                parts.append(sent_data.body)
+                body_end = sum(map(len, parts))
+            if nxt is not None:
+                self._mails_on_connection += 1
+                parts.append(nxt.commands)
+            written, write_error = _write(smtp.sock, b"".join(parts))
+            results: list[tuple[DeliveryResult, str | None]] = []
+            data_settled = sent_data is None
+            hang_up = False
+            try:
+                if write_error is not None:
+                    raise write_error
+                if rset:
+                    rset = False
+                    code, reply = _reply(smtp)
+                    if code != 250:
+                        raise smtplib.SMTPResponseException(code, reply)
+                if sent_data is not None:
+                    code, reply = _reply(smtp)
+                    data_settled = True
+                    if code == 250:
+                        results.append((DeliveryResult(_key(sent_data.message), "sent"), None))
+                    else:
+                        # The server refused the data itself: nothing was queued.
+                        self._settle(
+                            sent_data, _refusal(code, reply, "the message"), results, later
+                        )
+                        if code == 421:
+                            raise smtplib.SMTPServerDisconnected("the server is closing")
+                if nxt is not None:
+                    ready, rset, hang_up = self._envelope_replies(smtp, nxt, results, later)
+                    nxt = None
+            except (smtplib.SMTPException, OSError) as exc:
+                hang_up = True
+                if not data_settled and sent_data is not None:
+                    if written >= body_end:  # all of it went: the server may have queued it
+                        results.append((self._uncertain(_key(sent_data.message), exc), None))
+                    else:
+                        again.append(sent_data.message)  # cut short: nothing was queued
+                for pending in (nxt, held):
+                    if pending is not None:
+                        again.append(pending.message)  # only its envelope went, if anything
+            if hang_up:
+                self._busy = False
+                self._drop()
+            for result, cause in results:
+                yield self._count(result, cause=cause)
+            if hang_up:
+                return False
+
+    def _envelope(self, smtp: smtplib.SMTP, message: RenderedEmail) -> _Envelope | DeliveryResult:
+        """The pipelined commands and the data of one message, or why it cannot be sent."""
+        problem = _envelope_problem(message)
+        if problem is not None:
+            return DeliveryResult(_key(message), "failed", error=problem)
+        options = _mail_options(smtp, message)
+        if isinstance(options, _Failure):
+            return DeliveryResult(_key(message), "failed", error=options.error)
+        # hook: bounces go to the VERP address when there is one
+        sender = (self._envelope_sender and self._envelope_sender(message)) or message.from_addr
+        lines = [f"MAIL FROM:<{sender}>{options}"]
+        lines += [f"RCPT TO:<{rcpt}>" for rcpt in message.to_addrs]
+        lines.append("DATA")
+        encoding = "utf-8" if "SMTPUTF8" in options else "ascii"
+        commands = "".join(f"{line}\r\n" for line in lines).encode(encoding)
+        return _Envelope(message, sender, commands, _data_body(message.data))
+
+    def _envelope_replies(
+        self,
+        smtp: smtplib.SMTP,
+        envelope: _Envelope,
+        results: list[tuple[DeliveryResult, str | None]],
+        later: deque[RenderedEmail],
+    ) -> tuple[_Envelope | None, bool, bool]:
+        """Read the replies to MAIL, each RCPT and DATA: (the envelope if its data may follow,
+        whether a transaction is left open that needs RSET, whether to hang up)."""
+        # RFC 2920 3.1: every reply is read and checked, whatever the ones before said.
+        mail = _reply(smtp)
+        rcpts = [(rcpt, *_reply(smtp)) for rcpt in envelope.message.to_addrs]
+        data_code, data_reply = _reply(smtp)
+        refused = [(rcpt, code, reply) for rcpt, code, reply in rcpts if code not in (250, 251)]
+        closing = 421 in (mail[0], data_code, *(code for _, code, _ in refused))
+        if data_code == 354 and mail[0] == 250 and not refused:
+            return envelope, False, False
+        failure: _Failure
+        if mail[0] != 250:
+            failure = _refusal(*mail, f"the sender {envelope.sender}")
+        elif refused:
+            failure = _recipients_refusal(refused)
+        else:
+            failure = _refusal(data_code, data_reply, "DATA")
+        if closing:
+            # The server is closing the channel (RFC 5321 3.8): nothing of this message was
+            # queued, so it goes again on a new connection like any stale one.
+            raise smtplib.SMTPServerDisconnected(failure.cause)
+        self._settle(envelope, failure, results, later)
+        if data_code == 354:
+            if len(refused) < len(rcpts):
+                # Some recipients were accepted and the server waits for the data: hanging up
+                # is the only way to send nothing (a lone "." would deliver an empty message).
+                return None, False, True
+            # RFC 2920 3.1: DATA accepted although no recipient was: send a single dot (an
+            # empty message to nobody, which the server refuses), then RSET.
+            _write_or_raise(smtp, b".\r\n")
+            _reply(smtp)
+        return None, mail[0] == 250, False
+
+    def _settle(
+        self,
+        envelope: _Envelope,
+        failure: _Failure,
+        results: list[tuple[DeliveryResult, str | None]],
+        later: deque[RenderedEmail],
+    ) -> None:
+        """A refusal: tried again after the pause if it may pass, else failed now."""
+        if failure.transient and self._delivery.max_retries > 0:
+            later.append(envelope.message)
+            return
+        result = DeliveryResult(
+            _key(envelope.message), "failed", error=failure.error, transient=failure.transient
+        )
+        results.append((result, failure.cause))
 
     # -- one attempt ------------------------------------------------------------------------
 
@@ -307,34 +521,21 @@ class SmtpDeliverer:
         reused: bool,
         reset: bool = True,
     ) -> _Failure:
-        text = _reply_text(code, reply)
         if code == 421:
             self._drop()  # RFC 5321 3.8: the server is closing the channel
         elif reset:
             self._reset(smtp)
-        return _Failure(
-            f"the server refused {what}: {text}",
-            f"refused {what}: {text}",
-            transient=code < 500,
-            stale=reused and code == 421,
-        )
+        failure = _refusal(code, reply, what)
+        return replace(failure, stale=reused and code == 421)
 
     def _refused_recipients(
         self, smtp: smtplib.SMTP, refused: list[tuple[str, int, bytes]]
     ) -> _Failure:
-        # All or nothing: sending to the accepted recipients only would make a retry (for the
-        # others) a second copy for them.
         if any(code == 421 for _, code, _ in refused):
             self._drop()
         else:
             self._reset(smtp)
-        texts = "; ".join(f"{rcpt}: {_reply_text(code, reply)}" for rcpt, code, reply in refused)
-        noun = "recipient" if len(refused) == 1 else "recipients"
-        return _Failure(
-            f"the server refused the {noun} {texts}",
-            f"refused the {noun} {texts}",
-            transient=all(400 <= code < 500 for _, code, _ in refused),
-        )
+        return _recipients_refusal(refused)
 
     def _count(self, result: DeliveryResult, *, cause: str | None = None) -> DeliveryResult:
         if result.status == "sent":
@@ -516,6 +717,66 @@ class SmtpDeliverer:
             smtp.close()
 
 
+@dataclass(frozen=True, slots=True)
+class _Envelope:
+    """One message ready to pipeline: its commands up to DATA, and its data."""
+
+    message: RenderedEmail
+    sender: str
+    commands: bytes
+    body: bytes
+
+
+def _key(message: RenderedEmail) -> tuple[str, str, str]:
+    return (message.contact_id, message.campaign, message.occurrence_key)
+
+
+def _refusal(code: int, reply: bytes, what: str) -> _Failure:
+    text = _reply_text(code, reply)
+    return _Failure(
+        f"the server refused {what}: {text}", f"refused {what}: {text}", transient=code < 500
+    )
+
+
+def _recipients_refusal(refused: list[tuple[str, int, bytes]]) -> _Failure:
+    # All or nothing: sending to the accepted recipients only would make a retry (for the
+    # others) a second copy for them.
+    texts = "; ".join(f"{rcpt}: {_reply_text(code, reply)}" for rcpt, code, reply in refused)
+    noun = "recipient" if len(refused) == 1 else "recipients"
+    return _Failure(
+        f"the server refused the {noun} {texts}",
+        f"refused the {noun} {texts}",
+        transient=all(400 <= code < 500 for _, code, _ in refused),
+    )
+
+
+def _write(sock: socket.socket, data: bytes) -> tuple[int, OSError | None]:
+    """Write all of `data`: (bytes written, the error that stopped it or None)."""
+    view = memoryview(data)
+    written = 0
+    try:
+        while written < len(data):
+            written += sock.send(view[written:])
+    except OSError as exc:
+        return written, exc
+    return written, None
+
+
+def _write_or_raise(smtp: smtplib.SMTP, data: bytes) -> None:
+    assert smtp.sock is not None
+    _, error = _write(smtp.sock, data)
+    if error is not None:
+        raise error
+
+
+def _reply(smtp: smtplib.SMTP) -> tuple[int, bytes]:
+    """The next reply; a garbled one means the stream cannot be trusted any more."""
+    code, reply = smtp.getreply()
+    if code < 0:
+        raise smtplib.SMTPResponseException(code, reply)
+    return code, reply
+
+
 _STOPPED_HINT = (
     "check that the SMTP server is up and the delivery settings are right; the failed messages "
     "are tried again on the next run inside their window"
@@ -601,11 +862,13 @@ def _announced(
     return pause
 
 
-class _SendRate:
+class SendRate:
     """At most `per_minute` messages in any 60 s, remembered across runs in a small JSON file.
 
     Send times are kept as counts per whole second, rounded up, so the file stays small at any
-    rate and a message counts for at least the full minute after it was sent.
+    rate and a message counts for at least the full minute after it was sent. One instance may
+    be shared by several connections (threads): a lock makes each acquire whole, and a thread
+    waiting for the budget holds it, so the others wait behind it in turn.
     """
 
     def __init__(
@@ -622,9 +885,23 @@ class _SendRate:
         self._sleep = sleep
         self._seconds: deque[list[int]] = deque(self._load())  # [second, count], oldest first
         self._total = sum(count for _, count in self._seconds)
+        self._lock = threading.Lock()
+
+    def wait_s(self) -> float:
+        """How long acquire() would wait now (0.0: one more message fits at once)."""
+        with self._lock:
+            now = self._clock()
+            self._forget(now)
+            if self._total < self._per_minute:
+                return 0.0
+            return max(self._seconds[0][0] + RATE_WINDOW_S - now, 0.0)
 
     def acquire(self) -> None:
         """Wait until one more message fits in the budget, then count it."""
+        with self._lock:
+            self._acquire()
+
+    def _acquire(self) -> None:
         now = self._clock()
         self._forget(now)
         while self._total >= self._per_minute:

@@ -23,6 +23,7 @@ import re
 import signal
 import threading
 import time
+import weakref
 from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
 from types import FrameType
@@ -187,13 +188,34 @@ def _own_alarm() -> bool:
 _PARTS = 256
 
 
+# Each template's globals as one dict: Jinja keeps them in a ChainMap and flattens it for every
+# render, which costs more than the rest of making the context. Templates live as long as
+# their campaign; the map holds them only weakly.
+_FLAT_GLOBALS: weakref.WeakKeyDictionary[Template, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def _generate(template: Template, context: dict[str, Any]) -> Iterator[str]:
+    """template.generate(context) (globals first, the context over them), on flat globals."""
+    flat = _FLAT_GLOBALS.get(template)
+    if flat is None:
+        flat = _FLAT_GLOBALS[template] = dict(template.globals)
+    environment = template.environment
+    ctx = environment.context_class(
+        environment, {**flat, **context}, template.name, template.blocks, globals=template.globals
+    )
+    try:
+        yield from template.root_render_func(ctx)
+    except Exception:
+        yield environment.handle_exception()  # raises, the template's lines in the traceback
+
+
 def render_limited(template: Template, context: dict[str, Any], limits: Limits) -> str:
     """template.render(context), within the limits (RenderLimitError past them)."""
     with render_guard(limits):
         parts: list[str] = []
         total = 0
         limit = limits.size
-        output = cast("Generator[str, None, None]", template.generate(context))
+        output = cast("Generator[str, None, None]", _generate(template, context))
         while batch := list(itertools.islice(output, _PARTS)):
             total += sum(map(len, batch))
             if total > limit:

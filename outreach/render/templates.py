@@ -139,6 +139,7 @@ def babel_locale(identifier: str, region: str | None = None) -> Locale:
             raise ValueError(f"unknown locale {identifier!r}") from None
 
 
+@lru_cache(maxsize=1024)  # a handful of distinct values, asked several times per email
 def normalize_locale(identifier: str) -> str:
     """`en-gb` → `en_GB`: language in lower case, a two-letter region in upper case."""
     parts = identifier.strip().replace("-", "_").split("_")
