@@ -92,6 +92,23 @@ class ContactsSettings(_Model):
     date_format: Literal["DMY", "MDY"] = "DMY"
     default_country: str = "ES"
     default_locale: str | None = None  # defaults to the top-level `locale`
+    sheet: str | None = None  # a workbook's sheet to read (default: the first)
+    # Header names of the file → outreach's column names (`Correo electrónico: email`).
+    columns: dict[str, str] = Field(default_factory=dict)
+    preset: Literal["google", "outlook"] | None = None  # the CSV export of these programs
+
+    @field_validator("columns")
+    @classmethod
+    def _known_columns(cls, value: dict[str, str]) -> dict[str, str]:
+        from outreach.contacts.model import KNOWN_COLUMNS  # here: contacts imports config
+
+        for header, name in value.items():
+            if name not in KNOWN_COLUMNS:
+                raise ValueError(
+                    f"{header!r} is mapped to {name!r}, which is not a column outreach "
+                    f"knows ({', '.join(KNOWN_COLUMNS)})"
+                )
+        return value
 
     @field_validator("default_country")
     @classmethod
