@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from multiprocessing.pool import AsyncResult
 
+from outreach.arrival import Timing, email_instead, send_window, timing
 from outreach.audience import WhereRefusedError, compile_audience
 from outreach.cadence import Candidate, decide, first_open_day, policy_for, reach
 from outreach.campaigns import Campaign, Occurrence, occurrences_between
@@ -242,6 +243,7 @@ def execute_run(
     fmt = settings.contacts.date_format
     delivery_days = settings.letters.delivery_days
     letter_arrival = today + timedelta(days=delivery_days)
+    letter_time = timedelta(days=delivery_days)
     contacts_file = display_path(settings.contacts_path)
     campaigns = workspace.campaigns
     totals = {
@@ -373,17 +375,19 @@ def execute_run(
     calendar = dates.calendar
 
     def due(campaign: Campaign, contact: Contact) -> list[Occurrence]:
-        end = dates.until or today
+        # A letter is posted delivery_days before its window: look that far ahead.
+        end = (dates.until or today) + timedelta(days=delivery_days)
         if calendar is not None:
             known = calendar.get((campaign.name, contact.id))
             if known is not None:
                 return [o for o in known if o.earliest <= end and o.latest >= today]
         return occurrences_between(campaign, contact, start=today, end=end, date_format=fmt)
 
-    def decide_day(run: _CampaignRun, occ: Occurrence) -> date:
+    def decide_day(run: _CampaignRun, occ: Occurrence, channel: str = "email") -> date:
         if dates.until is None:
             return today
-        return first_open_day(run.policy, start=max(occ.earliest, today), end=occ.latest)
+        first, last = send_window(occ, channel=channel, delivery_days=delivery_days)
+        return first_open_day(run.policy, start=max(first, today), end=last)
 
     def process(chunk: list[Contact]) -> _ChunkResult:
         """Decide for a chunk of contacts and hand the emails to the outlet; return what to record."""
@@ -423,16 +427,53 @@ def execute_run(
                         )
                     )
                     continue
+                chosen = choose_channel(run.campaign, contact, suppressions)
+                occurrences = [
+                    occ
+                    for occ in occurrences
+                    if timing(
+                        occ,
+                        channel=chosen[0],
+                        today=today,
+                        until=dates.until or today,
+                        delivery_days=delivery_days,
+                    )
+                    is not Timing.EARLY
+                ]
                 if not occurrences:
                     note(TraceEvent(contact.id, name, "not due"))
                 for occ in occurrences:
+                    channel, why = chosen
+                    late = channel == "letter" and today > occ.latest - letter_time
+                    instead = late and email_instead(run.campaign, contact, suppressions)
+                    if instead and (dates.until or today) < occ.earliest:
+                        continue  # too late for a letter, too early for its email
                     summary.due += 1
                     status = run.done.get((contact.id, occ.key))
                     if status is not None:
                         summary.already += 1
                         note(TraceEvent(contact.id, name, "already", occ, status=status))
                         continue
-                    channel, why = choose_channel(run.campaign, contact, suppressions)
+                    if late:
+                        # Posted now it would arrive after its window: by email, or missed.
+                        too_late = Reason(
+                            Code.LETTER_TOO_LATE,
+                            "letter",
+                            detail=f"it takes {delivery_days} day(s); the window ends "
+                            f"{occ.latest.isoformat()}",
+                        )
+                        if not instead:
+                            summary.missed += 1
+                            summary.held.append(
+                                HeldBack("missed", contact.id, contact.line, occ.key, too_late)
+                            )
+                            record(
+                                run, contact, occ, channel="letter", status="missed",
+                                reason=too_late.text,
+                            )  # fmt: skip
+                            note(TraceEvent(contact.id, name, "missed", occ, "letter", too_late))
+                            continue
+                        channel, why = "email", too_late
                     if channel is None:
                         assert why is not None
                         summary.skipped[label(why)] += 1
@@ -449,7 +490,7 @@ def execute_run(
                         )
                         note(TraceEvent(contact.id, name, "skipped", occ, why.channel, why))
                         continue
-                    day = decide_day(run, occ)
+                    day = decide_day(run, occ, channel)
                     candidates.append(
                         Candidate(
                             contact_id=contact.id,
@@ -478,7 +519,9 @@ def execute_run(
                     for d in decide(
                         candidates=[cand],
                         history=past,
-                        today=decide_day(*pending[(cand.campaign, cand.occurrence_key)][:2]),
+                        today=decide_day(
+                            *pending[(cand.campaign, cand.occurrence_key)][:2], cand.channel
+                        ),
                     )
                 ]
             for decision in decisions:

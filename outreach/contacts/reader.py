@@ -198,7 +198,8 @@ def _read_layout(
     width = len(header)
     return _Layout(
         width=width,
-        at={name: at.get(name, width) for name in KNOWN_COLUMNS},
+        # A missing id (made from the email) has a cell of its own after the empty one.
+        at={name: at.get(name, width + (name == "id")) for name in KNOWN_COLUMNS},
         extra=tuple(extra),
         unnamed=tuple(unnamed),
         names=(*names, "?"),
@@ -337,7 +338,7 @@ class _RowReader:
             del cells[width:]
         cells.extend([""] * (width + 1 - len(cells)))
         if self.layout.id_from_email:
-            cells[self.id_position] = _email_id(cells[self.email_position])
+            cells.append(_email_id(cells[self.email_position]))
         id_cell = cells[self.id_position]
         if id_cell.casefold() == self.header_id and self._repeats_header(cells):
             # Two exports pasted into one file: the second header is not a contact "id".
