@@ -179,6 +179,8 @@ class _DueSchedule:
 
     def __init__(self, workspace: Workspace, *, start: date, end: date) -> None:
         fmt = workspace.settings.contacts.date_format
+        # A letter is posted delivery_days before its window (outreach.arrival).
+        ahead = timedelta(days=workspace.settings.letters.delivery_days)
         audiences: list[tuple[Campaign, AudienceFilter]] = [
             (c, compile_audience(c.audience, path=c.path)) for c in workspace.campaigns
         ]
@@ -195,7 +197,7 @@ class _DueSchedule:
                     if not audience.matches(contact):
                         continue
                     found = occurrences_between(
-                        campaign, contact, start=start, end=end, date_format=fmt
+                        campaign, contact, start=start, end=end + ahead, date_format=fmt
                     )
                 except OutreachError:
                     # Bad data for this campaign: nothing can be due from it.
@@ -205,7 +207,7 @@ class _DueSchedule:
                 for occ in found:
                     keys.add((contact.id, occ.key))
                     entry = (position, occ.latest, (contact.id, campaign.name, occ.key))
-                    self.opening.setdefault(max(occ.earliest, start), []).append(entry)
+                    self.opening.setdefault(max(occ.earliest - ahead, start), []).append(entry)
         self.open: list[tuple[int, date, MessageKey]] = []
 
     def contacts_on(self, day: date, *, store: MemoryStore) -> list[Contact]:

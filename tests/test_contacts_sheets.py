@@ -136,7 +136,10 @@ def test_an_ods_sheet_reads_typed_cells(tmp_path: Path) -> None:
     path = ods(
         tmp_path / "contacts.ods",
         "Clientes",
-        [HEADER, ["c1", "Ana", "Gómez", "", "ana@example.com", date(1990, 11, 24), 28001, "Madrid"]],
+        [
+            HEADER,
+            ["c1", "Ana", "Gómez", "", "ana@example.com", date(1990, 11, 24), 28001, "Madrid"],
+        ],
     )
     (contact,) = load(path).contacts
     assert (contact.birthday, contact.postal_code, contact.city) == (
