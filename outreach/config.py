@@ -257,6 +257,9 @@ class Letters(_Model):
     duplex: bool = False
     sort_by_postal_code: bool = True
     delivery_days: int = Field(default=2, ge=0, le=60)
+    # One letter per household (contacts at one postal address) and occurrence; essential
+    # campaigns always write one per contact.
+    households: Literal["merge", "separate"] = "merge"
     css: str | None = None  # an extra stylesheet in the templates folder
 
     @model_validator(mode="after")

@@ -28,6 +28,7 @@ from outreach.contacts import Contact, ContactStream
 from outreach.deliver.outlets import (
     LetterProgress,
     Made,
+    MessageKey,
     Outlet,
     PublishOutlet,
     RenderOnlyOutlet,
@@ -36,6 +37,7 @@ from outreach.deliver.outlets import (
 from outreach.eligibility import choose_channel, first_choice
 from outreach.errors import OutreachError
 from outreach.files import bind_to_parent
+from outreach.households import Household, group_by, household_key
 from outreach.ledger import Ledger, MessageRecord, acquire_lock
 from outreach.ledger.store import RunStore
 from outreach.reasons import Code, Outcome, Reason
@@ -203,6 +205,22 @@ def _missed_reason(record: MessageRecord) -> Reason:
     return Reason(Code.WINDOW_CLOSED, record.channel, detail=detail)
 
 
+_LetterJob = tuple["_CampaignRun", Contact, Occurrence, Reason | None]
+
+
+def letter_groups(jobs: Sequence[_LetterJob], *, merge: bool) -> list[list[_LetterJob]]:
+    """The run's letters, those to one household (one campaign, occurrence and postal address)
+    together when merging; essential letters always alone."""
+
+    def key(job: _LetterJob) -> tuple[str, str, date, str] | None:
+        run, contact, occ, _ = job
+        if not merge or run.campaign.essential:
+            return None
+        return (run.campaign.name, occ.key, occ.date, household_key(contact))
+
+    return [[jobs[i] for i in group] for group in group_by(jobs, key=key)]
+
+
 def execute_run(
     *,
     workspace: Workspace,
@@ -332,8 +350,11 @@ def execute_run(
         channel: str,
         made: Made,
         why: Reason | None,
+        *,
+        merged: bool = False,
     ) -> None:
-        """Count and record what the outlet made of one message."""
+        """Count and record what the outlet made of one message (`merged`: a letter that a
+        housemate's letter covers)."""
         name = run.campaign.name
         if made.failed:
             reason = made.reason or Reason(Code.RENDER_FAILED, channel)
@@ -363,7 +384,9 @@ def execute_run(
             artifact=made.artifact,
             message_id=made.message_id,
         )
-        if channel == "letter":
+        if merged:
+            summary.merged += 1
+        elif channel == "letter":
             summary.letters += 1  # its "send" was noted when it was decided
         else:
             summary.emails += 1
@@ -560,7 +583,7 @@ def execute_run(
                 account(run, summary, contact, occ, "email", made, why)
         return out
 
-    letter_jobs: list[tuple[_CampaignRun, Contact, Occurrence, Reason | None]] = []
+    letter_jobs: list[_LetterJob] = []
     pending_records: list[MessageRecord] = []
 
     def flush(force: bool = False) -> None:
@@ -598,10 +621,16 @@ def execute_run(
         # The letters: rendered and queued here, laid out (and printed) by the outlet at once.
         out = _ChunkResult()
         stamp = clock()
-        for run, contact, occ, why in letter_jobs:
-            failed = outlet.letter(run.campaign, contact, occ)
+        covered: dict[MessageKey, list[_LetterJob]] = {}  # a household's letter → the others
+        for group in letter_groups(letter_jobs, merge=settings.letters.households == "merge"):
+            run, contact, occ, why = group[0]
+            household = Household(tuple(job[1] for job in group)) if len(group) > 1 else None
+            failed = outlet.letter(run.campaign, contact, occ, household=household)
             if failed is not None:
-                account(run, totals[run.campaign.name], contact, occ, "letter", failed, why)
+                for job in group:
+                    account(job[0], totals[run.campaign.name], *job[1:3], "letter", failed, job[3])
+            elif household is not None:
+                covered[(contact.id, run.campaign.name, occ.key)] = group[1:]
         jobs = {
             (c.id, run.campaign.name, o.key): (run, c, o, why) for run, c, o, why in letter_jobs
         }
@@ -611,6 +640,10 @@ def execute_run(
             for key, made in batch.made.items():
                 run, contact, occ, why = jobs[key]
                 account(run, summary, contact, occ, "letter", made, why)
+                for job in covered.get(key, ()):
+                    # Each member's row points to the one letter, and cadence counts it.
+                    merged = not made.failed
+                    account(job[0], summary, *job[1:3], "letter", made, job[3], merged=merged)
             summary.pages += batch.pages
             if batch.artifact is not None:
                 summary.batch = batch.artifact

@@ -56,6 +56,8 @@ class CampaignSummary:
     already: int = 0
     emails: int = 0
     letters: int = 0
+    # Letters not printed because a housemate's letter covers them (letters.households: merge).
+    merged: int = 0
     pages: int = 0
     sent: int = 0
     failed: int = 0
@@ -74,6 +76,7 @@ class CampaignSummary:
             "already",
             "emails",
             "letters",
+            "merged",
             "pages",
             "sent",
             "failed",
@@ -103,6 +106,7 @@ class CampaignSummary:
             "already_done": self.already,
             "emails": self.emails,
             "letters": self.letters,
+            "merged": self.merged,
             "pages": self.pages,
             "sent": self.sent,
             "failed": self.failed,

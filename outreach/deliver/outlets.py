@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Protocol
 from outreach.deliver.outbox import OutboxWriter
 from outreach.deliver.printing import lay_out, write_batch
 from outreach.errors import DeliveryError, OutreachError, Problem
+from outreach.households import Household
 from outreach.reasons import Code, Reason, Status
 from outreach.render.letter import LetterRenderer, RenderedLetter
 from outreach.render.templates import EmailRenderer
@@ -70,8 +71,16 @@ class Outlet(Protocol):
     """What the runner needs of an outlet."""
 
     def email(self, campaign: Campaign, contact: Contact, occurrence: Occurrence) -> Made: ...
-    def letter(self, campaign: Campaign, contact: Contact, occurrence: Occurrence) -> Made | None:
-        """Queue a letter for `finish`; a Made only when it fails at once."""
+    def letter(
+        self,
+        campaign: Campaign,
+        contact: Contact,
+        occurrence: Occurrence,
+        *,
+        household: Household | None = None,
+    ) -> Made | None:
+        """Queue a letter (to a whole household, whose first contact is `contact`) for
+        `finish`; a Made only when it fails at once."""
         ...
 
     def finish(self) -> list[LetterBatch]: ...
@@ -153,13 +162,20 @@ class _RenderingOutlet:
             return made, None
         return None, message
 
-    def letter(self, campaign: Campaign, contact: Contact, occurrence: Occurrence) -> Made | None:
+    def letter(
+        self,
+        campaign: Campaign,
+        contact: Contact,
+        occurrence: Occurrence,
+        *,
+        household: Household | None = None,
+    ) -> Made | None:
         """Render the letter's HTML now (cheap); lay it out in `finish`."""
         renderer = self.renderers.letter(campaign)
         try:
             if isinstance(renderer, OutreachError):
                 raise renderer
-            letter = renderer.render(contact, occurrence)
+            letter = renderer.render(contact, occurrence, household=household)
         except OutreachError as exc:
             return _failure(
                 exc, code=Code.RENDER_FAILED, channel="letter", contact=contact, campaign=campaign
@@ -362,7 +378,14 @@ class CountOnlyOutlet:
         """Count it."""
         return Made(status="rendered")
 
-    def letter(self, campaign: Campaign, contact: Contact, occurrence: Occurrence) -> Made | None:
+    def letter(
+        self,
+        campaign: Campaign,
+        contact: Contact,
+        occurrence: Occurrence,
+        *,
+        household: Household | None = None,
+    ) -> Made | None:
         """Count it at `finish`."""
         self.queued.append((campaign.name, (contact.id, campaign.name, occurrence.key)))
         return None

@@ -48,6 +48,7 @@ MANIFEST_COLUMNS = (
     "country",
     "address",
     "file",
+    "covers",  # a household's letter: the ids of everyone it goes to ("c1;c2")
 )
 ADDRESS_SEPARATOR = "; "
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
@@ -72,6 +73,7 @@ class PrintedLetter:
     postal_code: str
     country: str
     path: Path | None  # its own PDF, with split
+    covers: tuple[str, ...] = ()  # a household's letter: every contact it goes to
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,6 +279,7 @@ def manifest_csv(letters: Sequence[PrintedLetter], *, relative_to: Path) -> byte
                 item.country,
                 _cell(ADDRESS_SEPARATOR.join(item.address_lines)),
                 item.path.relative_to(relative_to).as_posix() if item.path else "",
+                _cell(";".join(item.covers)),
             ]
         )
     return buffer.getvalue().encode("utf-8-sig")
@@ -439,6 +442,7 @@ def _print_batch(
                 postal_code=letter.postal_code,
                 country=letter.country,
                 path=split_path,
+                covers=letter.covers,
             )
         )
         page += outcome.pages
