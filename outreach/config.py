@@ -260,6 +260,9 @@ class Letters(_Model):
     # One letter per household (contacts at one postal address) and occurrence; essential
     # campaigns always write one per contact.
     households: Literal["merge", "separate"] = "merge"
+    # The return line on the envelope (one short line; default: the sender's name and address,
+    # joined). The sender's country is added to it on letters abroad.
+    return_address: str | None = Field(default=None, max_length=200)
     css: str | None = None  # an extra stylesheet in the templates folder
 
     @model_validator(mode="after")

@@ -418,8 +418,13 @@ class LetterRenderer:
                 ) from None
         self._base = self._load_base()
         self._sender_lines = self._format_sender()
-        self._return_line = " · ".join(self._sender_lines)
+        self._return_line = one_line(settings.letters.return_address) or " · ".join(
+            self._sender_lines
+        )
         self._letterhead_lines = self._letterhead()
+        # A return block (US envelopes) is the chosen line, or the sender's lines.
+        custom = settings.letters.return_address
+        self._return_block = [one_line(custom)] if custom else self._sender_lines
         self._signature_lines = address_lines(sender.signature) or [one_line(sender.name)]
         self._signature_image, self._signature_error = self._find_signature()
         self.layout = self._make_layout()
@@ -722,7 +727,7 @@ class LetterRenderer:
             )
         foreign = contact.country.upper() != self._home_country
         return_lines = (
-            [self._return_line] if self.profile.return_style == "line" else self._sender_lines
+            [self._return_line] if self.profile.return_style == "line" else self._return_block
         )
         if foreign:
             # A letter abroad must be able to come back: the return address names the country.
@@ -730,7 +735,7 @@ class LetterRenderer:
             if self.profile.return_style == "line":
                 return_lines = [f"{self._return_line} · {home}"]
             else:
-                return_lines = [*self._sender_lines, home]
+                return_lines = [*self._return_block, home]
         context["letter"] = {
             "envelope": self.profile.name,
             "lang": locale.replace("_", "-"),
