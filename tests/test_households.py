@@ -203,3 +203,33 @@ def test_one_letter_greets_the_household_in_the_window_and_the_ledger_points_eve
         ("c2", "rendered", artifact),
         ("c4", "rendered", artifact),
     ]
+
+
+def test_validate_says_letters_saved_letters_too_late_and_bad_postal_codes(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    birthday = """\
+        kind: birthday
+        channel: letter
+        days_before: 3
+        letter:
+          template: letter.html.j2
+        """
+    ws = make_workspace(
+        [
+            # Twins at one address: one letter. A birthday tomorrow: too late for the post.
+            "c1,Carmen,Ruiz,,26/11/1990,Calle Mayor 5,28013,Madrid,ES,letter,,customer,",
+            "c2,Luis,Ruiz,,26/11/1990,Calle Mayor 5,28013,Madrid,ES,letter,,customer,",
+            "c3,Eva,Gil,,25/11/1980,Gran Vía 1,28013,Madrid,ES,letter,,customer,",
+            "c4,Ana,Sanz,ana@example.com,27/11/1980,Calle Pez 2,8001,Barcelona,ES,letter,,customer,",
+        ],
+        campaigns={"birthday.yaml": birthday},
+        templates={"letter.html.j2": LETTER},
+    )
+    result = ws.run("validate", "--date", DAY.isoformat())
+    assert result.code == 0, result.err
+    out = result.out
+    assert "contacts.csv:5: postal_code (column 7): '8001' is not a postal code of ES" in out
+    # validate covers a year: this birthday and next year's, one letter saved each time.
+    assert "households: 2 letter(s) saved" in out, out
+    assert "1 letter(s) could not arrive in time (letters.delivery_days 2): 0 go by email" in out
