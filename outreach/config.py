@@ -249,6 +249,23 @@ class CustomEnvelope(_Model):
     window_height_mm: float = Field(gt=0)
 
 
+class Postage(_Model):
+    """What a letter weighs and costs to post: `<campaign>.postage.csv` beside each batch."""
+
+    sheet_grams: float = Field(default=5.0, gt=0, le=1000)  # A4 at 80 g/m²
+    envelope_grams: float = Field(default=5.0, ge=0, le=1000)
+    steps: tuple[int, ...] = (20, 50, 100, 250, 500, 1000, 2000)  # the post's weight steps
+    # Zones by country beyond domestic (the sender's) and international (the rest).
+    zones: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    # zone → weight step → price of one letter (domestic, international or a zone's name)
+    prices: dict[str, dict[int, float]] = Field(default_factory=dict)
+
+    @field_validator("zones")
+    @classmethod
+    def _countries(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        return {zone: tuple(c.upper() for c in countries) for zone, countries in value.items()}
+
+
 class Letters(_Model):
     """Printed letters."""
 
@@ -263,6 +280,7 @@ class Letters(_Model):
     # The return line on the envelope (one short line; default: the sender's name and address,
     # joined). The sender's country is added to it on letters abroad.
     return_address: str | None = Field(default=None, max_length=200)
+    postage: Postage = Postage()
     css: str | None = None  # an extra stylesheet in the templates folder
 
     @model_validator(mode="after")

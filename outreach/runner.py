@@ -647,6 +647,7 @@ def execute_run(
             summary.pages += batch.pages
             if batch.artifact is not None:
                 summary.batch = batch.artifact
+                summary.postage = batch.postage
         pending_records.extend(out.records)
         flush(force=True)
     finally:

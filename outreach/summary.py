@@ -8,6 +8,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 from outreach.errors import Problem
+from outreach.postage import PostageLine, postage_total
 from outreach.reasons import Code, Reason
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ class CampaignSummary:
     problems: list[Problem] = field(default_factory=list)
     held: list[HeldBack] = field(default_factory=list)
     batch: str | None = None
+    postage: list[PostageLine] = field(default_factory=list)  # the batch's postage list
 
     def merge(self, other: CampaignSummary) -> None:
         """Add another part of the same campaign's run (a chunk of contacts) to this one."""
@@ -117,6 +119,10 @@ class CampaignSummary:
             "held_back": [h.as_dict() for h in self.held],
             "problems": [p.as_dict() for p in self.problems],
             "batch": self.batch,
+            "postage": {
+                "lines": [line.as_dict() for line in self.postage],
+                "total": postage_total(self.postage),
+            },
         }
 
 

@@ -83,6 +83,7 @@ def test_a_run_makes_emails_and_a_letter_batch_once(
     assert sorted(p.name for p in (batch.parent).iterdir()) == [
         "birthday.manifest.csv",
         "birthday.pdf",
+        "birthday.postage.csv",
     ]
 
 

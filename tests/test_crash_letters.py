@@ -161,6 +161,7 @@ def check_letters_once(ws: Workspace) -> None:
         "birthday",
         "birthday.manifest.csv",
         "birthday.pdf",
+        "birthday.postage.csv",
     ]
     with (folder / "birthday.manifest.csv").open(encoding="utf-8-sig") as handle:
         manifest = list(csv.DictReader(handle))

@@ -177,7 +177,10 @@ def test_one_letter_greets_the_household_in_the_window_and_the_ledger_points_eve
     make_workspace: Callable[..., Workspace],
 ) -> None:
     ws = make_workspace(
-        ROWS, campaigns={"promo.yaml": CAMPAIGN}, templates={"letter.html.j2": LETTER}
+        ROWS,
+        campaigns={"promo.yaml": CAMPAIGN},
+        templates={"letter.html.j2": LETTER},
+        config_extra="letters:\n  postage:\n    prices: {domestic: {20: 0.78}}\n",
     )
     result = ws.run("run", "--all", "--date", DAY.isoformat(), "--json")
     assert result.code == 0, result.err
@@ -193,6 +196,19 @@ def test_one_letter_greets_the_household_in_the_window_and_the_ledger_points_eve
     with (batch.parent / "promo.manifest.csv").open(encoding="utf-8-sig") as handle:
         covers = {row["contact_id"]: row["covers"] for row in csv.DictReader(handle)}
     assert covers == {"c1": "c1;c2", "c4": "c4"}
+    # The postage list: two domestic one-sheet letters (the household's and Eva's).
+    assert promo["postage"] == {
+        "lines": [
+            {"zone": "domestic", "up_to_grams": 20, "letters": 2, "price": 0.78, "amount": 1.56}
+        ],
+        "total": 1.56,
+    }
+    postage = (batch.parent / "promo.postage.csv").read_text(encoding="utf-8-sig")
+    assert postage.splitlines() == [
+        "zone,up_to_grams,letters,price,amount",
+        "domestic,20,2,0.78,1.56",
+        "total,,2,,1.56",
+    ]
     with sqlite3.connect(ws.root / "state" / "ledger.sqlite") as db:
         made = db.execute(
             "SELECT contact_id, status, artifact FROM messages ORDER BY contact_id"

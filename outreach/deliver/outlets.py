@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from outreach.deliver.outbox import OutboxWriter
-from outreach.deliver.printing import lay_out, write_batch
+from outreach.deliver.printing import PrintedLetter, lay_out, write_batch
 from outreach.errors import DeliveryError, OutreachError, Problem
 from outreach.households import Household
+from outreach.postage import PostageLine, postage_csv, postage_lines
 from outreach.reasons import Code, Reason, Status
 from outreach.render.letter import LetterRenderer, RenderedLetter
 from outreach.render.templates import EmailRenderer
@@ -65,6 +66,7 @@ class LetterBatch:
     made: dict[MessageKey, Made] = field(default_factory=dict)
     artifact: str | None = None
     pages: int = 0
+    postage: list[PostageLine] = field(default_factory=list)
 
 
 class Outlet(Protocol):
@@ -267,6 +269,7 @@ class PublishOutlet(_RenderingOutlet):
                     split=self.split,
                     workers=self.workers,
                     progress=self._progress_of(name),
+                    postage=functools.partial(self._postage, batch),
                 )
             except DeliveryError as exc:
                 for letter in letters:
@@ -295,6 +298,17 @@ class PublishOutlet(_RenderingOutlet):
             batch.pages = result.pages
         self.queued.clear()
         return batches
+
+    def _postage(self, batch: LetterBatch, printed: Sequence[PrintedLetter]) -> bytes:
+        """The batch's postage list: kept for the summary, written beside the manifest."""
+        settings = self.settings
+        batch.postage = postage_lines(
+            printed,
+            home_country=settings.sender.address.country or settings.contacts.default_country,
+            duplex=settings.letters.duplex,
+            postage=settings.letters.postage,
+        )
+        return postage_csv(batch.postage)
 
     def close(self) -> None:
         """Close the outbox writer."""

@@ -235,6 +235,7 @@ def _free_stem(folder: Path, stem: str) -> str:
     while (
         (folder / f"{candidate}.pdf").exists()
         or (folder / f"{candidate}.manifest.csv").exists()
+        or (folder / f"{candidate}.postage.csv").exists()
         or (folder / candidate).exists()
     ):
         number += 1
@@ -343,8 +344,10 @@ def write_batch(
     workers: int = 2,
     chunk_size: int = CHUNK_SIZE,
     progress: Progress | None = None,
+    postage: Callable[[Sequence[PrintedLetter]], bytes] | None = None,
 ) -> BatchResult:
     """Print one campaign's letters into out_dir/letters/<date>/; failed letters are returned.
+    With `postage`, the postage list it makes of the printed letters goes beside the manifest.
 
     If it cannot finish (a full disk, a worker killed), it removes what it wrote of the batch
     before raising: a batch is on disk whole, with its manifest, or not at all.
@@ -364,6 +367,7 @@ def write_batch(
             workers=workers,
             chunk_size=chunk_size,
             progress=progress,
+            postage=postage,
         )
     except BaseException:
         _discard(folder, stem)
@@ -373,7 +377,7 @@ def write_batch(
 def _discard(folder: Path, stem: str) -> None:
     """Remove a batch that was not finished: its PDF, manifest and split folder."""
     shutil.rmtree(folder / stem, ignore_errors=True)
-    for name in (f"{stem}.pdf", f"{stem}.manifest.csv"):
+    for name in (f"{stem}.pdf", f"{stem}.manifest.csv", f"{stem}.postage.csv"):
         with suppress(OSError):
             (folder / name).unlink()
 
@@ -390,6 +394,7 @@ def _print_batch(
     workers: int,
     chunk_size: int,
     progress: Progress | None,
+    postage: Callable[[Sequence[PrintedLetter]], bytes] | None = None,
 ) -> BatchResult:
     split_dir = folder / stem if split else None
     try:
@@ -467,6 +472,8 @@ def _print_batch(
     manifest_path = folder / f"{stem}.manifest.csv"
     write_atomic(pdf_path, pdf)
     write_atomic(manifest_path, manifest_csv(printed, relative_to=folder))
+    if postage is not None:
+        write_atomic(folder / f"{stem}.postage.csv", postage(printed))
     return BatchResult(
         campaign=campaign,
         pdf_path=pdf_path,
