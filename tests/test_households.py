@@ -129,7 +129,7 @@ def run_letters(contacts: list[Contact], *, essential: bool = False) -> dict[str
 
 
 @settings(
-    max_examples=40,
+    max_examples=30,
     deadline=None,
     derandomize=True,
     database=None,
