@@ -89,6 +89,8 @@ cadence:
   per_days: 30
 letters:
   envelope: din5008-b
+  delivery_days: 0  # every birthday letter due today, as before arrival-in-time
+  households: merge  # the default, said: one letter per address (no two contacts share one)
 """
 # Every contact is due: birthdays 0-3 days after --date (benchmarks/synth.py draws them so).
 CAMPAIGN = """\

@@ -131,6 +131,11 @@ def birthday_in_window(rng: random.Random, *, today: date, days_before: int) -> 
             continue
 
 
+def _postal_code(draw: int, *, english: bool) -> str:
+    """A postal code of the contact's country: Madrid's for Spain, the City of London's for GB."""
+    return f"EC{draw % 4 + 1}A {draw % 10}BB" if english else f"28{draw:03d}"
+
+
 def contact_rows(
     n: int,
     *,
@@ -160,7 +165,8 @@ def contact_rows(
             "birthday": born.strftime("%d/%m/%Y") if number % 2 else born.isoformat(),
             "street": f"{rng.choice(STREETS)}, {rng.randint(1, 200)}",
             "street2": "",
-            "postal_code": f"28{rng.randint(0, 999):03d}",
+            # One draw either way, so the other columns stay as they were.
+            "postal_code": _postal_code(rng.randint(0, 999), english=english),
             "city": rng.choice(CITIES),
             "country": "GB" if english else "ES",
             "preferred_channel": "email",

@@ -271,7 +271,10 @@ def print_summary(summary: RunSummary) -> None:
                 f"{summary_default_locale(summary)}: no template variant for the contact's language"
             )
         if c.batch:
-            click.echo(f"letters for {c.name}: {c.letters} letters, {c.pages} pages in {c.batch}")
+            shared = f" (covering {c.merged} more at the same addresses)" if c.merged else ""
+            click.echo(
+                f"letters for {c.name}: {c.letters} letters{shared}, {c.pages} pages in {c.batch}"
+            )
     problems = [p for c in summary.campaigns for p in c.problems]
     if problems:
         click.echo(f"{len(problems)} message(s) could not be made:")

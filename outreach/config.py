@@ -94,6 +94,23 @@ class ContactsSettings(_Model):
     date_format: Literal["DMY", "MDY"] = "DMY"
     default_country: str = "ES"
     default_locale: str | None = None  # defaults to the top-level `locale`
+    sheet: str | None = None  # a workbook's sheet to read (default: the first)
+    # Header names of the file → outreach's column names (`Correo electrónico: email`).
+    columns: dict[str, str] = Field(default_factory=dict)
+    preset: Literal["google", "outlook"] | None = None  # the CSV export of these programs
+
+    @field_validator("columns")
+    @classmethod
+    def _known_columns(cls, value: dict[str, str]) -> dict[str, str]:
+        from outreach.contacts.model import KNOWN_COLUMNS  # here: contacts imports config
+
+        for header, name in value.items():
+            if name not in KNOWN_COLUMNS:
+                raise ValueError(
+                    f"{header!r} is mapped to {name!r}, which is not a column outreach "
+                    f"knows ({', '.join(KNOWN_COLUMNS)})"
+                )
+        return value
 
     @field_validator("default_country")
     @classmethod
@@ -238,6 +255,23 @@ class CustomEnvelope(_Model):
     window_height_mm: float = Field(gt=0)
 
 
+class Postage(_Model):
+    """What a letter weighs and costs to post: `<campaign>.postage.csv` beside each batch."""
+
+    sheet_grams: float = Field(default=5.0, gt=0, le=1000)  # A4 at 80 g/m²
+    envelope_grams: float = Field(default=5.0, ge=0, le=1000)
+    steps: tuple[int, ...] = (20, 50, 100, 250, 500, 1000, 2000)  # the post's weight steps
+    # Zones by country beyond domestic (the sender's) and international (the rest).
+    zones: dict[str, tuple[str, ...]] = Field(default_factory=dict)
+    # zone → weight step → price of one letter (domestic, international or a zone's name)
+    prices: dict[str, dict[int, float]] = Field(default_factory=dict)
+
+    @field_validator("zones")
+    @classmethod
+    def _countries(cls, value: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        return {zone: tuple(c.upper() for c in countries) for zone, countries in value.items()}
+
+
 class Letters(_Model):
     """Printed letters."""
 
@@ -246,6 +280,13 @@ class Letters(_Model):
     duplex: bool = False
     sort_by_postal_code: bool = True
     delivery_days: int = Field(default=2, ge=0, le=60)
+    # One letter per household (contacts at one postal address) and occurrence; essential
+    # campaigns always write one per contact.
+    households: Literal["merge", "separate"] = "merge"
+    # The return line on the envelope (one short line; default: the sender's name and address,
+    # joined). The sender's country is added to it on letters abroad.
+    return_address: str | None = Field(default=None, max_length=200)
+    postage: Postage = Postage()
     css: str | None = None  # an extra stylesheet in the templates folder
 
     @model_validator(mode="after")

@@ -61,7 +61,8 @@ def unusable(
         return None
     gaps = address_gaps(contact)
     if gaps:
-        return Reason(Code.INCOMPLETE_ADDRESS, channel, detail="missing " + ", ".join(gaps))
+        what = "invalid " if "postal_code" in contact.held_back else "missing "
+        return Reason(Code.INCOMPLETE_ADDRESS, channel, detail=what + ", ".join(gaps))
     if campaign.letter is None:
         return Reason(Code.NO_LETTER_TEMPLATE, channel)
     return None

@@ -114,11 +114,12 @@ class Problem:
     campaign: str | None = None
     hint: str | None = None
     blocking: bool = False
+    column_label: str | None = None  # a spreadsheet's name for the column ("E")
 
     def __str__(self) -> str:
         where = format_location(self.path, self.line, self.field)
         if self.column is not None and self.field:
-            where += f" (column {self.column})"
+            where += f" (column {self.column_label or self.column})"
         text = f"{where}: {self.message}" if where else self.message
         return f"{text} — {self.hint}" if self.hint else text
 

@@ -442,7 +442,7 @@ class _Explainer:
                 campaign.name, "skipped", f"no email address in the contacts file ({what})", occ
             )
         if reason.code is Code.INCOMPLETE_ADDRESS:
-            bad = self.problem("country")
+            bad = self.problem("country") or self.problem("postal_code")
             if bad is not None:
                 return Answer(
                     campaign.name, "bad data", f"no usable postal address: {bad} ({what})", occ

@@ -179,6 +179,8 @@ class _DueSchedule:
 
     def __init__(self, workspace: Workspace, *, start: date, end: date) -> None:
         fmt = workspace.settings.contacts.date_format
+        # A letter is posted delivery_days before its window (outreach.arrival).
+        ahead = timedelta(days=workspace.settings.letters.delivery_days)
         audiences: list[tuple[Campaign, AudienceFilter]] = [
             (c, compile_audience(c.audience, path=c.path)) for c in workspace.campaigns
         ]
@@ -202,7 +204,7 @@ class _DueSchedule:
                     if found is None:
                         found = tuple(
                             occurrences_between(
-                                campaign, contact, start=start, end=end, date_format=fmt
+                                campaign, contact, start=start, end=end + ahead, date_format=fmt
                             )
                         )
                         known[basis] = found
@@ -214,7 +216,7 @@ class _DueSchedule:
                 for occ in found:
                     keys.add((contact.id, occ.key))
                     entry = (position, occ.latest, (contact.id, campaign.name, occ.key))
-                    self.opening.setdefault(max(occ.earliest, start), []).append(entry)
+                    self.opening.setdefault(max(occ.earliest - ahead, start), []).append(entry)
         self.open: list[tuple[int, date, MessageKey]] = []
 
     def contacts_on(self, day: date, *, store: MemoryStore) -> list[Contact]:

@@ -48,6 +48,8 @@ class Code(StrEnum):
     ESSENTIAL_OVERRIDE = "essential_override"  # an essential message sent despite a rule
     # the window closed while it waited
     WINDOW_CLOSED = "window_closed"
+    # a letter posted today would arrive after the window (letters.delivery_days)
+    LETTER_TOO_LATE = "letter_too_late"
     # making it failed
     RENDER_FAILED = "render_failed"
     LAYOUT_FAILED = "layout_failed"
@@ -84,6 +86,7 @@ _PHRASES = {
     Code.MAX_MESSAGES: "too many messages in the period",
     Code.ESSENTIAL_OVERRIDE: "essential, sent despite the cadence policy",
     Code.WINDOW_CLOSED: "window closed while deferred",
+    Code.LETTER_TOO_LATE: "a letter posted now would arrive too late",
     Code.RENDER_FAILED: "could not be rendered",
     Code.LAYOUT_FAILED: "letter does not fit its envelope",
     Code.WRITE_FAILED: "could not be written",

@@ -316,22 +316,48 @@ def _letter_records(
                 cid, key = row.get("contact_id", ""), row.get("occurrence_key", "")
                 if not cid or not key:
                     continue
-                records.append(
-                    MessageRecord(
-                        contact_id=cid,
-                        campaign=campaign,
-                        occurrence_key=key,
-                        channel="letter",
-                        status="rendered",
-                        run_date=day,
-                        event_date=day,
-                        earliest=day,
-                        latest=day,
-                        artifact=_relative(pdf, settings.root),
-                        reason="ledger rebuilt from the letter manifests",
-                        effective_date=day + arrival,
-                        updated_at=now,
+                # A household's letter covers several contacts: each gets its row back.
+                covered = [c for c in (row.get("covers") or "").split(";") if c and c != cid]
+                artifact = _relative(pdf, settings.root)
+                for member in (cid, *covered):
+                    records.append(
+                        _letter_record(
+                            member,
+                            campaign,
+                            key,
+                            artifact=artifact,
+                            day=day,
+                            arrival=arrival,
+                            now=now,
+                        )
                     )
-                )
-                report.letters += 1
+                    report.letters += 1
     return records
+
+
+def _letter_record(
+    cid: str,
+    campaign: str,
+    key: str,
+    *,
+    artifact: str,
+    day: date,
+    arrival: timedelta,
+    now: datetime,
+) -> MessageRecord:
+    """The ledger row of a letter found in a manifest."""
+    return MessageRecord(
+        contact_id=cid,
+        campaign=campaign,
+        occurrence_key=key,
+        channel="letter",
+        status="rendered",
+        run_date=day,
+        event_date=day,
+        earliest=day,
+        latest=day,
+        artifact=artifact,
+        reason="ledger rebuilt from the letter manifests",
+        effective_date=day + arrival,
+        updated_at=now,
+    )

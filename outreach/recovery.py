@@ -25,6 +25,7 @@ from outreach.files import TEMPORARY, clean_temporaries
 from outreach.ledger import Ledger
 
 _MANIFEST = ".manifest.csv"
+_POSTAGE = ".postage.csv"
 
 
 def _relative(path: Path, root: Path) -> str:
@@ -49,6 +50,8 @@ def _stray_letters(folder: Path, *, known: set[str], root: Path, label: str = ""
             stem = name
         elif name.endswith(_MANIFEST):
             stem = name.removesuffix(_MANIFEST)
+        elif name.endswith(_POSTAGE):
+            stem = name.removesuffix(_POSTAGE)
         elif name.endswith(".pdf"):
             stem = name.removesuffix(".pdf")
         else:

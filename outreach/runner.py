@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from multiprocessing.pool import AsyncResult
 
+from outreach.arrival import Timing, email_instead, send_window, timing
 from outreach.audience import WhereRefusedError, compile_audience
 from outreach.cadence import Candidate, decide, first_open_day, policy_for, reach
 from outreach.campaigns import Campaign, Occurrence, occurrences_between
@@ -27,6 +28,7 @@ from outreach.contacts import Contact, ContactStream
 from outreach.deliver.outlets import (
     LetterProgress,
     Made,
+    MessageKey,
     Outlet,
     PublishOutlet,
     RenderOnlyOutlet,
@@ -35,6 +37,7 @@ from outreach.deliver.outlets import (
 from outreach.eligibility import choose_channel, first_choice
 from outreach.errors import OutreachError
 from outreach.files import bind_to_parent
+from outreach.households import Household, group_by, household_key
 from outreach.ledger import Ledger, MessageRecord, open_ledger, workspace_lock
 from outreach.ledger.store import RunStore
 from outreach.reasons import Code, Outcome, Reason
@@ -203,6 +206,22 @@ def _missed_reason(record: MessageRecord) -> Reason:
     return Reason(Code.WINDOW_CLOSED, record.channel, detail=detail)
 
 
+_LetterJob = tuple["_CampaignRun", Contact, Occurrence, Reason | None]
+
+
+def letter_groups(jobs: Sequence[_LetterJob], *, merge: bool) -> list[list[_LetterJob]]:
+    """The run's letters, those to one household (one campaign, occurrence and postal address)
+    together when merging; essential letters always alone."""
+
+    def key(job: _LetterJob) -> tuple[str, str, date, str] | None:
+        run, contact, occ, _ = job
+        if not merge or run.campaign.essential:
+            return None
+        return (run.campaign.name, occ.key, occ.date, household_key(contact))
+
+    return [[jobs[i] for i in group] for group in group_by(jobs, key=key)]
+
+
 def execute_run(
     *,
     workspace: Workspace,
@@ -248,6 +267,7 @@ def execute_run(
     fmt = settings.contacts.date_format
     delivery_days = settings.letters.delivery_days
     letter_arrival = today + timedelta(days=delivery_days)
+    letter_time = timedelta(days=delivery_days)
     contacts_file = display_path(settings.contacts_path)
     campaigns = workspace.campaigns
     totals = {
@@ -337,8 +357,11 @@ def execute_run(
         channel: str,
         made: Made,
         why: Reason | None,
+        *,
+        merged: bool = False,
     ) -> None:
-        """Count and record what the outlet made of one message."""
+        """Count and record what the outlet made of one message (`merged`: a letter that a
+        housemate's letter covers)."""
         name = run.campaign.name
         if made.failed:
             reason = made.reason or Reason(Code.RENDER_FAILED, channel)
@@ -368,7 +391,9 @@ def execute_run(
             artifact=made.artifact,
             message_id=made.message_id,
         )
-        if channel == "letter":
+        if merged:
+            summary.merged += 1
+        elif channel == "letter":
             summary.letters += 1  # its "send" was noted when it was decided
         else:
             summary.emails += 1
@@ -380,17 +405,19 @@ def execute_run(
     calendar = dates.calendar
 
     def due(campaign: Campaign, contact: Contact) -> list[Occurrence]:
-        end = dates.until or today
+        # A letter is posted delivery_days before its window: look that far ahead.
+        end = (dates.until or today) + timedelta(days=delivery_days)
         if calendar is not None:
             known = calendar.get((campaign.name, contact.id))
             if known is not None:
                 return [o for o in known if o.earliest <= end and o.latest >= today]
         return occurrences_between(campaign, contact, start=today, end=end, date_format=fmt)
 
-    def decide_day(run: _CampaignRun, occ: Occurrence) -> date:
+    def decide_day(run: _CampaignRun, occ: Occurrence, channel: str = "email") -> date:
         if dates.until is None:
             return today
-        return first_open_day(run.policy, start=max(occ.earliest, today), end=occ.latest)
+        first, last = send_window(occ, channel=channel, delivery_days=delivery_days)
+        return first_open_day(run.policy, start=max(first, today), end=last)
 
     def process(chunk: list[Contact]) -> _ChunkResult:
         """Decide for a chunk of contacts and hand the emails to the outlet; return what to record."""
@@ -430,16 +457,53 @@ def execute_run(
                         )
                     )
                     continue
+                chosen = choose_channel(run.campaign, contact, suppressions)
+                occurrences = [
+                    occ
+                    for occ in occurrences
+                    if timing(
+                        occ,
+                        channel=chosen[0],
+                        today=today,
+                        until=dates.until or today,
+                        delivery_days=delivery_days,
+                    )
+                    is not Timing.EARLY
+                ]
                 if not occurrences:
                     note(TraceEvent(contact.id, name, "not due"))
                 for occ in occurrences:
+                    channel, why = chosen
+                    late = channel == "letter" and today > occ.latest - letter_time
+                    instead = late and email_instead(run.campaign, contact, suppressions)
+                    if instead and (dates.until or today) < occ.earliest:
+                        continue  # too late for a letter, too early for its email
                     summary.due += 1
                     status = run.done.get((contact.id, occ.key))
                     if status is not None:
                         summary.already += 1
                         note(TraceEvent(contact.id, name, "already", occ, status=status))
                         continue
-                    channel, why = choose_channel(run.campaign, contact, suppressions)
+                    if late:
+                        # Posted now it would arrive after its window: by email, or missed.
+                        too_late = Reason(
+                            Code.LETTER_TOO_LATE,
+                            "letter",
+                            detail=f"it takes {delivery_days} day(s); the window ends "
+                            f"{occ.latest.isoformat()}",
+                        )
+                        if not instead:
+                            summary.missed += 1
+                            summary.held.append(
+                                HeldBack("missed", contact.id, contact.line, occ.key, too_late)
+                            )
+                            record(
+                                run, contact, occ, channel="letter", status="missed",
+                                reason=too_late,
+                            )  # fmt: skip
+                            note(TraceEvent(contact.id, name, "missed", occ, "letter", too_late))
+                            continue
+                        channel, why = "email", too_late
                     if channel is None:
                         assert why is not None
                         summary.skipped[label(why)] += 1
@@ -456,7 +520,7 @@ def execute_run(
                         )
                         note(TraceEvent(contact.id, name, "skipped", occ, why.channel, why))
                         continue
-                    day = decide_day(run, occ)
+                    day = decide_day(run, occ, channel)
                     candidates.append(
                         Candidate(
                             contact_id=contact.id,
@@ -485,7 +549,9 @@ def execute_run(
                     for d in decide(
                         candidates=[cand],
                         history=past,
-                        today=decide_day(*pending[(cand.campaign, cand.occurrence_key)][:2]),
+                        today=decide_day(
+                            *pending[(cand.campaign, cand.occurrence_key)][:2], cand.channel
+                        ),
                     )
                 ]
             for decision in decisions:
@@ -524,7 +590,7 @@ def execute_run(
                 account(run, summary, contact, occ, "email", made, why)
         return out
 
-    letter_jobs: list[tuple[_CampaignRun, Contact, Occurrence, Reason | None]] = []
+    letter_jobs: list[_LetterJob] = []
     pending_records: list[MessageRecord] = []
 
     def flush(force: bool = False) -> None:
@@ -562,10 +628,16 @@ def execute_run(
         # The letters: rendered and queued here, laid out (and printed) by the outlet at once.
         out = _ChunkResult()
         stamp = clock()
-        for run, contact, occ, why in letter_jobs:
-            failed = outlet.letter(run.campaign, contact, occ)
+        covered: dict[MessageKey, list[_LetterJob]] = {}  # a household's letter → the others
+        for group in letter_groups(letter_jobs, merge=settings.letters.households == "merge"):
+            run, contact, occ, why = group[0]
+            household = Household(tuple(job[1] for job in group)) if len(group) > 1 else None
+            failed = outlet.letter(run.campaign, contact, occ, household=household)
             if failed is not None:
-                account(run, totals[run.campaign.name], contact, occ, "letter", failed, why)
+                for job in group:
+                    account(job[0], totals[run.campaign.name], *job[1:3], "letter", failed, job[3])
+            elif household is not None:
+                covered[(contact.id, run.campaign.name, occ.key)] = group[1:]
         jobs = {
             (c.id, run.campaign.name, o.key): (run, c, o, why) for run, c, o, why in letter_jobs
         }
@@ -575,9 +647,14 @@ def execute_run(
             for key, made in batch.made.items():
                 run, contact, occ, why = jobs[key]
                 account(run, summary, contact, occ, "letter", made, why)
+                for job in covered.get(key, ()):
+                    # Each member's row points to the one letter, and cadence counts it.
+                    merged = not made.failed
+                    account(job[0], summary, *job[1:3], "letter", made, job[3], merged=merged)
             summary.pages += batch.pages
             if batch.artifact is not None:
                 summary.batch = batch.artifact
+                summary.postage = batch.postage
         pending_records.extend(out.records)
         flush(force=True)
     finally:

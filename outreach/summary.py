@@ -8,6 +8,7 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING
 
 from outreach.errors import Problem
+from outreach.postage import PostageLine, postage_total
 from outreach.reasons import Code, Reason
 
 if TYPE_CHECKING:
@@ -56,6 +57,8 @@ class CampaignSummary:
     already: int = 0
     emails: int = 0
     letters: int = 0
+    # Letters not printed because a housemate's letter covers them (letters.households: merge).
+    merged: int = 0
     pages: int = 0
     sent: int = 0
     failed: int = 0
@@ -66,6 +69,7 @@ class CampaignSummary:
     problems: list[Problem] = field(default_factory=list)
     held: list[HeldBack] = field(default_factory=list)
     batch: str | None = None
+    postage: list[PostageLine] = field(default_factory=list)  # the batch's postage list
 
     def merge(self, other: CampaignSummary) -> None:
         """Add another part of the same campaign's run (a chunk of contacts) to this one."""
@@ -74,6 +78,7 @@ class CampaignSummary:
             "already",
             "emails",
             "letters",
+            "merged",
             "pages",
             "sent",
             "failed",
@@ -103,6 +108,7 @@ class CampaignSummary:
             "already_done": self.already,
             "emails": self.emails,
             "letters": self.letters,
+            "merged": self.merged,
             "pages": self.pages,
             "sent": self.sent,
             "failed": self.failed,
@@ -113,6 +119,10 @@ class CampaignSummary:
             "held_back": [h.as_dict() for h in self.held],
             "problems": [p.as_dict() for p in self.problems],
             "batch": self.batch,
+            "postage": {
+                "lines": [line.as_dict() for line in self.postage],
+                "total": postage_total(self.postage),
+            },
         }
 
 

@@ -8,6 +8,7 @@ validate passes, the run makes.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -58,6 +59,8 @@ class _CampaignCheck:
     failed: int = 0
     # contacts whose language has no template variant: they get the default language
     default_language: dict[str, Contact] = field(default_factory=dict)
+    # letters the post could no longer deliver in time: missed, or sent by email instead
+    too_late: Counter[str] = field(default_factory=Counter)
 
 
 def _check_campaigns(
@@ -81,6 +84,8 @@ def _check_campaigns(
         outcome = event.outcome
         if outcome == "not in audience":
             return
+        if event.reason is not None and event.reason.code is Code.LETTER_TOO_LATE:
+            check.too_late[outcome] += 1
         check.audience.add(event.contact_id)
         if outcome == "send":
             check.rendered += 1
@@ -97,7 +102,10 @@ def _check_campaigns(
                 gaps = address_gaps(contact)
                 report.warnings.append(
                     Problem(
-                        message=f"no letter possible: the postal address lacks {', '.join(gaps)}",
+                        message="no letter possible: the postal code does not fit its country "
+                        "or region (see the contacts file's problems)"
+                        if "postal_code" in contact.held_back
+                        else f"no letter possible: the postal address lacks {', '.join(gaps)}",
                         path=contacts_path,
                         line=contact.line,
                         field=gaps[0] if gaps else "street",
@@ -132,6 +140,7 @@ def _check_campaigns(
             if key not in seen:
                 seen.add(key)
                 report.warnings.append(problem)
+    totals = {c.name: c for c in summary.campaigns}
     for campaign in workspace.campaigns:
         check = checks[campaign.name]
         report.lines.append(
@@ -139,6 +148,19 @@ def _check_campaigns(
             f"{len(check.audience)} in the audience, {check.rendered} rendered, "
             f"{check.failed} failed"
         )
+        merged = totals[campaign.name].merged
+        if merged:
+            report.lines.append(
+                f"  households: {merged} letter(s) saved (contacts at one postal address share "
+                "one letter; letters.households: separate writes one each)"
+            )
+        if check.too_late:
+            missed, emailed = check.too_late["missed"], check.too_late["send"]
+            report.lines.append(
+                f"  {missed + emailed} letter(s) could not arrive in time (letters.delivery_days "
+                f"{settings.letters.delivery_days}): {emailed} go by email instead, "
+                f"{missed} missed — a run earlier in the window posts them in time"
+            )
         if check.default_language:
             people = sorted(check.default_language.values(), key=lambda c: c.line)
             listed = ", ".join(f"{c.id} ({c.locale}, line {c.line})" for c in people[:20])

@@ -269,8 +269,11 @@ def in_audience(campaign: Campaign, contact: Contact) -> bool:
     return (not wanted or bool(wanted & contact.tags)) and not (banned & contact.tags)
 
 
-def windows(campaign: Campaign, contact: Contact, day: date) -> dict[str, tuple[date, date]]:
-    """occurrence key → (earliest, latest) of the occurrences due on `day`."""
+def windows(
+    campaign: Campaign, contact: Contact, day: date, *, ahead: int = 0
+) -> dict[str, tuple[date, date]]:
+    """occurrence key → (earliest, latest) of the occurrences due on `day`; with `ahead`, also
+    those a letter posted `ahead` days before its window may be due for."""
     found: dict[str, tuple[date, date]] = {}
     if campaign.kind == "birthday" and contact.birthday is not None:
         born = contact.birthday
@@ -296,7 +299,9 @@ def windows(campaign: Campaign, contact: Contact, day: date) -> dict[str, tuple[
             if offset < 0:
                 latest = min(latest, base)  # never after the appointment
             found[f"reminder:{base.isoformat()}:{offset}"] = (send, latest)
-    return {key: span for key, span in found.items() if span[0] <= day <= span[1]}
+    return {
+        key: span for key, span in found.items() if span[0] - timedelta(ahead) <= day <= span[1]
+    }
 
 
 def opted_out(scenario: Scenario, contact: Contact, channel: str, run: int) -> bool:
@@ -356,18 +361,27 @@ def audit(scenario: Scenario, steps: list[Step], rows: list[MessageRecord]) -> N
                 occ.earliest,
                 occ.latest,
             )
+    # A letter is posted delivery_days before its window: a run looks that far ahead for it.
+    letter_channels: dict[tuple[int, str, str, str], set[str | None]] = defaultdict(set)
+    for step in steps:
+        if step.event.occurrence is not None:
+            event = step.event
+            where = (step.run, event.contact_id, event.campaign, event.occurrence.key)
+            letter_channels[where].add(event.channel)
     due_keys: set[tuple[str, str, str]] = set()
     for run, day in enumerate(scenario.run_days):
         for contact in scenario.contacts:
             for campaign in scenario.campaigns:
-                expected = windows(campaign, contact, day) if in_audience(campaign, contact) else {}
-                assert seen.get((run, contact.id, campaign.name), {}) == expected, (
-                    run,
-                    day,
-                    contact.id,
-                    campaign.name,
-                )
-                due_keys.update((contact.id, campaign.name, key) for key in expected)
+                listed = in_audience(campaign, contact)
+                expected = windows(campaign, contact, day) if listed else {}
+                reach = windows(campaign, contact, day, ahead=delivery_days) if listed else {}
+                looked = seen.get((run, contact.id, campaign.name), {})
+                where = (run, day, contact.id, campaign.name)
+                assert expected.items() <= looked.items() <= reach.items(), where
+                for key in looked.keys() - expected.keys():  # only a letter looks ahead
+                    channels = letter_channels[(run, contact.id, campaign.name, key)]
+                    assert channels <= {"letter", None}, where
+                due_keys.update((contact.id, campaign.name, key) for key in looked)
 
     # Replay the decisions in the order they were made and check each against the policy.
     history: dict[str, list[Sent]] = defaultdict(list)
@@ -387,7 +401,9 @@ def audit(scenario: Scenario, steps: list[Step], rows: list[MessageRecord]) -> N
                 assert opted_out(scenario, contact, channel, step.run), (key, event.reason)
             continue
         assert event.channel in CHANNELS
-        assert event.occurrence.earliest <= step.day <= event.occurrence.latest
+        ahead = timedelta(days=delivery_days if event.channel == "letter" else 0)
+        # Posted `ahead` days before its window, a letter arrives inside it.
+        assert event.occurrence.earliest <= step.day + ahead <= event.occurrence.latest
         assert not opted_out(scenario, contact, event.channel, step.run), key
         if event.channel == "email":
             assert contact.email
@@ -421,8 +437,8 @@ def audit(scenario: Scenario, steps: list[Step], rows: list[MessageRecord]) -> N
         row = by_key[key]
         assert (row.run_date, row.channel) == (day, channel)
         assert row.earliest is not None and row.latest is not None
-        assert row.earliest <= row.run_date <= row.latest
         arrival = day + timedelta(days=delivery_days if channel == "letter" else 0)
+        assert row.earliest <= arrival <= row.latest
         assert row.effective_date == arrival
     for key in due_keys - rendered:
         assert key in by_key, f"{key} was due and left no trace in the ledger"
@@ -432,7 +448,11 @@ def audit(scenario: Scenario, steps: list[Step], rows: list[MessageRecord]) -> N
         assert row.latest is not None
         if row.status == "deferred":
             assert row.latest >= last_day, row  # a closed window is `missed`, not deferred
-        if row.status == "missed":
+        if row.status == "missed" and row.channel == "letter" and "too late" in row.reason:
+            # Too late for the post, and no email instead: missed while its window is open.
+            assert row.reason.startswith("a letter posted now would arrive too late: "), row
+            assert row.run_date + timedelta(days=delivery_days) > row.latest, row
+        elif row.status == "missed":
             assert row.latest < last_day, row
             assert row.reason.startswith("window closed while deferred: "), row
     assert {row.key for row in rows} <= due_keys

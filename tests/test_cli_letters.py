@@ -12,10 +12,11 @@ from conftest import Workspace
 
 DAY = "2026-11-24"
 ROWS = [
-    # Birthdays on 25/26 Nov: all due on the 24th (days_before 3).
+    # Birthdays on 26/27 Nov: all due on the 24th (days_before 3); a letter posted on the 24th
+    # arrives on the 26th (delivery_days 2), by the birthday.
     "c1,Ana,García,ana@example.com,26/11/1990,,,,,,,customer,",
-    "c2,José,Núñez,,25/11/1985,Calle Mayor 18,28013,Madrid,ES,letter,,customer,",
-    "c3,Begoña,Ibáñez,begona@example.com,25/11/1970,Calle de Serrano 45,28001,Madrid,ES,letter,,customer,",
+    "c2,José,Núñez,,26/11/1985,Calle Mayor 18,28013,Madrid,ES,letter,,customer,",
+    "c3,Begoña,Ibáñez,begona@example.com,27/11/1970,Calle de Serrano 45,28001,Madrid,ES,letter,,customer,",
     # Prefers letters but has no street: falls back to email.
     "c4,Íñigo,Ortiz,inigo@example.com,26/11/2000,,28004,Madrid,ES,letter,,customer,",
     # No street and no email: nothing can reach them.
@@ -82,6 +83,7 @@ def test_a_run_makes_emails_and_a_letter_batch_once(
     assert sorted(p.name for p in (batch.parent).iterdir()) == [
         "birthday.manifest.csv",
         "birthday.pdf",
+        "birthday.postage.csv",
     ]
 
 

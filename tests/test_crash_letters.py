@@ -48,7 +48,8 @@ LETTER = "<p>¡Feliz cumpleaños, {{ contact.first_name }}!</p>\n"
 
 def rows(n: int) -> list[str]:
     return [
-        f"c{i:03d},Ana{i},García,,25/11/1980,Calle Mayor {i},28{i:03d},Madrid,ES,letter,es,"
+        # Birthday on the 26th: a letter posted on the 24th arrives by it (delivery_days 2).
+        f"c{i:03d},Ana{i},García,,26/11/1980,Calle Mayor {i},28{i:03d},Madrid,ES,letter,es,"
         "customer,"
         for i in range(n)
     ]
@@ -160,6 +161,7 @@ def check_letters_once(ws: Workspace) -> None:
         "birthday",
         "birthday.manifest.csv",
         "birthday.pdf",
+        "birthday.postage.csv",
     ]
     with (folder / "birthday.manifest.csv").open(encoding="utf-8-sig") as handle:
         manifest = list(csv.DictReader(handle))

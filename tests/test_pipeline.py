@@ -17,12 +17,12 @@ from conftest import Workspace
 
 from outreach.ledger import Ledger, MessageRecord
 
-DAY = "2026-11-24"
+DAY = "2026-11-24"  # birthdays on the 26th: letters posted today arrive by then
 LONG_STREET = "Calle de " + "la Muy Larga y Ancha Avenida " * 4 + "12"
 ROWS = [
     "c1,Ana,García,ana@example.com,26/11/1980,Calle Mayor 1,28013,Madrid,ES,letter,es,customer,",
-    f"c2,Luis,Pérez,luis@example.com,25/11/1980,{LONG_STREET},28013,Madrid,ES,letter,es,customer,",
-    "c3,Eva,Ruiz,eva@example.com,25/11/1980,,,,ES,letter,es,customer,",
+    f"c2,Luis,Pérez,luis@example.com,26/11/1980,{LONG_STREET},28013,Madrid,ES,letter,es,customer,",
+    "c3,Eva,Ruiz,eva@example.com,26/11/1980,,,,ES,letter,es,customer,",
 ]
 LETTER_CAMPAIGN = {
     "birthday.yaml": """\
@@ -181,7 +181,7 @@ def test_a_letter_abroad_whose_return_line_overflows_is_caught_before_the_run(
     (ws.root / "config.yaml").write_text(longer, encoding="utf-8")
     with open(ws.root / "contacts.csv", "a", encoding="utf-8") as handle:
         handle.write(
-            "c900,Oliver,Hughes,Mr,,25/11/1970,12 Baker Street,,NW1 6XE,London,GB,letter,en,"
+            "c900,Oliver,Hughes,Mr,,26/11/1970,12 Baker Street,,NW1 6XE,London,GB,letter,en,"
             "customer,,,\n"
         )
     checked = json.loads(ws.run("validate", "--date", DAY, "--json").out)

@@ -12,7 +12,7 @@ from conftest import Workspace
 
 DAY = "2026-11-24"
 ROWS = [
-    f"c{i},Ana{i},Núñez,p{i}@example.com,25/11/1980,Calle Mayor 5,28001,Madrid,ES,"
+    f"c{i},Ana{i},Núñez,p{i}@example.com,26/11/1980,Calle Mayor {i},28001,Madrid,ES,"
     f"{'letter' if i % 3 == 0 else 'email'},es,customer,"
     for i in range(1, 10)
 ]

@@ -157,7 +157,8 @@ def _encoding(path: Path) -> _Decoding:
         raise ContactsError(
             "this is a spreadsheet workbook, not a CSV file",
             path=path,
-            hint="in the spreadsheet use File → Save as / Download → CSV",
+            hint="give it its own ending (.xlsx, .xlsm or .ods) in paths.contacts to read it as "
+            "a workbook, or in the spreadsheet use File → Save as / Download → CSV",
         )
     if first.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         utf16 = codecs.getincrementaldecoder("utf-16")()

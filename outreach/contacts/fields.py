@@ -110,6 +110,24 @@ _COUNTRY_TEXT = """
     ZM ZW
 """
 COUNTRY_CODES = frozenset(_COUNTRY_TEXT.split())
+# The languages whose country names a contacts file may use instead of the codes.
+_NAME_LOCALES = ("en", "es", "ca", "eu", "gl", "pt", "fr", "de", "it")
+
+
+@lru_cache(maxsize=1)
+def _country_names() -> dict[str, str]:
+    names: dict[str, str] = {}
+    for locale in _NAME_LOCALES:
+        for code, name in Locale.parse(locale).territories.items():
+            if code in COUNTRY_CODES:
+                names.setdefault(str(name).casefold(), code)
+    names.setdefault("united states of america", "US")
+    return names
+
+
+def country_by_name(name: str) -> str | None:
+    """The ISO code of a country written by its name in one of a few languages, else None."""
+    return _country_names().get(" ".join(name.split()).casefold())
 
 
 @lru_cache(maxsize=256)

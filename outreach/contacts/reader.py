@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import difflib
 import gc
+import hashlib
 import itertools
 import re
 from bisect import bisect_left
@@ -21,13 +22,17 @@ from outreach.config import ContactsSettings
 from outreach.contacts.encoding import _Decoding, _encoding, _mixed_problem, _text_lines
 from outreach.contacts.fields import (
     COUNTRY_CODES,
+    country_by_name,
     date_hint,
     normalize_email,
     normalize_locale,
     parse_date,
 )
 from outreach.contacts.model import _NO_EXTRA, CHANNELS, KNOWN_COLUMNS, Contact, ContactList
+from outreach.contacts.presets import column_mapping, header_key
+from outreach.contacts.sheets import SheetRows, column_letters, is_workbook, read_sheet
 from outreach.errors import ContactsError, Problem
+from outreach.postal import postal_code_problem
 
 # --- reading the file --------------------------------------------------------------------
 
@@ -50,6 +55,7 @@ _ALL = _OPT_OUT_WORDS["all"]
 _NONE: frozenset[str] = frozenset()
 _UNSEEN: frozenset[str] = frozenset({"(not parsed yet)"})
 _SQUASHED_KNOWN = {name.replace("_", ""): name for name in KNOWN_COLUMNS}
+_EXCEL_SEP = re.compile(r"sep=([,;\t|])", re.IGNORECASE)
 
 
 def _outside_quotes_counts(line: str) -> dict[str, int]:
@@ -71,6 +77,9 @@ def _detect_delimiter(lines: Iterator[str], path: Path) -> tuple[str, list[str]]
         read.append(line)
         if not line.strip():
             continue
+        if number == 1 and (sep := _EXCEL_SEP.fullmatch(line.strip().strip('"'))):
+            # Excel's "sep=;" line names the delimiter; it is not the header.
+            return sep.group(1), read
         counts = _outside_quotes_counts(line)
         best = max(counts.values())
         if best == 0:
@@ -98,8 +107,7 @@ def _detect_delimiter(lines: Iterator[str], path: Path) -> tuple[str, list[str]]
     )
 
 
-def _column_key(name: str) -> str:
-    return "_".join(name.strip().lower().split())
+_column_key = header_key
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,9 +121,20 @@ class _Layout:
     unnamed: tuple[int, ...]
     names: tuple[str, ...]  # per position: the name used in Problems
     header: tuple[str, ...]  # the header's cells, stripped and case-folded
+    # No id column in an export read with a preset: the id is made from the email.
+    id_from_email: bool = False
 
 
-def _read_layout(header: list[str], *, path: Path, line: int, problems: list[Problem]) -> _Layout:
+def _read_layout(
+    header: list[str],
+    *,
+    path: Path | str,
+    line: int,
+    problems: list[Problem],
+    mapping: Mapping[str, str] | None = None,
+    preset: str | None = None,
+) -> _Layout:
+    mapping = mapping or {}
     at: dict[str, int] = {}
     extra: list[tuple[int, str]] = []
     unnamed: list[int] = []
@@ -127,7 +146,13 @@ def _read_layout(header: list[str], *, path: Path, line: int, problems: list[Pro
             names.append(f"column {position + 1}")
             continue
         squashed = key.replace("_", "").replace("-", "")
-        name = _SQUASHED_KNOWN.get(squashed, key)
+        mapped = mapping.get(key)
+        name = mapped or _SQUASHED_KNOWN.get(squashed, key)
+        if mapped is not None and mapped in names:
+            # A preset names two spellings of one column (old and new exports): keep the first.
+            extra.append((position, key))
+            names.append(key)
+            continue
         if name in names:
             raise ContactsError(
                 f"two columns are both {name!r} (columns {names.index(name) + 1} and "
@@ -142,6 +167,8 @@ def _read_layout(header: list[str], *, path: Path, line: int, problems: list[Pro
             at[name] = position
             continue
         extra.append((position, key))
+        if mapping:
+            continue  # an export's other columns are not misspellings of ours
         near = difflib.get_close_matches(squashed, _SQUASHED_KNOWN, n=1, cutoff=0.8)
         # street3 is a column of its own, not a misspelt street2.
         if near and near[0].rstrip("0123456789") != squashed.rstrip("0123456789"):
@@ -157,7 +184,9 @@ def _read_layout(header: list[str], *, path: Path, line: int, problems: list[Pro
                     hint=f"rename the column to {meant} if that is what it holds",
                 )
             )
-    if "id" not in at:
+    if "id" not in at and preset is not None and "email" in at:
+        pass  # made from the email, row by row
+    elif "id" not in at:
         raise ContactsError(
             "there is no id column",
             path=path,
@@ -169,11 +198,13 @@ def _read_layout(header: list[str], *, path: Path, line: int, problems: list[Pro
     width = len(header)
     return _Layout(
         width=width,
-        at={name: at.get(name, width) for name in KNOWN_COLUMNS},
+        # A missing id (made from the email) has a cell of its own after the empty one.
+        at={name: at.get(name, width + (name == "id")) for name in KNOWN_COLUMNS},
         extra=tuple(extra),
         unnamed=tuple(unnamed),
         names=(*names, "?"),
         header=tuple(cell.strip().casefold() for cell in header),
+        id_from_email="id" not in at,
     )
 
 
@@ -185,7 +216,17 @@ def _opt_out(value: str) -> frozenset[str] | None:
 
 
 def _tags(value: str) -> frozenset[str]:
-    return frozenset(tag for part in value.split(";") if (tag := part.strip().lower()))
+    # Google Contacts writes its labels as "* myContacts ::: Clientes".
+    parts = value.replace(":::", ";").split(";")
+    return frozenset(tag for part in parts if (tag := part.strip().lstrip("* ").lower()))
+
+
+def _email_id(email: str) -> str:
+    """The id of a contact in an export without ids: made from its email, so it stays the
+    same from one export to the next (and changes with the address)."""
+    if not email:
+        return ""
+    return "e-" + hashlib.sha256(email.strip().lower().encode()).hexdigest()[:12]
 
 
 def _known_locale(value: str) -> str | None:
@@ -197,7 +238,10 @@ def _known_locale(value: str) -> str | None:
 
 def _known_country(value: str) -> str | None:
     code = value.upper()
-    return code if code in COUNTRY_CODES else None
+    if code in COUNTRY_CODES:
+        return code
+    # An export writes the country's name ("Spain", "España").
+    return country_by_name(value) if len(value) > 2 else None
 
 
 def _channel(value: str) -> str | None:
@@ -221,8 +265,11 @@ class _RowReader:
         settings: ContactsSettings,
         default_locale: str,
         remember: bool = True,
+        where: str | None = None,
+        sheet: SheetRows | None = None,
     ) -> None:
-        self.where = str(path)
+        self.where = where or str(path)
+        self.sheet = sheet
         self.layout = layout
         self.date_format = settings.date_format
         self.date_hint = date_hint(settings.date_format)
@@ -245,7 +292,9 @@ class _RowReader:
         self.pick = itemgetter(*(layout.at[name] for name in KNOWN_COLUMNS))
         self.extra_columns = layout.extra
         self.id_position = layout.at["id"]
-        self.header_id = layout.header[self.id_position]
+        self.header_id = "" if layout.id_from_email else layout.header[self.id_position]
+        self.email_position = layout.at["email"]
+        self.postal_position = layout.at["postal_code"]
         # Parsed birthdays, or why not; a date repeats in a big file (about 36,500 exist).
         self.dates: dict[str, date | str | None] = {"": None}
         # Lines written in another encoding than most of the file (sorted).
@@ -274,6 +323,9 @@ class _RowReader:
             column=None if position is None else position + 1,
             contact_id=contact_id,
             hint=hint,
+            column_label=None
+            if self.sheet is None or position is None
+            else column_letters(position),
         )
 
     def read(self, row: list[str], cells: list[str], *, line: int, last: int) -> Contact | None:
@@ -285,6 +337,8 @@ class _RowReader:
                 return None
             del cells[width:]
         cells.extend([""] * (width + 1 - len(cells)))
+        if self.layout.id_from_email:
+            cells.append(_email_id(cells[self.email_position]))
         id_cell = cells[self.id_position]
         if id_cell.casefold() == self.header_id and self._repeats_header(cells):
             # Two exports pasted into one file: the second header is not a contact "id".
@@ -509,6 +563,18 @@ class _RowReader:
             # Blank the address too: nothing may print it with a guessed country.
             street = street2 = postal_code = city = region = ""
             country = self.default_country
+        elif postal_code and (fault := postal_code_problem(country, postal_code, region)):
+            # A wrong postal code is a row problem for letters only: the email still goes.
+            hint = fault.hint
+            if self.sheet is not None and line in self.sheet.numbers.get(self.postal_position, ()):
+                hint = (
+                    "the cell is a number in the spreadsheet, which drops leading zeros: "
+                    "format the column as text and type the code again (e.g. 08001)"
+                )
+            self.report(
+                fault.message, line=line, name=fault.field, contact_id=contact_id, hint=hint
+            )
+            held_back.append("postal_code")
 
         locale = self.locales.get(locale_text, "")
         if locale == "":
@@ -710,8 +776,17 @@ class _Start:
     line_num: Callable[[], int]
 
 
-def _start(lines: Iterator[str], *, path: Path, problems: list[Problem]) -> _Start:
+def _start(
+    lines: Iterator[str],
+    *,
+    path: Path,
+    problems: list[Problem],
+    settings: ContactsSettings | None = None,
+) -> _Start:
     delimiter, read = _detect_delimiter(lines, path)
+    offset = 0  # Excel's "sep=" line, not seen by the CSV reader
+    if len(read) == 1 and _EXCEL_SEP.fullmatch(read[0].strip().strip('"')):
+        read, offset = [], 1
     # skipinitialspace lets `a, "Núñez, Ana"` quote as meant; not strict, so a space after a
     # closing quote is a stray space rather than a broken file.
     reader = csv.reader(
@@ -722,15 +797,23 @@ def _start(lines: Iterator[str], *, path: Path, problems: list[Problem]) -> _Sta
         skipinitialspace=True,
         strict=False,
     )
-    header_line = 0
+    header_line = offset
     layout: _Layout | None = None
     try:
         for row in reader:
             if any(cell.strip() for cell in row):
-                layout = _read_layout(row, path=path, line=header_line + 1, problems=problems)
+                mapping, preset = _mapping(settings)
+                layout = _read_layout(
+                    row,
+                    path=path,
+                    line=header_line + 1,
+                    problems=problems,
+                    mapping=mapping,
+                    preset=preset,
+                )
                 header_line += 1
                 break
-            header_line = reader.line_num
+            header_line = reader.line_num + offset
     except csv.Error as exc:
         raise ContactsError(
             f"the header cannot be read ({exc})", path=path, line=header_line + 1
@@ -742,7 +825,52 @@ def _start(lines: Iterator[str], *, path: Path, problems: list[Problem]) -> _Sta
             line=1,
             hint="the first row must be the header, e.g. id,first_name,last_name,email",
         )
-    return _Start(reader, layout, header_line, reader.line_num, lambda: reader.line_num)
+    return _Start(
+        reader, layout, header_line, reader.line_num + offset, lambda: reader.line_num + offset
+    )
+
+
+def _mapping(settings: ContactsSettings | None) -> tuple[dict[str, str], str | None]:
+    """How the settings name the header's columns: (header key → column, preset)."""
+    if settings is None or (settings.preset is None and not settings.columns):
+        return {}, None
+    return column_mapping(preset=settings.preset, columns=settings.columns), settings.preset
+
+
+def _sheet_start(
+    sheet: SheetRows, *, path: Path, where: str, problems: list[Problem], settings: ContactsSettings
+) -> _Start:
+    """A sheet read up to its header row (the first with a value)."""
+    rows = sheet.text_rows()
+    number = 0
+    for cells in rows:
+        number += 1
+        if any(cell.strip() for cell in cells):
+            mapping, preset = _mapping(settings)
+            layout = _read_layout(
+                cells, path=where, line=number, problems=problems, mapping=mapping, preset=preset
+            )
+            break
+    else:
+        raise ContactsError(
+            "the sheet is empty"
+            if number == 0
+            else "the sheet has no header row, only empty cells",
+            path=where,
+            line=1,
+            hint="the first row must be the header, e.g. id, first_name, last_name, email",
+        )
+    # The data rows, noting which postal codes were number cells (their zeros are lost).
+    data = sheet.text_rows(watch=frozenset({layout.at["postal_code"]}))
+    at = [number]
+
+    def reader() -> Iterator[list[str]]:
+        for row_number, cells in enumerate(data, start=1):
+            if row_number > number:
+                at[0] = row_number
+                yield cells
+
+    return _Start(reader(), layout, number, number, lambda: at[0])
 
 
 def _rows(start: _Start, rows: _RowReader, tally: _Tally) -> Iterator[Contact]:
@@ -832,7 +960,7 @@ def _first_rows(
     """Where each of the `wanted` ids (folded) is first used: a second reading of the file."""
     lines = _text_lines(path, decoding.encoding, decoding.errors)
     try:
-        start = _start(lines, path=path, problems=[])
+        start = _start(lines, path=path, problems=[], settings=settings)
         finder = _FirstRows(wanted=wanted, path=path, layout=start.layout, settings=settings)
         for _ in _rows(start, finder, _Tally()):
             pass
@@ -845,12 +973,17 @@ def _first_rows(
 
 def iter_contacts(path: Path, *, settings: ContactsSettings, default_locale: str) -> ContactStream:
     """Read contacts.csv as a stream; the header's errors are raised at once."""
+    if is_workbook(path):
+        # A workbook is read whole by its reader anyway: the stream is over the list.
+        return ContactStream.of(
+            load_contacts(path, settings=settings, default_locale=default_locale)
+        )
     decoding = _encoding(path)
     _check_runaway_quotes(path, decoding)
     lines = _text_lines(path, decoding.encoding, decoding.errors)
     tally = _Tally()
     try:
-        start = _start(lines, path=path, problems=tally.problems)
+        start = _start(lines, path=path, problems=tally.problems, settings=settings)
     except BaseException:
         lines.close()
         raise
@@ -892,7 +1025,7 @@ def _note_foreign(decoding: _Decoding, *, rows: _RowReader, tally: _Tally, path:
     tally.problems.append(_mixed_problem(decoding, path))
 
 
-def _finish(tally: _Tally, *, rows: _RowReader, path: Path, header_line: int) -> None:
+def _finish(tally: _Tally, *, rows: _RowReader, path: Path | str, header_line: int) -> None:
     tally.problems += rows.problems
     if tally.rows == 0:
         tally.problems.append(
@@ -908,13 +1041,15 @@ def _finish(tally: _Tally, *, rows: _RowReader, path: Path, header_line: int) ->
 
 def load_contacts(path: Path, *, settings: ContactsSettings, default_locale: str) -> ContactList:
     """Read contacts.csv; problem rows are reported and held back from what they cannot serve."""
+    if is_workbook(path):
+        return _load_workbook(path, settings=settings, default_locale=default_locale)
     with _collector_paused():
         decoding = _encoding(path)
         _check_runaway_quotes(path, decoding)
         lines = _text_lines(path, decoding.encoding, decoding.errors)
         tally = _Tally()
         try:
-            start = _start(lines, path=path, problems=tally.problems)
+            start = _start(lines, path=path, problems=tally.problems, settings=settings)
             rows = _RowReader(
                 path=path, layout=start.layout, settings=settings, default_locale=default_locale
             )
@@ -923,6 +1058,30 @@ def load_contacts(path: Path, *, settings: ContactsSettings, default_locale: str
         finally:
             lines.close()
         _finish(tally, rows=rows, path=path, header_line=start.header_line)
+        return ContactList(
+            path=path, contacts=contacts, problems=tuple(tally.problems), rows=tally.rows
+        )
+
+
+def _load_workbook(path: Path, *, settings: ContactsSettings, default_locale: str) -> ContactList:
+    """Read a sheet of an .xlsx, .xlsm or .ods workbook; problems name `file:sheet:row`."""
+    with _collector_paused():
+        sheet = read_sheet(path, sheet=settings.sheet)
+        where = f"{path}:{sheet.name}"
+        tally = _Tally()
+        start = _sheet_start(
+            sheet, path=path, where=where, problems=tally.problems, settings=settings
+        )
+        rows = _RowReader(
+            path=path,
+            layout=start.layout,
+            settings=settings,
+            default_locale=default_locale,
+            where=where,
+            sheet=sheet,
+        )
+        contacts = tuple(_rows(start, rows, tally))
+        _finish(tally, rows=rows, path=where, header_line=start.header_line)
         return ContactList(
             path=path, contacts=contacts, problems=tuple(tally.problems), rows=tally.rows
         )

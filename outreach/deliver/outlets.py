@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from outreach.deliver.outbox import OutboxWriter
-from outreach.deliver.printing import lay_out, write_batch
+from outreach.deliver.printing import PrintedLetter, lay_out, write_batch
 from outreach.errors import DeliveryError, OutreachError, Problem
+from outreach.households import Household
+from outreach.postage import PostageLine, postage_csv, postage_lines
 from outreach.reasons import Code, Reason, Status
 from outreach.render.letter import LetterRenderer, RenderedLetter
 from outreach.render.templates import EmailRenderer
@@ -65,14 +67,23 @@ class LetterBatch:
     made: dict[MessageKey, Made] = field(default_factory=dict)
     artifact: str | None = None
     pages: int = 0
+    postage: list[PostageLine] = field(default_factory=list)
 
 
 class Outlet(Protocol):
     """What the runner needs of an outlet."""
 
     def email(self, campaign: Campaign, contact: Contact, occurrence: Occurrence) -> Made: ...
-    def letter(self, campaign: Campaign, contact: Contact, occurrence: Occurrence) -> Made | None:
-        """Queue a letter for `finish`; a Made only when it fails at once."""
+    def letter(
+        self,
+        campaign: Campaign,
+        contact: Contact,
+        occurrence: Occurrence,
+        *,
+        household: Household | None = None,
+    ) -> Made | None:
+        """Queue a letter (to a whole household, whose first contact is `contact`) for
+        `finish`; a Made only when it fails at once."""
         ...
 
     def finish(self) -> list[LetterBatch]: ...
@@ -154,13 +165,20 @@ class _RenderingOutlet:
             return made, None
         return None, message
 
-    def letter(self, campaign: Campaign, contact: Contact, occurrence: Occurrence) -> Made | None:
+    def letter(
+        self,
+        campaign: Campaign,
+        contact: Contact,
+        occurrence: Occurrence,
+        *,
+        household: Household | None = None,
+    ) -> Made | None:
         """Render the letter's HTML now (cheap); lay it out in `finish`."""
         renderer = self.renderers.letter(campaign)
         try:
             if isinstance(renderer, OutreachError):
                 raise renderer
-            letter = renderer.render(contact, occurrence)
+            letter = renderer.render(contact, occurrence, household=household)
         except OutreachError as exc:
             return _failure(
                 exc, code=Code.RENDER_FAILED, channel="letter", contact=contact, campaign=campaign
@@ -261,6 +279,7 @@ class PublishOutlet(_RenderingOutlet):
                     workers=self.workers,
                     progress=self._progress_of(name),
                     name_suffix=f".{self.shard_label}" if self.shard_label else "",
+                    postage=functools.partial(self._postage, batch),
                 )
             except DeliveryError as exc:
                 for letter in letters:
@@ -289,6 +308,17 @@ class PublishOutlet(_RenderingOutlet):
             batch.pages = result.pages
         self.queued.clear()
         return batches
+
+    def _postage(self, batch: LetterBatch, printed: Sequence[PrintedLetter]) -> bytes:
+        """The batch's postage list: kept for the summary, written beside the manifest."""
+        settings = self.settings
+        batch.postage = postage_lines(
+            printed,
+            home_country=settings.sender.address.country or settings.contacts.default_country,
+            duplex=settings.letters.duplex,
+            postage=settings.letters.postage,
+        )
+        return postage_csv(batch.postage)
 
     def close(self) -> None:
         """Close the outbox writer."""
@@ -372,7 +402,14 @@ class CountOnlyOutlet:
         """Count it."""
         return Made(status="rendered")
 
-    def letter(self, campaign: Campaign, contact: Contact, occurrence: Occurrence) -> Made | None:
+    def letter(
+        self,
+        campaign: Campaign,
+        contact: Contact,
+        occurrence: Occurrence,
+        *,
+        household: Household | None = None,
+    ) -> Made | None:
         """Count it at `finish`."""
         self.queued.append((campaign.name, (contact.id, campaign.name, occurrence.key)))
         return None

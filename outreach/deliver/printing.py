@@ -48,6 +48,7 @@ MANIFEST_COLUMNS = (
     "country",
     "address",
     "file",
+    "covers",  # a household's letter: the ids of everyone it goes to ("c1;c2")
 )
 ADDRESS_SEPARATOR = "; "
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
@@ -72,6 +73,7 @@ class PrintedLetter:
     postal_code: str
     country: str
     path: Path | None  # its own PDF, with split
+    covers: tuple[str, ...] = ()  # a household's letter: every contact it goes to
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,6 +235,7 @@ def _free_stem(folder: Path, stem: str) -> str:
     while (
         (folder / f"{candidate}.pdf").exists()
         or (folder / f"{candidate}.manifest.csv").exists()
+        or (folder / f"{candidate}.postage.csv").exists()
         or (folder / candidate).exists()
     ):
         number += 1
@@ -277,6 +280,7 @@ def manifest_csv(letters: Sequence[PrintedLetter], *, relative_to: Path) -> byte
                 item.country,
                 _cell(ADDRESS_SEPARATOR.join(item.address_lines)),
                 item.path.relative_to(relative_to).as_posix() if item.path else "",
+                _cell(";".join(item.covers)),
             ]
         )
     return buffer.getvalue().encode("utf-8-sig")
@@ -341,8 +345,10 @@ def write_batch(
     chunk_size: int = CHUNK_SIZE,
     progress: Progress | None = None,
     name_suffix: str = "",
+    postage: Callable[[Sequence[PrintedLetter]], bytes] | None = None,
 ) -> BatchResult:
     """Print one campaign's letters into out_dir/letters/<date>/; failed letters are returned.
+    With `postage`, the postage list it makes of the printed letters goes beside the manifest.
 
     `name_suffix` follows the campaign in the batch's file names (`.shard-2-of-4`).
 
@@ -364,6 +370,7 @@ def write_batch(
             workers=workers,
             chunk_size=chunk_size,
             progress=progress,
+            postage=postage,
         )
     except BaseException:
         _discard(folder, stem)
@@ -373,7 +380,7 @@ def write_batch(
 def _discard(folder: Path, stem: str) -> None:
     """Remove a batch that was not finished: its PDF, manifest and split folder."""
     shutil.rmtree(folder / stem, ignore_errors=True)
-    for name in (f"{stem}.pdf", f"{stem}.manifest.csv"):
+    for name in (f"{stem}.pdf", f"{stem}.manifest.csv", f"{stem}.postage.csv"):
         with suppress(OSError):
             (folder / name).unlink()
 
@@ -390,6 +397,7 @@ def _print_batch(
     workers: int,
     chunk_size: int,
     progress: Progress | None,
+    postage: Callable[[Sequence[PrintedLetter]], bytes] | None = None,
 ) -> BatchResult:
     split_dir = folder / stem if split else None
     try:
@@ -442,6 +450,7 @@ def _print_batch(
                 postal_code=letter.postal_code,
                 country=letter.country,
                 path=split_path,
+                covers=letter.covers,
             )
         )
         page += outcome.pages
@@ -466,6 +475,8 @@ def _print_batch(
     manifest_path = folder / f"{stem}.manifest.csv"
     write_atomic(pdf_path, pdf)
     write_atomic(manifest_path, manifest_csv(printed, relative_to=folder))
+    if postage is not None:
+        write_atomic(folder / f"{stem}.postage.csv", postage(printed))
     return BatchResult(
         campaign=campaign,
         pdf_path=pdf_path,

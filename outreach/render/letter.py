@@ -31,6 +31,8 @@ from outreach.campaigns import Campaign, Occurrence
 from outreach.config import Letters, Settings
 from outreach.contacts import Contact
 from outreach.errors import ConfigError, OutreachError, TemplateError
+from outreach.households import Household
+from outreach.households import template_fields as household_fields
 from outreach.postal import (
     MissingFieldError,
     address_lines,
@@ -370,6 +372,7 @@ class RenderedLetter:
     country: str
     foreign: bool  # the country differs from the sender's (printers sort these apart)
     layout: LetterLayout
+    covers: tuple[str, ...] = ()  # a household's letter: every contact it goes to
 
 
 # --- rendering the HTML ----------------------------------------------------------------------
@@ -415,8 +418,13 @@ class LetterRenderer:
                 ) from None
         self._base = self._load_base()
         self._sender_lines = self._format_sender()
-        self._return_line = " · ".join(self._sender_lines)
+        self._return_line = one_line(settings.letters.return_address) or " · ".join(
+            self._sender_lines
+        )
         self._letterhead_lines = self._letterhead()
+        # A return block (US envelopes) is the chosen line, or the sender's lines.
+        custom = settings.letters.return_address
+        self._return_block = [one_line(custom)] if custom else self._sender_lines
         self._signature_lines = address_lines(sender.signature) or [one_line(sender.name)]
         self._signature_image, self._signature_error = self._find_signature()
         self.layout = self._make_layout()
@@ -587,10 +595,11 @@ class LetterRenderer:
 
     # --- per contact ---------------------------------------------------------------------
 
-    def address(self, contact: Contact) -> tuple[str, ...]:
-        """The contact's address lines for the envelope window; AddressError if it cannot be."""
+    def address(self, contact: Contact, *, name: str | None = None) -> tuple[str, ...]:
+        """The contact's address lines for the envelope window (`name`: a household's, on the
+        name line); AddressError if it cannot be."""
         where = _Where(path=self._settings.contacts_path, line=contact.line)
-        name = recipient_name(contact)
+        name = name or recipient_name(contact)
         if not name:
             raise AddressError(
                 f"contact {contact.id}: no name to address the letter to",
@@ -650,11 +659,14 @@ class LetterRenderer:
             default_locale=self._settings.default_locale,
         )
 
-    def render(self, contact: Contact, occurrence: Occurrence) -> RenderedLetter:
-        """The contact's letter as HTML, with its address checked; raises for this contact."""
+    def render(
+        self, contact: Contact, occurrence: Occurrence, *, household: Household | None = None
+    ) -> RenderedLetter:
+        """The contact's letter as HTML, with its address checked; raises for this contact.
+        With a `household` (whose first contact is `contact`), one letter to all of them."""
         try:
             with render_guard(self._limits):  # one deadline for the whole letter
-                return self._render_letter(contact, occurrence)
+                return self._render_letter(contact, occurrence, household)
         except RenderLimitError as exc:  # past the deadline between two templates
             raise TemplateError(
                 f"contact {contact.id}: {exc}",
@@ -663,8 +675,14 @@ class LetterRenderer:
                 hint=_describe(exc)[1],
             ) from None
 
-    def _render_letter(self, contact: Contact, occurrence: Occurrence) -> RenderedLetter:
-        lines = self.address(contact)
+    def _render_letter(
+        self, contact: Contact, occurrence: Occurrence, household: Household | None
+    ) -> RenderedLetter:
+        household = household or Household((contact,))
+        family = household_fields(household, locale=contact.locale)
+        lines = self.address(
+            contact, name=str(family["name"]) if len(household.contacts) > 1 else None
+        )
         if self._signature_error is not None:
             error = self._signature_error
             raise TemplateError(
@@ -691,6 +709,7 @@ class LetterRenderer:
         context = self._fields.build(
             contact, occurrence, locale=locale, unsubscribe=unsubscribe_url(self._settings, contact)
         )
+        context["household"] = family
         try:
             body_html = render_limited(body, context, self._limits)
             subject = (
@@ -708,7 +727,7 @@ class LetterRenderer:
             )
         foreign = contact.country.upper() != self._home_country
         return_lines = (
-            [self._return_line] if self.profile.return_style == "line" else self._sender_lines
+            [self._return_line] if self.profile.return_style == "line" else self._return_block
         )
         if foreign:
             # A letter abroad must be able to come back: the return address names the country.
@@ -716,7 +735,7 @@ class LetterRenderer:
             if self.profile.return_style == "line":
                 return_lines = [f"{self._return_line} · {home}"]
             else:
-                return_lines = [*self._sender_lines, home]
+                return_lines = [*self._return_block, home]
         context["letter"] = {
             "envelope": self.profile.name,
             "lang": locale.replace("_", "-"),
@@ -746,6 +765,7 @@ class LetterRenderer:
             country=contact.country.upper(),
             foreign=foreign,
             layout=self.layout,
+            covers=household.ids,
         )
 
     def _marks(self) -> list[str]:

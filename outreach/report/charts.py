@@ -29,6 +29,7 @@ REASON_COLOURS = {
     "min_gap": "#E69F00",
     "max_messages": "#D55E00",
     "window_closed": "#CC79A7",
+    "letter_too_late": "#0072B2",
     "other": "#999999",
     "planned": "#BBBBBB",
 }

@@ -45,7 +45,14 @@ THUMBNAIL_JOBS = 2
 HELD_STATUSES = ("deferred", "skipped", "failed", "missed", "uncertain")
 
 # Why a message was held back, as a closed set of codes (the ledger keeps the sentence).
-REASON_CODES = ("quiet_day", "min_gap", "max_messages", "window_closed", "other")
+REASON_CODES = (
+    "quiet_day",
+    "min_gap",
+    "max_messages",
+    "window_closed",
+    "letter_too_late",
+    "other",
+)
 
 
 def held_code(record: MessageRecord) -> str:
