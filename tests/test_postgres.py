@@ -141,7 +141,7 @@ def test_letters_make_one_batch_per_shard_named_for_it(
     make_workspace: Callable[..., Workspace], pg_url: str
 ) -> None:
     rows = [
-        f"c{i:03d},P{i},A,,{25 + i % 2}/11/1980,Calle Mayor {i},28013,Madrid,ES,letter,es,customer,"
+        f"c{i:03d},P{i},A,,{27 + i % 2}/11/1980,Calle Mayor {i},28013,Madrid,ES,letter,es,customer,"
         for i in range(12)
     ]
     ws = make_workspace(
@@ -159,8 +159,10 @@ def test_letters_make_one_batch_per_shard_named_for_it(
     assert names == [
         "birthday.shard-1-of-2.manifest.csv",
         "birthday.shard-1-of-2.pdf",
+        "birthday.shard-1-of-2.postage.csv",
         "birthday.shard-2-of-2.manifest.csv",
         "birthday.shard-2-of-2.pdf",
+        "birthday.shard-2-of-2.postage.csv",
     ]
     for k in (1, 2):
         manifest = (folder / f"birthday.shard-{k}-of-2.manifest.csv").read_text("utf-8-sig")
