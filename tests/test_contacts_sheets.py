@@ -339,3 +339,31 @@ def test_validate_reads_a_workbook_and_names_sheet_row_and_column(
     assert result.code == 0, result.err
     assert "clientes.xlsx:Clientes:3: email (column D): 'bea@@example.com'" in result.out
     assert "2 rows, 2 usable, 1 problem(s)" in result.out
+
+
+STORED = Path(__file__).parent / "data" / "sheets"  # saved by LibreOffice Calc: see its README
+
+
+def test_a_workbook_saved_by_a_spreadsheet_program_reads_as_typed() -> None:
+    book = load(STORED / "clientes.xlsx")
+    people = by_id(book)
+    assert [c.id for c in book.contacts] == ["c001", "c002", "c003", "c004"]
+    assert [str(p) for p in book.problems] == []
+    assert people["c001"].birthday == date(1984, 3, 7)  # a date cell
+    assert (people["c001"].last_name, people["c003"].first_name) == ("Fernández Ruiz", "Émilie")
+    assert people["c002"].postal_code == "08013"  # a text column keeps its leading zero
+    assert people["c004"].postal_code == "SW1A 2AA"
+    assert people["c002"].preferred_channel == "letter"
+
+
+def test_postal_codes_a_spreadsheet_program_made_numbers_are_said_not_guessed() -> None:
+    path = STORED / "clientes.ods"
+    book = load(path)
+    people = by_id(book)
+    assert people["c001"].postal_code == "28014"  # a number cell, written without ".0"
+    assert people["c003"].postal_code == "75002"
+    problems = [str(p) for p in book.problems]
+    assert len(problems) == 1, problems
+    assert problems[0].startswith(f"{path}:clientes:3: postal_code (column H): '8013'")
+    assert "leading zeros" in problems[0]
+    assert people["c002"].email == "jordi.puig@example.com"  # the email is unaffected
