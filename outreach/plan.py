@@ -179,8 +179,9 @@ class _DueSchedule:
 
     def __init__(self, workspace: Workspace, *, start: date, end: date) -> None:
         fmt = workspace.settings.contacts.date_format
-        # A letter is posted delivery_days before its window (outreach.arrival).
-        ahead = timedelta(days=workspace.settings.letters.delivery_days)
+        # A letter is posted delivery_days before its window (outreach.arrival): a campaign
+        # that can send letters looks that far ahead.
+        posting = timedelta(days=workspace.settings.letters.delivery_days)
         audiences: list[tuple[Campaign, AudienceFilter]] = [
             (c, compile_audience(c.audience, path=c.path)) for c in workspace.campaigns
         ]
@@ -196,6 +197,7 @@ class _DueSchedule:
         known: dict[tuple[str, object], tuple[Occurrence, ...]] = {}
         for position, contact in enumerate(self.contacts):
             for campaign, audience in audiences:
+                ahead = posting if campaign.letter is not None else timedelta(0)
                 try:
                     if not audience.matches(contact):
                         continue

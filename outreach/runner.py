@@ -405,8 +405,11 @@ def execute_run(
     calendar = dates.calendar
 
     def due(campaign: Campaign, contact: Contact) -> list[Occurrence]:
-        # A letter is posted delivery_days before its window: look that far ahead.
-        end = (dates.until or today) + timedelta(days=delivery_days)
+        # A letter is posted delivery_days before its window: a campaign that can send one
+        # looks that far ahead.
+        end = dates.until or today
+        if campaign.letter is not None:
+            end += letter_time
         if calendar is not None:
             known = calendar.get((campaign.name, contact.id))
             if known is not None:
@@ -456,6 +459,9 @@ def execute_run(
                             reason=Reason(Code.BAD_DATA, detail=str(exc)),
                         )
                     )
+                    continue
+                if not occurrences:
+                    note(TraceEvent(contact.id, name, "not due"))
                     continue
                 chosen = choose_channel(run.campaign, contact, suppressions)
                 occurrences = [

@@ -98,9 +98,9 @@ class CampaignSummary:
             groups.setdefault((item.outcome, label(item.reason)), []).append(item)
         return groups
 
-    def as_dict(self) -> dict[str, object]:
-        """A JSON-ready view."""
-        return {
+    def as_dict(self, *, lists: bool = True) -> dict[str, object]:
+        """A JSON-ready view (`lists`: with the held-back messages and row problems)."""
+        view: dict[str, object] = {
             "name": self.name,
             "kind": self.kind,
             "channel": self.channel,
@@ -116,14 +116,16 @@ class CampaignSummary:
             "missed": self.missed,
             "default_language": self.default_language,
             "skipped": dict(sorted(self.skipped.items())),
-            "held_back": [h.as_dict() for h in self.held],
-            "problems": [p.as_dict() for p in self.problems],
             "batch": self.batch,
             "postage": {
                 "lines": [line.as_dict() for line in self.postage],
                 "total": postage_total(self.postage),
             },
         }
+        if lists:
+            view["held_back"] = [h.as_dict() for h in self.held]
+            view["problems"] = [p.as_dict() for p in self.problems]
+        return view
 
 
 @dataclass
@@ -162,25 +164,22 @@ class RunSummary:
 
     def counts(self) -> dict[str, object]:
         """The run's counts as the ledger keeps them (without the lists of contacts)."""
-        view = self.as_dict()
-        for campaign in view["campaigns"]:  # type: ignore[attr-defined]
-            campaign.pop("held_back", None)
-            campaign.pop("problems", None)
-        view.pop("problems", None)
-        return view
+        return self.as_dict(lists=False)
 
-    def as_dict(self) -> dict[str, object]:
-        """A JSON-ready view."""
-        return {
+    def as_dict(self, *, lists: bool = True) -> dict[str, object]:
+        """A JSON-ready view (`lists`: with the held-back messages and row problems)."""
+        view: dict[str, object] = {
             "date": self.run_date.isoformat(),
             "dry_run": self.dry_run,
             "delivery": self.delivery,
             "outbox": self.outbox,
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "ended_at": self.ended_at.isoformat() if self.ended_at else None,
-            "campaigns": [c.as_dict() for c in self.campaigns],
-            "problems": [p.as_dict() for p in self.problems],
+            "campaigns": [c.as_dict(lists=lists) for c in self.campaigns],
             "send": self.sending.as_dict() if self.sending is not None else None,
             "uncertain": [u.as_dict() for u in self.uncertain_emails],
             "exit_code": self.exit_code,
         }
+        if lists:
+            view["problems"] = [p.as_dict() for p in self.problems]
+        return view
