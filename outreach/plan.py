@@ -8,9 +8,13 @@ real run would see the ledger. Nothing reaches the disk.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as mp_wait
 
 from outreach.audience import AudienceFilter, compile_audience
 from outreach.cadence import reach
@@ -18,6 +22,7 @@ from outreach.campaigns import Campaign, Occurrence, occurrence_basis, occurrenc
 from outreach.contacts import Contact
 from outreach.deliver.outlets import CountOnlyOutlet
 from outreach.errors import OutreachError
+from outreach.files import bind_to_parent
 from outreach.ledger import read_ledger
 from outreach.ledger.store import MemoryStore
 from outreach.lookup import find_contact, not_a_contact
@@ -177,7 +182,9 @@ class _DueSchedule:
     of what counts as done stays in one place.
     """
 
-    def __init__(self, workspace: Workspace, *, start: date, end: date) -> None:
+    def __init__(
+        self, workspace: Workspace, *, contacts: Sequence[Contact], start: date, end: date
+    ) -> None:
         fmt = workspace.settings.contacts.date_format
         # A letter is posted delivery_days before its window (outreach.arrival): a campaign
         # that can send letters looks that far ahead.
@@ -185,7 +192,7 @@ class _DueSchedule:
         audiences: list[tuple[Campaign, AudienceFilter]] = [
             (c, compile_audience(c.audience, path=c.path)) for c in workspace.campaigns
         ]
-        self.contacts = workspace.contacts.contacts
+        self.contacts = contacts
         # campaign → the (contact_id, occurrence_key) that can be due in the period
         self.keys: dict[str, set[tuple[str, str]]] = {c.name: set() for c in workspace.campaigns}
         # first day inside the period → (position, latest, message key) of windows opening then
@@ -323,29 +330,71 @@ def plan_days(
     contact_id: str | None = None,
     top: int = 10,
     on_day: Callable[[date], None] | None = None,
+    workers: int | None = None,
 ) -> Plan:
     """Run each of `days` days from `start` on an in-memory store seeded from the ledger.
 
     With `contact_id` only that contact is run (cadence is per contact, so its story is the
     same as in the whole simulation) and its day-by-day story is kept. `on_day` hears of
-    each day once it is simulated (for a progress bar).
+    each day once it is simulated (for a progress bar). A large workspace is planned in
+    `workers` forked processes (default: one per core from PARALLEL_MIN contacts), each over
+    its share of the contacts: cadence is per contact, so the shares never need each other.
     """
     if days < 1:
         raise ValueError("plan at least one day")
-    settings = workspace.settings
-    campaigns = workspace.campaigns
-    names = [c.name for c in campaigns]
-    end = start + timedelta(days=days - 1)
-    schedule: _DueSchedule | None = None
-    watched: list[Contact] = []
+    names = [c.name for c in workspace.campaigns]
+    story: list[StoryLine] = []
     watch: str | None = None
     if contact_id is not None:
         contact = find_contact(workspace, contact_id)
         if contact is None:
             raise not_a_contact(workspace, contact_id)
-        watched, watch = [contact], contact.id
+        watch = contact.id
+        counts, sent, story = _simulate(
+            workspace, contacts=[contact], watch=watch, start=start, days=days, on_day=on_day
+        )
+        # The watched contact is shown whatever it gets, once or more.
+        busiest = sorted(sent.items(), key=lambda item: (-len(item[1]), item[0]))[:top]
     else:
-        schedule = _DueSchedule(workspace, start=start, end=end)
+        everyone = workspace.contacts.contacts
+        parts = _parts(workers, len(everyone))
+        if parts > 1:
+            counts, busiest = _in_parts(
+                workspace, everyone, parts=parts, start=start, days=days, top=top, on_day=on_day
+            )
+        else:
+            counts, sent, _ = _simulate(
+                workspace, contacts=everyone, watch=None, start=start, days=days, on_day=on_day
+            )
+            busiest = _busiest(sent, top)
+    return Plan(
+        start=start,
+        days=days,
+        campaigns=tuple(names),
+        counts=tuple(counts),
+        pressure=tuple(Pressure(cid, tuple(messages)) for cid, messages in busiest),
+        contact_id=watch,
+        story=tuple(story),
+    )
+
+
+def _simulate(
+    workspace: Workspace,
+    *,
+    contacts: Sequence[Contact],
+    watch: str | None,
+    start: date,
+    days: int,
+    on_day: Callable[[date], None] | None,
+) -> tuple[list[DayCounts], dict[str, list[PlannedMessage]], list[StoryLine]]:
+    """The day runs over `contacts`: each day's counts, what each contact gets, the story."""
+    settings = workspace.settings
+    campaigns = workspace.campaigns
+    names = [c.name for c in campaigns]
+    end = start + timedelta(days=days - 1)
+    schedule = (
+        _DueSchedule(workspace, contacts=contacts, start=start, end=end) if watch is None else None
+    )
     # Older messages than this never weigh on a day of the period: every cadence rule looks
     # at most `reach` days around the day it decides.
     since = start - timedelta(days=reach(settings, campaigns))
@@ -367,7 +416,7 @@ def plan_days(
         moment = datetime.combine(day, RUN_TIME, tzinfo=settings.tz)
         watcher.day = day
         watcher.new_skips = {}
-        people = watched if schedule is None else schedule.contacts_on(day, store=store)
+        people = contacts if schedule is None else schedule.contacts_on(day, store=store)
         summary = execute_run(
             workspace=workspace,
             store=store,
@@ -381,15 +430,132 @@ def plan_days(
         counts.extend(_day_counts(day, summary, skipped=watcher.new_skips, names=names))
         if on_day is not None:
             on_day(day)
-    # Only contacts who would hear from the business more than once are "under pressure".
-    busy = [item for item in watcher.sent.items() if len(item[1]) > 1 or watch]
-    busiest = sorted(busy, key=lambda item: (-len(item[1]), item[0]))[:top]
-    return Plan(
-        start=start,
-        days=days,
-        campaigns=tuple(names),
-        counts=tuple(counts),
-        pressure=tuple(Pressure(cid, tuple(messages)) for cid, messages in busiest),
-        contact_id=watch,
-        story=tuple(watcher.story),
+    return counts, watcher.sent, watcher.story
+
+
+_Busy = list[tuple[str, list["PlannedMessage"]]]
+
+
+def _busiest(sent: dict[str, list[PlannedMessage]], top: int) -> _Busy:
+    """The `top` contacts who would hear from the business most (more than once)."""
+    busy = [item for item in sent.items() if len(item[1]) > 1]
+    return sorted(busy, key=lambda item: (-len(item[1]), item[0]))[:top]
+
+
+# Contacts from which a plan is worth splitting between processes (a fork and a second read
+# of the ledger cost less than the half of the day runs they save).
+PARALLEL_MIN = 10_000
+
+
+def _parts(requested: int | None, contacts: int) -> int:
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 1
+    if requested is not None:
+        return max(1, min(requested, contacts or 1))
+    if contacts < PARALLEL_MIN:
+        return 1
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+def _in_parts(
+    workspace: Workspace,
+    contacts: Sequence[Contact],
+    *,
+    parts: int,
+    start: date,
+    days: int,
+    top: int,
+    on_day: Callable[[date], None] | None,
+) -> tuple[list[DayCounts], _Busy]:
+    """The plan of `contacts` as `parts` forked processes plan every `parts`-th contact each;
+    their counts added up, their busiest contacts merged."""
+    context = multiprocessing.get_context("fork")
+    pipes = [context.Pipe(duplex=False) for _ in range(parts)]
+    workers = [
+        context.Process(
+            target=_plan_part,
+            args=(pipes[i][1], workspace, contacts[i::parts], start, days, top),
+            daemon=True,
+        )
+        for i in range(parts)
+    ]
+    for worker in workers:
+        worker.start()
+    for _, sending in pipes:
+        sending.close()  # the parent only reads: a dead worker's pipe then reads as ended
+    results: dict[int, tuple[list[DayCounts], _Busy]] = {}
+    reported = [0] * parts
+    shown = 0
+    readers = {reading: i for i, (reading, _) in enumerate(pipes)}
+    try:
+        while readers:
+            for ready in mp_wait(list(readers)):
+                assert isinstance(ready, Connection)
+                index = readers[ready]
+                try:
+                    kind, payload = ready.recv()
+                except EOFError:
+                    raise RuntimeError("a plan worker process died") from None
+                if kind == "day":
+                    reported[index] += 1
+                elif kind == "done":
+                    results[index] = payload
+                    del readers[ready]
+                else:
+                    raise payload
+            while on_day is not None and shown < min(reported):
+                on_day(start + timedelta(days=shown))
+                shown += 1
+    finally:
+        for worker in workers:
+            worker.join(timeout=5)
+            if worker.is_alive():
+                worker.kill()
+                worker.join()
+        for reading, _ in pipes:
+            reading.close()
+    counts = [_added(same) for same in zip(*(results[i][0] for i in range(parts)), strict=True)]
+    merged = [item for i in range(parts) for item in results[i][1]]
+    return counts, sorted(merged, key=lambda item: (-len(item[1]), item[0]))[:top]
+
+
+def _added(same: tuple[DayCounts, ...]) -> DayCounts:
+    first = same[0]
+    return DayCounts(
+        day=first.day,
+        campaign=first.campaign,
+        emails=sum(c.emails for c in same),
+        letters=sum(c.letters for c in same),
+        deferred=sum(c.deferred for c in same),
+        missed=sum(c.missed for c in same),
+        skipped=sum(c.skipped for c in same),
     )
+
+
+def _plan_part(
+    pipe: Connection,
+    workspace: Workspace,
+    contacts: Sequence[Contact],
+    start: date,
+    days: int,
+    top: int,
+) -> None:
+    """A forked worker's share of the plan: each day reported, then the counts and the busiest."""
+    bind_to_parent()
+    try:
+        counts, sent, _ = _simulate(
+            workspace,
+            contacts=contacts,
+            watch=None,
+            start=start,
+            days=days,
+            on_day=lambda _day: pipe.send(("day", None)),
+        )
+        pipe.send(("done", (counts, _busiest(sent, top))))
+    except BaseException as exc:  # told to the parent, which raises it
+        try:
+            pipe.send(("error", exc))
+        except Exception:
+            pipe.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
+    finally:
+        pipe.close()

@@ -461,3 +461,9 @@ def test_plan_equals_a_plain_run_every_day(
     twice = {contact for contact, *_ in made if sum(1 for m in made if m[0] == contact) > 1}
     assert planned == [m for m in made if m[0] in twice]
     assert twice
+    # Planned in three forked processes (every third contact each), it is the same plan, and
+    # the progress hears of every day once, in order.
+    heard: list[date] = []
+    split = plan_days(workspace, start=start, days=days, top=10_000, workers=3, on_day=heard.append)
+    assert split.as_dict() == plan.as_dict()
+    assert heard == [start + timedelta(days=offset) for offset in range(days)]

@@ -220,7 +220,8 @@ def gather_report(
     )
     plan: Plan | None = None
     with contextlib.suppress(OutreachError):  # the past half of the page is worth having alone
-        plan = plan_days(workspace, start=plan_start, days=PLAN_DAYS, top=0)
+        # One process: this one already has the past's reader (a thread and a fork) going.
+        plan = plan_days(workspace, start=plan_start, days=PLAN_DAYS, top=0, workers=1)
     contacts = workspace.contacts
     past = past_of()
     daily, held, notes = past.daily, past.held, past.notes
