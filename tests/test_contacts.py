@@ -776,18 +776,19 @@ def test_a_stream_reads_what_the_list_reads_and_reports_its_problems_at_the_end(
 def test_a_stream_checks_the_whole_file_before_the_first_row(tmp_path: Path) -> None:
     # A byte that is not UTF-8 far down the file (past the first block read) makes the whole
     # file Windows-1252: the first rows must not have been read as UTF-8 by then.
-    rows = "".join(f"c{i},Ana{i}\n" for i in range(120_000))
-    path = write(
-        tmp_path, b"id,first_name\n" + rows.encode() + "c-last,Jos\u00e9\n".encode("cp1252")
-    )
+    # 1,200 rows of a kilobyte: past the reader's first block of a megabyte.
+    rows = "".join(f"c{i},Ana{i},{'n' * 1000}\n" for i in range(1_200))
+    header = b"id,first_name,note\n"
+    path = write(tmp_path, header + rows.encode() + "c-last,Jos\u00e9,\n".encode("cp1252"))
+    assert path.stat().st_size > 1 << 20
     contacts = stream(path)
-    assert sum(1 for _ in contacts) == 120_001
+    assert sum(1 for _ in contacts) == 1_201
     assert contacts.problems == ()
     assert load(path).contacts[-1].first_name == "José"
-    bad = write(tmp_path, b"id,first_name\n" + rows.encode() + b"c-last,\x81\n", "bad.csv")
+    bad = write(tmp_path, header + rows.encode() + b"c-last,\x81,\n", "bad.csv")
     with pytest.raises(ContactsError) as caught:
         stream(bad)
-    assert caught.value.line == 120_002
+    assert caught.value.line == 1_202
     assert "neither UTF-8 nor Windows-1252 (byte 0x81)" in str(caught.value)
 
 
@@ -819,7 +820,7 @@ def test_a_stream_holds_only_the_rows_in_hand(tmp_path: Path) -> None:
         header = "id,first_name,last_name,email,birthday,tags\n"
         return write(tmp_path, header + lines, f"contacts{rows}.csv")
 
-    small, large = contacts_file(5_000), contacts_file(25_000)
+    small, large = contacts_file(2_000), contacts_file(12_000)
 
     def streamed(path: Path) -> int:
         return peak_bytes(lambda: sum(1 for _ in stream(path)))
@@ -829,8 +830,8 @@ def test_a_stream_holds_only_the_rows_in_hand(tmp_path: Path) -> None:
 
     # Per extra row, a stream keeps only the row's id (in the set of ids seen, for repeated
     # ids), about 100 bytes; the list keeps the whole contact.
-    per_row_streamed = (streamed(large) - streamed(small)) / 20_000
-    per_row_listed = (listed(large) - listed(small)) / 20_000
+    per_row_streamed = (streamed(large) - streamed(small)) / 10_000
+    per_row_listed = (listed(large) - listed(small)) / 10_000
     assert per_row_streamed < 200, per_row_streamed
     assert per_row_listed > 400, per_row_listed
 
