@@ -9,8 +9,7 @@ real run would see the ledger. Nothing reaches the disk.
 from __future__ import annotations
 
 import multiprocessing
-import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from multiprocessing.connection import Connection
@@ -26,7 +25,7 @@ from outreach.files import bind_to_parent
 from outreach.ledger import read_ledger
 from outreach.ledger.store import MemoryStore
 from outreach.lookup import find_contact, not_a_contact
-from outreach.runner import RunDates, RunSummary, TraceEvent, execute_run
+from outreach.runner import RunDates, RunSummary, TraceEvent, execute_run, worker_count
 from outreach.workspace import Workspace
 
 # Each simulated day runs at this local time, as a morning cron job would.
@@ -354,7 +353,7 @@ def plan_days(
             workspace, contacts=[contact], watch=watch, start=start, days=days, on_day=on_day
         )
         # The watched contact is shown whatever it gets, once or more.
-        busiest = sorted(sent.items(), key=lambda item: (-len(item[1]), item[0]))[:top]
+        busiest = _ranked(sent.items(), top)
     else:
         everyone = workspace.contacts.contacts
         parts = _parts(workers, len(everyone))
@@ -436,10 +435,14 @@ def _simulate(
 _Busy = list[tuple[str, list["PlannedMessage"]]]
 
 
+def _ranked(items: Iterable[tuple[str, list[PlannedMessage]]], top: int) -> _Busy:
+    """The `top` contacts who get the most messages (then by id)."""
+    return sorted(items, key=lambda item: (-len(item[1]), item[0]))[:top]
+
+
 def _busiest(sent: dict[str, list[PlannedMessage]], top: int) -> _Busy:
     """The `top` contacts who would hear from the business most (more than once)."""
-    busy = [item for item in sent.items() if len(item[1]) > 1]
-    return sorted(busy, key=lambda item: (-len(item[1]), item[0]))[:top]
+    return _ranked((item for item in sent.items() if len(item[1]) > 1), top)
 
 
 # Contacts from which a plan is worth splitting between processes (a fork and a second read
@@ -450,11 +453,7 @@ PARALLEL_MIN = 10_000
 def _parts(requested: int | None, contacts: int) -> int:
     if "fork" not in multiprocessing.get_all_start_methods():
         return 1
-    if requested is not None:
-        return max(1, min(requested, contacts or 1))
-    if contacts < PARALLEL_MIN:
-        return 1
-    return max(1, min(os.cpu_count() or 1, 4))
+    return min(worker_count(requested, contacts, minimum=PARALLEL_MIN), max(1, contacts))
 
 
 def _in_parts(
@@ -516,7 +515,7 @@ def _in_parts(
             reading.close()
     counts = [_added(same) for same in zip(*(results[i][0] for i in range(parts)), strict=True)]
     merged = [item for i in range(parts) for item in results[i][1]]
-    return counts, sorted(merged, key=lambda item: (-len(item[1]), item[0]))[:top]
+    return counts, _ranked(merged, top)
 
 
 def _added(same: tuple[DayCounts, ...]) -> DayCounts:

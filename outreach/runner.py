@@ -133,10 +133,12 @@ def _chunks(contacts: Iterable[Contact]) -> Iterator[list[Contact]]:
         yield chunk
 
 
-def _worker_count(requested: int | None, contacts: int) -> int:
+def worker_count(requested: int | None, contacts: int, *, minimum: int = PARALLEL_MIN) -> int:
+    """Processes for work on `contacts` contacts: as asked, else one per core (up to 4) from
+    `minimum` contacts on."""
     if requested is not None:
         return max(1, requested)
-    if contacts < PARALLEL_MIN:
+    if contacts < minimum:
         return 1
     return max(1, min(os.cpu_count() or 1, 4))
 
@@ -619,7 +621,7 @@ def execute_run(
                     held.line = contact.line
         return chunk
 
-    parallel = _worker_count(workers, expected) if observer is None else 1
+    parallel = worker_count(workers, expected) if observer is None else 1
     try:
         chunks = _chunks(people)
         if parallel > 1:

@@ -61,8 +61,7 @@ def held_code(record: MessageRecord) -> str:
     The ledger keeps the runner's code beside its sentence (a missed message keeps the code of
     what deferred it, `window_closed` when nothing did); the report never reads the sentence.
     """
-    code = record.reason_code
-    return code if code is not None and code in REASON_CODES else "other"
+    return record.reason_code if record.reason_code in REASON_CODES else "other"
 
 
 @dataclass(frozen=True, slots=True)
