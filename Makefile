@@ -49,7 +49,10 @@ lint: $(VENV)/.installed-test
 	$(BIN)/mypy
 
 # Two test processes: most tests wait on a CLI subprocess, so two keep both cores busy.
+# Bytecode first: where PYTHONDONTWRITEBYTECODE is set (CI), every CLI subprocess of the suite
+# would otherwise compile the package's sources again (0.15 s of each start).
 test: system-deps $(VENV)/.installed-test lint
+	$(BIN)/python -m compileall -q outreach
 	$(BIN)/pytest -n 2 --cov --cov-report=term:skip-covered
 
 bench: system-deps $(VENV)/.installed
