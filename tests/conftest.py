@@ -42,6 +42,13 @@ cadence:
 HEADER = "id,first_name,last_name,email,birthday,street,postal_code,city,country,preferred_channel,locale,tags,opt_out"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The `slow` tests first (in their order), then the rest: with two test processes, the
+    long kill and server tests then overlap with each other and the short ones fill in at the
+    end, instead of one long test holding one process while the other has nothing left."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def unmeasured_env(**extra: str) -> dict[str, str]:
     """The environment for a CLI process the test will SIGKILL: without coverage's start-up
     variable, since a killed process never writes its coverage data (measuring it only slows

@@ -224,6 +224,7 @@ def test_a_failing_run_does_not_stop_the_next(
     assert log.rstrip().endswith("INFO stopped")
 
 
+@pytest.mark.slow
 def test_sigterm_lets_the_run_in_progress_finish(
     workspace: Callable[..., Workspace], daemons: Callable[..., Daemon]
 ) -> None:

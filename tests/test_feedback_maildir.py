@@ -10,6 +10,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
 
+import pytest
 from conftest import Workspace
 from feedback_helpers import (
     BOUNCE_DATE,
@@ -123,6 +124,7 @@ def test_reading_the_same_mail_again_changes_nothing(make_workspace: MakeWorkspa
     assert snapshot(ws) == before
 
 
+@pytest.mark.slow
 def test_the_next_run_falls_back_to_letters_and_respects_the_complaint(
     make_workspace: MakeWorkspace,
 ) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+import pytest
 from conftest import HEADER, Workspace
 from feedback_helpers import ROWS, ledger_rows, promo_workspace, snapshot
 from test_feedback_maildir import WINTER
@@ -26,6 +27,7 @@ def winter(ws: Workspace, contact_id: str) -> tuple[object, ...]:
     return rows[0]
 
 
+@pytest.mark.slow
 def test_a_returned_letter_lets_email_take_over_until_the_address_changes(
     make_workspace: MakeWorkspace,
 ) -> None:
@@ -52,6 +54,7 @@ def test_a_returned_letter_lets_email_take_over_until_the_address_changes(
     ]
 
 
+@pytest.mark.slow
 def test_a_corrected_address_starts_clean(make_workspace: MakeWorkspace) -> None:
     ws = promo_workspace(make_workspace, rows=LETTER_ROWS)
     assert ws.run("returned", "c-001", "--date", "2026-11-26").code == 0

@@ -93,6 +93,7 @@ def test_messages_newest_first(ran: Workspace) -> None:
     assert rows(ran) == ALL
 
 
+@pytest.mark.slow
 def test_filters(ran: Workspace) -> None:
     assert rows(ran, "--contact", "c1") == [ALL[2], ALL[4]]
     assert rows(ran, "--campaign", "promotion") == [ALL[0], ALL[2], ALL[3]]

@@ -13,6 +13,7 @@ import sqlite3
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 
+import pytest
 from conftest import Workspace
 
 from outreach.ledger import Ledger, MessageRecord
@@ -40,6 +41,7 @@ def letters_workspace(make_workspace: Callable[..., Workspace]) -> Workspace:
     return make_workspace(ROWS, campaigns=LETTER_CAMPAIGN, templates=LETTER_TEMPLATES)
 
 
+@pytest.mark.slow
 def test_a_letter_the_window_refuses_is_refused_by_every_rehearsal_and_recorded_failed(
     make_workspace: Callable[..., Workspace],
 ) -> None:
@@ -167,6 +169,7 @@ def test_messages_carry_their_records_in_the_store() -> None:
     assert [m.campaign for m in store.history(since=day)["c1"]] == ["birthday"]
 
 
+@pytest.mark.slow
 def test_a_letter_abroad_whose_return_line_overflows_is_caught_before_the_run(
     sample_workspace: Workspace,
 ) -> None:

@@ -59,6 +59,10 @@ def run_days(ws: Workspace) -> dict[str, dict[str, object]]:
     return summaries
 
 
+# The module's fixture is made once: its tests stay in one test process (`--dist loadgroup`).
+pytestmark = pytest.mark.xdist_group("report-runs")
+
+
 @pytest.fixture(scope="module")
 def ran_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict[str, object]]]:
     """The sample runs of both days, made once for the module's tests (each gets a copy)."""
@@ -75,6 +79,7 @@ def ran(
     return Workspace(tmp_path / "ws"), summaries
 
 
+@pytest.mark.slow
 def test_every_real_run_writes_its_page_and_prints_the_path(sample_workspace: Workspace) -> None:
     result = sample_workspace.run("run", "--all", "--date", "2026-11-24", env=REPORT_ON)
     assert result.code == 0, result.err
