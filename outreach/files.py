@@ -1,9 +1,12 @@
 """The one way outreach writes a file: a temporary name, then a rename; and who may write.
 
-Every writer (the outbox, letter batches, split letters, manifests, previews) goes through
-`write_atomic`, so a reader sees a file complete or not at all, and a process killed halfway
-leaves only a temporary `.<name>.tmp-<pid>`, which `clean_temporaries` (one pattern for all)
-removes on the next run.
+Every writer (letter batches, split letters, manifests, previews) goes through `write_atomic`,
+so a reader sees a file complete or not at all, and a process killed halfway leaves only a
+temporary `.<name>.tmp-<pid>`, which `clean_temporaries` (one pattern for all) removes on the
+next run. The outbox, which writes one small file per email, uses `AtomicFolder`: on Linux
+each file is written unnamed (O_TMPFILE) and linked into place complete, so there is no
+temporary name at all, and a killed process leaves nothing; elsewhere, or where the name is
+taken already, it falls back to `write_atomic`.
 
 Worker processes write on behalf of a run: `bind_to_parent` makes such a worker die with its
 parent (PR_SET_PDEATHSIG on Linux, whatever kills the parent) and makes `write_atomic` refuse
@@ -13,6 +16,7 @@ to write once the parent is gone, so a dead run's workers leave nothing behind.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import re
 import signal
@@ -92,6 +96,63 @@ def write_atomic(path: Path | str, data: bytes, *, durable: bool = True) -> None
         with suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+# 0 where the platform has no O_TMPFILE; set to 0 when the kernel or filesystem refuses it.
+_O_TMPFILE: int = getattr(os, "O_TMPFILE", 0)
+# What open(O_TMPFILE) and linkat answer where unnamed files cannot be used.
+_NO_TMPFILE = frozenset({errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL, errno.ENOENT})
+
+
+class AtomicFolder:
+    """A folder that many files are written into whole, each seen complete or not at all.
+
+    A file is created unnamed in the folder (O_TMPFILE), written, and linked to its name
+    (linkat through /proc/self/fd) only once complete: two system calls fewer per file than a
+    temporary name and a rename, and no temporary for a killed process to leave behind. Where
+    unnamed files are not supported, or the name exists already (linkat never replaces), the
+    file goes through `write_atomic`.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+    def write(self, name: str, data: bytes) -> None:
+        """Write `name` in the folder: complete once this returns, not there if it raises."""
+        global _O_TMPFILE
+        check_parent()
+        if not _O_TMPFILE:
+            write_atomic(os.path.join(self.path, name), data, durable=False)
+            return
+        try:
+            # 0o666: the same mode, less the umask, as open() gives the other writers' files.
+            fd = os.open(".", os.O_WRONLY | _O_TMPFILE | os.O_CLOEXEC, 0o666, dir_fd=self._fd)
+        except OSError as exc:
+            if exc.errno not in _NO_TMPFILE:
+                raise
+            _O_TMPFILE = 0
+            write_atomic(os.path.join(self.path, name), data, durable=False)
+            return
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            check_parent()  # an orphaned worker's unnamed file vanishes when it is closed
+            os.link(f"/proc/self/fd/{fd}", name, dst_dir_fd=self._fd)
+        except FileExistsError:
+            write_atomic(os.path.join(self.path, name), data, durable=False)
+        except FileNotFoundError:  # no /proc: unnamed files cannot be linked here
+            _O_TMPFILE = 0
+            write_atomic(os.path.join(self.path, name), data, durable=False)
+        finally:
+            os.close(fd)
+
+    def close(self) -> None:
+        """Release the folder's descriptor."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 def clean_temporaries(out_dir: Path) -> list[Path]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -12,9 +13,16 @@ from pathlib import Path
 import pytest
 from conftest import unmeasured_env
 
+from outreach import files
 from outreach.deliver import printing
 from outreach.errors import DeliveryError
-from outreach.files import TEMPORARY, clean_temporaries, temporary_path, write_atomic
+from outreach.files import (
+    TEMPORARY,
+    AtomicFolder,
+    clean_temporaries,
+    temporary_path,
+    write_atomic,
+)
 
 
 def test_every_writer_names_its_temporary_in_the_pattern_recovery_cleans(
@@ -82,3 +90,80 @@ def test_a_bound_worker_dies_with_its_parent_however_the_parent_dies() -> None:
         time.sleep(0.01)
     os.kill(worker, signal.SIGKILL)
     pytest.fail("the worker outlived its parent")
+
+
+def test_a_folder_writes_each_file_whole_and_never_under_another_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    names: list[str] = []
+    real_open = os.open
+
+    def spying_open(path: str, flags: int, *args: object, **kwargs: object) -> int:
+        names.append(os.fspath(path))
+        return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    folder = AtomicFolder(str(tmp_path))
+    monkeypatch.setattr(os, "open", spying_open)
+    folder.write("a.eml", b"first")
+    folder.write("b.eml", b"x" * 300_000)
+    monkeypatch.undo()
+    folder.close()
+    assert names == [".", "."]  # unnamed files in the folder: no temporary name at all
+    assert (tmp_path / "a.eml").read_bytes() == b"first"
+    assert (tmp_path / "b.eml").read_bytes() == b"x" * 300_000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.eml", "b.eml"]
+    # The same mode as open() gives (0o666 less the umask), like every other writer's files.
+    write_atomic(tmp_path / "c.eml", b"c", durable=False)
+    assert (tmp_path / "a.eml").stat().st_mode == (tmp_path / "c.eml").stat().st_mode
+
+
+def test_a_folder_replaces_a_file_that_exists_already(tmp_path: Path) -> None:
+    (tmp_path / "a.eml").write_bytes(b"from an earlier run")
+    folder = AtomicFolder(str(tmp_path))
+    folder.write("a.eml", b"again")
+    folder.close()
+    assert (tmp_path / "a.eml").read_bytes() == b"again"
+    assert [p.name for p in tmp_path.iterdir()] == ["a.eml"]
+
+
+def test_a_folder_without_unnamed_files_writes_through_a_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_open = os.open
+
+    def refusing_open(path: str, flags: int, *args: object, **kwargs: object) -> int:
+        if flags & files._O_TMPFILE == files._O_TMPFILE:
+            raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+        return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    assert files._O_TMPFILE  # Linux: the fast path is the one the other tests cover
+    monkeypatch.setattr(files, "_O_TMPFILE", files._O_TMPFILE)  # restored afterwards
+    monkeypatch.setattr(os, "open", refusing_open)
+    folder = AtomicFolder(str(tmp_path))
+    folder.write("a.eml", b"one")
+    assert files._O_TMPFILE == 0  # asked once, then not again
+    folder.write("b.eml", b"two")
+    folder.close()
+    assert (tmp_path / "a.eml").read_bytes() == b"one"
+    assert (tmp_path / "b.eml").read_bytes() == b"two"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.eml", "b.eml"]
+
+
+def test_an_orphaned_worker_s_file_never_appears(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = AtomicFolder(str(tmp_path))
+    # The parent dies while the worker writes: after the data, before the file is linked.
+    monkeypatch.setattr(files, "_parent", os.getppid())
+    real_write = os.write
+
+    def write_then_orphan(fd: int, data: bytes) -> int:
+        monkeypatch.setattr(files, "_parent", -1)
+        return real_write(fd, data)
+
+    monkeypatch.setattr(os, "write", write_then_orphan)
+    with pytest.raises(files.OrphanedError):
+        folder.write("a.eml", b"half a run")
+    monkeypatch.undo()
+    folder.close()
+    assert list(tmp_path.iterdir()) == []

@@ -1,7 +1,8 @@
 """The default delivery: each email as an .eml file in out/outbox/<day>/<campaign>/.
 
-Files are written under a temporary name and renamed, so an .eml file is always complete.
-There is no fsync per file: it would cost more than the rendering, and buys little. A killed
+Files are written unnamed and linked into place when complete (outreach.files.AtomicFolder;
+elsewhere a temporary name and a rename), so an .eml file is always complete. There is no
+fsync per file: it would cost more than the rendering, and buys little. A killed
 process loses nothing (what it wrote is in the page cache). A power cut can lose a recent file,
 but the runner records a message's ledger row only after its file exists, and the ledger does
 not fsync each commit either (WAL, synchronous=NORMAL), so the row is lost with it; the next
@@ -10,7 +11,6 @@ run renders the message again and writes the same bytes.
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import date
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from outreach.deliver.base import DeliveryResult
 from outreach.errors import DeliveryError
-from outreach.files import clean_temporaries, temporary_path, write_atomic
+from outreach.files import AtomicFolder, clean_temporaries, temporary_path, write_atomic
 
 if TYPE_CHECKING:
     from outreach.deliver.base import Deliverer
@@ -87,8 +87,8 @@ class OutboxWriter:
             self._relative = self.directory.relative_to(root).as_posix()
         except ValueError:  # an out folder outside the workspace: keep the absolute path
             self._relative = self.directory.as_posix()
-        # campaign → its folder, created on first use
-        self._folders: dict[str, tuple[str, str]] = {}
+        # campaign → its folder, created on first use, and its path relative to the root
+        self._folders: dict[str, tuple[AtomicFolder, str]] = {}
 
     def push(self, message: RenderedEmail) -> DeliveryResult:
         """Write one message; a bad name or a failed write comes back as a `failed` result."""
@@ -98,7 +98,7 @@ class OutboxWriter:
                 contact_id=message.contact_id, occurrence_key=message.occurrence_key
             )
             folder, relative = self._folder(message.campaign)
-            write_atomic(os.path.join(folder, name), message.data, durable=False)
+            folder.write(name, message.data)
         except DeliveryError as exc:
             return DeliveryResult(key, "failed", error=str(exc))
         except OSError as exc:
@@ -111,17 +111,21 @@ class OutboxWriter:
             )
         return DeliveryResult(key, "rendered", artifact=f"{relative}/{name}")
 
-    def _folder(self, campaign: str) -> tuple[str, str]:
+    def _folder(self, campaign: str) -> tuple[AtomicFolder, str]:
         found = self._folders.get(campaign)
         if found is None:
             component = path_component(campaign)
             folder = self.directory / component
             folder.mkdir(parents=True, exist_ok=True)
-            found = self._folders[campaign] = (str(folder), f"{self._relative}/{component}")
+            relative = f"{self._relative}/{component}"
+            found = self._folders[campaign] = (AtomicFolder(str(folder)), relative)
         return found
 
     def close(self) -> None:
-        """Nothing to release: every file is complete once push returns."""
+        """Release the folders (every file is complete once push returns)."""
+        for folder, _relative in self._folders.values():
+            folder.close()
+        self._folders.clear()
 
 
 __all__ = [

@@ -135,14 +135,33 @@ _HTML_PART_HEADERS = (
 )
 
 
+# Encoded lines by their text. Quoted-printable encodes each line on its own (soft breaks and
+# the escaping of trailing white space only look within the line), and most lines of a
+# campaign's messages are the same for every contact: encoding each once saves most of the
+# encoder's time. Bounded: emptied when full, so lines that differ per contact cannot grow it.
+_QP_LINES: dict[str, bytes] = {}
+_QP_LINES_MAX = 4096
+
+
 def _quoted_printable(body: str) -> bytes:
     """The body with CRLF line endings, ending in one, as quoted-printable."""
     if "\r" in body:
         body = body.replace("\r\n", "\n").replace("\r", "\n")
     if not body.endswith("\n"):
         body += "\n"
-    # b2a_qp keeps CRLF for every line (soft breaks too) when the data's line endings are CRLF.
-    encoded = binascii.b2a_qp(body.replace("\n", "\r\n").encode("utf-8"), istext=True)
+    lines = body.split("\n")
+    lines.pop()  # the empty string after the final line break
+    cache = _QP_LINES
+    if len(cache) + len(lines) > _QP_LINES_MAX:
+        cache.clear()
+    encoded_lines = []
+    for line in lines:
+        done = cache.get(line)
+        if done is None:
+            # b2a_qp keeps CRLF for every line (soft breaks too) when the line ends in CRLF.
+            done = cache[line] = binascii.b2a_qp(f"{line}\r\n".encode(), istext=True)
+        encoded_lines.append(done)
+    encoded = b"".join(encoded_lines)
     # Some mail stores still mangle a line starting "From " (mbox); encoding the F avoids it.
     if encoded.startswith(b"From ") or b"\r\nFrom " in encoded:
         if encoded.startswith(b"From "):

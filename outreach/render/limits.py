@@ -211,6 +211,11 @@ def _generate(template: Template, context: dict[str, Any]) -> Iterator[str]:
 
 def render_limited(template: Template, context: dict[str, Any], limits: Limits) -> str:
     """template.render(context), within the limits (RenderLimitError past them)."""
+    return "".join(render_limited_parts(template, context, limits))
+
+
+def render_limited_parts(template: Template, context: dict[str, Any], limits: Limits) -> list[str]:
+    """The strings the template yields for `context` (joined: its output), within the limits."""
     with render_guard(limits):
         parts: list[str] = []
         total = 0
@@ -226,7 +231,7 @@ def render_limited(template: Template, context: dict[str, Any], limits: Limits) 
                     )
                 )
             parts += batch
-        return "".join(parts)
+        return parts
 
 
 def _size_of(value: object) -> int:

@@ -43,8 +43,9 @@ from outreach.render.limits import (
     RenderLimitError,
     limits_of,
     render_guard,
-    render_limited,
+    render_limited_parts,
 )
+from outreach.render.styles import StyleInliner
 
 # Base32 without the characters people misread on paper: 0/O and 1/I.
 _COUPON_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -434,8 +435,10 @@ class EmailRenderer:
         self._templates_dir = Path(os.path.normpath(settings.templates_dir))
         self._text_env = build_environment(templates_dir=self._templates_dir, html=False)
         self._html_env = build_environment(templates_dir=self._templates_dir, html=True)
-        self._inliner = css_inline.CSSInliner(
-            load_remote_stylesheets=False, keep_style_tags=False, keep_at_rules=True
+        self._inliner = StyleInliner(
+            css_inline.CSSInliner(
+                load_remote_stylesheets=False, keep_style_tags=False, keep_at_rules=True
+            )
         )
         self._subjects: dict[str, Template] = {}
         self._subject_for(settings.default_locale)  # a syntax error fails the campaign early
@@ -542,8 +545,13 @@ class EmailRenderer:
     # --- rendering -------------------------------------------------------------------------
 
     def _render(self, template: Template, context: dict[str, Any], contact: Contact) -> str:
+        return "".join(self._render_parts_of(template, context, contact))
+
+    def _render_parts_of(
+        self, template: Template, context: dict[str, Any], contact: Contact
+    ) -> list[str]:
         try:
-            return render_limited(template, context, self._limits)
+            return render_limited_parts(template, context, self._limits)
         except Exception as exc:
             raise self._render_error(exc, contact, template.name) from None
 
@@ -624,13 +632,14 @@ class EmailRenderer:
 
         html: str | None = None
         if variant.html is not None:
-            html = self._render(variant.html, context, contact)
+            html_parts = self._render_parts_of(variant.html, context, contact)
+            html = "".join(html_parts)
             if not html.strip():
                 raise self._empty(contact, "HTML body", str(variant.html.name))
             try:
                 # Most of the inliner's time is parsing: skip it when there is nothing to inline.
                 if _STYLESHEET.search(html):
-                    html = self._inliner.inline(html)
+                    html = self._inliner.inline(html_parts, html)
             except (css_inline.InlineError, ValueError) as exc:
                 raise TemplateError(
                     f"contact {contact.id}: the HTML's CSS cannot be inlined: {exc}",
