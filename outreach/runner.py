@@ -3,7 +3,9 @@
 This is the only module that knows the whole order of steps, and it knows it once. A run
 depends on two small interfaces: a *store* (`outreach.ledger.store.RunStore`: the SQLite
 ledger, or an in-memory store seeded from it) and an *outlet* (`outreach.deliver.outlets`:
-publish, render-only, count-only). The rehearsals — dry run, validate, plan, explain — are
+publish, render-only, count-only). An email or letter is claimed in the store (its final
+row, only where no run has made it) before the publish outlet writes its file, so two runs
+never both make one message. The rehearsals — dry run, validate, plan, explain — are
 this runner with another store or outlet, and an observer that watches each decision.
 """
 
@@ -61,7 +63,8 @@ __all__ = [
 
 # Ledger rows are written in batches: one transaction per this many messages.
 LEDGER_BATCH = 500
-# Contacts are handled in chunks of this many; a chunk's rows are recorded once its files exist.
+# Contacts are handled in chunks of this many; a chunk's emails are rendered, claimed in the
+# ledger in one transaction (their final rows), then written.
 # A run reads the contacts file as it goes: only the chunks in flight are in memory.
 CHUNK = 500
 # Below this many contacts a run stays in one process: starting workers would cost more.
@@ -163,8 +166,8 @@ def _in_workers(
     """Run chunks in forked worker processes; yield each chunk with its result, in order.
 
     Rendering is CPU-bound Python, so one process per core is what makes a large run fast.
-    Workers only render and write files; the parent alone records, after each chunk's files
-    exist. Workers inherit the workspace lock's open file, so a new run cannot start while a
+    Workers render, claim the chunk's emails in the ledger (on a connection of their own) and
+    write the granted files; the parent records the rest (skipped, deferred, failed). Workers inherit the workspace lock's open file, so a new run cannot start while a
     worker of a killed run is still writing. The parent reads the next chunk only when the
     workers have room for it: the contacts in memory are the chunks in flight.
     """

@@ -751,7 +751,8 @@ def _deliver(
         outcome(record)
 
     def give_back(thread: int, error: str) -> None:
-        for key in handed.get(thread, set()) - done:
+        # Those whose data began to go; the others were never handed over (release()).
+        for key in (handed.get(thread, set()) & went) - done:
             fail(records[key], error, permanent=False)
             done.add(key)
             outcome(records[key])
