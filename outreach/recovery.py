@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
@@ -88,6 +89,10 @@ def recover_interrupted(ledger: Ledger, *, settings: Settings, now: datetime) ->
         removed = len(clean_temporaries(settings.out_dir))
     ledger.settle_interrupted(now=now)
     for run_id, run_date in ledger.interrupted_runs():
+        if _still_running(*ledger.run_process(run_id)):
+            # Its lock went (its connection to the server was cut) but the run goes on: its
+            # rows and files are its own, and it ends itself.
+            continue
         _forget_unmade(ledger, run_id=run_id, root=settings.root, now=now)
         known = ledger.artifacts_of_run_date(run_date)
         day_dir = settings.out_dir / "outbox" / run_date.isoformat()
@@ -130,3 +135,16 @@ def _forget_unmade(ledger: Ledger, *, run_id: int, root: Path, now: datetime) ->
     return ledger.forget_unmade(
         unmade, run_id=run_id, reason=Reason(Code.INTERRUPTED).text, now=now
     )
+
+
+def _still_running(host: str | None, pid: int) -> bool:
+    """Whether the process that began a run is alive on this machine."""
+    if host != socket.gethostname() or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

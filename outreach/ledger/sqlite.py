@@ -1037,6 +1037,13 @@ class Ledger:
             )
             return bool(cursor.rowcount == 1)
 
+    def run_process(self, run_id: int) -> tuple[str | None, int]:
+        """(host, pid) of the process that began a run."""
+        rows = self._query("SELECT host, pid FROM runs WHERE id = ?", (run_id,))
+        if not rows:
+            raise LedgerError(f"there is no run {run_id} in the ledger", path=self.path)
+        return rows[0][0], int(rows[0][1])
+
     def claimed_by_run(self, run_id: int) -> list[MessageRecord]:
         """The `rendered` rows a run holds (for recovery: were their files ever made?)."""
         rows = self._query(
