@@ -279,7 +279,21 @@ def execute_run(
     totals = {
         c.name: CampaignSummary(name=c.name, kind=c.kind, channel=c.channel) for c in campaigns
     }
-    note: Observer = observer if observer is not None else (lambda event: None)
+    # A chunk's emails are made once it is decided: with an observer, its events wait here so
+    # that each email's comes in decision order (`slot`: the place of the one being made).
+    events: list[TraceEvent | None] = []
+    buffering = False
+    slot: int | None = None
+
+    def note(event: TraceEvent) -> None:
+        if observer is None:
+            return
+        if slot is not None:
+            events[slot] = event
+        elif buffering:
+            events.append(event)
+        else:
+            observer(event)
 
     # Windows that closed while their messages waited: missed, counted by this run.
     missed_lines: dict[str, list[HeldBack]] = {}
@@ -441,8 +455,9 @@ def execute_run(
         summary.already += 1
         note(TraceEvent(contact.id, summary.name, "already", occ, status="rendered"))
 
-    def make_emails(jobs: list[_EmailJob]) -> None:
+    def make_emails(jobs: list[_EmailJob], slots: list[int]) -> None:
         """Render a chunk's emails, claim them in one transaction, write the granted ones."""
+        nonlocal slot
         by_key = {(job[2].id, job[0].campaign.name, job[3].key): job for job in jobs}
         offered: set[MessageKey] = set()
         held: set[MessageKey] = set()
@@ -456,15 +471,18 @@ def execute_run(
 
         made_all = outlet.emails([(job[0].campaign, job[2], job[3]) for job in jobs], claim=claim)
         unmade: list[MessageRecord] = []  # claimed, then the write failed
-        for (key, (run, summary, contact, occ, why)), made in zip(
-            by_key.items(), made_all, strict=True
+        places: list[int | None] = [*slots] if slots else [None] * len(jobs)
+        for (key, (run, summary, contact, occ, why)), made, place in zip(
+            by_key.items(), made_all, places, strict=True
         ):
+            slot = place
             if key in held:
                 account(run, summary, contact, occ, "email", made, why, claimed=unmade)
             elif key in offered:
                 already(summary, contact, occ)
             else:
                 account(run, summary, contact, occ, "email", made, why)
+        slot = None
         # A second small transaction: the failed writes' rows, so the next run makes them.
         store.settle_claims(unmade, run_id=run_id)
 
@@ -497,7 +515,10 @@ def execute_run(
         for run in runs:
             c = run.campaign
             summaries[c.name] = CampaignSummary(name=c.name, kind=c.kind, channel=c.channel)
+        nonlocal buffering
         emails: list[_EmailJob] = []  # made together once the chunk is decided
+        slots: list[int] = []  # with an observer: where each email's event goes
+        buffering = observer is not None
         for index, contact in enumerate(chunk):
             candidates: list[Candidate] = []
             pending: dict[tuple[str, str], tuple[_CampaignRun, Occurrence, Reason | None]] = {}
@@ -660,8 +681,18 @@ def execute_run(
                     out.letters.append((cand.campaign, index, occ, why))
                     continue
                 emails.append((run, summary, contact, occ, why))
+                if buffering:
+                    slots.append(len(events))
+                    events.append(None)
         if emails:
-            make_emails(emails)
+            make_emails(emails, slots)
+        if buffering:
+            buffering = False
+            assert observer is not None
+            for event in events:
+                if event is not None:
+                    observer(event)
+            events.clear()
         return out
 
     letter_jobs: list[_LetterJob] = []
@@ -715,7 +746,7 @@ def execute_run(
         jobs = {
             (c.id, run.campaign.name, o.key): (run, c, o, why) for run, c, o, why in letter_jobs
         }
-        letters_held: set[MessageKey] = set()
+        housemates_refused: set[MessageKey] = set()  # covered by a letter, held by another run
         letters_refused: list[MessageKey] = []  # another run holds these households' letters
 
         def claim_letters(offers: Sequence[tuple[MessageKey, Made]]) -> set[MessageKey]:
@@ -730,7 +761,7 @@ def execute_run(
             }
             offer = Made(status="rendered")
             kept = claim_rows([(k, offer) for k in housemates], housemates, channel="letter")
-            letters_held.update(granted | kept)
+            housemates_refused.update(set(housemates) - kept)
             return granted
 
         for batch in outlet.finish(claim=claim_letters):
@@ -740,7 +771,7 @@ def execute_run(
                 run, contact, occ, why = jobs[key]
                 account(run, summary, contact, occ, "letter", made, why)
                 for job in covered.get(key, ()):
-                    if (job[1].id, job[0].campaign.name, job[2].key) not in letters_held:
+                    if (job[1].id, job[0].campaign.name, job[2].key) in housemates_refused:
                         already(summary, job[1], job[2])
                         continue
                     # Each member's row points to the one letter, and cadence counts it.
