@@ -54,6 +54,8 @@ class Code(StrEnum):
     RENDER_FAILED = "render_failed"
     LAYOUT_FAILED = "layout_failed"
     WRITE_FAILED = "write_failed"
+    # the run died after claiming it and before its file existed: the next run makes it
+    INTERRUPTED = "interrupted"
     # the contact's data for this campaign cannot be worked out (a bad date field)
     BAD_DATA = "bad_data"
 
@@ -71,7 +73,7 @@ INELIGIBLE = frozenset(
     }
 )
 CADENCE = frozenset({Code.QUIET_DAY, Code.MIN_GAP, Code.MAX_MESSAGES})
-FAILURES = frozenset({Code.RENDER_FAILED, Code.LAYOUT_FAILED, Code.WRITE_FAILED})
+FAILURES = frozenset({Code.RENDER_FAILED, Code.LAYOUT_FAILED, Code.WRITE_FAILED, Code.INTERRUPTED})
 
 _PHRASES = {
     Code.OPTED_OUT: "opted out",
@@ -90,6 +92,7 @@ _PHRASES = {
     Code.RENDER_FAILED: "could not be rendered",
     Code.LAYOUT_FAILED: "letter does not fit its envelope",
     Code.WRITE_FAILED: "could not be written",
+    Code.INTERRUPTED: "the run died before it was made",
     Code.BAD_DATA: "bad data in the contacts file",
 }
 

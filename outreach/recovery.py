@@ -1,11 +1,18 @@
 """Undo what a run killed midway (or stopped by a full disk) left behind.
 
-A run writes a message's file before its ledger row, so a dead run can leave files the ledger
-does not know: emails in the outbox, a letter batch with its manifest, the folder of one-letter
-PDFs of `--split` (complete or not), and temporaries of any writer (`.<name>.tmp-<pid>`,
-outreach.files). Each would be printed or sent twice, or would push the next batch of the day
-to a new name (`birthday-2.pdf`) beside the old. Recovery removes every one of them before
-the next run begins, so a rerun leaves each message exactly once on disk.
+A run claims a message's ledger row (its final row: `rendered`, with the path its file will
+have) before it writes the file, so that no other run or machine makes it too. A dead run can
+leave rows whose file never came: emails claimed in a chunk whose files were not all written,
+letters claimed before their batch was printed (no artifact yet). Recovery turns each of the
+dead run's rows that has no file into `failed` without artifact (reason `interrupted`), so the
+next run makes it again; it never touches rows of other runs.
+
+A dead run can also leave files the ledger does not know: a letter batch with its manifest, the
+folder of one-letter PDFs of `--split` (complete or not), and temporaries of any writer
+(`.<name>.tmp-<pid>`, outreach.files). Each would be printed twice, or would push the next
+batch of the day to a new name (`birthday-2.pdf`) beside the old. Recovery removes every one
+of them (and any outbox file the ledger does not know) before the next run begins, so a rerun
+leaves each message exactly once on disk.
 
 A sharded run (outreach.shards) holds only its shard's lock: other shards may be writing in
 the same out folder at this moment. It undoes only its own shard's dead runs, and only their
@@ -16,6 +23,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
@@ -23,6 +31,7 @@ from pathlib import Path
 from outreach.config import Settings
 from outreach.files import TEMPORARY, clean_temporaries
 from outreach.ledger import Ledger
+from outreach.reasons import Code, Reason
 
 _MANIFEST = ".manifest.csv"
 _POSTAGE = ".postage.csv"
@@ -80,6 +89,11 @@ def recover_interrupted(ledger: Ledger, *, settings: Settings, now: datetime) ->
         removed = len(clean_temporaries(settings.out_dir))
     ledger.settle_interrupted(now=now)
     for run_id, run_date in ledger.interrupted_runs():
+        if _still_running(*ledger.run_process(run_id)):
+            # Its lock went (its connection to the server was cut) but the run goes on: its
+            # rows and files are its own, and it ends itself.
+            continue
+        _forget_unmade(ledger, run_id=run_id, root=settings.root, now=now)
         known = ledger.artifacts_of_run_date(run_date)
         day_dir = settings.out_dir / "outbox" / run_date.isoformat()
         if day_dir.is_dir():
@@ -107,3 +121,30 @@ def _shard_temporaries(out_dir: Path, *, label: str) -> int:
                     Path(folder, name).unlink()
                     removed += 1
     return removed
+
+
+def _forget_unmade(ledger: Ledger, *, run_id: int, root: Path, now: datetime) -> int:
+    """The dead run's claimed rows whose file does not exist become `failed` (made again)."""
+    unmade = [
+        row.key
+        for row in ledger.claimed_by_run(run_id)
+        if row.artifact is None or not (root / row.artifact).is_file()
+    ]
+    if not unmade:
+        return 0
+    return ledger.forget_unmade(
+        unmade, run_id=run_id, reason=Reason(Code.INTERRUPTED).text, now=now
+    )
+
+
+def _still_running(host: str | None, pid: int) -> bool:
+    """Whether the process that began a run is alive on this machine."""
+    if host != socket.gethostname() or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -3,7 +3,9 @@
 This is the only module that knows the whole order of steps, and it knows it once. A run
 depends on two small interfaces: a *store* (`outreach.ledger.store.RunStore`: the SQLite
 ledger, or an in-memory store seeded from it) and an *outlet* (`outreach.deliver.outlets`:
-publish, render-only, count-only). The rehearsals — dry run, validate, plan, explain — are
+publish, render-only, count-only). An email or letter is claimed in the store (its final
+row, only where no run has made it) before the publish outlet writes its file, so two runs
+never both make one message. The rehearsals — dry run, validate, plan, explain — are
 this runner with another store or outlet, and an observer that watches each decision.
 """
 
@@ -61,7 +63,8 @@ __all__ = [
 
 # Ledger rows are written in batches: one transaction per this many messages.
 LEDGER_BATCH = 500
-# Contacts are handled in chunks of this many; a chunk's rows are recorded once its files exist.
+# Contacts are handled in chunks of this many; a chunk's emails are rendered, claimed in the
+# ledger in one transaction (their final rows), then written.
 # A run reads the contacts file as it goes: only the chunks in flight are in memory.
 CHUNK = 500
 # Below this many contacts a run stays in one process: starting workers would cost more.
@@ -163,8 +166,8 @@ def _in_workers(
     """Run chunks in forked worker processes; yield each chunk with its result, in order.
 
     Rendering is CPU-bound Python, so one process per core is what makes a large run fast.
-    Workers only render and write files; the parent alone records, after each chunk's files
-    exist. Workers inherit the workspace lock's open file, so a new run cannot start while a
+    Workers render, claim the chunk's emails in the ledger (on a connection of their own) and
+    write the granted files; the parent records the rest (skipped, deferred, failed). Workers inherit the workspace lock's open file, so a new run cannot start while a
     worker of a killed run is still writing. The parent reads the next chunk only when the
     workers have room for it: the contacts in memory are the chunks in flight.
     """
@@ -209,6 +212,7 @@ def _missed_reason(record: MessageRecord) -> Reason:
 
 
 _LetterJob = tuple["_CampaignRun", Contact, Occurrence, Reason | None]
+_EmailJob = tuple["_CampaignRun", CampaignSummary, Contact, Occurrence, Reason | None]
 
 
 def letter_groups(jobs: Sequence[_LetterJob], *, merge: bool) -> list[list[_LetterJob]]:
@@ -275,7 +279,21 @@ def execute_run(
     totals = {
         c.name: CampaignSummary(name=c.name, kind=c.kind, channel=c.channel) for c in campaigns
     }
-    note: Observer = observer if observer is not None else (lambda event: None)
+    # A chunk's emails are made once it is decided: with an observer, its events wait here so
+    # that each email's comes in decision order (`slot`: the place of the one being made).
+    events: list[TraceEvent | None] = []
+    buffering = False
+    slot: int | None = None
+
+    def note(event: TraceEvent) -> None:
+        if observer is None:
+            return
+        if slot is not None:
+            events[slot] = event
+        elif buffering:
+            events.append(event)
+        else:
+            observer(event)
 
     # Windows that closed while their messages waited: missed, counted by this run.
     missed_lines: dict[str, list[HeldBack]] = {}
@@ -328,8 +346,10 @@ def execute_run(
         message_id: str | None = None,
         reason: Reason | None = None,
         error: str | None = None,
+        into: list[MessageRecord] | None = None,
     ) -> None:
-        out.records.append(
+        """Keep the message's row for the parent to record (or `into` another list)."""
+        (out.records if into is None else into).append(
             MessageRecord(
                 contact_id=contact.id,
                 campaign=run.campaign.name,
@@ -361,9 +381,11 @@ def execute_run(
         why: Reason | None,
         *,
         merged: bool = False,
+        claimed: list[MessageRecord] | None = None,
     ) -> None:
         """Count and record what the outlet made of one message (`merged`: a letter that a
-        housemate's letter covers)."""
+        housemate's letter covers). `claimed`: its row is in the ledger already (claimed
+        before its file was written); only a failure is recorded, into that list."""
         name = run.campaign.name
         if made.failed:
             reason = made.reason or Reason(Code.RENDER_FAILED, channel)
@@ -379,20 +401,22 @@ def execute_run(
                 status="failed",
                 reason=Reason(reason.code),
                 error=reason.detail,
+                into=claimed,
             )
             note(TraceEvent(contact.id, name, "failed", occ, channel, reason))
             return
         summary.sent += made.status == "sent"
         summary.default_language += not made.own_language
-        record(
-            run,
-            contact,
-            occ,
-            channel=channel,
-            status=made.status,
-            artifact=made.artifact,
-            message_id=made.message_id,
-        )
+        if claimed is None:
+            record(
+                run,
+                contact,
+                occ,
+                channel=channel,
+                status=made.status,
+                artifact=made.artifact,
+                message_id=made.message_id,
+            )
         if merged:
             summary.merged += 1
         elif channel == "letter":
@@ -403,6 +427,64 @@ def execute_run(
                 contact.id, name, "send", occ, channel, why, own_language=made.own_language
             )
             note(event)
+
+    def claim_rows(
+        offers: Sequence[tuple[MessageKey, Made]],
+        jobs: Mapping[MessageKey, tuple[_CampaignRun, Contact, Occurrence]],
+        *,
+        channel: str,
+    ) -> set[MessageKey]:
+        """Claim the messages an outlet is about to write (their final rows); the keys held."""
+        rows: list[MessageRecord] = []
+        for key, made in offers:
+            run, contact, occ = jobs[key]
+            record(
+                run,
+                contact,
+                occ,
+                channel=channel,
+                status="rendered",
+                artifact=made.artifact,
+                message_id=made.message_id,
+                into=rows,
+            )
+        return store.claim(rows, run_id=run_id)
+
+    def already(summary: CampaignSummary, contact: Contact, occ: Occurrence) -> None:
+        """A message another run claimed first (it makes it): counted, not made here."""
+        summary.already += 1
+        note(TraceEvent(contact.id, summary.name, "already", occ, status="rendered"))
+
+    def make_emails(jobs: list[_EmailJob], slots: list[int]) -> None:
+        """Render a chunk's emails, claim them in one transaction, write the granted ones."""
+        nonlocal slot
+        by_key = {(job[2].id, job[0].campaign.name, job[3].key): job for job in jobs}
+        offered: set[MessageKey] = set()
+        held: set[MessageKey] = set()
+
+        def claim(offers: Sequence[tuple[MessageKey, Made]]) -> set[MessageKey]:
+            offered.update(key for key, _ in offers)
+            targets = {key: (by_key[key][0], by_key[key][2], by_key[key][3]) for key, _ in offers}
+            granted = claim_rows(offers, targets, channel="email")
+            held.update(granted)
+            return granted
+
+        made_all = outlet.emails([(job[0].campaign, job[2], job[3]) for job in jobs], claim=claim)
+        unmade: list[MessageRecord] = []  # claimed, then the write failed
+        places: list[int | None] = [*slots] if slots else [None] * len(jobs)
+        for (key, (run, summary, contact, occ, why)), made, place in zip(
+            by_key.items(), made_all, places, strict=True
+        ):
+            slot = place
+            if key in held:
+                account(run, summary, contact, occ, "email", made, why, claimed=unmade)
+            elif key in offered:
+                already(summary, contact, occ)
+            else:
+                account(run, summary, contact, occ, "email", made, why)
+        slot = None
+        # A second small transaction: the failed writes' rows, so the next run makes them.
+        store.settle_claims(unmade, run_id=run_id)
 
     calendar = dates.calendar
 
@@ -433,6 +515,10 @@ def execute_run(
         for run in runs:
             c = run.campaign
             summaries[c.name] = CampaignSummary(name=c.name, kind=c.kind, channel=c.channel)
+        nonlocal buffering
+        emails: list[_EmailJob] = []  # made together once the chunk is decided
+        slots: list[int] = []  # with an observer: where each email's event goes
+        buffering = observer is not None
         for index, contact in enumerate(chunk):
             candidates: list[Candidate] = []
             pending: dict[tuple[str, str], tuple[_CampaignRun, Occurrence, Reason | None]] = {}
@@ -594,8 +680,19 @@ def execute_run(
                     note(TraceEvent(contact.id, cand.campaign, "send", occ, "letter", why))
                     out.letters.append((cand.campaign, index, occ, why))
                     continue
-                made = outlet.email(run.campaign, contact, occ)
-                account(run, summary, contact, occ, "email", made, why)
+                emails.append((run, summary, contact, occ, why))
+                if buffering:
+                    slots.append(len(events))
+                    events.append(None)
+        if emails:
+            make_emails(emails, slots)
+        if buffering:
+            buffering = False
+            assert observer is not None
+            for event in events:
+                if event is not None:
+                    observer(event)
+            events.clear()
         return out
 
     letter_jobs: list[_LetterJob] = []
@@ -649,13 +746,34 @@ def execute_run(
         jobs = {
             (c.id, run.campaign.name, o.key): (run, c, o, why) for run, c, o, why in letter_jobs
         }
-        for batch in outlet.finish():
+        housemates_refused: set[MessageKey] = set()  # covered by a letter, held by another run
+        letters_refused: list[MessageKey] = []  # another run holds these households' letters
+
+        def claim_letters(offers: Sequence[tuple[MessageKey, Made]]) -> set[MessageKey]:
+            # A household's letter first, then the housemates it covers (their rows point to
+            # it): a letter another run holds is not printed, nor are its housemates claimed.
+            granted = claim_rows(offers, {k: jobs[k][:3] for k, _ in offers}, channel="letter")
+            letters_refused.extend(key for key, _ in offers if key not in granted)
+            housemates = {
+                (job[1].id, job[0].campaign.name, job[2].key): job[:3]
+                for key in granted
+                for job in covered.get(key, ())
+            }
+            offer = Made(status="rendered")
+            kept = claim_rows([(k, offer) for k in housemates], housemates, channel="letter")
+            housemates_refused.update(set(housemates) - kept)
+            return granted
+
+        for batch in outlet.finish(claim=claim_letters):
             stamp = clock()
             summary = totals[batch.campaign]
             for key, made in batch.made.items():
                 run, contact, occ, why = jobs[key]
                 account(run, summary, contact, occ, "letter", made, why)
                 for job in covered.get(key, ()):
+                    if (job[1].id, job[0].campaign.name, job[2].key) in housemates_refused:
+                        already(summary, job[1], job[2])
+                        continue
                     # Each member's row points to the one letter, and cadence counts it.
                     merged = not made.failed
                     account(job[0], summary, *job[1:3], "letter", made, job[3], merged=merged)
@@ -663,6 +781,10 @@ def execute_run(
             if batch.artifact is not None:
                 summary.batch = batch.artifact
                 summary.postage = batch.postage
+        for key in letters_refused:
+            run, contact, occ, why = jobs[key]
+            for job in [(run, contact, occ, why), *covered.get(key, ())]:
+                already(totals[run.campaign.name], job[1], job[2])
         pending_records.extend(out.records)
         flush(force=True)
     finally:

@@ -12,6 +12,12 @@ between leaves `sending`, which the next run or send (holding the workspace lock
 process is sending) turns into `uncertain`: it may have arrived, so it is never sent again
 unless a person asks (`outreach send --retry-uncertain`).
 
+The `sending` mark is a claim: a conditional update that takes the row only while it is still
+one this step may send, made as the email is taken for a connection. A send step on another
+machine (overlapping shards of one PostgreSQL ledger) that took the row first has it, and this
+step does not hand it to the server at all (`elsewhere` counts those). An email claimed but
+never handed over (the step stopped first) goes back to what it was.
+
 A permanent refusal (5xx) is recorded `failed` with the server's reply and reason
 `permanent`, and never tried again; a transient one is tried again by the next send inside
 the message's window. An email whose window closes before it could be sent is `missed`.
@@ -32,6 +38,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from email.errors import HeaderParseError
@@ -54,7 +61,7 @@ from outreach.deliver.smtp import (
     password_from_env,
 )
 from outreach.eligibility import opted_out
-from outreach.errors import CampaignError, DeliveryError
+from outreach.errors import CampaignError, DeliveryError, OutreachError
 from outreach.feedback.blocks import EMAIL_BLOCKED, email_blocked  # hook: feedback
 from outreach.feedback.refusals import record_refusals  # hook: feedback
 from outreach.feedback.verp import return_path  # hook: feedback
@@ -169,6 +176,7 @@ class SendSummary:
     settled: int = 0  # left `sending` by a killed process, now uncertain
     stopped: str | None = None  # why sending stopped before the end
     not_tried: int = 0  # waiting emails left for the next send because sending stopped
+    elsewhere: int = 0  # taken by another send step (another machine) first: not sent here
 
     @property
     def exit_code(self) -> int:
@@ -192,6 +200,7 @@ class SendSummary:
             "settled": self.settled,
             "stopped": self.stopped,
             "not_tried": self.not_tried,
+            "elsewhere": self.elsewhere,
             "exit_code": self.exit_code,
         }
 
@@ -350,6 +359,7 @@ def send_waiting(
             checks=checks,
             make=make_deliverer,
             observe=observe,
+            uncertain=retry_uncertain,
         )
         # hook: a 5xx for a recipient counts as a hard bounce (outreach.feedback.process)
         record_refusals(settings, ledger=ledger, failed=summary.failed, today=today, now=now)
@@ -648,13 +658,18 @@ def _deliver(
     checks: _Checks,
     make: DelivererFactory,
     observe: SendObserver | None = None,
+    uncertain: bool = False,
 ) -> None:
-    """Hand the rows to the connections; every ledger write happens on this thread."""
+    """Hand the rows to the connections; every ledger write happens on this thread.
+
+    Each row is claimed (`sending`) as a connection takes it; `uncertain` rows may be claimed
+    too when the step retries them."""
     now = summary.now
     owner = _LedgerThread()
     records: dict[tuple[str, str, str], MessageRecord] = {}
-    # Marked `sending` (their data is on the way), by the thread of their connection.
+    # Claimed `sending` (their data is on the way), by the thread of their connection.
     handed: dict[int, set[tuple[str, str, str]]] = {}
+    went: set[tuple[str, str, str]] = set()  # their data began to go to the server
     done: set[tuple[str, str, str]] = set()  # their outcome is recorded
     settled = 0  # rows whose outcome this step recorded (sent, failed, uncertain, skipped)
     stop = threading.Event()  # a connection stopped: the others take nothing new
@@ -667,22 +682,39 @@ def _deliver(
             observe(SendProgress("handed"))  # sent, failed or skipped
 
     def on_sending(message: RenderedEmail) -> None:
-        key = (message.contact_id, message.campaign, message.occurrence_key)
+        # Its `sending` claim was committed when it was taken: from here on a crash leaves
+        # `sending`, which the next run settles as uncertain.
+        went.add((message.contact_id, message.campaign, message.occurrence_key))
+
+    def claim(record: MessageRecord) -> bool:
+        """Take the row for this step (False: another send step has it)."""
+        taken: list[bool] = []
 
         def mark() -> None:
-            # Committed before the data goes: a crash from here on leaves `sending`, which
-            # the next run settles as uncertain.
+            taken.append(ledger.claim_sending(record, uncertain=uncertain, now=now))
+
+        owner.call(mark)
+        return taken[0]
+
+    def elsewhere(record: MessageRecord) -> None:
+        summary.elsewhere += 1
+        outcome(record)
+
+    def release() -> None:
+        """Rows claimed but never handed to the server go back to what they were."""
+        claimed = {key for keys in handed.values() for key in keys}
+        for key in sorted(claimed - done - went):
+            record = records[key]
             ledger.set_status(
-                contact_id=message.contact_id,
-                campaign=message.campaign,
-                occurrence_key=message.occurrence_key,
-                status="sending",
+                contact_id=record.contact_id,
+                campaign=record.campaign,
+                occurrence_key=record.occurrence_key,
+                status=record.status,
+                error=record.error,
+                reason=record.reason,
+                reason_code=record.reason_code,
                 now=now,
             )
-            handed.setdefault(thread, set()).add(key)
-
-        thread = threading.get_ident()
-        owner.call(mark)
 
     def fail(record: MessageRecord, error: str, *, permanent: bool) -> None:
         ledger.set_status(
@@ -719,7 +751,8 @@ def _deliver(
         outcome(record)
 
     def give_back(thread: int, error: str) -> None:
-        for key in handed.get(thread, set()) - done:
+        # Those whose data began to go; the others were never handed over (release()).
+        for key in (handed.get(thread, set()) & went) - done:
             fail(records[key], error, permanent=False)
             done.add(key)
             outcome(records[key])
@@ -743,7 +776,12 @@ def _deliver(
                 if skip is not None:
                     owner.call(partial(skipped, record, skip))
                     continue
-                records[(record.contact_id, record.campaign, record.occurrence_key)] = record
+                if not claim(record):
+                    owner.call(partial(elsewhere, record))
+                    continue
+                key = (record.contact_id, record.campaign, record.occurrence_key)
+                records[key] = record
+                handed.setdefault(threading.get_ident(), set()).add(key)
                 return redated(message, now)
             return None
 
@@ -787,6 +825,8 @@ def _deliver(
         owner.close()
         for deliverer in deliverers:
             deliverer.close()  # a thread still in flight only if this thread was interrupted
+        with suppress(OutreachError):
+            release()
     if problems:
         raise problems[0]
     if summary.stopped is not None:

@@ -894,3 +894,38 @@ def test_readonly_takes_a_relative_path_with_odd_characters(
     with Ledger.open(path, readonly=True) as led:
         assert led.statuses_for("birthday") == {("c-001", "birthday:2026"): "rendered"}
     assert sorted(p.name for p in path.parent.iterdir()) == ["ledger.sqlite"]
+
+
+# -- claims (claim before write) ---------------------------------------------------------------
+
+
+def test_a_claim_takes_only_what_no_run_has_made_and_keeps_the_others_rows(
+    ledger: Ledger,
+) -> None:
+    run = ledger.begin_run(run_date=date(2026, 11, 24), started_at=NOW, args=[])
+    # Another machine's rendered email, a deferred one and a failed-before-made one are there.
+    ledger.record(
+        [
+            message("c1", artifact="out/outbox/2026-11-24/shard-2-of-3/birthday/c1.eml"),
+            message("c2", status="deferred"),
+            message("c3", status="failed"),
+        ],
+        run_id=run,
+    )
+    mine = [
+        message(cid, artifact=f"out/outbox/2026-11-24/shard-1-of-2/birthday/{cid}.eml")
+        for cid in ("c1", "c2", "c3", "c4")
+    ]
+    granted = ledger.claim(mine, run_id=run)
+    assert granted == {(cid, "birthday", "birthday:2026") for cid in ("c2", "c3", "c4")}
+    rows = {m.contact_id: m for m in ledger.messages()}
+    assert rows["c1"].artifact == "out/outbox/2026-11-24/shard-2-of-3/birthday/c1.eml"
+    assert {rows[c].status for c in ("c2", "c3", "c4")} == {"rendered"}
+    assert rows["c4"].artifact == "out/outbox/2026-11-24/shard-1-of-2/birthday/c4.eml"
+    # A second claim of the same rows gets nothing: they are done.
+    assert ledger.claim(mine, run_id=run) == set()
+    # A write that failed afterwards: the row becomes failed without artifact, made again.
+    ledger.settle_claims([replace(mine[3], status="failed", artifact=None)], run_id=run)
+    assert ledger.done_for("birthday") == {
+        (c, "birthday:2026"): "rendered" for c in ("c1", "c2", "c3")
+    }

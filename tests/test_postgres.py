@@ -9,7 +9,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -18,8 +21,10 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from conftest import Workspace
+import smtp_server as servers
+from conftest import Workspace, unmeasured_env
 from pg_server import PgServer
+from smtp_server import RecordingHandler, SmtpServer
 from test_crash import (
     DAY,
     TEMPLATES,
@@ -32,6 +37,7 @@ from test_crash import (
     rerun,
     start_run,
 )
+from test_send import delivery_config
 
 from outreach.config import load_settings
 from outreach.errors import ConfigError, LedgerError, LockError
@@ -39,6 +45,8 @@ from outreach.ledger import Ledger, MessageRecord
 from outreach.ledger.postgres import AdvisoryLock
 from outreach.scheduler import DaemonJob, parse_hhmm
 from outreach.shards import Shard, parse_shard, shard_of
+
+smtp_server_factory = servers.smtp_server_factory
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 # "another run is in progress (shard-1-of-2 on host, pid 1234, since 2026-11-24 09:00:00)"
@@ -330,7 +338,7 @@ def test_the_server_going_away_mid_run_stops_it_and_the_next_run_completes(
     assert url.rsplit("/", 1)[0] in message and "Traceback" not in message
     assert "the next run completes" in message
     rows, files = ledger_counts(ws, url)
-    assert 0 < rows < files  # the files of the last batch were never recorded
+    assert 0 < files <= rows  # every file's row was claimed before it was written
     rerun(ws, DAY, url=url)
     check_exactly_once(ws, population, [DAY], url=url)
 
@@ -343,6 +351,7 @@ KILLS = {
     "first-file": KillPoint("files", 1),
     "mid-batch": KillPoint("files", 300),
     "after-a-commit": KillPoint("files", 1100),
+    "between-claim-and-write": KillPoint("claimed", 501),
 }
 
 
@@ -353,6 +362,10 @@ def test_a_killed_run_on_the_server_completes_exactly_once(
 ) -> None:
     ws, population, url = pg_workspace()
     kill_at(ws, KILLS[case], population, url=url)
+    rows, files = ledger_counts(ws, url)
+    assert files <= rows
+    if case == "between-claim-and-write":
+        assert rows > files, (rows, files)  # claimed, never written: recovery fails them
     rerun_day = DAY + timedelta(days=1) if case == "after-a-commit" else DAY
     rerun(ws, rerun_day, url=url)
     check_exactly_once(ws, population, sorted({DAY, rerun_day}), url=url)
@@ -483,3 +496,94 @@ def test_the_server_itself_refuses_a_second_row_for_one_message(pg_url: str) -> 
             db.execute(insert, ("sending",))
         with pytest.raises(psycopg.errors.CheckViolation):
             db.execute(insert.replace("'c1'", "'c2'"), ("posted",))
+
+
+# -- claims: two machines the locks do not keep apart ----------------------------------------
+
+
+@pytest.mark.slow
+def test_two_machines_whose_locks_do_not_exclude_make_each_message_exactly_once(
+    pg_workspace: Callable[..., tuple[Workspace, Population, str]], tmp_path: Path
+) -> None:
+    # Machine A runs the workspace; its lock's connection is cut (a network partition: the
+    # server drops the lock, A runs on), so machine B, a copy of the workspace on another
+    # disk, takes the lock and runs the same contacts at the same time. Only the claim in
+    # the ledger keeps both from writing a message.
+    ws, population, url = pg_workspace(3000)
+    other = Workspace(tmp_path / "machine-b")
+    shutil.copytree(ws.root, other.root)
+    first = ws.root / "out" / "outbox" / DAY.isoformat() / "birthday"
+    with start_run(ws, DAY, env=pg_env(url)) as a:
+        deadline = time.monotonic() + 60
+        while not (first.is_dir() and any(first.iterdir())):
+            assert a.poll() is None and time.monotonic() < deadline
+            time.sleep(0.001)
+        cut = sql(
+            url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'outreach lock workspace'",
+        )
+        assert cut == [(True,)]
+        with start_run(other, DAY, env=pg_env(url)) as b:
+            _, err_b = b.communicate(timeout=120)
+        _, err_a = a.communicate(timeout=120)
+    assert b.returncode == 0, err_b.decode()
+    assert a.returncode == 0, err_a.decode()
+    files = Counter(
+        path.name for root in (ws.root, other.root) for path in (root / "out").rglob("*.eml")
+    )
+    assert files == Counter({f"{cid}.eml": 1 for cid in population.rendered})
+    rows = sql(url, "SELECT contact_id, artifact FROM messages WHERE status = 'rendered'")
+    assert sorted(str(cid) for cid, _ in rows) == sorted(population.rendered)
+    for _cid, artifact in rows:
+        assert sum((root / str(artifact)).is_file() for root in (ws.root, other.root)) == 1
+    # The two runs did overlap: B began before A ended.
+    (a_end, b_start), *_ = sql(
+        url,
+        "SELECT (SELECT ended_at FROM runs ORDER BY id LIMIT 1), "
+        "(SELECT started_at FROM runs ORDER BY id DESC LIMIT 1)",
+    )
+    assert str(b_start) <= str(a_end)
+
+
+@pytest.mark.slow
+def test_two_send_steps_over_the_same_rows_hand_each_email_over_once(
+    pg_workspace: Callable[..., tuple[Workspace, Population, str]],
+    smtp_server_factory: Callable[..., SmtpServer],
+    tmp_path: Path,
+) -> None:
+    # The emails are rendered once; two machines (sharing the outbox folder's files) send
+    # them at once, A's lock cut as above. Each email is claimed `sending` by one of them.
+    handler = RecordingHandler(data_delay_s=0.005)
+    server = smtp_server_factory(handler=handler)
+    ws, population, url = pg_workspace()
+    ws.write("config.yaml", (ws.root / "config.yaml").read_text() + delivery_config(server.port))
+    rerun(ws, DAY, url=url)
+    other = Workspace(tmp_path / "machine-b")
+    shutil.copytree(ws.root, other.root)
+    now = f"{DAY.isoformat()}T10:00"
+    send = [sys.executable, "-m", "outreach", "send", "--now", now]
+    env = unmeasured_env(**pg_env(url))
+    with subprocess.Popen(send, cwd=ws.root, env=env, stderr=subprocess.PIPE) as a:
+        deadline = time.monotonic() + 60
+        while len(server.messages) < 20:
+            assert a.poll() is None and time.monotonic() < deadline
+            time.sleep(0.001)
+        sql(
+            url,
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'outreach lock workspace'",
+        )
+        with subprocess.Popen(send, cwd=other.root, env=env, stderr=subprocess.PIPE) as b:
+            _, err_b = b.communicate(timeout=120)
+            sent_before_a_ended = a.poll() is None
+        _, err_a = a.communicate(timeout=120)
+    assert a.returncode == 0, err_a.decode()
+    assert b.returncode == 0, err_b.decode()
+    assert sent_before_a_ended or len(server.messages) == len(population.rendered)
+    received = Counter(rcpt for message in server.messages for rcpt in message.rcpt_tos)
+    assert received == Counter({population.emails[cid]: 1 for cid in population.rendered})
+    statuses = Counter(
+        str(s) for (s,) in sql(url, "SELECT status FROM messages WHERE status <> 'skipped'")
+    )
+    assert statuses == {"sent": len(population.rendered)}

@@ -384,7 +384,8 @@ def test_killed_mid_batch_no_email_is_received_twice(
     )
     try:
         # After a few emails the server starts taking its time over each DATA: the emails
-        # marked `sending` for longer than a normal DATA takes are surely in flight.
+        # marked `sending` for longer than a normal DATA takes are surely in flight (with
+        # pipelining, a connection has also claimed the next email whose envelope went).
         deadline = time.monotonic() + 60
         seen: list[str] | None = None
         while time.monotonic() < deadline:
@@ -395,7 +396,7 @@ def test_killed_mid_batch_no_email_is_received_twice(
                         "SELECT contact_id FROM messages WHERE status = 'sending' ORDER BY 1"
                     ).fetchall()
                 current = [row[0] for row in found]
-                if len(current) == connections and current == seen:
+                if len(current) >= connections and current == seen:
                     break
                 seen = current
             time.sleep(0.3)
@@ -406,14 +407,18 @@ def test_killed_mid_batch_no_email_is_received_twice(
     handler.data_delay_s = 0.0
     before = statuses(ws)
     in_flight = sorted(c for c, s in before.items() if s == "sending")
-    assert len(in_flight) == connections  # one on each connection
+    # One on each connection, and with pipelining the next one each has claimed: all are
+    # `sending`, so none of them is ever sent again without a person asking.
+    assert connections <= len(in_flight) <= (2 * connections if connections > 1 else 1)
     assert 3 <= len(server.messages) < 30
 
     rerun = cli(ws, "run", "--all", "--send", "--now", "2026-11-24T10:30")
     assert rerun.code == 0, rerun.err
     after = statuses(ws)
     assert all(after[c] == "uncertain" for c in in_flight)
-    assert Counter(after.values()) == Counter({"sent": 30 - connections, "uncertain": connections})
+    assert Counter(after.values()) == Counter(
+        {"sent": 30 - len(in_flight), "uncertain": len(in_flight)}
+    )
     counts = recipients(server)
     assert all(n == 1 for n in counts.values())  # nobody got anything twice
     in_flight_addrs = {f"{c}@example.com" for c in in_flight}

@@ -2,11 +2,14 @@
 
 Files are written unnamed and linked into place when complete (outreach.files.AtomicFolder;
 elsewhere a temporary name and a rename), so an .eml file is always complete. There is no
-fsync per file: it would cost more than the rendering, and buys little. A killed
-process loses nothing (what it wrote is in the page cache). A power cut can lose a recent file,
-but the runner records a message's ledger row only after its file exists, and the ledger does
-not fsync each commit either (WAL, synchronous=NORMAL), so the row is lost with it; the next
-run renders the message again and writes the same bytes.
+fsync per file: it would cost more than the rendering, and buys little. A killed process loses
+nothing (what it wrote is in the page cache). The runner claims a message's ledger row (with
+the path `artifact_of` gives) before the file is written, so no other run writes it too; a run
+killed between the claim and the write leaves a row without its file, which recovery
+(outreach.recovery) turns into `failed` so the next run makes it again. A power cut can lose a
+recent file and, the ledger not fsyncing each commit either (WAL, synchronous=NORMAL), often
+its row; a row that survives without its file is recovered the same way, and the next run
+renders the message again and writes the same bytes.
 """
 
 from __future__ import annotations
@@ -110,6 +113,15 @@ class OutboxWriter:
                 transient=True,
             )
         return DeliveryResult(key, "rendered", artifact=f"{relative}/{name}")
+
+    def artifact_of(self, message: RenderedEmail) -> str:
+        """Where `push` writes the message, relative to the workspace root (known before the
+        file exists, so the message can be claimed in the ledger first); DeliveryError for a
+        contact id that cannot be a file name."""
+        name = outbox_file_name(
+            contact_id=message.contact_id, occurrence_key=message.occurrence_key
+        )
+        return f"{self._folder(message.campaign)[1]}/{name}"
 
     def _folder(self, campaign: str) -> tuple[AtomicFolder, str]:
         found = self._folders.get(campaign)

@@ -7,14 +7,18 @@
   (a dry run, `validate`, `explain`).
 * `CountOnlyOutlet` renders nothing: every message counts as made (`plan`).
 
-The runner hands each email to `email` (possibly in a forked worker process) and each letter
-to `letter` (in the parent); `finish` lays the letters out and says what became of each.
+The runner hands a chunk's emails to `emails` (possibly in a forked worker process) and each
+letter to `letter` (in the parent); `finish` lays the letters out and says what became of each.
+Both take a `claim`: the publish outlet calls it with what it is about to write, once the
+messages are rendered and before any file exists, and writes only what it grants (the ledger
+row is claimed first, so two runs never both write a message). The outlets that write nothing
+never call it.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -33,6 +37,7 @@ if TYPE_CHECKING:
     from outreach.campaigns import Campaign, Occurrence
     from outreach.config import Settings
     from outreach.contacts import Contact
+    from outreach.render.email import RenderedEmail
     from outreach.shards import Shard
 
 
@@ -55,6 +60,9 @@ class Made:
 
 
 MessageKey = tuple[str, str, str]  # (contact_id, campaign, occurrence_key)
+# What the outlet is about to write → the keys it may write (the others another run made).
+Claim = Callable[[Sequence[tuple[MessageKey, "Made"]]], Collection[MessageKey]]
+EmailJob = tuple["Campaign", "Contact", "Occurrence"]
 # (campaign, letters laid out, letters in its batch): for a progress bar
 LetterProgress = Callable[[str, int, int], None]
 
@@ -73,7 +81,11 @@ class LetterBatch:
 class Outlet(Protocol):
     """What the runner needs of an outlet."""
 
-    def email(self, campaign: Campaign, contact: Contact, occurrence: Occurrence) -> Made: ...
+    def emails(self, jobs: Sequence[EmailJob], *, claim: Claim) -> list[Made]:
+        """Make each email of a chunk; one Made per job, in order (a job whose claim was
+        not granted keeps the Made it was offered with, and nothing of it is written)."""
+        ...
+
     def letter(
         self,
         campaign: Campaign,
@@ -86,7 +98,10 @@ class Outlet(Protocol):
         `finish`; a Made only when it fails at once."""
         ...
 
-    def finish(self) -> list[LetterBatch]: ...
+    def finish(self, *, claim: Claim) -> list[LetterBatch]:
+        """Lay out the queued letters (those `claim` grants, for a publish)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -199,6 +214,18 @@ def _layout_failure(letter: RenderedLetter, exc: OutreachError) -> Made:
     )
 
 
+def _key_of(message: RenderedEmail) -> MessageKey:
+    return (message.contact_id, message.campaign, message.occurrence_key)
+
+
+def _write_failure(campaign: Campaign, contact: Contact, error: str) -> Made:
+    return Made(
+        status="failed",
+        reason=Reason(Code.WRITE_FAILED, "email", detail=error),
+        problem=Problem(message=error, contact_id=contact.id, campaign=campaign.name),
+    )
+
+
 class PublishOutlet(_RenderingOutlet):
     """The real run's outlet: the outbox for emails, batch PDFs for letters."""
 
@@ -232,40 +259,61 @@ class PublishOutlet(_RenderingOutlet):
             subfolder=self.shard_label,
         )
 
-    def email(self, campaign: Campaign, contact: Contact, occurrence: Occurrence) -> Made:
-        """Render the email and write it to the outbox."""
-        failed, message = self._render_email(campaign, contact, occurrence)
-        if failed is not None:
-            return failed
+    def emails(self, jobs: Sequence[EmailJob], *, claim: Claim) -> list[Made]:
+        """Render the chunk's emails, claim them, and write the granted ones to the outbox."""
         from outreach.render.email import RenderedEmail
 
-        assert isinstance(message, RenderedEmail)
-        result = self.outbox.push(message)
-        if result.status == "failed":
-            # The file could not be written (disk full, permissions): nothing exists, so the
-            # next run makes it again.
-            error = result.error or "could not write the message"
-            return Made(
-                status="failed",
-                reason=Reason(Code.WRITE_FAILED, "email", detail=error),
-                problem=Problem(message=error, contact_id=contact.id, campaign=campaign.name),
+        made: list[Made] = []
+        ready: list[tuple[int, RenderedEmail]] = []
+        for index, (campaign, contact, occurrence) in enumerate(jobs):
+            failed, message = self._render_email(campaign, contact, occurrence)
+            if failed is not None:
+                made.append(failed)
+                continue
+            assert isinstance(message, RenderedEmail)
+            try:
+                artifact = self.outbox.artifact_of(message)
+            except (DeliveryError, OSError) as exc:
+                made.append(_write_failure(campaign, contact, str(exc)))
+                continue
+            own = self.renderers.emails[campaign.name].in_own_language(contact)
+            made.append(
+                Made(
+                    status="rendered",
+                    artifact=artifact,
+                    message_id=message.message_id,
+                    own_language=own,
+                )
             )
-        own = self.renderers.emails[campaign.name].in_own_language(contact)
-        return Made(
-            status="rendered" if result.status == "rendered" else result.status,  # type: ignore[arg-type]
-            artifact=result.artifact,
-            message_id=message.message_id,
-            own_language=own,
-        )
+            ready.append((index, message))
+        granted = claim([(_key_of(message), made[index]) for index, message in ready])
+        for index, message in ready:
+            if _key_of(message) not in granted:
+                continue  # another run made it
+            result = self.outbox.push(message)
+            if result.status == "failed":
+                # The file could not be written (disk full, permissions): nothing exists, so
+                # the next run makes it again.
+                campaign, contact, _ = jobs[index]
+                error = result.error or "could not write the message"
+                made[index] = _write_failure(campaign, contact, error)
+        return made
 
-    def finish(self) -> list[LetterBatch]:
-        """Print each campaign's batch; a letter that does not fit its envelope fails alone."""
+    def finish(self, *, claim: Claim) -> list[LetterBatch]:
+        """Print each campaign's batch of the letters `claim` grants; a letter that does not
+        fit its envelope fails alone."""
         settings = self.settings
         batches = []
         for name, queued in self.queued.items():
             batch = LetterBatch(campaign=name)
             batches.append(batch)
-            letters = [letter for letter, _ in queued]
+            offered = [
+                ((letter.contact_id, name, letter.occurrence_key), letter) for letter, _ in queued
+            ]
+            granted = claim([(key, Made(status="rendered")) for key, _ in offered])
+            letters = [letter for key, letter in offered if key in granted]
+            if not letters:
+                continue
             own = {(letter.contact_id, letter.occurrence_key): o for letter, o in queued}
             try:
                 result = write_batch(
@@ -354,15 +402,19 @@ class RenderOnlyOutlet(_RenderingOutlet):
         )
         self.layout_once = layout_once
 
-    def email(self, campaign: Campaign, contact: Contact, occurrence: Occurrence) -> Made:
-        """Render the email and drop it."""
-        failed, _message = self._render_email(campaign, contact, occurrence)
-        if failed is not None:
-            return failed
-        own = self.renderers.emails[campaign.name].in_own_language(contact)
-        return Made(status="rendered", own_language=own)
+    def emails(self, jobs: Sequence[EmailJob], *, claim: Claim) -> list[Made]:
+        """Render each email and drop it (nothing is written, so nothing is claimed)."""
+        made = []
+        for campaign, contact, occurrence in jobs:
+            failed, _message = self._render_email(campaign, contact, occurrence)
+            if failed is not None:
+                made.append(failed)
+                continue
+            own = self.renderers.emails[campaign.name].in_own_language(contact)
+            made.append(Made(status="rendered", own_language=own))
+        return made
 
-    def finish(self) -> list[LetterBatch]:
+    def finish(self, *, claim: Claim) -> list[LetterBatch]:
         """Lay every letter out for real (WeasyPrint, the envelope windows) and drop the PDF."""
         batches = []
         for name, queued in self.queued.items():
@@ -398,9 +450,9 @@ class CountOnlyOutlet:
     def __init__(self) -> None:
         self.queued: list[tuple[str, MessageKey]] = []
 
-    def email(self, campaign: Campaign, contact: Contact, occurrence: Occurrence) -> Made:
-        """Count it."""
-        return Made(status="rendered")
+    def emails(self, jobs: Sequence[EmailJob], *, claim: Claim) -> list[Made]:
+        """Count them."""
+        return [Made(status="rendered") for _ in jobs]
 
     def letter(
         self,
@@ -414,7 +466,7 @@ class CountOnlyOutlet:
         self.queued.append((campaign.name, (contact.id, campaign.name, occurrence.key)))
         return None
 
-    def finish(self) -> list[LetterBatch]:
+    def finish(self, *, claim: Claim) -> list[LetterBatch]:
         """Every queued letter counts as printed."""
         batches: dict[str, LetterBatch] = {}
         for name, key in self.queued:

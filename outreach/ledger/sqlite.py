@@ -465,6 +465,24 @@ ON CONFLICT (campaign, contact_id, occurrence_key) DO UPDATE SET
     reason_code = excluded.reason_code, run_id = coalesce(excluded.run_id, messages.run_id)
 """  # noqa: S608
 
+# A claim is the message's final row, written before its file: inserted, or taken over from a
+# row no run must keep (deferred, skipped, failed before it was made), never from a done one.
+# The rows a claim did not take come back from no RETURNING: another run (or machine) made them.
+_CLAIM = (
+    _UPSERT
+    + "WHERE NOT (messages.status IN ("
+    + ", ".join(repr(s) for s in sorted(DONE_STATUSES))
+    + ") OR (messages.status = 'failed' AND messages.artifact IS NOT NULL)) "
+    "RETURNING contact_id, campaign, occurrence_key"
+)
+# What this run claimed, changed to what became of it (its file's write failed, a letter's
+# batch was printed): only rows this run still holds.
+_SETTLE_CLAIM = (
+    "UPDATE messages SET status = ?1, artifact = ?2, message_id = ?3, reason = ?4, "
+    "error = ?5, reason_code = ?6, updated_at = ?7 "
+    "WHERE campaign = ?8 AND contact_id = ?9 AND occurrence_key = ?10 AND run_id = ?11"
+)
+
 _SELECT_MESSAGES = f"SELECT {_MESSAGE_COLUMNS} FROM messages"  # noqa: S608
 # Served by the effective_date index; rows come out in date order without a sort.
 _PRESSURE = (
@@ -578,6 +596,46 @@ def _message_from_row(row: Sequence[Any]) -> MessageRecord:
     )
 
 
+def _record_rows(
+    records: Iterable[MessageRecord], *, default_stamp: str | None, run_id: int | None
+) -> Iterator[tuple[object, ...]]:
+    """The parameters of _UPSERT for each record."""
+    # The hot loop of a big batch: no helper calls, one timestamp conversion per
+    # distinct updated_at (a run stamps its records alike).
+    moment: datetime | None = None
+    stamp = default_stamp
+    for r in records:
+        updated = r.updated_at
+        if updated is None:
+            if default_stamp is None:
+                raise ValueError(f"{r.key}: a record needs updated_at or a run_id")
+            moment, stamp = None, default_stamp
+        elif updated is not moment:
+            moment, stamp = updated, _iso_utc(updated)
+        run_day = r.run_date.isoformat()
+        event, earliest, latest = r.event_date, r.earliest, r.latest
+        yield (
+            r.contact_id,
+            r.campaign,
+            r.occurrence_key,
+            r.channel,
+            r.status,
+            run_day,
+            event.isoformat() if event is not None else None,
+            earliest.isoformat() if earliest is not None else None,
+            latest.isoformat() if latest is not None else None,
+            r.artifact,
+            r.message_id,
+            r.reason,
+            r.error,
+            1 if r.essential else 0,
+            r.effective_date.isoformat() if r.effective_date is not None else run_day,
+            stamp,
+            r.reason_code,
+            run_id,  # ?18; created_at reuses ?16
+        )
+
+
 # ---------------------------------------------------------------------------------------------
 # The SQLite ledger
 
@@ -607,6 +665,11 @@ class Ledger:
         self._closed = False
         # The part of the workspace this process's runs cover (outreach.shards); None: all of it.
         self.shard: Shard | None = None
+        # How a forked worker opens a connection of its own (None: a private copy, which no
+        # other process can reach), and that connection once it has one.
+        self.reopen: Callable[[], Any] | None = None
+        self._pid = os.getpid()
+        self._worker_conn: tuple[int, Any] | None = None
 
     @classmethod
     def connect(cls, url: str, *, readonly: bool = False) -> Ledger:
@@ -623,7 +686,10 @@ class Ledger:
         except BaseException:
             conn.close()
             raise
-        return cls(conn, path=where, readonly=readonly, errors=postgres.errors())
+        ledger = cls(conn, path=where, readonly=readonly, errors=postgres.errors())
+        if not readonly:
+            ledger.reopen = lambda: postgres.PgConnection(postgres.connect(url), readonly=False)
+        return ledger
 
     @property
     def scope(self) -> str:
@@ -659,7 +725,10 @@ class Ledger:
         except BaseException:
             conn.close()
             raise
-        return cls(conn, path=path, readonly=readonly)
+        ledger = cls(conn, path=path, readonly=readonly)
+        if not readonly:
+            ledger.reopen = lambda: _open_file(path)
+        return ledger
 
     @classmethod
     def read(cls, path: Path, reader: Callable[[Ledger], _T]) -> _T:
@@ -711,16 +780,33 @@ class Ledger:
     ) -> None:
         self.close()
 
-    @contextmanager
-    def _transaction(self, what: str) -> Iterator[sqlite3.Connection]:
-        try:
-            self._conn.execute("BEGIN IMMEDIATE")
+    def _connection(self) -> Any:
+        """This process's connection. A forked worker never touches its parent's (a SQLite
+        connection or a server session must not be shared across processes): it opens its
+        own on first use."""
+        pid = os.getpid()
+        if pid == self._pid or self.reopen is None:
+            return self._conn
+        if self._worker_conn is None or self._worker_conn[0] != pid:
             try:
-                yield self._conn
-                self._conn.execute("COMMIT")
+                self._worker_conn = (pid, self.reopen())
+            except sqlite3.Error as exc:
+                raise LedgerError(
+                    f"cannot open the ledger: {exc}", path=self.path, hint=LEDGER_DAMAGED_HINT
+                ) from exc
+        return self._worker_conn[1]
+
+    @contextmanager
+    def _transaction(self, what: str, *, conn: Any = None) -> Iterator[sqlite3.Connection]:
+        conn = self._conn if conn is None else conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
             except BaseException:
-                if self._conn.in_transaction:
-                    self._conn.execute("ROLLBACK")
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
                 raise
         except self._errors as exc:
             raise LedgerError(
@@ -887,45 +973,102 @@ class Ledger:
         stamped with its run's start time.
         """
         default_stamp = self._run_stamp(run_id) if run_id is not None else None
-
-        def rows() -> Iterator[tuple[object, ...]]:
-            # The hot loop of a big batch: no helper calls, one timestamp conversion per
-            # distinct updated_at (a run stamps its records alike).
-            moment: datetime | None = None
-            stamp = default_stamp
-            for r in records:
-                updated = r.updated_at
-                if updated is None:
-                    if default_stamp is None:
-                        raise ValueError(f"{r.key}: a record needs updated_at or a run_id")
-                    moment, stamp = None, default_stamp
-                elif updated is not moment:
-                    moment, stamp = updated, _iso_utc(updated)
-                run_day = r.run_date.isoformat()
-                event, earliest, latest = r.event_date, r.earliest, r.latest
-                yield (
-                    r.contact_id,
-                    r.campaign,
-                    r.occurrence_key,
-                    r.channel,
-                    r.status,
-                    run_day,
-                    event.isoformat() if event is not None else None,
-                    earliest.isoformat() if earliest is not None else None,
-                    latest.isoformat() if latest is not None else None,
-                    r.artifact,
-                    r.message_id,
-                    r.reason,
-                    r.error,
-                    1 if r.essential else 0,
-                    r.effective_date.isoformat() if r.effective_date is not None else run_day,
-                    stamp,
-                    r.reason_code,
-                    run_id,  # ?18; created_at reuses ?16
-                )
-
+        rows = _record_rows(records, default_stamp=default_stamp, run_id=run_id)
         with self._transaction("record messages") as conn:
-            conn.executemany(_UPSERT, rows())
+            conn.executemany(_UPSERT, rows)
+
+    def claim(self, records: Sequence[MessageRecord], *, run_id: int) -> set[tuple[str, str, str]]:
+        """Write each record where no done row exists, in one transaction, before its file is
+        written; return the keys this run now holds. A key not returned was made by another
+        run or machine: its file is not to be written.
+
+        Safe to call from a forked worker (it uses a connection of its own). Rows are taken
+        in key order, so two runs claiming overlapping chunks on a server never deadlock.
+        """
+        if not records:
+            return set()
+        ordered = sorted(records, key=lambda r: (r.campaign, r.contact_id, r.occurrence_key))
+        rows = _record_rows(ordered, default_stamp=self._run_stamp(run_id), run_id=run_id)
+        granted: set[tuple[str, str, str]] = set()
+        with self._transaction("claim messages", conn=self._connection()) as conn:
+            for row in rows:
+                found = conn.execute(_CLAIM, row).fetchone()
+                if found is not None:
+                    granted.add((found[0], found[1], found[2]))
+        return granted
+
+    def settle_claims(self, records: Iterable[MessageRecord], *, run_id: int) -> None:
+        """Set what became of messages this run claimed (a write that failed, a letter's
+        batch), in one transaction; rows no longer held by the run are left alone."""
+        params = [
+            (
+                r.status,
+                r.artifact,
+                r.message_id,
+                r.reason,
+                r.error,
+                r.reason_code,
+                _iso_utc(r.updated_at) if r.updated_at is not None else self._run_stamp(run_id),
+                r.campaign,
+                r.contact_id,
+                r.occurrence_key,
+                run_id,
+            )
+            for r in records
+        ]
+        if not params:
+            return
+        with self._transaction("record messages", conn=self._connection()) as conn:
+            for row in params:
+                conn.execute(_SETTLE_CLAIM, row)
+
+    def claim_sending(self, record: MessageRecord, *, uncertain: bool, now: datetime) -> bool:
+        """Mark an email `sending` if it is still one the send step may send (`uncertain`:
+        those too); False when another send step has it (or it changed meanwhile)."""
+        sendable = "'rendered', 'failed', 'uncertain'" if uncertain else "'rendered', 'failed'"
+        with self._transaction("update a message") as conn:
+            cursor = conn.execute(
+                "UPDATE messages SET status = 'sending', error = NULL, reason = NULL, "  # noqa: S608
+                "reason_code = NULL, updated_at = ? "
+                "WHERE contact_id = ? AND campaign = ? AND occurrence_key = ? "
+                f"AND status IN ({sendable}) AND channel = 'email' AND artifact IS NOT NULL "
+                "AND NOT (status = 'failed' AND coalesce(reason, '') = 'permanent')",
+                (_iso_utc(now), record.contact_id, record.campaign, record.occurrence_key),
+            )
+            return bool(cursor.rowcount == 1)
+
+    def run_process(self, run_id: int) -> tuple[str | None, int]:
+        """(host, pid) of the process that began a run."""
+        rows = self._query("SELECT host, pid FROM runs WHERE id = ?", (run_id,))
+        if not rows:
+            raise LedgerError(f"there is no run {run_id} in the ledger", path=self.path)
+        return rows[0][0], int(rows[0][1])
+
+    def claimed_by_run(self, run_id: int) -> list[MessageRecord]:
+        """The `rendered` rows a run holds (for recovery: were their files ever made?)."""
+        rows = self._query(
+            f"{_SELECT_MESSAGES} WHERE run_id = ? AND status = 'rendered'",
+            (run_id,),
+        )
+        return [_message_from_row(row) for row in rows]
+
+    def forget_unmade(
+        self, keys: Iterable[tuple[str, str, str]], *, run_id: int, reason: str, now: datetime
+    ) -> int:
+        """Turn a dead run's `rendered` rows whose file was never made into `failed` without
+        artifact (the next run makes them again); return how many."""
+        changed = 0
+        with self._transaction("recover interrupted messages") as conn:
+            for contact_id, campaign, occurrence_key in keys:
+                cursor = conn.execute(
+                    "UPDATE messages SET status = 'failed', artifact = NULL, message_id = NULL, "
+                    "reason = ?, reason_code = 'interrupted', error = NULL, updated_at = ? "
+                    "WHERE contact_id = ? AND campaign = ? AND occurrence_key = ? "
+                    "AND run_id = ? AND status = 'rendered'",
+                    (reason, _iso_utc(now), contact_id, campaign, occurrence_key, run_id),
+                )
+                changed += cursor.rowcount
+        return changed
 
     def _run_stamp(self, run_id: int) -> str:
         stamp = self._run_started.get(run_id)

@@ -1,7 +1,8 @@
 """The store a run reads and records through, and the in-memory store rehearsals use.
 
 A run needs little of its ledger: the suppression list, what weighs on each contact's cadence,
-which messages are done, a place to record outcomes, and the windows that closed. The SQLite
+which messages are done, a place to record outcomes (and to claim a message before its file is
+written), and the windows that closed. The SQLite
 `Ledger` is that store for real runs; `MemoryStore`, seeded from it, is the store of a dry run,
 of `validate`, `plan` and `explain`: the same runner records into it, and nothing reaches the
 disk. Its recording rules are the ledger's own, written once here for memory.
@@ -34,6 +35,10 @@ class RunStore(Protocol):
     def begin_run(self, *, run_date: date, started_at: datetime, args: Sequence[str]) -> int: ...
     def close_windows(self, *, today: date, now: datetime, run_id: int) -> list[MessageRecord]: ...
     def record(self, records: Iterable[MessageRecord], *, run_id: int | None = None) -> None: ...
+    def claim(
+        self, records: Sequence[MessageRecord], *, run_id: int
+    ) -> set[tuple[str, str, str]]: ...
+    def settle_claims(self, records: Iterable[MessageRecord], *, run_id: int) -> None: ...
     def end_run(self, run_id: int, *, ended_at: datetime, counts: Mapping[str, object]) -> None: ...
 
 
@@ -163,6 +168,20 @@ class MemoryStore:
                 self.past.setdefault(r.contact_id, []).append(
                     PastMessage(effective, r.campaign, r.essential)
                 )
+
+    def claim(self, records: Sequence[MessageRecord], *, run_id: int) -> set[tuple[str, str, str]]:
+        """Record the messages that are not done, as `Ledger.claim` does; return their keys."""
+        granted = [
+            r
+            for r in records
+            if (r.contact_id, r.occurrence_key) not in self.done.get(r.campaign, {})
+        ]
+        self.record(granted, run_id=run_id)
+        return {r.key for r in granted}
+
+    def settle_claims(self, records: Iterable[MessageRecord], *, run_id: int) -> None:
+        """What became of claimed messages."""
+        self.record(records, run_id=run_id)
 
     def end_run(self, run_id: int, *, ended_at: datetime, counts: Mapping[str, object]) -> None:
         """Nothing to keep."""
