@@ -929,3 +929,33 @@ def test_a_claim_takes_only_what_no_run_has_made_and_keeps_the_others_rows(
     assert ledger.done_for("birthday") == {
         (c, "birthday:2026"): "rendered" for c in ("c1", "c2", "c3")
     }
+
+
+def test_what_a_run_records_never_replaces_a_done_row_of_another_run(ledger: Ledger) -> None:
+    # Two runs the locks did not keep apart: the first made c1's email and c2's failed one
+    # (its file exists, the send step retries it); the second, which read the ledger before
+    # either, decides to defer or skip them. The one that made them keeps them.
+    day = date(2026, 11, 24)
+    first = ledger.begin_run(run_date=day, started_at=NOW, args=[])
+    second = ledger.begin_run(run_date=day, started_at=NOW, args=[])
+    made = message("c1", artifact="out/outbox/2026-11-24/birthday/c1.eml")
+    sent_once = message("c2", status="failed", artifact="out/outbox/2026-11-24/birthday/c2.eml")
+    assert ledger.claim([made, sent_once], run_id=first) == {
+        ("c1", "birthday", "birthday:2026"),
+        ("c2", "birthday", "birthday:2026"),
+    }
+    ledger.record(
+        [
+            message("c1", status="deferred", reason="min_gap_days 7"),
+            message("c2", status="skipped", reason="opted out (email)"),
+            message("c3", status="deferred", reason="min_gap_days 7"),
+        ],
+        run_id=second,
+    )
+    rows = {m.contact_id: m for m in ledger.messages()}
+    assert (rows["c1"].status, rows["c1"].artifact) == ("rendered", made.artifact)
+    assert (rows["c2"].status, rows["c2"].artifact) == ("failed", sent_once.artifact)
+    assert rows["c3"].status == "deferred"
+    # A run's own rows it may change: the first one settles its letter, say.
+    ledger.record([message("c1", status="failed", error="layout")], run_id=first)
+    assert {m.contact_id: m.status for m in ledger.messages()}["c1"] == "failed"

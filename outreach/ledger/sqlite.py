@@ -465,16 +465,20 @@ ON CONFLICT (campaign, contact_id, occurrence_key) DO UPDATE SET
     reason_code = excluded.reason_code, run_id = coalesce(excluded.run_id, messages.run_id)
 """  # noqa: S608
 
+# A row no run must redo (Ledger.done_for's rule), as the WHERE of an upsert sees it.
+_HELD = (
+    "(messages.status IN ("
+    + ", ".join(repr(s) for s in sorted(DONE_STATUSES))
+    + ") OR (messages.status = 'failed' AND messages.artifact IS NOT NULL))"
+)
+# What a run records besides its claims (skipped, deferred, missed, failed before it was made)
+# never replaces a done row of another run: where two runs the locks did not keep apart meet
+# on one message, the one that made it keeps it.
+_RECORD = f"{_UPSERT}WHERE NOT {_HELD} OR messages.run_id = excluded.run_id"
 # A claim is the message's final row, written before its file: inserted, or taken over from a
 # row no run must keep (deferred, skipped, failed before it was made), never from a done one.
 # The rows a claim did not take come back from no RETURNING: another run (or machine) made them.
-_CLAIM = (
-    _UPSERT
-    + "WHERE NOT (messages.status IN ("
-    + ", ".join(repr(s) for s in sorted(DONE_STATUSES))
-    + ") OR (messages.status = 'failed' AND messages.artifact IS NOT NULL)) "
-    "RETURNING contact_id, campaign, occurrence_key"
-)
+_CLAIM = f"{_UPSERT}WHERE NOT {_HELD} RETURNING contact_id, campaign, occurrence_key"
 # What this run claimed, changed to what became of it (its file's write failed, a letter's
 # batch was printed): only rows this run still holds.
 _SETTLE_CLAIM = (
@@ -969,13 +973,14 @@ class Ledger:
         """Insert or update messages in one transaction; a row keeps its first created_at.
 
         An existing row takes every field of the new record (an error it no longer has is
-        cleared); its run_id is kept when none is given. A record without `updated_at` is
-        stamped with its run's start time.
+        cleared); its run_id is kept when none is given. A done row (see `done_for`) that
+        another run wrote is kept as it is. A record without `updated_at` is stamped with its
+        run's start time.
         """
         default_stamp = self._run_stamp(run_id) if run_id is not None else None
         rows = _record_rows(records, default_stamp=default_stamp, run_id=run_id)
         with self._transaction("record messages") as conn:
-            conn.executemany(_UPSERT, rows)
+            conn.executemany(_RECORD, rows)
 
     def claim(self, records: Sequence[MessageRecord], *, run_id: int) -> set[tuple[str, str, str]]:
         """Write each record where no done row exists, in one transaction, before its file is
