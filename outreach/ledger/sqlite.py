@@ -973,14 +973,14 @@ class Ledger:
         """Insert or update messages in one transaction; a row keeps its first created_at.
 
         An existing row takes every field of the new record (an error it no longer has is
-        cleared); its run_id is kept when none is given. A done row (see `done_for`) that
-        another run wrote is kept as it is. A record without `updated_at` is stamped with its
-        run's start time.
+        cleared); its run_id is kept when none is given. A run's records (`run_id` given)
+        keep a done row (see `done_for`) that another run wrote as it is. A record without
+        `updated_at` is stamped with its run's start time.
         """
         default_stamp = self._run_stamp(run_id) if run_id is not None else None
         rows = _record_rows(records, default_stamp=default_stamp, run_id=run_id)
         with self._transaction("record messages") as conn:
-            conn.executemany(_RECORD, rows)
+            conn.executemany(_UPSERT if run_id is None else _RECORD, rows)
 
     def claim(self, records: Sequence[MessageRecord], *, run_id: int) -> set[tuple[str, str, str]]:
         """Write each record where no done row exists, in one transaction, before its file is
