@@ -111,9 +111,10 @@ def test_the_run_bar_moves_in_small_steps_with_a_sensible_eta(
     distinct = sorted(set(shown))
     assert len(distinct) >= 10, distinct
     steps = [b - a for a, b in itertools.pairwise(distinct)]
-    # Chunks arrive 1,000 contacts (20 %) at a time; the bar spreads each over several frames.
+    # Chunks arrive 1,000 contacts (20 %) at a time; the bar spreads each over several frames
+    # (how many depends on how fast the machine renders: the bar draws ten times a second).
     assert max(steps) <= 0.15 * 5000, steps
-    assert sorted(steps)[len(steps) // 2] <= 0.05 * 5000, steps
+    assert sorted(steps)[len(steps) // 2] <= 0.1 * 5000, steps
     assert drawn[-1][0] == 5000 and " in " in drawn[-1][2]
     etas = [e for e in (eta_seconds(rest) for _, _, rest in drawn) if e is not None]
     assert etas, "an ETA is shown once the rate is known"
