@@ -53,7 +53,7 @@ lint: $(VENV)/.installed-test
 # would otherwise compile the package's sources again (0.15 s of each start).
 test: system-deps $(VENV)/.installed-test lint
 	$(BIN)/python -m compileall -q outreach
-	$(BIN)/pytest -n 2 --dist loadgroup --cov --cov-report=term:skip-covered
+	$(BIN)/pytest -n 2 --cov --cov-report=term:skip-covered
 
 bench: system-deps $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[bench]'

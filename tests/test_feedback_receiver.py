@@ -23,10 +23,6 @@ MakeWorkspace = Callable[..., Workspace]
 ONE_CLICK = b"List-Unsubscribe=One-Click"
 
 
-# The module's fixture is made once: its tests stay in one test process (`--dist loadgroup`).
-pytestmark = pytest.mark.xdist_group("served")
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Workspace, str]]:
     """A workspace with `outreach serve --port 0` running on it, for the whole module (each

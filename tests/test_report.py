@@ -6,6 +6,7 @@ devtools.py); the others read the HTML the real CLI wrote.
 
 from __future__ import annotations
 
+import fcntl
 import html
 import json
 import os
@@ -59,15 +60,27 @@ def run_days(ws: Workspace) -> dict[str, dict[str, object]]:
     return summaries
 
 
-# The module's fixture is made once: its tests stay in one test process (`--dist loadgroup`).
-pytestmark = pytest.mark.xdist_group("report-runs")
-
-
 @pytest.fixture(scope="module")
 def ran_once(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, dict[str, object]]]:
-    """The sample runs of both days, made once for the module's tests (each gets a copy)."""
-    ws = with_hostile_contact(copy_sample(tmp_path_factory.mktemp("ran") / "ws"))
-    return ws.root, run_days(ws)
+    """The sample runs of both days, made once for the module's tests (each gets a copy).
+
+    Once for the whole session, too: xdist's test processes share the parent of their
+    temporary folders, and the first to get here makes the runs under a lock while the others
+    wait for them (in a folder named for this session's id)."""
+    session = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if session is None:  # one test process
+        shared = tmp_path_factory.mktemp("ran")
+    else:
+        shared = tmp_path_factory.getbasetemp().parent / f"report-ran-{session}"
+        shared.mkdir(exist_ok=True)
+    made = shared / "summaries.json"
+    with (shared / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not made.exists():
+            shutil.rmtree(shared / "ws", ignore_errors=True)  # a process that failed midway
+            ws = with_hostile_contact(copy_sample(shared / "ws"))
+            made.write_text(json.dumps(run_days(ws)), encoding="utf-8")
+    return shared / "ws", json.loads(made.read_text(encoding="utf-8"))
 
 
 @pytest.fixture
