@@ -167,8 +167,9 @@ def _in_workers(
 
     Rendering is CPU-bound Python, so one process per core is what makes a large run fast.
     Workers render, claim the chunk's emails in the ledger (on a connection of their own) and
-    write the granted files; the parent records the rest (skipped, deferred, failed). Workers inherit the workspace lock's open file, so a new run cannot start while a
-    worker of a killed run is still writing. The parent reads the next chunk only when the
+    write the granted files; the parent records the rest (skipped, deferred, failed). Workers
+    inherit the workspace lock's open file, so a new run cannot start while a worker of a
+    killed run is still writing. The parent reads the next chunk only when the
     workers have room for it: the contacts in memory are the chunks in flight.
     """
     global _ACTIVE
