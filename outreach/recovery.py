@@ -89,7 +89,7 @@ def recover_interrupted(ledger: Ledger, *, settings: Settings, now: datetime) ->
         removed = len(clean_temporaries(settings.out_dir))
     ledger.settle_interrupted(now=now)
     for run_id, run_date in ledger.interrupted_runs():
-        if _still_running(*ledger.run_process(run_id)):
+        if still_running(*ledger.run_process(run_id)):
             # Its lock went (its connection to the server was cut) but the run goes on: its
             # rows and files are its own, and it ends itself.
             continue
@@ -137,8 +137,12 @@ def _forget_unmade(ledger: Ledger, *, run_id: int, root: Path, now: datetime) ->
     )
 
 
-def _still_running(host: str | None, pid: int) -> bool:
-    """Whether the process that began a run is alive on this machine."""
+def still_running(host: str | None, pid: int, started_at: datetime) -> bool:
+    """Whether the process that began a run at `started_at` is alive on this machine.
+
+    A process id is used again once its process is gone (after a reboot, soon): a process
+    with the id that started after the run did is another one, and the run is dead.
+    """
     if host != socket.gethostname() or pid == os.getpid():
         return False
     try:
@@ -146,5 +150,25 @@ def _still_running(host: str | None, pid: int) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:
-        return True
-    return True
+        pass
+    began = _process_start(pid)
+    return began is None or began <= started_at.timestamp() + _START_SLACK_S
+
+
+# A run records its start a moment after its process starts: seconds, not more.
+_START_SLACK_S = 5.0
+
+
+def _process_start(pid: int) -> float | None:
+    """When process `pid` started (seconds since the epoch), from Linux's /proc; None elsewhere."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace")
+        boot = Path("/proc/stat").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    # Field 22, starttime, in clock ticks since boot; the fields after the name's `)` start at 3.
+    fields = stat.rpartition(")")[2].split()
+    btime = next((line.split()[1] for line in boot.splitlines() if line.startswith("btime ")), None)
+    if len(fields) < 20 or btime is None:
+        return None
+    return int(btime) + int(fields[19]) / os.sysconf("SC_CLK_TCK")

@@ -5,17 +5,20 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from contextlib import closing
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import Result, Workspace, unmeasured_env
+
+from outreach.recovery import still_running
 
 DAY = "2026-11-24"
 CONTACTS = 3000
@@ -181,3 +184,19 @@ def test_a_stale_lock_file_naming_a_dead_pid_does_not_block(
     result = ws.run("run", "--all", "--date", DAY)
     assert result.code == 0, result.err
     assert check_each_message_once(ws, 5) == (1, 1)
+
+
+def test_a_process_that_took_a_dead_runs_id_is_not_that_run() -> None:
+    # Recovery leaves alone a run whose process still runs on this machine (its lock on the
+    # server was cut, it goes on). After a reboot the dead run's id may be anyone's: a process
+    # that started after the run did is not the run, and recovery goes ahead.
+    host = socket.gethostname()
+    before = datetime.now(UTC)
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as proc:
+        try:
+            assert still_running(host, proc.pid, datetime.now(UTC))  # its own run
+            assert not still_running(host, proc.pid, before - timedelta(hours=1))
+            assert not still_running("another-machine", proc.pid, datetime.now(UTC))
+        finally:
+            proc.kill()
+    assert not still_running(host, proc.pid, datetime.now(UTC))  # gone

@@ -1042,12 +1042,15 @@ class Ledger:
             )
             return bool(cursor.rowcount == 1)
 
-    def run_process(self, run_id: int) -> tuple[str | None, int]:
-        """(host, pid) of the process that began a run."""
-        rows = self._query("SELECT host, pid FROM runs WHERE id = ?", (run_id,))
+    def run_process(self, run_id: int) -> tuple[str | None, int, datetime]:
+        """(host, pid, start time) of the process that began a run."""
+        rows = self._query("SELECT host, pid, started_at FROM runs WHERE id = ?", (run_id,))
         if not rows:
             raise LedgerError(f"there is no run {run_id} in the ledger", path=self.path)
-        return rows[0][0], int(rows[0][1])
+        started = rows[0][2]
+        if isinstance(started, str):  # SQLite keeps text; the server's driver gives datetimes
+            started = datetime.fromisoformat(started)
+        return rows[0][0], int(rows[0][1]), started
 
     def claimed_by_run(self, run_id: int) -> list[MessageRecord]:
         """The `rendered` rows a run holds (for recovery: were their files ever made?)."""
