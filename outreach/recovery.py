@@ -137,6 +137,10 @@ def _forget_unmade(ledger: Ledger, *, run_id: int, root: Path, now: datetime) ->
     )
 
 
+# A run records its start a moment after its process starts: seconds, not more.
+_START_SLACK_S = 5.0
+
+
 def still_running(host: str | None, pid: int, started_at: datetime) -> bool:
     """Whether the process that began a run at `started_at` is alive on this machine.
 
@@ -153,10 +157,6 @@ def still_running(host: str | None, pid: int, started_at: datetime) -> bool:
         pass
     began = _process_start(pid)
     return began is None or began <= started_at.timestamp() + _START_SLACK_S
-
-
-# A run records its start a moment after its process starts: seconds, not more.
-_START_SLACK_S = 5.0
 
 
 def _process_start(pid: int) -> float | None:

@@ -1047,10 +1047,8 @@ class Ledger:
         rows = self._query("SELECT host, pid, started_at FROM runs WHERE id = ?", (run_id,))
         if not rows:
             raise LedgerError(f"there is no run {run_id} in the ledger", path=self.path)
-        started = rows[0][2]
-        if isinstance(started, str):  # SQLite keeps text; the server's driver gives datetimes
-            started = datetime.fromisoformat(started)
-        return rows[0][0], int(rows[0][1]), started
+        host, pid, started = rows[0]
+        return host, int(pid), datetime.fromisoformat(started)  # TEXT on both stores
 
     def claimed_by_run(self, run_id: int) -> list[MessageRecord]:
         """The `rendered` rows a run holds (for recovery: were their files ever made?)."""
