@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import json
+import locale
 import os
+import selectors
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +64,119 @@ def unmeasured_env(**extra: str) -> dict[str, str]:
     return {**env, **extra}
 
 
+FRESH_CLI = os.environ.get("OUTREACH_TEST_FRESH_CLI") == "1"
+
+
+def _needs_fresh_interpreter(env: dict[str, str]) -> bool:
+    """Variables read when an interpreter starts, which a forked child could not take on."""
+    return any(key.startswith(("PYTHON", "LC_")) or key in ("LANG", "LANGUAGE") for key in env)
+
+
+class CliServer:
+    """This test process's tests/cli_server.py, started with the session."""
+
+    def __init__(self) -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        self.channel = ours
+        self.process = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("cli_server.py")), str(theirs.fileno())],
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            pass_fds=(theirs.fileno(),),
+        )
+        theirs.close()
+        self.ready = False
+
+    def _reply(self, timeout: float | None) -> dict[str, object]:
+        self.channel.settimeout(timeout)
+        message = self.channel.recv(65536)
+        if not message:
+            raise RuntimeError(f"tests/cli_server.py ended (status {self.process.poll()})")
+        reply: dict[str, object] = json.loads(message)
+        return reply
+
+    def run(self, args: list[str], *, cwd: Path, env: dict[str, str], timeout: float) -> Result:
+        if not self.ready:
+            if self._reply(timeout=120) != {"ready": True}:
+                raise RuntimeError("tests/cli_server.py did not start")
+            self.ready = True
+        (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe()
+        request = json.dumps({"args": args, "cwd": str(cwd), "env": env}).encode()
+        try:
+            socket.send_fds(self.channel, [request], [out_w, err_w])
+        finally:
+            os.close(out_w)
+            os.close(err_w)
+        pid = self._reply(timeout=30)["pid"]
+        assert isinstance(pid, int)
+        deadline = time.monotonic() + timeout
+        try:
+            out, err = _read_to_end(out_r, err_r, deadline)
+            status = self._reply(timeout=max(0.0, deadline - time.monotonic()))["status"]
+        except TimeoutError:
+            os.kill(pid, signal.SIGKILL)
+            self._reply(timeout=30)
+            raise subprocess.TimeoutExpired(["outreach", *args], timeout) from None
+        assert isinstance(status, int)
+        return Result(status, _text(out), _text(err))
+
+    def close(self) -> None:
+        """End of the socket: the server saves its coverage data and exits."""
+        self.channel.close()
+        self.process.wait(timeout=60)
+
+
+def _read_to_end(out: int, err: int, deadline: float) -> tuple[bytes, bytes]:
+    """Both pipes to their end, as `subprocess.run` reads them; TimeoutError at the deadline."""
+    chunks: dict[int, list[bytes]] = {out: [], err: []}
+    with selectors.DefaultSelector() as selector:
+        for fd in chunks:
+            selector.register(fd, selectors.EVENT_READ)
+        try:
+            while selector.get_map():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+                for key, _ in selector.select(left):
+                    data = os.read(key.fd, 65536)
+                    if data:
+                        chunks[key.fd].append(data)
+                    else:
+                        selector.unregister(key.fd)
+        finally:
+            os.close(out)
+            os.close(err)
+    return b"".join(chunks[out]), b"".join(chunks[err])
+
+
+def _text(data: bytes) -> str:
+    """As `subprocess.run(text=True)` decodes: the locale's encoding, universal newlines."""
+    return io.TextIOWrapper(io.BytesIO(data), encoding=locale.getpreferredencoding(False)).read()
+
+
+_SERVER: list[CliServer] = []
+
+
+def cli_server() -> CliServer:
+    if not _SERVER:
+        _SERVER.append(CliServer())
+    return _SERVER[0]
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Each test process starts its server now, while its first tests are set up (the
+    controller of a `-n` run runs no test, and starts none)."""
+    distributing = session.config.getoption("numprocesses", None)
+    if not FRESH_CLI and (hasattr(session.config, "workerinput") or not distributing):
+        cli_server()
+
+
+def pytest_sessionfinish() -> None:
+    while _SERVER:
+        _SERVER.pop().close()
+
+
 @dataclass
 class Result:
     """A finished CLI run."""
@@ -78,18 +198,29 @@ class Workspace:
         path.write_text(textwrap.dedent(text), encoding="utf-8")
         return path
 
-    def run(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None) -> Result:
-        """Run `python -m outreach ARGS` in the workspace, as a user would."""
-        proc = subprocess.run(
-            [sys.executable, "-m", "outreach", *args],
-            cwd=self.root,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            env={**os.environ, **env} if env is not None else None,
-        )
-        return Result(proc.returncode, proc.stdout, proc.stderr)
+    def run(
+        self,
+        *args: str,
+        timeout: float = 120,
+        env: dict[str, str] | None = None,
+        fresh: bool = False,
+    ) -> Result:
+        """Run the CLI with ARGS in the workspace, as a user would: a process of its own, forked
+        from the process that has imported the package (tests/cli_server.py), or with `fresh`
+        (or OUTREACH_TEST_FRESH_CLI=1) `python -m outreach` started from nothing."""
+        full_env = {**os.environ, **(env or {})}
+        if fresh or FRESH_CLI or _needs_fresh_interpreter(env or {}):
+            proc = subprocess.run(
+                [sys.executable, "-m", "outreach", *args],
+                cwd=self.root,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+                env=full_env,
+            )
+            return Result(proc.returncode, proc.stdout, proc.stderr)
+        return cli_server().run(list(args), cwd=self.root, env=full_env, timeout=timeout)
 
     def files(self, relative: str, pattern: str = "**/*.eml") -> list[Path]:
         base = self.root / relative
