@@ -230,8 +230,8 @@ class Workspace:
         """Run the CLI with ARGS in the workspace, as a user would: a process of its own, forked
         from the process that has imported the package (tests/cli_server.py), or with `fresh`
         (or OUTREACH_TEST_FRESH_CLI=1) `python -m outreach` started from nothing. Not
-        `measured`: coverage leaves it alone (a rerun of thousands of contacts whose every line
-        the smaller runs have measured already)."""
+        `measured`: coverage leaves it alone (a rerun of thousands of contacts, where tracing
+        costs seconds and smaller runs measure the same code)."""
         full_env = {**os.environ, **(env or {})}
         if not measured:
             full_env.pop("COVERAGE_PROCESS_CONFIG", None)
