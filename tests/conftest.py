@@ -224,15 +224,17 @@ class Workspace:
         *args: str,
         timeout: float = 120,
         env: dict[str, str] | None = None,
+        unset: tuple[str, ...] = (),
         fresh: bool = False,
         measured: bool = True,
     ) -> Result:
         """Run the CLI with ARGS in the workspace, as a user would: a process of its own, forked
         from the process that has imported the package (tests/cli_server.py), or with `fresh`
-        (or OUTREACH_TEST_FRESH_CLI=1) `python -m outreach` started from nothing. Not
+        (or OUTREACH_TEST_FRESH_CLI=1) `python -m outreach` started from nothing. `env` is added
+        to this process's environment, less the variables in `unset`. Not
         `measured`: coverage leaves it alone (a rerun of thousands of contacts, where tracing
         costs seconds and smaller runs measure the same code)."""
-        full_env = {**os.environ, **(env or {})}
+        full_env = {k: v for k, v in os.environ.items() if k not in unset} | (env or {})
         if not measured:
             full_env.pop("COVERAGE_PROCESS_CONFIG", None)
         if fresh or FRESH_CLI or _needs_fresh_interpreter(env or {}):

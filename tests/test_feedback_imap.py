@@ -5,10 +5,7 @@ nothing; a bad password or an unverified certificate stops with a clear error.""
 from __future__ import annotations
 
 import json
-import os
 import ssl
-import subprocess
-import sys
 from collections.abc import Callable
 
 import imap_server as imap_server_module
@@ -57,19 +54,14 @@ def folder_subjects(server: ImapServer, folder: str) -> list[str]:
 
 
 def bounces(ws: Workspace, *args: str, password: str | None) -> Result:
-    environ = {k: v for k, v in os.environ.items() if k != PASSWORD_ENV}
-    if password is not None:
-        environ[PASSWORD_ENV] = password
-    proc = subprocess.run(
-        [sys.executable, "-m", "outreach", "bounces", "--date", "2026-11-24", *args],
-        cwd=ws.root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=environ,
+    return ws.run(
+        "bounces",
+        "--date",
+        "2026-11-24",
+        *args,
+        env={PASSWORD_ENV: password} if password is not None else None,
+        unset=(PASSWORD_ENV,),
     )
-    return Result(proc.returncode, proc.stdout, proc.stderr)
 
 
 def test_imap_mail_is_read_and_only_recognised_mail_is_moved(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -95,18 +94,9 @@ def smtp_workspace(
 
 
 def cli(ws: Workspace, *args: str, env: dict[str, str] | None = None) -> Result:
-    """`python -m outreach ARGS` in the workspace, with extra environment variables."""
-    environ = {k: v for k, v in os.environ.items() if k != PASSWORD_ENV}
-    proc = subprocess.run(
-        [sys.executable, "-m", "outreach", *args],
-        cwd=ws.root,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={**environ, **(env or {})},
-    )
-    return Result(proc.returncode, proc.stdout, proc.stderr)
+    """The CLI with ARGS in the workspace, with extra environment variables and no password
+    but the one a test gives."""
+    return ws.run(*args, env=env, unset=(PASSWORD_ENV,))
 
 
 def ledger_rows(ws: Workspace) -> dict[str, tuple[str, str | None, str | None]]:
