@@ -4,12 +4,13 @@
 measuring it, 2 s when a letter brings WeasyPrint in), and the suite runs the CLI some
 hundreds of times. This server imports the whole package once; for each run it forks a child
 that is then a separate process like any other: its own working folder, environment, standard
-streams (files the test reads back) and exit status, with `outreach/__main__.py` run as
+streams (pipes the test reads) and exit status, with `outreach/__main__.py` run as
 `__main__` the way `python -m outreach` runs it. What the fork skips is only the imports.
 
 The tests that need a process exactly as a user starts one (signals, kills, the daemon, the
-terminal, `make run`) start `python -m outreach` themselves; `Workspace.run(..., fresh=True)`
-does the same for any other, and OUTREACH_TEST_FRESH_CLI=1 makes every run fresh.
+terminal, a new user's `init`) start `python -m outreach` themselves;
+`Workspace.run(..., fresh=True)` does the same for any other, and OUTREACH_TEST_FRESH_CLI=1
+makes every run fresh.
 
 Protocol, over the SOCK_SEQPACKET socket whose descriptor is the first argument: a request is
 one JSON message {"args", "cwd", "env"} carrying the write ends of two pipes, the child's
@@ -84,6 +85,7 @@ def _child(request: dict[str, object], stdout: int, stderr: int) -> int:
     args = request["args"]
     assert isinstance(args, list)
     sys.argv = [str(sys.modules["outreach"].__path__[0]) + "/__main__.py", *map(str, args)]
+    sys.path[0] = os.getcwd()  # where `python -m` looks first, instead of this file's folder
     code = 0
     try:
         runpy.run_module("outreach", run_name="__main__", alter_sys=True)
