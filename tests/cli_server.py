@@ -7,18 +7,19 @@ that is then a separate process like any other: its own working folder, environm
 streams (pipes the test reads) and exit status, with `outreach/__main__.py` run as
 `__main__` the way `python -m outreach` runs it. What the fork skips is only the imports.
 
-The tests that need a process exactly as a user starts one (signals, kills, the daemon, the
-terminal, a new user's `init`) start `python -m outreach` themselves;
+Runs to kill are forked too (`Workspace.start`), and killed like any process. The tests that
+need a process exactly as a user starts one (the daemon and its signals, the terminal, a new
+user's `init`, two runs racing for the lock) start `python -m outreach` themselves;
 `Workspace.run(..., fresh=True)` does the same for any other, and OUTREACH_TEST_FRESH_CLI=1
-makes every run fresh.
+makes every `Workspace.run` fresh.
 
 Protocol, over the SOCK_SEQPACKET socket whose descriptor is the first argument: a request is
 one JSON message {"args", "cwd", "env"} carrying the write ends of two pipes, the child's
-stdout and stderr; the server answers {"pid"} when the child has started and {"status"} (as
-`subprocess` reports a return code) when it has ended. The caller reads the pipes to their
-end, as `subprocess.run` does: a run is over when every process it started has let go of
-them. The server runs one child at a time and exits at the end of its socket, saving its own
-coverage data.
+stdout and stderr; the server answers {"started": pid} when the child has started, and
+{"pid", "status"} (as `subprocess` reports a return code) when it has ended. The caller reads
+the pipes to their end, as `subprocess.run` does: a run is over when every process it started
+has let go of them. Children may run side by side. The server exits at the end of its socket,
+saving its own coverage data.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import json
 import os
 import pkgutil
 import runpy
+import selectors
+import signal
 import socket
 import sys
 import threading
@@ -112,25 +115,56 @@ def _child(request: dict[str, object], stdout: int, stderr: int) -> int:
 
 
 def serve(channel: socket.socket) -> None:
-    while True:
-        message, fds, _, _ = socket.recv_fds(channel, MAX_REQUEST, 2)
-        if not message:
-            return
-        request = json.loads(message)
-        stdout, stderr = fds
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                channel.close()
-                code = _child(request, stdout, stderr)
-            finally:
-                os._exit(code & 0xFF)
-        os.close(stdout)
-        os.close(stderr)
-        channel.send(json.dumps({"pid": pid}).encode())
-        _, status = os.waitpid(pid, 0)
-        channel.send(json.dumps({"status": os.waitstatus_to_exitcode(status)}).encode())
+    """Children run side by side (a test may start a run and kill it while another goes);
+    each one's status is sent, with its pid, as soon as it is reaped."""
+    wake_r, wake_w = os.pipe()
+    for fd in (wake_r, wake_w):
+        os.set_blocking(fd, False)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so that SIGCHLD wakes select
+    children: set[int] = set()
+    with selectors.DefaultSelector() as selector:
+        selector.register(channel, selectors.EVENT_READ)
+        selector.register(wake_r, selectors.EVENT_READ)
+        while True:
+            for key, _ in selector.select():
+                if key.fileobj is channel:
+                    message, fds, _, _ = socket.recv_fds(channel, MAX_REQUEST, 2)
+                    if not message:
+                        return
+                    children.add(_start(json.loads(message), fds, channel, (wake_r, wake_w)))
+                else:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(wake_r, 4096)
+            while children:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+                if pid == 0:
+                    break
+                children.discard(pid)
+                reply = {"pid": pid, "status": os.waitstatus_to_exitcode(status)}
+                channel.send(json.dumps(reply).encode())
+
+
+def _start(
+    request: dict[str, object], fds: list[int], channel: socket.socket, wake: tuple[int, int]
+) -> int:
+    stdout, stderr = fds
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            signal.set_wakeup_fd(-1)
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            for fd in wake:
+                os.close(fd)
+            channel.close()
+            code = _child(request, stdout, stderr)
+        finally:
+            os._exit(code & 0xFF)
+    os.close(stdout)
+    os.close(stderr)
+    channel.send(json.dumps({"started": pid}).encode())
+    return pid
 
 
 def main() -> None:

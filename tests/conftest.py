@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import pytest
 from pg_server import PgServer
@@ -88,6 +89,7 @@ class CliServer:
         )
         theirs.close()
         self.ready = False
+        self.ended: dict[int, int] = {}
 
     def _reply(self, timeout: float | None) -> dict[str, object]:
         self.channel.settimeout(timeout)
@@ -95,37 +97,120 @@ class CliServer:
         if not message:
             raise RuntimeError(f"tests/cli_server.py ended (status {self.process.poll()})")
         reply: dict[str, object] = json.loads(message)
+        if "status" in reply:  # some child's end: kept until its caller asks
+            pid, status = reply["pid"], reply["status"]
+            assert isinstance(pid, int) and isinstance(status, int)
+            self.ended[pid] = status
         return reply
 
-    def run(self, args: list[str], *, cwd: Path, env: dict[str, str], timeout: float) -> Result:
+    def start(
+        self, args: list[str], *, cwd: Path, env: dict[str, str], stdout: int, stderr: int
+    ) -> int:
+        """Start a child writing to these descriptors (which are then closed here); its pid."""
         if not self.ready:
             if self._reply(timeout=120) != {"ready": True}:
                 raise RuntimeError("tests/cli_server.py did not start")
             self.ready = True
-        (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe()
         request = json.dumps({"args": args, "cwd": str(cwd), "env": env}).encode()
         try:
-            socket.send_fds(self.channel, [request], [out_w, err_w])
+            socket.send_fds(self.channel, [request], [stdout, stderr])
         finally:
-            os.close(out_w)
-            os.close(err_w)
-        pid = self._reply(timeout=30)["pid"]
-        assert isinstance(pid, int)
+            os.close(stdout)
+            os.close(stderr)
+        while True:
+            reply = self._reply(timeout=30)
+            if "started" in reply:
+                pid = reply["started"]
+                assert isinstance(pid, int)
+                return pid
+
+    def status(self, pid: int, timeout: float | None) -> int | None:
+        """The child's exit status once it has ended, waiting up to `timeout` (None: no limit,
+        0: not at all); None if it is still running."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while pid not in self.ended:
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                # Take in what has already arrived, without waiting.
+                try:
+                    self._reply(timeout=0.0)
+                except (TimeoutError, BlockingIOError):
+                    return None
+                continue
+            try:
+                self._reply(timeout=left)
+            except TimeoutError:
+                return self.ended.pop(pid, None)
+        return self.ended.pop(pid)
+
+    def run(self, args: list[str], *, cwd: Path, env: dict[str, str], timeout: float) -> Result:
+        (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe()
+        pid = self.start(args, cwd=cwd, env=env, stdout=out_w, stderr=err_w)
         deadline = time.monotonic() + timeout
         try:
             out, err = _read_to_end(out_r, err_r, deadline)
-            status = self._reply(timeout=max(0.0, deadline - time.monotonic()))["status"]
         except TimeoutError:
             os.kill(pid, signal.SIGKILL)
-            self._reply(timeout=30)
+            self.status(pid, timeout=30)
             raise subprocess.TimeoutExpired(["outreach", *args], timeout) from None
-        assert isinstance(status, int)
+        status = self.status(pid, timeout=max(1.0, deadline - time.monotonic()))
+        if status is None:
+            os.kill(pid, signal.SIGKILL)
+            self.status(pid, timeout=30)
+            raise subprocess.TimeoutExpired(["outreach", *args], timeout)
         return Result(status, _text(out), _text(err))
 
     def close(self) -> None:
         """End of the socket: the server saves its coverage data and exits."""
         self.channel.close()
         self.process.wait(timeout=60)
+
+
+class ForkedRun:
+    """A CLI run started in the background on the server, with what the tests use of a
+    `subprocess.Popen`: pid, poll, wait, send_signal, kill, communicate, stderr, `with`."""
+
+    def __init__(self, server: CliServer, args: list[str], *, cwd: Path, env: dict[str, str]):
+        self.server = server
+        err_r, err_w = os.pipe()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        self.pid = server.start(args, cwd=cwd, env=env, stdout=devnull, stderr=err_w)
+        self.stderr: BinaryIO | None = open(err_r, "rb")  # noqa: SIM115 (closed with the run)
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            self.returncode = self.server.status(self.pid, timeout=0)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            self.returncode = self.server.status(self.pid, timeout=timeout)
+            if self.returncode is None:
+                raise subprocess.TimeoutExpired(["outreach"], timeout or 0)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, signum)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def communicate(self, timeout: float | None = None) -> tuple[None, bytes]:
+        assert self.stderr is not None
+        with self.stderr:
+            err = self.stderr.read()
+        self.wait(timeout)
+        return None, err
+
+    def __enter__(self) -> ForkedRun:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self.stderr is not None and not self.stderr.closed:
+            self.stderr.close()
+        self.wait()
 
 
 def _read_to_end(out: int, err: int, deadline: float) -> tuple[bytes, bytes]:
@@ -249,6 +334,16 @@ class Workspace:
             )
             return Result(proc.returncode, proc.stdout, proc.stderr)
         return cli_server().run(list(args), cwd=self.root, env=full_env, timeout=timeout)
+
+    def start(
+        self, *args: str, env: dict[str, str] | None = None, measured: bool = True
+    ) -> ForkedRun:
+        """Start the CLI with ARGS in the background (forked as `run` does): stdout goes
+        nowhere, stderr to a pipe; the test polls, signals and waits for it as for a Popen."""
+        full_env = {**os.environ, **(env or {})}
+        if not measured:
+            full_env.pop("COVERAGE_PROCESS_CONFIG", None)
+        return ForkedRun(cli_server(), list(args), cwd=self.root, env=full_env)
 
     def files(self, relative: str, pattern: str = "**/*.eml") -> list[Path]:
         base = self.root / relative

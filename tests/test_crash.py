@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -31,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import Workspace, unmeasured, unmeasured_env
+from conftest import ForkedRun, Workspace, unmeasured
 
 from outreach.ledger import Ledger
 from outreach.runner import LEDGER_BATCH
@@ -113,14 +111,9 @@ def apply_suppressions(ws: Workspace, suppress: dict[str, str]) -> None:
 
 def start_run(
     ws: Workspace, day: date, *, env: dict[str, str] | None = None, args: tuple[str, ...] = ()
-) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "outreach", "run", "--all", "--date", day.isoformat(), *args],
-        cwd=ws.root,
-        env=unmeasured_env(**(env or {})),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+) -> ForkedRun:
+    """A run to kill: unmeasured, since a killed process never writes its coverage data."""
+    return ws.start("run", "--all", "--date", day.isoformat(), *args, env=env, measured=False)
 
 
 def file_size(path: Path) -> int:

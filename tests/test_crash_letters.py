@@ -28,7 +28,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import Workspace, unmeasured_env
+from conftest import ForkedRun, Workspace, unmeasured_env
 
 from outreach.files import TEMPORARY
 
@@ -85,14 +85,9 @@ def wait_until_none_alive(root: Path, *, within: float = 5.0) -> float:
     return time.monotonic() - started
 
 
-def start_run(ws: Workspace) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "outreach", "run", "--all", "--date", DAY, "--split"],
-        cwd=ws.root,
-        env=unmeasured_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+def start_run(ws: Workspace) -> ForkedRun:
+    """A run to kill: unmeasured, since a killed process never writes its coverage data."""
+    return ws.start("run", "--all", "--date", DAY, "--split", measured=False)
 
 
 def count_entries(folder: Path) -> int:
