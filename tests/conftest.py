@@ -292,6 +292,17 @@ class Result:
     err: str
 
 
+def _environment(
+    extra: dict[str, str] | None, *, unset: tuple[str, ...], measured: bool
+) -> dict[str, str]:
+    """This process's environment for a CLI run: `extra` added, `unset` taken out, and
+    coverage's start-up variable too when the run is not to be measured."""
+    env = {k: v for k, v in os.environ.items() if k not in unset} | (extra or {})
+    if not measured:
+        env.pop("COVERAGE_PROCESS_CONFIG", None)
+    return env
+
+
 @dataclass
 class Workspace:
     """A workspace folder written by a test."""
@@ -319,9 +330,7 @@ class Workspace:
         to this process's environment, less the variables in `unset`. Not
         `measured`: coverage leaves it alone (a rerun of thousands of contacts, where tracing
         costs seconds and smaller runs measure the same code)."""
-        full_env = {k: v for k, v in os.environ.items() if k not in unset} | (env or {})
-        if not measured:
-            full_env.pop("COVERAGE_PROCESS_CONFIG", None)
+        full_env = _environment(env, unset=unset, measured=measured)
         if fresh or FRESH_CLI or _needs_fresh_interpreter(env or {}):
             proc = subprocess.run(
                 [sys.executable, "-m", "outreach", *args],
@@ -340,9 +349,7 @@ class Workspace:
     ) -> ForkedRun:
         """Start the CLI with ARGS in the background (forked as `run` does): stdout goes
         nowhere, stderr to a pipe; the test polls, signals and waits for it as for a Popen."""
-        full_env = {**os.environ, **(env or {})}
-        if not measured:
-            full_env.pop("COVERAGE_PROCESS_CONFIG", None)
+        full_env = _environment(env, unset=(), measured=measured)
         return ForkedRun(cli_server(), list(args), cwd=self.root, env=full_env)
 
     def files(self, relative: str, pattern: str = "**/*.eml") -> list[Path]:
