@@ -39,9 +39,9 @@ import threading
 import time
 import traceback
 
-# Imported lazily by the package where a command needs them; the children get them for free.
 MAX_REQUEST = 1 << 20
 
+# Imported lazily by the package where a command needs them; the children get them for free.
 THIRD_PARTY = ("weasyprint", "matplotlib", "matplotlib.figure", "matplotlib.backends.backend_svg")
 
 

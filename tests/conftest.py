@@ -129,19 +129,13 @@ class CliServer:
         0: not at all); None if it is still running."""
         deadline = None if timeout is None else time.monotonic() + timeout
         while pid not in self.ended:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                # Take in what has already arrived, without waiting.
-                try:
-                    self._reply(timeout=0.0)
-                except (TimeoutError, BlockingIOError):
-                    return None
-                continue
+            # Past the deadline, 0: only what has already arrived (the socket does not block).
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
             try:
                 self._reply(timeout=left)
-            except TimeoutError:
-                return self.ended.pop(pid, None)
-        return self.ended.pop(pid)
+            except (TimeoutError, BlockingIOError):
+                break
+        return self.ended.pop(pid, None)
 
     def run(self, args: list[str], *, cwd: Path, env: dict[str, str], timeout: float) -> Result:
         (out_r, out_w), (err_r, err_w) = os.pipe(), os.pipe()
@@ -149,15 +143,13 @@ class CliServer:
         deadline = time.monotonic() + timeout
         try:
             out, err = _read_to_end(out_r, err_r, deadline)
+            status = self.status(pid, timeout=max(1.0, deadline - time.monotonic()))
+            if status is None:
+                raise TimeoutError
         except TimeoutError:
             os.kill(pid, signal.SIGKILL)
             self.status(pid, timeout=30)
             raise subprocess.TimeoutExpired(["outreach", *args], timeout) from None
-        status = self.status(pid, timeout=max(1.0, deadline - time.monotonic()))
-        if status is None:
-            os.kill(pid, signal.SIGKILL)
-            self.status(pid, timeout=30)
-            raise subprocess.TimeoutExpired(["outreach", *args], timeout)
         return Result(status, _text(out), _text(err))
 
     def close(self) -> None:
