@@ -439,7 +439,7 @@ def run(
 ) -> None:
     """Run campaigns for today (or --date): render what is due, record it in the ledger."""
     from outreach.logs import log_summary, needs_attention
-    from outreach.runner import perform_run
+    from outreach.pipeline.run import RunOptions, RunRequest, perform_run, rehearse_run
     from outreach.shards import parse_shard
     from outreach.workspace import load_workspace
 
@@ -458,22 +458,23 @@ def run(
             )
             if new_ledger:  # hook: say what starting over costs
                 _warn_new_ledger(workspace.settings)
-            summary = perform_run(
-                workspace=workspace,
+            request = RunRequest(
                 today=today,
                 now=current,
                 clock=wall_clock(workspace.settings, now=now),
-                dry_run=dry_run,
                 split=split,
-                workers=workers_from_env(os.environ),
-                args=sys.argv[1:],
-                progress=_progress(not (as_json or quiet)),
-                after=after,
                 new_ledger=new_ledger,  # hook
+                options=RunOptions(
+                    args=sys.argv[1:],
+                    progress=_progress(not (as_json or quiet)),
+                    workers=workers_from_env(os.environ),
+                    shard=part,
+                ),
                 # hook: the letters' bar (issue 13)
                 letter_progress=_letter_progress(not (as_json or quiet)),
-                shard=part,
+                after=after,
             )
+            summary = (rehearse_run if dry_run else perform_run)(workspace, request)
         # hook: every real run writes out/reports/<date>.html (issue 13); a failure only warns
         report_file = None if dry_run else _run_report(workspace, summary, now=current)
         if log is not None:

@@ -20,9 +20,10 @@ from outreach.feedback.blocks import current_blocks, describe_block
 from outreach.ledger import Ledger, MessageRecord, read_ledger
 from outreach.ledger.store import MemoryStore
 from outreach.lookup import contact_label, find_contact, row_problems, unknown_contact
+from outreach.pipeline.decide import Decision, RunDates
+from outreach.pipeline.run import RunOptions, execute_run
 from outreach.postal import address_gaps
 from outreach.reasons import Code, Reason
-from outreach.runner import RunDates, TraceEvent, execute_run
 from outreach.workspace import Workspace
 
 # How far `explain` looks for the next window of a campaign that is not due.
@@ -149,7 +150,7 @@ def explain_contact(
     """Why each campaign does or does not reach a contact on `today`, from a simulated run."""
     settings = workspace.settings
     contact = find_contact(workspace, contact_id)
-    events: list[TraceEvent] = []
+    events: list[Decision] = []
     campaigns = workspace.campaigns
     wanted = contact.id if contact is not None else contact_id
 
@@ -187,7 +188,7 @@ def explain_contact(
             clock=lambda: now,
             observer=events.append,
             contacts=[contact],
-            args=("explain", contact.id),
+            options=RunOptions(args=("explain", contact.id)),
         )
         # The windows this run closed are missed now, as the next real run will record them.
         closed = {r.key: r for r in store.recorded if r.status == "missed"}
@@ -218,7 +219,7 @@ def explain_contact(
         problems=problems,
     )
     # The last word on each message: a letter decided "send" may then fail its layout.
-    final: dict[tuple[str, str | None], TraceEvent] = {}
+    final: dict[tuple[str, str | None], Decision] = {}
     for event in events:
         if event.outcome != "missed":
             key = (event.campaign, event.occurrence.key if event.occurrence else None)
@@ -274,7 +275,7 @@ class _Explainer:
     def problem(self, name: str) -> Problem | None:
         return next((p for p in self.problems if p.field == name), None)
 
-    def answer(self, campaign: Campaign, event: TraceEvent) -> Answer:
+    def answer(self, campaign: Campaign, event: Decision) -> Answer:
         outcome, occ = event.outcome, event.occurrence
         if outcome == "not in audience":
             return Answer(campaign.name, outcome, self.audience_miss(campaign))
@@ -302,7 +303,7 @@ class _Explainer:
             return self.failing(event, event.reason, occ, what)
         return Answer(campaign.name, outcome, f"{outcome}: {event.reason} ({what})", occ)
 
-    def failing(self, event: TraceEvent, reason: Reason, occ: Occurrence, what: str) -> Answer:
+    def failing(self, event: Decision, reason: Reason, occ: Occurrence, what: str) -> Answer:
         channel = event.channel or "email"
         if reason.code is Code.LAYOUT_FAILED:
             text = (
@@ -351,7 +352,7 @@ class _Explainer:
             return f"not in the audience: `{audience.where}` is false for this contact"
         return "not in the audience"
 
-    def sending(self, campaign: Campaign, event: TraceEvent, what: str) -> str:
+    def sending(self, campaign: Campaign, event: Decision, what: str) -> str:
         channel = event.channel or "email"
         if channel == "letter":
             arrival = self.today + timedelta(days=self.workspace.settings.letters.delivery_days)

@@ -25,7 +25,8 @@ from outreach.files import bind_to_parent
 from outreach.ledger import read_ledger
 from outreach.ledger.store import MemoryStore
 from outreach.lookup import find_contact, not_a_contact
-from outreach.runner import RunDates, RunSummary, TraceEvent, execute_run, worker_count
+from outreach.pipeline.decide import Decision, RunDates
+from outreach.pipeline.run import RunOptions, RunSummary, execute_run, worker_count
 from outreach.workspace import Workspace
 
 # Each simulated day runs at this local time, as a morning cron job would.
@@ -257,7 +258,7 @@ class _Watcher:
     skips: set[MessageKey] = field(default_factory=set)
     new_skips: dict[str, int] = field(default_factory=dict)
 
-    def note(self, event: TraceEvent) -> None:
+    def note(self, event: Decision) -> None:
         outcome = event.outcome
         if outcome == "not due" or outcome == "not in audience":  # the hot path
             return
@@ -275,7 +276,7 @@ class _Watcher:
         if event.contact_id == self.watch:
             self._tell(event)
 
-    def _tell(self, event: TraceEvent) -> None:
+    def _tell(self, event: Decision) -> None:
         outcome, reason = event.outcome, event.reason
         text = reason.text if reason is not None else ""
         if outcome == "send":
@@ -424,7 +425,7 @@ def _simulate(
             clock=_fixed(moment),
             observer=watcher.note,
             contacts=people,
-            args=("plan",),
+            options=RunOptions(args=("plan",)),
         )
         counts.extend(_day_counts(day, summary, skipped=watcher.new_skips, names=names))
         if on_day is not None:

@@ -35,7 +35,7 @@ from outreach.errors import CampaignError, ConfigError, LockError, OutreachError
 from outreach.feedback.process import feedback_job  # hook: feedback
 from outreach.ledger import ledger_exists, open_ledger
 from outreach.logs import log_summary
-from outreach.runner import perform_run
+from outreach.pipeline.run import RunOptions, RunRequest, perform_run
 from outreach.sending import after_run_step, smtp_deliverers
 from outreach.shards import parse_shard
 from outreach.summary import RunSummary
@@ -272,14 +272,14 @@ class Daemon:
             after = after_run_step(
                 workspace, send=job.spec.send, environ=self.environ, today=today, now=now
             )
-            summary = perform_run(
-                workspace=workspace,
+            shard = parse_shard(job.spec.shard) if job.spec.shard else None
+            request = RunRequest(
                 today=today,
                 now=now,
-                args=[RUN_ARG, job.marker],
+                options=RunOptions(args=[RUN_ARG, job.marker], shard=shard),
                 after=after,
-                shard=parse_shard(job.spec.shard) if job.spec.shard else None,
             )
+            summary = perform_run(workspace, request)
         except LockError as exc:
             # Nothing was done: another run has the workspace. Try again a little later.
             del self._ran_on[job.label]

@@ -21,9 +21,10 @@ from outreach.deliver.printing import harfbuzz_subset_available
 from outreach.errors import LedgerError, OutreachError, Problem
 from outreach.ledger import ledger_exists, read_ledger
 from outreach.ledger.store import MemoryStore
+from outreach.pipeline.decide import Decision, RunDates
+from outreach.pipeline.run import RunOptions, execute_run
 from outreach.postal import address_gaps
 from outreach.reasons import Code
-from outreach.runner import RunDates, TraceEvent, execute_run
 from outreach.workspace import Workspace, campaign_files, display_path
 
 # validate renders every occurrence due within this many days.
@@ -79,7 +80,7 @@ def _check_campaigns(
     by_id = {c.id: c for c in contacts}
     contacts_path = str(display_path(settings.contacts_path))
 
-    def note(event: TraceEvent) -> None:
+    def note(event: Decision) -> None:
         check = checks[event.campaign]
         outcome = event.outcome
         if outcome == "not in audience":
@@ -129,8 +130,7 @@ def _check_campaigns(
         clock=lambda: now,
         observer=note,
         contacts=list(contacts),
-        args=("validate",),
-        progress=progress,
+        options=RunOptions(args=("validate",), progress=progress),
     )
     seen: set[tuple[str | None, str | None, str]] = set()
     for campaign_summary in summary.campaigns:

@@ -16,8 +16,9 @@ from outreach.config import CadencePolicy, Letters, Sender, Settings
 from outreach.contacts import Contact, ContactList
 from outreach.deliver.outlets import CountOnlyOutlet
 from outreach.ledger import Ledger
+from outreach.pipeline.decide import Decision, RunDates
+from outreach.pipeline.run import execute_run
 from outreach.reasons import Code
-from outreach.runner import RunDates, TraceEvent, execute_run
 from outreach.workspace import Workspace
 
 MADRID = ZoneInfo("Europe/Madrid")
@@ -89,7 +90,7 @@ def birthday(**fields: object) -> Campaign:
     return Campaign(**values)  # type: ignore[arg-type]
 
 
-def run_on(days: list[int], contact: Contact, campaign: Campaign) -> list[tuple[int, TraceEvent]]:
+def run_on(days: list[int], contact: Contact, campaign: Campaign) -> list[tuple[int, Decision]]:
     """Real runs on a real ledger, one per day of November 2026; their trace."""
     settings = Settings(
         root=Path("/nonexistent"),
@@ -102,7 +103,7 @@ def run_on(days: list[int], contact: Contact, campaign: Campaign) -> list[tuple[
         contacts=ContactList(path=Path("contacts.csv"), contacts=(contact,), problems=(), rows=1),
         campaigns=(campaign,),
     )
-    trace: list[tuple[int, TraceEvent]] = []
+    trace: list[tuple[int, Decision]] = []
     with tempfile.TemporaryDirectory() as folder, Ledger.open(Path(folder) / "l.sqlite") as ledger:
         for day in days:
             now = datetime.combine(date(2026, 11, day), time(9), tzinfo=MADRID)
@@ -117,7 +118,7 @@ def run_on(days: list[int], contact: Contact, campaign: Campaign) -> list[tuple[
     return [(day, event) for day, event in trace if event.occurrence_key or event.occurrence]
 
 
-def outcomes(trace: list[tuple[int, TraceEvent]]) -> list[tuple[int, str, str | None]]:
+def outcomes(trace: list[tuple[int, Decision]]) -> list[tuple[int, str, str | None]]:
     return [(day, event.outcome, event.channel) for day, event in trace]
 
 

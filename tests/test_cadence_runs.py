@@ -40,8 +40,9 @@ from outreach.config import WEEKDAYS, CadencePolicy, Letters, Sender, Settings
 from outreach.contacts import Contact, ContactList
 from outreach.deliver.outlets import CountOnlyOutlet
 from outreach.ledger import Ledger, MessageRecord
+from outreach.pipeline.decide import Decision, RunDates
+from outreach.pipeline.run import execute_run
 from outreach.reasons import Code
-from outreach.runner import RunDates, TraceEvent, execute_run
 from outreach.workspace import Workspace
 
 MADRID = ZoneInfo("Europe/Madrid")
@@ -217,7 +218,7 @@ class Step:
 
     run: int
     day: date
-    event: TraceEvent
+    event: Decision
 
 
 def run_all(scenario: Scenario, ledger: Ledger) -> list[Step]:
@@ -234,7 +235,7 @@ def run_all(scenario: Scenario, ledger: Ledger) -> list[Step]:
     )
     steps: list[Step] = []
 
-    def tracer(run: int, day: date) -> Callable[[TraceEvent], None]:
+    def tracer(run: int, day: date) -> Callable[[Decision], None]:
         return lambda event: steps.append(Step(run, day, event))
 
     for run, day in enumerate(scenario.run_days):

@@ -32,7 +32,7 @@ import pytest
 from conftest import ForkedRun, Workspace, unmeasured
 
 from outreach.ledger import Ledger
-from outreach.runner import LEDGER_BATCH
+from outreach.pipeline.run import LEDGER_BATCH
 from outreach.shards import shard_of
 
 DAY = date(2026, 11, 24)

@@ -23,7 +23,8 @@ from outreach.deliver.outlets import CountOnlyOutlet
 from outreach.feedback.blocks import postal_key
 from outreach.households import envelope_name, family_name, greeting
 from outreach.ledger import Ledger
-from outreach.runner import RunDates, execute_run
+from outreach.pipeline.decide import RunDates
+from outreach.pipeline.run import execute_run
 from outreach.workspace import Workspace as RunWorkspace
 
 DAY = date(2026, 11, 24)

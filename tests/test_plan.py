@@ -14,8 +14,9 @@ from conftest import BASE_CONFIG, Workspace
 
 from outreach.deliver.outlets import CountOnlyOutlet
 from outreach.ledger import Ledger
+from outreach.pipeline.decide import RunDates
+from outreach.pipeline.run import execute_run
 from outreach.plan import plan_days
-from outreach.runner import RunDates, execute_run
 from outreach.workspace import load_workspace
 
 # The calendar of the scenario (November 2026):

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from outreach.explain import explain_contact
-from outreach.runner import perform_run
+from outreach.pipeline.run import RunOptions, RunRequest, perform_run
 from outreach.validation import validate_workspace
 from outreach.workspace import load_workspace
 
@@ -169,7 +169,10 @@ def test_explain_says_what_the_run_then_does(
                 answer = explain_contact(workspace, contact_id=f"c{n}", today=day, now=now)
                 for a in answer.answers:
                     told[(f"c{n}", a.campaign)] = a
-            perform_run(workspace=load_workspace(config), today=day, now=now, workers=1)
+            perform_run(
+                load_workspace(config),
+                RunRequest(today=day, now=now, options=RunOptions(workers=1)),
+            )
             made = rows_of_run(ledger, last_run(ledger))
             for key, a in told.items():
                 row = made.get(key)
@@ -206,7 +209,7 @@ def test_every_letter_validate_passes_is_printed_by_the_run(
         report = validate_workspace(workspace.settings, today=day, now=now)
         assert not report.blocking, report.blocking
         refused = {w.contact_id for w in report.warnings if w.campaign == "birthday"}
-        perform_run(workspace=workspace, today=day, now=now, workers=1)
+        perform_run(workspace, RunRequest(today=day, now=now, options=RunOptions(workers=1)))
         with sqlite3.connect(root / "state" / "ledger.sqlite") as db:
             letters = dict(
                 db.execute(

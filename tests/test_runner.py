@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from conftest import Workspace
 
-from outreach.runner import perform_run
+from outreach.pipeline.run import RunOptions, RunRequest, perform_run
 from outreach.workspace import load_workspace
 
 DAY = date(2026, 11, 24)
@@ -74,7 +74,9 @@ def test_parallel_workers_give_the_same_outbox_and_ledger(
     results = {}
     for root, workers in ((ws.root, 1), (twin, 2)):
         workspace = load_workspace(root / "config.yaml")
-        summary = perform_run(workspace=workspace, today=DAY, now=NOW, workers=workers)
+        summary = perform_run(
+            workspace, RunRequest(today=DAY, now=NOW, options=RunOptions(workers=workers))
+        )
         results[workers] = (summary.as_dict(), outcome(root))
     one, two = results[1], results[2]
     assert one[0]["campaigns"] == two[0]["campaigns"]
@@ -126,7 +128,9 @@ def test_a_run_streaming_the_contacts_matches_a_run_on_the_whole_list(
         if name == "listed":
             # As runs read contacts before: the whole list first (the run then takes it).
             assert len(workspace.contacts.contacts) == 120 + 2
-        summary = perform_run(workspace=workspace, today=DAY, now=NOW, workers=workers)
+        summary = perform_run(
+            workspace, RunRequest(today=DAY, now=NOW, options=RunOptions(workers=workers))
+        )
         report = summary.as_dict()
         # Wall-clock times differ from run to run; everything else must not.
         assert report.pop("started_at") <= report.pop("ended_at")

@@ -1,4 +1,4 @@
-"""What happens to a message the runner decided to send: the outlets.
+"""What happens to a message the run decided to send: the outlets.
 
 * `PublishOutlet` renders it and writes it: the email to the outbox, the letter into its
   campaign's batch PDF for the printer (a real run).
@@ -7,12 +7,12 @@
   (a dry run, `validate`, `explain`).
 * `CountOnlyOutlet` renders nothing: every message counts as made (`plan`).
 
-The runner hands a chunk's emails to `emails` (possibly in a forked worker process) and each
-letter to `letter` (in the parent); `finish` lays the letters out and says what became of each.
-Both take a `claim`: the publish outlet calls it with what it is about to write, once the
-messages are rendered and before any file exists, and writes only what it grants (the ledger
-row is claimed first, so two runs never both write a message). The outlets that write nothing
-never call it.
+Every outlet works in two phases, the same for both channels, and never calls back into the
+run: `prepare_emails` renders a chunk's emails and says what each would be (its path, its
+Message-ID) before any file exists; the run claims those in the store; `publish_emails`
+writes the granted ones and returns the writes that failed. Letters are queued one by one
+(`letter`), offered together (`prepare_letters`), and the granted ones laid out and printed
+(`publish_letters`). The outlets that write nothing publish nothing.
 """
 
 from __future__ import annotations
@@ -60,8 +60,6 @@ class Made:
 
 
 MessageKey = tuple[str, str, str]  # (contact_id, campaign, occurrence_key)
-# What the outlet is about to write → the keys it may write (the others another run made).
-Claim = Callable[[Sequence[tuple[MessageKey, "Made"]]], Collection[MessageKey]]
 EmailJob = tuple["Campaign", "Contact", "Occurrence"]
 # (campaign, letters laid out, letters in its batch): for a progress bar
 LetterProgress = Callable[[str, int, int], None]
@@ -79,11 +77,15 @@ class LetterBatch:
 
 
 class Outlet(Protocol):
-    """What the runner needs of an outlet."""
+    """What the run needs of an outlet."""
 
-    def emails(self, jobs: Sequence[EmailJob], *, claim: Claim) -> list[Made]:
-        """Make each email of a chunk; one Made per job, in order (a job whose claim was
-        not granted keeps the Made it was offered with, and nothing of it is written)."""
+    def prepare_emails(self, jobs: Sequence[EmailJob]) -> list[Made]:
+        """Render each email of a chunk, writing nothing: one Made per job, in order (what it
+        would be, or why it cannot be made)."""
+        ...
+
+    def publish_emails(self, granted: Collection[MessageKey]) -> dict[MessageKey, Made]:
+        """Write the prepared emails whose keys are granted; the writes that failed."""
         ...
 
     def letter(
@@ -98,8 +100,12 @@ class Outlet(Protocol):
         `finish`; a Made only when it fails at once."""
         ...
 
-    def finish(self, *, claim: Claim) -> list[LetterBatch]:
-        """Lay out the queued letters (those `claim` grants, for a publish)."""
+    def prepare_letters(self) -> list[MessageKey]:
+        """The queued letters, to claim."""
+        ...
+
+    def publish_letters(self, granted: Collection[MessageKey]) -> list[LetterBatch]:
+        """Lay out (and, for a publish, print) the queued letters whose keys are granted."""
         ...
 
     def close(self) -> None: ...
@@ -202,6 +208,14 @@ class _RenderingOutlet:
         self.queued.setdefault(campaign.name, []).append((letter, own))
         return None
 
+    def prepare_letters(self) -> list[MessageKey]:
+        """The queued letters, to claim."""
+        return [
+            (letter.contact_id, name, letter.occurrence_key)
+            for name, queued in self.queued.items()
+            for letter, _ in queued
+        ]
+
     def close(self) -> None:
         """Nothing held open."""
 
@@ -258,14 +272,16 @@ class PublishOutlet(_RenderingOutlet):
             run_date=today,
             subfolder=self.shard_label,
         )
+        # The chunk's emails between prepare and publish.
+        self.prepared: dict[MessageKey, tuple[Campaign, Contact, RenderedEmail]] = {}
 
-    def emails(self, jobs: Sequence[EmailJob], *, claim: Claim) -> list[Made]:
-        """Render the chunk's emails, claim them, and write the granted ones to the outbox."""
+    def prepare_emails(self, jobs: Sequence[EmailJob]) -> list[Made]:
+        """Render the chunk's emails and name each one's outbox file (nothing written yet)."""
         from outreach.render.email import RenderedEmail
 
         made: list[Made] = []
-        ready: list[tuple[int, RenderedEmail]] = []
-        for index, (campaign, contact, occurrence) in enumerate(jobs):
+        self.prepared.clear()
+        for campaign, contact, occurrence in jobs:
             failed, message = self._render_email(campaign, contact, occurrence)
             if failed is not None:
                 made.append(failed)
@@ -285,33 +301,37 @@ class PublishOutlet(_RenderingOutlet):
                     own_language=own,
                 )
             )
-            ready.append((index, message))
-        granted = claim([(_key_of(message), made[index]) for index, message in ready])
-        for index, message in ready:
-            if _key_of(message) not in granted:
-                continue  # another run made it
+            self.prepared[_key_of(message)] = (campaign, contact, message)
+        return made
+
+    def publish_emails(self, granted: Collection[MessageKey]) -> dict[MessageKey, Made]:
+        """Write the granted emails to the outbox (the others another run made)."""
+        failures: dict[MessageKey, Made] = {}
+        for key, (campaign, contact, message) in self.prepared.items():
+            if key not in granted:
+                continue
             result = self.outbox.push(message)
             if result.status == "failed":
                 # The file could not be written (disk full, permissions): nothing exists, so
                 # the next run makes it again.
-                campaign, contact, _ = jobs[index]
                 error = result.error or "could not write the message"
-                made[index] = _write_failure(campaign, contact, error)
-        return made
+                failures[key] = _write_failure(campaign, contact, error)
+        self.prepared.clear()
+        return failures
 
-    def finish(self, *, claim: Claim) -> list[LetterBatch]:
-        """Print each campaign's batch of the letters `claim` grants; a letter that does not
-        fit its envelope fails alone."""
+    def publish_letters(self, granted: Collection[MessageKey]) -> list[LetterBatch]:
+        """Print each campaign's batch of the granted letters; a letter that does not fit its
+        envelope fails alone."""
         settings = self.settings
         batches = []
         for name, queued in self.queued.items():
             batch = LetterBatch(campaign=name)
             batches.append(batch)
-            offered = [
-                ((letter.contact_id, name, letter.occurrence_key), letter) for letter, _ in queued
+            letters = [
+                letter
+                for letter, _ in queued
+                if (letter.contact_id, name, letter.occurrence_key) in granted
             ]
-            granted = claim([(key, Made(status="rendered")) for key, _ in offered])
-            letters = [letter for key, letter in offered if key in granted]
             if not letters:
                 continue
             own = {(letter.contact_id, letter.occurrence_key): o for letter, o in queued}
@@ -402,8 +422,8 @@ class RenderOnlyOutlet(_RenderingOutlet):
         )
         self.layout_once = layout_once
 
-    def emails(self, jobs: Sequence[EmailJob], *, claim: Claim) -> list[Made]:
-        """Render each email and drop it (nothing is written, so nothing is claimed)."""
+    def prepare_emails(self, jobs: Sequence[EmailJob]) -> list[Made]:
+        """Render each email and drop it."""
         made = []
         for campaign, contact, occurrence in jobs:
             failed, _message = self._render_email(campaign, contact, occurrence)
@@ -414,10 +434,20 @@ class RenderOnlyOutlet(_RenderingOutlet):
             made.append(Made(status="rendered", own_language=own))
         return made
 
-    def finish(self, *, claim: Claim) -> list[LetterBatch]:
-        """Lay every letter out for real (WeasyPrint, the envelope windows) and drop the PDF."""
+    def publish_emails(self, granted: Collection[MessageKey]) -> dict[MessageKey, Made]:
+        """Nothing to write."""
+        return {}
+
+    def publish_letters(self, granted: Collection[MessageKey]) -> list[LetterBatch]:
+        """Lay every granted letter out for real (WeasyPrint, the envelope windows) and drop
+        the PDF."""
         batches = []
-        for name, queued in self.queued.items():
+        for name, everything in self.queued.items():
+            queued = [
+                item
+                for item in everything
+                if (item[0].contact_id, name, item[0].occurrence_key) in granted
+            ]
             batch = LetterBatch(campaign=name)
             batches.append(batch)
             first: dict[str, int] = {}  # contact id → index of its letter that is laid out
@@ -450,9 +480,13 @@ class CountOnlyOutlet:
     def __init__(self) -> None:
         self.queued: list[tuple[str, MessageKey]] = []
 
-    def emails(self, jobs: Sequence[EmailJob], *, claim: Claim) -> list[Made]:
+    def prepare_emails(self, jobs: Sequence[EmailJob]) -> list[Made]:
         """Count them."""
         return [Made(status="rendered") for _ in jobs]
+
+    def publish_emails(self, granted: Collection[MessageKey]) -> dict[MessageKey, Made]:
+        """Nothing to write."""
+        return {}
 
     def letter(
         self,
@@ -466,10 +500,16 @@ class CountOnlyOutlet:
         self.queued.append((campaign.name, (contact.id, campaign.name, occurrence.key)))
         return None
 
-    def finish(self, *, claim: Claim) -> list[LetterBatch]:
-        """Every queued letter counts as printed."""
+    def prepare_letters(self) -> list[MessageKey]:
+        """The queued letters, to claim."""
+        return [key for _, key in self.queued]
+
+    def publish_letters(self, granted: Collection[MessageKey]) -> list[LetterBatch]:
+        """Every granted letter counts as printed."""
         batches: dict[str, LetterBatch] = {}
         for name, key in self.queued:
+            if key not in granted:
+                continue
             batch = batches.setdefault(name, LetterBatch(campaign=name))
             batch.made[key] = Made(status="rendered")
         self.queued.clear()

@@ -1,0 +1,1 @@
+"""The run's pipeline: decide (pure) → apply (outlet, store) → summary."""

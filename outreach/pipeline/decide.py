@@ -1,0 +1,299 @@
+"""What the run does with each contact, as values: the pure decision step.
+
+`decide` takes one contact and everything a run knows before it makes anything (the compiled
+campaigns, the suppressions, the cadence history, what the ledger already holds, the days) and
+returns one `Decision` per (campaign, occurrence) it looked at, in decision order. It reads no
+file, no clock and no store: the rules it calls (audience, occurrences, eligibility, arrival,
+cadence) are functions over records. `apply` carries the decisions out; every rehearsal
+(explain, plan, validate) and every observer reads the same values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import date, timedelta
+from typing import TYPE_CHECKING
+
+from outreach import cadence
+from outreach.arrival import Timing, email_instead, send_window, timing
+from outreach.audience import WhereRefusedError
+from outreach.cadence import Candidate, PastMessage, first_open_day
+from outreach.campaigns import Campaign, Occurrence, occurrences_between
+from outreach.eligibility import Suppressions, choose_channel, first_choice
+from outreach.errors import OutreachError, Problem
+from outreach.reasons import Code, Outcome, Reason
+
+if TYPE_CHECKING:
+    from outreach.config import CadencePolicy
+    from outreach.contacts import Contact
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What the run decided for one contact, campaign and occurrence, and why.
+
+    `outcome` is one of reasons.Outcome: `send` (to make now), `deferred`, `skipped`,
+    `missed`, `already` (done by an earlier run), `not in audience`, `not due`, `bad data`,
+    and — once `apply` has carried a send out — `failed`. `day` is the day it counts
+    (cadence's effective date: letters arrive `delivery_days` after posting).
+    """
+
+    contact_id: str
+    campaign: str
+    outcome: Outcome
+    occurrence: Occurrence | None = None
+    channel: str | None = None
+    reason: Reason | None = None
+    status: str | None = None  # for `already`: the ledger status that makes it done
+    own_language: bool = True  # for `send`: False when it goes in the default language
+    occurrence_key: str | None = None  # for `missed` by a closed window: no Occurrence at hand
+    day: date | None = None
+    problem: Problem | None = None  # for `bad data`: the contact's problem, located
+
+    @property
+    def key(self) -> str | None:
+        """The occurrence's key, from the occurrence or (a closed window) as recorded."""
+        return self.occurrence.key if self.occurrence is not None else self.occurrence_key
+
+    def made(self, *, own_language: bool) -> Decision:
+        """The same send, once made (in the contact's language or not)."""
+        return replace(self, own_language=own_language)
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignRule:
+    """A campaign compiled for one run: who it reaches, its cadence, what is done already."""
+
+    campaign: Campaign
+    matches: Callable[[Contact], bool]
+    policy: CadencePolicy
+    done: Mapping[tuple[str, str], str]
+
+
+@dataclass(frozen=True, slots=True)
+class RunDates:
+    """The days a run decides for: `today`, or (validate) every occurrence up to `until`.
+
+    Over a span, each occurrence is decided on the first day a run could send it (its window's
+    first day from `today` on that is not a quiet weekday), alone against the store's history.
+    """
+
+    today: date
+    until: date | None = None
+    # Occurrences already worked out for (campaign, contact id) over days that cover the run's
+    # (plan's schedule): the run filters them by window instead of working them out again.
+    calendar: Mapping[tuple[str, str], Sequence[Occurrence]] | None = None
+
+    @property
+    def last(self) -> date:
+        """The last day the run decides for."""
+        return self.until or self.today
+
+
+@dataclass(frozen=True, slots=True)
+class Knowledge:
+    """All a run knows before it makes anything: what `decide` needs besides the contact."""
+
+    rules: Sequence[CampaignRule]
+    suppressions: Suppressions
+    history: Mapping[str, Sequence[PastMessage]]
+    dates: RunDates
+    delivery_days: int
+    date_format: str
+
+
+def decide(contact: Contact, knowing: Knowledge) -> list[Decision]:
+    """Every decision for one contact, in decision order: each campaign's verdict on its
+    occurrences, then what cadence makes of those that may go."""
+    decisions: list[Decision] = []
+    pending: list[tuple[Candidate, CampaignRule, Occurrence, Reason | None]] = []
+    for rule in knowing.rules:
+        for decision in _campaign_decisions(contact, rule, knowing):
+            if decision.outcome == "send":
+                assert decision.occurrence is not None and decision.channel is not None
+                candidate = _candidate(contact, rule, decision, knowing)
+                pending.append((candidate, rule, decision.occurrence, decision.reason))
+            else:
+                decisions.append(decision)
+    if pending:
+        decisions.extend(_cadence(contact, pending, knowing))
+    return decisions
+
+
+def letter_late(occ: Occurrence, *, today: date, delivery_days: int) -> bool:
+    """Whether a letter posted today would arrive after the occurrence's window."""
+    return today > occ.latest - timedelta(days=delivery_days)
+
+
+def decision_day(
+    rule: CampaignRule, occ: Occurrence, channel: str, dates: RunDates, *, delivery_days: int
+) -> date:
+    """The day a run decides an occurrence on: today, or over a span its first open day."""
+    if dates.until is None:
+        return dates.today
+    first, last = send_window(occ, channel=channel, delivery_days=delivery_days)
+    return first_open_day(rule.policy, start=max(first, dates.today), end=last)
+
+
+def _due(campaign: Campaign, contact: Contact, knowing: Knowledge) -> list[Occurrence]:
+    """The campaign's occurrences for the contact over the run's days (a campaign that can
+    send a letter looks `delivery_days` further: a letter is posted that much earlier)."""
+    dates = knowing.dates
+    end = dates.last
+    if campaign.letter is not None:
+        end += timedelta(days=knowing.delivery_days)
+    if dates.calendar is not None:
+        known = dates.calendar.get((campaign.name, contact.id))
+        if known is not None:
+            return [o for o in known if o.earliest <= end and o.latest >= dates.today]
+    return occurrences_between(
+        campaign, contact, start=dates.today, end=end, date_format=knowing.date_format
+    )
+
+
+def _campaign_decisions(contact: Contact, rule: CampaignRule, knowing: Knowledge) -> list[Decision]:
+    """One campaign's verdicts for the contact: `send` for those cadence is still to weigh."""
+    name = rule.campaign.name
+    try:
+        if not rule.matches(contact):
+            return [Decision(contact.id, name, "not in audience")]
+        occurrences = _due(rule.campaign, contact, knowing)
+    except WhereRefusedError:
+        raise  # a `where` the sandbox refuses is the campaign's error (exit 2)
+    except OutreachError as exc:
+        reason = Reason(Code.BAD_DATA, detail=str(exc))
+        problem = exc.as_problem(contact_id=contact.id, campaign=name)
+        return [Decision(contact.id, name, "bad data", reason=reason, problem=problem)]
+    if not occurrences:
+        return [Decision(contact.id, name, "not due")]
+    chosen = choose_channel(rule.campaign, contact, knowing.suppressions)
+    dates = knowing.dates
+    occurrences = [
+        occ
+        for occ in occurrences
+        if timing(
+            occ,
+            channel=chosen[0],
+            today=dates.today,
+            until=dates.last,
+            delivery_days=knowing.delivery_days,
+        )
+        is not Timing.EARLY
+    ]
+    if not occurrences:
+        return [Decision(contact.id, name, "not due")]
+    found = (_occurrence_decision(contact, rule, occ, chosen, knowing) for occ in occurrences)
+    return [decision for decision in found if decision is not None]
+
+
+def _occurrence_decision(
+    contact: Contact,
+    rule: CampaignRule,
+    occ: Occurrence,
+    chosen: tuple[str | None, Reason | None],
+    knowing: Knowledge,
+) -> Decision | None:
+    """The verdict on one due occurrence before cadence (None: not this run's business)."""
+    name, dates, days = rule.campaign.name, knowing.dates, knowing.delivery_days
+    channel, why = chosen
+    late = channel == "letter" and letter_late(occ, today=dates.today, delivery_days=days)
+    instead = late and email_instead(rule.campaign, contact, knowing.suppressions)
+    if instead and dates.last < occ.earliest:
+        return None  # too late for a letter, too early for its email
+    status = rule.done.get((contact.id, occ.key))
+    if status is not None:
+        return Decision(contact.id, name, "already", occ, status=status)
+    if late:
+        # Posted now it would arrive after its window: by email, or missed.
+        too_late = Reason(
+            Code.LETTER_TOO_LATE,
+            "letter",
+            detail=f"it takes {days} day(s); the window ends {occ.latest.isoformat()}",
+        )
+        if not instead:
+            return Decision(contact.id, name, "missed", occ, "letter", too_late)
+        channel, why = "email", too_late
+    if channel is None:
+        assert why is not None
+        used = why.channel or first_choice(rule.campaign, contact)
+        return Decision(contact.id, name, "skipped", occ, used, why)
+    return Decision(contact.id, name, "send", occ, channel, why)
+
+
+def _candidate(
+    contact: Contact, rule: CampaignRule, decision: Decision, knowing: Knowledge
+) -> Candidate:
+    assert decision.occurrence is not None and decision.channel is not None
+    occ, channel = decision.occurrence, decision.channel
+    day = decision_day(rule, occ, channel, knowing.dates, delivery_days=knowing.delivery_days)
+    effective = day + timedelta(days=knowing.delivery_days) if channel == "letter" else day
+    return Candidate(
+        contact_id=contact.id,
+        campaign=rule.campaign.name,
+        occurrence_key=occ.key,
+        priority=rule.campaign.priority,
+        essential=rule.campaign.essential,
+        channel=channel,
+        latest=occ.latest,
+        effective_date=effective,
+        policy=rule.policy,
+    )
+
+
+def _cadence(
+    contact: Contact,
+    pending: Sequence[tuple[Candidate, CampaignRule, Occurrence, Reason | None]],
+    knowing: Knowledge,
+) -> list[Decision]:
+    """What cadence makes of a contact's messages that may go: sent or deferred, in order."""
+    past = knowing.history.get(contact.id, ())
+    by_key = {(cand.campaign, cand.occurrence_key): item for item in pending for cand in item[:1]}
+    dates = knowing.dates
+    if dates.until is None:
+        verdicts = cadence.decide(
+            candidates=[item[0] for item in pending], history=past, today=dates.today
+        )
+    else:  # over a span, each occurrence on its own day
+        verdicts = [
+            verdict
+            for cand, rule, occ, _ in pending
+            for verdict in cadence.decide(
+                candidates=[cand],
+                history=past,
+                today=decision_day(
+                    rule, occ, cand.channel, dates, delivery_days=knowing.delivery_days
+                ),
+            )
+        ]
+    decisions = []
+    for verdict in verdicts:
+        cand = verdict.candidate
+        _, _, occ, why = by_key[(cand.campaign, cand.occurrence_key)]
+        if verdict.action != "send":
+            reason = Reason(
+                verdict.code or Code.MIN_GAP,
+                cand.channel,
+                detail=verdict.reason,
+                blocking=verdict.blocked_by.campaign if verdict.blocked_by else None,
+            )
+            decisions.append(
+                Decision(
+                    contact.id,
+                    cand.campaign,
+                    "deferred",
+                    occ,
+                    cand.channel,
+                    reason,
+                    day=cand.effective_date,
+                )
+            )
+            continue
+        if verdict.code is not None:
+            why = Reason(verdict.code, cand.channel, detail=verdict.reason)
+        decisions.append(
+            Decision(
+                contact.id, cand.campaign, "send", occ, cand.channel, why, day=cand.effective_date
+            )
+        )
+    return decisions

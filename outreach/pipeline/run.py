@@ -1,0 +1,456 @@
+"""One run: contacts → decide → apply (outlet, store) → letters → summary.
+
+A run depends on two small interfaces: a *store* (`outreach.ledger.store.RunStore`: the ledger,
+or a rehearsal's in-memory one) and an *outlet* (`outreach.deliver.outlets`: publish,
+render-only, count-only). `decide` (pipeline.decide) is pure; `apply_chunk` (pipeline.apply)
+claims each message in the store (its final row, only where no run has made it) before the
+publish outlet writes its file, so two runs never both make one message. The rehearsals — dry
+run, validate, plan, explain — are this run with another store or outlet, and an observer that
+reads each decision.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack, closing
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from multiprocessing.pool import AsyncResult
+
+from outreach.audience import compile_audience
+from outreach.cadence import policy_for, reach
+from outreach.contacts import Contact, ContactStream
+from outreach.deliver.outlets import (
+    LetterProgress,
+    Outlet,
+    PublishOutlet,
+    RenderOnlyOutlet,
+    outbox_folder,
+)
+from outreach.files import bind_to_parent
+from outreach.ledger import Ledger, MessageRecord, open_ledger, workspace_lock
+from outreach.ledger.store import RunStore
+from outreach.pipeline.apply import Clock, Observer, Scene, Tally, apply_chunk
+from outreach.pipeline.decide import CampaignRule, Decision, Knowledge, RunDates
+from outreach.pipeline.letters import LetterJob, make_letters
+from outreach.reasons import Code, Reason
+from outreach.rebuild import check_ledger_start
+from outreach.recovery import recover_interrupted
+from outreach.render.limits import limits_of
+from outreach.shards import Shard
+from outreach.summary import CampaignSummary, HeldBack, RunSummary
+from outreach.workspace import Workspace, display_path
+
+__all__ = ["RunDates", "RunOptions", "RunSummary", "execute_run", "perform_run"]
+
+# Ledger rows are written in batches: one transaction per this many messages.
+LEDGER_BATCH = 500
+# Contacts are handled in chunks of this many; a chunk's emails are rendered, claimed in the
+# ledger in one transaction (their final rows), then written.
+# A run reads the contacts file as it goes: only the chunks in flight are in memory.
+CHUNK = 500
+# Below this many contacts a run stays in one process: starting workers would cost more.
+PARALLEL_MIN = 4000
+# Chunks handed to the workers ahead of the one the parent waits for, per worker: enough to
+# keep every worker busy, few enough that the contacts in memory stay a handful of chunks.
+AHEAD = 2
+
+Progress = Callable[[Iterator[Contact]], Iterator[Contact]]
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """How a run goes about it: what it is recorded as, who watches, how many processes."""
+
+    args: Sequence[str] = ()  # the command line, kept with the run's row
+    progress: Progress | None = None  # wraps the contacts done, for a progress bar
+    # Processes that render a large run's emails (default: one per core from PARALLEL_MIN
+    # contacts; an observer keeps the run in one process, where it can read every decision).
+    workers: int | None = None
+    shard: Shard | None = None  # only the contacts whose id hashes into it (outreach.shards)
+
+
+def _chunks(contacts: Iterable[Contact]) -> Iterator[list[Contact]]:
+    """The contacts in lists of CHUNK, read only as each list is wanted."""
+    remaining = iter(contacts)
+    while chunk := list(itertools.islice(remaining, CHUNK)):
+        yield chunk
+
+
+def worker_count(requested: int | None, contacts: int, *, minimum: int = PARALLEL_MIN) -> int:
+    """Processes for work on `contacts` contacts: as asked, else one per core (up to 4) from
+    `minimum` contacts on."""
+    if requested is not None:
+        return max(1, requested)
+    if contacts < minimum:
+        return 1
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+# The chunk function of the run in progress, for forked workers (fork: they inherit it, with
+# the compiled templates and the store's answers, instead of receiving them pickled; only
+# each chunk's contacts travel, pickled, as the parent reads them).
+_ACTIVE: Callable[[list[Contact]], Tally] | None = None
+
+
+def _run_chunk(chunk: list[Contact]) -> Tally:
+    assert _ACTIVE is not None
+    return _ACTIVE(chunk)
+
+
+def _in_workers(
+    process: Callable[[list[Contact]], Tally],
+    chunks: Iterator[list[Contact]],
+    *,
+    processes: int,
+) -> Iterator[tuple[list[Contact], Tally]]:
+    """Run chunks in forked worker processes; yield each chunk with its result, in order.
+
+    Rendering is CPU-bound Python, so one process per core is what makes a large run fast.
+    Workers render, claim the chunk's emails in the ledger (on a connection of their own) and
+    write the granted files; the parent records the rest (skipped, deferred, failed). Workers
+    inherit the workspace lock's open file, so a new run cannot start while a worker of a
+    killed run is still writing. The parent reads the next chunk only when the
+    workers have room for it: the contacts in memory are the chunks in flight.
+    """
+    global _ACTIVE
+    _ACTIVE = process
+    try:
+        # Workers die with the run and write nothing after it (outreach.files).
+        with multiprocessing.get_context("fork").Pool(
+            processes=processes, initializer=bind_to_parent, initargs=(os.getpid(),)
+        ) as pool:
+            flight: deque[tuple[list[Contact], AsyncResult[Tally]]] = deque()
+            for chunk in chunks:
+                flight.append((chunk, pool.apply_async(_run_chunk, (chunk,))))
+                if len(flight) > AHEAD * processes:
+                    done, result = flight.popleft()
+                    yield done, result.get()
+            while flight:
+                done, result = flight.popleft()
+                yield done, result.get()
+    finally:
+        _ACTIVE = None
+
+
+class _Progress(Iterator[Contact]):
+    """The contacts done so far, for a progress bar; its length hint is the expected total."""
+
+    def __init__(self, contacts: Iterator[Contact], expected: int) -> None:
+        self.contacts = contacts
+        self.expected = expected
+
+    def __next__(self) -> Contact:
+        return next(self.contacts)
+
+    def __length_hint__(self) -> int:
+        return self.expected
+
+
+@dataclass(frozen=True, slots=True)
+class _People:
+    """The contacts a run goes through, and the stream they come from (for its problems)."""
+
+    contacts: Iterable[Contact]
+    expected: int
+    stream: ContactStream | None
+    owned: bool  # the run opened the stream: it closes it
+
+
+def _people(
+    workspace: Workspace, contacts: Iterable[Contact] | None, shard: Shard | None
+) -> _People:
+    """The run's contacts: these, or the workspace's contacts file read a chunk at a time."""
+    stream: ContactStream | None = None
+    if contacts is None:
+        stream = workspace.stream_contacts()  # before the run begins: it may fail
+        people = _People(stream, stream.size_hint, stream, owned=True)
+    elif isinstance(contacts, ContactStream):
+        people = _People(contacts, contacts.size_hint, contacts, owned=False)
+    else:
+        size = len(contacts) if isinstance(contacts, Sequence) else 0
+        people = _People(contacts, size, None, owned=False)
+    if shard is None:
+        return people
+    return _People(
+        (contact for contact in people.contacts if shard.contains(contact.id)),
+        people.expected // shard.count,
+        people.stream,
+        people.owned,
+    )
+
+
+def _missed_reason(record: MessageRecord) -> Reason:
+    closed = record.latest.isoformat() if record.latest else "?"
+    detail = f"its window closed on {closed} while it was deferred"
+    return Reason(Code.WINDOW_CLOSED, record.channel, detail=detail)
+
+
+@dataclass
+class _Ledger:
+    """What the parent process keeps of a run in progress: totals, rows to record, letters."""
+
+    scene: Scene
+    totals: dict[str, CampaignSummary]
+    # Windows that closed while their messages waited: held back as missed, by contact.
+    missed: dict[str, list[HeldBack]] = field(default_factory=dict)
+    pending: list[MessageRecord] = field(default_factory=list)
+    letters: list[LetterJob] = field(default_factory=list)
+
+    def flush(self, *, force: bool = False) -> None:
+        """Record the rows kept so far, in batches of LEDGER_BATCH."""
+        if self.pending and (force or len(self.pending) >= LEDGER_BATCH):
+            self.scene.store.record(self.pending, run_id=self.scene.run_id)
+            self.pending.clear()
+
+    def take(self, chunk: list[Contact], tally: Tally) -> list[Contact]:
+        """Record a finished chunk (its files exist by now) and fold in its counts."""
+        self.pending.extend(tally.records)
+        self.flush()
+        for name, part in tally.summaries.items():
+            self.totals[name].merge(part)
+        self.letters.extend((chunk[index], decision) for index, decision in tally.letters)
+        if self.missed:
+            for contact in chunk:
+                for held in self.missed.get(contact.id, ()):
+                    held.line = contact.line
+        return chunk
+
+    def close_windows(self, *, started: datetime) -> None:
+        """Deferred messages whose window closed before today: missed, counted by this run."""
+        scene = self.scene
+        rows = scene.store.close_windows(today=scene.today, now=started, run_id=scene.run_id)
+        for row in rows:
+            reason = _missed_reason(row)
+            if scene.observer is not None:
+                scene.observer(
+                    Decision(
+                        row.contact_id,
+                        row.campaign,
+                        "missed",
+                        None,
+                        row.channel,
+                        reason,
+                        occurrence_key=row.occurrence_key,
+                    )
+                )
+            summary = self.totals.get(row.campaign)
+            if summary is None:
+                continue  # a campaign this run does not cover: dated by this run all the same
+            summary.missed += 1
+            held = HeldBack("missed", row.contact_id, None, row.occurrence_key, reason)
+            summary.held.append(held)
+            self.missed.setdefault(row.contact_id, []).append(held)
+
+
+def _knowledge(workspace: Workspace, store: RunStore, dates: RunDates) -> Knowledge:
+    """What the store and the campaigns tell before the run makes anything."""
+    settings, campaigns = workspace.settings, workspace.campaigns
+    rules = [
+        CampaignRule(
+            campaign=c,
+            matches=compile_audience(
+                c.audience, path=c.path, line=c.where_line, limits=limits_of(settings)
+            ),
+            policy=policy_for(settings, c),
+            done=store.done_for(c.name),
+        )
+        for c in campaigns
+    ]
+    since = dates.today - timedelta(days=reach(settings, campaigns))
+    return Knowledge(
+        rules=rules,
+        suppressions=store.suppressions(),
+        history=store.history(since=since),
+        dates=dates,
+        delivery_days=settings.letters.delivery_days,
+        date_format=settings.contacts.date_format,
+    )
+
+
+def execute_run(
+    *,
+    workspace: Workspace,
+    store: RunStore,
+    outlet: Outlet,
+    dates: RunDates,
+    clock: Clock,
+    observer: Observer | None = None,
+    contacts: Iterable[Contact] | None = None,
+    options: RunOptions = RunOptions(),
+) -> RunSummary:
+    """Decide for every contact and campaign, hand what goes to the outlet, record it all.
+
+    `contacts` runs only these (a list: explain, plan); by default the run reads the
+    workspace's contacts file a chunk at a time and reports its problems. `clock` tells the
+    wall-clock time, for the run's and the records' stamps.
+    """
+    settings = workspace.settings
+    people = _people(workspace, contacts, options.shard)
+    started = clock()
+    run_id = store.begin_run(run_date=dates.today, started_at=started, args=options.args)
+    knowing = _knowledge(workspace, store, dates)
+    scene = Scene(
+        store=store,
+        outlet=outlet,
+        run_id=run_id,
+        today=dates.today,
+        letter_arrival=dates.today + timedelta(days=settings.letters.delivery_days),
+        contacts_file=display_path(settings.contacts_path),
+        rules={rule.campaign.name: rule for rule in knowing.rules},
+        clock=clock,
+        observer=observer,
+    )
+    kept = _Ledger(scene, {name: _fresh(rule) for name, rule in scene.rules.items()})
+    kept.close_windows(started=started)
+    try:
+        _go_through(people, kept=kept, knowing=knowing, options=options)
+        merge = settings.letters.households == "merge"
+        kept.pending.extend(
+            make_letters(kept.letters, scene=scene, totals=kept.totals, merge=merge)
+        )
+        kept.flush(force=True)
+    finally:
+        outlet.close()
+        if people.owned and people.stream is not None:
+            people.stream.close()
+    return _summary(workspace, kept, people=people, started=started, shard=options.shard)
+
+
+def _fresh(rule: CampaignRule) -> CampaignSummary:
+    c = rule.campaign
+    return CampaignSummary(name=c.name, kind=c.kind, channel=c.channel)
+
+
+def _go_through(people: _People, *, kept: _Ledger, knowing: Knowledge, options: RunOptions) -> None:
+    """Decide and apply chunk by chunk, in worker processes where it pays."""
+    scene = kept.scene
+
+    def process(chunk: list[Contact]) -> Tally:
+        return apply_chunk(chunk, knowing=knowing, scene=scene)
+
+    parallel = worker_count(options.workers, people.expected) if scene.observer is None else 1
+    chunks = _chunks(people.contacts)
+    if parallel > 1:
+        done = _in_workers(process, chunks, processes=parallel)
+    else:
+        done = ((chunk, process(chunk)) for chunk in chunks)
+    finished = _Progress(
+        (contact for chunk, tally in done for contact in kept.take(chunk, tally)), people.expected
+    )
+    for _ in options.progress(finished) if options.progress is not None else finished:
+        pass
+
+
+def _summary(
+    workspace: Workspace, kept: _Ledger, *, people: _People, started: datetime, shard: Shard | None
+) -> RunSummary:
+    """The run's summary, its end recorded in the store."""
+    settings, scene = workspace.settings, kept.scene
+    # The contacts file's problems go in the summary even when the run covers a few contacts.
+    stream = people.stream
+    problems = list(stream.problems if stream is not None else workspace.contacts.problems)
+    summary = RunSummary(
+        run_date=scene.today,
+        dry_run=False,
+        delivery=settings.delivery.method,
+        campaigns=[kept.totals[c.name] for c in workspace.campaigns],
+        problems=problems,
+        outbox=str(outbox_folder(settings, scene.today) / (shard.label if shard else "")),
+        started_at=started,
+        contacts_file=str(settings.paths.contacts),
+        default_locale=settings.default_locale,
+    )
+    summary.ended_at = scene.clock()
+    scene.store.end_run(scene.run_id, ended_at=summary.ended_at, counts=summary.counts())
+    return summary
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    """A whole run as `outreach run` and the daemon ask for it."""
+
+    today: date
+    now: datetime  # the run's moment, for its decisions and the messages' dates
+    clock: Clock | None = None  # the wall clock for its stamps (default: the real one)
+    split: bool = False  # one PDF per letter too
+    new_ledger: bool = False  # a new or emptied ledger beside earlier output is allowed
+    options: RunOptions = RunOptions()
+    letter_progress: LetterProgress | None = None  # (campaign, laid out, in batch)
+    # Runs once rendering is done, still under the lock (the send step of `run --send`).
+    after: Callable[[Ledger, RunSummary], None] | None = None
+
+
+def perform_run(workspace: Workspace, request: RunRequest) -> RunSummary:
+    """A whole run as `outreach run` and the daemon do it: lock, recover, render, record."""
+    settings = workspace.settings
+    tick: Clock = request.clock or (lambda: datetime.now(settings.tz))
+    shard = request.options.shard
+    with ExitStack() as stack:
+        # Opened first: a contacts file that cannot be read stops the run before anything is
+        # written. The rows are read as the run goes.
+        stream = stack.enter_context(closing(workspace.stream_contacts()))
+        stack.enter_context(workspace_lock(settings, now=tick(), shard=shard))
+        ledger = stack.enter_context(open_ledger(settings, shard=shard))
+        check_ledger_start(ledger, settings=settings, new_ledger=request.new_ledger)
+        recover_interrupted(ledger, settings=settings, now=tick())
+        outlet = PublishOutlet(
+            settings=settings,
+            campaigns=workspace.campaigns,
+            today=request.today,
+            now=request.now,
+            split=request.split,
+            workers=request.options.workers,
+            progress=request.letter_progress,
+            shard=shard,
+        )
+        summary = execute_run(
+            workspace=workspace,
+            store=ledger,
+            outlet=outlet,
+            dates=RunDates(request.today),
+            clock=tick,
+            contacts=stream,
+            options=request.options,
+        )
+        if request.after is not None:
+            request.after(ledger, summary)
+        return summary
+
+
+def rehearse_run(workspace: Workspace, request: RunRequest) -> RunSummary:
+    """A dry run: the same run on a private copy of the ledger (its writes vanish) with the
+    render-only outlet — every email rendered, every letter laid out and window-checked,
+    nothing written. No lock is taken and `after` is never called."""
+    settings = workspace.settings
+    tick: Clock = request.clock or (lambda: datetime.now(settings.tz))
+    with ExitStack() as stack:
+        stream = stack.enter_context(closing(workspace.stream_contacts()))
+        ledger = stack.enter_context(
+            open_ledger(settings, readonly=True, shard=request.options.shard)
+        )
+        outlet = RenderOnlyOutlet(
+            settings=settings,
+            campaigns=workspace.campaigns,
+            today=request.today,
+            now=request.now,
+            workers=request.options.workers,
+            progress=request.letter_progress,
+        )
+        summary = execute_run(
+            workspace=workspace,
+            store=ledger,
+            outlet=outlet,
+            dates=RunDates(request.today),
+            clock=tick,
+            contacts=stream,
+            options=request.options,
+        )
+    summary.dry_run = True
+    summary.delivery = "none"
+    summary.outbox = None
+    return summary
