@@ -56,10 +56,10 @@ os.environ.setdefault("OUTREACH_REPORT", "0")
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.synth import write_contacts  # noqa: E402
-from outreach.campaigns import Campaign, LetterSpec, Occurrence  # noqa: E402
-from outreach.config import Settings, load_settings  # noqa: E402
 from outreach.contacts import Contact  # noqa: E402
 from outreach.deliver.printing import harfbuzz_subset_available, write_batch  # noqa: E402
+from outreach.model.campaigns import Campaign, LetterSpec, Occurrence  # noqa: E402
+from outreach.model.config import Settings, load_settings  # noqa: E402
 from outreach.render.letter import LetterRenderer, RenderedLetter  # noqa: E402
 
 TARGET_RATE = 35.0  # letters/s

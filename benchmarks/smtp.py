@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 from aiosmtpd.controller import Controller  # noqa: E402
 
-from outreach.config import Delivery  # noqa: E402
 from outreach.deliver.smtp import SmtpDeliverer  # noqa: E402
+from outreach.model.config import Delivery  # noqa: E402
 from outreach.render.email import RenderedEmail, build_message, message_id_for  # noqa: E402
 
 HOST = "127.0.0.1"

@@ -48,8 +48,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.smtp import sink_server  # noqa: E402
 from benchmarks.synth import write_workspace  # noqa: E402
-from outreach.config import load_settings  # noqa: E402
-from outreach.sending import perform_send  # noqa: E402
+from outreach.deliver.send import perform_send  # noqa: E402
+from outreach.model.config import load_settings  # noqa: E402
 
 HOST = "127.0.0.1"
 DAY = date(2026, 11, 24)

@@ -35,7 +35,7 @@ TODAY = date(2026, 11, 24)
 READ = """
 import resource, sys, time
 from pathlib import Path
-from outreach.config import ContactsSettings
+from outreach.model.config import ContactsSettings
 from outreach.contacts import load_contacts
 start = time.perf_counter()
 contacts = load_contacts(Path(sys.argv[1]), settings=ContactsSettings(), default_locale="es")

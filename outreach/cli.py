@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from outreach import __version__
-from outreach.config import Settings, find_config, load_settings
-from outreach.errors import OutreachError, Problem
 from outreach.ledger import STATUSES
-from outreach.summary import SHOWN_PER_REASON, RunSummary
+from outreach.model.config import Settings, find_config, load_settings
+from outreach.model.errors import OutreachError, Problem
+from outreach.pipeline.summary import SHOWN_PER_REASON, RunSummary
 
 if TYPE_CHECKING:
-    from outreach.sending import SendObserver, SendProgress, SendSummary, Unsent
+    from outreach.deliver.send import SendObserver, SendProgress, SendSummary, Unsent
     from outreach.workspace import Workspace
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -519,7 +519,7 @@ def validate(
     day: date | None, now: datetime | None, as_json: bool, config_path: Path | None
 ) -> None:
     """Check config, contacts, campaigns, and render every template for every contact."""
-    from outreach.validation import validate_workspace
+    from outreach.rehearse.validate import validate_workspace
 
     settings = load_settings(find_config(config_path))
     today, current = clock(settings, day=day, now=now)
@@ -579,7 +579,7 @@ def preview(
     config_path: Path | None,
 ) -> None:
     """Render one campaign's message for one contact, without recording anything."""
-    from outreach.preview import render_preview
+    from outreach.rehearse.preview import render_preview
     from outreach.workspace import load_workspace
 
     workspace = load_workspace(config_path, campaigns=[campaign])
@@ -699,7 +699,7 @@ def _send_step(
         return None
     import os
 
-    from outreach.sending import after_run_step
+    from outreach.deliver.send import after_run_step
 
     if send:
         _require_smtp(workspace.settings, "--send")
@@ -802,8 +802,8 @@ def send(
     """Send the rendered emails waiting in the outbox over SMTP (delivery.method: smtp)."""
     import os
 
+    from outreach.deliver.send import perform_send
     from outreach.logs import log_send_summary, send_needs_attention
-    from outreach.sending import perform_send
 
     with run_log(log_file) as log:
         settings = load_settings(find_config(config_path))
@@ -883,7 +883,7 @@ def plan(
     config_path: Path | None,
 ) -> None:
     """Simulate the coming days: who gets what, what cadence defers. Writes nothing."""
-    from outreach.plan import plan_days
+    from outreach.rehearse.plan import plan_days
     from outreach.workspace import load_workspace
 
     workspace = load_workspace(config_path, campaigns=list(campaign_names) or None)
@@ -1008,7 +1008,7 @@ def explain(
     config_path: Path | None,
 ) -> None:
     """Why a contact does or does not get each campaign's message today (or --date)."""
-    from outreach.explain import explain_contact
+    from outreach.rehearse.explain import explain_contact
     from outreach.workspace import load_workspace
 
     workspace = load_workspace(config_path)
@@ -1134,7 +1134,7 @@ def history(
     if found.uncertain:
         click.echo(f"{found.uncertain} message(s) uncertain: {UNCERTAIN_ADVICE}")
     # hook: what bounces, complaints and the post blocked for this contact, and why
-    from outreach.feedback.blocks import describe_block
+    from outreach.rules.blocks import describe_block
 
     for block in found.blocks:
         click.echo(f"blocked: {describe_block(block)}")
@@ -1174,7 +1174,6 @@ def unsubscribe(
 ) -> None:
     """Put an address or contact id on the suppression list: no more messages, essential or not."""
     from outreach.contacts import load_contacts
-    from outreach.errors import LockError
     from outreach.history import (
         Entry,
         contacts_covered,
@@ -1182,6 +1181,7 @@ def unsubscribe(
         read_unsubscribe_file,
     )
     from outreach.history import unsubscribe as add_suppressions
+    from outreach.model.errors import LockError
 
     if target is None and import_file is None:
         raise click.UsageError("give an email address or a contact id, or --import FILE")
@@ -1255,7 +1255,7 @@ def unsubscribe(
 
 def _warn_new_ledger(settings: Settings) -> None:
     from outreach.ledger import ledger_exists, open_ledger
-    from outreach.rebuild import made_files
+    from outreach.ledger.rebuild import made_files
 
     if ledger_exists(settings):
         try:
@@ -1308,8 +1308,8 @@ def bounces(
     config_path: Path | None,
 ) -> None:
     """Read bounces, complaints and auto-replies; block the addresses that must be blocked."""
-    from outreach.feedback.blocks import describe_block
     from outreach.feedback.process import read_bounces
+    from outreach.rules.blocks import describe_block
 
     settings = load_settings(find_config(config_path))
     today, current = clock(settings, day=day, now=now)

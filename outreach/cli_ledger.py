@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from outreach.cli import EXIT_OK, _examples, clock, config_option, handle_errors
-from outreach.config import find_config, load_settings
+from outreach.model.config import find_config, load_settings
 
 
 @click.group(
@@ -34,7 +34,7 @@ def rebuild(as_json: bool, config_path: Path | None) -> None:
     Emails come from out/outbox, letters from the manifests in out/letters. A damaged ledger
     is moved aside first. Nothing is made or sent again.
     """
-    from outreach.rebuild import rebuild_ledger
+    from outreach.ledger.rebuild import rebuild_ledger
 
     settings = load_settings(find_config(config_path))
     _, now = clock(settings, day=None, now=datetime.now(UTC))

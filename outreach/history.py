@@ -14,10 +14,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
-from outreach.config import Settings
 from outreach.contacts import Contact, normalize_email, read_text
-from outreach.errors import ContactsError, Problem
-from outreach.feedback.blocks import block_dict  # hook: feedback
 from outreach.ledger import (
     Block,
     Ledger,
@@ -27,6 +24,9 @@ from outreach.ledger import (
     read_ledger,
     workspace_lock,
 )
+from outreach.model.config import Settings
+from outreach.model.errors import ContactsError, Problem
+from outreach.rules.blocks import block_dict  # hook: feedback
 
 UNCERTAIN_ADVICE = (
     "the run died while handing them to the mail server; check the mailbox, then "

@@ -7,9 +7,9 @@ import logging.handlers
 from pathlib import Path
 from typing import TextIO
 
-from outreach.errors import OutreachError
-from outreach.sending import SendSummary, Unsent
-from outreach.summary import RunSummary
+from outreach.deliver.send import SendSummary, Unsent
+from outreach.model.errors import OutreachError
+from outreach.pipeline.summary import RunSummary
 
 LOGGER_NAME = "outreach"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from outreach.contacts import Contact
-from outreach.errors import ContactsError, Problem
+from outreach.model.errors import ContactsError, Problem
 from outreach.workspace import Workspace
 
 

@@ -15,8 +15,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from outreach.config import Postage
 from outreach.deliver.printing import PrintedLetter
+from outreach.model.config import Postage
 
 DOMESTIC = "domestic"
 INTERNATIONAL = "international"

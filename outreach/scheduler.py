@@ -22,8 +22,12 @@ from pathlib import Path
 
 import schedule
 
-from outreach.campaigns import load_campaigns
-from outreach.config import (
+from outreach.deliver.send import after_run_step, smtp_deliverers
+from outreach.feedback.process import feedback_job  # hook: feedback
+from outreach.ledger import ledger_exists, open_ledger
+from outreach.logs import log_summary
+from outreach.model.campaigns import load_campaigns
+from outreach.model.config import (
     WEEKDAYS,
     ScheduleJob,
     Settings,
@@ -31,14 +35,10 @@ from outreach.config import (
     load_settings,
     parse_hhmm,
 )
-from outreach.errors import CampaignError, ConfigError, LockError, OutreachError
-from outreach.feedback.process import feedback_job  # hook: feedback
-from outreach.ledger import ledger_exists, open_ledger
-from outreach.logs import log_summary
+from outreach.model.errors import CampaignError, ConfigError, LockError, OutreachError
 from outreach.pipeline.run import RunOptions, RunRequest, perform_run
-from outreach.sending import after_run_step, smtp_deliverers
+from outreach.pipeline.summary import RunSummary
 from outreach.shards import parse_shard
-from outreach.summary import RunSummary
 from outreach.workspace import (
     Workspace,
     campaign_files,

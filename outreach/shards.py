@@ -12,7 +12,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from outreach.errors import ConfigError
+from outreach.model.errors import ConfigError
 
 _SPEC = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
 # More shards than this is surely a typo (and each holds a database connection).

@@ -15,7 +15,7 @@ from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
-from outreach.errors import OutreachError
+from outreach.model.errors import OutreachError
 
 SKELETON_PACKAGE = "outreach"
 SKELETON_FOLDER = "skeleton"

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from outreach.campaigns import Campaign, load_campaigns
-from outreach.config import Settings, find_config, load_settings
 from outreach.contacts import ContactList, ContactStream, iter_contacts, load_contacts
-from outreach.errors import CampaignError
+from outreach.model.campaigns import Campaign, load_campaigns
+from outreach.model.config import Settings, find_config, load_settings
+from outreach.model.errors import CampaignError
 
 
 def display_path(path: Path) -> Path:

@@ -17,7 +17,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.events import AliasEvent, CollectionStartEvent
 
-from outreach.errors import OutreachError
+from outreach.model.errors import OutreachError
 
 KeyPath = tuple[str | int, ...]
 

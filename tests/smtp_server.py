@@ -23,7 +23,7 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from outreach.config import Delivery
+from outreach.model.config import Delivery
 
 HOST = "127.0.0.1"
 

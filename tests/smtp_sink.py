@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from smtp_server import HOST, free_port
 
-from outreach.config import Delivery
+from outreach.model.config import Delivery
 
 SMTP_SINK = "/usr/sbin/smtp-sink"
 

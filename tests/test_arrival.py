@@ -10,15 +10,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from outreach.arrival import Timing, send_window, timing
-from outreach.campaigns import Campaign, EmailSpec, LetterSpec, Occurrence
-from outreach.config import CadencePolicy, Letters, Sender, Settings
 from outreach.contacts import Contact, ContactList
 from outreach.deliver.outlets import CountOnlyOutlet
 from outreach.ledger import Ledger
+from outreach.model.campaigns import Campaign, EmailSpec, LetterSpec, Occurrence
+from outreach.model.config import CadencePolicy, Letters, Sender, Settings
+from outreach.model.reasons import Code
 from outreach.pipeline.decide import Decision, RunDates
 from outreach.pipeline.run import execute_run
-from outreach.reasons import Code
+from outreach.rules.arrival import Timing, send_window, timing
 from outreach.workspace import Workspace
 
 MADRID = ZoneInfo("Europe/Madrid")

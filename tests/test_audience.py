@@ -8,10 +8,15 @@ from types import MappingProxyType
 
 import pytest
 
-from outreach.audience import AudienceError, AudienceFilter, WhereRefusedError, compile_audience
-from outreach.campaigns import Audience
 from outreach.contacts import Contact
-from outreach.errors import CampaignError
+from outreach.model.campaigns import Audience
+from outreach.model.errors import CampaignError
+from outreach.rules.audience import (
+    AudienceError,
+    AudienceFilter,
+    WhereRefusedError,
+    compile_audience,
+)
 
 PATH = Path("campaigns/c.yaml")
 

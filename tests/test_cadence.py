@@ -10,7 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from outreach.cadence import (
+from outreach.model.campaigns import CadenceOverride
+from outreach.model.config import WEEKDAYS, CadencePolicy
+from outreach.rules.cadence import (
     Candidate,
     Decision,
     PastMessage,
@@ -20,8 +22,6 @@ from outreach.cadence import (
     is_missed,
     next_send_time,
 )
-from outreach.campaigns import CadenceOverride
-from outreach.config import WEEKDAYS, CadencePolicy
 
 MADRID = ZoneInfo("Europe/Madrid")
 WEDNESDAY = date(2026, 11, 25)

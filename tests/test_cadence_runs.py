@@ -35,14 +35,14 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from outreach.campaigns import Audience, CadenceOverride, Campaign, EmailSpec, LetterSpec
-from outreach.config import WEEKDAYS, CadencePolicy, Letters, Sender, Settings
 from outreach.contacts import Contact, ContactList
 from outreach.deliver.outlets import CountOnlyOutlet
 from outreach.ledger import Ledger, MessageRecord
+from outreach.model.campaigns import Audience, CadenceOverride, Campaign, EmailSpec, LetterSpec
+from outreach.model.config import WEEKDAYS, CadencePolicy, Letters, Sender, Settings
+from outreach.model.reasons import Code
 from outreach.pipeline.decide import Decision, RunDates
 from outreach.pipeline.run import execute_run
-from outreach.reasons import Code
 from outreach.workspace import Workspace
 
 MADRID = ZoneInfo("Europe/Madrid")

@@ -9,18 +9,11 @@ from types import MappingProxyType
 
 import pytest
 
-from outreach.campaigns import (
-    Campaign,
-    FieldError,
-    Occurrence,
-    due_occurrences,
-    load_campaign,
-    load_campaigns,
-    occurrences_between,
-)
-from outreach.config import CadencePolicy
 from outreach.contacts import Contact
-from outreach.errors import CampaignError
+from outreach.model.campaigns import Campaign, FieldError, Occurrence, load_campaign, load_campaigns
+from outreach.model.config import CadencePolicy
+from outreach.model.errors import CampaignError
+from outreach.rules.occurrences import due_occurrences, occurrences_between
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_NAMES = (

@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from conftest import Result, Workspace, unmeasured_env
 
-from outreach.recovery import still_running
+from outreach.ledger.recovery import still_running
 
 DAY = "2026-11-24"
 CONTACTS = 3000

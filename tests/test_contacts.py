@@ -17,7 +17,6 @@ from email_validator import EmailNotValidError, validate_email
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from outreach.config import ContactsSettings
 from outreach.contacts import (
     Contact,
     ContactList,
@@ -28,7 +27,8 @@ from outreach.contacts import (
     normalize_locale,
     parse_date,
 )
-from outreach.errors import ContactsError, Problem
+from outreach.model.config import ContactsSettings
+from outreach.model.errors import ContactsError, Problem
 
 REPO = Path(__file__).resolve().parent.parent
 DMY = ContactsSettings(date_format="DMY", default_country="ES")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from conftest import HEADER, Workspace
 
-from outreach.config import ContactsSettings
 from outreach.contacts import load_contacts
 from outreach.history import read_unsubscribe_file
+from outreach.model.config import ContactsSettings
 
 DAY = "2026-11-24"
 

@@ -15,11 +15,11 @@ from odf.opendocument import OpenDocumentSpreadsheet
 from odf.table import Table, TableCell, TableRow
 from odf.text import P
 
-from outreach.config import ContactsSettings
 from outreach.contacts import Contact, ContactList, iter_contacts, load_contacts
 from outreach.contacts.sheets import column_letters
-from outreach.errors import ContactsError
-from outreach.postal import address_gaps
+from outreach.model.config import ContactsSettings
+from outreach.model.errors import ContactsError
+from outreach.rules.postal import address_gaps
 
 ES = ContactsSettings(date_format="DMY", default_country="ES")
 HEADER = ["id", "first_name", "last_name", "title", "email", "birthday", "postal_code", "city"]

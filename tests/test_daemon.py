@@ -16,8 +16,8 @@ import pytest
 import smtp_server as smtp_server_module
 from conftest import Workspace
 
-from outreach.config import WEEKDAYS, ScheduleJob
 from outreach.ledger import acquire_lock
+from outreach.model.config import WEEKDAYS, ScheduleJob
 from outreach.scheduler import Daemon as ScheduleDaemon
 from outreach.scheduler import DaemonJob
 

@@ -9,10 +9,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from feedback_helpers import DATA, SAMPLES
 
-from outreach.config import Bounces
 from outreach.feedback.classify import classify
 from outreach.feedback.score import bounce_score, verdict
 from outreach.feedback.verp import token_pattern, tokens_in, verify_token, verp_token
+from outreach.model.config import Bounces
 from outreach.render.email import message_id_for
 
 TZ = ZoneInfo("Europe/Madrid")

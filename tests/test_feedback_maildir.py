@@ -26,10 +26,10 @@ from feedback_helpers import (
     tree,
 )
 
-from outreach.config import load_settings
 from outreach.feedback.mailbox import MaildirBox
 from outreach.feedback.process import process_mailbox
 from outreach.ledger import Ledger
+from outreach.model.config import load_settings
 
 MakeWorkspace = Callable[..., Workspace]
 MAILDIR = "bounces:\n  maildir: Maildir\n"

@@ -15,7 +15,6 @@ from conftest import unmeasured_env
 
 from outreach import files
 from outreach.deliver import printing
-from outreach.errors import DeliveryError
 from outreach.files import (
     TEMPORARY,
     AtomicFolder,
@@ -23,6 +22,7 @@ from outreach.files import (
     temporary_path,
     write_atomic,
 )
+from outreach.model.errors import DeliveryError
 
 
 def test_every_writer_names_its_temporary_in_the_pattern_recovery_cleans(

@@ -16,15 +16,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_letter import DIN_B, pdf_pages, window_text
 
-from outreach.campaigns import Campaign, LetterSpec
-from outreach.config import CadencePolicy, Letters, Sender, Settings
 from outreach.contacts import Contact, ContactList
 from outreach.deliver.outlets import CountOnlyOutlet
-from outreach.feedback.blocks import postal_key
-from outreach.households import envelope_name, family_name, greeting
 from outreach.ledger import Ledger
+from outreach.model.campaigns import Campaign, LetterSpec
+from outreach.model.config import CadencePolicy, Letters, Sender, Settings
 from outreach.pipeline.decide import RunDates
 from outreach.pipeline.run import execute_run
+from outreach.rules.blocks import postal_key
+from outreach.rules.households import envelope_name, family_name, greeting
 from outreach.workspace import Workspace as RunWorkspace
 
 DAY = date(2026, 11, 24)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from outreach.errors import OutreachError
+from outreach.model.errors import OutreachError
 from outreach.skeleton import create_workspace, existing_files, skeleton_files
 
 EXPECTED = {

@@ -21,7 +21,6 @@ from conftest import unmeasured_env
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from outreach.errors import LedgerError, LockError
 from outreach.ledger import (
     DONE_STATUSES,
     MIGRATIONS,
@@ -33,6 +32,7 @@ from outreach.ledger import (
     acquire_lock,
     apply_migrations,
 )
+from outreach.model.errors import LedgerError, LockError
 from outreach.shards import Shard, shard_of
 
 RUN_DAY = date(2026, 11, 24)

@@ -12,11 +12,10 @@ import pdfplumber
 import pytest
 from PIL import Image
 
-from outreach.campaigns import Campaign, LetterSpec, Occurrence
-from outreach.config import Settings, load_settings
 from outreach.contacts import Contact
-from outreach.errors import ConfigError, OutreachError, TemplateError
-from outreach.postal import format_address, missing_address_fields
+from outreach.model.campaigns import Campaign, LetterSpec, Occurrence
+from outreach.model.config import Settings, load_settings
+from outreach.model.errors import ConfigError, OutreachError, TemplateError
 from outreach.render.letter import (
     ENVELOPES,
     AddressError,
@@ -26,6 +25,7 @@ from outreach.render.letter import (
     standalone_html,
     typesetter,
 )
+from outreach.rules.postal import format_address, missing_address_fields
 
 PT_PER_MM = 72 / 25.4
 PT_PER_IN = 72.0

@@ -11,7 +11,7 @@ import pytest
 from conftest import Workspace
 from jinja2 import Template
 
-from outreach.render.limits import LimitedSandbox, Limits, RenderLimitError, render_limited
+from outreach.rules.sandbox import LimitedSandbox, Limits, RenderLimitError, render_limited
 
 DAY = "2026-11-24"
 ROWS = [

@@ -20,7 +20,7 @@ from outreach.deliver.outbox import (
     temporary_path,
     write_atomic,
 )
-from outreach.errors import DeliveryError
+from outreach.model.errors import DeliveryError
 from outreach.render.email import RenderedEmail
 
 RUN_DAY = date(2026, 11, 24)

@@ -16,7 +16,7 @@ from outreach.deliver.outlets import CountOnlyOutlet
 from outreach.ledger import Ledger
 from outreach.pipeline.decide import RunDates
 from outreach.pipeline.run import execute_run
-from outreach.plan import plan_days
+from outreach.rehearse.plan import plan_days
 from outreach.workspace import load_workspace
 
 # The calendar of the scenario (November 2026):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from outreach.config import Postage
 from outreach.deliver.printing import PrintedLetter
+from outreach.model.config import Postage
 from outreach.postage import postage_csv, postage_lines, postage_total, weight_step, zone_of
 
 POSTAGE = Postage(

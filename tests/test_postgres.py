@@ -39,10 +39,10 @@ from test_crash import (
 )
 from test_send import delivery_config
 
-from outreach.config import load_settings
-from outreach.errors import ConfigError, LedgerError, LockError
 from outreach.ledger import Ledger, MessageRecord
 from outreach.ledger.postgres import AdvisoryLock
+from outreach.model.config import load_settings
+from outreach.model.errors import ConfigError, LedgerError, LockError
 from outreach.scheduler import DaemonJob, parse_hhmm
 from outreach.shards import Shard, parse_shard, shard_of
 

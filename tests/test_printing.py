@@ -11,8 +11,6 @@ from typing import Any
 import pdfplumber
 import pytest
 
-from outreach.campaigns import Campaign, LetterSpec, Occurrence
-from outreach.config import Settings, load_settings
 from outreach.contacts import Contact
 from outreach.deliver.printing import (
     MANIFEST_COLUMNS,
@@ -23,7 +21,9 @@ from outreach.deliver.printing import (
     write_atomic,
     write_batch,
 )
-from outreach.errors import TemplateError
+from outreach.model.campaigns import Campaign, LetterSpec, Occurrence
+from outreach.model.config import Settings, load_settings
+from outreach.model.errors import TemplateError
 from outreach.render.letter import AddressError, LetterRenderer, RenderedLetter
 
 RUN_DATE = TODAY = date(2026, 11, 24)

@@ -19,9 +19,9 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from outreach.explain import explain_contact
 from outreach.pipeline.run import RunOptions, RunRequest, perform_run
-from outreach.validation import validate_workspace
+from outreach.rehearse.explain import explain_contact
+from outreach.rehearse.validate import validate_workspace
 from outreach.workspace import load_workspace
 
 START = date(2026, 11, 23)

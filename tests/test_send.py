@@ -529,8 +529,8 @@ def test_send_rendered_on_one_day_only(
 def test_quiet_until(now: str, expected: tuple[str, str] | None) -> None:
     from zoneinfo import ZoneInfo
 
-    from outreach.config import CadencePolicy
-    from outreach.sending import quiet_until
+    from outreach.deliver.send import quiet_until
+    from outreach.model.config import CadencePolicy
 
     policy = CadencePolicy(quiet_hours="21:00-09:00", quiet_weekdays=("sun",))
     moment = datetime.fromisoformat(now).replace(tzinfo=ZoneInfo("Europe/Madrid"))

@@ -13,7 +13,6 @@ import pytest
 import smtp_server as servers
 from smtp_server import RecordingHandler, SmtpServer
 
-from outreach.config import Delivery
 from outreach.deliver.base import Deliverer, DeliveryResult
 from outreach.deliver.smtp import (
     SendingStoppedError,
@@ -21,7 +20,8 @@ from outreach.deliver.smtp import (
     backoff_s,
     password_from_env,
 )
-from outreach.errors import DeliveryError
+from outreach.model.config import Delivery
+from outreach.model.errors import DeliveryError
 from outreach.render.email import RenderedEmail, build_message, message_id_for
 
 # The aiosmtpd fixtures, used by name.

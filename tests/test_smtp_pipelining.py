@@ -19,9 +19,9 @@ from smtp_server import RecordingHandler, SmtpServer
 from smtp_sink import SinkServer
 from test_smtp import FakeTime, deliverer, key, make_email
 
-from outreach.config import Delivery
 from outreach.deliver.base import DeliveryResult
 from outreach.deliver.smtp import SendRate, SmtpDeliverer
+from outreach.model.config import Delivery
 from outreach.render.email import RenderedEmail
 
 smtp_server_factory = servers.smtp_server_factory

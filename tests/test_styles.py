@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from jinja2 import Template
 
 from outreach.render import styles
-from outreach.render.limits import DEFAULT_LIMITS, render_limited_parts
 from outreach.render.styles import StyleInliner, placeholders
 from outreach.render.templates import build_environment
+from outreach.rules.sandbox import DEFAULT_LIMITS, render_limited_parts
 
 SAMPLE_TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 STYLESHEET = (

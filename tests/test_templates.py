@@ -16,10 +16,10 @@ from zoneinfo import ZoneInfo
 import jinja2
 import pytest
 
-from outreach.campaigns import Campaign, EmailSpec, Occurrence
-from outreach.config import Settings
 from outreach.contacts import Contact
-from outreach.errors import ConfigError, TemplateError
+from outreach.model.campaigns import Campaign, EmailSpec, Occurrence
+from outreach.model.config import Settings
+from outreach.model.errors import ConfigError, TemplateError
 from outreach.render.email import RenderedEmail
 from outreach.render.templates import (
     EmailRenderer,

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import Workspace
 
-from outreach.errors import CampaignError, ConfigError
+from outreach.model.errors import CampaignError, ConfigError
 from outreach.yamlfile import load_yaml
 
 BOMB = (

@@ -10,7 +10,7 @@ from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from outreach.errors import ContactsError, Problem
+from outreach.model.errors import ContactsError, Problem
 
 # The file is checked and read a block or a line at a time, never held whole: a run keeps
 # only the rows in hand (a 100,000-row file would otherwise cost tens of MB for a whole run).

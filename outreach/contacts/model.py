@@ -8,7 +8,7 @@ from datetime import date
 from pathlib import Path
 from types import MappingProxyType
 
-from outreach.errors import Problem
+from outreach.model.errors import Problem
 
 # fmt: off
 KNOWN_COLUMNS = (

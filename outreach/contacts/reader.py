@@ -18,7 +18,6 @@ from operator import itemgetter
 from pathlib import Path
 from types import MappingProxyType
 
-from outreach.config import ContactsSettings
 from outreach.contacts.encoding import _Decoding, _encoding, _mixed_problem, _text_lines
 from outreach.contacts.fields import (
     COUNTRY_CODES,
@@ -31,8 +30,9 @@ from outreach.contacts.fields import (
 from outreach.contacts.model import _NO_EXTRA, CHANNELS, KNOWN_COLUMNS, Contact, ContactList
 from outreach.contacts.presets import column_mapping, header_key
 from outreach.contacts.sheets import SheetRows, column_letters, is_workbook, read_sheet
-from outreach.errors import ContactsError, Problem
-from outreach.postal import postal_code_problem
+from outreach.model.config import ContactsSettings
+from outreach.model.errors import ContactsError, Problem
+from outreach.rules.postal import postal_code_problem
 
 # --- reading the file --------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
-from outreach.errors import ContactsError
+from outreach.model.errors import ContactsError
 
 SHEET_SUFFIXES = frozenset({".xlsx", ".xlsm", ".ods"})
 

@@ -6,7 +6,7 @@ fsync per file: it would cost more than the rendering, and buys little. A killed
 nothing (what it wrote is in the page cache). The runner claims a message's ledger row (with
 the path `artifact_of` gives) before the file is written, so no other run writes it too; a run
 killed between the claim and the write leaves a row without its file, which recovery
-(outreach.recovery) turns into `failed` so the next run makes it again. A power cut can lose a
+(outreach.ledger.recovery) turns into `failed` so the next run makes it again. A power cut can lose a
 recent file and, the ledger not fsyncing each commit either (WAL, synchronous=NORMAL), often
 its row; a row that survives without its file is recovered the same way, and the next run
 renders the message again and writes the same bytes.
@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from outreach.deliver.base import DeliveryResult
-from outreach.errors import DeliveryError
 from outreach.files import AtomicFolder, clean_temporaries, temporary_path, write_atomic
+from outreach.model.errors import DeliveryError
 
 if TYPE_CHECKING:
     from outreach.deliver.base import Deliverer

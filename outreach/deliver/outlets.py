@@ -26,17 +26,17 @@ from typing import TYPE_CHECKING, Protocol
 
 from outreach.deliver.outbox import OutboxWriter
 from outreach.deliver.printing import PrintedLetter, lay_out, write_batch
-from outreach.errors import DeliveryError, OutreachError, Problem
-from outreach.households import Household
+from outreach.model.errors import DeliveryError, OutreachError, Problem
+from outreach.model.reasons import Code, Reason, Status
 from outreach.postage import PostageLine, postage_csv, postage_lines
-from outreach.reasons import Code, Reason, Status
 from outreach.render.letter import LetterRenderer, RenderedLetter
 from outreach.render.templates import EmailRenderer
+from outreach.rules.households import Household
 
 if TYPE_CHECKING:
-    from outreach.campaigns import Campaign, Occurrence
-    from outreach.config import Settings
     from outreach.contacts import Contact
+    from outreach.model.campaigns import Campaign, Occurrence
+    from outreach.model.config import Settings
     from outreach.render.email import RenderedEmail
     from outreach.shards import Shard
 

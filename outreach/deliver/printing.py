@@ -31,7 +31,7 @@ from pathlib import Path
 
 from outreach import files
 from outreach.deliver.lifeline import RUN_PID_VARIABLE
-from outreach.errors import DeliveryError, OutreachError, TemplateError
+from outreach.model.errors import DeliveryError, OutreachError, TemplateError
 from outreach.render.letter import RenderedLetter, safe_file_name, typesetter
 
 CHUNK_SIZE = 100  # letters per WeasyPrint document: measured as fast as larger chunks

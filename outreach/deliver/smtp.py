@@ -34,9 +34,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final
 
-from outreach.config import Delivery
 from outreach.deliver.base import DeliveryResult
-from outreach.errors import DeliveryError
+from outreach.model.config import Delivery
+from outreach.model.errors import DeliveryError
 from outreach.render.email import RenderedEmail
 
 DEFAULT_PORTS: Final = {"ssl": 465, "starttls": 587, "none": 25}

@@ -16,8 +16,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
 
-from outreach.config import Imap
-from outreach.errors import FeedbackError
+from outreach.model.config import Imap
+from outreach.model.errors import FeedbackError
 
 PROCESSED = "outreach-processed"
 _IMAP_BATCH = 50  # messages fetched in one command, when they are small

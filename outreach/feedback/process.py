@@ -19,15 +19,15 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
 
-from outreach.config import Settings, load_settings
 from outreach.contacts import Contact, iter_contacts
-from outreach.errors import FeedbackError, OutreachError
-from outreach.feedback.blocks import block_dict
 from outreach.feedback.classify import Classified, classify, fingerprint
 from outreach.feedback.mailbox import ImapBox, Mailbox, MaildirBox, MailItem
 from outreach.feedback.score import verdict
 from outreach.feedback.verp import token_pattern, tokens_in, verify_token
 from outreach.ledger import Block, BounceEvent, LedgerStore, MessageRecord, open_ledger
+from outreach.model.config import Settings, load_settings
+from outreach.model.errors import FeedbackError, OutreachError
+from outreach.rules.blocks import block_dict
 
 _CHUNK = 500
 _CHUNK_BYTES = 8 * 1024 * 1024

@@ -27,10 +27,10 @@ from typing import Any
 from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from outreach.config import Settings, find_config, load_settings
 from outreach.contacts import iter_contacts
-from outreach.errors import ConfigError, OutreachError
 from outreach.ledger import open_ledger
+from outreach.model.config import Settings, find_config, load_settings
+from outreach.model.errors import ConfigError, OutreachError
 from outreach.render.templates import unsubscribe_token
 
 logger = logging.getLogger("outreach.serve")

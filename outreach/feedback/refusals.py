@@ -7,10 +7,10 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Protocol
 
-from outreach.config import Settings
 from outreach.feedback.classify import clean_text
 from outreach.feedback.score import verdict
 from outreach.ledger import Block, BounceEvent, LedgerStore
+from outreach.model.config import Settings
 
 # outreach.deliver.smtp words a refused recipient so: "the server refused the recipient
 # ADDRESS: 550 5.1.1 ..." (tests/test_feedback_smtp.py sends to a real server to keep it so).
@@ -21,7 +21,7 @@ _ENHANCED = re.compile(r"\b5\.\d{1,3}\.\d{1,3}\b")
 
 
 class _Failed(Protocol):
-    """An email the send step could not send (outreach.sending.Unsent)."""
+    """An email the send step could not send (outreach.deliver.send.Unsent)."""
 
     @property
     def contact_id(self) -> str: ...

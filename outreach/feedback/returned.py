@@ -10,12 +10,12 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
-from outreach.config import Settings
 from outreach.contacts import Contact, load_contacts
-from outreach.errors import FeedbackError, Problem
-from outreach.feedback.blocks import postal_key
 from outreach.ledger import Block, open_ledger
-from outreach.postal import missing_address_fields
+from outreach.model.config import Settings
+from outreach.model.errors import FeedbackError, Problem
+from outreach.rules.blocks import postal_key
+from outreach.rules.postal import missing_address_fields
 
 _ID_COLUMNS = (
     *("id", "contact", "contact_id", "contact id", "customer", "reference", "ref"),

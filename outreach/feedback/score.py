@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 
-from outreach.config import Bounces
+from outreach.model.config import Bounces
 
 WEIGHTS = {"hard": 1.0, "soft": 0.5}
 

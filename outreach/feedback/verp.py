@@ -13,7 +13,7 @@ import hmac
 import re
 from collections.abc import Iterable
 
-from outreach.config import Settings
+from outreach.model.config import Settings
 
 _DIGITS = 12
 _MAC = 8

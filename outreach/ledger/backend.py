@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, TypeVar
 from outreach.ledger.sqlite import Ledger, WorkspaceLock
 
 if TYPE_CHECKING:
-    from outreach.config import Settings
     from outreach.ledger.postgres import AdvisoryLock
+    from outreach.model.config import Settings
     from outreach.shards import Shard
 
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from outreach.errors import LedgerError
 from outreach.ledger.postgres import PgConnection
 from outreach.ledger.sqlite import Ledger
+from outreach.model.errors import LedgerError
 
 # table → (its columns, the column to page by, or None for a small table read at once)
 TABLES: dict[str, tuple[tuple[str, ...], str | None]] = {

@@ -27,7 +27,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from outreach.errors import ConfigError, LedgerError, LockError
+from outreach.model.errors import ConfigError, LedgerError, LockError
 
 if TYPE_CHECKING:
     import psycopg

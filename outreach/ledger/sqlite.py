@@ -20,8 +20,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
-from outreach.cadence import PastMessage
-from outreach.errors import LedgerError, LockError
+from outreach.model.errors import LedgerError, LockError
+from outreach.rules.cadence import PastMessage
 
 if TYPE_CHECKING:
     from outreach.ledger.postgres import PgConnection
@@ -76,7 +76,7 @@ class MessageRecord:
     # Stored as run_date when not given, so a message can never escape the cadence policy.
     effective_date: date | None = None
     updated_at: datetime | None = None
-    # Why it was held back, as data (an outreach.reasons.Code value); `reason` is its sentence.
+    # Why it was held back, as data (an outreach.model.reasons.Code value); `reason` is its sentence.
     # A missed message keeps the code of what deferred it; `window_closed` when nothing did.
     reason_code: str | None = None
 
@@ -355,7 +355,7 @@ def _v5_run_scope(conn: sqlite3.Connection) -> None:
 
 
 def _v6_reason_code(conn: sqlite3.Connection) -> None:
-    # Why a message was held back, as a code (outreach.reasons.Code) beside its sentence, so
+    # Why a message was held back, as a code (outreach.model.reasons.Code) beside its sentence, so
     # what reads the ledger (the report) never parses sentences. Rows written before it get
     # their code from the sentences this version's runs wrote, once, here.
     conn.execute("ALTER TABLE messages ADD COLUMN reason_code TEXT")
@@ -1324,7 +1324,7 @@ class Ledger:
             found.setdefault(value, set()).add(channel)
         suppressed = {value: frozenset(channels) for value, channels in found.items()}
         # Blocks ride along under keys of their own (see email_block_key): one structure for
-        # every check a run makes; `outreach.feedback.blocks.block_reason` reads them.
+        # every check a run makes; `outreach.rules.blocks.block_reason` reads them.
         for channel, value, postal_key in self._query(
             "SELECT channel, value, postal_key FROM blocks WHERE channel <> 'all'"
         ):

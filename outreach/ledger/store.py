@@ -15,11 +15,11 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Protocol
 
-from outreach.cadence import PastMessage
 from outreach.ledger.sqlite import COUNTED_STATUSES, DONE_STATUSES, Ledger, MessageRecord
+from outreach.rules.cadence import PastMessage
 
 if TYPE_CHECKING:
-    from outreach.campaigns import Campaign
+    from outreach.model.campaigns import Campaign
 
 _COUNTED = frozenset(COUNTED_STATUSES)
 

@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 from outreach.deliver.outlets import Made, MessageKey, Outlet
 from outreach.ledger import MessageRecord
 from outreach.ledger.store import RunStore
+from outreach.model.reasons import Code, Reason
 from outreach.pipeline.decide import CampaignRule, Decision, Knowledge, decide
-from outreach.reasons import Code, Reason
-from outreach.summary import CampaignSummary, HeldBack, label
+from outreach.pipeline.summary import CampaignSummary, HeldBack, label
 
 if TYPE_CHECKING:
-    from outreach.campaigns import Occurrence
     from outreach.contacts import Contact
+    from outreach.model.campaigns import Occurrence
 
 Clock = Callable[[], datetime]
 Observer = Callable[[Decision], None]

@@ -15,18 +15,19 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
-from outreach import cadence
-from outreach.arrival import Timing, email_instead, send_window, timing
-from outreach.audience import WhereRefusedError
-from outreach.cadence import Candidate, PastMessage, first_open_day
-from outreach.campaigns import Campaign, Occurrence, occurrences_between
-from outreach.eligibility import Suppressions, choose_channel, first_choice
-from outreach.errors import OutreachError, Problem
-from outreach.reasons import Code, Outcome, Reason
+from outreach.model.campaigns import Campaign, Occurrence
+from outreach.model.errors import OutreachError, Problem
+from outreach.model.reasons import Code, Outcome, Reason
+from outreach.rules import cadence
+from outreach.rules.arrival import Timing, email_instead, send_window, timing
+from outreach.rules.audience import WhereRefusedError
+from outreach.rules.cadence import Candidate, PastMessage, first_open_day
+from outreach.rules.eligibility import Suppressions, choose_channel, first_choice
+from outreach.rules.occurrences import occurrences_between
 
 if TYPE_CHECKING:
-    from outreach.config import CadencePolicy
     from outreach.contacts import Contact
+    from outreach.model.config import CadencePolicy
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,11 +9,11 @@ from datetime import date
 
 from outreach.contacts import Contact
 from outreach.deliver.outlets import LetterBatch, Made, MessageKey
-from outreach.households import Household, group_by, household_key
 from outreach.ledger import MessageRecord
 from outreach.pipeline.apply import Books, Scene, already, key_of
 from outreach.pipeline.decide import Decision
-from outreach.summary import CampaignSummary
+from outreach.pipeline.summary import CampaignSummary
+from outreach.rules.households import Household, group_by, household_key
 
 LetterJob = tuple[Contact, Decision]
 

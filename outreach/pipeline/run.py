@@ -21,8 +21,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from multiprocessing.pool import AsyncResult
 
-from outreach.audience import compile_audience
-from outreach.cadence import policy_for, reach
 from outreach.contacts import Contact, ContactStream
 from outreach.deliver.outlets import (
     LetterProgress,
@@ -33,16 +31,18 @@ from outreach.deliver.outlets import (
 )
 from outreach.files import bind_to_parent
 from outreach.ledger import Ledger, MessageRecord, open_ledger, workspace_lock
+from outreach.ledger.rebuild import check_ledger_start
+from outreach.ledger.recovery import recover_interrupted
 from outreach.ledger.store import RunStore
+from outreach.model.reasons import Code, Reason
 from outreach.pipeline.apply import Clock, Observer, Scene, Tally, apply_chunk
 from outreach.pipeline.decide import CampaignRule, Decision, Knowledge, RunDates
 from outreach.pipeline.letters import LetterJob, make_letters
-from outreach.reasons import Code, Reason
-from outreach.rebuild import check_ledger_start
-from outreach.recovery import recover_interrupted
-from outreach.render.limits import limits_of
+from outreach.pipeline.summary import CampaignSummary, HeldBack, RunSummary
+from outreach.rules.audience import compile_audience
+from outreach.rules.cadence import policy_for, reach
+from outreach.rules.sandbox import limits_of
 from outreach.shards import Shard
-from outreach.summary import CampaignSummary, HeldBack, RunSummary
 from outreach.workspace import Workspace, display_path
 
 __all__ = ["RunDates", "RunOptions", "RunSummary", "execute_run", "perform_run"]

@@ -27,13 +27,24 @@ import jinja2
 from jinja2 import Template
 from markupsafe import Markup
 
-from outreach.campaigns import Campaign, Occurrence
-from outreach.config import Letters, Settings
 from outreach.contacts import Contact
-from outreach.errors import ConfigError, OutreachError, TemplateError
-from outreach.households import Household
-from outreach.households import template_fields as household_fields
-from outreach.postal import (
+from outreach.model.campaigns import Campaign, Occurrence
+from outreach.model.config import Letters, Settings
+from outreach.model.errors import ConfigError, OutreachError, TemplateError
+from outreach.render.templates import (
+    MessageContext,
+    _describe,
+    _locate,
+    build_environment,
+    message_locale,
+    speaks,
+    unsubscribe_url,
+    variant_names,
+)
+from outreach.rules.households import Household
+from outreach.rules.households import template_fields as household_fields
+from outreach.rules.locales import normalize_locale
+from outreach.rules.postal import (
     MissingFieldError,
     address_lines,
     country_name,
@@ -41,18 +52,7 @@ from outreach.postal import (
     one_line,
     recipient_name,
 )
-from outreach.render.limits import RenderLimitError, limits_of, render_guard, render_limited
-from outreach.render.templates import (
-    MessageContext,
-    _describe,
-    _locate,
-    build_environment,
-    message_locale,
-    normalize_locale,
-    speaks,
-    unsubscribe_url,
-    variant_names,
-)
+from outreach.rules.sandbox import RenderLimitError, limits_of, render_guard, render_limited
 
 if TYPE_CHECKING:
     from weasyprint import CSS, Document, Page

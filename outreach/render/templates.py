@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import css_inline
 import jinja2
-from babel import Locale, UnknownLocaleError
+from babel import Locale
 from babel.dates import format_date
 from babel.numbers import format_currency
 from jinja2 import FileSystemLoader, StrictUndefined, Template, pass_context
@@ -26,10 +26,10 @@ from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from outreach.campaigns import Campaign, Occurrence
-from outreach.config import Settings
 from outreach.contacts import Contact
-from outreach.errors import ConfigError, TemplateError
+from outreach.model.campaigns import Campaign, Occurrence
+from outreach.model.config import Settings
+from outreach.model.errors import ConfigError, TemplateError
 from outreach.render.email import (
     RenderedEmail,
     build_message,
@@ -38,14 +38,15 @@ from outreach.render.email import (
     clean_display_name,
     message_id_for,
 )
-from outreach.render.limits import (
+from outreach.render.styles import StyleInliner
+from outreach.rules.locales import babel_locale, normalize_locale
+from outreach.rules.sandbox import (
     LimitedSandbox,
     RenderLimitError,
     limits_of,
     render_guard,
     render_limited_parts,
 )
-from outreach.render.styles import StyleInliner
 
 # Base32 without the characters people misread on paper: 0/O and 1/I.
 _COUPON_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
@@ -114,38 +115,6 @@ class _Environment(LimitedSandbox):
             except (KeyError, TypeError):
                 return self.undefined(obj=obj, name=argument)
         return super().getitem(obj, argument)
-
-
-@lru_cache(maxsize=256)
-def babel_locale(identifier: str, region: str | None = None) -> Locale:
-    """The Babel locale for `es`, `en_GB`, `en-GB`…; its language alone if the region is unknown.
-
-    A bare language takes the business's `region` when the pair exists: an English-speaking
-    customer of a Spanish business reads dates the way people in Spain write them in English
-    ("24 November 2026", en_ES), and of a US business the US way ("November 24, 2026").
-    """
-    normalized = normalize_locale(identifier)
-    if region and "_" not in normalized:
-        try:
-            return Locale.parse(f"{normalized}_{region.upper()}")
-        except (ValueError, UnknownLocaleError):
-            pass
-    try:
-        return Locale.parse(normalized)
-    except (ValueError, UnknownLocaleError):
-        language = normalized.partition("_")[0]
-        try:
-            return Locale.parse(language)
-        except (ValueError, UnknownLocaleError):
-            raise ValueError(f"unknown locale {identifier!r}") from None
-
-
-@lru_cache(maxsize=1024)  # a handful of distinct values, asked several times per email
-def normalize_locale(identifier: str) -> str:
-    """`en-gb` → `en_GB`: language in lower case, a two-letter region in upper case."""
-    parts = identifier.strip().replace("-", "_").split("_")
-    parts[0] = parts[0].lower()
-    return "_".join([parts[0], *(p.upper() if len(p) == 2 else p for p in parts[1:])])
 
 
 def _context_locale(context: Context) -> Locale:

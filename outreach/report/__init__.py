@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from outreach.config import Settings
+from outreach.model.config import Settings
 from outreach.workspace import Workspace
 
 __all__ = ["build_report", "default_period", "report_path"]

@@ -24,11 +24,11 @@ from email.parser import BytesParser
 from pathlib import Path
 from typing import TypeVar, cast
 
-from outreach.config import Settings
 from outreach.contacts import Contact
-from outreach.errors import OutreachError, Problem
 from outreach.ledger import COUNTED_STATUSES, Ledger, MessageRecord, ledger_exists, read_ledger
-from outreach.plan import Plan, plan_days
+from outreach.model.config import Settings
+from outreach.model.errors import OutreachError, Problem
+from outreach.rehearse.plan import Plan, plan_days
 from outreach.workspace import Workspace
 
 _T = TypeVar("_T")

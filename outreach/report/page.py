@@ -20,10 +20,10 @@ from babel.numbers import format_decimal
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-from outreach.render.templates import babel_locale
 from outreach.report import charts
 from outreach.report.data import REASON_CODES, ReportData
 from outreach.report.strings import strings_for
+from outreach.rules.locales import babel_locale
 
 _HERE = Path(__file__).resolve().parent
 _HEAD = re.compile(r"<head(?:\s[^>]*)?>", re.IGNORECASE)

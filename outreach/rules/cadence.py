@@ -29,12 +29,12 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Literal
 
-from outreach.config import WEEKDAYS, CadencePolicy
-from outreach.reasons import Code
+from outreach.model.config import WEEKDAYS, CadencePolicy
+from outreach.model.reasons import Code
 
 if TYPE_CHECKING:
-    from outreach.campaigns import Campaign
-    from outreach.config import Settings
+    from outreach.model.campaigns import Campaign
+    from outreach.model.config import Settings
 
 Action = Literal["send", "defer"]
 

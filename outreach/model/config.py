@@ -20,7 +20,7 @@ from pydantic import (
     model_validator,
 )
 
-from outreach.errors import ConfigError, OutreachError, format_location
+from outreach.model.errors import ConfigError, OutreachError, format_location
 from outreach.yamlfile import dotted, line_for, load_yaml
 
 CONFIG_NAME = "config.yaml"

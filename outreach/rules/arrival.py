@@ -9,9 +9,9 @@ from __future__ import annotations
 from datetime import date, timedelta
 from enum import Enum
 
-from outreach.campaigns import Campaign, Occurrence
 from outreach.contacts import Contact
-from outreach.eligibility import Suppressions, opted_out, unusable
+from outreach.model.campaigns import Campaign, Occurrence
+from outreach.rules.eligibility import Suppressions, opted_out, unusable
 
 
 class Timing(Enum):

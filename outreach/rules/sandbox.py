@@ -35,7 +35,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import generate_lorem_ipsum
 
 if TYPE_CHECKING:
-    from outreach.config import Settings
+    from outreach.model.config import Settings
 
 DEFAULT_SECONDS = 10.0
 DEFAULT_SIZE = 5_000_000  # characters (or items) one value or one template's output may have

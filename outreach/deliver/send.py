@@ -48,9 +48,6 @@ from email.utils import format_datetime, getaddresses
 from functools import partial
 from typing import TYPE_CHECKING, Protocol
 
-from outreach.cadence import policy_for, quiet_until
-from outreach.campaigns import Campaign, load_campaign
-from outreach.config import CadencePolicy, Settings
 from outreach.contacts import ContactStream, iter_contacts
 from outreach.deliver.base import DeliveryResult
 from outreach.deliver.smtp import (
@@ -60,18 +57,21 @@ from outreach.deliver.smtp import (
     SmtpDeliverer,
     password_from_env,
 )
-from outreach.eligibility import opted_out
-from outreach.errors import CampaignError, DeliveryError, OutreachError
-from outreach.feedback.blocks import EMAIL_BLOCKED, email_blocked  # hook: feedback
 from outreach.feedback.refusals import record_refusals  # hook: feedback
 from outreach.feedback.verp import return_path  # hook: feedback
 from outreach.ledger import Ledger, MessageRecord, open_ledger, workspace_lock
+from outreach.model.campaigns import Campaign, load_campaign
+from outreach.model.config import CadencePolicy, Settings
+from outreach.model.errors import CampaignError, DeliveryError, OutreachError
 from outreach.render.email import RenderedEmail, check_address
+from outreach.rules.blocks import EMAIL_BLOCKED, email_blocked  # hook: feedback
+from outreach.rules.cadence import policy_for, quiet_until
+from outreach.rules.eligibility import opted_out
 from outreach.workspace import campaign_files, display_path
 
 if TYPE_CHECKING:
     from outreach.contacts import Contact
-    from outreach.summary import RunSummary
+    from outreach.pipeline.summary import RunSummary
     from outreach.workspace import Workspace
 
 # Marks a failed email that must not be tried again (a 5xx, a file that cannot be sent).

@@ -5,11 +5,12 @@ from __future__ import annotations
 from datetime import date, datetime
 from pathlib import Path
 
-from outreach.campaigns import Occurrence, next_occurrence
 from outreach.deliver.outbox import write_atomic
-from outreach.errors import OutreachError
+from outreach.model.campaigns import Occurrence
+from outreach.model.errors import OutreachError
 from outreach.render.letter import LetterRenderer, letter_pdf, standalone_html
 from outreach.render.templates import EmailRenderer
+from outreach.rules.occurrences import next_occurrence
 from outreach.workspace import Workspace
 
 

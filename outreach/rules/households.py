@@ -17,8 +17,8 @@ from typing import TypeVar
 from babel.lists import format_list
 
 from outreach.contacts import Contact
-from outreach.feedback.blocks import postal_key
-from outreach.postal import one_line, recipient_name
+from outreach.rules.blocks import postal_key
+from outreach.rules.postal import one_line, recipient_name
 
 T = TypeVar("T")
 

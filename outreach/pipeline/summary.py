@@ -7,12 +7,12 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
-from outreach.errors import Problem
+from outreach.model.errors import Problem
+from outreach.model.reasons import Code, Reason
 from outreach.postage import PostageLine, postage_total
-from outreach.reasons import Code, Reason
 
 if TYPE_CHECKING:
-    from outreach.sending import SendSummary, Unsent
+    from outreach.deliver.send import SendSummary, Unsent
 
 # The text summary lists this many held-back messages per reason; `--json` lists them all.
 SHOWN_PER_REASON = 20

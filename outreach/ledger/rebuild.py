@@ -29,9 +29,9 @@ from email.policy import compat32
 from pathlib import Path
 from urllib.parse import unquote
 
-from outreach.config import Settings
-from outreach.errors import LedgerError
 from outreach.ledger import Ledger, MessageRecord, acquire_lock, ledger_location
+from outreach.model.config import Settings
+from outreach.model.errors import LedgerError
 
 OUTBOX = "outbox"
 LETTERS = "letters"
@@ -290,8 +290,8 @@ def _campaign_of_stem(stem: str, names: dict[str, str]) -> str:
 def _letter_records(
     settings: Settings, report: RebuildReport, *, now: datetime
 ) -> list[MessageRecord]:
-    from outreach.campaigns import load_campaigns
-    from outreach.errors import OutreachError
+    from outreach.model.campaigns import load_campaigns
+    from outreach.model.errors import OutreachError
     from outreach.render.letter import safe_file_name
 
     names: dict[str, str] = {}

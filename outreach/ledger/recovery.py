@@ -28,10 +28,10 @@ from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
 
-from outreach.config import Settings
 from outreach.files import TEMPORARY, clean_temporaries
 from outreach.ledger import Ledger
-from outreach.reasons import Code, Reason
+from outreach.model.config import Settings
+from outreach.model.reasons import Code, Reason
 
 _MANIFEST = ".manifest.csv"
 _POSTAGE = ".postage.csv"

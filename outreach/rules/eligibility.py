@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from outreach.campaigns import Campaign
 from outreach.contacts import Contact
-from outreach.feedback.blocks import block_reason
-from outreach.postal import address_gaps
-from outreach.reasons import Code, Reason
+from outreach.model.campaigns import Campaign
+from outreach.model.reasons import Code, Reason
+from outreach.rules.blocks import block_reason
+from outreach.rules.postal import address_gaps
 
 Suppressions = Mapping[str, frozenset[str]]
 

@@ -13,18 +13,18 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
-from outreach.campaigns import Campaign, load_campaign
-from outreach.config import Coupon, Settings
 from outreach.contacts import Contact, load_contacts
 from outreach.deliver.outlets import RenderOnlyOutlet
 from outreach.deliver.printing import harfbuzz_subset_available
-from outreach.errors import LedgerError, OutreachError, Problem
 from outreach.ledger import ledger_exists, read_ledger
 from outreach.ledger.store import MemoryStore
+from outreach.model.campaigns import Campaign, load_campaign
+from outreach.model.config import Coupon, Settings
+from outreach.model.errors import LedgerError, OutreachError, Problem
+from outreach.model.reasons import Code
 from outreach.pipeline.decide import Decision, RunDates
 from outreach.pipeline.run import RunOptions, execute_run
-from outreach.postal import address_gaps
-from outreach.reasons import Code
+from outreach.rules.postal import address_gaps
 from outreach.workspace import Workspace, campaign_files, display_path
 
 # validate renders every occurrence due within this many days.

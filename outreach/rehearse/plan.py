@@ -15,18 +15,19 @@ from datetime import date, datetime, time, timedelta
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as mp_wait
 
-from outreach.audience import AudienceFilter, compile_audience
-from outreach.cadence import reach
-from outreach.campaigns import Campaign, Occurrence, occurrence_basis, occurrences_between
 from outreach.contacts import Contact
 from outreach.deliver.outlets import CountOnlyOutlet
-from outreach.errors import OutreachError
 from outreach.files import bind_to_parent
 from outreach.ledger import read_ledger
 from outreach.ledger.store import MemoryStore
 from outreach.lookup import find_contact, not_a_contact
+from outreach.model.campaigns import Campaign, Occurrence
+from outreach.model.errors import OutreachError
 from outreach.pipeline.decide import Decision, RunDates
 from outreach.pipeline.run import RunOptions, RunSummary, execute_run, worker_count
+from outreach.rules.audience import AudienceFilter, compile_audience
+from outreach.rules.cadence import reach
+from outreach.rules.occurrences import occurrence_basis, occurrences_between
 from outreach.workspace import Workspace
 
 # Each simulated day runs at this local time, as a morning cron job would.
@@ -186,7 +187,7 @@ class _DueSchedule:
         self, workspace: Workspace, *, contacts: Sequence[Contact], start: date, end: date
     ) -> None:
         fmt = workspace.settings.contacts.date_format
-        # A letter is posted delivery_days before its window (outreach.arrival): a campaign
+        # A letter is posted delivery_days before its window (outreach.rules.arrival): a campaign
         # that can send letters looks that far ahead.
         posting = timedelta(days=workspace.settings.letters.delivery_days)
         audiences: list[tuple[Campaign, AudienceFilter]] = [

@@ -11,19 +11,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from outreach.cadence import reach
-from outreach.campaigns import Campaign, Occurrence, occurrences_between
 from outreach.contacts import Contact
 from outreach.deliver.outlets import RenderOnlyOutlet
-from outreach.errors import Problem
-from outreach.feedback.blocks import current_blocks, describe_block
 from outreach.ledger import Ledger, MessageRecord, read_ledger
 from outreach.ledger.store import MemoryStore
 from outreach.lookup import contact_label, find_contact, row_problems, unknown_contact
+from outreach.model.campaigns import Campaign, Occurrence
+from outreach.model.errors import Problem
+from outreach.model.reasons import Code, Reason
 from outreach.pipeline.decide import Decision, RunDates
 from outreach.pipeline.run import RunOptions, execute_run
-from outreach.postal import address_gaps
-from outreach.reasons import Code, Reason
+from outreach.rules.blocks import current_blocks, describe_block
+from outreach.rules.cadence import reach
+from outreach.rules.occurrences import occurrences_between
+from outreach.rules.postal import address_gaps
 from outreach.workspace import Workspace
 
 # How far `explain` looks for the next window of a campaign that is not due.

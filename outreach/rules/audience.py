@@ -15,11 +15,11 @@ from jinja2.parser import Parser
 from jinja2.runtime import Undefined
 
 from outreach.contacts import Contact
-from outreach.errors import CampaignError, OutreachError
-from outreach.render.limits import DEFAULT_LIMITS, LimitedSandbox, Limits, render_guard
+from outreach.model.errors import CampaignError, OutreachError
+from outreach.rules.sandbox import DEFAULT_LIMITS, LimitedSandbox, Limits, render_guard
 
 if TYPE_CHECKING:  # campaigns.py imports this module to check `where` as it loads
-    from outreach.campaigns import Audience
+    from outreach.model.campaigns import Audience
 
 WHERE_FIELD = "audience.where"
 SANDBOX_HINT = "`where` may read the contact's fields, not Python internals"
