@@ -1,6 +1,4 @@
-"""`outreach ledger …`: commands that repair the ledger (registered by cli.py)."""
-
-from __future__ import annotations
+"""`outreach ledger …`: repair the ledger, or copy it into another store."""
 
 import json
 import sys
@@ -9,12 +7,13 @@ from pathlib import Path
 
 import click
 
-from outreach.cli import EXIT_OK, _examples, clock, config_option, handle_errors
+from outreach.cli.errors import EXIT_OK, handle_errors
+from outreach.cli.options import clock, config_option, examples
 from outreach.model.config import find_config, load_settings
 
 
 @click.group(
-    epilog=_examples(
+    epilog=examples(
         "outreach ledger rebuild                   # record again what out/ holds",
         "outreach ledger rebuild --json",
         "outreach ledger copy --to postgresql://outreach@db.example/shop",
@@ -69,7 +68,7 @@ def rebuild(as_json: bool, config_path: Path | None) -> None:
 
 
 @ledger.command(
-    epilog=_examples(
+    epilog=examples(
         "outreach ledger copy --to postgresql://outreach@db.example/shop",
         "outreach ledger copy --to state/ledger.sqlite      # from PostgreSQL back to SQLite",
     )

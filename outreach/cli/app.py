@@ -1,0 +1,58 @@
+"""The `outreach` group and its entry point: every command registered here."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from outreach import __version__
+from outreach.cli.commands.feedback import bounces, returned, serve, unsubscribe
+from outreach.cli.commands.ledger import ledger
+from outreach.cli.commands.records import history, report
+from outreach.cli.commands.rehearse import explain, plan, preview, validate
+from outreach.cli.commands.run import run, send
+from outreach.cli.commands.setup import daemon, init
+from outreach.cli.errors import EXIT_FAILED, json_error
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="outreach")
+def cli() -> None:
+    """Keep in touch with customers — birthdays, promotions, reminders — without pestering them."""
+
+
+def main() -> None:
+    """Entry point of the `outreach` console script."""
+    if "--json" not in sys.argv[1:]:
+        cli(prog_name="outreach")
+        return
+    # Under --json a usage error is JSON on stdout too; the exit code stays click's.
+    try:
+        code = cli.main(prog_name="outreach", standalone_mode=False)
+    except click.ClickException as exc:
+        kind = "usage" if isinstance(exc, click.UsageError) else "error"
+        json_error(kind=kind, message=exc.format_message(), exit_code=exc.exit_code)
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        click.echo("Aborted!", err=True)
+        sys.exit(EXIT_FAILED)
+    if isinstance(code, int) and code:
+        sys.exit(code)  # click's own exit (e.g. ctx.exit) without standalone mode
+
+
+cli.add_command(run)
+cli.add_command(send)
+cli.add_command(validate)
+cli.add_command(preview)
+cli.add_command(plan)
+cli.add_command(explain)
+cli.add_command(daemon)
+cli.add_command(init)
+cli.add_command(report)
+cli.add_command(history)
+cli.add_command(unsubscribe)
+cli.add_command(bounces)
+cli.add_command(returned)
+cli.add_command(serve)
+cli.add_command(ledger)

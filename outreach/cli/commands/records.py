@@ -1,0 +1,186 @@
+"""`outreach history` and `outreach report`: what the ledger remembers."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from datetime import date, datetime
+from pathlib import Path
+
+import click
+
+from outreach.cli.errors import handle_errors
+from outreach.cli.options import DATE, clock, config_option, examples
+from outreach.cli.views import print_table
+from outreach.ledger import STATUSES
+from outreach.model.config import find_config, load_settings
+
+
+@click.command(
+    epilog=examples(
+        "outreach report                           # the last 30 days and the next 30",
+        "outreach report --from 2026-11-01 --to 2026-11-30 -o noviembre.html",
+    )
+)
+@click.option(
+    "--from",
+    "start",
+    type=DATE,
+    default=None,
+    help="First day the page looks back on (default: 29 days before --to).",
+)
+@click.option(
+    "--to",
+    "end",
+    type=DATE,
+    default=None,
+    help="Last day it looks back on (default: today); the plan covers the 30 days after it.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Write the page here (default: out/reports/<--to>.html).",
+)
+@config_option
+@handle_errors
+def report(
+    start: date | None, end: date | None, output: Path | None, config_path: Path | None
+) -> None:
+    """One self-contained HTML page: what went, what will go, what was held back and why."""
+    from outreach.report import build_report, default_period, report_path
+    from outreach.workspace import display_path, load_workspace
+
+    workspace = load_workspace(config_path)
+    today, current = clock(workspace.settings, day=None, now=None)
+    first, last = default_period(today=today, start=start, end=end)
+    if first > last:
+        raise click.UsageError(f"--from {first} is after --to {last}: give --from on or before it")
+    path = build_report(
+        workspace,
+        start=first,
+        end=last,
+        now=current,
+        output=output if output is not None else report_path(workspace.settings, last),
+    )
+    click.echo(f"wrote {display_path(path)}")
+
+
+@click.command(
+    epilog=examples(
+        "outreach history --contact c003",
+        "outreach history --status deferred --since 2026-11-01",
+        "outreach history --runs --limit 0",
+    )
+)
+@click.option("--contact", "contact_id", default=None, help="Only this contact's messages.")
+@click.option("--campaign", default=None, help="Only this campaign's messages.")
+@click.option(
+    "--since", type=DATE, default=None, help="Only messages of runs on or after this day."
+)
+@click.option(
+    "--status",
+    "statuses",
+    multiple=True,
+    type=click.Choice(STATUSES),
+    help="Only messages with this status (repeat for several).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(0),
+    default=50,
+    show_default=True,
+    help="Show at most this many messages (0: all).",
+)
+@click.option("--runs", "show_runs", is_flag=True, help="Also list the last 10 runs.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable rows.")
+@config_option
+@handle_errors
+def history(
+    contact_id: str | None,
+    campaign: str | None,
+    since: date | None,
+    statuses: tuple[str, ...],
+    limit: int,
+    show_runs: bool,
+    as_json: bool,
+    config_path: Path | None,
+) -> None:
+    """The ledger's messages, newest first: what went to whom, when, and what waits."""
+    from outreach.history import UNCERTAIN_ADVICE, describe_counts, read_history
+    from outreach.workspace import display_path
+
+    settings = load_settings(find_config(config_path))
+    found = read_history(
+        settings,
+        contact_id=contact_id,
+        campaign=campaign,
+        since=since,
+        statuses=statuses,
+        limit=limit,
+        runs=10 if show_runs else 0,
+    )
+    if as_json:
+        click.echo(json.dumps(found.as_dict(), ensure_ascii=False, indent=2))
+        return
+    if not found.exists:
+        where = display_path(settings.ledger_path)
+        click.echo(f"no ledger yet ({where} does not exist): nothing has run")
+        return
+    if not found.messages:
+        click.echo("no messages match")
+    else:
+        header = (
+            *("date", "contact", "campaign", "occurrence", "channel", "status"),
+            *("reason / error", "artifact"),
+        )
+        print_table(
+            header,
+            [
+                (
+                    m.run_date.isoformat(),
+                    m.contact_id,
+                    m.campaign,
+                    m.occurrence_key,
+                    m.channel,
+                    m.status,
+                    m.error or m.reason or "",
+                    m.artifact or "",
+                )
+                for m in found.messages
+            ],
+            left=len(header),
+        )
+        if found.matched > len(found.messages):
+            click.echo(
+                f"showing the newest {len(found.messages)} of {found.matched} messages "
+                "(--limit 0 shows all)"
+            )
+    if found.runs:
+        click.echo("last runs:")
+        tz = settings.tz
+        rows: list[tuple[object, ...]] = []
+        for run_row in found.runs:
+            started, ended = run_row["started_at"], run_row["ended_at"]
+            args = run_row["args"]
+            rows.append(
+                (
+                    run_row["id"],
+                    str(run_row["run_date"]),
+                    started.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+                    if isinstance(started, datetime)
+                    else "",
+                    ended.astimezone(tz).strftime("%H:%M") if isinstance(ended, datetime) else "—",
+                    shlex.join(str(a) for a in args) if isinstance(args, list) else "",
+                    describe_counts(run_row["counts"]),
+                )
+            )
+        print_table(("run", "date", "started", "ended", "command", "result"), rows, left=6)
+    if found.uncertain:
+        click.echo(f"{found.uncertain} message(s) uncertain: {UNCERTAIN_ADVICE}")
+    # hook: what bounces, complaints and the post blocked for this contact, and why
+    from outreach.rules.blocks import describe_block
+
+    for block in found.blocks:
+        click.echo(f"blocked: {describe_block(block)}")

@@ -1,0 +1,269 @@
+"""How results are shown: the run's table, problems, progress bars."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from outreach.model.errors import Problem
+from outreach.pipeline.summary import SHOWN_PER_REASON, RunSummary
+
+if TYPE_CHECKING:
+    from outreach.deliver.send import SendObserver, SendProgress, SendSummary, Unsent
+from outreach.cli.errors import fail
+
+
+def print_problems(problems: list[Problem], *, limit: int = 20) -> None:
+    for problem in problems[:limit]:
+        click.echo(f"  {problem}")
+    if len(problems) > limit:
+        click.echo(f"  … and {len(problems) - limit} more (see `outreach validate`)")
+
+
+def print_summary(summary: RunSummary) -> None:
+    """The human summary of a run."""
+    title = f"outreach run for {summary.run_date.isoformat()}"
+    if summary.dry_run:
+        title += " — dry run: nothing written, nothing sent"
+    click.echo(title)
+    header = (
+        "campaign",
+        "due",
+        "done before",
+        "emails",
+        "letters",
+        "deferred",
+        "skipped",
+        "failed",
+        "missed",
+    )
+    rows = [
+        (
+            c.name,
+            c.due,
+            c.already,
+            c.emails,
+            c.letters,
+            c.deferred,
+            sum(c.skipped.values()),
+            c.failed,
+            c.missed,
+        )
+        for c in summary.campaigns
+    ]
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo(
+            "  ".join(
+                str(v).ljust(w) if i == 0 else str(v).rjust(w)
+                for i, (v, w) in enumerate(zip(row, widths, strict=True))
+            )
+        )
+    contacts_file = summary_contacts_file(summary)
+    for c in summary.campaigns:
+        for (outcome, reason), held in c.held_by_reason().items():
+            shown = ", ".join(
+                f"{h.contact_id} ({contacts_file} line {h.line})" if h.line else h.contact_id
+                for h in held[:SHOWN_PER_REASON]
+            )
+            more = (
+                f" and {len(held) - SHOWN_PER_REASON} more" if len(held) > SHOWN_PER_REASON else ""
+            )
+            click.echo(f"{outcome} in {c.name}: {len(held)} {reason}: {shown}{more}")
+        if c.deferred:
+            click.echo(
+                f"deferred in {c.name}: {c.deferred} by the cadence policy, tried again on the "
+                "next run inside their window (`outreach explain ID` says why)"
+            )
+        if c.default_language:
+            click.echo(
+                f"default language in {c.name}: {c.default_language} message(s) in "
+                f"{summary_default_locale(summary)}: no template variant for the contact's language"
+            )
+        if c.batch:
+            shared = f" (covering {c.merged} more at the same addresses)" if c.merged else ""
+            click.echo(
+                f"letters for {c.name}: {c.letters} letters{shared}, {c.pages} pages in {c.batch}"
+            )
+    problems = [p for c in summary.campaigns for p in c.problems]
+    if problems:
+        click.echo(f"{len(problems)} message(s) could not be made:")
+        print_problems(problems)
+    if summary.problems:
+        click.echo(f"{len(summary.problems)} problem(s) in the contacts file (rows held back):")
+        print_problems(summary.problems)
+    made = sum(c.emails for c in summary.campaigns)
+    if summary.sending is not None:
+        print_send_summary(summary.sending)
+    elif made and not summary.dry_run and summary.delivery == "outbox":
+        click.echo(f"emails written to {summary.outbox}/ — not sent (delivery: outbox)")
+    elif made and not summary.dry_run:
+        click.echo(
+            f"{made} email(s) rendered and waiting in {summary.outbox}/ — not sent; send them "
+            "with `outreach send` or `outreach run --send`"
+        )
+    if summary.sending is None and summary.uncertain_emails:
+        _print_uncertain(summary.uncertain_emails)
+
+
+def summary_contacts_file(summary: RunSummary) -> str:
+    """The contacts file the summary's line numbers refer to."""
+    return summary.contacts_file or "contacts file"
+
+
+def summary_default_locale(summary: RunSummary) -> str:
+    """The language messages without a variant for theirs were made in."""
+    return summary.default_locale or "the default language"
+
+
+@contextlib.contextmanager
+def send_bar(enabled: bool) -> Iterator[SendObserver | None]:
+    """A bar for the send step (emails sent, the rate, each pause counted down), or None."""
+    if not enabled or not sys.stderr.isatty():
+        yield None
+        return
+    import threading
+
+    from outreach.progress import ProgressBar
+
+    bar: ProgressBar | None = None
+    why = {"rate_limit": "the rate limit", "retry": "a retry"}
+    drawing = threading.Lock()  # pauses are told from the connections' threads
+
+    def observe(event: SendProgress) -> None:
+        with drawing:
+            _draw(event)
+
+    def _draw(event: SendProgress) -> None:
+        nonlocal bar
+        if event.kind == "start":
+            bar = ProgressBar(label="emails sent", total=event.total, stream=sys.stderr)
+        elif bar is not None and event.kind == "handed":
+            bar.status(None)
+            bar.advance()
+        elif bar is not None and event.kind == "wait":
+            reason = why.get(event.why, event.why)
+            bar.status(f"waiting {{left}} for {reason}", until=time.monotonic() + event.seconds)
+
+    try:
+        yield observe
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def letter_progress(enabled: bool) -> Callable[[str, int, int], None] | None:
+    """A bar per campaign's letter batch: letters laid out (they come in chunks of 100)."""
+    if not enabled or not sys.stderr.isatty():
+        return None
+    from outreach.progress import ProgressBar
+
+    bars: dict[str, ProgressBar] = {}
+
+    def update(campaign: str, done: int, total: int) -> None:
+        bar = bars.get(campaign)
+        if bar is None:
+            bar = bars[campaign] = ProgressBar(
+                label=f"letters ({campaign})", total=total, stream=sys.stderr
+            )
+        bar.advance(done - bar.done)
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+def progress(enabled: bool, *, label: str = "contacts") -> Callable[..., Iterator[Any]] | None:
+    if not enabled or not sys.stderr.isatty():
+        return None
+
+    def wrap(items: Iterator[Any], **words: str) -> Iterator[Any]:
+        import operator
+
+        from outreach.progress import ProgressBar
+
+        # The run streams the contacts: the bar's length is the items' length hint (the
+        # file's lines). They come back from the workers in chunks; the bar smooths that.
+        total = operator.length_hint(items)
+        with ProgressBar(label=label.format(**words), total=total, stream=sys.stderr) as bar:
+            for item in items:
+                bar.advance()
+                yield item
+
+    return wrap
+
+
+def _when(until: datetime, now: datetime) -> str:
+    """`09:00` within a day of now, else `2026-11-30 09:00`."""
+    if (until - now).total_seconds() < 24 * 3600:
+        return until.strftime("%H:%M")
+    return until.strftime("%Y-%m-%d %H:%M")
+
+
+def _print_uncertain(uncertain: list[Unsent]) -> None:
+    click.echo(
+        f"{len(uncertain)} email(s) uncertain — they may have arrived; check, "
+        "then `outreach send --retry-uncertain` sends them again:"
+    )
+    for unsent in uncertain[:20]:
+        click.echo(
+            f"  {unsent.contact_id} ({unsent.campaign} {unsent.occurrence_key}): {unsent.error}"
+        )
+    if len(uncertain) > 20:
+        click.echo(f"  … and {len(uncertain) - 20} more (see `outreach history`)")
+
+
+def print_send_summary(summary: SendSummary) -> None:
+    """The human summary of a send step."""
+    held = sum(wait.count for wait in summary.quiet)
+    if not summary.waiting:
+        click.echo("nothing waiting to be sent")
+    elif summary.waiting > held:
+        click.echo(f"sent {summary.sent} email(s) (SMTP {summary.server})")
+    if summary.failed:
+        click.echo(f"{len(summary.failed)} email(s) failed:")
+        for unsent in summary.failed[:20]:
+            then = (
+                "permanent: not tried again"
+                if unsent.permanent
+                else "tried again by the next send inside its window"
+            )
+            click.echo(f"  {unsent.contact_id} ({unsent.campaign}): {unsent.error} — {then}")
+        if len(summary.failed) > 20:
+            click.echo(f"  … and {len(summary.failed) - 20} more (see `outreach history`)")
+    if summary.skipped:
+        reasons = ", ".join(f"{n} {r}" for r, n in sorted(summary.skipped.items()))
+        click.echo(f"not sent after all: {reasons}")
+    for wait in summary.quiet:
+        line = f"{wait.reason}: {wait.count} email(s) wait until {_when(wait.until, summary.now)}"
+        if wait.closing:
+            line += f" ({wait.closing} of them will have missed their window by then)"
+        click.echo(line)
+    if summary.missed:
+        click.echo(f"{summary.missed} email(s) missed: their window closed before they were sent")
+    if summary.settled:
+        click.echo(f"{summary.settled} email(s) left half-sent by a killed run are now uncertain")
+    if summary.needs_human:
+        _print_uncertain(summary.needs_human)
+    if summary.stopped:
+        fail(summary.stopped)
+        if summary.not_tried:
+            click.echo(f"{summary.not_tried} email(s) not tried: they wait for the next send")
+
+
+def print_table(header: tuple[str, ...], rows: list[tuple[object, ...]], *, left: int = 1) -> None:
+    """Columns padded to their widest cell; the first `left` columns flush left."""
+    cells = [[str(v) for v in row] for row in [header, *rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    for row in cells:
+        line = "  ".join(
+            v.ljust(w) if i < left else v.rjust(w)
+            for i, (v, w) in enumerate(zip(row, widths, strict=True))
+        )
+        click.echo(line.rstrip())
