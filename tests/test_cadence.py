@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 
 from outreach.model.campaigns import CadenceOverride
 from outreach.model.config import WEEKDAYS, CadencePolicy
+from outreach.rules.arrival import effective_date
 from outreach.rules.cadence import (
     Candidate,
     Decision,
     PastMessage,
     decide,
-    effective_date,
     in_quiet_hours,
     is_missed,
     next_send_time,
@@ -337,9 +337,9 @@ def test_no_candidates_and_mixed_contacts() -> None:
 
 
 def test_effective_date_and_is_missed() -> None:
-    assert effective_date("email", today=WEDNESDAY, delivery_days=2) == WEDNESDAY
-    assert effective_date("letter", today=WEDNESDAY, delivery_days=2) == date(2026, 11, 27)
-    assert effective_date("letter", today=WEDNESDAY, delivery_days=0) == WEDNESDAY
+    assert effective_date("email", day=WEDNESDAY, delivery_days=2) == WEDNESDAY
+    assert effective_date("letter", day=WEDNESDAY, delivery_days=2) == date(2026, 11, 27)
+    assert effective_date("letter", day=WEDNESDAY, delivery_days=0) == WEDNESDAY
     assert not is_missed(WEDNESDAY, WEDNESDAY)
     assert is_missed(WEDNESDAY, WEDNESDAY + timedelta(days=1))
     assert not is_missed(WEDNESDAY, WEDNESDAY - timedelta(days=1))

@@ -15,7 +15,7 @@ from conftest import BASE_CONFIG, Workspace
 from outreach.deliver.outlets import CountOnlyOutlet
 from outreach.ledger import Ledger
 from outreach.pipeline.decide import RunDates
-from outreach.pipeline.run import execute_run
+from outreach.pipeline.run import RunRequest, execute_run, rehearse_run
 from outreach.rehearse.plan import plan_days
 from outreach.workspace import load_workspace
 
@@ -468,3 +468,33 @@ def test_plan_equals_a_plain_run_every_day(
     split = plan_days(workspace, start=start, days=days, top=10_000, workers=3, on_day=heard.append)
     assert split.as_dict() == plan.as_dict()
     assert heard == [start + timedelta(days=offset) for offset in range(days)]
+
+
+def test_plan_reaches_the_contacts_the_run_reaches_under_the_configured_limits(
+    make_workspace: Callable[..., Workspace], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A `where` that builds a 6,000,000-character value: refused under the default render
+    # limit (5,000,000), allowed by this workspace's `limits.render_size`. The plan must
+    # compile the audience as the run does, with the configured limits, or it leaves out
+    # contacts the run reaches.
+    promotion = PROMOTION.format(end="2026-11-27").replace(
+        "  tags_any: [newsletter]\n",
+        '  tags_any: [newsletter]\n  where: "(contact.first_name * 2000000) | length > 0"\n',
+    )
+    ws = scenario(make_workspace, extra={"promotion.yaml": promotion})
+    ws.write(
+        "config.yaml",
+        (ws.root / "config.yaml").read_text() + "limits:\n  render_size: 20000000\n",
+    )
+    monkeypatch.chdir(ws.root)
+    workspace = load_workspace(Path("config.yaml"))
+    day = date(2026, 11, 23)
+    now = datetime.combine(day, time(9), tzinfo=workspace.settings.tz)
+    run = rehearse_run(workspace, RunRequest(today=day, now=now, clock=lambda: now))
+    ran = {c.name: c.emails for c in run.campaigns}
+    plan = plan_days(workspace, start=day, days=1, top=10_000)
+    planned = {c.campaign: c.emails for c in plan.counts if c.day == day}
+    # c1 and c3 are in the newsletter audience (c4 opted out of email); c1's birthday
+    # (priority 80) goes on the 23rd too, so cadence defers c1's promotion: c3's goes.
+    assert ran["promotion"] == 1
+    assert planned.get("promotion", 0) == ran["promotion"]

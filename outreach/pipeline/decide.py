@@ -12,14 +12,22 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, timedelta
+from datetime import date
 from typing import TYPE_CHECKING
 
 from outreach.model.campaigns import Campaign, Occurrence
 from outreach.model.errors import OutreachError, Problem
 from outreach.model.reasons import Code, Outcome, Reason
 from outreach.rules import cadence
-from outreach.rules.arrival import Timing, email_instead, send_window, timing
+from outreach.rules.arrival import (
+    Timing,
+    effective_date,
+    email_instead,
+    lookahead,
+    send_window,
+    timing,
+    too_late_to_post,
+)
 from outreach.rules.audience import WhereRefusedError
 from outreach.rules.cadence import Candidate, PastMessage, first_open_day
 from outreach.rules.eligibility import Suppressions, choose_channel, first_choice
@@ -122,11 +130,6 @@ def decide(contact: Contact, knowing: Knowledge) -> list[Decision]:
     return decisions
 
 
-def letter_late(occ: Occurrence, *, today: date, delivery_days: int) -> bool:
-    """Whether a letter posted today would arrive after the occurrence's window."""
-    return today > occ.latest - timedelta(days=delivery_days)
-
-
 def decision_day(
     rule: CampaignRule, occ: Occurrence, channel: str, dates: RunDates, *, delivery_days: int
 ) -> date:
@@ -141,9 +144,7 @@ def _due(campaign: Campaign, contact: Contact, knowing: Knowledge) -> list[Occur
     """The campaign's occurrences for the contact over the run's days (a campaign that can
     send a letter looks `delivery_days` further: a letter is posted that much earlier)."""
     dates = knowing.dates
-    end = dates.last
-    if campaign.letter is not None:
-        end += timedelta(days=knowing.delivery_days)
+    end = dates.last + lookahead(campaign, delivery_days=knowing.delivery_days)
     if dates.calendar is not None:
         known = dates.calendar.get((campaign.name, contact.id))
         if known is not None:
@@ -198,7 +199,7 @@ def _occurrence_decision(
     """The verdict on one due occurrence before cadence (None: not this run's business)."""
     name, dates, days = rule.campaign.name, knowing.dates, knowing.delivery_days
     channel, why = chosen
-    late = channel == "letter" and letter_late(occ, today=dates.today, delivery_days=days)
+    late = channel == "letter" and too_late_to_post(occ, today=dates.today, delivery_days=days)
     instead = late and email_instead(rule.campaign, contact, knowing.suppressions)
     if instead and dates.last < occ.earliest:
         return None  # too late for a letter, too early for its email
@@ -228,7 +229,7 @@ def _candidate(
     assert decision.occurrence is not None and decision.channel is not None
     occ, channel = decision.occurrence, decision.channel
     day = decision_day(rule, occ, channel, knowing.dates, delivery_days=knowing.delivery_days)
-    effective = day + timedelta(days=knowing.delivery_days) if channel == "letter" else day
+    effective = effective_date(channel, day=day, delivery_days=knowing.delivery_days)
     return Candidate(
         contact_id=contact.id,
         campaign=rule.campaign.name,

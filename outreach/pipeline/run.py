@@ -39,9 +39,8 @@ from outreach.pipeline.apply import Clock, Observer, Scene, Tally, apply_chunk
 from outreach.pipeline.decide import CampaignRule, Decision, Knowledge, RunDates
 from outreach.pipeline.letters import LetterJob, make_letters
 from outreach.pipeline.summary import CampaignSummary, HeldBack, RunSummary
-from outreach.rules.audience import compile_audience
+from outreach.rules.audience import campaign_audience
 from outreach.rules.cadence import policy_for, reach
-from outreach.rules.sandbox import limits_of
 from outreach.shards import Shard
 from outreach.workspace import Workspace, display_path
 
@@ -253,9 +252,7 @@ def _knowledge(workspace: Workspace, store: RunStore, dates: RunDates) -> Knowle
     rules = [
         CampaignRule(
             campaign=c,
-            matches=compile_audience(
-                c.audience, path=c.path, line=c.where_line, limits=limits_of(settings)
-            ),
+            matches=campaign_audience(c, settings),
             policy=policy_for(settings, c),
             done=store.done_for(c.name),
         )

@@ -21,8 +21,10 @@ from outreach.model.errors import Problem
 from outreach.model.reasons import Code, Reason
 from outreach.pipeline.decide import Decision, RunDates
 from outreach.pipeline.run import RunOptions, execute_run
+from outreach.rules.arrival import send_window
 from outreach.rules.blocks import current_blocks, describe_block
 from outreach.rules.cadence import reach
+from outreach.rules.eligibility import first_choice, suppressed_channels
 from outreach.rules.occurrences import occurrences_between
 from outreach.rules.postal import address_gaps
 from outreach.workspace import Workspace
@@ -248,12 +250,8 @@ def explain_contact(
 def _suppressed(
     contact_id: str, email: str | None, suppressions: dict[str, frozenset[str]]
 ) -> tuple[str, ...]:
-    found = []
-    for value in dict.fromkeys(v for v in (contact_id.lower(), (email or "").lower()) if v):
-        channels = suppressions.get(value)
-        if channels:
-            found.append(f"{value} ({', '.join(sorted(channels))})")
-    return tuple(found)
+    entries = suppressed_channels(contact_id, email, suppressions)
+    return tuple(f"{key} ({', '.join(sorted(channels))})" for key, channels in entries)
 
 
 def _channels_text(channels: Iterable[str]) -> str:
@@ -356,7 +354,7 @@ class _Explainer:
     def sending(self, campaign: Campaign, event: Decision, what: str) -> str:
         channel = event.channel or "email"
         if channel == "letter":
-            arrival = self.today + timedelta(days=self.workspace.settings.letters.delivery_days)
+            arrival = event.day or self.today  # a letter's decision counts on the day it arrives
             text = f"would go today by letter, arriving about {arrival.isoformat()} ({what})"
         else:
             text = f"would go today by email ({what})"
@@ -503,10 +501,19 @@ class _Explainer:
                 text += f"; the last one ({window}) is {last.status} ({last.run_date.isoformat()})"
         if upcoming:
             nxt = upcoming[0]
-            text += (
-                f"; the next window opens on {nxt.earliest.isoformat()} "
-                f"({self.what(campaign, nxt)})"
-            )
+            channel = first_choice(campaign, contact)
+            days = settings.letters.delivery_days
+            posted, _ = send_window(nxt, channel=channel, delivery_days=days)
+            if channel == "letter":
+                text += (
+                    f"; the next letter is posted on {posted.isoformat()}, for the window that "
+                    f"opens on {nxt.earliest.isoformat()} ({self.what(campaign, nxt)})"
+                )
+            else:
+                text += (
+                    f"; the next window opens on {nxt.earliest.isoformat()} "
+                    f"({self.what(campaign, nxt)})"
+                )
         elif outcome == "missed":
             pass  # the closed window says it all
         elif campaign.kind == "promotion" and campaign.end is not None:

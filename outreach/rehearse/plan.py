@@ -25,7 +25,8 @@ from outreach.model.campaigns import Campaign, Occurrence
 from outreach.model.errors import OutreachError
 from outreach.pipeline.decide import Decision, RunDates
 from outreach.pipeline.run import RunOptions, RunSummary, execute_run, worker_count
-from outreach.rules.audience import AudienceFilter, compile_audience
+from outreach.rules.arrival import lookahead
+from outreach.rules.audience import AudienceFilter, campaign_audience
 from outreach.rules.cadence import reach
 from outreach.rules.occurrences import occurrence_basis, occurrences_between
 from outreach.workspace import Workspace
@@ -187,12 +188,13 @@ class _DueSchedule:
         self, workspace: Workspace, *, contacts: Sequence[Contact], start: date, end: date
     ) -> None:
         fmt = workspace.settings.contacts.date_format
-        # A letter is posted delivery_days before its window (outreach.rules.arrival): a campaign
-        # that can send letters looks that far ahead.
-        posting = timedelta(days=workspace.settings.letters.delivery_days)
+        settings = workspace.settings
+        # The same audiences as the run's (the workspace's expression limits), and the same
+        # lead time: a campaign that can send letters looks delivery_days ahead.
         audiences: list[tuple[Campaign, AudienceFilter]] = [
-            (c, compile_audience(c.audience, path=c.path)) for c in workspace.campaigns
+            (c, campaign_audience(c, settings)) for c in workspace.campaigns
         ]
+        days = settings.letters.delivery_days
         self.contacts = contacts
         # campaign → the (contact_id, occurrence_key) that can be due in the period
         self.keys: dict[str, set[tuple[str, str]]] = {c.name: set() for c in workspace.campaigns}
@@ -205,7 +207,7 @@ class _DueSchedule:
         known: dict[tuple[str, object], tuple[Occurrence, ...]] = {}
         for position, contact in enumerate(self.contacts):
             for campaign, audience in audiences:
-                ahead = posting if campaign.letter is not None else timedelta(0)
+                ahead = lookahead(campaign, delivery_days=days)
                 try:
                     if not audience.matches(contact):
                         continue

@@ -22,6 +22,23 @@ class Timing(Enum):
     TOO_LATE = "too late"  # a letter posted now would arrive after the window
 
 
+def lookahead(campaign: Campaign, *, delivery_days: int) -> timedelta:
+    """How much further than its own days a run looks for a campaign's occurrences: one that
+    can send a letter posts it `delivery_days` before the window."""
+    return timedelta(days=delivery_days) if campaign.letter is not None else timedelta(0)
+
+
+def too_late_to_post(occ: Occurrence, *, today: date, delivery_days: int) -> bool:
+    """Whether a letter posted today would arrive after the occurrence's window."""
+    return today > occ.latest - timedelta(days=delivery_days)
+
+
+def effective_date(channel: str, *, day: date, delivery_days: int) -> date:
+    """The day a message made on `day` counts for cadence: the day it arrives (a letter
+    `delivery_days` later)."""
+    return day + timedelta(days=delivery_days) if channel == "letter" else day
+
+
 def send_window(occ: Occurrence, *, channel: str, delivery_days: int) -> tuple[date, date]:
     """The first and last day the message may be made and sent (letters: posted)."""
     if channel != "letter":

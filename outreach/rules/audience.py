@@ -16,10 +16,11 @@ from jinja2.runtime import Undefined
 
 from outreach.contacts import Contact
 from outreach.model.errors import CampaignError, OutreachError
-from outreach.rules.sandbox import DEFAULT_LIMITS, LimitedSandbox, Limits, render_guard
+from outreach.rules.sandbox import DEFAULT_LIMITS, LimitedSandbox, Limits, limits_of, render_guard
 
 if TYPE_CHECKING:  # campaigns.py imports this module to check `where` as it loads
-    from outreach.model.campaigns import Audience
+    from outreach.model.campaigns import Audience, Campaign
+    from outreach.model.config import Settings
 
 WHERE_FIELD = "audience.where"
 SANDBOX_HINT = "`where` may read the contact's fields, not Python internals"
@@ -277,4 +278,12 @@ def compile_audience(
         _names=names,
         _globals=MappingProxyType(dict(template.globals) if template else {}),
         limits=limits,
+    )
+
+
+def campaign_audience(campaign: Campaign, settings: Settings) -> AudienceFilter:
+    """The campaign's audience compiled as every run compiles it: with the workspace's own
+    expression limits (`where` is the campaign's, located in its file)."""
+    return compile_audience(
+        campaign.audience, path=campaign.path, line=campaign.where_line, limits=limits_of(settings)
     )

@@ -101,11 +101,6 @@ def first_open_day(policy: CadencePolicy, *, start: date, end: date) -> date:
     return start
 
 
-def effective_date(channel: str, *, today: date, delivery_days: int) -> date:
-    """The day a message reaches the contact: today for email, the expected arrival for a letter."""
-    return today + timedelta(days=delivery_days) if channel == "letter" else today
-
-
 def is_missed(latest: date, today: date) -> bool:
     """Whether an occurrence's window closed before today (it is never sent late)."""
     return today > latest
@@ -346,7 +341,6 @@ __all__ = [
     "Decision",
     "PastMessage",
     "decide",
-    "effective_date",
     "first_open_day",
     "in_quiet_hours",
     "is_missed",

@@ -17,15 +17,25 @@ from outreach.rules.postal import address_gaps
 Suppressions = Mapping[str, frozenset[str]]
 
 
+def suppressed_channels(
+    contact_id: str, email: str | None, suppressions: Suppressions
+) -> list[tuple[str, frozenset[str]]]:
+    """The suppression-list entries that cover a contact (its id, its address: lower case),
+    each with the channels it suppresses."""
+    if not suppressions:
+        return []
+    keys = dict.fromkeys(key for key in (contact_id.lower(), (email or "").lower()) if key)
+    return [(key, suppressions[key]) for key in keys if suppressions.get(key)]
+
+
 def opted_out(contact: Contact, channel: str, suppressions: Suppressions) -> bool:
     """Whether the CSV or the suppression list forbids this channel for this contact."""
     if channel in contact.opt_out:
         return True
-    for key in (contact.id.lower(), (contact.email or "").lower()):
-        channels = suppressions.get(key)
-        if channels and (channel in channels or "all" in channels):
-            return True
-    return False
+    return any(
+        channel in channels or "all" in channels
+        for _, channels in suppressed_channels(contact.id, contact.email, suppressions)
+    )
 
 
 def channel_order(campaign: Campaign, contact: Contact) -> list[str]:
