@@ -50,7 +50,7 @@ def candidate(
         essential=essential,
         channel=channel,
         latest=latest or today + timedelta(days=5),
-        effective_date=effective_date(channel, today=today, delivery_days=delivery_days),
+        effective_date=effective_date(channel, day=today, delivery_days=delivery_days),
         policy=policy,
     )
 
@@ -453,7 +453,7 @@ def runs(
             essential=essential,
             channel=channel,
             latest=today + timedelta(days=latest),
-            effective_date=effective_date(channel, today=today, delivery_days=delivery),
+            effective_date=effective_date(channel, day=today, delivery_days=delivery),
             policy=policy,
         )
         for name, key, priority, essential, channel, latest, delivery, policy in specs

@@ -1,6 +1,6 @@
 """Carrying decisions out: the outlet makes, the store claims and records, the tally counts.
 
-`apply_chunk` is the one place that knows the order of making: a chunk's emails are prepared
+`apply` is the one place that knows the order of making: a chunk's emails are prepared
 (rendered, nothing written), claimed in the store in one transaction (their final rows, only
 where no other run made them), published (written) — and the decisions that make nothing
 (skipped, deferred, missed) become rows. The letters of the whole run take the same three
@@ -9,7 +9,7 @@ steps at its end (`pipeline.letters`). Neither calls back into whoever fed it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
@@ -19,7 +19,7 @@ from outreach.deliver.outlets import Made, MessageKey, Outlet
 from outreach.ledger import MessageRecord
 from outreach.ledger.store import RunStore
 from outreach.model.reasons import Code, Reason
-from outreach.pipeline.decide import CampaignRule, Decision, Knowledge, decide
+from outreach.pipeline.decide import CampaignRule, Decided, Decision
 from outreach.pipeline.summary import CampaignSummary, HeldBack, label
 
 if TYPE_CHECKING:
@@ -203,25 +203,24 @@ def key_of(decision: Decision) -> MessageKey:
     return (decision.contact_id, decision.campaign, decision.key)
 
 
-def apply_chunk(chunk: Sequence[Contact], *, knowing: Knowledge, scene: Scene) -> Tally:
-    """Decide for a chunk of contacts and carry the decisions out; what to record."""
+def apply(decided: Iterable[Decided], *, scene: Scene) -> Tally:
+    """Carry out a chunk's decisions: what to record, counted per campaign."""
     tally = Tally.fresh(scene.rules)
     books = Books(scene, scene.clock(), tally.records)
     told: list[Decision] = []  # for an observer: every decision, in order
     emails: list[tuple[int, Contact, Decision]] = []  # (place in `told`, contact, decision)
-    for index, contact in enumerate(chunk):
-        for decision in decide(contact, knowing):
-            if decision.outcome == "send":
-                tally.summaries[decision.campaign].due += 1
-                if decision.channel == "letter":
-                    # Laid out at the end of the run: an observer hears of it now, and of a
-                    # failure (as "failed") when the layout refuses it.
-                    tally.letters.append((index, decision))
-                else:
-                    emails.append((len(told), contact, decision))
+    for index, contact, decision in decided:
+        if decision.outcome == "send":
+            tally.summaries[decision.campaign].due += 1
+            if decision.channel == "letter":
+                # Laid out at the end of the run: an observer hears of it now, and of a
+                # failure (as "failed") when the layout refuses it.
+                tally.letters.append((index, decision))
             else:
-                books.count(decision, contact, tally.summaries[decision.campaign])
-            told.append(decision)
+                emails.append((len(told), contact, decision))
+        else:
+            books.count(decision, contact, tally.summaries[decision.campaign])
+        told.append(decision)
     if emails:
         for place, final in _make_emails(books, tally, emails):
             told[place] = final

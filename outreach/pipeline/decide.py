@@ -10,7 +10,7 @@ cadence) are functions over records. `apply` carries the decisions out; every re
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date
 from typing import TYPE_CHECKING
@@ -110,6 +110,17 @@ class Knowledge:
     dates: RunDates
     delivery_days: int
     date_format: str
+
+
+# A decision with the contact it is about and that contact's place in its chunk.
+Decided = tuple[int, "Contact", Decision]
+
+
+def decide_chunk(chunk: Sequence[Contact], knowing: Knowledge) -> Iterator[Decided]:
+    """Every decision for a chunk of contacts, contact by contact, in decision order."""
+    for index, contact in enumerate(chunk):
+        for decision in decide(contact, knowing):
+            yield index, contact, decision
 
 
 def decide(contact: Contact, knowing: Knowledge) -> list[Decision]:

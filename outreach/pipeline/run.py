@@ -2,7 +2,7 @@
 
 A run depends on two small interfaces: a *store* (`outreach.ledger.store.RunStore`: the ledger,
 or a rehearsal's in-memory one) and an *outlet* (`outreach.deliver.outlets`: publish,
-render-only, count-only). `decide` (pipeline.decide) is pure; `apply_chunk` (pipeline.apply)
+render-only, count-only). `decide` (pipeline.decide) is pure; `apply` (pipeline.apply)
 claims each message in the store (its final row, only where no run has made it) before the
 publish outlet writes its file, so two runs never both make one message. The rehearsals — dry
 run, validate, plan, explain — are this run with another store or outlet, and an observer that
@@ -35,8 +35,8 @@ from outreach.ledger.rebuild import check_ledger_start
 from outreach.ledger.recovery import recover_interrupted
 from outreach.ledger.store import RunStore
 from outreach.model.reasons import Code, Reason
-from outreach.pipeline.apply import Clock, Observer, Scene, Tally, apply_chunk
-from outreach.pipeline.decide import CampaignRule, Decision, Knowledge, RunDates
+from outreach.pipeline.apply import Clock, Observer, Scene, Tally, apply
+from outreach.pipeline.decide import CampaignRule, Decision, Knowledge, RunDates, decide_chunk
 from outreach.pipeline.letters import LetterJob, make_letters
 from outreach.pipeline.summary import CampaignSummary, HeldBack, RunSummary
 from outreach.rules.audience import campaign_audience
@@ -328,7 +328,7 @@ def _go_through(people: _People, *, kept: _Ledger, knowing: Knowledge, options: 
     scene = kept.scene
 
     def process(chunk: list[Contact]) -> Tally:
-        return apply_chunk(chunk, knowing=knowing, scene=scene)
+        return apply(decide_chunk(chunk, knowing), scene=scene)
 
     parallel = worker_count(options.workers, people.expected) if scene.observer is None else 1
     chunks = _chunks(people.contacts)
