@@ -261,7 +261,7 @@ def _cadence(
 ) -> list[Decision]:
     """What cadence makes of a contact's messages that may go: sent or deferred, in order."""
     past = knowing.history.get(contact.id, ())
-    by_key = {(cand.campaign, cand.occurrence_key): item for item in pending for cand in item[:1]}
+    by_key = {(item[0].campaign, item[0].occurrence_key): item for item in pending}
     dates = knowing.dates
     if dates.until is None:
         verdicts = cadence.decide(
