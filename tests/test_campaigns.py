@@ -13,7 +13,6 @@ from outreach.campaigns import (
     Campaign,
     FieldError,
     Occurrence,
-    due_occurrences,
     load_campaign,
     load_campaigns,
     occurrences_between,
@@ -65,6 +64,13 @@ def contact(**fields: object) -> Contact:
 
 def make(kind: str, **fields: object) -> Campaign:
     return Campaign.model_validate({"name": kind, "kind": kind, "path": Path("x.yaml"), **fields})
+
+
+def due_occurrences(
+    campaign: Campaign, contact: Contact, *, today: date, date_format: str
+) -> list[Occurrence]:
+    """Occurrences whose window contains today."""
+    return occurrences_between(campaign, contact, start=today, end=today, date_format=date_format)
 
 
 def due(campaign: Campaign, person: Contact, day: date, date_format: str = "DMY") -> list[str]:

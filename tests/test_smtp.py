@@ -14,7 +14,7 @@ import smtp_server as servers
 from smtp_server import RecordingHandler, SmtpServer
 
 from outreach.config import Delivery
-from outreach.deliver.base import Deliverer, DeliveryResult
+from outreach.deliver.base import DeliveryResult
 from outreach.deliver.smtp import (
     SendingStoppedError,
     SmtpDeliverer,
@@ -125,7 +125,6 @@ def test_every_message_arrives_once_byte_for_byte_over_one_connection(
             m.data.split(b"Message-ID: <")[1].split(b">")[0].decode() for m in smtp_server.messages
         }
 
-    smtp: Deliverer
     with deliverer(smtp_server.delivery(), time, on_sending=on_sending) as smtp:
         results = [smtp.push(message) for message in messages]
 

@@ -102,7 +102,7 @@ class _Fatal(Exception):
 
 
 class SmtpDeliverer:
-    """Sends RenderedEmails over one SMTP connection; implements the Deliverer protocol."""
+    """Sends RenderedEmails over one SMTP connection."""
 
     def __init__(
         self,
