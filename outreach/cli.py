@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import os
@@ -19,6 +18,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from outreach import __version__
+from outreach.cli_common import (
+    EXIT_FAILED,
+    EXIT_NOTHING_DONE,
+    EXIT_OK,
+    clock,
+    config_option,
+    handle_errors,
+    json_error,
+)
+from outreach.cli_common import examples as _examples
+from outreach.cli_common import fail as _fail
 from outreach.config import Settings, find_config, load_settings
 from outreach.errors import OutreachError, Problem
 from outreach.ledger import STATUSES
@@ -29,8 +39,6 @@ if TYPE_CHECKING:
     from outreach.workspace import Workspace
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-EXIT_OK, EXIT_FAILED, EXIT_NOTHING_DONE = 0, 1, 2
 
 
 class _DateType(click.ParamType[date]):
@@ -63,60 +71,6 @@ DATE = _DateType()
 DATETIME = _DateTimeType()
 
 
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-
-
-def json_error(*, kind: str, message: str, exit_code: int, **details: object) -> None:
-    """An error as `--json` prints it: `{"error": {...}}` on stdout (the exit code as ever)."""
-    error = {"kind": kind, "message": message, "exit_code": exit_code, **details}
-    click.echo(json.dumps({"error": error}, ensure_ascii=False, indent=2))
-
-
-def handle_errors(func: F) -> F:
-    """Turn our errors into `error: file:line: what — what to do` (JSON under --json), exit 2."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        as_json = bool(kwargs.get("as_json"))
-        try:
-            return func(*args, **kwargs)
-        except OutreachError as exc:
-            if as_json:
-                kind = type(exc).__name__.removesuffix("Error").lower() or "outreach"
-                json_error(
-                    kind=kind,
-                    message=str(exc),
-                    exit_code=EXIT_NOTHING_DONE,
-                    detail=exc.message,
-                    path=exc.path,
-                    line=exc.line,
-                    field=exc.field,
-                    hint=exc.hint,
-                )
-            else:
-                _fail(str(exc))
-            sys.exit(EXIT_NOTHING_DONE)
-        except BrokenPipeError:
-            sys.exit(EXIT_OK)  # the reader (`| head`) has had enough
-        except OSError as exc:
-            # Disk full, permissions, a folder that vanished: say which file, no traceback.
-            where = f"{exc.filename}: " if exc.filename else ""
-            text = f"{where}{exc.strerror or exc} — check the folder's space and permissions"
-            if as_json:
-                json_error(kind="os", message=text, exit_code=EXIT_NOTHING_DONE, path=exc.filename)
-            else:
-                _fail(text)
-            sys.exit(EXIT_NOTHING_DONE)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _examples(*lines: str) -> str:
-    """A command's --help epilog: a few example command lines, kept as written (`\b`)."""
-    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
-
-
 def workers_from_env(environ: Mapping[str, str]) -> int | None:
     """OUTREACH_WORKERS: how many processes render a large run (default: one per core)."""
     value = environ.get("OUTREACH_WORKERS", "").strip()
@@ -125,18 +79,6 @@ def workers_from_env(environ: Mapping[str, str]) -> int | None:
     if not value.isdigit() or int(value) < 1:
         raise click.UsageError(f"OUTREACH_WORKERS must be a whole number from 1 (got {value!r})")
     return int(value)
-
-
-def clock(settings: Settings, *, day: date | None, now: datetime | None) -> tuple[date, datetime]:
-    """Today and now in the config time zone: `--now`, else `--date` at the current time, else the clock."""
-    tz = settings.tz
-    if now is not None:
-        now = now.replace(tzinfo=tz) if now.tzinfo is None else now.astimezone(tz)
-        return (day or now.date()), now
-    real = datetime.now(tz)
-    if day is None:
-        return real.date(), real
-    return day, datetime.combine(day, real.timetz())
 
 
 def wall_clock(settings: Settings, *, now: datetime | None) -> Callable[[], datetime]:
@@ -150,17 +92,6 @@ def wall_clock(settings: Settings, *, now: datetime | None) -> Callable[[], date
     start = now.replace(tzinfo=tz) if now.tzinfo is None else now.astimezone(tz)
     began = time.monotonic()
     return lambda: start + timedelta(seconds=time.monotonic() - began)
-
-
-def config_option(func: F) -> F:
-    """--config, shared by every command that reads a workspace."""
-    return click.option(
-        "--config",
-        "config_path",
-        type=click.Path(path_type=Path),
-        default=None,
-        help="config.yaml to use (default: ./config.yaml).",
-    )(func)
 
 
 def clock_options(func: F) -> F:
@@ -1463,7 +1394,7 @@ def main() -> None:
         sys.exit(code)  # click's own exit (e.g. ctx.exit) without standalone mode
 
 
-# hook: `outreach ledger rebuild` (issue 10); imported last, it uses this module's helpers
+# hook: `outreach ledger rebuild` (issue 10); its helpers live in cli_common
 from outreach.cli_ledger import ledger as _ledger_commands  # noqa: E402
 
 cli.add_command(_ledger_commands)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import click
 
-from outreach.cli import EXIT_OK, _examples, clock, config_option, handle_errors
+from outreach.cli_common import EXIT_OK, clock, config_option, handle_errors
+from outreach.cli_common import examples as _examples
 from outreach.config import find_config, load_settings
 
 
