@@ -22,7 +22,13 @@ from outreach.deliver.smtp import (
     password_from_env,
 )
 from outreach.errors import DeliveryError
-from outreach.render.email import RenderedEmail, build_message, message_id_for
+from outreach.render.email import (
+    Content,
+    RenderedEmail,
+    Sender,
+    build_message,
+    message_id_for,
+)
 
 # The aiosmtpd fixtures, used by name.
 smtp_server = servers.smtp_server
@@ -59,16 +65,16 @@ def make_email(index: int, *, to: tuple[str, ...] | None = None) -> RenderedEmai
         domain="example.com",
     )
     data = build_message(
-        from_name="Panadería Núñez",
-        from_addr=SENDER,
+        sender=Sender(SENDER, name="Panadería Núñez"),
         to_name=f"José Pérez {index}",
         to_addr=to_addrs[0],
-        subject=f"¡Feliz cumpleaños, José {index}!",
-        text=f"Hola José,\n.\n..un abrazo\n\nPanadería Núñez ({index})\n",
-        html=f"<p>Hola <b>José</b> {index}</p>\n.\n<p>Un abrazo</p>",
+        content=Content(
+            subject=f"¡Feliz cumpleaños, José {index}!",
+            text=f"Hola José,\n.\n..un abrazo\n\nPanadería Núñez ({index})\n",
+            html=f"<p>Hola <b>José</b> {index}</p>\n.\n<p>Un abrazo</p>",
+        ),
         date=datetime(2026, 11, 24, 9, 30, tzinfo=UTC),
         message_id=message_id,
-        reply_to=None,
         list_unsubscribe=("https://example.com/u?id=" + contact_id,),
     )
     return RenderedEmail(
