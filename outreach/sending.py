@@ -58,6 +58,7 @@ from outreach.deliver.smtp import (
     SendingStoppedError,
     SendRate,
     SmtpDeliverer,
+    SmtpHooks,
     password_from_env,
 )
 from outreach.eligibility import opted_out
@@ -228,6 +229,18 @@ class SendProgress:
 SendObserver = Callable[[SendProgress], None]
 
 
+@dataclass(frozen=True, slots=True)
+class SendOptions:
+    """Which of the waiting emails a send step takes, and who watches them go."""
+
+    retry_uncertain: bool = False  # `uncertain` emails too (`outreach send --retry-uncertain`)
+    only_run_date: date | None = None  # only the emails rendered on that day
+    observe: SendObserver | None = None  # progress: the start, each email, each pause
+
+
+_EVERY_WAITING = SendOptions()
+
+
 def smtp_deliverers(
     settings: Settings, *, environ: Mapping[str, str], observe: SendObserver | None = None
 ) -> DelivererFactory:
@@ -276,11 +289,13 @@ def smtp_deliverers(
             SmtpDeliverer(
                 delivery=delivery,
                 password=password,
-                on_sending=on_sending,
+                hooks=SmtpHooks(
+                    on_sending=on_sending,
+                    # hook: VERP envelope sender (outreach.feedback.verp)
+                    envelope_sender=lambda message: return_path(settings, message.message_id),
+                    on_wait=on_wait if observe is not None else None,
+                ),
                 rate_state_path=rate_state,
-                # hook: VERP envelope sender (outreach.feedback.verp)
-                envelope_sender=lambda message: return_path(settings, message.message_id),
-                on_wait=on_wait if observe is not None else None,
                 rate=rate,
             )
             for _ in range(delivery.connections)
@@ -324,21 +339,20 @@ def send_waiting(
     now: datetime,
     policies: Mapping[str, CadencePolicy] | None = None,
     contacts: Iterable[Contact] | None = None,
-    retry_uncertain: bool = False,
-    only_run_date: date | None = None,
-    observe: SendObserver | None = None,
+    options: SendOptions = _EVERY_WAITING,
 ) -> SendSummary:
     """Send every email waiting in the outbox whose window is open; record each outcome.
 
     Call it only while holding the workspace lock. `policies` gives each campaign's quiet
     hours (config `cadence` for the others); `contacts`, when given, are checked for opt-outs
     and changed addresses since rendering (the suppression list is always checked).
-    `only_run_date` limits the step to emails rendered on that day.
+    `options.only_run_date` limits the step to emails rendered on that day.
     """
+    observe, only_run_date = options.observe, options.only_run_date
     summary = SendSummary(send_date=today, now=now, server=server_name(settings))
     summary.settled = ledger.settle_interrupted(now=now)
     summary.missed = ledger.mark_unsent_missed(today=today, now=now)
-    rows = ledger.waiting_emails(today=today, uncertain=retry_uncertain)
+    rows = ledger.waiting_emails(today=today, uncertain=options.retry_uncertain)
     if only_run_date is not None:
         rows = [r for r in rows if r.run_date == only_run_date]
     summary.waiting = len(rows)
@@ -359,7 +373,7 @@ def send_waiting(
             checks=checks,
             make=make_deliverer,
             observe=observe,
-            uncertain=retry_uncertain,
+            uncertain=options.retry_uncertain,
         )
         # hook: a 5xx for a recipient counts as a hard bounce (outreach.feedback.process)
         record_refusals(settings, ledger=ledger, failed=summary.failed, today=today, now=now)
@@ -404,9 +418,9 @@ def perform_send(
             now=now,
             policies=policies,
             contacts=contacts,
-            retry_uncertain=retry_uncertain,
-            only_run_date=only_run_date,
-            observe=observe,
+            options=SendOptions(
+                retry_uncertain=retry_uncertain, only_run_date=only_run_date, observe=observe
+            ),
         )
 
 
@@ -437,7 +451,7 @@ def send_after_run(
             now=now,
             policies=policies,
             contacts=workspace.stream_contacts(),
-            observe=observe,
+            options=SendOptions(observe=observe),
         )
         run.uncertain_emails = run.sending.needs_human
 
@@ -965,6 +979,7 @@ __all__ = [
     "BatchDeliverer",
     "DelivererFactory",
     "QuietWait",
+    "SendOptions",
     "SendSummary",
     "Unsent",
     "campaign_policies",

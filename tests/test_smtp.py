@@ -18,6 +18,7 @@ from outreach.deliver.base import DeliveryResult
 from outreach.deliver.smtp import (
     SendingStoppedError,
     SmtpDeliverer,
+    SmtpHooks,
     backoff_s,
     password_from_env,
 )
@@ -103,10 +104,20 @@ def raw_email(data: bytes, *, to: tuple[str, ...] = ("ana@example.org",)) -> Ren
 
 
 def deliverer(
-    delivery: Delivery, time: FakeTime, *, password: str | None = None, **kwargs: Any
+    delivery: Delivery,
+    time: FakeTime,
+    *,
+    password: str | None = None,
+    on_sending: Callable[[RenderedEmail], None] | None = None,
+    **kwargs: Any,
 ) -> SmtpDeliverer:
     return SmtpDeliverer(
-        delivery=delivery, password=password, clock=time.clock, sleep=time.sleep, **kwargs
+        delivery=delivery,
+        password=password,
+        hooks=SmtpHooks(on_sending=on_sending),
+        clock=time.clock,
+        sleep=time.sleep,
+        **kwargs,
     )
 
 
