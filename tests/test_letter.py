@@ -16,7 +16,7 @@ from outreach.campaigns import Campaign, LetterSpec, Occurrence
 from outreach.config import Settings, load_settings
 from outreach.contacts import Contact
 from outreach.errors import ConfigError, OutreachError, TemplateError
-from outreach.postal import format_address, missing_address_fields
+from outreach.postal import AddressParts, format_address, missing_address_fields
 from outreach.render.letter import (
     ENVELOPES,
     AddressError,
@@ -352,12 +352,14 @@ def test_address_lines_follow_the_country(
 ) -> None:
     lines = format_address(
         name_lines=["Ana Gómez"],
-        street="Street 1",
-        street2=None,
-        country=country,
+        address=AddressParts(
+            street="Street 1",
+            street2=None,
+            country=country,
+            **{"postal_code": None, "city": None, "region": None, **fields},
+        ),
         home_country="ES",
         locale="es",
-        **{"postal_code": None, "city": None, "region": None, **fields},
     )
     assert list(lines) == ["Ana Gómez", "Street 1", *expected]
 
@@ -365,12 +367,14 @@ def test_address_lines_follow_the_country(
 def test_the_country_line_is_in_the_senders_language(tmp_path: Path) -> None:
     lines = format_address(
         name_lines=["Ana"],
-        street="Calle 1",
-        street2=None,
-        postal_code="28001",
-        city="Madrid",
-        region=None,
-        country="ES",
+        address=AddressParts(
+            street="Calle 1",
+            street2=None,
+            postal_code="28001",
+            city="Madrid",
+            region=None,
+            country="ES",
+        ),
         home_country="DE",
         locale="de",
     )
