@@ -33,7 +33,13 @@ from aiosmtpd.controller import Controller  # noqa: E402
 
 from outreach.deliver.smtp import SmtpDeliverer  # noqa: E402
 from outreach.model.config import Delivery  # noqa: E402
-from outreach.render.email import RenderedEmail, build_message, message_id_for  # noqa: E402
+from outreach.render.email import (  # noqa: E402  # noqa: E402
+    Content,
+    RenderedEmail,
+    Sender,
+    build_message,
+    message_id_for,
+)
 
 HOST = "127.0.0.1"
 FIRST = ["María", "José", "Lucía", "Carmen", "Javier", "Ana", "Pablo", "Elena", "Íñigo", "Nuria"]
@@ -128,16 +134,16 @@ def make_messages(n: int) -> list[RenderedEmail]:
         code = f"CL{i:06d}"
         subject = f"¡Feliz cumpleaños, {name}!"
         data = build_message(
-            from_name="Casa Lucía",
-            from_addr="hola@casalucia.example",
+            sender=Sender("hola@casalucia.example", name="Casa Lucía"),
             to_name=f"{name} López",
             to_addr=to_addr,
-            subject=subject,
-            text=TEXT.format(name=name, code=code),
-            html=HTML.format(name=name, code=code),
+            content=Content(
+                subject=subject,
+                text=TEXT.format(name=name, code=code),
+                html=HTML.format(name=name, code=code),
+            ),
             date=date,
             message_id=message_id,
-            reply_to=None,
             list_unsubscribe=(f"https://casalucia.example/baja?id={contact_id}",),
         )
         messages.append(

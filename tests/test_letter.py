@@ -25,7 +25,7 @@ from outreach.render.letter import (
     standalone_html,
     typesetter,
 )
-from outreach.rules.postal import format_address, missing_address_fields
+from outreach.rules.postal import AddressParts, format_address, missing_address_fields
 
 PT_PER_MM = 72 / 25.4
 PT_PER_IN = 72.0
@@ -352,12 +352,14 @@ def test_address_lines_follow_the_country(
 ) -> None:
     lines = format_address(
         name_lines=["Ana Gómez"],
-        street="Street 1",
-        street2=None,
-        country=country,
+        address=AddressParts(
+            street="Street 1",
+            street2=None,
+            country=country,
+            **{"postal_code": None, "city": None, "region": None, **fields},
+        ),
         home_country="ES",
         locale="es",
-        **{"postal_code": None, "city": None, "region": None, **fields},
     )
     assert list(lines) == ["Ana Gómez", "Street 1", *expected]
 
@@ -365,12 +367,14 @@ def test_address_lines_follow_the_country(
 def test_the_country_line_is_in_the_senders_language(tmp_path: Path) -> None:
     lines = format_address(
         name_lines=["Ana"],
-        street="Calle 1",
-        street2=None,
-        postal_code="28001",
-        city="Madrid",
-        region=None,
-        country="ES",
+        address=AddressParts(
+            street="Calle 1",
+            street2=None,
+            postal_code="28001",
+            city="Madrid",
+            region=None,
+            country="ES",
+        ),
         home_country="DE",
         locale="de",
     )

@@ -510,130 +510,24 @@ class _RowReader:
             tags_text,
             opt_out_text,
         ) = self.pick(cells)
-        held_back: list[str] = []
-
-        email: str | None = email_text or None
-        if email is not None:
-            try:
-                email = normalize_email(email)
-            except ValueError as exc:
-                reason = str(exc).rstrip(".")
-                self.report(
-                    f"{email!r} is not a valid email address ({reason}); the contact gets no email",
-                    line=line,
-                    name="email",
-                    contact_id=contact_id,
-                    hint="correct the address, or leave the cell empty",
-                )
-                email = None
-                held_back.append("email")
-
-        if birthday_text not in self.dates:
-            try:
-                self.dates[birthday_text] = parse_date(birthday_text, date_format=self.date_format)
-            except ValueError as exc:
-                self.dates[birthday_text] = str(exc)
-        birthday = self.dates[birthday_text]
-        if isinstance(birthday, str):
-            self.report(
-                f"{birthday}; no birthday messages for this contact",
-                line=line,
-                name="birthday",
-                contact_id=contact_id,
-                hint=self.date_hint,
-            )
-            held_back.append("birthday")
-            birthday = None
-
-        country = self.countries.get(country_text, "")
-        if country == "":
-            country = self.countries[country_text] = _known_country(country_text)
+        held: list[str] = []  # what the row's problems hold the contact back from
+        email = self._read_email(email_text, line=line, contact_id=contact_id, held=held)
+        birthday = self._read_birthday(birthday_text, line=line, contact_id=contact_id, held=held)
+        country = self._read_country(country_text, line=line, contact_id=contact_id, held=held)
         if country is None:
-            self.report(
-                f"{country_text!r} is not an ISO 3166 country code, so the postal address is "
-                "not used",
-                line=line,
-                name="country",
-                contact_id=contact_id,
-                hint="use GB for the United Kingdom"
-                if country_text.upper() == "UK"
-                else "use a two-letter code such as ES, FR or GB",
-            )
-            held_back += ["country", "address"]
             # Blank the address too: nothing may print it with a guessed country.
             street = street2 = postal_code = city = region = ""
             country = self.default_country
-        elif postal_code and (fault := postal_code_problem(country, postal_code, region)):
-            # A wrong postal code is a row problem for letters only: the email still goes.
-            hint = fault.hint
-            if self.sheet is not None and line in self.sheet.numbers.get(self.postal_position, ()):
-                hint = (
-                    "the cell is a number in the spreadsheet, which drops leading zeros: "
-                    "format the column as text and type the code again (e.g. 08001)"
-                )
-            self.report(
-                fault.message, line=line, name=fault.field, contact_id=contact_id, hint=hint
+        elif postal_code:
+            self._check_postal_code(
+                country, postal_code, region, line=line, contact_id=contact_id, held=held
             )
-            held_back.append("postal_code")
-
-        locale = self.locales.get(locale_text, "")
-        if locale == "":
-            locale = self.locales[locale_text] = _known_locale(locale_text)
-        if locale is None:
-            self.report(
-                f"{locale_text!r} is not a known locale; messages use {self.default_locale!r}",
-                line=line,
-                name="locale",
-                contact_id=contact_id,
-                hint="write a language code such as es, en, es_MX or en_GB",
-            )
-            held_back.append("locale")
-            locale = self.default_locale
-
-        channel = self.channels.get(channel_text, "")
-        if channel == "":
-            channel = self.channels[channel_text] = _channel(channel_text)
-        if channel is None and channel_text:
-            self.report(
-                f"{channel_text!r} is not a channel; the campaign's channel is used",
-                line=line,
-                name="preferred_channel",
-                contact_id=contact_id,
-                hint="write email or letter, or leave the cell empty",
-            )
-            held_back.append("preferred_channel")
-
-        tags = self.tags.get(tags_text)
-        if tags is None:
-            tags = self.tags[tags_text] = _tags(tags_text)
-
-        opt_out = self.opt_outs.get(opt_out_text, _UNSEEN)
-        if opt_out is _UNSEEN:
-            opt_out = self.opt_outs[opt_out_text] = _opt_out(opt_out_text)
-        if opt_out is None:
-            # An opt-out is never ignored: when unsure, the contact hears nothing.
-            self.report(
-                f"{opt_out_text!r} is not email, letter or all, so it counts as all (no messages)",
-                line=line,
-                name="opt_out",
-                contact_id=contact_id,
-                hint="write email, letter or all, or leave the cell empty to allow both",
-            )
-            opt_out = _ALL
-
-        extra = _NO_EXTRA
-        if self.extra_columns:
-            values = {
-                key: cells[position] for position, key in self.extra_columns if cells[position]
-            }
-            if values:
-                extra = MappingProxyType(values)
-
-        held = tuple(held_back)
-        held_set = self.held_back.get(held)
-        if held_set is None:
-            held_set = self.held_back[held] = frozenset(held)
-
+        locale = self._read_locale(locale_text, line=line, contact_id=contact_id, held=held)
+        channel = self._read_channel(channel_text, line=line, contact_id=contact_id, held=held)
+        tags = self._read_tags(tags_text)
+        opt_out = self._read_opt_out(opt_out_text, line=line, contact_id=contact_id)
+        extra = self._read_extra(cells)
+        held_set = self._held_set(held)
         return Contact(
             id=contact_id,
             line=line,
@@ -655,6 +549,172 @@ class _RowReader:
             extra=extra,
             held_back=held_set,
         )
+
+    def _read_email(
+        self, email_text: str, *, line: int, contact_id: str, held: list[str]
+    ) -> str | None:
+        """The cell's address, normalised; None (reported) when it is empty or not valid."""
+        email: str | None = email_text or None
+        if email is not None:
+            try:
+                email = normalize_email(email)
+            except ValueError as exc:
+                reason = str(exc).rstrip(".")
+                self.report(
+                    f"{email!r} is not a valid email address ({reason}); the contact gets no email",
+                    line=line,
+                    name="email",
+                    contact_id=contact_id,
+                    hint="correct the address, or leave the cell empty",
+                )
+                email = None
+                held.append("email")
+        return email
+
+    def _read_birthday(
+        self, birthday_text: str, *, line: int, contact_id: str, held: list[str]
+    ) -> date | None:
+        """The cell's date; None when it is empty, or not a date (reported)."""
+        if birthday_text not in self.dates:
+            try:
+                self.dates[birthday_text] = parse_date(birthday_text, date_format=self.date_format)
+            except ValueError as exc:
+                self.dates[birthday_text] = str(exc)
+        birthday = self.dates[birthday_text]
+        if isinstance(birthday, str):
+            self.report(
+                f"{birthday}; no birthday messages for this contact",
+                line=line,
+                name="birthday",
+                contact_id=contact_id,
+                hint=self.date_hint,
+            )
+            held.append("birthday")
+            birthday = None
+        return birthday
+
+    def _read_country(
+        self, country_text: str, *, line: int, contact_id: str, held: list[str]
+    ) -> str | None:
+        """The cell's country code; None (reported) when it is not one, so the address is unused."""
+        country = self.countries.get(country_text, "")
+        if country == "":
+            country = self.countries[country_text] = _known_country(country_text)
+        if country is None:
+            self.report(
+                f"{country_text!r} is not an ISO 3166 country code, so the postal address is "
+                "not used",
+                line=line,
+                name="country",
+                contact_id=contact_id,
+                hint="use GB for the United Kingdom"
+                if country_text.upper() == "UK"
+                else "use a two-letter code such as ES, FR or GB",
+            )
+            held += ["country", "address"]
+        return country
+
+    def _check_postal_code(
+        self,
+        country: str,
+        postal_code: str,
+        region: str,
+        *,
+        line: int,
+        contact_id: str,
+        held: list[str],
+    ) -> None:
+        """Report a postal code that is wrong for the country."""
+        if fault := postal_code_problem(country, postal_code, region):
+            # A wrong postal code is a row problem for letters only: the email still goes.
+            hint = fault.hint
+            if self.sheet is not None and line in self.sheet.numbers.get(self.postal_position, ()):
+                hint = (
+                    "the cell is a number in the spreadsheet, which drops leading zeros: "
+                    "format the column as text and type the code again (e.g. 08001)"
+                )
+            self.report(
+                fault.message, line=line, name=fault.field, contact_id=contact_id, hint=hint
+            )
+            held.append("postal_code")
+
+    def _read_locale(self, locale_text: str, *, line: int, contact_id: str, held: list[str]) -> str:
+        """The cell's locale; the default one (reported) when it is not known."""
+        locale = self.locales.get(locale_text, "")
+        if locale == "":
+            locale = self.locales[locale_text] = _known_locale(locale_text)
+        if locale is None:
+            self.report(
+                f"{locale_text!r} is not a known locale; messages use {self.default_locale!r}",
+                line=line,
+                name="locale",
+                contact_id=contact_id,
+                hint="write a language code such as es, en, es_MX or en_GB",
+            )
+            held.append("locale")
+            locale = self.default_locale
+        return locale
+
+    def _read_channel(
+        self, channel_text: str, *, line: int, contact_id: str, held: list[str]
+    ) -> str | None:
+        """The cell's preferred channel; None when empty, or not a channel (reported)."""
+        channel = self.channels.get(channel_text, "")
+        if channel == "":
+            channel = self.channels[channel_text] = _channel(channel_text)
+        if channel is None and channel_text:
+            self.report(
+                f"{channel_text!r} is not a channel; the campaign's channel is used",
+                line=line,
+                name="preferred_channel",
+                contact_id=contact_id,
+                hint="write email or letter, or leave the cell empty",
+            )
+            held.append("preferred_channel")
+        return channel
+
+    def _read_tags(self, tags_text: str) -> frozenset[str]:
+        """The cell's tags."""
+        tags = self.tags.get(tags_text)
+        if tags is None:
+            tags = self.tags[tags_text] = _tags(tags_text)
+        return tags
+
+    def _read_opt_out(self, opt_out_text: str, *, line: int, contact_id: str) -> frozenset[str]:
+        """The channels the cell opts out of; all of them (reported) when it cannot be read."""
+        opt_out = self.opt_outs.get(opt_out_text, _UNSEEN)
+        if opt_out is _UNSEEN:
+            opt_out = self.opt_outs[opt_out_text] = _opt_out(opt_out_text)
+        if opt_out is None:
+            # An opt-out is never ignored: when unsure, the contact hears nothing.
+            self.report(
+                f"{opt_out_text!r} is not email, letter or all, so it counts as all (no messages)",
+                line=line,
+                name="opt_out",
+                contact_id=contact_id,
+                hint="write email, letter or all, or leave the cell empty to allow both",
+            )
+            opt_out = _ALL
+        return opt_out
+
+    def _read_extra(self, cells: list[str]) -> Mapping[str, str]:
+        """The row's non-empty cells of the columns outreach does not know."""
+        extra = _NO_EXTRA
+        if self.extra_columns:
+            values = {
+                key: cells[position] for position, key in self.extra_columns if cells[position]
+            }
+            if values:
+                extra = MappingProxyType(values)
+        return extra
+
+    def _held_set(self, held: list[str]) -> frozenset[str]:
+        """`held` as a set, one shared object for each list of fields (there are few)."""
+        key = tuple(held)
+        held_set = self.held_back.get(key)
+        if held_set is None:
+            held_set = self.held_back[key] = frozenset(key)
+        return held_set
 
 
 class _FirstRows(_RowReader):

@@ -45,6 +45,7 @@ from outreach.rules.households import Household
 from outreach.rules.households import template_fields as household_fields
 from outreach.rules.locales import normalize_locale
 from outreach.rules.postal import (
+    AddressParts,
     MissingFieldError,
     address_lines,
     country_name,
@@ -458,12 +459,14 @@ class LetterRenderer:
         try:
             lines = format_address(
                 name_lines=[one_line(sender.name)],
-                street=address.street,
-                street2=address.street2,
-                postal_code=address.postal_code,
-                city=address.city,
-                region=address.region,
-                country=self._home_country,
+                address=AddressParts(
+                    street=address.street,
+                    street2=address.street2,
+                    postal_code=address.postal_code,
+                    city=address.city,
+                    region=address.region,
+                    country=self._home_country,
+                ),
                 home_country=self._home_country,
                 locale=self._home_locale,
             )
@@ -611,12 +614,14 @@ class LetterRenderer:
         try:
             lines = format_address(
                 name_lines=address_lines(name),
-                street=contact.street,
-                street2=contact.street2,
-                postal_code=contact.postal_code,
-                city=contact.city,
-                region=contact.region,
-                country=contact.country,
+                address=AddressParts(
+                    street=contact.street,
+                    street2=contact.street2,
+                    postal_code=contact.postal_code,
+                    city=contact.city,
+                    region=contact.region,
+                    country=contact.country,
+                ),
                 home_country=self._home_country,
                 locale=self._home_locale,
             )
