@@ -6,9 +6,6 @@ the DMARC record of the From domain, and says whether DMARC passes: a DKIM signa
 SPF pass whose domain is aligned with From's (the same organizational domain under relaxed
 alignment, the very same domain under strict). For what is missing it gives the TXT record
 to publish. Offline it says it could not look; it never guesses.
-
-Organizational domains are found without the Public Suffix List: the last two labels, or
-three under a two-letter country code whose second level is a generic one (co.uk, com.es).
 """
 
 from __future__ import annotations
@@ -20,13 +17,13 @@ from typing import Final
 import dns.exception
 import dns.resolver
 
+from outreach.alignment import aligned, domain_of, organizational_domain
 from outreach.config import Settings
 from outreach.deliver.dkim import DkimKey
 
 # Ask this server ("HOST" or "HOST:PORT") instead of the system's resolver.
 DNS_SERVER_ENV: Final = "OUTREACH_DNS_SERVER"
 LIFETIME_S: Final = 5.0
-_SECOND_LEVELS: Final = frozenset({"co", "com", "org", "net", "gov", "gob", "ac", "edu", "nom"})
 
 
 class DnsUnavailableError(Exception):
@@ -62,21 +59,6 @@ def txt_records(resolver: dns.resolver.Resolver, name: str) -> tuple[str, ...]:
     except (dns.resolver.NoNameservers, dns.exception.Timeout, OSError) as exc:
         raise DnsUnavailableError(str(exc) or type(exc).__name__) from None
     return tuple(b"".join(rdata.strings).decode("utf-8", "replace") for rdata in answer)
-
-
-def organizational_domain(domain: str) -> str:
-    """The registered domain under its public suffix (an approximation, see the module doc)."""
-    labels = domain.lower().rstrip(".").split(".")
-    if len(labels) >= 3 and len(labels[-1]) == 2 and labels[-2] in _SECOND_LEVELS:
-        return ".".join(labels[-3:])
-    return ".".join(labels[-2:])
-
-
-def aligned(domain: str, from_domain: str, *, strict: bool = False) -> bool:
-    """DMARC identifier alignment (RFC 7489 3.1) of `domain` with From's domain."""
-    if strict:
-        return domain.lower() == from_domain.lower()
-    return organizational_domain(domain) == organizational_domain(from_domain)
 
 
 def tags(record: str) -> dict[str, str]:
@@ -145,11 +127,6 @@ class DoctorReport:
         }
 
 
-def domain_of(address: str) -> str:
-    """The domain of an address, lower-case."""
-    return address.rpartition("@")[2].strip().lower().rstrip(".")
-
-
 def return_path_domain(settings: Settings) -> str:
     """The envelope sender's domain: the VERP return path's, else From's."""
     verp = settings.bounces.return_path
@@ -199,10 +176,13 @@ def examine(
         if dmarc.status != "ok":
             conclusion += "; publish the DMARC record below so receivers can apply it"
     else:
+        effect = {
+            "reject": "with policy reject, receivers refuse these emails",
+            "quarantine": "with policy quarantine, receivers put these emails in spam",
+        }.get(policy.get("p", ""), "Gmail and Yahoo send such emails to spam or refuse them")
         conclusion = (
-            f"DMARC fails for {from_domain}: neither a DKIM signature nor SPF is in place and "
-            "aligned with From — receivers will send these emails to spam or refuse them; "
-            "publish the records below"
+            f"DMARC fails for {from_domain}: no DKIM signature or SPF pass is aligned with "
+            f"From — {effect}; see the lines above for what to publish or change"
         )
     return DoctorReport(
         from_domain,

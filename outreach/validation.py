@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
+from outreach.alignment import sender_warnings, template_warnings
 from outreach.campaigns import Campaign, load_campaign
 from outreach.config import Coupon, Settings
 from outreach.contacts import Contact, load_contacts
@@ -186,6 +187,7 @@ def validate_workspace(
             "warning: coupon.secret is the placeholder 'change-me': anyone who knows outreach "
             "can work out your coupon codes and unsubscribe tokens — set your own secret"
         )
+    report.lines.extend(f"warning: {w}" for w in sender_warnings(settings))
     if not harfbuzz_subset_available():
         report.lines.append(
             "warning: the HarfBuzz subsetter (Debian package libharfbuzz-subset0) is missing: "
@@ -231,6 +233,10 @@ def validate_workspace(
             continue
         names[campaign.name] = str(path)
         campaigns.append(campaign)
+    letters = [c.letter.template for c in campaigns if c.letter is not None]
+    report.lines.extend(
+        f"warning: {w}" for w in template_warnings(settings.templates_dir, letter_templates=letters)
+    )
     usable = []
     for campaign in campaigns:
         try:  # a campaign whose templates cannot even load blocks itself, not the others
