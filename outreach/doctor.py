@@ -174,7 +174,7 @@ def examine(
         if not dkim_passes:
             conclusion += "; Gmail and Yahoo also ask for a DKIM signature: see the DKIM line"
         if dmarc.status != "ok":
-            conclusion += "; publish the DMARC record below so receivers can apply it"
+            conclusion += "; publish the DMARC record above so receivers can apply it"
     else:
         effect = {
             "reject": "with policy reject, receivers refuse these emails",
