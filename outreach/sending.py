@@ -235,7 +235,9 @@ def smtp_deliverers(
     """A factory of SMTP deliverers for the config; raise DeliveryError now if it cannot work.
 
     Checked before anything is rendered: `delivery.method` is smtp, the password variable is
-    set, a username has a password. Nothing connects until the first email is handed over.
+    set, a username has a password, the DKIM key (`dkim:`) is usable and is not contradicted
+    by DNS. Nothing connects until the first email is handed over; with `dkim:` each email is
+    signed as its connection takes it.
     """
     delivery = settings.delivery
     if delivery.method != "smtp":
@@ -246,9 +248,7 @@ def smtp_deliverers(
             '"Sending for real") to send them',
         )
     password = password_from_env(delivery, environ)
-    key = load_dkim_key(settings, environ=environ)
-    if key is not None:
-        check_published_key(key, environ=environ)
+    key = signing_key(settings, environ=environ)
     rate_state = settings.state_dir / RATE_STATE_NAME
     # The constructor checks the settings without connecting.
     SmtpDeliverer(delivery=delivery, password=password, rate_state_path=rate_state)
@@ -289,9 +289,7 @@ def smtp_deliverers(
             )
             for _ in range(delivery.connections)
         ]
-        if key is None:
-            return deliverers
-        return [SigningDeliverer(d, key) for d in deliverers]
+        return deliverers if key is None else [SigningDeliverer(d, key) for d in deliverers]
 
     return make
 
@@ -312,6 +310,14 @@ class SigningDeliverer:
     def close(self) -> None:
         """Release the connection (idempotent)."""
         self._inner.close()
+
+
+def signing_key(settings: Settings, *, environ: Mapping[str, str]) -> DkimKey | None:
+    """The DKIM key to sign with (None without `dkim:`), checked against DNS when it answers."""
+    key = load_dkim_key(settings, environ=environ)
+    if key is not None:
+        check_published_key(key, environ=environ)
+    return key
 
 
 def check_published_key(key: DkimKey, *, environ: Mapping[str, str]) -> None:
