@@ -193,12 +193,18 @@ def test_cli_doctor_in_words_and_as_json(
     ws.write(
         "config.yaml",
         "sender: {name: Casa, email: hola@bare.example}\n"
-        "delivery: {method: smtp, host: smtp.example.net}\n",
+        "delivery: {method: smtp, host: smtp.example.net}\n"
+        "dkim: {domain: bare.example, selector: s1, key_env: OUTREACH_TEST_NO_KEY}\n",
     )
-    result = ws.run("doctor", env={"OUTREACH_DNS_SERVER": dns_server})
+    result = ws.run(
+        "doctor", env={"OUTREACH_DNS_SERVER": dns_server}, unset=("OUTREACH_TEST_NO_KEY",)
+    )
     assert result.code == 1, result.err
+    # The key cannot be read: said once, and the other records are still checked.
+    assert "dkim.key_env: the environment variable OUTREACH_TEST_NO_KEY" in result.err
     lines = result.out.splitlines()
     assert lines[0] == "From: bare.example   return path (SPF): bare.example"
+    assert lines[3].startswith("DKIM  unknown the key could not be read")
     assert 'add:  bare.example. IN TXT "v=spf1 a:smtp.example.net ~all"' in result.out
     assert '_dmarc.bare.example. IN TXT "v=DMARC1; p=none;' in result.out
     assert lines[-1].startswith("DMARC fails for bare.example")
