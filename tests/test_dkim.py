@@ -3,6 +3,7 @@ against the public key served by a real DNS server (dnsmasq) on 127.0.0.1."""
 
 from __future__ import annotations
 
+import functools
 import re
 import subprocess
 from collections.abc import Callable, Iterator
@@ -40,8 +41,10 @@ def _pem(key: rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey) -> bytes:
     )
 
 
-KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-OTHER = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+@functools.cache
+def rsa_key(bits: int = 2048) -> rsa.RSAPrivateKey:
+    """A key made once per test process, when a test first needs it (not at collection)."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
 
 def _record(key: rsa.RSAPrivateKey) -> str:
@@ -50,11 +53,11 @@ def _record(key: rsa.RSAPrivateKey) -> str:
 
 @pytest.fixture(scope="module")
 def dns_server() -> Iterator[str]:
-    """Selector s1 publishes KEY, selector old publishes another key."""
+    """Selector s1 publishes rsa_key(), selector old publishes another key."""
     with running_dns_server(
         {
-            f"s1._domainkey.{DOMAIN}": [_record(KEY)],
-            f"old._domainkey.{DOMAIN}": [_record(OTHER)],
+            f"s1._domainkey.{DOMAIN}": [_record(rsa_key())],
+            f"old._domainkey.{DOMAIN}": [_record(rsa_key(1024))],
         }
     ) as server:
         yield server
@@ -102,7 +105,7 @@ def dkim_block_of(text: str) -> dict[str, object]:
 def test_every_email_sent_is_signed_and_verifies_with_the_published_key(
     make_workspace: MakeWorkspace, smtp_server: SmtpServer, dns_server: str, tmp_path: Path
 ) -> None:
-    key_file = _key_file(tmp_path, KEY)
+    key_file = _key_file(tmp_path, rsa_key())
     ws = make_workspace(ROWS)
     ws.write(
         "config.yaml",
@@ -139,7 +142,7 @@ def test_every_email_sent_is_signed_and_verifies_with_the_published_key(
 def test_send_refuses_to_start_when_dns_publishes_another_key(
     make_workspace: MakeWorkspace, smtp_server: SmtpServer, dns_server: str, tmp_path: Path
 ) -> None:
-    key_file = _key_file(tmp_path, KEY)
+    key_file = _key_file(tmp_path, rsa_key())
     ws = make_workspace(ROWS)
     ws.write(
         "config.yaml",
@@ -182,7 +185,7 @@ def _message(*, unsubscribe: tuple[str, ...]) -> bytes:
 def test_signature_verifies_with_dkimpy_and_names_the_headers_of_the_issue(
     unsubscribe: tuple[str, ...],
 ) -> None:
-    key = DkimKey(DOMAIN, "s1", KEY, "test")
+    key = DkimKey(DOMAIN, "s1", rsa_key(), "test")
     data = sign(_message(unsubscribe=unsubscribe), key, timestamp=1_795_000_000)
     record = key.record.encode()
     checker = dkim.DKIM(data)
@@ -202,7 +205,7 @@ def test_signature_verifies_with_dkimpy_and_names_the_headers_of_the_issue(
 
 
 def test_signature_of_a_message_with_bare_newlines_covers_what_smtp_sends() -> None:
-    key = DkimKey(DOMAIN, "s1", KEY, "test")
+    key = DkimKey(DOMAIN, "s1", rsa_key(), "test")
     lf = _message(unsubscribe=()).replace(b"\r\n", b"\n")
     data = sign(lf, key)
     assert b"\n" not in data.replace(b"\r\n", b"")
@@ -217,14 +220,14 @@ def _load(root: Path, block: str, environ: dict[str, str] | None = None) -> Dkim
 
 
 def test_a_good_key_file_and_a_key_in_the_environment_load(tmp_path: Path) -> None:
-    path = _key_file(tmp_path, KEY)
+    path = _key_file(tmp_path, rsa_key())
     from_file = _load(
         tmp_path / "ws", f"dkim: {{domain: {DOMAIN}, selector: s1, key_file: {path}}}"
     )
     from_env = _load(
         tmp_path / "ws",
         f"dkim: {{domain: {DOMAIN.upper()}, selector: s1, key_env: DKIM_PEM}}",
-        {"DKIM_PEM": _pem(KEY).decode()},
+        {"DKIM_PEM": _pem(rsa_key()).decode()},
     )
     assert from_file is not None and from_env is not None
     assert from_file.public_key == from_env.public_key
@@ -248,7 +251,7 @@ def test_bad_keys_are_clear_errors_naming_the_file(tmp_path: Path) -> None:
     assert error.path == str(garbage) and error.field == "dkim.key_file"
     assert "not a PEM private key" in error.message and "openssl genrsa" in (error.hint or "")
 
-    shared = _key_file(tmp_path, KEY, mode=0o644)
+    shared = _key_file(tmp_path, rsa_key(), mode=0o644)
     error = _error(ws, f"dkim: {{domain: {DOMAIN}, selector: s1, key_file: {shared}}}")
     assert error.path == str(shared) and "other users" in error.message
     assert f"chmod 600 {shared}" in (error.hint or "")
@@ -258,7 +261,7 @@ def test_bad_keys_are_clear_errors_naming_the_file(tmp_path: Path) -> None:
     assert error.path == str(missing) and "cannot read" in error.message
 
     ws.mkdir(exist_ok=True)
-    inside = _key_file(ws, KEY)
+    inside = _key_file(ws, rsa_key())
     error = _error(ws, f"dkim: {{domain: {DOMAIN}, selector: s1, key_file: dkim.key}}")
     assert error.path == str(inside) and "inside the workspace" in error.message
 
@@ -270,7 +273,7 @@ def test_bad_keys_are_clear_errors_naming_the_file(tmp_path: Path) -> None:
 
     locked = tmp_path / "locked.key"
     locked.write_bytes(
-        KEY.private_bytes(
+        rsa_key().private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.BestAvailableEncryption(b"secret"),

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,36 +19,41 @@ from outreach.config import Settings
 from outreach.deliver.dkim import DkimKey
 from outreach.doctor import DoctorReport, examine, split_txt
 
-KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-OTHER = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+
+@functools.cache
+def rsa_key(bits: int = 2048) -> rsa.RSAPrivateKey:
+    """A key made once per test process, when a test first needs it (not at collection)."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
 
 
 def _key(domain: str, selector: str = "s1") -> DkimKey:
-    return DkimKey(domain, selector, KEY, "/etc/outreach/dkim.key")
+    return DkimKey(domain, selector, rsa_key(), "/etc/outreach/dkim.key")
 
 
-ZONES = {
-    # Everything in place: SPF, the key, DMARC.
-    "good.example": ["v=spf1 a:smtp.good.example ~all", "google-site-verification=abc"],
-    "s1._domainkey.good.example": [_key("good.example").record],
-    "_dmarc.good.example": ["v=DMARC1; p=reject; rua=mailto:dmarc@good.example"],
-    # VERP return path on another organization's domain; no DKIM in config.
-    "mailer.example": ["v=spf1 include:_spf.mailer.example -all"],
-    "_dmarc.shop.example": ["v=DMARC1; p=quarantine; aspf=r"],
-    # DKIM signed by a subdomain while DMARC asks for strict alignment; two SPF records.
-    "strict.example": ["v=spf1 mx -all", "v=spf1 a -all"],
-    "s1._domainkey.mail.strict.example": [_key("mail.strict.example").record],
-    "_dmarc.strict.example": ["v=DMARC1; p=reject; adkim=s"],
-    # Another key published at the selector.
-    "s1._domainkey.stale.example": [DkimKey("stale.example", "s1", OTHER, "x").record],
-    "stale.example": ["v=spf1 a:smtp.stale.example -all"],
-    "_dmarc.stale.example": ["v=DMARC1; p=none"],
-}
+def zones() -> dict[str, list[str]]:
+    """One case per domain."""
+    return {
+        # Everything in place: SPF, the key, DMARC.
+        "good.example": ["v=spf1 a:smtp.good.example ~all", "google-site-verification=abc"],
+        "s1._domainkey.good.example": [_key("good.example").record],
+        "_dmarc.good.example": ["v=DMARC1; p=reject; rua=mailto:dmarc@good.example"],
+        # VERP return path on another organization's domain; no DKIM in config.
+        "mailer.example": ["v=spf1 include:_spf.mailer.example -all"],
+        "_dmarc.shop.example": ["v=DMARC1; p=quarantine; aspf=r"],
+        # DKIM signed by a subdomain while DMARC asks for strict alignment; two SPF records.
+        "strict.example": ["v=spf1 mx -all", "v=spf1 a -all"],
+        "s1._domainkey.mail.strict.example": [_key("mail.strict.example").record],
+        "_dmarc.strict.example": ["v=DMARC1; p=reject; adkim=s"],
+        # Another key published at the selector.
+        "s1._domainkey.stale.example": [DkimKey("stale.example", "s1", rsa_key(1024), "x").record],
+        "stale.example": ["v=spf1 a:smtp.stale.example -all"],
+        "_dmarc.stale.example": ["v=DMARC1; p=none"],
+    }
 
 
 @pytest.fixture(scope="module")
 def dns_server() -> Iterator[str]:
-    with running_dns_server(ZONES) as server:
+    with running_dns_server(zones()) as server:
         yield server
 
 

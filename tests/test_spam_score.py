@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import subprocess
 
+import pytest
 from conftest import Workspace
 
 SAMPLE_DATE = "2026-11-24"
@@ -29,6 +30,7 @@ def _mbox(ws: Workspace) -> tuple[bytes, list[str]]:
     return b"".join(parts), names
 
 
+@pytest.mark.slow
 def test_every_sample_email_scores_below_one(sample_workspace: Workspace) -> None:
     result = sample_workspace.run("run", "--all", "--date", SAMPLE_DATE, "--quiet")
     assert result.code == 0, result.err
