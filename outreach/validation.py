@@ -234,6 +234,7 @@ def validate_workspace(
         names[campaign.name] = str(path)
         campaigns.append(campaign)
     letters = [c.letter.template for c in campaigns if c.letter is not None]
+    letters += [settings.letters.css] if settings.letters.css else []
     report.lines.extend(
         f"warning: {w}" for w in template_warnings(settings.templates_dir, letter_templates=letters)
     )
