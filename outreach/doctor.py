@@ -21,7 +21,7 @@ from outreach.alignment import aligned, domain_of, organizational_domain
 from outreach.config import Settings
 from outreach.deliver.dkim import DkimKey
 
-# Ask this server ("HOST" or "HOST:PORT") instead of the system's resolver.
+# Ask this server ("ADDRESS" or "ADDRESS:PORT", an IPv4 address) instead of the system's.
 DNS_SERVER_ENV: Final = "OUTREACH_DNS_SERVER"
 LIFETIME_S: Final = 5.0
 
@@ -169,10 +169,14 @@ def examine(
         )
     passes = dkim_passes or spf_passes
     if passes:
-        how = "the DKIM signature" if dkim_passes else "SPF (check it names your server)"
-        conclusion = f"DMARC passes for {from_domain} through {how}"
-        if not dkim_passes:
-            conclusion += "; Gmail and Yahoo also ask for a DKIM signature: see the DKIM line"
+        if dkim_passes:
+            conclusion = f"DMARC passes for {from_domain} through the DKIM signature"
+        else:
+            conclusion = (
+                f"DMARC passes for {from_domain} only through SPF, if its record names the "
+                "server you send through (outreach cannot see which servers your provider "
+                "sends from); Gmail and Yahoo also ask for a DKIM signature: see the DKIM line"
+            )
         if dmarc.status != "ok":
             conclusion += "; publish the DMARC record above so receivers can apply it"
     else:
