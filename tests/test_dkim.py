@@ -110,13 +110,16 @@ def test_every_email_sent_is_signed_and_verifies_with_the_published_key(
     ws.write(
         "config.yaml",
         BASE_CONFIG
-        + delivery_config(smtp_server.port)
+        + delivery_config(smtp_server.port, connections=2)  # signed on two threads
         + f"dkim:\n  domain: {DOMAIN}\n  selector: s1\n  key_file: {key_file}\n",
     )
     result = ws.run("run", "--all", "--send", "--now", NOW, env={"OUTREACH_DNS_SERVER": dns_server})
     assert result.code == 0, result.err
     assert statuses(ws) == {"c1": "sent", "c4": "skipped", "c5": "sent", "c6": "sent"}
     assert len(smtp_server.messages) == 3
+    # Signed on the way out: the outbox keeps the files as rendered.
+    outbox = ws.files("out/outbox")
+    assert len(outbox) == 3 and not any(b"DKIM-Signature" in p.read_bytes() for p in outbox)
     lookup = _dns_lookup(dns_server)
     for received in smtp_server.messages:
         data = received.data
