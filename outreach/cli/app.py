@@ -7,6 +7,7 @@ import sys
 import click
 
 from outreach import __version__
+from outreach.cli.commands.doctor import doctor
 from outreach.cli.commands.feedback import bounces, returned, serve, unsubscribe
 from outreach.cli.commands.ledger import ledger
 from outreach.cli.commands.records import history, report
@@ -43,6 +44,7 @@ def main() -> None:
 
 cli.add_command(run)
 cli.add_command(send)
+cli.add_command(doctor)
 cli.add_command(validate)
 cli.add_command(preview)
 cli.add_command(plan)

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from outreach.contacts import ContactStream, iter_contacts
 from outreach.deliver.base import DeliveryResult
+from outreach.deliver.dkim import DkimKey, load_dkim_key, signed
 from outreach.deliver.smtp import (
     DEFAULT_PORTS,
     SendingStoppedError,
@@ -247,7 +248,9 @@ def smtp_deliverers(
     """A factory of SMTP deliverers for the config; raise DeliveryError now if it cannot work.
 
     Checked before anything is rendered: `delivery.method` is smtp, the password variable is
-    set, a username has a password. Nothing connects until the first email is handed over.
+    set, a username has a password, the DKIM key (`dkim:`) is usable and is not contradicted
+    by DNS. Nothing connects until the first email is handed over; with `dkim:` each email is
+    signed as its connection takes it.
     """
     delivery = settings.delivery
     if delivery.method != "smtp":
@@ -258,6 +261,7 @@ def smtp_deliverers(
             '"Sending for real") to send them',
         )
     password = password_from_env(delivery, environ)
+    key = signing_key(settings, environ=environ)
     rate_state = settings.state_dir / RATE_STATE_NAME
     # The constructor checks the settings without connecting.
     SmtpDeliverer(delivery=delivery, password=password, rate_state_path=rate_state)
@@ -273,7 +277,7 @@ def smtp_deliverers(
 
         return sleep
 
-    def make(on_sending: OnSending) -> list[SmtpDeliverer]:
+    def make(on_sending: OnSending) -> Sequence[BatchDeliverer]:
         # One budget for every connection, read from the state file once per send step.
         rate = (
             SendRate(
@@ -285,7 +289,7 @@ def smtp_deliverers(
             if delivery.rate_per_minute
             else None
         )
-        return [
+        deliverers = [
             SmtpDeliverer(
                 delivery=delivery,
                 password=password,
@@ -300,8 +304,56 @@ def smtp_deliverers(
             )
             for _ in range(delivery.connections)
         ]
+        return deliverers if key is None else [SigningDeliverer(d, key) for d in deliverers]
 
     return make
+
+
+class SigningDeliverer:
+    """A connection whose emails are signed with DKIM as it takes them, after the send step
+    has stamped their Date; the signing runs on the connection's own thread."""
+
+    def __init__(self, inner: SmtpDeliverer, key: DkimKey) -> None:
+        self._inner = inner
+        self._key = key
+
+    def push_all(self, messages: Iterator[RenderedEmail]) -> Iterator[DeliveryResult]:
+        """Deliver what `messages` yields, each one signed."""
+        key = self._key
+        return self._inner.push_all(signed(message, key) for message in messages)
+
+    def close(self) -> None:
+        """Release the connection (idempotent)."""
+        self._inner.close()
+
+
+def signing_key(settings: Settings, *, environ: Mapping[str, str]) -> DkimKey | None:
+    """The DKIM key to sign with (None without `dkim:`), checked against DNS when it answers."""
+    key = load_dkim_key(settings, environ=environ)
+    if key is not None:
+        check_published_key(key, environ=environ)
+    return key
+
+
+def check_published_key(key: DkimKey, *, environ: Mapping[str, str]) -> None:
+    """DeliveryError if DNS publishes another key at the selector (every signature would fail);
+    nothing when there is no record yet or no DNS server answers."""
+    from outreach.deliver.doctor import DnsUnavailableError, make_resolver, published_key
+
+    try:
+        published = published_key(make_resolver(environ), key)
+    except DnsUnavailableError:
+        return
+    if published is None or published == key.public_key:
+        return
+    state = "a revoked key (empty p=)" if not published else "another public key"
+    raise DeliveryError(
+        f"DNS publishes {state} at {key.record_name}, not the public half of {key.source}: "
+        "receivers would find every signature broken",
+        field="dkim",
+        hint="publish the record `outreach doctor` prints, or name the key that matches the "
+        "record in dkim.key_file (a new selector lets the old key stay published meanwhile)",
+    )
 
 
 def campaign_policies(

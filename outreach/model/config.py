@@ -191,6 +191,33 @@ class Delivery(_Model):
         return self
 
 
+class Dkim(_Model):
+    """DKIM signing of every email handed to SMTP: the signing domain, the selector, the key.
+
+    The private key (PEM, RSA) is read from `key_file` (outside the workspace folder, readable
+    by its owner only) or from the environment variable `key_env`.
+    """
+
+    domain: str
+    selector: str
+    key_file: Path | None = None
+    key_env: str | None = None
+
+    @field_validator("domain", "selector")
+    @classmethod
+    def _dns_label(cls, value: str) -> str:
+        value = value.strip().lower().rstrip(".")
+        if not re.fullmatch(r"[a-z0-9_](?:[a-z0-9_.-]{0,251}[a-z0-9])?", value) or ".." in value:
+            raise ValueError(f"{value!r} is not a DNS name (letters, digits, '-', '_', '.')")
+        return value
+
+    @model_validator(mode="after")
+    def _one_key(self) -> Dkim:
+        if (self.key_file is None) == (self.key_env is None):
+            raise ValueError("give dkim.key_file or dkim.key_env (one of them)")
+        return self
+
+
 class Imap(_Model):
     """An IMAP mailbox where bounces arrive (TLS verified; the password from the environment)."""
 
@@ -375,6 +402,7 @@ class Settings(_Model):
     coupon: Coupon = Coupon()
     cadence: CadencePolicy = CadencePolicy()
     delivery: Delivery = Delivery()
+    dkim: Dkim | None = None
     letters: Letters = Letters()
     limits: RenderLimits = RenderLimits()
     schedule: tuple[ScheduleJob, ...] = ()

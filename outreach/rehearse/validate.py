@@ -15,6 +15,7 @@ from datetime import date, datetime, timedelta
 from functools import partial
 
 from outreach.contacts import Contact, load_contacts
+from outreach.deliver.alignment import sender_warnings, template_warnings
 from outreach.deliver.outlets import RenderOnlyOutlet
 from outreach.deliver.printing import harfbuzz_subset_available
 from outreach.ledger import ledger_exists, read_ledger
@@ -216,6 +217,7 @@ def validate_workspace(
             "warning: coupon.secret is the placeholder 'change-me': anyone who knows outreach "
             "can work out your coupon codes and unsubscribe tokens — set your own secret"
         )
+    report.lines.extend(f"warning: {w}" for w in sender_warnings(settings))
     if not harfbuzz_subset_available():
         report.lines.append(
             "warning: the HarfBuzz subsetter (Debian package libharfbuzz-subset0) is missing: "
@@ -261,6 +263,11 @@ def validate_workspace(
             continue
         names[campaign.name] = str(path)
         campaigns.append(campaign)
+    letters = [c.letter.template for c in campaigns if c.letter is not None]
+    letters += [settings.letters.css] if settings.letters.css else []
+    report.lines.extend(
+        f"warning: {w}" for w in template_warnings(settings.templates_dir, letter_templates=letters)
+    )
     usable = []
     for campaign in campaigns:
         try:  # a campaign whose templates cannot even load blocks itself, not the others
