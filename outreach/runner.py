@@ -229,6 +229,23 @@ def letter_groups(jobs: Sequence[_LetterJob], *, merge: bool) -> list[list[_Lett
     return [[jobs[i] for i in group] for group in group_by(jobs, key=key)]
 
 
+def queue_letters(
+    outlet: Outlet, group: Sequence[_LetterJob]
+) -> tuple[list[tuple[_LetterJob, Made]], bool]:
+    """Queue one group's letter: a household's to all of them, or, when that letter cannot be
+    made (no form of their names fits the window), one each. The jobs that failed, and whether
+    one letter covers the whole group."""
+    run, contact, occ, _ = group[0]
+    household = Household(tuple(job[1] for job in group)) if len(group) > 1 else None
+    failed = outlet.letter(run.campaign, contact, occ, household=household)
+    if failed is None:
+        return [], household is not None
+    if household is None:
+        return [(group[0], failed)], False
+    alone = [(job, outlet.letter(job[0].campaign, job[1], job[2])) for job in group]
+    return [(job, made) for job, made in alone if made is not None], False
+
+
 def execute_run(
     *,
     workspace: Workspace,
@@ -736,13 +753,11 @@ def execute_run(
         stamp = clock()
         covered: dict[MessageKey, list[_LetterJob]] = {}  # a household's letter → the others
         for group in letter_groups(letter_jobs, merge=settings.letters.households == "merge"):
-            run, contact, occ, why = group[0]
-            household = Household(tuple(job[1] for job in group)) if len(group) > 1 else None
-            failed = outlet.letter(run.campaign, contact, occ, household=household)
-            if failed is not None:
-                for job in group:
-                    account(job[0], totals[run.campaign.name], *job[1:3], "letter", failed, job[3])
-            elif household is not None:
+            failures, merged = queue_letters(outlet, group)
+            for job, made in failures:
+                account(job[0], totals[job[0].campaign.name], *job[1:3], "letter", made, job[3])
+            if merged:
+                run, contact, occ, _ = group[0]
                 covered[(contact.id, run.campaign.name, occ.key)] = group[1:]
         jobs = {
             (c.id, run.campaign.name, o.key): (run, c, o, why) for run, c, o, why in letter_jobs

@@ -25,13 +25,13 @@ from urllib.parse import unquote, urlsplit
 
 import jinja2
 from jinja2 import Template
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from outreach.campaigns import Campaign, Occurrence
 from outreach.config import Letters, Settings
 from outreach.contacts import Contact
 from outreach.errors import ConfigError, OutreachError, TemplateError
-from outreach.households import Household
+from outreach.households import Household, name_forms
 from outreach.households import template_fields as household_fields
 from outreach.postal import (
     MissingFieldError,
@@ -83,6 +83,10 @@ MARK_LEFT_MM = 4.0
 
 class AddressError(OutreachError):
     """A contact's postal address is incomplete or does not fit the envelope window."""
+
+
+class HouseholdError(AddressError):
+    """A household's names fit the envelope window in no form: its members go one by one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -679,32 +683,10 @@ class LetterRenderer:
         self, contact: Contact, occurrence: Occurrence, household: Household | None
     ) -> RenderedLetter:
         household = household or Household((contact,))
-        family = household_fields(household, locale=contact.locale)
-        lines = self.address(
-            contact, name=str(family["name"]) if len(household.contacts) > 1 else None
-        )
-        if self._signature_error is not None:
-            error = self._signature_error
-            raise TemplateError(
-                f"contact {contact.id}: {error.message}",
-                path=error.path,
-                field=error.field,
-                hint=error.hint,
-            )
-        locale = normalize_locale(contact.locale)
-        body = self._body(locale)
-        if isinstance(body, TemplateError):
-            raise TemplateError(
-                f"contact {contact.id}: {body.message}",
-                path=body.path,
-                line=body.line,
-                hint=body.hint,
-            )
-        locale = message_locale(
-            locale,
-            localized=self._localized.get(locale, False),
-            default_locale=self._settings.default_locale,
-        )
+        self._check_signature(contact)
+        body, locale = self._body_for(contact)
+        family = household_fields(household, locale=locale)
+        lines, family["name"] = self._addressee(contact, household, locale=locale)
         # The same context as an email's, so one template language serves both channels.
         context = self._fields.build(
             contact, occurrence, locale=locale, unsubscribe=unsubscribe_url(self._settings, contact)
@@ -726,22 +708,12 @@ class LetterRenderer:
                 hint="check the template's {% if %} conditions",
             )
         foreign = contact.country.upper() != self._home_country
-        return_lines = (
-            [self._return_line] if self.profile.return_style == "line" else self._return_block
-        )
-        if foreign:
-            # A letter abroad must be able to come back: the return address names the country.
-            home = country_name(self._home_country, locale=self._home_locale)
-            if self.profile.return_style == "line":
-                return_lines = [f"{self._return_line} · {home}"]
-            else:
-                return_lines = [*self._return_block, home]
         context["letter"] = {
             "envelope": self.profile.name,
             "lang": locale.replace("_", "-"),
             "title": f"{self._campaign.name} — {contact.id}",
             "marks": self._marks(),
-            "return_lines": return_lines,
+            "return_lines": self._return_lines(foreign=foreign),
             "address_lines": list(lines),
             "letterhead_lines": self._letterhead_lines,
             "place": one_line(self._settings.sender.address.city),
@@ -766,6 +738,73 @@ class LetterRenderer:
             foreign=foreign,
             layout=self.layout,
             covers=household.ids,
+        )
+
+    def _check_signature(self, contact: Contact) -> None:
+        error = self._signature_error
+        if error is not None:
+            raise TemplateError(
+                f"contact {contact.id}: {error.message}",
+                path=error.path,
+                field=error.field,
+                hint=error.hint,
+            )
+
+    def _body_for(self, contact: Contact) -> tuple[Template, str]:
+        """The contact's letter template and the locale the letter is written in."""
+        locale = normalize_locale(contact.locale)
+        body = self._body(locale)
+        if isinstance(body, TemplateError):
+            raise TemplateError(
+                f"contact {contact.id}: {body.message}",
+                path=body.path,
+                line=body.line,
+                hint=body.hint,
+            )
+        locale = message_locale(
+            locale,
+            localized=self._localized.get(locale, False),
+            default_locale=self._settings.default_locale,
+        )
+        return body, locale
+
+    def _return_lines(self, *, foreign: bool) -> list[str]:
+        if not foreign:
+            if self.profile.return_style == "line":
+                return [self._return_line]
+            return list(self._return_block)
+        # A letter abroad must be able to come back: the return address names the country,
+        # on its last line (a line more would leave the #10 return window's safe zone).
+        home = country_name(self._home_country, locale=self._home_locale)
+        if self.profile.return_style == "line":
+            return [f"{self._return_line} · {home}"]
+        return [*self._return_block[:-1], f"{self._return_block[-1]} · {home}"]
+
+    def _lines_after_name(self, contact: Contact) -> int:
+        """How many address lines follow the name (street, town, country)."""
+        return len(self.address(contact, name=".")) - 1
+
+    def _addressee(
+        self, contact: Contact, household: Household, *, locale: str
+    ) -> tuple[tuple[str, ...], str]:
+        """The address lines and the name they start with; a household's names in the first
+        form that fits the window ("Carmen Ruiz y Luis Gil", "Familia Ruiz", two lines), else
+        HouseholdError."""
+        if len(household.contacts) == 1:
+            return self.address(contact), recipient_name(contact)
+        room = self.profile.address_capacity - self._lines_after_name(contact)
+        forms = [f for f in name_forms(household.contacts, locale=locale) if len(f) <= room]
+        candidates = [line for form in forms for line in form]
+        fits = typesetter().lines_fit(self.layout, candidates) if candidates else []
+        start = 0
+        for form in forms:
+            if all(fits[start : start + len(form)]):
+                return self.address(contact, name="\n".join(form)), " ".join(form)
+            start += len(form)
+        raise HouseholdError(
+            f"contact {contact.id}: the names of the {len(household.contacts)} people at this "
+            f"address fit the {self.profile.name} envelope window in no form",
+            hint="each of them gets a letter of their own",
         )
 
     def _marks(self) -> list[str]:
@@ -960,6 +999,28 @@ class Typesetter:
                     )
         check_windows(letter, document)
         return document
+
+    def lines_fit(self, layout: LetterLayout, lines: Sequence[str]) -> list[bool]:
+        """Whether each line, set as an address line, fits the width of the address window
+        (laid out with the letter's own stylesheets, so its fonts and sizes count)."""
+        sheets, fetcher = self.stylesheets(layout)
+        rows = "".join(f'<div class="line">{escape(line)}</div>' for line in lines)
+        html = (
+            f'<!DOCTYPE html><html><body class="envelope-{escape(layout.envelope)}">'
+            f'<div class="recipient-address" id="recipient-address">{rows}</div></body></html>'
+        )
+        document = self._wp.HTML(
+            string=html, base_url=_base_url(layout.base_dir), url_fetcher=fetcher
+        ).render(stylesheets=sheets, font_config=self._font_config)
+        # A line is one row of text boxes (fonts may split it): rows in order, by their top.
+        rows_at: dict[float, list[_Rect]] = {}
+        for _, rect, _ in page_text_boxes(document.pages[0]):
+            rows_at.setdefault(round(rect[1], 2), []).append(rect)
+        box = layout.address_check
+        found = [rows_at[top] for top in sorted(rows_at)]
+        if len(found) != len(lines):  # a line did not lay out as one row: never trust it
+            return [False] * len(lines)
+        return [all(r[0] >= box.left and r[2] <= box.right for r in row) for row in found]
 
     def blank_page(self, layout: LetterLayout) -> Page:
         """An empty page of the layout's size (the back of a sheet in duplex printing)."""
