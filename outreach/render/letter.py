@@ -1098,10 +1098,12 @@ def _text_boxes(box: Any, owner: str | None, found: list[tuple[str | None, _Rect
         _text_boxes(child, owner, found)
 
 
+# WeasyPrint's public Page (size, links, anchors) tells no text positions; its box tree is
+# private (Page._page_box), so pyproject.toml bounds weasyprint above to the versions checked.
 def page_text_boxes(page: Page) -> list[tuple[str | None, _Rect, str]]:
     """Every piece of text on a laid-out page: (block it belongs to, rectangle in mm, text)."""
     found: list[tuple[str | None, _Rect, str]] = []
-    _text_boxes(page._page_box, None, found)  # WeasyPrint keeps the box tree here
+    _text_boxes(page._page_box, None, found)
     return found
 
 
