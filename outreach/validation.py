@@ -21,7 +21,7 @@ from outreach.deliver.printing import harfbuzz_subset_available
 from outreach.errors import LedgerError, OutreachError, Problem
 from outreach.ledger import ledger_exists, read_ledger
 from outreach.ledger.store import MemoryStore
-from outreach.postal import address_gaps
+from outreach.postal import address_gaps, confirmed_by_owner
 from outreach.reasons import Code
 from outreach.runner import RunDates, TraceEvent, execute_run
 from outreach.workspace import Workspace, campaign_files, display_path
@@ -172,6 +172,20 @@ def _check_campaigns(
             )
 
 
+def _confirmed_addresses(contacts: Sequence[Contact], settings: Settings) -> Iterator[str]:
+    """A line for each address whose postal code the data rejects and the owner confirmed."""
+    where = display_path(settings.contacts_path)
+    for contact in contacts:
+        if confirmed_by_owner(contact) is not None and contact.address_confirmed is not None:
+            yield (
+                f"{where}:{contact.line}: postal_code: the address data does not know "
+                f"{contact.postal_code} in {contact.region or contact.country}, but the owner "
+                f"confirmed the address on {contact.address_confirmed.isoformat()} "
+                "(address_confirmed), so letters go to it — when the address changes, clear "
+                "the date so the new one is checked"
+            )
+
+
 def validate_workspace(
     settings: Settings,
     *,
@@ -205,6 +219,7 @@ def validate_workspace(
         f"contacts {settings.paths.contacts}: {contact_list.rows} rows, "
         f"{len(contact_list.contacts)} usable, {len(contact_list.problems)} problem(s)"
     )
+    report.lines.extend(_confirmed_addresses(contact_list.contacts, settings))
     campaigns: list[Campaign] = []
     names: dict[str, str] = {}
     try:

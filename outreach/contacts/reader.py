@@ -32,7 +32,7 @@ from outreach.contacts.model import _NO_EXTRA, CHANNELS, KNOWN_COLUMNS, Contact,
 from outreach.contacts.presets import column_mapping, header_key
 from outreach.contacts.sheets import SheetRows, column_letters, is_workbook, read_sheet
 from outreach.errors import ContactsError, Problem
-from outreach.postal import postal_code_problem
+from outreach.postal import PostalCodeProblem, postal_code_problem
 
 # --- reading the file --------------------------------------------------------------------
 
@@ -509,6 +509,7 @@ class _RowReader:
             locale_text,
             tags_text,
             opt_out_text,
+            confirmed_text,
         ) = self.pick(cells)
         held_back: list[str] = []
 
@@ -545,6 +546,7 @@ class _RowReader:
             held_back.append("birthday")
             birthday = None
 
+        confirmed = self._confirmed(confirmed_text, line=line, contact_id=contact_id)
         country = self.countries.get(country_text, "")
         if country == "":
             country = self.countries[country_text] = _known_country(country_text)
@@ -563,7 +565,7 @@ class _RowReader:
             # Blank the address too: nothing may print it with a guessed country.
             street = street2 = postal_code = city = region = ""
             country = self.default_country
-        elif postal_code and (fault := postal_code_problem(country, postal_code, region)):
+        elif postal_code and (fault := _postal_fault(country, postal_code, region, confirmed)):
             # A wrong postal code is a row problem for letters only: the email still goes.
             hint = fault.hint
             if self.sheet is not None and line in self.sheet.numbers.get(self.postal_position, ()):
@@ -652,9 +654,39 @@ class _RowReader:
             locale=locale,
             tags=tags,
             opt_out=opt_out,
+            address_confirmed=confirmed,
             extra=extra,
             held_back=held_set,
         )
+
+    def _confirmed(self, text: str, *, line: int, contact_id: str) -> date | None:
+        """The date in the address_confirmed cell; an unreadable one is reported and ignored."""
+        if not text:
+            return None
+        if text not in self.dates:
+            try:
+                self.dates[text] = parse_date(text, date_format=self.date_format)
+            except ValueError as exc:
+                self.dates[text] = str(exc)
+        found = self.dates[text]
+        if isinstance(found, str):
+            self.report(
+                f"{found}; the postal code is checked as if the address were not confirmed",
+                line=line,
+                name="address_confirmed",
+                contact_id=contact_id,
+                hint=self.date_hint,
+            )
+            return None
+        return found
+
+
+def _postal_fault(
+    country: str, postal_code: str, region: str, confirmed: date | None
+) -> PostalCodeProblem | None:
+    """What the address data finds wrong with a postal code, unless the owner confirmed the
+    address (address_confirmed): a new street or a gap in the data must not cost a letter."""
+    return None if confirmed is not None else postal_code_problem(country, postal_code, region)
 
 
 class _FirstRows(_RowReader):

@@ -9,6 +9,7 @@ that nothing else on the first page shows through them.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -36,6 +37,7 @@ from outreach.households import template_fields as household_fields
 from outreach.postal import (
     MissingFieldError,
     address_lines,
+    confirmed_by_owner,
     country_name,
     format_address,
     one_line,
@@ -150,12 +152,17 @@ class EnvelopeProfile:
     fold_marks_mm: tuple[float, ...]
     punch_mark_mm: float | None
     margins_mm: tuple[float, float, float, float]  # top, right, bottom, left of the body text
+    # The default stylesheet's line pitch in the two zones (letter.css), and the space above
+    # the first address line inside its zone.
+    address_line_mm: float = ADDRESS_LINE_MM
+    return_line_mm: float = RETURN_BLOCK_LINE_MM
+    address_pad_top_mm: float = PAD_TOP_MM
 
     @property
     def address_capacity(self) -> int:
         """How many address lines of the default type fit the address zone."""
-        usable = self.address_zone.height - PAD_TOP_MM - PAD_BOTTOM_MM
-        return max(0, math.floor(usable / ADDRESS_LINE_MM + 1e-9))
+        usable = self.address_zone.height - self.address_pad_top_mm - PAD_BOTTOM_MM
+        return max(0, math.floor(usable / self.address_line_mm + 1e-9))
 
     @property
     def return_capacity(self) -> int:
@@ -163,7 +170,7 @@ class EnvelopeProfile:
         if self.return_style == "line":
             return 1
         usable = self.return_zone.height - PAD_TOP_MM - PAD_BOTTOM_MM
-        return max(0, math.floor(usable / RETURN_BLOCK_LINE_MM + 1e-9))
+        return max(0, math.floor(usable / self.return_line_mm + 1e-9))
 
 
 def _din5008(name: str, *, top: float, folds: tuple[float, float]) -> EnvelopeProfile:
@@ -212,11 +219,44 @@ def _us10() -> EnvelopeProfile:
     )
 
 
+# PostalMethods' published safe zones on a Letter sheet for its #10 double-window envelope
+# (inches: left, top, width, height): what shows through its windows however the sheet
+# shifts in the envelope.
+US10_RETURN_SAFE = Box(*_inches(0.5, 0.5, 3.5, 0.792))
+US10_RECIPIENT_SAFE = Box(*_inches(0.5, 2.042, 3.5, 0.875))
+US_CLEARANCE_MM = 0.125 * MM_PER_INCH  # USPS: ⅛ in between the address and the window's edges
+
+
+def _intersect(a: Box, b: Box) -> Box:
+    left, top = max(a.left, b.left), max(a.top, b.top)
+    return Box(left, top, min(a.right, b.right) - left, min(a.bottom, b.bottom) - top)
+
+
+def _in_safe_zones(profile: EnvelopeProfile) -> EnvelopeProfile:
+    """The #10 profile with its text kept inside the safe zones, and the recipient ⅛ in
+    inside its window: smaller type (9 pt on 9.3 pt lines, 7.5 pt on 8.5 pt for the return
+    block, as letter.css sets) keeps five address lines and three return lines there."""
+    sender, recipient = profile.windows
+    # The window check keeps lines SAFETY_MM inside a zone: here the clearance is that margin.
+    clear = US_CLEARANCE_MM - SAFETY_MM
+    sides = Box(sender.left + clear, sender.top, sender.width - 2 * clear, sender.height)
+    return dataclasses.replace(
+        profile,
+        return_zone=_intersect(sides, US10_RETURN_SAFE),
+        address_zone=_intersect(recipient.inset(clear), US10_RECIPIENT_SAFE.inset(-SAFETY_MM)),
+        text_indent_mm=SAFETY_MM + 0.2,
+        address_line_mm=9.3 * MM_PER_PT,
+        return_line_mm=8.5 * MM_PER_PT,
+        # Lines of 9 pt type on 9.3 pt: the type reaches 0.6 pt above its line's box.
+        address_pad_top_mm=SAFETY_MM + 0.6 * MM_PER_PT,
+    )
+
+
 ENVELOPES: dict[str, EnvelopeProfile] = {
     # Fold marks: form B at 105 and 210 mm, form A at 87 and 192 mm; hole punch at 148.5 mm.
     "din5008-b": _din5008("din5008-b", top=45.0, folds=(105.0, 210.0)),
     "din5008-a": _din5008("din5008-a", top=27.0, folds=(87.0, 192.0)),
-    "us10": _us10(),
+    "us10": _in_safe_zones(_us10()),
 }
 
 
@@ -290,7 +330,7 @@ def geometry_css(profile: EnvelopeProfile) -> str:
         f".return-address {{ {_place(profile.return_zone, profile.margins_mm)} "
         "margin: 0; padding: 0; }",
         f".recipient-address {{ {_place(profile.address_zone, profile.margins_mm)} "
-        f"margin: 0; padding: {_mm(PAD_TOP_MM)} {_mm(PAD_RIGHT_MM)} {_mm(PAD_BOTTOM_MM)} "
+        f"margin: 0; padding: {_mm(profile.address_pad_top_mm)} {_mm(PAD_RIGHT_MM)} {_mm(PAD_BOTTOM_MM)} "
         f"{_mm(indent)}; box-sizing: border-box; }}",
     ]
     if profile.return_style == "line":
@@ -360,6 +400,7 @@ class LetterLayout:
     return_check: Box  # every return-address line must lie inside this box
     page_width_mm: float
     page_height_mm: float
+    pdf_variant: str | None = None  # config letters.pdf_variant ("pdf/a-2b")
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,6 +418,8 @@ class RenderedLetter:
     foreign: bool  # the country differs from the sender's (printers sort these apart)
     layout: LetterLayout
     covers: tuple[str, ...] = ()  # a household's letter: every contact it goes to
+    # The address data rejects its postal code, but the owner confirmed the address.
+    address_confirmed: bool = False
 
 
 # --- rendering the HTML ----------------------------------------------------------------------
@@ -549,6 +592,7 @@ class LetterRenderer:
             return_check=profile.return_zone.inset(SAFETY_MM),
             page_width_mm=profile.page_width_mm,
             page_height_mm=profile.page_height_mm,
+            pdf_variant=self._settings.letters.pdf_variant,
         )
         # Parse the stylesheet once now, so a stylesheet that fetches what it may not is a
         # problem of the campaign, reported before any letter.
@@ -713,6 +757,7 @@ class LetterRenderer:
             "lang": locale.replace("_", "-"),
             "title": f"{self._campaign.name} — {contact.id}",
             "marks": self._marks(),
+            "name": family["name"],  # continuation pages name the recipient
             "return_lines": self._return_lines(foreign=foreign),
             "address_lines": list(lines),
             "letterhead_lines": self._letterhead_lines,
@@ -738,6 +783,7 @@ class LetterRenderer:
             foreign=foreign,
             layout=self.layout,
             covers=household.ids,
+            address_confirmed=confirmed_by_owner(contact) is not None,
         )
 
     def _check_signature(self, contact: Contact) -> None:
@@ -980,7 +1026,7 @@ class Typesetter:
             try:
                 document: Document = self._wp.HTML(
                     string=letter.html, base_url=_base_url(layout.base_dir), url_fetcher=fetcher
-                ).render(stylesheets=sheets, font_config=self._font_config, cache=self._images)
+                ).render(**self._options(layout, sheets), cache=self._images)
             except self._wp.urls.FatalURLFetchingError as exc:
                 raise _fetch_error(exc, who=who, layout=layout) from None
         if log.messages:
@@ -1031,17 +1077,24 @@ class Typesetter:
                 string="<!DOCTYPE html><html><body></body></html>",
                 base_url=_base_url(layout.base_dir),
                 url_fetcher=fetcher,
-            ).render(stylesheets=sheets, font_config=self._font_config)
+            ).render(**self._options(layout, sheets))
             self._blank[layout.key] = document
         page: Page = document.pages[0]
         return page
 
-    def write_pdf(self, documents: Sequence[Document], pages: Sequence[Page]) -> bytes:
-        """One PDF of the given pages (fonts subset once for all of them)."""
-        data: bytes = documents[0].copy(list(pages)).write_pdf()
+    def _options(self, layout: LetterLayout, sheets: list[CSS]) -> dict[str, Any]:
+        # A PDF/A variant also sets the document's output intent when it is laid out.
+        variant = {"pdf_variant": layout.pdf_variant} if layout.pdf_variant else {}
+        return {"stylesheets": sheets, "font_config": self._font_config, **variant}
+
+    def write_pdf(self, documents: _Docs, pages: _Pages, variant: str | None = None) -> bytes:
+        """One PDF of the pages (fonts subset once for all), PDF/A with a `variant`."""
+        data: bytes = documents[0].copy(list(pages)).write_pdf(pdf_variant=variant)
         return data
 
 
+_Docs = Sequence["Document"]
+_Pages = Sequence["Page"]
 _TYPESETTER: Typesetter | None = None
 
 
@@ -1072,7 +1125,7 @@ def letter_pdf(letter: RenderedLetter) -> bytes:
     """One letter as a PDF (for `outreach preview`); raises as the batch would."""
     setter = typesetter()
     document = setter.typeset(letter)
-    return setter.write_pdf([document], document.pages)
+    return setter.write_pdf([document], document.pages, letter.layout.pdf_variant)
 
 
 # --- the window check ------------------------------------------------------------------------
