@@ -229,7 +229,7 @@ def letter_groups(jobs: Sequence[_LetterJob], *, merge: bool) -> list[list[_Lett
     return [[jobs[i] for i in group] for group in group_by(jobs, key=key)]
 
 
-def queue_letters(
+def _queue_letters(
     outlet: Outlet, group: Sequence[_LetterJob]
 ) -> tuple[list[tuple[_LetterJob, Made]], bool]:
     """Queue one group's letter: a household's to all of them, or, when that letter cannot be
@@ -753,7 +753,7 @@ def execute_run(
         stamp = clock()
         covered: dict[MessageKey, list[_LetterJob]] = {}  # a household's letter → the others
         for group in letter_groups(letter_jobs, merge=settings.letters.households == "merge"):
-            failures, merged = queue_letters(outlet, group)
+            failures, merged = _queue_letters(outlet, group)
             for job, made in failures:
                 account(job[0], totals[job[0].campaign.name], *job[1:3], "letter", made, job[3])
             if merged:

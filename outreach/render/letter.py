@@ -156,12 +156,12 @@ class EnvelopeProfile:
     # the first address line inside its zone.
     address_line_mm: float = ADDRESS_LINE_MM
     return_line_mm: float = RETURN_BLOCK_LINE_MM
-    address_pad_top_mm: float = PAD_TOP_MM
+    pad_top_mm: float = PAD_TOP_MM
 
     @property
     def address_capacity(self) -> int:
         """How many address lines of the default type fit the address zone."""
-        usable = self.address_zone.height - self.address_pad_top_mm - PAD_BOTTOM_MM
+        usable = self.address_zone.height - self.pad_top_mm - PAD_BOTTOM_MM
         return max(0, math.floor(usable / self.address_line_mm + 1e-9))
 
     @property
@@ -248,7 +248,7 @@ def _in_safe_zones(profile: EnvelopeProfile) -> EnvelopeProfile:
         address_line_mm=9.3 * MM_PER_PT,
         return_line_mm=8.5 * MM_PER_PT,
         # Lines of 9 pt type on 9.3 pt: the type reaches 0.6 pt above its line's box.
-        address_pad_top_mm=SAFETY_MM + 0.6 * MM_PER_PT,
+        pad_top_mm=SAFETY_MM + 0.6 * MM_PER_PT,
     )
 
 
@@ -330,7 +330,7 @@ def geometry_css(profile: EnvelopeProfile) -> str:
         f".return-address {{ {_place(profile.return_zone, profile.margins_mm)} "
         "margin: 0; padding: 0; }",
         f".recipient-address {{ {_place(profile.address_zone, profile.margins_mm)} "
-        f"margin: 0; padding: {_mm(profile.address_pad_top_mm)} {_mm(PAD_RIGHT_MM)} {_mm(PAD_BOTTOM_MM)} "
+        f"margin: 0; padding: {_mm(profile.pad_top_mm)} {_mm(PAD_RIGHT_MM)} {_mm(PAD_BOTTOM_MM)} "
         f"{_mm(indent)}; box-sizing: border-box; }}",
     ]
     if profile.return_style == "line":
