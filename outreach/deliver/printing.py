@@ -278,35 +278,35 @@ def manifest_csv(letters: Sequence[PrintedLetter], *, relative_to: Path) -> byte
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(MANIFEST_COLUMNS)
-    for item in letters:
-        writer.writerow(
-            [
-                item.number,
-                item.first_page,
-                item.pages,
-                item.blank_pages,
-                _cell(item.contact_id),
-                _cell(item.occurrence_key),
-                _cell(item.name),
-                _cell(item.postal_code),
-                item.country,
-                _cell(ADDRESS_SEPARATOR.join(item.address_lines)),
-                item.path.relative_to(relative_to).as_posix() if item.path else "",
-                _cell(";".join(item.covers)),
-                item.note,
-            ]
-        )
+    writer.writerows(_manifest_row(item, relative_to=relative_to) for item in letters)
     return buffer.getvalue().encode("utf-8-sig")
+
+
+def _manifest_row(item: PrintedLetter, *, relative_to: Path) -> list[object]:
+    return [
+        item.number,
+        item.first_page,
+        item.pages,
+        item.blank_pages,
+        _cell(item.contact_id),
+        _cell(item.occurrence_key),
+        _cell(item.name),
+        _cell(item.postal_code),
+        item.country,
+        _cell(ADDRESS_SEPARATOR.join(item.address_lines)),
+        item.path.relative_to(relative_to).as_posix() if item.path else "",
+        _cell(";".join(item.covers)),
+        item.note,
+    ]
 
 
 def _merge(parts: list[bytes], *, title: str) -> bytes:
     from pypdf import PdfReader, PdfWriter
 
     writer = PdfWriter()
-    readers = [PdfReader(io.BytesIO(part)) for part in parts]
-    for reader in readers:
-        writer.append(reader)
-    _keep_conformance(readers[0], writer, title=title)
+    for part in parts:
+        writer.append(PdfReader(io.BytesIO(part)))
+    _keep_conformance(PdfReader(io.BytesIO(parts[0])), writer, title=title)
     buffer = io.BytesIO()
     writer.write(buffer)
     return buffer.getvalue()
@@ -572,10 +572,9 @@ class LetterPrinter:
     ) -> None:
         self._out_dir = out_dir
         self._run_date = run_date
-        self._duplex = duplex
-        self._sort = sort_by_postal_code
-        self._split = split
-        self._workers = workers
+        self._options = BatchOptions(
+            duplex=duplex, sort_by_postal_code=sort_by_postal_code, split=split, workers=workers
+        )
         self._letters: dict[str, list[RenderedLetter]] = {}
 
     def push(self, letter: RenderedLetter) -> None:
@@ -592,12 +591,7 @@ class LetterPrinter:
                     out_dir=self._out_dir,
                     run_date=self._run_date,
                     campaign=campaign,
-                    options=BatchOptions(
-                        duplex=self._duplex,
-                        sort_by_postal_code=self._sort,
-                        split=self._split,
-                        workers=self._workers,
-                    ),
+                    options=self._options,
                     progress=progress,
                 )
             )

@@ -564,20 +564,25 @@ class LetterRenderer:
             )
         return path.relative_to(self._templates_dir).as_posix(), None
 
+    def _own_css(self) -> list[str]:
+        """The stylesheet config letters.css names, if any: its own sheet (not appended to
+        ours), so its @import rules count."""
+        own_css = self._settings.letters.css
+        if not own_css:
+            return []
+        path = (self._templates_dir / own_css).resolve()
+        if not path.is_relative_to(self._templates_dir) or not path.is_file():
+            raise ConfigError(
+                f"the letter stylesheet {own_css!r} is not in the templates folder",
+                path=self._settings.root / "config.yaml",
+                field="letters.css",
+                hint="put the stylesheet in the templates folder and give its name",
+            )
+        return [path.read_text(encoding="utf-8")]
+
     def _make_layout(self) -> LetterLayout:
         css_parts = [geometry_css(self.profile), DEFAULT_CSS.read_text(encoding="utf-8")]
-        own_css = self._settings.letters.css
-        if own_css:
-            path = (self._templates_dir / own_css).resolve()
-            if not path.is_relative_to(self._templates_dir) or not path.is_file():
-                raise ConfigError(
-                    f"the letter stylesheet {own_css!r} is not in the templates folder",
-                    path=self._settings.root / "config.yaml",
-                    field="letters.css",
-                    hint="put the stylesheet in the templates folder and give its name",
-                )
-            # Its own sheet (not appended to ours), so its @import rules count.
-            css_parts.append(path.read_text(encoding="utf-8"))
+        css_parts += self._own_css()
         allowed = (self._templates_dir, PACKAGE_DIR)
         key = hashlib.sha256("\x00".join([*css_parts, *map(str, allowed)]).encode()).hexdigest()
         profile = self.profile
