@@ -32,7 +32,7 @@ from outreach.contacts.presets import column_mapping, header_key
 from outreach.contacts.sheets import SheetRows, column_letters, is_workbook, read_sheet
 from outreach.model.config import ContactsSettings
 from outreach.model.errors import ContactsError, Problem
-from outreach.rules.postal import postal_code_problem
+from outreach.rules.postal import PostalCodeProblem, postal_code_problem
 
 # --- reading the file --------------------------------------------------------------------
 
@@ -509,10 +509,12 @@ class _RowReader:
             locale_text,
             tags_text,
             opt_out_text,
+            confirmed_text,
         ) = self.pick(cells)
         held: list[str] = []  # what the row's problems hold the contact back from
         email = self._read_email(email_text, line=line, contact_id=contact_id, held=held)
         birthday = self._read_birthday(birthday_text, line=line, contact_id=contact_id, held=held)
+        confirmed = self._confirmed(confirmed_text, line=line, contact_id=contact_id)
         country = self._read_country(country_text, line=line, contact_id=contact_id, held=held)
         if country is None:
             # Blank the address too: nothing may print it with a guessed country.
@@ -520,7 +522,10 @@ class _RowReader:
             country = self.default_country
         elif postal_code:
             self._check_postal_code(
-                country, postal_code, region, line=line, contact_id=contact_id, held=held
+                (country, postal_code, region, confirmed),
+                line=line,
+                contact_id=contact_id,
+                held=held,
             )
         locale = self._read_locale(locale_text, line=line, contact_id=contact_id, held=held)
         channel = self._read_channel(channel_text, line=line, contact_id=contact_id, held=held)
@@ -546,6 +551,7 @@ class _RowReader:
             locale=locale,
             tags=tags,
             opt_out=opt_out,
+            address_confirmed=confirmed,
             extra=extra,
             held_back=held_set,
         )
@@ -616,16 +622,15 @@ class _RowReader:
 
     def _check_postal_code(
         self,
-        country: str,
-        postal_code: str,
-        region: str,
+        address: tuple[str, str, str, date | None],
         *,
         line: int,
         contact_id: str,
         held: list[str],
     ) -> None:
-        """Report a postal code that is wrong for the country."""
-        if fault := postal_code_problem(country, postal_code, region):
+        """Report a postal code that is wrong for the country (address: country, postal code,
+        region, the day the owner confirmed it)."""
+        if fault := _postal_fault(*address):
             # A wrong postal code is a row problem for letters only: the email still goes.
             hint = fault.hint
             if self.sheet is not None and line in self.sheet.numbers.get(self.postal_position, ()):
@@ -715,6 +720,35 @@ class _RowReader:
         if held_set is None:
             held_set = self.held_back[key] = frozenset(key)
         return held_set
+
+    def _confirmed(self, text: str, *, line: int, contact_id: str) -> date | None:
+        """The date in the address_confirmed cell; an unreadable one is reported and ignored."""
+        if not text:
+            return None
+        if text not in self.dates:
+            try:
+                self.dates[text] = parse_date(text, date_format=self.date_format)
+            except ValueError as exc:
+                self.dates[text] = str(exc)
+        found = self.dates[text]
+        if isinstance(found, str):
+            self.report(
+                f"{found}; the postal code is checked as if the address were not confirmed",
+                line=line,
+                name="address_confirmed",
+                contact_id=contact_id,
+                hint=self.date_hint,
+            )
+            return None
+        return found
+
+
+def _postal_fault(
+    country: str, postal_code: str, region: str, confirmed: date | None
+) -> PostalCodeProblem | None:
+    """What the address data finds wrong with a postal code, unless the owner confirmed the
+    address (address_confirmed): a new street or a gap in the data must not cost a letter."""
+    return None if confirmed is not None else postal_code_problem(country, postal_code, region)
 
 
 class _FirstRows(_RowReader):

@@ -315,6 +315,8 @@ class Letters(_Model):
     return_address: str | None = Field(default=None, max_length=200)
     postage: Postage = Postage()
     css: str | None = None  # an extra stylesheet in the templates folder
+    # PDF/A for archives and mailing houses (WeasyPrint, with an sRGB output intent).
+    pdf_variant: Literal["pdf/a-2b", "pdf/a-3b"] | None = None
 
     @model_validator(mode="after")
     def _custom_needs_dimensions(self) -> Letters:

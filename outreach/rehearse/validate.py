@@ -26,7 +26,7 @@ from outreach.model.errors import LedgerError, OutreachError, Problem
 from outreach.model.reasons import Code
 from outreach.pipeline.decide import Decision, RunDates
 from outreach.pipeline.run import RunOptions, execute_run
-from outreach.rules.postal import address_gaps
+from outreach.rules.postal import address_gaps, confirmed_by_owner
 from outreach.workspace import Workspace, campaign_files, display_path
 
 # validate renders every occurrence due within this many days.
@@ -203,6 +203,20 @@ def _campaign_lines(
     return lines
 
 
+def _confirmed_addresses(contacts: Sequence[Contact], settings: Settings) -> Iterator[str]:
+    """A line for each address whose postal code the data rejects and the owner confirmed."""
+    where = display_path(settings.contacts_path)
+    for contact in contacts:
+        if confirmed_by_owner(contact) is not None and contact.address_confirmed is not None:
+            yield (
+                f"{where}:{contact.line}: postal_code: the address data does not know "
+                f"{contact.postal_code} in {contact.region or contact.country}, but the owner "
+                f"confirmed the address on {contact.address_confirmed.isoformat()} "
+                "(address_confirmed), so letters go to it — when the address changes, clear "
+                "the date so the new one is checked"
+            )
+
+
 def validate_workspace(
     settings: Settings,
     *,
@@ -237,6 +251,7 @@ def validate_workspace(
         f"contacts {settings.paths.contacts}: {contact_list.rows} rows, "
         f"{len(contact_list.contacts)} usable, {len(contact_list.problems)} problem(s)"
     )
+    report.lines.extend(_confirmed_addresses(contact_list.contacts, settings))
     campaigns: list[Campaign] = []
     names: dict[str, str] = {}
     try:

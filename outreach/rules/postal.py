@@ -257,3 +257,11 @@ def address_gaps(contact: Contact) -> list[str]:
     if "postal_code" in contact.held_back:
         return ["postal_code"]
     return missing_address_fields(contact)
+
+
+def confirmed_by_owner(contact: Contact) -> PostalCodeProblem | None:
+    """What the address data finds wrong with a postal code the owner confirmed (the check it
+    turned off), or None: nothing, or no confirmation."""
+    if contact.address_confirmed is None or not contact.postal_code:
+        return None
+    return postal_code_problem(contact.country, contact.postal_code, contact.region or "")
