@@ -24,7 +24,7 @@ from outreach.deliver.dkim import DkimKey, load_dkim_key, sign
 from outreach.deliver.doctor import txt_records
 from outreach.model.config import Settings
 from outreach.model.errors import ConfigError
-from outreach.render.email import build_message
+from outreach.render.email import Content, Sender, build_message
 
 smtp_server = servers.smtp_server
 
@@ -168,16 +168,16 @@ def test_send_refuses_to_start_when_dns_publishes_another_key(
 
 def _message(*, unsubscribe: tuple[str, ...]) -> bytes:
     return build_message(
-        from_name="Casa Lucía",
-        from_addr=f"hola@{DOMAIN}",
+        sender=Sender(addr=f"hola@{DOMAIN}", name="Casa Lucía", reply_to=None),
         to_name="Ana García",
         to_addr="ana@example.com",
-        subject="¡Feliz cumpleaños, Ana!",
-        text="Hola Ana,\n\n. una línea con punto\n\n\n",
-        html="<p>Hola <b>Ana</b></p>",
+        content=Content(
+            subject="¡Feliz cumpleaños, Ana!",
+            text="Hola Ana,\n\n. una línea con punto\n\n\n",
+            html="<p>Hola <b>Ana</b></p>",
+        ),
         date=datetime(2026, 11, 24, 9, 0, tzinfo=UTC),
         message_id=f"abc@{DOMAIN}",
-        reply_to=None,
         list_unsubscribe=unsubscribe,
     )
 
