@@ -1161,6 +1161,15 @@ def history(
     default=None,
     help="A file of addresses: one per line, or a CSV with an email column.",
 )
+@click.option("--list", "listing", is_flag=True, help="List the suppressions and blocks.")
+@click.option(
+    "--remove",
+    "remove",
+    metavar="ID_OR_ADDRESS",
+    default=None,
+    help="Take a contact id or address off the suppression list (needs --reason).",
+)
+@click.option("--reason", default=None, help="Why it is removed (kept: the person's request).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
 @config_option
 @handle_errors
@@ -1168,10 +1177,16 @@ def unsubscribe(
     target: str | None,
     channel: str,
     import_file: Path | None,
+    listing: bool,
+    remove: str | None,
+    reason: str | None,
     as_json: bool,
     config_path: Path | None,
 ) -> None:
     """Put an address or contact id on the suppression list: no more messages, essential or not."""
+    if listing or remove is not None:
+        _unsubscribe_undo(remove=remove, reason=reason, as_json=as_json, config_path=config_path)
+        return
     from outreach.contacts import load_contacts
     from outreach.errors import LockError
     from outreach.history import (
@@ -1279,7 +1294,10 @@ _ACTIONS = {
     "already read": "already read before: moved, nothing changed",
     "not counted": "not counted (automatic reply): moved",
     "left in place": "not a bounce: left in place",
-    "not matched": "not matched: left in place, nothing changed",
+    "not matched": "not matched: set aside in not-ours, nobody blocked",
+    "stopped": "a request to stop: no more emails to this contact",
+    "waits for the owner": "a reply: waits for you in `outreach replies`",
+    "not ours": "not outreach's: set aside in not-ours",
 }
 
 
@@ -1336,6 +1354,7 @@ def bounces(
         click.echo(line)
     for block in report.blocked:
         click.echo(f"blocked: {describe_block(block)}")
+    _print_feedback_extras(report)
     sys.exit(code)
 
 
@@ -1442,6 +1461,194 @@ def serve(host: str, port: int, config_path: Path | None) -> None:
         pass
     finally:
         server.server_close()
+
+
+# hook: the owner's side of what came back — replies, and undoing suppressions and blocks;
+# each command builds, calls one function of outreach/feedback/queue.py, and prints.
+_SOURCES = {
+    "reply": "asked to stop in a reply",
+    "mailto": "wrote to the unsubscribe address",
+    "owner": "asked to stop in a reply (confirmed by you)",
+    "complaint": "marked an email as spam",
+    "one-click": "unsubscribed with one click",
+    "cli": "unsubscribed by hand",
+}
+
+
+def _print_feedback_extras(report: Any) -> None:
+    """What `bounces` adds after its messages: suppressions, mail not ours, complaint rate."""
+    for contact_id, channel, source in report.suppressed:
+        why = _SOURCES.get(source, source)
+        click.echo(
+            f"suppressed: {contact_id} gets no more {channel} ({why}); "
+            f"undo with `outreach unsubscribe --remove {contact_id} --reason ...`"
+        )
+    if report.others:
+        click.echo(f"{report.others} message(s) of the replies mailbox were not for outreach")
+    rate = report.complaint_rate
+    if rate is not None:
+        line = (
+            f"complaints: {report.complaints} in {report.emails} email(s) over the last "
+            f"30 days ({rate:.1f} per 1,000)"
+        )
+        if rate >= 1.0:
+            line += " — warning: above 1 per 1,000 (Gmail asks senders to stay below 3)"
+        click.echo(line)
+
+
+@cli.group(
+    invoke_without_command=True,
+    epilog=_examples(
+        "outreach replies                          # what waits for you",
+        "outreach replies --all --json",
+        'outreach replies done 12 --note "called her back"',
+        "outreach replies stop 14                  # an unclear request you read as a stop",
+    ),
+)
+@click.option("--all", "everything", is_flag=True, help="Also the replies already dealt with.")
+@clock_options
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable rows.")
+@config_option
+@click.pass_context
+@handle_errors
+def replies(
+    ctx: click.Context,
+    everything: bool,
+    day: date | None,
+    now: datetime | None,
+    as_json: bool,
+    config_path: Path | None,
+) -> None:
+    """What people wrote back and waits for you: complaints, questions, thanks, unclear requests."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from outreach.feedback.queue import list_replies
+
+    settings = load_settings(find_config(config_path))
+    today, _ = clock(settings, day=day, now=now)
+    views = list_replies(settings, today=today, everything=everything)
+    if as_json:
+        click.echo(
+            json.dumps({"replies": [v.as_dict() for v in views]}, ensure_ascii=False, indent=2)
+        )
+        return
+    if not views:
+        click.echo("no replies wait for you" if not everything else "no replies yet")
+    for view in views:
+        r = view.reply
+        who = f"{r.contact_id} ({view.name})" if view.name else r.contact_id
+        click.echo(
+            f"#{r.id}  {who}, {r.campaign or 'no campaign'}, received {r.received.isoformat()} "
+            f"(waiting {view.waiting_days} day(s)): {r.kind}, {r.status}"
+        )
+        click.echo(f"    {r.subject}: {r.excerpt}")
+        if r.note:
+            click.echo(f"    note: {r.note}")
+
+
+@replies.command("done")
+@click.argument("reply_id", metavar="ID", type=int)
+@click.option("--note", default=None, help="What you did about it (kept with the reply).")
+@config_option
+@handle_errors
+def replies_done(reply_id: int, note: str | None, config_path: Path | None) -> None:
+    """Close a reply: you dealt with it (it is kept, with your note)."""
+    from outreach.feedback.queue import close_reply
+
+    settings = load_settings(find_config(config_path))
+    _, current = clock(settings, day=None, now=None)
+    closed = close_reply(settings, reply_id, note=note, stop=False, now=current)
+    click.echo(f"reply {closed.id} from {closed.contact_id} is done")
+
+
+@replies.command("stop")
+@click.argument("reply_id", metavar="ID", type=int)
+@config_option
+@handle_errors
+def replies_stop(reply_id: int, config_path: Path | None) -> None:
+    """Read a reply as a request to stop: the contact gets no more emails."""
+    from outreach.feedback.queue import close_reply
+
+    settings = load_settings(find_config(config_path))
+    _, current = clock(settings, day=None, now=None)
+    closed = close_reply(settings, reply_id, note=None, stop=True, now=current)
+    click.echo(f"{closed.contact_id} gets no more emails (reply {closed.id} kept as the request)")
+
+
+def _unsubscribe_undo(
+    *, remove: str | None, reason: str | None, as_json: bool, config_path: Path | None
+) -> None:
+    """`unsubscribe --list` and `unsubscribe --remove ID_OR_ADDRESS --reason TEXT`."""
+    from outreach.feedback.blocks import describe_block
+    from outreach.feedback.queue import list_suppressions, remove_suppression
+
+    settings = load_settings(find_config(config_path))
+    if remove is None:
+        found = list_suppressions(settings)
+        if as_json:
+            click.echo(json.dumps(found.as_dict(), ensure_ascii=False, indent=2))
+            return
+        if not found.rows and not found.blocks:
+            click.echo("the suppression list is empty and nothing is blocked")
+        for value, channel, source, since in found.rows:
+            click.echo(f"{value}: no {channel} since {since[:10]} ({_SOURCES.get(source, source)})")
+        for block in found.blocks:
+            click.echo(f"blocked: {describe_block(block)}")
+        return
+    if reason is None:
+        raise click.UsageError('--remove needs --reason "why" (it is kept)')
+    today, current = clock(settings, day=None, now=None)
+    lifted = remove_suppression(settings, remove, reason=reason, today=today, now=current)
+    if as_json:
+        rows = [{"value": v, "channel": c, "source": s} for v, c, s in lifted]
+        click.echo(json.dumps({"removed": rows, "reason": reason}, ensure_ascii=False, indent=2))
+        sys.exit(EXIT_OK if lifted else EXIT_NOTHING_DONE)
+    if not lifted:
+        click.echo(f"{remove} is not on the suppression list")
+        sys.exit(EXIT_NOTHING_DONE)
+    for value, channel, source in lifted:
+        click.echo(f"{value} may get {channel} again (was: {_SOURCES.get(source, source)})")
+
+
+@cli.command(
+    epilog=_examples(
+        "outreach unblock ana@example.com          # a bounce blocked it by mistake",
+        "outreach unblock c012 --channel letter",
+    )
+)
+@click.argument("target", metavar="ID_OR_ADDRESS")
+@click.option(
+    "--channel",
+    type=click.Choice(["email", "letter", "all"]),
+    default=None,
+    help="Only this channel's block (default: every block of it).",
+)
+@click.option("--reason", default="unblocked by the owner", help="Why (kept).")
+@click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
+@config_option
+@handle_errors
+def unblock(
+    target: str, channel: str | None, reason: str, as_json: bool, config_path: Path | None
+) -> None:
+    """Remove a block that bounces or returned letters made: the address may be used again."""
+    from outreach.feedback.blocks import block_dict, describe_block
+    from outreach.feedback.queue import unblock as remove_blocks
+
+    settings = load_settings(find_config(config_path))
+    today, current = clock(settings, day=None, now=None)
+    removed = remove_blocks(
+        settings, target, channel=channel, reason=reason, today=today, now=current
+    )
+    code = EXIT_OK if removed else EXIT_NOTHING_DONE
+    if as_json:
+        data = {"unblocked": [block_dict(b) for b in removed], "reason": reason}
+        click.echo(json.dumps(data, ensure_ascii=False, indent=2))
+        sys.exit(code)
+    if not removed:
+        click.echo(f"nothing is blocked for {target}")
+    for block in removed:
+        click.echo(f"unblocked: {describe_block(block)}")
+    sys.exit(code)
 
 
 def main() -> None:
