@@ -1500,7 +1500,6 @@ def _print_feedback_extras(report: Any) -> None:
     invoke_without_command=True,
     epilog=_examples(
         "outreach replies                          # what waits for you",
-        "outreach replies --all --json",
         'outreach replies done 12 --note "called her back"',
         "outreach replies stop 14                  # an unclear request you read as a stop",
     ),

@@ -321,3 +321,48 @@ def test_suppressions_and_blocks_are_listed_and_undone_with_a_reason(
     ]
     missing = ws.run("unsubscribe", "--remove", "c-002", "--reason", "again")
     assert missing.code == 2 and "not on the suppression list" in missing.out
+
+
+def test_the_owners_queue_on_the_command_line(make_workspace: MakeWorkspace) -> None:
+    ws = workspace(make_workspace)
+    inbox = ws.root / "Inbox"
+    deliver(
+        inbox, "", reply(ws, "c-004", "Me cobrasteis dos veces.", sender="dario@contoso.example")
+    )
+    deliver(inbox, "", reply(ws, "c-001", "¿Cómo me doy de baja?", sender="ana@example.com"))
+    deliver(inbox, "", reply(ws, "c-002", "Dadme de baja", sender="bruno@example.net"))
+    read_out = ws.run("bounces", "--date", "2026-11-24")
+    assert read_out.code == 0, read_out.err
+    assert "suppressed: c-002 gets no more email (asked to stop in a reply)" in read_out.out
+    listed = ws.run("replies", "--json", "--date", "2026-11-27")
+    assert listed.code == 0, listed.err
+    rows = json.loads(listed.out)["replies"]
+    assert [(r["contact_id"], r["campaign"], r["kind"], r["status"]) for r in rows] == [
+        ("c-004", "promo", "complaint", "open"),
+        ("c-001", "promo", "unclear_stop", "open"),
+    ]
+    assert rows[0]["received"] == "2026-11-24" and rows[0]["waiting_days"] == 3
+    assert rows[0]["excerpt"] == "Me cobrasteis dos veces."
+    text = ws.run("replies", "--date", "2026-11-27")
+    assert (
+        "c-004 (Darío Marín), promo, received 2026-11-24 (waiting 3 day(s)): complaint" in text.out
+    )
+    done = ws.run("replies", "done", str(rows[0]["id"]), "--note", "refunded")
+    assert done.code == 0 and "is done" in done.out
+    stop = ws.run("replies", "stop", str(rows[1]["id"]))
+    assert stop.code == 0 and "c-001 gets no more emails" in stop.out
+    assert ws.run("replies").out.strip() == "no replies wait for you"
+    everything = json.loads(ws.run("replies", "--all", "--json").out)["replies"]
+    assert sorted((r["contact_id"], r["status"], r["note"]) for r in everything) == [
+        ("c-001", "stopped", None),
+        ("c-002", "stopped", None),
+        ("c-004", "done", "refunded"),
+    ]
+    missing = ws.run("replies", "done", "999")
+    assert missing.code == 2 and "there is no reply 999" in missing.err
+    removed = ws.run("unsubscribe", "--remove", "c-001", "--reason", "asked by phone")
+    assert removed.code == 0 and "c-001 may get email again" in removed.out
+    no_reason = ws.run("unsubscribe", "--remove", "c-002")
+    assert no_reason.code == 2 and "--reason" in no_reason.err
+    unblocked = ws.run("unblock", "nobody@example.com")
+    assert unblocked.code == 2 and "nothing is blocked for nobody@example.com" in unblocked.out
