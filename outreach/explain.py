@@ -17,6 +17,7 @@ from outreach.contacts import Contact
 from outreach.deliver.outlets import RenderOnlyOutlet
 from outreach.errors import Problem
 from outreach.feedback.blocks import current_blocks, describe_block
+from outreach.feedback.replies import describe_reply
 from outreach.ledger import Ledger, MessageRecord, read_ledger
 from outreach.ledger.store import MemoryStore
 from outreach.lookup import contact_label, find_contact, row_problems, unknown_contact
@@ -72,6 +73,7 @@ class Explanation:
     history: tuple[MessageRecord, ...]  # the ledger's messages for the id, newest first
     # what bounces, complaints and the post blocked, in words (outreach.feedback)
     blocked: tuple[str, ...] = ()
+    replies: tuple[str, ...] = ()  # what the contact wrote back, in words (oldest first)
 
     @property
     def held_back(self) -> bool:
@@ -96,6 +98,7 @@ class Explanation:
         if self.suppressed:
             out.append("on the suppression list: " + ", ".join(self.suppressed))
         out.extend(f"blocked: {text}" for text in self.blocked)
+        out.extend(f"wrote back: {text}" for text in self.replies)
         if self.history:
             out.append("messages in the ledger, newest first:")
             out.extend(f"  {_history_line(r)}" for r in self.history)
@@ -114,6 +117,7 @@ class Explanation:
             "problems": [p.as_dict() for p in self.problems],
             "suppressed": list(self.suppressed),
             "blocked": list(self.blocked),
+            "replies": list(self.replies),
             "history": [
                 {
                     "date": r.run_date.isoformat(),
@@ -152,6 +156,7 @@ def explain_contact(
     events: list[TraceEvent] = []
     campaigns = workspace.campaigns
     wanted = contact.id if contact is not None else contact_id
+    replies: list[str] = []
 
     def read(
         ledger: Ledger,
@@ -161,6 +166,8 @@ def explain_contact(
         blocked = tuple(
             describe_block(b) for b in current_blocks(contact, ledger.blocks(contact_id=wanted))
         )
+        # hook: what the contact wrote back (outreach.feedback.replies)
+        replies[:] = [describe_reply(r) for r in ledger.replies(contact_id=wanted)]
         store = None
         if contact is not None:
             # The contact's own rows are all the run needs, instead of every campaign's rows
@@ -207,6 +214,7 @@ def explain_contact(
             suppressed=_suppressed(contact_id, None, suppressions),
             history=tuple(history),
             blocked=blocked,
+            replies=tuple(replies),
         )
     explainer = _Explainer(
         workspace=workspace,
@@ -240,6 +248,7 @@ def explain_contact(
         suppressed=_suppressed(contact.id, contact.email, suppressions),
         history=tuple(history),
         blocked=blocked,
+        replies=tuple(replies),
     )
 
 

@@ -343,6 +343,15 @@ def test_the_owners_queue_on_the_command_line(make_workspace: MakeWorkspace) -> 
     ]
     assert rows[0]["received"] == "2026-11-24" and rows[0]["waiting_days"] == 3
     assert rows[0]["excerpt"] == "Me cobrasteis dos veces."
+    # The report shows what waits, oldest first, with how long it has waited.
+    page = ws.run("report", "--to", "2026-11-26", "--output", "report.html")
+    assert page.code == 0, page.err
+    html = (ws.root / "report.html").read_text(encoding="utf-8")
+    assert "Respuestas que esperan" in html
+    assert "c-004, complaint, esperando 2 día(s): Re: Menú de otoño — Me cobrasteis" in html
+    explained = ws.run("history", "--contact", "c-002")
+    assert "wrote back: reply #3 read 2026-11-24 (promo): stop, stopped" in explained.out
+    assert "[the request: Dadme de baja]" in explained.out
     text = ws.run("replies", "--date", "2026-11-27")
     assert (
         "c-004 (Darío Marín), promo, received 2026-11-24 (waiting 3 day(s)): complaint" in text.out

@@ -20,11 +20,16 @@ from __future__ import annotations
 import re
 import unicodedata
 from dataclasses import dataclass
+from email.header import decode_header
 from email.message import Message
 from email.utils import getaddresses
 from html.parser import HTMLParser
+from typing import TYPE_CHECKING
 
 from outreach.feedback.text import clean_text
+
+if TYPE_CHECKING:
+    from outreach.ledger import ReplyRecord
 
 KINDS = ("stop", "unclear_stop", "complaint", "question", "thanks", "other", "automatic")
 # The kinds that wait for the owner in `outreach replies`.
@@ -206,6 +211,30 @@ def own_words(text: str) -> str:
     return "\n".join(kept).strip()
 
 
+def _part_text(data: bytes | str, charset: str | None) -> str:
+    if isinstance(data, str):
+        return data
+    for name in (charset, "utf-8", "latin-1"):
+        if name and name != "unknown-8bit":
+            try:
+                return data.decode(name)
+            except (LookupError, UnicodeDecodeError):
+                continue
+    return data.decode("utf-8", "replace")
+
+
+def header_text(msg: Message, name: str, limit: int = 300) -> str:
+    """A header as text: RFC 2047 words decoded, raw UTF-8 (RFC 6532) or Latin-1 read."""
+    value = msg.get(name)
+    if value is None:
+        return ""
+    try:
+        parts = decode_header(value)
+    except (ValueError, LookupError, TypeError):  # a malformed encoded word
+        return clean_text(value, limit)
+    return clean_text("".join(_part_text(data, charset) for data, charset in parts), limit)
+
+
 def _ids(value: str) -> list[str]:
     return [m.strip() for m in re.findall(r"<([^<>\s]{1,250})>", value)]
 
@@ -226,7 +255,7 @@ def read_reply(msg: Message, parts: list[Message]) -> Reply:
         sender=sender,
         answers=tuple(answers),
         recipients=recipients,
-        subject=clean_text(msg.get("Subject", ""), 300),
+        subject=header_text(msg, "Subject"),
         text=own_words(body_text(parts)),
         message_id=own[0] if own else None,
     )
@@ -300,3 +329,16 @@ def _mood(text: str, subject: str) -> Judgement:
 def excerpt(reply: Reply) -> str:
     """The first lines of what the writer wrote, on one line, bounded."""
     return clean_text(reply.text or reply.subject, _EXCERPT)
+
+
+def describe_reply(reply: ReplyRecord) -> str:
+    """One line: when a reply was read, what it is, where the owner left it, what it says."""
+    text = (
+        f"reply #{reply.id} read {reply.received.isoformat()} ({reply.campaign or 'no campaign'}): "
+        f"{reply.kind}, {reply.status} — {reply.subject}: {reply.excerpt}"
+    )
+    if reply.kind == "stop" and reply.evidence:
+        text += f" [the request: {reply.evidence}]"
+    if reply.note:
+        text += f" [note: {reply.note}]"
+    return text

@@ -27,7 +27,14 @@ from typing import TypeVar, cast
 from outreach.config import Settings
 from outreach.contacts import Contact
 from outreach.errors import OutreachError, Problem
-from outreach.ledger import COUNTED_STATUSES, Ledger, MessageRecord, ledger_exists, read_ledger
+from outreach.ledger import (
+    COUNTED_STATUSES,
+    Ledger,
+    MessageRecord,
+    ReplyRecord,
+    ledger_exists,
+    read_ledger,
+)
 from outreach.plan import Plan, plan_days
 from outreach.workspace import Workspace
 
@@ -172,6 +179,7 @@ class ReportData:
     letters: tuple[LetterBatch, ...]
     emails: tuple[EmailSample, ...]
     notes: tuple[str, ...] = ()  # codes: plan_failed, no_pdftoppm, no_ledger
+    replies: tuple[ReplyRecord, ...] = ()  # that wait for the owner, oldest first
 
 
 @dataclass
@@ -187,6 +195,7 @@ class _Past:
     letters: tuple[LetterBatch, ...] = ()
     emails: tuple[EmailSample, ...] = ()
     notes: list[str] = field(default_factory=list)
+    replies: list[ReplyRecord] = field(default_factory=list)
 
 
 def gather_report(
@@ -266,6 +275,7 @@ def gather_report(
         letters=past.letters,
         emails=past.emails,
         notes=tuple(notes),
+        replies=tuple(past.replies),
     )
 
 
@@ -287,6 +297,7 @@ def _gather_past(
         # Assigns, never appends: a read that had to be redone from a copy starts afresh.
         records = [r for r in ledger.messages(since=start) if r.run_date <= end]
         past.daily = _past_days(records)
+        past.replies = ledger.replies(statuses=["open"])
         past.held = _past_held(records, start=start, end=end, tz=settings.tz)
         totals: dict[str, Counter[str]] = {}
         for r in records:
