@@ -126,8 +126,9 @@ def write_workspace(root: Path, n: int, seed: int) -> None:
             (root / "Inbox" / "new" / f"1795511703.M{i}P1.bench").write_bytes(data)
 
 
-def measure(command: list[str], cwd: Path) -> tuple[float, float, str, int]:
-    """Wall seconds, peak RSS (MB) of that child alone, its stdout, its exit code."""
+def measure(command: list[str], cwd: Path) -> tuple[float, float, float, str, int]:
+    """Wall seconds, CPU seconds and peak RSS (MB) of that child alone, its stdout, its exit
+    code (CPU time says what wall time cannot on a busy machine)."""
     out = cwd / ".bench-stdout"
     with open(out, "wb") as handle:
         started = time.perf_counter()
@@ -136,7 +137,8 @@ def measure(command: list[str], cwd: Path) -> tuple[float, float, str, int]:
         seconds = time.perf_counter() - started
     text = out.read_text(encoding="utf-8", errors="replace")
     out.unlink()
-    return seconds, usage.ru_maxrss / 1024, text, os.waitstatus_to_exitcode(status)
+    cpu = usage.ru_utime + usage.ru_stime
+    return seconds, cpu, usage.ru_maxrss / 1024, text, os.waitstatus_to_exitcode(status)
 
 
 def main() -> None:
@@ -156,24 +158,26 @@ def main() -> None:
     )
     command = [sys.executable, "-m", "outreach", "bounces", "--json", "--date", "2026-11-24"]
     n = args.messages
-    seconds, peak, text, code = measure(command, ws)
+    seconds, cpu, peak, text, code = measure(command, ws)
     report = json.loads(text)
     kinds: dict[str, int] = {}
     for message in report["messages"]:
         kinds[message["kind"]] = kinds.get(message["kind"], 0) + 1
     print(
         f"first reading: {n} messages in {seconds:.2f} s = {n / seconds:,.0f} messages/s, "
-        f"peak RSS {peak:.0f} MB, exit {code}"
+        f"{cpu:.2f} s of CPU ({n / cpu:,.0f} messages per CPU second), peak RSS {peak:.0f} MB, "
+        f"exit {code}, load {os.getloadavg()[0]:.1f}"
     )
     print(
         f"  kinds: {dict(sorted(kinds.items()))}; blocked {len(report['blocked'])}, "
         f"suppressed {len(report['suppressed'])}, not ours {report['not_ours']}"
     )
-    seconds, peak, text, code = measure(command, ws)
+    seconds, cpu, peak, text, code = measure(command, ws)
     again = json.loads(text)
     print(
         f"second reading: {n // 2} replies read again ({len(again['messages'])} reported) in "
-        f"{seconds:.2f} s = {(n // 2) / seconds:,.0f} messages/s, peak RSS {peak:.0f} MB, exit {code}"
+        f"{seconds:.2f} s = {(n // 2) / seconds:,.0f} messages/s, {cpu:.2f} s of CPU, "
+        f"peak RSS {peak:.0f} MB, exit {code}"
     )
     if args.work is None:
         shutil.rmtree(work, ignore_errors=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -375,3 +376,49 @@ def test_the_owners_queue_on_the_command_line(make_workspace: MakeWorkspace) -> 
     assert no_reason.code == 2 and "--reason" in no_reason.err
     unblocked = ws.run("unblock", "nobody@example.com")
     assert unblocked.code == 2 and "nothing is blocked for nobody@example.com" in unblocked.out
+
+
+def test_replies_and_undo_on_the_postgresql_ledger(pg_url: str) -> None:
+    from outreach.ledger import Block, ReplyRecord
+
+    stop = ReplyRecord(
+        fingerprint="f1",
+        contact_id="c-002",
+        sender="bruno@example.net",
+        received=DAY,
+        subject="Re: Menú",
+        excerpt="Dadme de baja",
+        kind="stop",
+        status="stopped",
+        mailbox="Inbox",
+        message_id="r1@example.net",
+        evidence="Dadme de baja",
+    )
+    question = ReplyRecord(
+        "f2", "c-003", "carla@example.org", DAY, "Re: Menú", "¿Mesa?", "question", "open", "Inbox"
+    )
+    block = Block(
+        "email", "ana@example.com", "c-001", "hard-bounce", DAY, score=1.0, reported=date(101, 4, 2)
+    )
+    with Ledger.connect(pg_url) as ledger:
+        ledger.record_replies([stop, question], suppressions=[("c-002", "email", "reply")], now=NOW)
+        # The same reply again (another copy, same Message-ID): kept once.
+        ledger.record_replies([replace(stop, fingerprint="f3")], now=NOW)
+        ledger.record_feedback(blocks=[block], now=NOW)
+        assert [r.contact_id for r in ledger.replies()] == ["c-002", "c-003"]
+        waiting = ledger.replies(statuses=["open"])
+        assert [r.kind for r in waiting] == ["question"] and waiting[0].id is not None
+        closed = ledger.close_reply(waiting[0].id, status="done", note="sí", now=NOW)
+        assert closed is not None and (closed.status, closed.note) == ("done", "sí")
+        assert ledger.blocks()[0].reported == date(101, 4, 2)
+        assert ledger.remove_suppressions(["c-002"], reason="volvió", today=DAY, now=NOW) == [
+            ("c-002", "email", "reply")
+        ]
+        assert [
+            b.value
+            for b in ledger.remove_blocks(
+                ["ana@example.com"], channel="email", reason="ok", today=DAY, now=NOW
+            )
+        ] == ["ana@example.com"]
+        assert [u[0] for u in ledger.undone()] == ["suppression", "block"]
+        assert ledger.suppressions() == {}

@@ -681,7 +681,8 @@ def _reply(
             message_id=reply.message_id,
             written=found.day,
             evidence=evidence,
-            kept=_keep(item, found, context),
+            # Kept as received: the evidence of a stop request, and what may become one.
+            kept=_keep(item, found, context) if kind in ("stop", "unclear_stop") else None,
         )
     )
     batch.seen.append((found.fingerprint, "reply", context.today))

@@ -261,10 +261,24 @@ def read_reply(msg: Message, parts: list[Message]) -> Reply:
     )
 
 
+class _Fold(dict[int, str]):
+    """Character → itself without accents, worked out once per character (str.translate)."""
+
+    def __missing__(self, code: int) -> str:
+        decomposed = unicodedata.normalize("NFKD", chr(code))
+        folded = self[code] = "".join(c for c in decomposed if not unicodedata.combining(c))
+        return folded
+
+
+_FOLD = _Fold()
+
+
 def _plain(text: str) -> str:
     """Lower-cased, without accents, one space between words: what the rules read."""
-    folded = unicodedata.normalize("NFKD", text.casefold())
-    return _SPACES.sub(" ", "".join(c for c in folded if not unicodedata.combining(c))).strip()
+    text = text.casefold()
+    if not text.isascii():
+        text = text.translate(_FOLD)
+    return _SPACES.sub(" ", text).strip()
 
 
 def _subject(subject: str) -> str:
@@ -302,8 +316,9 @@ def judge(reply: Reply) -> Judgement:
     if _BARE.match(words) or (not words and _BARE.match(_plain(subject.strip(" .!")))):
         return Judgement("stop", clean_text(reply.text.strip() or subject))
     unclear: str | None = None
-    for sentence in _sentences(reply.text):
-        found = _stop_in(_plain(sentence))
+    sentences = [(s, _plain(s)) for s in _sentences(reply.text)]
+    for sentence, plain in sentences:
+        found = _stop_in(plain)
         if found == "stop":
             return Judgement("stop", clean_text(sentence))
         if found == "unclear_stop" and unclear is None:
@@ -312,18 +327,18 @@ def judge(reply: Reply) -> Judgement:
         return Judgement("unclear_stop", clean_text(unclear))
     if not reply.text.strip() and _STOP.search(_plain(subject)):
         return Judgement("stop", clean_text(subject))
-    return _mood(reply.text, subject)
+    return _mood(sentences or [(subject, _plain(subject))])
 
 
-def _mood(text: str, subject: str) -> Judgement:
-    """complaint, question, thanks or other, with the sentence that shows it."""
-    sentences = _sentences(text) or [subject]
+def _mood(sentences: list[tuple[str, str]]) -> Judgement:
+    """complaint, question, thanks or other, with the sentence (as written, and plain) that
+    shows it."""
     for kind, pattern in (("complaint", _COMPLAINT), ("question", _QUESTION), ("thanks", _THANKS)):
-        for sentence in sentences:
-            plain = _plain(sentence)
+        for sentence, plain in sentences:
             if pattern.search(plain):
                 return Judgement(kind, clean_text(sentence))
-    return Judgement("other", clean_text(sentences[0]) if sentences[0] else None)
+    first = sentences[0][0]
+    return Judgement("other", clean_text(first) if first else None)
 
 
 def excerpt(reply: Reply) -> str:
