@@ -196,6 +196,33 @@ def test_a_message_to_the_list_unsubscribe_mailto_suppresses_its_sender(
     assert len(tree(ws.root / "Maildir" / ".not-ours" / "new")) == 1
 
 
+def test_a_mailto_carrying_a_token_names_its_contact_and_a_bad_token_nobody(
+    make_workspace: MakeWorkspace,
+) -> None:
+    from outreach.render.templates import unsubscribe_token
+
+    ws = workspace(make_workspace)
+    config = ws.root / "config.yaml"
+    config.write_text(
+        config.read_text(encoding="utf-8").replace(
+            'mailto: "baja@casalucia.example"', 'mailto: "baja+{id}.{token}@casalucia.example"'
+        ),
+        encoding="utf-8",
+    )
+    token = unsubscribe_token(secret="test-secret", contact_id="c-003")
+    for number, address in enumerate(
+        [f"baja+c-003.{token}@casalucia.example", "baja+c-004.0123456789abcdef@casalucia.example"]
+    ):
+        mail = (
+            f"From: <forwarded{number}@example.org>\nTo: <{address}>\nSubject: unsubscribe\n"
+            f"Message-ID: <m{number}@example.org>\n\nunsubscribe\n"
+        )
+        deliver(ws.root / "Maildir", "", mail.encode())
+    report = read(ws)
+    assert suppressed(ws) == [("c-003", "email", "mailto")]
+    assert [m.action for m in report.messages] == ["stopped", "not ours"]
+
+
 def test_verp_blocks_the_contacts_address_whatever_the_report_names(
     make_workspace: MakeWorkspace,
 ) -> None:
@@ -350,6 +377,7 @@ def test_the_owners_queue_on_the_command_line(make_workspace: MakeWorkspace) -> 
     html = (ws.root / "report.html").read_text(encoding="utf-8")
     assert "Respuestas que esperan" in html
     assert "c-004, complaint, esperando 2 día(s): Re: Menú de otoño — Me cobrasteis" in html
+    assert "Quejas: 0 en 8 correos en los últimos 30 días (0.0 por 1.000)." in html
     explained = ws.run("history", "--contact", "c-002")
     assert "wrote back: reply #3 read 2026-11-24 (promo): stop, stopped" in explained.out
     assert "[the request: Dadme de baja]" in explained.out

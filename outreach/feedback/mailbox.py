@@ -140,6 +140,17 @@ class MaildirBox:
         """Nothing to release."""
 
 
+def _password(settings: Imap, *, environ: Mapping[str, str], config_key: str) -> str:
+    password = environ.get(settings.password_env)
+    if not password:
+        raise FeedbackError(
+            f"the environment variable {settings.password_env} is not set",
+            field=f"{config_key}.password_env",
+            hint=f"export {settings.password_env}=... with the mailbox password",
+        )
+    return password
+
+
 class ImapBox:
     """An IMAP folder; processed mail is moved (IMAP MOVE, else COPY and \\Deleted) to
     `processed_folder`, created when missing."""
@@ -159,13 +170,7 @@ class ImapBox:
         self.settings = settings
         self.limit = limit
         self.readonly = readonly
-        password = environ.get(settings.password_env)
-        if not password:
-            raise FeedbackError(
-                f"the environment variable {settings.password_env} is not set",
-                field=f"{config_key}.password_env",
-                hint=f"export {settings.password_env}=... with the mailbox password",
-            )
+        password = _password(settings, environ=environ, config_key=config_key)
         port = settings.port or (993 if settings.security == "ssl" else 143)
         where = f"{settings.host}:{port}"
         self.where = where

@@ -27,6 +27,7 @@ from typing import TypeVar, cast
 from outreach.config import Settings
 from outreach.contacts import Contact
 from outreach.errors import OutreachError, Problem
+from outreach.feedback.process import COMPLAINT_DAYS
 from outreach.ledger import (
     COUNTED_STATUSES,
     Ledger,
@@ -180,6 +181,7 @@ class ReportData:
     emails: tuple[EmailSample, ...]
     notes: tuple[str, ...] = ()  # codes: plan_failed, no_pdftoppm, no_ledger
     replies: tuple[ReplyRecord, ...] = ()  # that wait for the owner, oldest first
+    complaints: tuple[int, int] = (0, 0)  # complaints, emails sent: the last 30 days to `end`
 
 
 @dataclass
@@ -196,6 +198,7 @@ class _Past:
     emails: tuple[EmailSample, ...] = ()
     notes: list[str] = field(default_factory=list)
     replies: list[ReplyRecord] = field(default_factory=list)
+    complaints: tuple[int, int] = (0, 0)
 
 
 def gather_report(
@@ -276,6 +279,7 @@ def gather_report(
         emails=past.emails,
         notes=tuple(notes),
         replies=tuple(past.replies),
+        complaints=past.complaints,
     )
 
 
@@ -298,6 +302,9 @@ def _gather_past(
         records = [r for r in ledger.messages(since=start) if r.run_date <= end]
         past.daily = _past_days(records)
         past.replies = ledger.replies(statuses=["open"])
+        month = end - timedelta(days=COMPLAINT_DAYS - 1)
+        complained = ledger.feedback_kinds(since=month).get("complaint", 0)
+        past.complaints = (complained, ledger.emails_sent(since=month))
         past.held = _past_held(records, start=start, end=end, tz=settings.tz)
         totals: dict[str, Counter[str]] = {}
         for r in records:
