@@ -454,7 +454,10 @@ def _process_chunk(
         elif found.kind == "auto-reply":
             batch.seen.append((found.fingerprint, found.kind, context.today))
             batch.moved.append(item)
-            report.messages.append(_outcome(item, found, IGNORED))
+            if report.readonly:
+                report.others += 1  # the owner's inbox holds plenty of automatic mail
+            else:
+                report.messages.append(_outcome(item, found, IGNORED))
         else:
             _not_ours(item, found, None, context=context, batch=batch, report=report)
         batch.done.add(found.fingerprint)
@@ -549,9 +552,10 @@ def _bounce(
             if _count_bounce(address, found, match, kept=kept, context=context, batch=batch):
                 report.blocked.append(batch.blocks[-1])
                 action = BLOCKED
-    batch.seen.append((found.fingerprint, found.kind, context.today))
+    kind = found.kind if found.kind in _BOUNCES else _notice_kind(found)
+    batch.seen.append((found.fingerprint, kind, context.today))
     batch.moved.append(item)
-    report.messages.append(_outcome(item, found, action, (contact_id,)))
+    report.messages.append(replace(_outcome(item, found, action, (contact_id,)), kind=kind))
 
 
 def _count_bounce(
