@@ -454,9 +454,7 @@ def _process_chunk(
         elif found.kind == "auto-reply":
             batch.seen.append((found.fingerprint, found.kind, context.today))
             batch.moved.append(item)
-            if report.readonly:
-                report.others += 1  # the owner's inbox holds plenty of automatic mail
-            else:
+            if not report.readonly:  # the owner's inbox holds plenty of automatic mail
                 report.messages.append(_outcome(item, found, IGNORED))
         else:
             _not_ours(item, found, None, context=context, batch=batch, report=report)
