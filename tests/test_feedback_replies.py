@@ -1,6 +1,10 @@
-"""The reply classifier on its corpus (tests/data/replies, 71 replies in Spanish and English:
+"""The reply classifier on its corpus (tests/data/replies, 87 replies in Spanish and English:
 quoted originals, signatures, HTML-only mail): precision and recall of "stop", printed, and
-each reply's kind; then the reading of a reply down to its writer's own words."""
+each reply's kind; then the reading of a reply down to its writer's own words.
+
+The rules were written against the first 71; the 16 `holdout-*` replies were written after
+them, and on those the rules first found 5 of 9 stop requests (no false stop) and 10 of 16
+kinds; the phrases they missed are in the rules now."""
 
 from __future__ import annotations
 
@@ -52,8 +56,8 @@ def test_stop_precision_and_recall_on_the_corpus(capsys: pytest.CaptureFixture[s
     agree = sum(1 for _, want, got in results if want == got) / len(results)
     with capsys.disabled():
         print(
-            f"\nreply corpus: {len(results)} replies; stop precision {precision:.3f}, "
-            f"recall {recall:.3f}; every kind right {agree:.3f}"
+            f"\nreply corpus: {len(results)} replies, {true_stop + len(missed)} stop requests; "
+            f"stop precision {precision:.3f}, recall {recall:.3f}; kinds right {agree:.3f}"
         )
     # A false stop suppresses someone who did not ask: none on the corpus.
     assert false_stop == []
