@@ -60,6 +60,8 @@ COUNTED, BLOCKED, SEEN, IGNORED, LEFT, UNMATCHED = (
 STOPPED, QUEUED, SET_ASIDE = "stopped", "waits for the owner", "not ours"
 NOT_OURS_KIND = "not-ours"  # the kind the ledger remembers for mail set aside
 COMPLAINT_DAYS = 30
+# The suppression sources that what came back writes (not the owner's own unsubscribes).
+AUTOMATIC_STOPS = frozenset({"reply", "mailto", "complaint", "one-click"})
 COMPLAINT_WARNING = 1.0  # complaints per 1,000 emails (Gmail asks senders to stay below 3)
 
 

@@ -27,7 +27,7 @@ from typing import TypeVar, cast
 from outreach.config import Settings
 from outreach.contacts import Contact
 from outreach.errors import OutreachError, Problem
-from outreach.feedback.process import COMPLAINT_DAYS
+from outreach.feedback.process import AUTOMATIC_STOPS, COMPLAINT_DAYS
 from outreach.ledger import (
     COUNTED_STATUSES,
     Ledger,
@@ -182,6 +182,8 @@ class ReportData:
     notes: tuple[str, ...] = ()  # codes: plan_failed, no_pdftoppm, no_ledger
     replies: tuple[ReplyRecord, ...] = ()  # that wait for the owner, oldest first
     complaints: tuple[int, int] = (0, 0)  # complaints, emails sent: the last 30 days to `end`
+    # suppressions that what came back made in the period: (value, channel, source, day)
+    stops: tuple[tuple[str, str, str, str], ...] = ()
 
 
 @dataclass
@@ -199,6 +201,7 @@ class _Past:
     notes: list[str] = field(default_factory=list)
     replies: list[ReplyRecord] = field(default_factory=list)
     complaints: tuple[int, int] = (0, 0)
+    stops: list[tuple[str, str, str, str]] = field(default_factory=list)
 
 
 def gather_report(
@@ -280,6 +283,7 @@ def gather_report(
         notes=tuple(notes),
         replies=tuple(past.replies),
         complaints=past.complaints,
+        stops=tuple(past.stops),
     )
 
 
@@ -305,6 +309,11 @@ def _gather_past(
         month = end - timedelta(days=COMPLAINT_DAYS - 1)
         complained = ledger.feedback_kinds(since=month).get("complaint", 0)
         past.complaints = (complained, ledger.emails_sent(since=month))
+        past.stops = [
+            (value, channel, source, since[:10])
+            for value, channel, source, since in ledger.suppression_rows()
+            if source in AUTOMATIC_STOPS and start.isoformat() <= since[:10] <= end.isoformat()
+        ]
         past.held = _past_held(records, start=start, end=end, tz=settings.tz)
         totals: dict[str, Counter[str]] = {}
         for r in records:
