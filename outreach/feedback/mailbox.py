@@ -200,7 +200,7 @@ class ImapBox:
             if settings.security == "starttls":
                 client.starttls(context)
             client.login(settings.username, password)
-            client.select_folder(settings.folder)
+            selected = client.select_folder(settings.folder)
         except (OSError, ssl.SSLError, IMAPClientError) as exc:
             try:
                 client.logout()
@@ -212,6 +212,9 @@ class ImapBox:
                 hint="check the username, the password variable and the folder",
             ) from None
         self._client = client
+        # A server that takes no keywords of ours (no \\* in PERMANENTFLAGS): what was read is
+        # remembered by the ledger alone (each reading fetches it again, and changes nothing).
+        self._keywords = b"\\*" in selected.get(b"PERMANENTFLAGS", ())
         self._moves: list[int] = []
         self._flags: dict[str, list[int]] = {READ_FLAG: [], NOT_OURS_FLAG: []}
 
@@ -286,6 +289,8 @@ class ImapBox:
         self._flag(item, READ_FLAG if self.readonly else NOT_OURS_FLAG)
 
     def _flag(self, item: MailItem, flag: str) -> None:
+        if not self._keywords:
+            return
         self._flags[flag].append(int(item.handle))
         if len(self._flags[flag]) >= 100:
             self._flush()
