@@ -295,9 +295,11 @@ def test_a_strangers_bounce_is_reported_once_then_set_aside(
         .replace(b"0574cd0930cc35256512d8e8f3a5a3ec", b"ffffffffffffffffffffffffffffffff")
     )
     deliver(ws.root / "Maildir", "", stranger)
+    deliver(ws.root / "Maildir", "", stranger)  # delivered twice: set aside twice, shown once
     first = read(ws)
     assert [m.action for m in first.messages] == ["not matched"]
     assert tree(ws.root / "Maildir" / "new") == []
+    assert len(tree(ws.root / "Maildir" / ".not-ours" / "new")) == 2
     assert read(ws).messages == []
     result = ws.run("bounces", "--date", "2026-11-25")
     assert result.code == 0, result.err

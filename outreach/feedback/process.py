@@ -404,7 +404,7 @@ class _Batch:
     seen: list[tuple[str, str, date]] = field(default_factory=list)
     moved: list[MailItem] = field(default_factory=list)
     aside: list[MailItem] = field(default_factory=list)
-    done: set[str] = field(default_factory=set)  # fingerprints handled in this chunk
+    done: dict[str, str] = field(default_factory=dict)  # fingerprint → kind, in this chunk
 
 
 def _outcome(
@@ -447,8 +447,10 @@ def _process_chunk(
     ]
     batch = _prepare(classified, matches, context)
     for item, found, match in zip(items, classified, matches, strict=True):
-        if found.fingerprint in seen or found.fingerprint in batch.done:
-            _again(item, seen.get(found.fingerprint, found.kind), batch, report)
+        digest = found.fingerprint
+        if digest in seen or digest in batch.done:
+            _again(item, seen.get(digest) or batch.done[digest], batch, report)
+            continue
         elif match is not None:
             _bounce(item, found, match, context=context, batch=batch, report=report)
         elif found.kind == "reply":
@@ -460,7 +462,8 @@ def _process_chunk(
                 report.messages.append(_outcome(item, found, IGNORED))
         else:
             _not_ours(item, found, None, context=context, batch=batch, report=report)
-        batch.done.add(found.fingerprint)
+        last = batch.seen[-1] if batch.seen else None
+        batch.done[digest] = last[1] if last is not None and last[0] == digest else found.kind
     _write(batch, context=context, mailbox=mailbox)
 
 
