@@ -305,6 +305,32 @@ def test_a_strangers_bounce_is_reported_once_then_set_aside(
     assert result.code == 0, result.err
 
 
+def test_without_verp_a_quoted_message_id_counts_only_for_the_address_it_went_to(
+    make_workspace: MakeWorkspace,
+) -> None:
+    ws = workspace(make_workspace)
+    maildir = ws.root / "Maildir"
+    # c-008 quotes its own email in a report naming c-002 and c-003: nobody is blocked.
+    own = str(sent(ws, "c-008")["Message-ID"]).strip("<>").partition("@")[0]
+    forged = (
+        (DATA / "postfix-hard.eml")
+        .read_bytes()
+        .replace(b"0574cd0930cc35256512d8e8f3a5a3ec", own.encode())
+    )
+    deliver(maildir, "", forged.replace(b"ana@example.com", b"bruno@example.net"))
+    # A complaint whose provider redacted the recipient still counts for the email it quotes.
+    redacted = (
+        (DATA / "arf-complaint.eml")
+        .read_bytes()
+        .replace(b"gema@example.com", b"redacted@yahoo.example")
+    )
+    deliver(maildir, "", redacted)
+    report = read(ws)
+    assert report.blocked == []
+    assert suppressed(ws) == [("c-007", "email", "complaint")]
+    assert [m.action for m in report.messages] == ["not matched", "stopped"]
+
+
 def test_a_complaint_suppresses_email_only_and_block_dates_are_the_reading_day(
     make_workspace: MakeWorkspace,
 ) -> None:

@@ -626,14 +626,16 @@ def _addresses(found: Classified, match: _Match, context: _Context) -> Iterable[
 
     Through a verified token that is the contact's address whatever the report names (a
     forwarded address, none), unless it names other contacts; through a quoted Message-ID
-    only when the report names it too (or nobody): quoting one's own email blocks no one else.
+    only when the report names it too (or nobody; a complaint: no other contact, since
+    providers redact the recipient): quoting one's own email blocks no one else.
     """
     contact = context.contacts.get(match.contact_id or "")
     own = contact.email.lower() if contact is not None and contact.email else None
     if own is None:
         return ()
-    if match.by_token:
-        # One contact's token over a report naming other contacts' addresses: forged.
+    if match.by_token or found.kind == "complaint":
+        # One contact's token (or email, in a complaint: providers redact the recipient) over
+        # a report naming other contacts' addresses: forged.
         if any(a != own and a in context.by_email for a in found.addresses):
             return ()
         return (own,)
