@@ -407,6 +407,8 @@ def test_the_owners_queue_on_the_command_line(make_workspace: MakeWorkspace) -> 
     assert "c-004, complaint, esperando 2 día(s): Re: Menú de otoño — Me cobrasteis" in html
     assert "Quejas: 0 en 8 correos en los últimos 30 días (0.0 por 1.000)." in html
     assert "c-002: sin email desde el 2026-11-24 (reply)" in html
+    why = ws.run("explain", "c-004", "--date", "2026-11-27")
+    assert "wrote back: reply #1 read 2026-11-24 (promo): complaint, open" in why.out
     explained = ws.run("history", "--contact", "c-002")
     assert "wrote back: reply #3 read 2026-11-24 (promo): stop, stopped" in explained.out
     assert "[the request: Dadme de baja]" in explained.out
