@@ -147,6 +147,17 @@ def _history_line(record: MessageRecord) -> str:
     return text
 
 
+# What came back, in words: the blocks that apply to the contact, and what it wrote back.
+_Feedback = tuple[tuple[str, ...], tuple[str, ...]]
+
+
+def _feedback_lines(ledger: Ledger, contact: Contact | None, wanted: str) -> _Feedback:
+    """The blocks that apply to the contact as the contacts file has it now, and its replies."""
+    blocks = current_blocks(contact, ledger.blocks(contact_id=wanted))
+    replies = ledger.replies(contact_id=wanted)  # hook: outreach.feedback.replies
+    return tuple(describe_block(b) for b in blocks), tuple(describe_reply(r) for r in replies)
+
+
 def explain_contact(
     workspace: Workspace, *, contact_id: str, today: date, now: datetime
 ) -> Explanation:
@@ -156,18 +167,12 @@ def explain_contact(
     events: list[TraceEvent] = []
     campaigns = workspace.campaigns
     wanted = contact.id if contact is not None else contact_id
-    replies: list[str] = []
 
     def read(
         ledger: Ledger,
-    ) -> tuple[list[MessageRecord], dict[str, frozenset[str]], tuple[str, ...], MemoryStore | None]:
+    ) -> tuple[list[MessageRecord], dict[str, frozenset[str]], _Feedback, MemoryStore | None]:
         history = ledger.messages(contact_id=wanted)
-        # The blocks that apply to the contact as the contacts file has it now.
-        blocked = tuple(
-            describe_block(b) for b in current_blocks(contact, ledger.blocks(contact_id=wanted))
-        )
-        # hook: what the contact wrote back (outreach.feedback.replies)
-        replies[:] = [describe_reply(r) for r in ledger.replies(contact_id=wanted)]
+        feedback = _feedback_lines(ledger, contact, wanted)
         store = None
         if contact is not None:
             # The contact's own rows are all the run needs, instead of every campaign's rows
@@ -178,9 +183,9 @@ def explain_contact(
                 since=today - timedelta(days=reach(settings, campaigns)),
                 contact_id=contact.id,
             )
-        return history, ledger.suppressions(), blocked, store
+        return history, ledger.suppressions(), feedback, store
 
-    history, suppressions, blocked, store = read_ledger(settings, read)
+    history, suppressions, (blocked, replies), store = read_ledger(settings, read)
     if contact is not None and store is not None:
         # The run itself, for this one contact: every email rendered and every letter laid
         # out and window-checked as the real run would, and nothing kept.
@@ -214,7 +219,7 @@ def explain_contact(
             suppressed=_suppressed(contact_id, None, suppressions),
             history=tuple(history),
             blocked=blocked,
-            replies=tuple(replies),
+            replies=replies,
         )
     explainer = _Explainer(
         workspace=workspace,
@@ -248,7 +253,7 @@ def explain_contact(
         suppressed=_suppressed(contact.id, contact.email, suppressions),
         history=tuple(history),
         blocked=blocked,
-        replies=tuple(replies),
+        replies=replies,
     )
 
 
