@@ -14,6 +14,7 @@ mail teaches is written with the mail's fingerprints, so a second reading change
 from __future__ import annotations
 
 import fcntl
+import hmac
 import logging
 import os
 import re
@@ -281,7 +282,7 @@ class _Answer:
     problem: str | None = None
 
 
-def match_reply(reply: Reply, *, context: _Context) -> _Answer:
+def _match_reply(reply: Reply, *, context: _Context) -> _Answer:
     """The contact a reply is from: the unsubscribe address it went to, else the email it
     answers (In-Reply-To, References), else its sender, a contact outreach has emailed."""
     mailto = _mailto(reply, context)
@@ -322,7 +323,8 @@ def _mailto(reply: Reply, context: _Context) -> _Answer | None:
         wanted = unquote(match.groupdict().get("id") or "").lower()
         by_token = next((c for c in context.contacts if c.lower() == wanted), None)
         secret = context.settings.coupon.secret
-        if by_token and token and unsubscribe_token(secret=secret, contact_id=by_token) == token:
+        made = unsubscribe_token(secret=secret, contact_id=by_token) if by_token else ""
+        if by_token and token and hmac.compare_digest(made, token):
             return _Answer(by_token, trusted=True, source="mailto", judgement=asked)
         contact = context.by_email.get(reply.sender or "")
         if contact is not None:
@@ -653,7 +655,7 @@ def _reply(
     """A person's mail: a stop request acted on, anything else kept for the owner."""
     reply = found.reply
     assert reply is not None
-    answer = match_reply(reply, context=context)
+    answer = _match_reply(reply, context=context)
     if answer.contact_id is None:
         _not_ours(item, found, answer.problem, context=context, batch=batch, report=report)
         return
