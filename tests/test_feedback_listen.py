@@ -387,6 +387,8 @@ def test_the_owners_queue_on_the_command_line(make_workspace: MakeWorkspace) -> 
     )
     deliver(inbox, "", reply(ws, "c-001", "¿Cómo me doy de baja?", sender="ana@example.com"))
     deliver(inbox, "", reply(ws, "c-002", "Dadme de baja", sender="bruno@example.net"))
+    script = "<script>alert(1)</script> ¿Hay mesa?"
+    deliver(inbox, "", reply(ws, "c-005", script, sender="elena@yahoo.com"))
     read_out = ws.run("bounces", "--date", "2026-11-24")
     assert read_out.code == 0, read_out.err
     assert "suppressed: c-002 gets no more email (asked to stop in a reply)" in read_out.out
@@ -396,6 +398,7 @@ def test_the_owners_queue_on_the_command_line(make_workspace: MakeWorkspace) -> 
     assert [(r["contact_id"], r["campaign"], r["kind"], r["status"]) for r in rows] == [
         ("c-004", "promo", "complaint", "open"),
         ("c-001", "promo", "unclear_stop", "open"),
+        ("c-005", "promo", "question", "open"),
     ]
     assert rows[0]["received"] == "2026-11-24" and rows[0]["waiting_days"] == 3
     assert rows[0]["excerpt"] == "Me cobrasteis dos veces."
@@ -407,6 +410,7 @@ def test_the_owners_queue_on_the_command_line(make_workspace: MakeWorkspace) -> 
     assert "c-004, complaint, esperando 2 día(s): Re: Menú de otoño — Me cobrasteis" in html
     assert "Quejas: 0 en 8 correos en los últimos 30 días (0.0 por 1.000)." in html
     assert "c-002: sin email desde el 2026-11-24 (reply)" in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; ¿Hay mesa?" in html and "<script>" not in html
     why = ws.run("explain", "c-004", "--date", "2026-11-27")
     assert "wrote back: reply #1 read 2026-11-24 (promo): complaint, open" in why.out
     explained = ws.run("history", "--contact", "c-002")
@@ -420,12 +424,14 @@ def test_the_owners_queue_on_the_command_line(make_workspace: MakeWorkspace) -> 
     assert done.code == 0 and "is done" in done.out
     stop = ws.run("replies", "stop", str(rows[1]["id"]))
     assert stop.code == 0 and "c-001 gets no more emails" in stop.out
+    assert ws.run("replies", "done", str(rows[2]["id"])).code == 0
     assert ws.run("replies").out.strip() == "no replies wait for you"
     everything = json.loads(ws.run("replies", "--all", "--json").out)["replies"]
     assert sorted((r["contact_id"], r["status"], r["note"]) for r in everything) == [
         ("c-001", "stopped", None),
         ("c-002", "stopped", None),
         ("c-004", "done", "refunded"),
+        ("c-005", "done", None),
     ]
     missing = ws.run("replies", "done", "999")
     assert missing.code == 2 and "there is no reply 999" in missing.err
