@@ -188,7 +188,7 @@ def test_shell_completion_works_as_the_readme_says(sample_workspace: Workspace) 
         env={
             **os.environ,
             "_OUTREACH_COMPLETE": "bash_complete",
-            "COMP_WORDS": "outreach rep",
+            "COMP_WORDS": "outreach repo",  # `rep` would also offer `replies`
             "COMP_CWORD": "1",
         },
         capture_output=True,

@@ -12,6 +12,7 @@ from outreach.cli.commands.feedback import bounces, returned, serve, unsubscribe
 from outreach.cli.commands.ledger import ledger
 from outreach.cli.commands.records import history, report
 from outreach.cli.commands.rehearse import explain, plan, preview, validate
+from outreach.cli.commands.replies import replies, unblock
 from outreach.cli.commands.run import run, send
 from outreach.cli.commands.setup import daemon, init
 from outreach.cli.errors import EXIT_FAILED, json_error
@@ -56,5 +57,7 @@ cli.add_command(history)
 cli.add_command(unsubscribe)
 cli.add_command(bounces)
 cli.add_command(returned)
+cli.add_command(replies)
+cli.add_command(unblock)
 cli.add_command(serve)
 cli.add_command(ledger)

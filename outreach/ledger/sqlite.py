@@ -126,6 +126,33 @@ class Block:
     diagnostic: str | None = None
     kept: str | None = None
     score: float | None = None
+    reported: date | None = None  # the bounce's own Date (`day` is when outreach read it)
+
+
+REPLY_STATUSES = ("open", "done", "stopped", "recorded")
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyRecord:
+    """One reply a person wrote, what outreach made of it, and where the owner left it."""
+
+    fingerprint: str
+    contact_id: str
+    sender: str  # lower-cased
+    received: date  # the day outreach read it
+    subject: str
+    excerpt: str
+    kind: str  # outreach.feedback.replies.KINDS
+    status: str  # one of REPLY_STATUSES
+    mailbox: str
+    campaign: str | None = None  # of the message it answers
+    occurrence_key: str | None = None
+    message_id: str | None = None  # the reply's own
+    written: date | None = None  # its Date header's day
+    evidence: str | None = None  # the sentence that decided its kind
+    kept: str | None = None
+    note: str | None = None
+    id: int | None = None
 
 
 def email_block_key(address: str) -> str:
@@ -209,6 +236,36 @@ class LedgerStore(Protocol):
         seen: Sequence[tuple[str, str, date]] = (),
         now: datetime,
     ) -> None: ...
+    # replies and undo (outreach.feedback.replies)
+    def record_replies(
+        self,
+        replies: Sequence[ReplyRecord],
+        *,
+        suppressions: Sequence[tuple[str, str, str]] = (),
+        now: datetime,
+    ) -> None: ...
+    def replies(
+        self, *, contact_id: str | None = None, statuses: Iterable[str] | None = None
+    ) -> list[ReplyRecord]: ...
+    def close_reply(
+        self, reply_id: int, *, status: str, note: str | None, now: datetime
+    ) -> ReplyRecord | None: ...
+    def suppression_rows(self) -> list[tuple[str, str, str, str]]: ...
+    def remove_suppressions(
+        self, values: Iterable[str], *, reason: str, today: date, now: datetime
+    ) -> list[tuple[str, str, str]]: ...
+    def remove_blocks(
+        self,
+        values: Iterable[str],
+        *,
+        channel: str | None,
+        reason: str,
+        today: date,
+        now: datetime,
+    ) -> list[Block]: ...
+    def undone(self) -> list[tuple[str, str, str, str, str, date]]: ...
+    def feedback_kinds(self, *, since: date) -> dict[str, int]: ...
+    def emails_sent(self, *, since: date) -> int: ...
 
 
 # ---------------------------------------------------------------------------------------------
@@ -370,6 +427,52 @@ def _v6_reason_code(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v7_replies(conn: sqlite3.Connection) -> None:
+    # Replies people write (outreach.feedback.replies): the owner's queue and the evidence of
+    # every stop request; what was undone (a suppression lifted, a block removed) with the
+    # owner's reason; and a block's own bounce date beside the day outreach read it.
+    statements = [
+        """CREATE TABLE replies (
+            id INTEGER PRIMARY KEY,
+            fingerprint TEXT NOT NULL UNIQUE,
+            message_id TEXT,              -- the reply's own Message-ID
+            contact_id TEXT NOT NULL,
+            campaign TEXT,                -- of the message it answers
+            occurrence_key TEXT,
+            sender TEXT NOT NULL,
+            received TEXT NOT NULL,       -- the day outreach read it
+            written TEXT,                 -- its own Date header's day
+            subject TEXT NOT NULL,
+            excerpt TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            status TEXT NOT NULL,         -- open | done | stopped | recorded
+            evidence TEXT,                -- the sentence that decided its kind
+            mailbox TEXT NOT NULL,
+            kept TEXT,
+            note TEXT,
+            closed_at TEXT,
+            created_at TEXT NOT NULL
+        )""",
+        "CREATE UNIQUE INDEX replies_by_message_id ON replies (message_id) "
+        "WHERE message_id IS NOT NULL",
+        "CREATE INDEX replies_by_contact ON replies (contact_id)",
+        "CREATE INDEX replies_by_status ON replies (status, received)",
+        """CREATE TABLE undone (
+            id INTEGER PRIMARY KEY,
+            what TEXT NOT NULL,           -- suppression | block
+            value TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            was TEXT NOT NULL,            -- the suppression's source, the block's reason
+            reason TEXT NOT NULL,         -- the owner's
+            day TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        "ALTER TABLE blocks ADD COLUMN reported TEXT",
+    ]
+    for statement in statements:
+        conn.execute(statement)
+
+
 # MIGRATIONS[i] takes a ledger from schema version i to i + 1. Append, never edit.
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
@@ -378,6 +481,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v4_feedback,
     _v5_run_scope,
     _v6_reason_code,
+    _v7_replies,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -528,6 +632,44 @@ _SELECT_BOUNCES = (
     "SELECT address, contact_id, day, kind, campaign, occurrence_key, status, diagnostic, "
     "kept, source FROM bounce_events"
 )
+
+_REPLY_COLUMNS = (
+    "fingerprint, message_id, contact_id, campaign, occurrence_key, sender, received, written, "
+    "subject, excerpt, kind, status, evidence, mailbox, kept, note, closed_at"
+)
+
+
+def _reply_row(r: ReplyRecord) -> tuple[object, ...]:
+    return (
+        *(r.fingerprint, r.message_id, r.contact_id, r.campaign, r.occurrence_key, r.sender),
+        *(r.received.isoformat(), r.written.isoformat() if r.written else None, r.subject),
+        *(r.excerpt, r.kind, r.status, r.evidence, r.mailbox, r.kept, r.note, None),
+    )
+
+
+def _reply_from_row(row: Sequence[Any]) -> ReplyRecord:
+    fp, mid, cid, campaign, key, sender, received, written, subject, excerpt = row[:10]
+    kind, status, evidence, mailbox, kept, note, _closed, rid = row[10:]
+    return ReplyRecord(
+        fingerprint=fp,
+        contact_id=cid,
+        sender=sender,
+        received=date.fromisoformat(received),
+        subject=subject,
+        excerpt=excerpt,
+        kind=kind,
+        status=status,
+        mailbox=mailbox,
+        campaign=campaign,
+        occurrence_key=key,
+        message_id=mid,
+        written=_day(written),
+        evidence=evidence,
+        kept=kept,
+        note=note,
+        id=int(rid),
+    )
+
 
 # Occurrence keys per query in `statuses_for`: well under SQLite's limit on parameters.
 _KEYS_PER_QUERY = 500
@@ -1400,7 +1542,7 @@ class Ledger:
             params.extend(wanted)
         sql = (
             "SELECT channel, value, contact_id, reason, day, postal_key, status, diagnostic, "
-            "kept, score FROM blocks"
+            "kept, score, reported FROM blocks"
         )
         if where:
             sql += " WHERE " + " OR ".join(where)
@@ -1417,8 +1559,21 @@ class Ledger:
                 diagnostic=diagnostic,
                 kept=kept,
                 score=score,
+                reported=_day(reported),
             )
-            for channel, value, cid, reason, day, postal_key, status, diagnostic, kept, score in rows
+            for (
+                channel,
+                value,
+                cid,
+                reason,
+                day,
+                postal_key,
+                status,
+                diagnostic,
+                kept,
+                score,
+                reported,
+            ) in rows
         ]
 
     def feedback_seen(self, fingerprints: Iterable[str]) -> dict[str, str]:
@@ -1475,8 +1630,8 @@ class Ledger:
             )
             conn.executemany(
                 "INSERT INTO blocks (channel, value, postal_key, contact_id, reason, "
-                "day, status, diagnostic, kept, score, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                "day, status, diagnostic, kept, score, created_at, reported) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 [
                     (
                         b.channel,
@@ -1490,6 +1645,7 @@ class Ledger:
                         b.kept,
                         b.score,
                         stamp,
+                        b.reported.isoformat() if b.reported else None,
                     )
                     for b in blocks
                 ],
@@ -1505,6 +1661,145 @@ class Ledger:
                 "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 [(fp, kind, day.isoformat(), stamp) for fp, kind, day in seen],
             )
+
+    # -- replies and undo (outreach.feedback.replies) --------------------------------------
+
+    def record_replies(
+        self,
+        replies: Sequence[ReplyRecord],
+        *,
+        suppressions: Sequence[tuple[str, str, str]] = (),
+        now: datetime,
+    ) -> None:
+        """Keep replies (one already kept, by fingerprint or Message-ID, stays as it was) and
+        the suppressions (value, channel, source) they asked for, in one transaction."""
+        stamp = _iso_utc(now)
+        with self._transaction("record replies") as conn:
+            for r in replies:
+                conn.execute(
+                    f"INSERT INTO replies ({_REPLY_COLUMNS}, created_at) "  # noqa: S608
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT DO NOTHING",
+                    (*_reply_row(r), stamp),
+                )
+            for value, channel, source in suppressions:
+                conn.execute(
+                    "INSERT INTO suppressions (value, channel, source, created_at) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (value.strip().lower(), channel, source, stamp),
+                )
+
+    def replies(
+        self, *, contact_id: str | None = None, statuses: Iterable[str] | None = None
+    ) -> list[ReplyRecord]:
+        """Replies (a contact's, or in these statuses), oldest first."""
+        where, params = [], []
+        if contact_id is not None:
+            where.append("contact_id = ?")
+            params.append(contact_id)
+        if statuses is not None:
+            wanted = list(statuses)
+            where.append(f"status IN ({', '.join('?' * len(wanted))})" if wanted else "1 = 0")
+            params.extend(wanted)
+        sql = f"SELECT {_REPLY_COLUMNS}, id FROM replies"  # noqa: S608
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return [_reply_from_row(row) for row in self._query(sql + " ORDER BY received, id", params)]
+
+    def close_reply(
+        self, reply_id: int, *, status: str, note: str | None, now: datetime
+    ) -> ReplyRecord | None:
+        """Set a reply's status (done, stopped) and the owner's note; None if there is none."""
+        if status not in REPLY_STATUSES:
+            raise ValueError(f"unknown reply status {status!r}")
+        with self._transaction("update the reply") as conn:
+            rows = conn.execute(
+                "UPDATE replies SET status = ?, note = coalesce(?, note), closed_at = ? "  # noqa: S608
+                f"WHERE id = ? RETURNING {_REPLY_COLUMNS}, id",
+                (status, note, _iso_utc(now), reply_id),
+            ).fetchall()
+        return _reply_from_row(rows[0]) if rows else None
+
+    def suppression_rows(self) -> list[tuple[str, str, str, str]]:
+        """Every suppression: (value, channel, source, created_at), oldest first."""
+        rows = self._query(
+            "SELECT value, channel, source, created_at FROM suppressions ORDER BY created_at, value"
+        )
+        return [(v, c, s, t) for v, c, s, t in rows]
+
+    def remove_suppressions(
+        self, values: Iterable[str], *, reason: str, today: date, now: datetime
+    ) -> list[tuple[str, str, str]]:
+        """Lift the suppressions of these values, keeping the reason; what was lifted."""
+        wanted = sorted({v.strip().lower() for v in values if v.strip()})
+        removed: list[tuple[str, str, str]] = []
+        with self._transaction("update the suppression list") as conn:
+            for value in wanted:
+                rows = conn.execute(
+                    "DELETE FROM suppressions WHERE value = ? RETURNING value, channel, source",
+                    (value,),
+                ).fetchall()
+                removed.extend((v, c, s) for v, c, s in rows)
+            conn.executemany(
+                "INSERT INTO undone (what, value, channel, was, reason, day, created_at) "
+                "VALUES ('suppression', ?, ?, ?, ?, ?, ?)",
+                [(v, c, s, reason, today.isoformat(), _iso_utc(now)) for v, c, s in removed],
+            )
+        return removed
+
+    def remove_blocks(
+        self,
+        values: Iterable[str],
+        *,
+        channel: str | None,
+        reason: str,
+        today: date,
+        now: datetime,
+    ) -> list[Block]:
+        """Remove the blocks on these values (addresses, contact ids), of one channel or all,
+        keeping the reason; the blocks removed."""
+        wanted = {v.strip().lower() for v in values if v.strip()}
+        found = [
+            b
+            for b in self.blocks(values=wanted)
+            + [b for v in wanted for b in self.blocks(contact_id=v) if b.channel == "letter"]
+            if channel is None or b.channel == channel
+        ]
+        removed = list({(b.channel, b.value, b.postal_key): b for b in found}.values())
+        with self._transaction("remove blocks") as conn:
+            for b in removed:
+                conn.execute(
+                    "DELETE FROM blocks WHERE channel = ? AND value = ? AND postal_key = ?",
+                    (b.channel, b.value, b.postal_key),
+                )
+                conn.execute(
+                    "INSERT INTO undone (what, value, channel, was, reason, day, created_at) "
+                    "VALUES ('block', ?, ?, ?, ?, ?, ?)",
+                    (b.value, b.channel, b.reason, reason, today.isoformat(), _iso_utc(now)),
+                )
+        return removed
+
+    def undone(self) -> list[tuple[str, str, str, str, str, date]]:
+        """What the owner undid: (what, value, channel, was, reason, day), oldest first."""
+        rows = self._query("SELECT what, value, channel, was, reason, day FROM undone ORDER BY id")
+        return [(w, v, c, was, r, date.fromisoformat(d)) for w, v, c, was, r, d in rows]
+
+    def feedback_kinds(self, *, since: date) -> dict[str, int]:
+        """Kind → how many mails of it were read from `since` on (complaints, bounces...)."""
+        rows = self._query(
+            "SELECT kind, count(*) FROM feedback_seen WHERE day >= ? GROUP BY kind",
+            (since.isoformat(),),
+        )
+        return {kind: int(n) for kind, n in rows}
+
+    def emails_sent(self, *, since: date) -> int:
+        """How many emails went out (or may have) from `since` on."""
+        rows = self._query(
+            "SELECT count(*) FROM messages WHERE channel = 'email' AND effective_date >= ? "  # noqa: S608
+            f"AND status IN ({', '.join(repr(s) for s in COUNTED_STATUSES)})",
+            (since.isoformat(),),
+        )
+        return int(rows[0][0])
 
 
 def _open_file(path: Path) -> sqlite3.Connection:

@@ -271,6 +271,23 @@ class Bounces(_Model):
         return self
 
 
+class Replies(_Model):
+    """Where people's replies arrive (the mailbox of `sender.reply_to`): a Maildir or IMAP.
+
+    It may be the owner's own inbox: outreach reads it without moving or deleting anything
+    (on IMAP it only adds a keyword flag mail clients do not show) and remembers what it read.
+    """
+
+    maildir: Path | None = None
+    imap: Imap | None = None
+
+    @model_validator(mode="after")
+    def _one_mailbox(self) -> Replies:
+        if self.maildir is not None and self.imap is not None:
+            raise ValueError("give replies.maildir or replies.imap, not both")
+        return self
+
+
 class CustomEnvelope(_Model):
     """A page and address window in millimetres, for `letters.envelope: custom`."""
 
@@ -409,6 +426,7 @@ class Settings(_Model):
     limits: RenderLimits = RenderLimits()
     schedule: tuple[ScheduleJob, ...] = ()
     bounces: Bounces = Bounces()
+    replies: Replies = Replies()
     state: State = State()
 
     @field_validator("timezone")

@@ -25,7 +25,15 @@ from pathlib import Path
 from typing import TypeVar, cast
 
 from outreach.contacts import Contact
-from outreach.ledger import COUNTED_STATUSES, Ledger, MessageRecord, ledger_exists, read_ledger
+from outreach.feedback.process import AUTOMATIC_STOPS, COMPLAINT_DAYS
+from outreach.ledger import (
+    COUNTED_STATUSES,
+    Ledger,
+    MessageRecord,
+    ReplyRecord,
+    ledger_exists,
+    read_ledger,
+)
 from outreach.model.config import Settings
 from outreach.model.errors import OutreachError, Problem
 from outreach.rehearse.plan import Plan, plan_days
@@ -172,6 +180,10 @@ class ReportData:
     letters: tuple[LetterBatch, ...]
     emails: tuple[EmailSample, ...]
     notes: tuple[str, ...] = ()  # codes: plan_failed, no_pdftoppm, no_ledger
+    replies: tuple[ReplyRecord, ...] = ()  # that wait for the owner, oldest first
+    complaints: tuple[int, int] = (0, 0)  # complaints, emails sent: the last 30 days to `end`
+    # suppressions that what came back made in the period: (value, channel, source, day)
+    stops: tuple[tuple[str, str, str, str], ...] = ()
 
 
 @dataclass
@@ -187,6 +199,9 @@ class _Past:
     letters: tuple[LetterBatch, ...] = ()
     emails: tuple[EmailSample, ...] = ()
     notes: list[str] = field(default_factory=list)
+    replies: list[ReplyRecord] = field(default_factory=list)
+    complaints: tuple[int, int] = (0, 0)
+    stops: list[tuple[str, str, str, str]] = field(default_factory=list)
 
 
 def gather_report(
@@ -266,6 +281,9 @@ def gather_report(
         letters=past.letters,
         emails=past.emails,
         notes=tuple(notes),
+        replies=tuple(past.replies),
+        complaints=past.complaints,
+        stops=tuple(past.stops),
     )
 
 
@@ -287,6 +305,15 @@ def _gather_past(
         # Assigns, never appends: a read that had to be redone from a copy starts afresh.
         records = [r for r in ledger.messages(since=start) if r.run_date <= end]
         past.daily = _past_days(records)
+        past.replies = ledger.replies(statuses=["open"])
+        month = end - timedelta(days=COMPLAINT_DAYS - 1)
+        complained = ledger.feedback_kinds(since=month).get("complaint", 0)
+        past.complaints = (complained, ledger.emails_sent(since=month))
+        past.stops = [
+            (value, channel, source, since[:10])
+            for value, channel, source, since in ledger.suppression_rows()
+            if source in AUTOMATIC_STOPS and start.isoformat() <= since[:10] <= end.isoformat()
+        ]
         past.held = _past_held(records, start=start, end=end, tz=settings.tz)
         totals: dict[str, Counter[str]] = {}
         for r in records:
