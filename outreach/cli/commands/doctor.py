@@ -17,8 +17,8 @@ from outreach.model.errors import OutreachError
 
 @click.command(
     epilog=examples(
-        "outreach doctor",
-        "OUTREACH_DNS_SERVER=192.0.2.53 outreach doctor --json",
+        "outreach doctor                    # what a receiver will conclude, in words",
+        "outreach doctor --json             # OUTREACH_DNS_SERVER=IP[:PORT] picks the resolver",
     )
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
