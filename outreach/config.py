@@ -313,15 +313,18 @@ class State(_Model):
     def _url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        from urllib.parse import urlsplit
+        from outreach.ledger.redact import has_password, url_problem
 
-        parts = urlsplit(value.strip())
-        if parts.scheme not in {"postgresql", "postgres"}:
-            raise ValueError("write postgresql://user@host/database (or leave state.url out)")
-        if parts.password is not None:
+        # The password first, in any of its shapes: then no other message quotes it.
+        if has_password(value):
             raise ValueError(
                 "a password does not belong in config.yaml: remove it from the URL and put it "
                 "in PGPASSWORD or ~/.pgpass, which PostgreSQL reads"
+            )
+        problem = url_problem(value.strip())
+        if problem is not None:
+            raise ValueError(
+                f"{problem}: write postgresql://user@host/database (or leave state.url out)"
             )
         return value.strip()
 
@@ -459,6 +462,13 @@ def _real_keys(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
     )
 
 
+def _shown(value: object) -> str:
+    """A bad value as an error quotes it, with the password of a connection string masked."""
+    from outreach.ledger.redact import redact_url
+
+    return redact_url(repr(value)) if isinstance(value, str) else repr(value)
+
+
 def validation_error(
     exc: ValidationError,
     *,
@@ -473,7 +483,7 @@ def validation_error(
         loc = _real_keys(tuple(error["loc"]))
         message = _describe(error)
         if error["type"] not in {"extra_forbidden", "missing"} and "input" in error:
-            message += f" (got {error['input']!r})"
+            message += f" (got {_shown(error['input'])})"
         found.append((loc, message))
     loc, message = found[0]
     for other_loc, other_message in found[1:]:
