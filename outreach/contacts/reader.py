@@ -841,36 +841,68 @@ def _sheet_start(
     sheet: SheetRows, *, path: Path, where: str, problems: list[Problem], settings: ContactsSettings
 ) -> _Start:
     """A sheet read up to its header row (the first with a value)."""
-    rows = sheet.text_rows()
-    number = 0
-    for cells in rows:
-        number += 1
-        if any(cell.strip() for cell in cells):
-            mapping, preset = _mapping(settings)
-            layout = _read_layout(
-                cells, path=where, line=number, problems=problems, mapping=mapping, preset=preset
+    if sheet.notice is not None:
+        problems.append(
+            Problem(
+                sheet.notice,
+                path=str(path),
+                field="contacts.sheet",
+                hint="set contacts.sheet in config.yaml to name the sheet to read",
             )
-            break
-    else:
+        )
+    if not sheet.rows:
         raise ContactsError(
-            "the sheet is empty"
-            if number == 0
-            else "the sheet has no header row, only empty cells",
+            "the sheet is empty",
             path=where,
             line=1,
             hint="the first row must be the header, e.g. id, first_name, last_name, email",
         )
+    number, header = sheet.rows[0]
+    broken = SheetRows.broken(number, header)
+    if broken:
+        raise ContactsError(
+            f"the header's cell {broken[0][0]} holds {broken[0][1]}",
+            path=where,
+            line=number,
+            hint="type the column's name in that cell",
+        )
+    _, cells = next(sheet.text_rows())
+    mapping, preset = _mapping(settings)
+    layout = _read_layout(
+        cells, path=where, line=number, problems=problems, mapping=mapping, preset=preset
+    )
     # The data rows, noting which postal codes were number cells (their zeros are lost).
-    data = sheet.text_rows(watch=frozenset({layout.at["postal_code"]}))
+    data = SheetRows(sheet.name, sheet.rows[1:], sheet.numbers)
     at = [number]
 
     def reader() -> Iterator[list[str]]:
-        for row_number, cells in enumerate(data, start=1):
-            if row_number > number:
-                at[0] = row_number
-                yield cells
+        for (row_number, cells), (_, values) in zip(
+            data.text_rows(watch=frozenset({layout.at["postal_code"]})), data.rows, strict=True
+        ):
+            if row_number > at[0] + 1:  # rows without a value: one blank row stands for them
+                at[0] = row_number - 1
+                yield []
+            at[0] = row_number
+            broken = SheetRows.broken(row_number, values)
+            if broken:
+                problems.extend(
+                    _broken_cell(cell, why, where=where, line=row_number) for cell, why in broken
+                )
+                yield []
+                continue
+            yield cells
 
     return _Start(reader(), layout, number, number, lambda: at[0])
+
+
+def _broken_cell(cell: str, why: str, *, where: str, line: int) -> Problem:
+    """The problem of a row with a cell whose value cannot be used."""
+    return Problem(
+        f"cell {cell} holds {why}, so the row is left out",
+        path=where,
+        line=line,
+        hint="correct the cell in the spreadsheet program (or type its value) and save again",
+    )
 
 
 def _rows(start: _Start, rows: _RowReader, tally: _Tally) -> Iterator[Contact]:
