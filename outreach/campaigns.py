@@ -16,7 +16,14 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from outreach.audience import compile_audience
-from outreach.config import MAX_DAYS, CadencePolicy, Weekday, parse_hhmm, validation_error
+from outreach.config import (
+    MAX_DAYS,
+    CadencePolicy,
+    NumbersNotBooleans,
+    Weekday,
+    parse_hhmm,
+    validation_error,
+)
 from outreach.contacts import KNOWN_COLUMNS, Contact, parse_date
 from outreach.errors import CampaignError, OutreachError
 from outreach.yamlfile import KeyPath, dotted, load_yaml
@@ -27,7 +34,7 @@ Kind = Literal["birthday", "promotion", "reminder", "one_off"]
 Channel = Literal["email", "letter", "preferred"]
 
 
-class _Model(BaseModel):
+class _Model(NumbersNotBooleans):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 

@@ -108,6 +108,11 @@ def _detect_delimiter(lines: Iterator[str], path: Path) -> tuple[str, list[str]]
 
 
 _column_key = header_key
+# Misspelt column names are looked for among the first this many unknown ones, this long at
+# most: a header of thousands of other columns is an export, not a typing slip, and difflib
+# costs per column.
+_SUGGESTED_COLUMNS = 50
+_SUGGESTED_LENGTH = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +128,7 @@ class _Layout:
     header: tuple[str, ...]  # the header's cells, stripped and case-folded
     # No id column in an export read with a preset: the id is made from the email.
     id_from_email: bool = False
+    positions: Mapping[str, int] = field(default_factory=dict)  # name → its first position
 
 
 def _read_layout(
@@ -139,23 +145,27 @@ def _read_layout(
     extra: list[tuple[int, str]] = []
     unnamed: list[int] = []
     names: list[str] = []
+    positions: dict[str, int] = {}  # names' first positions: a wide header stays linear
+    suggested = 0
     for position, raw in enumerate(header):
         key = _column_key(raw)
         if not key:
             unnamed.append(position)
             names.append(f"column {position + 1}")
+            positions.setdefault(names[-1], position)
             continue
         squashed = key.replace("_", "").replace("-", "")
         mapped = mapping.get(key)
         name = mapped or _SQUASHED_KNOWN.get(squashed, key)
-        if mapped is not None and mapped in names:
+        if mapped is not None and mapped in positions:
             # A preset names two spellings of one column (old and new exports): keep the first.
             extra.append((position, key))
+            positions.setdefault(key, position)
             names.append(key)
             continue
-        if name in names:
+        if name in positions:
             raise ContactsError(
-                f"two columns are both {name!r} (columns {names.index(name) + 1} and "
+                f"two columns are both {name!r} (columns {positions[name] + 1} and "
                 f"{position + 1}), so it is unclear which one holds the data",
                 path=path,
                 line=line,
@@ -163,12 +173,14 @@ def _read_layout(
                 hint="rename or remove one of them",
             )
         names.append(name)
+        positions[name] = position
         if name in KNOWN_COLUMNS:
             at[name] = position
             continue
         extra.append((position, key))
-        if mapping:
+        if mapping or suggested >= _SUGGESTED_COLUMNS or len(squashed) > _SUGGESTED_LENGTH:
             continue  # an export's other columns are not misspellings of ours
+        suggested += 1
         near = difflib.get_close_matches(squashed, _SQUASHED_KNOWN, n=1, cutoff=0.8)
         # street3 is a column of its own, not a misspelt street2.
         if near and near[0].rstrip("0123456789") != squashed.rstrip("0123456789"):
@@ -205,6 +217,7 @@ def _read_layout(
         names=(*names, "?"),
         header=tuple(cell.strip().casefold() for cell in header),
         id_from_email="id" not in at,
+        positions={**positions, "?": positions.get("?", width)},
     )
 
 
@@ -313,8 +326,7 @@ class _RowReader:
         self, message: str, *, line: int, name: str, contact_id: str | None, hint: str
     ) -> Problem:
         """A Problem about the cell of column `name` on `line`."""
-        names = self.layout.names
-        position = names.index(name) if name in names else None
+        position = self.layout.positions.get(name)
         return Problem(
             message,
             path=self.where,
@@ -774,6 +786,59 @@ class _Start:
     header_line: int
     done: int  # the last line read so far; a row starts on the next one
     line_num: Callable[[], int]
+    # Lines with a quote inside a quoted value that is not doubled ("Lo"pez"): the CSV reader
+    # would keep it and go on, so the row is a problem instead.
+    stray_quotes: set[int] = field(default_factory=set)
+
+
+class _QuoteCheck:
+    """The lines given to the CSV reader, passed on as they are; notes (in `stray`) each line
+    where a quoted value holds a lone quote that does not close it."""
+
+    def __init__(self, lines: Iterator[str], *, delimiter: str, first: int) -> None:
+        self.lines = lines
+        self.delimiter = delimiter
+        # A whole line of well-formed cells, checked at C speed; only the others are walked.
+        d = re.escape(delimiter)
+        field = f'(?: *"(?:[^"]|"")*" *|(?! *")[^{d}\\r\\n]*)'
+        self.clean = re.compile(f"{field}(?:{d}{field})*[\\r\\n]*")
+        self.number = first - 1
+        self.quoted = False  # inside a quoted value (which may run over lines)
+        self.stray: set[int] = set()
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.lines)
+        self.number += 1
+        if '"' in line and (self.quoted or not self.clean.fullmatch(line)):
+            self._scan(line)
+        return line
+
+    def _scan(self, line: str) -> None:
+        delimiter, quoted, start = self.delimiter, self.quoted, not self.quoted
+        at, end = 0, len(line)
+        while at < end:
+            char = line[at]
+            if quoted:
+                if char == '"':
+                    after = line[at + 1 : at + 2]
+                    if after == '"':
+                        at += 1  # a doubled quote: one quote in the value
+                    else:
+                        quoted = False
+                        rest = line[at + 1 :].lstrip(" ")
+                        if rest and rest[0] not in (delimiter, "\r", "\n"):
+                            self.stray.add(self.number)
+            elif char == delimiter:
+                start = True
+            elif char == '"' and start:
+                quoted, start = True, False
+            elif char != " ":
+                start = False
+            at += 1
+        self.quoted = quoted
 
 
 def _start(
@@ -789,8 +854,9 @@ def _start(
         read, offset = [], 1
     # skipinitialspace lets `a, "Núñez, Ana"` quote as meant; not strict, so a space after a
     # closing quote is a stray space rather than a broken file.
+    checked = _QuoteCheck(itertools.chain(read, lines), delimiter=delimiter, first=offset + 1)
     reader = csv.reader(
-        itertools.chain(read, lines),
+        checked,
         delimiter=delimiter,
         quotechar='"',
         doublequote=True,
@@ -826,7 +892,12 @@ def _start(
             hint="the first row must be the header, e.g. id,first_name,last_name,email",
         )
     return _Start(
-        reader, layout, header_line, reader.line_num + offset, lambda: reader.line_num + offset
+        reader,
+        layout,
+        header_line,
+        reader.line_num + offset,
+        lambda: reader.line_num + offset,
+        checked.stray,
     )
 
 
@@ -914,6 +985,9 @@ def _rows(start: _Start, rows: _RowReader, tally: _Tally) -> Iterator[Contact]:
                 cells = [cell.strip() for cell in row]
                 if any(cells):
                     tally.rows += 1
+                    if start.stray_quotes and _stray_quote(start, rows, first=done + 1):
+                        done = start.line_num()
+                        continue
                     contact = rows.read(row, cells, line=done + 1, last=start.line_num())
                     if contact is not None:
                         yield contact
@@ -931,6 +1005,24 @@ def _rows(start: _Start, rows: _RowReader, tally: _Tally) -> Iterator[Contact]:
                 )
             )
             done = start.line_num()
+
+
+def _stray_quote(start: _Start, rows: _RowReader, *, first: int) -> bool:
+    """Report the row if one of its lines has a lone quote inside a quoted value."""
+    last = start.line_num()
+    line = next((n for n in range(first, last + 1) if n in start.stray_quotes), None)
+    if line is None:
+        return False
+    rows.problems.append(
+        Problem(
+            "a quote inside a quoted value is not doubled, so where the value ends is unclear; "
+            "the row is left out",
+            path=rows.where,
+            line=line,
+            hint='write a quote inside a quoted value twice, e.g. "Lo""pez", or remove it',
+        )
+    )
+    return True
 
 
 # A quote left open swallows the rows after it into one cell. Past this many rows lost that
