@@ -22,7 +22,7 @@ from outreach import __version__
 from outreach.config import Settings, find_config, load_settings
 from outreach.errors import OutreachError, Problem
 from outreach.ledger import STATUSES
-from outreach.summary import SHOWN_PER_REASON, RunSummary
+from outreach.summary import SHOWN_PER_REASON, RunSummary, distinct_lines, shown_line
 
 if TYPE_CHECKING:
     from outreach.sending import SendObserver, SendProgress, SendSummary, Unsent
@@ -203,11 +203,22 @@ def cli() -> None:
     """Keep in touch with customers — birthdays, promotions, reminders — without pestering them."""
 
 
-def _print_problems(problems: list[Problem], *, limit: int = 20) -> None:
-    for problem in problems[:limit]:
-        click.echo(f"  {problem}")
-    if len(problems) > limit:
-        click.echo(f"  … and {len(problems) - limit} more (see `outreach validate`)")
+def _print_problems(
+    problems: list[Problem], *, limit: int = 20, more: str = "see `outreach validate`"
+) -> None:
+    """Each different problem once (with how often it came), up to `limit`; `more` says
+    where the others are."""
+    lines = distinct_lines(problems)
+    for text, count in lines[:limit]:
+        click.echo(f"  {shown_line(text, count)}")
+    if len(lines) > limit:
+        click.echo(f"  … and {len(lines) - limit} more ({more})")
+
+
+# Where the problems a summary leaves out are: a message that could not be made is a failed
+# row of the ledger (a full disk is no problem `validate` could find).
+_MESSAGE_PROBLEMS = "`outreach history --status failed` lists every message that failed"
+_VALIDATE_JSON = "`outreach validate --json` lists them all"
 
 
 def print_summary(summary: RunSummary) -> None:
@@ -278,7 +289,7 @@ def print_summary(summary: RunSummary) -> None:
     problems = [p for c in summary.campaigns for p in c.problems]
     if problems:
         click.echo(f"{len(problems)} message(s) could not be made:")
-        _print_problems(problems)
+        _print_problems(problems, more=_MESSAGE_PROBLEMS)
     if summary.problems:
         click.echo(f"{len(summary.problems)} problem(s) in the contacts file (rows held back):")
         _print_problems(summary.problems)
@@ -533,10 +544,10 @@ def validate(
             click.echo(line)
         if report.blocking:
             click.echo(f"{len(report.blocking)} blocking problem(s):")
-            _print_problems(report.blocking, limit=100)
+            _print_problems(report.blocking, limit=100, more=_VALIDATE_JSON)
         if report.warnings:
             click.echo(f"{len(report.warnings)} problem(s) that hold back single contacts:")
-            _print_problems(report.warnings, limit=100)
+            _print_problems(report.warnings, limit=100, more=_VALIDATE_JSON)
         if not report.blocking and not report.warnings:
             click.echo("everything is in order")
     sys.exit(EXIT_NOTHING_DONE if report.blocking else EXIT_OK)

@@ -464,13 +464,41 @@ def test_formula_errors_and_uncalculated_formulas_are_row_problems_naming_the_ce
     sheet.append(["c2", "#DIV/0!"])  # openpyxl writes an error cell (t="e")
     sheet.append(["c3", "Eva", "#N/A"])
     sheet.append(["c4", '=CONCAT("Lu","cía")'])  # a formula, never calculated: no value stored
-    sheet.append(["c5", "Pia"])
+    sheet.append(["c5", "Pia", "Sol", "", "pia@example.com", date(1990, 11, 24), 28001, True])
+    sheet.append(["c6", "=1+1"])
+    sheet.append(["c7", "=2*3"])
+    made = tmp_path / "made.xlsx"
+    book.save(made)
+    # As a spreadsheet program saves it, c7's formula keeps its value: read as that value.
     path = tmp_path / "formulas.xlsx"
-    book.save(path)
+    with zipfile.ZipFile(made) as source, zipfile.ZipFile(path, "w") as out:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                data = data.replace(b"<f>2*3</f><v />", b"<f>2*3</f><v>6</v>")
+            out.writestr(item, data)
     contacts = load(path)
-    assert [c.id for c in contacts.contacts] == ["c1", "c5"]
+    assert [c.id for c in contacts.contacts] == ["c1", "c5", "c7"]
+    assert by_id(contacts)["c7"].first_name == "6"
+    pia = by_id(contacts)["c5"]  # read by this module's own reader: as calamine reads it
+    assert (pia.birthday, pia.postal_code, pia.city) == (date(1990, 11, 24), "28001", "TRUE")
     problems = {p.line: p.message for p in contacts.problems}
-    assert set(problems) == {3, 4, 5}, problems
+    assert set(problems) == {3, 4, 5, 7}, problems
     assert "cell B3 holds the formula error #DIV/0!" in problems[3]
     assert "cell C4 holds the formula error #N/A" in problems[4]
     assert "cell B5 holds a formula whose value was never calculated" in problems[5]
+    assert "cell B7 holds a formula whose value was never calculated" in problems[7]
+
+
+def test_a_workbook_declaring_entities_is_refused(tmp_path: Path) -> None:
+    made = xlsx(tmp_path / "made.xlsx", {"Hoja1": [HEADER, ["c1", "Ana"]]})
+    path = tmp_path / "laughs.xlsx"
+    bomb = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa">]>'
+    with zipfile.ZipFile(made) as source, zipfile.ZipFile(path, "w") as out:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                data = bomb + data.split(b"?>", 1)[-1]
+            out.writestr(item, data)
+    with pytest.raises(ContactsError, match="document type declaration"):
+        load(path)

@@ -9,6 +9,7 @@ import gc
 import hashlib
 import itertools
 import re
+import stat
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -1095,8 +1096,24 @@ def _first_rows(
     return finder.found
 
 
+def _check_regular(path: Path) -> None:
+    """ContactsError if the contacts path is a FIFO, a device or a folder: reading one could
+    wait for ever, or never end."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # not there, or unreadable: the reader says so in its own words
+    if not stat.S_ISREG(mode):
+        raise ContactsError(
+            "is not a regular file (a folder, a named pipe or a device), so it is not read",
+            path=path,
+            hint="point paths.contacts in config.yaml at the contacts file itself",
+        )
+
+
 def iter_contacts(path: Path, *, settings: ContactsSettings, default_locale: str) -> ContactStream:
     """Read contacts.csv as a stream; the header's errors are raised at once."""
+    _check_regular(path)
     if is_workbook(path):
         # A workbook is read whole by its reader anyway: the stream is over the list.
         return ContactStream.of(
@@ -1165,6 +1182,7 @@ def _finish(tally: _Tally, *, rows: _RowReader, path: Path | str, header_line: i
 
 def load_contacts(path: Path, *, settings: ContactsSettings, default_locale: str) -> ContactList:
     """Read contacts.csv; problem rows are reported and held back from what they cannot serve."""
+    _check_regular(path)
     if is_workbook(path):
         return _load_workbook(path, settings=settings, default_locale=default_locale)
     with _collector_paused():

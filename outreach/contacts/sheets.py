@@ -12,6 +12,7 @@ as a stream of its XML; an .ods by python-calamine.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -19,10 +20,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path, PurePosixPath
 from typing import IO
-from xml.etree.ElementTree import Element, ParseError
-
-from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import iterparse
+from xml.etree.ElementTree import Element, ParseError, iterparse
 
 from outreach.errors import ContactsError
 
@@ -119,12 +117,18 @@ def read_sheet(path: Path, *, sheet: str | None, max_rows: int = MAX_ROWS) -> Sh
     try:
         with zipfile.ZipFile(path) as archive:
             return _Xlsx(archive, path=path, max_rows=max_rows).read(sheet)
+    except _Unsafe:
+        raise ContactsError(
+            "holds an XML document type declaration, which no spreadsheet program writes, so "
+            "it is not read",
+            path=path,
+            hint="open it in the spreadsheet program and save it again, or export it as CSV",
+        ) from None
     except (
         zipfile.BadZipFile,
         KeyError,
         IndexError,
         ParseError,
-        DefusedXmlException,
         ValueError,
         OSError,
         EOFError,
@@ -194,6 +198,27 @@ def _too_many_rows(path: Path, max_rows: int) -> ContactsError:
         path=path,
         hint="split the contacts into files of fewer rows, or export them as CSV",
     )
+
+
+def _calamine_rows(path: Path, name: str) -> Sequence[Sequence[object]]:
+    """A sheet's rows as python-calamine reads them (the rectangle of its cells)."""
+    import python_calamine
+
+    try:
+        workbook = python_calamine.CalamineWorkbook.from_path(str(path))
+        try:
+            rows: Sequence[Sequence[object]] = workbook.get_sheet_by_name(name).to_python(
+                skip_empty_area=False
+            )
+        finally:
+            workbook.close()
+    except (python_calamine.CalamineError, ValueError) as exc:
+        raise ContactsError(
+            f"sheet {name!r} cannot be read ({exc})",
+            path=path,
+            hint="open it in the spreadsheet program and save it again",
+        ) from None
+    return rows
 
 
 def _read_ods(path: Path, *, sheet: str | None, max_rows: int) -> SheetRows:
@@ -275,8 +300,52 @@ def _texts(element: Element) -> str:
     return "".join(parts)
 
 
+class _Unsafe(Exception):
+    """A part of the workbook declares a DTD (entities could expand without end)."""
+
+
+# An .xlsx part read in blocks: what the quick look at a sheet searches for.
+_BLOCK = 1 << 20
+_OVERLAP = 512  # a tag cut by a block's end is found whole in the next block's start
+_DTD = re.compile(rb"<!(?:DOCTYPE|ENTITY)")
+_ROW_NUMBER = re.compile(rb"<(?:\w+:)?row\b[^>]*?\sr=\"(\d+)\"")
+_CELL_COLUMN = re.compile(rb"<(?:\w+:)?c\b[^>]*?\sr=\"([A-Za-z]+)\d")
+# A formula or an error cell: calamine reads them as empty, this module as problems.
+_FORMULA_OR_ERROR = re.compile(rb"<(?:\w+:)?f\b|\st=\"e\"")
+# calamine holds a sheet as the rectangle of its cells (32 bytes each): up to this many
+# cells it is the fast reader; past it (a value far out) or with formulas, this module is.
+DENSE_CELLS = 4_000_000
+
+
+class _Checked:
+    """A part's stream that refuses a DTD as it is read (ElementTree would expand its
+    entities), for iterparse."""
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        self.stream = stream
+        self.tail = b""
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        if _DTD.search(self.tail + data):
+            raise _Unsafe
+        self.tail = data[-_OVERLAP:]
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class _Extent:
+    """What a quick look at a sheet's XML found: the rectangle its cells span, and whether
+    it has a formula or an error cell."""
+
+    rows: int
+    columns: int
+    formulas: bool
+
+
 class _Xlsx:
-    """One .xlsx workbook, read as a stream of its XML."""
+    """One .xlsx workbook: its sheets read from the XML, or through calamine when the sheet is
+    plain and small enough for calamine's rectangle."""
 
     def __init__(self, archive: zipfile.ZipFile, *, path: Path, max_rows: int) -> None:
         self.archive = archive
@@ -284,21 +353,42 @@ class _Xlsx:
         self.max_rows = max_rows
         self.names = set(archive.namelist())
 
-    def _open(self, name: str) -> IO[bytes]:
-        return self.archive.open(name)
-
     def _events(self, name: str) -> Iterator[tuple[str, Element]]:
-        with self._open(name) as stream:
-            yield from iterparse(stream, events=("start", "end"))
+        with self.archive.open(name) as stream:
+            yield from iterparse(_Checked(stream), events=("start", "end"))  # noqa: S314 (no DTD: _Checked)
 
     def read(self, sheet: str | None) -> SheetRows:
         """The chosen sheet's rows."""
         sheets, targets, date1904 = self._workbook()
         name, notice = _chosen(self.path, sheet=sheet, sheets=sheets)
+        extent = self._extent(targets[name])
+        if not extent.formulas and extent.rows * extent.columns <= DENSE_CELLS:
+            rows = _calamine_rows(self.path, name)
+            return SheetRows(
+                name=name, rows=_sparse(rows, path=self.path, max_rows=self.max_rows), notice=notice
+            )
         self.date1904 = date1904
         self.dates = self._date_styles()
         self.shared = self._shared_strings()
         return SheetRows(name=name, rows=self._rows(targets[name]), notice=notice)
+
+    def _extent(self, part: str) -> _Extent:
+        """The sheet's rectangle and formulas, from a regular-expression pass over its XML."""
+        rows = 0
+        letters: set[bytes] = set()
+        formulas = False
+        tail = b""
+        with self.archive.open(part) as stream:
+            while block := stream.read(_BLOCK):
+                data = tail + block
+                if _DTD.search(data):
+                    raise _Unsafe
+                rows = max([rows, *map(int, _ROW_NUMBER.findall(data))])
+                letters.update(_CELL_COLUMN.findall(data))
+                formulas = formulas or _FORMULA_OR_ERROR.search(data) is not None
+                tail = data[-_OVERLAP:]
+        columns = max((_column(found.decode()) + 1 for found in letters), default=1)
+        return _Extent(rows=max(rows, 1), columns=columns, formulas=formulas)
 
     def _workbook(self) -> tuple[list[tuple[str, bool]], dict[str, str], bool]:
         """(name, visible) of each sheet in order, each sheet's part, and the 1904 date system."""
