@@ -13,7 +13,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from conftest import BASE_CONFIG, Workspace
+from conftest import BASE_CONFIG, REPORT_ON, Workspace
 
 from outreach.campaigns import load_campaign
 from outreach.cli import print_summary
@@ -211,3 +211,27 @@ def test_the_log_of_a_full_disk_says_what_to_do(caplog: pytest.LogCaptureFixture
     text = caplog.text
     assert text.count("No space left on device") == 1 and "(2980 times)" in text
     assert text.count("x@@y") == 1 and "more problem" not in text, text
+
+
+# -- the report ------------------------------------------------------------------------------
+
+
+def test_the_report_goes_where_paths_out_points_even_outside_the_workspace(
+    make_workspace: Callable[..., Workspace], tmp_path: Path
+) -> None:
+    elsewhere = tmp_path / "elsewhere" / "out"
+    ws = make_workspace([ROW], config_extra=f"paths:\n  out: {elsewhere}\n")
+    result = ws.run("run", "--all", "--date", DAY, env=REPORT_ON)
+    assert result.code == 0, result.out + result.err
+    assert "could not be written" not in result.err, result.err
+    page = elsewhere / "reports" / f"{DAY}.html"
+    assert f"report: {page}" in result.out
+    text = page.read_text(encoding="utf-8")
+    assert f'href="../outbox/{DAY}/birthday/c001.eml"' in text  # a link that opens
+    again = ws.run("report", "--to", DAY)
+    assert again.code == 0 and "Traceback" not in again.err, again.err
+    (ws.root / "blocked").write_text("a file, not a folder", encoding="utf-8")
+    blocked = ws.run("report", "--to", DAY, "-o", "blocked/page.html")
+    assert blocked.code == 2, blocked.out + blocked.err
+    assert "the report page cannot be written" in blocked.err
+    assert "Traceback" not in blocked.err
