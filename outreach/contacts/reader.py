@@ -922,15 +922,20 @@ def _sheet_start(
                 hint="set contacts.sheet in config.yaml to name the sheet to read",
             )
         )
-    if not sheet.rows:
+    first = next(
+        (row for row in sheet.text_rows() if row[2] or any(cell.strip() for cell in row[1])),
+        None,
+    )
+    if first is None:
         raise ContactsError(
-            "the sheet is empty",
+            "the sheet is empty"
+            if not sheet.rows
+            else "the sheet has no header row, only empty cells",
             path=where,
             line=1,
             hint="the first row must be the header, e.g. id, first_name, last_name, email",
         )
-    number, header = sheet.rows[0]
-    broken = SheetRows.broken(number, header)
+    number, cells, broken = first
     if broken:
         raise ContactsError(
             f"the header's cell {broken[0][0]} holds {broken[0][1]}",
@@ -938,24 +943,23 @@ def _sheet_start(
             line=number,
             hint="type the column's name in that cell",
         )
-    _, cells = next(sheet.text_rows())
     mapping, preset = _mapping(settings)
     layout = _read_layout(
         cells, path=where, line=number, problems=problems, mapping=mapping, preset=preset
     )
     # The data rows, noting which postal codes were number cells (their zeros are lost).
-    data = SheetRows(sheet.name, sheet.rows[1:], sheet.numbers)
+    header_at = next(i for i, (n, _) in enumerate(sheet.rows) if n == number)
+    data = SheetRows(sheet.name, sheet.rows[header_at + 1 :], sheet.numbers)
     at = [number]
 
     def reader() -> Iterator[list[str]]:
-        for (row_number, cells), (_, values) in zip(
-            data.text_rows(watch=frozenset({layout.at["postal_code"]})), data.rows, strict=True
+        for row_number, cells, broken in data.text_rows(
+            watch=frozenset({layout.at["postal_code"]})
         ):
             if row_number > at[0] + 1:  # rows without a value: one blank row stands for them
                 at[0] = row_number - 1
                 yield []
             at[0] = row_number
-            broken = SheetRows.broken(row_number, values)
             if broken:
                 problems.extend(
                     _broken_cell(cell, why, where=where, line=row_number) for cell, why in broken

@@ -68,41 +68,64 @@ class BrokenCell:
     why: str
 
 
+Row = Sequence[object] | dict[int, object]  # every cell of a row, or those holding a value
+
+
 @dataclass
 class SheetRows:
-    """The rows of one sheet that hold a value, as (row number, {column position: value});
-    `numbers` holds, per column position, the rows whose cell was a number (a postal code typed
-    as a number has lost its leading zeros); `notice` says which other sheets were not read."""
+    """The rows of one sheet as (row number, cells): every cell from calamine, or only the
+    ones holding a value ({column position: value}) from the sparse reader. `numbers` holds,
+    per column position, the rows whose cell was a number (a postal code typed as a number
+    has lost its leading zeros); `notice` says which other sheets were not read."""
 
     name: str
-    rows: list[tuple[int, dict[int, object]]]
+    rows: Sequence[tuple[int, Row]]
     numbers: dict[int, set[int]] = field(default_factory=dict)
     notice: str | None = None
 
-    def text_rows(self, *, watch: frozenset[int] = frozenset()) -> Iterator[tuple[int, list[str]]]:
-        """Each row's number and cells as text, noting the number cells of the `watch` columns."""
+    def text_rows(
+        self, *, watch: frozenset[int] = frozenset()
+    ) -> Iterator[tuple[int, list[str], list[tuple[str, str]]]]:
+        """Each row's number, cells as text, and (cell name, why) of each unusable cell,
+        noting the number cells of the `watch` columns."""
         for number, row in self.rows:
-            cells = [""] * (max(row) + 1)
-            for position, value in row.items():
-                if position in watch and isinstance(value, int | float):
+            if isinstance(row, dict):
+                yield number, *self._sparse_row(number, row, watch)
+                continue
+            # calamine's rows (never a BrokenCell): the common case, kept to C-speed loops.
+            cells = [cell_text(value) for value in row]
+            for position in watch:
+                if position < len(row) and isinstance(row[position], int | float):
                     self.numbers.setdefault(position, set()).add(number)
-                cells[position] = "" if isinstance(value, BrokenCell) else cell_text(value)
-            yield number, cells
+            broken: list[tuple[str, str]] = []
+            if cells and max(map(len, cells)) > CELL_LIMIT:
+                for position, text in enumerate(cells):
+                    if len(text) > CELL_LIMIT:
+                        broken.append((f"{column_letters(position)}{number}", _too_long(text)))
+                        cells[position] = ""
+            yield number, cells, broken
 
-    @staticmethod
-    def broken(number: int, row: dict[int, object]) -> list[tuple[str, str]]:
-        """(cell name, why) of each unusable cell of a row."""
-        return [
-            (f"{column_letters(position)}{number}", value.why)
-            for position, value in sorted(row.items())
-            if isinstance(value, BrokenCell)
-        ]
+    def _sparse_row(
+        self, number: int, row: dict[int, object], watch: frozenset[int]
+    ) -> tuple[list[str], list[tuple[str, str]]]:
+        cells = [""] * (max(row) + 1) if row else []
+        broken: list[tuple[str, str]] = []
+        for position, value in row.items():
+            if isinstance(value, BrokenCell):
+                broken.append((f"{column_letters(position)}{number}", value.why))
+                continue
+            if position in watch and isinstance(value, int | float):
+                self.numbers.setdefault(position, set()).add(number)
+            cells[position] = cell_text(value)
+        return cells, broken
+
+
+def _too_long(text: str) -> str:
+    return f"{len(text):,} characters, more than a cell may hold (128 KB)"
 
 
 def _capped(text: str) -> str | BrokenCell:
-    if len(text) > CELL_LIMIT:
-        return BrokenCell(f"{len(text):,} characters, more than a cell may hold (128 KB)")
-    return text
+    return BrokenCell(_too_long(text)) if len(text) > CELL_LIMIT else text
 
 
 def read_sheet(path: Path, *, sheet: str | None, max_rows: int = MAX_ROWS) -> SheetRows:
@@ -174,22 +197,13 @@ def _chosen(
     return visible[0], notice
 
 
-def _sparse(
+def _numbered(
     rows: Sequence[Sequence[object]], *, path: Path, max_rows: int
-) -> list[tuple[int, dict[int, object]]]:
-    """calamine's rows as the rows that hold a value, each cell capped."""
-    kept: list[tuple[int, dict[int, object]]] = []
-    for number, row in enumerate(rows, start=1):
-        cells = {
-            position: _capped(value) if isinstance(value, str) else value
-            for position, value in enumerate(row)
-            if value is not None and value != ""
-        }
-        if cells:
-            kept.append((number, cells))
-            if len(kept) > max_rows:
-                raise _too_many_rows(path, max_rows)
-    return kept
+) -> list[tuple[int, Row]]:
+    """calamine's rows, numbered (capped in SheetRows.text_rows, as they are read)."""
+    if len(rows) > max_rows:
+        raise _too_many_rows(path, max_rows)
+    return list(enumerate(rows, start=1))
 
 
 def _too_many_rows(path: Path, max_rows: int) -> ContactsError:
@@ -249,7 +263,7 @@ def _read_ods(path: Path, *, sheet: str | None, max_rows: int) -> SheetRows:
             ) from None
     finally:
         workbook.close()
-    return SheetRows(name=name, rows=_sparse(rows, path=path, max_rows=max_rows), notice=notice)
+    return SheetRows(name=name, rows=_numbered(rows, path=path, max_rows=max_rows), notice=notice)
 
 
 # -- .xlsx ---------------------------------------------------------------------------------
@@ -308,13 +322,25 @@ class _Unsafe(Exception):
 _BLOCK = 1 << 20
 _OVERLAP = 512  # a tag cut by a block's end is found whole in the next block's start
 _DTD = re.compile(rb"<!(?:DOCTYPE|ENTITY)")
-_ROW_NUMBER = re.compile(rb"<(?:\w+:)?row\b[^>]*?\sr=\"(\d+)\"")
-_CELL_COLUMN = re.compile(rb"<(?:\w+:)?c\b[^>]*?\sr=\"([A-Za-z]+)\d")
+# Only a row's reference is all digits; a cell's starts with its column's letters. Each
+# pattern starts with a literal, which the regular-expression engine finds at C speed (an
+# attribute name ending in r only makes the sheet look bigger: then the sparse reader reads it).
+_ROW_NUMBER = re.compile(rb'r="(\d+)"')
+_CELL_COLUMN = re.compile(rb'r="([A-Za-z]{2,})\d')
+_WIDE_COLUMN = re.compile(rb'r="[A-Za-z]{2}')
 # A formula or an error cell: calamine reads them as empty, this module as problems.
-_FORMULA_OR_ERROR = re.compile(rb"<(?:\w+:)?f\b|\st=\"e\"")
+_FORMULA = re.compile(rb"f[\s>/]")  # after '<' or a prefix's ':' (checked in _has_formula)
 # calamine holds a sheet as the rectangle of its cells (32 bytes each): up to this many
 # cells it is the fast reader; past it (a value far out) or with formulas, this module is.
 DENSE_CELLS = 4_000_000
+
+
+def _has_formula(data: bytes) -> bool:
+    """Whether the XML holds an <f> element (with or without a namespace prefix)."""
+    return any(
+        data[match.start() - 1 : match.start()] in (b"<", b":")
+        for match in _FORMULA.finditer(data, 1)
+    )
 
 
 class _Checked:
@@ -365,7 +391,9 @@ class _Xlsx:
         if not extent.formulas and extent.rows * extent.columns <= DENSE_CELLS:
             rows = _calamine_rows(self.path, name)
             return SheetRows(
-                name=name, rows=_sparse(rows, path=self.path, max_rows=self.max_rows), notice=notice
+                name=name,
+                rows=_numbered(rows, path=self.path, max_rows=self.max_rows),
+                notice=notice,
             )
         self.date1904 = date1904
         self.dates = self._date_styles()
@@ -381,13 +409,15 @@ class _Xlsx:
         with self.archive.open(part) as stream:
             while block := stream.read(_BLOCK):
                 data = tail + block
-                if _DTD.search(data):
+                if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
                     raise _Unsafe
                 rows = max([rows, *map(int, _ROW_NUMBER.findall(data))])
-                letters.update(_CELL_COLUMN.findall(data))
-                formulas = formulas or _FORMULA_OR_ERROR.search(data) is not None
+                # Columns past Z are rare in a contacts sheet: only their references are kept.
+                if _WIDE_COLUMN.search(data):
+                    letters.update(_CELL_COLUMN.findall(data))
+                formulas = formulas or b't="e"' in data or _has_formula(data)
                 tail = data[-_OVERLAP:]
-        columns = max((_column(found.decode()) + 1 for found in letters), default=1)
+        columns = max((_column(found.decode()) + 1 for found in letters), default=26)
         return _Extent(rows=max(rows, 1), columns=columns, formulas=formulas)
 
     def _workbook(self) -> tuple[list[tuple[str, bool]], dict[str, str], bool]:
@@ -453,8 +483,8 @@ class _Xlsx:
                     parent.clear()  # what is read is kept as text only
         return shared
 
-    def _rows(self, part: str) -> list[tuple[int, dict[int, object]]]:
-        rows: list[tuple[int, dict[int, object]]] = []
+    def _rows(self, part: str) -> list[tuple[int, Row]]:
+        rows: list[tuple[int, Row]] = []
         holder: Element | None = None
         last = 0
         for event, element in self._events(part):
