@@ -182,21 +182,9 @@ def _read_layout(
         if mapping or suggested >= _SUGGESTED_COLUMNS or len(squashed) > _SUGGESTED_LENGTH:
             continue  # an export's other columns are not misspellings of ours
         suggested += 1
-        near = difflib.get_close_matches(squashed, _SQUASHED_KNOWN, n=1, cutoff=0.8)
-        # street3 is a column of its own, not a misspelt street2.
-        if near and near[0].rstrip("0123456789") != squashed.rstrip("0123456789"):
-            meant = _SQUASHED_KNOWN[near[0]]
-            problems.append(
-                Problem(
-                    f"{raw.strip()!r} is not a known column, so it only reaches templates; "
-                    f"did you mean {meant!r}?",
-                    path=str(path),
-                    line=line,
-                    field=key,
-                    column=position + 1,
-                    hint=f"rename the column to {meant} if that is what it holds",
-                )
-            )
+        found = _misspelt(raw, key=key, squashed=squashed, at=(str(path), line, position))
+        if found is not None:
+            problems.append(found)
     if "id" not in at and preset is not None and "email" in at:
         pass  # made from the email, row by row
     elif "id" not in at:
@@ -219,6 +207,25 @@ def _read_layout(
         header=tuple(cell.strip().casefold() for cell in header),
         id_from_email="id" not in at,
         positions={**positions, "?": positions.get("?", width)},
+    )
+
+
+def _misspelt(raw: str, *, key: str, squashed: str, at: tuple[str, int, int]) -> Problem | None:
+    """The problem of a header cell that looks like a known column misspelt, or None."""
+    near = difflib.get_close_matches(squashed, _SQUASHED_KNOWN, n=1, cutoff=0.8)
+    # street3 is a column of its own, not a misspelt street2.
+    if not near or near[0].rstrip("0123456789") == squashed.rstrip("0123456789"):
+        return None
+    meant = _SQUASHED_KNOWN[near[0]]
+    path, line, position = at
+    return Problem(
+        f"{raw.strip()!r} is not a known column, so it only reaches templates; "
+        f"did you mean {meant!r}?",
+        path=path,
+        line=line,
+        field=key,
+        column=position + 1,
+        hint=f"rename the column to {meant} if that is what it holds",
     )
 
 
