@@ -436,7 +436,7 @@ class _Handler(WSGIRequestHandler):
             handler.run(app)
         except TimeoutError:
             logger.info(
-                "%s: the client sent nothing for %s s; connection closed",
+                "%s: the client stalled for %s s; connection closed",
                 client,
                 self.server.request_timeout,
             )
@@ -450,9 +450,9 @@ class _Handler(WSGIRequestHandler):
         return self.server.route.shown(urlsplit(path).path)
 
     def log_message(self, format: str, *args: Any) -> None:
-        # Only what the server says itself: never the request line, which holds the token.
+        # Never `format % args`: http.server's messages quote the request line (the token).
         command = escaped(str(getattr(self, "command", None) or "-")[:16])
-        logger.info("%s %s %s", command, self._shown(), escaped(format % args)[:200])
+        logger.info("%s %s", command, self._shown())
 
     def log_error(self, format: str, *args: Any) -> None:
         # send_error's, which quotes the request line (and so the token); its log_request
