@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+from collections import Counter
 from pathlib import Path
 from typing import TextIO
 
 from outreach.errors import OutreachError, Problem
 from outreach.sending import SendSummary, Unsent
-from outreach.summary import RunSummary, distinct_lines, shown_line
+from outreach.summary import RunSummary, shown_line
 
 LOGGER_NAME = "outreach"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
@@ -157,10 +158,10 @@ def log_summary(logger: logging.Logger, summary: RunSummary, *, label: str = "")
 
 def _log_problems(logger: logging.Logger, problems: list[Problem], *, more: str) -> None:
     """Each different problem once (with how often it came), up to PROBLEM_LINES."""
-    campaigns = {str(problem): problem.campaign for problem in problems}
-    lines = distinct_lines(problems)
-    for text, count in lines[:PROBLEM_LINES]:
-        where = f" [{campaigns[text]}]" if campaigns[text] else ""
+    # The same sentence in two campaigns is two lines: each says its campaign.
+    lines = list(Counter((problem.campaign, str(problem)) for problem in problems).items())
+    for (campaign, text), count in lines[:PROBLEM_LINES]:
+        where = f" [{campaign}]" if campaign else ""
         logger.warning("  problem%s: %s", where, shown_line(text, count))
     if len(lines) > PROBLEM_LINES:
         logger.warning("  … and %d more problem(s) (%s)", len(lines) - PROBLEM_LINES, more)
