@@ -388,6 +388,8 @@ class _Xlsx:
         sheets, targets, date1904 = self._workbook()
         name, notice = _chosen(self.path, sheet=sheet, sheets=sheets)
         extent = self._extent(targets[name])
+        if extent.rows > self.max_rows:  # refused before a row is kept
+            raise _too_many_rows(self.path, self.max_rows)
         if not extent.formulas and extent.rows * extent.columns <= DENSE_CELLS:
             rows = _calamine_rows(self.path, name)
             return SheetRows(
@@ -402,7 +404,7 @@ class _Xlsx:
 
     def _extent(self, part: str) -> _Extent:
         """The sheet's rectangle and formulas, from a regular-expression pass over its XML."""
-        rows = 0
+        rows = tags = 0
         letters: set[bytes] = set()
         formulas = False
         tail = b""
@@ -412,13 +414,15 @@ class _Xlsx:
                 if b"<!DOCTYPE" in data or b"<!ENTITY" in data:
                     raise _Unsafe
                 rows = max([rows, *map(int, _ROW_NUMBER.findall(data))])
+                # Rows without a number count too: calamine gives each a row of its own.
+                tags += data.count(b"<row") - tail.count(b"<row")
                 # Columns past Z are rare in a contacts sheet: only their references are kept.
                 if _WIDE_COLUMN.search(data):
                     letters.update(_CELL_COLUMN.findall(data))
                 formulas = formulas or b't="e"' in data or _has_formula(data)
                 tail = data[-_OVERLAP:]
         columns = max((_column(found.decode()) + 1 for found in letters), default=26)
-        return _Extent(rows=max(rows, 1), columns=columns, formulas=formulas)
+        return _Extent(rows=max(rows, tags, 1), columns=columns, formulas=formulas)
 
     def _workbook(self) -> tuple[list[tuple[str, bool]], dict[str, str], bool]:
         """(name, visible) of each sheet in order, each sheet's part, and the 1904 date system."""
