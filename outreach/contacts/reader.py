@@ -9,6 +9,7 @@ import gc
 import hashlib
 import itertools
 import re
+import stat
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -108,6 +109,11 @@ def _detect_delimiter(lines: Iterator[str], path: Path) -> tuple[str, list[str]]
 
 
 _column_key = header_key
+# Misspelt column names are looked for among the first this many unknown ones, this long at
+# most: a header of thousands of other columns is an export, not a typing slip, and difflib
+# costs per column.
+_SUGGESTED_COLUMNS = 50
+_SUGGESTED_LENGTH = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +129,7 @@ class _Layout:
     header: tuple[str, ...]  # the header's cells, stripped and case-folded
     # No id column in an export read with a preset: the id is made from the email.
     id_from_email: bool = False
+    positions: Mapping[str, int] = field(default_factory=dict)  # name → its first position
 
 
 def _read_layout(
@@ -139,23 +146,27 @@ def _read_layout(
     extra: list[tuple[int, str]] = []
     unnamed: list[int] = []
     names: list[str] = []
+    positions: dict[str, int] = {}  # names' first positions: a wide header stays linear
+    suggested = 0
     for position, raw in enumerate(header):
         key = _column_key(raw)
         if not key:
             unnamed.append(position)
             names.append(f"column {position + 1}")
+            positions.setdefault(names[-1], position)
             continue
         squashed = key.replace("_", "").replace("-", "")
         mapped = mapping.get(key)
         name = mapped or _SQUASHED_KNOWN.get(squashed, key)
-        if mapped is not None and mapped in names:
+        if mapped is not None and mapped in positions:
             # A preset names two spellings of one column (old and new exports): keep the first.
             extra.append((position, key))
+            positions.setdefault(key, position)
             names.append(key)
             continue
-        if name in names:
+        if name in positions:
             raise ContactsError(
-                f"two columns are both {name!r} (columns {names.index(name) + 1} and "
+                f"two columns are both {name!r} (columns {positions[name] + 1} and "
                 f"{position + 1}), so it is unclear which one holds the data",
                 path=path,
                 line=line,
@@ -163,27 +174,17 @@ def _read_layout(
                 hint="rename or remove one of them",
             )
         names.append(name)
+        positions[name] = position
         if name in KNOWN_COLUMNS:
             at[name] = position
             continue
         extra.append((position, key))
-        if mapping:
+        if mapping or suggested >= _SUGGESTED_COLUMNS or len(squashed) > _SUGGESTED_LENGTH:
             continue  # an export's other columns are not misspellings of ours
-        near = difflib.get_close_matches(squashed, _SQUASHED_KNOWN, n=1, cutoff=0.8)
-        # street3 is a column of its own, not a misspelt street2.
-        if near and near[0].rstrip("0123456789") != squashed.rstrip("0123456789"):
-            meant = _SQUASHED_KNOWN[near[0]]
-            problems.append(
-                Problem(
-                    f"{raw.strip()!r} is not a known column, so it only reaches templates; "
-                    f"did you mean {meant!r}?",
-                    path=str(path),
-                    line=line,
-                    field=key,
-                    column=position + 1,
-                    hint=f"rename the column to {meant} if that is what it holds",
-                )
-            )
+        suggested += 1
+        found = _misspelt(raw, key=key, squashed=squashed, at=(str(path), line, position))
+        if found is not None:
+            problems.append(found)
     if "id" not in at and preset is not None and "email" in at:
         pass  # made from the email, row by row
     elif "id" not in at:
@@ -205,6 +206,26 @@ def _read_layout(
         names=(*names, "?"),
         header=tuple(cell.strip().casefold() for cell in header),
         id_from_email="id" not in at,
+        positions={**positions, "?": positions.get("?", width)},
+    )
+
+
+def _misspelt(raw: str, *, key: str, squashed: str, at: tuple[str, int, int]) -> Problem | None:
+    """The problem of a header cell that looks like a known column misspelt, or None."""
+    near = difflib.get_close_matches(squashed, _SQUASHED_KNOWN, n=1, cutoff=0.8)
+    # street3 is a column of its own, not a misspelt street2.
+    if not near or near[0].rstrip("0123456789") == squashed.rstrip("0123456789"):
+        return None
+    meant = _SQUASHED_KNOWN[near[0]]
+    path, line, position = at
+    return Problem(
+        f"{raw.strip()!r} is not a known column, so it only reaches templates; "
+        f"did you mean {meant!r}?",
+        path=path,
+        line=line,
+        field=key,
+        column=position + 1,
+        hint=f"rename the column to {meant} if that is what it holds",
     )
 
 
@@ -313,8 +334,7 @@ class _RowReader:
         self, message: str, *, line: int, name: str, contact_id: str | None, hint: str
     ) -> Problem:
         """A Problem about the cell of column `name` on `line`."""
-        names = self.layout.names
-        position = names.index(name) if name in names else None
+        position = self.layout.positions.get(name)
         return Problem(
             message,
             path=self.where,
@@ -868,6 +888,59 @@ class _Start:
     header_line: int
     done: int  # the last line read so far; a row starts on the next one
     line_num: Callable[[], int]
+    # Lines with a quote inside a quoted value that is not doubled ("Lo"pez"): the CSV reader
+    # would keep it and go on, so the row is a problem instead.
+    stray_quotes: set[int] = field(default_factory=set)
+
+
+class _QuoteCheck:
+    """The lines given to the CSV reader, passed on as they are; notes (in `stray`) each line
+    where a quoted value holds a lone quote that does not close it."""
+
+    def __init__(self, lines: Iterator[str], *, delimiter: str, first: int) -> None:
+        self.lines = lines
+        self.delimiter = delimiter
+        # A whole line of well-formed cells, checked at C speed; only the others are walked.
+        d = re.escape(delimiter)
+        field = f'(?: *"(?:[^"]|"")*" *|(?! *")[^{d}\\r\\n]*)'
+        self.clean = re.compile(f"{field}(?:{d}{field})*[\\r\\n]*")
+        self.number = first - 1
+        self.quoted = False  # inside a quoted value (which may run over lines)
+        self.stray: set[int] = set()
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.lines)
+        self.number += 1
+        if '"' in line and (self.quoted or not self.clean.fullmatch(line)):
+            self._scan(line)
+        return line
+
+    def _scan(self, line: str) -> None:
+        delimiter, quoted, start = self.delimiter, self.quoted, not self.quoted
+        at, end = 0, len(line)
+        while at < end:
+            char = line[at]
+            if quoted:
+                if char == '"':
+                    after = line[at + 1 : at + 2]
+                    if after == '"':
+                        at += 1  # a doubled quote: one quote in the value
+                    else:
+                        quoted = False
+                        rest = line[at + 1 :].lstrip(" ")
+                        if rest and rest[0] not in (delimiter, "\r", "\n"):
+                            self.stray.add(self.number)
+            elif char == delimiter:
+                start = True
+            elif char == '"' and start:
+                quoted, start = True, False
+            elif char != " ":
+                start = False
+            at += 1
+        self.quoted = quoted
 
 
 def _start(
@@ -883,8 +956,9 @@ def _start(
         read, offset = [], 1
     # skipinitialspace lets `a, "Núñez, Ana"` quote as meant; not strict, so a space after a
     # closing quote is a stray space rather than a broken file.
+    checked = _QuoteCheck(itertools.chain(read, lines), delimiter=delimiter, first=offset + 1)
     reader = csv.reader(
-        itertools.chain(read, lines),
+        checked,
         delimiter=delimiter,
         quotechar='"',
         doublequote=True,
@@ -920,7 +994,12 @@ def _start(
             hint="the first row must be the header, e.g. id,first_name,last_name,email",
         )
     return _Start(
-        reader, layout, header_line, reader.line_num + offset, lambda: reader.line_num + offset
+        reader,
+        layout,
+        header_line,
+        reader.line_num + offset,
+        lambda: reader.line_num + offset,
+        checked.stray,
     )
 
 
@@ -935,36 +1014,72 @@ def _sheet_start(
     sheet: SheetRows, *, path: Path, where: str, problems: list[Problem], settings: ContactsSettings
 ) -> _Start:
     """A sheet read up to its header row (the first with a value)."""
-    rows = sheet.text_rows()
-    number = 0
-    for cells in rows:
-        number += 1
-        if any(cell.strip() for cell in cells):
-            mapping, preset = _mapping(settings)
-            layout = _read_layout(
-                cells, path=where, line=number, problems=problems, mapping=mapping, preset=preset
+    if sheet.notice is not None:
+        problems.append(
+            Problem(
+                sheet.notice,
+                path=str(path),
+                field="contacts.sheet",
+                hint="set contacts.sheet in config.yaml to name the sheet to read",
             )
-            break
-    else:
+        )
+    first = next(
+        (row for row in sheet.text_rows() if row[2] or any(cell.strip() for cell in row[1])),
+        None,
+    )
+    if first is None:
         raise ContactsError(
             "the sheet is empty"
-            if number == 0
+            if not sheet.rows
             else "the sheet has no header row, only empty cells",
             path=where,
             line=1,
             hint="the first row must be the header, e.g. id, first_name, last_name, email",
         )
+    number, cells, broken = first
+    if broken:
+        raise ContactsError(
+            f"the header's cell {broken[0][0]} holds {broken[0][1]}",
+            path=where,
+            line=number,
+            hint="type the column's name in that cell",
+        )
+    mapping, preset = _mapping(settings)
+    layout = _read_layout(
+        cells, path=where, line=number, problems=problems, mapping=mapping, preset=preset
+    )
     # The data rows, noting which postal codes were number cells (their zeros are lost).
-    data = sheet.text_rows(watch=frozenset({layout.at["postal_code"]}))
+    header_at = next(i for i, (n, _) in enumerate(sheet.rows) if n == number)
+    data = SheetRows(sheet.name, sheet.rows[header_at + 1 :], sheet.numbers)
     at = [number]
 
     def reader() -> Iterator[list[str]]:
-        for row_number, cells in enumerate(data, start=1):
-            if row_number > number:
-                at[0] = row_number
-                yield cells
+        for row_number, cells, broken in data.text_rows(
+            watch=frozenset({layout.at["postal_code"]})
+        ):
+            if row_number > at[0] + 1:  # rows without a value: one blank row stands for them
+                at[0] = row_number - 1
+                yield []
+            at[0] = row_number
+            if broken:
+                problems.extend(
+                    _broken_cell(cell, why, where=where, line=row_number) for cell, why in broken
+                )
+                yield []
+                continue
+            yield cells
 
     return _Start(reader(), layout, number, number, lambda: at[0])
+
+
+def _broken_cell(cell: str, why: str, *, where: str, line: int) -> Problem:
+    """The problem of a row with a cell whose value cannot be used."""
+    return Problem(
+        f"cell {cell} holds {why}, so the row is left out",
+        path=where,
+        line=line,
+        hint="correct the cell in the spreadsheet program (or type its value) and save again",
+    )
 
 
 def _rows(start: _Start, rows: _RowReader, tally: _Tally) -> Iterator[Contact]:
@@ -976,6 +1091,9 @@ def _rows(start: _Start, rows: _RowReader, tally: _Tally) -> Iterator[Contact]:
                 cells = [cell.strip() for cell in row]
                 if any(cells):
                     tally.rows += 1
+                    if start.stray_quotes and _stray_quote(start, rows, first=done + 1):
+                        done = start.line_num()
+                        continue
                     contact = rows.read(row, cells, line=done + 1, last=start.line_num())
                     if contact is not None:
                         yield contact
@@ -993,6 +1111,24 @@ def _rows(start: _Start, rows: _RowReader, tally: _Tally) -> Iterator[Contact]:
                 )
             )
             done = start.line_num()
+
+
+def _stray_quote(start: _Start, rows: _RowReader, *, first: int) -> bool:
+    """Report the row if one of its lines has a lone quote inside a quoted value."""
+    last = start.line_num()
+    line = next((n for n in range(first, last + 1) if n in start.stray_quotes), None)
+    if line is None:
+        return False
+    rows.problems.append(
+        Problem(
+            "a quote inside a quoted value is not doubled, so where the value ends is unclear; "
+            "the row is left out",
+            path=rows.where,
+            line=line,
+            hint='write a quote inside a quoted value twice, e.g. "Lo""pez", or remove it',
+        )
+    )
+    return True
 
 
 # A quote left open swallows the rows after it into one cell. Past this many rows lost that
@@ -1065,8 +1201,24 @@ def _first_rows(
     return finder.found
 
 
+def _check_regular(path: Path) -> None:
+    """ContactsError if the contacts path is a FIFO, a device or a folder: reading one could
+    wait for ever, or never end."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # not there, or unreadable: the reader says so in its own words
+    if not stat.S_ISREG(mode):
+        raise ContactsError(
+            "is not a regular file (a folder, a named pipe or a device), so it is not read",
+            path=path,
+            hint="point paths.contacts in config.yaml at the contacts file itself",
+        )
+
+
 def iter_contacts(path: Path, *, settings: ContactsSettings, default_locale: str) -> ContactStream:
     """Read contacts.csv as a stream; the header's errors are raised at once."""
+    _check_regular(path)
     if is_workbook(path):
         # A workbook is read whole by its reader anyway: the stream is over the list.
         return ContactStream.of(
@@ -1135,6 +1287,7 @@ def _finish(tally: _Tally, *, rows: _RowReader, path: Path | str, header_line: i
 
 def load_contacts(path: Path, *, settings: ContactsSettings, default_locale: str) -> ContactList:
     """Read contacts.csv; problem rows are reported and held back from what they cannot serve."""
+    _check_regular(path)
     if is_workbook(path):
         return _load_workbook(path, settings=settings, default_locale=default_locale)
     with _collector_paused():

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
+from outreach.ledger.stored import stored_day, stored_time
 from outreach.model.errors import LedgerError, LockError
 from outreach.rules.cadence import PastMessage
 
@@ -546,8 +547,8 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _day(text: str | None) -> date | None:
-    return date.fromisoformat(text) if text is not None else None
+def _day(text: str | None, *, table: str, row: str) -> date | None:
+    return stored_day(text, table=table, row=row) if text is not None else None
 
 
 _MESSAGE_COLUMNS = (
@@ -654,7 +655,7 @@ def _reply_from_row(row: Sequence[Any]) -> ReplyRecord:
         fingerprint=fp,
         contact_id=cid,
         sender=sender,
-        received=date.fromisoformat(received),
+        received=stored_day(received, table="replies", row=str(rid)),
         subject=subject,
         excerpt=excerpt,
         kind=kind,
@@ -663,7 +664,7 @@ def _reply_from_row(row: Sequence[Any]) -> ReplyRecord:
         campaign=campaign,
         occurrence_key=key,
         message_id=mid,
-        written=_day(written),
+        written=_day(written, table="replies", row=str(rid)),
         evidence=evidence,
         kept=kept,
         note=note,
@@ -721,23 +722,24 @@ def _message_from_row(row: Sequence[Any]) -> MessageRecord:
         updated_at,
         reason_code,
     ) = row
+    where = {"table": "messages", "row": f"of {contact_id!r}, {campaign!r}, {key!r}"}
     return MessageRecord(
         contact_id=contact_id,
         campaign=campaign,
         occurrence_key=key,
         channel=channel,
         status=status,
-        run_date=date.fromisoformat(run_date),
-        event_date=_day(event_date),
-        earliest=_day(earliest),
-        latest=_day(latest),
+        run_date=stored_day(run_date, **where),
+        event_date=_day(event_date, **where),
+        earliest=_day(earliest, **where),
+        latest=_day(latest, **where),
         artifact=artifact,
         message_id=message_id,
         reason=reason,
         error=error,
         essential=bool(essential),
-        effective_date=date.fromisoformat(effective_date),
-        updated_at=datetime.fromisoformat(updated_at),
+        effective_date=stored_day(effective_date, **where),
+        updated_at=stored_time(updated_at, **where),
         reason_code=reason_code,
     )
 
@@ -1020,9 +1022,11 @@ class Ledger:
         return [
             {
                 "id": run_id,
-                "run_date": date.fromisoformat(run_date),
-                "started_at": datetime.fromisoformat(started),
-                "ended_at": datetime.fromisoformat(ended) if ended is not None else None,
+                "run_date": stored_day(run_date, table="runs", row=run_id, path=self.path),
+                "started_at": stored_time(started, table="runs", row=run_id, path=self.path),
+                "ended_at": stored_time(ended, table="runs", row=run_id, path=self.path)
+                if ended is not None
+                else None,
                 "args": json.loads(args),
                 "counts": json.loads(counts) if counts is not None else None,
                 "pid": pid,
@@ -1359,9 +1363,9 @@ class Ledger:
         sql = "SELECT id, run_date FROM runs WHERE ended_at IS NULL"
         if self.shard is not None:
             rows = self._query(sql + " AND scope = ? ORDER BY id", (self.scope,))
-            return [(run_id, date.fromisoformat(day)) for run_id, day in rows]
+            return [(run_id, stored_day(day, table="runs", row=run_id)) for run_id, day in rows]
         rows = self._query(sql + " ORDER BY id")
-        return [(run_id, date.fromisoformat(day)) for run_id, day in rows]
+        return [(run_id, stored_day(day, table="runs", row=run_id)) for run_id, day in rows]
 
     def artifacts_of_run_date(self, run_date: date) -> set[str]:
         """The artifact paths the ledger knows for messages last written on a run date."""
@@ -1421,7 +1425,9 @@ class Ledger:
         for contact_id, day_text, campaign, essential in rows:
             day = days.get(day_text)
             if day is None:
-                day = days[day_text] = date.fromisoformat(day_text)
+                day = days[day_text] = stored_day(
+                    day_text, table="messages", row=f"of {contact_id!r}, {campaign!r}"
+                )
             entry = (day, campaign, bool(essential))
             found = pressure.get(contact_id)
             if found is None:
@@ -1515,7 +1521,7 @@ class Ledger:
                     BounceEvent(
                         address=address,
                         contact_id=contact_id,
-                        day=date.fromisoformat(day),
+                        day=stored_day(day, table="bounce_events", row=f"of {address!r}"),
                         kind=kind,
                         campaign=campaign,
                         occurrence_key=key,
@@ -1553,13 +1559,13 @@ class Ledger:
                 value=value,
                 contact_id=cid,
                 reason=reason,
-                day=date.fromisoformat(day),
+                day=stored_day(day, table="blocks", row=f"of {value!r}"),
                 postal_key=postal_key,
                 status=status,
                 diagnostic=diagnostic,
                 kept=kept,
                 score=score,
-                reported=_day(reported),
+                reported=_day(reported, table="blocks", row=f"of {value!r}"),
             )
             for (
                 channel,

@@ -6,7 +6,7 @@ import os
 import re
 from datetime import time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -50,8 +51,46 @@ def parse_hhmm(value: str) -> time:
     return time(int(match.group(1)), int(match.group(2)), int(match.group(3) or 0))
 
 
-class _Model(BaseModel):
+def _takes_bool(annotation: Any) -> bool:
+    """Whether a field's type admits true/false (else a boolean given for a number is refused)."""
+    if annotation is bool or annotation is Any:
+        return True
+    return any(_takes_bool(arg) for arg in get_args(annotation))
+
+
+def _takes_number(annotation: Any) -> bool:
+    if annotation in (int, float):
+        return True
+    return any(_takes_number(arg) for arg in get_args(annotation))
+
+
+class NumbersNotBooleans(BaseModel):
+    """A model whose number fields refuse true/false (config.yaml's and the campaigns')."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        # YAML's `true` would pass as the number 1 (`min_gap_days: true` as a day).
+        if isinstance(value, bool) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            if _takes_number(annotation) and not _takes_bool(annotation):
+                raise ValueError("true/false is not a number: write a number")
+        return value
+
+
+class _Model(NumbersNotBooleans):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+def _known_locale(value: str) -> str:
+    """The locale as written, if Babel knows it; ValueError if not."""
+    from babel import Locale, UnknownLocaleError
+
+    try:
+        Locale.parse(value.strip().replace("-", "_"))
+    except (ValueError, UnknownLocaleError):
+        raise ValueError(f"{value!r} is not a known locale (e.g. es, es_MX, en_GB)") from None
+    return value
 
 
 class Address(_Model):
@@ -94,10 +133,15 @@ class ContactsSettings(_Model):
     date_format: Literal["DMY", "MDY"] = "DMY"
     default_country: str = "ES"
     default_locale: str | None = None  # defaults to the top-level `locale`
-    sheet: str | None = None  # a workbook's sheet to read (default: the first)
+    sheet: str | None = None  # a workbook's sheet to read (default: the first visible one)
     # Header names of the file → outreach's column names (`Correo electrónico: email`).
     columns: dict[str, str] = Field(default_factory=dict)
     preset: Literal["google", "outlook"] | None = None  # the CSV export of these programs
+
+    @field_validator("default_locale")
+    @classmethod
+    def _locale(cls, value: str | None) -> str | None:
+        return None if value is None else _known_locale(value)
 
     @field_validator("columns")
     @classmethod
@@ -359,15 +403,18 @@ class State(_Model):
     def _url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        from urllib.parse import urlsplit
+        from outreach.ledger.redact import has_password, url_problem
 
-        parts = urlsplit(value.strip())
-        if parts.scheme not in {"postgresql", "postgres"}:
-            raise ValueError("write postgresql://user@host/database (or leave state.url out)")
-        if parts.password is not None:
+        # The password first, in any of its shapes: then no other message quotes it.
+        if has_password(value):
             raise ValueError(
                 "a password does not belong in config.yaml: remove it from the URL and put it "
                 "in PGPASSWORD or ~/.pgpass, which PostgreSQL reads"
+            )
+        problem = url_problem(value.strip())
+        if problem is not None:
+            raise ValueError(
+                f"{problem}: write postgresql://user@host/database (or leave state.url out)"
             )
         return value.strip()
 
@@ -428,6 +475,11 @@ class Settings(_Model):
     bounces: Bounces = Bounces()
     replies: Replies = Replies()
     state: State = State()
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, value: str) -> str:
+        return _known_locale(value)
 
     @field_validator("timezone")
     @classmethod
@@ -507,6 +559,13 @@ def _real_keys(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
     )
 
 
+def _shown(value: object) -> str:
+    """A bad value as an error quotes it, with the password of a connection string masked."""
+    from outreach.ledger.redact import redact_url
+
+    return redact_url(repr(value)) if isinstance(value, str) else repr(value)
+
+
 def validation_error(
     exc: ValidationError,
     *,
@@ -521,7 +580,7 @@ def validation_error(
         loc = _real_keys(tuple(error["loc"]))
         message = _describe(error)
         if error["type"] not in {"extra_forbidden", "missing"} and "input" in error:
-            message += f" (got {error['input']!r})"
+            message += f" (got {_shown(error['input'])})"
         found.append((loc, message))
     loc, message = found[0]
     for other_loc, other_message in found[1:]:

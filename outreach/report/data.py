@@ -584,8 +584,8 @@ def _outgoing(
             LetterBatch(
                 day=day,
                 campaign=pdf.stem,
-                pdf=pdf.relative_to(root).as_posix(),
-                manifest=manifest.relative_to(root).as_posix() if manifest.exists() else None,
+                pdf=_from_root(pdf, root),
+                manifest=_from_root(manifest, root) if manifest.exists() else None,
                 letters=_manifest_rows(manifest),
                 thumbnail=thumbnail,
             )
@@ -607,6 +607,12 @@ def _outgoing(
             first = campaign_dir / min(names)
             emails.append(_email_sample(first, day=day, count=len(names), root=root))
     return tuple(letters), tuple(emails)
+
+
+def _from_root(path: Path, root: Path) -> str:
+    """A file's path as the page names it: from the workspace's folder, or whole when
+    `paths.out` points outside it."""
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
 
 
 def _manifest_rows(manifest: Path) -> int:
@@ -654,8 +660,8 @@ def _email_sample(path: Path, *, day: date, count: int, root: Path) -> EmailSamp
     return EmailSample(
         day=day,
         campaign=path.parent.name,
-        eml=path.relative_to(root).as_posix(),
-        folder=path.parent.relative_to(root).as_posix(),
+        eml=_from_root(path, root),
+        folder=_from_root(path.parent, root),
         count=count,
         subject=str(message.get("Subject", "")),
         html=html,
