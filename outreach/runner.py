@@ -12,14 +12,11 @@ this runner with another store or outlet, and an observer that watches each deci
 from __future__ import annotations
 
 import itertools
-import multiprocessing
 import os
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from multiprocessing.pool import AsyncResult
 
 from outreach.arrival import Timing, email_instead, send_window, timing
 from outreach.audience import WhereRefusedError, compile_audience
@@ -38,10 +35,10 @@ from outreach.deliver.outlets import (
 )
 from outreach.eligibility import choose_channel, first_choice
 from outreach.errors import OutreachError
-from outreach.files import bind_to_parent
 from outreach.households import Household, group_by, household_key
 from outreach.ledger import Ledger, MessageRecord, open_ledger, workspace_lock
 from outreach.ledger.store import RunStore
+from outreach.pipeline.parallel import ordered_map
 from outreach.reasons import Code, Outcome, Reason
 from outreach.rebuild import check_ledger_start
 from outreach.recovery import recover_interrupted
@@ -146,17 +143,6 @@ def worker_count(requested: int | None, contacts: int, *, minimum: int = PARALLE
     return max(1, min(os.cpu_count() or 1, 4))
 
 
-# The chunk function of the run in progress, for forked workers (fork: they inherit it, with
-# the compiled templates and the store's answers, instead of receiving them pickled; only
-# each chunk's contacts travel, pickled, as the parent reads them).
-_ACTIVE: Callable[[list[Contact]], _ChunkResult] | None = None
-
-
-def _run_chunk(chunk: list[Contact]) -> _ChunkResult:
-    assert _ACTIVE is not None
-    return _ACTIVE(chunk)
-
-
 def _in_workers(
     process: Callable[[list[Contact]], _ChunkResult],
     chunks: Iterator[list[Contact]],
@@ -170,26 +156,12 @@ def _in_workers(
     write the granted files; the parent records the rest (skipped, deferred, failed). Workers
     inherit the workspace lock's open file, so a new run cannot start while a worker of a
     killed run is still writing. The parent reads the next chunk only when the
-    workers have room for it: the contacts in memory are the chunks in flight.
+    workers have room for it: the contacts in memory are the chunks in flight. Forked, the
+    workers inherit `process` with the compiled templates and the store's answers; only each
+    chunk's contacts travel, pickled. They die with the run (outreach.pipeline.parallel).
     """
-    global _ACTIVE
-    _ACTIVE = process
-    try:
-        # Workers die with the run and write nothing after it (outreach.files).
-        with multiprocessing.get_context("fork").Pool(
-            processes=processes, initializer=bind_to_parent, initargs=(os.getpid(),)
-        ) as pool:
-            flight: deque[tuple[list[Contact], AsyncResult[_ChunkResult]]] = deque()
-            for chunk in chunks:
-                flight.append((chunk, pool.apply_async(_run_chunk, (chunk,))))
-                if len(flight) > AHEAD * processes:
-                    done, result = flight.popleft()
-                    yield done, result.get()
-            while flight:
-                done, result = flight.popleft()
-                yield done, result.get()
-    finally:
-        _ACTIVE = None
+    with ordered_map(process, chunks, processes=processes, ahead=AHEAD) as done:
+        yield from done
 
 
 class _Progress(Iterator[Contact]):

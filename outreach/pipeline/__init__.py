@@ -1,0 +1,1 @@
+"""The run's machinery: work spread over worker processes (parallel)."""
