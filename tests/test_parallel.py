@@ -72,9 +72,11 @@ def _dies_at_three(n: int) -> int:
 
 def test_a_worker_killed_midway_is_an_error_not_a_hang() -> None:
     before = _children()
+    descriptors = len(os.listdir("/proc/self/fd"))
     with pytest.raises(WorkerDiedError, match="SIGKILL"):
         list(ordered_map(_dies_at_three, range(10), processes=2))
     assert _children() <= before
+    assert len(os.listdir("/proc/self/fd")) == descriptors  # both sockets closed
 
 
 def test_workers_hold_none_of_the_callers_standard_streams() -> None:

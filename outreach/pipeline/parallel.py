@@ -157,16 +157,16 @@ class ParallelMap(Generic[T, R]):
             return  # a copy of this object in a worker forked while it was open
         self._items = None
         for worker in getattr(self, "_workers", ()):
-            if worker.status is not None:
-                continue
-            if worker.number is not None:  # an abandoned item: its result is not wanted
+            if worker.status is None and worker.number is not None:
+                # An abandoned item: its result is not wanted.
                 with suppress(ProcessLookupError):
                     os.kill(worker.pid, signal.SIGKILL)
             _CALLER_ENDS.discard(worker.channel)
-            with suppress(KeyError, ValueError):
+            with suppress(KeyError, ValueError, RuntimeError):
                 self._selector.unregister(worker.channel)
             worker.channel.close()
-            worker.status = _reap(worker.pid)
+            if worker.status is None:
+                worker.status = _reap(worker.pid)
         self._selector.close()
 
     def _fill(self) -> None:
