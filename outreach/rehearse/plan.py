@@ -12,18 +12,16 @@ import multiprocessing
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from multiprocessing.connection import Connection
-from multiprocessing.connection import wait as mp_wait
 
 from outreach.contacts import Contact
 from outreach.deliver.outlets import CountOnlyOutlet
-from outreach.files import bind_to_parent
 from outreach.ledger import read_ledger
 from outreach.ledger.store import MemoryStore
 from outreach.lookup import find_contact, not_a_contact
 from outreach.model.campaigns import Campaign, Occurrence
 from outreach.model.errors import OutreachError
 from outreach.pipeline.decide import Decision, RunDates
+from outreach.pipeline.parallel import ordered_map, tell
 from outreach.pipeline.run import RunOptions, RunSummary, execute_run, worker_count
 from outreach.rules.arrival import lookahead
 from outreach.rules.audience import AudienceFilter, campaign_audience
@@ -472,51 +470,22 @@ def _in_parts(
 ) -> tuple[list[DayCounts], _Busy]:
     """The plan of `contacts` as `parts` forked processes plan every `parts`-th contact each;
     their counts added up, their busiest contacts merged."""
-    context = multiprocessing.get_context("fork")
-    pipes = [context.Pipe(duplex=False) for _ in range(parts)]
-    workers = [
-        context.Process(
-            target=_plan_part,
-            args=(pipes[i][1], workspace, contacts[i::parts], start, days, top),
-            daemon=True,
-        )
-        for i in range(parts)
-    ]
-    for worker in workers:
-        worker.start()
-    for _, sending in pipes:
-        sending.close()  # the parent only reads: a dead worker's pipe then reads as ended
-    results: dict[int, tuple[list[DayCounts], _Busy]] = {}
     reported = [0] * parts
     shown = 0
-    readers = {reading: i for i, (reading, _) in enumerate(pipes)}
-    try:
-        while readers:
-            for ready in mp_wait(list(readers)):
-                assert isinstance(ready, Connection)
-                index = readers[ready]
-                try:
-                    kind, payload = ready.recv()
-                except EOFError:
-                    raise RuntimeError("a plan worker process died") from None
-                if kind == "day":
-                    reported[index] += 1
-                elif kind == "done":
-                    results[index] = payload
-                    del readers[ready]
-                else:
-                    raise payload
-            while on_day is not None and shown < min(reported):
-                on_day(start + timedelta(days=shown))
-                shown += 1
-    finally:
-        for worker in workers:
-            worker.join(timeout=5)
-            if worker.is_alive():
-                worker.kill()
-                worker.join()
-        for reading, _ in pipes:
-            reading.close()
+
+    def heard(part: int, _day: object) -> None:
+        # A day is shown once every part has planned it.
+        nonlocal shown
+        reported[part] += 1
+        while on_day is not None and shown < min(reported):
+            on_day(start + timedelta(days=shown))
+            shown += 1
+
+    def plan_part(part: int) -> tuple[list[DayCounts], _Busy]:
+        return _plan_part(workspace, contacts[part::parts], start=start, days=days, top=top)
+
+    with ordered_map(plan_part, range(parts), processes=parts, ahead=1, on_note=heard) as planned:
+        results = [result for _, result in planned]
     counts = [_added(same) for same in zip(*(results[i][0] for i in range(parts)), strict=True)]
     merged = [item for i in range(parts) for item in results[i][1]]
     return counts, _ranked(merged, top)
@@ -536,29 +505,10 @@ def _added(same: tuple[DayCounts, ...]) -> DayCounts:
 
 
 def _plan_part(
-    pipe: Connection,
-    workspace: Workspace,
-    contacts: Sequence[Contact],
-    start: date,
-    days: int,
-    top: int,
-) -> None:
-    """A forked worker's share of the plan: each day reported, then the counts and the busiest."""
-    bind_to_parent()
-    try:
-        counts, sent, _ = _simulate(
-            workspace,
-            contacts=contacts,
-            watch=None,
-            start=start,
-            days=days,
-            on_day=lambda _day: pipe.send(("day", None)),
-        )
-        pipe.send(("done", (counts, _busiest(sent, top))))
-    except BaseException as exc:  # told to the parent, which raises it
-        try:
-            pipe.send(("error", exc))
-        except Exception:
-            pipe.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
-    finally:
-        pipe.close()
+    workspace: Workspace, contacts: Sequence[Contact], *, start: date, days: int, top: int
+) -> tuple[list[DayCounts], _Busy]:
+    """A worker's share of the plan: each day told to the caller, then the counts and the busiest."""
+    counts, sent, _ = _simulate(
+        workspace, contacts=contacts, watch=None, start=start, days=days, on_day=tell
+    )
+    return counts, _busiest(sent, top)
