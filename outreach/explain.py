@@ -11,14 +11,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from outreach.cadence import reach
 from outreach.campaigns import Campaign, Occurrence, occurrences_between
 from outreach.contacts import Contact
 from outreach.deliver.outlets import RenderOnlyOutlet
 from outreach.errors import Problem
 from outreach.feedback.blocks import current_blocks, describe_block
-from outreach.ledger import Ledger, MessageRecord, read_ledger
-from outreach.ledger.store import MemoryStore
+from outreach.ledger import Ledger, MessageRecord, Seed, read_ledger, rehearsal
 from outreach.lookup import contact_label, find_contact, row_problems, unknown_contact
 from outreach.postal import address_gaps
 from outreach.reasons import Code, Reason
@@ -155,42 +153,34 @@ def explain_contact(
 
     def read(
         ledger: Ledger,
-    ) -> tuple[list[MessageRecord], dict[str, frozenset[str]], tuple[str, ...], MemoryStore | None]:
+    ) -> tuple[list[MessageRecord], dict[str, frozenset[str]], tuple[str, ...]]:
         history = ledger.messages(contact_id=wanted)
         # The blocks that apply to the contact as the contacts file has it now.
         blocked = tuple(
             describe_block(b) for b in current_blocks(contact, ledger.blocks(contact_id=wanted))
         )
-        store = None
-        if contact is not None:
-            # The contact's own rows are all the run needs, instead of every campaign's rows
-            # (a million on a big ledger).
-            store = MemoryStore.seeded(
-                ledger,
-                campaigns=campaigns,
-                since=today - timedelta(days=reach(settings, campaigns)),
-                contact_id=contact.id,
-            )
-        return history, ledger.suppressions(), blocked, store
+        return history, ledger.suppressions(), blocked
 
-    history, suppressions, blocked, store = read_ledger(settings, read)
-    if contact is not None and store is not None:
-        # The run itself, for this one contact: every email rendered and every letter laid
-        # out and window-checked as the real run would, and nothing kept.
-        execute_run(
-            workspace=workspace,
-            store=store,
-            outlet=RenderOnlyOutlet(
-                settings=settings, campaigns=campaigns, today=today, now=now, workers=1
-            ),
-            dates=RunDates(today),
-            clock=lambda: now,
-            observer=events.append,
-            contacts=[contact],
-            args=("explain", contact.id),
-        )
-        # The windows this run closed are missed now, as the next real run will record them.
-        closed = {r.key: r for r in store.recorded if r.status == "missed"}
+    history, suppressions, blocked = read_ledger(settings, read)
+    if contact is not None:
+        # The run itself, for this one contact, on a ledger seeded with its own rows (all a
+        # run of it reads, instead of a million on a big ledger): every email rendered and
+        # every letter laid out and window-checked as the real run would, and nothing kept.
+        with rehearsal(settings, Seed(contact_id=contact.id)) as store:
+            execute_run(
+                workspace=workspace,
+                store=store,
+                outlet=RenderOnlyOutlet(
+                    settings=settings, campaigns=campaigns, today=today, now=now, workers=1
+                ),
+                dates=RunDates(today),
+                clock=lambda: now,
+                observer=events.append,
+                contacts=[contact],
+                args=("explain", contact.id),
+            )
+            # The windows this run closed are missed now, as the next real run will record them.
+            closed = {r.key: r for r in store.messages(contact_id=contact.id, statuses=["missed"])}
         history = [closed.get(r.key, r) for r in history]
     problems = row_problems(workspace, contact_id)
     history.reverse()

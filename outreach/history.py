@@ -20,7 +20,7 @@ from outreach.errors import ContactsError, Problem
 from outreach.feedback.blocks import block_dict  # hook: feedback
 from outreach.ledger import (
     Block,
-    Ledger,
+    LedgerReader,
     MessageRecord,
     ledger_exists,
     open_ledger,
@@ -112,7 +112,7 @@ def read_history(
 
     # Read in place when no run is writing, else from a private copy: reading never touches
     # the file a run may be writing.
-    def read(ledger: Ledger) -> History:
+    def read(ledger: LedgerReader) -> History:
         counts = ledger.count_messages(
             contact_id=contact_id, campaign=campaign, since=since, statuses=wanted
         )

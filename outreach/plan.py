@@ -22,8 +22,7 @@ from outreach.contacts import Contact
 from outreach.deliver.outlets import CountOnlyOutlet
 from outreach.errors import OutreachError
 from outreach.files import bind_to_parent
-from outreach.ledger import read_ledger
-from outreach.ledger.store import MemoryStore
+from outreach.ledger import RunStore, Seed, rehearsal
 from outreach.lookup import find_contact, not_a_contact
 from outreach.runner import RunDates, RunSummary, TraceEvent, execute_run, worker_count
 from outreach.workspace import Workspace
@@ -227,15 +226,16 @@ class _DueSchedule:
                     self.opening.setdefault(max(occ.earliest - ahead, start), []).append(entry)
         self.open: list[tuple[int, date, MessageKey]] = []
 
-    def contacts_on(self, day: date, *, store: MemoryStore) -> list[Contact]:
+    def contacts_on(self, day: date, *, store: RunStore) -> list[Contact]:
         """The contacts (in file order) with an occurrence open on `day` that is not done."""
         self.open.extend(self.opening.pop(day, ()))
         keep = []
         positions = set()
+        done = {campaign: store.done_for(campaign) for campaign in self.keys}
         for entry in self.open:
             position, latest, key = entry
             contact_id, campaign, occurrence_key = key
-            if latest < day or (contact_id, occurrence_key) in store.done_for(campaign):
+            if latest < day or (contact_id, occurrence_key) in done[campaign]:
                 continue
             keep.append(entry)
             positions.add(position)
@@ -402,33 +402,29 @@ def _simulate(
         if schedule is not None
         else None
     )
-    store = read_ledger(
-        settings,
-        lambda ledger: MemoryStore.seeded(
-            ledger, campaigns=campaigns, since=since, contact_id=watch, occurrence_keys=keys
-        ),
-    )
+    seed = Seed(contact_id=watch) if watch is not None else Seed(since=since, occurrence_keys=keys)
     watcher = _Watcher(watch=watch)
     counts: list[DayCounts] = []
-    for offset in range(days):
-        day = start + timedelta(days=offset)
-        moment = datetime.combine(day, RUN_TIME, tzinfo=settings.tz)
-        watcher.day = day
-        watcher.new_skips = {}
-        people = contacts if schedule is None else schedule.contacts_on(day, store=store)
-        summary = execute_run(
-            workspace=workspace,
-            store=store,
-            outlet=CountOnlyOutlet(),
-            dates=RunDates(day, calendar=schedule.calendar if schedule is not None else None),
-            clock=_fixed(moment),
-            observer=watcher.note,
-            contacts=people,
-            args=("plan",),
-        )
-        counts.extend(_day_counts(day, summary, skipped=watcher.new_skips, names=names))
-        if on_day is not None:
-            on_day(day)
+    with rehearsal(settings, seed) as store:
+        for offset in range(days):
+            day = start + timedelta(days=offset)
+            moment = datetime.combine(day, RUN_TIME, tzinfo=settings.tz)
+            watcher.day = day
+            watcher.new_skips = {}
+            people = contacts if schedule is None else schedule.contacts_on(day, store=store)
+            summary = execute_run(
+                workspace=workspace,
+                store=store,
+                outlet=CountOnlyOutlet(),
+                dates=RunDates(day, calendar=schedule.calendar if schedule is not None else None),
+                clock=_fixed(moment),
+                observer=watcher.note,
+                contacts=people,
+                args=("plan",),
+            )
+            counts.extend(_day_counts(day, summary, skipped=watcher.new_skips, names=names))
+            if on_day is not None:
+                on_day(day)
     return counts, watcher.sent, watcher.story
 
 

@@ -65,7 +65,7 @@ from outreach.errors import CampaignError, DeliveryError, OutreachError
 from outreach.feedback.blocks import EMAIL_BLOCKED, email_blocked  # hook: feedback
 from outreach.feedback.refusals import record_refusals  # hook: feedback
 from outreach.feedback.verp import return_path  # hook: feedback
-from outreach.ledger import Ledger, MessageRecord, open_ledger, workspace_lock
+from outreach.ledger import Ledger, MessageRecord, SendQueue, open_ledger, workspace_lock
 from outreach.render.email import RenderedEmail, check_address
 from outreach.workspace import campaign_files, display_path
 
@@ -369,7 +369,7 @@ def send_waiting(
     return summary
 
 
-def _needs_human(ledger: Ledger, *, today: date) -> list[Unsent]:
+def _needs_human(ledger: SendQueue, *, today: date) -> list[Unsent]:
     return [
         Unsent.of(r, error=r.error or "the mail server may or may not have it")
         for r in ledger.open_uncertain_emails(today=today)
@@ -531,7 +531,7 @@ class _Checks:
     """What an email must pass to be sent: its file, and the contact's latest word."""
 
     def __init__(
-        self, *, settings: Settings, ledger: Ledger, contacts: Sequence[Contact] | None
+        self, *, settings: Settings, ledger: SendQueue, contacts: Sequence[Contact] | None
     ) -> None:
         self.root = settings.root
         self.sender = _address_key(settings.sender.email)
@@ -654,7 +654,7 @@ def _deliver(
     rows: Sequence[MessageRecord],
     *,
     summary: SendSummary,
-    ledger: Ledger,
+    ledger: SendQueue,
     checks: _Checks,
     make: DelivererFactory,
     observe: SendObserver | None = None,
@@ -900,7 +900,7 @@ def _record(
     record: MessageRecord,
     *,
     summary: SendSummary,
-    ledger: Ledger,
+    ledger: SendQueue,
     fail: Callable[..., None],
 ) -> None:
     """Write what became of one email to the ledger and the summary."""

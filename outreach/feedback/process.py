@@ -27,7 +27,7 @@ from outreach.feedback.classify import Classified, classify, fingerprint
 from outreach.feedback.mailbox import ImapBox, Mailbox, MaildirBox, MailItem
 from outreach.feedback.score import verdict
 from outreach.feedback.verp import token_pattern, tokens_in, verify_token
-from outreach.ledger import Block, BounceEvent, LedgerStore, MessageRecord, open_ledger
+from outreach.ledger import Block, BounceEvent, FeedbackStore, MessageRecord, open_ledger
 
 _CHUNK = 500
 _CHUNK_BYTES = 8 * 1024 * 1024
@@ -138,7 +138,7 @@ def open_mailbox(
 @dataclass
 class _Context:
     settings: Settings
-    ledger: LedgerStore
+    ledger: FeedbackStore
     today: date
     now: datetime
     contacts: dict[str, Contact]  # by id
@@ -170,7 +170,7 @@ def process_mailbox(
     *,
     mailbox: Mailbox,
     name: str,
-    ledger: LedgerStore,
+    ledger: FeedbackStore,
     today: date,
     now: datetime,
     contacts: tuple[dict[str, Contact], dict[str, Contact]] | None = None,

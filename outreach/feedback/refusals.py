@@ -10,7 +10,7 @@ from typing import Protocol
 from outreach.config import Settings
 from outreach.feedback.classify import clean_text
 from outreach.feedback.score import verdict
-from outreach.ledger import Block, BounceEvent, LedgerStore
+from outreach.ledger import Block, BounceEvent, FeedbackStore
 
 # outreach.deliver.smtp words a refused recipient so: "the server refused the recipient
 # ADDRESS: 550 5.1.1 ..." (tests/test_feedback_smtp.py sends to a real server to keep it so).
@@ -38,7 +38,7 @@ class _Failed(Protocol):
 def record_refusals(
     settings: Settings,
     *,
-    ledger: LedgerStore,
+    ledger: FeedbackStore,
     failed: Iterable[_Failed],
     today: date,
     now: datetime,

@@ -1,7 +1,9 @@
-"""The ledger (what was sent to whom, when), the suppression list, and the workspace lock.
+"""The ledger in a SQLite file: its dialect, opening the file (or a copy of it), and the flock.
 
-SQLite is the embedded store. Everything outside this module codes against `LedgerStore`, so a
-server database can take its place for workspaces run from several machines.
+state/ledger.sqlite is the embedded store; the SQL that reads and writes it is
+outreach.ledger.sql's. A rehearsal (dry run, validate, plan, explain) runs that same SQL on a
+private SQLite database seeded from the real ledger: in memory, or SQLite's private temporary
+file for a large one, so nothing it records reaches the workspace.
 """
 
 from __future__ import annotations
@@ -9,39 +11,19 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-import socket
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import datetime
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
+from typing import TypeVar
 
-from outreach.cadence import PastMessage
 from outreach.errors import LedgerError, LockError
+from outreach.ledger.schema import MIGRATIONS, SCHEMA_VERSION, Migration
+from outreach.ledger.sql import insert_statement
 
-if TYPE_CHECKING:
-    from outreach.ledger.postgres import PgConnection
-    from outreach.shards import Shard
-
-STATUSES = ("rendered", "sending", "sent", "failed", "uncertain", "deferred", "missed", "skipped")
-# A message in one of these states is never redone automatically: it went out (or may have),
-# or its window closed. `failed`, `deferred` and `skipped` are looked at again on the next run.
-DONE_STATUSES = frozenset({"rendered", "sending", "sent", "uncertain", "missed"})
-# What counts toward a contact's pressure in the cadence policy: whatever reached them, or may
-# have. `sending`/`uncertain` count because the contact may well have it in their inbox.
-COUNTED_STATUSES = ("rendered", "sending", "sent", "uncertain")
-CHANNELS = ("email", "letter")
-SUPPRESSION_CHANNELS = ("email", "letter", "all")
 LOCK_NAME = "run.lock"
-_EMAIL_ONLY = frozenset({"email"})
-_LETTER_ONLY = frozenset({"letter"})
-
-# 'outr': marks the file as ours, so a stray SQLite file is not taken for a ledger.
-_APPLICATION_ID = 0x6F757472
 # hook: what moving a damaged ledger aside does, and the way that does not redo anything
 LEDGER_DAMAGED_HINT = (
     "if the file is damaged, `outreach ledger rebuild` moves it aside and records again what "
@@ -53,333 +35,63 @@ _HINT_NEWER = (
     "(pip install -U outreach) before running against this workspace"
 )
 
-
-@dataclass(frozen=True, slots=True)
-class MessageRecord:
-    """One message to one contact: its occurrence, channel, status and where it is."""
-
-    contact_id: str
-    campaign: str
-    occurrence_key: str
-    channel: str  # email | letter
-    status: str
-    run_date: date
-    event_date: date | None = None
-    earliest: date | None = None
-    latest: date | None = None
-    artifact: str | None = None  # path relative to the workspace root
-    message_id: str | None = None
-    reason: str | None = None
-    error: str | None = None
-    essential: bool = False
-    # When it reaches the contact (letters: run_date + delivery_days); cadence counts this day.
-    # Stored as run_date when not given, so a message can never escape the cadence policy.
-    effective_date: date | None = None
-    updated_at: datetime | None = None
-    # Why it was held back, as data (an outreach.reasons.Code value); `reason` is its sentence.
-    # A missed message keeps the code of what deferred it; `window_closed` when nothing did.
-    reason_code: str | None = None
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        """(contact_id, campaign, occurrence_key): what makes a message unique."""
-        return (self.contact_id, self.campaign, self.occurrence_key)
+_DISK_HINT = "check that the disk has room and the state folder is writable"
+# A ledger up to this size is copied into memory for a rehearsal; a larger one into a private
+# temporary file, so a dry run on a ledger of millions of rows does not hold it in RAM.
+MEMORY_COPY_LIMIT = 32 * 1024 * 1024
+_T = TypeVar("_T")
 
 
-# Why an address or a postal address is blocked (see outreach.feedback): data, not sentences.
-BLOCK_REASONS = ("hard-bounce", "soft-bounces", "complaint", "returned-letter")
-BOUNCE_KINDS = ("hard", "soft")
+class SqliteDialect:
+    """SQLite's side of the SQL ledger: a file in the state folder, or a private copy."""
 
+    errors: tuple[type[Exception], ...] = (sqlite3.Error,)
+    # IMMEDIATE takes the write lock at once: two writers never deadlock upgrading a read.
+    begin = "BEGIN IMMEDIATE"
+    snapshot = "BEGIN"  # deferred: the first read fixes what the others see
 
-@dataclass(frozen=True, slots=True)
-class BounceEvent:
-    """One bounce counted against an address: a hard one (5.x.x) or a soft one (4.x.x)."""
+    def __init__(self, where: Path | str, *, file: Path | None) -> None:
+        self.where = where
+        self.file = file  # None: a private copy, which no other connection can reach
 
-    address: str  # lower-cased
-    contact_id: str
-    day: date
-    kind: str  # hard | soft
-    campaign: str | None = None
-    occurrence_key: str | None = None
-    status: str | None = None  # e.g. 5.1.1, or the SMTP reply code
-    diagnostic: str | None = None
-    kept: str | None = None  # the bounce as received, relative to the workspace root
-    source: str = ""  # the bounce's fingerprint, or `smtp` for a refusal at sending time
+    def write_hint(self, exc: Exception) -> str | None:
+        """The disk or the folder's rights: what stops SQLite writing a file."""
+        return _DISK_HINT
 
+    def read_hint(self, exc: Exception) -> str | None:
+        """None: a failed read of a local file says what it is by itself."""
+        return None
 
-@dataclass(frozen=True, slots=True)
-class Block:
-    """An address blocked for a channel, and why.
+    def reopen(self) -> sqlite3.Connection | None:
+        """The file again, for a forked worker; None for a private copy."""
+        if self.file is None:
+            return None
+        try:
+            return open_file(self.file)
+        except sqlite3.Error as exc:
+            raise LedgerError(
+                f"cannot open the ledger: {exc}", path=self.where, hint=LEDGER_DAMAGED_HINT
+            ) from exc
 
-    Email: `value` is the address (a new address in contacts.csv starts clean). Letter: the
-    contact id with `postal_key`, the address the post returned (a changed address starts
-    clean). All: a complaint about the contact (also on the suppression list).
-    """
+    def close(self, conn: sqlite3.Connection) -> None:
+        """Close, first refreshing the query planner's statistics of a file (cheap)."""
+        if self.file is not None:
+            with suppress(sqlite3.Error):
+                conn.execute("PRAGMA optimize")
+        conn.close()
 
-    channel: str  # email | letter | all
-    value: str
-    contact_id: str
-    reason: str  # one of BLOCK_REASONS
-    day: date
-    postal_key: str = ""
-    status: str | None = None
-    diagnostic: str | None = None
-    kept: str | None = None
-    score: float | None = None
-
-
-def email_block_key(address: str) -> str:
-    """The key under which `suppressions()` lists an address blocked for email.
-
-    NUL cannot occur in an address or a contact id, so a block never reads as an opt-out
-    (an opt-out has no fallback; a bounced address lets a letter take over).
-    """
-    return "\x00blocked-email\x00" + address.strip().lower()
-
-
-def letter_block_key(contact_id: str, postal_key: str) -> str:
-    """The key under which `suppressions()` lists a contact's postal address the post returned."""
-    return "\x00blocked-letter\x00" + contact_id.lower() + "\x00" + postal_key
-
-
-class LedgerStore(Protocol):
-    """What the rest of outreach needs from a ledger; SQLite today, maybe a server DB later."""
-
-    def close(self) -> None: ...
-    def begin_run(self, *, run_date: date, started_at: datetime, args: Sequence[str]) -> int: ...
-    def end_run(self, run_id: int, *, ended_at: datetime, counts: Mapping[str, object]) -> None: ...
-    def statuses_for(
-        self, campaign: str, *, occurrence_keys: Iterable[str] | None = None
-    ) -> dict[tuple[str, str], str]: ...
-    def record(self, records: Iterable[MessageRecord], *, run_id: int | None = None) -> None: ...
-    def set_status(
+    def insert_rows(
         self,
-        *,
-        contact_id: str,
-        campaign: str,
-        occurrence_key: str,
-        status: str,
-        error: str | None = None,
-        reason: str | None = None,
-        now: datetime,
-    ) -> None: ...
-    def settle_interrupted(self, *, now: datetime) -> int: ...
-    def mark_missed(self, *, today: date, now: datetime) -> int: ...
-    def mark_unsent_missed(self, *, today: date, now: datetime) -> int: ...
-    def waiting_emails(self, *, today: date, uncertain: bool = False) -> list[MessageRecord]: ...
-    def open_uncertain_emails(self, *, today: date) -> list[MessageRecord]: ...
-    def interrupted_runs(self) -> list[tuple[int, date]]: ...
-    def artifacts_of_run_date(self, run_date: date) -> set[str]: ...
-    def messages(
-        self,
-        *,
-        contact_id: str | None = None,
-        campaign: str | None = None,
-        since: date | None = None,
-        statuses: Iterable[str] | None = None,
-        newest_first: bool = False,
-        limit: int | None = None,
-    ) -> list[MessageRecord]: ...
-    def count_messages(
-        self,
-        *,
-        contact_id: str | None = None,
-        campaign: str | None = None,
-        since: date | None = None,
-        statuses: Iterable[str] | None = None,
-    ) -> dict[str, int]: ...
-    def contact_pressure(self, *, since: date) -> dict[str, list[tuple[date, str, bool]]]: ...
-    def suppress(self, value: str, *, channel: str, source: str, now: datetime) -> bool: ...
-    def suppressions(self) -> dict[str, frozenset[str]]: ...
-    def runs(self, limit: int = 20) -> list[dict[str, object]]: ...
-    def find_email(
-        self, *, message_id: str | None = None, id_prefix: str | None = None
-    ) -> MessageRecord | None: ...
-    def bounce_events(self, addresses: Iterable[str]) -> dict[str, list[BounceEvent]]: ...
-    def blocks(
-        self, *, contact_id: str | None = None, values: Iterable[str] | None = None
-    ) -> list[Block]: ...
-    def feedback_seen(self, fingerprints: Iterable[str]) -> dict[str, str]: ...
-    def record_feedback(
-        self,
-        *,
-        events: Sequence[BounceEvent] = (),
-        blocks: Sequence[Block] = (),
-        suppressions: Sequence[tuple[str, str, str]] = (),
-        seen: Sequence[tuple[str, str, date]] = (),
-        now: datetime,
-    ) -> None: ...
+        conn: sqlite3.Connection,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[object]],
+    ) -> None:
+        """Insert rows, keeping those the table already has."""
+        conn.executemany(insert_statement(table, columns), [tuple(row) for row in rows])
 
-
-# ---------------------------------------------------------------------------------------------
-# Schema and migrations
-
-# A migration takes a connection with `execute(sql)`: sqlite3's, or (outreach.ledger.postgres)
-# one that writes each statement in PostgreSQL's words.
-Migration = Callable[[Any], None]
-
-
-def _v1_initial(conn: sqlite3.Connection) -> None:
-    # OR chains, not IN (...): SQLite builds an IN list's lookup table again for every row
-    # checked, which tripled the cost of recording a big batch.
-    def one_of(column: str, values: Sequence[str]) -> str:
-        return " OR ".join(f"{column} = '{value}'" for value in values)
-
-    statements = [
-        f"PRAGMA application_id = {_APPLICATION_ID}",
-        """CREATE TABLE runs (
-            id INTEGER PRIMARY KEY,
-            run_date TEXT NOT NULL,       -- the run's "today" (--date stands in for it)
-            started_at TEXT NOT NULL,     -- ISO 8601, UTC
-            ended_at TEXT,                -- NULL while running, or if the run died
-            args TEXT NOT NULL,           -- JSON array: the command line
-            counts TEXT,                  -- JSON object: the run's summary
-            pid INTEGER NOT NULL
-        )""",
-        f"""CREATE TABLE messages (
-            id INTEGER PRIMARY KEY,
-            contact_id TEXT NOT NULL,
-            campaign TEXT NOT NULL,
-            occurrence_key TEXT NOT NULL,
-            channel TEXT NOT NULL CHECK ({one_of("channel", CHANNELS)}),
-            status TEXT NOT NULL CHECK ({one_of("status", STATUSES)}),
-            run_date TEXT NOT NULL,       -- the run that last wrote the row
-            event_date TEXT,
-            earliest TEXT,
-            latest TEXT,
-            effective_date TEXT NOT NULL, -- when it reaches the contact; cadence counts this
-            essential INTEGER NOT NULL DEFAULT 0,
-            artifact TEXT,                -- relative to the workspace root
-            message_id TEXT,
-            reason TEXT,
-            error TEXT,
-            run_id INTEGER REFERENCES runs (id),
-            created_at TEXT NOT NULL,     -- ISO 8601, UTC; kept from the first insert
-            updated_at TEXT NOT NULL,
-            -- Campaign first: a campaign's rows land side by side in this index, so a big
-            -- batch appends to it instead of touching every page; statuses_for reads a range.
-            UNIQUE (campaign, contact_id, occurrence_key)
-        )""",
-        "CREATE INDEX messages_by_contact ON messages (contact_id)",
-        # Cadence reads the last weeks of messages: a short range at the end of this index,
-        # which also holds every column the query needs (3x faster than looking up each row).
-        "CREATE INDEX messages_by_effective_date "
-        "ON messages (effective_date, status, contact_id, campaign, essential)",
-        f"""CREATE TABLE suppressions (
-            value TEXT NOT NULL,          -- lower-cased email address or contact id
-            channel TEXT NOT NULL CHECK ({one_of("channel", SUPPRESSION_CHANNELS)}),
-            source TEXT NOT NULL,         -- who asked: cli, unsubscribe link, bounce...
-            created_at TEXT NOT NULL,
-            PRIMARY KEY (value, channel)
-        ) WITHOUT ROWID""",
-    ]
-    for statement in statements:
-        conn.execute(statement)
-
-
-def _v2_waiting_index(conn: sqlite3.Connection) -> None:
-    # Every run looks for messages still waiting (deferred, failed, rendered but unsent,
-    # sending) to retry, send or mark missed. A partial index keeps that a short range read
-    # on a ledger of millions of finished rows, and costs nothing for the finished ones.
-    conn.execute(
-        "CREATE INDEX messages_waiting ON messages (status, latest) "
-        "WHERE status = 'deferred' OR status = 'failed' OR status = 'rendered' "
-        "OR status = 'sending'"
-    )
-
-
-def _v3_uncertain_waits_too(conn: sqlite3.Connection) -> None:
-    # `uncertain` emails are reported by every run and send while their window is open:
-    # the same short range read as the other waiting statuses.
-    conn.execute("DROP INDEX messages_waiting")
-    conn.execute(
-        "CREATE INDEX messages_waiting ON messages (status, latest) "
-        "WHERE status = 'deferred' OR status = 'failed' OR status = 'rendered' "
-        "OR status = 'sending' OR status = 'uncertain'"
-    )
-
-
-def _v4_feedback(conn: sqlite3.Connection) -> None:
-    # What comes back (outreach.feedback): bounces counted per address, blocks with their
-    # reason, and the fingerprints of mail already read so reading it again changes nothing.
-    statements = [
-        """CREATE TABLE bounce_events (
-            id INTEGER PRIMARY KEY,
-            address TEXT NOT NULL,        -- lower-cased
-            contact_id TEXT NOT NULL,
-            campaign TEXT,
-            occurrence_key TEXT,
-            day TEXT NOT NULL,
-            kind TEXT NOT NULL CHECK (kind = 'hard' OR kind = 'soft'),
-            status TEXT,
-            diagnostic TEXT,
-            kept TEXT,                    -- the bounce as received, relative to the root
-            source TEXT NOT NULL,
-            created_at TEXT NOT NULL
-        )""",
-        "CREATE INDEX bounce_events_by_address ON bounce_events (address, day)",
-        """CREATE TABLE blocks (
-            channel TEXT NOT NULL CHECK (channel = 'email' OR channel = 'letter'
-                OR channel = 'all'),
-            value TEXT NOT NULL,          -- address (email) or contact id (letter, all)
-            postal_key TEXT NOT NULL DEFAULT '',
-            contact_id TEXT NOT NULL,
-            reason TEXT NOT NULL,
-            day TEXT NOT NULL,
-            status TEXT,
-            diagnostic TEXT,
-            kept TEXT,
-            score REAL,
-            created_at TEXT NOT NULL,
-            PRIMARY KEY (channel, value, postal_key)
-        ) WITHOUT ROWID""",
-        "CREATE INDEX blocks_by_contact ON blocks (contact_id)",
-        """CREATE TABLE feedback_seen (
-            fingerprint TEXT PRIMARY KEY,
-            kind TEXT NOT NULL,
-            day TEXT NOT NULL,
-            created_at TEXT NOT NULL
-        ) WITHOUT ROWID""",
-        # Bounces quote the Message-ID (or carry its first digits in a VERP token).
-        "CREATE INDEX messages_by_message_id ON messages (message_id) WHERE message_id IS NOT NULL",
-    ]
-    for statement in statements:
-        conn.execute(statement)
-
-
-def _v5_run_scope(conn: sqlite3.Connection) -> None:
-    # Sharded runs (outreach.shards) share a ledger: each run says which part of the workspace
-    # it covered and on which machine, so recovery undoes only its own scope's dead runs.
-    conn.execute("ALTER TABLE runs ADD COLUMN scope TEXT NOT NULL DEFAULT ''")
-    conn.execute("ALTER TABLE runs ADD COLUMN host TEXT")
-
-
-def _v6_reason_code(conn: sqlite3.Connection) -> None:
-    # Why a message was held back, as a code (outreach.reasons.Code) beside its sentence, so
-    # what reads the ledger (the report) never parses sentences. Rows written before it get
-    # their code from the sentences this version's runs wrote, once, here.
-    conn.execute("ALTER TABLE messages ADD COLUMN reason_code TEXT")
-    conn.execute(
-        "UPDATE messages SET reason_code = CASE "
-        "WHEN reason LIKE '%min\\_gap\\_days%' ESCAPE '\\' THEN 'min_gap' "
-        "WHEN reason LIKE '%max\\_messages%' ESCAPE '\\' THEN 'max_messages' "
-        "WHEN reason LIKE '%quiet day%' THEN 'quiet_day' "
-        "WHEN reason LIKE 'window closed%' THEN 'window_closed' "
-        "WHEN reason LIKE 'opted out%' THEN 'opted_out' END "
-        "WHERE reason IS NOT NULL AND status IN ('deferred', 'missed', 'skipped')"
-    )
-
-
-# MIGRATIONS[i] takes a ledger from schema version i to i + 1. Append, never edit.
-MIGRATIONS: tuple[Migration, ...] = (
-    _v1_initial,
-    _v2_waiting_index,
-    _v3_uncertain_waits_too,
-    _v4_feedback,
-    _v5_run_scope,
-    _v6_reason_code,
-)
-SCHEMA_VERSION = len(MIGRATIONS)
+    def after_copy(self, conn: sqlite3.Connection) -> None:
+        """Nothing: SQLite continues its ids after the largest there."""
 
 
 def apply_migrations(
@@ -426,1088 +138,71 @@ def apply_migrations(
     return len(migrations)
 
 
-# ---------------------------------------------------------------------------------------------
-# Conversions: dates as ISO days, timestamps as ISO 8601 in UTC.
+def _prepared(conn: sqlite3.Connection, *, where: Path | str) -> sqlite3.Connection:
+    """The connection with its schema brought up to date (closed if that fails)."""
+    try:
+        apply_migrations(conn, path=where)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
-def _iso_utc(moment: datetime) -> str:
-    # A naive datetime is taken to be UTC already.
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC)
-    return moment.replace(tzinfo=None).isoformat(timespec="seconds") + "+00:00"
+def open_ledger_file(path: Path) -> sqlite3.Connection:
+    """A connection to the ledger file at `path` (folders and schema created as needed)."""
+    try:
+        conn = open_file(path)
+    except sqlite3.Error as exc:
+        raise LedgerError(
+            f"cannot open the ledger: {exc}", path=path, hint=LEDGER_DAMAGED_HINT
+        ) from exc
+    return _prepared(conn, where=path)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+def open_private_copy(path: Path, *, memory_limit: int = MEMORY_COPY_LIMIT) -> sqlite3.Connection:
+    """A private, writable copy of the ledger at `path` (empty if there is none) that vanishes
+    on close: in memory up to `memory_limit` bytes, else in SQLite's private temporary file."""
+    try:
+        conn = _open_copy(path, memory_limit=memory_limit)
+    except sqlite3.Error as exc:
+        raise LedgerError(
+            f"cannot open the ledger: {exc}", path=path, hint=LEDGER_DAMAGED_HINT
+        ) from exc
+    return _prepared(conn, where=path)
 
 
-def _day(text: str | None) -> date | None:
-    return date.fromisoformat(text) if text is not None else None
+def open_memory(*, where: Path | str) -> sqlite3.Connection:
+    """An empty ledger in memory (a rehearsal seeds it); `where` names it in errors."""
+    return _prepared(sqlite3.connect(":memory:", isolation_level=None), where=where)
 
 
-_MESSAGE_COLUMNS = (
-    "contact_id, campaign, occurrence_key, channel, status, run_date, event_date, earliest, "
-    "latest, artifact, message_id, reason, error, essential, effective_date, updated_at, "
-    "reason_code"
-)
+def read_in_place(path: Path, reader: Callable[[sqlite3.Connection], _T]) -> list[_T]:
+    """[what `reader` reads from the file itself], or [] when that cannot be trusted.
 
-# The f-strings below only join this module's constants; values always go in as parameters.
-_UPSERT = f"""
-INSERT INTO messages ({_MESSAGE_COLUMNS}, run_id, created_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?16)
-ON CONFLICT (campaign, contact_id, occurrence_key) DO UPDATE SET
-    channel = excluded.channel, status = excluded.status, run_date = excluded.run_date,
-    event_date = excluded.event_date, earliest = excluded.earliest, latest = excluded.latest,
-    artifact = excluded.artifact, message_id = excluded.message_id, reason = excluded.reason,
-    error = excluded.error, essential = excluded.essential,
-    effective_date = excluded.effective_date, updated_at = excluded.updated_at,
-    reason_code = excluded.reason_code, run_id = coalesce(excluded.run_id, messages.run_id)
-"""  # noqa: S608
-
-# A row no run must redo (Ledger.done_for's rule), as the WHERE of an upsert sees it.
-_HELD = (
-    "(messages.status IN ("
-    + ", ".join(repr(s) for s in sorted(DONE_STATUSES))
-    + ") OR (messages.status = 'failed' AND messages.artifact IS NOT NULL))"
-)
-# What a run records besides its claims (skipped, deferred, missed, failed before it was made)
-# never replaces a done row of another run: where two runs the locks did not keep apart meet
-# on one message, the one that made it keeps it.
-_RECORD = f"{_UPSERT}WHERE NOT {_HELD} OR messages.run_id = excluded.run_id"
-# A claim is the message's final row, written before its file: inserted, or taken over from a
-# row no run must keep (deferred, skipped, failed before it was made), never from a done one.
-# The rows a claim did not take come back from no RETURNING: another run (or machine) made them.
-_CLAIM = f"{_UPSERT}WHERE NOT {_HELD} RETURNING contact_id, campaign, occurrence_key"
-# What this run claimed, changed to what became of it (its file's write failed, a letter's
-# batch was printed): only rows this run still holds.
-_SETTLE_CLAIM = (
-    "UPDATE messages SET status = ?1, artifact = ?2, message_id = ?3, reason = ?4, "
-    "error = ?5, reason_code = ?6, updated_at = ?7 "
-    "WHERE campaign = ?8 AND contact_id = ?9 AND occurrence_key = ?10 AND run_id = ?11"
-)
-
-_SELECT_MESSAGES = f"SELECT {_MESSAGE_COLUMNS} FROM messages"  # noqa: S608
-# Served by the effective_date index; rows come out in date order without a sort.
-_PRESSURE = (
-    "SELECT contact_id, effective_date, campaign, essential FROM messages "  # noqa: S608
-    f"WHERE effective_date >= ? AND status IN ({', '.join(repr(s) for s in COUNTED_STATUSES)}) "
-    "ORDER BY effective_date"
-)
-
-
-# Emails the send step may send (see Ledger.waiting_emails). A literal status in each query is
-# what lets SQLite read the partial index messages_waiting (IN (...) or a bound parameter
-# would not match its WHERE clause); `id` comes last, for the order.
-_WAITING_COLUMNS = f"SELECT {_MESSAGE_COLUMNS}, id FROM messages"  # noqa: S608
-_WAITING_RENDERED = (
-    f"{_WAITING_COLUMNS} WHERE status = 'rendered' AND latest >= ?1 AND channel = 'email'"
-)
-# A failed email without a file failed before it was made: the next run makes it again.
-_WAITING_FAILED = (
-    f"{_WAITING_COLUMNS} WHERE status = 'failed' AND latest >= ?1 AND channel = 'email' "
-    "AND coalesce(reason, '') <> 'permanent' AND artifact IS NOT NULL"
-)
-# Not in the partial index: uncertain rows are rare, and a scan finds them.
-_OPEN_UNCERTAIN = (
-    f"{_WAITING_COLUMNS} WHERE status = 'uncertain' AND latest >= ?1 AND channel = 'email'"
-)
-
-
-_DONE_FOR = (
-    "SELECT contact_id, occurrence_key, status FROM messages WHERE campaign = ? AND "  # noqa: S608
-    f"(status IN ({', '.join(repr(s) for s in sorted(DONE_STATUSES))}) "
-    "OR (status = 'failed' AND artifact IS NOT NULL))"
-)
-_CLOSE_WINDOWS = (
-    "UPDATE messages SET status = 'missed', updated_at = ?, run_date = ?, "  # noqa: S608
-    "run_id = ?, reason = 'window closed while deferred: ' || coalesce(reason, '') "
-    f"WHERE status = 'deferred' AND latest < ? RETURNING {_MESSAGE_COLUMNS}"
-)
-_SELECT_BOUNCES = (
-    "SELECT address, contact_id, day, kind, campaign, occurrence_key, status, diagnostic, "
-    "kept, source FROM bounce_events"
-)
-
-# Occurrence keys per query in `statuses_for`: well under SQLite's limit on parameters.
-_KEYS_PER_QUERY = 500
-
-
-def _message_filter(
-    *,
-    contact_id: str | None,
-    campaign: str | None,
-    since: date | None,
-    statuses: Iterable[str] | None,
-) -> tuple[str, list[object]]:
-    """The WHERE clause (with a leading space, or empty) and parameters of a message query."""
-    where: list[str] = []
-    params: list[object] = []
-    if contact_id is not None:
-        where.append("contact_id = ?")
-        params.append(contact_id)
-    if campaign is not None:
-        where.append("campaign = ?")
-        params.append(campaign)
-    if since is not None:
-        where.append("run_date >= ?")
-        params.append(since.isoformat())
-    if statuses is not None:
-        wanted = list(statuses)
-        where.append(f"status IN ({', '.join('?' * len(wanted))})" if wanted else "1 = 0")
-        params.extend(wanted)
-    return (" WHERE " + " AND ".join(where) if where else ""), params
-
-
-def _message_from_row(row: Sequence[Any]) -> MessageRecord:
-    (
-        contact_id,
-        campaign,
-        key,
-        channel,
-        status,
-        run_date,
-        event_date,
-        earliest,
-        latest,
-        artifact,
-        message_id,
-        reason,
-        error,
-        essential,
-        effective_date,
-        updated_at,
-        reason_code,
-    ) = row
-    return MessageRecord(
-        contact_id=contact_id,
-        campaign=campaign,
-        occurrence_key=key,
-        channel=channel,
-        status=status,
-        run_date=date.fromisoformat(run_date),
-        event_date=_day(event_date),
-        earliest=_day(earliest),
-        latest=_day(latest),
-        artifact=artifact,
-        message_id=message_id,
-        reason=reason,
-        error=error,
-        essential=bool(essential),
-        effective_date=date.fromisoformat(effective_date),
-        updated_at=datetime.fromisoformat(updated_at),
-        reason_code=reason_code,
-    )
-
-
-def _record_rows(
-    records: Iterable[MessageRecord], *, default_stamp: str | None, run_id: int | None
-) -> Iterator[tuple[object, ...]]:
-    """The parameters of _UPSERT for each record."""
-    # The hot loop of a big batch: no helper calls, one timestamp conversion per
-    # distinct updated_at (a run stamps its records alike).
-    moment: datetime | None = None
-    stamp = default_stamp
-    for r in records:
-        updated = r.updated_at
-        if updated is None:
-            if default_stamp is None:
-                raise ValueError(f"{r.key}: a record needs updated_at or a run_id")
-            moment, stamp = None, default_stamp
-        elif updated is not moment:
-            moment, stamp = updated, _iso_utc(updated)
-        run_day = r.run_date.isoformat()
-        event, earliest, latest = r.event_date, r.earliest, r.latest
-        yield (
-            r.contact_id,
-            r.campaign,
-            r.occurrence_key,
-            r.channel,
-            r.status,
-            run_day,
-            event.isoformat() if event is not None else None,
-            earliest.isoformat() if earliest is not None else None,
-            latest.isoformat() if latest is not None else None,
-            r.artifact,
-            r.message_id,
-            r.reason,
-            r.error,
-            1 if r.essential else 0,
-            r.effective_date.isoformat() if r.effective_date is not None else run_day,
-            stamp,
-            r.reason_code,
-            run_id,  # ?18; created_at reuses ?16
+    A quiet ledger file (no run writing it: no -wal) is read in place, immutable, and the read
+    is kept only if the file did not change meanwhile; a busy one, or one whose schema is not
+    this version's, is left to be read from a copy.
+    """
+    wal = path.with_name(path.name + "-wal")
+    if not path.exists() or wal.exists():
+        return []
+    before = path.stat()
+    found: list[_T] = []
+    with suppress(sqlite3.Error):
+        conn = sqlite3.connect(
+            f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True, isolation_level=None
         )
-
-
-# ---------------------------------------------------------------------------------------------
-# The SQLite ledger
-
-
-# A ledger up to this size is copied into memory for a read-only open; a larger one into a
-# private temporary file, so `plan` on a ledger of millions of rows does not hold it in RAM.
-_MEMORY_COPY_LIMIT = 32 * 1024 * 1024
-_T = TypeVar("_T")
-
-
-class Ledger:
-    """The SQLite ledger: messages, runs and suppressions in one file (state/ledger.sqlite)."""
-
-    def __init__(
-        self,
-        conn: sqlite3.Connection | PgConnection,
-        *,
-        path: Path | str,
-        readonly: bool,
-        errors: tuple[type[Exception], ...] = (sqlite3.Error,),
-    ) -> None:
-        self._conn: Any = conn
-        self.path = path  # the file, or (PostgreSQL) the URL without its password
-        self.readonly = readonly
-        self._errors = errors
-        self._run_started: dict[int, str] = {}
-        self._closed = False
-        # The part of the workspace this process's runs cover (outreach.shards); None: all of it.
-        self.shard: Shard | None = None
-        # How a forked worker opens a connection of its own (None: a private copy, which no
-        # other process can reach), and that connection once it has one.
-        self.reopen: Callable[[], Any] | None = None
-        self._pid = os.getpid()
-        self._worker_conn: tuple[int, Any] | None = None
-
-    @classmethod
-    def connect(cls, url: str, *, readonly: bool = False) -> Ledger:
-        """Open (creating the schema) the ledger in the PostgreSQL database at `url`.
-
-        `readonly` works inside one transaction that is never committed: its writes vanish.
-        """
-        from outreach.ledger import postgres
-
-        where = postgres.redact(url)
-        conn = postgres.PgConnection(postgres.connect(url), readonly=readonly)
         try:
-            postgres.apply_pg_migrations(conn, where=where, migrations=MIGRATIONS)
-        except BaseException:
+            if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+                found.append(reader(conn))
+        finally:
             conn.close()
-            raise
-        ledger = cls(conn, path=where, readonly=readonly, errors=postgres.errors())
-        if not readonly:
-            ledger.reopen = lambda: postgres.PgConnection(postgres.connect(url), readonly=False)
-        return ledger
-
-    @property
-    def scope(self) -> str:
-        """'' for a run of the whole workspace, else its shard's label (shard-2-of-4)."""
-        return self.shard.label if self.shard is not None else ""
-
-    def _mine(self, contact_id: str) -> bool:
-        return self.shard is None or self.shard.contains(contact_id)
-
-    @classmethod
-    def open(
-        cls, path: Path, *, readonly: bool = False, memory_copy_limit: int = _MEMORY_COPY_LIMIT
-    ) -> Ledger:
-        """Open (creating folders and schema) the ledger at `path`.
-
-        `readonly` never writes to the workspace: the ledger is a private copy of the file
-        (empty if there is none) — in memory up to `memory_copy_limit` bytes, else in SQLite's
-        private temporary file — so a dry run or a plan goes through the same
-        steps as a real run and its writes vanish on close.
-        """
-        try:
-            conn = (
-                _open_copy(path, memory_limit=memory_copy_limit) if readonly else _open_file(path)
-            )
-        except sqlite3.Error as exc:
-            raise LedgerError(
-                f"cannot open the ledger: {exc}",
-                path=path,
-                hint=LEDGER_DAMAGED_HINT,
-            ) from exc
-        try:
-            apply_migrations(conn, path=path)
-        except BaseException:
-            conn.close()
-            raise
-        ledger = cls(conn, path=path, readonly=readonly)
-        if not readonly:
-            ledger.reopen = lambda: _open_file(path)
-        return ledger
-
-    @classmethod
-    def read(cls, path: Path, reader: Callable[[Ledger], _T]) -> _T:
-        """What `reader` reads from the ledger at `path`, without copying it when it can.
-
-        A plan or a report only reads, and copying a large ledger (`open(readonly=True)`) costs
-        more than the reading: a quiet ledger file (no run writing it: no -wal) is read in
-        place, immutable, and the read is kept only if the file did not change meanwhile;
-        otherwise, and for a ledger whose schema is not this version's, it is read from a copy.
-        """
-        wal = path.with_name(path.name + "-wal")
-        if path.exists() and not wal.exists():
-            before = path.stat()
-            found: list[_T] = []
-            with suppress(sqlite3.Error):
-                conn = sqlite3.connect(
-                    f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True, isolation_level=None
-                )
-                try:
-                    if conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
-                        found.append(reader(cls(conn, path=path, readonly=True)))
-                finally:
-                    conn.close()
-            after = path.stat()
-            if found and not wal.exists() and _same_file(before, after):
-                return found[0]
-        with cls.open(path, readonly=True) as ledger:
-            return reader(ledger)
-
-    def close(self) -> None:
-        """Close the connection (idempotent)."""
-        if self._closed:
-            return
-        self._closed = True
-        if not self.readonly:
-            # Cheap, and keeps the query planner's statistics fresh for the indexes.
-            with suppress(sqlite3.Error):
-                self._conn.execute("PRAGMA optimize")
-        self._conn.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def _connection(self) -> Any:
-        """This process's connection. A forked worker never touches its parent's (a SQLite
-        connection or a server session must not be shared across processes): it opens its
-        own on first use."""
-        pid = os.getpid()
-        if pid == self._pid or self.reopen is None:
-            return self._conn
-        if self._worker_conn is None or self._worker_conn[0] != pid:
-            try:
-                self._worker_conn = (pid, self.reopen())
-            except sqlite3.Error as exc:
-                raise LedgerError(
-                    f"cannot open the ledger: {exc}", path=self.path, hint=LEDGER_DAMAGED_HINT
-                ) from exc
-        return self._worker_conn[1]
-
-    @contextmanager
-    def _transaction(self, what: str, *, conn: Any = None) -> Iterator[sqlite3.Connection]:
-        conn = self._conn if conn is None else conn
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-        except self._errors as exc:
-            raise LedgerError(
-                f"cannot {what}: {_first_line(exc)}",
-                path=self.path,
-                hint=self._hint(exc),
-            ) from exc
-
-    def _hint(self, exc: Exception) -> str | None:
-        if isinstance(self.path, Path):
-            return "check that the disk has room and the state folder is writable"
-        from outreach.ledger.postgres import hint_for
-
-        return hint_for(exc)
-
-    def _query(self, sql: str, params: Sequence[object] = ()) -> list[Any]:
-        try:
-            return list(self._conn.execute(sql, params).fetchall())
-        except self._errors as exc:
-            raise LedgerError(
-                f"cannot read the ledger: {_first_line(exc)}",
-                path=self.path,
-                hint=None if isinstance(self.path, Path) else self._hint(exc),
-            ) from exc
-
-    # -- runs ------------------------------------------------------------------------------
-
-    def begin_run(self, *, run_date: date, started_at: datetime, args: Sequence[str]) -> int:
-        """Record the start of a run; return its id."""
-        started = _iso_utc(started_at)
-        with self._transaction("record the run") as conn:
-            row = conn.execute(
-                "INSERT INTO runs (run_date, started_at, args, pid, scope, host) "
-                "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-                (
-                    run_date.isoformat(),
-                    started,
-                    json.dumps(list(args)),
-                    os.getpid(),
-                    self.scope,
-                    socket.gethostname(),
-                ),
-            ).fetchone()
-        run_id = int(row[0])
-        self._run_started[run_id] = started
-        return run_id
-
-    def end_run(self, run_id: int, *, ended_at: datetime, counts: Mapping[str, object]) -> None:
-        """Record the end of a run and its summary counts."""
-        with self._transaction("record the end of the run") as conn:
-            cursor = conn.execute(
-                "UPDATE runs SET ended_at = ?, counts = ? WHERE id = ?",
-                (_iso_utc(ended_at), json.dumps(counts, sort_keys=True, default=str), run_id),
-            )
-            if cursor.rowcount != 1:
-                raise LedgerError(f"there is no run {run_id} in the ledger", path=self.path)
-
-    def runs(self, limit: int = 20) -> list[dict[str, object]]:
-        """The latest runs, newest first, as dicts (dates and times parsed, JSON decoded)."""
-        rows = self._query(
-            "SELECT id, run_date, started_at, ended_at, args, counts, pid FROM runs "
-            "ORDER BY id DESC LIMIT ?",
-            (limit,),
-        )
-        return [
-            {
-                "id": run_id,
-                "run_date": date.fromisoformat(run_date),
-                "started_at": datetime.fromisoformat(started),
-                "ended_at": datetime.fromisoformat(ended) if ended is not None else None,
-                "args": json.loads(args),
-                "counts": json.loads(counts) if counts is not None else None,
-                "pid": pid,
-            }
-            for run_id, run_date, started, ended, args, counts, pid in rows
-        ]
-
-    # -- messages --------------------------------------------------------------------------
-
-    def statuses_for(
-        self, campaign: str, *, occurrence_keys: Iterable[str] | None = None
-    ) -> dict[tuple[str, str], str]:
-        """(contact_id, occurrence_key) → status for every message of a campaign (or only
-        those with one of `occurrence_keys`: `plan` needs this year's, not a decade's)."""
-        sql = "SELECT contact_id, occurrence_key, status FROM messages WHERE campaign = ?"
-        return self._status_map(sql, campaign, occurrence_keys)
-
-    def _status_map(
-        self, sql: str, campaign: str, occurrence_keys: Iterable[str] | None
-    ) -> dict[tuple[str, str], str]:
-        """(contact_id, occurrence_key) → status of the rows `sql` selects for a campaign;
-        `occurrence_keys` go a few hundred a query (SQLite's limit on parameters)."""
-        if occurrence_keys is None:
-            rows = self._query(sql, (campaign,))
-            return {(contact_id, key): status for contact_id, key, status in rows}
-        found: dict[tuple[str, str], str] = {}
-        keys = sorted(set(occurrence_keys))
-        for start in range(0, len(keys), _KEYS_PER_QUERY):
-            chunk = keys[start : start + _KEYS_PER_QUERY]
-            marks = ", ".join("?" * len(chunk))
-            rows = self._query(f"{sql} AND occurrence_key IN ({marks})", (campaign, *chunk))
-            found.update(((contact_id, key), status) for contact_id, key, status in rows)
+    if found and not wal.exists() and _same_file(before, path.stat()):
         return found
-
-    def done_for(
-        self, campaign: str, *, occurrence_keys: Iterable[str] | None = None
-    ) -> dict[tuple[str, str], str]:
-        """(contact_id, occurrence_key) → status of a campaign's messages a run must not redo.
-
-        Those in DONE_STATUSES, and failed emails whose file exists (the send step retries
-        them from it). A message that failed before it was made (a template or layout error,
-        a full disk) is made again by the next run, as are deferred and skipped ones.
-        """
-        return self._status_map(_DONE_FOR, campaign, occurrence_keys)
-
-    def history(self, *, since: date) -> dict[str, list[PastMessage]]:
-        """contact_id → the messages that weigh on their cadence from `since` on."""
-        return {
-            contact_id: [
-                PastMessage(effective_date=day, campaign=name, essential=essential)
-                for day, name, essential in rows
-            ]
-            for contact_id, rows in self.contact_pressure(since=since).items()
-        }
-
-    def close_windows(self, *, today: date, now: datetime, run_id: int) -> list[MessageRecord]:
-        """Turn deferred messages whose window closed before today into `missed`, dated and
-        owned by this run; return them. A message is never sent late."""
-        stamp = _iso_utc(now)
-        params = (stamp, today.isoformat(), run_id, today.isoformat())
-        rows: list[Any] = []
-        with self._transaction("mark missed messages") as conn:
-            ids = self._ids_of_mine(
-                conn,
-                "SELECT id, contact_id FROM messages WHERE status = 'deferred' AND latest < ?",
-                (today.isoformat(),),
-            )
-            if ids is None:
-                rows = conn.execute(_CLOSE_WINDOWS, params).fetchall()
-            for chunk in ids or ():
-                marks = ", ".join("?" * len(chunk))
-                sql = _CLOSE_WINDOWS.replace(" RETURNING", f" AND id IN ({marks}) RETURNING")
-                rows.extend(conn.execute(sql, (*params, *chunk)).fetchall())
-        return [_message_from_row(row) for row in rows]
-
-    def _ids_of_mine(self, conn: Any, sql: str, params: Sequence[object]) -> list[list[int]] | None:
-        """For a sharded run, the ids (in chunks) among (id, contact_id) rows of `sql` whose
-        contact is in the shard; None when the run covers the whole workspace."""
-        if self.shard is None:
-            return None
-        shard = self.shard
-        ids = [
-            row_id
-            for row_id, contact in conn.execute(sql, params).fetchall()
-            if shard.contains(contact)
-        ]
-        return [ids[i : i + _KEYS_PER_QUERY] for i in range(0, len(ids), _KEYS_PER_QUERY)]
-
-    def record(self, records: Iterable[MessageRecord], *, run_id: int | None = None) -> None:
-        """Insert or update messages in one transaction; a row keeps its first created_at.
-
-        An existing row takes every field of the new record (an error it no longer has is
-        cleared); its run_id is kept when none is given. A run's records (`run_id` given)
-        keep a done row (see `done_for`) that another run wrote as it is. A record without
-        `updated_at` is stamped with its run's start time.
-        """
-        default_stamp = self._run_stamp(run_id) if run_id is not None else None
-        rows = _record_rows(records, default_stamp=default_stamp, run_id=run_id)
-        with self._transaction("record messages") as conn:
-            conn.executemany(_UPSERT if run_id is None else _RECORD, rows)
-
-    def claim(self, records: Sequence[MessageRecord], *, run_id: int) -> set[tuple[str, str, str]]:
-        """Write each record where no done row exists, in one transaction, before its file is
-        written; return the keys this run now holds. A key not returned was made by another
-        run or machine: its file is not to be written.
-
-        Safe to call from a forked worker (it uses a connection of its own). Rows are taken
-        in key order, so two runs claiming overlapping chunks on a server never deadlock.
-        """
-        if not records:
-            return set()
-        ordered = sorted(records, key=lambda r: (r.campaign, r.contact_id, r.occurrence_key))
-        rows = _record_rows(ordered, default_stamp=self._run_stamp(run_id), run_id=run_id)
-        granted: set[tuple[str, str, str]] = set()
-        with self._transaction("claim messages", conn=self._connection()) as conn:
-            for row in rows:
-                found = conn.execute(_CLAIM, row).fetchone()
-                if found is not None:
-                    granted.add((found[0], found[1], found[2]))
-        return granted
-
-    def settle_claims(self, records: Iterable[MessageRecord], *, run_id: int) -> None:
-        """Set what became of messages this run claimed (a write that failed, a letter's
-        batch), in one transaction; rows no longer held by the run are left alone."""
-        params = [
-            (
-                r.status,
-                r.artifact,
-                r.message_id,
-                r.reason,
-                r.error,
-                r.reason_code,
-                _iso_utc(r.updated_at) if r.updated_at is not None else self._run_stamp(run_id),
-                r.campaign,
-                r.contact_id,
-                r.occurrence_key,
-                run_id,
-            )
-            for r in records
-        ]
-        if not params:
-            return
-        with self._transaction("record messages", conn=self._connection()) as conn:
-            for row in params:
-                conn.execute(_SETTLE_CLAIM, row)
-
-    def claim_sending(self, record: MessageRecord, *, uncertain: bool, now: datetime) -> bool:
-        """Mark an email `sending` if it is still one the send step may send (`uncertain`:
-        those too); False when another send step has it (or it changed meanwhile)."""
-        sendable = "'rendered', 'failed', 'uncertain'" if uncertain else "'rendered', 'failed'"
-        with self._transaction("update a message") as conn:
-            cursor = conn.execute(
-                "UPDATE messages SET status = 'sending', error = NULL, reason = NULL, "  # noqa: S608
-                "reason_code = NULL, updated_at = ? "
-                "WHERE contact_id = ? AND campaign = ? AND occurrence_key = ? "
-                f"AND status IN ({sendable}) AND channel = 'email' AND artifact IS NOT NULL "
-                "AND NOT (status = 'failed' AND coalesce(reason, '') = 'permanent')",
-                (_iso_utc(now), record.contact_id, record.campaign, record.occurrence_key),
-            )
-            return bool(cursor.rowcount == 1)
-
-    def run_process(self, run_id: int) -> tuple[str | None, int, datetime]:
-        """(host, pid, start time) of the process that began a run."""
-        rows = self._query("SELECT host, pid, started_at FROM runs WHERE id = ?", (run_id,))
-        if not rows:
-            raise LedgerError(f"there is no run {run_id} in the ledger", path=self.path)
-        host, pid, started = rows[0]
-        return host, int(pid), datetime.fromisoformat(started)  # TEXT on both stores
-
-    def claimed_by_run(self, run_id: int) -> list[MessageRecord]:
-        """The `rendered` rows a run holds (for recovery: were their files ever made?)."""
-        rows = self._query(
-            f"{_SELECT_MESSAGES} WHERE run_id = ? AND status = 'rendered'",
-            (run_id,),
-        )
-        return [_message_from_row(row) for row in rows]
-
-    def forget_unmade(
-        self, keys: Iterable[tuple[str, str, str]], *, run_id: int, reason: str, now: datetime
-    ) -> int:
-        """Turn a dead run's `rendered` rows whose file was never made into `failed` without
-        artifact (the next run makes them again); return how many."""
-        changed = 0
-        with self._transaction("recover interrupted messages") as conn:
-            for contact_id, campaign, occurrence_key in keys:
-                cursor = conn.execute(
-                    "UPDATE messages SET status = 'failed', artifact = NULL, message_id = NULL, "
-                    "reason = ?, reason_code = 'interrupted', error = NULL, updated_at = ? "
-                    "WHERE contact_id = ? AND campaign = ? AND occurrence_key = ? "
-                    "AND run_id = ? AND status = 'rendered'",
-                    (reason, _iso_utc(now), contact_id, campaign, occurrence_key, run_id),
-                )
-                changed += cursor.rowcount
-        return changed
-
-    def _run_stamp(self, run_id: int) -> str:
-        stamp = self._run_started.get(run_id)
-        if stamp is None:
-            found = self._query("SELECT started_at FROM runs WHERE id = ?", (run_id,))
-            if not found:
-                raise LedgerError(f"there is no run {run_id} in the ledger", path=self.path)
-            stamp = self._run_started[run_id] = found[0][0]
-        return stamp
-
-    def set_status(
-        self,
-        *,
-        contact_id: str,
-        campaign: str,
-        occurrence_key: str,
-        status: str,
-        error: str | None = None,
-        reason: str | None = None,
-        reason_code: str | None = None,
-        now: datetime,
-    ) -> None:
-        """Change one message's status (and its error and reason, cleared when not given)."""
-        if status not in STATUSES:
-            raise ValueError(f"unknown status {status!r}")
-        with self._transaction("update a message") as conn:
-            cursor = conn.execute(
-                "UPDATE messages SET status = ?, error = ?, reason = ?, reason_code = ?, "
-                "updated_at = ? WHERE contact_id = ? AND campaign = ? AND occurrence_key = ?",
-                (
-                    status,
-                    error,
-                    reason,
-                    reason_code,
-                    _iso_utc(now),
-                    contact_id,
-                    campaign,
-                    occurrence_key,
-                ),
-            )
-            if cursor.rowcount != 1:
-                raise LedgerError(
-                    f"there is no message {campaign}/{occurrence_key} for contact "
-                    f"{contact_id} in the ledger",
-                    path=self.path,
-                )
-
-    def settle_interrupted(self, *, now: datetime) -> int:
-        """Mark messages a dead run left in `sending` as `uncertain`; return how many.
-
-        Call it only while holding the workspace lock: then no live process is sending them.
-        """
-        sql = (
-            "UPDATE messages SET status = 'uncertain', updated_at = ?, "
-            "error = 'the run died while handing the message to the mail server' "
-            "WHERE status = 'sending'"
-        )
-        with self._transaction("settle interrupted messages") as conn:
-            ids = self._ids_of_mine(
-                conn, "SELECT id, contact_id FROM messages WHERE status = 'sending'", ()
-            )
-            if ids is None:
-                return int(conn.execute(sql, (_iso_utc(now),)).rowcount)
-            settled = 0
-            for chunk in ids:  # a shard settles its own contacts' messages only
-                marks = ", ".join("?" * len(chunk))
-                cursor = conn.execute(f"{sql} AND id IN ({marks})", (_iso_utc(now), *chunk))
-                settled += cursor.rowcount
-        return settled
-
-    def mark_missed(self, *, today: date, now: datetime) -> int:
-        """Turn deferred messages whose window closed before today into `missed`; return how many.
-
-        A message is never sent late: once its last day has passed it stays missed.
-        """
-        with self._transaction("mark missed messages") as conn:
-            cursor = conn.execute(
-                "UPDATE messages SET status = 'missed', updated_at = ?, "
-                "reason = 'window closed while deferred: ' || coalesce(reason, '') "
-                "WHERE status = 'deferred' AND latest < ?",
-                (_iso_utc(now), today.isoformat()),
-            )
-        return cursor.rowcount
-
-    def mark_unsent_missed(self, *, today: date, now: datetime) -> int:
-        """Turn emails never sent whose window closed before today into `missed`; return how many.
-
-        Rendered emails and those whose last attempt failed for a passing reason: an email is
-        never sent late. Permanent failures stay `failed`, with the server's reply. Only the
-        send step calls this: with `delivery: outbox` a rendered email is already delivered.
-        """
-        where = (
-            "WHERE channel = 'email' AND latest < ? AND (status = 'rendered' "
-            "OR (status = 'failed' AND coalesce(reason, '') <> 'permanent'))"
-        )
-        sql = (
-            "UPDATE messages SET status = 'missed', updated_at = ?, "  # noqa: S608
-            "reason = 'window closed before it was sent', reason_code = 'window_closed' " + where
-        )
-        params = (_iso_utc(now), today.isoformat())
-        with self._transaction("mark unsent emails missed") as conn:
-            ids = self._ids_of_mine(
-                conn,
-                "SELECT id, contact_id FROM messages " + where,  # noqa: S608
-                (today.isoformat(),),
-            )
-            if ids is None:
-                return int(conn.execute(sql, params).rowcount)
-            missed = 0
-            for chunk in ids:
-                marks = ", ".join("?" * len(chunk))
-                missed += conn.execute(f"{sql} AND id IN ({marks})", (*params, *chunk)).rowcount
-        return missed
-
-    def waiting_emails(self, *, today: date, uncertain: bool = False) -> list[MessageRecord]:
-        """Emails waiting to be sent whose window is still open, most urgent first.
-
-        Rendered ones, and failed ones unless the failure was permanent (`reason` is
-        'permanent'); `uncertain` ones too when asked (`outreach send --retry-uncertain`).
-        """
-        branches = [_WAITING_RENDERED, _WAITING_FAILED]
-        if uncertain:
-            branches.append(_OPEN_UNCERTAIN)
-        sql = " UNION ALL ".join(branches) + " ORDER BY latest, id"
-        rows = self._query(sql, (today.isoformat(),))
-        return [_message_from_row(row[:-1]) for row in rows if self._mine(row[0])]
-
-    def open_uncertain_emails(self, *, today: date) -> list[MessageRecord]:
-        """Uncertain emails whose window is still open: a person should check them."""
-        rows = self._query(_OPEN_UNCERTAIN + " ORDER BY latest, id", (today.isoformat(),))
-        return [_message_from_row(row[:-1]) for row in rows if self._mine(row[0])]
-
-    def interrupted_runs(self) -> list[tuple[int, date]]:
-        """(id, run date) of runs that started and never ended: their process died.
-
-        Call it only while holding the workspace lock: then no live run is among them. A
-        sharded run holds its shard's lock only: it sees its own shard's dead runs, never
-        those of a shard another process or machine is running now.
-        """
-        sql = "SELECT id, run_date FROM runs WHERE ended_at IS NULL"
-        if self.shard is not None:
-            rows = self._query(sql + " AND scope = ? ORDER BY id", (self.scope,))
-            return [(run_id, date.fromisoformat(day)) for run_id, day in rows]
-        rows = self._query(sql + " ORDER BY id")
-        return [(run_id, date.fromisoformat(day)) for run_id, day in rows]
-
-    def artifacts_of_run_date(self, run_date: date) -> set[str]:
-        """The artifact paths the ledger knows for messages last written on a run date."""
-        rows = self._query(
-            "SELECT artifact FROM messages WHERE run_date = ? AND artifact IS NOT NULL",
-            (run_date.isoformat(),),
-        )
-        return {artifact for (artifact,) in rows}
-
-    def messages(
-        self,
-        *,
-        contact_id: str | None = None,
-        campaign: str | None = None,
-        since: date | None = None,
-        statuses: Iterable[str] | None = None,
-        newest_first: bool = False,
-        limit: int | None = None,
-    ) -> list[MessageRecord]:
-        """Messages matching every filter given (`since` is on run_date), oldest run first
-        (or newest first), at most `limit` of them."""
-        where, params = _message_filter(
-            contact_id=contact_id, campaign=campaign, since=since, statuses=statuses
-        )
-        order = " ORDER BY run_date DESC, id DESC" if newest_first else " ORDER BY run_date, id"
-        if limit is not None:
-            order += " LIMIT ?"
-            params.append(limit)
-        rows = self._query(_SELECT_MESSAGES + where + order, params)
-        return [_message_from_row(row) for row in rows]
-
-    def count_messages(
-        self,
-        *,
-        contact_id: str | None = None,
-        campaign: str | None = None,
-        since: date | None = None,
-        statuses: Iterable[str] | None = None,
-    ) -> dict[str, int]:
-        """status → how many messages match every filter given (as `messages` takes them)."""
-        where, params = _message_filter(
-            contact_id=contact_id, campaign=campaign, since=since, statuses=statuses
-        )
-        # `where` holds only placeholders and this module's column names.
-        sql = "SELECT status, count(*) FROM messages" + where + " GROUP BY status"  # noqa: S608
-        return {str(status): int(count) for status, count in self._query(sql, params)}
-
-    def contact_pressure(self, *, since: date) -> dict[str, list[tuple[date, str, bool]]]:
-        """contact_id → [(effective_date, campaign, essential)] of counted messages since a day.
-
-        Each list is in date order. Future days (letters still in the post) are included.
-        """
-        rows = self._query(_PRESSURE, (since.isoformat(),))
-        # Few distinct days: parse each once.
-        days: dict[str, date] = {}
-        pressure: dict[str, list[tuple[date, str, bool]]] = {}
-        for contact_id, day_text, campaign, essential in rows:
-            day = days.get(day_text)
-            if day is None:
-                day = days[day_text] = date.fromisoformat(day_text)
-            entry = (day, campaign, bool(essential))
-            found = pressure.get(contact_id)
-            if found is None:
-                pressure[contact_id] = [entry]
-            else:
-                found.append(entry)
-        return pressure
-
-    # -- suppression list ------------------------------------------------------------------
-
-    def suppress(self, value: str, *, channel: str, source: str, now: datetime) -> bool:
-        """Add an address or contact id to the suppression list; False if already covered."""
-        value = value.strip().lower()
-        if not value:
-            raise LedgerError(
-                "nothing to unsubscribe", hint="give an email address or a contact id"
-            )
-        if channel not in SUPPRESSION_CHANNELS:
-            raise LedgerError(
-                f"unknown channel {channel!r}", hint=f"use one of {', '.join(SUPPRESSION_CHANNELS)}"
-            )
-        with self._transaction("update the suppression list") as conn:
-            covered = conn.execute(
-                "SELECT 1 FROM suppressions WHERE value = ? AND channel IN (?, 'all')",
-                (value, channel),
-            ).fetchone()
-            if covered:
-                return False
-            conn.execute(
-                "INSERT INTO suppressions (value, channel, source, created_at) VALUES (?, ?, ?, ?)",
-                (value, channel, source, _iso_utc(now)),
-            )
-        return True
-
-    def suppressions(self) -> dict[str, frozenset[str]]:
-        """Lower-cased address or contact id → the channels it is suppressed on.
-
-        Look a contact up by `contact.id.lower()` and `contact.email.lower()`.
-        """
-        found: dict[str, set[str]] = {}
-        for value, channel in self._query("SELECT value, channel FROM suppressions"):
-            found.setdefault(value, set()).add(channel)
-        suppressed = {value: frozenset(channels) for value, channels in found.items()}
-        # Blocks ride along under keys of their own (see email_block_key): one structure for
-        # every check a run makes; `outreach.feedback.blocks.block_reason` reads them.
-        for channel, value, postal_key in self._query(
-            "SELECT channel, value, postal_key FROM blocks WHERE channel <> 'all'"
-        ):
-            if channel == "email":
-                suppressed[email_block_key(value)] = _EMAIL_ONLY
-            else:
-                suppressed[letter_block_key(value, postal_key)] = _LETTER_ONLY
-        return suppressed
-
-    # -- what comes back (outreach.feedback) -----------------------------------------------
-
-    def find_email(
-        self, *, message_id: str | None = None, id_prefix: str | None = None
-    ) -> MessageRecord | None:
-        """The email with this Message-ID (no angle brackets), or whose Message-ID starts with
-        `id_prefix` (a VERP token's digits); None when the ledger has none."""
-        if message_id is not None:
-            rows = self._query(
-                _SELECT_MESSAGES + " WHERE message_id = ? AND channel = 'email' LIMIT 1",
-                (message_id,),
-            )
-        elif id_prefix:
-            # A range on the index: '~' sorts after every character of a Message-ID digest.
-            rows = self._query(
-                _SELECT_MESSAGES + " WHERE message_id >= ? AND message_id < ? "
-                "AND channel = 'email' LIMIT 1",
-                (id_prefix, id_prefix + "~"),
-            )
-        else:
-            return None
-        return _message_from_row(rows[0]) if rows else None
-
-    def bounce_events(self, addresses: Iterable[str]) -> dict[str, list[BounceEvent]]:
-        """Address → its bounces counted so far, oldest first."""
-        wanted = sorted({a.lower() for a in addresses})
-        found: dict[str, list[BounceEvent]] = {}
-        for start in range(0, len(wanted), _KEYS_PER_QUERY):
-            chunk = wanted[start : start + _KEYS_PER_QUERY]
-            marks = ", ".join("?" * len(chunk))
-            # `marks` holds only placeholders.
-            sql = f"{_SELECT_BOUNCES} WHERE address IN ({marks}) ORDER BY address, day, id"
-            rows = self._query(sql, chunk)
-            for row in rows:
-                address, contact_id, day, kind, campaign, key, status, diag, kept, source = row
-                found.setdefault(address, []).append(
-                    BounceEvent(
-                        address=address,
-                        contact_id=contact_id,
-                        day=date.fromisoformat(day),
-                        kind=kind,
-                        campaign=campaign,
-                        occurrence_key=key,
-                        status=status,
-                        diagnostic=diag,
-                        kept=kept,
-                        source=source,
-                    )
-                )
-        return found
-
-    def blocks(
-        self, *, contact_id: str | None = None, values: Iterable[str] | None = None
-    ) -> list[Block]:
-        """Blocks for a contact id and/or on these values (addresses, ids), oldest first."""
-        where: list[str] = []
-        params: list[object] = []
-        if contact_id is not None:
-            where.append("contact_id = ?")
-            params.append(contact_id)
-        if values is not None:
-            wanted = sorted({v.lower() for v in values})
-            where.append(f"value IN ({', '.join('?' * len(wanted))})" if wanted else "1 = 0")
-            params.extend(wanted)
-        sql = (
-            "SELECT channel, value, contact_id, reason, day, postal_key, status, diagnostic, "
-            "kept, score FROM blocks"
-        )
-        if where:
-            sql += " WHERE " + " OR ".join(where)
-        rows = self._query(sql + " ORDER BY day, created_at", params)
-        return [
-            Block(
-                channel=channel,
-                value=value,
-                contact_id=cid,
-                reason=reason,
-                day=date.fromisoformat(day),
-                postal_key=postal_key,
-                status=status,
-                diagnostic=diagnostic,
-                kept=kept,
-                score=score,
-            )
-            for channel, value, cid, reason, day, postal_key, status, diagnostic, kept, score in rows
-        ]
-
-    def feedback_seen(self, fingerprints: Iterable[str]) -> dict[str, str]:
-        """Fingerprint → kind of the mail among these already read (and acted on)."""
-        wanted = sorted(set(fingerprints))
-        seen: dict[str, str] = {}
-        for start in range(0, len(wanted), _KEYS_PER_QUERY):
-            chunk = wanted[start : start + _KEYS_PER_QUERY]
-            marks = ", ".join("?" * len(chunk))
-            rows = self._query(
-                f"SELECT fingerprint, kind FROM feedback_seen WHERE fingerprint IN ({marks})",  # noqa: S608
-                chunk,
-            )
-            seen.update((fingerprint, kind) for fingerprint, kind in rows)
-        return seen
-
-    def record_feedback(
-        self,
-        *,
-        events: Sequence[BounceEvent] = (),
-        blocks: Sequence[Block] = (),
-        suppressions: Sequence[tuple[str, str, str]] = (),
-        seen: Sequence[tuple[str, str, date]] = (),
-        now: datetime,
-    ) -> None:
-        """Write what some mail taught, in one transaction: bounces, blocks (a block already
-        there is kept as it was), suppressions (value, channel, source), and the mail's
-        fingerprints (fingerprint, kind, day)."""
-        stamp = _iso_utc(now)
-        for block in blocks:
-            if block.channel not in SUPPRESSION_CHANNELS or block.reason not in BLOCK_REASONS:
-                raise ValueError(f"unknown block {block.channel}/{block.reason}")
-        with self._transaction("record bounces and blocks") as conn:
-            conn.executemany(
-                "INSERT INTO bounce_events (address, contact_id, campaign, occurrence_key, day, "
-                "kind, status, diagnostic, kept, source, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        e.address.lower(),
-                        e.contact_id,
-                        e.campaign,
-                        e.occurrence_key,
-                        e.day.isoformat(),
-                        e.kind,
-                        e.status,
-                        e.diagnostic,
-                        e.kept,
-                        e.source,
-                        stamp,
-                    )
-                    for e in events
-                ],
-            )
-            conn.executemany(
-                "INSERT INTO blocks (channel, value, postal_key, contact_id, reason, "
-                "day, status, diagnostic, kept, score, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                [
-                    (
-                        b.channel,
-                        b.value.lower(),
-                        b.postal_key,
-                        b.contact_id,
-                        b.reason,
-                        b.day.isoformat(),
-                        b.status,
-                        b.diagnostic,
-                        b.kept,
-                        b.score,
-                        stamp,
-                    )
-                    for b in blocks
-                ],
-            )
-            for value, channel, source in suppressions:
-                conn.execute(
-                    "INSERT INTO suppressions (value, channel, source, created_at) "
-                    "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                    (value.strip().lower(), channel, source, stamp),
-                )
-            conn.executemany(
-                "INSERT INTO feedback_seen (fingerprint, kind, day, created_at) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                [(fp, kind, day.isoformat(), stamp) for fp, kind, day in seen],
-            )
+    return []
 
 
-def _open_file(path: Path) -> sqlite3.Connection:
+def open_file(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     # Transactions are explicit (BEGIN IMMEDIATE ... COMMIT); the timeout lets a short writer
     # such as `outreach unsubscribe` wait for a run's transaction instead of failing.
@@ -1657,9 +352,3 @@ def acquire_lock(state_dir: Path, *, now: datetime, wait: bool = False) -> Itera
         yield lock
     finally:
         lock.release()
-
-
-if TYPE_CHECKING:
-
-    def _implements_ledger_store(ledger: Ledger) -> LedgerStore:
-        return ledger  # mypy checks that Ledger has everything LedgerStore promises
