@@ -225,22 +225,29 @@ class _DueSchedule:
                     entry = (position, occ.latest, (contact.id, campaign.name, occ.key))
                     self.opening.setdefault(max(occ.earliest - ahead, start), []).append(entry)
         self.open: list[tuple[int, date, MessageKey]] = []
+        self.visited: set[int] = set()  # positions of the contacts the last day visited
 
     def contacts_on(self, day: date, *, store: RunStore) -> list[Contact]:
-        """The contacts (in file order) with an occurrence open on `day` that is not done."""
-        self.open.extend(self.opening.pop(day, ()))
-        keep = []
-        positions = set()
+        """The contacts (in file order) with an occurrence open on `day` that is not done.
+
+        Only a contact the last day's run visited can have had a message made since (closed
+        windows end before the day): the store is asked about a message when its window
+        opens, and again only after a day its contact was visited.
+        """
         done = {campaign: store.done_for(campaign) for campaign in self.keys}
-        for entry in self.open:
-            position, latest, key = entry
-            contact_id, campaign, occurrence_key = key
-            if latest < day or (contact_id, occurrence_key) in done[campaign]:
-                continue
-            keep.append(entry)
-            positions.add(position)
+        keep = []
+        for fresh, entries in ((False, self.open), (True, self.opening.pop(day, ()))):
+            for entry in entries:
+                position, latest, (contact_id, campaign, occurrence_key) = entry
+                if latest < day:
+                    continue
+                asked = fresh or position in self.visited
+                if asked and (contact_id, occurrence_key) in done[campaign]:
+                    continue
+                keep.append(entry)
         self.open = keep
-        return [self.contacts[p] for p in sorted(positions)]
+        self.visited = {entry[0] for entry in keep}
+        return [self.contacts[p] for p in sorted(self.visited)]
 
 
 @dataclass
@@ -402,7 +409,11 @@ def _simulate(
         if schedule is not None
         else None
     )
-    seed = Seed(contact_id=watch) if watch is not None else Seed(since=since, occurrence_keys=keys)
+    seed = (
+        Seed(contact_id=watch)
+        if watch is not None
+        else Seed(since=since, occurrence_keys=keys, remember=True)
+    )
     watcher = _Watcher(watch=watch)
     counts: list[DayCounts] = []
     with rehearsal(settings, seed) as store:

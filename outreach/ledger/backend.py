@@ -66,6 +66,8 @@ class Ledger(SqlLedger):
     def seeded(cls, source: SqlLedger, seed: Seed) -> Ledger:
         """An in-memory ledger holding the rows of `source` that `seed` names."""
         rehearsal = cls.in_memory(where=source.path)
+        if seed.remember:
+            rehearsal.remember_answers()
         try:
             if seed == Seed():
                 copy_ledger(source, rehearsal)  # all of it, ids and runs kept

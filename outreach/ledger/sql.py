@@ -10,12 +10,13 @@ chosen in outreach.ledger.backend, and nowhere else.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import TracebackType
@@ -59,6 +60,11 @@ def _iso_utc(moment: datetime) -> str:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+@functools.lru_cache(maxsize=4096)
+def _date(text: str) -> date:
+    return date.fromisoformat(text)
 
 
 def _day(text: str | None) -> date | None:
@@ -138,6 +144,13 @@ _DONE_FOR = (
     f"(status IN ({', '.join(repr(s) for s in sorted(DONE_STATUSES))}) "
     "OR (status = 'failed' AND artifact IS NOT NULL))"
 )
+# _PRESSURE for some contacts (see Ledger.remember): {marks} are their placeholders.
+_PRESSURE_AMONG = (
+    "SELECT contact_id, effective_date, campaign, essential FROM messages "  # noqa: S608
+    "WHERE effective_date >= ? AND contact_id IN ({marks}) "
+    f"AND status IN ({', '.join(repr(s) for s in COUNTED_STATUSES)}) "
+    "ORDER BY contact_id, effective_date, status, campaign, essential"
+)
 _CLOSE_WINDOWS = (
     "UPDATE messages SET status = 'missed', updated_at = ?, run_date = ?, "  # noqa: S608
     "run_id = ?, reason = 'window closed while deferred: ' || coalesce(reason, '') "
@@ -150,6 +163,12 @@ _SELECT_BOUNCES = (
 
 # Occurrence keys per query in `statuses_for`: well under SQLite's limit on parameters.
 _KEYS_PER_QUERY = 500
+
+
+def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
+    """`values` a few hundred at a time (SQLite's limit on parameters)."""
+    for start in range(0, len(values), _KEYS_PER_QUERY):
+        yield values[start : start + _KEYS_PER_QUERY]
 
 
 def _message_filter(
@@ -338,6 +357,57 @@ class Seed:
     contact_id: str | None = None
     since: date | None = None
     occurrence_keys: Mapping[str, Iterable[str]] | None = None
+    # Keep `history` and `done_for` answers between calls (Ledger.remember): for many
+    # simulated days that each write a few rows.
+    remember: bool = False
+
+
+class _Since(Mapping[str, list[PastMessage]]):
+    """A remembered pressure map read from a later day on: what `history(since=…)` gives."""
+
+    def __init__(self, pressure: Mapping[str, list[PastMessage]], since: date) -> None:
+        self._pressure = pressure
+        self._since = since
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The contact's messages from the day on (in date order), or `default`."""
+        found = self._pressure.get(key)
+        if found is None or found[0].effective_date >= self._since:
+            return default if found is None else found
+        later = [m for m in found if m.effective_date >= self._since]
+        return later if later else default
+
+    def __getitem__(self, key: str) -> list[PastMessage]:
+        found: list[PastMessage] | None = self.get(key)
+        if found is None:
+            raise KeyError(key)
+        return found
+
+    def __iter__(self) -> Iterator[str]:
+        return (
+            key for key, found in self._pressure.items() if found[-1].effective_date >= self._since
+        )
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+@dataclass
+class _Remembered:
+    """What a rehearsal ledger keeps between calls (see SqlLedger.remember), and the rows it
+    wrote since: those are read again, by the same statements, before an answer is reused."""
+
+    done: dict[str, dict[tuple[str, str], str]] = field(default_factory=dict)
+    pressure: dict[str, list[PastMessage]] | None = None
+    since: date = date.max
+    stale_done: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
+    stale_contacts: set[str] = field(default_factory=set)
+
+    def wrote(self, keys: Iterable[tuple[str, str, str]]) -> None:
+        """Rows written, by (contact_id, campaign, occurrence_key)."""
+        for contact_id, campaign, occurrence_key in keys:
+            self.stale_done.setdefault(campaign, set()).add((contact_id, occurrence_key))
+            self.stale_contacts.add(contact_id)
 
 
 class SqlLedger:
@@ -352,6 +422,10 @@ class SqlLedger:
         self._closed = False
         # The part of the workspace this process's runs cover (outreach.shards); None: all of it.
         self.shard: Shard | None = None
+        # A rehearsal's answers of `history` and `done_for`, kept between calls and refreshed
+        # for the rows written since (None: read afresh each time). A plan's simulated days
+        # each write a few rows; reading whole maps again for each day would cost most of it.
+        self.remember: _Remembered | None = None
         # A forked worker's own connection once it has one (see _connection).
         self._pid = os.getpid()
         self._worker_conn: tuple[int, Any] | None = None
@@ -439,6 +513,58 @@ class SqlLedger:
         finally:
             with suppress(*self._errors):
                 self._conn.execute("ROLLBACK")
+
+    def _remembered_done(self, memory: _Remembered, campaign: str) -> dict[tuple[str, str], str]:
+        """done_for(campaign), refreshed for the rows written since it was last read."""
+        done = memory.done.get(campaign)
+        stale = memory.stale_done.pop(campaign, set())
+        if done is None:
+            done = self._status_map(_DONE_FOR, campaign, None)
+        elif stale:
+            done = dict(done)  # a copy: an answer already given never changes under its holder
+            for key in stale:
+                done.pop(key, None)
+            for chunk in _chunks(sorted({contact for contact, _ in stale})):
+                marks = ", ".join("?" * len(chunk))
+                rows = self._query(f"{_DONE_FOR} AND contact_id IN ({marks})", (campaign, *chunk))
+                done.update(((c, k), status) for c, k, status in rows if (c, k) in stale)
+        memory.done[campaign] = done
+        return done
+
+    def _remembered_history(
+        self, memory: _Remembered, since: date
+    ) -> Mapping[str, list[PastMessage]]:
+        """history(since=…), from the pressure remembered and its contacts written since."""
+        if memory.pressure is None or since < memory.since:
+            memory.pressure, memory.since = self._history(since), since
+            memory.stale_contacts.clear()
+        elif memory.stale_contacts:
+            pressure = dict(memory.pressure)  # a copy, as in _remembered_done
+            for contact_id in memory.stale_contacts:
+                pressure.pop(contact_id, None)
+            first = memory.since.isoformat()
+            for chunk in _chunks(sorted(memory.stale_contacts)):
+                marks = ", ".join("?" * len(chunk))
+                rows = self._query(_PRESSURE_AMONG.format(marks=marks), (first, *chunk))
+                for contact_id, day, name, essential in rows:
+                    past = PastMessage(_date(day), name, bool(essential))
+                    pressure.setdefault(contact_id, []).append(past)
+            memory.pressure = pressure
+            memory.stale_contacts.clear()
+        return memory.pressure if since == memory.since else _Since(memory.pressure, since)
+
+    def _wrote(self, keys: Iterable[tuple[str, str, str]] | None) -> None:
+        """Note rows written, by key (None: any row may have changed), for what is remembered."""
+        if self.remember is None:
+            return
+        if keys is None:
+            self.remember = _Remembered()
+        else:
+            self.remember.wrote(keys)
+
+    def remember_answers(self) -> None:
+        """Keep `history` and `done_for` answers between calls (see `remember`)."""
+        self.remember = _Remembered()
 
     # -- rehearsals ------------------------------------------------------------------------
 
@@ -558,17 +684,24 @@ class SqlLedger:
 
     def done_for(
         self, campaign: str, *, occurrence_keys: Iterable[str] | None = None
-    ) -> dict[tuple[str, str], str]:
+    ) -> Mapping[tuple[str, str], str]:
         """(contact_id, occurrence_key) → status of a campaign's messages a run must not redo.
 
         Those in DONE_STATUSES, and failed emails whose file exists (the send step retries
         them from it). A message that failed before it was made (a template or layout error,
         a full disk) is made again by the next run, as are deferred and skipped ones.
         """
+        if self.remember is not None and occurrence_keys is None:
+            return self._remembered_done(self.remember, campaign)
         return self._status_map(_DONE_FOR, campaign, occurrence_keys)
 
-    def history(self, *, since: date) -> dict[str, list[PastMessage]]:
+    def history(self, *, since: date) -> Mapping[str, list[PastMessage]]:
         """contact_id → the messages that weigh on their cadence from `since` on."""
+        if self.remember is not None:
+            return self._remembered_history(self.remember, since)
+        return self._history(since)
+
+    def _history(self, since: date) -> dict[str, list[PastMessage]]:
         return {
             contact_id: [
                 PastMessage(effective_date=day, campaign=name, essential=essential)
@@ -595,7 +728,9 @@ class SqlLedger:
                 marks = ", ".join("?" * len(chunk))
                 sql = _CLOSE_WINDOWS.replace(" RETURNING", f" AND id IN ({marks}) RETURNING")
                 rows.extend(conn.execute(sql, (*params, *chunk)).fetchall())
-        return [_message_from_row(row) for row in rows]
+        closed = [_message_from_row(row) for row in rows]
+        self._wrote(r.key for r in closed)
+        return closed
 
     def _ids_of_mine(self, conn: Any, sql: str, params: Sequence[object]) -> list[list[int]] | None:
         """For a sharded run, the ids (in chunks) among (id, contact_id) rows of `sql` whose
@@ -618,6 +753,9 @@ class SqlLedger:
         keep a done row (see `done_for`) that another run wrote as it is. A record without
         `updated_at` is stamped with its run's start time.
         """
+        if self.remember is not None:
+            records = list(records)
+            self.remember.wrote(r.key for r in records)
         default_stamp = self._run_stamp(run_id) if run_id is not None else None
         rows = _record_rows(records, default_stamp=default_stamp, run_id=run_id)
         with self._transaction("record messages") as conn:
@@ -634,6 +772,7 @@ class SqlLedger:
         if not records:
             return set()
         ordered = sorted(records, key=lambda r: (r.campaign, r.contact_id, r.occurrence_key))
+        self._wrote(r.key for r in ordered)
         rows = _record_rows(ordered, default_stamp=self._run_stamp(run_id), run_id=run_id)
         granted: set[tuple[str, str, str]] = set()
         with self._transaction("claim messages", conn=self._connection()) as conn:
@@ -664,6 +803,7 @@ class SqlLedger:
         ]
         if not params:
             return
+        self._wrote((contact, campaign, key) for *_, campaign, contact, key, _ in params)
         with self._transaction("record messages", conn=self._connection()) as conn:
             for row in params:
                 conn.execute(_SETTLE_CLAIM, row)
@@ -672,6 +812,7 @@ class SqlLedger:
         """Mark an email `sending` if it is still one the send step may send (`uncertain`:
         those too); False when another send step has it (or it changed meanwhile)."""
         sendable = "'rendered', 'failed', 'uncertain'" if uncertain else "'rendered', 'failed'"
+        self._wrote(None)
         with self._transaction("update a message") as conn:
             cursor = conn.execute(
                 "UPDATE messages SET status = 'sending', error = NULL, reason = NULL, "  # noqa: S608
@@ -704,6 +845,7 @@ class SqlLedger:
     ) -> int:
         """Turn a dead run's `rendered` rows whose file was never made into `failed` without
         artifact (the next run makes them again); return how many."""
+        self._wrote(None)
         changed = 0
         with self._transaction("recover interrupted messages") as conn:
             for contact_id, campaign, occurrence_key in keys:
@@ -741,6 +883,7 @@ class SqlLedger:
         """Change one message's status (and its error and reason, cleared when not given)."""
         if status not in STATUSES:
             raise ValueError(f"unknown status {status!r}")
+        self._wrote(None)
         with self._transaction("update a message") as conn:
             cursor = conn.execute(
                 "UPDATE messages SET status = ?, error = ?, reason = ?, reason_code = ?, "
@@ -773,6 +916,7 @@ class SqlLedger:
             "error = 'the run died while handing the message to the mail server' "
             "WHERE status = 'sending'"
         )
+        self._wrote(None)
         with self._transaction("settle interrupted messages") as conn:
             ids = self._ids_of_mine(
                 conn, "SELECT id, contact_id FROM messages WHERE status = 'sending'", ()
@@ -801,6 +945,7 @@ class SqlLedger:
             "UPDATE messages SET status = 'missed', updated_at = ?, "  # noqa: S608
             "reason = 'window closed before it was sent', reason_code = 'window_closed' " + where
         )
+        self._wrote(None)
         params = (_iso_utc(now), today.isoformat())
         with self._transaction("mark unsent emails missed") as conn:
             ids = self._ids_of_mine(
