@@ -62,9 +62,10 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-@functools.lru_cache(maxsize=4096)
-def _date(text: str) -> date:
-    return date.fromisoformat(text)
+@functools.lru_cache(maxsize=65536)
+def _past(day: str, campaign: str, essential: int) -> PastMessage:
+    """One message weighing on cadence; records are immutable, so equal ones are shared."""
+    return PastMessage(date.fromisoformat(day), campaign, bool(essential))
 
 
 def _day(text: str | None) -> date | None:
@@ -547,8 +548,12 @@ class SqlLedger:
                 marks = ", ".join("?" * len(chunk))
                 rows = self._query(_PRESSURE_AMONG.format(marks=marks), (first, *chunk))
                 for contact_id, day, name, essential in rows:
-                    past = PastMessage(_date(day), name, bool(essential))
-                    pressure.setdefault(contact_id, []).append(past)
+                    past = _past(day, name, essential)
+                    found = pressure.get(contact_id)
+                    if found is None:
+                        pressure[contact_id] = [past]
+                    else:
+                        found.append(past)
             memory.pressure = pressure
             memory.stale_contacts.clear()
         return memory.pressure if since == memory.since else _Since(memory.pressure, since)
