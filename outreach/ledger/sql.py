@@ -166,6 +166,22 @@ _SELECT_BOUNCES = (
 _KEYS_PER_QUERY = 500
 
 
+def _event_values(e: BounceEvent) -> tuple[object, ...]:
+    """A bounce's columns of bounce_events, in INSERT order (created_at aside)."""
+    return (
+        *(e.address.lower(), e.contact_id, e.campaign, e.occurrence_key, e.day.isoformat()),
+        *(e.kind, e.status, e.diagnostic, e.kept, e.source),
+    )
+
+
+def _block_values(b: Block) -> tuple[object, ...]:
+    """A block's columns of blocks, in INSERT order (created_at aside)."""
+    return (
+        *(b.channel, b.value.lower(), b.postal_key, b.contact_id, b.reason, b.day.isoformat()),
+        *(b.status, b.diagnostic, b.kept, b.score),
+    )
+
+
 def _chunks(values: Sequence[str]) -> Iterator[Sequence[str]]:
     """`values` a few hundred at a time (SQLite's limit on parameters)."""
     for start in range(0, len(values), _KEYS_PER_QUERY):
@@ -1233,43 +1249,13 @@ class SqlLedger:
                 "INSERT INTO bounce_events (address, contact_id, campaign, occurrence_key, day, "
                 "kind, status, diagnostic, kept, source, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        e.address.lower(),
-                        e.contact_id,
-                        e.campaign,
-                        e.occurrence_key,
-                        e.day.isoformat(),
-                        e.kind,
-                        e.status,
-                        e.diagnostic,
-                        e.kept,
-                        e.source,
-                        stamp,
-                    )
-                    for e in events
-                ],
+                [(*_event_values(e), stamp) for e in events],
             )
             conn.executemany(
                 "INSERT INTO blocks (channel, value, postal_key, contact_id, reason, "
                 "day, status, diagnostic, kept, score, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                [
-                    (
-                        b.channel,
-                        b.value.lower(),
-                        b.postal_key,
-                        b.contact_id,
-                        b.reason,
-                        b.day.isoformat(),
-                        b.status,
-                        b.diagnostic,
-                        b.kept,
-                        b.score,
-                        stamp,
-                    )
-                    for b in blocks
-                ],
+                [(*_block_values(b), stamp) for b in blocks],
             )
             for value, channel, source in suppressions:
                 conn.execute(
