@@ -15,8 +15,7 @@ from datetime import date, datetime, time, timedelta
 
 from outreach.contacts import Contact
 from outreach.deliver.outlets import CountOnlyOutlet
-from outreach.ledger import read_ledger
-from outreach.ledger.store import MemoryStore
+from outreach.ledger import RunStore, Seed, rehearsal
 from outreach.lookup import find_contact, not_a_contact
 from outreach.model.campaigns import Campaign, Occurrence
 from outreach.model.errors import OutreachError
@@ -228,21 +227,29 @@ class _DueSchedule:
                     entry = (position, occ.latest, (contact.id, campaign.name, occ.key))
                     self.opening.setdefault(max(occ.earliest - ahead, start), []).append(entry)
         self.open: list[tuple[int, date, MessageKey]] = []
+        self.visited: set[int] = set()  # positions of the contacts the last day visited
 
-    def contacts_on(self, day: date, *, store: MemoryStore) -> list[Contact]:
-        """The contacts (in file order) with an occurrence open on `day` that is not done."""
-        self.open.extend(self.opening.pop(day, ()))
+    def contacts_on(self, day: date, *, store: RunStore) -> list[Contact]:
+        """The contacts (in file order) with an occurrence open on `day` that is not done.
+
+        Only a contact the last day's run visited can have had a message made since (closed
+        windows end before the day): the store is asked about a message when its window
+        opens, and again only after a day its contact was visited.
+        """
+        done = {campaign: store.done_for(campaign) for campaign in self.keys}
         keep = []
-        positions = set()
-        for entry in self.open:
-            position, latest, key = entry
-            contact_id, campaign, occurrence_key = key
-            if latest < day or (contact_id, occurrence_key) in store.done_for(campaign):
-                continue
-            keep.append(entry)
-            positions.add(position)
+        for fresh, entries in ((False, self.open), (True, self.opening.pop(day, ()))):
+            for entry in entries:
+                position, latest, (contact_id, campaign, occurrence_key) = entry
+                if latest < day:
+                    continue
+                asked = fresh or position in self.visited
+                if asked and (contact_id, occurrence_key) in done[campaign]:
+                    continue
+                keep.append(entry)
         self.open = keep
-        return [self.contacts[p] for p in sorted(positions)]
+        self.visited = {entry[0] for entry in keep}
+        return [self.contacts[p] for p in sorted(self.visited)]
 
 
 @dataclass
@@ -404,33 +411,33 @@ def _simulate(
         if schedule is not None
         else None
     )
-    store = read_ledger(
-        settings,
-        lambda ledger: MemoryStore.seeded(
-            ledger, campaigns=campaigns, since=since, contact_id=watch, occurrence_keys=keys
-        ),
+    seed = (
+        Seed(contact_id=watch)
+        if watch is not None
+        else Seed(since=since, occurrence_keys=keys, remember=True)
     )
     watcher = _Watcher(watch=watch)
     counts: list[DayCounts] = []
-    for offset in range(days):
-        day = start + timedelta(days=offset)
-        moment = datetime.combine(day, RUN_TIME, tzinfo=settings.tz)
-        watcher.day = day
-        watcher.new_skips = {}
-        people = contacts if schedule is None else schedule.contacts_on(day, store=store)
-        summary = execute_run(
-            workspace=workspace,
-            store=store,
-            outlet=CountOnlyOutlet(),
-            dates=RunDates(day, calendar=schedule.calendar if schedule is not None else None),
-            clock=_fixed(moment),
-            observer=watcher.note,
-            contacts=people,
-            options=RunOptions(args=("plan",)),
-        )
-        counts.extend(_day_counts(day, summary, skipped=watcher.new_skips, names=names))
-        if on_day is not None:
-            on_day(day)
+    with rehearsal(settings, seed) as store:
+        for offset in range(days):
+            day = start + timedelta(days=offset)
+            moment = datetime.combine(day, RUN_TIME, tzinfo=settings.tz)
+            watcher.day = day
+            watcher.new_skips = {}
+            people = contacts if schedule is None else schedule.contacts_on(day, store=store)
+            summary = execute_run(
+                workspace=workspace,
+                store=store,
+                outlet=CountOnlyOutlet(),
+                dates=RunDates(day, calendar=schedule.calendar if schedule is not None else None),
+                clock=_fixed(moment),
+                observer=watcher.note,
+                contacts=people,
+                options=RunOptions(args=("plan",)),
+            )
+            counts.extend(_day_counts(day, summary, skipped=watcher.new_skips, names=names))
+            if on_day is not None:
+                on_day(day)
     return counts, watcher.sent, watcher.story
 
 

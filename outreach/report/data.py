@@ -28,7 +28,7 @@ from outreach.contacts import Contact
 from outreach.feedback.process import AUTOMATIC_STOPS, COMPLAINT_DAYS
 from outreach.ledger import (
     COUNTED_STATUSES,
-    Ledger,
+    LedgerReader,
     MessageRecord,
     ReplyRecord,
     ledger_exists,
@@ -302,7 +302,7 @@ def _gather_past(
     if not ledger_exists(settings):
         past.notes.append("no_ledger")
 
-    def read(ledger: Ledger) -> None:
+    def read(ledger: LedgerReader) -> None:
         # Assigns, never appends: a read that had to be redone from a copy starts afresh.
         records = [r for r in ledger.messages(since=start) if r.run_date <= end]
         past.daily = _past_days(records)
@@ -346,7 +346,7 @@ def _gather_past(
     return past
 
 
-def _period_runs(ledger: Ledger, *, start: date, end: date) -> list[RunView]:
+def _period_runs(ledger: LedgerReader, *, start: date, end: date) -> list[RunView]:
     """The runs of the period that left a summary, newest first."""
     runs = []
     for row in ledger.runs(limit=RUNS_SHOWN * 5):
