@@ -16,7 +16,7 @@ import pytest
 from conftest import Workspace
 
 from outreach.ledger import STATUSES, Block, Ledger, MessageRecord, Seed
-from outreach.pipeline.run import perform_run
+from outreach.pipeline.run import RunRequest, perform_run, rehearse_run
 from outreach.rehearse.explain import explain_contact
 from outreach.rehearse.plan import plan_days
 from outreach.rehearse.validate import validate_workspace
@@ -170,7 +170,7 @@ def test_rehearsals_leave_the_real_ledger_byte_identical(
     workspace = load_workspace(Path("config.yaml"))
     settings = workspace.settings
     # A real run first: the ledger has messages, a run, and (below) a suppression.
-    perform_run(workspace=workspace, today=DAY, now=NOW)
+    perform_run(workspace, RunRequest(today=DAY, now=NOW))
     with Ledger.open(settings.ledger_path) as ledger:
         assert ledger.messages()
         ledger.suppress("c4", channel="all", source="test", now=NOW)
@@ -182,7 +182,7 @@ def test_rehearsals_leave_the_real_ledger_byte_identical(
     plan = plan_days(workspace, start=later, days=4, workers=1)
     explanation = explain_contact(workspace, contact_id="c3", today=later, now=moment)
     report = validate_workspace(settings, today=later, now=moment)
-    dry = perform_run(workspace=workspace, today=later, now=moment, dry_run=True)
+    dry = rehearse_run(workspace, RunRequest(today=later, now=moment))
 
     assert {p.name: p.read_bytes() for p in state.iterdir()} == before
     # They did rehearse on the ledger's rows: c4 is suppressed, c1's birthday was made.
