@@ -55,7 +55,7 @@ ROWS = [
 
 
 @pytest.fixture(scope="module")
-def made(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def made() -> dict[str, Path]:
     """The workspace `ran` made first in this test process, kept for the module's other tests."""
     return {}
 
