@@ -24,6 +24,7 @@ import functools
 import os
 import re
 import socket
+import time
 from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from datetime import datetime
@@ -467,22 +468,32 @@ _LOCKS_TABLE = """CREATE TABLE IF NOT EXISTS outreach_locks (
 
 
 def _describe_holder(conn: Any, *, scope: str, blocked: str) -> str:
-    """Who holds the lock that refused: a whole run (blocks a shard), a shard, or any shard."""
+    """Who holds the lock that refused: a whole run (blocks a shard), a shard, or any shard.
+
+    The holder writes its row right after it takes the lock: a run that lost the race by a
+    hair may look before the row is there, so it looks again for a moment (as SQLite's does).
+    """
+    message = "another run is in progress"
+    for _ in range(50):
+        rows = _holders(conn, scope=scope, blocked=blocked)
+        if rows:
+            holder, host, pid, since = rows[-1]
+            what = f"{holder} on " if holder else "on "
+            return f"{message} ({what}{host}, pid {pid}, since {since.replace('T', ' ')[:19]})"
+        time.sleep(0.02)
+    return message
+
+
+def _holders(conn: Any, *, scope: str, blocked: str) -> list[Any]:
     rows = conn.execute(
         "SELECT scope, host, pid, since FROM outreach_locks ORDER BY since"
     ).fetchall()
     if scope and blocked == scope:
-        rows = [row for row in rows if row[0] == scope]
-    elif scope:
-        rows = [row for row in rows if row[0] == ""]
-    else:  # a whole run, refused by a whole run or by any shard
-        rows = [row for row in rows if _lock_alive(conn, row[0])]
-    message = "another run is in progress"
-    if rows:
-        holder, host, pid, since = rows[-1]
-        what = f"{holder} on " if holder else "on "
-        message += f" ({what}{host}, pid {pid}, since {since.replace('T', ' ')[:19]})"
-    return message
+        return [row for row in rows if row[0] == scope]
+    if scope:
+        return [row for row in rows if row[0] == ""]
+    # a whole run, refused by a whole run or by any shard
+    return [row for row in rows if _lock_alive(conn, row[0])]
 
 
 def _lock_alive(conn: Any, scope: str) -> bool:
