@@ -487,3 +487,37 @@ def test_replies_and_undo_on_the_postgresql_ledger(pg_url: str) -> None:
         ] == ["ana@example.com"]
         assert [u[0] for u in ledger.undone()] == ["suppression", "block"]
         assert ledger.suppressions() == {}
+
+
+def test_the_run_says_what_came_back_since_the_previous_run(
+    make_workspace: MakeWorkspace,
+) -> None:
+    ws = workspace(make_workspace)
+    moments = ["--now", "2026-11-25T08:00"]
+    assert ws.run("run", "--all", "--date", "2026-11-25", *moments).code == 0
+    inbox = ws.root / "Inbox"
+    deliver(inbox, "", reply(ws, "c-002", "Por favor, dadme de baja.", sender="bruno@example.net"))
+    deliver(inbox, "", reply(ws, "c-003", "¿Tenéis mesa el sábado?", sender="carla@example.org"))
+    settings = load_settings(ws.root / "config.yaml")
+    read_bounces(
+        settings,
+        maildir=None,
+        environ={},
+        today=date(2026, 11, 25),
+        now=datetime(2026, 11, 25, 10, 0, tzinfo=UTC),
+    )
+    # The next run tells the owner of the stop request (with how to undo it) and of the
+    # question that waits, in its text and in its JSON.
+    text = ws.run("run", "--all", "--date", "2026-11-26", "--now", "2026-11-26T08:00")
+    assert text.code == 0, text.err
+    assert "what came back since the previous run:" in text.out
+    assert (
+        "c-002 gets no more email (asked to stop in a reply); undo with "
+        "`outreach unsubscribe --remove c-002 --reason ...`"
+    ) in text.out
+    assert "1 reply(ies) wait for you: see `outreach replies`" in text.out
+    # Told once: the run after that has no new suppression to report, the question still waits.
+    later = ws.run("run", "--all", "--date", "2026-11-27", "--now", "2026-11-27T08:00", "--json")
+    assert later.code == 0, later.err
+    came_back = json.loads(later.out)["came_back"]
+    assert came_back == {"suppressed": [], "replies_waiting": 1}

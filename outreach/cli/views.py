@@ -121,6 +121,34 @@ def print_summary(summary: RunSummary) -> None:
         )
     if summary.sending is None and summary.uncertain_emails:
         _print_uncertain(summary.uncertain_emails)
+    print_came_back(summary)
+
+
+# Who asked, in words, for a suppression's source (outreach.feedback).
+SOURCES = {
+    "reply": "asked to stop in a reply",
+    "mailto": "wrote to the unsubscribe address",
+    "owner": "asked to stop in a reply (confirmed by you)",
+    "complaint": "marked an email as spam",
+    "one-click": "unsubscribed with one click",
+    "cli": "unsubscribed by hand",
+}
+
+
+def print_came_back(summary: RunSummary) -> None:
+    """The run's "what came back" section: each suppression people's answers made since the
+    previous run, with how to undo it, and the replies that wait."""
+    if not summary.came_back and not summary.replies_waiting:
+        return
+    click.echo("what came back since the previous run:")
+    for value, channel, source in summary.came_back:
+        why = SOURCES.get(source, source)
+        click.echo(
+            f"  {value} gets no more {channel} ({why}); undo with "
+            f"`outreach unsubscribe --remove {value} --reason ...`"
+        )
+    if summary.replies_waiting:
+        click.echo(f"  {summary.replies_waiting} reply(ies) wait for you: see `outreach replies`")
 
 
 def summary_contacts_file(summary: RunSummary) -> str:

@@ -16,7 +16,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from outreach.contacts import Contact, ContactStream
 from outreach.deliver.outlets import (
@@ -367,6 +367,7 @@ def perform_run(workspace: Workspace, request: RunRequest) -> RunSummary:
             progress=request.letter_progress,
             shard=shard,
         )
+        previous = ledger.runs(limit=1)
         summary = execute_run(
             workspace=workspace,
             store=ledger,
@@ -376,9 +377,28 @@ def perform_run(workspace: Workspace, request: RunRequest) -> RunSummary:
             contacts=stream,
             options=request.options,
         )
+        since = previous[0]["started_at"] if previous else None
+        summary.came_back, summary.replies_waiting = came_back(ledger, since=since)
         if request.after is not None:
             request.after(ledger, summary)
         return summary
+
+
+# Suppressions that people's own answers make (a reply asking to stop, a mail to the
+# unsubscribe address, a complaint, a one-click unsubscribe): the owner is told of each.
+CAME_BACK_SOURCES = frozenset({"reply", "mailto", "complaint", "one-click"})
+
+
+def came_back(ledger: Ledger, *, since: object) -> tuple[list[tuple[str, str, str]], int]:
+    """What came back since `since` (the previous run's start; None: ever): the suppressions
+    people's answers made, and how many replies wait for the owner."""
+    stamp = since.astimezone(UTC).isoformat() if isinstance(since, datetime) else ""
+    suppressed = [
+        (value, channel, source)
+        for value, channel, source, created in ledger.suppression_rows()
+        if source in CAME_BACK_SOURCES and created >= stamp
+    ]
+    return suppressed, len(ledger.replies(statuses=["open"]))
 
 
 def rehearse_run(workspace: Workspace, request: RunRequest) -> RunSummary:

@@ -157,6 +157,10 @@ class RunSummary:
     sending: SendSummary | None = None  # the send step of `run --send`
     # Emails left uncertain by an earlier send (delivery: smtp), for a person to check.
     uncertain_emails: list[Unsent] = field(default_factory=list)
+    # What came back since the previous run: suppressions people's own answers made
+    # (value, channel, source), each undoable, and the replies that wait for the owner.
+    came_back: list[tuple[str, str, str]] = field(default_factory=list)
+    replies_waiting: int = 0
 
     @property
     def failed(self) -> int:
@@ -190,6 +194,12 @@ class RunSummary:
             "campaigns": [c.as_dict(lists=lists) for c in self.campaigns],
             "send": self.sending.as_dict() if self.sending is not None else None,
             "uncertain": [u.as_dict() for u in self.uncertain_emails],
+            "came_back": {
+                "suppressed": [
+                    {"value": v, "channel": c, "source": s} for v, c, s in self.came_back
+                ],
+                "replies_waiting": self.replies_waiting,
+            },
             "exit_code": self.exit_code,
         }
         if lists:

@@ -13,18 +13,11 @@ import click
 
 from outreach.cli.errors import EXIT_NOTHING_DONE, EXIT_OK, handle_errors
 from outreach.cli.options import clock, clock_options, config_option, examples
+from outreach.cli.views import SOURCES
 from outreach.model.config import find_config, load_settings
 
 # hook: the owner's side of what came back — replies, and undoing suppressions and blocks;
 # each command builds, calls one function of outreach/feedback/queue.py, and prints.
-SOURCES = {
-    "reply": "asked to stop in a reply",
-    "mailto": "wrote to the unsubscribe address",
-    "owner": "asked to stop in a reply (confirmed by you)",
-    "complaint": "marked an email as spam",
-    "one-click": "unsubscribed with one click",
-    "cli": "unsubscribed by hand",
-}
 
 
 def print_feedback_extras(report: Any) -> None:
