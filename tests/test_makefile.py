@@ -6,7 +6,14 @@ import subprocess
 
 from conftest import REPO
 
-TEST_SERVERS = ("chromium", "postgresql", "postfix", "dovecot-imapd", "dnsmasq-base", "spamassassin")
+TEST_SERVERS = (
+    "chromium",
+    "postgresql",
+    "postfix",
+    "dovecot-imapd",
+    "dnsmasq-base",
+    "spamassassin",
+)
 
 
 def _planned(*args: str) -> str:
@@ -39,5 +46,5 @@ def test_make_run_deletes_out_and_state_of_the_sample_only() -> None:
     mine = _planned("run", "WORKSPACE=/srv/casa")
     assert "rm " not in mine
     assert 'cd "/srv/casa"' in mine
-    assert "outreach\" validate" in mine and "outreach\" run --all" in mine
+    assert 'outreach" validate' in mine and 'outreach" run --all' in mine
     assert "--date" not in mine  # a workspace of one's own runs for today
