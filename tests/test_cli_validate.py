@@ -10,6 +10,13 @@ from conftest import REPO, Workspace
 
 from outreach.cli import cli
 
+BIRTHDAY = """\
+kind: birthday
+channel: email
+days_before: 3
+email: {subject: "¡Feliz cumpleaños, {{ contact.first_name }}!", text: birthday.txt.j2}
+"""
+
 ROWS = [
     "c1,Ana,García,ana@example.com,26/11/1990,,,,,,,customer,",
     "c2,José,Núñez,jose@@example.com,28/11/1985,,,,,,,customer,",
@@ -45,6 +52,39 @@ def test_preview_prints_subject_and_text(make_workspace: Callable[..., Workspace
     assert result.out.startswith("Subject: ¡Feliz cumpleaños, Ana!\n\nHola Ana, ¡feliz cumpleaños!")
     held = ws.run("preview", "birthday", "--contact", "c9", "--date", "2026-11-24")
     assert held.code == 2 and "no usable contact 'c9'" in held.err
+
+
+PROMOTION = """\
+kind: promotion
+channel: email
+start: 2026-11-20
+end: 2026-11-30
+audience: {tags_none: [staff]}
+email: {subject: "Menú de otoño", text: promo.txt.j2}
+"""
+
+
+def test_preview_refuses_to_invent_a_date_or_a_recipient(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    rows = [ROWS[0], "c5,Eva,Gil,eva@example.com,,,,,,,,staff,"]
+    ws = make_workspace(rows, campaigns={"promo.yaml": PROMOTION, "birthday.yaml": BIRTHDAY})
+    # No birthday in the file: no message to show, and no date made up for one.
+    none = ws.run("preview", "birthday", "--contact", "c5", "--date", "2026-11-24")
+    assert none.code == 1 and none.out == ""
+    assert "contacts.csv:3: contact c5 has no birthday occurrence from 2026-11-24" in none.err
+    # Tagged staff: outside the promotion's audience, so no preview of what nobody sends them.
+    staff = ws.run("preview", "promo", "--contact", "c5", "--date", "2026-11-24")
+    assert staff.code == 1 and staff.out == ""
+    assert "contact c5 is not in the audience of promo" in staff.err
+    # Nothing due today: the next real occurrence, said as such (stdout is the message alone).
+    ahead = ws.run("preview", "birthday", "--contact", "c1", "--date", "2026-11-01")
+    assert ahead.code == 0, ahead.err
+    assert ahead.out.startswith("Subject: ¡Feliz cumpleaños, Ana!")
+    assert "nothing of birthday is due for c1 on 2026-11-01" in ahead.err
+    assert "the next one, for 2026-11-26 (made from 2026-11-23)" in ahead.err
+    due = ws.run("preview", "birthday", "--contact", "c1", "--date", "2026-11-24")
+    assert due.code == 0 and due.err == ""
 
 
 def test_every_command_has_help_and_is_in_the_readme() -> None:

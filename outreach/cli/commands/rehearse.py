@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from outreach.cli.errors import EXIT_NOTHING_DONE, EXIT_OK, handle_errors
+from outreach.cli.errors import EXIT_FAILED, EXIT_NOTHING_DONE, EXIT_OK, fail, handle_errors
 from outreach.cli.options import DATE, clock, clock_options, config_option, examples
 from outreach.cli.views import VALIDATE_JSON, print_problems, print_table, progress
 from outreach.model.config import find_config, load_settings
@@ -89,14 +89,28 @@ def preview(
     config_path: Path | None,
 ) -> None:
     """Render one campaign's message for one contact, without recording anything."""
-    from outreach.rehearse.preview import render_preview
+    from outreach.rehearse.preview import PreviewRefusedError, render_preview
     from outreach.workspace import load_workspace
 
     workspace = load_workspace(config_path, campaigns=[campaign])
     today, current = clock(workspace.settings, day=day, now=now)
-    result = render_preview(
-        workspace, contact_id=contact_id, fmt=fmt, today=today, now=current, output=output
-    )
+    try:
+        shown = render_preview(
+            workspace, contact_id=contact_id, fmt=fmt, today=today, now=current, output=output
+        )
+    except PreviewRefusedError as exc:
+        fail(str(exc))
+        sys.exit(EXIT_FAILED)
+    if not shown.due:
+        # On stderr: what stdout shows stays the message alone (it may be piped to a file).
+        occurrence = shown.occurrence
+        click.echo(
+            f"nothing of {campaign} is due for {contact_id} on {today.isoformat()}; this is "
+            f"the next one, for {occurrence.date.isoformat()} (made from "
+            f"{occurrence.earliest.isoformat()})",
+            err=True,
+        )
+    result = shown.content
     if isinstance(result, Path):
         click.echo(f"wrote {result}")
     elif output is not None:
