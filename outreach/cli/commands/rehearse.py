@@ -13,6 +13,8 @@ from outreach.cli.errors import EXIT_FAILED, EXIT_NOTHING_DONE, EXIT_OK, fail, h
 from outreach.cli.options import DATE, clock, clock_options, config_option, examples
 from outreach.cli.views import VALIDATE_JSON, print_problems, print_table, progress
 from outreach.model.config import find_config, load_settings
+from outreach.pipeline.summary import distinct_lines
+from outreach.plural import ngettext
 
 
 @click.command(
@@ -31,11 +33,16 @@ def validate(
     """Check config, contacts, campaigns, and render every template for every contact."""
     from outreach.rehearse.validate import validate_workspace
 
-    settings = load_settings(find_config(config_path))
+    config = find_config(config_path)
+    settings = load_settings(config)
     today, current = clock(settings, day=day, now=now)
     # hook: a bar per campaign while its templates render for every contact (issue 13)
     report = validate_workspace(
-        settings, today=today, now=current, progress=progress(not as_json, label="checking")
+        settings,
+        today=today,
+        now=current,
+        progress=progress(not as_json, label="checking"),
+        config=config,
     )
     if as_json:
         click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
@@ -43,10 +50,20 @@ def validate(
         for line in report.lines:
             click.echo(line)
         if report.blocking:
-            click.echo(f"{len(report.blocking)} blocking problem(s):")
+            count = len(distinct_lines(report.blocking))  # what is listed, each once
+            click.echo(
+                ngettext("{n} blocking problem:", "{n} blocking problems:", count).format(n=count)
+            )
             print_problems(report.blocking, limit=100, more=VALIDATE_JSON)
         if report.warnings:
-            click.echo(f"{len(report.warnings)} problem(s) that hold back single contacts:")
+            count = len(distinct_lines(report.warnings))
+            click.echo(
+                ngettext(
+                    "{n} problem that holds back single contacts:",
+                    "{n} problems that hold back single contacts:",
+                    count,
+                ).format(n=count)
+            )
             print_problems(report.warnings, limit=100, more=VALIDATE_JSON)
         if not report.blocking and not report.warnings:
             click.echo("everything is in order")
