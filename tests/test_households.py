@@ -290,8 +290,8 @@ def test_validate_says_letters_saved_letters_too_late_and_bad_postal_codes(
     out = result.out
     assert "contacts.csv:5: postal_code (column 7): '8001' is not a postal code of ES" in out
     # validate covers a year: this birthday and next year's, one letter saved each time.
-    assert "households: 2 letter(s) saved" in out, out
-    assert "1 letter(s) could not arrive in time (letters.delivery_days 2): 0 go by email" in out
+    assert "households: 2 letters saved" in out, out
+    assert "1 letter could not arrive in time (letters.delivery_days 2): 0 go by email" in out
 
 
 # --- households of any size: the name forms, read back from real PDFs -------------------------
