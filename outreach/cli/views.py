@@ -12,7 +12,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from outreach.model.errors import Problem
-from outreach.pipeline.summary import SHOWN_PER_REASON, RunSummary, distinct_lines, shown_line
+from outreach.pipeline.summary import (
+    SHOWN_PER_REASON,
+    CampaignSummary,
+    RunSummary,
+    distinct_lines,
+    shown_line,
+)
 from outreach.plural import ngettext
 
 if TYPE_CHECKING:
@@ -69,52 +75,52 @@ def print_summary(summary: RunSummary) -> None:
         )
         for c in summary.campaigns
     ]
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        click.echo(
-            "  ".join(
-                str(v).ljust(w) if i == 0 else str(v).rjust(w)
-                for i, (v, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
-    contacts_file = summary_contacts_file(summary)
+    print_table(header, list(rows))  # list(): print_table takes rows of any cells
     for c in summary.campaigns:
-        for (outcome, reason), held in c.held_by_reason().items():
-            shown = ", ".join(
-                f"{h.contact_id} ({contacts_file} line {h.line})" if h.line else h.contact_id
-                for h in held[:SHOWN_PER_REASON]
-            )
-            more = (
-                f" and {len(held) - SHOWN_PER_REASON} more" if len(held) > SHOWN_PER_REASON else ""
-            )
-            click.echo(f"{outcome} in {c.name}: {len(held)} {reason}: {shown}{more}")
-        if c.deferred:
-            click.echo(
-                f"deferred in {c.name}: {c.deferred} by the cadence policy, tried again on the "
-                "next run inside their window (`outreach explain ID` says why)"
-            )
-        if c.default_language:
-            click.echo(
-                ngettext(
-                    "default language in {campaign}: {n} message in {locale}: no template "
-                    "variant for the contact's language",
-                    "default language in {campaign}: {n} messages in {locale}: no template "
-                    "variant for the contact's language",
-                    c.default_language,
-                ).format(
-                    campaign=c.name, n=c.default_language, locale=summary_default_locale(summary)
-                )
-            )
-        if c.batch:
-            letters = ngettext("{n} letter", "{n} letters", c.letters).format(n=c.letters)
-            if c.merged:
-                letters += ngettext(
-                    " (covering {n} more at the same address)",
-                    " (covering {n} more at the same addresses)",
-                    c.merged,
-                ).format(n=c.merged)
-            pages = ngettext("{n} page", "{n} pages", c.pages).format(n=c.pages)
-            click.echo(f"letters for {c.name}: {letters}, {pages} in {c.batch}")
+        _print_campaign_notes(c, summary)
+    _print_problems_and_outbox(summary)
+
+
+def _print_campaign_notes(c: CampaignSummary, summary: RunSummary) -> None:
+    """What the run's table does not say about one campaign: who was held back and why, the
+    language fallbacks, the letters' batch."""
+    contacts_file = summary_contacts_file(summary)
+    for (outcome, reason), held in c.held_by_reason().items():
+        shown = ", ".join(
+            f"{h.contact_id} ({contacts_file} line {h.line})" if h.line else h.contact_id
+            for h in held[:SHOWN_PER_REASON]
+        )
+        more = f" and {len(held) - SHOWN_PER_REASON} more" if len(held) > SHOWN_PER_REASON else ""
+        click.echo(f"{outcome} in {c.name}: {len(held)} {reason}: {shown}{more}")
+    if c.deferred:
+        click.echo(
+            f"deferred in {c.name}: {c.deferred} by the cadence policy, tried again on the "
+            "next run inside their window (`outreach explain ID` says why)"
+        )
+    if c.default_language:
+        click.echo(
+            ngettext(
+                "default language in {campaign}: {n} message in {locale}: no template "
+                "variant for the contact's language",
+                "default language in {campaign}: {n} messages in {locale}: no template "
+                "variant for the contact's language",
+                c.default_language,
+            ).format(campaign=c.name, n=c.default_language, locale=summary_default_locale(summary))
+        )
+    if c.batch:
+        letters = ngettext("{n} letter", "{n} letters", c.letters).format(n=c.letters)
+        if c.merged:
+            letters += ngettext(
+                " (covering {n} more at the same address)",
+                " (covering {n} more at the same addresses)",
+                c.merged,
+            ).format(n=c.merged)
+        pages = ngettext("{n} page", "{n} pages", c.pages).format(n=c.pages)
+        click.echo(f"letters for {c.name}: {letters}, {pages} in {c.batch}")
+
+
+def _print_problems_and_outbox(summary: RunSummary) -> None:
+    """The problems of the run, then where its emails are."""
     problems = [p for c in summary.campaigns for p in c.problems]
     if problems:
         count = len(problems)
