@@ -306,12 +306,12 @@ def _check_workspace(
     problems = len({str(problem) for problem in contact_list.problems})
     report.lines.append(
         ngettext(
-            "contacts {file}: {rows} rows, {usable} usable, {n} problem",
-            "contacts {file}: {rows} rows, {usable} usable, {n} problems",
+            "contacts {file}: {rows}, {usable} usable, {n} problem",
+            "contacts {file}: {rows}, {usable} usable, {n} problems",
             problems,
         ).format(
             file=settings.paths.contacts,
-            rows=contact_list.rows,
+            rows=ngettext("{n} row", "{n} rows", contact_list.rows).format(n=contact_list.rows),
             usable=len(contact_list.contacts),
             n=problems,
         )
