@@ -222,7 +222,13 @@ def plan(
     print_table(header, rows, left=2)
     quiet = result.days - len({c.day for c in result.counts if not c.empty})
     if quiet:
-        click.echo(f"({quiet} day(s) with nothing to do are left out)")
+        click.echo(
+            ngettext(
+                "({n} day with nothing to do is left out)",
+                "({n} days with nothing to do are left out)",
+                quiet,
+            ).format(n=quiet)
+        )
     if not result.pressure:
         click.echo("no contact would get more than one message in these days")
     else:
