@@ -187,10 +187,13 @@ def _campaign_lines(
     campaign: Campaign, *, check: _CampaignCheck, merged: int, settings: Settings
 ) -> list[str]:
     """What validate says about one campaign: its counts, then what the run had to work around."""
+    # Contacts in the audience, messages made: a year holds two birthdays of some contacts.
+    rendered = ngettext("{n} message rendered", "{n} messages rendered", check.rendered).format(
+        n=check.rendered
+    )
     lines = [
         f"campaign {campaign.name} ({campaign.kind}, {campaign.channel}): "
-        f"{len(check.audience)} in the audience, {check.rendered} rendered, "
-        f"{check.failed} failed"
+        f"{len(check.audience)} in the audience, {rendered}, {check.failed} failed"
     ]
     if merged:
         lines.append(
