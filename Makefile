@@ -4,33 +4,49 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 # The sample campaigns are run for this date so `make run` always has something to show.
 SAMPLE_DATE ?= 2026-11-24
-# Debian packages WeasyPrint needs (Pango), the HarfBuzz font subsetter that makes it fast,
-# fonts for the letters, poppler-utils (pdftoppm) for the README picture and the report's letter
-# thumbnails, dovecot-imapd (the real IMAP server the bounce-mailbox tests start on 127.0.0.1),
-# chromium (the report's tests open it in a real, headless browser), postgresql (the shared
-# ledger's tests start a real server in a temporary folder) and postfix, for its smtp-sink: a
-# real SMTP server that offers PIPELINING (tests and benchmarks/smtp_latency.py); preseeded
-# "No configuration", so installing it starts no mail server. dnsmasq-base: the real DNS server
-# (the binary alone, no service) that the DKIM and `outreach doctor` tests start on 127.0.0.1;
-# spamassassin: the sample's emails are scored by its `spamassassin -L` in the suite (the spamd
-# service its recommended spamc brings listens on 127.0.0.1 only; the tests do not use it);
-# openssl: the DKIM tests make a key with `openssl genrsa`, as the README tells users to.
-APT_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils \
-                dovecot-imapd chromium postgresql postfix dnsmasq-base spamassassin openssl
+# What running needs (about 7 MB): Pango for WeasyPrint, the HarfBuzz font subsetter that makes
+# it fast, fonts for the letters and poppler-utils (pdftoppm) for the report's letter thumbnails.
+RUN_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils
+# What only the tests need: the real servers they start on 127.0.0.1. dovecot-imapd (the
+# bounce-mailbox tests), chromium (the report's tests open it in a real, headless browser),
+# postgresql (the shared ledger's tests start a real server in a temporary folder) and postfix,
+# for its smtp-sink: a real SMTP server that offers PIPELINING (tests and
+# benchmarks/smtp_latency.py); preseeded "No configuration", so installing it starts no mail
+# server. dnsmasq-base: the real DNS server (the binary alone, no service) that the DKIM and
+# `outreach doctor` tests start; spamassassin: the sample's emails are scored by its
+# `spamassassin -L` in the suite (the spamd service its recommended spamc brings listens on
+# 127.0.0.1 only; the tests do not use it); openssl: the DKIM tests make a key with
+# `openssl genrsa`, as the README tells users to.
+TEST_PACKAGES := dovecot-imapd chromium postgresql postfix dnsmasq-base spamassassin openssl
+# `make run` works on the repository's own sample unless WORKSPACE=DIR names another workspace:
+# the sample's out/ and state/ are deleted first (so every run shows the same thing) and it runs
+# for SAMPLE_DATE; a workspace of yours is run for today, and nothing in it is deleted.
+WORKSPACE ?=
+RUN_DATE  := $(if $(WORKSPACE),,--date $(SAMPLE_DATE))
 
-.PHONY: run test lint bench system-deps clean
-
-system-deps:
-	@missing=""; for p in $(APT_PACKAGES); do \
+# Installs the Debian packages of $(1) that are missing (sudo unless root), after the debconf
+# answers $(2) if any.
+define apt_install
+	@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
-	  echo "postfix postfix/main_mailer_type select No configuration" | \
-	    $$SUDO debconf-set-selections 2>/dev/null || true; \
+	  if [ -n "$(2)" ]; then echo "$(2)" | $$SUDO debconf-set-selections 2>/dev/null || true; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
+endef
+
+.PHONY: run test lint bench system-deps system-deps-run system-deps-test clean
+
+system-deps: system-deps-run system-deps-test
+
+system-deps-run:
+	$(call apt_install,$(RUN_PACKAGES))
+
+system-deps-test: system-deps-run
+	$(call apt_install,$(TEST_PACKAGES),postfix postfix/main_mailer_type select No configuration)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,10 +58,14 @@ $(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
 	$(BIN)/pip install -q -e '.[test]'
 	touch $@
 
-run: system-deps $(VENV)/.installed
+run: system-deps-run $(VENV)/.installed
+ifeq ($(WORKSPACE),)
 	rm -rf out state
-	$(BIN)/outreach validate --date $(SAMPLE_DATE)
-	$(BIN)/outreach run --all --date $(SAMPLE_DATE)
+else
+	@test -f "$(WORKSPACE)/config.yaml" || { echo "$(WORKSPACE): no config.yaml there (WORKSPACE= names a workspace folder)"; exit 2; }
+endif
+	cd "$(or $(WORKSPACE),.)" && "$(abspath $(BIN))/outreach" validate $(RUN_DATE)
+	cd "$(or $(WORKSPACE),.)" && "$(abspath $(BIN))/outreach" run --all $(RUN_DATE)
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check outreach tests benchmarks
@@ -55,11 +75,11 @@ lint: $(VENV)/.installed-test
 # Two test processes: most tests wait on a CLI subprocess, so two keep both cores busy.
 # Bytecode first: where PYTHONDONTWRITEBYTECODE is set (CI), every CLI subprocess of the suite
 # would otherwise compile the package's sources again (0.15 s of each start).
-test: system-deps $(VENV)/.installed-test lint
+test: system-deps-test $(VENV)/.installed-test lint
 	$(BIN)/python -m compileall -q outreach
 	$(BIN)/pytest -n 2 --cov --cov-report=term:skip-covered
 
-bench: system-deps $(VENV)/.installed
+bench: system-deps-test $(VENV)/.installed
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/run.py
 

@@ -11,6 +11,7 @@ from typing import TextIO
 from outreach.deliver.send import SendSummary, Unsent
 from outreach.model.errors import OutreachError, Problem
 from outreach.pipeline.summary import RunSummary, shown_line
+from outreach.plural import ngettext
 
 LOGGER_NAME = "outreach"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
@@ -90,8 +91,11 @@ def summary_lines(summary: RunSummary) -> list[str]:
     letters = sum(c.letters for c in summary.campaigns)
     deferred = sum(c.deferred for c in summary.campaigns)
     head = (
-        f"run for {summary.run_date.isoformat()}: {emails} email(s), {letters} letter(s), "
-        f"{deferred} deferred, {summary.failed} failed"
+        f"run for {summary.run_date.isoformat()}: "
+        + ngettext("{n} email", "{n} emails", emails).format(n=emails)
+        + ", "
+        + ngettext("{n} letter", "{n} letters", letters).format(n=letters)
+        + f", {deferred} deferred, {summary.failed} failed"
     )
     if summary.dry_run:
         head += " (dry run)"

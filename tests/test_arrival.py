@@ -132,7 +132,7 @@ def test_too_late_for_the_post_a_letter_goes_by_email_with_fallback() -> None:
     assert outcomes(trace) == [(25, "send", "email")]
     reason = trace[0][1].reason
     assert reason is not None and reason.code is Code.LETTER_TOO_LATE
-    assert "2 day(s); the window ends 2026-11-26" in reason.text
+    assert "it takes 2 days; the window ends 2026-11-26" in reason.text
 
 
 def test_too_late_for_the_post_and_no_fallback_a_letter_is_missed_once() -> None:

@@ -216,7 +216,7 @@ def test_one_message_one_language(make_workspace: Callable[..., Workspace]) -> N
     # validate said so first, naming her.
     checked = ws.run("validate", "--date", DAY)
     assert (
-        "1 contact(s) get birthday in the default language (es): no template variant for "
+        "1 contact gets birthday in the default language (es): no template variant for "
         "their language: c5 (en, line 6)"
     ) in checked.out, checked.out
 

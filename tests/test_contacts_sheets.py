@@ -339,7 +339,7 @@ def test_validate_reads_a_workbook_and_names_sheet_row_and_column(
     result = ws.run("validate", "--date", "2026-11-24")
     assert result.code == 0, result.err
     assert "clientes.xlsx:Clientes:3: email (column D): 'bea@@example.com'" in result.out
-    assert "2 rows, 2 usable, 1 problem(s)" in result.out
+    assert "2 rows, 2 usable, 1 problem" in result.out
 
 
 STORED = Path(__file__).parent / "data" / "sheets"  # saved by LibreOffice Calc: see its README

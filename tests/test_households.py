@@ -77,6 +77,36 @@ def test_one_surname_makes_a_family_and_two_a_list_of_names() -> None:
     assert envelope_name([CARMEN, ANA], locale="es") == "Carmen Ruiz y Ana Gómez"
 
 
+HOUSEHOLD_BODY = (
+    "<p>{{ greeting }} {{ household.greeting }}: {{ 25 | money }}</p><p>{{ household.family }}</p>"
+)
+
+
+@pytest.mark.parametrize(
+    ("english_template", "expected", "window"),
+    [
+        # Only a Spanish letter: the English family is greeted and named in Spanish.
+        (False, "Queridos John y Mary: 25,00 € Familia Smith", "FamiliaSmith"),
+        # An English letter: greeting, family and amount in English, all of it.
+        (True, "Dear John and Mary: €25.00 The Smith family", "TheSmithfamily"),
+    ],
+)
+def test_a_household_is_greeted_and_named_in_the_language_of_its_letter(
+    tmp_path: Path, english_template: bool, expected: str, window: str
+) -> None:
+    settings = write_workspace(tmp_path, body=HOUSEHOLD_BODY.replace("{{ greeting }}", "Queridos"))
+    if english_template:
+        english = HOUSEHOLD_BODY.replace("{{ greeting }}", "Dear")
+        (tmp_path / "templates" / "carta.en.html.j2").write_text(english, encoding="utf-8")
+    john = letter_person(id="e1", title="", first_name="John", last_name="Smith", locale="en")
+    mary = letter_person(id="e2", title="", first_name="Mary", last_name="Smith", locale="en")
+    letter = renderer(settings).render(john, OCCURRENCE, household=Household((john, mary)))
+    (page,) = pdf_pages(letter_pdf(letter))
+    assert expected in " ".join(page["text"].split())
+    assert window in window_text(page, DIN_B)
+    assert (" and " in page["text"]) is english_template  # no English word in a Spanish letter
+
+
 # --- the property: one letter per address, nobody dropped ------------------------------------
 
 STREETS = ["Calle Mayor 5", "calle mayor, 5", "CALLE  MAYOR 5", "Calle Mayor 7", "Gran Vía 1"]
@@ -260,8 +290,8 @@ def test_validate_says_letters_saved_letters_too_late_and_bad_postal_codes(
     out = result.out
     assert "contacts.csv:5: postal_code (column 7): '8001' is not a postal code of ES" in out
     # validate covers a year: this birthday and next year's, one letter saved each time.
-    assert "households: 2 letter(s) saved" in out, out
-    assert "1 letter(s) could not arrive in time (letters.delivery_days 2): 0 go by email" in out
+    assert "households: 2 letters saved" in out, out
+    assert "1 letter could not arrive in time (letters.delivery_days 2): 0 go by email" in out
 
 
 # --- households of any size: the name forms, read back from real PDFs -------------------------

@@ -171,5 +171,5 @@ def test_a_bad_reminder_date_is_failed_in_the_table_and_the_exit_code(
     assert summary["exit_code"] == 1
     table = ws.run("run", "--all", "--date", DAY)
     assert table.code == 1
-    assert "1 message(s) could not be made" in table.out
+    assert "1 message could not be made" in table.out
     assert "contacts.csv:3: next_appointment" in table.out

@@ -51,7 +51,7 @@ def test_a_letter_the_window_refuses_is_refused_by_every_rehearsal_and_recorded_
     checked = ws.run("validate", "--date", DAY, "--json")
     report = json.loads(checked.out)
     assert (
-        "campaign birthday (birthday, letter): 3 in the audience, 2 rendered, 2 failed"
+        "campaign birthday (birthday, letter): 3 in the audience, 2 messages rendered, 2 failed"
         in (report["summary"])
     )
     refused = [w for w in report["warnings"] if w.get("contact_id") == "c2"]

@@ -188,7 +188,7 @@ def test_plan_text_output(make_workspace: Callable[..., Workspace]) -> None:
         "2026-11-30  birthday        2        0         0       0        0",
         "total       birthday        3        0         3       0        1",
         "total       promotion       1        0         5       1        1",
-        "(1 day(s) with nothing to do are left out)",
+        "(1 day with nothing to do is left out)",
         "contacts with the most messages in these days:",
         "  c3: 2 — promotion 2026-11-23 (email), birthday 2026-11-30 (email)",
     ]

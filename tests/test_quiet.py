@@ -50,7 +50,7 @@ def test_quiet_speaks_when_a_message_failed(make_workspace: Callable[..., Worksp
     assert emails(ws) == ["c1.eml", "c2.eml"]
     # The whole summary, so the mail cron sends says what happened.
     assert "outreach run for 2026-11-24" in result.out
-    assert "1 message(s) could not be made" in result.out
+    assert "1 message could not be made" in result.out
     assert "c3" in result.out and "first_name" in result.out
 
 
@@ -58,7 +58,7 @@ def test_quiet_speaks_about_bad_rows(make_workspace: Callable[..., Workspace]) -
     ws = make_workspace([*GOOD, BAD_ROW])
     result = ws.run("run", "--all", "--date", DAY, "--quiet")
     assert result.code == 0  # the other rows were done
-    assert "problem(s) in the contacts file" in result.out
+    assert "in the contacts file (rows held back)" in result.out
     assert "eva@@example.com" in result.out
 
 
@@ -95,12 +95,12 @@ def test_log_file_appends_a_timestamped_summary(
     assert len(heads) == 2
     # The first run failed one message: logged as a warning, with the problem.
     assert " WARNING outreach run --all" in heads[0]
-    assert "2 email(s), 0 letter(s), 0 deferred, 1 failed" in heads[0]
+    assert "2 emails, 0 letters, 0 deferred, 1 failed" in heads[0]
     assert any("WARNING   birthday: due 3, done before 0, emails 2" in line for line in lines)
     assert any("problem [birthday]" in line and "first_name" in line for line in lines)
     # The second, with the name filled in, made the missing message and all went well.
     assert " INFO outreach run --all" in heads[1]
-    assert "1 email(s), 0 letter(s), 0 deferred, 0 failed" in heads[1]
+    assert "1 email, 0 letters, 0 deferred, 0 failed" in heads[1]
 
 
 def test_log_file_records_a_run_that_could_not_start(

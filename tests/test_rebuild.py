@@ -114,7 +114,7 @@ def test_new_ledger_says_how_many_it_would_make_again(ran: Workspace) -> None:
     (ws.root / "state" / "ledger.sqlite").unlink()
     result = ws.run("run", "--all", "--date", DAY, "--new-ledger")
     assert result.code == 0, result.out + result.err
-    assert "18 message(s) already in out" in result.err
+    assert "18 messages already in out" in result.err
 
 
 def test_with_smtp_a_rebuilt_email_is_uncertain_never_resent(ran: Workspace) -> None:

@@ -132,7 +132,7 @@ def test_run_send_delivers_each_due_email_once_as_written_in_the_outbox(
     ws = smtp_workspace(make_workspace, smtp_server.port)
     result = cli(ws, "run", "--all", "--send", "--now", NOW)
     assert result.code == 0, result.err
-    assert "sent 3 email(s) (SMTP 127.0.0.1:" in result.out
+    assert "sent 3 emails (SMTP 127.0.0.1:" in result.out
     assert statuses(ws) == {"c1": "sent", "c4": "skipped", "c5": "sent", "c6": "sent"}
 
     received = {m.rcpt_tos: m for m in smtp_server.messages}
@@ -167,7 +167,7 @@ def test_run_without_send_keeps_everything_then_send_delivers(
     rendered = cli(ws, "run", "--all", "--now", NOW)
     assert rendered.code == 0, rendered.err
     assert (
-        "3 email(s) rendered and waiting in out/outbox/2026-11-24/ — not sent; send them with "
+        "3 emails rendered and waiting in out/outbox/2026-11-24/ — not sent; send them with "
         "`outreach send` or `outreach run --send`" in rendered.out
     )
     assert smtp_server.messages == []
@@ -212,7 +212,7 @@ def test_send_checks_each_file_and_the_latest_opt_outs(
     assert rows["c6"][:2] == ("failed", "permanent")
     assert "has a Cc header" in (rows["c6"][2] or "")
     assert "not sent after all: 1 opted out (email)" in result.out
-    assert "2 email(s) failed:" in result.out
+    assert "2 emails failed:" in result.out
     assert "permanent: not tried again" in result.out
 
 
@@ -254,7 +254,7 @@ def test_server_down_fails_transiently_stops_then_the_next_run_delivers(
         f"error: stopped sending after 2 consecutive failures: the server at 127.0.0.1:"
         f"{closed_port} refused the connection" in result.err
     )
-    assert "1 email(s) not tried: they wait for the next send" in result.out
+    assert "1 email not tried: it waits for the next send" in result.out
     rows = ledger_rows(ws)
     assert [rows[c][:2] for c in ("c6", "c5")] == [("failed", "transient")] * 2
     assert rows["c1"][0] == "rendered"
@@ -300,16 +300,16 @@ def test_quiet_hours_hold_email_until_they_end_per_campaign(
     assert smtp_server.messages == []
     # c6's birthday is today: its window closes before 09:00 tomorrow.
     assert (
-        "quiet hours (21:00-09:00): 3 email(s) wait until 09:00 "
+        "quiet hours (21:00-09:00): 3 emails wait until 09:00 "
         "(1 of them will have missed their window by then)" in night.out
     )
-    assert "quiet hours (20:00-10:00): 1 email(s) wait until 10:00" in night.out
+    assert "quiet hours (20:00-10:00): 1 email waits until 10:00" in night.out
 
     morning = cli(ws, "send", "--now", "2026-11-25T09:05")
     assert morning.code == 0, morning.err
     assert recipients(smtp_server) == Counter(["ana@example.com", "mary@example.org"])
-    assert "1 email(s) missed: their window closed before they were sent" in morning.out
-    assert "quiet hours (20:00-10:00): 1 email(s) wait until 10:00" in morning.out
+    assert "1 email missed: its window closed before it was sent" in morning.out
+    assert "quiet hours (20:00-10:00): 1 email waits until 10:00" in morning.out
     assert statuses(ws)["c6"] == "missed"
 
     later = cli(ws, "send", "--now", "2026-11-25T10:00")
@@ -332,7 +332,7 @@ def test_a_lost_reply_is_uncertain_reported_and_only_resent_on_request(
     # The second email (c5) reached the server, whose reply was lost; the others went on.
     assert recipients(server) == Counter(DUE.values())
     assert statuses(ws) == {"c1": "sent", "c4": "skipped", "c5": "uncertain", "c6": "sent"}
-    assert "1 email(s) uncertain — they may have arrived" in result.out
+    assert "1 email uncertain — it may have arrived" in result.out
     assert "c5 (birthday birthday:2026)" in result.out
 
     again = cli(ws, "run", "--all", "--send", "--now", "2026-11-24T11:00", "--json")
@@ -342,7 +342,7 @@ def test_a_lost_reply_is_uncertain_reported_and_only_resent_on_request(
     assert [u["contact_id"] for u in summary["uncertain"]] == ["c5"]  # ...and still reported
     assert recipients(server) == Counter(DUE.values())
     plain = cli(ws, "run", "--all", "--now", "2026-11-24T11:10")
-    assert "1 email(s) uncertain — they may have arrived" in plain.out
+    assert "1 email uncertain — it may have arrived" in plain.out
 
     retried = cli(ws, "send", "--retry-uncertain", "--now", "2026-11-24T11:30")
     assert retried.code == 0, retried.err

@@ -243,6 +243,39 @@ def test_money_filter_refuses_what_is_not_a_number() -> None:
         render_string("{{ a | money }}", a="doce", _locale="es")
 
 
+MONEY_FILES = {
+    "birthday.txt.j2": "es {{ 25 | money }} {{ occurrence.date | date }}\n",
+    "birthday.en.txt.j2": "en {{ 25 | money }} {{ occurrence.date | date }}\n",
+}
+
+
+@pytest.mark.parametrize(
+    ("files", "locale", "country", "expected"),
+    [
+        # An English template: an American customer reads amounts and dates the US way…
+        (MONEY_FILES, "en", "US", "en €25.00 November 26, 2026"),
+        # …one in Spain English amounts (never "25,00 €" in an English sentence), and dates
+        # as English is written in Spain (the business's country).
+        (MONEY_FILES, "en", "ES", "en €25.00 26 November 2026"),
+        (MONEY_FILES, "en", "GB", "en €25.00 26 November 2026"),
+        # Only a Spanish template: the whole message is Spanish, amounts too.
+        ({"birthday.txt.j2": MONEY_FILES["birthday.txt.j2"]}, "en", "US",
+         "es 25,00\xa0€ 26 de noviembre de 2026"),
+        ({"birthday.txt.j2": MONEY_FILES["birthday.txt.j2"]}, "en", "ES",
+         "es 25,00\xa0€ 26 de noviembre de 2026"),
+        (MONEY_FILES, "es", "ES", "es 25,00\xa0€ 26 de noviembre de 2026"),
+        # A region in the contact's locale decides, whatever the country.
+        (MONEY_FILES, "en_GB", "US", "en €25.00 26 November 2026"),
+    ],
+)  # fmt: skip
+def test_money_and_dates_are_written_in_the_message_language_and_the_contact_country(
+    tmp_path: Path, files: dict[str, str], locale: str, country: str, expected: str
+) -> None:
+    emails = renderer(tmp_path, files)
+    _, text, _ = emails.render_parts(contact(locale=locale, country=country), BIRTHDAY)
+    assert text == expected + "\n"
+
+
 def test_autoescape_only_for_html() -> None:
     assert render_string("{{ x }}", x="<b>&") == "<b>&"
     assert render_string("{{ x }}", html=True, x="<b>&") == "&lt;b&gt;&amp;"

@@ -13,15 +13,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
 import click
 import pytest
 import smtp_server as servers
-from conftest import REPO, Workspace
+from conftest import REPO, REPORT_ON, Workspace
 from smtp_server import SmtpServer
 
 from outreach.cli import cli
+from outreach.cli.views import print_summary
+from outreach.model.errors import Problem
+from outreach.pipeline.summary import CampaignSummary, RunSummary
 
 PROMO = """\
     kind: promotion
@@ -140,15 +144,29 @@ def test_no_bar_without_a_terminal(make_workspace: Callable[..., Workspace]) -> 
     assert "contacts [" not in result.out
 
 
+def _commands(
+    command: click.Command, path: tuple[str, ...] = ()
+) -> list[tuple[tuple[str, ...], click.Command]]:
+    """The command at `path` and every command below it (a group's too), depth first."""
+    found = [(path, command)]
+    if isinstance(command, click.Group):
+        for name, sub in command.commands.items():
+            found += _commands(sub, (*path, name))
+    return found
+
+
 def test_every_command_help_ends_with_examples() -> None:
-    group = cli
-    assert isinstance(group, click.Group)
-    for name, command in group.commands.items():
+    commands = _commands(cli)
+    # The group itself, its groups (ledger, replies) and each of their commands.
+    assert {(), ("ledger",), ("ledger", "rebuild"), ("replies", "done")} <= {p for p, _ in commands}
+    for path, command in commands:
         epilog = command.epilog or ""
         examples = [line for line in epilog.splitlines() if line.strip().startswith("outreach ")]
-        assert 2 <= len(examples) <= 3, (name, epilog)
+        assert 2 <= len(examples) <= 3, (path, epilog)
         for line in examples:
-            assert line.split()[1] == name, (name, line)
+            # An example of `ledger rebuild` starts `outreach ledger rebuild`; the group's may
+            # show any command.
+            assert tuple(line.split()[1 : 1 + len(path)]) == path, (path, line)
 
 
 def test_help_shows_the_examples_at_the_end(sample_workspace: Workspace) -> None:
@@ -229,7 +247,7 @@ def test_the_send_bar_counts_emails_and_the_rate_limit_wait(
     bars = [line for line in lines if line.startswith("emails sent [")]
     assert any("waiting 0:0" in b and "for the rate limit" in b for b in bars)
     assert re.search(r"emails sent \[#+\] 100% 3/3 in \d:\d\d", output)
-    assert "sent 3 email(s)" in output
+    assert "sent 3 emails" in output
 
 
 def test_no_send_bar_without_a_terminal(
@@ -262,6 +280,63 @@ def test_the_validate_bars(sample_workspace: Workspace) -> None:
     assert code == 0, output
     # validate is one run over every campaign: one bar over the contacts.
     assert re.search(r"checking \[#+\] 100% 30/30 in \d:\d\d", output), output
-    assert "everything is in order" in output or "problem(s)" in output
+    assert "everything is in order" in output or "problems that hold back" in output
     plain = sample_workspace.run("validate", "--date", "2026-11-24")
     assert "checking " not in plain.out + plain.err
+
+
+def test_the_run_says_it_is_writing_the_report_after_its_bar(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    ws = make_workspace(rows(5), campaigns={"promo.yaml": PROMO})
+    code, output, _ = in_pty(ws.root, "run", "promo", "--date", "2026-11-24", env=REPORT_ON)
+    assert code == 0, output
+    bar = output.rindex("contacts [")
+    writing = output.index("writing the report page…")
+    assert bar < writing < output.index("report: out/reports/2026-11-24.html"), output
+    # Not without a terminal: a cron job's mail has no use for it.
+    plain = ws.run("run", "promo", "--date", "2026-11-25", env=REPORT_ON)
+    assert plain.code == 0 and "writing the report" not in plain.out + plain.err
+
+
+@pytest.mark.parametrize(
+    ("count", "expected"),
+    [
+        (1, ["letters for birthday: 1 letter (covering 1 more at the same address), 1 page in ",
+             "1 message could not be made:", "1 problem in the contacts file",
+             "default language in birthday: 1 message in es:"]),
+        (2, ["letters for birthday: 2 letters (covering 2 more at the same addresses), 2 pages",
+             "2 messages could not be made:", "2 problems in the contacts file",
+             "default language in birthday: 2 messages in es:"]),
+    ],
+)  # fmt: skip
+def test_what_the_run_prints_counts_in_words_that_agree(
+    capsys: pytest.CaptureFixture[str], count: int, expected: list[str]
+) -> None:
+    problems = [Problem(f"problem {i}", path="contacts.csv", line=i + 2) for i in range(count)]
+    campaign = CampaignSummary(
+        name="birthday",
+        kind="birthday",
+        channel="letter",
+        due=count,
+        letters=count,
+        merged=count,
+        pages=count,
+        default_language=count,
+        problems=[Problem(f"cannot make {i}") for i in range(count)],
+        batch="out/letters/2026-11-24/birthday.pdf",
+    )
+    print_summary(
+        RunSummary(
+            run_date=date(2026, 11, 24),
+            dry_run=False,
+            delivery="outbox",
+            campaigns=[campaign],
+            problems=problems,
+            default_locale="es",
+        )
+    )
+    printed = capsys.readouterr().out
+    for line in expected:
+        assert line in printed, printed
+    assert "(s)" not in printed and not re.search(r"\b1 (letters|pages|messages|problems)", printed)

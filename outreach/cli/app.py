@@ -16,9 +16,17 @@ from outreach.cli.commands.replies import replies, unblock
 from outreach.cli.commands.run import run, send
 from outreach.cli.commands.setup import daemon, init
 from outreach.cli.errors import EXIT_FAILED, json_error
+from outreach.cli.options import examples
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog=examples(
+        "outreach validate                         # is everything in order?",
+        "outreach run --all --dry-run              # what a run would make, nothing kept",
+        "outreach run --all                        # today's messages",
+    ),
+)
 @click.version_option(__version__, prog_name="outreach")
 def cli() -> None:
     """Keep in touch with customers — birthdays, promotions, reminders — without pestering them."""

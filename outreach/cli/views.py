@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from outreach.model.errors import Problem
-from outreach.pipeline.summary import SHOWN_PER_REASON, RunSummary, distinct_lines, shown_line
+from outreach.pipeline.summary import (
+    SHOWN_PER_REASON,
+    CampaignSummary,
+    RunSummary,
+    distinct_lines,
+    shown_line,
+)
+from outreach.plural import ngettext
 
 if TYPE_CHECKING:
     from outreach.deliver.send import SendObserver, SendProgress, SendSummary, Unsent
@@ -68,46 +75,70 @@ def print_summary(summary: RunSummary) -> None:
         )
         for c in summary.campaigns
     ]
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    for row in [header, *rows]:
-        click.echo(
-            "  ".join(
-                str(v).ljust(w) if i == 0 else str(v).rjust(w)
-                for i, (v, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
-    contacts_file = summary_contacts_file(summary)
+    print_table(header, list(rows))  # list(): print_table takes rows of any cells
     for c in summary.campaigns:
-        for (outcome, reason), held in c.held_by_reason().items():
-            shown = ", ".join(
-                f"{h.contact_id} ({contacts_file} line {h.line})" if h.line else h.contact_id
-                for h in held[:SHOWN_PER_REASON]
-            )
-            more = (
-                f" and {len(held) - SHOWN_PER_REASON} more" if len(held) > SHOWN_PER_REASON else ""
-            )
-            click.echo(f"{outcome} in {c.name}: {len(held)} {reason}: {shown}{more}")
-        if c.deferred:
-            click.echo(
-                f"deferred in {c.name}: {c.deferred} by the cadence policy, tried again on the "
-                "next run inside their window (`outreach explain ID` says why)"
-            )
-        if c.default_language:
-            click.echo(
-                f"default language in {c.name}: {c.default_language} message(s) in "
-                f"{summary_default_locale(summary)}: no template variant for the contact's language"
-            )
-        if c.batch:
-            shared = f" (covering {c.merged} more at the same addresses)" if c.merged else ""
-            click.echo(
-                f"letters for {c.name}: {c.letters} letters{shared}, {c.pages} pages in {c.batch}"
-            )
+        _print_campaign_notes(c, summary)
+    _print_problems_and_outbox(summary)
+
+
+def _print_campaign_notes(c: CampaignSummary, summary: RunSummary) -> None:
+    """What the run's table does not say about one campaign: who was held back and why, the
+    language fallbacks, the letters' batch."""
+    contacts_file = summary_contacts_file(summary)
+    for (outcome, reason), held in c.held_by_reason().items():
+        shown = ", ".join(
+            f"{h.contact_id} ({contacts_file} line {h.line})" if h.line else h.contact_id
+            for h in held[:SHOWN_PER_REASON]
+        )
+        more = f" and {len(held) - SHOWN_PER_REASON} more" if len(held) > SHOWN_PER_REASON else ""
+        click.echo(f"{outcome} in {c.name}: {len(held)} {reason}: {shown}{more}")
+    if c.deferred:
+        click.echo(
+            f"deferred in {c.name}: {c.deferred} by the cadence policy, tried again on the "
+            "next run inside their window (`outreach explain ID` says why)"
+        )
+    if c.default_language:
+        click.echo(
+            ngettext(
+                "default language in {campaign}: {n} message in {locale}: no template "
+                "variant for the contact's language",
+                "default language in {campaign}: {n} messages in {locale}: no template "
+                "variant for the contact's language",
+                c.default_language,
+            ).format(campaign=c.name, n=c.default_language, locale=summary_default_locale(summary))
+        )
+    if c.batch:
+        letters = ngettext("{n} letter", "{n} letters", c.letters).format(n=c.letters)
+        if c.merged:
+            letters += ngettext(
+                " (covering {n} more at the same address)",
+                " (covering {n} more at the same addresses)",
+                c.merged,
+            ).format(n=c.merged)
+        pages = ngettext("{n} page", "{n} pages", c.pages).format(n=c.pages)
+        click.echo(f"letters for {c.name}: {letters}, {pages} in {c.batch}")
+
+
+def _print_problems_and_outbox(summary: RunSummary) -> None:
+    """The problems of the run, then where its emails are."""
     problems = [p for c in summary.campaigns for p in c.problems]
     if problems:
-        click.echo(f"{len(problems)} message(s) could not be made:")
+        count = len(problems)
+        click.echo(
+            ngettext(
+                "{n} message could not be made:", "{n} messages could not be made:", count
+            ).format(n=count)
+        )
         print_problems(problems, more=MESSAGE_PROBLEMS)
     if summary.problems:
-        click.echo(f"{len(summary.problems)} problem(s) in the contacts file (rows held back):")
+        count = len(summary.problems)
+        click.echo(
+            ngettext(
+                "{n} problem in the contacts file (rows held back):",
+                "{n} problems in the contacts file (rows held back):",
+                count,
+            ).format(n=count)
+        )
         print_problems(summary.problems)
     made = sum(c.emails for c in summary.campaigns)
     if summary.sending is not None:
@@ -116,8 +147,13 @@ def print_summary(summary: RunSummary) -> None:
         click.echo(f"emails written to {summary.outbox}/ — not sent (delivery: outbox)")
     elif made and not summary.dry_run:
         click.echo(
-            f"{made} email(s) rendered and waiting in {summary.outbox}/ — not sent; send them "
-            "with `outreach send` or `outreach run --send`"
+            ngettext(
+                "{n} email rendered and waiting in {outbox}/ — not sent; send it with "
+                "`outreach send` or `outreach run --send`",
+                "{n} emails rendered and waiting in {outbox}/ — not sent; send them with "
+                "`outreach send` or `outreach run --send`",
+                made,
+            ).format(n=made, outbox=summary.outbox)
         )
     if summary.sending is None and summary.uncertain_emails:
         _print_uncertain(summary.uncertain_emails)
@@ -247,8 +283,13 @@ def _when(until: datetime, now: datetime) -> str:
 
 def _print_uncertain(uncertain: list[Unsent]) -> None:
     click.echo(
-        f"{len(uncertain)} email(s) uncertain — they may have arrived; check, "
-        "then `outreach send --retry-uncertain` sends them again:"
+        ngettext(
+            "{n} email uncertain — it may have arrived; check, then "
+            "`outreach send --retry-uncertain` sends it again:",
+            "{n} emails uncertain — they may have arrived; check, then "
+            "`outreach send --retry-uncertain` sends them again:",
+            len(uncertain),
+        ).format(n=len(uncertain))
     )
     for unsent in uncertain[:20]:
         click.echo(
@@ -264,9 +305,14 @@ def print_send_summary(summary: SendSummary) -> None:
     if not summary.waiting:
         click.echo("nothing waiting to be sent")
     elif summary.waiting > held:
-        click.echo(f"sent {summary.sent} email(s) (SMTP {summary.server})")
+        click.echo(
+            ngettext(
+                "sent {n} email (SMTP {server})", "sent {n} emails (SMTP {server})", summary.sent
+            ).format(n=summary.sent, server=summary.server)
+        )
     if summary.failed:
-        click.echo(f"{len(summary.failed)} email(s) failed:")
+        failed = len(summary.failed)
+        click.echo(ngettext("{n} email failed:", "{n} emails failed:", failed).format(n=failed))
         for unsent in summary.failed[:20]:
             then = (
                 "permanent: not tried again"
@@ -280,20 +326,42 @@ def print_send_summary(summary: SendSummary) -> None:
         reasons = ", ".join(f"{n} {r}" for r, n in sorted(summary.skipped.items()))
         click.echo(f"not sent after all: {reasons}")
     for wait in summary.quiet:
-        line = f"{wait.reason}: {wait.count} email(s) wait until {_when(wait.until, summary.now)}"
+        line = ngettext(
+            "{reason}: {n} email waits until {when}",
+            "{reason}: {n} emails wait until {when}",
+            wait.count,
+        ).format(reason=wait.reason, n=wait.count, when=_when(wait.until, summary.now))
         if wait.closing:
             line += f" ({wait.closing} of them will have missed their window by then)"
         click.echo(line)
     if summary.missed:
-        click.echo(f"{summary.missed} email(s) missed: their window closed before they were sent")
+        click.echo(
+            ngettext(
+                "{n} email missed: its window closed before it was sent",
+                "{n} emails missed: their window closed before they were sent",
+                summary.missed,
+            ).format(n=summary.missed)
+        )
     if summary.settled:
-        click.echo(f"{summary.settled} email(s) left half-sent by a killed run are now uncertain")
+        click.echo(
+            ngettext(
+                "{n} email left half-sent by a killed run is now uncertain",
+                "{n} emails left half-sent by a killed run are now uncertain",
+                summary.settled,
+            ).format(n=summary.settled)
+        )
     if summary.needs_human:
         _print_uncertain(summary.needs_human)
     if summary.stopped:
         fail(summary.stopped)
         if summary.not_tried:
-            click.echo(f"{summary.not_tried} email(s) not tried: they wait for the next send")
+            click.echo(
+                ngettext(
+                    "{n} email not tried: it waits for the next send",
+                    "{n} emails not tried: they wait for the next send",
+                    summary.not_tried,
+                ).format(n=summary.not_tried)
+            )
 
 
 def print_table(header: tuple[str, ...], rows: list[tuple[object, ...]], *, left: int = 1) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from datetime import time
@@ -566,6 +567,25 @@ def _shown(value: object) -> str:
     return redact_url(repr(value)) if isinstance(value, str) else repr(value)
 
 
+def _known_keys_at(model: type[BaseModel], loc: tuple[str | int, ...]) -> list[str]:
+    """The keys the section at `loc` (a path of keys below `model`) knows; [] if not a section."""
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return [name for name, field in model.model_fields.items() if name not in ("root", "path")]
+
+
+def _suggestion(model: type[BaseModel] | None, loc: tuple[str | int, ...]) -> str | None:
+    """ "did you mean `min_gap_days`?" for an unknown key close to a known one."""
+    if model is None or not loc:
+        return None
+    close = difflib.get_close_matches(str(loc[-1]), _known_keys_at(model, loc[:-1]), n=1)
+    return f"did you mean `{close[0]}`?" if close else None
+
+
 def validation_error(
     exc: ValidationError,
     *,
@@ -573,21 +593,32 @@ def validation_error(
     lines: dict[tuple[str | int, ...], int],
     error_type: type[ConfigError] | Any,
     hint: str,
+    model: type[BaseModel] | None = None,
 ) -> Any:
-    """Every pydantic error as one of ours: the first leads, with its key path and line."""
+    """Every pydantic error as one of ours: the first leads, with its key path and line; an
+    unknown key of `model` gets the closest known one as its hint."""
     found = []
     for error in exc.errors():
         loc = _real_keys(tuple(error["loc"]))
         message = _describe(error)
         if error["type"] not in {"extra_forbidden", "missing"} and "input" in error:
             message += f" (got {_shown(error['input'])})"
-        found.append((loc, message))
-    loc, message = found[0]
-    for other_loc, other_message in found[1:]:
+        meant = _suggestion(model, loc) if error["type"] == "extra_forbidden" else None
+        found.append((loc, message, meant))
+    loc, message, meant = found[0]
+    if meant and len(found) > 1:  # the hint comes after every line: each says its own
+        message, meant = f"{message} — {meant}", None
+    for other_loc, other_message, other_meant in found[1:]:
         where = format_location(path, line_for(lines, other_loc), dotted(other_loc) or None)
         message += f"\n  also {where}: {other_message}"
+        if other_meant:
+            message += f" — {other_meant}"
     return error_type(
-        message, path=path, line=line_for(lines, loc), field=dotted(loc) or None, hint=hint
+        message,
+        path=path,
+        line=line_for(lines, loc),
+        field=dotted(loc) or None,
+        hint=meant or hint,
     )
 
 
@@ -616,6 +647,7 @@ def load_settings(path: Path) -> Settings:
             lines=lines,
             error_type=ConfigError,
             hint="fix the key (see the README's config.yaml tour)",
+            model=Settings,
         ) from None
 
 

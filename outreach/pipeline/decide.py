@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from outreach.model.campaigns import Campaign, Occurrence
 from outreach.model.errors import OutreachError, Problem
 from outreach.model.reasons import Code, Outcome, Reason
+from outreach.plural import ngettext
 from outreach.rules import cadence
 from outreach.rules.arrival import (
     Timing,
@@ -222,7 +223,11 @@ def _occurrence_decision(
         too_late = Reason(
             Code.LETTER_TOO_LATE,
             "letter",
-            detail=f"it takes {days} day(s); the window ends {occ.latest.isoformat()}",
+            detail=ngettext(
+                "it takes {n} day; the window ends {end}",
+                "it takes {n} days; the window ends {end}",
+                days,
+            ).format(n=days, end=occ.latest.isoformat()),
         )
         if not instead:
             return Decision(contact.id, name, "missed", occ, "letter", too_late)

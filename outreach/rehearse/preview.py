@@ -2,16 +2,59 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 
+from outreach.contacts import Contact
 from outreach.deliver.outbox import write_atomic
-from outreach.model.campaigns import Occurrence
+from outreach.model.campaigns import Campaign, Occurrence
 from outreach.model.errors import OutreachError
 from outreach.render.letter import LetterRenderer, letter_pdf, standalone_html
 from outreach.render.templates import EmailRenderer
+from outreach.rules.audience import campaign_audience
 from outreach.rules.occurrences import next_occurrence
 from outreach.workspace import Workspace
+
+
+class PreviewRefusedError(OutreachError):
+    """The contact would get no such message: a preview would show one nobody is sent."""
+
+
+@dataclass(frozen=True, slots=True)
+class Preview:
+    """What `preview` shows: the message (text, or the path of a written PDF) and its occurrence."""
+
+    content: str | Path
+    occurrence: Occurrence
+    due: bool  # the occurrence is due today; False: the next one, shown ahead of time
+
+
+def _occurrence(
+    workspace: Workspace, campaign: Campaign, contact: Contact, *, today: date
+) -> Occurrence:
+    """The contact's occurrence due today, else the next real one; refused when there is none
+    or the contact is outside the audience (a preview never invents a date or a recipient)."""
+    settings = workspace.settings
+    if not campaign_audience(campaign, settings).matches(contact):
+        raise PreviewRefusedError(
+            f"contact {contact.id} is not in the audience of {campaign.name}: "
+            f"no {campaign.name} message is made for them",
+            path=campaign.path,
+            hint=f"see why with `outreach explain {contact.id}`, or preview a contact in the audience",
+        )
+    occurrence = next_occurrence(
+        campaign, contact, today=today, date_format=settings.contacts.date_format
+    )
+    if occurrence is None:
+        raise PreviewRefusedError(
+            f"contact {contact.id} has no {campaign.name} occurrence from {today.isoformat()} "
+            "to a year later: no date for it in the contacts file, or the campaign is over",
+            path=settings.paths.contacts,
+            line=contact.line,
+            hint="fill in the contact's date, or preview another contact",
+        )
+    return occurrence
 
 
 def render_preview(
@@ -22,8 +65,9 @@ def render_preview(
     today: date,
     now: datetime,
     output: Path | None,
-) -> str | Path:
-    """The text, HTML or .eml of the message as a string, or the path of a written PDF."""
+) -> Preview:
+    """The text, HTML or .eml of the message, or the path of a written PDF, and the occurrence
+    it is for; PreviewRefusedError when the contact would get no such message."""
     settings = workspace.settings
     campaign = workspace.campaigns[0]
     contact = next((c for c in workspace.contacts.contacts if c.id == contact_id), None)
@@ -33,9 +77,25 @@ def render_preview(
         raise OutreachError(
             f"no usable contact {contact_id!r}", path=settings.paths.contacts, hint=hint
         )
-    occurrence = next_occurrence(
-        campaign, contact, today=today, date_format=settings.contacts.date_format
-    ) or Occurrence(campaign=campaign.name, key="preview", date=today, earliest=today, latest=today)
+    occurrence = _occurrence(workspace, campaign, contact, today=today)
+    content = _render(
+        workspace, campaign, contact, occurrence, fmt=fmt, today=today, now=now, output=output
+    )
+    return Preview(content, occurrence, due=occurrence.earliest <= today <= occurrence.latest)
+
+
+def _render(
+    workspace: Workspace,
+    campaign: Campaign,
+    contact: Contact,
+    occurrence: Occurrence,
+    *,
+    fmt: str,
+    today: date,
+    now: datetime,
+    output: Path | None,
+) -> str | Path:
+    settings = workspace.settings
     if fmt == "pdf" or (fmt == "html" and campaign.email is None and campaign.letter is not None):
         if campaign.letter is None:
             raise OutreachError(

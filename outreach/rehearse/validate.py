@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from functools import partial
+from pathlib import Path
 
 from outreach.contacts import Contact, load_contacts
 from outreach.deliver.alignment import sender_warnings, template_warnings
@@ -20,11 +21,12 @@ from outreach.deliver.outlets import RenderOnlyOutlet
 from outreach.deliver.printing import harfbuzz_subset_available
 from outreach.ledger import Ledger, RunStore, Seed, ledger_exists, rehearsal
 from outreach.model.campaigns import Campaign, load_campaign
-from outreach.model.config import Coupon, Settings
+from outreach.model.config import CONFIG_NAME, Coupon, Settings
 from outreach.model.errors import LedgerError, OutreachError, Problem
 from outreach.model.reasons import Code
 from outreach.pipeline.decide import Decision, RunDates
 from outreach.pipeline.run import RunOptions, execute_run
+from outreach.plural import ngettext
 from outreach.rules.postal import address_gaps, confirmed_by_owner
 from outreach.workspace import Workspace, campaign_files, display_path
 
@@ -102,13 +104,15 @@ def _check_campaigns(
         options=RunOptions(args=("validate",), progress=progress),
     )
     seen: set[tuple[str | None, str | None, str]] = set()
+    by_id = {c.id: c for c in contacts}
+    contacts_path = str(display_path(settings.contacts_path))
     for campaign_summary in summary.campaigns:
         for problem in campaign_summary.problems:
             # One template error shows up for every occurrence of a contact: once is enough.
             key = (problem.contact_id, problem.campaign, problem.message)
             if key not in seen:
                 seen.add(key)
-                report.warnings.append(problem)
+                report.warnings.append(_at_contact_row(problem, by_id, contacts_path))
     totals = {c.name: c for c in summary.campaigns}
     for campaign in workspace.campaigns:
         report.lines += _campaign_lines(
@@ -152,6 +156,15 @@ def _note(
             )
 
 
+def _at_contact_row(problem: Problem, by_id: dict[str, Contact], contacts_path: str) -> Problem:
+    """A contact's problem that names no file (a letter that does not fit its envelope's
+    window) placed at the contact's row, where it is put right."""
+    contact = by_id.get(problem.contact_id or "")
+    if problem.path is not None or contact is None:
+        return problem
+    return replace(problem, path=contacts_path, line=contact.line)
+
+
 def _no_letter(contact: Contact, *, campaign: str, contacts_path: str) -> Problem:
     """The warning for a contact whose postal address cannot carry a letter."""
     gaps = address_gaps(contact)
@@ -173,31 +186,60 @@ def _campaign_lines(
     campaign: Campaign, *, check: _CampaignCheck, merged: int, settings: Settings
 ) -> list[str]:
     """What validate says about one campaign: its counts, then what the run had to work around."""
+    # Contacts in the audience, messages made: a year holds two birthdays of some contacts.
+    rendered = ngettext("{n} message rendered", "{n} messages rendered", check.rendered).format(
+        n=check.rendered
+    )
     lines = [
         f"campaign {campaign.name} ({campaign.kind}, {campaign.channel}): "
-        f"{len(check.audience)} in the audience, {check.rendered} rendered, "
-        f"{check.failed} failed"
+        f"{len(check.audience)} in the audience, {rendered}, {check.failed} failed"
     ]
     if merged:
         lines.append(
-            f"  households: {merged} letter(s) saved (contacts at one postal address share "
-            "one letter; letters.households: separate writes one each)"
+            ngettext(
+                "  households: {n} letter saved (contacts at one postal address share one "
+                "letter; letters.households: separate writes one each)",
+                "  households: {n} letters saved (contacts at one postal address share one "
+                "letter; letters.households: separate writes one each)",
+                merged,
+            ).format(n=merged)
         )
     if check.too_late:
         missed, emailed = check.too_late["missed"], check.too_late["send"]
         lines.append(
-            f"  {missed + emailed} letter(s) could not arrive in time (letters.delivery_days "
-            f"{settings.letters.delivery_days}): {emailed} go by email instead, "
-            f"{missed} missed — a run earlier in the window posts them in time"
+            ngettext(
+                "  {n} letter could not arrive in time (letters.delivery_days {days}): "
+                "{emailed} go by email instead, {missed} missed — a run earlier in the window "
+                "posts them in time",
+                "  {n} letters could not arrive in time (letters.delivery_days {days}): "
+                "{emailed} go by email instead, {missed} missed — a run earlier in the window "
+                "posts them in time",
+                missed + emailed,
+            ).format(
+                n=missed + emailed,
+                days=settings.letters.delivery_days,
+                emailed=emailed,
+                missed=missed,
+            )
         )
     if check.default_language:
         people = sorted(check.default_language.values(), key=lambda c: c.line)
         listed = ", ".join(f"{c.id} ({c.locale}, line {c.line})" for c in people[:20])
         more = f" and {len(people) - 20} more" if len(people) > 20 else ""
         lines.append(
-            f"  {len(people)} contact(s) get {campaign.name} in the default language "
-            f"({settings.default_locale}): no template variant for their language: "
-            f"{listed}{more}"
+            ngettext(
+                "  {n} contact gets {campaign} in the default language ({locale}): no "
+                "template variant for their language: {listed}{more}",
+                "  {n} contacts get {campaign} in the default language ({locale}): no "
+                "template variant for their language: {listed}{more}",
+                len(people),
+            ).format(
+                n=len(people),
+                campaign=campaign.name,
+                locale=settings.default_locale,
+                listed=listed,
+                more=more,
+            )
         )
     return lines
 
@@ -222,9 +264,26 @@ def validate_workspace(
     today: date,
     now: datetime,
     progress: ContactProgress | None = None,
+    config: Path | None = None,
 ) -> ValidationReport:
-    """Check contacts, every campaign, and every template for every contact that could be due."""
-    report = ValidationReport(lines=[f"config {display_path(settings.root / 'config.yaml')}: ok"])
+    """Check contacts, every campaign, and every template for every contact that could be due
+    (`config`: the file the settings were read from, default config.yaml in their folder)."""
+    config = config if config is not None else settings.root / CONFIG_NAME
+    report = ValidationReport(lines=[f"config {display_path(config)}: ok"])
+    _check_workspace(settings, today=today, now=now, progress=progress, report=report)
+    # Every problem once: a contact's missing address is met by each of its occurrences.
+    report.warnings = list({str(problem): problem for problem in report.warnings}.values())
+    return report
+
+
+def _check_workspace(
+    settings: Settings,
+    *,
+    today: date,
+    now: datetime,
+    progress: ContactProgress | None,
+    report: ValidationReport,
+) -> None:
     if settings.coupon.secret == Coupon().secret:
         report.lines.append(
             "warning: coupon.secret is the placeholder 'change-me': anyone who knows outreach "
@@ -244,11 +303,20 @@ def validate_workspace(
         )
     except OutreachError as exc:
         report.blocking.append(exc.as_problem(blocking=True))
-        return report
+        return
     report.warnings.extend(contact_list.problems)
+    problems = len({str(problem) for problem in contact_list.problems})
     report.lines.append(
-        f"contacts {settings.paths.contacts}: {contact_list.rows} rows, "
-        f"{len(contact_list.contacts)} usable, {len(contact_list.problems)} problem(s)"
+        ngettext(
+            "contacts {file}: {rows}, {usable} usable, {n} problem",
+            "contacts {file}: {rows}, {usable} usable, {n} problems",
+            problems,
+        ).format(
+            file=settings.paths.contacts,
+            rows=ngettext("{n} row", "{n} rows", contact_list.rows).format(n=contact_list.rows),
+            usable=len(contact_list.contacts),
+            n=problems,
+        )
     )
     report.lines.extend(_confirmed_addresses(contact_list.contacts, settings))
     campaigns: list[Campaign] = []
@@ -291,7 +359,7 @@ def validate_workspace(
             continue
         usable.append(campaign)
     if not usable:
-        return report
+        return
     workspace = Workspace(settings, contacts=contact_list, campaigns=tuple(usable))
     # The run's store: the suppression list and blocks, and no message made yet.
     store = Ledger.in_memory()
@@ -310,4 +378,3 @@ def validate_workspace(
             report=report,
             progress=progress,
         )
-    return report

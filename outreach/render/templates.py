@@ -41,7 +41,7 @@ from outreach.render.email import (
     message_id_for,
 )
 from outreach.render.styles import StyleInliner
-from outreach.rules.locales import babel_locale, normalize_locale
+from outreach.rules.locales import normalize_locale, writing_locale
 from outreach.rules.sandbox import (
     LimitedSandbox,
     RenderLimitError,
@@ -119,14 +119,20 @@ class _Environment(LimitedSandbox):
         return super().getitem(obj, argument)
 
 
-def _context_locale(context: Context) -> Locale:
+def _context_locale(context: Context, *, money: bool = False) -> Locale:
     identifier = context.get("_locale")
     if not isinstance(identifier, str):
         raise ValueError("the render context has no _locale for the locale-aware filters")
     sender = context.get("sender")
     address = sender.get("address") if isinstance(sender, Mapping) else None
     region = address.get("country") if isinstance(address, Mapping) else None
-    return babel_locale(identifier, region if isinstance(region, str) else None)
+    country = context.get("_country")
+    return writing_locale(
+        identifier,
+        country=country if isinstance(country, str) else None,
+        home=region if isinstance(region, str) else None,
+        money=money,
+    )
 
 
 def _as_date(value: Any) -> date:
@@ -150,12 +156,13 @@ def _date_filter(context: Context, value: Any, format: str = "long") -> str:
 
 @pass_context
 def _money_filter(context: Context, amount: Any, currency: str = "EUR") -> str:
-    """An amount of money in the contact's locale (12.5 → "12,50 €" for es)."""
+    """An amount of money in the message's language (12.5 → "12,50 €" for es; see
+    `writing_locale` for the region)."""
     try:
         number = amount if isinstance(amount, int | float | Decimal) else Decimal(str(amount))
     except InvalidOperation:
         raise ValueError(f"money filter: {amount!r} is not a number") from None
-    return str(format_currency(number, currency, locale=_context_locale(context)))
+    return str(format_currency(number, currency, locale=_context_locale(context, money=True)))
 
 
 def build_environment(*, templates_dir: Path, html: bool) -> ImmutableSandboxedEnvironment:
@@ -382,6 +389,7 @@ class MessageContext:
                 length=coupon.length,
             ),
             "_locale": locale,
+            "_country": contact.country,
         }
 
 

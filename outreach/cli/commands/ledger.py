@@ -23,7 +23,12 @@ def ledger() -> None:
     """Repair the ledger (state/ledger.sqlite), or copy it into another store."""
 
 
-@ledger.command()
+@ledger.command(
+    epilog=examples(
+        "outreach ledger rebuild                   # record again what out/ holds",
+        "outreach ledger rebuild --json",
+    )
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
 @config_option
 @handle_errors

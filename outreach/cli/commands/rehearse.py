@@ -9,10 +9,12 @@ from pathlib import Path
 
 import click
 
-from outreach.cli.errors import EXIT_NOTHING_DONE, EXIT_OK, handle_errors
+from outreach.cli.errors import EXIT_FAILED, EXIT_NOTHING_DONE, EXIT_OK, fail, handle_errors
 from outreach.cli.options import DATE, clock, clock_options, config_option, examples
 from outreach.cli.views import VALIDATE_JSON, print_problems, print_table, progress
 from outreach.model.config import find_config, load_settings
+from outreach.pipeline.summary import distinct_lines
+from outreach.plural import ngettext
 
 
 @click.command(
@@ -31,11 +33,16 @@ def validate(
     """Check config, contacts, campaigns, and render every template for every contact."""
     from outreach.rehearse.validate import validate_workspace
 
-    settings = load_settings(find_config(config_path))
+    config = find_config(config_path)
+    settings = load_settings(config)
     today, current = clock(settings, day=day, now=now)
     # hook: a bar per campaign while its templates render for every contact (issue 13)
     report = validate_workspace(
-        settings, today=today, now=current, progress=progress(not as_json, label="checking")
+        settings,
+        today=today,
+        now=current,
+        progress=progress(not as_json, label="checking"),
+        config=config,
     )
     if as_json:
         click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
@@ -43,10 +50,20 @@ def validate(
         for line in report.lines:
             click.echo(line)
         if report.blocking:
-            click.echo(f"{len(report.blocking)} blocking problem(s):")
+            count = len(distinct_lines(report.blocking))  # what is listed, each once
+            click.echo(
+                ngettext("{n} blocking problem:", "{n} blocking problems:", count).format(n=count)
+            )
             print_problems(report.blocking, limit=100, more=VALIDATE_JSON)
         if report.warnings:
-            click.echo(f"{len(report.warnings)} problem(s) that hold back single contacts:")
+            count = len(distinct_lines(report.warnings))
+            click.echo(
+                ngettext(
+                    "{n} problem that holds back single contacts:",
+                    "{n} problems that hold back single contacts:",
+                    count,
+                ).format(n=count)
+            )
             print_problems(report.warnings, limit=100, more=VALIDATE_JSON)
         if not report.blocking and not report.warnings:
             click.echo("everything is in order")
@@ -89,14 +106,28 @@ def preview(
     config_path: Path | None,
 ) -> None:
     """Render one campaign's message for one contact, without recording anything."""
-    from outreach.rehearse.preview import render_preview
+    from outreach.rehearse.preview import PreviewRefusedError, render_preview
     from outreach.workspace import load_workspace
 
     workspace = load_workspace(config_path, campaigns=[campaign])
     today, current = clock(workspace.settings, day=day, now=now)
-    result = render_preview(
-        workspace, contact_id=contact_id, fmt=fmt, today=today, now=current, output=output
-    )
+    try:
+        shown = render_preview(
+            workspace, contact_id=contact_id, fmt=fmt, today=today, now=current, output=output
+        )
+    except PreviewRefusedError as exc:
+        fail(str(exc))
+        sys.exit(EXIT_FAILED)
+    if not shown.due:
+        # On stderr: what stdout shows stays the message alone (it may be piped to a file).
+        occurrence = shown.occurrence
+        click.echo(
+            f"nothing of {campaign} is due for {contact_id} on {today.isoformat()}; this is "
+            f"the next one, for {occurrence.date.isoformat()} (made from "
+            f"{occurrence.earliest.isoformat()})",
+            err=True,
+        )
+    result = shown.content
     if isinstance(result, Path):
         click.echo(f"wrote {result}")
     elif output is not None:
@@ -191,7 +222,13 @@ def plan(
     print_table(header, rows, left=2)
     quiet = result.days - len({c.day for c in result.counts if not c.empty})
     if quiet:
-        click.echo(f"({quiet} day(s) with nothing to do are left out)")
+        click.echo(
+            ngettext(
+                "({n} day with nothing to do is left out)",
+                "({n} days with nothing to do are left out)",
+                quiet,
+            ).format(n=quiet)
+        )
     if not result.pressure:
         click.echo("no contact would get more than one message in these days")
     else:

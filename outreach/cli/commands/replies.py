@@ -90,7 +90,13 @@ def replies(
             click.echo(f"    note: {r.note}")
 
 
-@replies.command("done")
+@replies.command(
+    "done",
+    epilog=examples(
+        "outreach replies done 12",
+        'outreach replies done 12 --note "called her back"',
+    ),
+)
 @click.argument("reply_id", metavar="ID", type=int)
 @click.option("--note", default=None, help="What you did about it (kept with the reply).")
 @config_option
@@ -105,7 +111,13 @@ def replies_done(reply_id: int, note: str | None, config_path: Path | None) -> N
     click.echo(f"reply {closed.id} from {closed.contact_id} is done")
 
 
-@replies.command("stop")
+@replies.command(
+    "stop",
+    epilog=examples(
+        "outreach replies stop 14",
+        "outreach replies stop 14 --config /srv/casa/config.yaml",
+    ),
+)
 @click.argument("reply_id", metavar="ID", type=int)
 @config_option
 @handle_errors

@@ -15,6 +15,7 @@ import click
 from outreach.model.config import Settings, find_config, load_settings
 from outreach.model.errors import OutreachError
 from outreach.pipeline.summary import RunSummary
+from outreach.plural import ngettext
 
 if TYPE_CHECKING:
     from outreach.deliver.send import SendObserver
@@ -132,7 +133,11 @@ def run(
             )
             summary = (rehearse_run if dry_run else perform_run)(workspace, request)
         # hook: every real run writes out/reports/<date>.html (issue 13); a failure only warns
-        report_file = None if dry_run else _run_report(workspace, summary, now=current)
+        report_file = (
+            None
+            if dry_run
+            else _run_report(workspace, summary, now=current, tell=not (as_json or quiet))
+        )
         if log is not None:
             log_summary(log, summary, label="outreach " + " ".join(sys.argv[1:]))
     if as_json:
@@ -144,13 +149,18 @@ def run(
     sys.exit(summary.exit_code)
 
 
-def _run_report(workspace: Workspace, summary: RunSummary, *, now: datetime) -> Path | None:
-    """Write the run's report page; a failure is a warning line on stderr, never an error."""
+def _run_report(
+    workspace: Workspace, summary: RunSummary, *, now: datetime, tell: bool
+) -> Path | None:
+    """Write the run's report page; a failure is a warning line on stderr, never an error.
+    `tell`: say so on a terminal first (the page takes a few seconds after the bars end)."""
     from outreach.report import reports_enabled, write_run_report
     from outreach.workspace import display_path
 
     if not reports_enabled(os.environ):
         return None
+    if tell and sys.stderr.isatty():
+        click.echo("writing the report page…", err=True)
     path, error = write_run_report(workspace, summary=summary.as_dict(), now=now)
     if error is not None:
         click.echo(
@@ -272,7 +282,19 @@ def _warn_new_ledger(settings: Settings) -> None:
     made = made_files(settings)
     if made.messages:
         click.echo(
-            f"--new-ledger: {made.messages} message(s) already in {settings.paths.out} "
-            f"({len(made.emails)} email(s), {made.letters} letter(s)) may be made again",
+            ngettext(
+                "--new-ledger: {n} message already in {out} ({emails}, {letters}) may be made "
+                "again",
+                "--new-ledger: {n} messages already in {out} ({emails}, {letters}) may be made "
+                "again",
+                made.messages,
+            ).format(
+                n=made.messages,
+                out=settings.paths.out,
+                emails=ngettext("{n} email", "{n} emails", len(made.emails)).format(
+                    n=len(made.emails)
+                ),
+                letters=ngettext("{n} letter", "{n} letters", made.letters).format(n=made.letters),
+            ),
             err=True,
         )
