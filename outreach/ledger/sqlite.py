@@ -370,6 +370,14 @@ def _v6_reason_code(conn: sqlite3.Connection) -> None:
     )
 
 
+def _v7_outcomes(conn: sqlite3.Connection) -> None:
+    # What came of the messages: the coupon index, redemptions and visits (their SQL lives in
+    # outreach.ledger.outcomes).
+    from outreach.ledger.outcomes import create_tables
+
+    create_tables(conn)
+
+
 # MIGRATIONS[i] takes a ledger from schema version i to i + 1. Append, never edit.
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
@@ -378,6 +386,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v4_feedback,
     _v5_run_scope,
     _v6_reason_code,
+    _v7_outcomes,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -783,6 +792,10 @@ class Ledger:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+    def connection(self) -> Any:
+        """The connection, for the self-contained SQL of outreach.ledger.outcomes."""
+        return self._connection()
 
     def _connection(self) -> Any:
         """This process's connection. A forked worker never touches its parent's (a SQLite

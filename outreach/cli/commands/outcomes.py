@@ -1,0 +1,118 @@
+"""`outreach redeem`, `outreach visits` and `outreach results`: did it bring them back?"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from outreach.cli.errors import handle_errors
+from outreach.cli.options import DATE, clock, config_option, examples
+
+if TYPE_CHECKING:
+    from outreach.outcomes.redeem import Verdict
+    from outreach.workspace import Workspace
+
+
+def _contact_name(workspace: Workspace, contact_id: str) -> str:
+    """The contact's name as the contacts file gives it (read until their row), else the id."""
+    stream = workspace.stream_contacts()
+    for contact in stream:
+        if contact.id == contact_id:
+            name = " ".join(p for p in (contact.first_name, contact.last_name) if p)
+            return name or contact_id
+    return contact_id
+
+
+def _verdict_json(verdict: Verdict, name: str | None) -> dict[str, object]:
+    issued, earlier = verdict.issued, verdict.earlier
+    return {
+        "outcome": verdict.outcome,
+        "exit_code": verdict.exit_code,
+        "code": verdict.code,
+        "typed": verdict.typed,
+        "campaign": issued.campaign if issued else None,
+        "contact_id": issued.contact_id if issued else None,
+        "name": name,
+        "occurrence_key": issued.occurrence_key if issued else None,
+        "expires": verdict.expires.isoformat() if verdict.expires else None,
+        "redeemed_on": earlier.day.isoformat() if earlier else None,
+        "redeemed_at": earlier.till if earlier else None,
+        "problem": verdict.problem,
+        "position": verdict.position,
+        "suggestion": verdict.suggestion,
+    }
+
+
+def _verdict_text(verdict: Verdict, name: str | None) -> str:
+    issued, earlier = verdict.issued, verdict.earlier
+    if verdict.outcome == "mistyped":
+        text = f"mistyped: {verdict.code or verdict.typed.strip()}: {verdict.problem}"
+        if verdict.suggestion:
+            text += f"; did you mean {verdict.suggestion}?"
+        return text
+    if verdict.outcome == "unknown":
+        return f"unknown: {verdict.code} is not a code this workspace gave out"
+    assert issued is not None and verdict.expires is not None
+    if verdict.outcome == "valid":
+        return f"válido: {name}, {issued.campaign} (good until {verdict.expires})"
+    if verdict.outcome == "expired":
+        return f"expired: {name}, {issued.campaign}: the code was good until {verdict.expires}"
+    assert earlier is not None
+    where = f" at {earlier.till}" if earlier.till else ""
+    return f"already redeemed: {name}, {issued.campaign}: on {earlier.day}{where}"
+
+
+@click.command(
+    epilog=examples(
+        "outreach redeem CL-7KQ2-M9XD",
+        "outreach redeem cl7kq2m9xd --amount 42,50 --till barra",
+        "outreach redeem CL-7KQ2-M9XD --json   # for a till's script: exit 0 / 1 / 2",
+    )
+)
+@click.argument("code")
+@click.option(
+    "--date", "day", type=DATE, default=None, help="The day it is redeemed (default: today)."
+)
+@click.option("--amount", default=None, help="What the bill came to, in euros (42,50 or 42.50).")
+@click.option("--till", "till_name", default=None, help="Which till (or waiter) takes it.")
+@click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON.")
+@config_option
+@handle_errors
+def redeem(
+    code: str,
+    day: date | None,
+    amount: str | None,
+    till_name: str | None,
+    as_json: bool,
+    config_path: Path | None,
+) -> None:
+    """Check a coupon code at the till and record it: exit 0 good, 1 used or expired, 2 unknown."""
+    from outreach.ledger.backend import open_ledger
+    from outreach.ledger.outcomes import opened
+    from outreach.outcomes.money import parse_cents
+    from outreach.outcomes.redeem import Till
+    from outreach.outcomes.redeem import redeem as redeem_code
+    from outreach.workspace import load_workspace
+
+    try:
+        cents = parse_cents(amount) if amount is not None else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--amount") from exc
+    workspace = load_workspace(config_path)
+    settings = workspace.settings
+    today, now = clock(settings, day=day, now=None)
+    campaigns = {c.name: c for c in workspace.campaigns}
+    till = Till(day=today, now=now, amount_cents=cents, name=till_name)
+    with open_ledger(settings) as ledger, opened(ledger, "redeem the code") as conn:
+        verdict = redeem_code(conn, code, coupon=settings.coupon, campaigns=campaigns, till=till)
+    name = _contact_name(workspace, verdict.issued.contact_id) if verdict.issued else None
+    if as_json:
+        click.echo(json.dumps(_verdict_json(verdict, name), ensure_ascii=False, indent=2))
+    else:
+        click.echo(_verdict_text(verdict, name), err=verdict.exit_code == 2)
+    sys.exit(verdict.exit_code)
