@@ -147,3 +147,16 @@ def redeem(
     if earlier is not None:
         return Verdict("used", typed, shown, issued, ends, earlier)
     return Verdict("valid", typed, shown, issued, ends)
+
+
+def code_owner(conn: Any, *, coupon: Coupon) -> Any:
+    """A function from a typed code to the contact it was given to (None: not one of ours)."""
+
+    def owner(typed: str) -> str | None:
+        reading = read_code(typed, prefix=coupon.prefix, length=coupon.length)
+        if reading.symbols is None:
+            return None
+        found = find_issued(conn, reading.symbols, coupon=coupon)
+        return found[0].contact_id if found else None
+
+    return owner

@@ -116,3 +116,62 @@ def redeem(
     else:
         click.echo(_verdict_text(verdict, name), err=verdict.exit_code == 2)
     sys.exit(verdict.exit_code)
+
+
+@click.command(
+    epilog=examples(
+        "outreach visits --import caja-noviembre.csv",
+        "outreach visits --import reservas.xlsx --json",
+    )
+)
+@click.option(
+    "--import",
+    "source",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    required=True,
+    help="The till's or booking system's export (CSV or workbook).",
+)
+@click.option("--date", "day", type=DATE, default=None, help="Stand-in for today (YYYY-MM-DD).")
+@click.option("--json", "as_json", is_flag=True, help="Print the counts and problems as JSON.")
+@config_option
+@handle_errors
+def visits(source: Path, day: date | None, as_json: bool, config_path: Path | None) -> None:
+    """Add the visits of a till's export to the ledger (each once): exit 1 if lines were left out."""
+    from outreach.contacts.presets import column_mapping
+    from outreach.ledger.backend import open_ledger
+    from outreach.ledger.outcomes import add_visits, opened
+    from outreach.outcomes.redeem import code_owner
+    from outreach.outcomes.visits import Directory, read_visits
+    from outreach.workspace import load_workspace
+
+    workspace = load_workspace(config_path)
+    settings = workspace.settings
+    _, now = clock(settings, day=day, now=None)
+    contacts = settings.contacts
+    with open_ledger(settings) as ledger, opened(ledger, "import the visits") as conn:
+        directory = Directory.of(
+            workspace.stream_contacts(), code_owner=code_owner(conn, coupon=settings.coupon)
+        )
+        read = read_visits(
+            source,
+            directory=directory,
+            mapping=column_mapping(preset=contacts.preset, columns=contacts.columns),
+            date_format=contacts.date_format,
+            sheet=contacts.sheet if source.suffix.lower() != ".csv" else None,
+        )
+        added = add_visits(conn, read.visits, source=source.name, now=now)
+    known = len(read.visits) - added
+    if as_json:
+        problems = [str(p) for p in read.problems]
+        counts = {"added": added, "known": known, "left_out": len(read.problems)}
+        click.echo(json.dumps({**counts, "problems": problems}, ensure_ascii=False, indent=2))
+    else:
+        for problem in read.problems[:50]:
+            click.echo(str(problem), err=True)
+        if len(read.problems) > 50:
+            click.echo(f"… and {len(read.problems) - 50} more line(s) left out", err=True)
+        click.echo(
+            f"{added} visit(s) added, {known} already in the ledger, "
+            f"{len(read.problems)} line(s) left out"
+        )
+    sys.exit(1 if read.problems else 0)
