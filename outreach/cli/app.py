@@ -9,7 +9,7 @@ import click
 from outreach import __version__
 from outreach.cli.commands.feedback import bounces, returned, serve, unsubscribe
 from outreach.cli.commands.ledger import ledger
-from outreach.cli.commands.outcomes import redeem, visits
+from outreach.cli.commands.outcomes import redeem, results, visits
 from outreach.cli.commands.records import history, report
 from outreach.cli.commands.rehearse import explain, plan, preview, validate
 from outreach.cli.commands.run import run, send
@@ -59,3 +59,4 @@ cli.add_command(serve)
 cli.add_command(ledger)
 cli.add_command(redeem)
 cli.add_command(visits)
+cli.add_command(results)

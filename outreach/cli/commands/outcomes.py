@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,7 +14,9 @@ from outreach.cli.errors import handle_errors
 from outreach.cli.options import DATE, clock, config_option, examples
 
 if TYPE_CHECKING:
+    from outreach.ledger.sqlite import Ledger
     from outreach.outcomes.redeem import Verdict
+    from outreach.outcomes.results import CampaignResult
     from outreach.workspace import Workspace
 
 
@@ -175,3 +177,96 @@ def visits(source: Path, day: date | None, as_json: bool, config_path: Path | No
             f"{len(read.problems)} line(s) left out"
         )
     sys.exit(1 if read.problems else 0)
+
+
+def _points(value: float) -> str:
+    return f"{value * 100:+.1f}"
+
+
+def _verdict_line(result: CampaignResult) -> str:
+    up = result.uplift
+    if up is None:
+        if not result.control:
+            return f"{result.campaign}: no control group — add `control_group: 20%` to measure it"
+        return f"{result.campaign}: no one got it yet"
+    interval = (
+        f"{_points(up.estimate)} points (95% interval {_points(up.low)} to {_points(up.high)})"
+    )
+    if up.covers_zero:
+        return f"{result.campaign}: not enough data yet: {interval}"
+    if up.estimate > 0:
+        return f"{result.campaign}: brings people back: {interval}"
+    return f"{result.campaign}: fewer came back than in the control group: {interval}"
+
+
+@click.command(
+    epilog=examples(
+        "outreach results                              # the last 90 days",
+        "outreach results --from 2026-01-01 --to 2026-06-30 --json",
+    )
+)
+@click.option(
+    "--from",
+    "start",
+    type=DATE,
+    default=None,
+    help="First day of messages counted (default: 89 days before --to).",
+)
+@click.option(
+    "--to", "end", type=DATE, default=None, help="Last day of messages counted (default: today)."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@config_option
+@handle_errors
+def results(start: date | None, end: date | None, as_json: bool, config_path: Path | None) -> None:
+    """Per campaign: who came back after a message, against its control group, and the uplift."""
+    from outreach.cli.views import print_table
+    from outreach.ledger.backend import read_ledger
+    from outreach.ledger.outcomes import opened
+    from outreach.model.config import find_config, load_settings
+    from outreach.outcomes.money import euros
+    from outreach.outcomes.results import read_results
+
+    settings = load_settings(find_config(config_path))
+    today, _ = clock(settings, day=None, now=None)
+    last = end or today
+    first = start or last - timedelta(days=89)
+    if first > last:
+        raise click.UsageError(f"--from {first} is after --to {last}: give --from on or before it")
+    days = settings.results.attribution_days
+
+    def read(ledger: Ledger) -> list[CampaignResult]:
+        with opened(ledger, "read the results") as conn:
+            return read_results(conn, start=first, end=last, attribution_days=days)
+
+    found = read_ledger(settings, read)
+    if as_json:
+        body: dict[str, object] = {"from": first.isoformat(), "to": last.isoformat()}
+        body["attribution_days"] = days
+        body["campaigns"] = [r.as_dict() for r in found]
+        click.echo(json.dumps(body, ensure_ascii=False, indent=2))
+        return
+    if not found:
+        click.echo(f"no messages or control decisions from {first} to {last}")
+        return
+    click.echo(f"messages from {first} to {last}; a visit counts within {days} days")
+    rows: list[tuple[object, ...]] = [
+        (
+            r.campaign,
+            r.treated,
+            f"{_rate(r.visits_treated, r.treated)}",
+            r.control,
+            f"{_rate(r.visits_control, r.control)}",
+            r.redeemed,
+            euros(r.revenue_treated_cents),
+        )
+        for r in found
+    ]
+    header = ("campaign", "got it", "came back", "held out", "came back", "redeemed", "euros")
+    print_table(header, rows)
+    for r in found:
+        click.echo(_verdict_line(r))
+
+
+def _rate(part: int, whole: int) -> str:
+    return f"{part} ({part / whole:.1%})" if whole else "-"
