@@ -14,6 +14,8 @@ import io
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
+from functools import lru_cache
 from pathlib import Path
 
 from outreach.contacts import Contact
@@ -177,6 +179,12 @@ def read_visits(
     return ReadVisits(visits, problems, number)
 
 
+@lru_cache(maxsize=4096)
+def _parse_day(text: str, date_format: str) -> date:
+    # A till's export repeats a few hundred days a hundred thousand times.
+    return parse_date(text, date_format=date_format)
+
+
 class _LineError(Exception):
     def __init__(self, message: str, column: str) -> None:
         super().__init__(message)
@@ -189,7 +197,7 @@ def _visit(
 ) -> Visit:
     text = _cell(row, columns, "date")
     try:
-        day = parse_date(text, date_format=date_format)
+        day = _parse_day(text, date_format)
     except ValueError:
         raise _LineError(f"{text!r} is not a date", "date") from None
     contact_id = None

@@ -17,17 +17,6 @@ if TYPE_CHECKING:
     from outreach.ledger.sqlite import Ledger
     from outreach.outcomes.redeem import Verdict
     from outreach.outcomes.results import CampaignResult
-    from outreach.workspace import Workspace
-
-
-def _contact_name(workspace: Workspace, contact_id: str) -> str:
-    """The contact's name as the contacts file gives it (read until their row), else the id."""
-    stream = workspace.stream_contacts()
-    for contact in stream:
-        if contact.id == contact_id:
-            name = " ".join(p for p in (contact.first_name, contact.last_name) if p)
-            return name or contact_id
-    return contact_id
 
 
 def _verdict_json(verdict: Verdict, name: str | None) -> dict[str, object]:
@@ -97,6 +86,7 @@ def redeem(
     from outreach.ledger.backend import open_ledger
     from outreach.ledger.outcomes import opened
     from outreach.outcomes.money import parse_cents
+    from outreach.outcomes.names import contact_name
     from outreach.outcomes.redeem import Till
     from outreach.outcomes.redeem import redeem as redeem_code
     from outreach.workspace import load_workspace
@@ -112,7 +102,7 @@ def redeem(
     till = Till(day=today, now=now, amount_cents=cents, name=till_name)
     with open_ledger(settings) as ledger, opened(ledger, "redeem the code") as conn:
         verdict = redeem_code(conn, code, coupon=settings.coupon, campaigns=campaigns, till=till)
-    name = _contact_name(workspace, verdict.issued.contact_id) if verdict.issued else None
+    name = contact_name(workspace, verdict.issued.contact_id) if verdict.issued else None
     if as_json:
         click.echo(json.dumps(_verdict_json(verdict, name), ensure_ascii=False, indent=2))
     else:
