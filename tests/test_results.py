@@ -6,6 +6,7 @@ import json
 import random
 from collections.abc import Callable
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 from conftest import Workspace
@@ -143,3 +144,18 @@ def test_the_command_counts_both_groups_and_says_when_it_cannot_tell_yet(
     assert "birthday: not enough data yet" in text.out
     empty = ws.run("results", "--from", "2025-01-01", "--to", "2025-01-31")
     assert "no messages or control decisions" in empty.out
+
+
+def test_the_restaurant_recipes_load_once_switched_on(tmp_path: Path) -> None:
+    from outreach.model.campaigns import load_campaign
+    from outreach.skeleton import create_workspace
+
+    create_workspace(tmp_path, today=date(2026, 11, 24))
+    loaded = {}
+    for example in sorted((tmp_path / "campaigns").glob("*.yaml.example")):
+        path = example.with_name(example.name.removesuffix(".example"))
+        example.rename(path)
+        loaded[path.stem] = load_campaign(path, templates_dir=tmp_path / "templates")
+    assert sorted(loaded) == ["thanks", "welcome", "winback"]
+    assert loaded["winback"].control_group == 20 and loaded["winback"].every_days == 120
+    assert loaded["thanks"].offsets == (2,) and loaded["welcome"].date_field == "first_visit"
