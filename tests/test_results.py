@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import Workspace
+from conftest import REPORT_ON, Workspace
 
 from outreach.ledger.outcomes import Exposure
+from outreach.outcomes.coupons import coupon_code
 from outreach.outcomes.results import campaign_results
 from outreach.outcomes.stats import newcombe, wilson
 from outreach.rules.control import in_control
@@ -144,6 +146,31 @@ def test_the_command_counts_both_groups_and_says_when_it_cannot_tell_yet(
     assert "birthday: not enough data yet" in text.out
     empty = ws.run("results", "--from", "2025-01-01", "--to", "2025-01-31")
     assert "no messages or control decisions" in empty.out
+    code = coupon_code(
+        secret="test-secret",
+        contact_id=sorted(got)[0],
+        campaign="birthday",
+        occurrence_key="birthday:2026",
+        prefix="CL-",
+        length=8,
+    )
+    assert ws.run("redeem", code, "--date", "2026-11-27").code == 0
+    page = ws.root / "page.html"
+    made = ws.run(
+        "report", "--from", "2026-11-01", "--to", "2026-11-30", "-o", str(page), env=REPORT_ON
+    )
+    assert made.code == 0, made.err
+    html = page.read_text(encoding="utf-8")
+    section = html[html.index('<section id="comeback">') : html.index('<section id="outgoing">')]
+    assert "<h2>¿Vuelven?</h2>" in section
+    row = re.search(r'<tr data-campaign="birthday">(.*?)</tr>', section)
+    assert row is not None
+    cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(1))
+    assert cells[:5] == ["birthday", str(len(got)), "6", str(len(held)), "4"]
+    assert 'data-verdict="verdict_wait"' in row.group(1)
+    assert cells[7] == "1" and cells[8] == "120,00 / 80,00"
+    assert 'id="chart-comeback-title"' in section and 'id="chart-redeemed-title"' in section
+    assert 'id="chart-redeemed-series-redeemed-26"' in section  # 27 November: day 26 of the period
 
 
 def test_the_restaurant_recipes_load_once_switched_on(tmp_path: Path) -> None:

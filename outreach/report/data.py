@@ -26,8 +26,10 @@ from typing import TypeVar, cast
 
 from outreach.contacts import Contact
 from outreach.ledger import COUNTED_STATUSES, Ledger, MessageRecord, ledger_exists, read_ledger
+from outreach.ledger.outcomes import opened, redemptions
 from outreach.model.config import Settings
 from outreach.model.errors import OutreachError, Problem
+from outreach.outcomes.results import CampaignResult, read_results
 from outreach.rehearse.plan import Plan, plan_days
 from outreach.workspace import Workspace
 
@@ -172,6 +174,10 @@ class ReportData:
     letters: tuple[LetterBatch, ...]
     emails: tuple[EmailSample, ...]
     notes: tuple[str, ...] = ()  # codes: plan_failed, no_pdftoppm, no_ledger
+    # Did they come back (outreach.outcomes.results): per campaign, and redemptions by day.
+    comebacks: tuple[CampaignResult, ...] = ()
+    redeemed_daily: tuple[tuple[date, int], ...] = ()
+    attribution_days: int = 30
 
 
 @dataclass
@@ -187,6 +193,8 @@ class _Past:
     letters: tuple[LetterBatch, ...] = ()
     emails: tuple[EmailSample, ...] = ()
     notes: list[str] = field(default_factory=list)
+    comebacks: tuple[CampaignResult, ...] = ()
+    redeemed_daily: tuple[tuple[date, int], ...] = ()
 
 
 def gather_report(
@@ -266,7 +274,21 @@ def gather_report(
         letters=past.letters,
         emails=past.emails,
         notes=tuple(notes),
+        comebacks=past.comebacks,
+        redeemed_daily=past.redeemed_daily,
+        attribution_days=settings.results.attribution_days,
     )
+
+
+def _comebacks(
+    ledger: Ledger, settings: Settings, *, start: date, end: date
+) -> tuple[tuple[CampaignResult, ...], tuple[tuple[date, int], ...]]:
+    """The period's results per campaign, and its redemptions counted by day."""
+    days = settings.results.attribution_days
+    with opened(ledger, "read the results") as conn:
+        found = read_results(conn, start=start, end=end, attribution_days=days)
+        redeemed = Counter(r.day for r in redemptions(conn) if start <= r.day <= end)
+    return tuple(found), tuple(sorted(redeemed.items()))
 
 
 def _gather_past(
@@ -292,6 +314,7 @@ def _gather_past(
         for r in records:
             totals.setdefault(r.campaign, Counter())[r.status] += 1
         past.totals = {name: dict(counts) for name, counts in totals.items()}
+        past.comebacks, past.redeemed_daily = _comebacks(ledger, settings, start=start, end=end)
         past.messages_per_contact = {
             contact_id: sum(1 for m in messages if m[0] <= end)
             for contact_id, messages in ledger.contact_pressure(since=window_start).items()
