@@ -107,23 +107,7 @@ def render_report(data: ReportData, *, root: Path, page: Path) -> str:
             labels=chart_words["held"],
         ),
     }
-    if data.comebacks:
-        svg["comeback"] = charts.comeback_chart(
-            data.comebacks,
-            labels={
-                "title": words["chart_comeback"],
-                "treated": words["chart_treated"],
-                "control": words["chart_control"],
-                "uplift": words["chart_uplift"],
-                "x": words["x_rate"],
-            },
-        )
-        svg["redeemed"] = charts.redeemed_chart(
-            data.redeemed_daily,
-            start=data.past_start,
-            end=data.past_end,
-            labels={"title": words["chart_redeemed"], "y": words["y_redeemed"]},
-        )
+    svg.update(_comeback_charts(data, words))
     statuses = ["sent", "rendered", "sending", "uncertain", "deferred", "skipped", "failed"]
     statuses.append("missed")
     template = _environment().get_template("report.html.j2")
@@ -153,6 +137,30 @@ def render_report(data: ReportData, *, root: Path, page: Path) -> str:
             else 0
         ),
     )
+
+
+def _comeback_charts(data: ReportData, words: Mapping[str, str]) -> dict[str, str]:
+    """The "do they come back" charts, when the period has a message or control decision."""
+    if not data.comebacks:
+        return {}
+    return {
+        "comeback": charts.comeback_chart(
+            data.comebacks,
+            labels={
+                "title": words["chart_comeback"],
+                "treated": words["chart_treated"],
+                "control": words["chart_control"],
+                "uplift": words["chart_uplift"],
+                "x": words["x_rate"],
+            },
+        ),
+        "redeemed": charts.redeemed_chart(
+            data.redeemed_daily,
+            start=data.past_start,
+            end=data.past_end,
+            labels={"title": words["chart_redeemed"], "y": words["y_redeemed"]},
+        ),
+    }
 
 
 def _verdict(result: CampaignResult) -> str:
