@@ -227,3 +227,16 @@ def test_two_tills_at_once_one_wins_on_postgresql(
     assert ws.run("run", "--all", "--date", "2026-11-24", env=env).code == 0
     for contact_id in ("c1", "c5"):
         assert _race(ws, _printed_code(ws, contact_id), env) == [0, 1]
+
+
+def test_a_rebuilt_ledger_is_indexed_again(ledger: Ledger) -> None:
+    # Rows renumbered below the index's mark (a rebuild) are still found.
+    ledger.record([sent("c1"), sent("c2")])
+    conn = ledger.connection()
+    assert (
+        redeem(conn, code_for("c1"), coupon=COUPON, campaigns={}, till=at(SENT)).outcome == "valid"
+    )
+    conn.execute("DELETE FROM coupons WHERE contact_id = 'c2'")
+    assert (
+        redeem(conn, code_for("c2"), coupon=COUPON, campaigns={}, till=at(SENT)).outcome == "valid"
+    )
