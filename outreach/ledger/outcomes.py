@@ -331,11 +331,29 @@ class Exposure:
 
 def exposures(conn: Any, *, start: date, end: date) -> list[Exposure]:
     """Per campaign and contact, the first given-out message or held-out row whose window
-    opened from `start` to `end`. Both groups count from the window's first day (a control
-    row is written again by every run inside its window; its first day does not move), so
-    neither group's visits are counted from a later day than the other's."""
-    rows = conn.execute(_EXPOSURES, (start.isoformat(), end.isoformat(), CONTROL_CODE)).fetchall()
-    return [Exposure(r[0], r[1], date.fromisoformat(r[2]), bool(r[3])) for r in rows]
+    opened from `start` to `end`, as records (`exposure_rows` for the raw rows)."""
+    return [
+        Exposure(name, who, date.fromisoformat(day), bool(control))
+        for name, who, day, control in exposure_rows(conn, start=start, end=end)
+    ]
+
+
+def exposure_rows(conn: Any, *, start: date, end: date) -> Iterable[tuple[str, str, str, int]]:
+    """(campaign, contact id, ISO day, 1 if control) for each campaign and contact: the first
+    given-out message or held-out row whose window opened from `start` to `end`.
+
+    Both groups count from the window's first day (a control row is written again by every
+    run inside its window; its first day does not move), so neither group's visits are counted
+    from a later day than the other's. Streamed from SQLite: a million rows never sit in a list.
+    """
+    params = (start.isoformat(), end.isoformat(), CONTROL_CODE)
+    if isinstance(conn, sqlite3.Connection):
+        # Read in the table's order and grouped in a temporary tree: walking the unique
+        # index instead looks each row up at random, four times slower on a million rows.
+        return conn.execute(
+            _EXPOSURES.replace("FROM messages", "FROM messages NOT INDEXED"), params
+        )
+    return list(conn.execute(_EXPOSURES, params).fetchall())
 
 
 _EXPOSURES = (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -67,34 +67,44 @@ class _Tally:
     revenue_control: int = 0
 
 
-VisitsByContact = Mapping[str, tuple[list[date], list[int]]]
+# contact id → (ISO days of their visits, in order; the amounts in cents, 0 when none)
+VisitsByContact = Mapping[str, tuple[list[str], list[int]]]
 
 
-def _by_contact(visits: Sequence[tuple[str, date, int | None]]) -> VisitsByContact:
-    grouped: dict[str, tuple[list[date], list[int]]] = {}
+def _by_contact(visits: Iterable[tuple[str, date, int | None]]) -> VisitsByContact:
+    grouped: dict[str, tuple[list[str], list[int]]] = {}
     for contact_id, day, cents in visits:  # ordered by contact, then day
         days, amounts = grouped.setdefault(contact_id, ([], []))
-        days.append(day)
+        days.append(day.isoformat())
         amounts.append(cents or 0)
     return grouped
 
 
 def tally(
-    exposures: Sequence[Exposure], visits: VisitsByContact, *, attribution_days: int
+    exposures: Iterable[tuple[str, str, str, int]],
+    visits: VisitsByContact,
+    *,
+    attribution_days: int,
 ) -> dict[str, _Tally]:
-    """Per campaign: each group's size, who came back within the window, what they spent."""
+    """Per campaign: each group's size, who came back within the window, what they spent.
+
+    Days stay ISO text (they sort as dates): a million exposures are not a million dates."""
     tallies: dict[str, _Tally] = defaultdict(_Tally)
     span = timedelta(days=attribution_days)
-    for exposure in exposures:
-        t = tallies[exposure.campaign]
-        found = visits.get(exposure.contact_id)
+    ends: dict[str, str] = {}
+    for campaign, contact_id, day, control in exposures:
+        t = tallies[campaign]
+        found = visits.get(contact_id)
         came, spent = False, 0
         if found is not None:
+            last_day = ends.get(day)
+            if last_day is None:
+                last_day = ends[day] = (date.fromisoformat(day) + span).isoformat()
             days, amounts = found
-            first = bisect_left(days, exposure.day)
-            last = bisect_right(days, exposure.day + span)
+            first = bisect_left(days, day)
+            last = bisect_right(days, last_day)
             came, spent = last > first, sum(amounts[first:last])
-        if exposure.control:
+        if control:
             t.control += 1
             t.visited_control += came
             t.revenue_control += spent
@@ -106,14 +116,20 @@ def tally(
 
 
 def campaign_results(
-    exposures: Sequence[Exposure],
-    visits: Sequence[tuple[str, date, int | None]],
+    exposures: Iterable[Exposure | tuple[str, str, str, int]],
+    visits: Iterable[tuple[str, date, int | None]],
     redemptions: Sequence[Redemption],
     *,
     attribution_days: int,
 ) -> list[CampaignResult]:
     """Every campaign's result, by name."""
-    tallies = tally(exposures, _by_contact(visits), attribution_days=attribution_days)
+    rows = (
+        (e.campaign, e.contact_id, e.day.isoformat(), int(e.control))
+        if isinstance(e, Exposure)
+        else e
+        for e in exposures
+    )
+    tallies = tally(rows, _by_contact(visits), attribution_days=attribution_days)
     redeemed: dict[str, int] = defaultdict(int)
     for redemption in redemptions:
         redeemed[redemption.campaign] += 1
@@ -144,7 +160,7 @@ def read_results(
 ) -> list[CampaignResult]:
     """The results of messages and control decisions from `start` to `end` (their visits
     counted up to `attribution_days` later)."""
-    exposures = store.exposures(conn, start=start, end=end)
+    exposures = store.exposure_rows(conn, start=start, end=end)
     last = end + timedelta(days=attribution_days)
     visits = store.visits_between(conn, start=start, end=last)
     redeemed = [r for r in store.redemptions(conn) if start <= r.day <= last]

@@ -87,6 +87,38 @@ class Directory:
                 found.phones[_phone_key(phone)] = contact.id
         return found
 
+    @classmethod
+    def scan(
+        cls, path: Path, *, mapping: Mapping[str, str], code_owner: Callable[[str], str | None]
+    ) -> Directory:
+        """The directory of a contacts CSV from its id, email and phone columns alone: a tenth
+        of the time of reading every contact, for an import of a hundred thousand visits."""
+        found = cls(code_owner=code_owner)
+        rows = _rows(path, sheet=None)
+        header = next((row for row in rows if any(cell.strip() for cell in row)), [])
+        if header and header[0].strip().strip('"').lower().startswith("sep="):
+            header = next(rows, [])
+        at: dict[str, int] = {}
+        for position, cell in enumerate(header):
+            key = header_key(cell.lstrip("\ufeff"))
+            name = mapping.get(key) or key
+            name = "phone" if name == "telefono" else name
+            if name in ("id", "email", "phone"):
+                at.setdefault(name, position)
+        if "id" not in at:
+            return found
+        ids, emails, phones = found.ids, found.emails, found.phones
+        where_id, where_email, where_phone = at["id"], at.get("email"), at.get("phone")
+        for row in rows:
+            if len(row) <= where_id or not (contact_id := row[where_id].strip()):
+                continue
+            ids[contact_id.casefold()] = contact_id
+            if where_email is not None and where_email < len(row) and row[where_email].strip():
+                emails[row[where_email].strip().casefold()] = contact_id
+            if where_phone is not None and where_phone < len(row) and row[where_phone].strip():
+                phones[_phone_key(row[where_phone])] = contact_id
+        return found
+
     def find(self, column: str, value: str) -> str | None:
         """The contact id a line's value names, or None."""
         if column == "contact_id":
@@ -179,6 +211,11 @@ def read_visits(
     return ReadVisits(visits, problems, number)
 
 
+@lru_cache(maxsize=65536)
+def _cents(text: str) -> int:
+    return parse_cents(text)
+
+
 @lru_cache(maxsize=4096)
 def _parse_day(text: str, date_format: str) -> date:
     # A till's export repeats a few hundred days a hundred thousand times.
@@ -219,7 +256,7 @@ def _visit(
     cents = None
     if amount_text:
         try:
-            cents = parse_cents(amount_text)
+            cents = _cents(amount_text)
         except ValueError as exc:
             raise _LineError(str(exc), "amount") from None
     code = _cell(row, columns, "code") or None

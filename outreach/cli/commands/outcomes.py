@@ -130,6 +130,7 @@ def redeem(
 def visits(source: Path, day: date | None, as_json: bool, config_path: Path | None) -> None:
     """Add the visits of a till's export to the ledger (each once): exit 1 if lines were left out."""
     from outreach.contacts.presets import column_mapping
+    from outreach.contacts.sheets import is_workbook
     from outreach.ledger.backend import open_ledger
     from outreach.ledger.outcomes import add_visits, opened
     from outreach.outcomes.redeem import code_owner
@@ -141,13 +142,16 @@ def visits(source: Path, day: date | None, as_json: bool, config_path: Path | No
     _, now = clock(settings, day=day, now=None)
     contacts = settings.contacts
     with open_ledger(settings) as ledger, opened(ledger, "import the visits") as conn:
-        directory = Directory.of(
-            workspace.stream_contacts(), code_owner=code_owner(conn, coupon=settings.coupon)
-        )
+        owner = code_owner(conn, coupon=settings.coupon)
+        mapping = column_mapping(preset=contacts.preset, columns=contacts.columns)
+        if is_workbook(settings.contacts_path):
+            directory = Directory.of(workspace.stream_contacts(), code_owner=owner)
+        else:
+            directory = Directory.scan(settings.contacts_path, mapping=mapping, code_owner=owner)
         read = read_visits(
             source,
             directory=directory,
-            mapping=column_mapping(preset=contacts.preset, columns=contacts.columns),
+            mapping=mapping,
             date_format=contacts.date_format,
             sheet=contacts.sheet if source.suffix.lower() != ".csv" else None,
         )
