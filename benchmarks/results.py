@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import random
-import resource
 import sqlite3
 import statistics
 import subprocess
@@ -90,22 +89,30 @@ def write_visits(path: Path, ids: list[str], n: int) -> None:
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
-def run(root: Path, *args: str) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS (KiB) and output of one command in a fresh process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+def run(root: Path, *args: str) -> tuple[float, float, int, str]:
+    """Wall seconds, CPU seconds (user + system), peak RSS (KiB) and last line of output of
+    one command in a fresh process (CPU too: on a shared machine the wall time is inflated)."""
     start = time.perf_counter()
-    done = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "outreach", *args],
         cwd=root,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        check=False,
     )
+    out = proc.stdout.read() if proc.stdout is not None else ""
+    _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - start
-    if done.returncode not in (0, 1):
-        sys.exit(f"outreach {' '.join(args)} failed ({done.returncode}): {done.stderr}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, max(peak, before), (done.stdout + done.stderr).strip().splitlines()[-1]
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode not in (0, 1):
+        sys.exit(f"outreach {' '.join(args)} failed ({proc.returncode}): {out}")
+    lines = out.strip().splitlines()
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss, lines[-1] if lines else ""
+
+
+def show(what: str, measured: tuple[float, float, int, str]) -> None:
+    wall, cpu, rss, last = measured
+    print(f"{what}: {wall:.2f} s wall, {cpu:.2f} s CPU, {rss / 1024:.0f} MB  [{last}]", flush=True)
 
 
 def main() -> None:
@@ -121,13 +128,15 @@ def main() -> None:
     ledger = root / "state" / "ledger.sqlite"
     build_ledger(ledger, ids, args.rows)
     write_visits(root / "caja.csv", ids, args.n)
-    print(f"load {os.getloadavg()[0]:.2f}; {args.n:,} contacts, {args.rows:,} ledger rows")
+    print(
+        f"load {os.getloadavg()[0]:.2f}; {args.n:,} contacts, {args.rows:,} ledger rows", flush=True
+    )
 
-    wall, rss, last = run(root, "visits", "--import", "caja.csv")
-    print(f"visits --import ({args.n:,} lines): {wall:.2f} s, {rss / 1024:.0f} MB  [{last}]")
-    wall, rss, last = run(root, "results", "--from", START.isoformat(), "--to", TODAY.isoformat())
-    print(f"results over {args.rows:,} rows: {wall:.2f} s, {rss / 1024:.0f} MB  [{last}]")
-
+    show(f"visits --import ({args.n:,} lines)", run(root, "visits", "--import", "caja.csv"))
+    show(
+        f"results over {args.rows:,} rows",
+        run(root, "results", "--from", START.isoformat(), "--to", TODAY.isoformat()),
+    )
     sent = [i for i in ids if not in_control(campaign="campaign-0", contact_id=i, percent=20)]
     codes = [
         coupon_code(
@@ -140,14 +149,20 @@ def main() -> None:
         )
         for contact_id in sent[-6:]  # the last rows of the contacts file: the longest look-up
     ]
-    wall, rss, last = run(root, "redeem", codes[0], "--date", TODAY.isoformat())
-    print(
-        f"redeem, the first after {args.rows:,} new rows (coupon index filled): {wall:.2f} s  [{last}]"
+    day = ["--date", TODAY.isoformat()]
+    show(
+        f"redeem, the first after {args.rows:,} new rows (fills the coupon index)",
+        run(root, "redeem", codes[0], *day),
     )
-    walls = [run(root, "redeem", code, "--date", TODAY.isoformat())[0] for code in codes[1:]]
-    print(f"redeem, steady (median of {len(walls)}): {statistics.median(walls):.3f} s")
-    wall, _, last = run(root, "--help")
-    print(f"for scale, `outreach --help`: {wall:.3f} s")
+    steady = [run(root, "redeem", code, *day) for code in codes[1:]]
+    walls, cpus = [m[0] for m in steady], [m[1] for m in steady]
+    print(
+        f"redeem, steady (median of {len(steady)}): {statistics.median(walls):.3f} s wall, "
+        f"{statistics.median(cpus):.3f} s CPU",
+        flush=True,
+    )
+    show("for scale, `outreach --help`", run(root, "--help"))
+    print(f"load {os.getloadavg()[0]:.2f} at the end", flush=True)
 
 
 if __name__ == "__main__":

@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 import random
 import re
-from collections.abc import Callable
-from datetime import date, timedelta
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from conftest import REPORT_ON, Workspace
 
-from outreach.ledger.outcomes import Exposure
+from outreach.ledger import MessageRecord
+from outreach.ledger.outcomes import Exposure, Visit, add_visits
+from outreach.ledger.sqlite import Ledger
 from outreach.outcomes.coupons import coupon_code
-from outreach.outcomes.results import campaign_results
+from outreach.outcomes.results import campaign_results, read_results
 from outreach.outcomes.stats import newcombe, wilson
 from outreach.rules.control import in_control
 
@@ -186,3 +188,57 @@ def test_the_restaurant_recipes_load_once_switched_on(tmp_path: Path) -> None:
     assert sorted(loaded) == ["thanks", "welcome", "winback"]
     assert loaded["winback"].control_group == 20 and loaded["winback"].every_days == 120
     assert loaded["thanks"].offsets == (2,) and loaded["welcome"].date_field == "first_visit"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
+    if request.param == "sqlite":
+        with Ledger.open(tmp_path / "state" / "ledger.sqlite") as led:
+            yield led
+    else:
+        with Ledger.connect(request.getfixturevalue("pg_url")) as led:
+            yield led
+
+
+def test_results_read_the_same_from_either_ledger(ledger: Ledger) -> None:
+    day, now = date(2026, 11, 24), datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+
+    def row(contact_id: str, status: str, code: str | None, earliest: date) -> MessageRecord:
+        return MessageRecord(
+            contact_id=contact_id,
+            campaign="birthday",
+            occurrence_key="birthday:2026",
+            channel="email",
+            status=status,
+            run_date=day,
+            earliest=earliest,
+            effective_date=day,
+            updated_at=now,
+            reason_code=code,
+        )
+
+    ledger.record(
+        [
+            row("t1", "sent", None, day),
+            row("t2", "rendered", None, day),
+            row("t3", "sent", None, date(2026, 9, 1)),  # its window opened before --from
+            row("k1", "skipped", "control", day),
+            row("k2", "skipped", "control", day),
+            row("o1", "skipped", "opted_out", day),  # held back for another reason: no group
+        ]
+    )
+    conn = ledger.connection()
+    visits = [
+        Visit("t1", day + timedelta(days=3), 2550),
+        Visit("t1", day + timedelta(days=40)),  # after the window
+        Visit("k1", day, 1000),
+        Visit("t2", day - timedelta(days=1)),  # before it
+    ]
+    assert add_visits(conn, visits, source="caja.csv", now=now) == 4
+    (result,) = read_results(
+        conn, start=date(2026, 11, 1), end=date(2026, 11, 30), attribution_days=30
+    )
+    assert (result.treated, result.control) == (2, 2)
+    assert (result.visits_treated, result.visits_control) == (1, 1)
+    assert (result.revenue_treated_cents, result.revenue_control_cents) == (2550, 1000)
+    assert result.uplift == newcombe(1, 2, 1, 2)
