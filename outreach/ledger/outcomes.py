@@ -33,15 +33,13 @@ def create_tables(conn: Any) -> None:
         # Which message a code belongs to, filled from `messages` when a code is looked up
         # (codes depend on the secret, which the ledger does not keep).
         """CREATE TABLE coupons (
-            campaign TEXT NOT NULL,
-            contact_id TEXT NOT NULL,
+            message_row INTEGER PRIMARY KEY, -- messages.id: appended in order, read up to here
+            campaign TEXT NOT NULL,       -- the message's key, checked on every join (a
+            contact_id TEXT NOT NULL,     -- rebuilt ledger numbers its rows anew)
             occurrence_key TEXT NOT NULL,
-            code TEXT NOT NULL,           -- the code's symbols, no prefix, no dashes
-            message_row INTEGER NOT NULL, -- messages.id, how far the index has read
-            PRIMARY KEY (campaign, contact_id, occurrence_key)
-        ) WITHOUT ROWID""",
+            code TEXT NOT NULL            -- the code's symbols, no prefix, no dashes
+        )""",
         "CREATE INDEX coupons_by_code ON coupons (code)",
-        "CREATE INDEX coupons_by_row ON coupons (message_row)",
         # One row per code: the primary key is what lets only one till win.
         """CREATE TABLE redemptions (
             code TEXT NOT NULL PRIMARY KEY,
@@ -122,13 +120,19 @@ class Issued:
 
 
 def index_coupons(conn: Any, code_of: Callable[[str, str, str], str]) -> int:
-    """Add the codes of messages the index has not read yet; how many it added."""
-    last = conn.execute("SELECT max(message_row) FROM coupons").fetchone()[0] or 0
-    rows = conn.execute(
-        "SELECT id, campaign, contact_id, occurrence_key FROM messages WHERE id > ? ORDER BY id",
-        (last,),
-    ).fetchall()
-    return _add_codes(conn, rows, code_of)
+    """Add the codes of messages the index has not read yet, a chunk a transaction (a killed
+    fill keeps what it did: the index is read up to its last row); how many it added."""
+    added = 0
+    while True:
+        last = conn.execute("SELECT max(message_row) FROM coupons").fetchone()[0] or 0
+        rows = conn.execute(
+            "SELECT id, campaign, contact_id, occurrence_key FROM messages WHERE id > ? "
+            "ORDER BY id LIMIT ?",
+            (last, _CHUNK),
+        ).fetchall()
+        added += _add_codes(conn, rows, code_of)
+        if len(rows) < _CHUNK:
+            return added
 
 
 def index_missing_coupons(conn: Any, code_of: Callable[[str, str, str], str]) -> int:
@@ -138,20 +142,29 @@ def index_missing_coupons(conn: Any, code_of: Callable[[str, str, str], str]) ->
         return 0  # the common case, answered from two counts instead of a scan
     rows = conn.execute(
         "SELECT m.id, m.campaign, m.contact_id, m.occurrence_key FROM messages m "
-        "WHERE NOT EXISTS (SELECT 1 FROM coupons c WHERE c.campaign = m.campaign "
-        "AND c.contact_id = m.contact_id AND c.occurrence_key = m.occurrence_key)"
+        "WHERE NOT EXISTS (SELECT 1 FROM coupons c WHERE c.message_row = m.id "
+        "AND c.campaign = m.campaign AND c.contact_id = m.contact_id "
+        "AND c.occurrence_key = m.occurrence_key)"
     ).fetchall()
-    return _add_codes(conn, rows, code_of)
+    return sum(
+        _add_codes(conn, rows[start : start + _CHUNK], code_of)
+        for start in range(0, len(rows), _CHUNK)
+    )
+
+
+_CHUNK = 20_000
 
 
 def _add_codes(conn: Any, rows: Sequence[Any], code_of: Callable[[str, str, str], str]) -> int:
     if not rows:
         return 0
-    values = [(name, who, key, code_of(name, who, key), row) for row, name, who, key in rows]
+    values = [(row, name, who, key, code_of(name, who, key)) for row, name, who, key in rows]
     with transaction(conn):
         conn.executemany(
-            "INSERT INTO coupons (campaign, contact_id, occurrence_key, code, message_row) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            "INSERT INTO coupons (message_row, campaign, contact_id, occurrence_key, code) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (message_row) DO UPDATE SET "
+            "campaign = excluded.campaign, contact_id = excluded.contact_id, "
+            "occurrence_key = excluded.occurrence_key, code = excluded.code",
             values,
         )
     return len(values)
@@ -180,7 +193,7 @@ def known_codes(conn: Any, codes: Iterable[str]) -> set[str]:
 
 _ISSUED_WITH_CODE = (
     "SELECT m.campaign, m.contact_id, m.occurrence_key, m.channel, m.effective_date "  # noqa: S608
-    "FROM coupons c JOIN messages m ON m.campaign = c.campaign "
+    "FROM coupons c JOIN messages m ON m.id = c.message_row AND m.campaign = c.campaign "
     "AND m.contact_id = c.contact_id AND m.occurrence_key = c.occurrence_key "
     f"WHERE c.code = ? AND m.status IN {_ISSUED} ORDER BY m.effective_date DESC"
 )
