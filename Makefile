@@ -10,9 +10,13 @@ SAMPLE_DATE ?= 2026-11-24
 # chromium (the report's tests open it in a real, headless browser), postgresql (the shared
 # ledger's tests start a real server in a temporary folder) and postfix, for its smtp-sink: a
 # real SMTP server that offers PIPELINING (tests and benchmarks/smtp_latency.py); preseeded
-# "No configuration", so installing it starts no mail server.
+# "No configuration", so installing it starts no mail server. dnsmasq-base: the real DNS server
+# (the binary alone, no service) that the DKIM and `outreach doctor` tests start on 127.0.0.1;
+# spamassassin: the sample's emails are scored by its `spamassassin -L` in the suite (the spamd
+# service its recommended spamc brings listens on 127.0.0.1 only; the tests do not use it);
+# openssl: the DKIM tests make a key with `openssl genrsa`, as the README tells users to.
 APT_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejavu-core poppler-utils \
-                dovecot-imapd chromium postgresql postfix
+                dovecot-imapd chromium postgresql postfix dnsmasq-base spamassassin openssl
 
 .PHONY: run test lint bench system-deps clean
 

@@ -5,8 +5,8 @@
 It writes a workspace of as many contacts as messages, a ledger that has emailed every one of
 them (through `Ledger.record`, with the Message-IDs outreach gives them), and a Maildir of
 bounces made from the real-world samples in tests/data/bounces: per contact one of Postfix
-(delivered to the contact's VERP return path, 40 %), Exim, qmail, Exchange, Yahoo (10 %
-each), a delay warning (10 %), a vacation auto-reply (5 %) and an abuse report (5 %). Then it
+(40 %), Exim, qmail, Exchange, Yahoo (10 % each), a delay warning (10 %), a vacation
+auto-reply (5 %) and an abuse report (5 %), each delivered to the contact's VERP return path. Then it
 times the real CLI as a subprocess, `outreach bounces --json` (target: 500 messages/s), and a
 second reading of the same mail moved back into new/ (every message already read: the
 ledger must not change). Peak resident memory comes from wait4(2) on that child alone.
@@ -106,12 +106,16 @@ def write_workspace(root: Path, n: int, seed: int) -> None:
         # Each bounce has its own Message-ID, as real ones do.
         data = data.replace(b"Message-Id: <2026", f"Message-Id: <{i}.2026".encode())
         data = data.replace(b"Message-ID: <", f"Message-ID: <{i}.".encode(), 1)
+        # With VERP configured only the token counts: every report comes back through it
+        # (Postfix's in X-Original-To, the others' in a Delivered-To line of their own).
+        token = verp_token(secret=SECRET, message_id=mid)
         if name == "postfix-hard.eml":
-            token = verp_token(secret=SECRET, message_id=mid)
             data = data.replace(
                 b"X-Original-To: hola@casalucia.example",
                 f"X-Original-To: rebotes+{token}@casalucia.example".encode(),
             )
+        else:
+            data = f"Delivered-To: rebotes+{token}@casalucia.example\n".encode() + data
         (maildir / "new" / f"1795511703.M{i}P1.bench").write_bytes(data)
 
 

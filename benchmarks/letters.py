@@ -57,7 +57,11 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.synth import write_contacts  # noqa: E402
 from outreach.contacts import Contact  # noqa: E402
-from outreach.deliver.printing import harfbuzz_subset_available, write_batch  # noqa: E402
+from outreach.deliver.printing import (  # noqa: E402  # noqa: E402
+    BatchOptions,
+    harfbuzz_subset_available,
+    write_batch,
+)
 from outreach.model.campaigns import Campaign, LetterSpec, Occurrence  # noqa: E402
 from outreach.model.config import Settings, load_settings  # noqa: E402
 from outreach.render.letter import LetterRenderer, RenderedLetter  # noqa: E402
@@ -398,10 +402,7 @@ def bench_batch(work: Path, *, n: int, day: date, workers: int) -> Figures:
             out_dir=work / "batch" / "out",
             run_date=day,
             campaign="birthday",
-            duplex=False,
-            sort_by_postal_code=True,
-            split=False,
-            workers=workers,
+            options=BatchOptions(workers=workers),
         )
         elapsed = time.perf_counter() - start
     if result.failures:

@@ -19,6 +19,7 @@ from outreach.ledger import (
     Block,
     Ledger,
     MessageRecord,
+    ReplyRecord,
     ledger_exists,
     open_ledger,
     read_ledger,
@@ -48,6 +49,7 @@ class History:
     runs: tuple[dict[str, object], ...] = ()
     exists: bool = True  # False: there is no ledger yet
     blocks: tuple[Block, ...] = ()  # hook: the contact's blocks (outreach.feedback)
+    replies: tuple[ReplyRecord, ...] = ()  # hook: what the contact wrote back
 
     def as_dict(self) -> dict[str, object]:
         """A JSON-ready view."""
@@ -58,6 +60,11 @@ class History:
             "uncertain": self.uncertain,
             "runs": [run_dict(r) for r in self.runs],
             "blocked": [block_dict(b) for b in self.blocks],  # hook: feedback blocks
+            "replies": [
+                {"id": r.id, "received": r.received.isoformat(), "kind": r.kind}
+                | {"status": r.status, "subject": r.subject, "excerpt": r.excerpt}
+                for r in self.replies
+            ],
         }
 
 
@@ -129,7 +136,9 @@ def read_history(
         last_runs = tuple(ledger.runs(runs)) if runs else ()
         # hook: a contact's blocks (bounces, complaint, returned letters)
         blocks = tuple(ledger.blocks(contact_id=contact_id)) if contact_id is not None else ()
+        replies = tuple(ledger.replies(contact_id=contact_id)) if contact_id is not None else ()
         return History(
+            replies=replies,
             messages=tuple(shown),
             matched=sum(counts.values()),
             uncertain=counts.get("uncertain", 0),

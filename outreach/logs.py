@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+from collections import Counter
 from pathlib import Path
 from typing import TextIO
 
 from outreach.deliver.send import SendSummary, Unsent
-from outreach.model.errors import OutreachError
-from outreach.pipeline.summary import RunSummary
+from outreach.model.errors import OutreachError, Problem
+from outreach.pipeline.summary import RunSummary, shown_line
 
 LOGGER_NAME = "outreach"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
@@ -133,15 +134,12 @@ def log_summary(logger: logging.Logger, summary: RunSummary, *, label: str = "")
         lines[0] = f"{label}: {lines[0]}"
     for line in lines:
         logger.log(level, line)
-    problems = [*(p for c in summary.campaigns for p in c.problems), *summary.problems]
-    for problem in problems[:PROBLEM_LINES]:
-        where = f" [{problem.campaign}]" if problem.campaign else ""
-        logger.warning("  problem%s: %s", where, problem)
-    if len(problems) > PROBLEM_LINES:
-        logger.warning(
-            "  … and %d more problem(s) (see `outreach validate`)",
-            len(problems) - PROBLEM_LINES,
-        )
+    message_problems = [p for c in summary.campaigns for p in c.problems]
+    for problems, more in (
+        (message_problems, "`outreach history --status failed` lists every message that failed"),
+        (summary.problems, "see `outreach validate`"),
+    ):
+        _log_problems(logger, problems, more=more)
     if summary.sending is not None:
         _log_unsent(logger, summary.sending)
     else:
@@ -156,6 +154,17 @@ def log_summary(logger: logging.Logger, summary: RunSummary, *, label: str = "")
             logger.log(
                 level, "  %s in %s: %d %s: %s%s", outcome, c.name, len(held), reason, names, more
             )
+
+
+def _log_problems(logger: logging.Logger, problems: list[Problem], *, more: str) -> None:
+    """Each different problem once (with how often it came), up to PROBLEM_LINES."""
+    # The same sentence in two campaigns is two lines: each says its campaign.
+    lines = list(Counter((problem.campaign, str(problem)) for problem in problems).items())
+    for (campaign, text), count in lines[:PROBLEM_LINES]:
+        where = f" [{campaign}]" if campaign else ""
+        logger.warning("  problem%s: %s", where, shown_line(text, count))
+    if len(lines) > PROBLEM_LINES:
+        logger.warning("  … and %d more problem(s) (%s)", len(lines) - PROBLEM_LINES, more)
 
 
 def _log_uncertain(logger: logging.Logger, uncertain: list[Unsent]) -> None:

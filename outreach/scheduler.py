@@ -209,11 +209,6 @@ class Daemon:
         # hook: the bounce mailbox, read every bounces.every_minutes (outreach.feedback)
         self._feedback: Callable[[], object] | None = None
 
-    @property
-    def stopping(self) -> bool:
-        """Whether a stop was requested."""
-        return self._stopping
-
     def request_stop(self) -> None:
         """Stop after the run in progress (safe to call from a signal handler)."""
         if not self._stopping:

@@ -13,7 +13,7 @@ from outreach.contacts import Contact
 from outreach.model.campaigns import Campaign, FieldError, Occurrence, load_campaign, load_campaigns
 from outreach.model.config import CadencePolicy
 from outreach.model.errors import CampaignError
-from outreach.rules.occurrences import due_occurrences, occurrences_between
+from outreach.rules.occurrences import occurrences_between
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE_NAMES = (
@@ -58,6 +58,13 @@ def contact(**fields: object) -> Contact:
 
 def make(kind: str, **fields: object) -> Campaign:
     return Campaign.model_validate({"name": kind, "kind": kind, "path": Path("x.yaml"), **fields})
+
+
+def due_occurrences(
+    campaign: Campaign, contact: Contact, *, today: date, date_format: str
+) -> list[Occurrence]:
+    """Occurrences whose window contains today."""
+    return occurrences_between(campaign, contact, start=today, end=today, date_format=date_format)
 
 
 def due(campaign: Campaign, person: Contact, day: date, date_format: str = "DMY") -> list[str]:

@@ -118,3 +118,44 @@ def test_a_letter_that_fetches_from_outside_is_reported_and_others_print(
     assert (birthday["letters"], birthday["failed"]) == (1, 1)
     problem = birthday["problems"][0]
     assert problem["contact_id"] == "c2" and "file:///etc/passwd" in problem["message"]
+
+
+def test_an_address_the_owner_confirmed_gets_its_letter_and_validate_and_the_manifest_say_so(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    promo = """\
+        kind: promotion
+        channel: letter
+        start: 2026-11-24
+        end: 2026-11-30
+        letter:
+          template: letter.html.j2
+        """
+    ws = make_workspace([], campaigns={"promo.yaml": promo}, templates={"letter.html.j2": LETTER})
+    # Texarkana, Arkansas: the real ZIP code 75502, which Google's address data puts in Texas.
+    ws.write(
+        "contacts.csv",
+        "id,first_name,last_name,street,postal_code,city,region,country,address_confirmed\n"
+        "t1,Ruth,Miller,100 N State Line Ave,75502,Texarkana,AR,US,2026-11-20\n"
+        "t2,Sam,Cole,102 N State Line Ave,75502,Texarkana,AR,US,\n",
+    )
+    checked = ws.run("validate", "--date", DAY)
+    assert checked.code == 0, checked.err
+    assert (
+        "contacts.csv:2: postal_code: the address data does not know 75502 in AR, but the "
+        "owner confirmed the address on 2026-11-20 (address_confirmed), so letters go to it"
+    ) in checked.out
+    assert "contacts.csv:3: postal_code (column 5): the postal code 75502 is not in AR" in (
+        checked.out
+    )
+    result = ws.run("run", "--all", "--date", DAY, "--json")
+    assert result.code == 0, result.err
+    (campaign,) = json.loads(result.out)["campaigns"]
+    assert campaign["letters"] == 1  # Ruth's; Sam's address waits for the owner's word
+    manifest = ws.root / "out" / "letters" / DAY / "promo.manifest.csv"
+    with manifest.open(encoding="utf-8-sig") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["contact_id"], r["postal_code"], r["note"]) for r in rows] == [
+        ("t1", "75502", "address confirmed by the owner")
+    ]
+    assert rows[0]["address"].endswith("Texarkana, AR 75502; ESTADOS UNIDOS")

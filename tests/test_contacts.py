@@ -563,6 +563,29 @@ def test_an_invalid_country_holds_back_the_address(tmp_path: Path) -> None:
     assert problem.hint == "use GB for the United Kingdom"
 
 
+def test_address_confirmed_turns_off_the_postal_code_check_for_that_row(tmp_path: Path) -> None:
+    # Texarkana, Arkansas has the real ZIP code 75502, which Google's address data places in
+    # Texas (Arkansas codes start with 71[6-9] or 72 there): the owner confirms it once.
+    text = (
+        "id,street,postal_code,city,region,country,address_confirmed\n"
+        "c1,100 N State Line Ave,75502,Texarkana,AR,US,\n"
+        "c2,100 N State Line Ave,75502,Texarkana,AR,US,20/11/2026\n"
+        "c3,100 N State Line Ave,75502,Texarkana,AR,US,someday\n"
+    )
+    contacts = load(write(tmp_path, text))
+    people = by_id(contacts)
+    assert "postal_code" in people["c1"].held_back
+    assert people["c2"].held_back == frozenset()
+    assert people["c2"].address_confirmed == date(2026, 11, 20)
+    assert "postal_code" in people["c3"].held_back  # an unreadable date confirms nothing
+    problems = {(p.contact_id, p.field) for p in contacts.problems}
+    assert problems == {
+        ("c1", "postal_code"),
+        ("c3", "address_confirmed"),
+        ("c3", "postal_code"),
+    }
+
+
 def test_extra_columns_reach_templates(tmp_path: Path) -> None:
     text = "id,Favourite Dish,next_appointment,x y z,Notes\nc1,Cocido,2026-11-25,1,\n"
     (contact,) = load(write(tmp_path, text)).contacts

@@ -4,6 +4,7 @@ and Outlook's CSV exports, and postal codes checked against Google's address dat
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -16,7 +17,7 @@ from odf.table import Table, TableCell, TableRow
 from odf.text import P
 
 from outreach.contacts import Contact, ContactList, iter_contacts, load_contacts
-from outreach.contacts.sheets import column_letters
+from outreach.contacts.sheets import CELL_LIMIT, column_letters, read_sheet
 from outreach.model.config import ContactsSettings
 from outreach.model.errors import ContactsError
 from outreach.rules.postal import address_gaps
@@ -367,3 +368,137 @@ def test_postal_codes_a_spreadsheet_program_made_numbers_are_said_not_guessed() 
     assert problems[0].startswith(f"{path}:clientes:3: postal_code (column H): '8013'")
     assert "leading zeros" in problems[0]
     assert people["c002"].email == "jordi.puig@example.com"  # the email is unaffected
+
+
+# -- hostile workbooks: read with the CSV reader's limits, nothing silently misread ---------
+
+
+def test_a_value_far_out_costs_what_its_cells_cost_never_the_claimed_size(
+    tmp_path: Path,
+) -> None:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(HEADER)
+    sheet.append(["c1", "Ana"])
+    sheet["XFD1048576"] = "far"  # the sheet now claims A1:XFD1048576 (17 billion cells)
+    sheet["Z1048575"] = "also far"
+    path = tmp_path / "far.xlsx"
+    book.save(path)
+    assert path.stat().st_size < 10_000
+    rows = read_sheet(path, sheet=None)
+    assert [number for number, _ in rows.rows] == [1, 2, 1048575, 1048576]
+    assert rows.rows[-1][1] == {16383: "far"}
+    contacts = load(path)
+    assert [c.id for c in contacts.contacts] == ["c1"]
+    lines = sorted({p.line for p in contacts.problems})
+    assert lines == [1048575, 1048576], [str(p) for p in contacts.problems]
+
+
+def test_a_cell_over_128_kb_is_a_row_problem_naming_the_cell(tmp_path: Path) -> None:
+    made = xlsx(
+        tmp_path / "made.xlsx",
+        {"Hoja1": [HEADER, ["c1", "Ana"], ["c2", "LONG"], ["c3", "Eva"]]},
+    )
+    # openpyxl cuts a value at Excel's 32,767 characters: the long cell is written into its XML.
+    path = tmp_path / "big.xlsx"
+    with zipfile.ZipFile(made) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as out:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                data = data.replace(b">LONG<", b">" + b"x" * (CELL_LIMIT + 1) + b"<")
+            out.writestr(item, data)
+    assert path.stat().st_size < 10_000
+    contacts = load(path)
+    assert [c.id for c in contacts.contacts] == ["c1", "c3"]
+    (problem,) = contacts.problems
+    assert problem.line == 3 and "cell B3" in problem.message and "128 KB" in problem.message
+    assert len(str(problem)) < 500  # the cell itself is not repeated
+
+
+def test_past_the_row_cap_the_sheet_is_refused(tmp_path: Path) -> None:
+    path = xlsx(tmp_path / "long.xlsx", {"Hoja1": [HEADER, *[[f"c{n}"] for n in range(5)]]})
+    assert len(read_sheet(path, sheet=None, max_rows=6).rows) == 6
+    with pytest.raises(ContactsError, match="more than 5 rows"):
+        read_sheet(path, sheet=None, max_rows=5)
+
+
+def test_the_first_visible_sheet_is_read_and_other_visible_ones_are_noticed(
+    tmp_path: Path,
+) -> None:
+    book = openpyxl.Workbook()
+    book.remove(book.active)  # type: ignore[arg-type]
+    hidden = book.create_sheet("Viejos")
+    hidden.append(HEADER)
+    hidden.append(["old1", "Old"])
+    hidden.sheet_state = "hidden"
+    shown = book.create_sheet("Clientes")
+    shown.append(HEADER)
+    shown.append(["c1", "Ana"])
+    book.create_sheet("Notas").append(["apuntes"])
+    path = tmp_path / "libro.xlsx"
+    book.save(path)
+    contacts = load(path)
+    assert [c.id for c in contacts.contacts] == ["c1"]  # never the hidden first sheet
+    (notice,) = [str(p) for p in contacts.problems]
+    assert "'Clientes' is read, the first visible one" in notice and "'Notas'" in notice
+    assert "contacts.sheet" in notice
+    named = load(path, ContactsSettings(sheet="Viejos"))  # named: read even when hidden
+    assert [c.id for c in named.contacts] == ["old1"] and not named.problems
+    hidden.sheet_state = "visible"
+    shown.sheet_state = "hidden"
+    book["Notas"].sheet_state = "hidden"
+    book.save(path)
+    alone = load(path)
+    assert [c.id for c in alone.contacts] == ["old1"] and not alone.problems
+
+
+def test_formula_errors_and_uncalculated_formulas_are_row_problems_naming_the_cell(
+    tmp_path: Path,
+) -> None:
+    book = openpyxl.Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(HEADER)
+    sheet.append(["c1", "Ana"])
+    sheet.append(["c2", "#DIV/0!"])  # openpyxl writes an error cell (t="e")
+    sheet.append(["c3", "Eva", "#N/A"])
+    sheet.append(["c4", '=CONCAT("Lu","cía")'])  # a formula, never calculated: no value stored
+    sheet.append(["c5", "Pia", "Sol", "", "pia@example.com", date(1990, 11, 24), 28001, True])
+    sheet.append(["c6", "=1+1"])
+    sheet.append(["c7", "=2*3"])
+    made = tmp_path / "made.xlsx"
+    book.save(made)
+    # As a spreadsheet program saves it, c7's formula keeps its value: read as that value.
+    path = tmp_path / "formulas.xlsx"
+    with zipfile.ZipFile(made) as source, zipfile.ZipFile(path, "w") as out:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                data = data.replace(b"<f>2*3</f><v />", b"<f>2*3</f><v>6</v>")
+            out.writestr(item, data)
+    contacts = load(path)
+    assert [c.id for c in contacts.contacts] == ["c1", "c5", "c7"]
+    assert by_id(contacts)["c7"].first_name == "6"
+    pia = by_id(contacts)["c5"]  # read by this module's own reader: as calamine reads it
+    assert (pia.birthday, pia.postal_code, pia.city) == (date(1990, 11, 24), "28001", "TRUE")
+    problems = {p.line: p.message for p in contacts.problems}
+    assert set(problems) == {3, 4, 5, 7}, problems
+    assert "cell B3 holds the formula error #DIV/0!" in problems[3]
+    assert "cell C4 holds the formula error #N/A" in problems[4]
+    assert "cell B5 holds a formula whose value was never calculated" in problems[5]
+    assert "cell B7 holds a formula whose value was never calculated" in problems[7]
+
+
+def test_a_workbook_declaring_entities_is_refused(tmp_path: Path) -> None:
+    made = xlsx(tmp_path / "made.xlsx", {"Hoja1": [HEADER, ["c1", "Ana"]]})
+    path = tmp_path / "laughs.xlsx"
+    bomb = b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY a "aaaaaaaaaa">]>'
+    with zipfile.ZipFile(made) as source, zipfile.ZipFile(path, "w") as out:
+        for item in source.infolist():
+            data = source.read(item)
+            if item.filename == "xl/worksheets/sheet1.xml":
+                data = bomb + data.split(b"?>", 1)[-1]
+            out.writestr(item, data)
+    with pytest.raises(ContactsError, match="document type declaration"):
+        load(path)

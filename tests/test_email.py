@@ -19,7 +19,9 @@ from hypothesis import strategies as st
 
 from outreach.render import email as email_module
 from outreach.render.email import (
+    Content,
     RenderedEmail,
+    Sender,
     build_message,
     check_address,
     clean_display_name,
@@ -46,8 +48,19 @@ def build(**overrides: Any) -> bytes:
         "reply_to": None,
         "list_unsubscribe": (),
     }
+    assert set(overrides) <= set(arguments), "build() takes build_message's fields"
     arguments.update(overrides)
-    return build_message(**arguments)
+    return build_message(
+        sender=Sender(
+            arguments["from_addr"], name=arguments["from_name"], reply_to=arguments["reply_to"]
+        ),
+        to_name=arguments["to_name"],
+        to_addr=arguments["to_addr"],
+        content=Content(arguments["subject"], arguments["text"], arguments["html"]),
+        date=arguments["date"],
+        message_id=arguments["message_id"],
+        list_unsubscribe=arguments["list_unsubscribe"],
+    )
 
 
 def parse(data: bytes) -> EmailMessage:

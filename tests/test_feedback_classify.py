@@ -82,13 +82,16 @@ def test_auto_replies_are_recognised_and_never_bounces(headers: str) -> None:
     assert classify(mail(headers, body), tz=TZ).kind == "auto-reply"
 
 
-def test_a_person_replying_is_unrecognised() -> None:
+def test_a_person_replying_is_a_reply() -> None:
     data = mail(
         "From: Ana <ana@example.com>\nTo: hola@casalucia.example\nSubject: Re: Menu\n"
         "Message-ID: <abc@example.com>",
         "¿Tenéis mesa el sábado?\n",
     )
-    assert classify(data, tz=TZ).kind == "unrecognised"
+    found = classify(data, tz=TZ)
+    assert found.kind == "reply"
+    assert found.reply is not None and found.reply.sender == "ana@example.com"
+    assert found.reply.text == "¿Tenéis mesa el sábado?"
 
 
 def test_a_success_report_is_automatic_not_a_bounce() -> None:
@@ -109,15 +112,23 @@ def test_a_success_report_is_automatic_not_a_bounce() -> None:
         # broken base64 and a part without a type
         b"From: MAILER-DAEMON@x.example\nContent-Type: multipart/mixed; boundary=b\n\n--b\n"
         b"Content-Transfer-Encoding: base64\n\n!!!not base64!!!\n--b\n\n--b--\n",
-        # headers in Latin-1, not UTF-8
-        "From: Mar\xeda <maria@example.com>\nSubject: Se\xf1or\nTo: hola@casalucia.example\n\n"
-        "Hola\n".encode("latin-1"),
     ],
 )
 def test_bad_input_is_unrecognised_or_reported_never_an_exception(data: bytes) -> None:
     found = classify(data, tz=TZ)
     assert found.kind == "unrecognised"
     assert found.fingerprint
+
+
+def test_a_person_writing_latin_1_headers_is_a_reply_shown_printable() -> None:
+    data = (
+        "From: Mar\xeda <maria@example.com>\nSubject: Se\xf1or\nTo: hola@casalucia.example\n\n"
+        "Hola\n".encode("latin-1")
+    )
+    found = classify(data, tz=TZ)
+    assert found.kind == "reply" and found.reply is not None
+    assert found.reply.sender == "maria@example.com"
+    assert found.reply.subject.encode("utf-8")
 
 
 def test_non_utf8_headers_in_a_real_bounce_still_classify_and_stay_printable() -> None:

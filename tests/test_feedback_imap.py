@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import imap_server as imap_server_module
 from conftest import Result, Workspace
-from feedback_helpers import DATA, SAMPLES, promo_workspace, snapshot
+from feedback_helpers import DATA, SAMPLES, ledger_rows, promo_workspace, snapshot
 from imap_server import ImapServer
 from imapclient import IMAPClient
 
@@ -81,12 +81,13 @@ def test_imap_mail_is_read_and_only_recognised_mail_is_moved(
     report = json.loads(result.out)
     assert report["mailbox"] == f"imap://{imap_server.user}@127.0.0.1/INBOX"
     kinds = sorted(m["kind"] for m in report["messages"])
-    assert kinds == sorted([k for k, _, _ in SAMPLES.values()] + ["unrecognised"] * 2)
+    # Ana's two mails to the bounce address are replies: they wait for the owner.
+    assert kinds == sorted([k for k, _, _ in SAMPLES.values()] + ["other", "question"])
     big = next(m for m in report["messages"] if m["problem"] == "cut at the size limit")
-    assert big["action"] == "left in place"  # read only up to 1 MiB (a partial FETCH)
-    assert len(report["blocked"]) == 6
-    assert folder_subjects(imap_server, "INBOX") == ["Subject: Re: Menu", "Subject: fotos"]
-    assert len(folder_subjects(imap_server, "outreach-processed")) == len(SAMPLES)
+    assert big["action"] == "waits for the owner"  # read only up to 1 MiB (a partial FETCH)
+    assert len(report["blocked"]) == 5 and len(report["suppressed"]) == 1
+    assert folder_subjects(imap_server, "INBOX") == []
+    assert len(folder_subjects(imap_server, "outreach-processed")) == len(SAMPLES) + 2
     # Again, with the same bounces back in INBOX: nothing changes but the move.
     before = snapshot(ws)
     imap = client(imap_server)
@@ -97,9 +98,43 @@ def test_imap_mail_is_read_and_only_recognised_mail_is_moved(
     again = bounces(ws, "--json", password=imap_server.password)
     assert again.code == 0, again.err
     actions = sorted(m["action"] for m in json.loads(again.out)["messages"])
-    assert actions == ["already read", "left in place", "left in place"]
+    assert actions == ["already read"]
     assert snapshot(ws) == before
-    assert folder_subjects(imap_server, "INBOX") == ["Subject: Re: Menu", "Subject: fotos"]
+    assert folder_subjects(imap_server, "INBOX") == []
+
+
+def test_the_owners_inbox_as_replies_mailbox_is_only_flagged(
+    make_workspace: MakeWorkspace, imap_server: ImapServer
+) -> None:
+    config = imap_config(imap_server).replace("bounces:", "replies:", 1)
+    ws = promo_workspace(make_workspace, config_extra=config)
+    (mid,) = ledger_rows(ws, "SELECT message_id FROM messages WHERE contact_id = 'c-002'")[0]
+    stop = (
+        f"From: <bruno@example.net>\r\nSubject: Re: Menu\r\nIn-Reply-To: <{mid}>\r\n\r\n"
+        "Por favor, dadme de baja.\r\n"
+    ).encode()
+    imap = client(imap_server)
+    try:
+        imap.append("INBOX", stop)
+        imap.append("INBOX", b"From: <proveedor@example.com>\r\nSubject: Factura\r\n\r\nHola\r\n")
+    finally:
+        imap.logout()
+    first = bounces(ws, "--json", password=imap_server.password)
+    assert first.code == 0, first.err
+    assert json.loads(first.out)["suppressed"] == [
+        {"contact_id": "c-002", "channel": "email", "source": "reply"}
+    ]
+    # Nothing moved, nothing marked as read for the owner: only outreach's own keyword.
+    assert folder_subjects(imap_server, "INBOX") == ["Subject: Factura", "Subject: Re: Menu"]
+    imap = client(imap_server)
+    try:
+        imap.select_folder("INBOX", readonly=True)
+        flags = imap.get_flags(imap.search("ALL"))
+    finally:
+        imap.logout()
+    assert all(b"$OutreachRead" in f and b"\\Seen" not in f for f in flags.values())
+    again = bounces(ws, "--json", password=imap_server.password)
+    assert again.code == 0 and json.loads(again.out)["messages"] == []
 
 
 def test_imap_problems_stop_with_a_clear_error_and_touch_nothing(

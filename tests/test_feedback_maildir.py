@@ -64,18 +64,19 @@ def test_recognised_mail_is_counted_blocked_and_moved_the_rest_stays(
     ws, maildir, report = bounced_workspace(make_workspace)
     messages = report["messages"]
     assert isinstance(messages, list)
-    by_address = {tuple(m["addresses"]): m for m in messages}
+    by_address = {tuple(m["addresses"]): m for m in messages if m["kind"] != "question"}
     for name, (kind, contact_id, address) in SAMPLES.items():
         if address is None:
             continue
         found = by_address[(address,)]
         assert (found["kind"], found["contact_ids"]) == (kind, [contact_id]), name
     assert sorted(m["kind"] for m in messages) == sorted(
-        [k for k, _, _ in SAMPLES.values()] + ["unrecognised"]
+        [k for k, _, _ in SAMPLES.values()] + ["question"]
     )
-    person = next(m for m in messages if m["kind"] == "unrecognised")
-    assert person["action"] == "left in place"
-    # Blocked: the five hard bounces (email) and the complaint (everything); not the soft one.
+    # Ana's question, sent to the bounce address: it waits for the owner.
+    person = next(m for m in messages if m["kind"] == "question")
+    assert (person["action"], person["contact_ids"]) == ("waits for the owner", ["c-001"])
+    # Blocked: the five hard bounces (email); not the soft one. The complaint: email only.
     blocked = {(b["channel"], b["address"] or b["contact_id"]) for b in report["blocked"]}
     assert blocked == {
         ("email", "ana@example.com"),
@@ -83,23 +84,27 @@ def test_recognised_mail_is_counted_blocked_and_moved_the_rest_stays(
         ("email", "carla@example.org"),
         ("email", "dario@contoso.example"),
         ("email", "elena@yahoo.com"),
-        ("all", "c-007"),
     }
+    assert report["suppressed"] == [
+        {"contact_id": "c-007", "channel": "email", "source": "complaint"}
+    ]
     ana = next(b for b in report["blocked"] if b["address"] == "ana@example.com")
     assert ana["reason"] == "hard-bounce" and ana["status"] == "5.1.1"
     assert ana["date"] == BOUNCE_DATE
     kept = ws.root / ana["kept"]
     assert kept.read_bytes() == (DATA / "postfix-hard.eml").read_bytes()
     assert ledger_rows(ws, "SELECT value, channel, source FROM suppressions") == [
-        ("c-007", "all", "complaint")
+        ("c-007", "email", "complaint")
     ]
     assert ledger_rows(ws, "SELECT address, kind FROM bounce_events WHERE kind = 'soft'") == [
         ("hugo@example.org", "soft")
     ]
-    # Only the person's reply is left in new/; the rest sits in the processed subfolder.
-    assert len(tree(maildir / "new")) == 1
-    assert "Mesa para dos" in next((maildir / "new").iterdir()).read_text()
-    assert len(tree(maildir / ".outreach-processed" / "cur")) == len(SAMPLES)
+    # Everything was matched, so it all sits in the processed subfolder.
+    assert tree(maildir / "new") == []
+    assert ledger_rows(ws, "SELECT contact_id, kind, status FROM replies") == [
+        ("c-001", "question", "open")
+    ]
+    assert len(tree(maildir / ".outreach-processed" / "cur")) == len(SAMPLES) + 1
     assert all(name.endswith(":2,S") for name in tree(maildir / ".outreach-processed" / "cur"))
 
 
@@ -113,14 +118,14 @@ def test_reading_the_same_mail_again_changes_nothing(make_workspace: MakeWorkspa
     assert result.code == 0, result.err
     report = json.loads(result.out)
     actions = sorted(m["action"] for m in report["messages"])
-    assert actions == ["already read"] * len(SAMPLES) + ["left in place"]
+    assert actions == ["already read"] * len(SAMPLES)
     assert report["blocked"] == []
     assert snapshot(ws) == before
     assert tree(ws.root / "state" / "feedback") == kept
-    assert len(tree(maildir / "new")) == 1
+    assert tree(maildir / "new") == []
     # And with nothing new at all.
     again = ws.run("bounces", "--date", "2026-11-26")
-    assert again.code == 0 and "left in place" in again.out
+    assert again.code == 0 and "Maildir: no mail" in again.out
     assert snapshot(ws) == before
 
 
@@ -141,7 +146,7 @@ def test_the_next_run_falls_back_to_letters_and_respects_the_complaint(
     }
     for contact in ("c-001", "c-002", "c-003", "c-004", "c-005"):
         assert rows[contact][:2] == ("letter", "rendered"), contact  # bounced: letters take over
-    assert rows["c-007"][1:] == ("skipped", "opted out (email)")  # the complaint
+    assert rows["c-007"][1:] == ("skipped", "opted out (email)")  # the complaint: no letter
     assert rows["c-006"][:2] == ("email", "rendered")  # a vacation reply changes nothing
     assert rows["c-008"][:2] == ("email", "rendered")  # one soft bounce changes nothing
     explained = ws.run("explain", "c-001", "--date", "2026-11-25")
@@ -153,8 +158,8 @@ def test_the_next_run_falls_back_to_letters_and_respects_the_complaint(
     assert [(b["address"], b["reason"], b["status"]) for b in blocks] == [
         ("ana@example.com", "hard-bounce", "5.1.1")
     ]
-    complaint = ws.run("history", "--contact", "c-007")
-    assert "c-007 gets nothing (email or letter) since 2026-11-24: a complaint" in complaint.out
+    listed = ws.run("unsubscribe", "--list")
+    assert "c-007: no email since 2026-11-24 (marked an email as spam)" in listed.out
 
 
 def test_a_new_address_in_the_contacts_file_starts_clean(make_workspace: MakeWorkspace) -> None:
@@ -218,7 +223,9 @@ def bad_mail(ws: Workspace, maildir: Path) -> None:
             out.write(chunk)
 
 
-def test_bad_input_is_reported_and_changes_nothing(make_workspace: MakeWorkspace) -> None:
+def test_bad_input_is_reported_once_set_aside_and_blocks_nobody(
+    make_workspace: MakeWorkspace,
+) -> None:
     ws = promo_workspace(
         make_workspace,
         config_extra=MAILDIR + '  return_path: "rebotes+{token}@casalucia.example"\n',
@@ -234,26 +241,28 @@ def test_bad_input_is_reported_and_changes_nothing(make_workspace: MakeWorkspace
         )
     )
     deliver(maildir, "", forged)
-    before = snapshot(ws)
-    files = {p.name: p.stat().st_size for p in (maildir / "new").iterdir()}
     result = ws.run("bounces", "--date", BOUNCE_DATE, "--json")
-    assert result.code == 1, result.err  # some messages could not be matched
+    assert result.code == 1, result.err  # bounces that could not be matched: shown once
     report = json.loads(result.out)
     problems = {m["source"].split("/")[-1]: m for m in report["messages"]}
     assert len(problems) == 5
     reasons = sorted(str(m["problem"]) for m in problems.values())
     assert any("does not verify" in r for r in reasons)
-    assert any("no email of ours went to nobody@example.com" in r for r in reasons)
+    assert any("it carries no token of ours" in r for r in reasons)
     assert any("cut at the size limit" in r for r in reasons)
-    assert all(m["kind"] in ("unrecognised", "hard") for m in problems.values()), report
-    assert report["blocked"] == []
-    assert snapshot(ws) == before
-    assert {p.name: p.stat().st_size for p in (maildir / "new").iterdir()} == files
-    assert not (maildir / ".outreach-processed").exists()
-    assert not (ws.root / "state" / "feedback").exists()
+    assert all(m["kind"] in ("unrecognised", "hard", "reply", "other") for m in problems.values())
+    assert report["blocked"] == [] and report["suppressed"] == []
+    # Nobody blocked or suppressed; only Ana's (cut) mail waits for the owner.
+    assert ledger_rows(ws, "SELECT count(*) FROM blocks") == [(0,)]
+    assert ledger_rows(ws, "SELECT count(*) FROM suppressions") == [(0,)]
+    assert ledger_rows(ws, "SELECT count(*) FROM bounce_events") == [(0,)]
+    assert ledger_rows(ws, "SELECT contact_id, status FROM replies") == [("c-001", "open")]
+    # The rest is set aside, never deleted, and later readings are quiet.
+    assert tree(maildir / "new") == []
+    assert len(tree(maildir / ".not-ours" / "new")) == 4
     text = ws.run("bounces", "--date", BOUNCE_DATE)
-    assert text.code == 1
-    assert "not matched: left in place, nothing changed" in text.out
+    assert text.code == 0, text.out
+    assert "Maildir: no mail" in text.out
     assert "Traceback" not in text.err
 
 

@@ -17,10 +17,17 @@ import pytest
 import smtp_server as servers
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from conftest import Workspace
-from feedback_helpers import ROWS, copy_samples, deliver, ledger_rows, make_maildir, promo_workspace
+from feedback_helpers import (
+    DATA,
+    ROWS,
+    deliver,
+    ledger_rows,
+    make_maildir,
+    promo_workspace,
+)
 from smtp_server import HOST, RecordingHandler, SmtpServer
 
-from outreach.feedback.verp import verify_token
+from outreach.feedback.verp import verify_token, verp_token
 
 smtp_server_factory = servers.smtp_server_factory
 StartServer = Callable[..., SmtpServer]
@@ -192,7 +199,14 @@ def test_an_email_rendered_before_its_address_was_blocked_is_not_sent(
 ) -> None:
     server = smtp_server_factory()
     ws = promo_workspace(make_workspace, config_extra=smtp_config(server.port, maildir=True))
-    copy_samples(make_maildir(ws.root / "Maildir"), ["postfix-hard.eml"])  # about c-001's promo
+    # About c-001's promo, back through its VERP address (with VERP on, nothing else counts).
+    token = verp_token(secret="test-secret", message_id=message_ids(ws)["c-001"])
+    bounce = (DATA / "postfix-hard.eml").read_bytes()
+    deliver(
+        make_maildir(ws.root / "Maildir"),
+        "",
+        f"Delivered-To: {RETURN_PATH.format(token=token)}\n".encode() + bounce,
+    )
     assert ws.run("bounces", "--date", "2026-11-23").code == 0
     result = ws.run("send", "--date", "2026-11-23", "--now", "2026-11-23T10:00")
     assert result.code == 0, result.err

@@ -11,20 +11,32 @@ from datetime import date, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 from conftest import Workspace
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_letter import DIN_B, pdf_pages, window_text
+from test_letter import (
+    DIN_B,
+    OCCURRENCE,
+    pdf_pages,
+    renderer,
+    visible,
+    window_text,
+    write_workspace,
+)
+from test_letter import person as letter_person
 
 from outreach.contacts import Contact, ContactList
 from outreach.deliver.outlets import CountOnlyOutlet
+from outreach.deliver.printing import lay_out
 from outreach.ledger import Ledger
 from outreach.model.campaigns import Campaign, LetterSpec
 from outreach.model.config import CadencePolicy, Letters, Sender, Settings
 from outreach.pipeline.decide import RunDates
 from outreach.pipeline.run import execute_run
+from outreach.render.letter import HouseholdError, RenderedLetter, letter_pdf
 from outreach.rules.blocks import postal_key
-from outreach.rules.households import envelope_name, family_name, greeting
+from outreach.rules.households import Household, envelope_name, family_name, greeting
 from outreach.workspace import Workspace as RunWorkspace
 
 DAY = date(2026, 11, 24)
@@ -250,3 +262,100 @@ def test_validate_says_letters_saved_letters_too_late_and_bad_postal_codes(
     # validate covers a year: this birthday and next year's, one letter saved each time.
     assert "households: 2 letter(s) saved" in out, out
     assert "1 letter(s) could not arrive in time (letters.delivery_days 2): 0 go by email" in out
+
+
+# --- households of any size: the name forms, read back from real PDFs -------------------------
+
+LONG_NAMES = [
+    ("Carmen", "Ruiz de la Peña"),
+    ("Luis", "Gómez Prieto"),
+    ("Ana", "Sanz Moreno"),
+    ("Pedro", "Martín Vidal"),
+    ("Lucía", "Navarro Gil"),
+    ("Jorge", "Torres Ramos"),
+    ("Marta", "Iglesias Rey"),
+    ("Pablo", "Castro León"),
+]
+SIZES = {
+    # Two short names: the merged line fits.
+    2: [("Carmen", "Ruiz"), ("Ana", "Gómez")],
+    # The issue's household: 114.9 mm merged; two of three are Ruiz de la Peña.
+    3: [("Carmen", "Ruiz de la Peña"), ("Luis", "Ruiz de la Peña"), ("Ana", "Gómez Prieto")],
+    # No surname most share, and too long for one line: two lines.
+    5: [("Eva", "Ruiz"), ("Pau", "Ruiz"), ("Ana", "Gómez"), ("Leo", "Gómez"), ("Sol", "Sanz")],
+    # Eight surnames: no form fits the window, so eight letters.
+    8: LONG_NAMES,
+}
+NAME_LINES = {
+    ("es", 2): ["Carmen Ruiz y Ana Gómez"],
+    ("es", 3): ["Familia Ruiz de la Peña"],
+    ("es", 5): ["Eva Ruiz, Pau Ruiz, Ana Gómez", "Leo Gómez y Sol Sanz"],
+    ("en", 2): ["Carmen Ruiz and Ana Gómez"],
+    ("en", 3): ["The Ruiz de la Peña family"],
+    ("en", 5): ["Eva Ruiz, Pau Ruiz, Ana Gómez", "Leo Gómez, and Sol Sanz"],
+}
+
+
+@pytest.mark.parametrize("language", ["es", "en"])
+def test_households_of_2_3_5_and_8_at_one_address_always_get_letters_that_print(
+    tmp_path: Path, language: str
+) -> None:
+    settings = write_workspace(tmp_path, body="<p>{{ household.greeting }}: hola.</p>")
+    english = tmp_path / "templates" / "carta.en.html.j2"
+    english.write_text("<p>Dear {{ household.greeting }}, hello.</p>", encoding="utf-8")
+    render = renderer(settings)
+    printed: list[RenderedLetter] = []
+    for size, names in SIZES.items():
+        members = tuple(
+            letter_person(
+                id=f"h{size}-{n}", title=None, first_name=first, last_name=last, locale=language
+            )
+            for n, (first, last) in enumerate(names)
+        )
+        household = Household(members)
+        if size == 8:
+            with pytest.raises(HouseholdError, match="8 people"):
+                render.render(members[0], OCCURRENCE, household=household)
+            # What the run does then: a letter each (test_a_household_too_large_...).
+            printed += [render.render(member, OCCURRENCE) for member in members]
+            continue
+        letter = render.render(members[0], OCCURRENCE, household=household)
+        expected = NAME_LINES[(language, size)]
+        assert list(letter.address_lines[: len(expected)]) == expected
+        assert letter.covers == household.ids
+        printed.append(letter)
+    # Every letter lays out with its names inside the window (letter_pdf raises if not): the
+    # three households' letters, read back, and the eight letters of the largest one.
+    assert lay_out(printed[3:], duplex=False, workers=1) == [None] * 8
+    pages = [pdf_pages(letter_pdf(letter))[0] for letter in printed[:3]]
+    for page, letter in zip(pages, printed[:3], strict=True):
+        assert window_text(page, DIN_B).endswith(visible(letter.address_lines))
+    # The greeting still names everyone, in the letter's language.
+    assert (
+        "Eva, Pau, Ana, Leo y Sol: hola."
+        if language == "es"
+        else "Dear Eva, Pau, Ana, Leo, and Sol, hello."
+    ) in " ".join(pages[2]["text"].split())
+
+
+def test_a_household_too_large_for_the_window_gets_one_letter_each_on_a_run(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    rows = [
+        f"p{n},{first},{last},,,Calle Mayor 5,28013,Madrid,ES,letter,,customer,"
+        for n, (first, last) in enumerate(LONG_NAMES)
+    ]
+    ws = make_workspace(
+        rows,
+        campaigns={"promo.yaml": CAMPAIGN},
+        templates={"letter.html.j2": LETTER},
+    )
+    result = ws.run("run", "--all", "--date", DAY.isoformat(), "--json")
+    assert result.code == 0, result.err
+    (promo,) = json.loads(result.out)["campaigns"]
+    assert (promo["letters"], promo["merged"], promo["failed"]) == (8, 0, 0)
+    pages = pdf_pages((ws.root / promo["batch"]).read_bytes())
+    windows = [window_text(page, DIN_B) for page in pages]
+    for first, last in LONG_NAMES:
+        address = f"{first}{''.join(last.split())}CalleMayor528013Madrid"
+        assert sum(window.endswith(address) for window in windows) == 1

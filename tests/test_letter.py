@@ -25,7 +25,7 @@ from outreach.render.letter import (
     standalone_html,
     typesetter,
 )
-from outreach.rules.postal import format_address, missing_address_fields
+from outreach.rules.postal import AddressParts, format_address, missing_address_fields
 
 PT_PER_MM = 72 / 25.4
 PT_PER_IN = 72.0
@@ -264,10 +264,13 @@ def test_nothing_else_shows_through_the_window_even_with_a_long_letter(tmp_path:
     assert window_text(first, DIN_B) == visible(
         ["Casa Lucía · Calle de la Cava Baja, 12 · 28005 Madrid", *letter.address_lines]
     )
-    # Page 2 continues the letter: numbered, and without any address block.
+    # Page 2 continues the letter: numbered, naming the recipient and the date, and without
+    # any address block.
     assert "2 / 2" in second["text"]
     assert "1 / 2" not in first["text"]
-    assert "López García" not in second["text"]
+    footer = "Sra. María López García · 24 de noviembre de 2026"
+    assert footer in second["text"]
+    assert footer not in first["text"]
     assert "28009" not in second["text"]
     assert "Calle de Alcalá" not in second["text"]
     assert "Lucía Fernández" in second["text"]  # the signature closes the letter
@@ -352,12 +355,14 @@ def test_address_lines_follow_the_country(
 ) -> None:
     lines = format_address(
         name_lines=["Ana Gómez"],
-        street="Street 1",
-        street2=None,
-        country=country,
+        address=AddressParts(
+            street="Street 1",
+            street2=None,
+            country=country,
+            **{"postal_code": None, "city": None, "region": None, **fields},
+        ),
         home_country="ES",
         locale="es",
-        **{"postal_code": None, "city": None, "region": None, **fields},
     )
     assert list(lines) == ["Ana Gómez", "Street 1", *expected]
 
@@ -365,12 +370,14 @@ def test_address_lines_follow_the_country(
 def test_the_country_line_is_in_the_senders_language(tmp_path: Path) -> None:
     lines = format_address(
         name_lines=["Ana"],
-        street="Calle 1",
-        street2=None,
-        postal_code="28001",
-        city="Madrid",
-        region=None,
-        country="ES",
+        address=AddressParts(
+            street="Calle 1",
+            street2=None,
+            postal_code="28001",
+            city="Madrid",
+            region=None,
+            country="ES",
+        ),
         home_country="DE",
         locale="de",
     )
@@ -603,3 +610,66 @@ def test_profiles_have_the_published_figures() -> None:
     assert ENVELOPES["din5008-a"].windows[0].top == 27.0
     assert ENVELOPES["us10"].address_capacity == 5
     assert typesetter() is typesetter()
+
+
+# --- the safe zones of each envelope, measured on the PDF -------------------------------------
+
+IN = PT_PER_IN
+MM = PT_PER_MM
+US_SENDER = (
+    "    street: 350 Fifth Avenue\n    postal_code: '10118'\n    city: New York\n"
+    "    region: NY\n    country: US\n"
+)
+# Where every character of each block must lie, in points from the sheet's top-left corner,
+# from the published figures (not from the code's profiles). #10: PostalMethods' safe zones,
+# and the recipient ⅛ in inside its window (USPS); DIN 5008: the zones of the address field.
+SAFE_ZONES = {
+    "us10": {
+        "return": (0.625 * IN, 0.875 * IN, 3.875 * IN, 1.292 * IN),
+        "recipient": (0.75 * IN, 2.25 * IN, 4.0 * IN, 2.917 * IN),
+    },
+    "din5008-b": {
+        "return": (20 * MM, 45 * MM, 105 * MM, 62.7 * MM),
+        "recipient": (20 * MM, 62.7 * MM, 105 * MM, 90 * MM),
+    },
+    "din5008-a": {
+        "return": (20 * MM, 27 * MM, 105 * MM, 44.7 * MM),
+        "recipient": (20 * MM, 44.7 * MM, 105 * MM, 72 * MM),
+    },
+}
+
+
+@pytest.mark.parametrize("envelope", sorted(SAFE_ZONES))
+def test_the_fullest_foreign_address_and_return_block_stay_inside_the_safe_zones(
+    tmp_path: Path, envelope: str
+) -> None:
+    us = envelope == "us10"
+    settings = write_workspace(
+        tmp_path, letters={"envelope": envelope}, **({"sender_address": US_SENDER} if us else {})
+    )
+    # Abroad from the sender, with as many lines as the window holds (5 on a #10, 6 on DIN).
+    abroad = (
+        person(street="Calle de Alcalá, 123\nEscalera B")
+        if us
+        else person(
+            street="Hauptstraße 5\nHinterhaus",
+            street2="3. OG",
+            postal_code="10115",
+            city="Berlin",
+            country="DE",
+        )
+    )
+    letter = renderer(settings).render(abroad, OCCURRENCE)
+    assert len(letter.address_lines) == (5 if us else 6)
+    page = pdf_pages(letter_pdf(letter))[0]
+    zones = SAFE_ZONES[envelope]
+    recipient = window_text(page, zones["recipient"])
+    assert recipient == visible(letter.address_lines)
+    returned = window_text(page, zones["return"])
+    assert returned.startswith("CasaLucía")
+    if us:  # the return block names the sender's country on its last line, and fits
+        assert returned.endswith("NewYork,NY10118·ESTADOSUNIDOS")
+    # Nothing of either block outside its zone: every character of the page that belongs
+    # to them was counted above.
+    shown = visible(c[0] for c in page["chars"])
+    assert shown.count(visible(letter.address_lines)) == 1

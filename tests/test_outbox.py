@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from outreach.deliver.base import Deliverer, DeliveryResult
+from outreach.deliver.base import DeliveryResult
 from outreach.deliver.outbox import (
     OutboxWriter,
     clean_temporaries,
@@ -62,15 +62,14 @@ def writer(tmp_path: Path) -> OutboxWriter:
 def test_push_writes_the_exact_message_and_no_temporary_file(
     writer: OutboxWriter, tmp_path: Path
 ) -> None:
-    deliverer: Deliverer = writer
-    result = deliverer.push(email())
+    result = writer.push(email())
     artifact = "out/outbox/2026-11-24/birthday/c-001.eml"
     assert result == DeliveryResult(
         ("c-001", "birthday", "birthday:2026"), "rendered", artifact=artifact
     )
     assert (tmp_path / artifact).read_bytes() == DATA
     assert all_files(tmp_path) == [artifact]
-    deliverer.close()
+    writer.close()
 
 
 def test_pushing_again_rewrites_the_same_file(writer: OutboxWriter, tmp_path: Path) -> None:

@@ -10,10 +10,12 @@ from typing import Any
 
 import pdfplumber
 import pytest
+from pypdf import PdfReader
 
 from outreach.contacts import Contact
 from outreach.deliver.printing import (
     MANIFEST_COLUMNS,
+    BatchOptions,
     BatchResult,
     LetterPrinter,
     harfbuzz_subset_available,
@@ -110,13 +112,11 @@ def batch(tmp_path: Path, letters: list[RenderedLetter], **options: Any) -> Batc
         "out_dir": tmp_path / "out",
         "run_date": RUN_DATE,
         "campaign": "birthday",
-        "duplex": False,
-        "sort_by_postal_code": True,
-        "split": False,
-        "workers": 1,
     }
-    settings.update(options)
-    return write_batch(letters=letters, **settings)
+    chosen: dict[str, Any] = {"workers": 1}
+    for key, value in options.items():
+        (settings if key in settings or key in ("progress", "postage") else chosen)[key] = value
+    return write_batch(letters=letters, options=BatchOptions(**chosen), **settings)
 
 
 def page_texts(path: Path) -> list[str]:
@@ -354,3 +354,36 @@ def test_pdf_metadata_names_the_batch(tmp_path: Path) -> None:
     result = batch(tmp_path, letters, workers=2, chunk_size=1)
     with pdfplumber.open(io.BytesIO(result.pdf_path.read_bytes())) as pdf:  # type: ignore[union-attr]
         assert pdf.metadata["Title"] == "birthday — 2026-11-24"
+
+
+@pytest.mark.parametrize(("variant", "part"), [("pdf/a-2b", "2"), ("pdf/a-3b", "3")])
+def test_a_pdfa_batch_joined_from_chunks_keeps_its_pdfaid_output_intent_and_identifier(
+    tmp_path: Path, variant: str, part: str
+) -> None:
+    settings = write_workspace(tmp_path / "ws")
+    (settings.root / "config.yaml").write_text(
+        CONFIG + f"letters:\n  pdf_variant: {variant}\n", encoding="utf-8"
+    )
+    settings = load_settings(settings.root / "config.yaml")
+    renderer = LetterRenderer(
+        settings=settings, campaign=campaign(settings.root), today=TODAY, now=NOW
+    )
+    letters = [renderer.render(someone(f"c{n}", f"2800{n}", "Ana"), OCCURRENCE) for n in (1, 2)]
+    result = batch(tmp_path, letters, chunk_size=1)  # two chunks, joined with pypdf
+    assert result.pdf_path is not None
+    reader = PdfReader(io.BytesIO(result.pdf_path.read_bytes()))
+    xmp = reader.xmp_metadata
+    assert xmp is not None
+    assert (xmp.pdfaid_part, xmp.pdfaid_conformance) == (part, "B")
+    # What a PDF/A checker compares: the XMP and the document information agree.
+    info = reader.metadata
+    assert info is not None
+    assert xmp.dc_title == {"x-default": "birthday — 2026-11-24"} == {"x-default": info.title}
+    assert xmp.pdf_producer == info.producer
+    (intent,) = reader.root_object["/OutputIntents"]
+    intent = intent.get_object()
+    assert intent["/S"] == "/GTS_PDFA1"
+    assert intent["/DestOutputProfile"].get_object()["/N"] == 3  # an RGB ICC profile (sRGB)
+    assert reader.trailer["/ID"]
+    assert len(reader.pages) == 2
+    assert reader.pdf_header == "%PDF-1.7"

@@ -13,16 +13,23 @@ import pytest
 import smtp_server as servers
 from smtp_server import RecordingHandler, SmtpServer
 
-from outreach.deliver.base import Deliverer, DeliveryResult
+from outreach.deliver.base import DeliveryResult
 from outreach.deliver.smtp import (
     SendingStoppedError,
     SmtpDeliverer,
+    SmtpHooks,
     backoff_s,
     password_from_env,
 )
 from outreach.model.config import Delivery
 from outreach.model.errors import DeliveryError
-from outreach.render.email import RenderedEmail, build_message, message_id_for
+from outreach.render.email import (
+    Content,
+    RenderedEmail,
+    Sender,
+    build_message,
+    message_id_for,
+)
 
 # The aiosmtpd fixtures, used by name.
 smtp_server = servers.smtp_server
@@ -59,16 +66,16 @@ def make_email(index: int, *, to: tuple[str, ...] | None = None) -> RenderedEmai
         domain="example.com",
     )
     data = build_message(
-        from_name="Panadería Núñez",
-        from_addr=SENDER,
+        sender=Sender(SENDER, name="Panadería Núñez"),
         to_name=f"José Pérez {index}",
         to_addr=to_addrs[0],
-        subject=f"¡Feliz cumpleaños, José {index}!",
-        text=f"Hola José,\n.\n..un abrazo\n\nPanadería Núñez ({index})\n",
-        html=f"<p>Hola <b>José</b> {index}</p>\n.\n<p>Un abrazo</p>",
+        content=Content(
+            subject=f"¡Feliz cumpleaños, José {index}!",
+            text=f"Hola José,\n.\n..un abrazo\n\nPanadería Núñez ({index})\n",
+            html=f"<p>Hola <b>José</b> {index}</p>\n.\n<p>Un abrazo</p>",
+        ),
         date=datetime(2026, 11, 24, 9, 30, tzinfo=UTC),
         message_id=message_id,
-        reply_to=None,
         list_unsubscribe=("https://example.com/u?id=" + contact_id,),
     )
     return RenderedEmail(
@@ -97,10 +104,20 @@ def raw_email(data: bytes, *, to: tuple[str, ...] = ("ana@example.org",)) -> Ren
 
 
 def deliverer(
-    delivery: Delivery, time: FakeTime, *, password: str | None = None, **kwargs: Any
+    delivery: Delivery,
+    time: FakeTime,
+    *,
+    password: str | None = None,
+    on_sending: Callable[[RenderedEmail], None] | None = None,
+    **kwargs: Any,
 ) -> SmtpDeliverer:
     return SmtpDeliverer(
-        delivery=delivery, password=password, clock=time.clock, sleep=time.sleep, **kwargs
+        delivery=delivery,
+        password=password,
+        hooks=SmtpHooks(on_sending=on_sending),
+        clock=time.clock,
+        sleep=time.sleep,
+        **kwargs,
     )
 
 
@@ -125,7 +142,6 @@ def test_every_message_arrives_once_byte_for_byte_over_one_connection(
             m.data.split(b"Message-ID: <")[1].split(b">")[0].decode() for m in smtp_server.messages
         }
 
-    smtp: Deliverer
     with deliverer(smtp_server.delivery(), time, on_sending=on_sending) as smtp:
         results = [smtp.push(message) for message in messages]
 

@@ -7,11 +7,13 @@ import sys
 import click
 
 from outreach import __version__
+from outreach.cli.commands.doctor import doctor
 from outreach.cli.commands.feedback import bounces, returned, serve, unsubscribe
 from outreach.cli.commands.ledger import ledger
 from outreach.cli.commands.outcomes import redeem, results, visits
 from outreach.cli.commands.records import history, report
 from outreach.cli.commands.rehearse import explain, plan, preview, validate
+from outreach.cli.commands.replies import replies, unblock
 from outreach.cli.commands.run import run, send
 from outreach.cli.commands.setup import daemon, init
 from outreach.cli.errors import EXIT_FAILED, json_error
@@ -44,6 +46,7 @@ def main() -> None:
 
 cli.add_command(run)
 cli.add_command(send)
+cli.add_command(doctor)
 cli.add_command(validate)
 cli.add_command(preview)
 cli.add_command(plan)
@@ -55,6 +58,8 @@ cli.add_command(history)
 cli.add_command(unsubscribe)
 cli.add_command(bounces)
 cli.add_command(returned)
+cli.add_command(replies)
+cli.add_command(unblock)
 cli.add_command(serve)
 cli.add_command(ledger)
 cli.add_command(redeem)

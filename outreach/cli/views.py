@@ -12,18 +12,29 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from outreach.model.errors import Problem
-from outreach.pipeline.summary import SHOWN_PER_REASON, RunSummary
+from outreach.pipeline.summary import SHOWN_PER_REASON, RunSummary, distinct_lines, shown_line
 
 if TYPE_CHECKING:
     from outreach.deliver.send import SendObserver, SendProgress, SendSummary, Unsent
 from outreach.cli.errors import fail
 
 
-def print_problems(problems: list[Problem], *, limit: int = 20) -> None:
-    for problem in problems[:limit]:
-        click.echo(f"  {problem}")
-    if len(problems) > limit:
-        click.echo(f"  … and {len(problems) - limit} more (see `outreach validate`)")
+def print_problems(
+    problems: list[Problem], *, limit: int = 20, more: str = "see `outreach validate`"
+) -> None:
+    """Each different problem once (with how often it came), up to `limit`; `more` says
+    where the others are."""
+    lines = distinct_lines(problems)
+    for text, count in lines[:limit]:
+        click.echo(f"  {shown_line(text, count)}")
+    if len(lines) > limit:
+        click.echo(f"  … and {len(lines) - limit} more ({more})")
+
+
+# Where the problems a summary leaves out are: a message that could not be made is a failed
+# row of the ledger (a full disk is no problem `validate` could find).
+MESSAGE_PROBLEMS = "`outreach history --status failed` lists every message that failed"
+VALIDATE_JSON = "`outreach validate --json` lists them all"
 
 
 def print_summary(summary: RunSummary) -> None:
@@ -94,7 +105,7 @@ def print_summary(summary: RunSummary) -> None:
     problems = [p for c in summary.campaigns for p in c.problems]
     if problems:
         click.echo(f"{len(problems)} message(s) could not be made:")
-        print_problems(problems)
+        print_problems(problems, more=MESSAGE_PROBLEMS)
     if summary.problems:
         click.echo(f"{len(summary.problems)} problem(s) in the contacts file (rows held back):")
         print_problems(summary.problems)

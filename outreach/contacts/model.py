@@ -14,7 +14,7 @@ from outreach.model.errors import Problem
 KNOWN_COLUMNS = (
     "id", "first_name", "last_name", "title", "email", "birthday",
     "street", "street2", "postal_code", "city", "region", "country",
-    "preferred_channel", "locale", "tags", "opt_out",
+    "preferred_channel", "locale", "tags", "opt_out", "address_confirmed",
 )
 CHANNELS = ("email", "letter")
 
@@ -47,6 +47,9 @@ class Contact:
     locale: str = "es"
     tags: frozenset[str] = frozenset()
     opt_out: frozenset[str] = frozenset()
+    # The day the owner confirmed this postal address although the address data rejects its
+    # postal code (a new street, a gap in the data): that check is off for the row.
+    address_confirmed: date | None = None
     extra: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     held_back: frozenset[str] = frozenset()
 

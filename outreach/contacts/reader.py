@@ -9,6 +9,7 @@ import gc
 import hashlib
 import itertools
 import re
+import stat
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -32,7 +33,7 @@ from outreach.contacts.presets import column_mapping, header_key
 from outreach.contacts.sheets import SheetRows, column_letters, is_workbook, read_sheet
 from outreach.model.config import ContactsSettings
 from outreach.model.errors import ContactsError, Problem
-from outreach.rules.postal import postal_code_problem
+from outreach.rules.postal import PostalCodeProblem, postal_code_problem
 
 # --- reading the file --------------------------------------------------------------------
 
@@ -108,6 +109,11 @@ def _detect_delimiter(lines: Iterator[str], path: Path) -> tuple[str, list[str]]
 
 
 _column_key = header_key
+# Misspelt column names are looked for among the first this many unknown ones, this long at
+# most: a header of thousands of other columns is an export, not a typing slip, and difflib
+# costs per column.
+_SUGGESTED_COLUMNS = 50
+_SUGGESTED_LENGTH = 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +129,7 @@ class _Layout:
     header: tuple[str, ...]  # the header's cells, stripped and case-folded
     # No id column in an export read with a preset: the id is made from the email.
     id_from_email: bool = False
+    positions: Mapping[str, int] = field(default_factory=dict)  # name → its first position
 
 
 def _read_layout(
@@ -139,23 +146,27 @@ def _read_layout(
     extra: list[tuple[int, str]] = []
     unnamed: list[int] = []
     names: list[str] = []
+    positions: dict[str, int] = {}  # names' first positions: a wide header stays linear
+    suggested = 0
     for position, raw in enumerate(header):
         key = _column_key(raw)
         if not key:
             unnamed.append(position)
             names.append(f"column {position + 1}")
+            positions.setdefault(names[-1], position)
             continue
         squashed = key.replace("_", "").replace("-", "")
         mapped = mapping.get(key)
         name = mapped or _SQUASHED_KNOWN.get(squashed, key)
-        if mapped is not None and mapped in names:
+        if mapped is not None and mapped in positions:
             # A preset names two spellings of one column (old and new exports): keep the first.
             extra.append((position, key))
+            positions.setdefault(key, position)
             names.append(key)
             continue
-        if name in names:
+        if name in positions:
             raise ContactsError(
-                f"two columns are both {name!r} (columns {names.index(name) + 1} and "
+                f"two columns are both {name!r} (columns {positions[name] + 1} and "
                 f"{position + 1}), so it is unclear which one holds the data",
                 path=path,
                 line=line,
@@ -163,27 +174,17 @@ def _read_layout(
                 hint="rename or remove one of them",
             )
         names.append(name)
+        positions[name] = position
         if name in KNOWN_COLUMNS:
             at[name] = position
             continue
         extra.append((position, key))
-        if mapping:
+        if mapping or suggested >= _SUGGESTED_COLUMNS or len(squashed) > _SUGGESTED_LENGTH:
             continue  # an export's other columns are not misspellings of ours
-        near = difflib.get_close_matches(squashed, _SQUASHED_KNOWN, n=1, cutoff=0.8)
-        # street3 is a column of its own, not a misspelt street2.
-        if near and near[0].rstrip("0123456789") != squashed.rstrip("0123456789"):
-            meant = _SQUASHED_KNOWN[near[0]]
-            problems.append(
-                Problem(
-                    f"{raw.strip()!r} is not a known column, so it only reaches templates; "
-                    f"did you mean {meant!r}?",
-                    path=str(path),
-                    line=line,
-                    field=key,
-                    column=position + 1,
-                    hint=f"rename the column to {meant} if that is what it holds",
-                )
-            )
+        suggested += 1
+        found = _misspelt(raw, key=key, squashed=squashed, at=(str(path), line, position))
+        if found is not None:
+            problems.append(found)
     if "id" not in at and preset is not None and "email" in at:
         pass  # made from the email, row by row
     elif "id" not in at:
@@ -205,6 +206,26 @@ def _read_layout(
         names=(*names, "?"),
         header=tuple(cell.strip().casefold() for cell in header),
         id_from_email="id" not in at,
+        positions={**positions, "?": positions.get("?", width)},
+    )
+
+
+def _misspelt(raw: str, *, key: str, squashed: str, at: tuple[str, int, int]) -> Problem | None:
+    """The problem of a header cell that looks like a known column misspelt, or None."""
+    near = difflib.get_close_matches(squashed, _SQUASHED_KNOWN, n=1, cutoff=0.8)
+    # street3 is a column of its own, not a misspelt street2.
+    if not near or near[0].rstrip("0123456789") == squashed.rstrip("0123456789"):
+        return None
+    meant = _SQUASHED_KNOWN[near[0]]
+    path, line, position = at
+    return Problem(
+        f"{raw.strip()!r} is not a known column, so it only reaches templates; "
+        f"did you mean {meant!r}?",
+        path=path,
+        line=line,
+        field=key,
+        column=position + 1,
+        hint=f"rename the column to {meant} if that is what it holds",
     )
 
 
@@ -313,8 +334,7 @@ class _RowReader:
         self, message: str, *, line: int, name: str, contact_id: str | None, hint: str
     ) -> Problem:
         """A Problem about the cell of column `name` on `line`."""
-        names = self.layout.names
-        position = names.index(name) if name in names else None
+        position = self.layout.positions.get(name)
         return Problem(
             message,
             path=self.where,
@@ -509,131 +529,30 @@ class _RowReader:
             locale_text,
             tags_text,
             opt_out_text,
+            confirmed_text,
         ) = self.pick(cells)
-        held_back: list[str] = []
-
-        email: str | None = email_text or None
-        if email is not None:
-            try:
-                email = normalize_email(email)
-            except ValueError as exc:
-                reason = str(exc).rstrip(".")
-                self.report(
-                    f"{email!r} is not a valid email address ({reason}); the contact gets no email",
-                    line=line,
-                    name="email",
-                    contact_id=contact_id,
-                    hint="correct the address, or leave the cell empty",
-                )
-                email = None
-                held_back.append("email")
-
-        if birthday_text not in self.dates:
-            try:
-                self.dates[birthday_text] = parse_date(birthday_text, date_format=self.date_format)
-            except ValueError as exc:
-                self.dates[birthday_text] = str(exc)
-        birthday = self.dates[birthday_text]
-        if isinstance(birthday, str):
-            self.report(
-                f"{birthday}; no birthday messages for this contact",
-                line=line,
-                name="birthday",
-                contact_id=contact_id,
-                hint=self.date_hint,
-            )
-            held_back.append("birthday")
-            birthday = None
-
-        country = self.countries.get(country_text, "")
-        if country == "":
-            country = self.countries[country_text] = _known_country(country_text)
+        held: list[str] = []  # what the row's problems hold the contact back from
+        email = self._read_email(email_text, line=line, contact_id=contact_id, held=held)
+        birthday = self._read_birthday(birthday_text, line=line, contact_id=contact_id, held=held)
+        confirmed = self._confirmed(confirmed_text, line=line, contact_id=contact_id)
+        country = self._read_country(country_text, line=line, contact_id=contact_id, held=held)
         if country is None:
-            self.report(
-                f"{country_text!r} is not an ISO 3166 country code, so the postal address is "
-                "not used",
-                line=line,
-                name="country",
-                contact_id=contact_id,
-                hint="use GB for the United Kingdom"
-                if country_text.upper() == "UK"
-                else "use a two-letter code such as ES, FR or GB",
-            )
-            held_back += ["country", "address"]
             # Blank the address too: nothing may print it with a guessed country.
             street = street2 = postal_code = city = region = ""
             country = self.default_country
-        elif postal_code and (fault := postal_code_problem(country, postal_code, region)):
-            # A wrong postal code is a row problem for letters only: the email still goes.
-            hint = fault.hint
-            if self.sheet is not None and line in self.sheet.numbers.get(self.postal_position, ()):
-                hint = (
-                    "the cell is a number in the spreadsheet, which drops leading zeros: "
-                    "format the column as text and type the code again (e.g. 08001)"
-                )
-            self.report(
-                fault.message, line=line, name=fault.field, contact_id=contact_id, hint=hint
-            )
-            held_back.append("postal_code")
-
-        locale = self.locales.get(locale_text, "")
-        if locale == "":
-            locale = self.locales[locale_text] = _known_locale(locale_text)
-        if locale is None:
-            self.report(
-                f"{locale_text!r} is not a known locale; messages use {self.default_locale!r}",
+        elif postal_code:
+            self._check_postal_code(
+                (country, postal_code, region, confirmed),
                 line=line,
-                name="locale",
                 contact_id=contact_id,
-                hint="write a language code such as es, en, es_MX or en_GB",
+                held=held,
             )
-            held_back.append("locale")
-            locale = self.default_locale
-
-        channel = self.channels.get(channel_text, "")
-        if channel == "":
-            channel = self.channels[channel_text] = _channel(channel_text)
-        if channel is None and channel_text:
-            self.report(
-                f"{channel_text!r} is not a channel; the campaign's channel is used",
-                line=line,
-                name="preferred_channel",
-                contact_id=contact_id,
-                hint="write email or letter, or leave the cell empty",
-            )
-            held_back.append("preferred_channel")
-
-        tags = self.tags.get(tags_text)
-        if tags is None:
-            tags = self.tags[tags_text] = _tags(tags_text)
-
-        opt_out = self.opt_outs.get(opt_out_text, _UNSEEN)
-        if opt_out is _UNSEEN:
-            opt_out = self.opt_outs[opt_out_text] = _opt_out(opt_out_text)
-        if opt_out is None:
-            # An opt-out is never ignored: when unsure, the contact hears nothing.
-            self.report(
-                f"{opt_out_text!r} is not email, letter or all, so it counts as all (no messages)",
-                line=line,
-                name="opt_out",
-                contact_id=contact_id,
-                hint="write email, letter or all, or leave the cell empty to allow both",
-            )
-            opt_out = _ALL
-
-        extra = _NO_EXTRA
-        if self.extra_columns:
-            values = {
-                key: cells[position] for position, key in self.extra_columns if cells[position]
-            }
-            if values:
-                extra = MappingProxyType(values)
-
-        held = tuple(held_back)
-        held_set = self.held_back.get(held)
-        if held_set is None:
-            held_set = self.held_back[held] = frozenset(held)
-
+        locale = self._read_locale(locale_text, line=line, contact_id=contact_id, held=held)
+        channel = self._read_channel(channel_text, line=line, contact_id=contact_id, held=held)
+        tags = self._read_tags(tags_text)
+        opt_out = self._read_opt_out(opt_out_text, line=line, contact_id=contact_id)
+        extra = self._read_extra(cells)
+        held_set = self._held_set(held)
         return Contact(
             id=contact_id,
             line=line,
@@ -652,9 +571,204 @@ class _RowReader:
             locale=locale,
             tags=tags,
             opt_out=opt_out,
+            address_confirmed=confirmed,
             extra=extra,
             held_back=held_set,
         )
+
+    def _read_email(
+        self, email_text: str, *, line: int, contact_id: str, held: list[str]
+    ) -> str | None:
+        """The cell's address, normalised; None (reported) when it is empty or not valid."""
+        email: str | None = email_text or None
+        if email is not None:
+            try:
+                email = normalize_email(email)
+            except ValueError as exc:
+                reason = str(exc).rstrip(".")
+                self.report(
+                    f"{email!r} is not a valid email address ({reason}); the contact gets no email",
+                    line=line,
+                    name="email",
+                    contact_id=contact_id,
+                    hint="correct the address, or leave the cell empty",
+                )
+                email = None
+                held.append("email")
+        return email
+
+    def _read_birthday(
+        self, birthday_text: str, *, line: int, contact_id: str, held: list[str]
+    ) -> date | None:
+        """The cell's date; None when it is empty, or not a date (reported)."""
+        if birthday_text not in self.dates:
+            try:
+                self.dates[birthday_text] = parse_date(birthday_text, date_format=self.date_format)
+            except ValueError as exc:
+                self.dates[birthday_text] = str(exc)
+        birthday = self.dates[birthday_text]
+        if isinstance(birthday, str):
+            self.report(
+                f"{birthday}; no birthday messages for this contact",
+                line=line,
+                name="birthday",
+                contact_id=contact_id,
+                hint=self.date_hint,
+            )
+            held.append("birthday")
+            birthday = None
+        return birthday
+
+    def _read_country(
+        self, country_text: str, *, line: int, contact_id: str, held: list[str]
+    ) -> str | None:
+        """The cell's country code; None (reported) when it is not one, so the address is unused."""
+        country = self.countries.get(country_text, "")
+        if country == "":
+            country = self.countries[country_text] = _known_country(country_text)
+        if country is None:
+            self.report(
+                f"{country_text!r} is not an ISO 3166 country code, so the postal address is "
+                "not used",
+                line=line,
+                name="country",
+                contact_id=contact_id,
+                hint="use GB for the United Kingdom"
+                if country_text.upper() == "UK"
+                else "use a two-letter code such as ES, FR or GB",
+            )
+            held += ["country", "address"]
+        return country
+
+    def _check_postal_code(
+        self,
+        address: tuple[str, str, str, date | None],
+        *,
+        line: int,
+        contact_id: str,
+        held: list[str],
+    ) -> None:
+        """Report a postal code that is wrong for the country (address: country, postal code,
+        region, the day the owner confirmed it)."""
+        if fault := _postal_fault(*address):
+            # A wrong postal code is a row problem for letters only: the email still goes.
+            hint = fault.hint
+            if self.sheet is not None and line in self.sheet.numbers.get(self.postal_position, ()):
+                hint = (
+                    "the cell is a number in the spreadsheet, which drops leading zeros: "
+                    "format the column as text and type the code again (e.g. 08001)"
+                )
+            self.report(
+                fault.message, line=line, name=fault.field, contact_id=contact_id, hint=hint
+            )
+            held.append("postal_code")
+
+    def _read_locale(self, locale_text: str, *, line: int, contact_id: str, held: list[str]) -> str:
+        """The cell's locale; the default one (reported) when it is not known."""
+        locale = self.locales.get(locale_text, "")
+        if locale == "":
+            locale = self.locales[locale_text] = _known_locale(locale_text)
+        if locale is None:
+            self.report(
+                f"{locale_text!r} is not a known locale; messages use {self.default_locale!r}",
+                line=line,
+                name="locale",
+                contact_id=contact_id,
+                hint="write a language code such as es, en, es_MX or en_GB",
+            )
+            held.append("locale")
+            locale = self.default_locale
+        return locale
+
+    def _read_channel(
+        self, channel_text: str, *, line: int, contact_id: str, held: list[str]
+    ) -> str | None:
+        """The cell's preferred channel; None when empty, or not a channel (reported)."""
+        channel = self.channels.get(channel_text, "")
+        if channel == "":
+            channel = self.channels[channel_text] = _channel(channel_text)
+        if channel is None and channel_text:
+            self.report(
+                f"{channel_text!r} is not a channel; the campaign's channel is used",
+                line=line,
+                name="preferred_channel",
+                contact_id=contact_id,
+                hint="write email or letter, or leave the cell empty",
+            )
+            held.append("preferred_channel")
+        return channel
+
+    def _read_tags(self, tags_text: str) -> frozenset[str]:
+        """The cell's tags."""
+        tags = self.tags.get(tags_text)
+        if tags is None:
+            tags = self.tags[tags_text] = _tags(tags_text)
+        return tags
+
+    def _read_opt_out(self, opt_out_text: str, *, line: int, contact_id: str) -> frozenset[str]:
+        """The channels the cell opts out of; all of them (reported) when it cannot be read."""
+        opt_out = self.opt_outs.get(opt_out_text, _UNSEEN)
+        if opt_out is _UNSEEN:
+            opt_out = self.opt_outs[opt_out_text] = _opt_out(opt_out_text)
+        if opt_out is None:
+            # An opt-out is never ignored: when unsure, the contact hears nothing.
+            self.report(
+                f"{opt_out_text!r} is not email, letter or all, so it counts as all (no messages)",
+                line=line,
+                name="opt_out",
+                contact_id=contact_id,
+                hint="write email, letter or all, or leave the cell empty to allow both",
+            )
+            opt_out = _ALL
+        return opt_out
+
+    def _read_extra(self, cells: list[str]) -> Mapping[str, str]:
+        """The row's non-empty cells of the columns outreach does not know."""
+        extra = _NO_EXTRA
+        if self.extra_columns:
+            values = {
+                key: cells[position] for position, key in self.extra_columns if cells[position]
+            }
+            if values:
+                extra = MappingProxyType(values)
+        return extra
+
+    def _held_set(self, held: list[str]) -> frozenset[str]:
+        """`held` as a set, one shared object for each list of fields (there are few)."""
+        key = tuple(held)
+        held_set = self.held_back.get(key)
+        if held_set is None:
+            held_set = self.held_back[key] = frozenset(key)
+        return held_set
+
+    def _confirmed(self, text: str, *, line: int, contact_id: str) -> date | None:
+        """The date in the address_confirmed cell; an unreadable one is reported and ignored."""
+        if not text:
+            return None
+        if text not in self.dates:
+            try:
+                self.dates[text] = parse_date(text, date_format=self.date_format)
+            except ValueError as exc:
+                self.dates[text] = str(exc)
+        found = self.dates[text]
+        if isinstance(found, str):
+            self.report(
+                f"{found}; the postal code is checked as if the address were not confirmed",
+                line=line,
+                name="address_confirmed",
+                contact_id=contact_id,
+                hint=self.date_hint,
+            )
+            return None
+        return found
+
+
+def _postal_fault(
+    country: str, postal_code: str, region: str, confirmed: date | None
+) -> PostalCodeProblem | None:
+    """What the address data finds wrong with a postal code, unless the owner confirmed the
+    address (address_confirmed): a new street or a gap in the data must not cost a letter."""
+    return None if confirmed is not None else postal_code_problem(country, postal_code, region)
 
 
 class _FirstRows(_RowReader):
@@ -774,6 +888,59 @@ class _Start:
     header_line: int
     done: int  # the last line read so far; a row starts on the next one
     line_num: Callable[[], int]
+    # Lines with a quote inside a quoted value that is not doubled ("Lo"pez"): the CSV reader
+    # would keep it and go on, so the row is a problem instead.
+    stray_quotes: set[int] = field(default_factory=set)
+
+
+class _QuoteCheck:
+    """The lines given to the CSV reader, passed on as they are; notes (in `stray`) each line
+    where a quoted value holds a lone quote that does not close it."""
+
+    def __init__(self, lines: Iterator[str], *, delimiter: str, first: int) -> None:
+        self.lines = lines
+        self.delimiter = delimiter
+        # A whole line of well-formed cells, checked at C speed; only the others are walked.
+        d = re.escape(delimiter)
+        field = f'(?: *"(?:[^"]|"")*" *|(?! *")[^{d}\\r\\n]*)'
+        self.clean = re.compile(f"{field}(?:{d}{field})*[\\r\\n]*")
+        self.number = first - 1
+        self.quoted = False  # inside a quoted value (which may run over lines)
+        self.stray: set[int] = set()
+
+    def __iter__(self) -> Iterator[str]:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.lines)
+        self.number += 1
+        if '"' in line and (self.quoted or not self.clean.fullmatch(line)):
+            self._scan(line)
+        return line
+
+    def _scan(self, line: str) -> None:
+        delimiter, quoted, start = self.delimiter, self.quoted, not self.quoted
+        at, end = 0, len(line)
+        while at < end:
+            char = line[at]
+            if quoted:
+                if char == '"':
+                    after = line[at + 1 : at + 2]
+                    if after == '"':
+                        at += 1  # a doubled quote: one quote in the value
+                    else:
+                        quoted = False
+                        rest = line[at + 1 :].lstrip(" ")
+                        if rest and rest[0] not in (delimiter, "\r", "\n"):
+                            self.stray.add(self.number)
+            elif char == delimiter:
+                start = True
+            elif char == '"' and start:
+                quoted, start = True, False
+            elif char != " ":
+                start = False
+            at += 1
+        self.quoted = quoted
 
 
 def _start(
@@ -789,8 +956,9 @@ def _start(
         read, offset = [], 1
     # skipinitialspace lets `a, "Núñez, Ana"` quote as meant; not strict, so a space after a
     # closing quote is a stray space rather than a broken file.
+    checked = _QuoteCheck(itertools.chain(read, lines), delimiter=delimiter, first=offset + 1)
     reader = csv.reader(
-        itertools.chain(read, lines),
+        checked,
         delimiter=delimiter,
         quotechar='"',
         doublequote=True,
@@ -826,7 +994,12 @@ def _start(
             hint="the first row must be the header, e.g. id,first_name,last_name,email",
         )
     return _Start(
-        reader, layout, header_line, reader.line_num + offset, lambda: reader.line_num + offset
+        reader,
+        layout,
+        header_line,
+        reader.line_num + offset,
+        lambda: reader.line_num + offset,
+        checked.stray,
     )
 
 
@@ -841,36 +1014,72 @@ def _sheet_start(
     sheet: SheetRows, *, path: Path, where: str, problems: list[Problem], settings: ContactsSettings
 ) -> _Start:
     """A sheet read up to its header row (the first with a value)."""
-    rows = sheet.text_rows()
-    number = 0
-    for cells in rows:
-        number += 1
-        if any(cell.strip() for cell in cells):
-            mapping, preset = _mapping(settings)
-            layout = _read_layout(
-                cells, path=where, line=number, problems=problems, mapping=mapping, preset=preset
+    if sheet.notice is not None:
+        problems.append(
+            Problem(
+                sheet.notice,
+                path=str(path),
+                field="contacts.sheet",
+                hint="set contacts.sheet in config.yaml to name the sheet to read",
             )
-            break
-    else:
+        )
+    first = next(
+        (row for row in sheet.text_rows() if row[2] or any(cell.strip() for cell in row[1])),
+        None,
+    )
+    if first is None:
         raise ContactsError(
             "the sheet is empty"
-            if number == 0
+            if not sheet.rows
             else "the sheet has no header row, only empty cells",
             path=where,
             line=1,
             hint="the first row must be the header, e.g. id, first_name, last_name, email",
         )
+    number, cells, broken = first
+    if broken:
+        raise ContactsError(
+            f"the header's cell {broken[0][0]} holds {broken[0][1]}",
+            path=where,
+            line=number,
+            hint="type the column's name in that cell",
+        )
+    mapping, preset = _mapping(settings)
+    layout = _read_layout(
+        cells, path=where, line=number, problems=problems, mapping=mapping, preset=preset
+    )
     # The data rows, noting which postal codes were number cells (their zeros are lost).
-    data = sheet.text_rows(watch=frozenset({layout.at["postal_code"]}))
+    header_at = next(i for i, (n, _) in enumerate(sheet.rows) if n == number)
+    data = SheetRows(sheet.name, sheet.rows[header_at + 1 :], sheet.numbers)
     at = [number]
 
     def reader() -> Iterator[list[str]]:
-        for row_number, cells in enumerate(data, start=1):
-            if row_number > number:
-                at[0] = row_number
-                yield cells
+        for row_number, cells, broken in data.text_rows(
+            watch=frozenset({layout.at["postal_code"]})
+        ):
+            if row_number > at[0] + 1:  # rows without a value: one blank row stands for them
+                at[0] = row_number - 1
+                yield []
+            at[0] = row_number
+            if broken:
+                problems.extend(
+                    _broken_cell(cell, why, where=where, line=row_number) for cell, why in broken
+                )
+                yield []
+                continue
+            yield cells
 
     return _Start(reader(), layout, number, number, lambda: at[0])
+
+
+def _broken_cell(cell: str, why: str, *, where: str, line: int) -> Problem:
+    """The problem of a row with a cell whose value cannot be used."""
+    return Problem(
+        f"cell {cell} holds {why}, so the row is left out",
+        path=where,
+        line=line,
+        hint="correct the cell in the spreadsheet program (or type its value) and save again",
+    )
 
 
 def _rows(start: _Start, rows: _RowReader, tally: _Tally) -> Iterator[Contact]:
@@ -882,6 +1091,9 @@ def _rows(start: _Start, rows: _RowReader, tally: _Tally) -> Iterator[Contact]:
                 cells = [cell.strip() for cell in row]
                 if any(cells):
                     tally.rows += 1
+                    if start.stray_quotes and _stray_quote(start, rows, first=done + 1):
+                        done = start.line_num()
+                        continue
                     contact = rows.read(row, cells, line=done + 1, last=start.line_num())
                     if contact is not None:
                         yield contact
@@ -899,6 +1111,24 @@ def _rows(start: _Start, rows: _RowReader, tally: _Tally) -> Iterator[Contact]:
                 )
             )
             done = start.line_num()
+
+
+def _stray_quote(start: _Start, rows: _RowReader, *, first: int) -> bool:
+    """Report the row if one of its lines has a lone quote inside a quoted value."""
+    last = start.line_num()
+    line = next((n for n in range(first, last + 1) if n in start.stray_quotes), None)
+    if line is None:
+        return False
+    rows.problems.append(
+        Problem(
+            "a quote inside a quoted value is not doubled, so where the value ends is unclear; "
+            "the row is left out",
+            path=rows.where,
+            line=line,
+            hint='write a quote inside a quoted value twice, e.g. "Lo""pez", or remove it',
+        )
+    )
+    return True
 
 
 # A quote left open swallows the rows after it into one cell. Past this many rows lost that
@@ -971,8 +1201,24 @@ def _first_rows(
     return finder.found
 
 
+def _check_regular(path: Path) -> None:
+    """ContactsError if the contacts path is a FIFO, a device or a folder: reading one could
+    wait for ever, or never end."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return  # not there, or unreadable: the reader says so in its own words
+    if not stat.S_ISREG(mode):
+        raise ContactsError(
+            "is not a regular file (a folder, a named pipe or a device), so it is not read",
+            path=path,
+            hint="point paths.contacts in config.yaml at the contacts file itself",
+        )
+
+
 def iter_contacts(path: Path, *, settings: ContactsSettings, default_locale: str) -> ContactStream:
     """Read contacts.csv as a stream; the header's errors are raised at once."""
+    _check_regular(path)
     if is_workbook(path):
         # A workbook is read whole by its reader anyway: the stream is over the list.
         return ContactStream.of(
@@ -1041,6 +1287,7 @@ def _finish(tally: _Tally, *, rows: _RowReader, path: Path | str, header_line: i
 
 def load_contacts(path: Path, *, settings: ContactsSettings, default_locale: str) -> ContactList:
     """Read contacts.csv; problem rows are reported and held back from what they cannot serve."""
+    _check_regular(path)
     if is_workbook(path):
         return _load_workbook(path, settings=settings, default_locale=default_locale)
     with _collector_paused():

@@ -1,12 +1,8 @@
-"""The one small interface every email deliverer implements (outbox files, SMTP)."""
+"""What became of one delivered email: the record the outbox and SMTP deliverers return."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    from outreach.render.email import RenderedEmail
 
 
 @dataclass(frozen=True, slots=True)
@@ -18,15 +14,3 @@ class DeliveryResult:
     artifact: str | None = None  # path relative to the workspace root
     error: str | None = None
     transient: bool = False  # a failure that may succeed if tried again later
-
-
-class Deliverer(Protocol):
-    """Takes rendered emails one at a time; a dry run uses another deliverer, never a flag."""
-
-    def push(self, message: RenderedEmail) -> DeliveryResult:
-        """Deliver one message; per-message failures come back as a result, not an exception."""
-        ...
-
-    def close(self) -> None:
-        """Release connections and files (idempotent)."""
-        ...

@@ -24,7 +24,6 @@ from outreach.files import AtomicFolder, clean_temporaries, temporary_path, writ
 from outreach.model.errors import DeliveryError
 
 if TYPE_CHECKING:
-    from outreach.deliver.base import Deliverer
     from outreach.render.email import RenderedEmail
 
 OUTBOX_NAME = "outbox"
@@ -78,7 +77,7 @@ def outbox_file_name(*, contact_id: str, occurrence_key: str) -> str:
 
 
 class OutboxWriter:
-    """A Deliverer that writes each email to out/outbox/<run day>/<campaign>/ as an .eml file."""
+    """A deliverer that writes each email to out/outbox/<run day>/<campaign>/ as an .eml file."""
 
     def __init__(self, *, root: Path, out_dir: Path, run_date: date, subfolder: str = "") -> None:
         self.root = root
@@ -147,8 +146,3 @@ __all__ = [
     "temporary_path",
     "write_atomic",
 ]
-
-if TYPE_CHECKING:
-
-    def _implements_deliverer(writer: OutboxWriter) -> Deliverer:
-        return writer  # mypy checks that OutboxWriter has everything Deliverer promises

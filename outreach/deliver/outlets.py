@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from outreach.deliver.outbox import OutboxWriter
-from outreach.deliver.printing import PrintedLetter, lay_out, write_batch
+from outreach.deliver.printing import BatchOptions, PrintedLetter, lay_out, write_batch
 from outreach.model.errors import DeliveryError, OutreachError, Problem
 from outreach.model.reasons import Code, Reason, Status
 from outreach.postage import PostageLine, postage_csv, postage_lines
@@ -341,12 +341,14 @@ class PublishOutlet(_RenderingOutlet):
                     out_dir=settings.out_dir,
                     run_date=self.today,
                     campaign=name,
-                    duplex=settings.letters.duplex,
-                    sort_by_postal_code=settings.letters.sort_by_postal_code,
-                    split=self.split,
-                    workers=self.workers,
+                    options=BatchOptions(
+                        duplex=settings.letters.duplex,
+                        sort_by_postal_code=settings.letters.sort_by_postal_code,
+                        split=self.split,
+                        workers=self.workers,
+                        name_suffix=f".{self.shard_label}" if self.shard_label else "",
+                    ),
                     progress=self._progress_of(name),
-                    name_suffix=f".{self.shard_label}" if self.shard_label else "",
                     postage=functools.partial(self._postage, batch),
                 )
             except DeliveryError as exc:

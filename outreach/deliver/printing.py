@@ -28,11 +28,16 @@ from dataclasses import dataclass
 from datetime import date
 from multiprocessing import forkserver
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
+from xml.sax.saxutils import escape
 
 from outreach import files
 from outreach.deliver.lifeline import RUN_PID_VARIABLE
 from outreach.model.errors import DeliveryError, OutreachError, TemplateError
 from outreach.render.letter import RenderedLetter, safe_file_name, typesetter
+
+if TYPE_CHECKING:
+    from pypdf import PdfReader, PdfWriter
 
 CHUNK_SIZE = 100  # letters per WeasyPrint document: measured as fast as larger chunks
 MIN_CHUNK = 25  # below this a worker process costs more than it saves
@@ -49,7 +54,10 @@ MANIFEST_COLUMNS = (
     "address",
     "file",
     "covers",  # a household's letter: the ids of everyone it goes to ("c1;c2")
+    "note",  # what the mailing house should know, e.g. ADDRESS_CONFIRMED
 )
+# The address data rejects the letter's postal code; the owner vouched for the address.
+ADDRESS_CONFIRMED = "address confirmed by the owner"
 ADDRESS_SEPARATOR = "; "
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -74,6 +82,7 @@ class PrintedLetter:
     country: str
     path: Path | None  # its own PDF, with split
     covers: tuple[str, ...] = ()  # a household's letter: every contact it goes to
+    note: str = ""  # the manifest's note (ADDRESS_CONFIRMED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,21 +166,17 @@ def _typeset_chunk(chunk: _Chunk) -> _ChunkResult:
     documents = []
     pages = []
     outcomes = []
+    variant = chunk.letters[0].layout.pdf_variant if chunk.letters else None
     for letter, split_path in zip(chunk.letters, chunk.split_paths, strict=True):
         try:
             document = setter.typeset(letter)
             if split_path is not None:
-                write_atomic(split_path, setter.write_pdf([document], document.pages))
+                write_atomic(split_path, setter.write_pdf([document], document.pages, variant))
         except OutreachError as exc:
             outcomes.append(_Outcome(pages=0, blank_pages=0, error=exc))
             continue
         except Exception as exc:  # one odd letter must not sink the whole batch
-            error = TemplateError(
-                f"contact {letter.contact_id}: the letter cannot be laid out: "
-                f"{type(exc).__name__}: {exc}",
-                hint="check the letter's template and stylesheet",
-            )
-            outcomes.append(_Outcome(pages=0, blank_pages=0, error=error))
+            outcomes.append(_Outcome(pages=0, blank_pages=0, error=_odd_failure(letter, exc)))
             continue
         documents.append(document)
         pages.extend(document.pages)
@@ -179,8 +184,15 @@ def _typeset_chunk(chunk: _Chunk) -> _ChunkResult:
         if blank:
             pages.append(setter.blank_page(letter.layout))
         outcomes.append(_Outcome(pages=len(document.pages) + blank, blank_pages=blank, error=None))
-    pdf = setter.write_pdf(documents, pages) if documents and chunk.write else None
+    pdf = setter.write_pdf(documents, pages, variant) if documents and chunk.write else None
     return _ChunkResult(pdf=pdf, outcomes=tuple(outcomes))
+
+
+def _odd_failure(letter: RenderedLetter, exc: Exception) -> TemplateError:
+    return TemplateError(
+        f"contact {letter.contact_id}: the letter cannot be laid out: {type(exc).__name__}: {exc}",
+        hint="check the letter's template and stylesheet",
+    )
 
 
 def _plan(count: int, *, workers: int, chunk_size: int) -> list[range]:
@@ -266,24 +278,26 @@ def manifest_csv(letters: Sequence[PrintedLetter], *, relative_to: Path) -> byte
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(MANIFEST_COLUMNS)
-    for item in letters:
-        writer.writerow(
-            [
-                item.number,
-                item.first_page,
-                item.pages,
-                item.blank_pages,
-                _cell(item.contact_id),
-                _cell(item.occurrence_key),
-                _cell(item.name),
-                _cell(item.postal_code),
-                item.country,
-                _cell(ADDRESS_SEPARATOR.join(item.address_lines)),
-                item.path.relative_to(relative_to).as_posix() if item.path else "",
-                _cell(";".join(item.covers)),
-            ]
-        )
+    writer.writerows(_manifest_row(item, relative_to=relative_to) for item in letters)
     return buffer.getvalue().encode("utf-8-sig")
+
+
+def _manifest_row(item: PrintedLetter, *, relative_to: Path) -> list[object]:
+    return [
+        item.number,
+        item.first_page,
+        item.pages,
+        item.blank_pages,
+        _cell(item.contact_id),
+        _cell(item.occurrence_key),
+        _cell(item.name),
+        _cell(item.postal_code),
+        item.country,
+        _cell(ADDRESS_SEPARATOR.join(item.address_lines)),
+        item.path.relative_to(relative_to).as_posix() if item.path else "",
+        _cell(";".join(item.covers)),
+        item.note,
+    ]
 
 
 def _merge(parts: list[bytes], *, title: str) -> bytes:
@@ -292,10 +306,32 @@ def _merge(parts: list[bytes], *, title: str) -> bytes:
     writer = PdfWriter()
     for part in parts:
         writer.append(PdfReader(io.BytesIO(part)))
-    writer.add_metadata({"/Title": title, "/Creator": "outreach"})
+    _keep_conformance(PdfReader(io.BytesIO(parts[0])), writer, title=title)
     buffer = io.BytesIO()
     writer.write(buffer)
     return buffer.getvalue()
+
+
+def _keep_conformance(first: PdfReader, writer: PdfWriter, *, title: str) -> None:
+    """Carry a PDF/A part's output intent and XMP metadata (its pdfaid) over to the joined
+    batch, which appending pages alone would drop; the XMP and the document information
+    then say the same title and producer, and the file has an identifier."""
+    from pypdf.generic import NameObject, StreamObject
+
+    root = first.root_object
+    info: dict[str, object] = dict(first.metadata or {})
+    if "/OutputIntents" not in root or "/Metadata" not in root:
+        writer.add_metadata({"/Title": title, "/Creator": "outreach"})
+        return
+    writer.root_object[NameObject("/OutputIntents")] = root["/OutputIntents"].clone(writer)
+    metadata = root["/Metadata"].clone(writer)
+    stream = cast(StreamObject, metadata.get_object())
+    old, new = (escape(str(t)).encode() for t in (info.get("/Title", ""), title))
+    stream.set_data(stream.get_data().replace(b">" + old + b"</rdf:li>", b">" + new + b"</rdf:li>"))
+    writer.root_object[NameObject("/Metadata")] = metadata
+    # No /Creator: the XMP names no creator tool to match it.
+    writer.add_metadata({"/Title": title, "/Producer": str(info.get("/Producer", "outreach"))})
+    writer.generate_file_identifiers()
 
 
 def lay_out(
@@ -332,43 +368,53 @@ def lay_out(
     return [outcome.error for result in results for outcome in result.outcomes]
 
 
+@dataclass(frozen=True, slots=True)
+class BatchOptions:
+    """How a campaign's batch is printed (config `letters`, the run's workers)."""
+
+    duplex: bool = False
+    sort_by_postal_code: bool = True
+    split: bool = False  # one PDF per letter as well
+    workers: int = 2
+    chunk_size: int = CHUNK_SIZE
+    name_suffix: str = ""  # follows the campaign in the batch's file names (`.shard-2-of-4`)
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    folder: Path
+    stem: str
+    run_date: date
+    campaign: str
+    options: BatchOptions
+
+
+Postage = Callable[[Sequence[PrintedLetter]], bytes]
+
+
 def write_batch(
     *,
     letters: Sequence[RenderedLetter],
     out_dir: Path,
     run_date: date,
     campaign: str,
-    duplex: bool,
-    sort_by_postal_code: bool,
-    split: bool,
-    workers: int = 2,
-    chunk_size: int = CHUNK_SIZE,
+    options: BatchOptions,
     progress: Progress | None = None,
-    name_suffix: str = "",
-    postage: Callable[[Sequence[PrintedLetter]], bytes] | None = None,
+    postage: Postage | None = None,
 ) -> BatchResult:
     """Print one campaign's letters into out_dir/letters/<date>/; failed letters are returned.
     With `postage`, the postage list it makes of the printed letters goes beside the manifest.
 
-    `name_suffix` follows the campaign in the batch's file names (`.shard-2-of-4`).
-
     If it cannot finish (a full disk, a worker killed), it removes what it wrote of the batch
     before raising: a batch is on disk whole, with its manifest, or not at all.
     """
-    ordered = sorted(letters, key=postal_order) if sort_by_postal_code else list(letters)
+    ordered = sorted(letters, key=postal_order) if options.sort_by_postal_code else list(letters)
     folder = out_dir / "letters" / run_date.isoformat()
-    stem = _free_stem(folder, safe_file_name(campaign) + name_suffix)
+    stem = _free_stem(folder, safe_file_name(campaign) + options.name_suffix)
     try:
         return _print_batch(
             ordered,
-            folder=folder,
-            stem=stem,
-            run_date=run_date,
-            campaign=campaign,
-            duplex=duplex,
-            split=split,
-            workers=workers,
-            chunk_size=chunk_size,
+            _Batch(folder, stem, run_date, campaign, options),
             progress=progress,
             postage=postage,
         )
@@ -387,52 +433,105 @@ def _discard(folder: Path, stem: str) -> None:
 
 def _print_batch(
     ordered: list[RenderedLetter],
+    batch: _Batch,
     *,
-    folder: Path,
-    stem: str,
-    run_date: date,
-    campaign: str,
-    duplex: bool,
-    split: bool,
-    workers: int,
-    chunk_size: int,
     progress: Progress | None,
-    postage: Callable[[Sequence[PrintedLetter]], bytes] | None = None,
+    postage: Postage | None,
 ) -> BatchResult:
-    split_dir = folder / stem if split else None
+    split_paths = _make_folders(ordered, batch)
+    results = _typeset_batch(ordered, split_paths, batch, progress=progress)
+    outcomes = [o for result in results for o in result.outcomes]
+    printed, failures = _printed(ordered, split_paths, outcomes)
+    pages = sum(item.pages for item in printed)
+    split_dir = batch.folder / batch.stem if batch.options.split else None
+    if not printed:
+        if split_dir is not None and split_dir.exists():
+            split_dir.rmdir()
+        return BatchResult(
+            campaign=batch.campaign,
+            pdf_path=None,
+            manifest_path=None,
+            split_dir=None,
+            letters=(),
+            failures=tuple(failures),
+            pages=0,
+            sheets=0,
+        )
+    parts = [result.pdf for result in results if result.pdf is not None]
+    title = f"{batch.campaign} — {batch.run_date.isoformat()}"
+    pdf = parts[0] if len(parts) == 1 else _merge(parts, title=title)
+    pdf_path = batch.folder / f"{batch.stem}.pdf"
+    manifest_path = batch.folder / f"{batch.stem}.manifest.csv"
+    write_atomic(pdf_path, pdf)
+    write_atomic(manifest_path, manifest_csv(printed, relative_to=batch.folder))
+    if postage is not None:
+        write_atomic(batch.folder / f"{batch.stem}.postage.csv", postage(printed))
+    return BatchResult(
+        campaign=batch.campaign,
+        pdf_path=pdf_path,
+        manifest_path=manifest_path,
+        split_dir=split_dir,
+        letters=tuple(printed),
+        failures=tuple(failures),
+        pages=pages,
+        sheets=math.ceil(pages / 2) if batch.options.duplex else pages,
+    )
+
+
+def _make_folders(ordered: Sequence[RenderedLetter], batch: _Batch) -> list[Path | None]:
+    """Create the batch's folder (and its split folder); each letter's own PDF path."""
+    split_dir = batch.folder / batch.stem if batch.options.split else None
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        batch.folder.mkdir(parents=True, exist_ok=True)
         if split_dir is not None and ordered:
             split_dir.mkdir()
     except OSError as exc:
-        raise DeliveryError(f"cannot create the folder: {exc.strerror}", path=folder) from None
-    split_paths: list[Path | None] = (
-        list(_split_paths(ordered, split_dir)) if split_dir is not None else [None] * len(ordered)
-    )
+        raise DeliveryError(
+            f"cannot create the folder: {exc.strerror}", path=batch.folder
+        ) from None
+    if split_dir is None:
+        return [None] * len(ordered)
+    return list(_split_paths(ordered, split_dir))
+
+
+def _typeset_batch(
+    ordered: Sequence[RenderedLetter],
+    split_paths: Sequence[Path | None],
+    batch: _Batch,
+    *,
+    progress: Progress | None,
+) -> list[_ChunkResult]:
+    options = batch.options
     chunks = [
         _Chunk(
             letters=tuple(ordered[i] for i in part),
             split_paths=tuple(split_paths[i] for i in part),
-            duplex=duplex,
+            duplex=options.duplex,
         )
-        for part in _plan(len(ordered), workers=workers, chunk_size=chunk_size)
+        for part in _plan(len(ordered), workers=options.workers, chunk_size=options.chunk_size)
     ]
     try:
-        results = _run(chunks, workers=workers, progress=progress)
+        return _run(chunks, workers=options.workers, progress=progress)
     except OutreachError:
         raise
     except Exception as exc:  # a worker killed (out of memory?) or unable to start
         raise DeliveryError(
             f"the letter printer failed: {type(exc).__name__}: {exc}",
             transient=True,
-            path=folder,
+            path=batch.folder,
             hint="run again; if it keeps failing, try letters in a smaller batch",
         ) from exc
 
+
+def _printed(
+    ordered: Sequence[RenderedLetter],
+    split_paths: Sequence[Path | None],
+    outcomes: Sequence[_Outcome],
+) -> tuple[list[PrintedLetter], list[LetterFailure]]:
+    """The manifest's rows of the letters that printed, and the letters that failed."""
     printed: list[PrintedLetter] = []
     failures: list[LetterFailure] = []
     page = 1
-    outcomes = (o for result in results for o in result.outcomes)
     for letter, split_path, outcome in zip(ordered, split_paths, outcomes, strict=True):
         if outcome.error is not None:
             failures.append(LetterFailure(letter.contact_id, letter.occurrence_key, outcome.error))
@@ -451,42 +550,11 @@ def _print_batch(
                 country=letter.country,
                 path=split_path,
                 covers=letter.covers,
+                note=ADDRESS_CONFIRMED if letter.address_confirmed else "",
             )
         )
         page += outcome.pages
-    pages = page - 1
-    if not printed:
-        if split_dir is not None and split_dir.exists():
-            split_dir.rmdir()
-        return BatchResult(
-            campaign=campaign,
-            pdf_path=None,
-            manifest_path=None,
-            split_dir=None,
-            letters=(),
-            failures=tuple(failures),
-            pages=0,
-            sheets=0,
-        )
-    parts = [result.pdf for result in results if result.pdf is not None]
-    title = f"{campaign} — {run_date.isoformat()}"
-    pdf = parts[0] if len(parts) == 1 else _merge(parts, title=title)
-    pdf_path = folder / f"{stem}.pdf"
-    manifest_path = folder / f"{stem}.manifest.csv"
-    write_atomic(pdf_path, pdf)
-    write_atomic(manifest_path, manifest_csv(printed, relative_to=folder))
-    if postage is not None:
-        write_atomic(folder / f"{stem}.postage.csv", postage(printed))
-    return BatchResult(
-        campaign=campaign,
-        pdf_path=pdf_path,
-        manifest_path=manifest_path,
-        split_dir=split_dir,
-        letters=tuple(printed),
-        failures=tuple(failures),
-        pages=pages,
-        sheets=math.ceil(pages / 2) if duplex else pages,
-    )
+    return printed, failures
 
 
 class LetterPrinter:
@@ -504,10 +572,9 @@ class LetterPrinter:
     ) -> None:
         self._out_dir = out_dir
         self._run_date = run_date
-        self._duplex = duplex
-        self._sort = sort_by_postal_code
-        self._split = split
-        self._workers = workers
+        self._options = BatchOptions(
+            duplex=duplex, sort_by_postal_code=sort_by_postal_code, split=split, workers=workers
+        )
         self._letters: dict[str, list[RenderedLetter]] = {}
 
     def push(self, letter: RenderedLetter) -> None:
@@ -524,10 +591,7 @@ class LetterPrinter:
                     out_dir=self._out_dir,
                     run_date=self._run_date,
                     campaign=campaign,
-                    duplex=self._duplex,
-                    sort_by_postal_code=self._sort,
-                    split=self._split,
-                    workers=self._workers,
+                    options=self._options,
                     progress=progress,
                 )
             )

@@ -50,11 +50,13 @@ from typing import TYPE_CHECKING, Protocol
 
 from outreach.contacts import ContactStream, iter_contacts
 from outreach.deliver.base import DeliveryResult
+from outreach.deliver.dkim import DkimKey, load_dkim_key, signed
 from outreach.deliver.smtp import (
     DEFAULT_PORTS,
     SendingStoppedError,
     SendRate,
     SmtpDeliverer,
+    SmtpHooks,
     password_from_env,
 )
 from outreach.feedback.refusals import record_refusals  # hook: feedback
@@ -228,13 +230,27 @@ class SendProgress:
 SendObserver = Callable[[SendProgress], None]
 
 
+@dataclass(frozen=True, slots=True)
+class SendOptions:
+    """Which of the waiting emails a send step takes, and who watches them go."""
+
+    retry_uncertain: bool = False  # `uncertain` emails too (`outreach send --retry-uncertain`)
+    only_run_date: date | None = None  # only the emails rendered on that day
+    observe: SendObserver | None = None  # progress: the start, each email, each pause
+
+
+_EVERY_WAITING = SendOptions()
+
+
 def smtp_deliverers(
     settings: Settings, *, environ: Mapping[str, str], observe: SendObserver | None = None
 ) -> DelivererFactory:
     """A factory of SMTP deliverers for the config; raise DeliveryError now if it cannot work.
 
     Checked before anything is rendered: `delivery.method` is smtp, the password variable is
-    set, a username has a password. Nothing connects until the first email is handed over.
+    set, a username has a password, the DKIM key (`dkim:`) is usable and is not contradicted
+    by DNS. Nothing connects until the first email is handed over; with `dkim:` each email is
+    signed as its connection takes it.
     """
     delivery = settings.delivery
     if delivery.method != "smtp":
@@ -245,6 +261,7 @@ def smtp_deliverers(
             '"Sending for real") to send them',
         )
     password = password_from_env(delivery, environ)
+    key = signing_key(settings, environ=environ)
     rate_state = settings.state_dir / RATE_STATE_NAME
     # The constructor checks the settings without connecting.
     SmtpDeliverer(delivery=delivery, password=password, rate_state_path=rate_state)
@@ -260,7 +277,7 @@ def smtp_deliverers(
 
         return sleep
 
-    def make(on_sending: OnSending) -> list[SmtpDeliverer]:
+    def make(on_sending: OnSending) -> Sequence[BatchDeliverer]:
         # One budget for every connection, read from the state file once per send step.
         rate = (
             SendRate(
@@ -272,21 +289,71 @@ def smtp_deliverers(
             if delivery.rate_per_minute
             else None
         )
-        return [
+        deliverers = [
             SmtpDeliverer(
                 delivery=delivery,
                 password=password,
-                on_sending=on_sending,
+                hooks=SmtpHooks(
+                    on_sending=on_sending,
+                    # hook: VERP envelope sender (outreach.feedback.verp)
+                    envelope_sender=lambda message: return_path(settings, message.message_id),
+                    on_wait=on_wait if observe is not None else None,
+                ),
                 rate_state_path=rate_state,
-                # hook: VERP envelope sender (outreach.feedback.verp)
-                envelope_sender=lambda message: return_path(settings, message.message_id),
-                on_wait=on_wait if observe is not None else None,
                 rate=rate,
             )
             for _ in range(delivery.connections)
         ]
+        return deliverers if key is None else [SigningDeliverer(d, key) for d in deliverers]
 
     return make
+
+
+class SigningDeliverer:
+    """A connection whose emails are signed with DKIM as it takes them, after the send step
+    has stamped their Date; the signing runs on the connection's own thread."""
+
+    def __init__(self, inner: SmtpDeliverer, key: DkimKey) -> None:
+        self._inner = inner
+        self._key = key
+
+    def push_all(self, messages: Iterator[RenderedEmail]) -> Iterator[DeliveryResult]:
+        """Deliver what `messages` yields, each one signed."""
+        key = self._key
+        return self._inner.push_all(signed(message, key) for message in messages)
+
+    def close(self) -> None:
+        """Release the connection (idempotent)."""
+        self._inner.close()
+
+
+def signing_key(settings: Settings, *, environ: Mapping[str, str]) -> DkimKey | None:
+    """The DKIM key to sign with (None without `dkim:`), checked against DNS when it answers."""
+    key = load_dkim_key(settings, environ=environ)
+    if key is not None:
+        check_published_key(key, environ=environ)
+    return key
+
+
+def check_published_key(key: DkimKey, *, environ: Mapping[str, str]) -> None:
+    """DeliveryError if DNS publishes another key at the selector (every signature would fail);
+    nothing when there is no record yet or no DNS server answers."""
+    from outreach.deliver.doctor import DnsUnavailableError, make_resolver, published_key
+
+    try:
+        published = published_key(make_resolver(environ), key)
+    except DnsUnavailableError:
+        return
+    if published is None or published == key.public_key:
+        return
+    state = "a revoked key (empty p=)" if not published else "another public key"
+    raise DeliveryError(
+        f"DNS publishes {state} at {key.record_name}, not the public half of {key.source}: "
+        "receivers would find every signature broken",
+        field="dkim",
+        hint="publish the record `outreach doctor` prints, or name the key that matches the "
+        "record in dkim.key_file (a new selector lets the old key stay published meanwhile)",
+    )
 
 
 def campaign_policies(
@@ -324,21 +391,20 @@ def send_waiting(
     now: datetime,
     policies: Mapping[str, CadencePolicy] | None = None,
     contacts: Iterable[Contact] | None = None,
-    retry_uncertain: bool = False,
-    only_run_date: date | None = None,
-    observe: SendObserver | None = None,
+    options: SendOptions = _EVERY_WAITING,
 ) -> SendSummary:
     """Send every email waiting in the outbox whose window is open; record each outcome.
 
     Call it only while holding the workspace lock. `policies` gives each campaign's quiet
     hours (config `cadence` for the others); `contacts`, when given, are checked for opt-outs
     and changed addresses since rendering (the suppression list is always checked).
-    `only_run_date` limits the step to emails rendered on that day.
+    `options.only_run_date` limits the step to emails rendered on that day.
     """
+    observe, only_run_date = options.observe, options.only_run_date
     summary = SendSummary(send_date=today, now=now, server=server_name(settings))
     summary.settled = ledger.settle_interrupted(now=now)
     summary.missed = ledger.mark_unsent_missed(today=today, now=now)
-    rows = ledger.waiting_emails(today=today, uncertain=retry_uncertain)
+    rows = ledger.waiting_emails(today=today, uncertain=options.retry_uncertain)
     if only_run_date is not None:
         rows = [r for r in rows if r.run_date == only_run_date]
     summary.waiting = len(rows)
@@ -359,7 +425,7 @@ def send_waiting(
             checks=checks,
             make=make_deliverer,
             observe=observe,
-            uncertain=retry_uncertain,
+            uncertain=options.retry_uncertain,
         )
         # hook: a 5xx for a recipient counts as a hard bounce (outreach.feedback.process)
         record_refusals(settings, ledger=ledger, failed=summary.failed, today=today, now=now)
@@ -404,9 +470,9 @@ def perform_send(
             now=now,
             policies=policies,
             contacts=contacts,
-            retry_uncertain=retry_uncertain,
-            only_run_date=only_run_date,
-            observe=observe,
+            options=SendOptions(
+                retry_uncertain=retry_uncertain, only_run_date=only_run_date, observe=observe
+            ),
         )
 
 
@@ -437,7 +503,7 @@ def send_after_run(
             now=now,
             policies=policies,
             contacts=workspace.stream_contacts(),
-            observe=observe,
+            options=SendOptions(observe=observe),
         )
         run.uncertain_emails = run.sending.needs_human
 
@@ -664,48 +730,78 @@ def _deliver(
 
     Each row is claimed (`sending`) as a connection takes it; `uncertain` rows may be claimed
     too when the step retries them."""
-    now = summary.now
-    owner = _LedgerThread()
-    records: dict[tuple[str, str, str], MessageRecord] = {}
-    # Claimed `sending` (their data is on the way), by the thread of their connection.
-    handed: dict[int, set[tuple[str, str, str]]] = {}
-    went: set[tuple[str, str, str]] = set()  # their data began to go to the server
-    done: set[tuple[str, str, str]] = set()  # their outcome is recorded
-    settled = 0  # rows whose outcome this step recorded (sent, failed, uncertain, skipped)
-    stop = threading.Event()  # a connection stopped: the others take nothing new
-    problems: list[BaseException] = []
+    handover = _Handover(
+        rows, summary=summary, ledger=ledger, checks=checks, observe=observe, uncertain=uncertain
+    )
+    handover.run(make)
 
-    def outcome(record: MessageRecord) -> None:
-        nonlocal settled
-        settled += 1
-        if observe is not None:
-            observe(SendProgress("handed"))  # sent, failed or skipped
 
-    def on_sending(message: RenderedEmail) -> None:
+class _Handover:
+    """One send step's hand-over: which connection took which row, and what is recorded.
+
+    The connections call `take` and `on_sending` on their own threads; every ledger write and
+    every change to the summary is made on the thread that opened the ledger (`_LedgerThread`).
+    """
+
+    def __init__(
+        self,
+        rows: Sequence[MessageRecord],
+        *,
+        summary: SendSummary,
+        ledger: Ledger,
+        checks: _Checks,
+        observe: SendObserver | None,
+        uncertain: bool,
+    ) -> None:
+        self.rows = rows
+        self.summary = summary
+        self.ledger = ledger
+        self.checks = checks
+        self.observe = observe
+        self.uncertain = uncertain
+        self.now = summary.now
+        self.owner = _LedgerThread()
+        self.records: dict[tuple[str, str, str], MessageRecord] = {}
+        # Claimed `sending` (their data is on the way), by the thread of their connection.
+        self.handed: dict[int, set[tuple[str, str, str]]] = {}
+        self.went: set[tuple[str, str, str]] = set()  # their data began to go to the server
+        self.done: set[tuple[str, str, str]] = set()  # their outcome is recorded
+        self.settled = 0  # rows whose outcome this step recorded (sent, failed, uncertain, skipped)
+        self.stop = threading.Event()  # a connection stopped: the others take nothing new
+        self.problems: list[BaseException] = []
+        self.taking = threading.Lock()
+        self.position = 0
+
+    def outcome(self, record: MessageRecord) -> None:
+        self.settled += 1
+        if self.observe is not None:
+            self.observe(SendProgress("handed"))  # sent, failed or skipped
+
+    def on_sending(self, message: RenderedEmail) -> None:
         # Its `sending` claim was committed when it was taken: from here on a crash leaves
         # `sending`, which the next run settles as uncertain.
-        went.add((message.contact_id, message.campaign, message.occurrence_key))
+        self.went.add((message.contact_id, message.campaign, message.occurrence_key))
 
-    def claim(record: MessageRecord) -> bool:
+    def claim(self, record: MessageRecord) -> bool:
         """Take the row for this step (False: another send step has it)."""
         taken: list[bool] = []
 
         def mark() -> None:
-            taken.append(ledger.claim_sending(record, uncertain=uncertain, now=now))
+            taken.append(self.ledger.claim_sending(record, uncertain=self.uncertain, now=self.now))
 
-        owner.call(mark)
+        self.owner.call(mark)
         return taken[0]
 
-    def elsewhere(record: MessageRecord) -> None:
-        summary.elsewhere += 1
-        outcome(record)
+    def elsewhere(self, record: MessageRecord) -> None:
+        self.summary.elsewhere += 1
+        self.outcome(record)
 
-    def release() -> None:
+    def release(self) -> None:
         """Rows claimed but never handed to the server go back to what they were."""
-        claimed = {key for keys in handed.values() for key in keys}
-        for key in sorted(claimed - done - went):
-            record = records[key]
-            ledger.set_status(
+        claimed = {key for keys in self.handed.values() for key in keys}
+        for key in sorted(claimed - self.done - self.went):
+            record = self.records[key]
+            self.ledger.set_status(
                 contact_id=record.contact_id,
                 campaign=record.campaign,
                 occurrence_key=record.occurrence_key,
@@ -713,124 +809,125 @@ def _deliver(
                 error=record.error,
                 reason=record.reason,
                 reason_code=record.reason_code,
-                now=now,
+                now=self.now,
             )
 
-    def fail(record: MessageRecord, error: str, *, permanent: bool) -> None:
-        ledger.set_status(
+    def fail(self, record: MessageRecord, error: str, *, permanent: bool) -> None:
+        self.ledger.set_status(
             contact_id=record.contact_id,
             campaign=record.campaign,
             occurrence_key=record.occurrence_key,
             status="failed",
             error=error,
             reason=PERMANENT if permanent else TRANSIENT,
-            now=now,
+            now=self.now,
         )
-        summary.failed.append(Unsent.of(record, error=error, permanent=permanent))
+        self.summary.failed.append(Unsent.of(record, error=error, permanent=permanent))
 
-    def skipped(record: MessageRecord, reason: str) -> None:
-        ledger.set_status(
+    def skipped(self, record: MessageRecord, reason: str) -> None:
+        self.ledger.set_status(
             contact_id=record.contact_id,
             campaign=record.campaign,
             occurrence_key=record.occurrence_key,
             status="skipped",
             reason=reason,
-            now=now,
+            now=self.now,
         )
-        summary.skipped[reason] += 1
-        outcome(record)
+        self.summary.skipped[reason] += 1
+        self.outcome(record)
 
-    def result_of(result: DeliveryResult) -> None:
-        record = records[result.key]
-        _record(result, record, summary=summary, ledger=ledger, fail=fail)
-        done.add(result.key)
-        outcome(record)
+    def result_of(self, result: DeliveryResult) -> None:
+        record = self.records[result.key]
+        _record(result, record, summary=self.summary, ledger=self.ledger, fail=self.fail)
+        self.done.add(result.key)
+        self.outcome(record)
 
-    def refused(record: MessageRecord, why: _Refused) -> None:
-        fail(record, why.message, permanent=why.permanent)
-        outcome(record)
+    def refused(self, record: MessageRecord, why: _Refused) -> None:
+        self.fail(record, why.message, permanent=why.permanent)
+        self.outcome(record)
 
-    def give_back(thread: int, error: str) -> None:
+    def give_back(self, thread: int, error: str) -> None:
         # Those whose data began to go; the others were never handed over (release()).
-        for key in (handed.get(thread, set()) & went) - done:
-            fail(records[key], error, permanent=False)
-            done.add(key)
-            outcome(records[key])
+        for key in (self.handed.get(thread, set()) & self.went) - self.done:
+            self.fail(self.records[key], error, permanent=False)
+            self.done.add(key)
+            self.outcome(self.records[key])
 
-    taking = threading.Lock()
-    position = 0
-
-    def take() -> RenderedEmail | None:
+    def take(self) -> RenderedEmail | None:
         """The next email to go, for whichever connection asks first (each goes once)."""
-        nonlocal position
-        with taking:
-            while not stop.is_set() and position < len(rows):
-                record = rows[position]
-                position += 1
+        with self.taking:
+            while not self.stop.is_set() and self.position < len(self.rows):
+                record = self.rows[self.position]
+                self.position += 1
                 try:
-                    message = checks.message(record)
+                    message = self.checks.message(record)
                 except _Refused as why:
-                    owner.call(partial(refused, record, why))
+                    self.owner.call(partial(self.refused, record, why))
                     continue
-                skip = checks.skip_reason(record, message.to_addrs[0])
+                skip = self.checks.skip_reason(record, message.to_addrs[0])
                 if skip is not None:
-                    owner.call(partial(skipped, record, skip))
+                    self.owner.call(partial(self.skipped, record, skip))
                     continue
-                if not claim(record):
-                    owner.call(partial(elsewhere, record))
+                if not self.claim(record):
+                    self.owner.call(partial(self.elsewhere, record))
                     continue
                 key = (record.contact_id, record.campaign, record.occurrence_key)
-                records[key] = record
-                handed.setdefault(threading.get_ident(), set()).add(key)
-                return redated(message, now)
+                self.records[key] = record
+                self.handed.setdefault(threading.get_ident(), set()).add(key)
+                return redated(message, self.now)
             return None
 
-    def work(deliverer: BatchDeliverer) -> None:
+    def work(self, deliverer: BatchDeliverer) -> None:
+        summary = self.summary
         try:
-            for result in deliverer.push_all(iter(take, None)):
-                owner.call(partial(result_of, result))
+            for result in deliverer.push_all(iter(self.take, None)):
+                self.owner.call(partial(self.result_of, result))
         except SendingStoppedError as stopped:
-            stop.set()
+            self.stop.set()
             if stopped.result is not None:
-                owner.call(partial(result_of, stopped.result))
+                self.owner.call(partial(self.result_of, stopped.result))
             summary.stopped = summary.stopped or str(stopped)
         except DeliveryError as error:
             # A login or TLS problem: no email can go. One handed over part-way never reached
             # the end of its data, so nothing was queued: try it again later.
-            stop.set()
+            self.stop.set()
             summary.stopped = summary.stopped or str(error)
-            owner.call(partial(give_back, threading.get_ident(), error.message))
+            self.owner.call(partial(self.give_back, threading.get_ident(), error.message))
         except BaseException as exc:
-            stop.set()
-            problems.append(exc)
+            self.stop.set()
+            self.problems.append(exc)
         finally:
             deliverer.close()
 
-    deliverers = make(on_sending)
-    try:
-        if len(deliverers) == 1:
-            work(deliverers[0])
-        else:
-            threads = [
-                threading.Thread(target=owner.run_then_finish, args=(work, d), daemon=True)
-                for d in deliverers
-            ]
-            for thread in threads:
-                thread.start()
-            owner.serve(workers=len(threads))
-            for thread in threads:
-                thread.join()
-    finally:
-        stop.set()
-        owner.close()
-        for deliverer in deliverers:
-            deliverer.close()  # a thread still in flight only if this thread was interrupted
-        with suppress(OutreachError):
-            release()
-    if problems:
-        raise problems[0]
-    if summary.stopped is not None:
-        summary.not_tried = len(rows) - settled
+    def run(self, make: DelivererFactory) -> None:
+        """Make the connections, let them take every row, then give back what none handed over."""
+        deliverers = make(self.on_sending)
+        try:
+            if len(deliverers) == 1:
+                self.work(deliverers[0])
+            else:
+                threads = [
+                    threading.Thread(
+                        target=self.owner.run_then_finish, args=(self.work, d), daemon=True
+                    )
+                    for d in deliverers
+                ]
+                for thread in threads:
+                    thread.start()
+                self.owner.serve(workers=len(threads))
+                for thread in threads:
+                    thread.join()
+        finally:
+            self.stop.set()
+            self.owner.close()
+            for deliverer in deliverers:
+                deliverer.close()  # a thread still in flight only if this thread was interrupted
+            with suppress(OutreachError):
+                self.release()
+        if self.problems:
+            raise self.problems[0]
+        if self.summary.stopped is not None:
+            self.summary.not_tried = len(self.rows) - self.settled
 
 
 class _Cancelled(Exception):
@@ -934,6 +1031,7 @@ __all__ = [
     "BatchDeliverer",
     "DelivererFactory",
     "QuietWait",
+    "SendOptions",
     "SendSummary",
     "Unsent",
     "campaign_policies",

@@ -101,24 +101,38 @@ class _Fatal(Exception):
         self.error = error
 
 
+@dataclass(frozen=True, slots=True)
+class SmtpHooks:
+    """What a connection calls out to: before each message's data, for each envelope sender,
+    and at each pause."""
+
+    # Called right before the data goes: from then on the message may have arrived.
+    on_sending: Callable[[RenderedEmail], None] | None = None
+    # The MAIL FROM address for a message (None: its From).
+    envelope_sender: Callable[[RenderedEmail], str | None] | None = None
+    # `on_wait(seconds, why)` hears of each pause first (why: rate_limit or retry).
+    on_wait: Callable[[float, str], None] | None = None
+
+
+_NO_HOOKS: Final = SmtpHooks()
+
+
 class SmtpDeliverer:
-    """Sends RenderedEmails over one SMTP connection; implements the Deliverer protocol."""
+    """Sends RenderedEmails over one SMTP connection."""
 
     def __init__(
         self,
         *,
         delivery: Delivery,
         password: str | None,
-        on_sending: Callable[[RenderedEmail], None] | None = None,
+        hooks: SmtpHooks = _NO_HOOKS,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         rate_state_path: Path | None = None,
-        envelope_sender: Callable[[RenderedEmail], str | None] | None = None,
-        on_wait: Callable[[float, str], None] | None = None,
         rate: SendRate | None = None,
     ) -> None:
-        """`on_wait(seconds, why)` hears of each pause first (why: rate_limit or retry); `rate`
-        is a limit shared with other connections (else one is made from the settings)."""
+        """`hooks` are called as each message goes; `rate` is a limit shared with other
+        connections (else one is made from the settings)."""
         if not delivery.host:
             raise DeliveryError(
                 "SMTP delivery needs a server",
@@ -136,11 +150,11 @@ class SmtpDeliverer:
         self._port = delivery.port or DEFAULT_PORTS[delivery.security]
         self._where = f"{self._host}:{self._port}"
         self._password = password
-        self._on_sending = on_sending
+        self._on_sending = hooks.on_sending
         # hook: the VERP return path (config bounces.return_path) as MAIL FROM, else From
-        self._envelope_sender = envelope_sender
+        self._envelope_sender = hooks.envelope_sender
         # hook: a progress bar shows the pauses (issue 13)
-        self._sleep = _announced(sleep, on_wait, "retry")
+        self._sleep = _announced(sleep, hooks.on_wait, "retry")
         self._clock = clock
         self._rate = rate
         if rate is None and delivery.rate_per_minute:
@@ -148,7 +162,7 @@ class SmtpDeliverer:
                 per_minute=delivery.rate_per_minute,
                 path=rate_state_path,
                 clock=clock,
-                sleep=_announced(sleep, on_wait, "rate_limit"),
+                sleep=_announced(sleep, hooks.on_wait, "rate_limit"),
             )
         self._smtp: smtplib.SMTP | None = None
         self._tls: ssl.SSLContext | None = None

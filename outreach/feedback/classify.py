@@ -1,5 +1,5 @@
-"""One message of a bounce mailbox → what it is: a bounce (hard or soft), a complaint, an
-auto-reply, or unrecognised (left alone).
+"""One message of a mailbox → what it is: a bounce (hard or soft), a complaint, an
+auto-reply, a person's reply (read further by `outreach.feedback.replies`), or unrecognised.
 
 The standards first: RFC 3464 delivery status reports (Action/Status per recipient: 5.x.x is
 permanent, 4.x.x transient), RFC 5965 feedback reports (complaints), RFC 3834 auto-replies
@@ -22,11 +22,13 @@ from email.parser import HeaderParser
 from email.utils import getaddresses, parsedate_to_datetime
 from zoneinfo import ZoneInfo
 
-KINDS = ("hard", "soft", "complaint", "auto-reply", "unrecognised")
+from outreach.feedback.replies import Reply, read_reply
+from outreach.feedback.text import clean_text as clean_text  # others import it from here
+
+KINDS = ("hard", "soft", "complaint", "auto-reply", "reply", "unrecognised")
 
 # Where the bounce was delivered: the VERP address shows up in one of these.
 ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To")
-_MAX_TEXT = 300  # a diagnostic longer than this is cut
 _MAX_SCAN = 256 * 1024  # of a body's text, only this much is searched for Message-IDs
 _ENHANCED = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
 _SMTP_REPLY = re.compile(r"(?<![\d.:])([45]\d\d)[ :-]")
@@ -44,7 +46,6 @@ _AUTO_SUBJECT = re.compile(
     r"abwesenheit|vacation|on vacation|automatisch)",
     re.I,
 )
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,8 @@ class Classified:
     fingerprint: str = ""
     day: date | None = None  # from its Date header
     problem: str | None = None  # malformed, cut at the size limit...
+    reply: Reply | None = None  # what a person wrote (kind `reply`)
+    notice: bool = False  # a mail server says something failed, naming no readable address
 
     @property
     def addresses(self) -> tuple[str, ...]:
@@ -83,15 +86,6 @@ class Classified:
     def diagnostic(self) -> str | None:
         """The first diagnostic it gives."""
         return next((r.diagnostic for r in self.recipients if r.diagnostic), None)
-
-
-def clean_text(value: object, limit: int = _MAX_TEXT) -> str:
-    """Header or body text made safe to show and store: valid UTF-8, one line, bounded."""
-    text = str(value)
-    # The parser keeps undecodable bytes as surrogates: show them as U+FFFD.
-    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    text = " ".join(_CONTROL.sub(" ", text).split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _address(value: str) -> str | None:
@@ -345,7 +339,12 @@ def _classify(msg: Message, data: bytes, *, tz: ZoneInfo, problem: str | None) -
     if msg.defects and problem is None and msg.get_content_maintype() == "multipart":
         problem = "malformed MIME: " + clean_text(type(msg.defects[0]).__name__)
 
-    def result(kind: str, recipients: Iterable[Recipient] = ()) -> Classified:
+    def result(
+        kind: str,
+        recipients: Iterable[Recipient] = (),
+        reply: Reply | None = None,
+        notice: bool = False,
+    ) -> Classified:
         return Classified(
             kind,
             tuple(recipients),
@@ -354,6 +353,8 @@ def _classify(msg: Message, data: bytes, *, tz: ZoneInfo, problem: str | None) -
             fingerprint=fingerprint(data),
             day=_day(msg, tz),
             problem=problem,
+            reply=reply,
+            notice=notice,
         )
 
     report_type = clean_text(msg.get_param("report-type", "") or "").lower()
@@ -373,4 +374,8 @@ def _classify(msg: Message, data: bytes, *, tz: ZoneInfo, problem: str | None) -
         found = _flufl(msg, parts)
         if found:
             return result("hard" if any(r.kind == "hard" for r in found) else "soft", found)
-    return result("unrecognised")
+        return result("unrecognised", notice=daemon or failed_header)
+    reply = read_reply(msg, parts)
+    if reply.sender is None:
+        return result("unrecognised")
+    return result("reply", reply=reply)

@@ -2,7 +2,10 @@
 getmail can deliver there) or an IMAP mailbox (TLS verified, password from the environment).
 
 A mailbox hands out messages cut at a size limit (a 50 MB message never sits in memory
-whole) and moves the ones it is told to into a folder of its own; it never deletes.
+whole) and moves the ones it is told to into a folder of its own; it never deletes. Mail that
+is not outreach's is set aside once (a `not-ours` folder; on IMAP a flag), so it is reported
+once. A read-only mailbox (the owner's own inbox, as `replies:`) is never changed: nothing is
+moved; on IMAP a keyword flag, invisible in mail clients, marks what was read.
 """
 
 from __future__ import annotations
@@ -20,6 +23,10 @@ from outreach.model.config import Imap
 from outreach.model.errors import FeedbackError
 
 PROCESSED = "outreach-processed"
+NOT_OURS = "not-ours"
+# IMAP keywords (RFC 3501 flags without a backslash): mail clients do not show them.
+READ_FLAG = "$OutreachRead"
+NOT_OURS_FLAG = "$OutreachNotOurs"
 _IMAP_BATCH = 50  # messages fetched in one command, when they are small
 _SMALL = 256 * 1024
 
@@ -44,6 +51,7 @@ class Mailbox(Protocol):
 
     def items(self) -> Iterator[MailItem]: ...
     def move(self, item: MailItem) -> None: ...
+    def set_aside(self, item: MailItem) -> None: ...
     def close(self) -> None: ...
 
 
@@ -51,7 +59,9 @@ class MaildirBox:
     """A Maildir (new/, cur/, tmp/); processed mail goes to its `.outreach-processed`
     subfolder (Maildir++), so a mail client shows it as a folder."""
 
-    def __init__(self, path: Path, *, limit: int, folder: str = PROCESSED) -> None:
+    def __init__(
+        self, path: Path, *, limit: int, folder: str = PROCESSED, readonly: bool = False
+    ) -> None:
         if not all((path / sub).is_dir() for sub in ("new", "cur")):
             raise FeedbackError(
                 "not a Maildir (it needs the folders new/ and cur/)",
@@ -62,8 +72,10 @@ class MaildirBox:
             )
         self.path = path
         self.limit = limit
+        self.readonly = readonly
         self.done = path / f".{folder}"
-        self._prepared = False
+        self.aside = path / f".{NOT_OURS}"
+        self._prepared: set[Path] = set()
 
     def __enter__(self) -> Self:
         return self
@@ -102,39 +114,63 @@ class MaildirBox:
 
     def move(self, item: MailItem) -> None:
         """Move one message into the processed folder (as seen: Maildir flag S)."""
-        if not self._prepared:
+        self._move(item, self.done)
+
+    def set_aside(self, item: MailItem) -> None:
+        """Move mail that is not outreach's into the `.not-ours` folder (flags kept)."""
+        self._move(item, self.aside, seen=False)
+
+    def _move(self, item: MailItem, folder: Path, *, seen: bool = True) -> None:
+        if self.readonly:
+            return  # the owner's inbox: what was read is remembered in the ledger
+        if folder not in self._prepared:
             for sub in ("cur", "new", "tmp"):
-                (self.done / sub).mkdir(parents=True, exist_ok=True)
-            (self.done / "maildirfolder").touch()
-            self._prepared = True
+                (folder / sub).mkdir(parents=True, exist_ok=True)
+            (folder / "maildirfolder").touch()
+            self._prepared.add(folder)
         name = item.handle.rpartition("/")[2]
-        if ":2," not in name:
+        if ":2," not in name and seen:
             name += ":2,S"
+        sub = "cur" if ":2," in name else "new"
         with suppress(FileNotFoundError):  # another reader moved it first
             # Plain os calls: pathlib costs more than the rename itself here.
-            os.replace(item.handle, f"{self.done}/cur/{name}")  # noqa: PTH105
+            os.replace(item.handle, f"{folder}/{sub}/{name}")  # noqa: PTH105
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _password(settings: Imap, *, environ: Mapping[str, str], config_key: str) -> str:
+    password = environ.get(settings.password_env)
+    if not password:
+        raise FeedbackError(
+            f"the environment variable {settings.password_env} is not set",
+            field=f"{config_key}.password_env",
+            hint=f"export {settings.password_env}=... with the mailbox password",
+        )
+    return password
 
 
 class ImapBox:
     """An IMAP folder; processed mail is moved (IMAP MOVE, else COPY and \\Deleted) to
     `processed_folder`, created when missing."""
 
-    def __init__(self, settings: Imap, *, environ: Mapping[str, str], limit: int) -> None:
+    def __init__(
+        self,
+        settings: Imap,
+        *,
+        environ: Mapping[str, str],
+        limit: int,
+        readonly: bool = False,
+        config_key: str = "bounces.imap",
+    ) -> None:
         from imapclient import IMAPClient
         from imapclient.exceptions import IMAPClientError
 
         self.settings = settings
         self.limit = limit
-        password = environ.get(settings.password_env)
-        if not password:
-            raise FeedbackError(
-                f"the environment variable {settings.password_env} is not set",
-                field="bounces.imap.password_env",
-                hint=f"export {settings.password_env}=... with the mailbox password",
-            )
+        self.readonly = readonly
+        password = _password(settings, environ=environ, config_key=config_key)
         port = settings.port or (993 if settings.security == "ssl" else 143)
         where = f"{settings.host}:{port}"
         self.where = where
@@ -144,7 +180,7 @@ class ImapBox:
             )
         except (OSError, ssl.SSLError) as exc:
             raise FeedbackError(
-                f"cannot read the CA file: {exc}", field="bounces.imap.ca_file"
+                f"cannot read the CA file: {exc}", field=f"{config_key}.ca_file"
             ) from None
         try:
             client = IMAPClient(
@@ -157,14 +193,14 @@ class ImapBox:
         except (OSError, ssl.SSLError, IMAPClientError) as exc:
             raise FeedbackError(
                 f"cannot connect to the IMAP server {where}: {exc}",
-                field="bounces.imap.host",
-                hint="check bounces.imap.host, port and security (and the certificate)",
+                field=f"{config_key}.host",
+                hint=f"check {config_key}.host, port and security (and the certificate)",
             ) from None
         try:
             if settings.security == "starttls":
                 client.starttls(context)
             client.login(settings.username, password)
-            client.select_folder(settings.folder)
+            selected = client.select_folder(settings.folder)
         except (OSError, ssl.SSLError, IMAPClientError) as exc:
             try:
                 client.logout()
@@ -172,11 +208,15 @@ class ImapBox:
                 client.shutdown()
             raise FeedbackError(
                 f"the IMAP server {where} refused: {exc}",
-                field="bounces.imap",
+                field=config_key,
                 hint="check the username, the password variable and the folder",
             ) from None
         self._client = client
+        # A server that takes no keywords of ours (no \\* in PERMANENTFLAGS): what was read is
+        # remembered by the ledger alone (each reading fetches it again, and changes nothing).
+        self._keywords = b"\\*" in selected.get(b"PERMANENTFLAGS", ())
         self._moves: list[int] = []
+        self._flags: dict[str, list[int]] = {READ_FLAG: [], NOT_OURS_FLAG: []}
 
     def __enter__(self) -> Self:
         return self
@@ -196,7 +236,11 @@ class ImapBox:
         client = self._client
         folder = self.settings.folder
         try:
-            uids = sorted(client.search(["NOT", "DELETED"]))
+            # Mail read before in a read-only box, and mail set aside, carries our keyword.
+            criteria = ["NOT", "DELETED", "NOT", "KEYWORD", NOT_OURS_FLAG]
+            if self.readonly:
+                criteria += ["NOT", "KEYWORD", READ_FLAG]
+            uids = sorted(client.search(criteria))
             sizes: dict[int, int] = {}
             for start in range(0, len(uids), 500):
                 for uid, data in client.fetch(uids[start : start + 500], ["RFC822.SIZE"]).items():
@@ -231,14 +275,39 @@ class ImapBox:
             )
 
     def move(self, item: MailItem) -> None:
-        """Move one message to the processed folder (batched: done at `close` or every 100)."""
+        """Move one message to the processed folder (batched: done at `close` or every 100);
+        in a read-only box, only flag it as read by outreach."""
+        if self.readonly:
+            self._flag(item, READ_FLAG)
+            return
         self._moves.append(int(item.handle))
         if len(self._moves) >= 100:
+            self._flush()
+
+    def set_aside(self, item: MailItem) -> None:
+        """Flag mail that is not outreach's, so that later readings pass it by."""
+        self._flag(item, READ_FLAG if self.readonly else NOT_OURS_FLAG)
+
+    def _flag(self, item: MailItem, flag: str) -> None:
+        if not self._keywords:
+            return
+        self._flags[flag].append(int(item.handle))
+        if len(self._flags[flag]) >= 100:
             self._flush()
 
     def _flush(self) -> None:
         from imapclient.exceptions import IMAPClientError
 
+        for flag, flagged in self._flags.items():
+            if flagged:
+                self._flags[flag] = []
+                try:
+                    self._client.add_flags(flagged, [flag.encode()])
+                except (OSError, IMAPClientError) as exc:
+                    raise FeedbackError(
+                        f"cannot flag mail on {self.where}: {exc}",
+                        hint="nothing is lost: the next reading finds them again",
+                    ) from None
         uids, self._moves = self._moves, []
         if not uids:
             return

@@ -16,16 +16,21 @@ from __future__ import annotations
 import hmac
 import html
 import logging
+import math
 import os
 import re
 import socketserver
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from http import HTTPStatus
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, cast
 from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
 
 from outreach.contacts import iter_contacts
 from outreach.ledger import open_ledger
@@ -80,6 +85,69 @@ _HEADERS = [
     ),
 ]
 _PLACEHOLDER = re.compile(r"\{(id|token)\}")
+# Tokens are 16 hex digits; in a path that is not the route's, any such run is masked.
+_TOKEN_LIKE = re.compile(r"[0-9A-Fa-f]{12,}")
+_SHOWN_PATH = 200  # characters of a path a log line shows
+MAX_REQUEST_LINE = 8 * 1024  # a longer request line is answered 414
+# Per client address: a burst of this many requests, then one per RATE_SECONDS.
+RATE_BURST = 30
+RATE_SECONDS = 2.0
+
+
+def escaped(text: str) -> str:
+    """Text safe for one log line: a line break, an escape sequence or any other character
+    that is not printable is written as its escape (\\n, \\x1b), so no request forges a line."""
+    if text.isprintable() and "\\" not in text:
+        return text
+    return "".join(
+        char if char.isprintable() and char != "\\" else char.encode("unicode_escape").decode()
+        for char in text
+    )
+
+
+class ContactLocales:
+    """Each contact's locale by id: the contacts file read once, and again when it changes
+    (its size, time or inode), so a request never reads the whole file."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._seen: tuple[int, int, int] | None = None
+        self._locales: dict[str, str] = {}
+        self.loads = 0  # how many times the file was read
+
+    def get(self, contact_id: str) -> str | None:
+        """The contact's locale; None for an unknown id or an unreadable file."""
+        path = self.settings.contacts_path
+        try:
+            info = path.stat()
+            stamp: tuple[int, int, int] | None = (info.st_mtime_ns, info.st_size, info.st_ino)
+        except OSError:
+            stamp = None
+        with self._lock:  # one thread reads the file; the others wait for its result
+            if stamp != self._seen:
+                self._locales = self._load() if stamp is not None else {}
+                self._seen = stamp
+            return self._locales.get(contact_id)
+
+    def _load(self) -> dict[str, str]:
+        settings = self.settings
+        self.loads += 1
+        locales: dict[str, str] = {}
+        try:
+            stream = iter_contacts(
+                settings.contacts_path,
+                settings=settings.contacts,
+                default_locale=settings.default_locale,
+            )
+            try:
+                for contact in stream:
+                    locales[contact.id] = contact.locale
+            finally:
+                stream.close()
+        except OutreachError:
+            pass  # pages are shown in the business's language instead
+        return locales
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +170,17 @@ class Route:
         )
         token = groups.get("token") or found.get(self.token_param or "", [""])[0]
         return contact_id, token
+
+    def shown(self, path: str) -> str:
+        """A request's path as the log shows it: the token masked, every character escaped."""
+        match = self.path.fullmatch(path)
+        if match is not None and match.groupdict().get("token"):
+            start, end = match.span("token")
+            path = path[:start] + "***" + path[end:]
+        else:
+            # Not this route (a path cut short, one segment more): a token may still be in it.
+            path = _TOKEN_LIKE.sub("***", path)
+        return escaped(path[:_SHOWN_PATH])
 
 
 def route_for(settings: Settings) -> Route:
@@ -154,6 +233,7 @@ class UnsubscribeApp:
         self.settings = settings
         self.route = route_for(settings)
         self.clock = clock
+        self.locales = ContactLocales(settings)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
@@ -163,7 +243,11 @@ class UnsubscribeApp:
             return self._plain(start_response, "404 Not Found", "not found")
         contact_id, token = found
         if not self._verified(contact_id, token):
-            logger.warning("%s %s: a token that does not verify (nothing written)", method, path)
+            logger.warning(
+                "%s %s: a token that does not verify (nothing written)",
+                escaped(method[:16]),
+                self.route.shown(path),
+            )
             text = _TEXTS[_language(self.settings.default_locale)]["bad"]
             return self._page(start_response, "400 Bad Request", text, language=None)
         if method in ("GET", "HEAD"):
@@ -181,22 +265,7 @@ class UnsubscribeApp:
         return hmac.compare_digest(token.lower().encode(), expected.encode())
 
     def _locale(self, contact_id: str) -> str:
-        settings = self.settings
-        try:
-            stream = iter_contacts(
-                settings.contacts_path,
-                settings=settings.contacts,
-                default_locale=settings.default_locale,
-            )
-            try:
-                for contact in stream:
-                    if contact.id == contact_id:
-                        return contact.locale
-            finally:
-                stream.close()
-        except OutreachError:
-            pass  # the page is shown in the business's language instead
-        return settings.default_locale
+        return self.locales.get(contact_id) or self.settings.default_locale
 
     def _confirm(
         self, start_response: StartResponse, contact_id: str, *, head: bool
@@ -231,9 +300,11 @@ class UnsubscribeApp:
             with open_ledger(self.settings) as ledger:
                 added = ledger.suppress(contact_id, channel="all", source=SOURCE, now=self.clock())
         except OutreachError as exc:
-            logger.error("cannot record the unsubscribe of %s: %s", contact_id, exc)
+            logger.error("cannot record the unsubscribe of %s: %s", escaped(contact_id), exc)
             return self._plain(start_response, "503 Service Unavailable", "try again later")
-        logger.info("%s unsubscribed (%s)", contact_id, "added" if added else "already on the list")
+        logger.info(
+            "%s unsubscribed (%s)", escaped(contact_id), "added" if added else "already on the list"
+        )
         language = _language(self._locale(contact_id))
         text = _TEXTS[language]["done"].format(sender=self.settings.sender.name)
         return self._page(start_response, "200 OK", text, language=language)
@@ -287,25 +358,149 @@ def _one_click(body: bytes, content_type: str) -> bool:
     return "One-Click" in parse_qs(text, max_num_fields=20).get("List-Unsubscribe", [])
 
 
+class RateLimit:
+    """A token bucket per client address: `burst` requests at once, then one per `seconds`."""
+
+    def __init__(
+        self,
+        *,
+        burst: int = RATE_BURST,
+        seconds: float = RATE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.burst = burst
+        self.seconds = seconds
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._buckets: dict[str, tuple[float, float]] = {}  # address → (tokens, when)
+
+    def allow(self, address: str) -> bool:
+        """Whether a request from `address` may go on now (it takes one token if so)."""
+        now = self.clock()
+        with self._lock:
+            if len(self._buckets) > 10_000:  # many addresses: forget the ones that are full
+                self._buckets = {
+                    key: (tokens, when)
+                    for key, (tokens, when) in self._buckets.items()
+                    if tokens + (now - when) / self.seconds < self.burst
+                }
+            tokens, when = self._buckets.get(address, (float(self.burst), now))
+            tokens = min(float(self.burst), tokens + (now - when) / self.seconds)
+            allowed = tokens >= 1
+            self._buckets[address] = (tokens - 1 if allowed else tokens, now)
+            return allowed
+
+
 class _Handler(WSGIRequestHandler):
-    timeout = 10  # a client that stalls is dropped, so it cannot hold a thread for ever
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        # Seconds a client may stall: then it is dropped, so it cannot hold a thread for ever.
+        self.connection.settimeout(self.server.request_timeout)
+
+    def handle(self) -> None:
+        """One request, as WSGIRequestHandler.handle, with a shorter request line, a rate
+        limit, and a client that stalls or goes away logged in one line."""
+        client = self.client_address[0]
+        try:
+            self.raw_requestline = self.rfile.readline(MAX_REQUEST_LINE + 1)
+            if len(self.raw_requestline) > MAX_REQUEST_LINE:
+                self.requestline = self.request_version = self.command = ""
+                self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+                return
+            if len(self.raw_requestline.split()) == 2:
+                # HTTP/0.9 ("GET /path"): http.server would wait for headers that never come.
+                self.command, self.path = self.raw_requestline.decode("latin-1").split()
+                self.request_version, self.close_connection = "HTTP/0.9", True
+                self.send_error(HTTPStatus.HTTP_VERSION_NOT_SUPPORTED, "use HTTP/1.0 or later")
+                return
+            if not self.parse_request():
+                return  # answered (400, 505...) and logged by log_request
+            if not self.server.rate.allow(client):
+                self.send_response(HTTPStatus.TOO_MANY_REQUESTS)
+                self.send_header("Retry-After", str(math.ceil(self.server.rate.seconds)))
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            app = self.server.get_app()
+            assert app is not None  # set by make_server
+            handler = _ServerHandler(
+                self.rfile,
+                cast("IO[bytes]", self.wfile),
+                self.get_stderr(),
+                self.get_environ(),
+                multithread=False,
+            )
+            handler.request_handler = self
+            handler.run(app)
+        except TimeoutError:
+            logger.info(
+                "%s: the client stalled for %s s; connection closed",
+                client,
+                self.server.request_timeout,
+            )
+        except OSError as exc:
+            logger.info("%s: the connection broke (%s)", client, escaped(exc.strerror or str(exc)))
+
+    def _shown(self) -> str:
+        path = getattr(self, "path", None)
+        if not isinstance(path, str):
+            return "-"
+        return self.server.route.shown(urlsplit(path).path)
 
     def log_message(self, format: str, *args: Any) -> None:
-        # The path only: the query string holds the contact id and token.
-        logger.info("%s %s", self.command, urlsplit(self.path).path)
+        # Never `format % args`: http.server's messages quote the request line (the token).
+        command = escaped(str(getattr(self, "command", None) or "-")[:16])
+        logger.info("%s %s", command, self._shown())
+
+    def log_error(self, format: str, *args: Any) -> None:
+        # send_error's, which quotes the request line (and so the token); its log_request
+        # writes the one line an error gets.
+        pass
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        logger.info("%s %s %s", self.command, urlsplit(self.path).path, code)
+        command = escaped(str(getattr(self, "command", None) or "-")[:16])
+        logger.info("%s %s %s", command, self._shown(), escaped(str(code)))
+
+
+class _ServerHandler(ServerHandler):
+    request_handler: WSGIRequestHandler  # for its log_request, as wsgiref's handler sets it
+
+    def log_exception(self, exc_info: Any) -> None:
+        # One line for the log, not a traceback on stderr.
+        logger.error("the request failed: %s", escaped(repr(exc_info[1]))[:300])
 
 
 class _Server(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True
+    rate: RateLimit
+    route: Route
+    request_timeout: float
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # What the handler did not catch: one line, never socketserver's traceback.
+        error = sys.exc_info()[1]
+        logger.error("%s: the request failed: %s", client_address[0], escaped(repr(error))[:300])
 
 
-def make_receiver(settings: Settings, *, host: str, port: int) -> WSGIServer:
-    """A threaded HTTP server with the app, bound (port 0: any free one) and ready to serve."""
+def make_receiver(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    rate: RateLimit | None = None,
+    timeout: float = 10.0,
+) -> WSGIServer:
+    """A threaded HTTP server with the app, bound (port 0: any free one) and ready to serve;
+    `rate` limits each client address, `timeout` drops a client that stalls."""
     app = UnsubscribeApp(settings)
-    return make_server(host, port, app, server_class=_Server, handler_class=_Handler)
+    server = make_server(host, port, app, server_class=_Server, handler_class=_Handler)
+    assert isinstance(server, _Server)
+    server.rate = rate or RateLimit()
+    server.route = app.route
+    server.request_timeout = timeout
+    return server
 
 
 def application(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:

@@ -42,11 +42,23 @@ TABLES: dict[str, tuple[tuple[str, ...], str | None]] = {
     "blocks": (
         (
             *("channel", "value", "postal_key", "contact_id", "reason", "day", "status"),
-            *("diagnostic", "kept", "score", "created_at"),
+            *("diagnostic", "kept", "score", "created_at", "reported"),
         ),
         None,
     ),
     "feedback_seen": (("fingerprint", "kind", "day", "created_at"), None),
+    "replies": (
+        (
+            *("id", "fingerprint", "message_id", "contact_id", "campaign", "occurrence_key"),
+            *("sender", "received", "written", "subject", "excerpt", "kind", "status"),
+            *("evidence", "mailbox", "kept", "note", "closed_at", "created_at"),
+        ),
+        "id",
+    ),
+    "undone": (
+        ("id", "what", "value", "channel", "was", "reason", "day", "created_at"),
+        "id",
+    ),
 }
 PAGE = 20_000  # rows read (and written in one transaction) at a time
 

@@ -25,8 +25,8 @@ from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
+from outreach.ledger.redact import redact_text, redact_url, url_problem
 from outreach.model.errors import ConfigError, LedgerError, LockError
 
 if TYPE_CHECKING:
@@ -45,31 +45,22 @@ _HINT_NEWER = (
 )
 # Advisory locks of outreach share this first key; the second names the workspace or shard.
 _MIGRATION_LOCK = 0x6F757472  # 'outr'
-
-
-def redact(url: str) -> str:
-    """The URL without any password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host += f":{parts.port}"
-    user = f"{parts.username}@" if parts.username else ""
-    return urlunsplit(parts._replace(netloc=user + host))
+# A URL as messages show it: the one rule of outreach.ledger.redact, under its old name.
+redact = redact_url
 
 
 def is_postgres_url(url: str) -> bool:
     """Whether a ledger URL names a PostgreSQL database."""
-    return urlsplit(url).scheme in {"postgresql", "postgres"}
+    # Not urlsplit: it raises on a malformed host part, and this only asks for the scheme.
+    return url.strip().partition("://")[0].lower() in {"postgresql", "postgres"}
 
 
 def check_url(url: str, *, source: str) -> str:
     """The URL if outreach can use it as a ledger; ConfigError naming `source` if not."""
-    parts = urlsplit(url)
-    if parts.scheme not in {"postgresql", "postgres"}:
+    problem = url_problem(url)
+    if problem is not None:
         raise ConfigError(
-            f"{source}: {redact(url)!r} is not a PostgreSQL URL",
+            f"{source}: {redact(url)!r} cannot be used: {problem}",
             hint="write postgresql://user@host/database, or leave it out for the SQLite ledger",
         )
     return url
@@ -216,8 +207,9 @@ def connect(
             **extra,  # type: ignore[arg-type]
         )
     except psycopg.Error as exc:
+        # libpq quotes the connection string back when it cannot parse it.
         raise LedgerError(
-            f"cannot connect to the ledger database: {_first_line(exc)}",
+            f"cannot connect to the ledger database: {redact_text(_first_line(exc), source=url)}",
             path=redact(url),
             hint=UNREACHABLE_HINT,
         ) from exc
@@ -349,7 +341,7 @@ class AdvisoryLock:
         except psycopg.Error as exc:
             conn.close()
             raise LedgerError(
-                f"cannot take the workspace lock: {_first_line(exc)}",
+                "cannot take the workspace lock: " + redact_text(_first_line(exc), source=self.url),
                 path=redact(self.url),
                 hint=UNREACHABLE_HINT,
             ) from exc

@@ -20,6 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
+from outreach.ledger.stored import stored_day, stored_time
 from outreach.model.errors import LedgerError, LockError
 from outreach.rules.cadence import PastMessage
 
@@ -126,6 +127,33 @@ class Block:
     diagnostic: str | None = None
     kept: str | None = None
     score: float | None = None
+    reported: date | None = None  # the bounce's own Date (`day` is when outreach read it)
+
+
+REPLY_STATUSES = ("open", "done", "stopped", "recorded")
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyRecord:
+    """One reply a person wrote, what outreach made of it, and where the owner left it."""
+
+    fingerprint: str
+    contact_id: str
+    sender: str  # lower-cased
+    received: date  # the day outreach read it
+    subject: str
+    excerpt: str
+    kind: str  # outreach.feedback.replies.KINDS
+    status: str  # one of REPLY_STATUSES
+    mailbox: str
+    campaign: str | None = None  # of the message it answers
+    occurrence_key: str | None = None
+    message_id: str | None = None  # the reply's own
+    written: date | None = None  # its Date header's day
+    evidence: str | None = None  # the sentence that decided its kind
+    kept: str | None = None
+    note: str | None = None
+    id: int | None = None
 
 
 def email_block_key(address: str) -> str:
@@ -209,6 +237,36 @@ class LedgerStore(Protocol):
         seen: Sequence[tuple[str, str, date]] = (),
         now: datetime,
     ) -> None: ...
+    # replies and undo (outreach.feedback.replies)
+    def record_replies(
+        self,
+        replies: Sequence[ReplyRecord],
+        *,
+        suppressions: Sequence[tuple[str, str, str]] = (),
+        now: datetime,
+    ) -> None: ...
+    def replies(
+        self, *, contact_id: str | None = None, statuses: Iterable[str] | None = None
+    ) -> list[ReplyRecord]: ...
+    def close_reply(
+        self, reply_id: int, *, status: str, note: str | None, now: datetime
+    ) -> ReplyRecord | None: ...
+    def suppression_rows(self) -> list[tuple[str, str, str, str]]: ...
+    def remove_suppressions(
+        self, values: Iterable[str], *, reason: str, today: date, now: datetime
+    ) -> list[tuple[str, str, str]]: ...
+    def remove_blocks(
+        self,
+        values: Iterable[str],
+        *,
+        channel: str | None,
+        reason: str,
+        today: date,
+        now: datetime,
+    ) -> list[Block]: ...
+    def undone(self) -> list[tuple[str, str, str, str, str, date]]: ...
+    def feedback_kinds(self, *, since: date) -> dict[str, int]: ...
+    def emails_sent(self, *, since: date) -> int: ...
 
 
 # ---------------------------------------------------------------------------------------------
@@ -370,7 +428,53 @@ def _v6_reason_code(conn: sqlite3.Connection) -> None:
     )
 
 
-def _v7_outcomes(conn: sqlite3.Connection) -> None:
+def _v7_replies(conn: sqlite3.Connection) -> None:
+    # Replies people write (outreach.feedback.replies): the owner's queue and the evidence of
+    # every stop request; what was undone (a suppression lifted, a block removed) with the
+    # owner's reason; and a block's own bounce date beside the day outreach read it.
+    statements = [
+        """CREATE TABLE replies (
+            id INTEGER PRIMARY KEY,
+            fingerprint TEXT NOT NULL UNIQUE,
+            message_id TEXT,              -- the reply's own Message-ID
+            contact_id TEXT NOT NULL,
+            campaign TEXT,                -- of the message it answers
+            occurrence_key TEXT,
+            sender TEXT NOT NULL,
+            received TEXT NOT NULL,       -- the day outreach read it
+            written TEXT,                 -- its own Date header's day
+            subject TEXT NOT NULL,
+            excerpt TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            status TEXT NOT NULL,         -- open | done | stopped | recorded
+            evidence TEXT,                -- the sentence that decided its kind
+            mailbox TEXT NOT NULL,
+            kept TEXT,
+            note TEXT,
+            closed_at TEXT,
+            created_at TEXT NOT NULL
+        )""",
+        "CREATE UNIQUE INDEX replies_by_message_id ON replies (message_id) "
+        "WHERE message_id IS NOT NULL",
+        "CREATE INDEX replies_by_contact ON replies (contact_id)",
+        "CREATE INDEX replies_by_status ON replies (status, received)",
+        """CREATE TABLE undone (
+            id INTEGER PRIMARY KEY,
+            what TEXT NOT NULL,           -- suppression | block
+            value TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            was TEXT NOT NULL,            -- the suppression's source, the block's reason
+            reason TEXT NOT NULL,         -- the owner's
+            day TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )""",
+        "ALTER TABLE blocks ADD COLUMN reported TEXT",
+    ]
+    for statement in statements:
+        conn.execute(statement)
+
+
+def _v8_outcomes(conn: sqlite3.Connection) -> None:
     # What came of the messages: the coupon index, redemptions and visits (their SQL lives in
     # outreach.ledger.outcomes).
     from outreach.ledger.outcomes import create_tables
@@ -386,7 +490,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v4_feedback,
     _v5_run_scope,
     _v6_reason_code,
-    _v7_outcomes,
+    _v7_replies,
+    _v8_outcomes,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -451,8 +556,8 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def _day(text: str | None) -> date | None:
-    return date.fromisoformat(text) if text is not None else None
+def _day(text: str | None, *, table: str, row: str) -> date | None:
+    return stored_day(text, table=table, row=row) if text is not None else None
 
 
 _MESSAGE_COLUMNS = (
@@ -538,6 +643,44 @@ _SELECT_BOUNCES = (
     "kept, source FROM bounce_events"
 )
 
+_REPLY_COLUMNS = (
+    "fingerprint, message_id, contact_id, campaign, occurrence_key, sender, received, written, "
+    "subject, excerpt, kind, status, evidence, mailbox, kept, note, closed_at"
+)
+
+
+def _reply_row(r: ReplyRecord) -> tuple[object, ...]:
+    return (
+        *(r.fingerprint, r.message_id, r.contact_id, r.campaign, r.occurrence_key, r.sender),
+        *(r.received.isoformat(), r.written.isoformat() if r.written else None, r.subject),
+        *(r.excerpt, r.kind, r.status, r.evidence, r.mailbox, r.kept, r.note, None),
+    )
+
+
+def _reply_from_row(row: Sequence[Any]) -> ReplyRecord:
+    fp, mid, cid, campaign, key, sender, received, written, subject, excerpt = row[:10]
+    kind, status, evidence, mailbox, kept, note, _closed, rid = row[10:]
+    return ReplyRecord(
+        fingerprint=fp,
+        contact_id=cid,
+        sender=sender,
+        received=stored_day(received, table="replies", row=str(rid)),
+        subject=subject,
+        excerpt=excerpt,
+        kind=kind,
+        status=status,
+        mailbox=mailbox,
+        campaign=campaign,
+        occurrence_key=key,
+        message_id=mid,
+        written=_day(written, table="replies", row=str(rid)),
+        evidence=evidence,
+        kept=kept,
+        note=note,
+        id=int(rid),
+    )
+
+
 # Occurrence keys per query in `statuses_for`: well under SQLite's limit on parameters.
 _KEYS_PER_QUERY = 500
 
@@ -588,23 +731,24 @@ def _message_from_row(row: Sequence[Any]) -> MessageRecord:
         updated_at,
         reason_code,
     ) = row
+    where = {"table": "messages", "row": f"of {contact_id!r}, {campaign!r}, {key!r}"}
     return MessageRecord(
         contact_id=contact_id,
         campaign=campaign,
         occurrence_key=key,
         channel=channel,
         status=status,
-        run_date=date.fromisoformat(run_date),
-        event_date=_day(event_date),
-        earliest=_day(earliest),
-        latest=_day(latest),
+        run_date=stored_day(run_date, **where),
+        event_date=_day(event_date, **where),
+        earliest=_day(earliest, **where),
+        latest=_day(latest, **where),
         artifact=artifact,
         message_id=message_id,
         reason=reason,
         error=error,
         essential=bool(essential),
-        effective_date=date.fromisoformat(effective_date),
-        updated_at=datetime.fromisoformat(updated_at),
+        effective_date=stored_day(effective_date, **where),
+        updated_at=stored_time(updated_at, **where),
         reason_code=reason_code,
     )
 
@@ -891,9 +1035,11 @@ class Ledger:
         return [
             {
                 "id": run_id,
-                "run_date": date.fromisoformat(run_date),
-                "started_at": datetime.fromisoformat(started),
-                "ended_at": datetime.fromisoformat(ended) if ended is not None else None,
+                "run_date": stored_day(run_date, table="runs", row=run_id, path=self.path),
+                "started_at": stored_time(started, table="runs", row=run_id, path=self.path),
+                "ended_at": stored_time(ended, table="runs", row=run_id, path=self.path)
+                if ended is not None
+                else None,
                 "args": json.loads(args),
                 "counts": json.loads(counts) if counts is not None else None,
                 "pid": pid,
@@ -1230,9 +1376,9 @@ class Ledger:
         sql = "SELECT id, run_date FROM runs WHERE ended_at IS NULL"
         if self.shard is not None:
             rows = self._query(sql + " AND scope = ? ORDER BY id", (self.scope,))
-            return [(run_id, date.fromisoformat(day)) for run_id, day in rows]
+            return [(run_id, stored_day(day, table="runs", row=run_id)) for run_id, day in rows]
         rows = self._query(sql + " ORDER BY id")
-        return [(run_id, date.fromisoformat(day)) for run_id, day in rows]
+        return [(run_id, stored_day(day, table="runs", row=run_id)) for run_id, day in rows]
 
     def artifacts_of_run_date(self, run_date: date) -> set[str]:
         """The artifact paths the ledger knows for messages last written on a run date."""
@@ -1292,7 +1438,9 @@ class Ledger:
         for contact_id, day_text, campaign, essential in rows:
             day = days.get(day_text)
             if day is None:
-                day = days[day_text] = date.fromisoformat(day_text)
+                day = days[day_text] = stored_day(
+                    day_text, table="messages", row=f"of {contact_id!r}, {campaign!r}"
+                )
             entry = (day, campaign, bool(essential))
             found = pressure.get(contact_id)
             if found is None:
@@ -1386,7 +1534,7 @@ class Ledger:
                     BounceEvent(
                         address=address,
                         contact_id=contact_id,
-                        day=date.fromisoformat(day),
+                        day=stored_day(day, table="bounce_events", row=f"of {address!r}"),
                         kind=kind,
                         campaign=campaign,
                         occurrence_key=key,
@@ -1413,7 +1561,7 @@ class Ledger:
             params.extend(wanted)
         sql = (
             "SELECT channel, value, contact_id, reason, day, postal_key, status, diagnostic, "
-            "kept, score FROM blocks"
+            "kept, score, reported FROM blocks"
         )
         if where:
             sql += " WHERE " + " OR ".join(where)
@@ -1424,14 +1572,27 @@ class Ledger:
                 value=value,
                 contact_id=cid,
                 reason=reason,
-                day=date.fromisoformat(day),
+                day=stored_day(day, table="blocks", row=f"of {value!r}"),
                 postal_key=postal_key,
                 status=status,
                 diagnostic=diagnostic,
                 kept=kept,
                 score=score,
+                reported=_day(reported, table="blocks", row=f"of {value!r}"),
             )
-            for channel, value, cid, reason, day, postal_key, status, diagnostic, kept, score in rows
+            for (
+                channel,
+                value,
+                cid,
+                reason,
+                day,
+                postal_key,
+                status,
+                diagnostic,
+                kept,
+                score,
+                reported,
+            ) in rows
         ]
 
     def feedback_seen(self, fingerprints: Iterable[str]) -> dict[str, str]:
@@ -1488,8 +1649,8 @@ class Ledger:
             )
             conn.executemany(
                 "INSERT INTO blocks (channel, value, postal_key, contact_id, reason, "
-                "day, status, diagnostic, kept, score, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                "day, status, diagnostic, kept, score, created_at, reported) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 [
                     (
                         b.channel,
@@ -1503,6 +1664,7 @@ class Ledger:
                         b.kept,
                         b.score,
                         stamp,
+                        b.reported.isoformat() if b.reported else None,
                     )
                     for b in blocks
                 ],
@@ -1518,6 +1680,145 @@ class Ledger:
                 "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 [(fp, kind, day.isoformat(), stamp) for fp, kind, day in seen],
             )
+
+    # -- replies and undo (outreach.feedback.replies) --------------------------------------
+
+    def record_replies(
+        self,
+        replies: Sequence[ReplyRecord],
+        *,
+        suppressions: Sequence[tuple[str, str, str]] = (),
+        now: datetime,
+    ) -> None:
+        """Keep replies (one already kept, by fingerprint or Message-ID, stays as it was) and
+        the suppressions (value, channel, source) they asked for, in one transaction."""
+        stamp = _iso_utc(now)
+        with self._transaction("record replies") as conn:
+            for r in replies:
+                conn.execute(
+                    f"INSERT INTO replies ({_REPLY_COLUMNS}, created_at) "  # noqa: S608
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "ON CONFLICT DO NOTHING",
+                    (*_reply_row(r), stamp),
+                )
+            for value, channel, source in suppressions:
+                conn.execute(
+                    "INSERT INTO suppressions (value, channel, source, created_at) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (value.strip().lower(), channel, source, stamp),
+                )
+
+    def replies(
+        self, *, contact_id: str | None = None, statuses: Iterable[str] | None = None
+    ) -> list[ReplyRecord]:
+        """Replies (a contact's, or in these statuses), oldest first."""
+        where, params = [], []
+        if contact_id is not None:
+            where.append("contact_id = ?")
+            params.append(contact_id)
+        if statuses is not None:
+            wanted = list(statuses)
+            where.append(f"status IN ({', '.join('?' * len(wanted))})" if wanted else "1 = 0")
+            params.extend(wanted)
+        sql = f"SELECT {_REPLY_COLUMNS}, id FROM replies"  # noqa: S608
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return [_reply_from_row(row) for row in self._query(sql + " ORDER BY received, id", params)]
+
+    def close_reply(
+        self, reply_id: int, *, status: str, note: str | None, now: datetime
+    ) -> ReplyRecord | None:
+        """Set a reply's status (done, stopped) and the owner's note; None if there is none."""
+        if status not in REPLY_STATUSES:
+            raise ValueError(f"unknown reply status {status!r}")
+        with self._transaction("update the reply") as conn:
+            rows = conn.execute(
+                "UPDATE replies SET status = ?, note = coalesce(?, note), closed_at = ? "  # noqa: S608
+                f"WHERE id = ? RETURNING {_REPLY_COLUMNS}, id",
+                (status, note, _iso_utc(now), reply_id),
+            ).fetchall()
+        return _reply_from_row(rows[0]) if rows else None
+
+    def suppression_rows(self) -> list[tuple[str, str, str, str]]:
+        """Every suppression: (value, channel, source, created_at), oldest first."""
+        rows = self._query(
+            "SELECT value, channel, source, created_at FROM suppressions ORDER BY created_at, value"
+        )
+        return [(v, c, s, t) for v, c, s, t in rows]
+
+    def remove_suppressions(
+        self, values: Iterable[str], *, reason: str, today: date, now: datetime
+    ) -> list[tuple[str, str, str]]:
+        """Lift the suppressions of these values, keeping the reason; what was lifted."""
+        wanted = sorted({v.strip().lower() for v in values if v.strip()})
+        removed: list[tuple[str, str, str]] = []
+        with self._transaction("update the suppression list") as conn:
+            for value in wanted:
+                rows = conn.execute(
+                    "DELETE FROM suppressions WHERE value = ? RETURNING value, channel, source",
+                    (value,),
+                ).fetchall()
+                removed.extend((v, c, s) for v, c, s in rows)
+            conn.executemany(
+                "INSERT INTO undone (what, value, channel, was, reason, day, created_at) "
+                "VALUES ('suppression', ?, ?, ?, ?, ?, ?)",
+                [(v, c, s, reason, today.isoformat(), _iso_utc(now)) for v, c, s in removed],
+            )
+        return removed
+
+    def remove_blocks(
+        self,
+        values: Iterable[str],
+        *,
+        channel: str | None,
+        reason: str,
+        today: date,
+        now: datetime,
+    ) -> list[Block]:
+        """Remove the blocks on these values (addresses, contact ids), of one channel or all,
+        keeping the reason; the blocks removed."""
+        wanted = {v.strip().lower() for v in values if v.strip()}
+        found = [
+            b
+            for b in self.blocks(values=wanted)
+            + [b for v in wanted for b in self.blocks(contact_id=v) if b.channel == "letter"]
+            if channel is None or b.channel == channel
+        ]
+        removed = list({(b.channel, b.value, b.postal_key): b for b in found}.values())
+        with self._transaction("remove blocks") as conn:
+            for b in removed:
+                conn.execute(
+                    "DELETE FROM blocks WHERE channel = ? AND value = ? AND postal_key = ?",
+                    (b.channel, b.value, b.postal_key),
+                )
+                conn.execute(
+                    "INSERT INTO undone (what, value, channel, was, reason, day, created_at) "
+                    "VALUES ('block', ?, ?, ?, ?, ?, ?)",
+                    (b.value, b.channel, b.reason, reason, today.isoformat(), _iso_utc(now)),
+                )
+        return removed
+
+    def undone(self) -> list[tuple[str, str, str, str, str, date]]:
+        """What the owner undid: (what, value, channel, was, reason, day), oldest first."""
+        rows = self._query("SELECT what, value, channel, was, reason, day FROM undone ORDER BY id")
+        return [(w, v, c, was, r, date.fromisoformat(d)) for w, v, c, was, r, d in rows]
+
+    def feedback_kinds(self, *, since: date) -> dict[str, int]:
+        """Kind → how many mails of it were read from `since` on (complaints, bounces...)."""
+        rows = self._query(
+            "SELECT kind, count(*) FROM feedback_seen WHERE day >= ? GROUP BY kind",
+            (since.isoformat(),),
+        )
+        return {kind: int(n) for kind, n in rows}
+
+    def emails_sent(self, *, since: date) -> int:
+        """How many emails went out (or may have) from `since` on."""
+        rows = self._query(
+            "SELECT count(*) FROM messages WHERE channel = 'email' AND effective_date >= ? "  # noqa: S608
+            f"AND status IN ({', '.join(repr(s) for s in COUNTED_STATUSES)})",
+            (since.isoformat(),),
+        )
+        return int(rows[0][0])
 
 
 def _open_file(path: Path) -> sqlite3.Connection:

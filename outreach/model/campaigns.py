@@ -15,7 +15,14 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from outreach.contacts import KNOWN_COLUMNS
-from outreach.model.config import MAX_DAYS, CadencePolicy, Weekday, parse_hhmm, validation_error
+from outreach.model.config import (
+    MAX_DAYS,
+    CadencePolicy,
+    NumbersNotBooleans,
+    Weekday,
+    parse_hhmm,
+    validation_error,
+)
 from outreach.model.errors import CampaignError, OutreachError
 from outreach.rules.audience import compile_audience
 from outreach.yamlfile import KeyPath, dotted, load_yaml
@@ -26,7 +33,7 @@ Kind = Literal["birthday", "promotion", "reminder", "one_off"]
 Channel = Literal["email", "letter", "preferred"]
 
 
-class _Model(BaseModel):
+class _Model(NumbersNotBooleans):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 

@@ -6,7 +6,7 @@ import os
 import re
 from datetime import time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -16,6 +16,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -50,8 +51,46 @@ def parse_hhmm(value: str) -> time:
     return time(int(match.group(1)), int(match.group(2)), int(match.group(3) or 0))
 
 
-class _Model(BaseModel):
+def _takes_bool(annotation: Any) -> bool:
+    """Whether a field's type admits true/false (else a boolean given for a number is refused)."""
+    if annotation is bool or annotation is Any:
+        return True
+    return any(_takes_bool(arg) for arg in get_args(annotation))
+
+
+def _takes_number(annotation: Any) -> bool:
+    if annotation in (int, float):
+        return True
+    return any(_takes_number(arg) for arg in get_args(annotation))
+
+
+class NumbersNotBooleans(BaseModel):
+    """A model whose number fields refuse true/false (config.yaml's and the campaigns')."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_for_a_number(cls, value: Any, info: ValidationInfo) -> Any:
+        # YAML's `true` would pass as the number 1 (`min_gap_days: true` as a day).
+        if isinstance(value, bool) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            if _takes_number(annotation) and not _takes_bool(annotation):
+                raise ValueError("true/false is not a number: write a number")
+        return value
+
+
+class _Model(NumbersNotBooleans):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+def _known_locale(value: str) -> str:
+    """The locale as written, if Babel knows it; ValueError if not."""
+    from babel import Locale, UnknownLocaleError
+
+    try:
+        Locale.parse(value.strip().replace("-", "_"))
+    except (ValueError, UnknownLocaleError):
+        raise ValueError(f"{value!r} is not a known locale (e.g. es, es_MX, en_GB)") from None
+    return value
 
 
 class Address(_Model):
@@ -94,10 +133,15 @@ class ContactsSettings(_Model):
     date_format: Literal["DMY", "MDY"] = "DMY"
     default_country: str = "ES"
     default_locale: str | None = None  # defaults to the top-level `locale`
-    sheet: str | None = None  # a workbook's sheet to read (default: the first)
+    sheet: str | None = None  # a workbook's sheet to read (default: the first visible one)
     # Header names of the file → outreach's column names (`Correo electrónico: email`).
     columns: dict[str, str] = Field(default_factory=dict)
     preset: Literal["google", "outlook"] | None = None  # the CSV export of these programs
+
+    @field_validator("default_locale")
+    @classmethod
+    def _locale(cls, value: str | None) -> str | None:
+        return None if value is None else _known_locale(value)
 
     @field_validator("columns")
     @classmethod
@@ -198,6 +242,33 @@ class Delivery(_Model):
         return self
 
 
+class Dkim(_Model):
+    """DKIM signing of every email handed to SMTP: the signing domain, the selector, the key.
+
+    The private key (PEM, RSA) is read from `key_file` (outside the workspace folder, readable
+    by its owner only) or from the environment variable `key_env`.
+    """
+
+    domain: str
+    selector: str
+    key_file: Path | None = None
+    key_env: str | None = None
+
+    @field_validator("domain", "selector")
+    @classmethod
+    def _dns_label(cls, value: str) -> str:
+        value = value.strip().lower().rstrip(".")
+        if not re.fullmatch(r"[a-z0-9_](?:[a-z0-9_.-]{0,251}[a-z0-9])?", value) or ".." in value:
+            raise ValueError(f"{value!r} is not a DNS name (letters, digits, '-', '_', '.')")
+        return value
+
+    @model_validator(mode="after")
+    def _one_key(self) -> Dkim:
+        if (self.key_file is None) == (self.key_env is None):
+            raise ValueError("give dkim.key_file or dkim.key_env (one of them)")
+        return self
+
+
 class Imap(_Model):
     """An IMAP mailbox where bounces arrive (TLS verified; the password from the environment)."""
 
@@ -251,6 +322,23 @@ class Bounces(_Model):
         return self
 
 
+class Replies(_Model):
+    """Where people's replies arrive (the mailbox of `sender.reply_to`): a Maildir or IMAP.
+
+    It may be the owner's own inbox: outreach reads it without moving or deleting anything
+    (on IMAP it only adds a keyword flag mail clients do not show) and remembers what it read.
+    """
+
+    maildir: Path | None = None
+    imap: Imap | None = None
+
+    @model_validator(mode="after")
+    def _one_mailbox(self) -> Replies:
+        if self.maildir is not None and self.imap is not None:
+            raise ValueError("give replies.maildir or replies.imap, not both")
+        return self
+
+
 class CustomEnvelope(_Model):
     """A page and address window in millimetres, for `letters.envelope: custom`."""
 
@@ -295,6 +383,8 @@ class Letters(_Model):
     return_address: str | None = Field(default=None, max_length=200)
     postage: Postage = Postage()
     css: str | None = None  # an extra stylesheet in the templates folder
+    # PDF/A for archives and mailing houses (WeasyPrint, with an sRGB output intent).
+    pdf_variant: Literal["pdf/a-2b", "pdf/a-3b"] | None = None
 
     @model_validator(mode="after")
     def _custom_needs_dimensions(self) -> Letters:
@@ -320,15 +410,18 @@ class State(_Model):
     def _url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        from urllib.parse import urlsplit
+        from outreach.ledger.redact import has_password, url_problem
 
-        parts = urlsplit(value.strip())
-        if parts.scheme not in {"postgresql", "postgres"}:
-            raise ValueError("write postgresql://user@host/database (or leave state.url out)")
-        if parts.password is not None:
+        # The password first, in any of its shapes: then no other message quotes it.
+        if has_password(value):
             raise ValueError(
                 "a password does not belong in config.yaml: remove it from the URL and put it "
                 "in PGPASSWORD or ~/.pgpass, which PostgreSQL reads"
+            )
+        problem = url_problem(value.strip())
+        if problem is not None:
+            raise ValueError(
+                f"{problem}: write postgresql://user@host/database (or leave state.url out)"
             )
         return value.strip()
 
@@ -383,11 +476,18 @@ class Settings(_Model):
     results: Results = Results()
     cadence: CadencePolicy = CadencePolicy()
     delivery: Delivery = Delivery()
+    dkim: Dkim | None = None
     letters: Letters = Letters()
     limits: RenderLimits = RenderLimits()
     schedule: tuple[ScheduleJob, ...] = ()
     bounces: Bounces = Bounces()
+    replies: Replies = Replies()
     state: State = State()
+
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, value: str) -> str:
+        return _known_locale(value)
 
     @field_validator("timezone")
     @classmethod
@@ -467,6 +567,13 @@ def _real_keys(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
     )
 
 
+def _shown(value: object) -> str:
+    """A bad value as an error quotes it, with the password of a connection string masked."""
+    from outreach.ledger.redact import redact_url
+
+    return redact_url(repr(value)) if isinstance(value, str) else repr(value)
+
+
 def validation_error(
     exc: ValidationError,
     *,
@@ -481,7 +588,7 @@ def validation_error(
         loc = _real_keys(tuple(error["loc"]))
         message = _describe(error)
         if error["type"] not in {"extra_forbidden", "missing"} and "input" in error:
-            message += f" (got {error['input']!r})"
+            message += f" (got {_shown(error['input'])})"
         found.append((loc, message))
     loc, message = found[0]
     for other_loc, other_message in found[1:]:

@@ -62,20 +62,7 @@ class Code(StrEnum):
     CONTROL = "control"
 
 
-# Reasons that stop a message before cadence: the contact cannot get it by any channel.
-INELIGIBLE = frozenset(
-    {
-        Code.OPTED_OUT,
-        Code.NO_EMAIL,
-        Code.INCOMPLETE_ADDRESS,
-        Code.NO_EMAIL_TEMPLATE,
-        Code.NO_LETTER_TEMPLATE,
-        Code.EMAIL_BLOCKED,
-        Code.LETTER_BLOCKED,
-    }
-)
 CADENCE = frozenset({Code.QUIET_DAY, Code.MIN_GAP, Code.MAX_MESSAGES})
-FAILURES = frozenset({Code.RENDER_FAILED, Code.LAYOUT_FAILED, Code.WRITE_FAILED, Code.INTERRUPTED})
 
 _PHRASES = {
     Code.OPTED_OUT: "opted out",

@@ -81,19 +81,32 @@ def _queue(
     group: Sequence[LetterJob],
     totals: Mapping[str, CampaignSummary],
 ) -> None:
-    """Hand one letter (to one contact or a whole household) to the outlet."""
+    """Hand one group's letter to the outlet: a household's to all of them, or, when that
+    letter cannot be made (no form of their names fits the window), one each."""
     scene = books.scene
     contact, decision = group[0]
-    assert decision.occurrence is not None
     household = Household(tuple(job[0] for job in group)) if len(group) > 1 else None
+    failed = _hand(scene, contact, decision, household)
+    if failed is None:
+        if household is not None:
+            letters.covered[key_of(decision)] = list(group[1:])
+        return
+    failures = [(contact, decision, failed)]
+    if household is not None:
+        alone = ((member, job, _hand(scene, member, job, None)) for member, job in group)
+        failures = [(member, job, made) for member, job, made in alone if made is not None]
+    for member, job, made in failures:
+        summary = totals[job.campaign]
+        _tell_failure(scene, books.account(job, made, summary, line=member.line))
+
+
+def _hand(
+    scene: Scene, contact: Contact, decision: Decision, household: Household | None
+) -> Made | None:
+    """Queue one letter with the outlet; a Made only when it fails at once."""
+    assert decision.occurrence is not None
     campaign = scene.rules[decision.campaign].campaign
-    failed = scene.outlet.letter(campaign, contact, decision.occurrence, household=household)
-    if failed is not None:
-        for member, job in group:
-            summary = totals[job.campaign]
-            _tell_failure(scene, books.account(job, failed, summary, line=member.line))
-    elif household is not None:
-        letters.covered[key_of(decision)] = list(group[1:])
+    return scene.outlet.letter(campaign, contact, decision.occurrence, household=household)
 
 
 def _claim(books: Books, letters: _Letters, offered: Sequence[MessageKey]) -> set[MessageKey]:

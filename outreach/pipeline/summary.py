@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING
@@ -16,6 +17,17 @@ if TYPE_CHECKING:
 
 # The text summary lists this many held-back messages per reason; `--json` lists them all.
 SHOWN_PER_REASON = 20
+
+
+def distinct_lines(problems: Sequence[Problem]) -> list[tuple[str, int]]:
+    """Each different problem's line once, in the order first met, with how often it came
+    (a full disk fails a thousand messages with one sentence)."""
+    return list(Counter(str(problem) for problem in problems).items())
+
+
+def shown_line(text: str, count: int) -> str:
+    """A problem's line as printed, with how often it came when more than once."""
+    return f"{text} ({count} times)" if count > 1 else text
 
 
 @dataclass(slots=True)

@@ -13,6 +13,7 @@ from datetime import date, datetime, timedelta
 
 from outreach.contacts import Contact
 from outreach.deliver.outlets import RenderOnlyOutlet
+from outreach.feedback.replies import describe_reply
 from outreach.ledger import Ledger, MessageRecord, read_ledger
 from outreach.ledger.store import MemoryStore
 from outreach.lookup import contact_label, find_contact, row_problems, unknown_contact
@@ -76,6 +77,7 @@ class Explanation:
     history: tuple[MessageRecord, ...]  # the ledger's messages for the id, newest first
     # what bounces, complaints and the post blocked, in words (outreach.feedback)
     blocked: tuple[str, ...] = ()
+    replies: tuple[str, ...] = ()  # what the contact wrote back, in words (oldest first)
 
     @property
     def held_back(self) -> bool:
@@ -100,6 +102,7 @@ class Explanation:
         if self.suppressed:
             out.append("on the suppression list: " + ", ".join(self.suppressed))
         out.extend(f"blocked: {text}" for text in self.blocked)
+        out.extend(f"wrote back: {text}" for text in self.replies)
         if self.history:
             out.append("messages in the ledger, newest first:")
             out.extend(f"  {_history_line(r)}" for r in self.history)
@@ -118,6 +121,7 @@ class Explanation:
             "problems": [p.as_dict() for p in self.problems],
             "suppressed": list(self.suppressed),
             "blocked": list(self.blocked),
+            "replies": list(self.replies),
             "history": [
                 {
                     "date": r.run_date.isoformat(),
@@ -147,6 +151,17 @@ def _history_line(record: MessageRecord) -> str:
     return text
 
 
+# What came back, in words: the blocks that apply to the contact, and what it wrote back.
+_Feedback = tuple[tuple[str, ...], tuple[str, ...]]
+
+
+def _feedback_lines(ledger: Ledger, contact: Contact | None, wanted: str) -> _Feedback:
+    """The blocks that apply to the contact as the contacts file has it now, and its replies."""
+    blocks = current_blocks(contact, ledger.blocks(contact_id=wanted))
+    replies = ledger.replies(contact_id=wanted)  # hook: outreach.feedback.replies
+    return tuple(describe_block(b) for b in blocks), tuple(describe_reply(r) for r in replies)
+
+
 def explain_contact(
     workspace: Workspace, *, contact_id: str, today: date, now: datetime
 ) -> Explanation:
@@ -159,12 +174,9 @@ def explain_contact(
 
     def read(
         ledger: Ledger,
-    ) -> tuple[list[MessageRecord], dict[str, frozenset[str]], tuple[str, ...], MemoryStore | None]:
+    ) -> tuple[list[MessageRecord], dict[str, frozenset[str]], _Feedback, MemoryStore | None]:
         history = ledger.messages(contact_id=wanted)
-        # The blocks that apply to the contact as the contacts file has it now.
-        blocked = tuple(
-            describe_block(b) for b in current_blocks(contact, ledger.blocks(contact_id=wanted))
-        )
+        feedback = _feedback_lines(ledger, contact, wanted)
         store = None
         if contact is not None:
             # The contact's own rows are all the run needs, instead of every campaign's rows
@@ -175,9 +187,9 @@ def explain_contact(
                 since=today - timedelta(days=reach(settings, campaigns)),
                 contact_id=contact.id,
             )
-        return history, ledger.suppressions(), blocked, store
+        return history, ledger.suppressions(), feedback, store
 
-    history, suppressions, blocked, store = read_ledger(settings, read)
+    history, suppressions, (blocked, replies), store = read_ledger(settings, read)
     if contact is not None and store is not None:
         # The run itself, for this one contact: every email rendered and every letter laid
         # out and window-checked as the real run would, and nothing kept.
@@ -211,6 +223,7 @@ def explain_contact(
             suppressed=_suppressed(contact_id, None, suppressions),
             history=tuple(history),
             blocked=blocked,
+            replies=replies,
         )
     explainer = _Explainer(
         workspace=workspace,
@@ -244,6 +257,7 @@ def explain_contact(
         suppressed=_suppressed(contact.id, contact.email, suppressions),
         history=tuple(history),
         blocked=blocked,
+        replies=replies,
     )
 
 

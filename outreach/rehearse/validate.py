@@ -12,8 +12,10 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import partial
 
 from outreach.contacts import Contact, load_contacts
+from outreach.deliver.alignment import sender_warnings, template_warnings
 from outreach.deliver.outlets import RenderOnlyOutlet
 from outreach.deliver.printing import harfbuzz_subset_available
 from outreach.ledger import ledger_exists, read_ledger
@@ -24,7 +26,7 @@ from outreach.model.errors import LedgerError, OutreachError, Problem
 from outreach.model.reasons import Code
 from outreach.pipeline.decide import Decision, RunDates
 from outreach.pipeline.run import RunOptions, execute_run
-from outreach.rules.postal import address_gaps
+from outreach.rules.postal import address_gaps, confirmed_by_owner
 from outreach.workspace import Workspace, campaign_files, display_path
 
 # validate renders every occurrence due within this many days.
@@ -77,45 +79,13 @@ def _check_campaigns(
     """The run itself over every occurrence due within a year, with the render-only outlet."""
     settings = workspace.settings
     checks = {c.name: _CampaignCheck() for c in workspace.campaigns}
-    by_id = {c.id: c for c in contacts}
-    contacts_path = str(display_path(settings.contacts_path))
-
-    def note(event: Decision) -> None:
-        check = checks[event.campaign]
-        outcome = event.outcome
-        if outcome == "not in audience":
-            return
-        if event.reason is not None and event.reason.code is Code.LETTER_TOO_LATE:
-            check.too_late[outcome] += 1
-        check.audience.add(event.contact_id)
-        if outcome == "send":
-            check.rendered += 1
-            if not event.own_language:
-                check.default_language.setdefault(event.contact_id, by_id[event.contact_id])
-        elif outcome == "failed":
-            check.failed += 1
-            if event.channel == "letter":
-                check.rendered -= 1  # a letter's "send" is heard when decided, before layout
-        elif outcome == "skipped" and event.reason is not None:
-            reason = event.reason
-            if reason.code is Code.INCOMPLETE_ADDRESS:
-                contact = by_id[event.contact_id]
-                gaps = address_gaps(contact)
-                report.warnings.append(
-                    Problem(
-                        message="no letter possible: the postal code does not fit its country "
-                        "or region (see the contacts file's problems)"
-                        if "postal_code" in contact.held_back
-                        else f"no letter possible: the postal address lacks {', '.join(gaps)}",
-                        path=contacts_path,
-                        line=contact.line,
-                        field=gaps[0] if gaps else "street",
-                        contact_id=contact.id,
-                        campaign=event.campaign,
-                        hint="complete the address in the contacts file",
-                    )
-                )
-
+    note = partial(
+        _note,
+        checks=checks,
+        by_id={c.id: c for c in contacts},
+        contacts_path=str(display_path(settings.contacts_path)),
+        report=report,
+    )
     summary = execute_run(
         workspace=workspace,
         store=MemoryStore(suppressed=suppressions),
@@ -142,33 +112,108 @@ def _check_campaigns(
                 report.warnings.append(problem)
     totals = {c.name: c for c in summary.campaigns}
     for campaign in workspace.campaigns:
-        check = checks[campaign.name]
-        report.lines.append(
-            f"campaign {campaign.name} ({campaign.kind}, {campaign.channel}): "
-            f"{len(check.audience)} in the audience, {check.rendered} rendered, "
-            f"{check.failed} failed"
+        report.lines += _campaign_lines(
+            campaign,
+            check=checks[campaign.name],
+            merged=totals[campaign.name].merged,
+            settings=settings,
         )
-        merged = totals[campaign.name].merged
-        if merged:
-            report.lines.append(
-                f"  households: {merged} letter(s) saved (contacts at one postal address share "
-                "one letter; letters.households: separate writes one each)"
+
+
+def _note(
+    event: Decision,
+    *,
+    checks: dict[str, _CampaignCheck],
+    by_id: dict[str, Contact],
+    contacts_path: str,
+    report: ValidationReport,
+) -> None:
+    """Count what validate's run decided for one contact and campaign (its observer)."""
+    check = checks[event.campaign]
+    outcome = event.outcome
+    if outcome == "not in audience":
+        return
+    if event.reason is not None and event.reason.code is Code.LETTER_TOO_LATE:
+        check.too_late[outcome] += 1
+    check.audience.add(event.contact_id)
+    if outcome == "send":
+        check.rendered += 1
+        if not event.own_language:
+            check.default_language.setdefault(event.contact_id, by_id[event.contact_id])
+    elif outcome == "failed":
+        check.failed += 1
+        if event.channel == "letter":
+            check.rendered -= 1  # a letter's "send" is heard when decided, before layout
+    elif outcome == "skipped" and event.reason is not None:
+        reason = event.reason
+        if reason.code is Code.INCOMPLETE_ADDRESS:
+            contact = by_id[event.contact_id]
+            report.warnings.append(
+                _no_letter(contact, campaign=event.campaign, contacts_path=contacts_path)
             )
-        if check.too_late:
-            missed, emailed = check.too_late["missed"], check.too_late["send"]
-            report.lines.append(
-                f"  {missed + emailed} letter(s) could not arrive in time (letters.delivery_days "
-                f"{settings.letters.delivery_days}): {emailed} go by email instead, "
-                f"{missed} missed — a run earlier in the window posts them in time"
-            )
-        if check.default_language:
-            people = sorted(check.default_language.values(), key=lambda c: c.line)
-            listed = ", ".join(f"{c.id} ({c.locale}, line {c.line})" for c in people[:20])
-            more = f" and {len(people) - 20} more" if len(people) > 20 else ""
-            report.lines.append(
-                f"  {len(people)} contact(s) get {campaign.name} in the default language "
-                f"({settings.default_locale}): no template variant for their language: "
-                f"{listed}{more}"
+
+
+def _no_letter(contact: Contact, *, campaign: str, contacts_path: str) -> Problem:
+    """The warning for a contact whose postal address cannot carry a letter."""
+    gaps = address_gaps(contact)
+    return Problem(
+        message="no letter possible: the postal code does not fit its country "
+        "or region (see the contacts file's problems)"
+        if "postal_code" in contact.held_back
+        else f"no letter possible: the postal address lacks {', '.join(gaps)}",
+        path=contacts_path,
+        line=contact.line,
+        field=gaps[0] if gaps else "street",
+        contact_id=contact.id,
+        campaign=campaign,
+        hint="complete the address in the contacts file",
+    )
+
+
+def _campaign_lines(
+    campaign: Campaign, *, check: _CampaignCheck, merged: int, settings: Settings
+) -> list[str]:
+    """What validate says about one campaign: its counts, then what the run had to work around."""
+    lines = [
+        f"campaign {campaign.name} ({campaign.kind}, {campaign.channel}): "
+        f"{len(check.audience)} in the audience, {check.rendered} rendered, "
+        f"{check.failed} failed"
+    ]
+    if merged:
+        lines.append(
+            f"  households: {merged} letter(s) saved (contacts at one postal address share "
+            "one letter; letters.households: separate writes one each)"
+        )
+    if check.too_late:
+        missed, emailed = check.too_late["missed"], check.too_late["send"]
+        lines.append(
+            f"  {missed + emailed} letter(s) could not arrive in time (letters.delivery_days "
+            f"{settings.letters.delivery_days}): {emailed} go by email instead, "
+            f"{missed} missed — a run earlier in the window posts them in time"
+        )
+    if check.default_language:
+        people = sorted(check.default_language.values(), key=lambda c: c.line)
+        listed = ", ".join(f"{c.id} ({c.locale}, line {c.line})" for c in people[:20])
+        more = f" and {len(people) - 20} more" if len(people) > 20 else ""
+        lines.append(
+            f"  {len(people)} contact(s) get {campaign.name} in the default language "
+            f"({settings.default_locale}): no template variant for their language: "
+            f"{listed}{more}"
+        )
+    return lines
+
+
+def _confirmed_addresses(contacts: Sequence[Contact], settings: Settings) -> Iterator[str]:
+    """A line for each address whose postal code the data rejects and the owner confirmed."""
+    where = display_path(settings.contacts_path)
+    for contact in contacts:
+        if confirmed_by_owner(contact) is not None and contact.address_confirmed is not None:
+            yield (
+                f"{where}:{contact.line}: postal_code: the address data does not know "
+                f"{contact.postal_code} in {contact.region or contact.country}, but the owner "
+                f"confirmed the address on {contact.address_confirmed.isoformat()} "
+                "(address_confirmed), so letters go to it — when the address changes, clear "
+                "the date so the new one is checked"
             )
 
 
@@ -186,6 +231,7 @@ def validate_workspace(
             "warning: coupon.secret is the placeholder 'change-me': anyone who knows outreach "
             "can work out your coupon codes and unsubscribe tokens — set your own secret"
         )
+    report.lines.extend(f"warning: {w}" for w in sender_warnings(settings))
     if not harfbuzz_subset_available():
         report.lines.append(
             "warning: the HarfBuzz subsetter (Debian package libharfbuzz-subset0) is missing: "
@@ -205,6 +251,7 @@ def validate_workspace(
         f"contacts {settings.paths.contacts}: {contact_list.rows} rows, "
         f"{len(contact_list.contacts)} usable, {len(contact_list.problems)} problem(s)"
     )
+    report.lines.extend(_confirmed_addresses(contact_list.contacts, settings))
     campaigns: list[Campaign] = []
     names: dict[str, str] = {}
     try:
@@ -231,6 +278,11 @@ def validate_workspace(
             continue
         names[campaign.name] = str(path)
         campaigns.append(campaign)
+    letters = [c.letter.template for c in campaigns if c.letter is not None]
+    letters += [settings.letters.css] if settings.letters.css else []
+    report.lines.extend(
+        f"warning: {w}" for w in template_warnings(settings.templates_dir, letter_templates=letters)
+    )
     usable = []
     for campaign in campaigns:
         try:  # a campaign whose templates cannot even load blocks itself, not the others

@@ -72,18 +72,32 @@ def _ascii_domain(domain: str) -> str:
     return domain
 
 
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """Who a message is from: the From address and display name, and a Reply-To if any."""
+
+    addr: str
+    name: str | None = None
+    reply_to: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Content:
+    """What a message says: its subject and text, and the text's HTML version if any."""
+
+    subject: str
+    text: str
+    html: str | None = None
+
+
 def build_message(
     *,
-    from_name: str | None,
-    from_addr: str,
+    sender: Sender,
     to_name: str | None,
     to_addr: str,
-    subject: str,
-    text: str,
-    html: str | None,
+    content: Content,
     date: datetime,
     message_id: str,
-    reply_to: str | None,
     list_unsubscribe: tuple[str, ...],
 ) -> bytes:
     """The complete message as bytes: text/plain, or multipart/alternative with an HTML part."""
@@ -91,21 +105,21 @@ def build_message(
         raise ValueError(f"{message_id!r} is not a valid Message-ID")
     parts = [
         _date_header(date),
-        _address_header("From", from_name, from_addr),
+        _address_header("From", sender.name, sender.addr),
         _address_header("To", to_name, to_addr),
     ]
-    if reply_to:
-        parts.append(f"Reply-To: {check_address(reply_to)}\r\n")
-    parts.append(_subject_header(subject))
+    if sender.reply_to:
+        parts.append(f"Reply-To: {check_address(sender.reply_to)}\r\n")
+    parts.append(_subject_header(content.subject))
     parts.append(f"Message-ID: <{message_id}>\r\n")
     if list_unsubscribe:
         parts.append(_list_unsubscribe_headers(list_unsubscribe))
     parts.append("MIME-Version: 1.0\r\n")
-    text_body = _quoted_printable(text)
-    if html is None:
+    text_body = _quoted_printable(content.text)
+    if content.html is None:
         parts.append(_TEXT_PART_HEADERS)
         return "".join(parts).encode("ascii") + text_body
-    html_body = _quoted_printable(html)
+    html_body = _quoted_printable(content.html)
     # "=_" never occurs in quoted-printable output ("=" is always "=3D" or a soft break), so no
     # body can contain the boundary; deriving it from the Message-ID keeps messages reproducible.
     boundary = "=_" + hashlib.sha256(message_id.encode()).hexdigest()[:32]

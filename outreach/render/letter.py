@@ -9,6 +9,7 @@ that nothing else on the first page shows through them.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -25,7 +26,7 @@ from urllib.parse import unquote, urlsplit
 
 import jinja2
 from jinja2 import Template
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from outreach.contacts import Contact
 from outreach.model.campaigns import Campaign, Occurrence
@@ -41,12 +42,14 @@ from outreach.render.templates import (
     unsubscribe_url,
     variant_names,
 )
-from outreach.rules.households import Household
+from outreach.rules.households import Household, name_forms
 from outreach.rules.households import template_fields as household_fields
 from outreach.rules.locales import normalize_locale
 from outreach.rules.postal import (
+    AddressParts,
     MissingFieldError,
     address_lines,
+    confirmed_by_owner,
     country_name,
     format_address,
     one_line,
@@ -83,6 +86,10 @@ MARK_LEFT_MM = 4.0
 
 class AddressError(OutreachError):
     """A contact's postal address is incomplete or does not fit the envelope window."""
+
+
+class HouseholdError(AddressError):
+    """A household's names fit the envelope window in no form: its members go one by one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,12 +153,17 @@ class EnvelopeProfile:
     fold_marks_mm: tuple[float, ...]
     punch_mark_mm: float | None
     margins_mm: tuple[float, float, float, float]  # top, right, bottom, left of the body text
+    # The default stylesheet's line pitch in the two zones (letter.css), and the space above
+    # the first address line inside its zone.
+    address_line_mm: float = ADDRESS_LINE_MM
+    return_line_mm: float = RETURN_BLOCK_LINE_MM
+    pad_top_mm: float = PAD_TOP_MM
 
     @property
     def address_capacity(self) -> int:
         """How many address lines of the default type fit the address zone."""
-        usable = self.address_zone.height - PAD_TOP_MM - PAD_BOTTOM_MM
-        return max(0, math.floor(usable / ADDRESS_LINE_MM + 1e-9))
+        usable = self.address_zone.height - self.pad_top_mm - PAD_BOTTOM_MM
+        return max(0, math.floor(usable / self.address_line_mm + 1e-9))
 
     @property
     def return_capacity(self) -> int:
@@ -159,7 +171,7 @@ class EnvelopeProfile:
         if self.return_style == "line":
             return 1
         usable = self.return_zone.height - PAD_TOP_MM - PAD_BOTTOM_MM
-        return max(0, math.floor(usable / RETURN_BLOCK_LINE_MM + 1e-9))
+        return max(0, math.floor(usable / self.return_line_mm + 1e-9))
 
 
 def _din5008(name: str, *, top: float, folds: tuple[float, float]) -> EnvelopeProfile:
@@ -208,11 +220,44 @@ def _us10() -> EnvelopeProfile:
     )
 
 
+# PostalMethods' published safe zones on a Letter sheet for its #10 double-window envelope
+# (inches: left, top, width, height): what shows through its windows however the sheet
+# shifts in the envelope.
+US10_RETURN_SAFE = Box(*_inches(0.5, 0.5, 3.5, 0.792))
+US10_RECIPIENT_SAFE = Box(*_inches(0.5, 2.042, 3.5, 0.875))
+US_CLEARANCE_MM = 0.125 * MM_PER_INCH  # USPS: ⅛ in between the address and the window's edges
+
+
+def _intersect(a: Box, b: Box) -> Box:
+    left, top = max(a.left, b.left), max(a.top, b.top)
+    return Box(left, top, min(a.right, b.right) - left, min(a.bottom, b.bottom) - top)
+
+
+def _in_safe_zones(profile: EnvelopeProfile) -> EnvelopeProfile:
+    """The #10 profile with its text kept inside the safe zones, and the recipient ⅛ in
+    inside its window: smaller type (9 pt on 9.3 pt lines, 7.5 pt on 8.5 pt for the return
+    block, as letter.css sets) keeps five address lines and three return lines there."""
+    sender, recipient = profile.windows
+    # The window check keeps lines SAFETY_MM inside a zone: here the clearance is that margin.
+    clear = US_CLEARANCE_MM - SAFETY_MM
+    sides = Box(sender.left + clear, sender.top, sender.width - 2 * clear, sender.height)
+    return dataclasses.replace(
+        profile,
+        return_zone=_intersect(sides, US10_RETURN_SAFE),
+        address_zone=_intersect(recipient.inset(clear), US10_RECIPIENT_SAFE.inset(-SAFETY_MM)),
+        text_indent_mm=SAFETY_MM + 0.2,
+        address_line_mm=9.3 * MM_PER_PT,
+        return_line_mm=8.5 * MM_PER_PT,
+        # Lines of 9 pt type on 9.3 pt: the type reaches 0.6 pt above its line's box.
+        pad_top_mm=SAFETY_MM + 0.6 * MM_PER_PT,
+    )
+
+
 ENVELOPES: dict[str, EnvelopeProfile] = {
     # Fold marks: form B at 105 and 210 mm, form A at 87 and 192 mm; hole punch at 148.5 mm.
     "din5008-b": _din5008("din5008-b", top=45.0, folds=(105.0, 210.0)),
     "din5008-a": _din5008("din5008-a", top=27.0, folds=(87.0, 192.0)),
-    "us10": _us10(),
+    "us10": _in_safe_zones(_us10()),
 }
 
 
@@ -286,7 +331,7 @@ def geometry_css(profile: EnvelopeProfile) -> str:
         f".return-address {{ {_place(profile.return_zone, profile.margins_mm)} "
         "margin: 0; padding: 0; }",
         f".recipient-address {{ {_place(profile.address_zone, profile.margins_mm)} "
-        f"margin: 0; padding: {_mm(PAD_TOP_MM)} {_mm(PAD_RIGHT_MM)} {_mm(PAD_BOTTOM_MM)} "
+        f"margin: 0; padding: {_mm(profile.pad_top_mm)} {_mm(PAD_RIGHT_MM)} {_mm(PAD_BOTTOM_MM)} "
         f"{_mm(indent)}; box-sizing: border-box; }}",
     ]
     if profile.return_style == "line":
@@ -356,6 +401,7 @@ class LetterLayout:
     return_check: Box  # every return-address line must lie inside this box
     page_width_mm: float
     page_height_mm: float
+    pdf_variant: str | None = None  # config letters.pdf_variant ("pdf/a-2b")
 
 
 @dataclass(frozen=True, slots=True)
@@ -373,6 +419,8 @@ class RenderedLetter:
     foreign: bool  # the country differs from the sender's (printers sort these apart)
     layout: LetterLayout
     covers: tuple[str, ...] = ()  # a household's letter: every contact it goes to
+    # The address data rejects its postal code, but the owner confirmed the address.
+    address_confirmed: bool = False
 
 
 # --- rendering the HTML ----------------------------------------------------------------------
@@ -458,12 +506,14 @@ class LetterRenderer:
         try:
             lines = format_address(
                 name_lines=[one_line(sender.name)],
-                street=address.street,
-                street2=address.street2,
-                postal_code=address.postal_code,
-                city=address.city,
-                region=address.region,
-                country=self._home_country,
+                address=AddressParts(
+                    street=address.street,
+                    street2=address.street2,
+                    postal_code=address.postal_code,
+                    city=address.city,
+                    region=address.region,
+                    country=self._home_country,
+                ),
                 home_country=self._home_country,
                 locale=self._home_locale,
             )
@@ -517,20 +567,25 @@ class LetterRenderer:
             )
         return path.relative_to(self._templates_dir).as_posix(), None
 
+    def _own_css(self) -> list[str]:
+        """The stylesheet config letters.css names, if any: its own sheet (not appended to
+        ours), so its @import rules count."""
+        own_css = self._settings.letters.css
+        if not own_css:
+            return []
+        path = (self._templates_dir / own_css).resolve()
+        if not path.is_relative_to(self._templates_dir) or not path.is_file():
+            raise ConfigError(
+                f"the letter stylesheet {own_css!r} is not in the templates folder",
+                path=self._settings.root / "config.yaml",
+                field="letters.css",
+                hint="put the stylesheet in the templates folder and give its name",
+            )
+        return [path.read_text(encoding="utf-8")]
+
     def _make_layout(self) -> LetterLayout:
         css_parts = [geometry_css(self.profile), DEFAULT_CSS.read_text(encoding="utf-8")]
-        own_css = self._settings.letters.css
-        if own_css:
-            path = (self._templates_dir / own_css).resolve()
-            if not path.is_relative_to(self._templates_dir) or not path.is_file():
-                raise ConfigError(
-                    f"the letter stylesheet {own_css!r} is not in the templates folder",
-                    path=self._settings.root / "config.yaml",
-                    field="letters.css",
-                    hint="put the stylesheet in the templates folder and give its name",
-                )
-            # Its own sheet (not appended to ours), so its @import rules count.
-            css_parts.append(path.read_text(encoding="utf-8"))
+        css_parts += self._own_css()
         allowed = (self._templates_dir, PACKAGE_DIR)
         key = hashlib.sha256("\x00".join([*css_parts, *map(str, allowed)]).encode()).hexdigest()
         profile = self.profile
@@ -545,6 +600,7 @@ class LetterRenderer:
             return_check=profile.return_zone.inset(SAFETY_MM),
             page_width_mm=profile.page_width_mm,
             page_height_mm=profile.page_height_mm,
+            pdf_variant=self._settings.letters.pdf_variant,
         )
         # Parse the stylesheet once now, so a stylesheet that fetches what it may not is a
         # problem of the campaign, reported before any letter.
@@ -611,12 +667,14 @@ class LetterRenderer:
         try:
             lines = format_address(
                 name_lines=address_lines(name),
-                street=contact.street,
-                street2=contact.street2,
-                postal_code=contact.postal_code,
-                city=contact.city,
-                region=contact.region,
-                country=contact.country,
+                address=AddressParts(
+                    street=contact.street,
+                    street2=contact.street2,
+                    postal_code=contact.postal_code,
+                    city=contact.city,
+                    region=contact.region,
+                    country=contact.country,
+                ),
                 home_country=self._home_country,
                 locale=self._home_locale,
             )
@@ -679,32 +737,10 @@ class LetterRenderer:
         self, contact: Contact, occurrence: Occurrence, household: Household | None
     ) -> RenderedLetter:
         household = household or Household((contact,))
-        family = household_fields(household, locale=contact.locale)
-        lines = self.address(
-            contact, name=str(family["name"]) if len(household.contacts) > 1 else None
-        )
-        if self._signature_error is not None:
-            error = self._signature_error
-            raise TemplateError(
-                f"contact {contact.id}: {error.message}",
-                path=error.path,
-                field=error.field,
-                hint=error.hint,
-            )
-        locale = normalize_locale(contact.locale)
-        body = self._body(locale)
-        if isinstance(body, TemplateError):
-            raise TemplateError(
-                f"contact {contact.id}: {body.message}",
-                path=body.path,
-                line=body.line,
-                hint=body.hint,
-            )
-        locale = message_locale(
-            locale,
-            localized=self._localized.get(locale, False),
-            default_locale=self._settings.default_locale,
-        )
+        self._check_signature(contact)
+        body, locale = self._body_for(contact)
+        family = household_fields(household, locale=locale)
+        lines, family["name"] = self._addressee(contact, household, locale=locale)
         # The same context as an email's, so one template language serves both channels.
         context = self._fields.build(
             contact, occurrence, locale=locale, unsubscribe=unsubscribe_url(self._settings, contact)
@@ -726,22 +762,13 @@ class LetterRenderer:
                 hint="check the template's {% if %} conditions",
             )
         foreign = contact.country.upper() != self._home_country
-        return_lines = (
-            [self._return_line] if self.profile.return_style == "line" else self._return_block
-        )
-        if foreign:
-            # A letter abroad must be able to come back: the return address names the country.
-            home = country_name(self._home_country, locale=self._home_locale)
-            if self.profile.return_style == "line":
-                return_lines = [f"{self._return_line} · {home}"]
-            else:
-                return_lines = [*self._return_block, home]
         context["letter"] = {
             "envelope": self.profile.name,
             "lang": locale.replace("_", "-"),
             "title": f"{self._campaign.name} — {contact.id}",
             "marks": self._marks(),
-            "return_lines": return_lines,
+            "name": family["name"],  # continuation pages name the recipient
+            "return_lines": self._return_lines(foreign=foreign),
             "address_lines": list(lines),
             "letterhead_lines": self._letterhead_lines,
             "place": one_line(self._settings.sender.address.city),
@@ -766,6 +793,74 @@ class LetterRenderer:
             foreign=foreign,
             layout=self.layout,
             covers=household.ids,
+            address_confirmed=confirmed_by_owner(contact) is not None,
+        )
+
+    def _check_signature(self, contact: Contact) -> None:
+        error = self._signature_error
+        if error is not None:
+            raise TemplateError(
+                f"contact {contact.id}: {error.message}",
+                path=error.path,
+                field=error.field,
+                hint=error.hint,
+            )
+
+    def _body_for(self, contact: Contact) -> tuple[Template, str]:
+        """The contact's letter template and the locale the letter is written in."""
+        locale = normalize_locale(contact.locale)
+        body = self._body(locale)
+        if isinstance(body, TemplateError):
+            raise TemplateError(
+                f"contact {contact.id}: {body.message}",
+                path=body.path,
+                line=body.line,
+                hint=body.hint,
+            )
+        locale = message_locale(
+            locale,
+            localized=self._localized.get(locale, False),
+            default_locale=self._settings.default_locale,
+        )
+        return body, locale
+
+    def _return_lines(self, *, foreign: bool) -> list[str]:
+        if not foreign:
+            if self.profile.return_style == "line":
+                return [self._return_line]
+            return list(self._return_block)
+        # A letter abroad must be able to come back: the return address names the country,
+        # on its last line (a line more would leave the #10 return window's safe zone).
+        home = country_name(self._home_country, locale=self._home_locale)
+        if self.profile.return_style == "line":
+            return [f"{self._return_line} · {home}"]
+        return [*self._return_block[:-1], f"{self._return_block[-1]} · {home}"]
+
+    def _lines_after_name(self, contact: Contact) -> int:
+        """How many address lines follow the name (street, town, country)."""
+        return len(self.address(contact, name=".")) - 1
+
+    def _addressee(
+        self, contact: Contact, household: Household, *, locale: str
+    ) -> tuple[tuple[str, ...], str]:
+        """The address lines and the name they start with; a household's names in the first
+        form that fits the window ("Carmen Ruiz y Luis Gil", "Familia Ruiz", two lines), else
+        HouseholdError."""
+        if len(household.contacts) == 1:
+            return self.address(contact), recipient_name(contact)
+        room = self.profile.address_capacity - self._lines_after_name(contact)
+        forms = [f for f in name_forms(household.contacts, locale=locale) if len(f) <= room]
+        candidates = [line for form in forms for line in form]
+        fits = typesetter().lines_fit(self.layout, candidates) if candidates else []
+        start = 0
+        for form in forms:
+            if all(fits[start : start + len(form)]):
+                return self.address(contact, name="\n".join(form)), " ".join(form)
+            start += len(form)
+        raise HouseholdError(
+            f"contact {contact.id}: the names of the {len(household.contacts)} people at this "
+            f"address fit the {self.profile.name} envelope window in no form",
+            hint="each of them gets a letter of their own",
         )
 
     def _marks(self) -> list[str]:
@@ -941,7 +1036,7 @@ class Typesetter:
             try:
                 document: Document = self._wp.HTML(
                     string=letter.html, base_url=_base_url(layout.base_dir), url_fetcher=fetcher
-                ).render(stylesheets=sheets, font_config=self._font_config, cache=self._images)
+                ).render(**self._options(layout, sheets), cache=self._images)
             except self._wp.urls.FatalURLFetchingError as exc:
                 raise _fetch_error(exc, who=who, layout=layout) from None
         if log.messages:
@@ -961,6 +1056,28 @@ class Typesetter:
         check_windows(letter, document)
         return document
 
+    def lines_fit(self, layout: LetterLayout, lines: Sequence[str]) -> list[bool]:
+        """Whether each line, set as an address line, fits the width of the address window
+        (laid out with the letter's own stylesheets, so its fonts and sizes count)."""
+        sheets, fetcher = self.stylesheets(layout)
+        rows = "".join(f'<div class="line">{escape(line)}</div>' for line in lines)
+        html = (
+            f'<!DOCTYPE html><html><body class="envelope-{escape(layout.envelope)}">'
+            f'<div class="recipient-address" id="recipient-address">{rows}</div></body></html>'
+        )
+        document = self._wp.HTML(
+            string=html, base_url=_base_url(layout.base_dir), url_fetcher=fetcher
+        ).render(stylesheets=sheets, font_config=self._font_config)
+        # A line is one row of text boxes (fonts may split it): rows in order, by their top.
+        rows_at: dict[float, list[_Rect]] = {}
+        for _, rect, _ in page_text_boxes(document.pages[0]):
+            rows_at.setdefault(round(rect[1], 2), []).append(rect)
+        box = layout.address_check
+        found = [rows_at[top] for top in sorted(rows_at)]
+        if len(found) != len(lines):  # a line did not lay out as one row: never trust it
+            return [False] * len(lines)
+        return [all(r[0] >= box.left and r[2] <= box.right for r in row) for row in found]
+
     def blank_page(self, layout: LetterLayout) -> Page:
         """An empty page of the layout's size (the back of a sheet in duplex printing)."""
         document = self._blank.get(layout.key)
@@ -970,17 +1087,24 @@ class Typesetter:
                 string="<!DOCTYPE html><html><body></body></html>",
                 base_url=_base_url(layout.base_dir),
                 url_fetcher=fetcher,
-            ).render(stylesheets=sheets, font_config=self._font_config)
+            ).render(**self._options(layout, sheets))
             self._blank[layout.key] = document
         page: Page = document.pages[0]
         return page
 
-    def write_pdf(self, documents: Sequence[Document], pages: Sequence[Page]) -> bytes:
-        """One PDF of the given pages (fonts subset once for all of them)."""
-        data: bytes = documents[0].copy(list(pages)).write_pdf()
+    def _options(self, layout: LetterLayout, sheets: list[CSS]) -> dict[str, Any]:
+        # A PDF/A variant also sets the document's output intent when it is laid out.
+        variant = {"pdf_variant": layout.pdf_variant} if layout.pdf_variant else {}
+        return {"stylesheets": sheets, "font_config": self._font_config, **variant}
+
+    def write_pdf(self, documents: _Docs, pages: _Pages, variant: str | None = None) -> bytes:
+        """One PDF of the pages (fonts subset once for all), PDF/A with a `variant`."""
+        data: bytes = documents[0].copy(list(pages)).write_pdf(pdf_variant=variant)
         return data
 
 
+_Docs = Sequence["Document"]
+_Pages = Sequence["Page"]
 _TYPESETTER: Typesetter | None = None
 
 
@@ -1011,7 +1135,7 @@ def letter_pdf(letter: RenderedLetter) -> bytes:
     """One letter as a PDF (for `outreach preview`); raises as the batch would."""
     setter = typesetter()
     document = setter.typeset(letter)
-    return setter.write_pdf([document], document.pages)
+    return setter.write_pdf([document], document.pages, letter.layout.pdf_variant)
 
 
 # --- the window check ------------------------------------------------------------------------
@@ -1037,10 +1161,12 @@ def _text_boxes(box: Any, owner: str | None, found: list[tuple[str | None, _Rect
         _text_boxes(child, owner, found)
 
 
+# WeasyPrint's public Page (size, links, anchors) tells no text positions; its box tree is
+# private (Page._page_box), so pyproject.toml bounds weasyprint above to the versions checked.
 def page_text_boxes(page: Page) -> list[tuple[str | None, _Rect, str]]:
     """Every piece of text on a laid-out page: (block it belongs to, rectangle in mm, text)."""
     found: list[tuple[str | None, _Rect, str]] = []
-    _text_boxes(page._page_box, None, found)  # WeasyPrint keeps the box tree here
+    _text_boxes(page._page_box, None, found)
     return found
 
 

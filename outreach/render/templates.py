@@ -32,7 +32,9 @@ from outreach.model.config import Settings
 from outreach.model.errors import ConfigError, TemplateError
 from outreach.outcomes.coupons import coupon_code
 from outreach.render.email import (
+    Content,
     RenderedEmail,
+    Sender,
     build_message,
     check_address,
     check_unsubscribe_targets,
@@ -646,16 +648,12 @@ class EmailRenderer:
         try:
             to_addr = check_address(contact.email)
             data = build_message(
-                from_name=self._from_name,
-                from_addr=self._from_addr,
+                sender=Sender(self._from_addr, name=self._from_name, reply_to=self._reply_to),
                 to_name=to_name or None,
                 to_addr=to_addr,
-                subject=subject,
-                text=text,
-                html=html,
+                content=Content(subject, text, html),
                 date=self._now,
                 message_id=message_id,
-                reply_to=self._reply_to,
                 list_unsubscribe=targets,
             )
         except ValueError as exc:

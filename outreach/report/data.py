@@ -25,7 +25,15 @@ from pathlib import Path
 from typing import TypeVar, cast
 
 from outreach.contacts import Contact
-from outreach.ledger import COUNTED_STATUSES, Ledger, MessageRecord, ledger_exists, read_ledger
+from outreach.feedback.process import AUTOMATIC_STOPS, COMPLAINT_DAYS
+from outreach.ledger import (
+    COUNTED_STATUSES,
+    Ledger,
+    MessageRecord,
+    ReplyRecord,
+    ledger_exists,
+    read_ledger,
+)
 from outreach.ledger.outcomes import opened, redemptions
 from outreach.model.config import Settings
 from outreach.model.errors import OutreachError, Problem
@@ -174,6 +182,10 @@ class ReportData:
     letters: tuple[LetterBatch, ...]
     emails: tuple[EmailSample, ...]
     notes: tuple[str, ...] = ()  # codes: plan_failed, no_pdftoppm, no_ledger
+    replies: tuple[ReplyRecord, ...] = ()  # that wait for the owner, oldest first
+    complaints: tuple[int, int] = (0, 0)  # complaints, emails sent: the last 30 days to `end`
+    # suppressions that what came back made in the period: (value, channel, source, day)
+    stops: tuple[tuple[str, str, str, str], ...] = ()
     # Did they come back (outreach.outcomes.results): per campaign, and redemptions by day.
     comebacks: tuple[CampaignResult, ...] = ()
     redeemed_daily: tuple[tuple[date, int], ...] = ()
@@ -193,6 +205,9 @@ class _Past:
     letters: tuple[LetterBatch, ...] = ()
     emails: tuple[EmailSample, ...] = ()
     notes: list[str] = field(default_factory=list)
+    replies: list[ReplyRecord] = field(default_factory=list)
+    complaints: tuple[int, int] = (0, 0)
+    stops: list[tuple[str, str, str, str]] = field(default_factory=list)
     comebacks: tuple[CampaignResult, ...] = ()
     redeemed_daily: tuple[tuple[date, int], ...] = ()
 
@@ -274,6 +289,9 @@ def gather_report(
         letters=past.letters,
         emails=past.emails,
         notes=tuple(notes),
+        replies=tuple(past.replies),
+        complaints=past.complaints,
+        stops=tuple(past.stops),
         comebacks=past.comebacks,
         redeemed_daily=past.redeemed_daily,
         attribution_days=settings.results.attribution_days,
@@ -309,6 +327,15 @@ def _gather_past(
         # Assigns, never appends: a read that had to be redone from a copy starts afresh.
         records = [r for r in ledger.messages(since=start) if r.run_date <= end]
         past.daily = _past_days(records)
+        past.replies = ledger.replies(statuses=["open"])
+        month = end - timedelta(days=COMPLAINT_DAYS - 1)
+        complained = ledger.feedback_kinds(since=month).get("complaint", 0)
+        past.complaints = (complained, ledger.emails_sent(since=month))
+        past.stops = [
+            (value, channel, source, since[:10])
+            for value, channel, source, since in ledger.suppression_rows()
+            if source in AUTOMATIC_STOPS and start.isoformat() <= since[:10] <= end.isoformat()
+        ]
         past.held = _past_held(records, start=start, end=end, tz=settings.tz)
         totals: dict[str, Counter[str]] = {}
         for r in records:
@@ -580,8 +607,8 @@ def _outgoing(
             LetterBatch(
                 day=day,
                 campaign=pdf.stem,
-                pdf=pdf.relative_to(root).as_posix(),
-                manifest=manifest.relative_to(root).as_posix() if manifest.exists() else None,
+                pdf=_from_root(pdf, root),
+                manifest=_from_root(manifest, root) if manifest.exists() else None,
                 letters=_manifest_rows(manifest),
                 thumbnail=thumbnail,
             )
@@ -603,6 +630,12 @@ def _outgoing(
             first = campaign_dir / min(names)
             emails.append(_email_sample(first, day=day, count=len(names), root=root))
     return tuple(letters), tuple(emails)
+
+
+def _from_root(path: Path, root: Path) -> str:
+    """A file's path as the page names it: from the workspace's folder, or whole when
+    `paths.out` points outside it."""
+    return path.relative_to(root).as_posix() if path.is_relative_to(root) else path.as_posix()
 
 
 def _manifest_rows(manifest: Path) -> int:
@@ -650,8 +683,8 @@ def _email_sample(path: Path, *, day: date, count: int, root: Path) -> EmailSamp
     return EmailSample(
         day=day,
         campaign=path.parent.name,
-        eml=path.relative_to(root).as_posix(),
-        folder=path.parent.relative_to(root).as_posix(),
+        eml=_from_root(path, root),
+        folder=_from_root(path.parent, root),
         count=count,
         subject=str(message.get("Subject", "")),
         html=html,

@@ -12,6 +12,7 @@ import base64
 import os
 import re
 from collections.abc import Mapping
+from contextlib import suppress
 from datetime import date
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from babel.numbers import format_decimal
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
+from outreach.model.errors import OutreachError
 from outreach.outcomes.results import CampaignResult
 from outreach.report import charts
 from outreach.report.data import REASON_CODES, ReportData
@@ -183,15 +185,25 @@ def framed(document: str) -> str:
 
 
 def write_report(path: Path, html: str) -> Path:
-    """Write the page atomically (a temporary file renamed over the target)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write the page atomically (a temporary file renamed over the target); OutreachError
+    naming the file when it cannot be written."""
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with temporary.open("w", encoding="utf-8") as handle:
             handle.write(html)
             handle.flush()
             os.fsync(handle.fileno())
         temporary.replace(path)
+    except OSError as exc:
+        with suppress(OSError):
+            temporary.unlink(missing_ok=True)
+        raise OutreachError(
+            f"the report page cannot be written: {exc.strerror or exc}",
+            path=path,
+            hint="check that paths.out in config.yaml is a folder outreach may write to, "
+            "on a disk with free space",
+        ) from None
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise

@@ -74,8 +74,10 @@ def describe_block(block: Block) -> str:
         what = f"{block.contact_id} gets nothing (email or letter)"
     text = f"{what} since {block.day.isoformat()}: {_REASONS.get(block.reason, block.reason)}"
     details = [d for d in (block.status, block.diagnostic) if d]
-    if block.score is not None and block.reason == "soft-bounces":
+    if block.score is not None:
         details.append(f"score {block.score:g}")
+    if block.reported is not None and block.reported != block.day:
+        details.append(f"the bounce itself is dated {block.reported.isoformat()}")
     if details:
         text += f" ({'; '.join(details)})"
     if block.kept:
@@ -114,4 +116,5 @@ def block_dict(block: Block) -> dict[str, object]:
         "diagnostic": block.diagnostic,
         "score": block.score,
         "kept": block.kept,
+        "reported": block.reported.isoformat() if block.reported else None,
     }

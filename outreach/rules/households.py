@@ -10,6 +10,7 @@ opted-out member is in no household, and a household whose members all opted out
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -92,6 +93,55 @@ def family_name(contacts: Sequence[Contact], *, locale: str) -> str | None:
     return _FAMILY.get(_language(locale), _FAMILY["en"]).format(surname)
 
 
+def _main_surname(contacts: Sequence[Contact]) -> str | None:
+    """The last name more than half the members share (as the first of them writes it)."""
+    counts = Counter(one_line(c.last_name).casefold() for c in contacts if one_line(c.last_name))
+    if not counts:
+        return None
+    folded, count = counts.most_common(1)[0]
+    if count * 2 <= len(contacts):
+        return None
+    return next(
+        one_line(c.last_name) for c in contacts if one_line(c.last_name).casefold() == folded
+    )
+
+
+def _two_lines(names: Sequence[str], *, locale: str) -> tuple[str, str] | None:
+    """The listed names broken in two lines of about the same length ("Ana, Luis" / "y Eva")."""
+    if len(names) < 2:
+        return None
+    listed = _listed(names, locale=locale)
+    ends, cursor = [], 0
+    for name in names:  # where each name ends in the listed text
+        cursor = listed.index(name, cursor) + len(name)
+        ends.append(cursor)
+    splits = [(listed[:end].strip(), listed[end:].strip(" ,")) for end in ends[:-1]]
+    return min(splits, key=lambda pair: max(len(pair[0]), len(pair[1])))
+
+
+def _listed(names: Sequence[str], *, locale: str) -> str:
+    try:
+        return str(format_list(list(names), locale=locale.replace("-", "_")))
+    except (ValueError, LookupError):
+        return str(format_list(list(names), locale="en"))
+
+
+def name_forms(contacts: Sequence[Contact], *, locale: str) -> list[tuple[str, ...]]:
+    """The ways to write a household on the envelope, best first: its one name line, the
+    family of the surname most members share ("Familia Ruiz"), the names on two lines."""
+    forms: list[tuple[str, ...]] = [(envelope_name(contacts, locale=locale),)]
+    surname = _main_surname(contacts) if len(contacts) > 1 else None
+    if surname is not None:
+        family = _FAMILY.get(_language(locale), _FAMILY["en"]).format(surname)
+        if (family,) not in forms:
+            forms.append((family,))
+    names = [name for name in (recipient_name(c) for c in contacts) if name]
+    split = _two_lines(names, locale=locale)
+    if split is not None and all(split):
+        forms.append(split)
+    return forms
+
+
 def greeting(contacts: Sequence[Contact], *, locale: str) -> str:
     """The members' first names as the language lists them: "Carmen y Luis"."""
     names = [one_line(c.first_name) or recipient_name(c) for c in contacts]
@@ -112,7 +162,7 @@ def envelope_name(contacts: Sequence[Contact], *, locale: str) -> str:
     if family is not None:
         return family
     names = [recipient_name(c) for c in contacts]
-    return str(format_list([n for n in names if n], locale=locale.replace("-", "_")))
+    return _listed([n for n in names if n], locale=locale)
 
 
 def template_fields(household: Household, *, locale: str) -> dict[str, object]:

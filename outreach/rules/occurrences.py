@@ -157,13 +157,6 @@ def occurrences_between(
     return found
 
 
-def due_occurrences(
-    campaign: Campaign, contact: Contact, *, today: date, date_format: str
-) -> list[Occurrence]:
-    """Occurrences whose window contains today."""
-    return occurrences_between(campaign, contact, start=today, end=today, date_format=date_format)
-
-
 def next_occurrence(
     campaign: Campaign, contact: Contact, *, today: date, date_format: str
 ) -> Occurrence | None:

@@ -179,27 +179,31 @@ def _address_format(country: str, *, domestic: bool) -> tuple[str, ...]:
     return tuple(shape.split("%n"))
 
 
+@dataclass(frozen=True, slots=True)
+class AddressParts:
+    """A postal address as its cells hold it (a cell may hold several lines)."""
+
+    street: str | None
+    street2: str | None
+    postal_code: str | None
+    city: str | None
+    region: str | None
+    country: str
+
+
 def format_address(
-    *,
-    name_lines: Sequence[str],
-    street: str | None,
-    street2: str | None,
-    postal_code: str | None,
-    city: str | None,
-    region: str | None,
-    country: str,
-    home_country: str,
-    locale: str,
+    *, name_lines: Sequence[str], address: AddressParts, home_country: str, locale: str
 ) -> tuple[str, ...]:
     """Address lines in the country's order (Google's data); MissingFieldError for a missing
     field, ValueError for an unknown country code."""
-    country = country.upper()
+    street, street2 = address.street, address.street2
+    country = address.country.upper()
     domestic = country == home_country.upper()
     values = {
         "street": one_line(street),
-        "postal_code": one_line(postal_code),
-        "city": one_line(city),
-        "region": one_line(region),
+        "postal_code": one_line(address.postal_code),
+        "city": one_line(address.city),
+        "region": one_line(address.region),
     }
     for field in required_address_fields(country):
         if not values[field]:
@@ -253,3 +257,11 @@ def address_gaps(contact: Contact) -> list[str]:
     if "postal_code" in contact.held_back:
         return ["postal_code"]
     return missing_address_fields(contact)
+
+
+def confirmed_by_owner(contact: Contact) -> PostalCodeProblem | None:
+    """What the address data finds wrong with a postal code the owner confirmed (the check it
+    turned off), or None: nothing, or no confirmation."""
+    if contact.address_confirmed is None or not contact.postal_code:
+        return None
+    return postal_code_problem(contact.country, contact.postal_code, contact.region or "")

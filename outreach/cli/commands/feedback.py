@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from outreach.cli.commands.replies import print_feedback_extras, unsubscribe_undo
 from outreach.cli.errors import EXIT_FAILED, EXIT_NOTHING_DONE, EXIT_OK, fail, handle_errors
 from outreach.cli.options import clock, clock_options, config_option, examples
 from outreach.model.config import find_config, load_settings
@@ -40,6 +41,15 @@ from outreach.model.errors import OutreachError, Problem
     default=None,
     help="A file of addresses: one per line, or a CSV with an email column.",
 )
+@click.option("--list", "listing", is_flag=True, help="List the suppressions and blocks.")
+@click.option(
+    "--remove",
+    "remove",
+    metavar="ID_OR_ADDRESS",
+    default=None,
+    help="Take a contact id or address off the suppression list (needs --reason).",
+)
+@click.option("--reason", default=None, help="Why it is removed (kept: the person's request).")
 @click.option("--json", "as_json", is_flag=True, help="Print a machine-readable report.")
 @config_option
 @handle_errors
@@ -47,10 +57,16 @@ def unsubscribe(
     target: str | None,
     channel: str,
     import_file: Path | None,
+    listing: bool,
+    remove: str | None,
+    reason: str | None,
     as_json: bool,
     config_path: Path | None,
 ) -> None:
     """Put an address or contact id on the suppression list: no more messages, essential or not."""
+    if listing or remove is not None:
+        unsubscribe_undo(remove=remove, reason=reason, as_json=as_json, config_path=config_path)
+        return
     from outreach.contacts import load_contacts
     from outreach.history import (
         Entry,
@@ -138,7 +154,10 @@ _ACTIONS = {
     "already read": "already read before: moved, nothing changed",
     "not counted": "not counted (automatic reply): moved",
     "left in place": "not a bounce: left in place",
-    "not matched": "not matched: left in place, nothing changed",
+    "not matched": "not matched: set aside in not-ours, nobody blocked",
+    "stopped": "a request to stop: no more emails to this contact",
+    "waits for the owner": "a reply: waits for you in `outreach replies`",
+    "not ours": "not outreach's: set aside in not-ours",
 }
 
 
@@ -195,6 +214,7 @@ def bounces(
         click.echo(line)
     for block in report.blocked:
         click.echo(f"blocked: {describe_block(block)}")
+    print_feedback_extras(report)
     sys.exit(code)
 
 

@@ -93,12 +93,15 @@ def copy(target: str, as_json: bool, config_path: Path | None) -> None:
     """
     from outreach.ledger import Ledger, open_ledger, workspace_lock
     from outreach.ledger.copy import copy_ledger
-    from outreach.ledger.postgres import AdvisoryLock, is_postgres_url, redact
+    from outreach.ledger.postgres import AdvisoryLock, check_url, is_postgres_url, redact
+    from outreach.ledger.redact import has_password
 
     settings = load_settings(find_config(config_path))
     _, now = clock(settings, day=None, now=datetime.now(UTC))
     postgres = is_postgres_url(target)
-    where = redact(target) if postgres else target
+    if postgres or has_password(target):  # a key=value string is no file name either
+        check_url(target, source="--to")
+    where = redact(target)
     with workspace_lock(settings, now=now), open_ledger(settings) as source:
         if postgres:
             lock = AdvisoryLock(target, scope="")  # no run on the target meanwhile either

@@ -184,3 +184,7 @@ def history(
 
     for block in found.blocks:
         click.echo(f"blocked: {describe_block(block)}")
+    from outreach.feedback.replies import describe_reply
+
+    for reply in found.replies:
+        click.echo(f"wrote back: {describe_reply(reply)}")

@@ -11,7 +11,7 @@ import click
 
 from outreach.cli.errors import EXIT_NOTHING_DONE, EXIT_OK, handle_errors
 from outreach.cli.options import DATE, clock, clock_options, config_option, examples
-from outreach.cli.views import print_problems, print_table, progress
+from outreach.cli.views import VALIDATE_JSON, print_problems, print_table, progress
 from outreach.model.config import find_config, load_settings
 
 
@@ -44,10 +44,10 @@ def validate(
             click.echo(line)
         if report.blocking:
             click.echo(f"{len(report.blocking)} blocking problem(s):")
-            print_problems(report.blocking, limit=100)
+            print_problems(report.blocking, limit=100, more=VALIDATE_JSON)
         if report.warnings:
             click.echo(f"{len(report.warnings)} problem(s) that hold back single contacts:")
-            print_problems(report.warnings, limit=100)
+            print_problems(report.warnings, limit=100, more=VALIDATE_JSON)
         if not report.blocking and not report.warnings:
             click.echo("everything is in order")
     sys.exit(EXIT_NOTHING_DONE if report.blocking else EXIT_OK)
