@@ -94,7 +94,7 @@ class Directory:
         """The directory of a contacts CSV from its id, email and phone columns alone: a tenth
         of the time of reading every contact, for an import of a hundred thousand visits."""
         found = cls(code_owner=code_owner)
-        rows = _rows(path, sheet=None)
+        rows = (cells for _, cells in _rows(path, sheet=None))
         header = next((row for row in rows if any(cell.strip() for cell in row)), [])
         if header and header[0].strip().strip('"').lower().startswith("sep="):
             header = next(rows, [])
@@ -143,15 +143,19 @@ class ReadVisits:
     lines: int
 
 
-def _rows(path: Path, *, sheet: str | None) -> Iterator[list[str]]:
+def _rows(path: Path, *, sheet: str | None) -> Iterator[tuple[int, list[str]]]:
+    """(line or row number, cells) of each row of the CSV or workbook."""
     if is_workbook(path):
-        yield from read_sheet(path, sheet=sheet).text_rows()
+        for number, cells, _ in read_sheet(path, sheet=sheet).text_rows():
+            yield number, cells  # a cell too long to keep is blank here, as for contacts
         return
     text = read_text(path)
     header = next((line for line in text.splitlines() if line.strip()), "")
     counts = {d: header.count(d) for d in (",", ";", "\t")}
     delimiter = max(counts, key=lambda d: counts[d]) if any(counts.values()) else ","
-    yield from csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    for cells in reader:
+        yield reader.line_num, cells
 
 
 def _columns(header: Sequence[str], mapping: Mapping[str, str], path: Path) -> dict[str, int]:
@@ -186,7 +190,7 @@ def read_visits(
 ) -> ReadVisits:
     """The visits of an export; each line it cannot use is a problem naming file and line."""
     rows = _rows(path, sheet=sheet)
-    header = next((row for row in rows if any(cell.strip() for cell in row)), None)
+    header = next((row for _, row in rows if any(cell.strip() for cell in row)), None)
     if header is None:
         raise ContactsError("the file is empty", path=path, hint="export the visits again")
     columns = _columns(header, mapping, path)
@@ -194,7 +198,7 @@ def read_visits(
     problems: list[Problem] = []
     seen: dict[str, int] = {}
     number = 1
-    for number, row in enumerate(rows, start=2):
+    for number, row in rows:
         if not any(cell.strip() for cell in row):
             continue
         try:
