@@ -228,6 +228,14 @@ def _v7_replies(conn: Any) -> None:
         conn.execute(statement)
 
 
+def _v8_outcomes(conn: Any) -> None:
+    # What came of the messages: the coupon index, redemptions and visits (their SQL lives in
+    # outreach.ledger.outcomes).
+    from outreach.ledger.outcomes import create_tables
+
+    create_tables(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
     _v2_waiting_index,
@@ -236,6 +244,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v5_run_scope,
     _v6_reason_code,
     _v7_replies,
+    _v8_outcomes,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

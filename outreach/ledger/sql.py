@@ -519,6 +519,15 @@ class SqlLedger:
     ) -> None:
         self.close()
 
+    def connection(self) -> Any:
+        """The connection, for the self-contained SQL of outreach.ledger.outcomes."""
+        return self._connection()
+
+    @property
+    def database_errors(self) -> tuple[type[Exception], ...]:
+        """The errors this ledger's database raises (its dialect's)."""
+        return self._errors
+
     def _connection(self) -> Any:
         """This process's connection. A forked worker never touches its parent's (a SQLite
         connection or a server session must not be shared across processes): it opens its

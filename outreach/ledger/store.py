@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 from outreach.rules.cadence import PastMessage
 
@@ -265,6 +266,12 @@ class LedgerReader(Protocol):
     def undone(self) -> list[tuple[str, str, str, str, str, date]]: ...
     def feedback_kinds(self, *, since: date) -> dict[str, int]: ...
     def emails_sent(self, *, since: date) -> int: ...
+
+    path: Path | str
+
+    def connection(self) -> Any: ...
+    @property
+    def database_errors(self) -> tuple[type[Exception], ...]: ...
 
 
 class LedgerStore(RunStore, SendQueue, FeedbackStore, LedgerReader, Protocol):

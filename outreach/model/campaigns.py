@@ -137,6 +137,8 @@ class Campaign(_Model):
     priority: int = Field(default=50, ge=-1_000_000, le=1_000_000)
     essential: bool = False
     cadence: CadenceOverride | None = None
+    # The share (percent) of contacts held back to measure against (outreach.rules.control).
+    control_group: float = Field(default=0.0, ge=0, le=90)
     # birthday
     days_before: int = Field(default=0, ge=0, le=60)
     days_after: int = Field(default=0, ge=0, le=60)
@@ -160,6 +162,18 @@ class Campaign(_Model):
     def where_line(self) -> int | None:
         """The line of `audience.where` in the campaign file (None: not known or not set)."""
         return self._where_line
+
+    @field_validator("control_group", mode="before")
+    @classmethod
+    def _percent(cls, value: object) -> object:
+        # `control_group: 20%` is how people write it; a bare number means percent too.
+        if isinstance(value, str) and value.strip().endswith("%"):
+            number = value.strip()[:-1].strip()
+            try:
+                return float(number)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a percentage (write it like 20%)") from None
+        return value
 
     @field_validator("start", "end", "send_on")
     @classmethod
@@ -295,6 +309,26 @@ def _check_kind_rules(campaign: Campaign, lines: dict[KeyPath, int]) -> None:
         _check_reminder(campaign, lines)
     elif kind == "one_off" and campaign.send_on is None:
         raise _need(campaign, "send_on", lines, "a one_off needs `send_on` (a date)")
+
+
+def _check_control_group(campaign: Campaign, lines: dict[KeyPath, int]) -> None:
+    # Holding back an appointment reminder or an essential notice would fail the customer
+    # to measure a number: those messages are service, not marketing.
+    if not campaign.control_group:
+        return
+    service = None
+    if campaign.essential:
+        service = "an essential campaign"
+    elif campaign.kind == "reminder" and campaign.offsets:
+        service = "a reminder before or after a date (a service message)"
+    if service is not None:
+        raise CampaignError(
+            f"{service} cannot hold back a control group",
+            path=campaign.path,
+            line=lines.get(("control_group",)),
+            field="control_group",
+            hint="remove `control_group:`; measure a marketing campaign instead",
+        )
 
 
 def _check_reminder(campaign: Campaign, lines: dict[KeyPath, int]) -> None:
@@ -478,6 +512,7 @@ def _load(path: Path, *, templates_dir: Path) -> tuple[Campaign, dict[KeyPath, i
             hint="use letters, digits, spaces, '.', '-' and '_' (it names output files)",
         )
     _check_kind_rules(campaign, lines)
+    _check_control_group(campaign, lines)
     _check_channels(campaign, lines)
     _check_templates(campaign, templates_dir=templates_dir, lines=lines)
     campaign._where_line = lines.get(("audience", "where"))

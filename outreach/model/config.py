@@ -173,11 +173,18 @@ class Unsubscribe(_Model):
 
 
 class Coupon(_Model):
-    """Deterministic per-contact coupon codes."""
+    """Coupon codes, one per message (outreach.outcomes.coupons), and how long they hold."""
 
     secret: str = "change-me"  # noqa: S105 - a placeholder that validate warns about
     prefix: str = ""
-    length: int = Field(default=8, ge=4, le=32)
+    length: int = Field(default=8, ge=4, le=32)  # symbols after the prefix, the check included
+    valid_days: int = Field(default=60, ge=1, le=MAX_DAYS)  # after sending (a promotion: its end)
+
+
+class Results(_Model):
+    """How `outreach results` attributes a visit to a message or a control decision."""
+
+    attribution_days: int = Field(default=30, ge=1, le=MAX_DAYS)
 
 
 class CadencePolicy(_Model):
@@ -467,6 +474,7 @@ class Settings(_Model):
     contacts: ContactsSettings = ContactsSettings()
     unsubscribe: Unsubscribe = Unsubscribe()
     coupon: Coupon = Coupon()
+    results: Results = Results()
     cadence: CadencePolicy = CadencePolicy()
     delivery: Delivery = Delivery()
     dkim: Dkim | None = None

@@ -58,6 +58,8 @@ class Code(StrEnum):
     INTERRUPTED = "interrupted"
     # the contact's data for this campaign cannot be worked out (a bad date field)
     BAD_DATA = "bad_data"
+    # held out to measure against: the campaign's control group (outreach.rules.control)
+    CONTROL = "control"
 
 
 CADENCE = frozenset({Code.QUIET_DAY, Code.MIN_GAP, Code.MAX_MESSAGES})
@@ -81,6 +83,7 @@ _PHRASES = {
     Code.WRITE_FAILED: "could not be written",
     Code.INTERRUPTED: "the run died before it was made",
     Code.BAD_DATA: "bad data in the contacts file",
+    Code.CONTROL: "held out as control group",
 }
 
 

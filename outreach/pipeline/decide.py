@@ -31,6 +31,7 @@ from outreach.rules.arrival import (
 )
 from outreach.rules.audience import WhereRefusedError
 from outreach.rules.cadence import Candidate, PastMessage, first_open_day
+from outreach.rules.control import in_control
 from outreach.rules.eligibility import Suppressions, choose_channel, first_choice
 from outreach.rules.occurrences import occurrences_between
 
@@ -236,6 +237,11 @@ def _occurrence_decision(
         assert why is not None
         used = why.channel or first_choice(rule.campaign, contact)
         return Decision(contact.id, name, "skipped", occ, used, why)
+    percent = rule.campaign.control_group
+    if percent and in_control(campaign=name, contact_id=contact.id, percent=percent):
+        # Held out, recorded as a skipped row: the same on every run, never cadence's business.
+        held = Reason(Code.CONTROL, channel, detail=f"{percent:g}% of the campaign's contacts")
+        return Decision(contact.id, name, "skipped", occ, channel, held)
     return Decision(contact.id, name, "send", occ, channel, why)
 
 

@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 from functools import partial
 from pathlib import Path
 
-from outreach.contacts import Contact, load_contacts
+from outreach.contacts import Contact, ContactList, load_contacts
 from outreach.deliver.alignment import sender_warnings, template_warnings
 from outreach.deliver.outlets import RenderOnlyOutlet
 from outreach.deliver.printing import harfbuzz_subset_available
@@ -284,6 +284,35 @@ def _check_workspace(
     progress: ContactProgress | None,
     report: ValidationReport,
 ) -> None:
+    _check_settings(settings, report)
+    contact_list = _check_contacts(settings, report)
+    if contact_list is None:
+        return
+    usable = _usable_campaigns(settings, today=today, now=now, report=report)
+    if not usable:
+        return
+    workspace = Workspace(settings, contacts=contact_list, campaigns=tuple(usable))
+    # The run's store: the suppression list and blocks, and no message made yet.
+    store = Ledger.in_memory()
+    if ledger_exists(settings):
+        try:
+            store = rehearsal(settings, Seed(messages=False))
+        except LedgerError as exc:
+            report.lines.append(f"warning: the suppression list was not read: {exc}")
+    with store:
+        _check_campaigns(
+            workspace,
+            contacts=contact_list.contacts,
+            store=store,
+            today=today,
+            now=now,
+            report=report,
+            progress=progress,
+        )
+
+
+def _check_settings(settings: Settings, report: ValidationReport) -> None:
+    """What the settings alone tell: a placeholder secret, the sender's alignment, HarfBuzz."""
     if settings.coupon.secret == Coupon().secret:
         report.lines.append(
             "warning: coupon.secret is the placeholder 'change-me': anyone who knows outreach "
@@ -295,6 +324,10 @@ def _check_workspace(
             "warning: the HarfBuzz subsetter (Debian package libharfbuzz-subset0) is missing: "
             "letters will print about 8x slower — install it with apt-get"
         )
+
+
+def _check_contacts(settings: Settings, report: ValidationReport) -> ContactList | None:
+    """The contacts file read as the run reads it, its problems reported (None: unreadable)."""
     try:
         contact_list = load_contacts(
             display_path(settings.contacts_path),
@@ -303,7 +336,7 @@ def _check_workspace(
         )
     except OutreachError as exc:
         report.blocking.append(exc.as_problem(blocking=True))
-        return
+        return None
     report.warnings.extend(contact_list.problems)
     problems = len({str(problem) for problem in contact_list.problems})
     report.lines.append(
@@ -319,6 +352,13 @@ def _check_workspace(
         )
     )
     report.lines.extend(_confirmed_addresses(contact_list.contacts, settings))
+    return contact_list
+
+
+def _usable_campaigns(
+    settings: Settings, *, today: date, now: datetime, report: ValidationReport
+) -> list[Campaign]:
+    """The campaigns that load and whose templates compile; the others reported."""
     campaigns: list[Campaign] = []
     names: dict[str, str] = {}
     try:
@@ -358,23 +398,4 @@ def _check_workspace(
             report.blocking.append(exc.as_problem(blocking=True, campaign=campaign.name))
             continue
         usable.append(campaign)
-    if not usable:
-        return
-    workspace = Workspace(settings, contacts=contact_list, campaigns=tuple(usable))
-    # The run's store: the suppression list and blocks, and no message made yet.
-    store = Ledger.in_memory()
-    if ledger_exists(settings):
-        try:
-            store = rehearsal(settings, Seed(messages=False))
-        except LedgerError as exc:
-            report.lines.append(f"warning: the suppression list was not read: {exc}")
-    with store:
-        _check_campaigns(
-            workspace,
-            contacts=contact_list.contacts,
-            store=store,
-            today=today,
-            now=now,
-            report=report,
-            progress=progress,
-        )
+    return usable

@@ -30,6 +30,7 @@ from outreach.contacts import Contact
 from outreach.model.campaigns import Campaign, Occurrence
 from outreach.model.config import Settings
 from outreach.model.errors import ConfigError, TemplateError
+from outreach.outcomes.coupons import coupon_code
 from outreach.render.email import (
     Content,
     RenderedEmail,
@@ -50,8 +51,6 @@ from outreach.rules.sandbox import (
     render_limited_parts,
 )
 
-# Base32 without the characters people misread on paper: 0/O and 1/I.
-_COUPON_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 _JINJA_SUFFIXES = frozenset({"j2", "jinja", "jinja2"})
 # A subject must stay one header line; tabs are only collapsed like spaces.
 _SUBJECT_BREAKS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
@@ -192,19 +191,6 @@ def _keyed(secret: str, message: str) -> bytes:
     mac = _hmac_base(secret).copy()
     mac.update(message.encode())
     return mac.digest()
-
-
-def coupon_code(*, secret: str, contact_id: str, campaign: str, prefix: str, length: int) -> str:
-    """A per-contact, per-campaign code: HMAC-SHA256, unambiguous base32, same input same code."""
-    if not 1 <= length <= 51:  # 256 bits give 51 base32 characters
-        raise ValueError(f"coupon length must be 1 to 51, not {length}")
-    digest = _keyed(secret, f"{campaign}\x00{contact_id}")
-    number = int.from_bytes(digest, "big")
-    chars = []
-    for _ in range(length):
-        number, index = divmod(number, 32)
-        chars.append(_COUPON_ALPHABET[index])
-    return prefix + "".join(chars)
 
 
 def unsubscribe_token(*, secret: str, contact_id: str) -> str:
@@ -385,6 +371,7 @@ class MessageContext:
                 secret=coupon.secret,
                 contact_id=contact.id,
                 campaign=self._campaign.name,
+                occurrence_key=occurrence.key,
                 prefix=coupon.prefix,
                 length=coupon.length,
             ),

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from matplotlib.container import BarContainer
     from matplotlib.figure import Figure
 
+    from outreach.outcomes.results import CampaignResult
     from outreach.report.data import DayCount, HeldCount
 
 # Colour-blind friendly (Okabe-Ito), one per campaign in order, then again.
@@ -239,3 +240,67 @@ def held_chart(
         axes[-1].set_xlim(-0.7, len(days) - 0.3)
         figure.suptitle(labels["title"], fontsize=10)
         return _svg(figure, name="chart-held", title=labels["title"])
+
+
+def comeback_chart(results: Sequence[CampaignResult], *, labels: Mapping[str, str]) -> str:
+    """Per campaign, the visit rate of those who got it beside those held out, and the
+    uplift's interval as a line from low to high (percentage points)."""
+    import matplotlib
+
+    measured = [r for r in results if r.uplift is not None]
+    with matplotlib.rc_context(_RC):
+        figure, (ax,) = _figure(1.2 + 0.55 * max(1, len(measured)))
+        ys = list(range(len(measured)))
+        treated = [100 * r.visits_treated / r.treated for r in measured]
+        control = [100 * r.visits_control / r.control for r in measured]
+        bars = ax.barh([y + 0.2 for y in ys], treated, height=0.38, color=PALETTE[0])
+        bars.set_label(labels["treated"])
+        _name_bars(bars, "series-treated", ys)
+        bars = ax.barh([y - 0.2 for y in ys], control, height=0.38, color=PALETTE[1])
+        bars.set_label(labels["control"])
+        _name_bars(bars, "series-control", ys)
+        for y, r in zip(ys, measured, strict=True):
+            assert r.uplift is not None
+            up = r.uplift
+            text = labels["uplift"].format(
+                uplift=f"{100 * up.estimate:+.1f}",
+                low=f"{100 * up.low:+.1f}",
+                high=f"{100 * up.high:+.1f}",
+            )
+            ax.annotate(
+                text,
+                (max(treated[y], control[y]), y),
+                xytext=(6, 0),
+                textcoords="offset points",
+                va="center",
+                fontsize=7,
+                gid=f"uplift-{slug(r.campaign)}",
+            )
+        ax.set_yticks(ys, [r.campaign for r in measured])
+        ax.set_xlabel(labels["x"])
+        ax.set_xlim(0, max([10.0, *treated, *control]) * 1.6)
+        ax.legend(loc="lower right", fontsize=7, frameon=False)
+        figure.suptitle(labels["title"], fontsize=10)
+        return _svg(figure, name="chart-comeback", title=labels["title"])
+
+
+def redeemed_chart(
+    daily: Sequence[tuple[date, int]], *, start: date, end: date, labels: Mapping[str, str]
+) -> str:
+    """Coupons redeemed per day over the period."""
+    import matplotlib
+
+    days = _days(start, end)
+    counts = dict(daily)
+    with matplotlib.rc_context(_RC):
+        figure, (ax,) = _figure(2.2)
+        heights = [float(counts.get(day, 0)) for day in days]
+        xs, tall, _ = _drawn(heights, [0.0] * len(days))
+        bars = ax.bar(xs, tall, color=PALETTE[2], width=0.85)
+        _name_bars(bars, "series-redeemed", xs)
+        ticks = [i for i, day in enumerate(days) if day.weekday() == 0]
+        ax.set_xticks(ticks, [days[i].strftime("%d/%m") for i in ticks])
+        ax.set_xlim(-0.7, len(days) - 0.3)
+        ax.set_ylabel(labels["y"])
+        figure.suptitle(labels["title"], fontsize=10)
+        return _svg(figure, name="chart-redeemed", title=labels["title"])

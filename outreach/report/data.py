@@ -34,8 +34,10 @@ from outreach.ledger import (
     ledger_exists,
     read_ledger,
 )
+from outreach.ledger.outcomes import opened, redemptions
 from outreach.model.config import Settings
 from outreach.model.errors import OutreachError, Problem
+from outreach.outcomes.results import CampaignResult, read_results
 from outreach.pipeline.parallel import ordered_map
 from outreach.rehearse.plan import Plan, plan_days
 from outreach.workspace import Workspace
@@ -185,6 +187,10 @@ class ReportData:
     complaints: tuple[int, int] = (0, 0)  # complaints, emails sent: the last 30 days to `end`
     # suppressions that what came back made in the period: (value, channel, source, day)
     stops: tuple[tuple[str, str, str, str], ...] = ()
+    # Did they come back (outreach.outcomes.results): per campaign, and redemptions by day.
+    comebacks: tuple[CampaignResult, ...] = ()
+    redeemed_daily: tuple[tuple[date, int], ...] = ()
+    attribution_days: int = 30
 
 
 @dataclass
@@ -203,6 +209,8 @@ class _Past:
     replies: list[ReplyRecord] = field(default_factory=list)
     complaints: tuple[int, int] = (0, 0)
     stops: list[tuple[str, str, str, str]] = field(default_factory=list)
+    comebacks: tuple[CampaignResult, ...] = ()
+    redeemed_daily: tuple[tuple[date, int], ...] = ()
 
 
 def gather_report(
@@ -285,7 +293,21 @@ def gather_report(
         replies=tuple(past.replies),
         complaints=past.complaints,
         stops=tuple(past.stops),
+        comebacks=past.comebacks,
+        redeemed_daily=past.redeemed_daily,
+        attribution_days=settings.results.attribution_days,
     )
+
+
+def _comebacks(
+    ledger: LedgerReader, settings: Settings, *, start: date, end: date
+) -> tuple[tuple[CampaignResult, ...], tuple[tuple[date, int], ...]]:
+    """The period's results per campaign, and its redemptions counted by day."""
+    days = settings.results.attribution_days
+    with opened(ledger, "read the results") as conn:
+        found = read_results(conn, start=start, end=end, attribution_days=days)
+        redeemed = Counter(r.day for r in redemptions(conn) if start <= r.day <= end)
+    return tuple(found), tuple(sorted(redeemed.items()))
 
 
 def _gather_past(
@@ -320,6 +342,7 @@ def _gather_past(
         for r in records:
             totals.setdefault(r.campaign, Counter())[r.status] += 1
         past.totals = {name: dict(counts) for name, counts in totals.items()}
+        past.comebacks, past.redeemed_daily = _comebacks(ledger, settings, start=start, end=end)
         past.messages_per_contact = {
             contact_id: sum(1 for m in messages if m[0] <= end)
             for contact_id, messages in ledger.contact_pressure(since=window_start).items()

@@ -22,6 +22,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
 from outreach.model.errors import OutreachError
+from outreach.outcomes.results import CampaignResult
 from outreach.report import charts
 from outreach.report.data import REASON_CODES, ReportData
 from outreach.report.strings import strings_for
@@ -108,6 +109,7 @@ def render_report(data: ReportData, *, root: Path, page: Path) -> str:
             labels=chart_words["held"],
         ),
     }
+    svg.update(_comeback_charts(data, words))
     statuses = ["sent", "rendered", "sending", "uncertain", "deferred", "skipped", "failed"]
     statuses.append("missed")
     template = _environment().get_template("report.html.j2")
@@ -123,6 +125,9 @@ def render_report(data: ReportData, *, root: Path, page: Path) -> str:
         svg={name: Markup(text) for name, text in svg.items()},  # noqa: S704
         csp=CSP,
         statuses=statuses,
+        verdict=_verdict,
+        points=lambda value: f"{100 * value:+.1f}",
+        euros=lambda cents: str(format_decimal(cents / 100, format="#,##0.00", locale=locale)),
         over_cap=sum(n for k, n in data.per_contact.items() if k > data.cap),
         png=lambda raw: "data:image/png;base64," + base64.b64encode(raw).decode("ascii"),
         lang=data.locale.replace("_", "-").split("-")[0],
@@ -134,6 +139,40 @@ def render_report(data: ReportData, *, root: Path, page: Path) -> str:
             else 0
         ),
     )
+
+
+def _comeback_charts(data: ReportData, words: Mapping[str, str]) -> dict[str, str]:
+    """The "do they come back" charts, when the period has a message or control decision."""
+    if not data.comebacks:
+        return {}
+    return {
+        "comeback": charts.comeback_chart(
+            data.comebacks,
+            labels={
+                "title": words["chart_comeback"],
+                "treated": words["chart_treated"],
+                "control": words["chart_control"],
+                "uplift": words["chart_uplift"],
+                "x": words["x_rate"],
+            },
+        ),
+        "redeemed": charts.redeemed_chart(
+            data.redeemed_daily,
+            start=data.past_start,
+            end=data.past_end,
+            labels={"title": words["chart_redeemed"], "y": words["y_redeemed"]},
+        ),
+    }
+
+
+def _verdict(result: CampaignResult) -> str:
+    """Which of the report's verdict words a campaign's result earns."""
+    up = result.uplift
+    if up is None:
+        return "verdict_none"
+    if up.covers_zero:
+        return "verdict_wait"
+    return "verdict_yes" if up.estimate > 0 else "verdict_less"
 
 
 def framed(document: str) -> str:

@@ -1,0 +1,242 @@
+"""`outreach redeem`: a real code once, a used or expired one refused, a typo told apart."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import re
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from conftest import Workspace
+
+from outreach.ledger import MessageRecord
+from outreach.ledger.outcomes import redemptions
+from outreach.ledger.sqlite import Ledger
+from outreach.model.config import Coupon
+from outreach.outcomes.coupons import coupon_code, display, read_code
+from outreach.outcomes.redeem import Till, redeem
+
+COUPON = Coupon(secret="test-secret", prefix="CL-", length=8, valid_days=60)
+SENT = date(2026, 11, 24)
+NOW = datetime(2026, 11, 24, 20, 0, tzinfo=UTC)
+ROWS = [
+    "c1,Ana,García,ana@example.com,26/11/1990,,,,,,,customer,",
+    "c5,Mary,Smith,mary@example.org,25/11/1980,,,,,,en,customer,",
+]
+
+
+def code_for(contact_id: str, campaign: str = "birthday", key: str = "birthday:2026") -> str:
+    return coupon_code(
+        secret="test-secret",
+        contact_id=contact_id,
+        campaign=campaign,
+        occurrence_key=key,
+        prefix="CL-",
+        length=8,
+    )
+
+
+def sent(contact_id: str, *, status: str = "sent", campaign: str = "birthday") -> MessageRecord:
+    key = "birthday:2026" if campaign == "birthday" else "promotion"
+    return MessageRecord(
+        contact_id=contact_id,
+        campaign=campaign,
+        occurrence_key=key,
+        channel="email",
+        status=status,
+        run_date=SENT,
+        effective_date=SENT,
+        updated_at=NOW,
+    )
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ledger(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Ledger]:
+    if request.param == "sqlite":
+        with Ledger.open(tmp_path / "state" / "ledger.sqlite") as led:
+            yield led
+    else:
+        with Ledger.connect(request.getfixturevalue("pg_url")) as led:
+            yield led
+
+
+def at(day: date, *, till: str | None = None, cents: int | None = None) -> Till:
+    return Till(day=day, now=NOW, amount_cents=cents, name=till)
+
+
+def test_a_code_redeems_once_then_says_when_and_where(ledger: Ledger) -> None:
+    ledger.record([sent("c1"), sent("c2")])
+    conn = ledger.connection()
+    first = redeem(conn, code_for("c1"), coupon=COUPON, campaigns={}, till=at(SENT, till="barra"))
+    assert (first.outcome, first.exit_code) == ("valid", 0)
+    assert first.issued is not None and first.issued.contact_id == "c1"
+    assert first.expires == SENT + timedelta(days=60)
+    again = redeem(conn, code_for("c1").lower(), coupon=COUPON, campaigns={}, till=at(SENT))
+    assert (again.outcome, again.exit_code) == ("used", 1)
+    assert again.earlier is not None
+    assert (again.earlier.day, again.earlier.till) == (SENT, "barra")
+    other = redeem(conn, code_for("c2"), coupon=COUPON, campaigns={}, till=at(SENT, cents=4250))
+    assert other.outcome == "valid"
+    assert sorted((r.contact_id, r.amount_cents, r.till) for r in redemptions(conn)) == [
+        ("c1", None, "barra"),
+        ("c2", 4250, None),
+    ]
+
+
+def test_an_expired_code_is_refused_and_not_recorded(ledger: Ledger) -> None:
+    ledger.record([sent("c1")])
+    conn = ledger.connection()
+    late = SENT + timedelta(days=61)
+    verdict = redeem(conn, code_for("c1"), coupon=COUPON, campaigns={}, till=at(late))
+    assert (verdict.outcome, verdict.exit_code) == ("expired", 1)
+    assert redemptions(conn) == []
+    last = redeem(conn, code_for("c1"), coupon=COUPON, campaigns={}, till=at(late - timedelta(1)))
+    assert last.outcome == "valid"
+
+
+def test_unknown_codes_exit_2_whatever_their_check(ledger: Ledger) -> None:
+    # Another workspace's secret, a message never given out, a message of no one.
+    ledger.record([sent("c1"), sent("c3", status="skipped")])
+    conn = ledger.connection()
+    foreign = coupon_code(
+        secret="other",
+        contact_id="c1",
+        campaign="birthday",
+        occurrence_key="birthday:2026",
+        prefix="CL-",
+        length=8,
+    )
+    for typed in (foreign, code_for("c3"), code_for("c9")):
+        verdict = redeem(conn, typed, coupon=COUPON, campaigns={}, till=at(SENT))
+        assert (verdict.outcome, verdict.exit_code) == ("unknown", 2), typed
+    assert redemptions(conn) == []
+
+
+def test_a_typo_is_mistyped_and_the_one_known_code_a_slip_away_is_suggested(
+    ledger: Ledger,
+) -> None:
+    ledger.record([sent("c1")])
+    conn = ledger.connection()
+    real = code_for("c1")
+    symbols = real.replace("-", "")[2:]
+    swapped = symbols[1] + symbols[0] + symbols[2:] if symbols[0] != symbols[1] else None
+    wrong = ("Z" if symbols[5] != "Z" else "Y").join((symbols[:5], symbols[6:]))
+    for typo in filter(None, (swapped, wrong)):
+        verdict = redeem(
+            conn, display(typo, prefix="CL"), coupon=COUPON, campaigns={}, till=at(SENT)
+        )
+        assert (verdict.outcome, verdict.exit_code) == ("mistyped", 2)
+        assert verdict.suggestion == real
+    bad = redeem(conn, real[:-1] + "U", coupon=COUPON, campaigns={}, till=at(SENT))
+    assert (bad.outcome, bad.position) == ("mistyped", 8)
+    assert redemptions(conn) == []
+
+
+def test_a_promotions_code_lasts_until_its_end(make_workspace: Callable[..., Workspace]) -> None:
+    from outreach.workspace import load_workspace
+
+    ws = make_workspace(
+        ROWS,
+        campaigns={
+            "promo.yaml": """\
+                kind: promotion
+                start: 2026-11-20
+                end: 2026-12-06
+                email: {subject: Otoño, text: promo.txt.j2}
+                """
+        },
+    )
+    campaigns = {c.name: c for c in load_workspace(ws.root / "config.yaml").campaigns}
+    with Ledger.open(ws.root / "state" / "ledger.sqlite") as ledger:
+        ledger.record([sent("c1", campaign="promo")])
+        conn = ledger.connection()
+        typed = code_for("c1", "promo", "promotion")
+        late = redeem(conn, typed, coupon=COUPON, campaigns=campaigns, till=at(date(2026, 12, 7)))
+        assert (late.outcome, late.expires) == ("expired", date(2026, 12, 6))
+        good = redeem(conn, typed, coupon=COUPON, campaigns=campaigns, till=at(date(2026, 12, 6)))
+        assert good.outcome == "valid"
+
+
+# -- the command ---------------------------------------------------------------------------
+
+
+def _printed_code(ws: Workspace, contact_id: str) -> str:
+    path = ws.root / "out" / "outbox" / "2026-11-24" / "birthday" / f"{contact_id}.eml"
+    msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    text = msg.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+    found = re.search(r"CL-[0-9A-Z]{4}-[0-9A-Z]{4}", text)
+    assert found is not None, text
+    return found.group(0)
+
+
+def test_the_command_redeems_the_code_the_email_printed(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    ws = make_workspace(ROWS)
+    assert ws.run("run", "--all", "--date", "2026-11-24").code == 0
+    printed = _printed_code(ws, "c1")
+    assert printed == code_for("c1")
+    assert read_code(printed, prefix="CL-", length=8).symbols is not None
+    first = ws.run(
+        "redeem", printed.lower().replace("-", " "), "--date", "2026-11-28", "--till", "barra"
+    )
+    assert (first.code, first.out.strip()) == (
+        0,
+        "válido: Ana García, birthday (good until 2027-01-23)",
+    )
+    again = ws.run("redeem", printed, "--date", "2026-11-29", "--json")
+    assert again.code == 1
+    verdict = json.loads(again.out)
+    assert verdict["outcome"] == "used"
+    assert (verdict["redeemed_on"], verdict["redeemed_at"], verdict["name"]) == (
+        "2026-11-28",
+        "barra",
+        "Ana García",
+    )
+    unknown = ws.run("redeem", code_for("c9"))
+    assert unknown.code == 2 and "unknown" in unknown.err
+    typo = ws.run("redeem", printed[:-1] + ("0" if printed[-1] != "0" else "1"))
+    assert typo.code == 2 and f"did you mean {printed}?" in typo.err
+    amount = ws.run("redeem", _printed_code(ws, "c5"), "--amount", "12,3,4")
+    assert amount.code == 2 and "--amount" in amount.err
+
+
+def _race(ws: Workspace, code: str, env: dict[str, str] | None = None) -> list[int]:
+    runs = [ws.start("redeem", code, "--date", "2026-11-26", env=env) for _ in range(2)]
+    for run in runs:
+        run.communicate(timeout=60)
+    return sorted(run.wait() for run in runs)
+
+
+def test_two_tills_at_once_one_wins_on_sqlite(make_workspace: Callable[..., Workspace]) -> None:
+    ws = make_workspace(ROWS)
+    assert ws.run("run", "--all", "--date", "2026-11-24").code == 0
+    for contact_id in ("c1", "c5"):
+        assert _race(ws, _printed_code(ws, contact_id)) == [0, 1]
+
+
+def test_two_tills_at_once_one_wins_on_postgresql(
+    make_workspace: Callable[..., Workspace], pg_url: str
+) -> None:
+    ws = make_workspace(ROWS)
+    env = {"OUTREACH_LEDGER_URL": pg_url}
+    assert ws.run("run", "--all", "--date", "2026-11-24", env=env).code == 0
+    for contact_id in ("c1", "c5"):
+        assert _race(ws, _printed_code(ws, contact_id), env) == [0, 1]
+
+
+def test_a_rebuilt_ledger_is_indexed_again(ledger: Ledger) -> None:
+    # Rows renumbered below the index's mark (a rebuild) are still found.
+    ledger.record([sent("c1"), sent("c2")])
+    conn = ledger.connection()
+    assert (
+        redeem(conn, code_for("c1"), coupon=COUPON, campaigns={}, till=at(SENT)).outcome == "valid"
+    )
+    conn.execute("DELETE FROM coupons WHERE contact_id = 'c2'")
+    assert (
+        redeem(conn, code_for("c2"), coupon=COUPON, campaigns={}, till=at(SENT)).outcome == "valid"
+    )
