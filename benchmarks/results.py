@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.synth import write_workspace  # noqa: E402
-from outreach.ledger.sqlite import Ledger  # noqa: E402
+from outreach.ledger import Ledger  # noqa: E402
 from outreach.outcomes.coupons import coupon_code  # noqa: E402
 from outreach.rules.control import in_control  # noqa: E402
 

@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import Workspace
 
-from outreach.ledger import MessageRecord
+from outreach.ledger import Ledger, MessageRecord
 from outreach.ledger.outcomes import redemptions
-from outreach.ledger.sqlite import Ledger
 from outreach.model.config import Coupon
 from outreach.outcomes.coupons import coupon_code, display, read_code
 from outreach.outcomes.redeem import Till, redeem

@@ -257,6 +257,7 @@ def test_the_page_in_a_real_browser(
             ("daily", "svg"),
             ("pressure", "svg"),
             ("held", "svg"),
+            ("comeback-chart", "svg"),  # ¿Vuelven?: each campaign's visit rates
         ]
         series = {name: found for name, _, found in charts}
         assert {"email-birthday-past", "email-promotion-past", "email-reminder-past"} <= set(

@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 from conftest import REPORT_ON, Workspace
 
-from outreach.ledger import MessageRecord
+from outreach.ledger import Ledger, MessageRecord
 from outreach.ledger.outcomes import Exposure, Visit, add_visits
-from outreach.ledger.sqlite import Ledger
 from outreach.outcomes.coupons import coupon_code
 from outreach.outcomes.results import campaign_results, read_results
 from outreach.outcomes.stats import newcombe, wilson

@@ -12,8 +12,8 @@ import openpyxl
 import pytest
 from conftest import Workspace
 
+from outreach.ledger import Ledger
 from outreach.ledger.outcomes import Visit, add_visits, visits_between
-from outreach.ledger.sqlite import Ledger
 from outreach.outcomes.coupons import coupon_code
 from outreach.outcomes.money import parse_cents
 

@@ -102,8 +102,9 @@ def opened(ledger: Connected, what: str) -> Iterator[Any]:
 
 @contextmanager
 def transaction(conn: Any) -> Iterator[Any]:
-    """One write transaction (SQLite: taken at once, so concurrent writers queue)."""
-    conn.execute("BEGIN IMMEDIATE")
+    """One write transaction (SQLite: taken at once, so concurrent writers queue; PostgreSQL
+    locks rows as they are written)."""
+    conn.execute("BEGIN IMMEDIATE" if isinstance(conn, sqlite3.Connection) else "BEGIN")
     try:
         yield conn
         conn.execute("COMMIT")
