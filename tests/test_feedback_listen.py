@@ -515,7 +515,7 @@ def test_the_run_says_what_came_back_since_the_previous_run(
         "c-002 gets no more email (asked to stop in a reply); undo with "
         "`outreach unsubscribe --remove c-002 --reason ...`"
     ) in text.out
-    assert "1 reply(ies) wait for you: see `outreach replies`" in text.out
+    assert "1 reply waits for you: see `outreach replies`" in text.out
     # Told once: the run after that has no new suppression to report, the question still waits.
     later = ws.run("run", "--all", "--date", "2026-11-27", "--now", "2026-11-27T08:00", "--json")
     assert later.code == 0, later.err

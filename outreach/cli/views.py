@@ -184,7 +184,12 @@ def print_came_back(summary: RunSummary) -> None:
             f"`outreach unsubscribe --remove {value} --reason ...`"
         )
     if summary.replies_waiting:
-        click.echo(f"  {summary.replies_waiting} reply(ies) wait for you: see `outreach replies`")
+        waiting = ngettext(
+            "  {n} reply waits for you: see `outreach replies`",
+            "  {n} replies wait for you: see `outreach replies`",
+            summary.replies_waiting,
+        )
+        click.echo(waiting.format(n=summary.replies_waiting))
 
 
 def summary_contacts_file(summary: RunSummary) -> str:
