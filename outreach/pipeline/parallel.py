@@ -8,8 +8,10 @@ The run, the plan, the letter printer and the report all spread their work this 
 - **Ordered.** Results come back in the order of the items, whichever worker finishes first.
 - **Back-pressured.** At most `ahead` items per worker are taken from `items` and not yet
   handed back, so a stream of contacts is read as fast as it is worked, never ahead of it.
-  Each worker holds one item at a time: it is sent the next only when it has answered, so
-  neither side ever waits to write while the other waits to write too.
+  Each worker holds up to two items: the next one waits in its queue while it works on the
+  first, so a worker never idles while the caller is busy with results (recording a chunk).
+  A thread in the worker reads its socket into that queue at once, so the caller never waits
+  to write while the worker waits to write its answer.
 - **Bound to the caller's life.** Workers are forked from the caller itself (no forkserver or
   other helper in between, which a SIGKILL of the caller would leave behind), so they inherit
   the function and what it closes over instead of receiving it pickled. First thing after the
@@ -25,11 +27,13 @@ from __future__ import annotations
 
 import os
 import pickle
+import queue
 import selectors
 import signal
 import socket
 import struct
 import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import suppress
@@ -41,6 +45,8 @@ from outreach.files import bind_to_parent
 T = TypeVar("T")
 R = TypeVar("R")
 
+# Items a worker holds at most: the one in hand and the next, queued.
+_HELD = 2
 _HEADER = struct.Struct("!Q")  # each message: its length, then its pickle
 _DONE, _ERROR, _NOTE = "done", "error", "note"
 
@@ -83,7 +89,7 @@ def ordered_map(
 class _Worker:
     pid: int
     channel: socket.socket
-    number: int | None = None  # the item in hand
+    holding: deque[int] = field(default_factory=deque)  # the items sent, not yet answered
     status: int | None = field(default=None)  # once reaped
 
 
@@ -157,7 +163,7 @@ class ParallelMap(Generic[T, R]):
             return  # a copy of this object in a worker forked while it was open
         self._items = None
         for worker in getattr(self, "_workers", ()):
-            if worker.status is None and worker.number is not None:
+            if worker.status is None and worker.holding:
                 # An abandoned item: its result is not wanted.
                 with suppress(ProcessLookupError):
                     os.kill(worker.pid, signal.SIGKILL)
@@ -180,13 +186,14 @@ class ParallelMap(Generic[T, R]):
             self._taken[self._next] = item
             self._unsent.append(self._next)
             self._next += 1
-        for worker in self._workers:
-            if not self._unsent:
-                break
-            if worker.number is None:
-                number = self._unsent.popleft()
-                worker.number = number
-                _send(worker.channel, (number, self._taken[number]))
+        for held in range(_HELD):
+            for worker in self._workers:
+                if not self._unsent:
+                    return
+                if len(worker.holding) <= held:
+                    number = self._unsent.popleft()
+                    worker.holding.append(number)
+                    _send(worker.channel, (number, self._taken[number]))
 
     def _receive(self) -> None:
         """Wait for a worker's next message and act on it."""
@@ -202,7 +209,7 @@ class ParallelMap(Generic[T, R]):
                     self._on_note(self._taken[number], payload)
                 continue
             self._results[number] = (kind == _DONE, payload)
-            worker.number = None
+            worker.holding.popleft()  # a worker answers its items in the order it got them
             self._fill()
 
 
@@ -252,7 +259,15 @@ def _quiet_stdio() -> None:
 
 def _serve(channel: socket.socket, function: Callable[[Any], Any]) -> None:
     """Items in, results out, until the caller's end of the socket closes."""
-    while (message := _receive(channel)) is not None:
+    inbox: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def read() -> None:  # drains the socket at once: the caller never blocks sending
+        while (message := _receive(channel)) is not None:
+            inbox.put(message)
+        inbox.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    while (message := inbox.get()) is not None:
         number, item = message
         _IN_WORKER[:] = [(channel, number)]
         try:
