@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import locale
@@ -365,6 +366,21 @@ def copy_sample(root: Path) -> Workspace:
     return Workspace(root)
 
 
+# The day every well-formed row of `make_workspace` consented to marketing email (the
+# birthday campaign gives a coupon: marketing). Tests of the legal basis write their own.
+CONSENT = "2025-01-15"
+
+
+def _consented(rows: list[str]) -> list[str]:
+    """HEADER and the rows with an email_consent column (rows of another width: as given)."""
+    width = HEADER.count(",") + 1
+    out = [HEADER + ",email_consent"]
+    for row in rows:
+        cells = next(csv.reader([row]), [])
+        out.append(f"{row},{CONSENT}" if len(cells) == width else row)
+    return out
+
+
 @pytest.fixture
 def make_workspace(tmp_path: Path) -> Callable[..., Workspace]:
     """A small workspace: config, contacts rows, and simple birthday/promotion campaigns."""
@@ -379,7 +395,7 @@ def make_workspace(tmp_path: Path) -> Callable[..., Workspace]:
         ws = Workspace(tmp_path / "ws")
         ws.root.mkdir(exist_ok=True)
         ws.write("config.yaml", BASE_CONFIG + textwrap.dedent(config_extra))
-        ws.write("contacts.csv", "\n".join([HEADER, *rows]) + "\n")
+        ws.write("contacts.csv", "\n".join(_consented(rows)) + "\n")
         default_templates = {
             "birthday.txt.j2": "Hola {{ contact.first_name }}, ¡feliz cumpleaños!\nTu regalo: {{ coupon }}\n",
             "birthday.html.j2": "<style>p { color: #333; }</style><p>Hola {{ contact.first_name }}</p>\n",

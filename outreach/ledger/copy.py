@@ -28,6 +28,7 @@ TABLES: dict[str, tuple[tuple[str, ...], str | None]] = {
             *("run_date", "event_date", "earliest", "latest", "effective_date", "essential"),
             *("artifact", "message_id", "reason", "error", "run_id", "created_at", "updated_at"),
             "reason_code",
+            "basis",
         ),
         "id",
     ),

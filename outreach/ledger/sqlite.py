@@ -80,6 +80,9 @@ class MessageRecord:
     # Why it was held back, as data (an outreach.model.reasons.Code value); `reason` is its sentence.
     # A missed message keeps the code of what deferred it; `window_closed` when nothing did.
     reason_code: str | None = None
+    # The legal basis it went on (outreach.rules.legal), kept as proof: "consent 2025-03-01
+    # formulario web", "service", … with config legal.consent_text_version after " · text ".
+    basis: str | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -474,6 +477,11 @@ def _v7_replies(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _v8_basis(conn: sqlite3.Connection) -> None:
+    # The legal basis each message went on (outreach.rules.legal), kept with it as proof.
+    conn.execute("ALTER TABLE messages ADD COLUMN basis TEXT")
+
+
 # MIGRATIONS[i] takes a ledger from schema version i to i + 1. Append, never edit.
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
@@ -483,6 +491,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v5_run_scope,
     _v6_reason_code,
     _v7_replies,
+    _v8_basis,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -554,20 +563,21 @@ def _day(text: str | None, *, table: str, row: str) -> date | None:
 _MESSAGE_COLUMNS = (
     "contact_id, campaign, occurrence_key, channel, status, run_date, event_date, earliest, "
     "latest, artifact, message_id, reason, error, essential, effective_date, updated_at, "
-    "reason_code"
+    "reason_code, basis"
 )
 
 # The f-strings below only join this module's constants; values always go in as parameters.
 _UPSERT = f"""
 INSERT INTO messages ({_MESSAGE_COLUMNS}, run_id, created_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?16)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?16)
 ON CONFLICT (campaign, contact_id, occurrence_key) DO UPDATE SET
     channel = excluded.channel, status = excluded.status, run_date = excluded.run_date,
     event_date = excluded.event_date, earliest = excluded.earliest, latest = excluded.latest,
     artifact = excluded.artifact, message_id = excluded.message_id, reason = excluded.reason,
     error = excluded.error, essential = excluded.essential,
     effective_date = excluded.effective_date, updated_at = excluded.updated_at,
-    reason_code = excluded.reason_code, run_id = coalesce(excluded.run_id, messages.run_id)
+    reason_code = excluded.reason_code, basis = excluded.basis,
+    run_id = coalesce(excluded.run_id, messages.run_id)
 """  # noqa: S608
 
 # A row no run must redo (Ledger.done_for's rule), as the WHERE of an upsert sees it.
@@ -721,6 +731,7 @@ def _message_from_row(row: Sequence[Any]) -> MessageRecord:
         effective_date,
         updated_at,
         reason_code,
+        basis,
     ) = row
     where = {"table": "messages", "row": f"of {contact_id!r}, {campaign!r}, {key!r}"}
     return MessageRecord(
@@ -741,6 +752,7 @@ def _message_from_row(row: Sequence[Any]) -> MessageRecord:
         effective_date=stored_day(effective_date, **where),
         updated_at=stored_time(updated_at, **where),
         reason_code=reason_code,
+        basis=basis,
     )
 
 
@@ -780,7 +792,8 @@ def _record_rows(
             r.effective_date.isoformat() if r.effective_date is not None else run_day,
             stamp,
             r.reason_code,
-            run_id,  # ?18; created_at reuses ?16
+            r.basis,
+            run_id,  # ?19; created_at reuses ?16
         )
 
 

@@ -157,6 +157,8 @@ class RunSummary:
     sending: SendSummary | None = None  # the send step of `run --send`
     # Emails left uncertain by an earlier send (delivery: smtp), for a person to check.
     uncertain_emails: list[Unsent] = field(default_factory=list)
+    # The do-not-contact lists consulted: file → when it was last changed (proof, per run).
+    suppression_lists: dict[str, str] = field(default_factory=dict)
 
     @property
     def failed(self) -> int:
@@ -192,6 +194,8 @@ class RunSummary:
             "uncertain": [u.as_dict() for u in self.uncertain_emails],
             "exit_code": self.exit_code,
         }
+        if self.suppression_lists:
+            view["suppression_lists"] = dict(self.suppression_lists)
         if lists:
             view["problems"] = [p.as_dict() for p in self.problems]
         return view
