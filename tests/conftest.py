@@ -371,14 +371,20 @@ def copy_sample(root: Path) -> Workspace:
 CONSENT = "2025-01-15"
 
 
-def _consented(rows: list[str]) -> list[str]:
-    """HEADER and the rows with an email_consent column (rows of another width: as given)."""
-    width = HEADER.count(",") + 1
-    out = [HEADER + ",email_consent"]
+def with_consent(lines: list[str]) -> list[str]:
+    """A contacts file's lines (header first) with an email_consent column: CONSENT in every
+    row as wide as the header (rows of another width, as given)."""
+    header, *rows = lines
+    width = len(next(csv.reader([header])))
+    out = [header + ",email_consent"]
     for row in rows:
         cells = next(csv.reader([row]), [])
         out.append(f"{row},{CONSENT}" if len(cells) == width else row)
     return out
+
+
+def _consented(rows: list[str]) -> list[str]:
+    return with_consent([HEADER, *rows])
 
 
 @pytest.fixture

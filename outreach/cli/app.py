@@ -10,6 +10,7 @@ from outreach import __version__
 from outreach.cli.commands.doctor import doctor
 from outreach.cli.commands.feedback import bounces, returned, serve, unsubscribe
 from outreach.cli.commands.ledger import ledger
+from outreach.cli.commands.privacy import export, forget
 from outreach.cli.commands.records import history, report
 from outreach.cli.commands.rehearse import explain, plan, preview, validate
 from outreach.cli.commands.replies import replies, unblock
@@ -60,4 +61,6 @@ cli.add_command(returned)
 cli.add_command(replies)
 cli.add_command(unblock)
 cli.add_command(serve)
+cli.add_command(export)
+cli.add_command(forget)
 cli.add_command(ledger)

@@ -31,7 +31,13 @@ from outreach.rules.arrival import (
 from outreach.rules.audience import WhereRefusedError
 from outreach.rules.cadence import Candidate, PastMessage, first_open_day
 from outreach.rules.eligibility import Suppressions, choose_channel, first_choice
-from outreach.rules.legal import DoNotContact, FutureConsentError, LegalPolicy, basis
+from outreach.rules.legal import (
+    DoNotContact,
+    FutureConsentError,
+    LegalPolicy,
+    basis,
+    is_forgotten,
+)
 from outreach.rules.occurrences import occurrences_between
 
 if TYPE_CHECKING:
@@ -114,6 +120,10 @@ class Knowledge:
     date_format: str
     legal: LegalPolicy = field(default_factory=LegalPolicy)
     lists: DoNotContact | None = None  # config suppression_lists, loaded once per run
+    # Salted hashes of the people `outreach forget` erased, and the salt: nothing is decided
+    # (so nothing recorded) for a row that matches one.
+    forgotten: frozenset[str] = frozenset()
+    forget_salt: str = ""
 
 
 # A message that may go, waiting for cadence: what cadence weighs, and the decision's parts.
@@ -133,6 +143,10 @@ def decide_chunk(chunk: Sequence[Contact], knowing: Knowledge) -> Iterator[Decid
 def decide(contact: Contact, knowing: Knowledge) -> list[Decision]:
     """Every decision for one contact, in decision order: each campaign's verdict on its
     occurrences, then what cadence makes of those that may go."""
+    if knowing.forgotten and is_forgotten(
+        contact, salt=knowing.forget_salt, keys=knowing.forgotten
+    ):
+        return []
     decisions: list[Decision] = []
     pending: list[_Pending] = []
     for rule in knowing.rules:

@@ -42,7 +42,7 @@ from outreach.pipeline.letters import LetterJob, make_letters
 from outreach.pipeline.summary import CampaignSummary, HeldBack, RunSummary
 from outreach.rules.audience import campaign_audience
 from outreach.rules.cadence import policy_for, reach
-from outreach.rules.legal import LegalPolicy
+from outreach.rules.legal import FORGOTTEN, LegalPolicy
 from outreach.shards import Shard
 from outreach.workspace import Workspace, display_path
 
@@ -261,14 +261,17 @@ def _knowledge(workspace: Workspace, store: RunStore, dates: RunDates) -> Knowle
         for c in campaigns
     ]
     since = dates.today - timedelta(days=reach(settings, campaigns))
+    suppressions = store.suppressions()
     return Knowledge(
         rules=rules,
-        suppressions=store.suppressions(),
+        suppressions=suppressions,
         history=store.history(since=since),
         dates=dates,
         delivery_days=settings.letters.delivery_days,
         date_format=settings.contacts.date_format,
         legal=LegalPolicy.of(settings.legal, date_format=settings.contacts.date_format),
+        forgotten=frozenset(key for key in suppressions if key.startswith(FORGOTTEN)),
+        forget_salt=settings.coupon.secret,
     )
 
 

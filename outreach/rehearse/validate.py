@@ -9,7 +9,7 @@ validate passes, the run makes.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from functools import partial
@@ -26,6 +26,7 @@ from outreach.model.errors import LedgerError, OutreachError, Problem
 from outreach.model.reasons import Code
 from outreach.pipeline.decide import Decision, RunDates
 from outreach.pipeline.run import RunOptions, execute_run
+from outreach.rules.legal import FORGOTTEN, is_forgotten
 from outreach.rules.postal import address_gaps, confirmed_by_owner
 from outreach.workspace import Workspace, campaign_files, display_path
 
@@ -217,6 +218,27 @@ def _confirmed_addresses(contacts: Sequence[Contact], settings: Settings) -> Ite
             )
 
 
+def _forgotten_rows(
+    contacts: Sequence[Contact], *, suppressions: Mapping[str, object], settings: Settings
+) -> Iterator[Problem]:
+    """A problem for each row of a person `outreach forget` erased (nothing goes to them)."""
+    keys = frozenset(key for key in suppressions if key.startswith(FORGOTTEN))
+    if not keys:
+        return
+    where = str(display_path(settings.contacts_path))
+    for contact in contacts:
+        if is_forgotten(contact, salt=settings.coupon.secret, keys=keys):
+            yield Problem(
+                "this row belongs to a person who asked to be forgotten (outreach forget): "
+                "nothing is made for them",
+                path=where,
+                line=contact.line,
+                field="id",
+                contact_id=contact.id,
+                hint="delete the row from the contacts file",
+            )
+
+
 def validate_workspace(
     settings: Settings,
     *,
@@ -300,6 +322,9 @@ def validate_workspace(
             suppressions = read_ledger(settings, lambda ledger: ledger.suppressions())
         except LedgerError as exc:
             report.lines.append(f"warning: the suppression list was not read: {exc}")
+    report.warnings.extend(
+        _forgotten_rows(contact_list.contacts, suppressions=suppressions, settings=settings)
+    )
     _check_campaigns(
         workspace,
         contacts=contact_list.contacts,

@@ -14,6 +14,7 @@ import hashlib
 import re
 import unicodedata
 from calendar import monthrange
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
 
@@ -83,6 +84,25 @@ def person_key(contact: Contact) -> str:
 
 
 _NOT_WORD = re.compile(r"[\W_]+")
+
+
+FORGOTTEN = "forgotten:"
+
+
+def forgotten_key(salt: str, value: str) -> str:
+    """The suppression value `outreach forget` keeps for an address or `id:<contact id>`: a
+    salted SHA-256, so the person is recognised again without being named."""
+    digest = hashlib.sha256(f"{salt}\0{value.strip().lower()}".encode()).hexdigest()
+    return FORGOTTEN + digest
+
+
+def is_forgotten(contact: Contact, *, salt: str, keys: Iterable[str]) -> bool:
+    """Whether the contact's id or address matches a forgotten person's hash."""
+    if not keys:
+        return False
+    known = keys if isinstance(keys, (set, frozenset, dict)) else set(keys)
+    values = [f"id:{contact.id}"] + ([contact.email] if contact.email else [])
+    return any(forgotten_key(salt, value) in known for value in values)
 
 
 class FutureConsentError(ValueError):
