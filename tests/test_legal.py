@@ -4,8 +4,10 @@ ledger, and `no_legal_basis` where there is none."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date, datetime, time
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from outreach.contacts import Contact, load_contacts
+from outreach.donotcontact import load_lists
 from outreach.ledger.backend import open_ledger
 from outreach.model.campaigns import load_campaign
 from outreach.model.config import ContactsSettings
@@ -300,3 +303,67 @@ def test_no_marketing_message_without_a_recorded_basis(
             assert cell in ("2025-03-01", "12/03/2024")
         else:
             assert lenient and similar and visit == "2026-05-02", message
+
+
+# --- do-not-contact lists --------------------------------------------------------------------
+
+
+def test_do_not_contact_lists_plain_hashed_and_postal(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    hashed = hashlib.sha256(b"jose@example.com").hexdigest()
+    ws = _workspace(
+        make_workspace,
+        [
+            "c1,Ana,García,ana@example.com,,,,,2025-03-01,",
+            "c2,José,Núñez,Jose@Example.com,,,,,2025-03-01,",  # hashed, found in any case
+            "c3,Íñigo,Ortiz,inigo@example.com,,,,,2025-03-01,",  # plain
+            "c4,Lucía,Martín,lucia@example.com,,,,,2025-03-01,",
+        ],
+        config_extra="suppression_lists: [robinson.csv]\n",
+    )
+    ws.write(
+        "robinson.csv",
+        f"email,first_name,last_name,street,postal_code,city\n"
+        f"{hashed},,,,,\n"
+        " INIGO@example.com ,,,,,\n"
+        "not-a-digest-nor-an-address,,,,,\n"
+        ',Carmen,Ruiz,"Calle de Serrano, 45",28001,Madrid\n',
+    )
+    result = ws.run("run", "--all", "--date", "2026-11-24")
+    assert result.code == 0, result.err
+    assert "robinson.csv:4" in result.out and "neither an email address" in result.out
+    history = json.loads(ws.run("history", "--json", "--limit", "0").out)["messages"]
+    reasons = {m["contact"]: m["reason"] for m in history}
+    listed = "no legal basis for marketing: on a do-not-contact list (robinson.csv)"
+    assert reasons == {"c1": None, "c2": listed, "c3": listed, "c4": None}
+    runs = json.loads(ws.run("history", "--json", "--runs").out)["runs"]
+    assert set(runs[0]["counts"]["suppression_lists"]) == {"robinson.csv"}
+    # A list that cannot be read stops a marketing run before anything is made.
+    (ws.root / "robinson.csv").unlink()
+    stopped = ws.run("run", "--all", "--date", "2026-11-25")
+    assert stopped.code == 2
+    assert "robinson.csv" in stopped.err and "cannot be read" in stopped.err
+
+
+def test_postal_lines_hold_back_letters(tmp_path: Path) -> None:
+    listed = tmp_path / "robinson.csv"
+    listed.write_text(
+        'name,street,postal_code,city\n"Carmen Ruiz de la Peña","Calle de Serrano, 45",28001,MADRID\n',
+        encoding="utf-8",
+    )
+    loaded = load_lists([Path("robinson.csv")], root=tmp_path)
+    carmen = Contact(
+        "c5",
+        2,
+        first_name="Carmen",
+        last_name="Ruiz de la Peña",
+        street="Calle de Serrano 45",
+        postal_code="28001",
+        city="Madrid",
+    )
+    neighbour = replace(carmen, first_name="Pilar", last_name="Sanz")
+    assert loaded.lists.covers(carmen, "letter")
+    assert not loaded.lists.covers(neighbour, "letter")
+    assert not loaded.lists.covers(carmen, "email")
+    assert set(loaded.changed) == {"robinson.csv"} and not loaded.problems

@@ -1,0 +1,116 @@
+"""Do-not-contact list benchmark: a 1,000,000-line hashed list consulted in a 100,000-contact run.
+
+    .venv/bin/python benchmarks/legal.py [--n 100000] [--list 1000000] [--date 2026-11-24]
+
+A synthetic workspace (benchmarks/synth.py: N contacts, all consented, every birthday due on
+--date, the sample birthday campaign, which gives a coupon: marketing). Run twice, each time
+on a fresh copy, as the real CLI:
+
+    python -m outreach run --all --date D --json        (cwd: the workspace)
+
+first without a list, then with `suppression_lists: [robinson.csv]`: LIST lines, each the
+SHA-256 of a lower-cased address, 1 % of them the workspace's own contacts' (held back), the
+rest addresses of nobody in it. The list is read once per run into a set; each marketing
+message then costs one digest and one lookup. Printed: both times, the difference, and the
+peak memory of the CLI and its workers (Pss, as benchmarks/letters.py samples it).
+
+Target (issue 23): the list adds <= 20 % to the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.letters import TreeMemory  # noqa: E402
+from benchmarks.synth import write_workspace  # noqa: E402
+
+TARGET = 0.20
+ON_LIST_EVERY = 100  # 1 % of the contacts are on the list
+
+
+def write_list(path: Path, *, contacts: Path, lines: int) -> int:
+    """The hashed list; returns how many of the workspace's contacts it names."""
+    with contacts.open(encoding="utf-8", newline="") as handle:
+        emails = [row["email"] for row in csv.DictReader(handle)]
+    ours = [e for i, e in enumerate(emails) if i % ON_LIST_EVERY == 0]
+    with path.open("w", encoding="utf-8") as out:
+        out.write("email\n")
+        for email in ours:
+            out.write(hashlib.sha256(email.strip().lower().encode()).hexdigest() + "\n")
+        for number in range(lines - len(ours)):
+            fake = f"nobody.{number}@lista-robinson.example"
+            out.write(hashlib.sha256(fake.encode()).hexdigest() + "\n")
+    return len(ours)
+
+
+def timed_run(workspace: Path, day: date) -> tuple[float, dict[str, object], TreeMemory]:
+    command = [sys.executable, "-m", "outreach", "run", "--all", "--date", day.isoformat()]
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        [*command, "--json"],
+        cwd=workspace,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "OUTREACH_REPORT": "0"},
+    )
+    with TreeMemory(process.pid) as memory:
+        out, err = process.communicate()
+    elapsed = time.perf_counter() - start
+    if process.returncode not in (0, 1):
+        raise SystemExit(f"run exited with {process.returncode}:\n{err.decode()[-2000:]}")
+    return elapsed, json.loads(out), memory
+
+
+def _emails(summary: dict[str, object]) -> int:
+    campaigns = summary["campaigns"]
+    assert isinstance(campaigns, list)
+    return sum(int(c["emails"]) for c in campaigns)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--list", dest="lines", type=int, default=1_000_000)
+    parser.add_argument("--date", type=date.fromisoformat, default=date(2026, 11, 24))
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="outreach-legal-bench-") as folder:
+        base = Path(folder) / "base"
+        write_workspace(base, contacts=args.n, today=args.date)
+        listed = write_list(base / "robinson.csv", contacts=base / "contacts.csv", lines=args.lines)
+        plain, listing = Path(folder) / "plain", Path(folder) / "listed"
+        shutil.copytree(base, plain)
+        shutil.copytree(base, listing)
+        with (listing / "config.yaml").open("a", encoding="utf-8") as config:
+            config.write("suppression_lists: [robinson.csv]\n")
+        without, summary, memory = timed_run(plain, args.date)
+        assert _emails(summary) == args.n, summary
+        with_list, listed_summary, listed_memory = timed_run(listing, args.date)
+        assert _emails(listed_summary) == args.n - listed, listed_summary
+    added = with_list / without - 1
+    print(
+        f"outreach run, {args.n} contacts: {without:.1f} s without a list "
+        f"({args.n / without:.0f} msgs/s); {with_list:.1f} s with a {args.lines}-line hashed "
+        f"list ({listed} contacts held back) = {added:+.1%}",
+        flush=True,
+    )
+    print(f"  without: {memory.report()}", flush=True)
+    print(f"  with the list: {listed_memory.report()}", flush=True)
+    print(f"  target <= +{TARGET:.0%}: {'met' if added <= TARGET else 'NOT met'}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
