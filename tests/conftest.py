@@ -366,6 +366,14 @@ def copy_sample(root: Path) -> Workspace:
     return Workspace(root)
 
 
+# What Spanish law asks of a marketing email (outreach validate checks it): who sends it, and
+# a way to opt out.
+FOOTER = (
+    "{% if sender.address.street %}-- \n{{ sender.name }}, {{ sender.address.street }}, "
+    "{{ sender.address.postal_code }} {{ sender.address.city }}\n{% endif %}"
+    "{% if unsubscribe_url %}Baja: {{ unsubscribe_url }}\n{% endif %}"
+)
+
 # The day every well-formed row of `make_workspace` consented to marketing email (the
 # birthday campaign gives a coupon: marketing). Tests of the legal basis write their own.
 CONSENT = "2025-01-15"
@@ -403,9 +411,11 @@ def make_workspace(tmp_path: Path) -> Callable[..., Workspace]:
         ws.write("config.yaml", BASE_CONFIG + textwrap.dedent(config_extra))
         ws.write("contacts.csv", "\n".join(_consented(rows)) + "\n")
         default_templates = {
-            "birthday.txt.j2": "Hola {{ contact.first_name }}, ¡feliz cumpleaños!\nTu regalo: {{ coupon }}\n",
+            "birthday.txt.j2": "Hola {{ contact.first_name }}, ¡feliz cumpleaños!\nTu regalo: {{ coupon }}\n"
+            + FOOTER,
             "birthday.html.j2": "<style>p { color: #333; }</style><p>Hola {{ contact.first_name }}</p>\n",
-            "promo.txt.j2": "Hola {{ contact.first_name | default('amigo') }}, menú de otoño.\n",
+            "promo.txt.j2": "Hola {{ contact.first_name | default('amigo') }}, menú de otoño.\n"
+            + FOOTER,
         }
         for name, text in {**default_templates, **(templates or {})}.items():
             ws.write(f"templates/{name}", text)

@@ -56,7 +56,9 @@ class PersonRows:
 
 
 def _params(ids: Sequence[str], addresses: Sequence[str]) -> tuple[list[str], list[str]]:
-    ids_folded = sorted({i.lower() for i in ids if i})
+    # The ids as written and lower-cased: `contact_id IN (…)` uses the contact index (an
+    # export reads a person's thousand messages at once), and suppressions keep lower case.
+    ids_folded = sorted({i for i in ids if i} | {i.lower() for i in ids if i})
     emails = sorted({a.strip().lower() for a in addresses if a and a.strip()})
     return ids_folded, emails
 
@@ -76,7 +78,7 @@ def person_rows(ledger: Ledger, *, ids: Sequence[str], addresses: Sequence[str])
     from outreach.history import message_dict
 
     folded, emails = _params(ids, addresses)
-    by_id = f"lower(contact_id) IN {_in(folded)}"
+    by_id = f"contact_id IN {_in(folded)}"
     messages = [
         message_dict(_message_from_row(row))
         for row in ledger._query(
@@ -150,7 +152,7 @@ def erase_rows(ledger: Ledger, *, ids: Sequence[str], addresses: Sequence[str]) 
     """Delete every row about the person in one transaction; return how many."""
     folded, emails = _params(ids, addresses)
     values = [*folded, *emails]
-    by_id = f"lower(contact_id) IN {_in(folded)}"
+    by_id = f"contact_id IN {_in(folded)}"
     statements: list[tuple[str, list[str]]] = [
         (f"DELETE FROM messages WHERE {by_id}", folded),  # noqa: S608
         (f"DELETE FROM suppressions WHERE value IN {_in(values)}", values),  # noqa: S608

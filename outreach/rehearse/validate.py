@@ -26,6 +26,7 @@ from outreach.model.errors import LedgerError, OutreachError, Problem
 from outreach.model.reasons import Code
 from outreach.pipeline.decide import Decision, RunDates
 from outreach.pipeline.run import RunOptions, execute_run
+from outreach.rehearse.lssi import lssi_problems
 from outreach.rules.legal import FORGOTTEN, is_forgotten
 from outreach.rules.postal import address_gaps, confirmed_by_owner
 from outreach.workspace import Workspace, campaign_files, display_path
@@ -65,6 +66,8 @@ class _CampaignCheck:
     default_language: dict[str, Contact] = field(default_factory=dict)
     # letters the post could no longer deliver in time: missed, or sent by email instead
     too_late: Counter[str] = field(default_factory=Counter)
+    # contacts a marketing message could not go to: no consent, customer or other basis
+    no_basis: set[str] = field(default_factory=set)
 
 
 def _check_campaigns(
@@ -147,6 +150,8 @@ def _note(
             check.rendered -= 1  # a letter's "send" is heard when decided, before layout
     elif outcome == "skipped" and event.reason is not None:
         reason = event.reason
+        if reason.code is Code.NO_LEGAL_BASIS:
+            check.no_basis.add(event.contact_id)
         if reason.code is Code.INCOMPLETE_ADDRESS:
             contact = by_id[event.contact_id]
             report.warnings.append(
@@ -180,6 +185,7 @@ def _campaign_lines(
         f"{len(check.audience)} in the audience, {check.rendered} rendered, "
         f"{check.failed} failed"
     ]
+    lines.append(_purpose_line(campaign, no_basis=len(check.no_basis)))
     if merged:
         lines.append(
             f"  households: {merged} letter(s) saved (contacts at one postal address share "
@@ -202,6 +208,22 @@ def _campaign_lines(
             f"{listed}{more}"
         )
     return lines
+
+
+def _purpose_line(campaign: Campaign, *, no_basis: int) -> str:
+    """What the campaign's purpose means (the defaults said), and who it cannot reach."""
+    if campaign.purpose == "service":
+        return (
+            "  purpose: service (reminders and birthdays without a coupon, unless the file says "
+            "`purpose: marketing`): "
+            "no consent needed, and no offers in it"
+        )
+    held = f"; {no_basis} contact(s) held back without one (no_legal_basis)" if no_basis else ""
+    return (
+        "  purpose: marketing (promotions, one-offs and birthdays with a coupon are marketing "
+        "unless the file says `purpose: service`): each message needs a legal basis"
+        f"{held}"
+    )
 
 
 def _confirmed_addresses(contacts: Sequence[Contact], settings: Settings) -> Iterator[str]:
@@ -313,6 +335,10 @@ def validate_workspace(
             report.blocking.append(exc.as_problem(blocking=True, campaign=campaign.name))
             continue
         usable.append(campaign)
+        for problem in lssi_problems(
+            campaign, settings=settings, contacts=contact_list.contacts, today=today, now=now
+        ):
+            (report.blocking if problem.blocking else report.warnings).append(problem)
     if not usable:
         return report
     workspace = Workspace(settings, contacts=contact_list, campaigns=tuple(usable))
