@@ -210,7 +210,7 @@ def test_run_holds_back_marketing_without_basis_and_keeps_the_basis(
     explained = ws.run("explain", "c2", "--date", "2026-11-24", "--json")
     assert explained.code == 0, explained.err
     answer = json.loads(explained.out)["campaigns"][0]
-    assert answer["outcome"] == "no legal basis"
+    assert answer["outcome"] == "skipped"
     assert "no email_consent" in answer["text"] and "line 3" in answer["text"]
 
 

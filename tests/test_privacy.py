@@ -6,10 +6,17 @@ from __future__ import annotations
 import json
 import sqlite3
 from contextlib import closing
+from datetime import datetime
 from pathlib import Path
 
 import pdfplumber
 from conftest import Workspace
+
+from outreach.ledger import open_ledger
+from outreach.ledger.privacy import suppress_forgotten
+from outreach.model.config import load_settings
+from outreach.privacy import find_person
+from outreach.rules.legal import forgotten_key
 
 DAY = "2026-11-24"
 # c002 Begoña Arrieta Goñi: a birthday email on 24 Nov; c005 Carmen Ruiz de la Peña: a birthday
@@ -106,3 +113,24 @@ def test_forget_erases_to_the_bytes_and_the_row_is_never_mailed_again(
     repeat = ws.run("forget", "c002", "--yes", "--date", DAY)
     assert repeat.code == 0, repeat.err
     assert len((root / "state" / "forgotten.log").read_text().splitlines()) == 2
+
+
+def test_forget_cut_short_is_finished_by_running_it_again(sample_workspace: Workspace) -> None:
+    ws = sample_workspace
+    _ran(ws)
+    settings = load_settings(ws.root / "config.yaml")
+    person = find_person(settings, "c002")
+    # A forget killed after its first step: the hashes are on the suppression list, the rows
+    # and files are still there.
+    moment = datetime(2026, 11, 24, 10, 0, tzinfo=settings.tz)
+    with open_ledger(settings) as ledger:
+        keys = [forgotten_key(settings.coupon.secret, key) for key in person.keys]
+        suppress_forgotten(ledger, keys, now=moment)
+    # No run in between makes anything for them, even with the row in the CSV.
+    between = ws.run("run", "--all", "--date", "2026-11-25")
+    assert between.code in (0, 1), between.err
+    history = json.loads(ws.run("history", "--json", "--contact", "c002").out)["messages"]
+    assert history and {m["date"] for m in history} == {DAY}  # nothing on the 25th
+    again = ws.run("forget", "c002", "--yes", "--date", DAY)
+    assert again.code == 0, again.err
+    assert b"begona.arrieta@example.org" not in _everything(ws.root)

@@ -454,7 +454,7 @@ class _Explainer:
                 f"{reason.detail or 'no consent'}; record the day they consented in "
                 f"email_consent (line {contact.line}) to send it ({what})"
             )
-            return Answer(campaign.name, "no legal basis", text, occ, reason.channel)
+            return Answer(campaign.name, "skipped", text, occ, reason.channel)
         if reason.code is Code.NO_EMAIL:
             bad = self.problem("email")
             if bad is not None:
