@@ -39,7 +39,7 @@ class LoadedLists:
 def load_lists(paths: Sequence[Path], *, root: Path) -> LoadedLists:
     """Read every list; raise ContactsError when one cannot be read."""
     emails: set[str] = set()
-    digests: set[str] = set()
+    digests: set[bytes] = set()
     people: set[str] = set()
     changed: dict[str, str] = {}
     problems: list[Problem] = []
@@ -100,14 +100,14 @@ def _take(
     *,
     line: int,
     where: str,
-    into: tuple[set[str], set[str], set[str]],
+    into: tuple[set[str], set[bytes], set[str]],
     problems: list[Problem],
 ) -> None:
     emails, digests, people = into
     value = row.get("email", "").strip().lower()
     if value:
         if _DIGEST.fullmatch(value):
-            digests.add(value)
+            digests.add(bytes.fromhex(value))
         elif _ADDRESS.fullmatch(value):
             emails.add(value)
         else:

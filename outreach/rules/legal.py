@@ -57,7 +57,7 @@ class DoNotContact:
     keys (`person_key`), each with the file it came from."""
 
     emails: frozenset[str] = frozenset()
-    digests: frozenset[str] = frozenset()
+    digests: frozenset[bytes] = frozenset()  # raw SHA-256 (32 bytes: half a hex string's memory)
     people: frozenset[str] = frozenset()
     sources: tuple[str, ...] = ()  # the files, for the reason's detail
 
@@ -67,13 +67,14 @@ class DoNotContact:
             if not contact.email or not (self.emails or self.digests):
                 return False
             address = contact.email.strip().lower()
-            return address in self.emails or address_digest(address) in self.digests
+            if address in self.emails:
+                return True
+            return bool(self.digests) and _sha256(address) in self.digests
         return bool(self.people) and person_key(contact) in self.people
 
 
-def address_digest(address: str) -> str:
-    """The SHA-256 hex digest of a lower-cased, trimmed address (how lists are exchanged)."""
-    return hashlib.sha256(address.strip().lower().encode("utf-8")).hexdigest()
+def _sha256(address: str) -> bytes:
+    return hashlib.sha256(address.encode("utf-8")).digest()
 
 
 def person_key(contact: Contact) -> str:
