@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import date, datetime, time
 from pathlib import Path
 
-from conftest import BASE_CONFIG, Workspace
+from conftest import BASE_CONFIG, FOOTER, Workspace
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -367,3 +367,36 @@ def test_postal_lines_hold_back_letters(tmp_path: Path) -> None:
     assert not loaded.lists.covers(neighbour, "letter")
     assert not loaded.lists.covers(carmen, "email")
     assert set(loaded.changed) == {"robinson.csv"} and not loaded.problems
+
+
+# --- what validate checks in the message (LSSI) ----------------------------------------------
+
+
+def test_validate_refuses_a_marketing_email_without_opt_out_or_sender(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    rows = ["c1,Ana,García,ana@example.com,,,,,2025-03-01,"]
+    bare = {"promo.txt.j2": "Hola {{ contact.first_name }}, menú de otoño.\n"}
+    ws = _workspace(make_workspace, rows)
+    ws.write("templates/promo.txt.j2", bare["promo.txt.j2"])
+    result = ws.run("validate", "--date", "2026-11-24")
+    assert result.code == 2, result.out
+    said = result.out + result.err
+    assert "campaign promotion, template promo.txt.j2" in said
+    assert "no unsubscribe link in its body" in said
+    assert "does not identify the sender" in said and "'Calle de la Cava Baja, 12'" in said
+    assert "says nothing of its end date or conditions" in said  # a warning beside them
+    # With the footer the law asks for, only the promotion's terms are left (a warning).
+    ws.write("templates/promo.txt.j2", bare["promo.txt.j2"] + FOOTER)
+    fixed = ws.run("validate", "--date", "2026-11-24")
+    assert fixed.code == 0, fixed.out + fixed.err
+    assert "says nothing of its end date or conditions" in fixed.out + fixed.err
+    assert "purpose: marketing (promotions, one-offs" in fixed.out
+    # No `unsubscribe:` in config.yaml: an error whatever the template says.
+    config = (ws.root / "config.yaml").read_text(encoding="utf-8")
+    start = config.index("unsubscribe:")
+    end = config.index("coupon:")
+    ws.write("config.yaml", config[:start] + config[end:])
+    unconfigured = ws.run("validate", "--date", "2026-11-24")
+    assert unconfigured.code == 2
+    assert "config.yaml has no `unsubscribe:`" in unconfigured.out + unconfigured.err
