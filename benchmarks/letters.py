@@ -19,7 +19,7 @@ manifest and the ledger have N rows.
 write_batch with --workers processes), without the CLI, the CSV or the ledger.
 
 Memory: a thread samples the process tree every 0.1 s from /proc (the CLI, or this process, and
-all its descendants: the forkserver and the WeasyPrint workers it starts) and reports the largest
+all its descendants: the WeasyPrint workers forked from it) and reports the largest
 sum of Pss (smaps_rollup: a page shared by k processes counts 1/k in each, so the sum is what the
 tree really occupies) and, for reference, the largest sum of Rss (which counts each shared page
 once per process). CPU time, and the time spent ready to run while both cores were busy, come

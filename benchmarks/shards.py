@@ -48,7 +48,7 @@ from benchmarks.synth import write_workspace  # noqa: E402
 # method of Ledger timed (calls nested in another Ledger call are counted once).
 WRAPPER = """
 import atexit, functools, sys, time
-from outreach.ledger import sqlite
+from outreach.ledger import backend, sql
 out, args = sys.argv[1], sys.argv[2:]
 spent = [0.0, 0]
 depth = [0]
@@ -66,13 +66,14 @@ def timed(fn):
             spent[0] += time.perf_counter() - started
             spent[1] += 1
     return wrapper
-for name, value in list(vars(sqlite.Ledger).items()):
-    if name.startswith("_") and name not in ("__exit__",):
-        continue
-    if isinstance(value, classmethod):
-        setattr(sqlite.Ledger, name, classmethod(timed(value.__func__)))
-    elif callable(value):
-        setattr(sqlite.Ledger, name, timed(value))
+for cls in (sql.SqlLedger, backend.Ledger):
+    for name, value in list(vars(cls).items()):
+        if name.startswith("_") and name not in ("__exit__",):
+            continue
+        if isinstance(value, classmethod):
+            setattr(cls, name, classmethod(timed(value.__func__)))
+        elif callable(value):
+            setattr(cls, name, timed(value))
 atexit.register(lambda: open(out, "w").write(f"{spent[0]} {spent[1]}"))
 sys.argv = ["outreach", *args]
 from outreach.cli import main

@@ -17,7 +17,7 @@ from pathlib import Path
 from outreach.contacts import Contact, normalize_email, read_text
 from outreach.ledger import (
     Block,
-    Ledger,
+    LedgerReader,
     MessageRecord,
     ReplyRecord,
     ledger_exists,
@@ -120,7 +120,7 @@ def read_history(
 
     # Read in place when no run is writing, else from a private copy: reading never touches
     # the file a run may be writing.
-    def read(ledger: Ledger) -> History:
+    def read(ledger: LedgerReader) -> History:
         counts = ledger.count_messages(
             contact_id=contact_id, campaign=campaign, since=since, statuses=wanted
         )

@@ -30,6 +30,7 @@ from typing import Any
 
 import pytest
 from conftest import ForkedRun, Workspace, unmeasured
+from processes import has_open
 
 from outreach.ledger import Ledger
 from outreach.pipeline.run import LEDGER_BATCH
@@ -127,7 +128,7 @@ def file_size(path: Path) -> int:
 class KillPoint:
     """When to SIGKILL the run: `kind` says what to wait for, `value` how much of it."""
 
-    kind: str  # seconds | lock | ledger | files | wal | claimed
+    kind: str  # started | opened | lock | ledger | files | wal | claimed
     value: int | float = 0
     delay: float = 0.0  # extra seconds after the condition holds
 
@@ -160,8 +161,10 @@ def kill_at(
         started = time.monotonic()
 
         def reached() -> bool:
-            if point.kind == "seconds":
-                return time.monotonic() - started >= point.value
+            if point.kind == "started":  # at once: before it has read anything
+                return True
+            if point.kind == "opened":  # it is loading: contacts.csv is open
+                return has_open(proc.pid, ws.root / "contacts.csv")
             if point.kind == "lock" and url is not None:
                 return pg_lock_taken(url, proc.pid)
             if point.kind == "lock":
@@ -395,9 +398,9 @@ FIRST_COMMIT, SECOND_COMMIT = files_at_commit(1), files_at_commit(2)
 
 # (kill points in order, day of the completing rerun as days after DAY)
 CASES = {
-    # Before the run has read anything, and while it loads the workspace.
-    "at-start": ([KillPoint("seconds", 0.05)], 0),
-    "loading": ([KillPoint("seconds", 0.35)], 0),
+    # Before the run has read anything, and while it loads the workspace (before the lock).
+    "at-start": ([KillPoint("started")], 0),
+    "loading": ([KillPoint("opened")], 0),
     # The lock is held: the run is recovering, marking missed windows, or beginning.
     "lock-held": ([KillPoint("lock")], 0),
     # The first outbox files, whose rows are still in memory.

@@ -1,21 +1,24 @@
 """Crash safety of letters: `run --split` killed with SIGKILL at many points, and a full disk.
 
-The letters step runs in a forkserver and its layout workers. A kill of the run must take them
-with it (no process of the workspace alive a moment later, nothing written after the kill),
+The letters step runs in layout workers forked from the run. A kill of the run must take them
+with it (no process of the run alive and no pipe of its caller held 2 s later, nothing written
+after the kill),
 recovery must remove what the dead run left unrecorded (a batch, its manifest, its split
 folder, temporaries), and the run that finally completes must leave each letter exactly once:
 one batch, one split PDF per letter, never a `birthday-2.pdf` beside the dead run's.
 
 The kills are chained to keep the suite fast: each run is killed at its point, then the next
 run starts (it recovers from the previous one) and is killed at the next point; after the
-last one, a run completes. Kill points are drawn from a seeded generator: some while the run
-loads, most while the letters are laid out (after the k-th split PDF exists, or while the
-batch is written).
+last one, a run completes. Kill points are drawn from a seeded generator, each one something
+the run has done that the test sees: some as it starts or loads (started, contacts.csv open,
+the lock taken), most while the letters are laid out (after the k-th split PDF exists, or
+while the batch is written), and, with the report on, while the report is gathered.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import os
 import random
 import signal
@@ -28,7 +31,8 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 
 import pytest
-from conftest import ForkedRun, Workspace, unmeasured_env
+from conftest import REPORT_ON, ForkedRun, Workspace, unmeasured_env
+from processes import assert_run_gone, descendants, has_open
 
 from outreach.files import TEMPORARY
 
@@ -85,9 +89,9 @@ def wait_until_none_alive(root: Path, *, within: float = 5.0) -> float:
     return time.monotonic() - started
 
 
-def start_run(ws: Workspace) -> ForkedRun:
+def start_run(ws: Workspace, env: dict[str, str] | None = None) -> ForkedRun:
     """A run to kill: unmeasured, since a killed process never writes its coverage data."""
-    return ws.start("run", "--all", "--date", DAY, "--split", measured=False)
+    return ws.start("run", "--all", "--date", DAY, "--split", env=env, measured=False)
 
 
 def count_entries(folder: Path) -> int:
@@ -102,21 +106,34 @@ def letters_dir(ws: Workspace) -> Path:
     return ws.root / "out" / "letters" / DAY
 
 
-def kill_points(rng: random.Random) -> Iterator[tuple[str, float]]:
-    """(kind, value): while loading (seconds), after the k-th split PDF, while batching."""
+def kill_points(rng: random.Random, *, report: bool = False) -> Iterator[tuple[str, float]]:
+    """(kind, value): as it starts or loads, after the k-th split PDF, while batching, and
+    with `report` while the report is gathered."""
     while True:
         draw = rng.random()
         if draw < 0.25:
-            yield "seconds", rng.uniform(0.05, 0.9)
+            yield rng.choice(("started", "opened", "lock")), 0
+        elif report and draw < 0.45:
+            yield "report", 0
         elif draw < 0.85:
             yield "split", rng.randint(1, LETTERS - 2)
         else:
             yield "batch", rng.uniform(0.0, 0.05)
 
 
-def reached(ws: Workspace, kind: str, value: float, started: float) -> bool:
-    if kind == "seconds":
-        return time.monotonic() - started >= value
+def reached(ws: Workspace, kind: str, value: float, pid: int) -> bool:
+    """Whether the run `pid` has done what the kill point waits for."""
+    if kind == "started":
+        return True
+    if kind == "opened":
+        return has_open(pid, ws.root / "contacts.csv")
+    if kind == "lock":  # it holds the lock: its pid is in the lock file
+        try:
+            return f'"pid": {pid}' in (ws.root / "state" / "run.lock").read_text()
+        except FileNotFoundError:
+            return False
+    if kind == "report":  # the batch is written; the report's process is gathering the past
+        return (letters_dir(ws) / "birthday.manifest.csv").exists() and bool(descendants(pid))
     split = letters_dir(ws) / "birthday"
     if kind == "split":
         return count_entries(split) >= value
@@ -166,27 +183,28 @@ def check_letters_once(ws: Workspace) -> None:
     assert stray_names(ws) == []
 
 
-@pytest.mark.slow
-def test_killed_split_runs_leave_no_process_no_duplicate_and_complete_once(
-    letters_workspace: Workspace,
+def kill_chain(
+    ws: Workspace, points: Iterator[tuple[str, float]], *, kills: int, env: dict[str, str]
 ) -> None:
-    ws = letters_workspace
-    rng = random.Random(SEED)
+    """Runs killed one after the other at `points`; after each kill, within 2 s, no process
+    of the run is alive and no one holds the pipe its caller reads; nothing is written after."""
     tried = completed = leftovers = 0
-    points = kill_points(rng)
-    while tried < KILLS:
+    while tried < kills:
         assert completed < 10, "the runs keep finishing before their kill point"
         kind, value = next(points)
-        with start_run(ws) as proc:
+        with start_run(ws, env) as proc:
+            assert proc.stderr is not None
             started = time.monotonic()
-            while not reached(ws, kind, value, started) and proc.poll() is None:
+            while not reached(ws, kind, value, proc.pid) and proc.poll() is None:
                 if time.monotonic() - started > 60:
                     pytest.fail(f"kill point {kind} {value} never came")
                 time.sleep(0.002)
             if kind == "batch":
                 time.sleep(value)
+            known = descendants(proc.pid)
             proc.send_signal(signal.SIGKILL)
             proc.wait()
+            assert_run_gone(stderr=proc.stderr, root=ws.root, known=known)
         if proc.returncode != -signal.SIGKILL:
             # It finished first: a fine outcome, but no kill. Start the chain again.
             assert proc.returncode == 0
@@ -195,7 +213,6 @@ def test_killed_split_runs_leave_no_process_no_duplicate_and_complete_once(
             subprocess.run(["rm", "-rf", str(ws.root / "out"), str(ws.root / "state")], check=True)
             continue
         tried += 1
-        wait_until_none_alive(ws.root)
         leftovers += len(list((ws.root / "out").rglob("*.*"))) if (ws.root / "out").exists() else 0
         # Nothing is written after the kill; nothing of a second batch was ever begun.
         before = sorted(p.as_posix() for p in (ws.root / "out").rglob("*"))
@@ -206,10 +223,34 @@ def test_killed_split_runs_leave_no_process_no_duplicate_and_complete_once(
         f"kills: {tried} tried, {completed} run(s) finished before their kill point; "
         f"{leftovers} unrecorded files left by the dead runs for recovery to remove"
     )
-    result = ws.run("run", "--all", "--date", DAY, "--split")
+    result = ws.run("run", "--all", "--date", DAY, "--split", env=env)
     assert result.code == 0, result.out + result.err
     check_letters_once(ws)
     assert processes_in(ws.root) == []
+
+
+@pytest.mark.slow
+def test_killed_split_runs_leave_no_process_no_duplicate_and_complete_once(
+    letters_workspace: Workspace,
+) -> None:
+    kill_chain(letters_workspace, kill_points(random.Random(SEED)), kills=KILLS, env={})
+
+
+@pytest.mark.slow
+def test_runs_killed_anywhere_with_workers_and_the_report_leave_no_process_or_pipe(
+    letters_workspace: Workspace,
+) -> None:
+    # Every kind of worker a run starts: the render workers (OUTREACH_WORKERS), the letter
+    # layout workers, and the report's process, which gathers the past during the report.
+    env = {"OUTREACH_WORKERS": "2", **REPORT_ON}
+    rng = random.Random(SEED + 1)
+    # Each kind of point once at least, in a random order; drawn ones after a run that ends
+    # before its point.
+    each = [("started", 0.0), ("opened", 0.0), ("lock", 0.0), ("report", 0.0), ("report", 0.0)]
+    each += [("split", rng.randint(1, LETTERS - 2)), ("batch", rng.uniform(0.0, 0.05))]
+    rng.shuffle(each)
+    points = itertools.chain(each, kill_points(rng, report=True))
+    kill_chain(letters_workspace, points, kills=len(each), env=env)
 
 
 @contextmanager

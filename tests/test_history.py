@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from conftest import BASE_CONFIG, Workspace
@@ -52,13 +54,30 @@ ROWS = [
 ]
 
 
+@pytest.fixture(scope="module")
+def made() -> dict[str, Path]:
+    """The workspace `ran` made first in this test process, kept for the module's other tests."""
+    return {}
+
+
 @pytest.fixture
-def ran(make_workspace: Callable[..., Workspace]) -> Workspace:
-    """The workspace after runs on Mon 23 and Tue 24 Nov 2026."""
+def ran(
+    make_workspace: Callable[..., Workspace],
+    made: dict[str, Path],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Workspace:
+    """The workspace after runs on Mon 23 and Tue 24 Nov 2026: the runs are made once per test
+    process, and each test gets its own copy of the result (some write to its ledger)."""
     ws = make_workspace(ROWS, campaigns=CAMPAIGNS)
+    if "ws" in made:
+        shutil.rmtree(ws.root)
+        shutil.copytree(made["ws"], ws.root)
+        return ws
     ws.write("config.yaml", BASE_CONFIG[: BASE_CONFIG.index("cadence:")] + CADENCE)
     for day in ("2026-11-23", "2026-11-24"):
         assert ws.run("run", "--all", "--date", day).code == 0
+    made["ws"] = tmp_path_factory.mktemp("history-ran") / "ws"
+    shutil.copytree(ws.root, made["ws"])
     return ws
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import BASE_CONFIG, REPORT_ON, Workspace
 
-from outreach.cli import print_summary
+from outreach.cli.views import print_summary
 from outreach.contacts import iter_contacts, load_contacts
 from outreach.ledger import Ledger
 from outreach.logs import log_summary

@@ -9,6 +9,7 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import Workspace
 
 from outreach.model.errors import OutreachError
 from outreach.skeleton import create_workspace, existing_files, skeleton_files
@@ -108,16 +109,17 @@ def test_init_fills_in_the_dates_and_a_secret_of_its_own(tmp_path: Path) -> None
 @pytest.mark.parametrize("day", [date(2027, 2, 28), date(2028, 2, 29), date(2027, 12, 31)])
 def test_a_run_on_the_day_of_init_has_something_to_do(tmp_path: Path, day: date) -> None:
     create_workspace(tmp_path, today=day)
-    ran = outreach("run", "--all", "--date", day.isoformat(), "--json", cwd=tmp_path)
-    assert ran.returncode == 0, ran.stdout + ran.stderr
+    ws = Workspace(tmp_path)  # the runs are what is tested here, not a new user's process
+    ran = ws.run("run", "--all", "--date", day.isoformat(), "--json")
+    assert ran.code == 0, ran.out + ran.err
     assert sorted((tmp_path / "out" / "outbox" / day.isoformat()).glob("promotion/*.eml"))
     # The contact with an appointment tomorrow gets the reminder.
     reminders = sorted((tmp_path / "out" / "outbox" / day.isoformat()).glob("reminder/*.eml"))
     assert [p.name.split(".")[0] for p in reminders] == ["c005"]
     # And a month later the promotion is over: recorded as missed, never sent late.
     later = (day + timedelta(days=40)).isoformat()
-    again = outreach("run", "promotion", "--date", later, cwd=tmp_path)
-    assert again.returncode == 0, again.stdout + again.stderr
+    again = ws.run("run", "promotion", "--date", later)
+    assert again.code == 0, again.out + again.err
     assert not (tmp_path / "out" / "outbox" / later / "promotion").exists()
 
 
@@ -155,7 +157,7 @@ def test_init_force_overwrites_the_skeleton_files_only(tmp_path: Path) -> None:
     assert (root / "config.yaml").read_text(encoding="utf-8").startswith("# An outreach workspace")
     assert (root / "state" / "ledger.sqlite").read_bytes() == b"not touched"
     assert (root / "notes.txt").read_text() == "keep me\n"
-    assert outreach("validate", cwd=root).returncode == 0
+    assert Workspace(root).run("validate").code == 0
 
 
 def test_init_into_a_folder_with_other_files(tmp_path: Path) -> None:

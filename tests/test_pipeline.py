@@ -134,10 +134,8 @@ def test_a_run_is_stamped_with_real_times_not_its_date(
 
 
 def test_messages_carry_their_records_in_the_store() -> None:
-    """The in-memory store's recording rules are the ledger's: done, waiting, counted."""
-    from outreach.ledger.store import MemoryStore
-
-    store = MemoryStore()
+    """A rehearsal's in-memory ledger records by the ledger's rules: done, waiting, counted."""
+    store = Ledger.in_memory()
     day = date(2026, 11, 24)
     moment = datetime(2026, 11, 24, 9, tzinfo=UTC)
 

@@ -93,24 +93,30 @@ def ran(
 
 
 @pytest.mark.slow
-def test_every_real_run_writes_its_page_and_prints_the_path(sample_workspace: Workspace) -> None:
-    result = sample_workspace.run("run", "--all", "--date", "2026-11-24", env=REPORT_ON)
+def test_every_real_run_writes_its_page_and_prints_the_path(
+    ran: tuple[Workspace, dict[str, dict[str, object]]],
+) -> None:
+    # On a copy of the module's runs: the run of the 25th again (the page is made anew), then
+    # the 26th, dry and real.
+    ws, _ = ran
+    shutil.rmtree(ws.root / "out" / "reports")
+    result = ws.run("run", "--all", "--date", "2026-11-25", env=REPORT_ON)
     assert result.code == 0, result.err
-    page = sample_workspace.root / "out" / "reports" / "2026-11-24.html"
-    assert result.out.rstrip().endswith(f"report: {Path('out/reports/2026-11-24.html')}")
+    page = ws.root / "out" / "reports" / "2026-11-25.html"
+    assert result.out.rstrip().endswith(f"report: {Path('out/reports/2026-11-25.html')}")
     text = page.read_text(encoding="utf-8")
-    assert "Ejecución del 24 nov 2026" in text  # the workspace's language (es)
+    assert "Ejecución del 25 nov 2026" in text  # the workspace's language (es)
     assert not list(page.parent.glob(".*tmp*")), "the page is written atomically"
 
-    dry = sample_workspace.run("run", "--all", "--date", "2026-11-25", "--dry-run", env=REPORT_ON)
+    dry = ws.run("run", "--all", "--date", "2026-11-26", "--dry-run", env=REPORT_ON)
     assert dry.code == 0, dry.err
     assert "report:" not in dry.out
-    assert not (page.parent / "2026-11-25.html").exists()
+    assert not (page.parent / "2026-11-26.html").exists()
 
-    quiet = sample_workspace.run("run", "--all", "--date", "2026-11-25", "--quiet", env=REPORT_ON)
+    quiet = ws.run("run", "--all", "--date", "2026-11-26", "--quiet", env=REPORT_ON)
     assert quiet.code == 0, quiet.err
     assert "report:" not in quiet.out
-    assert (page.parent / "2026-11-25.html").exists()
+    assert (page.parent / "2026-11-26.html").exists()
 
 
 def test_a_report_that_cannot_be_written_is_a_warning_not_a_failed_run(
@@ -354,13 +360,15 @@ def test_no_ledger_yet(sample_workspace: Workspace) -> None:
     assert "Ninguna ejecución en este periodo." in text
 
 
-def test_outreach_report_0_turns_the_page_after_a_run_off(sample_workspace: Workspace) -> None:
-    result = sample_workspace.run(
-        "run", "--all", "--date", "2026-11-24", env={"OUTREACH_REPORT": "0"}
-    )
+def test_outreach_report_0_turns_the_page_after_a_run_off(
+    ran: tuple[Workspace, dict[str, dict[str, object]]],
+) -> None:
+    ws, _ = ran
+    shutil.rmtree(ws.root / "out" / "reports")
+    result = ws.run("run", "--all", "--date", "2026-11-25", env={"OUTREACH_REPORT": "0"})
     assert result.code == 0, result.err
     assert "report:" not in result.out
-    assert not (sample_workspace.root / "out" / "reports").exists()
+    assert not (ws.root / "out" / "reports").exists()
 
 
 def test_chart_text_is_text(tmp_path: Path) -> None:

@@ -16,24 +16,20 @@ from __future__ import annotations
 import csv
 import io
 import math
-import multiprocessing
-import os
 import re
 import shutil
 import warnings
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import date
-from multiprocessing import forkserver
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 from xml.sax.saxutils import escape
 
 from outreach import files
-from outreach.deliver.lifeline import RUN_PID_VARIABLE
 from outreach.model.errors import DeliveryError, OutreachError, TemplateError
+from outreach.pipeline.parallel import ordered_map
 from outreach.render.letter import RenderedLetter, safe_file_name, typesetter
 
 if TYPE_CHECKING:
@@ -154,12 +150,6 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise DeliveryError(f"cannot write: {exc.strerror}", path=path) from None
 
 
-def _start_worker() -> None:
-    # A layout worker dies with the forkserver it was forked from, which dies with the run
-    # (see outreach.deliver.lifeline), and writes nothing once its parent is gone.
-    files.bind_to_parent()
-
-
 def _typeset_chunk(chunk: _Chunk) -> _ChunkResult:
     """Lay out a chunk of letters and write them as one PDF (runs in a worker process)."""
     setter = typesetter()
@@ -201,23 +191,6 @@ def _plan(count: int, *, workers: int, chunk_size: int) -> list[range]:
     return [range(start, min(start + size, count)) for start in range(0, count, size)]
 
 
-def _pool_context() -> multiprocessing.context.BaseContext:
-    # forkserver: workers fork from a clean process that already imported WeasyPrint, so they
-    # start fast and inherit no threads or open files from the caller.
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(
-        ["outreach.deliver.lifeline", "outreach.render.letter", "weasyprint"]
-    )
-    # The forkserver reads this to know the run it serves, and dies with it (lifeline). It is
-    # started here, so that no other process started later by this one inherits the name.
-    os.environ[RUN_PID_VARIABLE] = str(os.getpid())
-    try:
-        forkserver.ensure_running()
-    finally:
-        os.environ.pop(RUN_PID_VARIABLE, None)
-    return context
-
-
 def _run(chunks: list[_Chunk], *, workers: int, progress: Progress | None) -> list[_ChunkResult]:
     total = sum(len(c.letters) for c in chunks)
     done = 0
@@ -229,16 +202,19 @@ def _run(chunks: list[_Chunk], *, workers: int, progress: Progress | None) -> li
             if progress is not None:
                 progress(done, total)
         return results
-    with ProcessPoolExecutor(
-        max_workers=min(workers, len(chunks)), mp_context=_pool_context(), initializer=_start_worker
-    ) as pool:
-        futures: list[Future[_ChunkResult]] = [pool.submit(_typeset_chunk, c) for c in chunks]
-        for future, chunk in zip(futures, chunks, strict=True):
-            future.result()  # in order, so the count only grows
+    # Forked from the run once it has imported WeasyPrint, which then each worker need not
+    # import again; they die with the run (outreach.pipeline.parallel).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # see harfbuzz_subset_available
+        import weasyprint  # noqa: F401
+    results = []
+    with ordered_map(_typeset_chunk, chunks, processes=min(workers, len(chunks))) as laid_out:
+        for chunk, result in laid_out:  # in order, so the count only grows
+            results.append(result)
             done += len(chunk.letters)
             if progress is not None:
                 progress(done, total)
-        return [future.result() for future in futures]
+    return results
 
 
 def _free_stem(folder: Path, stem: str) -> str:

@@ -61,7 +61,7 @@ from outreach.deliver.smtp import (
 )
 from outreach.feedback.refusals import record_refusals  # hook: feedback
 from outreach.feedback.verp import return_path  # hook: feedback
-from outreach.ledger import Ledger, MessageRecord, open_ledger, workspace_lock
+from outreach.ledger import Ledger, MessageRecord, SendQueue, open_ledger, workspace_lock
 from outreach.model.campaigns import Campaign, load_campaign
 from outreach.model.config import CadencePolicy, Settings
 from outreach.model.errors import CampaignError, DeliveryError, OutreachError
@@ -435,7 +435,7 @@ def send_waiting(
     return summary
 
 
-def _needs_human(ledger: Ledger, *, today: date) -> list[Unsent]:
+def _needs_human(ledger: SendQueue, *, today: date) -> list[Unsent]:
     return [
         Unsent.of(r, error=r.error or "the mail server may or may not have it")
         for r in ledger.open_uncertain_emails(today=today)
@@ -597,7 +597,7 @@ class _Checks:
     """What an email must pass to be sent: its file, and the contact's latest word."""
 
     def __init__(
-        self, *, settings: Settings, ledger: Ledger, contacts: Sequence[Contact] | None
+        self, *, settings: Settings, ledger: SendQueue, contacts: Sequence[Contact] | None
     ) -> None:
         self.root = settings.root
         self.sender = _address_key(settings.sender.email)
@@ -720,7 +720,7 @@ def _deliver(
     rows: Sequence[MessageRecord],
     *,
     summary: SendSummary,
-    ledger: Ledger,
+    ledger: SendQueue,
     checks: _Checks,
     make: DelivererFactory,
     observe: SendObserver | None = None,
@@ -748,7 +748,7 @@ class _Handover:
         rows: Sequence[MessageRecord],
         *,
         summary: SendSummary,
-        ledger: Ledger,
+        ledger: SendQueue,
         checks: _Checks,
         observe: SendObserver | None,
         uncertain: bool,
@@ -997,7 +997,7 @@ def _record(
     record: MessageRecord,
     *,
     summary: SendSummary,
-    ledger: Ledger,
+    ledger: SendQueue,
     fail: Callable[..., None],
 ) -> None:
     """Write what became of one email to the ledger and the summary."""

@@ -34,7 +34,7 @@ from outreach.feedback.verp import token_pattern, tokens_in, verify_token
 from outreach.ledger import (
     Block,
     BounceEvent,
-    LedgerStore,
+    FeedbackStore,
     MessageRecord,
     ReplyRecord,
     open_ledger,
@@ -198,7 +198,7 @@ def open_replies(settings: Settings, *, environ: Mapping[str, str]) -> tuple[Mai
 @dataclass
 class _Context:
     settings: Settings
-    ledger: LedgerStore
+    ledger: FeedbackStore
     today: date
     now: datetime
     contacts: dict[str, Contact]  # by id
@@ -232,7 +232,7 @@ def process_mailbox(
     *,
     mailbox: Mailbox,
     name: str,
-    ledger: LedgerStore,
+    ledger: FeedbackStore,
     today: date,
     now: datetime,
     contacts: tuple[dict[str, Contact], dict[str, Contact]] | None = None,

@@ -9,7 +9,7 @@ from typing import Protocol
 
 from outreach.feedback.classify import clean_text
 from outreach.feedback.score import verdict
-from outreach.ledger import Block, BounceEvent, LedgerStore
+from outreach.ledger import Block, BounceEvent, FeedbackStore
 from outreach.model.config import Settings
 
 # outreach.deliver.smtp words a refused recipient so: "the server refused the recipient
@@ -38,7 +38,7 @@ class _Failed(Protocol):
 def record_refusals(
     settings: Settings,
     *,
-    ledger: LedgerStore,
+    ledger: FeedbackStore,
     failed: Iterable[_Failed],
     today: date,
     now: datetime,

@@ -9,58 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from outreach.ledger.postgres import PgConnection
-from outreach.ledger.sqlite import Ledger
+from outreach.ledger.schema import TABLES
+from outreach.ledger.sql import SqlLedger
 from outreach.model.errors import LedgerError
 
-# table → (its columns, the column to page by, or None for a small table read at once)
-TABLES: dict[str, tuple[tuple[str, ...], str | None]] = {
-    "runs": (
-        ("id", "run_date", "started_at", "ended_at", "args", "counts", "pid", "scope", "host"),
-        "id",
-    ),
-    "messages": (
-        (
-            *("id", "contact_id", "campaign", "occurrence_key", "channel", "status"),
-            *("run_date", "event_date", "earliest", "latest", "effective_date", "essential"),
-            *("artifact", "message_id", "reason", "error", "run_id", "created_at", "updated_at"),
-            "reason_code",
-            "basis",
-        ),
-        "id",
-    ),
-    "suppressions": (("value", "channel", "source", "created_at"), None),
-    "bounce_events": (
-        (
-            *("id", "address", "contact_id", "campaign", "occurrence_key", "day", "kind"),
-            *("status", "diagnostic", "kept", "source", "created_at"),
-        ),
-        "id",
-    ),
-    "blocks": (
-        (
-            *("channel", "value", "postal_key", "contact_id", "reason", "day", "status"),
-            *("diagnostic", "kept", "score", "created_at", "reported"),
-        ),
-        None,
-    ),
-    "feedback_seen": (("fingerprint", "kind", "day", "created_at"), None),
-    "replies": (
-        (
-            *("id", "fingerprint", "message_id", "contact_id", "campaign", "occurrence_key"),
-            *("sender", "received", "written", "subject", "excerpt", "kind", "status"),
-            *("evidence", "mailbox", "kept", "note", "closed_at", "created_at"),
-        ),
-        "id",
-    ),
-    "undone": (
-        ("id", "what", "value", "channel", "was", "reason", "day", "created_at"),
-        "id",
-    ),
-}
 PAGE = 20_000  # rows read (and written in one transaction) at a time
 
 
@@ -74,12 +28,12 @@ class TableCopy:
     target: int
 
 
-def _count(ledger: Ledger, table: str) -> int:
+def _count(ledger: SqlLedger, table: str) -> int:
     # `table` is one of TABLES' names.
     return int(ledger._query(f"SELECT count(*) FROM {table}")[0][0])  # noqa: S608
 
 
-def copy_ledger(source: Ledger, target: Ledger) -> list[TableCopy]:
+def copy_ledger(source: SqlLedger, target: SqlLedger) -> list[TableCopy]:
     """Copy every row of `source` into `target` (keeping what is there); the counts.
 
     LedgerError when the target ends with other rows than the source's (it held another
@@ -88,9 +42,6 @@ def copy_ledger(source: Ledger, target: Ledger) -> list[TableCopy]:
     results: list[TableCopy] = []
     for table, (columns, key) in TABLES.items():
         names = ", ".join(columns)
-        marks = ", ".join("?" * len(columns))
-        # Only this module's table and column names go into the SQL.
-        insert = f"INSERT INTO {table} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING"  # noqa: S608
         before = _count(target, table)
         pages: Iterable[list[Any]]
         if key is None:
@@ -100,10 +51,7 @@ def copy_ledger(source: Ledger, target: Ledger) -> list[TableCopy]:
         for rows in pages:
             if rows:
                 with target._transaction(f"copy the {table} table") as conn:
-                    if isinstance(conn, PgConnection):
-                        conn.copy_rows(table, columns, rows)
-                    else:
-                        conn.executemany(insert, [tuple(row) for row in rows])
+                    target.dialect.insert_rows(conn, table, columns, rows)
         copied = _count(target, table) - before
         results.append(
             TableCopy(
@@ -113,15 +61,8 @@ def copy_ledger(source: Ledger, target: Ledger) -> list[TableCopy]:
                 target=_count(target, table),
             )
         )
-    if not isinstance(target.path, Path):
-        # PostgreSQL: the identity columns go on after the ids copied (SQLite does by itself).
-        with target._transaction("continue the ids after the copy") as conn:
-            for table, (_, key) in TABLES.items():
-                if key is not None:
-                    conn.execute(
-                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608
-                        f"coalesce(max(id), 0) + 1, false) FROM {table}"
-                    )
+    with target._transaction("continue the ids after the copy") as conn:
+        target.dialect.after_copy(conn)
     different = [r for r in results if r.source != r.target]
     if different:
         listing = ", ".join(f"{r.table} {r.source} → {r.target}" for r in different)
@@ -133,7 +74,7 @@ def copy_ledger(source: Ledger, target: Ledger) -> list[TableCopy]:
     return results
 
 
-def _pages(source: Ledger, *, table: str, names: str, key: str) -> Iterator[list[Any]]:
+def _pages(source: SqlLedger, *, table: str, names: str, key: str) -> Iterator[list[Any]]:
     last = -1
     while True:
         rows = source._query(

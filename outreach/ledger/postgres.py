@@ -1,15 +1,18 @@
-"""The ledger on PostgreSQL: the SQLite ledger's class and SQL, through a small dialect layer.
+"""The ledger on PostgreSQL: its dialect, its connection, and the advisory lock.
 
-`Ledger` (outreach.ledger.sqlite) is written in SQLite's SQL. `PgConnection` is the one place
-that knows how PostgreSQL differs, and translates as statements go by:
+The SQL is outreach.ledger.sql's, written once for both stores. What PostgreSQL does its own
+way is here:
 
-- placeholders: `?` becomes `%s`, and SQLite's numbered `?N` become `%s` with the parameters
-  put in order (`%` itself is doubled);
+- placeholders: `PgConnection` writes `?` as `%s`, and the numbered `?N` as `%s` with the
+  parameters put in order (`%` itself is doubled);
 - schema: `INTEGER PRIMARY KEY` becomes an identity column, INTEGER a BIGINT, REAL a double,
   TEXT is compared bytewise (COLLATE "C", as SQLite's BINARY), `WITHOUT ROWID` and PRAGMAs go;
-- transactions: `BEGIN IMMEDIATE` is a plain BEGIN (rows are locked as they are written);
-  on a read-only ledger every transaction is a savepoint inside one that is never committed,
-  so a dry run or a plan goes through the same writes and they vanish on close.
+- transactions: a plain BEGIN (rows are locked as they are written);
+- errors: a server that went away is said so, with what to check;
+- copies: rows go in by COPY, and the identity columns continue after the ids copied.
+
+A rehearsal of a PostgreSQL workspace never writes here: it runs on an in-memory SQLite
+seeded from these rows (outreach.ledger.backend).
 
 The schema version is kept in a one-row table (SQLite keeps it in its file header), and
 migrations take a transaction-level advisory lock so two machines never migrate at once.
@@ -21,18 +24,18 @@ import functools
 import os
 import re
 import socket
+import time
 from collections.abc import Iterable, Sequence
 from contextlib import suppress
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from outreach.ledger.redact import redact_text, redact_url, url_problem
+from outreach.ledger.schema import MIGRATIONS, TABLES, Migration
 from outreach.model.errors import ConfigError, LedgerError, LockError
 
 if TYPE_CHECKING:
     import psycopg
-
-    from outreach.ledger.sqlite import Migration
 
 # hook: what to check when the server cannot be reached
 UNREACHABLE_HINT = (
@@ -117,15 +120,10 @@ class _Cursor:
 
 
 class PgConnection:
-    """A psycopg connection that takes the SQLite ledger's statements (see the module doc)."""
+    """A psycopg connection that takes the SQL ledger's statements (see the module doc)."""
 
-    def __init__(self, conn: psycopg.Connection[Any], *, readonly: bool) -> None:
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self._conn = conn
-        self.readonly = readonly
-        self._depth = 0
-        if readonly:
-            # The one transaction of a read-only ledger: a snapshot, rolled back on close.
-            conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
 
     @property
     def in_transaction(self) -> bool:
@@ -135,15 +133,6 @@ class PgConnection:
 
     def execute(self, sql: str, params: Sequence[object] = ()) -> _Cursor:
         """Run one statement (translated)."""
-        head = sql.lstrip()[:16].upper()
-        if head.startswith("BEGIN"):
-            sql = "SAVEPOINT outreach" if self.readonly else "BEGIN"
-        elif head.startswith("COMMIT"):
-            sql = "RELEASE SAVEPOINT outreach" if self.readonly else "COMMIT"
-        elif head.startswith("ROLLBACK"):
-            sql = "ROLLBACK TO SAVEPOINT outreach" if self.readonly else "ROLLBACK"
-        elif head.startswith("PRAGMA"):  # SQLite's upkeep (PRAGMA optimize): the server's own
-            return _Cursor(None)
         if not params:  # psycopg reads placeholders (and %%) only when given parameters
             return _Cursor(self._conn.execute(sql))
         text, order = _translate(sql)
@@ -180,7 +169,7 @@ class PgConnection:
         self._conn.execute("DROP TABLE incoming")
 
     def close(self) -> None:
-        """Close the connection (a read-only ledger's writes are rolled back)."""
+        """Close the connection."""
         self._conn.close()
 
 
@@ -220,20 +209,67 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(exc).__name__
 
 
-def hint_for(exc: Exception) -> str | None:
-    """What to do about a failed statement: the server's reachability when it went away."""
-    import psycopg
+class PgDialect:
+    """PostgreSQL's side of the SQL ledger (see the module doc)."""
 
-    if isinstance(exc, psycopg.OperationalError):
-        return UNREACHABLE_HINT + "; nothing is lost: the next run completes what this one left"
-    return None
+    begin = "BEGIN"  # rows are locked as they are written
+    snapshot = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self.url = url
+        self.where = redact(url)
+        self.errors: tuple[type[Exception], ...] = (psycopg.Error,)
+        self._gone: type[Exception] = psycopg.OperationalError
+
+    def write_hint(self, exc: Exception) -> str | None:
+        """The server's reachability when it went away."""
+        if isinstance(exc, self._gone):
+            return UNREACHABLE_HINT + "; nothing is lost: the next run completes what this one left"
+        return None
+
+    def read_hint(self, exc: Exception) -> str | None:
+        """As for a write: the server may have gone away."""
+        return self.write_hint(exc)
+
+    def reopen(self) -> PgConnection:
+        """A session of its own for a forked worker."""
+        return PgConnection(connect(self.url))
+
+    def close(self, conn: PgConnection) -> None:
+        """Close the session (the server keeps its statistics by itself)."""
+        conn.close()
+
+    def insert_rows(
+        self,
+        conn: PgConnection,
+        table: str,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[object]],
+    ) -> None:
+        """Insert rows (by COPY), keeping those the table already has."""
+        conn.copy_rows(table, columns, rows)
+
+    def after_copy(self, conn: PgConnection) -> None:
+        """The identity columns go on after the ids copied (SQLite does by itself)."""
+        for table, (_, key) in TABLES.items():
+            if key is not None:
+                conn.execute(
+                    f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608
+                    f"coalesce(max(id), 0) + 1, false) FROM {table}"
+                )
 
 
-def errors() -> tuple[type[Exception], ...]:
-    """The exceptions a PostgreSQL statement can raise."""
-    import psycopg
-
-    return (psycopg.Error,)
+def open_server_ledger(url: str) -> PgConnection:
+    """A connection to the ledger in the database at `url`, its schema brought up to date."""
+    conn = PgConnection(connect(url))
+    try:
+        apply_pg_migrations(conn, where=redact(url), migrations=MIGRATIONS)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
 
 
 def apply_pg_migrations(conn: PgConnection, *, where: str, migrations: Sequence[Migration]) -> int:
@@ -432,22 +468,32 @@ _LOCKS_TABLE = """CREATE TABLE IF NOT EXISTS outreach_locks (
 
 
 def _describe_holder(conn: Any, *, scope: str, blocked: str) -> str:
-    """Who holds the lock that refused: a whole run (blocks a shard), a shard, or any shard."""
+    """Who holds the lock that refused: a whole run (blocks a shard), a shard, or any shard.
+
+    The holder writes its row right after it takes the lock: a run that lost the race by a
+    hair may look before the row is there, so it looks again for a moment (as SQLite's does).
+    """
+    message = "another run is in progress"
+    for _ in range(50):
+        rows = _holders(conn, scope=scope, blocked=blocked)
+        if rows:
+            holder, host, pid, since = rows[-1]
+            what = f"{holder} on " if holder else "on "
+            return f"{message} ({what}{host}, pid {pid}, since {since.replace('T', ' ')[:19]})"
+        time.sleep(0.02)
+    return message
+
+
+def _holders(conn: Any, *, scope: str, blocked: str) -> list[Any]:
     rows = conn.execute(
         "SELECT scope, host, pid, since FROM outreach_locks ORDER BY since"
     ).fetchall()
     if scope and blocked == scope:
-        rows = [row for row in rows if row[0] == scope]
-    elif scope:
-        rows = [row for row in rows if row[0] == ""]
-    else:  # a whole run, refused by a whole run or by any shard
-        rows = [row for row in rows if _lock_alive(conn, row[0])]
-    message = "another run is in progress"
-    if rows:
-        holder, host, pid, since = rows[-1]
-        what = f"{holder} on " if holder else "on "
-        message += f" ({what}{host}, pid {pid}, since {since.replace('T', ' ')[:19]})"
-    return message
+        return [row for row in rows if row[0] == scope]
+    if scope:
+        return [row for row in rows if row[0] == ""]
+    # a whole run, refused by a whole run or by any shard
+    return [row for row in rows if _lock_alive(conn, row[0])]
 
 
 def _lock_alive(conn: Any, scope: str) -> bool:

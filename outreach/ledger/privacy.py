@@ -15,7 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from outreach.ledger.sqlite import _SELECT_MESSAGES, Ledger, _iso_utc, _message_from_row
+from outreach.ledger.sql import _SELECT_MESSAGES, _iso_utc, _message_from_row
+from outreach.ledger.sql import SqlLedger as Ledger
 
 FORGOTTEN_SOURCE = "forget"
 

@@ -1,31 +1,137 @@
-"""The store a run reads and records through, and the in-memory store rehearsals use.
+"""What the ledger holds (its records) and the roles it plays, each a small Protocol.
 
-A run needs little of its ledger: the suppression list, what weighs on each contact's cadence,
-which messages are done, a place to record outcomes (and to claim a message before its file is
-written), and the windows that closed. The SQLite
-`Ledger` is that store for real runs; `MemoryStore`, seeded from it, is the store of a dry run,
-of `validate`, `plan` and `explain`: the same runner records into it, and nothing reaches the
-disk. Its recording rules are the ledger's own, written once here for memory.
+A run decides and records through a `RunStore`; the send step works a `SendQueue`; what comes
+back (bounces, returned letters) goes through a `FeedbackStore`; `history` and the report read
+through a `LedgerReader`. One class plays them all: the SQL ledger (outreach.ledger.sql), on a
+SQLite file, on PostgreSQL, or — for the rehearsals (dry run, validate, plan, explain) — on an
+in-memory SQLite seeded from the real one, so every rule is the SQL's, written once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-from outreach.ledger.sqlite import COUNTED_STATUSES, DONE_STATUSES, Ledger, MessageRecord
 from outreach.rules.cadence import PastMessage
 
-if TYPE_CHECKING:
-    from outreach.model.campaigns import Campaign
 
-_COUNTED = frozenset(COUNTED_STATUSES)
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    """One message to one contact: its occurrence, channel, status and where it is."""
+
+    contact_id: str
+    campaign: str
+    occurrence_key: str
+    channel: str  # email | letter
+    status: str
+    run_date: date
+    event_date: date | None = None
+    earliest: date | None = None
+    latest: date | None = None
+    artifact: str | None = None  # path relative to the workspace root
+    message_id: str | None = None
+    reason: str | None = None
+    error: str | None = None
+    essential: bool = False
+    # When it reaches the contact (letters: run_date + delivery_days); cadence counts this day.
+    # Stored as run_date when not given, so a message can never escape the cadence policy.
+    effective_date: date | None = None
+    updated_at: datetime | None = None
+    # Why it was held back, as data (an outreach.model.reasons.Code value); `reason` is its sentence.
+    # A missed message keeps the code of what deferred it; `window_closed` when nothing did.
+    reason_code: str | None = None
+    # The legal basis it went on (outreach.rules.legal), kept as proof: "consent 2025-03-01
+    # formulario web", "service", … with config legal.consent_text_version after " · text ".
+    basis: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """(contact_id, campaign, occurrence_key): what makes a message unique."""
+        return (self.contact_id, self.campaign, self.occurrence_key)
+
+
+@dataclass(frozen=True, slots=True)
+class BounceEvent:
+    """One bounce counted against an address: a hard one (5.x.x) or a soft one (4.x.x)."""
+
+    address: str  # lower-cased
+    contact_id: str
+    day: date
+    kind: str  # hard | soft
+    campaign: str | None = None
+    occurrence_key: str | None = None
+    status: str | None = None  # e.g. 5.1.1, or the SMTP reply code
+    diagnostic: str | None = None
+    kept: str | None = None  # the bounce as received, relative to the workspace root
+    source: str = ""  # the bounce's fingerprint, or `smtp` for a refusal at sending time
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """An address blocked for a channel, and why.
+
+    Email: `value` is the address (a new address in contacts.csv starts clean). Letter: the
+    contact id with `postal_key`, the address the post returned (a changed address starts
+    clean). All: a complaint about the contact (also on the suppression list).
+    """
+
+    channel: str  # email | letter | all
+    value: str
+    contact_id: str
+    reason: str  # one of BLOCK_REASONS
+    day: date
+    postal_key: str = ""
+    status: str | None = None
+    diagnostic: str | None = None
+    kept: str | None = None
+    score: float | None = None
+    reported: date | None = None  # the bounce's own Date (`day` is when outreach read it)
+
+
+REPLY_STATUSES = ("open", "done", "stopped", "recorded")
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyRecord:
+    """One reply a person wrote, what outreach made of it, and where the owner left it."""
+
+    fingerprint: str
+    contact_id: str
+    sender: str  # lower-cased
+    received: date  # the day outreach read it
+    subject: str
+    excerpt: str
+    kind: str  # outreach.feedback.replies.KINDS
+    status: str  # one of REPLY_STATUSES
+    mailbox: str
+    campaign: str | None = None  # of the message it answers
+    occurrence_key: str | None = None
+    message_id: str | None = None  # the reply's own
+    written: date | None = None  # its Date header's day
+    evidence: str | None = None  # the sentence that decided its kind
+    kept: str | None = None
+    note: str | None = None
+    id: int | None = None
+
+
+def email_block_key(address: str) -> str:
+    """The key under which `suppressions()` lists an address blocked for email.
+
+    NUL cannot occur in an address or a contact id, so a block never reads as an opt-out
+    (an opt-out has no fallback; a bounced address lets a letter take over).
+    """
+    return "\x00blocked-email\x00" + address.strip().lower()
+
+
+def letter_block_key(contact_id: str, postal_key: str) -> str:
+    """The key under which `suppressions()` lists a contact's postal address the post returned."""
+    return "\x00blocked-letter\x00" + contact_id.lower() + "\x00" + postal_key
 
 
 class RunStore(Protocol):
-    """What a run reads and records."""
+    """What a run reads and records (runner, plan, explain, validate)."""
 
     def suppressions(self) -> dict[str, frozenset[str]]: ...
     def history(self, *, since: date) -> Mapping[str, Sequence[PastMessage]]: ...
@@ -42,152 +148,129 @@ class RunStore(Protocol):
     def end_run(self, run_id: int, *, ended_at: datetime, counts: Mapping[str, object]) -> None: ...
 
 
-def is_done(record: MessageRecord) -> bool:
-    """Whether a run must not make this message again (the rule of `Ledger.done_for`)."""
-    return record.status in DONE_STATUSES or (
-        record.status == "failed" and record.artifact is not None
-    )
+class SendQueue(Protocol):
+    """What the send step works through: the emails waiting, and what became of each."""
 
-
-@dataclass
-class MemoryStore:
-    """A run store in memory, seeded from a ledger; what is recorded into it stays here."""
-
-    suppressed: dict[str, frozenset[str]] = field(default_factory=dict)
-    # contact_id → messages weighing on their cadence (the ledger's, then what runs add)
-    past: dict[str, list[PastMessage]] = field(default_factory=dict)
-    # campaign → (contact_id, occurrence_key) → status, for messages a run must not redo
-    done: dict[str, dict[tuple[str, str], str]] = field(default_factory=dict)
-    # deferred messages, by (contact_id, campaign, occurrence_key), until their window closes
-    waiting: dict[tuple[str, str, str], MessageRecord] = field(default_factory=dict)
-    # every record made into this store, in order (rehearsals read what a run did here)
-    recorded: list[MessageRecord] = field(default_factory=list)
-    runs: int = 0
-
-    @classmethod
-    def seeded(
-        cls,
-        ledger: Ledger,
+    def suppressions(self) -> dict[str, frozenset[str]]: ...
+    def settle_interrupted(self, *, now: datetime) -> int: ...
+    def mark_unsent_missed(self, *, today: date, now: datetime) -> int: ...
+    def waiting_emails(self, *, today: date, uncertain: bool = False) -> list[MessageRecord]: ...
+    def open_uncertain_emails(self, *, today: date) -> list[MessageRecord]: ...
+    def claim_sending(self, record: MessageRecord, *, uncertain: bool, now: datetime) -> bool: ...
+    def set_status(
+        self,
         *,
-        campaigns: Sequence[Campaign],
-        since: date,
+        contact_id: str,
+        campaign: str,
+        occurrence_key: str,
+        status: str,
+        error: str | None = None,
+        reason: str | None = None,
+        reason_code: str | None = None,
+        now: datetime,
+    ) -> None: ...
+
+
+class FeedbackStore(Protocol):
+    """What reading bounces and returned letters needs: the messages they answer, and blocks."""
+
+    def messages(
+        self,
+        *,
         contact_id: str | None = None,
-        occurrence_keys: Mapping[str, Iterable[str]] | None = None,
-    ) -> MemoryStore:
-        """What the ledger knows that a run needs: all of it, or one contact's.
-
-        `since` is the earliest effective date that can still weigh on cadence;
-        `occurrence_keys` (campaign → keys) limits the done messages read to those that can
-        come up (a decade of birthdays is not needed to plan a month).
-        """
-        store = cls(suppressed=ledger.suppressions())
-        if contact_id is None:
-            store.past = ledger.history(since=since)
-            for campaign in campaigns:
-                keys = None if occurrence_keys is None else occurrence_keys.get(campaign.name, ())
-                store.done[campaign.name] = ledger.done_for(campaign.name, occurrence_keys=keys)
-            deferred = ledger.messages(statuses=["deferred"])
-        else:
-            rows = ledger.messages(contact_id=contact_id)
-            names = {c.name for c in campaigns}
-            store.done = {name: {} for name in names}
-            for row in rows:
-                if row.campaign in names and is_done(row):
-                    store.done[row.campaign][(row.contact_id, row.occurrence_key)] = row.status
-            # From the contact's own rows, by the ledger's rule (counted statuses, effective
-            # date from `since`): reading every contact's pressure for one would cost the
-            # whole ledger.
-            store.past = {
-                contact_id: [
-                    PastMessage(day, r.campaign, r.essential)
-                    for r in sorted(rows, key=lambda r: r.effective_date or r.run_date)
-                    if r.status in _COUNTED and (day := r.effective_date or r.run_date) >= since
-                ]
-            }
-            deferred = [r for r in rows if r.status == "deferred"]
-        store.waiting = {r.key: r for r in deferred if r.latest is not None}
-        return store
-
-    # -- the RunStore interface --------------------------------------------------------------
-
-    def suppressions(self) -> dict[str, frozenset[str]]:
-        """The suppression list, as `Ledger.suppressions` gives it."""
-        return self.suppressed
-
-    def history(self, *, since: date) -> Mapping[str, Sequence[PastMessage]]:
-        """What weighs on each contact's cadence (older messages are harmless to `decide`)."""
-        return self.past
-
-    def done_for(
-        self, campaign: str, *, occurrence_keys: Iterable[str] | None = None
-    ) -> Mapping[tuple[str, str], str]:
-        """The campaign's messages a run must not redo."""
-        return self.done.setdefault(campaign, {})
-
-    def begin_run(self, *, run_date: date, started_at: datetime, args: Sequence[str]) -> int:
-        """A run id (nothing is kept of the run)."""
-        self.runs += 1
-        return self.runs
-
-    def close_windows(self, *, today: date, now: datetime, run_id: int) -> list[MessageRecord]:
-        """Deferred messages whose window closed before today become missed, as in the ledger."""
-        closed = [
-            key for key, r in self.waiting.items() if r.latest is not None and r.latest < today
-        ]
-        missed = []
-        for key in closed:
-            row = self.waiting.pop(key)
-            record = replace(
-                row,
-                status="missed",
-                run_date=today,
-                updated_at=now,
-                reason="window closed while deferred: " + (row.reason or ""),
-            )
-            self.done.setdefault(row.campaign, {})[(row.contact_id, row.occurrence_key)] = "missed"
-            missed.append(record)
-        self.recorded.extend(missed)
-        return missed
-
-    def record(self, records: Iterable[MessageRecord], *, run_id: int | None = None) -> None:
-        """Keep each record's effect on what later runs see."""
-        for r in records:
-            self.recorded.append(r)
-            key = r.key
-            done = self.done.setdefault(r.campaign, {})
-            if is_done(r):
-                done[(r.contact_id, r.occurrence_key)] = r.status
-            else:
-                done.pop((r.contact_id, r.occurrence_key), None)
-            if r.status == "deferred":
-                self.waiting[key] = r
-            else:
-                self.waiting.pop(key, None)
-            if r.status in _COUNTED:
-                effective = r.effective_date or r.run_date
-                self.past.setdefault(r.contact_id, []).append(
-                    PastMessage(effective, r.campaign, r.essential)
-                )
-
-    def claim(self, records: Sequence[MessageRecord], *, run_id: int) -> set[tuple[str, str, str]]:
-        """Record the messages that are not done, as `Ledger.claim` does; return their keys."""
-        granted = [
-            r
-            for r in records
-            if (r.contact_id, r.occurrence_key) not in self.done.get(r.campaign, {})
-        ]
-        self.record(granted, run_id=run_id)
-        return {r.key for r in granted}
-
-    def settle_claims(self, records: Iterable[MessageRecord], *, run_id: int) -> None:
-        """What became of claimed messages."""
-        self.record(records, run_id=run_id)
-
-    def end_run(self, run_id: int, *, ended_at: datetime, counts: Mapping[str, object]) -> None:
-        """Nothing to keep."""
+        campaign: str | None = None,
+        since: date | None = None,
+        statuses: Iterable[str] | None = None,
+        newest_first: bool = False,
+        limit: int | None = None,
+    ) -> list[MessageRecord]: ...
+    def suppress(self, value: str, *, channel: str, source: str, now: datetime) -> bool: ...
+    def find_email(
+        self, *, message_id: str | None = None, id_prefix: str | None = None
+    ) -> MessageRecord | None: ...
+    def bounce_events(self, addresses: Iterable[str]) -> dict[str, list[BounceEvent]]: ...
+    def blocks(
+        self, *, contact_id: str | None = None, values: Iterable[str] | None = None
+    ) -> list[Block]: ...
+    def feedback_seen(self, fingerprints: Iterable[str]) -> dict[str, str]: ...
+    def record_feedback(
+        self,
+        *,
+        events: Sequence[BounceEvent] = (),
+        blocks: Sequence[Block] = (),
+        suppressions: Sequence[tuple[str, str, str]] = (),
+        seen: Sequence[tuple[str, str, date]] = (),
+        now: datetime,
+    ) -> None: ...
+    # replies and undo (outreach.feedback.replies)
+    def record_replies(
+        self,
+        replies: Sequence[ReplyRecord],
+        *,
+        suppressions: Sequence[tuple[str, str, str]] = (),
+        now: datetime,
+    ) -> None: ...
+    def replies(
+        self, *, contact_id: str | None = None, statuses: Iterable[str] | None = None
+    ) -> list[ReplyRecord]: ...
+    def close_reply(
+        self, reply_id: int, *, status: str, note: str | None, now: datetime
+    ) -> ReplyRecord | None: ...
+    def suppression_rows(self) -> list[tuple[str, str, str, str]]: ...
+    def remove_suppressions(
+        self, values: Iterable[str], *, reason: str, today: date, now: datetime
+    ) -> list[tuple[str, str, str]]: ...
+    def remove_blocks(
+        self,
+        values: Iterable[str],
+        *,
+        channel: str | None,
+        reason: str,
+        today: date,
+        now: datetime,
+    ) -> list[Block]: ...
+    def undone(self) -> list[tuple[str, str, str, str, str, date]]: ...
+    def feedback_kinds(self, *, since: date) -> dict[str, int]: ...
+    def emails_sent(self, *, since: date) -> int: ...
 
 
-if TYPE_CHECKING:
+class LedgerReader(Protocol):
+    """What `history` and the report read; they never write."""
 
-    def _implements_run_store(ledger: Ledger, memory: MemoryStore) -> tuple[RunStore, RunStore]:
-        return ledger, memory  # mypy checks that both have everything RunStore promises
+    def messages(
+        self,
+        *,
+        contact_id: str | None = None,
+        campaign: str | None = None,
+        since: date | None = None,
+        statuses: Iterable[str] | None = None,
+        newest_first: bool = False,
+        limit: int | None = None,
+    ) -> list[MessageRecord]: ...
+    def count_messages(
+        self,
+        *,
+        contact_id: str | None = None,
+        campaign: str | None = None,
+        since: date | None = None,
+        statuses: Iterable[str] | None = None,
+    ) -> dict[str, int]: ...
+    def contact_pressure(self, *, since: date) -> dict[str, list[tuple[date, str, bool]]]: ...
+    def runs(self, limit: int = 20) -> list[dict[str, object]]: ...
+    def blocks(
+        self, *, contact_id: str | None = None, values: Iterable[str] | None = None
+    ) -> list[Block]: ...
+    def suppressions(self) -> dict[str, frozenset[str]]: ...
+    def replies(
+        self, *, contact_id: str | None = None, statuses: Iterable[str] | None = None
+    ) -> list[ReplyRecord]: ...
+    def suppression_rows(self) -> list[tuple[str, str, str, str]]: ...
+    def undone(self) -> list[tuple[str, str, str, str, str, date]]: ...
+    def feedback_kinds(self, *, since: date) -> dict[str, int]: ...
+    def emails_sent(self, *, since: date) -> int: ...
+
+
+class LedgerStore(RunStore, SendQueue, FeedbackStore, LedgerReader, Protocol):
+    """Every role at once: what `outreach.ledger.Ledger` is."""
+
+    def close(self) -> None: ...

@@ -12,14 +12,11 @@ reads each decision.
 from __future__ import annotations
 
 import itertools
-import multiprocessing
 import os
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
-from multiprocessing.pool import AsyncResult
 
 from outreach.contacts import Contact, ContactStream
 from outreach.deliver.outlets import (
@@ -30,7 +27,6 @@ from outreach.deliver.outlets import (
     outbox_folder,
 )
 from outreach.donotcontact import LoadedLists, load_lists
-from outreach.files import bind_to_parent
 from outreach.ledger import Ledger, MessageRecord, open_ledger, workspace_lock
 from outreach.ledger.rebuild import check_ledger_start
 from outreach.ledger.recovery import recover_interrupted
@@ -39,6 +35,7 @@ from outreach.model.reasons import Code, Reason
 from outreach.pipeline.apply import Clock, Observer, Scene, Tally, apply
 from outreach.pipeline.decide import CampaignRule, Decision, Knowledge, RunDates, decide_chunk
 from outreach.pipeline.letters import LetterJob, make_letters
+from outreach.pipeline.parallel import ordered_map
 from outreach.pipeline.summary import CampaignSummary, HeldBack, RunSummary
 from outreach.rules.audience import campaign_audience
 from outreach.rules.cadence import policy_for, reach
@@ -90,52 +87,6 @@ def worker_count(requested: int | None, contacts: int, *, minimum: int = PARALLE
     if contacts < minimum:
         return 1
     return max(1, min(os.cpu_count() or 1, 4))
-
-
-# The chunk function of the run in progress, for forked workers (fork: they inherit it, with
-# the compiled templates and the store's answers, instead of receiving them pickled; only
-# each chunk's contacts travel, pickled, as the parent reads them).
-_ACTIVE: Callable[[list[Contact]], Tally] | None = None
-
-
-def _run_chunk(chunk: list[Contact]) -> Tally:
-    assert _ACTIVE is not None
-    return _ACTIVE(chunk)
-
-
-def _in_workers(
-    process: Callable[[list[Contact]], Tally],
-    chunks: Iterator[list[Contact]],
-    *,
-    processes: int,
-) -> Iterator[tuple[list[Contact], Tally]]:
-    """Run chunks in forked worker processes; yield each chunk with its result, in order.
-
-    Rendering is CPU-bound Python, so one process per core is what makes a large run fast.
-    Workers render, claim the chunk's emails in the ledger (on a connection of their own) and
-    write the granted files; the parent records the rest (skipped, deferred, failed). Workers
-    inherit the workspace lock's open file, so a new run cannot start while a worker of a
-    killed run is still writing. The parent reads the next chunk only when the
-    workers have room for it: the contacts in memory are the chunks in flight.
-    """
-    global _ACTIVE
-    _ACTIVE = process
-    try:
-        # Workers die with the run and write nothing after it (outreach.files).
-        with multiprocessing.get_context("fork").Pool(
-            processes=processes, initializer=bind_to_parent, initargs=(os.getpid(),)
-        ) as pool:
-            flight: deque[tuple[list[Contact], AsyncResult[Tally]]] = deque()
-            for chunk in chunks:
-                flight.append((chunk, pool.apply_async(_run_chunk, (chunk,))))
-                if len(flight) > AHEAD * processes:
-                    done, result = flight.popleft()
-                    yield done, result.get()
-            while flight:
-                done, result = flight.popleft()
-                yield done, result.get()
-    finally:
-        _ACTIVE = None
 
 
 class _Progress(Iterator[Contact]):
@@ -354,15 +305,26 @@ def _go_through(people: _People, *, kept: _Ledger, knowing: Knowledge, options: 
 
     parallel = worker_count(options.workers, people.expected) if scene.observer is None else 1
     chunks = _chunks(people.contacts)
-    if parallel > 1:
-        done = _in_workers(process, chunks, processes=parallel)
-    else:
-        done = ((chunk, process(chunk)) for chunk in chunks)
-    finished = _Progress(
-        (contact for chunk, tally in done for contact in kept.take(chunk, tally)), people.expected
-    )
-    for _ in options.progress(finished) if options.progress is not None else finished:
-        pass
+    with ExitStack() as stack:
+        done: Iterator[tuple[list[Contact], Tally]]
+        if parallel > 1:
+            # Rendering is CPU-bound Python: one process per core makes a large run fast.
+            # Workers render, claim the chunk's emails in the ledger (on a connection of their
+            # own) and write the granted files; the parent records the rest. Forked, they
+            # inherit `process` with the compiled templates and the store's answers; only each
+            # chunk's contacts travel. The parent reads the next chunk only when the workers
+            # have room for it; the workers die with the run (pipeline.parallel).
+            done = stack.enter_context(
+                ordered_map(process, chunks, processes=parallel, ahead=AHEAD)
+            )
+        else:
+            done = ((chunk, process(chunk)) for chunk in chunks)
+        finished = _Progress(
+            (contact for chunk, tally in done for contact in kept.take(chunk, tally)),
+            people.expected,
+        )
+        for _ in options.progress(finished) if options.progress is not None else finished:
+            pass
 
 
 def _summary(

@@ -14,8 +14,7 @@ from datetime import date, datetime, timedelta
 from outreach.contacts import Contact
 from outreach.deliver.outlets import RenderOnlyOutlet
 from outreach.feedback.replies import describe_reply
-from outreach.ledger import Ledger, MessageRecord, read_ledger
-from outreach.ledger.store import MemoryStore
+from outreach.ledger import Ledger, MessageRecord, Seed, read_ledger, rehearsal
 from outreach.lookup import contact_label, find_contact, row_problems, unknown_contact
 from outreach.model.campaigns import Campaign, Occurrence
 from outreach.model.errors import Problem
@@ -24,7 +23,6 @@ from outreach.pipeline.decide import Decision, RunDates
 from outreach.pipeline.run import RunOptions, execute_run
 from outreach.rules.arrival import send_window
 from outreach.rules.blocks import current_blocks, describe_block
-from outreach.rules.cadence import reach
 from outreach.rules.eligibility import first_choice, suppressed_channels
 from outreach.rules.occurrences import occurrences_between
 from outreach.rules.postal import address_gaps
@@ -174,39 +172,31 @@ def explain_contact(
 
     def read(
         ledger: Ledger,
-    ) -> tuple[list[MessageRecord], dict[str, frozenset[str]], _Feedback, MemoryStore | None]:
+    ) -> tuple[list[MessageRecord], dict[str, frozenset[str]], _Feedback]:
         history = ledger.messages(contact_id=wanted)
         feedback = _feedback_lines(ledger, contact, wanted)
-        store = None
-        if contact is not None:
-            # The contact's own rows are all the run needs, instead of every campaign's rows
-            # (a million on a big ledger).
-            store = MemoryStore.seeded(
-                ledger,
-                campaigns=campaigns,
-                since=today - timedelta(days=reach(settings, campaigns)),
-                contact_id=contact.id,
-            )
-        return history, ledger.suppressions(), feedback, store
+        return history, ledger.suppressions(), feedback
 
-    history, suppressions, (blocked, replies), store = read_ledger(settings, read)
-    if contact is not None and store is not None:
-        # The run itself, for this one contact: every email rendered and every letter laid
-        # out and window-checked as the real run would, and nothing kept.
-        execute_run(
-            workspace=workspace,
-            store=store,
-            outlet=RenderOnlyOutlet(
-                settings=settings, campaigns=campaigns, today=today, now=now, workers=1
-            ),
-            dates=RunDates(today),
-            clock=lambda: now,
-            observer=events.append,
-            contacts=[contact],
-            options=RunOptions(args=("explain", contact.id)),
-        )
-        # The windows this run closed are missed now, as the next real run will record them.
-        closed = {r.key: r for r in store.recorded if r.status == "missed"}
+    history, suppressions, (blocked, replies) = read_ledger(settings, read)
+    if contact is not None:
+        # The run itself, for this one contact, on a ledger seeded with its own rows (all a
+        # run of it reads, instead of a million on a big ledger): every email rendered and
+        # every letter laid out and window-checked as the real run would, and nothing kept.
+        with rehearsal(settings, Seed(contact_id=contact.id)) as store:
+            execute_run(
+                workspace=workspace,
+                store=store,
+                outlet=RenderOnlyOutlet(
+                    settings=settings, campaigns=campaigns, today=today, now=now, workers=1
+                ),
+                dates=RunDates(today),
+                clock=lambda: now,
+                observer=events.append,
+                contacts=[contact],
+                options=RunOptions(args=("explain", contact.id)),
+            )
+            # The windows this run closed are missed now, as the next real run will record them.
+            closed = {r.key: r for r in store.messages(contact_id=contact.id, statuses=["missed"])}
         history = [closed.get(r.key, r) for r in history]
     problems = row_problems(workspace, contact_id)
     history.reverse()

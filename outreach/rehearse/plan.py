@@ -12,18 +12,15 @@ import multiprocessing
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from multiprocessing.connection import Connection
-from multiprocessing.connection import wait as mp_wait
 
 from outreach.contacts import Contact
 from outreach.deliver.outlets import CountOnlyOutlet
-from outreach.files import bind_to_parent
-from outreach.ledger import read_ledger
-from outreach.ledger.store import MemoryStore
+from outreach.ledger import RunStore, Seed, rehearsal
 from outreach.lookup import find_contact, not_a_contact
 from outreach.model.campaigns import Campaign, Occurrence
 from outreach.model.errors import OutreachError
 from outreach.pipeline.decide import Decision, RunDates
+from outreach.pipeline.parallel import ordered_map, tell
 from outreach.pipeline.run import RunOptions, RunSummary, execute_run, worker_count
 from outreach.rules.arrival import lookahead
 from outreach.rules.audience import AudienceFilter, campaign_audience
@@ -230,21 +227,29 @@ class _DueSchedule:
                     entry = (position, occ.latest, (contact.id, campaign.name, occ.key))
                     self.opening.setdefault(max(occ.earliest - ahead, start), []).append(entry)
         self.open: list[tuple[int, date, MessageKey]] = []
+        self.visited: set[int] = set()  # positions of the contacts the last day visited
 
-    def contacts_on(self, day: date, *, store: MemoryStore) -> list[Contact]:
-        """The contacts (in file order) with an occurrence open on `day` that is not done."""
-        self.open.extend(self.opening.pop(day, ()))
+    def contacts_on(self, day: date, *, store: RunStore) -> list[Contact]:
+        """The contacts (in file order) with an occurrence open on `day` that is not done.
+
+        Only a contact the last day's run visited can have had a message made since (closed
+        windows end before the day): the store is asked about a message when its window
+        opens, and again only after a day its contact was visited.
+        """
+        done = {campaign: store.done_for(campaign) for campaign in self.keys}
         keep = []
-        positions = set()
-        for entry in self.open:
-            position, latest, key = entry
-            contact_id, campaign, occurrence_key = key
-            if latest < day or (contact_id, occurrence_key) in store.done_for(campaign):
-                continue
-            keep.append(entry)
-            positions.add(position)
+        for fresh, entries in ((False, self.open), (True, self.opening.pop(day, ()))):
+            for entry in entries:
+                position, latest, (contact_id, campaign, occurrence_key) = entry
+                if latest < day:
+                    continue
+                asked = fresh or position in self.visited
+                if asked and (contact_id, occurrence_key) in done[campaign]:
+                    continue
+                keep.append(entry)
         self.open = keep
-        return [self.contacts[p] for p in sorted(positions)]
+        self.visited = {entry[0] for entry in keep}
+        return [self.contacts[p] for p in sorted(self.visited)]
 
 
 @dataclass
@@ -406,33 +411,33 @@ def _simulate(
         if schedule is not None
         else None
     )
-    store = read_ledger(
-        settings,
-        lambda ledger: MemoryStore.seeded(
-            ledger, campaigns=campaigns, since=since, contact_id=watch, occurrence_keys=keys
-        ),
+    seed = (
+        Seed(contact_id=watch)
+        if watch is not None
+        else Seed(since=since, occurrence_keys=keys, remember=True)
     )
     watcher = _Watcher(watch=watch)
     counts: list[DayCounts] = []
-    for offset in range(days):
-        day = start + timedelta(days=offset)
-        moment = datetime.combine(day, RUN_TIME, tzinfo=settings.tz)
-        watcher.day = day
-        watcher.new_skips = {}
-        people = contacts if schedule is None else schedule.contacts_on(day, store=store)
-        summary = execute_run(
-            workspace=workspace,
-            store=store,
-            outlet=CountOnlyOutlet(),
-            dates=RunDates(day, calendar=schedule.calendar if schedule is not None else None),
-            clock=_fixed(moment),
-            observer=watcher.note,
-            contacts=people,
-            options=RunOptions(args=("plan",)),
-        )
-        counts.extend(_day_counts(day, summary, skipped=watcher.new_skips, names=names))
-        if on_day is not None:
-            on_day(day)
+    with rehearsal(settings, seed) as store:
+        for offset in range(days):
+            day = start + timedelta(days=offset)
+            moment = datetime.combine(day, RUN_TIME, tzinfo=settings.tz)
+            watcher.day = day
+            watcher.new_skips = {}
+            people = contacts if schedule is None else schedule.contacts_on(day, store=store)
+            summary = execute_run(
+                workspace=workspace,
+                store=store,
+                outlet=CountOnlyOutlet(),
+                dates=RunDates(day, calendar=schedule.calendar if schedule is not None else None),
+                clock=_fixed(moment),
+                observer=watcher.note,
+                contacts=people,
+                options=RunOptions(args=("plan",)),
+            )
+            counts.extend(_day_counts(day, summary, skipped=watcher.new_skips, names=names))
+            if on_day is not None:
+                on_day(day)
     return counts, watcher.sent, watcher.story
 
 
@@ -472,51 +477,22 @@ def _in_parts(
 ) -> tuple[list[DayCounts], _Busy]:
     """The plan of `contacts` as `parts` forked processes plan every `parts`-th contact each;
     their counts added up, their busiest contacts merged."""
-    context = multiprocessing.get_context("fork")
-    pipes = [context.Pipe(duplex=False) for _ in range(parts)]
-    workers = [
-        context.Process(
-            target=_plan_part,
-            args=(pipes[i][1], workspace, contacts[i::parts], start, days, top),
-            daemon=True,
-        )
-        for i in range(parts)
-    ]
-    for worker in workers:
-        worker.start()
-    for _, sending in pipes:
-        sending.close()  # the parent only reads: a dead worker's pipe then reads as ended
-    results: dict[int, tuple[list[DayCounts], _Busy]] = {}
     reported = [0] * parts
     shown = 0
-    readers = {reading: i for i, (reading, _) in enumerate(pipes)}
-    try:
-        while readers:
-            for ready in mp_wait(list(readers)):
-                assert isinstance(ready, Connection)
-                index = readers[ready]
-                try:
-                    kind, payload = ready.recv()
-                except EOFError:
-                    raise RuntimeError("a plan worker process died") from None
-                if kind == "day":
-                    reported[index] += 1
-                elif kind == "done":
-                    results[index] = payload
-                    del readers[ready]
-                else:
-                    raise payload
-            while on_day is not None and shown < min(reported):
-                on_day(start + timedelta(days=shown))
-                shown += 1
-    finally:
-        for worker in workers:
-            worker.join(timeout=5)
-            if worker.is_alive():
-                worker.kill()
-                worker.join()
-        for reading, _ in pipes:
-            reading.close()
+
+    def heard(part: int, _day: object) -> None:
+        # A day is shown once every part has planned it.
+        nonlocal shown
+        reported[part] += 1
+        while on_day is not None and shown < min(reported):
+            on_day(start + timedelta(days=shown))
+            shown += 1
+
+    def plan_part(part: int) -> tuple[list[DayCounts], _Busy]:
+        return _plan_part(workspace, contacts[part::parts], start=start, days=days, top=top)
+
+    with ordered_map(plan_part, range(parts), processes=parts, ahead=1, on_note=heard) as planned:
+        results = [result for _, result in planned]
     counts = [_added(same) for same in zip(*(results[i][0] for i in range(parts)), strict=True)]
     merged = [item for i in range(parts) for item in results[i][1]]
     return counts, _ranked(merged, top)
@@ -536,29 +512,10 @@ def _added(same: tuple[DayCounts, ...]) -> DayCounts:
 
 
 def _plan_part(
-    pipe: Connection,
-    workspace: Workspace,
-    contacts: Sequence[Contact],
-    start: date,
-    days: int,
-    top: int,
-) -> None:
-    """A forked worker's share of the plan: each day reported, then the counts and the busiest."""
-    bind_to_parent()
-    try:
-        counts, sent, _ = _simulate(
-            workspace,
-            contacts=contacts,
-            watch=None,
-            start=start,
-            days=days,
-            on_day=lambda _day: pipe.send(("day", None)),
-        )
-        pipe.send(("done", (counts, _busiest(sent, top))))
-    except BaseException as exc:  # told to the parent, which raises it
-        try:
-            pipe.send(("error", exc))
-        except Exception:
-            pipe.send(("error", RuntimeError(f"{type(exc).__name__}: {exc}")))
-    finally:
-        pipe.close()
+    workspace: Workspace, contacts: Sequence[Contact], *, start: date, days: int, top: int
+) -> tuple[list[DayCounts], _Busy]:
+    """A worker's share of the plan: each day told to the caller, then the counts and the busiest."""
+    counts, sent, _ = _simulate(
+        workspace, contacts=contacts, watch=None, start=start, days=days, on_day=tell
+    )
+    return counts, _busiest(sent, top)

@@ -18,8 +18,7 @@ from outreach.contacts import Contact, load_contacts
 from outreach.deliver.alignment import sender_warnings, template_warnings
 from outreach.deliver.outlets import RenderOnlyOutlet
 from outreach.deliver.printing import harfbuzz_subset_available
-from outreach.ledger import ledger_exists, read_ledger
-from outreach.ledger.store import MemoryStore
+from outreach.ledger import Ledger, RunStore, Seed, ledger_exists, rehearsal
 from outreach.model.campaigns import Campaign, load_campaign
 from outreach.model.config import Coupon, Settings
 from outreach.model.errors import LedgerError, OutreachError, Problem
@@ -74,7 +73,7 @@ def _check_campaigns(
     workspace: Workspace,
     *,
     contacts: Sequence[Contact],
-    suppressions: dict[str, frozenset[str]],
+    store: RunStore,
     today: date,
     now: datetime,
     report: ValidationReport,
@@ -92,7 +91,7 @@ def _check_campaigns(
     )
     summary = execute_run(
         workspace=workspace,
-        store=MemoryStore(suppressed=suppressions),
+        store=store,
         outlet=RenderOnlyOutlet(
             settings=settings,
             campaigns=workspace.campaigns,
@@ -342,22 +341,26 @@ def validate_workspace(
     if not usable:
         return report
     workspace = Workspace(settings, contacts=contact_list, campaigns=tuple(usable))
-    suppressions: dict[str, frozenset[str]] = {}
+    # The run's store: the suppression list and blocks, and no message made yet.
+    store = Ledger.in_memory()
     if ledger_exists(settings):
         try:
-            suppressions = read_ledger(settings, lambda ledger: ledger.suppressions())
+            store = rehearsal(settings, Seed(messages=False))
         except LedgerError as exc:
             report.lines.append(f"warning: the suppression list was not read: {exc}")
-    report.warnings.extend(
-        _forgotten_rows(contact_list.contacts, suppressions=suppressions, settings=settings)
-    )
-    _check_campaigns(
-        workspace,
-        contacts=contact_list.contacts,
-        suppressions=suppressions,
-        today=today,
-        now=now,
-        report=report,
-        progress=progress,
-    )
+    with store:
+        report.warnings.extend(
+            _forgotten_rows(
+                contact_list.contacts, suppressions=store.suppressions(), settings=settings
+            )
+        )
+        _check_campaigns(
+            workspace,
+            contacts=contact_list.contacts,
+            store=store,
+            today=today,
+            now=now,
+            report=report,
+            progress=progress,
+        )
     return report

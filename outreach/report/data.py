@@ -15,20 +15,20 @@ import subprocess
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
-from typing import TypeVar, cast
+from typing import TypeVar
 
 from outreach.contacts import Contact
 from outreach.feedback.process import AUTOMATIC_STOPS, COMPLAINT_DAYS
 from outreach.ledger import (
     COUNTED_STATUSES,
-    Ledger,
+    LedgerReader,
     MessageRecord,
     ReplyRecord,
     ledger_exists,
@@ -36,6 +36,7 @@ from outreach.ledger import (
 )
 from outreach.model.config import Settings
 from outreach.model.errors import OutreachError, Problem
+from outreach.pipeline.parallel import ordered_map
 from outreach.rehearse.plan import Plan, plan_days
 from outreach.workspace import Workspace
 
@@ -234,7 +235,7 @@ def gather_report(
     )
     plan: Plan | None = None
     with contextlib.suppress(OutreachError):  # the past half of the page is worth having alone
-        # One process: this one already has the past's reader (a thread and a fork) going.
+        # One process: this one already has the past's reader (a fork) going.
         plan = plan_days(workspace, start=plan_start, days=PLAN_DAYS, top=0, workers=1)
     contacts = workspace.contacts
     past = past_of()
@@ -301,7 +302,7 @@ def _gather_past(
     if not ledger_exists(settings):
         past.notes.append("no_ledger")
 
-    def read(ledger: Ledger) -> None:
+    def read(ledger: LedgerReader) -> None:
         # Assigns, never appends: a read that had to be redone from a copy starts afresh.
         records = [r for r in ledger.messages(since=start) if r.run_date <= end]
         past.daily = _past_days(records)
@@ -345,7 +346,7 @@ def _gather_past(
     return past
 
 
-def _period_runs(ledger: Ledger, *, start: date, end: date) -> list[RunView]:
+def _period_runs(ledger: LedgerReader, *, start: date, end: date) -> list[RunView]:
     """The runs of the period that left a summary, newest first."""
     runs = []
     for row in ledger.runs(limit=RUNS_SHOWN * 5):
@@ -372,35 +373,22 @@ def _period_runs(ledger: Ledger, *, start: date, end: date) -> list[RunView]:
 # ---------------------------------------------------------------------------------------------
 # A job in a process of its own
 
-# The job in progress, for the forked process (it inherits it instead of receiving it pickled).
-_JOB: Callable[[], object] | None = None
-
-
-def _run_job() -> object:
-    assert _JOB is not None
-    return _JOB()
-
 
 def _in_background(job: Callable[[], _T]) -> Callable[[], _T]:
     """Start `job` in a forked process; a function that waits for its result.
 
-    Where there is no fork, the job runs when its result is wanted.
+    Where there is no fork, the job runs when its result is wanted. The process dies with
+    this one (outreach.pipeline.parallel), and ends when its result is taken or dropped.
     """
-    global _JOB
     if "fork" not in multiprocessing.get_all_start_methods():
         return job
-    _JOB = job
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("fork"))
-    try:
-        future = pool.submit(_run_job)
-    finally:
-        _JOB = None
+    # Forked, the process inherits the job instead of receiving it pickled.
+    running = ordered_map(lambda _: job(), [None], processes=1)
 
     def wait() -> _T:
-        try:
-            return cast(_T, future.result())
-        finally:
-            pool.shutdown()
+        with running:
+            ((_, result),) = running
+        return result
 
     return wait
 

@@ -260,14 +260,13 @@ def send(
 
 
 def _warn_new_ledger(settings: Settings) -> None:
-    from outreach.ledger import ledger_exists, open_ledger
+    from outreach.ledger import ledger_exists, read_ledger
     from outreach.ledger.rebuild import made_files
 
     if ledger_exists(settings):
         try:
-            with open_ledger(settings, readonly=True) as ledger:
-                if ledger.runs(limit=1):
-                    return  # the ledger has a record: --new-ledger changes nothing
+            if read_ledger(settings, lambda ledger: ledger.runs(limit=1)):
+                return  # the ledger has a record: --new-ledger changes nothing
         except OutreachError:
             pass
     made = made_files(settings)
