@@ -11,6 +11,7 @@ running it again finishes the job.
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import unicodedata
@@ -207,6 +208,8 @@ def _erase_files(settings: Settings, rows: PersonRows, person: Person, result: F
     names = _needles(person.names)
     for relative in rows.files():
         path = root / relative
+        if not path.resolve().is_relative_to(root.resolve()):
+            continue  # a stored path never takes `forget` outside the workspace
         if path.suffix.lower() == ".pdf":
             _pdf_without(path, person, result, relative)
         elif path.exists():
@@ -234,7 +237,7 @@ def _needles(words: Sequence[str]) -> list[bytes]:
 
 
 def _html_escaped(text: str) -> str:
-    return text.replace("&", "&amp;").replace("'", "&#39;").replace("'", "&#x27;")
+    return html.escape(text, quote=True)  # how a report page writes the name
 
 
 def _mentions(path: Path, needles: Sequence[bytes]) -> bool:
