@@ -41,6 +41,7 @@ COLUMNS = (
     "opt_out",
     "next_appointment",
     "favourite_dish",
+    "email_consent",
 )
 FIRST_NAMES = (
     "María", "José", "Lucía", "Carmen", "Javier", "Ana", "Pablo", "Elena", "Íñigo", "Nuria",
@@ -175,6 +176,9 @@ def contact_rows(
             "opt_out": "",
             "next_appointment": "",
             "favourite_dish": rng.choice(DISHES),
+            # Everyone consented (the birthday gives a coupon: marketing); no draw, so the
+            # other columns stay as they were.
+            "email_consent": "2025-03-01",
         }
 
 

@@ -83,6 +83,7 @@ def message_dict(record: MessageRecord) -> dict[str, object]:
         "status": record.status,
         "reason": record.reason,
         "error": record.error,
+        "basis": record.basis,
         "artifact": record.artifact,
         "message_id": record.message_id,
         "event_date": day(record.event_date),

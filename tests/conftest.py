@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import locale
@@ -365,6 +366,35 @@ def copy_sample(root: Path) -> Workspace:
     return Workspace(root)
 
 
+# What Spanish law asks of a marketing email (outreach validate checks it): who sends it, and
+# a way to opt out.
+FOOTER = (
+    "{% if sender.address.street %}-- \n{{ sender.name }}, {{ sender.address.street }}, "
+    "{{ sender.address.postal_code }} {{ sender.address.city }}\n{% endif %}"
+    "{% if unsubscribe_url %}Baja: {{ unsubscribe_url }}\n{% endif %}"
+)
+
+# The day every well-formed row of `make_workspace` consented to marketing email (the
+# birthday campaign gives a coupon: marketing). Tests of the legal basis write their own.
+CONSENT = "2025-01-15"
+
+
+def with_consent(lines: list[str]) -> list[str]:
+    """A contacts file's lines (header first) with an email_consent column: CONSENT in every
+    row as wide as the header (rows of another width, as given)."""
+    header, *rows = lines
+    width = len(next(csv.reader([header])))
+    out = [header + ",email_consent"]
+    for row in rows:
+        cells = next(csv.reader([row]), [])
+        out.append(f"{row},{CONSENT}" if len(cells) == width else row)
+    return out
+
+
+def _consented(rows: list[str]) -> list[str]:
+    return with_consent([HEADER, *rows])
+
+
 @pytest.fixture
 def make_workspace(tmp_path: Path) -> Callable[..., Workspace]:
     """A small workspace: config, contacts rows, and simple birthday/promotion campaigns."""
@@ -379,11 +409,13 @@ def make_workspace(tmp_path: Path) -> Callable[..., Workspace]:
         ws = Workspace(tmp_path / "ws")
         ws.root.mkdir(exist_ok=True)
         ws.write("config.yaml", BASE_CONFIG + textwrap.dedent(config_extra))
-        ws.write("contacts.csv", "\n".join([HEADER, *rows]) + "\n")
+        ws.write("contacts.csv", "\n".join(_consented(rows)) + "\n")
         default_templates = {
-            "birthday.txt.j2": "Hola {{ contact.first_name }}, ¡feliz cumpleaños!\nTu regalo: {{ coupon }}\n",
+            "birthday.txt.j2": "Hola {{ contact.first_name }}, ¡feliz cumpleaños!\nTu regalo: {{ coupon }}\n"
+            + FOOTER,
             "birthday.html.j2": "<style>p { color: #333; }</style><p>Hola {{ contact.first_name }}</p>\n",
-            "promo.txt.j2": "Hola {{ contact.first_name | default('amigo') }}, menú de otoño.\n",
+            "promo.txt.j2": "Hola {{ contact.first_name | default('amigo') }}, menú de otoño.\n"
+            + FOOTER,
         }
         for name, text in {**default_templates, **(templates or {})}.items():
             ws.write(f"templates/{name}", text)

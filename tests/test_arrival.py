@@ -71,6 +71,7 @@ def ana(**fields: object) -> Contact:
         "postal_code": "28013",
         "city": "Madrid",
         "preferred_channel": "letter",
+        "email_consent": date(2025, 1, 15),  # the email a late letter becomes has a basis
         **fields,
     }
     return Contact(**values)  # type: ignore[arg-type]

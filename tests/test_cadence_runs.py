@@ -47,6 +47,8 @@ from outreach.workspace import Workspace
 
 MADRID = ZoneInfo("Europe/Madrid")
 FIRST_DAY = date(2026, 1, 1)
+CONSENT_DAY = date(2025, 1, 15)  # before every run day of these scenarios
+
 TAGS = ("a", "b", "c")
 CHANNELS = ("email", "letter")
 
@@ -131,6 +133,7 @@ def make_contact(rng: random.Random, index: int, *, days: list[date]) -> Contact
         preferred_channel=rng.choice([None, "email", "letter"]),
         tags=frozenset(rng.sample(TAGS, rng.randint(0, 2))),
         opt_out=rng.choice([frozenset()] * 8 + [frozenset({"email"}), frozenset({"letter"})]),
+        email_consent=CONSENT_DAY,  # every marketing message has a basis (tests/test_legal.py)
         extra=MappingProxyType(
             {"next_appointment": appointment.isoformat()} if appointment else {}
         ),
@@ -504,7 +507,15 @@ def test_the_audit_sees_a_real_deferral_and_a_miss() -> None:
             sender=Sender(name="Casa Lucía", email="hola@casalucia.example"),
             cadence=CadencePolicy(min_gap_days=7, max_messages=4, per_days=30),
         ),
-        contacts=(Contact(id="C01", line=2, email="ana@example.com", birthday=date(1990, 3, 10)),),
+        contacts=(
+            Contact(
+                id="C01",
+                line=2,
+                email="ana@example.com",
+                birthday=date(1990, 3, 10),
+                email_consent=CONSENT_DAY,
+            ),
+        ),
         campaigns=(birthday, promotion),
         # Mon 9 March: birthday (window 9-10) goes, the promotion (9-11) is deferred on the
         # 9th and the 11th, then missed on the 12th.

@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Callable
 from contextlib import closing
 
-from conftest import BASE_CONFIG, HEADER, Workspace
+from conftest import BASE_CONFIG, HEADER, Workspace, with_consent
 
 # November 2026: Sun 22, Mon 23, Tue 24, Wed 25, Thu 26, Fri 27, Sat 28.
 CADENCE = """\
@@ -80,7 +80,9 @@ CONTACTS = "\n".join(
 def scenario(make_workspace: Callable[..., Workspace]) -> Workspace:
     ws = make_workspace([], campaigns=CAMPAIGNS)
     ws.write("config.yaml", BASE_CONFIG[: BASE_CONFIG.index("cadence:")] + CADENCE)
-    (ws.root / "contacts.csv").write_text(CONTACTS + "\n", encoding="utf-8")
+    # Everyone consented to marketing email (the legal basis is tests/test_legal.py's).
+    lines = with_consent(CONTACTS.split("\n"))
+    (ws.root / "contacts.csv").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return ws
 
 

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-from conftest import Workspace
+from conftest import HEADER, Workspace, with_consent
 from feedback_helpers import (
     BOUNCE_DATE,
     DATA,
@@ -167,7 +167,7 @@ def test_a_new_address_in_the_contacts_file_starts_clean(make_workspace: MakeWor
     rows = [r.replace("ana@example.com", "ana.lopez@example.com") for r in ROWS]
     ws.write(
         "contacts.csv",
-        "\n".join([(ws.root / "contacts.csv").read_text().splitlines()[0], *rows]) + "\n",
+        "\n".join(with_consent([HEADER, *rows])) + "\n",
     )
     ws.write("campaigns/winter.yaml", WINTER)
     explained = ws.run("explain", "c-001", "--date", "2026-11-25")

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 import pytest
-from conftest import BASE_CONFIG, HEADER, Workspace
+from conftest import BASE_CONFIG, HEADER, Workspace, with_consent
 from feedback_helpers import LETTER, PROMO, ROWS, ledger_rows
 
 from outreach.ledger import acquire_lock
@@ -29,7 +29,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Workspace
     test unsubscribes contacts of its own); (ws, base URL)."""
     ws = Workspace(tmp_path_factory.mktemp("served"))
     ws.write("config.yaml", BASE_CONFIG)
-    ws.write("contacts.csv", "\n".join([HEADER, *ROWS]) + "\n")
+    ws.write("contacts.csv", "\n".join(with_consent([HEADER, *ROWS])) + "\n")
     ws.write("campaigns/promo.yaml", PROMO)
     ws.write("templates/promo.txt.j2", "Hola.\n")
     ws.write("templates/promo_letter.html.j2", LETTER)

@@ -7,7 +7,7 @@ import json
 from collections.abc import Callable
 
 import pytest
-from conftest import HEADER, Workspace
+from conftest import HEADER, Workspace, with_consent
 from feedback_helpers import ROWS, ledger_rows, promo_workspace, snapshot
 from test_feedback_maildir import WINTER
 
@@ -60,11 +60,11 @@ def test_a_corrected_address_starts_clean(make_workspace: MakeWorkspace) -> None
     assert ws.run("returned", "c-001", "--date", "2026-11-26").code == 0
     # Written differently (case, spaces, punctuation): still the same address, still blocked.
     same = [LETTER_ROWS[0].replace("Calle Mayor 1", "calle  MAYOR. 1"), *LETTER_ROWS[1:]]
-    ws.write("contacts.csv", "\n".join([HEADER, *same]) + "\n")
+    ws.write("contacts.csv", "\n".join(with_consent([HEADER, *same])) + "\n")
     ws.write("campaigns/winter.yaml", WINTER)
     assert "blocked: letters" in ws.run("explain", "c-001", "--date", "2026-11-27").out
     moved = [LETTER_ROWS[0].replace("Calle Mayor 1", "Calle Mayor 15"), *LETTER_ROWS[1:]]
-    ws.write("contacts.csv", "\n".join([HEADER, *moved]) + "\n")
+    ws.write("contacts.csv", "\n".join(with_consent([HEADER, *moved])) + "\n")
     assert "blocked:" not in ws.run("explain", "c-001", "--date", "2026-11-27").out
     assert ws.run("run", "--all", "--date", "2026-11-27").code == 0
     assert winter(ws, "c-001") == ("letter", "rendered")

@@ -13,7 +13,7 @@ from pathlib import Path
 from wsgiref.util import setup_testing_defaults
 
 import pytest
-from conftest import BASE_CONFIG, HEADER, Workspace
+from conftest import BASE_CONFIG, HEADER, Workspace, with_consent
 
 from outreach.feedback.receiver import RateLimit, UnsubscribeApp, escaped, make_receiver
 from outreach.model.config import load_settings
@@ -42,7 +42,7 @@ class Lines(logging.Handler):
 def workspace(root: Path, config: str = PATH_STYLE) -> Workspace:
     ws = Workspace(root)
     ws.write("config.yaml", config)
-    ws.write("contacts.csv", "\n".join([HEADER, *ROWS]) + "\n")
+    ws.write("contacts.csv", "\n".join(with_consent([HEADER, *ROWS])) + "\n")
     return ws
 
 
@@ -173,7 +173,9 @@ def test_contacts_are_read_once_and_again_only_when_the_file_changes(tmp_path: P
 
     assert 'lang="en"' in page("c1") and 'lang="es"' in page("c2") and 'lang="es"' in page("c9")
     assert app.locales.loads == 1
-    ws.write("contacts.csv", "\n".join([HEADER, ROWS[0].replace(",en,", ",de,")]) + "\n")
+    ws.write(
+        "contacts.csv", "\n".join(with_consent([HEADER, ROWS[0].replace(",en,", ",de,")])) + "\n"
+    )
     assert 'lang="de"' in page("c1")
     assert app.locales.loads == 2
 

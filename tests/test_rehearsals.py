@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
+from conftest import CONSENT, FOOTER
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -58,6 +59,7 @@ def write_workspace(root: Path, persons: list[Person], *, gap: int, fallback: bo
           address: {{street: "Calle de la Cava Baja, 12", postal_code: "28005", city: Madrid, country: ES}}
         locale: es
         timezone: Europe/Madrid
+        unsubscribe: {{url: "https://casalucia.example/baja?id={{id}}&token={{token}}"}}
         coupon: {{secret: test-secret}}
         cadence:
           min_gap_days: {gap}
@@ -66,7 +68,7 @@ def write_workspace(root: Path, persons: list[Person], *, gap: int, fallback: bo
         letters:
           delivery_days: 1
         """
-    rows = [HEADER]
+    rows = [HEADER + ",email_consent"]  # everyone consented: tests/test_legal.py varies it
     for n, p in enumerate(persons):
         birthday = (START + timedelta(days=p.birthday_offset)).replace(year=1980)
         street = {"": "", "ok": "Calle Mayor 1", "long": LONG_STREET}[p.address]
@@ -74,7 +76,7 @@ def write_workspace(root: Path, persons: list[Person], *, gap: int, fallback: bo
         email = f"p{n}@example.com" if p.email else ""
         rows.append(
             f"c{n},Nombre{n},Apellido,{email},{birthday:%d/%m/%Y},{street},{place},ES,"
-            f"{p.channel},{p.locale},customer,{p.opt_out}"
+            f"{p.channel},{p.locale},customer,{p.opt_out},{CONSENT}"
         )
     files = {
         "config.yaml": config,
@@ -104,7 +106,7 @@ def write_workspace(root: Path, persons: list[Person], *, gap: int, fallback: bo
         "templates/birthday.txt.j2": "Hola {{ contact.first_name }}, el {{ occurrence.date | date('long') }}\n",
         "templates/birthday.en.txt.j2": "Hi {{ contact.first_name }}, on {{ occurrence.date | date('long') }}\n",
         "templates/letter.html.j2": "<p>Feliz cumpleaños, {{ contact.first_name }}</p>\n",
-        "templates/promo.txt.j2": "Hola {{ contact.first_name }}, menú de otoño.\n",
+        "templates/promo.txt.j2": "Hola {{ contact.first_name }}, menú de otoño.\n" + FOOTER,
     }
     for name, text in files.items():
         path = root / name

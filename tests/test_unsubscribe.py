@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
-from conftest import HEADER, Workspace
+from conftest import HEADER, Workspace, with_consent
 
 from outreach.ledger import acquire_lock
 
@@ -55,7 +55,9 @@ DAY = "2026-11-24"
 @pytest.fixture
 def ws(make_workspace: Callable[..., Workspace]) -> Workspace:
     workspace = make_workspace([], campaigns=CAMPAIGNS)
-    (workspace.root / "contacts.csv").write_text(CONTACTS + "\n", encoding="utf-8")
+    (workspace.root / "contacts.csv").write_text(
+        "\n".join(with_consent(CONTACTS.split("\n"))) + "\n", encoding="utf-8"
+    )
     return workspace
 
 

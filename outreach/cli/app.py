@@ -11,6 +11,7 @@ from outreach.cli.commands.doctor import doctor
 from outreach.cli.commands.feedback import bounces, returned, serve, unsubscribe
 from outreach.cli.commands.ledger import ledger
 from outreach.cli.commands.outcomes import redeem, results, visits
+from outreach.cli.commands.privacy import export, forget
 from outreach.cli.commands.records import history, report
 from outreach.cli.commands.rehearse import explain, plan, preview, validate
 from outreach.cli.commands.replies import replies, unblock
@@ -69,6 +70,8 @@ cli.add_command(returned)
 cli.add_command(replies)
 cli.add_command(unblock)
 cli.add_command(serve)
+cli.add_command(export)
+cli.add_command(forget)
 cli.add_command(ledger)
 cli.add_command(redeem)
 cli.add_command(visits)

@@ -15,6 +15,7 @@ KNOWN_COLUMNS = (
     "id", "first_name", "last_name", "title", "email", "birthday",
     "street", "street2", "postal_code", "city", "region", "country",
     "preferred_channel", "locale", "tags", "opt_out", "address_confirmed",
+    "email_consent", "consent_source",
 )
 CHANNELS = ("email", "letter")
 
@@ -52,6 +53,11 @@ class Contact:
     address_confirmed: date | None = None
     extra: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
     held_back: frozenset[str] = frozenset()
+    # The day the person consented to marketing email (None: no consent on record, or
+    # `email_consent: no`, then `consent_refused`); where the consent was given, as written.
+    email_consent: date | None = None
+    consent_refused: bool = False
+    consent_source: str | None = None
 
     def template_fields(self) -> dict[str, object]:
         """What templates and `where` see as `contact`: non-empty fields and extra columns."""

@@ -236,6 +236,18 @@ def _opt_out(value: str) -> frozenset[str] | None:
     return frozenset(kind for word in words for kind in _OPT_OUT_WORDS[word])
 
 
+def _consent(text: str, *, date_format: str) -> date | bool | str | None:
+    """An email_consent cell: a date, False (refused), None (empty) or why it is unusable."""
+    if not text:
+        return None
+    if text.casefold() == "no":
+        return False
+    try:
+        return parse_date(text, date_format=date_format)
+    except ValueError as exc:
+        return str(exc)
+
+
 def _tags(value: str) -> frozenset[str]:
     # Google Contacts writes its labels as "* myContacts ::: Clientes".
     parts = value.replace(":::", ";").split(";")
@@ -318,6 +330,8 @@ class _RowReader:
         self.postal_position = layout.at["postal_code"]
         # Parsed birthdays, or why not; a date repeats in a big file (about 36,500 exist).
         self.dates: dict[str, date | str | None] = {"": None}
+        # Parsed email_consent cells: a date, False (refused), None (none), or why not.
+        self.consents: dict[str, date | bool | str | None] = {"": None}
         # Lines written in another encoding than most of the file (sorted).
         self.foreign: tuple[int, ...] = ()
         self.foreign_name = ""
@@ -530,6 +544,8 @@ class _RowReader:
             tags_text,
             opt_out_text,
             confirmed_text,
+            consent_text,
+            source_text,
         ) = self.pick(cells)
         held: list[str] = []  # what the row's problems hold the contact back from
         email = self._read_email(email_text, line=line, contact_id=contact_id, held=held)
@@ -553,6 +569,7 @@ class _RowReader:
         opt_out = self._read_opt_out(opt_out_text, line=line, contact_id=contact_id)
         extra = self._read_extra(cells)
         held_set = self._held_set(held)
+        consent = self._read_consent(consent_text, line=line, contact_id=contact_id)
         return Contact(
             id=contact_id,
             line=line,
@@ -574,6 +591,9 @@ class _RowReader:
             address_confirmed=confirmed,
             extra=extra,
             held_back=held_set,
+            email_consent=consent if isinstance(consent, date) else None,
+            consent_refused=consent is False,
+            consent_source=source_text or None,
         )
 
     def _read_email(
@@ -740,6 +760,28 @@ class _RowReader:
         if held_set is None:
             held_set = self.held_back[key] = frozenset(key)
         return held_set
+
+    def _read_consent(self, text: str, *, line: int, contact_id: str) -> date | bool | None:
+        """The email_consent cell: a date, False for a refusal, None for none.
+
+        Anything else ("sí", "x", "Sí - 12/03/2024") is reported and counts as no consent:
+        a consent must be provable, so it is never guessed from a mark.
+        """
+        if text not in self.consents:
+            self.consents[text] = _consent(text, date_format=self.date_format)
+        found = self.consents[text]
+        if isinstance(found, str):
+            example = "03/12/2025" if self.date_format == "MDY" else "12/03/2025"
+            self.report(
+                f"{found}, so the contact counts as not having consented to marketing email",
+                line=line,
+                name="email_consent",
+                contact_id=contact_id,
+                hint=f"write the day they consented ({example} or 2025-03-12), no if they "
+                "refused, or leave it empty; say where they consented in consent_source",
+            )
+            return None
+        return found
 
     def _confirmed(self, text: str, *, line: int, contact_id: str) -> date | None:
         """The date in the address_confirmed cell; an unreadable one is reported and ignored."""

@@ -236,6 +236,11 @@ def _v8_outcomes(conn: Any) -> None:
     create_tables(conn)
 
 
+def _v9_basis(conn: Any) -> None:
+    # The legal basis each message went on (outreach.rules.legal), kept with it as proof.
+    conn.execute("ALTER TABLE messages ADD COLUMN basis TEXT")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
     _v2_waiting_index,
@@ -245,6 +250,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v6_reason_code,
     _v7_replies,
     _v8_outcomes,
+    _v9_basis,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -261,6 +267,7 @@ TABLES: dict[str, tuple[tuple[str, ...], str | None]] = {
             *("run_date", "event_date", "earliest", "latest", "effective_date", "essential"),
             *("artifact", "message_id", "reason", "error", "run_id", "created_at", "updated_at"),
             "reason_code",
+            "basis",
         ),
         "id",
     ),

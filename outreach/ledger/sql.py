@@ -78,20 +78,21 @@ def _day(text: str | None, *, table: str, row: str) -> date | None:
 _MESSAGE_COLUMNS = (
     "contact_id, campaign, occurrence_key, channel, status, run_date, event_date, earliest, "
     "latest, artifact, message_id, reason, error, essential, effective_date, updated_at, "
-    "reason_code"
+    "reason_code, basis"
 )
 
 # The f-strings below only join this module's constants; values always go in as parameters.
 _UPSERT = f"""
 INSERT INTO messages ({_MESSAGE_COLUMNS}, run_id, created_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?16)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?16)
 ON CONFLICT (campaign, contact_id, occurrence_key) DO UPDATE SET
     channel = excluded.channel, status = excluded.status, run_date = excluded.run_date,
     event_date = excluded.event_date, earliest = excluded.earliest, latest = excluded.latest,
     artifact = excluded.artifact, message_id = excluded.message_id, reason = excluded.reason,
     error = excluded.error, essential = excluded.essential,
     effective_date = excluded.effective_date, updated_at = excluded.updated_at,
-    reason_code = excluded.reason_code, run_id = coalesce(excluded.run_id, messages.run_id)
+    reason_code = excluded.reason_code, basis = excluded.basis,
+    run_id = coalesce(excluded.run_id, messages.run_id)
 """  # noqa: S608
 
 # A row no run must redo (Ledger.done_for's rule), as the WHERE of an upsert sees it.
@@ -278,6 +279,7 @@ def _message_from_row(row: Sequence[Any]) -> MessageRecord:
         effective_date,
         updated_at,
         reason_code,
+        basis,
     ) = row
     where = {"table": "messages", "row": f"of {contact_id!r}, {campaign!r}, {key!r}"}
     return MessageRecord(
@@ -298,6 +300,7 @@ def _message_from_row(row: Sequence[Any]) -> MessageRecord:
         effective_date=stored_day(effective_date, **where),
         updated_at=stored_time(updated_at, **where),
         reason_code=reason_code,
+        basis=basis,
     )
 
 
@@ -337,7 +340,8 @@ def _record_rows(
             r.effective_date.isoformat() if r.effective_date is not None else run_day,
             stamp,
             r.reason_code,
-            run_id,  # ?18; created_at reuses ?16
+            r.basis,
+            run_id,  # ?19; created_at reuses ?16
         )
 
 

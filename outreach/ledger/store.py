@@ -43,6 +43,9 @@ class MessageRecord:
     # Why it was held back, as data (an outreach.model.reasons.Code value); `reason` is its sentence.
     # A missed message keeps the code of what deferred it; `window_closed` when nothing did.
     reason_code: str | None = None
+    # The legal basis it went on (outreach.rules.legal), kept as proof: "consent 2025-03-01
+    # formulario web", "service", … with config legal.consent_text_version after " · text ".
+    basis: str | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:

@@ -136,6 +136,10 @@ class Campaign(_Model):
     audience: Audience = Audience()
     priority: int = Field(default=50, ge=-1_000_000, le=1_000_000)
     essential: bool = False
+    # marketing needs a legal basis per contact; service (a reminder, an order's status) may
+    # carry no offer. Unset: the default of the kind (`default_purpose`).
+    purpose: Literal["marketing", "service"] | None = None
+    similar_products: bool = False  # offers like what the customer bought (LSSI art. 21.2)
     cadence: CadenceOverride | None = None
     # The share (percent) of contacts held back to measure against (outreach.rules.control).
     control_group: float = Field(default=0.0, ge=0, le=90)
@@ -515,9 +519,31 @@ def _load(path: Path, *, templates_dir: Path) -> tuple[Campaign, dict[KeyPath, i
     _check_control_group(campaign, lines)
     _check_channels(campaign, lines)
     _check_templates(campaign, templates_dir=templates_dir, lines=lines)
+    if campaign.purpose is None:
+        purpose = default_purpose(campaign, templates_dir=templates_dir)
+        campaign = campaign.model_copy(update={"purpose": purpose})
     campaign._where_line = lines.get(("audience", "where"))
     compile_audience(campaign.audience, path=path, line=campaign.where_line)
     return campaign, lines
+
+
+def default_purpose(campaign: Campaign, *, templates_dir: Path) -> str:
+    """A campaign's purpose when its file names none: promotions and one-offs are marketing,
+    so is a birthday whose templates give a coupon; reminders are service."""
+    if campaign.kind in ("promotion", "one_off"):
+        return "marketing"
+    if campaign.kind == "reminder":
+        return "service"
+    names = [campaign.letter.template] if campaign.letter is not None else []
+    if campaign.email is not None:
+        names += [name for name in (campaign.email.text, campaign.email.html) if name]
+    for name in names:
+        try:
+            if "coupon" in (templates_dir / name).read_text(encoding="utf-8"):
+                return "marketing"
+        except (OSError, UnicodeDecodeError):
+            return "marketing"  # unreadable: the template check reports it; assume the stricter
+    return "service"
 
 
 def load_campaign(path: Path, *, templates_dir: Path) -> Campaign:

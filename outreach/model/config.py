@@ -187,6 +187,19 @@ class Results(_Model):
     attribution_days: int = Field(default=30, ge=1, le=MAX_DAYS)
 
 
+class Legal(_Model):
+    """What makes a marketing message lawful (see README, "Spanish law in practice")."""
+
+    # consent: only a dated email_consent; consent_or_customer: also a recent customer
+    # (LSSI art. 21.2) for campaigns with `similar_products: true`.
+    email_basis: Literal["consent", "consent_or_customer"] = "consent"
+    # Postal marketing on legitimate interest (after the business's balancing test), or consent.
+    letter_basis: Literal["consent", "legitimate_interest"] = "legitimate_interest"
+    customer_column: str = "last_visit"
+    customer_months: int = Field(default=24, ge=1, le=240)
+    consent_text_version: str | None = None
+
+
 class CadencePolicy(_Model):
     """How often one contact may hear from the business, across campaigns and channels."""
 
@@ -476,6 +489,9 @@ class Settings(_Model):
     coupon: Coupon = Coupon()
     results: Results = Results()
     cadence: CadencePolicy = CadencePolicy()
+    legal: Legal = Legal()
+    # Do-not-contact lists (CSV, e.g. the Lista Robinson), consulted for every marketing message.
+    suppression_lists: tuple[Path, ...] = ()
     delivery: Delivery = Delivery()
     dkim: Dkim | None = None
     letters: Letters = Letters()

@@ -41,6 +41,8 @@ class Code(StrEnum):
     NO_LETTER_TEMPLATE = "no_letter_template"
     EMAIL_BLOCKED = "email_blocked"  # the address bounced (or a complaint): outreach.feedback
     LETTER_BLOCKED = "letter_blocked"  # the post returned a letter to this address
+    # a marketing message without consent, customer relationship or legitimate interest
+    NO_LEGAL_BASIS = "no_legal_basis"
     # cadence: it waits
     QUIET_DAY = "quiet_day"
     MIN_GAP = "min_gap"
@@ -72,6 +74,7 @@ _PHRASES = {
     Code.NO_LETTER_TEMPLATE: "campaign has no letter",
     Code.EMAIL_BLOCKED: "email blocked (bounces)",
     Code.LETTER_BLOCKED: "letter blocked (returned)",
+    Code.NO_LEGAL_BASIS: "no legal basis for marketing",
     Code.QUIET_DAY: "quiet day",
     Code.MIN_GAP: "too soon after another message",
     Code.MAX_MESSAGES: "too many messages in the period",

@@ -102,6 +102,7 @@ class Books:
             reason=reason.text if reason is not None else None,
             reason_code=reason.code.value if reason is not None else None,
             error=error,
+            basis=decision.basis,
         )
 
     def count(self, decision: Decision, contact: Contact, summary: CampaignSummary) -> None:

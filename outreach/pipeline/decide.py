@@ -11,11 +11,11 @@ cadence) are functions over records. `apply` carries the decisions out; every re
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import TYPE_CHECKING
 
-from outreach.model.campaigns import Campaign, Occurrence
+from outreach.model.campaigns import Campaign, FieldError, Occurrence
 from outreach.model.errors import OutreachError, Problem
 from outreach.model.reasons import Code, Outcome, Reason
 from outreach.plural import ngettext
@@ -33,6 +33,13 @@ from outreach.rules.audience import WhereRefusedError
 from outreach.rules.cadence import Candidate, PastMessage, first_open_day
 from outreach.rules.control import in_control
 from outreach.rules.eligibility import Suppressions, choose_channel, first_choice
+from outreach.rules.legal import (
+    DoNotContact,
+    FutureConsentError,
+    LegalPolicy,
+    basis,
+    is_forgotten,
+)
 from outreach.rules.occurrences import occurrences_between
 
 if TYPE_CHECKING:
@@ -61,6 +68,7 @@ class Decision:
     occurrence_key: str | None = None  # for `missed` by a closed window: no Occurrence at hand
     day: date | None = None
     problem: Problem | None = None  # for `bad data`: the contact's problem, located
+    basis: str | None = None  # for `send`: the legal basis it goes on (rules/legal)
 
     @property
     def key(self) -> str | None:
@@ -112,7 +120,16 @@ class Knowledge:
     dates: RunDates
     delivery_days: int
     date_format: str
+    legal: LegalPolicy = field(default_factory=LegalPolicy)
+    lists: DoNotContact | None = None  # config suppression_lists, loaded once per run
+    # Salted hashes of the people `outreach forget` erased, and the salt: nothing is decided
+    # (so nothing recorded) for a row that matches one.
+    forgotten: frozenset[str] = frozenset()
+    forget_salt: str = ""
 
+
+# A message that may go, waiting for cadence: what cadence weighs, and the decision's parts.
+_Pending = tuple[Candidate, CampaignRule, Occurrence, "Reason | None", "str | None"]
 
 # A decision with the contact it is about and that contact's place in its chunk.
 Decided = tuple[int, "Contact", Decision]
@@ -128,14 +145,20 @@ def decide_chunk(chunk: Sequence[Contact], knowing: Knowledge) -> Iterator[Decid
 def decide(contact: Contact, knowing: Knowledge) -> list[Decision]:
     """Every decision for one contact, in decision order: each campaign's verdict on its
     occurrences, then what cadence makes of those that may go."""
+    if knowing.forgotten and is_forgotten(
+        contact, salt=knowing.forget_salt, keys=knowing.forgotten
+    ):
+        return []
     decisions: list[Decision] = []
-    pending: list[tuple[Candidate, CampaignRule, Occurrence, Reason | None]] = []
+    pending: list[_Pending] = []
     for rule in knowing.rules:
         for decision in _campaign_decisions(contact, rule, knowing):
             if decision.outcome == "send":
                 assert decision.occurrence is not None and decision.channel is not None
                 candidate = _candidate(contact, rule, decision, knowing)
-                pending.append((candidate, rule, decision.occurrence, decision.reason))
+                pending.append(
+                    (candidate, rule, decision.occurrence, decision.reason, decision.basis)
+                )
             else:
                 decisions.append(decision)
     if pending:
@@ -237,12 +260,49 @@ def _occurrence_decision(
         assert why is not None
         used = why.channel or first_choice(rule.campaign, contact)
         return Decision(contact.id, name, "skipped", occ, used, why)
+    decision = _lawful(
+        Decision(contact.id, name, "send", occ, channel, why), contact, rule, knowing
+    )
     percent = rule.campaign.control_group
-    if percent and in_control(campaign=name, contact_id=contact.id, percent=percent):
+    if (
+        decision.outcome == "send"
+        and percent
+        and in_control(campaign=name, contact_id=contact.id, percent=percent)
+    ):
         # Held out, recorded as a skipped row: the same on every run, never cadence's business.
         held = Reason(Code.CONTROL, channel, detail=f"{percent:g}% of the campaign's contacts")
-        return Decision(contact.id, name, "skipped", occ, channel, held)
-    return Decision(contact.id, name, "send", occ, channel, why)
+        return replace(decision, outcome="skipped", reason=held)
+    return decision
+
+
+def _lawful(
+    decision: Decision, contact: Contact, rule: CampaignRule, knowing: Knowledge
+) -> Decision:
+    """A send with the legal basis it goes on, or held back for want of one."""
+    assert decision.channel is not None
+    try:
+        found = basis(
+            rule.campaign,
+            contact,
+            decision.channel,
+            policy=knowing.legal,
+            today=knowing.dates.today,
+            lists=knowing.lists,
+        )
+    except FutureConsentError as exc:
+        error = FieldError(
+            str(exc),
+            contact_id=contact.id,
+            line=contact.line,
+            field="email_consent",
+            hint="write the day they consented, which cannot be after today (YYYY-MM-DD)",
+        )
+        problem = error.as_problem(contact_id=contact.id, campaign=rule.campaign.name)
+        reason = Reason(Code.BAD_DATA, detail=str(exc))
+        return replace(decision, outcome="bad data", reason=reason, problem=problem)
+    if isinstance(found, Reason):
+        return replace(decision, outcome="skipped", reason=found)
+    return replace(decision, basis=found)
 
 
 def _candidate(
@@ -267,7 +327,7 @@ def _candidate(
 
 def _cadence(
     contact: Contact,
-    pending: Sequence[tuple[Candidate, CampaignRule, Occurrence, Reason | None]],
+    pending: Sequence[_Pending],
     knowing: Knowledge,
 ) -> list[Decision]:
     """What cadence makes of a contact's messages that may go: sent or deferred, in order."""
@@ -281,7 +341,7 @@ def _cadence(
     else:  # over a span, each occurrence on its own day
         verdicts = [
             verdict
-            for cand, rule, occ, _ in pending
+            for cand, rule, occ, _, _ in pending
             for verdict in cadence.decide(
                 candidates=[cand],
                 history=past,
@@ -293,7 +353,7 @@ def _cadence(
     decisions = []
     for verdict in verdicts:
         cand = verdict.candidate
-        _, _, occ, why = by_key[(cand.campaign, cand.occurrence_key)]
+        _, _, occ, why, lawful = by_key[(cand.campaign, cand.occurrence_key)]
         if verdict.action != "send":
             reason = Reason(
                 verdict.code or Code.MIN_GAP,
@@ -317,7 +377,14 @@ def _cadence(
             why = Reason(verdict.code, cand.channel, detail=verdict.reason)
         decisions.append(
             Decision(
-                contact.id, cand.campaign, "send", occ, cand.channel, why, day=cand.effective_date
+                contact.id,
+                cand.campaign,
+                "send",
+                occ,
+                cand.channel,
+                why,
+                day=cand.effective_date,
+                basis=lawful,
             )
         )
     return decisions

@@ -15,7 +15,7 @@ import itertools
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import ExitStack, closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
 from outreach.contacts import Contact, ContactStream
@@ -26,6 +26,7 @@ from outreach.deliver.outlets import (
     RenderOnlyOutlet,
     outbox_folder,
 )
+from outreach.donotcontact import LoadedLists, load_lists
 from outreach.ledger import Ledger, MessageRecord, open_ledger, workspace_lock
 from outreach.ledger.rebuild import check_ledger_start
 from outreach.ledger.recovery import recover_interrupted
@@ -38,6 +39,7 @@ from outreach.pipeline.parallel import ordered_map
 from outreach.pipeline.summary import CampaignSummary, HeldBack, RunSummary
 from outreach.rules.audience import campaign_audience
 from outreach.rules.cadence import policy_for, reach
+from outreach.rules.legal import FORGOTTEN, LegalPolicy
 from outreach.shards import Shard
 from outreach.workspace import Workspace, display_path
 
@@ -210,13 +212,17 @@ def _knowledge(workspace: Workspace, store: RunStore, dates: RunDates) -> Knowle
         for c in campaigns
     ]
     since = dates.today - timedelta(days=reach(settings, campaigns))
+    suppressions = store.suppressions()
     return Knowledge(
         rules=rules,
-        suppressions=store.suppressions(),
+        suppressions=suppressions,
         history=store.history(since=since),
         dates=dates,
         delivery_days=settings.letters.delivery_days,
         date_format=settings.contacts.date_format,
+        legal=LegalPolicy.of(settings.legal, date_format=settings.contacts.date_format),
+        forgotten=frozenset(key for key in suppressions if key.startswith(FORGOTTEN)),
+        forget_salt=settings.coupon.secret,
     )
 
 
@@ -239,9 +245,13 @@ def execute_run(
     """
     settings = workspace.settings
     people = _people(workspace, contacts, options.shard)
+    # Read before the run begins: a list that cannot be read stops it with nothing written.
+    lists = _do_not_contact(workspace)
     started = clock()
     run_id = store.begin_run(run_date=dates.today, started_at=started, args=options.args)
     knowing = _knowledge(workspace, store, dates)
+    if lists is not None:
+        knowing = replace(knowing, lists=lists.lists)
     scene = Scene(
         store=store,
         outlet=outlet,
@@ -266,7 +276,19 @@ def execute_run(
         outlet.close()
         if people.owned and people.stream is not None:
             people.stream.close()
-    return _summary(workspace, kept, people=people, started=started, shard=options.shard)
+    return _summary(
+        workspace, kept, people=people, started=started, shard=options.shard, lists=lists
+    )
+
+
+def _do_not_contact(workspace: Workspace) -> LoadedLists | None:
+    """The do-not-contact lists, when the run has marketing campaigns to check them for."""
+    settings = workspace.settings
+    if not settings.suppression_lists:
+        return None
+    if not any(c.purpose == "marketing" for c in workspace.campaigns):
+        return None
+    return load_lists(settings.suppression_lists, root=settings.root)
 
 
 def _fresh(rule: CampaignRule) -> CampaignSummary:
@@ -306,13 +328,21 @@ def _go_through(people: _People, *, kept: _Ledger, knowing: Knowledge, options: 
 
 
 def _summary(
-    workspace: Workspace, kept: _Ledger, *, people: _People, started: datetime, shard: Shard | None
+    workspace: Workspace,
+    kept: _Ledger,
+    *,
+    people: _People,
+    started: datetime,
+    shard: Shard | None,
+    lists: LoadedLists | None = None,
 ) -> RunSummary:
     """The run's summary, its end recorded in the store."""
     settings, scene = workspace.settings, kept.scene
     # The contacts file's problems go in the summary even when the run covers a few contacts.
     stream = people.stream
     problems = list(stream.problems if stream is not None else workspace.contacts.problems)
+    if lists is not None:
+        problems.extend(lists.problems)
     summary = RunSummary(
         run_date=scene.today,
         dry_run=False,
@@ -323,6 +353,7 @@ def _summary(
         started_at=started,
         contacts_file=str(settings.paths.contacts),
         default_locale=settings.default_locale,
+        suppression_lists=lists.changed if lists is not None else {},
     )
     summary.ended_at = scene.clock()
     scene.store.end_run(scene.run_id, ended_at=summary.ended_at, counts=summary.counts())

@@ -161,6 +161,8 @@ class RunSummary:
     # (value, channel, source), each undoable, and the replies that wait for the owner.
     came_back: list[tuple[str, str, str]] = field(default_factory=list)
     replies_waiting: int = 0
+    # The do-not-contact lists consulted: file → when it was last changed (proof, per run).
+    suppression_lists: dict[str, str] = field(default_factory=dict)
 
     @property
     def failed(self) -> int:
@@ -202,6 +204,8 @@ class RunSummary:
             },
             "exit_code": self.exit_code,
         }
+        if self.suppression_lists:
+            view["suppression_lists"] = dict(self.suppression_lists)
         if lists:
             view["problems"] = [p.as_dict() for p in self.problems]
         return view

@@ -438,6 +438,13 @@ class _Explainer:
                 )
                 text = f"opted out of {channel}: on the suppression list: {entries} ({what})"
             return Answer(campaign.name, "opted out", text, occ, channel)
+        if reason.code is Code.NO_LEGAL_BASIS:
+            text = (
+                f"no legal basis for this marketing {reason.channel or 'message'}: "
+                f"{reason.detail or 'no consent'}; record the day they consented in "
+                f"email_consent (line {contact.line}) to send it ({what})"
+            )
+            return Answer(campaign.name, "skipped", text, occ, reason.channel)
         if reason.code is Code.NO_EMAIL:
             bad = self.problem("email")
             if bad is not None:

@@ -9,7 +9,7 @@ validate passes, the run makes.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from functools import partial
@@ -27,6 +27,8 @@ from outreach.model.reasons import Code
 from outreach.pipeline.decide import Decision, RunDates
 from outreach.pipeline.run import RunOptions, execute_run
 from outreach.plural import ngettext
+from outreach.rehearse.lssi import lssi_problems
+from outreach.rules.legal import FORGOTTEN, is_forgotten
 from outreach.rules.postal import address_gaps, confirmed_by_owner
 from outreach.workspace import Workspace, campaign_files, display_path
 
@@ -65,6 +67,8 @@ class _CampaignCheck:
     default_language: dict[str, Contact] = field(default_factory=dict)
     # letters the post could no longer deliver in time: missed, or sent by email instead
     too_late: Counter[str] = field(default_factory=Counter)
+    # contacts a marketing message could not go to: no consent, customer or other basis
+    no_basis: set[str] = field(default_factory=set)
 
 
 def _check_campaigns(
@@ -149,6 +153,8 @@ def _note(
             check.rendered -= 1  # a letter's "send" is heard when decided, before layout
     elif outcome == "skipped" and event.reason is not None:
         reason = event.reason
+        if reason.code is Code.NO_LEGAL_BASIS:
+            check.no_basis.add(event.contact_id)
         if reason.code is Code.INCOMPLETE_ADDRESS:
             contact = by_id[event.contact_id]
             report.warnings.append(
@@ -194,6 +200,7 @@ def _campaign_lines(
         f"campaign {campaign.name} ({campaign.kind}, {campaign.channel}): "
         f"{len(check.audience)} in the audience, {rendered}, {check.failed} failed"
     ]
+    lines.append(_purpose_line(campaign, no_basis=len(check.no_basis)))
     if merged:
         lines.append(
             ngettext(
@@ -244,6 +251,22 @@ def _campaign_lines(
     return lines
 
 
+def _purpose_line(campaign: Campaign, *, no_basis: int) -> str:
+    """What the campaign's purpose means (the defaults said), and who it cannot reach."""
+    if campaign.purpose == "service":
+        return (
+            "  purpose: service (reminders and birthdays without a coupon, unless the file says "
+            "`purpose: marketing`): "
+            "no consent needed, and no offers in it"
+        )
+    held = f"; {no_basis} contact(s) held back without one (no_legal_basis)" if no_basis else ""
+    return (
+        "  purpose: marketing (promotions, one-offs and birthdays with a coupon are marketing "
+        "unless the file says `purpose: service`): each message needs a legal basis"
+        f"{held}"
+    )
+
+
 def _confirmed_addresses(contacts: Sequence[Contact], settings: Settings) -> Iterator[str]:
     """A line for each address whose postal code the data rejects and the owner confirmed."""
     where = display_path(settings.contacts_path)
@@ -255,6 +278,27 @@ def _confirmed_addresses(contacts: Sequence[Contact], settings: Settings) -> Ite
                 f"confirmed the address on {contact.address_confirmed.isoformat()} "
                 "(address_confirmed), so letters go to it — when the address changes, clear "
                 "the date so the new one is checked"
+            )
+
+
+def _forgotten_rows(
+    contacts: Sequence[Contact], *, suppressions: Mapping[str, object], settings: Settings
+) -> Iterator[Problem]:
+    """A problem for each row of a person `outreach forget` erased (nothing goes to them)."""
+    keys = frozenset(key for key in suppressions if key.startswith(FORGOTTEN))
+    if not keys:
+        return
+    where = str(display_path(settings.contacts_path))
+    for contact in contacts:
+        if is_forgotten(contact, salt=settings.coupon.secret, keys=keys):
+            yield Problem(
+                "this row belongs to a person who asked to be forgotten (outreach forget): "
+                "nothing is made for them",
+                path=where,
+                line=contact.line,
+                field="id",
+                contact_id=contact.id,
+                hint="delete the row from the contacts file",
             )
 
 
@@ -288,7 +332,9 @@ def _check_workspace(
     contact_list = _check_contacts(settings, report)
     if contact_list is None:
         return
-    usable = _usable_campaigns(settings, today=today, now=now, report=report)
+    usable = _usable_campaigns(
+        settings, contacts=contact_list.contacts, today=today, now=now, report=report
+    )
     if not usable:
         return
     workspace = Workspace(settings, contacts=contact_list, campaigns=tuple(usable))
@@ -300,6 +346,11 @@ def _check_workspace(
         except LedgerError as exc:
             report.lines.append(f"warning: the suppression list was not read: {exc}")
     with store:
+        report.warnings.extend(
+            _forgotten_rows(
+                contact_list.contacts, suppressions=store.suppressions(), settings=settings
+            )
+        )
         _check_campaigns(
             workspace,
             contacts=contact_list.contacts,
@@ -356,9 +407,15 @@ def _check_contacts(settings: Settings, report: ValidationReport) -> ContactList
 
 
 def _usable_campaigns(
-    settings: Settings, *, today: date, now: datetime, report: ValidationReport
+    settings: Settings,
+    *,
+    contacts: Sequence[Contact],
+    today: date,
+    now: datetime,
+    report: ValidationReport,
 ) -> list[Campaign]:
-    """The campaigns that load and whose templates compile; the others reported."""
+    """The campaigns that load and whose templates compile, with what the law asks of their
+    messages checked (outreach.rehearse.lssi); the others reported."""
     campaigns: list[Campaign] = []
     names: dict[str, str] = {}
     try:
@@ -398,4 +455,8 @@ def _usable_campaigns(
             report.blocking.append(exc.as_problem(blocking=True, campaign=campaign.name))
             continue
         usable.append(campaign)
+        for problem in lssi_problems(
+            campaign, settings=settings, contacts=contacts, today=today, now=now
+        ):
+            (report.blocking if problem.blocking else report.warnings).append(problem)
     return usable
