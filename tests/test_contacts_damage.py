@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-from conftest import HEADER, Workspace
+from conftest import HEADER, Workspace, with_consent
 
 from outreach.contacts import load_contacts
 from outreach.history import read_unsubscribe_file
@@ -27,9 +27,11 @@ def test_a_file_mixing_utf8_and_windows_1252_renders_nothing_garbled(
     make_workspace: Callable[..., Workspace],
 ) -> None:
     ws = make_workspace([])
-    lines = [HEADER.encode()]
-    for i in range(6):
-        text = row(f"c{i}", "José", f"p{i}@example.com")
+    header, *rows = with_consent(
+        [HEADER, *(row(f"c{i}", "José", f"p{i}@example.com") for i in range(6))]
+    )
+    lines = [header.encode()]
+    for i, text in enumerate(rows):
         # Rows 1 and 4 saved by someone whose spreadsheet writes UTF-8, the others cp1252.
         lines.append(text.encode("utf-8" if i in (1, 4) else "cp1252"))
     (ws.root / "contacts.csv").write_bytes(b"\n".join(lines) + b"\n")
