@@ -77,6 +77,8 @@ class Decision:
 
     def made(self, *, own_language: bool) -> Decision:
         """The same send, once made (in the contact's language or not)."""
+        if own_language == self.own_language:
+            return self  # most are: no copy on the hot path
         return replace(self, own_language=own_language)
 
 
@@ -260,31 +262,27 @@ def _occurrence_decision(
         assert why is not None
         used = why.channel or first_choice(rule.campaign, contact)
         return Decision(contact.id, name, "skipped", occ, used, why)
-    decision = _lawful(
-        Decision(contact.id, name, "send", occ, channel, why), contact, rule, knowing
-    )
+    found = _lawful(contact, rule, channel, knowing)
+    if not isinstance(found, str):
+        return Decision(contact.id, name, found[0], occ, channel, found[1], problem=found[2])
     percent = rule.campaign.control_group
-    if (
-        decision.outcome == "send"
-        and percent
-        and in_control(campaign=name, contact_id=contact.id, percent=percent)
-    ):
+    if percent and in_control(campaign=name, contact_id=contact.id, percent=percent):
         # Held out, recorded as a skipped row: the same on every run, never cadence's business.
         held = Reason(Code.CONTROL, channel, detail=f"{percent:g}% of the campaign's contacts")
-        return replace(decision, outcome="skipped", reason=held)
-    return decision
+        return Decision(contact.id, name, "skipped", occ, channel, held, basis=found)
+    return Decision(contact.id, name, "send", occ, channel, why, basis=found)
 
 
 def _lawful(
-    decision: Decision, contact: Contact, rule: CampaignRule, knowing: Knowledge
-) -> Decision:
-    """A send with the legal basis it goes on, or held back for want of one."""
-    assert decision.channel is not None
+    contact: Contact, rule: CampaignRule, channel: str, knowing: Knowledge
+) -> str | tuple[Outcome, Reason, Problem | None]:
+    """The legal basis a send goes on, or the outcome, reason (and problem) that hold it back
+    for want of one."""
     try:
         found = basis(
             rule.campaign,
             contact,
-            decision.channel,
+            channel,
             policy=knowing.legal,
             today=knowing.dates.today,
             lists=knowing.lists,
@@ -298,11 +296,10 @@ def _lawful(
             hint="write the day they consented, which cannot be after today (YYYY-MM-DD)",
         )
         problem = error.as_problem(contact_id=contact.id, campaign=rule.campaign.name)
-        reason = Reason(Code.BAD_DATA, detail=str(exc))
-        return replace(decision, outcome="bad data", reason=reason, problem=problem)
+        return "bad data", Reason(Code.BAD_DATA, detail=str(exc)), problem
     if isinstance(found, Reason):
-        return replace(decision, outcome="skipped", reason=found)
-    return replace(decision, basis=found)
+        return "skipped", found, None
+    return found
 
 
 def _candidate(
