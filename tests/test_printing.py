@@ -17,7 +17,6 @@ from outreach.deliver.printing import (
     MANIFEST_COLUMNS,
     BatchOptions,
     BatchResult,
-    LetterPrinter,
     harfbuzz_subset_available,
     postal_order,
     write_atomic,
@@ -299,23 +298,6 @@ def test_worker_processes_merge_chunks_in_order(tmp_path: Path) -> None:
     assert [row["postal_code"] for row in rows] == sorted(codes)
     for row in rows:
         assert row["name"] in texts[int(row["first_page"]) - 1]
-
-
-def test_the_printer_makes_one_batch_per_campaign(tmp_path: Path) -> None:
-    letters = render_all(tmp_path, [someone("c1", "28001", "Ana")])
-    printer = LetterPrinter(
-        out_dir=tmp_path / "out",
-        run_date=RUN_DATE,
-        duplex=False,
-        sort_by_postal_code=True,
-        split=False,
-        workers=1,
-    )
-    for letter in letters:
-        printer.push(letter)
-    (result,) = printer.flush()
-    assert result.campaign == "birthday" and result.pages == 1
-    assert printer.flush() == ()
 
 
 def test_manifest_cells_cannot_become_spreadsheet_formulas(tmp_path: Path) -> None:

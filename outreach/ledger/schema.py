@@ -20,7 +20,6 @@ CHANNELS = ("email", "letter")
 SUPPRESSION_CHANNELS = ("email", "letter", "all")
 # Why an address or a postal address is blocked (see outreach.feedback): data, not sentences.
 BLOCK_REASONS = ("hard-bounce", "soft-bounces", "complaint", "returned-letter")
-BOUNCE_KINDS = ("hard", "soft")
 
 # 'outr': marks the file as ours, so a stray SQLite file is not taken for a ledger.
 APPLICATION_ID = 0x6F757472
