@@ -617,16 +617,21 @@ class _RowReader:
                 held.append("email")
         return email
 
+    def _parsed_date(self, text: str) -> date | str | None:
+        """A date cell parsed once per distinct text: the date (None when empty), or why it
+        is not one."""
+        if text not in self.dates:
+            try:
+                self.dates[text] = parse_date(text, date_format=self.date_format)
+            except ValueError as exc:
+                self.dates[text] = str(exc)
+        return self.dates[text]
+
     def _read_birthday(
         self, birthday_text: str, *, line: int, contact_id: str, held: list[str]
     ) -> date | None:
         """The cell's date; None when it is empty, or not a date (reported)."""
-        if birthday_text not in self.dates:
-            try:
-                self.dates[birthday_text] = parse_date(birthday_text, date_format=self.date_format)
-            except ValueError as exc:
-                self.dates[birthday_text] = str(exc)
-        birthday = self.dates[birthday_text]
+        birthday = self._parsed_date(birthday_text)
         if isinstance(birthday, str):
             self.report(
                 f"{birthday}; no birthday messages for this contact",
@@ -787,12 +792,7 @@ class _RowReader:
         """The date in the address_confirmed cell; an unreadable one is reported and ignored."""
         if not text:
             return None
-        if text not in self.dates:
-            try:
-                self.dates[text] = parse_date(text, date_format=self.date_format)
-            except ValueError as exc:
-                self.dates[text] = str(exc)
-        found = self.dates[text]
+        found = self._parsed_date(text)
         if isinstance(found, str):
             self.report(
                 f"{found}; the postal code is checked as if the address were not confirmed",
