@@ -16,8 +16,9 @@ RUN_PACKAGES := libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 fonts-dejav
 # `outreach doctor` tests start; spamassassin: the sample's emails are scored by its
 # `spamassassin -L` in the suite (the spamd service its recommended spamc brings listens on
 # 127.0.0.1 only; the tests do not use it); openssl: the DKIM tests make a key with
-# `openssl genrsa`, as the README tells users to.
-TEST_PACKAGES := dovecot-imapd chromium postgresql postfix dnsmasq-base spamassassin openssl
+# `openssl genrsa`, as the README tells users to; gettext: its `msgfmt --check` checks the
+# message catalogs in the suite.
+TEST_PACKAGES := dovecot-imapd chromium postgresql postfix dnsmasq-base spamassassin openssl gettext
 # `make run` works on the repository's own sample unless WORKSPACE=DIR names another workspace:
 # the sample's out/ and state/ are deleted first (so every run shows the same thing) and it runs
 # for SAMPLE_DATE; a workspace of yours is run for today, and nothing in it is deleted.
@@ -38,7 +39,7 @@ define apt_install
 	fi
 endef
 
-.PHONY: run test lint bench system-deps system-deps-run system-deps-test clean
+.PHONY: run test lint catalogs bench system-deps system-deps-run system-deps-test clean
 
 system-deps: system-deps-run system-deps-test
 
@@ -66,6 +67,12 @@ else
 endif
 	cd "$(or $(WORKSPACE),.)" && "$(abspath $(BIN))/outreach" validate $(RUN_DATE)
 	cd "$(or $(WORKSPACE),.)" && "$(abspath $(BIN))/outreach" run --all $(RUN_DATE)
+
+# The tool's own words: extract the marked messages (babel.cfg), bring outreach/locale's es and
+# en catalogs up to them and compile the .mo files (shipped compiled; the suite checks they are
+# current). Translate what it leaves untranslated in outreach/locale/es/LC_MESSAGES/outreach.po.
+catalogs: $(VENV)/.installed
+	$(BIN)/python -m outreach.catalogs
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check outreach tests benchmarks

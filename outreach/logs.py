@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import TextIO
 
 from outreach.deliver.send import SendSummary, Unsent
+from outreach.i18n import ngettext
 from outreach.model.errors import OutreachError, Problem
 from outreach.pipeline.summary import RunSummary, shown_line
-from outreach.plural import ngettext
 
 LOGGER_NAME = "outreach"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"

@@ -29,6 +29,9 @@ REPO = Path(__file__).resolve().parent.parent
 # Every real run also writes its report page (a plan, three charts, thumbnails): a second or two
 # per run, hundreds of runs here. Only the report's own tests turn it on (REPORT_ON).
 os.environ.setdefault("OUTREACH_REPORT", "0")
+# The tool speaks English unless a test asks for Spanish (config `language: es`, or LANGUAGE):
+# gettext reads LANGUAGE first, so a Spanish LANG on the machine does not change the suite.
+os.environ["LANGUAGE"] = "en"
 REPORT_ON = {"OUTREACH_REPORT": "1"}
 
 BASE_CONFIG = """\
@@ -356,10 +359,14 @@ def sample_workspace(tmp_path: Path) -> Workspace:
     return copy_sample(tmp_path / "ws")
 
 
-def copy_sample(root: Path) -> Workspace:
-    """The repository's sample workspace copied into the new folder `root`."""
+def copy_sample(root: Path, *, language: str = "en") -> Workspace:
+    """The repository's sample workspace copied into the new folder `root`, speaking `language`
+    (the sample's config says `language: es`; the suite reads English unless it asks)."""
     root.mkdir()
-    shutil.copy(REPO / "config.yaml", root / "config.yaml")
+    config = (REPO / "config.yaml").read_text(encoding="utf-8")
+    assert "\nlanguage: es " in config, "the sample's config no longer names its language"
+    config = config.replace("\nlanguage: es ", f"\nlanguage: {language} ", 1)
+    (root / "config.yaml").write_text(config, encoding="utf-8")
     shutil.copy(REPO / "contacts.csv", root / "contacts.csv")
     shutil.copytree(REPO / "campaigns", root / "campaigns")
     shutil.copytree(REPO / "templates", root / "templates")

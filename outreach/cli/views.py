@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from outreach.i18n import ngettext
 from outreach.model.errors import Problem
 from outreach.pipeline.summary import (
     SHOWN_PER_REASON,
@@ -19,7 +20,6 @@ from outreach.pipeline.summary import (
     distinct_lines,
     shown_line,
 )
-from outreach.plural import ngettext
 
 if TYPE_CHECKING:
     from outreach.deliver.send import SendObserver, SendProgress, SendSummary, Unsent

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from outreach import i18n
 from outreach.model.errors import ConfigError, OutreachError, format_location
 from outreach.yamlfile import dotted, line_for, load_yaml
 
@@ -481,6 +482,9 @@ class Settings(_Model):
 
     root: Path
     sender: Sender
+    # The language the tool speaks to the owner (its output, the report); None: the
+    # environment's (LANGUAGE, LC_ALL, LC_MESSAGES, LANG). Customers' messages follow `locale`.
+    language: Literal["es", "en"] | None = None
     locale: str = "es"
     timezone: str = "Europe/Madrid"
     paths: Paths = Paths()
@@ -663,7 +667,7 @@ def load_settings(path: Path) -> Settings:
             "unknown key", path=path, line=lines.get(("root",)), field="root", hint="remove it"
         )
     try:
-        return Settings.model_validate({**data, "root": path.resolve().parent})
+        settings = Settings.model_validate({**data, "root": path.resolve().parent})
     except ValidationError as exc:
         raise validation_error(
             exc,
@@ -673,6 +677,8 @@ def load_settings(path: Path) -> Settings:
             hint="fix the key (see the README's config.yaml tour)",
             model=Settings,
         ) from None
+    i18n.use(settings.language)
+    return settings
 
 
 def find_config(explicit: Path | None, *, cwd: Path | None = None) -> Path:

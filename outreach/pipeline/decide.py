@@ -15,10 +15,10 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import TYPE_CHECKING
 
+from outreach.i18n import ngettext
 from outreach.model.campaigns import Campaign, FieldError, Occurrence
 from outreach.model.errors import OutreachError, Problem
 from outreach.model.reasons import Code, Outcome, Reason
-from outreach.plural import ngettext
 from outreach.rules import cadence
 from outreach.rules.arrival import (
     Timing,

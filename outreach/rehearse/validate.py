@@ -19,6 +19,7 @@ from outreach.contacts import Contact, ContactList, load_contacts
 from outreach.deliver.alignment import sender_warnings, template_warnings
 from outreach.deliver.outlets import RenderOnlyOutlet
 from outreach.deliver.printing import harfbuzz_subset_available
+from outreach.i18n import ngettext
 from outreach.ledger import Ledger, RunStore, Seed, ledger_exists, rehearsal
 from outreach.model.campaigns import Campaign, load_campaign
 from outreach.model.config import CONFIG_NAME, Coupon, Settings
@@ -26,7 +27,6 @@ from outreach.model.errors import LedgerError, OutreachError, Problem
 from outreach.model.reasons import Code
 from outreach.pipeline.decide import Decision, RunDates
 from outreach.pipeline.run import RunOptions, execute_run
-from outreach.plural import ngettext
 from outreach.rehearse.lssi import lssi_problems
 from outreach.rules.legal import FORGOTTEN, is_forgotten
 from outreach.rules.postal import address_gaps, confirmed_by_owner

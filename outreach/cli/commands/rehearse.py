@@ -12,9 +12,9 @@ import click
 from outreach.cli.errors import EXIT_FAILED, EXIT_NOTHING_DONE, EXIT_OK, fail, handle_errors
 from outreach.cli.options import DATE, clock, clock_options, config_option, examples
 from outreach.cli.views import VALIDATE_JSON, print_problems, print_table, progress
+from outreach.i18n import ngettext
 from outreach.model.config import find_config, load_settings
 from outreach.pipeline.summary import distinct_lines
-from outreach.plural import ngettext
 
 
 @click.command(

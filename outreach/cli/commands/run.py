@@ -12,10 +12,10 @@ from typing import TYPE_CHECKING
 
 import click
 
+from outreach.i18n import ngettext
 from outreach.model.config import Settings, find_config, load_settings
 from outreach.model.errors import OutreachError
 from outreach.pipeline.summary import RunSummary
-from outreach.plural import ngettext
 
 if TYPE_CHECKING:
     from outreach.deliver.send import SendObserver
