@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from outreach.i18n import _
 from outreach.model.config import Settings
 
 _SECOND_LEVELS: Final = frozenset({"co", "com", "org", "net", "gov", "gob", "ac", "edu", "nom"})
@@ -87,25 +88,39 @@ def sender_warnings(settings: Settings) -> list[str]:
     host = (delivery.host or "").lower().rstrip(".")
     if own is not None and delivery.method == "smtp" and not _under(host, own):
         warnings.append(
-            f"sender.email is at {from_domain}, a free-mail provider, but emails go through "
-            f"{host}: {from_domain} publishes a DMARC policy that makes receivers refuse or junk "
-            f"its address sent from any other server — send through {from_domain}'s own server, "
-            "or use an address at your own domain"
+            _(
+                "sender.email is at {domain}, a free-mail provider, but emails go through "
+                "{host}: {domain} publishes a DMARC policy that makes receivers refuse or junk "
+                "its address sent from any other server — send through {domain}'s own server, "
+                "or use an address at your own domain"
+            ).format(domain=from_domain, host=host)
         )
     return_path = settings.bounces.return_path
     if return_path and not aligned(domain_of(return_path), from_domain):
         warnings.append(
-            f"bounces.return_path is at {domain_of(return_path)} and From at {from_domain}: SPF "
-            f"then passes for {domain_of(return_path)}, which DMARC does not count for "
-            f"{from_domain} — use a return path under {organizational_domain(from_domain)} "
-            f"(e.g. rebotes+{{token}}@{from_domain}), or sign with DKIM for {from_domain}"
+            _(
+                "bounces.return_path is at {return_domain} and From at {domain}: SPF "
+                "then passes for {return_domain}, which DMARC does not count for "
+                "{domain} — use a return path under {organization} "
+                "(e.g. {example}), or sign with DKIM for {domain}"
+            ).format(
+                return_domain=domain_of(return_path),
+                domain=from_domain,
+                organization=organizational_domain(from_domain),
+                example=f"rebotes+{{token}}@{from_domain}",
+            )
         )
     dkim = settings.dkim
     if dkim is not None and not aligned(dkim.domain, from_domain):
         warnings.append(
-            f"dkim.domain is {dkim.domain} and From at {from_domain}: the signature does not "
-            f"count for DMARC — sign for {from_domain} (or a name under "
-            f"{organizational_domain(from_domain)})"
+            _(
+                "dkim.domain is {dkim_domain} and From at {domain}: the signature does not "
+                "count for DMARC — sign for {domain} (or a name under {organization})"
+            ).format(
+                dkim_domain=dkim.domain,
+                domain=from_domain,
+                organization=organizational_domain(from_domain),
+            )
         )
     return warnings
 
@@ -182,7 +197,7 @@ def hidden_text(text: str, *, path: Path) -> list[HiddenText]:
         colour = _colour(rule.get("color", ""))
         own = _background(rule)
         if colour is not None and (colour == own or (own is None and colour in backgrounds)):
-            why.append(f"color {colour}, the colour of the background")
+            why.append(_("color {colour}, the colour of the background").format(colour=colour))
         if rule.get("visibility") == "hidden":
             why.append("visibility: hidden")
         if rule.get("opacity", "1").strip() in {"0", "0.0"}:
@@ -210,9 +225,11 @@ def template_warnings(templates_dir: Path, *, letter_templates: Sequence[str]) -
             continue  # the run itself reports a template it cannot read
         for hidden in hidden_text(text, path=path.relative_to(templates_dir.parent)):
             warnings.append(
-                f"{hidden.path}:{hidden.line}: invisible text ({hidden.why}): spam filters count "
-                "it against the email (SpamAssassin HTML_FONT_LOW_CONTRAST, FONT_INVIS_MSGID) — "
-                "hide a preheader with display: none; max-height: 0; overflow: hidden, and "
-                "nothing else"
+                _(
+                    "{path}:{line}: invisible text ({why}): spam filters count "
+                    "it against the email (SpamAssassin HTML_FONT_LOW_CONTRAST, FONT_INVIS_MSGID) "
+                    "— hide a preheader with display: none; max-height: 0; overflow: hidden, and "
+                    "nothing else"
+                ).format(path=hidden.path, line=hidden.line, why=hidden.why)
             )
     return warnings

@@ -27,6 +27,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from outreach.i18n import N_, _
 from outreach.model.config import Settings
 from outreach.model.errors import ConfigError
 from outreach.render.email import RenderedEmail
@@ -50,7 +51,7 @@ SIGNED_HEADERS: Final = (
 MIN_BITS: Final = 1024
 _CRLF: Final = b"\r\n"
 _WSP = re.compile(rb"[ \t]+")
-_HINT_NEW_KEY: Final = (
+_HINT_NEW_KEY: Final = N_(
     "make a key with `openssl genrsa -out dkim.key 2048` (kept outside the workspace, "
     "chmod 600) and publish its public half: `outreach doctor` prints the DNS record"
 )
@@ -93,11 +94,17 @@ def load_dkim_key(settings: Settings, *, environ: Mapping[str, str]) -> DkimKey 
         text = environ.get(dkim.key_env, "")
         source = f"${dkim.key_env}"
         if not text.strip():
-            state = "is empty" if dkim.key_env in environ else "is not set"
+            message = (
+                _("the environment variable {name} (dkim.key_env) is empty")
+                if dkim.key_env in environ
+                else _("the environment variable {name} (dkim.key_env) is not set")
+            )
             raise ConfigError(
-                f"the environment variable {dkim.key_env} (dkim.key_env) {state}",
+                message.format(name=dkim.key_env),
                 field="dkim.key_env",
-                hint=f"put the PEM text of the DKIM private key in {dkim.key_env}",
+                hint=_("put the PEM text of the DKIM private key in {name}").format(
+                    name=dkim.key_env
+                ),
             )
         pem = text.encode("utf-8")
     else:
@@ -114,31 +121,38 @@ def _read_key_file(path: Path, *, workspace: Path) -> bytes:
     """The key file's bytes, once it is known to be private (owner only, outside the workspace)."""
     if path.resolve().is_relative_to(workspace.resolve()):
         raise ConfigError(
-            "the DKIM private key is inside the workspace folder, with files that are copied, "
-            "shared and committed",
+            _(
+                "the DKIM private key is inside the workspace folder, with files that are copied, "
+                "shared and committed"
+            ),
             path=path,
             field="dkim.key_file",
-            hint="move it out (e.g. to /etc/outreach/dkim.key, or ~/.config/outreach/) and name "
-            "that path in dkim.key_file, or use dkim.key_env",
+            hint=_(
+                "move it out (e.g. to /etc/outreach/dkim.key, or ~/.config/outreach/) and name "
+                "that path in dkim.key_file, or use dkim.key_env"
+            ),
         )
     try:
         info = path.stat()
         data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(
-            f"cannot read the DKIM private key: {exc.strerror or exc}",
+            _("cannot read the DKIM private key: {error}").format(error=exc.strerror or exc),
             path=path,
             field="dkim.key_file",
-            hint="check dkim.key_file in config.yaml names the key file, readable by the user "
-            "that runs outreach",
+            hint=_(
+                "check dkim.key_file in config.yaml names the key file, readable by the user "
+                "that runs outreach"
+            ),
         ) from None
     if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ConfigError(
-            f"the DKIM private key may be read by other users (mode "
-            f"{stat.filemode(info.st_mode)[1:]})",
+            _("the DKIM private key may be read by other users (mode {mode})").format(
+                mode=stat.filemode(info.st_mode)[1:]
+            ),
             path=path,
             field="dkim.key_file",
-            hint=f"allow only its owner: chmod 600 {path}",
+            hint=_("allow only its owner: chmod 600 {path}").format(path=path),
         )
     return data
 
@@ -149,34 +163,42 @@ def _parse_key(pem: bytes, *, source: str) -> rsa.RSAPrivateKey:
         key = serialization.load_pem_private_key(pem, password=None)
     except TypeError:
         raise ConfigError(
-            "the DKIM private key is protected by a passphrase",
+            _("the DKIM private key is protected by a passphrase"),
             path=source,
             field=field,
-            hint="outreach signs unattended: keep the key without a passphrase "
-            "(`openssl rsa -in KEY -out dkim.key`) and protect the file instead (chmod 600)",
+            hint=_(
+                "outreach signs unattended: keep the key without a passphrase "
+                "(`openssl rsa -in KEY -out dkim.key`) and protect the file instead (chmod 600)"
+            ),
         ) from None
     except (ValueError, UnsupportedAlgorithm):
         raise ConfigError(
-            "this is not a PEM private key (it should begin with -----BEGIN PRIVATE KEY----- or "
-            "-----BEGIN RSA PRIVATE KEY-----)",
+            _(
+                "this is not a PEM private key (it should begin with -----BEGIN PRIVATE KEY----- "
+                "or -----BEGIN RSA PRIVATE KEY-----)"
+            ),
             path=source,
             field=field,
-            hint=_HINT_NEW_KEY,
+            hint=_(_HINT_NEW_KEY),
         ) from None
     if not isinstance(key, rsa.RSAPrivateKey):
         raise ConfigError(
-            "the DKIM private key is not an RSA key (outreach signs with rsa-sha256, which every "
-            "receiver checks)",
+            _(
+                "the DKIM private key is not an RSA key (outreach signs with rsa-sha256, which "
+                "every receiver checks)"
+            ),
             path=source,
             field=field,
-            hint=_HINT_NEW_KEY,
+            hint=_(_HINT_NEW_KEY),
         )
     if key.key_size < MIN_BITS:
         raise ConfigError(
-            f"the DKIM key has {key.key_size} bits: receivers ignore keys below {MIN_BITS}",
+            _("the DKIM key has {bits} bits: receivers ignore keys below {minimum}").format(
+                bits=key.key_size, minimum=MIN_BITS
+            ),
             path=source,
             field=field,
-            hint=_HINT_NEW_KEY,
+            hint=_(_HINT_NEW_KEY),
         )
     return key
 
@@ -229,7 +251,7 @@ def _header_fields(head: bytes) -> list[tuple[bytes, bytes]]:
             name, value = fields[-1]
             fields[-1] = (name, value + _CRLF + line)
         else:
-            name, _, value = line.partition(b":")
+            name, _colon, value = line.partition(b":")
             fields.append((name, value))
     return fields
 
@@ -273,8 +295,8 @@ def check_signer(key: DkimKey) -> None:
 
     if not dkim.verify(probe, dnsfunc=lookup):
         raise ConfigError(
-            "a message signed with this DKIM key does not verify with its own public key",
+            _("a message signed with this DKIM key does not verify with its own public key"),
             path=key.source,
             field="dkim",
-            hint=_HINT_NEW_KEY,
+            hint=_(_HINT_NEW_KEY),
         )

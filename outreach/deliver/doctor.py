@@ -19,11 +19,19 @@ import dns.resolver
 
 from outreach.deliver.alignment import aligned, domain_of, organizational_domain
 from outreach.deliver.dkim import DkimKey
+from outreach.i18n import N_, _
 from outreach.model.config import Settings
 
 # Ask this server ("ADDRESS" or "ADDRESS:PORT", an IPv4 address) instead of the system's.
 DNS_SERVER_ENV: Final = "OUTREACH_DNS_SERVER"
 LIFETIME_S: Final = 5.0
+# A finding's status as `describe` says it (the --json status stays the code).
+STATUS_WORDS: Final = {
+    "ok": N_("ok"),
+    "missing": N_("missing"),
+    "wrong": N_("wrong"),
+    "unknown": N_("unknown"),
+}
 
 
 class DnsUnavailableError(Exception):
@@ -34,7 +42,7 @@ def make_resolver(environ: Mapping[str, str]) -> dns.resolver.Resolver:
     """The system's resolver, or the server named in OUTREACH_DNS_SERVER; short timeouts."""
     server = environ.get(DNS_SERVER_ENV, "").strip()
     if server:
-        host, _, port = server.rpartition(":") if server.count(":") == 1 else (server, "", "")
+        host, _colon, port = server.rpartition(":") if server.count(":") == 1 else (server, "", "")
         resolver = dns.resolver.Resolver(configure=False)
         resolver.nameservers = [host]
         resolver.port = int(port) if port else 53
@@ -51,7 +59,7 @@ def make_resolver(environ: Mapping[str, str]) -> dns.resolver.Resolver:
 def txt_records(resolver: dns.resolver.Resolver, name: str) -> tuple[str, ...]:
     """The TXT records at `name` (each one's strings joined); () when there are none."""
     if not resolver.nameservers:
-        raise DnsUnavailableError("no DNS server is configured")
+        raise DnsUnavailableError(_("no DNS server is configured"))
     try:
         answer = resolver.resolve(name, "TXT", search=False)
     except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
@@ -148,8 +156,10 @@ def examine(
             from_domain,
             envelope,
             looked=False,
-            conclusion=f"could not look up the DNS records ({exc}): no DNS server answered — "
-            "run `outreach doctor` on a machine that is online",
+            conclusion=_(
+                "could not look up the DNS records ({error}): no DNS server answered — "
+                "run `outreach doctor` on a machine that is online"
+            ).format(error=exc),
         )
     strict_spf, strict_dkim = policy.get("aspf") == "s", policy.get("adkim") == "s"
     spf_aligned = aligned(envelope, from_domain, strict=strict_spf)
@@ -168,26 +178,9 @@ def examine(
             )
         )
     passes = dkim_passes or spf_passes
-    if passes:
-        if dkim_passes:
-            conclusion = f"DMARC passes for {from_domain} through the DKIM signature"
-        else:
-            conclusion = (
-                f"DMARC passes for {from_domain} only through SPF, if its record names the "
-                "server you send through (outreach cannot see which servers your provider "
-                "sends from); Gmail and Yahoo also ask for a DKIM signature: see the DKIM line"
-            )
-        if dmarc.status != "ok":
-            conclusion += "; publish the DMARC record above so receivers can apply it"
-    else:
-        effect = {
-            "reject": "with policy reject, receivers refuse these emails",
-            "quarantine": "with policy quarantine, receivers put these emails in spam",
-        }.get(policy.get("p", ""), "Gmail and Yahoo send such emails to spam or refuse them")
-        conclusion = (
-            f"DMARC fails for {from_domain}: no DKIM signature or SPF pass is aligned with "
-            f"From — {effect}; see the lines above for what to publish or change"
-        )
+    conclusion = _conclusion(
+        from_domain, dkim_passes=dkim_passes, passes=passes, dmarc=dmarc, policy=policy
+    )
     return DoctorReport(
         from_domain,
         envelope,
@@ -199,14 +192,55 @@ def examine(
     )
 
 
+def _conclusion(
+    from_domain: str, *, dkim_passes: bool, passes: bool, dmarc: Finding, policy: dict[str, str]
+) -> str:
+    """What a receiver concludes, in words."""
+    if passes:
+        if dkim_passes:
+            conclusion = _("DMARC passes for {domain} through the DKIM signature")
+        else:
+            conclusion = _(
+                "DMARC passes for {domain} only through SPF, if its record names the "
+                "server you send through (outreach cannot see which servers your provider "
+                "sends from); Gmail and Yahoo also ask for a DKIM signature: see the DKIM line"
+            )
+        if dmarc.status != "ok":
+            return _(
+                "{conclusion}; publish the DMARC record above so receivers can apply it"
+            ).format(conclusion=conclusion.format(domain=from_domain))
+        return conclusion.format(domain=from_domain)
+    effect = {
+        "reject": N_("with policy reject, receivers refuse these emails"),
+        "quarantine": N_("with policy quarantine, receivers put these emails in spam"),
+    }.get(policy.get("p", ""), N_("Gmail and Yahoo send such emails to spam or refuse them"))
+    return _(
+        "DMARC fails for {domain}: no DKIM signature or SPF pass is aligned with "
+        "From — {effect}; see the lines above for what to publish or change"
+    ).format(domain=from_domain, effect=_(effect))
+
+
 def _alignment_note(what: str, domain: str, from_domain: str, *, ok: bool, strict: bool) -> str:
-    mode = "strict" if strict else "relaxed"
     if ok:
-        return f"{what} domain {domain} is aligned with From ({from_domain}, {mode} alignment)"
-    return (
-        f"{what} domain {domain} is not aligned with From ({from_domain}, {mode} alignment): "
-        f"for DMARC, {what} must be on {from_domain}"
-        + ("" if strict else f" or another name under {organizational_domain(from_domain)}")
+        aligned_note = (
+            _("{what} domain {domain} is aligned with From ({from_domain}, strict alignment)")
+            if strict
+            else _("{what} domain {domain} is aligned with From ({from_domain}, relaxed alignment)")
+        )
+        return aligned_note.format(what=what, domain=domain, from_domain=from_domain)
+    if strict:
+        return _(
+            "{what} domain {domain} is not aligned with From ({from_domain}, strict alignment): "
+            "for DMARC, {what} must be on {from_domain}"
+        ).format(what=what, domain=domain, from_domain=from_domain)
+    return _(
+        "{what} domain {domain} is not aligned with From ({from_domain}, relaxed alignment): "
+        "for DMARC, {what} must be on {from_domain} or another name under {organization}"
+    ).format(
+        what=what,
+        domain=domain,
+        from_domain=from_domain,
+        organization=organizational_domain(from_domain),
     )
 
 
@@ -218,7 +252,9 @@ def _spf(resolver: dns.resolver.Resolver, domain: str, *, host: str | None) -> F
             "spf",
             domain,
             "missing",
-            f"no SPF record at {domain}: receivers cannot tell which servers may send its mail",
+            _(
+                "no SPF record at {domain}: receivers cannot tell which servers may send its mail"
+            ).format(domain=domain),
             add_name=domain,
             add_text=suggested,
         )
@@ -227,16 +263,21 @@ def _spf(resolver: dns.resolver.Resolver, domain: str, *, host: str | None) -> F
             "spf",
             domain,
             "wrong",
-            f"{len(records)} SPF records at {domain}: receivers treat that as an error "
-            "(permerror) — merge them into one",
+            _(
+                "{n} SPF records at {domain}: receivers treat that as an error "
+                "(permerror) — merge them into one"
+            ).format(n=len(records), domain=domain),
         )
     record = records[0]
     if record.split()[-1].lower() in {"+all", "all"}:
-        return Finding(
-            "spf", domain, "wrong", f"found: {record} — '+all' lets any server on the internet send"
-        )
-    where = f"; check it names the server you send through ({host})" if host else ""
-    return Finding("spf", domain, "ok", f"found: {record}{where}")
+        message = _("found: {record} — '+all' lets any server on the internet send")
+        return Finding("spf", domain, "wrong", message.format(record=record))
+    found = (
+        _("found: {record}; check it names the server you send through ({host})")
+        if host
+        else _("found: {record}")
+    )
+    return Finding("spf", domain, "ok", found.format(record=record, host=host))
 
 
 def _dkim(resolver: dns.resolver.Resolver, settings: Settings, key: DkimKey | None) -> Finding:
@@ -247,22 +288,23 @@ def _dkim(resolver: dns.resolver.Resolver, settings: Settings, key: DkimKey | No
             "dkim",
             from_domain,
             "missing",
-            "outreach does not sign (no dkim: in config.yaml): unless your SMTP server signs "
-            f"for {from_domain}, receivers see no DKIM signature — see the README, "
-            '"Signing with DKIM"',
+            _(
+                "outreach does not sign (no dkim: in config.yaml): unless your SMTP server signs "
+                "for {domain}, receivers see no DKIM signature — see the README, "
+                '"Signing with DKIM"'
+            ).format(domain=from_domain),
         )
     name = f"{dkim.selector}._domainkey.{dkim.domain}"
     if key is None:
-        return Finding(
-            "dkim", dkim.domain, "unknown", f"the key could not be read, so {name} was not checked"
-        )
+        message = _("the key could not be read, so {name} was not checked")
+        return Finding("dkim", dkim.domain, "unknown", message.format(name=name))
     published = published_key(resolver, key)
     if published is None:
         return Finding(
             "dkim",
             dkim.domain,
             "missing",
-            f"no DKIM key at {name}: receivers cannot check the signatures",
+            _("no DKIM key at {name}: receivers cannot check the signatures").format(name=name),
             add_name=name,
             add_text=key.record,
         )
@@ -271,7 +313,7 @@ def _dkim(resolver: dns.resolver.Resolver, settings: Settings, key: DkimKey | No
             "dkim",
             dkim.domain,
             "wrong",
-            f"the key at {name} is revoked (empty p=)",
+            _("the key at {name} is revoked (empty p=)").format(name=name),
             name,
             key.record,
         )
@@ -280,11 +322,14 @@ def _dkim(resolver: dns.resolver.Resolver, settings: Settings, key: DkimKey | No
             "dkim",
             dkim.domain,
             "wrong",
-            f"the key at {name} is not the public half of {key.source}: every signature fails",
+            _("the key at {name} is not the public half of {key}: every signature fails").format(
+                name=name, key=key.source
+            ),
             add_name=name,
             add_text=key.record,
         )
-    return Finding("dkim", dkim.domain, "ok", f"the key at {name} matches {key.source}")
+    matches = _("the key at {name} matches {key}").format(name=name, key=key.source)
+    return Finding("dkim", dkim.domain, "ok", matches)
 
 
 def _dmarc(resolver: dns.resolver.Resolver, domain: str) -> tuple[Finding, dict[str, str]]:
@@ -297,13 +342,17 @@ def _dmarc(resolver: dns.resolver.Resolver, domain: str) -> tuple[Finding, dict[
         records = [r for r in txt_records(resolver, name) if r.upper().startswith("V=DMARC1")]
         if records:
             policy = tags(records[0])
-            message = f"policy {policy.get('p', 'none')} at {name}, found: {records[0]}"
+            message = _("policy {policy} at {name}, found: {record}").format(
+                policy=policy.get("p", "none"), name=name, record=records[0]
+            )
             return Finding("dmarc", domain, "ok", message), policy
     missing = Finding(
         "dmarc",
         domain,
         "missing",
-        f"no DMARC record at _dmarc.{domain}: Gmail and Yahoo ask bulk senders for one",
+        _("no DMARC record at _dmarc.{domain}: Gmail and Yahoo ask bulk senders for one").format(
+            domain=domain
+        ),
         add_name=f"_dmarc.{domain}",
         add_text=f"v=DMARC1; p=none; rua=mailto:postmaster@{domain}",
     )
@@ -318,8 +367,14 @@ def split_txt(text: str) -> str:
 def describe(findings: Sequence[Finding]) -> list[str]:
     """One line per finding, and the record to add under it."""
     lines = []
+    words = {status: _(word) for status, word in STATUS_WORDS.items()}
+    width = max(len(word) for word in words.values())
+    add = _("add:")
     for finding in findings:
-        lines.append(f"{finding.check.upper():<5} {finding.status:<7} {finding.message}")
+        status = words.get(finding.status, finding.status)
+        lines.append(f"{finding.check.upper():<5} {status:<{width}} {finding.message}")
         if finding.add_name is not None and finding.add_text is not None:
-            lines.append(f"      add:  {finding.add_name}. IN TXT {split_txt(finding.add_text)}")
+            # The record itself is DNS syntax, the same in every language.
+            record = f"{finding.add_name}. IN TXT {split_txt(finding.add_text)}"
+            lines.append(f"      {add:<5} {record}")
     return lines

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from outreach.deliver.base import DeliveryResult
 from outreach.files import AtomicFolder, clean_temporaries, temporary_path, write_atomic
+from outreach.i18n import _
 from outreach.model.errors import DeliveryError
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ def path_component(value: str) -> str:
     dot, becomes %XX per UTF-8 byte (and `%` itself does, so distinct values stay distinct).
     """
     if not value:
-        raise DeliveryError("an empty name cannot be a file name")
+        raise DeliveryError(_("an empty name cannot be a file name"))
     escaped = "".join(
         char if char.isalnum() or char in "-_." else "".join(f"%{b:02X}" for b in char.encode())
         for char in value
@@ -59,8 +60,8 @@ def outbox_file_name(*, contact_id: str, occurrence_key: str) -> str:
     """
     if not _CONTACT_ID.fullmatch(contact_id):
         raise DeliveryError(
-            f"contact id {contact_id!r} is not usable as a file name",
-            hint="contact ids may only hold letters A-Z, digits, '.', '_' and '-'",
+            _("contact id {id} is not usable as a file name").format(id=repr(contact_id)),
+            hint=_("contact ids may only hold letters A-Z, digits, '.', '_' and '-'"),
         )
     if occurrence_key.startswith("reminder:"):
         detail = occurrence_key.removeprefix("reminder:").replace(":", "_")
@@ -69,9 +70,10 @@ def outbox_file_name(*, contact_id: str, occurrence_key: str) -> str:
         name = f"{path_component(contact_id)}.eml"
     if len(name.encode()) > _MAX_NAME_BYTES:
         raise DeliveryError(
-            f"contact id {contact_id!r} with occurrence {occurrence_key!r} makes a file name "
-            "that is too long",
-            hint="use shorter contact ids",
+            _(
+                "contact id {id} with occurrence {occurrence} makes a file name that is too long"
+            ).format(id=repr(contact_id), occurrence=repr(occurrence_key)),
+            hint=_("use shorter contact ids"),
         )
     return name
 
@@ -108,7 +110,9 @@ class OutboxWriter:
             return DeliveryResult(
                 key,
                 "failed",
-                error=f"cannot write to {exc.filename or self.directory}: {exc.strerror}",
+                error=_("cannot write to {path}: {error}").format(
+                    path=exc.filename or self.directory, error=exc.strerror
+                ),
                 transient=True,
             )
         return DeliveryResult(key, "rendered", artifact=f"{relative}/{name}")

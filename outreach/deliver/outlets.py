@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from outreach.deliver.outbox import OutboxWriter
 from outreach.deliver.printing import BatchOptions, PrintedLetter, lay_out, write_batch
+from outreach.i18n import _
 from outreach.model.errors import DeliveryError, OutreachError, Problem
 from outreach.model.reasons import Code, Reason, Status
 from outreach.postage import PostageLine, postage_csv, postage_lines
@@ -213,7 +214,7 @@ class _RenderingOutlet:
         return [
             (letter.contact_id, name, letter.occurrence_key)
             for name, queued in self.queued.items()
-            for letter, _ in queued
+            for letter, _key in queued
         ]
 
     def close(self) -> None:
@@ -314,7 +315,7 @@ class PublishOutlet(_RenderingOutlet):
             if result.status == "failed":
                 # The file could not be written (disk full, permissions): nothing exists, so
                 # the next run makes it again.
-                error = result.error or "could not write the message"
+                error = result.error or _("could not write the message")
                 failures[key] = _write_failure(campaign, contact, error)
         self.prepared.clear()
         return failures
@@ -329,7 +330,7 @@ class PublishOutlet(_RenderingOutlet):
             batches.append(batch)
             letters = [
                 letter
-                for letter, _ in queued
+                for letter, _key in queued
                 if (letter.contact_id, name, letter.occurrence_key) in granted
             ]
             if not letters:
@@ -454,7 +455,7 @@ class RenderOnlyOutlet(_RenderingOutlet):
             batches.append(batch)
             first: dict[str, int] = {}  # contact id → index of its letter that is laid out
             letters: list[RenderedLetter] = []
-            for letter, _ in queued:
+            for letter, _key in queued:
                 if not self.layout_once or letter.contact_id not in first:
                     first[letter.contact_id] = len(letters)
                     letters.append(letter)
@@ -484,7 +485,7 @@ class CountOnlyOutlet:
 
     def prepare_emails(self, jobs: Sequence[EmailJob]) -> list[Made]:
         """Count them."""
-        return [Made(status="rendered") for _ in jobs]
+        return [Made(status="rendered") for _job in jobs]
 
     def publish_emails(self, granted: Collection[MessageKey]) -> dict[MessageKey, Made]:
         """Nothing to write."""
@@ -504,7 +505,7 @@ class CountOnlyOutlet:
 
     def prepare_letters(self) -> list[MessageKey]:
         """The queued letters, to claim."""
-        return [key for _, key in self.queued]
+        return [key for _letter, key in self.queued]
 
     def publish_letters(self, granted: Collection[MessageKey]) -> list[LetterBatch]:
         """Every granted letter counts as printed."""

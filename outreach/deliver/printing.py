@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, cast
 from xml.sax.saxutils import escape
 
 from outreach import files
+from outreach.i18n import _
 from outreach.model.errors import DeliveryError, OutreachError, TemplateError
 from outreach.pipeline.parallel import ordered_map
 from outreach.render.letter import RenderedLetter, safe_file_name, typesetter
@@ -53,7 +54,7 @@ MANIFEST_COLUMNS = (
     "note",  # what the mailing house should know, e.g. ADDRESS_CONFIRMED
 )
 # The address data rejects the letter's postal code; the owner vouched for the address.
-ADDRESS_CONFIRMED = "address confirmed by the owner"
+ADDRESS_CONFIRMED = "address confirmed by the owner"  # not translated: a manifest.csv value, read by the mailing house and by programs
 ADDRESS_SEPARATOR = "; "
 # A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -147,7 +148,9 @@ def write_atomic(path: Path, data: bytes) -> None:
     try:
         files.write_atomic(path, data)
     except OSError as exc:
-        raise DeliveryError(f"cannot write: {exc.strerror}", path=path) from None
+        raise DeliveryError(
+            _("cannot write: {error}").format(error=exc.strerror), path=path
+        ) from None
 
 
 def _typeset_chunk(chunk: _Chunk) -> _ChunkResult:
@@ -180,8 +183,10 @@ def _typeset_chunk(chunk: _Chunk) -> _ChunkResult:
 
 def _odd_failure(letter: RenderedLetter, exc: Exception) -> TemplateError:
     return TemplateError(
-        f"contact {letter.contact_id}: the letter cannot be laid out: {type(exc).__name__}: {exc}",
-        hint="check the letter's template and stylesheet",
+        _("contact {id}: the letter cannot be laid out: {kind}: {error}").format(
+            id=letter.contact_id, kind=type(exc).__name__, error=exc
+        ),
+        hint=_("check the letter's template and stylesheet"),
     )
 
 
@@ -337,9 +342,11 @@ def lay_out(
         raise
     except Exception as exc:  # a worker killed (out of memory?) or unable to start
         raise DeliveryError(
-            f"the letter layout failed: {type(exc).__name__}: {exc}",
+            _("the letter layout failed: {kind}: {error}").format(
+                kind=type(exc).__name__, error=exc
+            ),
             transient=True,
-            hint="run again; if it keeps failing, try letters in a smaller batch",
+            hint=_("run again; if it keeps failing, try letters in a smaller batch"),
         ) from exc
     return [outcome.error for result in results for outcome in result.outcomes]
 
@@ -463,7 +470,7 @@ def _make_folders(ordered: Sequence[RenderedLetter], batch: _Batch) -> list[Path
             split_dir.mkdir()
     except OSError as exc:
         raise DeliveryError(
-            f"cannot create the folder: {exc.strerror}", path=batch.folder
+            _("cannot create the folder: {error}").format(error=exc.strerror), path=batch.folder
         ) from None
     if split_dir is None:
         return [None] * len(ordered)
@@ -492,10 +499,12 @@ def _typeset_batch(
         raise
     except Exception as exc:  # a worker killed (out of memory?) or unable to start
         raise DeliveryError(
-            f"the letter printer failed: {type(exc).__name__}: {exc}",
+            _("the letter printer failed: {kind}: {error}").format(
+                kind=type(exc).__name__, error=exc
+            ),
             transient=True,
             path=batch.folder,
-            hint="run again; if it keeps failing, try letters in a smaller batch",
+            hint=_("run again; if it keeps failing, try letters in a smaller batch"),
         ) from exc
 
 

@@ -61,6 +61,7 @@ from outreach.deliver.smtp import (
 )
 from outreach.feedback.refusals import record_refusals  # hook: feedback
 from outreach.feedback.verp import return_path  # hook: feedback
+from outreach.i18n import N_, _
 from outreach.ledger import Ledger, MessageRecord, SendQueue, open_ledger, workspace_lock
 from outreach.model.campaigns import Campaign, load_campaign
 from outreach.model.config import CadencePolicy, Settings
@@ -103,6 +104,12 @@ DelivererFactory = Callable[[OnSending], Sequence[BatchDeliverer]]
 
 # Headers that would add recipients the envelope (From/To only) would not carry.
 _MORE_RECIPIENTS = ("Cc", "Bcc", "Resent-To", "Resent-Cc", "Resent-Bcc")
+# Why an email rendered earlier does not go after all. The ledger keeps these English words (its
+# reasons are data, the same in every language); whoever shows them says _(reason).
+OPTED_OUT_EMAIL = N_("opted out (email)")
+NOT_A_CONTACT = N_("no longer in the contacts file")
+NO_EMAIL = N_("no usable email")
+ADDRESS_CHANGED = N_("email address changed since it was rendered")
 _HEADERS = BytesHeaderParser(policy=email.policy.compat32)
 
 
@@ -255,10 +262,14 @@ def smtp_deliverers(
     delivery = settings.delivery
     if delivery.method != "smtp":
         raise DeliveryError(
-            f"delivery.method is {delivery.method}: emails stay in the outbox",
+            _("delivery.method is {method}: emails stay in the outbox").format(
+                method=delivery.method
+            ),
             field="delivery.method",
-            hint="set delivery.method: smtp with delivery.host (see the README, "
-            '"Sending for real") to send them',
+            hint=_(
+                "set delivery.method: smtp with delivery.host (see the README, "
+                '"Sending for real") to send them'
+            ),
         )
     password = password_from_env(delivery, environ)
     key = signing_key(settings, environ=environ)
@@ -346,13 +357,24 @@ def check_published_key(key: DkimKey, *, environ: Mapping[str, str]) -> None:
         return
     if published is None or published == key.public_key:
         return
-    state = "a revoked key (empty p=)" if not published else "another public key"
+    message = (
+        _(
+            "DNS publishes a revoked key (empty p=) at {record}, not the public half of {key}: "
+            "receivers would find every signature broken"
+        )
+        if not published
+        else _(
+            "DNS publishes another public key at {record}, not the public half of {key}: "
+            "receivers would find every signature broken"
+        )
+    )
     raise DeliveryError(
-        f"DNS publishes {state} at {key.record_name}, not the public half of {key.source}: "
-        "receivers would find every signature broken",
+        message.format(record=key.record_name, key=key.source),
         field="dkim",
-        hint="publish the record `outreach doctor` prints, or name the key that matches the "
-        "record in dkim.key_file (a new selector lets the old key stay published meanwhile)",
+        hint=_(
+            "publish the record `outreach doctor` prints, or name the key that matches the "
+            "record in dkim.key_file (a new selector lets the old key stay published meanwhile)"
+        ),
     )
 
 
@@ -437,7 +459,7 @@ def send_waiting(
 
 def _needs_human(ledger: SendQueue, *, today: date) -> list[Unsent]:
     return [
-        Unsent.of(r, error=r.error or "the mail server may or may not have it")
+        Unsent.of(r, error=r.error or _("the mail server may or may not have it"))
         for r in ledger.open_uncertain_emails(today=today)
     ]
 
@@ -607,16 +629,19 @@ class _Checks:
     def message(self, record: MessageRecord) -> RenderedEmail:
         """The email in the row's .eml file, its envelope from its own From and To headers."""
         if record.artifact is None:
-            raise _Refused("the ledger names no .eml file for this email")
+            raise _Refused(_("the ledger names no .eml file for this email"))
         path = self.root / record.artifact
         try:
             data = path.read_bytes()
         except FileNotFoundError:
             # Removed from the outbox, most likely by a person who looked at it first.
-            raise _Refused(f"{record.artifact} is not in the outbox any more") from None
+            raise _Refused(
+                _("{file} is not in the outbox any more").format(file=record.artifact)
+            ) from None
         except OSError as exc:
             raise _Refused(
-                f"cannot read {record.artifact}: {exc.strerror}", permanent=False
+                _("cannot read {file}: {error}").format(file=record.artifact, error=exc.strerror),
+                permanent=False,
             ) from None
         return _parse(data, record=record, sender=self.sender)
 
@@ -625,7 +650,7 @@ class _Checks:
         for key in (record.contact_id.lower(), to_addr.lower()):
             channels = self.suppressions.get(key)
             if channels and ("email" in channels or "all" in channels):
-                return "opted out (email)"
+                return OPTED_OUT_EMAIL
         # hook: an address bounces blocked since the email was rendered
         if email_blocked(to_addr, self.suppressions):
             return EMAIL_BLOCKED
@@ -633,13 +658,13 @@ class _Checks:
             return None
         contact = self.contacts.get(record.contact_id)
         if contact is None:
-            return "no longer in the contacts file"
+            return NOT_A_CONTACT
         if opted_out(contact, "email", self.suppressions):
-            return "opted out (email)"
+            return OPTED_OUT_EMAIL
         if contact.email is None:
-            return "no usable email"
+            return NO_EMAIL
         if _address_key(contact.email) != _address_key(to_addr):
-            return "email address changed since it was rendered"
+            return ADDRESS_CHANGED
         return None
 
 
@@ -651,19 +676,37 @@ def _parse(data: bytes, *, record: MessageRecord, sender: tuple[str, str] | None
     name = record.artifact
     for header in _MORE_RECIPIENTS:
         if header in head:
-            raise _Refused(f"{name} has a {header} header; outreach sends to one To address")
+            raise _Refused(
+                _("{file} has a {header} header; outreach sends to one To address").format(
+                    file=name, header=header
+                )
+            )
     froms = _addresses(head.get_all("From", []))
     tos = _addresses(head.get_all("To", []))
     if len(tos) != 1:
-        raise _Refused(f"{name}: To must hold exactly one address (it holds {len(tos)})")
+        raise _Refused(
+            _("{file}: To must hold exactly one address (it holds {n})").format(
+                file=name, n=len(tos)
+            )
+        )
     if len(froms) != 1:
-        raise _Refused(f"{name}: From must hold exactly one address (it holds {len(froms)})")
+        raise _Refused(
+            _("{file}: From must hold exactly one address (it holds {n})").format(
+                file=name, n=len(froms)
+            )
+        )
     (from_addr,), (to_addr,) = froms, tos
     if sender is None or _address_key(from_addr) != sender:
-        raise _Refused(f"{name}: From is {from_addr}, not the sender in config.yaml")
+        raise _Refused(
+            _("{file}: From is {address}, not the sender in config.yaml").format(
+                file=name, address=from_addr
+            )
+        )
     message_id = "".join(str(head.get("Message-ID", "")).split()).strip("<>")
     if record.message_id and message_id != record.message_id:
-        raise _Refused(f"{name}: its Message-ID is not the one rendered for this email")
+        raise _Refused(
+            _("{file}: its Message-ID is not the one rendered for this email").format(file=name)
+        )
     try:
         subject = str(make_header(decode_header(str(head.get("Subject", "")))))
     except (LookupError, UnicodeError, HeaderParseError):
@@ -706,7 +749,7 @@ def _addresses(values: Sequence[object]) -> list[str]:
 def _address_key(addr: str) -> tuple[str, str] | None:
     """An address as compared: local part as written, domain in lower-case ASCII."""
     try:
-        local, _, domain = check_address(addr.strip()).rpartition("@")
+        local, _at, domain = check_address(addr.strip()).rpartition("@")
     except ValueError:
         return None
     return local, domain.lower()
@@ -1011,7 +1054,7 @@ def _record(
         )
         summary.sent += 1
     elif result.status == "uncertain":
-        error = result.error or "the server did not confirm the email"
+        error = result.error or _("the server did not confirm the email")
         ledger.set_status(
             contact_id=record.contact_id,
             campaign=record.campaign,
@@ -1022,7 +1065,7 @@ def _record(
         )
         summary.uncertain.append(Unsent.of(record, error=error))
     else:
-        fail(record, result.error or "delivery failed", permanent=not result.transient)
+        fail(record, result.error or _("delivery failed"), permanent=not result.transient)
 
 
 __all__ = [

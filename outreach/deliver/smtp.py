@@ -35,6 +35,7 @@ from types import TracebackType
 from typing import Final
 
 from outreach.deliver.base import DeliveryResult
+from outreach.i18n import N_, _, ngettext
 from outreach.model.config import Delivery
 from outreach.model.errors import DeliveryError
 from outreach.render.email import RenderedEmail
@@ -58,12 +59,18 @@ def password_from_env(delivery: Delivery, environ: Mapping[str, str]) -> str | N
         return None
     value = environ.get(name)
     if not value:
-        state = "is empty" if value is not None else "is not set"
+        message = (
+            _("the environment variable {name} (delivery.password_env) is empty")
+            if value is not None
+            else _("the environment variable {name} (delivery.password_env) is not set")
+        )
         raise DeliveryError(
-            f"the environment variable {name} (delivery.password_env) {state}",
+            message.format(name=name),
             field="delivery.password_env",
-            hint=f"set {name} to the SMTP password in the environment that runs outreach "
-            "(for cron, in the crontab or the script it calls)",
+            hint=_(
+                "set {name} to the SMTP password in the environment that runs outreach "
+                "(for cron, in the crontab or the script it calls)"
+            ).format(name=name),
         )
     return value
 
@@ -135,15 +142,19 @@ class SmtpDeliverer:
         connections (else one is made from the settings)."""
         if not delivery.host:
             raise DeliveryError(
-                "SMTP delivery needs a server",
+                _("SMTP delivery needs a server"),
                 field="delivery.host",
-                hint="set delivery.host (and delivery.port) in config.yaml",
+                hint=_("set delivery.host (and delivery.port) in config.yaml"),
             )
         if delivery.username and not password:
             raise DeliveryError(
-                f"delivery.username is {delivery.username!r} but there is no password",
+                _("delivery.username is {username} but there is no password").format(
+                    username=repr(delivery.username)
+                ),
                 field="delivery.password_env",
-                hint="name the environment variable holding the password in delivery.password_env",
+                hint=_(
+                    "name the environment variable holding the password in delivery.password_env"
+                ),
             )
         self._delivery = delivery
         self._host = delivery.host
@@ -195,12 +206,13 @@ class SmtpDeliverer:
         if self._fatal is not None:
             raise self._fatal
         if self._stopped is not None:
-            raise SendingStoppedError(self._stopped, result=None, hint=_STOPPED_HINT)
+            raise SendingStoppedError(self._stopped, result=None, hint=_(_STOPPED_HINT))
         key = (message.contact_id, message.campaign, message.occurrence_key)
         problem = _envelope_problem(message)
         if problem is not None:
             return self._count(
-                DeliveryResult(key, "failed", error=problem), cause=f"was not tried: {problem}"
+                DeliveryResult(key, "failed", error=problem),
+                cause=_("was not tried: {problem}").format(problem=problem),
             )
         body = _data_body(message.data)
         if retries:
@@ -224,7 +236,7 @@ class SmtpDeliverer:
             attempts = retries + 1
             error = outcome.error
             if outcome.transient and attempts > 1:
-                error = f"gave up after {attempts} attempts: {error}"
+                error = _("gave up after {n} attempts: {error}").format(n=attempts, error=error)
             result = DeliveryResult(key, "failed", error=error, transient=outcome.transient)
             return self._count(result, cause=outcome.cause)
 
@@ -300,7 +312,8 @@ class SmtpDeliverer:
                     break
                 envelope = self._envelope(smtp, message)
                 if isinstance(envelope, DeliveryResult):
-                    yield self._count(envelope, cause=f"was not tried: {envelope.error}")
+                    why = _("was not tried: {problem}").format(problem=envelope.error)
+                    yield self._count(envelope, cause=why)
                 else:
                     nxt = envelope
             if nxt is not None and self._rate is not None:
@@ -349,10 +362,12 @@ class SmtpDeliverer:
                     else:
                         # The server refused the data itself: nothing was queued.
                         self._settle(
-                            sent_data, _refusal(code, reply, "the message"), results, later
+                            sent_data, _refusal(code, reply, _("the message")), results, later
                         )
                         if code == 421:
-                            raise smtplib.SMTPServerDisconnected("the server is closing")
+                            raise smtplib.SMTPServerDisconnected(
+                                "closing"
+                            )  # not translated: never shown, stands for the 421
                 if nxt is not None:
                     ready, rset, hang_up = self._envelope_replies(smtp, nxt, results, later)
                     nxt = None
@@ -410,7 +425,7 @@ class SmtpDeliverer:
             return envelope, False, False
         failure: _Failure
         if mail[0] != 250:
-            failure = _refusal(*mail, f"the sender {envelope.sender}")
+            failure = _refusal(*mail, _("the sender {address}").format(address=envelope.sender))
         elif refused:
             failure = _recipients_refusal(refused)
         else:
@@ -480,7 +495,9 @@ class SmtpDeliverer:
         sender = (self._envelope_sender and self._envelope_sender(message)) or message.from_addr
         code, reply = smtp.docmd("MAIL", f"FROM:<{sender}>{options}")
         if code != 250:
-            return self._refused(smtp, code, reply, f"the sender {sender}", reused=reused)
+            return self._refused(
+                smtp, code, reply, _("the sender {address}").format(address=sender), reused=reused
+            )
         refused: list[tuple[str, int, bytes]] = []
         for rcpt in message.to_addrs:
             code, reply = smtp.docmd("RCPT", f"TO:<{rcpt}>")
@@ -514,15 +531,17 @@ class SmtpDeliverer:
             self._drop()
             return self._uncertain(key, smtplib.SMTPResponseException(code, reply))
         # The server refused the data itself: the transaction is over and nothing was queued.
-        return self._refused(smtp, code, reply, "the message", reused=False, reset=False)
+        return self._refused(smtp, code, reply, _("the message"), reused=False, reset=False)
 
     def _uncertain(self, key: tuple[str, str, str], exc: BaseException) -> DeliveryResult:
         return DeliveryResult(
             key,
             "uncertain",
-            error=f"the connection to {self._where} was lost after the message was handed over "
-            f"and before the server confirmed it ({_describe_exception(exc)}); it may have been "
-            "delivered, so it is not sent again automatically",
+            error=_(
+                "the connection to {server} was lost after the message was handed over "
+                "and before the server confirmed it ({cause}); it may have been "
+                "delivered, so it is not sent again automatically"
+            ).format(server=self._where, cause=_describe_exception(exc)),
         )
 
     def _refused(
@@ -559,13 +578,14 @@ class SmtpDeliverer:
         if self._consecutive_failures < self._delivery.max_consecutive_failures:
             return result
         n = self._consecutive_failures
-        reason = cause or "lost the connection before confirming a message"
-        self._stopped = (
-            f"stopped sending after {n} consecutive failure{'s' if n > 1 else ''}: "
-            f"the server at {self._where} {reason}"
-        )
+        reason = cause or _("lost the connection before confirming a message")
+        self._stopped = ngettext(
+            "stopped sending after {n} consecutive failure: the server at {server} {reason}",
+            "stopped sending after {n} consecutive failures: the server at {server} {reason}",
+            n,
+        ).format(n=n, server=self._where, reason=reason)
         self.close()
-        raise SendingStoppedError(self._stopped, result=result, hint=_STOPPED_HINT)
+        raise SendingStoppedError(self._stopped, result=result, hint=_(_STOPPED_HINT))
 
     # -- the connection ---------------------------------------------------------------------
 
@@ -602,10 +622,12 @@ class SmtpDeliverer:
                 if not smtp.has_extn("starttls"):
                     raise _Fatal(
                         self._error(
-                            "the server does not offer STARTTLS",
+                            _("the server does not offer STARTTLS"),
                             field="delivery.security",
-                            hint="use port 587 with security: starttls or port 465 with security: "
-                            "ssl; security: none only on a trusted network",
+                            hint=_(
+                                "use port 587 with security: starttls or port 465 with security: "
+                                "ssl; security: none only on a trusted network"
+                            ),
                         )
                     )
                 smtp.starttls(context=self._tls_context())
@@ -620,9 +642,11 @@ class SmtpDeliverer:
     def _login(self, smtp: smtplib.SMTP, username: str) -> None:
         assert self._password is not None  # checked in __init__
         hint = (
-            f"check delivery.username and the password in ${self._delivery.password_env}"
+            _("check delivery.username and the password in ${variable}").format(
+                variable=self._delivery.password_env
+            )
             if self._delivery.password_env
-            else "check delivery.username and the password"
+            else _("check delivery.username and the password")
         )
         try:
             smtp.login(username, self._password)
@@ -632,7 +656,9 @@ class SmtpDeliverer:
             text = _reply_text(exc.smtp_code, exc.smtp_error)
             raise _Fatal(
                 self._error(
-                    f"the server rejected the login for {username!r}: {text}",
+                    _("the server rejected the login for {username}: {reply}").format(
+                        username=repr(username), reply=text
+                    ),
                     field="delivery.username",
                     hint=hint,
                 )
@@ -640,10 +666,12 @@ class SmtpDeliverer:
         except smtplib.SMTPNotSupportedError:
             raise _Fatal(
                 self._error(
-                    "the server does not offer a login (AUTH) on this connection",
+                    _("the server does not offer a login (AUTH) on this connection"),
                     field="delivery.username",
-                    hint="most servers offer it only after STARTTLS: use security: starttls or "
-                    "ssl, or remove delivery.username if the server needs no login",
+                    hint=_(
+                        "most servers offer it only after STARTTLS: use security: starttls or "
+                        "ssl, or remove delivery.username if the server needs no login"
+                    ),
                 )
             ) from None
         except smtplib.SMTPResponseException:
@@ -651,10 +679,11 @@ class SmtpDeliverer:
         except smtplib.SMTPException as exc:  # "No suitable authentication method found."
             raise _Fatal(
                 self._error(
-                    f"cannot log in: {exc}",
+                    _("cannot log in: {error}").format(error=exc),
                     field="delivery.username",
-                    hint="the server offers no login method outreach knows "
-                    "(PLAIN, LOGIN, CRAM-MD5)",
+                    hint=_(
+                        "the server offers no login method outreach knows (PLAIN, LOGIN, CRAM-MD5)"
+                    ),
                 )
             ) from None
 
@@ -668,10 +697,14 @@ class SmtpDeliverer:
             except (OSError, ssl.SSLError) as exc:
                 raise _Fatal(
                     self._error(
-                        f"cannot read the CA certificate {ca_file}: {_describe_exception(exc)}",
+                        _("cannot read the CA certificate {path}: {error}").format(
+                            path=ca_file, error=_describe_exception(exc)
+                        ),
                         field="delivery.ca_file",
-                        hint="name a PEM file holding the certificate of the CA that signed the "
-                        "server's certificate",
+                        hint=_(
+                            "name a PEM file holding the certificate of the CA that signed the "
+                            "server's certificate"
+                        ),
                     )
                 ) from None
         return self._tls
@@ -684,11 +717,15 @@ class SmtpDeliverer:
         if isinstance(exc, ssl.SSLCertVerificationError):
             raise _Fatal(
                 self._error(
-                    f"the server's certificate could not be verified: {exc.verify_message}",
+                    _("the server's certificate could not be verified: {error}").format(
+                        error=exc.verify_message
+                    ),
                     field="delivery.ca_file",
-                    hint="if the server's certificate is signed by a private CA, name that CA's "
-                    "certificate in delivery.ca_file; check delivery.host is the name on the "
-                    "certificate",
+                    hint=_(
+                        "if the server's certificate is signed by a private CA, name that CA's "
+                        "certificate in delivery.ca_file; check delivery.host is the name on the "
+                        "certificate"
+                    ),
                 )
             ) from None
         if isinstance(exc, ssl.SSLError) and not isinstance(
@@ -696,27 +733,26 @@ class SmtpDeliverer:
         ):
             raise _Fatal(
                 self._error(
-                    f"the TLS handshake failed: {_describe_exception(exc)}",
+                    _("the TLS handshake failed: {error}").format(error=_describe_exception(exc)),
                     field="delivery.security",
-                    hint="port 465 usually wants security: ssl and port 587 security: starttls",
+                    hint=_("port 465 usually wants security: ssl and port 587 security: starttls"),
                 )
             ) from None
         if isinstance(exc, smtplib.SMTPResponseException):
             text = _reply_text(exc.smtp_code, exc.smtp_error)
-            return _Failure(
-                f"the server at {self._where} answered {text}",
-                f"answered {text}",
-                transient=exc.smtp_code < 500,
-            )
+            cause = _("answered {reply}").format(reply=text)
+            return _Failure(_server_did(self._where, cause), cause, transient=exc.smtp_code < 500)
         if isinstance(exc, ConnectionRefusedError):
-            cause = "refused the connection"
+            cause = _("refused the connection")
         elif _is_timeout(exc):
-            cause = f"did not answer within {self._delivery.timeout_s:g} s"
+            cause = _("did not answer within {seconds} s").format(
+                seconds=f"{self._delivery.timeout_s:g}"
+            )
         elif isinstance(exc, smtplib.SMTPServerDisconnected):
-            cause = "closed the connection"
+            cause = _("closed the connection")
         else:
-            cause = f"could not be reached ({_describe_exception(exc)})"
-        return _Failure(f"the server at {self._where} {cause}", cause, transient=True)
+            cause = _("could not be reached ({error})").format(error=_describe_exception(exc))
+        return _Failure(_server_did(self._where, cause), cause, transient=True)
 
     def _reset(self, smtp: smtplib.SMTP) -> None:
         try:
@@ -745,10 +781,18 @@ def _key(message: RenderedEmail) -> tuple[str, str, str]:
     return (message.contact_id, message.campaign, message.occurrence_key)
 
 
+def _server_did(where: str, cause: str) -> str:
+    """ "the server at HOST:PORT <cause>", the cause a clause of its own ("refused the connection")."""
+    return _("the server at {server} {cause}").format(server=where, cause=cause)
+
+
 def _refusal(code: int, reply: bytes, what: str) -> _Failure:
+    """The server refused `what` ("the message", "the sender ADDRESS", "DATA")."""
     text = _reply_text(code, reply)
     return _Failure(
-        f"the server refused {what}: {text}", f"refused {what}: {text}", transient=code < 500
+        _("the server refused {what}: {reply}").format(what=what, reply=text),
+        _("refused {what}: {reply}").format(what=what, reply=text),
+        transient=code < 500,
     )
 
 
@@ -756,10 +800,12 @@ def _recipients_refusal(refused: list[tuple[str, int, bytes]]) -> _Failure:
     # All or nothing: sending to the accepted recipients only would make a retry (for the
     # others) a second copy for them.
     texts = "; ".join(f"{rcpt}: {_reply_text(code, reply)}" for rcpt, code, reply in refused)
-    noun = "recipient" if len(refused) == 1 else "recipients"
+    n = len(refused)
     return _Failure(
-        f"the server refused the {noun} {texts}",
-        f"refused the {noun} {texts}",
+        refused_recipients_message(n).format(refused=texts),
+        ngettext("refused the recipient {refused}", "refused the recipients {refused}", n).format(
+            refused=texts
+        ),
         transient=all(400 <= code < 500 for _, code, _ in refused),
     )
 
@@ -778,7 +824,7 @@ def _write(sock: socket.socket, data: bytes) -> tuple[int, OSError | None]:
 
 def _write_or_raise(smtp: smtplib.SMTP, data: bytes) -> None:
     assert smtp.sock is not None
-    _, error = _write(smtp.sock, data)
+    _written, error = _write(smtp.sock, data)
     if error is not None:
         raise error
 
@@ -791,7 +837,17 @@ def _reply(smtp: smtplib.SMTP) -> tuple[int, bytes]:
     return code, reply
 
 
-_STOPPED_HINT = (
+def refused_recipients_message(n: int) -> str:
+    """The sentence for `n` refused recipients, "{refused}" still in it (feedback.refusals reads
+    the one-recipient form back, in the language it was said in)."""
+    return ngettext(
+        "the server refused the recipient {refused}",
+        "the server refused the recipients {refused}",
+        n,
+    )
+
+
+_STOPPED_HINT = N_(
     "check that the SMTP server is up and the delivery settings are right; the failed messages "
     "are tried again on the next run inside their window"
 )
@@ -814,12 +870,12 @@ def _data_body(data: bytes) -> bytes:
 def _envelope_problem(message: RenderedEmail) -> str | None:
     """Why the envelope cannot be sent as it is, or None."""
     if not message.to_addrs:
-        return "the message has no recipients"
+        return _("the message has no recipients")
     if not _ENVELOPE_ADDRESS.fullmatch(message.from_addr):
-        return f"invalid sender address {message.from_addr!r}"
+        return _("invalid sender address {address}").format(address=repr(message.from_addr))
     for rcpt in message.to_addrs:
         if not _ENVELOPE_ADDRESS.fullmatch(rcpt):
-            return f"invalid recipient address {rcpt!r}"
+            return _("invalid recipient address {address}").format(address=repr(rcpt))
     return None
 
 
@@ -833,8 +889,8 @@ def _mail_options(smtp: smtplib.SMTP, message: RenderedEmail) -> str | _Failure:
     if not all(addr.isascii() for addr in (message.from_addr, *message.to_addrs)):
         if not smtp.has_extn("smtputf8"):
             return _Failure(
-                "the server does not accept addresses with non-ASCII characters (no SMTPUTF8)",
-                "does not accept non-ASCII addresses",
+                _("the server does not accept addresses with non-ASCII characters (no SMTPUTF8)"),
+                _("does not accept non-ASCII addresses"),
                 transient=False,
             )
         options += " SMTPUTF8"
@@ -979,7 +1035,9 @@ class SendRate:
                 raise
         except OSError as exc:
             raise DeliveryError(
-                f"cannot write the send-rate state: {_describe_exception(exc)}",
+                _("cannot write the send-rate state: {error}").format(
+                    error=_describe_exception(exc)
+                ),
                 path=self._path,
-                hint="check that the state folder is writable",
+                hint=_("check that the state folder is writable"),
             ) from None

@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo
 
 from outreach.feedback.replies import Reply, read_reply
 from outreach.feedback.text import clean_text as clean_text  # others import it from here
+from outreach.i18n import _
 
 KINDS = ("hard", "soft", "complaint", "auto-reply", "reply", "unrecognised")
 
@@ -35,13 +36,13 @@ _SMTP_REPLY = re.compile(r"(?<![\d.:])([45]\d\d)[ :-]")
 _MESSAGE_ID_LINE = re.compile(rb"^\s*Message-ID:\s*<([^<>\s]{1,250})>", re.IGNORECASE | re.M)
 _DAEMON = re.compile(r"^(mailer-daemon|postmaster|mail-daemon|mailerdaemon|mdaemon)\b", re.I)
 _BOUNCE_SUBJECT = re.compile(
-    r"undeliver|undelivered|delivery (status|failure|has failed|notification)|failure notice|"
+    r"undeliver|undelivered|delivery (status|failure|has failed|notification)|failure notice|"  # not translated: a pattern
     r"returned mail|mail delivery|could not be delivered|non[- ]?remis|unzustellbar|"
     r"no se ha podido entregar|nondeliverable",
     re.I,
 )
 _AUTO_SUBJECT = re.compile(
-    r"^\s*(auto(matic)?[ -]?(reply|response|antwort)|autoreply|out of (the )?office|"
+    r"^\s*(auto(matic)?[ -]?(reply|response|antwort)|autoreply|out of (the )?office|"  # not translated: a pattern
     r"respuesta autom[aá]tica|fuera de la oficina|r[ée]ponse automatique|absence|"
     r"abwesenheit|vacation|on vacation|automatisch)",
     re.I,
@@ -222,7 +223,9 @@ def _feedback_report(parts: list[Message], originals: list[Message]) -> list[Rec
                 addresses[address] = feedback_type
     if not addresses:
         for original in originals:
-            for _, addr in getaddresses([clean_text(v, 1000) for v in original.get_all("To", [])]):
+            for _name, addr in getaddresses(
+                [clean_text(v, 1000) for v in original.get_all("To", [])]
+            ):
                 address = _address(addr)
                 if address:
                     addresses[address] = None
@@ -242,7 +245,7 @@ def _is_auto_reply(msg: Message) -> bool:
 
 def _from_daemon(msg: Message) -> bool:
     """Whether a mail server (not a person) wrote it: its From or its Subject says so."""
-    for _, addr in getaddresses([clean_text(v, 1000) for v in msg.get_all("From", [])]):
+    for _name, addr in getaddresses([clean_text(v, 1000) for v in msg.get_all("From", [])]):
         if _DAEMON.match(addr):
             return True
     return bool(_BOUNCE_SUBJECT.search(clean_text(msg.get("Subject", ""))))
@@ -266,12 +269,12 @@ def _text_status(parts: list[Message], address: str) -> tuple[str | None, str | 
         lines = [line.strip() for line in text.splitlines() if line.strip()]
         for index, line in enumerate(lines):
             if _ENHANCED.search(line) or _SMTP_REPLY.search(line + " "):
-                status, _ = _status(line, diagnostic=None)
+                status, _text = _status(line, diagnostic=None)
                 return status, clean_text(line)
             if address in line.lower() and index + 1 < len(lines):
                 follow = lines[index + 1]
                 if _ENHANCED.search(follow) or _SMTP_REPLY.search(follow + " "):
-                    status, _ = _status(follow, diagnostic=None)
+                    status, _text = _status(follow, diagnostic=None)
                     return status, clean_text(follow)
         break
     return None, None
@@ -316,12 +319,14 @@ def _day(msg: Message, tz: ZoneInfo) -> date | None:
 
 def classify(data: bytes, *, tz: ZoneInfo, truncated: bool = False) -> Classified:
     """What this message is. Never raises: unparseable input is `unrecognised`, with why."""
-    cut = "cut at the size limit" if truncated else None
+    cut = _("cut at the size limit") if truncated else None
     try:
         msg = message_from_bytes(data)
     except Exception as exc:  # untrusted input: whatever the parser trips on
         return Classified(
-            "unrecognised", fingerprint=fingerprint(data), problem=f"cannot parse: {exc}"
+            "unrecognised",
+            fingerprint=fingerprint(data),
+            problem=_("cannot parse: {error}").format(error=exc),
         )
     try:
         return _classify(msg, data, tz=tz, problem=cut)
@@ -329,7 +334,9 @@ def classify(data: bytes, *, tz: ZoneInfo, truncated: bool = False) -> Classifie
         return Classified(
             "unrecognised",
             fingerprint=fingerprint(data),
-            problem=clean_text(f"cannot read: {type(exc).__name__}: {exc}"),
+            problem=clean_text(
+                _("cannot read: {error}").format(error=f"{type(exc).__name__}: {exc}")
+            ),
         )
 
 
@@ -337,7 +344,9 @@ def _classify(msg: Message, data: bytes, *, tz: ZoneInfo, problem: str | None) -
     parts = _walk(msg)
     originals = _original_headers(parts)
     if msg.defects and problem is None and msg.get_content_maintype() == "multipart":
-        problem = "malformed MIME: " + clean_text(type(msg.defects[0]).__name__)
+        problem = _("malformed MIME: {defect}").format(
+            defect=clean_text(type(msg.defects[0]).__name__)
+        )
 
     def result(
         kind: str,

@@ -19,6 +19,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
 
+from outreach.i18n import _
 from outreach.model.config import Imap
 from outreach.model.errors import FeedbackError
 
@@ -64,11 +65,13 @@ class MaildirBox:
     ) -> None:
         if not all((path / sub).is_dir() for sub in ("new", "cur")):
             raise FeedbackError(
-                "not a Maildir (it needs the folders new/ and cur/)",
+                _("not a Maildir (it needs the folders new/ and cur/)"),
                 path=path,
                 field="bounces.maildir",
-                hint="point bounces.maildir (or --maildir) at the folder your mail server "
-                "delivers bounces to",
+                hint=_(
+                    "point bounces.maildir (or --maildir) at the folder your mail server "
+                    "delivers bounces to"
+                ),
             )
         self.path = path
         self.limit = limit
@@ -96,7 +99,7 @@ class MaildirBox:
                 names = sorted(e.name for e in os.scandir(folder) if not e.name.startswith("."))
             except OSError as exc:
                 raise FeedbackError(
-                    f"cannot read the folder: {exc.strerror}", path=folder
+                    _("cannot read the folder: {error}").format(error=exc.strerror), path=folder
                 ) from None
             for name in names:
                 path = folder / name
@@ -109,7 +112,9 @@ class MaildirBox:
                 except IsADirectoryError:
                     continue
                 except OSError as exc:
-                    raise FeedbackError(f"cannot read: {exc.strerror}", path=path) from None
+                    raise FeedbackError(
+                        _("cannot read: {error}").format(error=exc.strerror), path=path
+                    ) from None
                 yield MailItem(source=f"{sub}/{name}", data=data, size=size, handle=str(path))
 
     def move(self, item: MailItem) -> None:
@@ -144,9 +149,11 @@ def _password(settings: Imap, *, environ: Mapping[str, str], config_key: str) ->
     password = environ.get(settings.password_env)
     if not password:
         raise FeedbackError(
-            f"the environment variable {settings.password_env} is not set",
+            _("the environment variable {name} is not set").format(name=settings.password_env),
             field=f"{config_key}.password_env",
-            hint=f"export {settings.password_env}=... with the mailbox password",
+            hint=_("export {name}=... with the mailbox password").format(
+                name=settings.password_env
+            ),
         )
     return password
 
@@ -180,7 +187,8 @@ class ImapBox:
             )
         except (OSError, ssl.SSLError) as exc:
             raise FeedbackError(
-                f"cannot read the CA file: {exc}", field=f"{config_key}.ca_file"
+                _("cannot read the CA file: {error}").format(error=exc),
+                field=f"{config_key}.ca_file",
             ) from None
         try:
             client = IMAPClient(
@@ -192,9 +200,13 @@ class ImapBox:
             )
         except (OSError, ssl.SSLError, IMAPClientError) as exc:
             raise FeedbackError(
-                f"cannot connect to the IMAP server {where}: {exc}",
+                _("cannot connect to the IMAP server {server}: {error}").format(
+                    server=where, error=exc
+                ),
                 field=f"{config_key}.host",
-                hint=f"check {config_key}.host, port and security (and the certificate)",
+                hint=_("check {key}.host, port and security (and the certificate)").format(
+                    key=config_key
+                ),
             ) from None
         try:
             if settings.security == "starttls":
@@ -207,9 +219,9 @@ class ImapBox:
             except (OSError, IMAPClientError):
                 client.shutdown()
             raise FeedbackError(
-                f"the IMAP server {where} refused: {exc}",
+                _("the IMAP server {server} refused: {error}").format(server=where, error=exc),
                 field=config_key,
-                hint="check the username, the password variable and the folder",
+                hint=_("check the username, the password variable and the folder"),
             ) from None
         self._client = client
         # A server that takes no keywords of ours (no \\* in PERMANENTFLAGS): what was read is
@@ -305,8 +317,10 @@ class ImapBox:
                     self._client.add_flags(flagged, [flag.encode()])
                 except (OSError, IMAPClientError) as exc:
                     raise FeedbackError(
-                        f"cannot flag mail on {self.where}: {exc}",
-                        hint="nothing is lost: the next reading finds them again",
+                        _("cannot flag mail on {server}: {error}").format(
+                            server=self.where, error=exc
+                        ),
+                        hint=_("nothing is lost: the next reading finds them again"),
                     ) from None
         uids, self._moves = self._moves, []
         if not uids:
@@ -325,9 +339,11 @@ class ImapBox:
                     client.uid_expunge(uids)  # only ours: never another \\Deleted message
         except (OSError, IMAPClientError) as exc:
             raise FeedbackError(
-                f"cannot move processed mail to {target} on {self.where}: {exc}",
+                _("cannot move processed mail to {folder} on {server}: {error}").format(
+                    folder=target, server=self.where, error=exc
+                ),
                 field="bounces.imap.processed_folder",
-                hint="nothing is lost: the next reading finds them again and only moves them",
+                hint=_("nothing is lost: the next reading finds them again and only moves them"),
             ) from None
 
     def close(self) -> None:

@@ -31,6 +31,7 @@ from outreach.feedback.mailbox import ImapBox, Mailbox, MaildirBox, MailItem
 from outreach.feedback.replies import Judgement, Reply, excerpt, judge
 from outreach.feedback.score import verdict
 from outreach.feedback.verp import token_pattern, tokens_in, verify_token
+from outreach.i18n import _
 from outreach.ledger import (
     Block,
     BounceEvent,
@@ -49,16 +50,21 @@ _CHUNK_BYTES = 8 * 1024 * 1024
 KEPT_DIR = "feedback"  # under the state folder: every counted bounce, as received
 _LOCK = "feedback.lock"
 
-# What became of one message (data; the CLI says it in words).
+# What became of one message (data, the same in every language: --json and the ledger carry
+# these codes; the CLI says them in words).
 COUNTED, BLOCKED, SEEN, IGNORED, LEFT, UNMATCHED = (
     "counted",
     "blocked",
     "already read",
     "not counted",
-    "left in place",
+    "left in place",  # not translated: a code, said in words by the CLI
     "not matched",
 )
-STOPPED, QUEUED, SET_ASIDE = "stopped", "waits for the owner", "not ours"
+STOPPED, QUEUED, SET_ASIDE = (
+    "stopped",
+    "waits for the owner",  # not translated: a code, said in words by the CLI
+    "not ours",
+)
 NOT_OURS_KIND = "not-ours"  # the kind the ledger remembers for mail set aside
 COMPLAINT_DAYS = 30
 # The suppression sources that what came back writes (not the owner's own unsubscribes).
@@ -170,11 +176,13 @@ def open_mailbox(
         box = ImapBox(imap, environ=environ, limit=limit)
         return box, f"imap://{imap.username}@{imap.host}/{imap.folder}"
     raise FeedbackError(
-        "there is no mailbox to read",
+        _("there is no mailbox to read"),
         path=settings.root / "config.yaml",
         field="bounces",
-        hint="set bounces.maildir (or bounces.imap, or replies.maildir / replies.imap) in "
-        "config.yaml, or pass --maildir DIR",
+        hint=_(
+            "set bounces.maildir (or bounces.imap, or replies.maildir / replies.imap) in "
+            "config.yaml, or pass --maildir DIR"
+        ),
     )
 
 
@@ -298,7 +306,10 @@ def _match_reply(reply: Reply, *, context: _Context) -> _Answer:
     contact = context.by_email.get(reply.sender or "")
     if contact is not None and _emailed(contact.id, context):
         return _Answer(contact.id, trusted=True)
-    return _Answer(None, problem=f"{reply.sender} is not a contact outreach has emailed")
+    return _Answer(
+        None,
+        problem=_("{address} is not a contact outreach has emailed").format(address=reply.sender),
+    )
 
 
 def _emailed(contact_id: str, context: _Context) -> bool:
@@ -318,7 +329,9 @@ def _mailto(reply: Reply, context: _Context) -> _Answer | None:
         match = pattern.fullmatch(address)
         if match is None:
             continue
-        asked = Judgement("stop", f"a message to the unsubscribe address {address}")
+        asked = Judgement(
+            "stop", _("a message to the unsubscribe address {address}").format(address=address)
+        )
         token = match.groupdict().get("token")
         wanted = unquote(match.groupdict().get("id") or "").lower()
         by_token = next((c for c in context.contacts if c.lower() == wanted), None)
@@ -330,7 +343,10 @@ def _mailto(reply: Reply, context: _Context) -> _Answer | None:
         if contact is not None:
             return _Answer(contact.id, trusted=True, source="mailto", judgement=asked)
         return _Answer(
-            None, problem=f"{reply.sender} wrote to the unsubscribe address and is not a contact"
+            None,
+            problem=_("{address} wrote to the unsubscribe address and is not a contact").format(
+                address=reply.sender
+            ),
         )
     return None
 
@@ -359,19 +375,25 @@ def _match(found: Classified, context: _Context) -> _Match:
                 continue
             record = ledger.find_email(id_prefix=digits)
             if record is None:
-                return _Match(None, None, "its token names no email in the ledger")
+                return _Match(None, None, _("its token names no email in the ledger"))
             return _Match(record, record.contact_id, by_token=True)
         if candidates:
-            return _Match(None, None, "the token in the address it came back to does not verify")
+            return _Match(None, None, _("the token in the address it came back to does not verify"))
         return _Match(
-            None, None, "it carries no token of ours (bounces.return_path is set): nobody blocked"
+            None,
+            None,
+            _("it carries no token of ours (bounces.return_path is set): nobody blocked"),
         )
     for message_id in found.message_ids:
         record = ledger.find_email(message_id=message_id)
         if record is not None:
             return _Match(record, record.contact_id)
-    shown = ", ".join(found.addresses) or "no address"
-    return _Match(None, None, f"it quotes no email of ours (it names {shown})")
+    if not found.addresses:
+        return _Match(None, None, _("it quotes no email of ours (it names no address)"))
+    shown = ", ".join(found.addresses)
+    return _Match(
+        None, None, _("it quotes no email of ours (it names {addresses})").format(addresses=shown)
+    )
 
 
 def _keep(item: MailItem, found: Classified, context: _Context) -> str:
@@ -541,7 +563,7 @@ def _bounce(
     contact_id = match.contact_id
     addresses = tuple(_addresses(found, match, context)) if contact_id else ()
     if contact_id is None or not addresses:
-        problem = match.problem or "it names no address the email went to: nobody blocked"
+        problem = match.problem or _("it names no address the email went to: nobody blocked")
         _not_ours(item, found, problem, context=context, batch=batch, report=report)
         return
     kept = _keep(item, found, context)
@@ -666,7 +688,9 @@ def _reply(
         # waits for the owner.
         kind, evidence = (
             "unclear_stop",
-            f"from {reply.sender}, not the contact's address: {evidence}",
+            _("from {address}, not the contact's address: {evidence}").format(
+                address=reply.sender, evidence=evidence
+            ),
         )
     if kind == "stop":
         stop = (answer.contact_id, "email", answer.source)
@@ -763,7 +787,7 @@ def read_bounces(
             report.emails = ledger.emails_sent(since=today - timedelta(days=COMPLAINT_DAYS))
             return report
     finally:
-        for box, _, _ in boxes:
+        for box, _kind, _name in boxes:
             box.close()
 
 
@@ -799,16 +823,18 @@ def feedback_job(
             logger.error("bounces: %s", exc)
             return None
         counts = ", ".join(f"{kind} {n}" for kind, n in sorted(report.counts().items()))
-        logger.info(
-            "bounces: %d message(s)%s, %d blocked",
-            len(report.messages),
-            f" ({counts})" if counts else "",
-            len(report.blocked),
+        n = len(report.messages)
+        read = (
+            _("bounces: {n} message(s) ({counts}), {blocked} blocked")
+            if counts
+            else _("bounces: {n} message(s), {blocked} blocked")
         )
+        logger.info("%s", read.format(n=n, counts=counts, blocked=len(report.blocked)))
         for problem in report.problems:
             logger.warning("bounces: %s: %s", problem.source, problem.problem)
         for contact_id, channel, source in report.suppressed:
-            logger.info("bounces: %s suppressed for %s (%s)", contact_id, channel, source)
+            suppressed = _("bounces: {contact} suppressed for {channel} ({source})")
+            logger.info("%s", suppressed.format(contact=contact_id, channel=channel, source=source))
         return report
 
     return job

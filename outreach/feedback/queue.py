@@ -12,6 +12,7 @@ from datetime import date, datetime
 
 from outreach.contacts import Contact
 from outreach.feedback.process import load_contact_index
+from outreach.i18n import _
 from outreach.ledger import Block, Ledger, ReplyRecord, open_ledger, read_ledger
 from outreach.model.config import Settings
 from outreach.model.errors import FeedbackError
@@ -58,7 +59,7 @@ def list_replies(settings: Settings, *, today: date, everything: bool = False) -
     """The replies that wait for the owner (every reply with `everything`), oldest first."""
     statuses = None if everything else ["open"]
     rows = read_ledger(settings, lambda ledger: ledger.replies(statuses=statuses))
-    contacts, _ = load_contact_index(settings) if rows else ({}, {})
+    contacts, _lines = load_contact_index(settings) if rows else ({}, {})
     return [
         ReplyView(r, _name(contacts.get(r.contact_id)), max(0, (today - r.received).days))
         for r in rows
@@ -74,8 +75,8 @@ def close_reply(
         found = [r for r in ledger.replies() if r.id == reply_id]
         if not found:
             raise FeedbackError(
-                f"there is no reply {reply_id}",
-                hint="`outreach replies --all` lists every reply with its id",
+                _("there is no reply {id}").format(id=reply_id),
+                hint=_("`outreach replies --all` lists every reply with its id"),
             )
         if stop:
             ledger.record_replies([], suppressions=[(found[0].contact_id, "email", OWNER)], now=now)
@@ -133,7 +134,9 @@ def remove_suppression(
     """Lift the suppressions of a contact id or address (and of the contact it names),
     keeping the reason; what was lifted (value, channel, source)."""
     if not reason.strip():
-        raise FeedbackError("give a reason", hint='--reason "asked by phone to hear from us again"')
+        raise FeedbackError(
+            _("give a reason"), hint=_('--reason "asked by phone to hear from us again"')
+        )
     values = _values(settings, target)
     with open_ledger(settings) as ledger:
         return ledger.remove_suppressions(values, reason=reason.strip(), today=today, now=now)

@@ -33,6 +33,7 @@ from urllib.parse import parse_qs, parse_qsl, unquote, urlsplit
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
 
 from outreach.contacts import iter_contacts
+from outreach.i18n import _
 from outreach.ledger import open_ledger
 from outreach.model.config import Settings, find_config, load_settings
 from outreach.model.errors import ConfigError, OutreachError
@@ -44,27 +45,30 @@ MAX_BODY = 8 * 1024  # a one-click body is 26 bytes; a form a few hundred
 SOURCE = "one-click"
 StartResponse = Callable[..., Any]
 
+# The pages a customer reads follow the customer (the contact's locale, else config
+# `locale`), never the owner's `language:` or catalog: a table per language, more languages
+# than the tool itself speaks. Spanish says "usted", as the sample's emails do.
 _TEXTS = {
     "en": {
         "title": "Unsubscribe",
-        "ask": "Do you want to stop receiving messages from {sender}?",
+        "ask": "Do you want to stop receiving messages from {sender}?",  # not translated: customer page, in the contact's language
         "button": "Unsubscribe",
-        "done": "Done: you will receive no more messages from {sender}.",
-        "bad": "This unsubscribe link is not valid. Please use the link in the latest message.",
+        "done": "Done: you will receive no more messages from {sender}.",  # not translated: customer page, in the contact's language
+        "bad": "This unsubscribe link is not valid. Please use the link in the latest message.",  # not translated: customer page, in the contact's language
     },
     "es": {
         "title": "Darse de baja",
-        "ask": "¿Quieres dejar de recibir mensajes de {sender}?",
+        "ask": "¿Desea dejar de recibir mensajes de {sender}?",  # not translated: customer page, in the contact's language
         "button": "Darme de baja",
-        "done": "Hecho: no recibirás más mensajes de {sender}.",
-        "bad": "Este enlace de baja no es válido. Usa el enlace del último mensaje.",
+        "done": "Hecho: no recibirá más mensajes de {sender}.",  # not translated: customer page, in the contact's language
+        "bad": "Este enlace de baja no es válido. Use el enlace del último mensaje.",  # not translated: customer page, in the contact's language
     },
     "fr": {
         "title": "Se désabonner",
-        "ask": "Voulez-vous ne plus recevoir de messages de {sender} ?",
+        "ask": "Voulez-vous ne plus recevoir de messages de {sender} ?",  # not translated: customer page, in the contact's language
         "button": "Me désabonner",
-        "done": "C'est fait : vous ne recevrez plus de messages de {sender}.",
-        "bad": "Ce lien de désabonnement n'est pas valide. Utilisez celui du dernier message.",
+        "done": "C'est fait : vous ne recevrez plus de messages de {sender}.",  # not translated: customer page, in the contact's language
+        "bad": "Ce lien de désabonnement n'est pas valide. Utilisez celui du dernier message.",  # not translated: customer page, in the contact's language
     },
     "de": {
         "title": "Abmelden",
@@ -84,6 +88,7 @@ _HEADERS = [
         "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
     ),
 ]
+_EXAMPLE_URL = '"https://example.com/baja?id={id}&token={token}"'
 _PLACEHOLDER = re.compile(r"\{(id|token)\}")
 # Tokens are 16 hex digits; in a path that is not the route's, any such run is masked.
 _TOKEN_LIKE = re.compile(r"[0-9A-Fa-f]{12,}")
@@ -189,18 +194,20 @@ def route_for(settings: Settings) -> Route:
     where = settings.root / "config.yaml"
     if not url:
         raise ConfigError(
-            "there is no unsubscribe URL to serve",
+            _("there is no unsubscribe URL to serve"),
             path=where,
             field="unsubscribe.url",
-            hint='set e.g. unsubscribe.url: "https://example.com/baja?id={id}&token={token}"',
+            hint=_("set e.g. unsubscribe.url: {example}").format(example=_EXAMPLE_URL),
         )
     if "{token}" not in url or "{id}" not in url:
         raise ConfigError(
-            "unsubscribe.url needs both {id} and {token}: without the token anyone could "
-            "unsubscribe anyone",
+            _(
+                "unsubscribe.url needs both {{id}} and {{token}}: without the token anyone could "
+                "unsubscribe anyone"
+            ).format(),
             path=where,
             field="unsubscribe.url",
-            hint='e.g. "https://example.com/baja?id={id}&token={token}"',
+            hint=_("e.g. {example}").format(example=_EXAMPLE_URL),
         )
     parts = urlsplit(url)
     pattern = ""
@@ -244,9 +251,10 @@ class UnsubscribeApp:
         contact_id, token = found
         if not self._verified(contact_id, token):
             logger.warning(
-                "%s %s: a token that does not verify (nothing written)",
-                escaped(method[:16]),
-                self.route.shown(path),
+                "%s",
+                _("{method} {path}: a token that does not verify (nothing written)").format(
+                    method=escaped(method[:16]), path=self.route.shown(path)
+                ),
             )
             text = _TEXTS[_language(self.settings.default_locale)]["bad"]
             return self._page(start_response, "400 Bad Request", text, language=None)
@@ -290,21 +298,39 @@ class UnsubscribeApp:
         except ValueError:
             length = -1
         if length < 0 or length > MAX_BODY:
-            return self._plain(start_response, "413 Content Too Large", "the body is too large")
+            return self._plain(
+                start_response,
+                "413 Content Too Large",
+                "the body is too large",  # not translated: HTTP answer to a mail provider's client
+            )
         body = environ["wsgi.input"].read(length) if length else b""
         if not _one_click(body, str(environ.get("CONTENT_TYPE", ""))):
             return self._plain(
-                start_response, "400 Bad Request", "the body must be List-Unsubscribe=One-Click"
+                start_response,
+                "400 Bad Request",
+                "the body must be List-Unsubscribe=One-Click",  # not translated: HTTP, RFC 8058
             )
         try:
             with open_ledger(self.settings) as ledger:
                 added = ledger.suppress(contact_id, channel="all", source=SOURCE, now=self.clock())
         except OutreachError as exc:
-            logger.error("cannot record the unsubscribe of %s: %s", escaped(contact_id), exc)
-            return self._plain(start_response, "503 Service Unavailable", "try again later")
-        logger.info(
-            "%s unsubscribed (%s)", escaped(contact_id), "added" if added else "already on the list"
+            logger.error(
+                "%s",
+                _("cannot record the unsubscribe of {id}: {error}").format(
+                    id=escaped(contact_id), error=exc
+                ),
+            )
+            return self._plain(
+                start_response,
+                "503 Service Unavailable",
+                "try again later",  # not translated: HTTP answer to a mail provider's client
+            )
+        unsubscribed = (
+            _("{id} unsubscribed (added)")
+            if added
+            else _("{id} unsubscribed (already on the list)")
         )
+        logger.info("%s", unsubscribed.format(id=escaped(contact_id)))
         language = _language(self._locale(contact_id))
         text = _TEXTS[language]["done"].format(sender=self.settings.sender.name)
         return self._page(start_response, "200 OK", text, language=language)
@@ -436,12 +462,14 @@ class _Handler(WSGIRequestHandler):
             handler.run(app)
         except TimeoutError:
             logger.info(
-                "%s: the client stalled for %s s; connection closed",
-                client,
-                self.server.request_timeout,
+                "%s",
+                _("{client}: the client stalled for {seconds} s; connection closed").format(
+                    client=client, seconds=self.server.request_timeout
+                ),
             )
         except OSError as exc:
-            logger.info("%s: the connection broke (%s)", client, escaped(exc.strerror or str(exc)))
+            broke = _("{client}: the connection broke ({error})")
+            logger.info("%s", broke.format(client=client, error=escaped(exc.strerror or str(exc))))
 
     def _shown(self) -> str:
         path = getattr(self, "path", None)
@@ -469,7 +497,8 @@ class _ServerHandler(ServerHandler):
 
     def log_exception(self, exc_info: Any) -> None:
         # One line for the log, not a traceback on stderr.
-        logger.error("the request failed: %s", escaped(repr(exc_info[1]))[:300])
+        failed = _("the request failed: {error}")
+        logger.error("%s", failed.format(error=escaped(repr(exc_info[1]))[:300]))
 
 
 class _Server(socketserver.ThreadingMixIn, WSGIServer):
@@ -481,7 +510,10 @@ class _Server(socketserver.ThreadingMixIn, WSGIServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         # What the handler did not catch: one line, never socketserver's traceback.
         error = sys.exc_info()[1]
-        logger.error("%s: the request failed: %s", client_address[0], escaped(repr(error))[:300])
+        failed = _("{client}: the request failed: {error}")
+        logger.error(
+            "%s", failed.format(client=client_address[0], error=escaped(repr(error))[:300])
+        )
 
 
 def make_receiver(

@@ -7,16 +7,16 @@ from collections.abc import Iterable
 from datetime import date, datetime
 from typing import Protocol
 
+from outreach.deliver.smtp import refused_recipients_message
 from outreach.feedback.classify import clean_text
 from outreach.feedback.score import verdict
 from outreach.ledger import Block, BounceEvent, FeedbackStore
 from outreach.model.config import Settings
 
 # outreach.deliver.smtp words a refused recipient so: "the server refused the recipient
-# ADDRESS: 550 5.1.1 ..." (tests/test_feedback_smtp.py sends to a real server to keep it so).
-_REFUSED = re.compile(
-    r"^the server refused the recipient (?P<address>\S+?): (?P<code>5\d\d)(?P<text>.*)$", re.S
-)
+# ADDRESS: 550 5.1.1 ..." in the owner's language (tests/test_feedback_smtp.py sends to a real
+# server to keep it so); read back in the words of the language the send step spoke.
+_REFUSED_REST = r"(?P<address>\S+?): (?P<code>5\d\d)(?P<text>.*)$"
 _ENHANCED = re.compile(r"\b5\.\d{1,3}\.\d{1,3}\b")
 
 
@@ -35,6 +35,13 @@ class _Failed(Protocol):
     def permanent(self) -> bool: ...
 
 
+def _refused_pattern() -> re.Pattern[str]:
+    """The one-recipient refusal as smtp words it now, its {refused} part split into fields."""
+    before, _sep, after = refused_recipients_message(1).partition("{refused}")
+    assert not after  # the refused recipient ends the sentence in every language
+    return re.compile("^" + re.escape(before) + _REFUSED_REST, re.S)
+
+
 def record_refusals(
     settings: Settings,
     *,
@@ -45,8 +52,9 @@ def record_refusals(
 ) -> list[Block]:
     """Count each recipient the SMTP server refused for good as a hard bounce; the new blocks."""
     found: list[tuple[_Failed, str, str, str]] = []
+    refused = _refused_pattern()
     for unsent in failed:
-        match = _REFUSED.match(unsent.error) if unsent.permanent else None
+        match = refused.match(unsent.error) if unsent.permanent else None
         if match is None:
             continue
         text = clean_text(match.group("code") + match.group("text"))

@@ -27,6 +27,7 @@ from html.parser import HTMLParser
 from typing import TYPE_CHECKING
 
 from outreach.feedback.text import clean_text
+from outreach.i18n import _
 
 if TYPE_CHECKING:
     from outreach.ledger import ReplyRecord
@@ -40,7 +41,7 @@ _EXCERPT = 200
 
 # Where the writer's own words end: a quoted original or a signature begins.
 _CUT = re.compile(
-    r"^\s*(?:"
+    r"^\s*(?:"  # not translated: a pattern for customers' words
     r"-- ?$|__{4,}|-{4,}\s*(?:original message|mensaje original|forwarded message|"
     r"mensaje reenviado)|"
     r"(?:on|el)\s.{0,200}\s(?:wrote|escribi[oó]|a escrit)\s*:\s*$|"
@@ -76,10 +77,12 @@ _STOP = re.compile(
 )
 # A whole message (or subject) of one word: "BAJA", "STOP", "Unsubscribe".
 _BARE = re.compile(
-    r"^(?:baja|stop|unsubscribe|darme de baja|de baja|remove|eliminar)"
+    r"^(?:baja|stop|unsubscribe|darme de baja|de baja|remove|eliminar)"  # not translated: a pattern for customers' words
     r"(?:\s+(?:por favor|please|gracias|thanks))?$"
 )
-_NEGATION = re.compile(r"\b(?:no|nunca|jamas|ni|not|never|don'?t|dont|do not|no quiero que)\b")
+_NEGATION = re.compile(
+    r"\b(?:no|nunca|jamas|ni|not|never|don'?t|dont|do not|no quiero que)\b"  # not translated: a pattern
+)
 _HEDGE = re.compile(
     r"\b(?:si|if|unless|como (?:me|puedo|se|hago)|how|puedo|can i|should i|deberia|igual|"
     r"quizas|quiza|maybe|perhaps|a lo mejor|estoy pensando|thinking|a menos que)\b"
@@ -91,7 +94,7 @@ _POLITE = re.compile(
     r"will you|please|por favor)\b"
 )
 _AUTOMATIC = re.compile(
-    r"\b(?:respuesta automatica|fuera de (?:la )?oficina|out of (?:the )?office|"
+    r"\b(?:respuesta automatica|fuera de (?:la )?oficina|out of (?:the )?office|"  # not translated: a pattern for customers' words
     r"auto(?:matic)?[ -]?reply|autorespuesta|estoy de vacaciones|vacaciones hasta|"
     r"ausente hasta|no estare disponible hasta|i am (?:currently )?(?:away|out)|"
     r"on (?:annual |parental )?leave until|away from my desk until|"
@@ -101,7 +104,7 @@ _AUTOMATIC = re.compile(
     r"we have received your (?:message|email) and will)\b"
 )
 _COMPLAINT = re.compile(
-    r"\b(?:queja|reclamacion|fatal|horrible|pesimo|verguenza|indignad|harto|harta|molest|"
+    r"\b(?:queja|reclamacion|fatal|horrible|pesimo|verguenza|indignad|harto|harta|molest|"  # not translated: a pattern for customers' words
     r"spam|decepcion|decepcionad|nunca mas|mal servicio|mala experiencia|frio|fria|cruda|"
     r"tarde|esperamos|equivocad|error|cobrad|cobrasteis|cobraron|dos veces|complain|complaint|disappoint|terrible|awful|"
     r"rude|annoy|unacceptable|never again|cold|overcharg|wrong|worst|fed up|too many|"
@@ -357,12 +360,17 @@ def excerpt(reply: Reply) -> str:
 
 def describe_reply(reply: ReplyRecord) -> str:
     """One line: when a reply was read, what it is, where the owner left it, what it says."""
-    text = (
-        f"reply #{reply.id} read {reply.received.isoformat()} ({reply.campaign or 'no campaign'}): "
-        f"{reply.kind}, {reply.status} — {reply.subject}: {reply.excerpt}"
+    text = _("reply #{id} read {day} ({campaign}): {kind}, {status} — {subject}: {excerpt}").format(
+        id=reply.id,
+        day=reply.received.isoformat(),
+        campaign=reply.campaign or _("no campaign"),
+        kind=reply.kind,
+        status=reply.status,
+        subject=reply.subject,
+        excerpt=reply.excerpt,
     )
     if reply.kind == "stop" and reply.evidence:
-        text += f" [the request: {reply.evidence}]"
+        text += " " + _("[the request: {evidence}]").format(evidence=reply.evidence)
     if reply.note:
-        text += f" [note: {reply.note}]"
+        text += " " + _("[note: {note}]").format(note=reply.note)
     return text

@@ -11,6 +11,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from outreach.contacts import Contact, load_contacts
+from outreach.i18n import _
 from outreach.ledger import Block, open_ledger
 from outreach.model.config import Settings
 from outreach.model.errors import FeedbackError, Problem
@@ -63,7 +64,9 @@ def read_returned_file(path: Path) -> tuple[list[ReturnedEntry], list[Problem]]:
         text = _decode(path.read_bytes())
     except OSError as exc:
         raise FeedbackError(
-            f"cannot read: {exc.strerror}", path=path, hint="check the file name"
+            _("cannot read: {error}").format(error=exc.strerror),
+            path=path,
+            hint=_("check the file name"),
         ) from None
     lines = text.splitlines()
     first = next(
@@ -89,11 +92,11 @@ def read_returned_file(path: Path) -> tuple[list[ReturnedEntry], list[Problem]]:
             if not cell:
                 problems.append(
                     Problem(
-                        "no contact id on this line",
+                        _("no contact id on this line"),
                         path=str(path),
                         line=line,
                         field=names[column],
-                        hint="give the contact id of each returned letter",
+                        hint=_("give the contact id of each returned letter"),
                     )
                 )
                 continue
@@ -128,22 +131,24 @@ def mark_returned(
         if contact is None:
             issues.append(
                 Problem(
-                    f"there is no contact {entry.contact_id!r} in {settings.paths.contacts}",
+                    _("there is no contact {id} in {file}").format(
+                        id=repr(entry.contact_id), file=settings.paths.contacts
+                    ),
                     path=where,
                     line=entry.line,
                     contact_id=entry.contact_id,
-                    hint="give the id from the contacts file (the letter's manifest.csv has it)",
+                    hint=_("give the id from the contacts file (the letter's manifest.csv has it)"),
                 )
             )
             continue
         if missing_address_fields(contact):
             issues.append(
                 Problem(
-                    f"contact {contact.id} has no complete postal address to block",
+                    _("contact {id} has no complete postal address to block").format(id=contact.id),
                     path=where,
                     line=entry.line,
                     contact_id=contact.id,
-                    hint="no letter goes to it anyway until the address is completed",
+                    hint=_("no letter goes to it anyway until the address is completed"),
                 )
             )
             continue
@@ -157,7 +162,7 @@ def mark_returned(
             for b in ledger.blocks(contact_id=contact_id)
             if b.channel == "letter"
         }
-        for _, contact in wanted:
+        for _key, contact in wanted:
             key = postal_key(contact)
             if (contact.id, key) in existing:
                 already.append(contact.id)
@@ -171,7 +176,9 @@ def mark_returned(
                     reason="returned-letter",
                     day=today,
                     postal_key=key,
-                    diagnostic=f"imported from {source.name}" if source is not None else None,
+                    diagnostic=_("imported from {file}").format(file=source.name)
+                    if source is not None
+                    else None,
                 )
             )
         if blocked:

@@ -55,7 +55,7 @@ def return_path(settings: Settings, message_id: str) -> str | None:
 
 def token_pattern(template: str) -> re.Pattern[str]:
     """A pattern that finds the token of `template` in an address (any case)."""
-    before, _, after = template.partition("{token}")
+    before, _sep, after = template.partition("{token}")
     return re.compile(
         re.escape(before) + r"(?P<token>[0-9A-Za-z]{1,64})" + re.escape(after), re.IGNORECASE
     )

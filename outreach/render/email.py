@@ -11,6 +11,8 @@ from datetime import datetime
 from email.utils import format_datetime
 from functools import lru_cache
 
+from outreach.i18n import _
+
 # RFC 5322 recommends lines of at most 78 characters; RFC 2047 caps an encoded word at 75.
 _MAX_LINE = 78
 _MAX_ENCODED_WORD = 75
@@ -54,10 +56,10 @@ def check_address(addr: str) -> str:
     """The address with its domain in ASCII (IDNA); ValueError unless it is one plain address."""
     local, at, domain = addr.rpartition("@")
     if not at or not _LOCAL_PART.fullmatch(local):
-        raise ValueError(f"{addr!r} is not a plain email address")
+        raise ValueError(_("{address} is not a plain email address").format(address=repr(addr)))
     ascii_domain = _ascii_domain(domain)
     if len(local) > 64 or len(ascii_domain) > 253:
-        raise ValueError(f"{addr!r} is too long for an email address")
+        raise ValueError(_("{address} is too long for an email address").format(address=repr(addr)))
     return f"{local}@{ascii_domain}"
 
 
@@ -66,9 +68,11 @@ def _ascii_domain(domain: str) -> str:
         try:
             domain = domain.encode("idna").decode("ascii")
         except UnicodeError:
-            raise ValueError(f"{domain!r} is not a valid domain name") from None
+            raise ValueError(
+                _("{domain} is not a valid domain name").format(domain=repr(domain))
+            ) from None
     if not _DOMAIN.fullmatch(domain):
-        raise ValueError(f"{domain!r} is not a valid domain name")
+        raise ValueError(_("{domain} is not a valid domain name").format(domain=repr(domain)))
     return domain
 
 
@@ -102,7 +106,7 @@ def build_message(
 ) -> bytes:
     """The complete message as bytes: text/plain, or multipart/alternative with an HTML part."""
     if not _MESSAGE_ID.fullmatch(message_id):
-        raise ValueError(f"{message_id!r} is not a valid Message-ID")
+        raise ValueError(_("{id} is not a valid Message-ID").format(id=repr(message_id)))
     parts = [
         _date_header(date),
         _address_header("From", sender.name, sender.addr),
@@ -187,7 +191,8 @@ def _quoted_printable(body: str) -> bytes:
 @lru_cache(maxsize=16)
 def _date_header(date: datetime) -> str:
     if date.tzinfo is None:
-        raise ValueError("the Date header needs a time zone-aware datetime")
+        problem = "the Date header needs a time zone-aware datetime"  # not translated: a bug
+        raise ValueError(problem)
     return f"Date: {format_datetime(date)}\r\n"
 
 
@@ -301,7 +306,7 @@ def _fold_tokens(lead: str, tokens: list[str]) -> str:
 def _subject_header(subject: str) -> str:
     lead = "Subject: "
     if _CONTROL.search(subject):
-        raise ValueError("the subject contains a line break or a control character")
+        raise ValueError(_("the subject contains a line break or a control character"))
     # Unfolding keeps single spaces between words only: other white space goes encoded.
     plain = "  " not in subject and not subject.startswith(" ") and not subject.endswith(" ")
     if plain and subject.isascii() and "=?" not in subject:
@@ -357,9 +362,17 @@ def check_unsubscribe_targets(targets: tuple[str, ...]) -> None:
     """ValueError unless each target is an ASCII http(s) or mailto: URL fit for a header."""
     for target in targets:
         if _URL_FORBIDDEN.search(target) or _CONTROL.search(target) or not target.isascii():
-            raise ValueError(f"{target!r} cannot go in List-Unsubscribe (quote it as a URL)")
+            raise ValueError(
+                _("{target} cannot go in List-Unsubscribe (quote it as a URL)").format(
+                    target=repr(target)
+                )
+            )
         if not target.lower().startswith(("https://", "http://", "mailto:")):
-            raise ValueError(f"{target!r} is neither an http(s) URL nor a mailto: address")
+            raise ValueError(
+                _("{target} is neither an http(s) URL nor a mailto: address").format(
+                    target=repr(target)
+                )
+            )
 
 
 def _list_unsubscribe_headers(targets: tuple[str, ...]) -> str:

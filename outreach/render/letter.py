@@ -29,6 +29,7 @@ from jinja2 import Template
 from markupsafe import Markup, escape
 
 from outreach.contacts import Contact
+from outreach.i18n import N_, _
 from outreach.model.campaigns import Campaign, Occurrence
 from outreach.model.config import Letters, Settings
 from outreach.model.errors import ConfigError, OutreachError, TemplateError
@@ -64,6 +65,7 @@ if TYPE_CHECKING:
 PACKAGE_DIR = Path(__file__).resolve().parent
 BASE_TEMPLATE = "letter_base.html.j2"
 DEFAULT_CSS = PACKAGE_DIR / "letter.css"
+_COUNTRY_HINT = N_("use an ISO 3166 alpha-2 code such as ES or DE")
 
 MM_PER_INCH = 25.4
 MM_PER_PX = MM_PER_INCH / 96  # WeasyPrint lays out in CSS pixels
@@ -268,9 +270,9 @@ def envelope_profile(letters: Letters) -> EnvelopeProfile:
     custom = letters.custom
     if custom is None:
         raise ConfigError(
-            "letters.envelope custom needs letters.custom",
+            _("letters.envelope custom needs letters.custom"),
             field="letters.custom",
-            hint="give the page and window dimensions in millimetres",
+            hint=_("give the page and window dimensions in millimetres"),
         )
     window = Box(
         custom.window_left_mm,
@@ -280,9 +282,9 @@ def envelope_profile(letters: Letters) -> EnvelopeProfile:
     )
     if window.right > custom.page_width_mm or window.bottom > custom.page_height_mm:
         raise ConfigError(
-            "the window does not fit on the page",
+            _("the window does not fit on the page"),
             field="letters.custom",
-            hint="check the window's position and size against the page size",
+            hint=_("check the window's position and size against the page size"),
         )
     # A one-line return zone on top, as in DIN 5008; the rest of the window is the address.
     return_height = round(min(8.0, window.height * 0.25), 2)
@@ -313,7 +315,7 @@ def _mm(value: float) -> str:
 
 def _place(box: Box, margins: tuple[float, float, float, float]) -> str:
     # Absolutely positioned boxes on the first page are placed relative to its page area.
-    top, _, _, left = margins
+    top, _right, _bottom, left = margins
     return (
         f"position: absolute; left: {_mm(box.left - left)}; top: {_mm(box.top - top)}; "
         f"width: {_mm(box.width)}; height: {_mm(box.height)};"
@@ -434,10 +436,10 @@ class LetterRenderer:
     ) -> None:
         if campaign.letter is None:
             raise TemplateError(
-                "the campaign has no letter section",
+                _("the campaign has no letter section"),
                 path=campaign.path,
                 field="letter",
-                hint="add letter: template, or send it by email",
+                hint=_("add letter: template, or send it by email"),
             )
         self._settings = settings
         self._limits = limits_of(settings)
@@ -459,10 +461,10 @@ class LetterRenderer:
                 self._subject = text_env.from_string(self._spec.subject)
             except jinja2.TemplateSyntaxError as exc:
                 raise TemplateError(
-                    f"subject template syntax error: {exc.message}",
+                    _("subject template syntax error: {error}").format(error=exc.message),
                     path=campaign.path,
                     field="letter.subject",
-                    hint="fix the subject in the campaign file",
+                    hint=_("fix the subject in the campaign file"),
                 ) from None
         self._base = self._load_base()
         self._sender_lines = self._format_sender()
@@ -494,10 +496,10 @@ class LetterRenderer:
             return self._env.from_string(source)
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(
-                f"template syntax error: {exc.message}",
+                _("template syntax error: {error}").format(error=exc.message),
                 path=own,
                 line=exc.lineno,
-                hint="fix the letter layout",
+                hint=_("fix the letter layout"),
             ) from None
 
     def _format_sender(self) -> list[str]:
@@ -519,25 +521,31 @@ class LetterRenderer:
             )
         except MissingFieldError as exc:
             raise ConfigError(
-                f"the sender's address has {exc}",
+                _("the sender's address has no {field}").format(field=exc.field),
                 path=self._settings.root / "config.yaml",
                 field=f"sender.address.{exc.field}",
-                hint="letters need a complete return address",
+                hint=_("letters need a complete return address"),
             ) from None
         except ValueError as exc:
             raise ConfigError(
                 str(exc),
                 path=self._settings.root / "config.yaml",
                 field="sender.address.country",
-                hint="use an ISO 3166 alpha-2 code such as ES or DE",
+                hint=_(_COUNTRY_HINT),
             ) from None
         if self.profile.return_style == "block" and len(lines) > self.profile.return_capacity:
             raise ConfigError(
-                f"the sender's address has {len(lines)} lines; the {self.profile.name} return "
-                f"window holds {self.profile.return_capacity}",
+                _(
+                    "the sender's address has {n} lines; the {envelope} return window holds "
+                    "{capacity}"
+                ).format(
+                    n=len(lines),
+                    envelope=self.profile.name,
+                    capacity=self.profile.return_capacity,
+                ),
                 path=self._settings.root / "config.yaml",
                 field="sender.address",
-                hint="shorten the return address",
+                hint=_("shorten the return address"),
             )
         return list(lines)
 
@@ -554,16 +562,18 @@ class LetterRenderer:
         path = (self._templates_dir / name).resolve()
         if not path.is_relative_to(self._templates_dir):
             return None, TemplateError(
-                f"the signature image {name!r} is outside the templates folder",
+                _("the signature image {name} is outside the templates folder").format(
+                    name=repr(name)
+                ),
                 field="sender.signature_image",
-                hint="put the image in the templates folder and give its name",
+                hint=_("put the image in the templates folder and give its name"),
             )
         if not path.is_file():
             return None, TemplateError(
-                f"the signature image {name!r} is missing",
+                _("the signature image {name} is missing").format(name=repr(name)),
                 path=path,
                 field="sender.signature_image",
-                hint="put the image in the templates folder or remove sender.signature_image",
+                hint=_("put the image in the templates folder or remove sender.signature_image"),
             )
         return path.relative_to(self._templates_dir).as_posix(), None
 
@@ -576,10 +586,12 @@ class LetterRenderer:
         path = (self._templates_dir / own_css).resolve()
         if not path.is_relative_to(self._templates_dir) or not path.is_file():
             raise ConfigError(
-                f"the letter stylesheet {own_css!r} is not in the templates folder",
+                _("the letter stylesheet {name} is not in the templates folder").format(
+                    name=repr(own_css)
+                ),
                 path=self._settings.root / "config.yaml",
                 field="letters.css",
-                hint="put the stylesheet in the templates folder and give its name",
+                hint=_("put the stylesheet in the templates folder and give its name"),
             )
         return [path.read_text(encoding="utf-8")]
 
@@ -631,23 +643,25 @@ class LetterRenderer:
             except jinja2.TemplateSyntaxError as exc:
                 return self._template_error(exc, None)
         return TemplateError(
-            "template not found",
+            _("template not found"),
             path=self._templates_dir / name,
-            hint=f"create it or fix the file name in {self._campaign.path.name}",
+            hint=_("create it or fix the file name in {file}").format(
+                file=self._campaign.path.name
+            ),
         )
 
     def _template_error(self, exc: BaseException, contact: Contact | None) -> TemplateError:
         where, line = _locate(exc, self._templates_dir)
         message, hint = _describe(exc)
-        prefix = f"contact {contact.id}: " if contact is not None else ""
+        who = contact.id if contact is not None else ""
         if where == "<template>":
             return TemplateError(
-                f"{prefix}{message} (in the subject)",
+                _said_of(who, _("{problem} (in the subject)").format(problem=message)),
                 path=self._campaign.path,
                 field="letter.subject",
                 hint=hint,
             )
-        return TemplateError(f"{prefix}{message}", path=where, line=line, hint=hint)
+        return TemplateError(_said_of(who, message), path=where, line=line, hint=hint)
 
     # --- per contact ---------------------------------------------------------------------
 
@@ -658,9 +672,9 @@ class LetterRenderer:
         name = name or recipient_name(contact)
         if not name:
             raise AddressError(
-                f"contact {contact.id}: no name to address the letter to",
+                _("contact {id}: no name to address the letter to").format(id=contact.id),
                 field="last_name",
-                hint="add the contact's name in contacts.csv",
+                hint=_("add the contact's name in contacts.csv"),
                 path=where.path,
                 line=where.line,
             )
@@ -680,27 +694,33 @@ class LetterRenderer:
             )
         except MissingFieldError as exc:
             raise AddressError(
-                f"contact {contact.id}: the postal address for {contact.country} has {exc}",
+                _("contact {id}: the postal address for {country} has no {field}").format(
+                    id=contact.id, country=contact.country, field=exc.field
+                ),
                 field=exc.field,
-                hint="complete the address in contacts.csv or send an email",
+                hint=_("complete the address in contacts.csv or send an email"),
                 path=where.path,
                 line=where.line,
             ) from None
         except ValueError as exc:
             raise AddressError(
-                f"contact {contact.id}: {exc}",
+                _said_of(contact.id, str(exc)),
                 field="country",
-                hint="use an ISO 3166 alpha-2 code such as ES or DE",
+                hint=_(_COUNTRY_HINT),
                 path=where.path,
                 line=where.line,
             ) from None
         capacity = self.profile.address_capacity
         if len(lines) > capacity:
             raise AddressError(
-                f"contact {contact.id}: the address has {len(lines)} lines; the "
-                f"{self.profile.name} envelope window holds {capacity}",
+                _(
+                    "contact {id}: the address has {n} lines; the {envelope} envelope window "
+                    "holds {capacity}"
+                ).format(
+                    id=contact.id, n=len(lines), envelope=self.profile.name, capacity=capacity
+                ),
                 field="street",
-                hint="shorten the address in contacts.csv",
+                hint=_("shorten the address in contacts.csv"),
                 path=where.path,
                 line=where.line,
             )
@@ -757,9 +777,9 @@ class LetterRenderer:
             raise self._template_error(exc, contact) from None
         if not body_html.strip():
             raise TemplateError(
-                f"contact {contact.id}: the letter renders empty",
+                _("contact {id}: the letter renders empty").format(id=contact.id),
                 path=body.name,
-                hint="check the template's {% if %} conditions",
+                hint=_("check the template's {% if %} conditions"),
             )
         foreign = contact.country.upper() != self._home_country
         context["letter"] = {
@@ -858,9 +878,11 @@ class LetterRenderer:
                 return self.address(contact, name="\n".join(form)), " ".join(form)
             start += len(form)
         raise HouseholdError(
-            f"contact {contact.id}: the names of the {len(household.contacts)} people at this "
-            f"address fit the {self.profile.name} envelope window in no form",
-            hint="each of them gets a letter of their own",
+            _(
+                "contact {id}: the names of the {n} people at this address fit the {envelope} "
+                "envelope window in no form"
+            ).format(id=contact.id, n=len(household.contacts), envelope=self.profile.name),
+            hint=_("each of them gets a letter of their own"),
         )
 
     def _marks(self) -> list[str]:
@@ -923,7 +945,7 @@ def _fetcher(allowed_dirs: tuple[Path, ...]) -> URLFetcher:
             try:
                 body = path.read_bytes()
             except FileNotFoundError:
-                raise FetchFailedError(url, "file not found") from None
+                raise FetchFailedError(url, _("file not found")) from None
             except OSError as exc:
                 raise FetchFailedError(url, exc.strerror or type(exc).__name__) from None
             return urls.URLFetcherResponse(url, body=body, headers={"Content-Type": mime})
@@ -963,23 +985,31 @@ def _describe_url(url: str, base_dir: Path) -> str:
     return url if len(url) <= 120 else url[:117] + "..."
 
 
+def _said_of(who: str, problem: str) -> str:
+    """`problem` about contact `who` ("contact c001: ..."), or as it is when `who` is ""."""
+    return _("contact {id}: {problem}").format(id=who, problem=problem) if who else problem
+
+
 def _fetch_error(exc: BaseException, *, who: str, layout: LetterLayout) -> TemplateError:
+    """`who`: the contact's id, "" for the stylesheets every letter shares."""
     cause = exc.__cause__
     if isinstance(cause, FetchRefusedError):
+        refused = _(
+            "the letter tries to load {file}, which is outside the templates folder (refused)"
+        ).format(file=_describe_url(cause.url, layout.base_dir))
         return TemplateError(
-            f"{who}the letter tries to load {_describe_url(cause.url, layout.base_dir)}, "
-            "which is outside the templates folder (refused)",
+            _said_of(who, refused),
             path=layout.base_dir,
-            hint="letters may only use files in the templates folder: copy it there",
+            hint=_("letters may only use files in the templates folder: copy it there"),
         )
     if isinstance(cause, FetchFailedError):
         what = f"{_describe_url(cause.url, layout.base_dir)}: {cause.reason}"
     else:  # a malformed data: URI, say
         what = f"{exc}: {cause}" if cause is not None else str(exc)
     return TemplateError(
-        f"{who}the letter cannot load {what}",
+        _said_of(who, _("the letter cannot load {file}").format(file=what)),
         path=layout.base_dir,
-        hint="check the file name in the template or the config",
+        hint=_("check the file name in the template or the config"),
     )
 
 
@@ -1019,9 +1049,9 @@ class Typesetter:
                     raise _fetch_error(exc, who="", layout=layout) from None
             if log.messages:
                 raise TemplateError(
-                    f"the letter stylesheet: {log.messages[0]}",
+                    _("the letter stylesheet: {problem}").format(problem=log.messages[0]),
                     path=layout.base_dir,
-                    hint="fix the stylesheet named in config letters.css",
+                    hint=_("fix the stylesheet named in config letters.css"),
                 )
             cached = (sheets, fetcher)
             self._styles[layout.key] = cached
@@ -1031,7 +1061,7 @@ class Typesetter:
         """The laid-out letter; TemplateError or AddressError if it cannot be printed right."""
         layout = letter.layout
         sheets, fetcher = self.stylesheets(layout)
-        who = f"contact {letter.contact_id}: "
+        who = letter.contact_id
         with _weasyprint_errors() as log:
             try:
                 document: Document = self._wp.HTML(
@@ -1041,17 +1071,22 @@ class Typesetter:
                 raise _fetch_error(exc, who=who, layout=layout) from None
         if log.messages:
             raise TemplateError(
-                f"{who}{log.messages[0]}",
+                _said_of(who, log.messages[0]),
                 path=layout.base_dir,
-                hint="check the images and stylesheets the letter uses",
+                hint=_("check the images and stylesheets the letter uses"),
             )
         for page in document.pages:
-            for kind, target, _, _ in page.links:
+            for kind, target, _rect, _anchor in page.links:
                 if kind == "attachment":  # fetched only when the PDF is written
                     raise TemplateError(
-                        f"{who}the letter attaches {target}; letters cannot carry attachments",
+                        _said_of(
+                            who,
+                            _(
+                                "the letter attaches {file}; letters cannot carry attachments"
+                            ).format(file=target),
+                        ),
                         path=layout.base_dir,
-                        hint="remove the rel=attachment link",
+                        hint=_("remove the rel=attachment link"),
                     )
         check_windows(letter, document)
         return document
@@ -1070,7 +1105,7 @@ class Typesetter:
         ).render(stylesheets=sheets, font_config=self._font_config)
         # A line is one row of text boxes (fonts may split it): rows in order, by their top.
         rows_at: dict[float, list[_Rect]] = {}
-        for _, rect, _ in page_text_boxes(document.pages[0]):
+        for _text, rect, _box in page_text_boxes(document.pages[0]):
             rows_at.setdefault(round(rect[1], 2), []).append(rect)
         box = layout.address_check
         found = [rows_at[top] for top in sorted(rows_at)]
@@ -1173,16 +1208,20 @@ def page_text_boxes(page: Page) -> list[tuple[str | None, _Rect, str]]:
 def check_windows(letter: RenderedLetter, document: Document) -> None:
     """Raise AddressError unless the addresses lie in their windows and nothing else does."""
     layout = letter.layout
-    who = f"contact {letter.contact_id}"
+    who = letter.contact_id
     if not document.pages:
-        raise TemplateError(f"{who}: the letter has no pages", path=layout.base_dir)
+        raise TemplateError(
+            _("contact {id}: the letter has no pages").format(id=who), path=layout.base_dir
+        )
     recipient_lines = 0
     for number, page in enumerate(document.pages, start=1):
         for owner, rect, text in page_text_boxes(page):
             if owner is not None and number > 1:
                 raise AddressError(
-                    f"{who}: the address block appears on page {number}",
-                    hint="the address belongs on the first page only: check the layout",
+                    _("contact {id}: the address block appears on page {page}").format(
+                        id=who, page=number
+                    ),
+                    hint=_("the address belongs on the first page only: check the layout"),
                 )
             if owner == "recipient":
                 recipient_lines += 1
@@ -1191,7 +1230,7 @@ def check_windows(letter: RenderedLetter, document: Document) -> None:
                     rect,
                     text,
                     who=who,
-                    what="address",
+                    what=_ADDRESS,
                     envelope=layout.envelope,
                 )
             elif owner == "return":
@@ -1200,39 +1239,76 @@ def check_windows(letter: RenderedLetter, document: Document) -> None:
                     rect,
                     text,
                     who=who,
-                    what="return address",
+                    what=_RETURN_ADDRESS,
                     envelope=layout.envelope,
                 )
             elif number == 1 and any(w.overlaps(*rect) for w in layout.windows):
                 snippet = " ".join(text.split())[:_TEXT_SNIPPET]
                 raise AddressError(
-                    f"{who}: the text {snippet!r} would show through the envelope window",
-                    hint="keep the letter's text out of the address field (check the layout "
-                    "and the stylesheet)",
+                    _(
+                        "contact {id}: the text {text} would show through the envelope window"
+                    ).format(id=who, text=repr(snippet)),
+                    hint=_(
+                        "keep the letter's text out of the address field (check the layout "
+                        "and the stylesheet)"
+                    ),
                 )
     if letter.address_lines and recipient_lines == 0:
         raise AddressError(
-            f"{who}: the address block is missing from the first page",
-            hint="keep the element with id recipient-address in letter_base.html.j2",
+            _("contact {id}: the address block is missing from the first page").format(id=who),
+            hint=_("keep the element with id recipient-address in letter_base.html.j2"),
         )
 
 
-def _check_inside(box: Box, rect: _Rect, text: str, *, who: str, what: str, envelope: str) -> None:
+# The letter-fit problems of the recipient's address and of the return address: each a whole
+# sentence (Spanish words them differently), in the order wide, its hint, tall, its hint.
+_ADDRESS = (
+    N_(
+        "contact {id}: the address line {line} is {width} mm wide; the {envelope} window "
+        "leaves {room} mm"
+    ),
+    N_("shorten the address (abbreviate the street or name)"),
+    N_(
+        "contact {id}: the address is too tall for the {envelope} envelope window "
+        "(the line {line} falls outside it)"
+    ),
+    N_("use fewer lines for the address"),
+)
+_RETURN_ADDRESS = (
+    N_(
+        "contact {id}: the return address line {line} is {width} mm wide; the {envelope} "
+        "window leaves {room} mm"
+    ),
+    N_("shorten the return address (abbreviate the street or name)"),
+    N_(
+        "contact {id}: the return address is too tall for the {envelope} envelope window "
+        "(the line {line} falls outside it)"
+    ),
+    N_("use fewer lines for the return address"),
+)
+
+
+def _check_inside(
+    box: Box, rect: _Rect, text: str, *, who: str, what: tuple[str, ...], envelope: str
+) -> None:
+    """`what`: _ADDRESS or _RETURN_ADDRESS, the sentences for the block being checked."""
     left, top, right, bottom = rect
     if box.contains(left, top, right, bottom):
         return
-    line = " ".join(text.split())
+    line = repr(" ".join(text.split()))
+    wide, shorten, tall, fewer = what
     if right > box.right or left < box.left:
         raise AddressError(
-            f"{who}: the {what} line {line!r} is {right - left:.1f} mm wide; the {envelope} "
-            f"window leaves {box.right - max(left, box.left):.1f} mm",
-            hint=f"shorten the {what} (abbreviate the street or name)",
+            _(wide).format(
+                id=who,
+                line=line,
+                width=f"{right - left:.1f}",
+                envelope=envelope,
+                room=f"{box.right - max(left, box.left):.1f}",
+            ),
+            hint=_(shorten),
         )
-    raise AddressError(
-        f"{who}: the {what} is too tall for the {envelope} envelope window "
-        f"(the line {line!r} falls outside it)",
-        hint=f"use fewer lines for the {what}",
-    )
+    raise AddressError(_(tall).format(id=who, line=line, envelope=envelope), hint=_(fewer))
 
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")

@@ -27,6 +27,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from outreach.contacts import Contact
+from outreach.i18n import N_, _
 from outreach.model.campaigns import Campaign, Occurrence
 from outreach.model.config import Settings
 from outreach.model.errors import ConfigError, TemplateError
@@ -56,8 +57,8 @@ _JINJA_SUFFIXES = frozenset({"j2", "jinja", "jinja2"})
 _SUBJECT_BREAKS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
 _STYLESHEET = re.compile(r"<(?:style|link)\b", re.IGNORECASE)
 _LEADING_BLANK_LINES = re.compile(r"\A(?:[ \t]*\n)+")
-_FIELD_HINT = "add the field to the contact or use a default() in the template"
-_NAME_HINT = "check the name in the template"
+_FIELD_HINT = N_("add the field to the contact or use a default() in the template")
+_NAME_HINT = N_("check the name in the template")
 
 
 class _Fields(dict[str, Any]):
@@ -83,7 +84,8 @@ class _StrictUndefined(StrictUndefined):
             and isinstance(self._undefined_name, str)
             and not self._undefined_hint
         ):
-            return f"'{obj._label}.{self._undefined_name}' is undefined"
+            name = f"'{obj._label}.{self._undefined_name}'"
+            return _("{name} is undefined").format(name=name)
         return str(super()._undefined_message)
 
 
@@ -94,7 +96,7 @@ class _EmptyValueError(Exception):
 def _finalize(value: Any) -> Any:
     # Printing None would put the word "None" (or a blank) in front of a customer.
     if value is None:
-        raise _EmptyValueError("prints an empty value (None)")
+        raise _EmptyValueError(_("prints an empty value (None)"))
     return value
 
 
@@ -121,7 +123,8 @@ class _Environment(LimitedSandbox):
 def _context_locale(context: Context, *, money: bool = False) -> Locale:
     identifier = context.get("_locale")
     if not isinstance(identifier, str):
-        raise ValueError("the render context has no _locale for the locale-aware filters")
+        problem = "the render context has no _locale"  # not translated: a programming error
+        raise ValueError(problem)
     sender = context.get("sender")
     address = sender.get("address") if isinstance(sender, Mapping) else None
     region = address.get("country") if isinstance(address, Mapping) else None
@@ -144,7 +147,9 @@ def _as_date(value: Any) -> date:
             return date.fromisoformat(value.strip())
         except ValueError:
             pass
-    raise ValueError(f"date filter: {value!r} is not a date (use YYYY-MM-DD)")
+    raise ValueError(
+        _("date filter: {value} is not a date (use YYYY-MM-DD)").format(value=repr(value))
+    )
 
 
 @pass_context
@@ -160,7 +165,9 @@ def _money_filter(context: Context, amount: Any, currency: str = "EUR") -> str:
     try:
         number = amount if isinstance(amount, int | float | Decimal) else Decimal(str(amount))
     except InvalidOperation:
-        raise ValueError(f"money filter: {amount!r} is not a number") from None
+        raise ValueError(
+            _("money filter: {value} is not a number").format(value=repr(amount))
+        ) from None
     return str(format_currency(number, currency, locale=_context_locale(context, money=True)))
 
 
@@ -299,18 +306,34 @@ def _describe(exc: BaseException) -> tuple[str, str]:
     if isinstance(exc, jinja2.UndefinedError):
         message = str(exc.message or exc)
         hint = _FIELD_HINT if message.startswith("'contact.") else _NAME_HINT
-        return message, hint
+        return message, _(hint)
     if isinstance(exc, SecurityError):
-        return f"not allowed in a template: {exc}", "templates may only read their context"
+        return (
+            _("not allowed in a template: {error}").format(error=exc),
+            _("templates may only read their context"),
+        )
     if isinstance(exc, RenderLimitError):
-        return str(exc), "simplify the template, or raise the limit under `limits:` in config.yaml"
+        return str(exc), _(
+            "simplify the template, or raise the limit under `limits:` in config.yaml"
+        )
     if isinstance(exc, _EmptyValueError):
-        return str(exc), "guard the value with {% if … %} or leave it out"
+        return str(exc), _("guard the value with {% if … %} or leave it out")
     if isinstance(exc, jinja2.TemplateNotFound):
-        return f"template {exc.name!r} not found", "check the file name in the templates folder"
+        return (
+            _("template {name} not found").format(name=repr(exc.name)),
+            _("check the file name in the templates folder"),
+        )
     if isinstance(exc, jinja2.TemplateSyntaxError):
-        return f"template syntax error: {exc.message}", "fix the template"
-    return f"{type(exc).__name__}: {exc}", "fix the template or the contact's data"
+        return (
+            _("template syntax error: {error}").format(error=exc.message),
+            _("fix the template"),
+        )
+    return f"{type(exc).__name__}: {exc}", _("fix the template or the contact's data")
+
+
+def _contact_problem(contact: Contact, problem: str) -> str:
+    """ "contact c001: <problem>", in the owner's language."""
+    return _("contact {id}: {problem}").format(id=contact.id, problem=problem)
 
 
 class MessageContext:
@@ -388,10 +411,10 @@ class EmailRenderer:
     ) -> None:
         if campaign.email is None:
             raise TemplateError(
-                "the campaign has no email section",
+                _("the campaign has no email section"),
                 path=campaign.path,
                 field="email",
-                hint="add email: subject and text, or send it as a letter",
+                hint=_("add email: subject and text, or send it as a letter"),
             )
         self._settings = settings
         self._limits = limits_of(settings)
@@ -414,7 +437,7 @@ class EmailRenderer:
             self._reply_to = check_address(sender.reply_to) if sender.reply_to else None
         except ValueError as exc:
             raise ConfigError(
-                str(exc), field="sender", hint="use a plain address such as hola@example.com"
+                str(exc), field="sender", hint=_("use a plain address such as hola@example.com")
             ) from None
         self._domain = self._from_addr.rpartition("@")[2]
         self._from_name = clean_display_name(sender.name)
@@ -422,7 +445,7 @@ class EmailRenderer:
             check_unsubscribe_targets(self._unsubscribe_targets(Contact(id="x", line=0)))
         except ValueError as exc:
             raise ConfigError(
-                str(exc), field="unsubscribe", hint="give a full https:// URL or a mail address"
+                str(exc), field="unsubscribe", hint=_("give a full https:// URL or a mail address")
             ) from None
         if now.tzinfo is None:
             now = now.replace(tzinfo=settings.tz)
@@ -446,10 +469,10 @@ class EmailRenderer:
                 compiled = self._text_env.from_string(source)
             except jinja2.TemplateSyntaxError as exc:
                 raise TemplateError(
-                    f"subject template syntax error: {exc.message}",
+                    _("subject template syntax error: {error}").format(error=exc.message),
                     path=self._campaign.path,
                     field="email.subject",
-                    hint="fix the subject in the campaign file",
+                    hint=_("fix the subject in the campaign file"),
                 ) from None
             self._subjects[source] = compiled
         return compiled
@@ -477,9 +500,11 @@ class EmailRenderer:
             except jinja2.TemplateSyntaxError as exc:
                 raise self._load_error(exc, candidate) from None
         raise TemplateError(
-            "template not found",
+            _("template not found"),
             path=self._templates_dir / name,
-            hint=f"create it or fix the file name in {self._campaign.path.name}",
+            hint=_("create it or fix the file name in {file}").format(
+                file=self._campaign.path.name
+            ),
         )
 
     def _load_error(self, exc: Exception, name: str) -> TemplateError:
@@ -502,9 +527,11 @@ class EmailRenderer:
                 self._spec.html if text_level < html_level else self._spec.text, locale
             )[min(text_level, html_level)]
             raise TemplateError(
-                f"locale {locale}: {text_name} and {html_name} are in different languages",
+                _("locale {locale}: {text} and {html} are in different languages").format(
+                    locale=locale, text=text_name, html=html_name
+                ),
                 path=self._templates_dir / wanted,
-                hint="add the missing translation so text and HTML match",
+                hint=_("add the missing translation so text and HTML match"),
             )
         return _Variant(text=text, html=html, localized=localized)
 
@@ -530,12 +557,14 @@ class EmailRenderer:
         message, hint = _describe(exc)
         if name == "<template>":
             return TemplateError(
-                f"contact {contact.id}: {message} (in the subject)",
+                _("contact {id}: {problem} (in the subject)").format(
+                    id=contact.id, problem=message
+                ),
                 path=self._campaign.path,
                 field="email.subject",
                 hint=hint,
             )
-        return TemplateError(f"contact {contact.id}: {message}", path=name, line=line, hint=hint)
+        return TemplateError(_contact_problem(contact, message), path=name, line=line, hint=hint)
 
     def _unsubscribe_targets(self, contact: Contact, url: str | None = None) -> tuple[str, ...]:
         if url is None:
@@ -543,11 +572,12 @@ class EmailRenderer:
         mailto = _unsubscribe_mailto(self._settings, contact)
         return tuple(target for target in (url, mailto) if target)
 
-    def _empty(self, contact: Contact, what: str, name: str) -> TemplateError:
+    def _empty(self, contact: Contact, message: str, name: str) -> TemplateError:
+        """`message` names the contact as {id}: "contact {id}: the text body renders empty"."""
         return TemplateError(
-            f"contact {contact.id}: the {what} renders empty",
+            message.format(id=contact.id),
             path=name,
-            hint="check the template's {% if %} conditions",
+            hint=_("check the template's {% if %} conditions"),
         )
 
     def render_parts(self, contact: Contact, occurrence: Occurrence) -> tuple[str, str, str | None]:
@@ -563,7 +593,7 @@ class EmailRenderer:
         variant = self._variant(locale)
         if isinstance(variant, TemplateError):
             raise TemplateError(
-                f"contact {contact.id}: {variant.message}",
+                _contact_problem(contact, variant.message),
                 path=variant.path,
                 line=variant.line,
                 hint=variant.hint,
@@ -576,41 +606,49 @@ class EmailRenderer:
         subject = self._render(self._subject_for(locale), context, contact).strip()
         if _SUBJECT_BREAKS.search(subject):
             raise TemplateError(
-                f"contact {contact.id}: the subject contains a line break or control character",
+                _("contact {id}: the subject contains a line break or control character").format(
+                    id=contact.id
+                ),
                 path=self._campaign.path,
                 field="email.subject",
-                hint="a subject is one line: check the contact's data and the subject template",
+                hint=_("a subject is one line: check the contact's data and the subject template"),
             )
         subject = " ".join(subject.split())
         if not subject:
             raise TemplateError(
-                f"contact {contact.id}: the subject renders empty",
+                _("contact {id}: the subject renders empty").format(id=contact.id),
                 path=self._campaign.path,
                 field="email.subject",
-                hint="check the subject template",
+                hint=_("check the subject template"),
             )
 
         text = self._render(variant.text, context, contact)
         text = _LEADING_BLANK_LINES.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
         text = text.rstrip() + "\n"
         if not text.strip():
-            raise self._empty(contact, "text body", str(variant.text.name))
+            raise self._empty(
+                contact, _("contact {id}: the text body renders empty"), str(variant.text.name)
+            )
 
         html: str | None = None
         if variant.html is not None:
             html_parts = self._render_parts_of(variant.html, context, contact)
             html = "".join(html_parts)
             if not html.strip():
-                raise self._empty(contact, "HTML body", str(variant.html.name))
+                raise self._empty(
+                    contact, _("contact {id}: the HTML body renders empty"), str(variant.html.name)
+                )
             try:
                 # Most of the inliner's time is parsing: skip it when there is nothing to inline.
                 if _STYLESHEET.search(html):
                     html = self._inliner.inline(html_parts, html)
             except (css_inline.InlineError, ValueError) as exc:
                 raise TemplateError(
-                    f"contact {contact.id}: the HTML's CSS cannot be inlined: {exc}",
+                    _("contact {id}: the HTML's CSS cannot be inlined: {error}").format(
+                        id=contact.id, error=exc
+                    ),
                     path=variant.html.name,
-                    hint="fix the stylesheet",
+                    hint=_("fix the stylesheet"),
                 ) from None
         return subject, text, html
 
@@ -628,9 +666,9 @@ class EmailRenderer:
         """The contact's complete email for this occurrence."""
         if not contact.email:
             raise TemplateError(
-                f"contact {contact.id}: no usable email address",
+                _("contact {id}: no usable email address").format(id=contact.id),
                 field="email",
-                hint="add an email address or send a letter",
+                hint=_("add an email address or send a letter"),
             )
         unsubscribe = unsubscribe_url(self._settings, contact)
         try:
@@ -640,7 +678,7 @@ class EmailRenderer:
                 )
         except RenderLimitError as exc:  # past the deadline between two templates
             raise TemplateError(
-                f"contact {contact.id}: {exc}",
+                _contact_problem(contact, str(exc)),
                 path=self._campaign.path,
                 field="email",
                 hint=_describe(exc)[1],
@@ -666,9 +704,9 @@ class EmailRenderer:
             )
         except ValueError as exc:
             raise TemplateError(
-                f"contact {contact.id}: {exc}",
+                _contact_problem(contact, str(exc)),
                 field="email",
-                hint="fix the address in contacts.csv or the unsubscribe settings",
+                hint=_("fix the address in contacts.csv or the unsubscribe settings"),
             ) from None
         return RenderedEmail(
             contact_id=contact.id,
