@@ -159,3 +159,23 @@ def test_an_address_the_owner_confirmed_gets_its_letter_and_validate_and_the_man
         ("t1", "75502", "address confirmed by the owner")
     ]
     assert rows[0]["address"].endswith("Texarkana, AR 75502; ESTADOS UNIDOS")
+
+
+def test_a_letter_that_does_not_fit_its_window_is_said_in_the_owners_spanish(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    wide = "Avenida de la Ilustrísima Señora Doña Bernardina de Todos los Santos 123"
+    ws = make_workspace(
+        [f"c2,José,Núñez,,26/11/1985,{wide},28013,Madrid,ES,letter,,customer,"],
+        config_extra="language: es\n",
+        campaigns={"birthday.yaml": CAMPAIGN},
+        templates={"letter.html.j2": LETTER},
+    )
+    result = ws.run("run", "--all", "--date", DAY)
+    assert result.code == 1, result.err
+    said = result.out + result.err
+    assert f"contacto c2: la línea de la dirección '{wide}' mide " in said
+    assert " mm de ancho; la ventana din5008-b deja " in said
+    assert "acorte la dirección (abrevie la calle o el nombre)" in said
+    for english in ("the address line", "mm wide", "shorten the address"):
+        assert english not in said, english

@@ -224,3 +224,52 @@ def test_cli_doctor_in_words_and_as_json(
     answer = json.loads(offline.out)
     assert answer["looked"] is False and answer["exit_code"] == 2
     assert answer["conclusion"].startswith("could not look up the DNS records")
+
+
+def test_cli_doctor_speaks_the_owners_spanish_and_keeps_the_records_as_dns_writes_them(
+    make_workspace: Any, dns_server: str
+) -> None:
+    """With `language: es` the verdicts, what is missing and what to add are Spanish; the TXT
+    records to publish and the --json codes are the same in every language."""
+    ws: Workspace = make_workspace([])
+    ws.write(
+        "config.yaml",
+        "language: es\n"
+        "sender: {name: Casa, email: hola@bare.example}\n"
+        "delivery: {method: smtp, host: smtp.example.net}\n",
+    )
+    result = ws.run("doctor", env={"OUTREACH_DNS_SERVER": dns_server})
+    assert result.code == 1, result.err
+    lines = result.out.splitlines()
+    spf, dkim, spf_add = lines[1], lines[3], lines[2]
+    assert spf.startswith("SPF   falta ") and spf.endswith(
+        "no hay registro SPF en bare.example: los destinatarios no pueden saber qué servidores "
+        "pueden enviar su correo"
+    )
+    assert spf_add == '      añada: bare.example. IN TXT "v=spf1 a:smtp.example.net ~all"'
+    assert (
+        dkim.startswith("DKIM  falta ")
+        and "outreach no firma (no hay dkim: en config.yaml)" in dkim
+    )
+    assert (
+        "  el dominio SPF bare.example está alineado con From (bare.example, alineación relajada)"
+        in lines
+    )
+    assert lines[-1].startswith(
+        "DMARC falla para bare.example: ninguna firma DKIM ni aprobación SPF está alineada con "
+        "From; Gmail y Yahoo mandan esos emails a spam o los rechazan."
+    )
+    for english in (
+        "missing",
+        "add:",
+        "no SPF record",
+        "is aligned with",
+        "DMARC fails",
+        "Gmail and",
+    ):
+        assert english not in result.out, english
+
+    answer = json.loads(ws.run("doctor", "--json", env={"OUTREACH_DNS_SERVER": dns_server}).out)
+    assert [f["status"] for f in answer["findings"]] == ["missing", "missing", "missing"]
+    assert answer["findings"][0]["add"]["txt"] == "v=spf1 a:smtp.example.net ~all"
+    assert answer["conclusion"].startswith("DMARC falla para bare.example")

@@ -313,3 +313,32 @@ def test_the_daemon_reads_the_mailbox_on_its_schedule(make_workspace: MakeWorksp
     assert "bounces: 2 message(s) (auto-reply 1, hard 1), 1 blocked" in result.err
     assert ledger_rows(ws, "SELECT value FROM blocks") == [("ana@example.com",)]
     assert tree(maildir / "new") == []
+
+
+def test_what_could_not_be_matched_is_said_in_the_owners_spanish(
+    make_workspace: MakeWorkspace,
+) -> None:
+    ws = promo_workspace(
+        make_workspace,
+        config_extra="language: es\n"
+        + MAILDIR
+        + '  return_path: "rebotes+{token}@casalucia.example"\n',
+    )
+    maildir = make_maildir(ws.root / "Maildir")
+    hard = (DATA / "postfix-hard.eml").read_bytes()
+    forged = hard.replace(
+        b"X-Original-To: hola@casalucia.example",
+        b"X-Original-To: rebotes+0574cd0930cc00000000@casalucia.example",
+    )
+    deliver(maildir, "", forged)
+    deliver(maildir, "", hard.replace(b"ana@example.com", b"nobody@example.com"))
+    result = ws.run("bounces", "--date", BOUNCE_DATE)
+    assert result.code == 1, result.err
+    assert "— el token de la dirección a la que volvió no se verifica" in result.out
+    assert (
+        "— no lleva ningún token nuestro (bounces.return_path está configurado): "
+        "no se bloquea a nadie" in result.out
+    )
+    for english in ("does not verify", "carries no token", "is set):"):
+        assert english not in result.out + result.err, english
+    assert ledger_rows(ws, "SELECT count(*) FROM blocks") == [(0,)]

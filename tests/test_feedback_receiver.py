@@ -95,7 +95,7 @@ def test_a_one_click_post_unsubscribes_at_once(served: tuple[Workspace, str]) ->
         url(base, "c-001"), data=ONE_CLICK, content_type="application/x-www-form-urlencoded"
     )
     assert status == 200
-    assert "no recibirás más mensajes de Casa Lucía" in body
+    assert "Hecho: no recibirá más mensajes de Casa Lucía." in body
     assert headers["Cache-Control"] == "no-store"
     assert suppressed(ws, "c-001") == [("c-001", "all", "one-click")]
     # Again: still 200, nothing new.
@@ -129,7 +129,7 @@ def test_a_get_only_asks_in_the_contacts_language(served: tuple[Workspace, str])
     assert '<input type="hidden" name="List-Unsubscribe" value="One-Click">' in body
     assert headers["Referrer-Policy"] == "no-referrer"
     status, body, _ = call(url(base, "c-008"))
-    assert "¿Quieres dejar de recibir mensajes de Casa Lucía?" in body
+    assert "¿Desea dejar de recibir mensajes de Casa Lucía?" in body
     # Link scanners follow links: a GET never unsubscribes.
     assert suppressed(ws, "c-007") == suppressed(ws, "c-008") == []
 
@@ -218,3 +218,39 @@ def test_the_wsgi_application_mounts_under_another_server(
         server.server_close()
     assert status == 200
     assert suppressed(ws, "c-101") == [("c-101", "all", "one-click")]
+
+
+def test_the_page_follows_the_customer_and_the_log_the_owner(
+    make_workspace: MakeWorkspace, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An owner who reads Spanish (`language: es`) still serves Gema her page in English; the
+    log line meant for the owner is Spanish."""
+    from outreach import i18n
+    from outreach.feedback.receiver import UnsubscribeApp
+    from outreach.model.config import load_settings
+
+    ws = make_workspace(ROWS, config_extra="language: es\n")
+    try:
+        app = UnsubscribeApp(load_settings(ws.root / "config.yaml"))
+
+        def get(contact_id: str, token: str | None = None) -> tuple[str, str]:
+            answered: list[str] = []
+            query = url("", contact_id, token).partition("?")[2]
+            environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/baja", "QUERY_STRING": query}
+            body = b"".join(app(environ, lambda status, headers: answered.append(status)))
+            return answered[0], body.decode()
+
+        status, english = get("c-007")  # Gema reads English
+        assert status == "200 OK" and '<html lang="en">' in english
+        assert "Do you want to stop receiving messages from Casa Lucía?" in english
+        assert "¿Desea" not in english
+        status, spanish = get("c-008")
+        assert "¿Desea dejar de recibir mensajes de Casa Lucía?" in spanish
+        with caplog.at_level("WARNING", logger="outreach.serve"):
+            status, bad = get("c-008", "0000000000000000")
+        assert status == "400 Bad Request"
+        assert "Este enlace de baja no es válido. Use el enlace del último mensaje." in bad
+        assert "GET /baja: un token que no se verifica (no se escribe nada)" in caplog.text
+        assert "does not verify" not in caplog.text
+    finally:
+        i18n.use("en")

@@ -216,3 +216,22 @@ def test_an_email_rendered_before_its_address_was_blocked_is_not_sent(
     assert ledger_rows(ws, "SELECT status, reason FROM messages WHERE contact_id = 'c-001'") == [
         ("skipped", "email blocked (bounces)")
     ]
+
+
+def test_a_recipient_refused_in_spanish_is_still_read_back_as_a_hard_bounce(
+    make_workspace: MakeWorkspace, smtp_server_factory: StartServer
+) -> None:
+    """The owner reads the refusal in Spanish, and the send step still recognises its own
+    Spanish sentence: the 550 is counted and the address blocked as in English."""
+    handler = RecordingHandler(refuse_rcpt={"ana@example.com": REFUSAL})
+    server = smtp_server_factory(handler=handler)
+    ws = promo_workspace(make_workspace, config_extra="language: es\n" + smtp_config(server.port))
+    result = ws.run("send", "--date", "2026-11-23", "--now", "2026-11-23T10:00")
+    assert result.code == 1, result.err
+    said = "el servidor rechazó al destinatario ana@example.com: " + REFUSAL
+    assert said in result.out
+    assert "the server refused" not in result.out + result.err
+    assert ledger_rows(ws, "SELECT error FROM messages WHERE contact_id = 'c-001'") == [(said,)]
+    assert ledger_rows(ws, "SELECT channel, value, reason, status FROM blocks") == [
+        ("email", "ana@example.com", "hard-bounce", "5.1.1")
+    ]

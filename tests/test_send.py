@@ -596,3 +596,22 @@ def test_ledger_waiting_emails_and_missed(tmp_path: Path) -> None:
         assert by_contact["closed-retry"].status == "missed"
         assert by_contact["closed-refused"].status == "failed"  # keeps the server's reply
         assert by_contact["letter"].status == "rendered"  # letters are not sent over SMTP
+
+
+def test_a_server_that_is_down_is_said_in_the_owners_spanish_with_what_to_do(
+    make_workspace: MakeWorkspace, closed_port: int
+) -> None:
+    ws = smtp_workspace(make_workspace, closed_port, max_retries=0, max_consecutive_failures=2)
+    ws.write("config.yaml", "language: es\n" + (ws.root / "config.yaml").read_text())
+    result = cli(ws, "run", "--all", "--send", "--now", NOW)
+    assert result.code == 1
+    assert (
+        f"envío detenido tras 2 fallos seguidos: el servidor de 127.0.0.1:{closed_port} "
+        "rechazó la conexión" in result.err
+    )
+    assert (
+        "compruebe que el servidor SMTP funciona y que los ajustes de envío son correctos"
+        in result.err
+    )
+    for english in ("stopped sending", "refused the connection", "check that the SMTP server"):
+        assert english not in result.out + result.err, english

@@ -212,7 +212,7 @@ class SmtpDeliverer:
         if problem is not None:
             return self._count(
                 DeliveryResult(key, "failed", error=problem),
-                cause=_("was not tried: {problem}").format(problem=problem),
+                cause=_not_tried(problem),
             )
         body = _data_body(message.data)
         if retries:
@@ -312,8 +312,7 @@ class SmtpDeliverer:
                     break
                 envelope = self._envelope(smtp, message)
                 if isinstance(envelope, DeliveryResult):
-                    why = _("was not tried: {problem}").format(problem=envelope.error)
-                    yield self._count(envelope, cause=why)
+                    yield self._count(envelope, cause=_not_tried(envelope.error))
                 else:
                     nxt = envelope
             if nxt is not None and self._rate is not None:
@@ -779,6 +778,11 @@ class _Envelope:
 
 def _key(message: RenderedEmail) -> tuple[str, str, str]:
     return (message.contact_id, message.campaign, message.occurrence_key)
+
+
+def _not_tried(problem: str | None) -> str:
+    """Why a message was not tried at all, as the cause that may stop the sending."""
+    return _("was not tried: {problem}").format(problem=problem)
 
 
 def _server_did(where: str, cause: str) -> str:

@@ -66,6 +66,13 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 BASE_TEMPLATE = "letter_base.html.j2"
 DEFAULT_CSS = PACKAGE_DIR / "letter.css"
 _COUNTRY_HINT = N_("use an ISO 3166 alpha-2 code such as ES or DE")
+# The address fields a country may require (outreach.rules.postal), as a problem names them.
+_ADDRESS_FIELDS = {
+    "street": N_("street"),
+    "city": N_("city"),
+    "postal_code": N_("postal code"),
+    "region": N_("region"),
+}
 
 MM_PER_INCH = 25.4
 MM_PER_PX = MM_PER_INCH / 96  # WeasyPrint lays out in CSS pixels
@@ -521,7 +528,7 @@ class LetterRenderer:
             )
         except MissingFieldError as exc:
             raise ConfigError(
-                _("the sender's address has no {field}").format(field=exc.field),
+                _("the sender's address has no {field}").format(field=_address_field(exc.field)),
                 path=self._settings.root / "config.yaml",
                 field=f"sender.address.{exc.field}",
                 hint=_("letters need a complete return address"),
@@ -695,7 +702,7 @@ class LetterRenderer:
         except MissingFieldError as exc:
             raise AddressError(
                 _("contact {id}: the postal address for {country} has no {field}").format(
-                    id=contact.id, country=contact.country, field=exc.field
+                    id=contact.id, country=contact.country, field=_address_field(exc.field)
                 ),
                 field=exc.field,
                 hint=_("complete the address in contacts.csv or send an email"),
@@ -983,6 +990,12 @@ def _describe_url(url: str, base_dir: Path) -> str:
         if path.is_relative_to(base_dir):
             return path.relative_to(base_dir).as_posix()
     return url if len(url) <= 120 else url[:117] + "..."
+
+
+def _address_field(field: str) -> str:
+    """A missing address field in words ("postal code")."""
+    word = _ADDRESS_FIELDS.get(field)
+    return _(word) if word is not None else field.replace("_", " ")
 
 
 def _said_of(who: str, problem: str) -> str:
