@@ -198,6 +198,8 @@ def _opted_out(channel: str) -> str:
 ESSENTIAL_DESPITE = wording(N_("essential, sent despite: {rule}"))
 # The ledger's own sentence for a message whose window closed before a run could send it.
 WINDOW_CLOSED_UNSENT = wording(N_("window closed before it was sent"))
+# The run's sentence for a deferred message whose window closed (outreach.pipeline.run).
+WINDOW_CLOSED_ON = wording(N_("its window closed on {day} while it was deferred"))
 # cadence (outreach.rules.cadence)
 SPAN = wording(N_("{n} day"), N_("{n} days"))
 GAP_SAME_DAY = wording(N_("{campaign} on {day} is the same day; min_gap_days {gap}"))

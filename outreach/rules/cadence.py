@@ -313,17 +313,18 @@ def next_send_time(policy: CadencePolicy, *, now: datetime) -> datetime:
 def quiet_until(
     policy: CadencePolicy, *, essential: bool, today: date, now: datetime
 ) -> tuple[str, datetime] | None:
-    """(why, until when) email under this policy must wait, or None if it may go now.
+    """(why, until when) email under this policy must wait, or None if it may go now. `why` is
+    a value in English (it goes into `--json`); `model.reasons.words` says it to the owner.
 
     Quiet hours hold every email; a quiet weekday holds all but essential ones (as in the
     cadence decision). `now` is aware, in the config time zone.
     """
     weekday = WEEKDAYS[today.weekday()]
     if not essential and weekday in policy.quiet_weekdays:
-        reason = QUIET_DAY.said(weekday=weekday)
+        reason = QUIET_DAY.english(weekday=weekday)
         moment = _midnight(today + timedelta(days=1), now)
     elif in_quiet_hours(policy, now=now):
-        reason = QUIET_HOURS.said(hours=policy.quiet_hours)
+        reason = QUIET_HOURS.english(hours=policy.quiet_hours)
         moment = now
     else:
         return None
