@@ -126,10 +126,6 @@ class Wording:
         """The sentence as decisions and the ledger keep it."""
         return self._form(params).format(**params)
 
-    def said(self, **params: object) -> str:
-        """The sentence in the owner's language."""
-        return _(self._form(params)).format(**params)
-
     def _form(self, params: dict[str, object]) -> str:
         if self.other is not None and params.get("n") != 1:
             return self.other
@@ -143,6 +139,7 @@ _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 _SHAPES = {
     **dict.fromkeys(("day", "arrival", "first", "last"), r"\d{4}-\d{2}-\d{2}"),
     **dict.fromkeys(("n", "gap", "most"), r"\d+"),
+    "fields": r"\w+(?:, \w+)*",  # an address's field names, as eligibility lists them
 }
 
 
