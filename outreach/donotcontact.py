@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from outreach.contacts.model import Contact
+from outreach.i18n import _
 from outreach.model.errors import ContactsError, Problem
 from outreach.rules.legal import DoNotContact, person_key
 
@@ -58,11 +59,15 @@ def load_lists(paths: Sequence[Path], *, root: Path) -> LoadedLists:
                     )
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
             raise ContactsError(
-                f"the do-not-contact list cannot be read ({exc.__class__.__name__}: {exc})",
+                _("the do-not-contact list cannot be read ({error}: {exc})").format(
+                    error=exc.__class__.__name__, exc=exc
+                ),
                 path=configured,
                 field="suppression_lists",
-                hint="fix or restore the file, or remove it from suppression_lists in "
-                "config.yaml; no marketing message goes out until it can be consulted",
+                hint=_(
+                    "fix or restore the file, or remove it from suppression_lists in "
+                    "config.yaml; no marketing message goes out until it can be consulted"
+                ),
             ) from None
         changed[str(configured)] = datetime.fromtimestamp(stamp, tz=UTC).isoformat(
             timespec="seconds"
@@ -85,7 +90,7 @@ def _rows(
         return
     names = [cell.strip().lower() for cell in header]
     if "email" not in names and "last_name" not in names and "name" not in names:
-        raise csv.Error("the first line must be a header with an email column")
+        raise csv.Error(_("the first line must be a header with an email column"))
     for cells in reader:
         if not any(cell.strip() for cell in cells):
             continue
@@ -113,12 +118,14 @@ def _take(
         else:
             problems.append(
                 Problem(
-                    f"{value[:80]!r} is neither an email address nor a SHA-256 hex digest "
-                    "(64 characters 0-9a-f); the line is skipped",
+                    _(
+                        "{value} is neither an email address nor a SHA-256 hex digest (64 "
+                        "characters 0-9a-f); the line is skipped"
+                    ).format(value=repr(value[:80])),
                     path=where,
                     line=line,
                     field="email",
-                    hint="write the address, or the SHA-256 of the lower-cased, trimmed address",
+                    hint=_("write the address, or the SHA-256 of the lower-cased, trimmed address"),
                 )
             )
         return

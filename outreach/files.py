@@ -69,7 +69,7 @@ def bind_to_parent(parent: int | None = None) -> None:
 def check_parent() -> None:
     """Raise OrphanedError in a worker whose parent is gone (a no-op in a run's process)."""
     if _parent is not None and os.getppid() != _parent:
-        raise OrphanedError("the run this worker wrote for has ended")
+        raise OrphanedError("the run this worker wrote for has ended")  # not translated: internal
 
 
 def write_atomic(path: Path | str, data: bytes, *, durable: bool = True) -> None:

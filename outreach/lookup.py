@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from outreach.contacts import Contact
+from outreach.i18n import _, ngettext
 from outreach.model.errors import ContactsError, Problem
 from outreach.workspace import Workspace
 
@@ -31,14 +32,25 @@ def unknown_contact(workspace: Workspace, contact_id: str, *, known_messages: in
     """The error for an id that is not a contact in the file (and not a held-back row)."""
     path = workspace.contacts.path
     if known_messages:
-        hint = (
-            f"the ledger has {known_messages} message(s) for that id, so it was a contact "
-            f"once: see `outreach history --contact {contact_id}`"
-        )
+        hint = ngettext(
+            "the ledger has {n} message for that id, so it was a contact once: see "
+            "`outreach history --contact {contact_id}`",
+            "the ledger has {n} messages for that id, so it was a contact once: see "
+            "`outreach history --contact {contact_id}`",
+            known_messages,
+        ).format(n=known_messages, contact_id=contact_id)
     else:
         sample = ", ".join(c.id for c in workspace.contacts.contacts[:3])
-        hint = "check the id" + (f" (ids in the file look like {sample})" if sample else "")
-    return ContactsError(f"no contact {contact_id!r} in the contacts file", path=path, hint=hint)
+        hint = (
+            _("check the id (ids in the file look like {sample})").format(sample=sample)
+            if sample
+            else _("check the id")
+        )
+    return ContactsError(
+        _("no contact {contact_id} in the contacts file").format(contact_id=repr(contact_id)),
+        path=path,
+        hint=hint,
+    )
 
 
 def contact_label(contact: Contact, path: object) -> str:
@@ -47,16 +59,20 @@ def contact_label(contact: Contact, path: object) -> str:
     parts = [contact.id]
     if name:
         parts.append(name)
-    parts.append(f"<{contact.email}>" if contact.email else "(no email)")
-    return " ".join(parts) + f" ({path} line {contact.line})"
+    parts.append(f"<{contact.email}>" if contact.email else _("(no email)"))
+    return _("{contact} ({path} line {line})").format(
+        contact=" ".join(parts), path=path, line=contact.line
+    )
 
 
 def not_a_contact(workspace: Workspace, contact_id: str) -> ContactsError:
     held = row_problems(workspace, contact_id)
     if held:
         return ContactsError(
-            f"contact {contact_id!r} is held back: {held[0]}",
+            _("contact {contact_id} is held back: {held}").format(
+                contact_id=repr(contact_id), held=held[0]
+            ),
             path=workspace.contacts.path,
-            hint="fix that row in the contacts file; see `outreach validate`",
+            hint=_("fix that row in the contacts file; see `outreach validate`"),
         )
     return unknown_contact(workspace, contact_id, known_messages=0)

@@ -12,6 +12,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
+from outreach.i18n import _
 from outreach.model.errors import ConfigError
 
 _SPEC = re.compile(r"\s*(\d+)\s*/\s*(\d+)\s*")
@@ -45,13 +46,25 @@ class Shard:
 def parse_shard(spec: str, *, source: str = "--shard") -> Shard:
     """`K/N` as a Shard; ConfigError saying what is wrong otherwise."""
     match = _SPEC.fullmatch(spec)
-    hint = "write it as K/N, e.g. 2/4 for the second of four shards"
+    hint = _("write it as K/N, e.g. 2/4 for the second of four shards")
     where = f"{source}: " if source else ""
     if match is None:
-        raise ConfigError(f"{where}{spec!r} is not a shard", hint=hint)
+        raise ConfigError(
+            _("{where}{spec} is not a shard").format(where=where, spec=repr(spec)), hint=hint
+        )
     index, count = int(match.group(1)), int(match.group(2))
     if not 1 <= count <= MAX_SHARDS:
-        raise ConfigError(f"{where}{count} shards; use 1 to {MAX_SHARDS}", hint=hint)
+        raise ConfigError(
+            _("{where}{count} shards; use 1 to {most}").format(
+                where=where, count=count, most=MAX_SHARDS
+            ),
+            hint=hint,
+        )
     if not 1 <= index <= count:
-        raise ConfigError(f"{where}shard {index} of {count} does not exist", hint=hint)
+        raise ConfigError(
+            _("{where}shard {index} of {count} does not exist").format(
+                where=where, index=index, count=count
+            ),
+            hint=hint,
+        )
     return Shard(index, count)

@@ -15,6 +15,7 @@ from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
 
+from outreach.i18n import _
 from outreach.model.errors import OutreachError
 
 SKELETON_PACKAGE = "outreach"
@@ -64,16 +65,18 @@ def create_workspace(
     """
     if target.exists() and not target.is_dir():
         raise OutreachError(
-            "exists and is not a folder", path=target, hint="name a new or existing folder"
+            _("exists and is not a folder"), path=target, hint=_("name a new or existing folder")
         )
     clashes = existing_files(target)
     if clashes and not force:
         listed = "\n".join(f"  {path}" for path in clashes)
         raise OutreachError(
-            f"these files already exist:\n{listed}\n",
+            _("these files already exist:\n{listed}\n").format(listed=listed),
             path=target,
-            hint="choose another folder, or add --force to overwrite them "
-            "(other files, out/ and state/ are left alone)",
+            hint=_(
+                "choose another folder, or add --force to overwrite them (other files, "
+                "out/ and state/ are left alone)"
+            ),
         )
     values = placeholders(today=today, coupon_secret=coupon_secret or secrets.token_hex(16))
     written = []
@@ -88,8 +91,8 @@ def create_workspace(
             written.append(path)
     except OSError as exc:
         raise OutreachError(
-            f"cannot write the workspace: {exc.strerror}",
+            _("cannot write the workspace: {strerror}").format(strerror=exc.strerror),
             path=exc.filename or target,
-            hint="check that the folder is writable",
+            hint=_("check that the folder is writable"),
         ) from None
     return written

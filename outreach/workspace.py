@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from outreach.contacts import ContactList, ContactStream, iter_contacts, load_contacts
+from outreach.i18n import _
 from outreach.model.campaigns import Campaign, load_campaigns
 from outreach.model.config import Settings, find_config, load_settings
 from outreach.model.errors import CampaignError
@@ -67,9 +68,9 @@ def campaign_files(settings: Settings) -> list[Path]:
     folder = settings.campaigns_dir
     if not folder.is_dir():
         raise CampaignError(
-            "campaigns folder not found",
+            _("campaigns folder not found"),
             path=folder,
-            hint="create it, or set paths.campaigns in config.yaml",
+            hint=_("create it, or set paths.campaigns in config.yaml"),
         )
     return sorted(display_path(p) for p in [*folder.glob("*.yaml"), *folder.glob("*.yml")])
 
@@ -84,9 +85,9 @@ def resolve_campaign_args(settings: Settings, names: list[str]) -> list[Path]:
         if found is None:
             known = ", ".join(p.stem for p in campaign_files(settings)) or "none"
             raise CampaignError(
-                f"no campaign {name!r}",
+                _("no campaign {name}").format(name=repr(name)),
                 path=settings.campaigns_dir,
-                hint=f"campaigns here: {known}",
+                hint=_("campaigns here: {known}").format(known=known),
             )
         paths.append(found)
     return paths

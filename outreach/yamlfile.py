@@ -17,6 +17,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.events import AliasEvent, CollectionStartEvent
 
+from outreach.i18n import _
 from outreach.model.errors import OutreachError
 
 KeyPath = tuple[str | int, ...]
@@ -56,19 +57,23 @@ class _LineLoader(yaml.SafeLoader):
             self._aliases += 1
             if self._aliases > MAX_ALIASES:
                 raise _Refused(
-                    problem=f"more than {MAX_ALIASES} aliases (*name)",
+                    problem=_("more than {most} aliases (*name)").format(most=MAX_ALIASES),
                     problem_mark=event.start_mark,
                 )
             if event.anchor in self._open:
                 raise _Refused(
-                    problem=f"the alias *{event.anchor} refers to a value that contains it",
+                    problem=_("the alias *{anchor} refers to a value that contains it").format(
+                        anchor=event.anchor
+                    ),
                     problem_mark=event.start_mark,
                 )
         anchor = event.anchor if isinstance(event, CollectionStartEvent) else None
         self._depth += 1
         if self._depth > MAX_DEPTH:
             raise _Refused(
-                problem=f"values nested more than {MAX_DEPTH} levels deep",
+                problem=_("values nested more than {max_depth} levels deep").format(
+                    max_depth=MAX_DEPTH
+                ),
                 problem_mark=event.start_mark,
             )
         if anchor is not None:
@@ -118,11 +123,13 @@ class _Walk:
                 if isinstance(key_node, yaml.ScalarNode):
                     if key in seen:
                         raise _KeyError(
-                            f"the key is given twice (first on line {seen[key]}); only one "
-                            "of the two values could be used",
+                            _(
+                                "the key is given twice (first on line {line}); only one of "
+                                "the two values could be used"
+                            ).format(line=seen[key]),
                             key_path=(*prefix, key),
                             mark=key_node.start_mark,
-                            hint="keep one of them and delete the other",
+                            hint=_("keep one of them and delete the other"),
                         )
                     seen[key] = line
                 self.lines.setdefault((*prefix, key), line)
@@ -142,21 +149,22 @@ class _Walk:
                 value = self.constructor.construct_yaml_int(node)
             if value is None or abs(value) > MAX_INTEGER:
                 raise _KeyError(
-                    f"the number {node.value[:20]}{'…' if len(node.value) > 20 else ''} is "
-                    "too large",
+                    _("the number {number} is too large").format(
+                        number=node.value[:20] + ("…" if len(node.value) > 20 else "")
+                    ),
                     key_path=key_path,
                     mark=node.start_mark,
-                    hint="write a number of a sensible size",
+                    hint=_("write a number of a sensible size"),
                 )
         elif node.tag == _TIMESTAMP_TAG:
             try:
                 self.constructor.construct_yaml_timestamp(node)
             except (ValueError, OverflowError) as exc:
                 raise _KeyError(
-                    f"{node.value!r} is not a real date ({exc})",
+                    _("{value} is not a real date ({exc})").format(value=repr(node.value), exc=exc),
                     key_path=key_path,
                     mark=node.start_mark,
-                    hint="write a date that exists, as YYYY-MM-DD",
+                    hint=_("write a date that exists, as YYYY-MM-DD"),
                 ) from None
 
 
@@ -183,19 +191,23 @@ def load_yaml(path: Path, *, error: type[OutreachError]) -> tuple[Any, dict[KeyP
         size = path.stat().st_size
         if size > MAX_FILE_BYTES:
             raise error(
-                f"the file is {size} bytes; settings files are far smaller",
+                _("the file is {size} bytes; settings files are far smaller").format(size=size),
                 path=path,
-                hint="is it the right file?",
+                hint=_("is it the right file?"),
             )
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
-        raise error("file not found", path=path, hint="check the path or create the file") from None
+        raise error(
+            _("file not found"), path=path, hint=_("check the path or create the file")
+        ) from None
     except UnicodeDecodeError as exc:
         raise error(
-            f"not UTF-8 text ({exc.reason})", path=path, hint="save the file as UTF-8"
+            _("not UTF-8 text ({reason})").format(reason=exc.reason),
+            path=path,
+            hint=_("save the file as UTF-8"),
         ) from None
     except OSError as exc:
-        raise error(f"cannot read: {exc.strerror}", path=path) from None
+        raise error(_("cannot read: {error}").format(error=exc.strerror), path=path) from None
     loader = _LineLoader(text)
     walk = _Walk()
     try:
@@ -205,8 +217,9 @@ def load_yaml(path: Path, *, error: type[OutreachError]) -> tuple[Any, dict[KeyP
                 return None, {}
             if walk.size(node) > MAX_NODES:
                 raise _Refused(
-                    problem=f"with its aliases expanded the file holds more than {MAX_NODES} "
-                    "values",
+                    problem=_(
+                        "with its aliases expanded the file holds more than {max_nodes} values"
+                    ).format(max_nodes=MAX_NODES),
                     problem_mark=node.start_mark,
                 )
             walk.visit(node, ())
@@ -227,9 +240,9 @@ def load_yaml(path: Path, *, error: type[OutreachError]) -> tuple[Any, dict[KeyP
             f"invalid YAML: {exc.problem}",
             path=path,
             line=mark.line + 1 if mark else None,
-            hint="check indentation and quoting near that line"
+            hint=_("check indentation and quoting near that line")
             if not isinstance(exc, _Refused)
-            else "write the values out plainly, without deep nesting or chains of aliases",
+            else _("write the values out plainly, without deep nesting or chains of aliases"),
         ) from None
     except yaml.YAMLError as exc:
         raise error(f"invalid YAML: {exc}", path=path) from None
@@ -239,7 +252,7 @@ def load_yaml(path: Path, *, error: type[OutreachError]) -> tuple[Any, dict[KeyP
         raise error(
             f"invalid YAML: {type(exc).__name__}: {exc}",
             path=path,
-            hint="check the file's keys and values",
+            hint=_("check the file's keys and values"),
         ) from None
     return data, walk.lines
 

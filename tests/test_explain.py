@@ -266,5 +266,5 @@ def test_a_removed_contact_points_at_its_history(make_workspace: Callable[..., W
     result = ws.run("explain", "c1", "--date", "2026-11-24")
     assert result.code == 2
     assert "no contact 'c1' in the contacts file" in result.err
-    assert "the ledger has 2 message(s) for that id" in result.err
+    assert "the ledger has 2 messages for that id" in result.err
     assert "outreach history --contact c1" in result.err

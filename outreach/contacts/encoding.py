@@ -10,6 +10,7 @@ from collections.abc import Generator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from outreach.i18n import _, ngettext
 from outreach.model.errors import ContactsError, Problem
 
 # The file is checked and read a block or a line at a time, never held whole: a run keeps
@@ -22,18 +23,20 @@ _NOT_CP1252 = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")
 def _unreadable(path: Path, exc: OSError) -> ContactsError:
     if isinstance(exc, FileNotFoundError):
         return ContactsError(
-            "contacts file not found",
+            _("contacts file not found"),
             path=path,
-            hint="check paths.contacts in config.yaml, or create the file with a header row",
+            hint=_("check paths.contacts in config.yaml, or create the file with a header row"),
         )
     if isinstance(exc, IsADirectoryError):
         return ContactsError(
-            "is a folder, not a CSV file", path=path, hint="point paths.contacts at the CSV file"
+            _("is a folder, not a CSV file"),
+            path=path,
+            hint=_("point paths.contacts at the CSV file"),
         )
     return ContactsError(
-        f"cannot be read ({exc.strerror or exc})",
+        _("cannot be read ({error})").format(error=exc.strerror or exc),
         path=path,
-        hint="check the file's permissions",
+        hint=_("check the file's permissions"),
     )
 
 
@@ -155,10 +158,13 @@ def _encoding(path: Path) -> _Decoding:
     if first.startswith(b"PK\x03\x04"):
         blocks.close()
         raise ContactsError(
-            "this is a spreadsheet workbook, not a CSV file",
+            _("this is a spreadsheet workbook, not a CSV file"),
             path=path,
-            hint="give it its own ending (.xlsx, .xlsm or .ods) in paths.contacts to read it as "
-            "a workbook, or in the spreadsheet use File → Save as / Download → CSV",
+            hint=_(
+                "give it its own ending (.xlsx, .xlsm or .ods) in paths.contacts to read "
+                "it as a workbook, or in the spreadsheet use File → Save as / Download → "
+                "CSV"
+            ),
         )
     if first.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         utf16 = codecs.getincrementaldecoder("utf-16")()
@@ -171,9 +177,9 @@ def _encoding(path: Path) -> _Decoding:
             utf16.decode(b"", final=True)
         except UnicodeDecodeError:
             raise ContactsError(
-                "starts as UTF-16 but is not valid UTF-16",
+                _("starts as UTF-16 but is not valid UTF-16"),
                 path=path,
-                hint="save the file again as CSV UTF-8",
+                hint=_("save the file again as CSV UTF-8"),
             ) from None
         return _Decoding("utf-16", lines)
     scan = _scan(whole)
@@ -182,18 +188,18 @@ def _encoding(path: Path) -> _Decoding:
             # A UTF-8 mark followed by other bytes is a file pasted together from two
             # encodings: any single guess would garble some names.
             raise ContactsError(
-                "starts with a UTF-8 mark but is not UTF-8 here",
+                _("starts with a UTF-8 mark but is not UTF-8 here"),
                 path=path,
                 line=scan.not_utf8,
-                hint="save the file again as CSV UTF-8",
+                hint=_("save the file again as CSV UTF-8"),
             )
         return _Decoding("utf-8-sig", scan.lines, scan.quotes)
     if scan.nul is not None:
         raise ContactsError(
-            "contains NUL bytes, so it is not a text file (or is UTF-16 without its mark)",
+            _("contains NUL bytes, so it is not a text file (or is UTF-16 without its mark)"),
             path=path,
             line=scan.nul,
-            hint="save the file again as CSV UTF-8",
+            hint=_("save the file again as CSV UTF-8"),
         )
     if scan.not_utf8 is None:
         return _Decoding("utf-8", scan.lines, scan.quotes)
@@ -201,10 +207,10 @@ def _encoding(path: Path) -> _Decoding:
     if neither is not None:
         line, byte = neither
         raise ContactsError(
-            f"is neither UTF-8 nor Windows-1252 (byte 0x{byte:02X})",
+            _("is neither UTF-8 nor Windows-1252 (byte 0x{byte:02X})").format(byte=byte),
             path=path,
             line=line,
-            hint="save the file again as CSV UTF-8",
+            hint=_("save the file again as CSV UTF-8"),
         )
     if not utf8 or not cp1252:
         return _Decoding("cp1252", scan.lines, scan.quotes)
@@ -220,13 +226,24 @@ def _mixed_problem(decoding: _Decoding, path: Path) -> Problem:
     other = "Windows-1252" if decoding.encoding == "utf-8" else "UTF-8"
     shown = ", ".join(str(n) for n in decoding.foreign[:10])
     more = len(decoding.foreign) - 10
+    if more > 0:
+        message = _(
+            "the file mixes two encodings: most lines are {main}, but lines {shown} and "
+            "{more} more are {other}; their rows are left out rather than printed garbled"
+        )
+    else:
+        message = ngettext(
+            "the file mixes two encodings: most lines are {main}, but line {shown} is "
+            "{other}; its row is left out rather than printed garbled",
+            "the file mixes two encodings: most lines are {main}, but lines {shown} are "
+            "{other}; their rows are left out rather than printed garbled",
+            len(decoding.foreign),
+        )
     return Problem(
-        f"the file mixes two encodings: most lines are {main}, but line(s) {shown}"
-        + (f" and {more} more" if more > 0 else "")
-        + f" are {other}; their rows are left out rather than printed garbled",
+        message.format(main=main, shown=shown, more=more, other=other),
         path=str(path),
         line=decoding.foreign[0],
-        hint="save the whole file again as CSV UTF-8 (in the spreadsheet: Save as → CSV UTF-8)",
+        hint=_("save the whole file again as CSV UTF-8 (in the spreadsheet: Save as → CSV UTF-8)"),
     )
 
 
@@ -246,9 +263,9 @@ def _text_lines(
                 yield unicodedata.normalize("NFC", line)
     except UnicodeDecodeError:
         raise ContactsError(
-            "changed while it was being read (it is no longer in one encoding)",
+            _("changed while it was being read (it is no longer in one encoding)"),
             path=path,
-            hint="run the command again once the file is saved",
+            hint=_("run the command again once the file is saved"),
         ) from None
     except OSError as exc:
         raise _unreadable(path, exc) from None

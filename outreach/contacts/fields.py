@@ -9,6 +9,8 @@ from functools import lru_cache
 
 from babel import Locale, UnknownLocaleError
 
+from outreach.i18n import _
+
 # --- dates -------------------------------------------------------------------------------
 
 _ISO_DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})")
@@ -18,26 +20,40 @@ _NUMERIC_DATE = re.compile(r"(\d{1,2})([/.-])(\d{1,2})\2(\d+)")
 def date_hint(date_format: str) -> str:
     """How to write a date under a `contacts.date_format`, for a Problem's hint."""
     example = "11/24/1990" if date_format == "MDY" else "24/11/1990"
-    return f"write the date as {example} or 1990-11-24"
+    return _("write the date as {example} or 1990-11-24").format(example=example)
 
 
 def _calendar_date(value: str, *, year: int, month: int, day: int, order: str) -> date:
     if not 1 <= month <= 12:
-        reading = {"DMY": "day first (DD/MM/YYYY)", "MDY": "month first (MM/DD/YYYY)"}
-        why = f" (contacts.date_format reads it {reading[order]})" if order in reading else ""
-        raise ValueError(f"{value!r} has no month {month}{why}")
+        if order == "DMY":
+            said = _(
+                "{value} has no month {month} (contacts.date_format reads it day first (DD/MM/YYYY))"
+            )
+        elif order == "MDY":
+            said = _(
+                "{value} has no month {month} (contacts.date_format reads it month first (MM/DD/YYYY))"
+            )
+        else:
+            said = _("{value} has no month {month}")
+        raise ValueError(said.format(value=repr(value), month=month))
     try:
         return date(year, month, day)
     except ValueError:
         raise ValueError(
-            f"{value!r} is not in the calendar: {month_name[month]} {year} has no day {day}"
+            _("{value} is not in the calendar: {month_name} {year} has no day {day}").format(
+                value=repr(value), month_name=month_name[month], year=year, day=day
+            )
         ) from None
 
 
 def parse_date(value: str, *, date_format: str) -> date:
     """ISO YYYY-MM-DD, or DD/MM/YYYY (DMY) / MM/DD/YYYY (MDY); ValueError otherwise."""
     if date_format not in ("DMY", "MDY"):
-        raise ValueError(f"unknown date format {date_format!r} (use DMY or MDY)")
+        raise ValueError(
+            _("unknown date format {date_format} (use DMY or MDY)").format(
+                date_format=repr(date_format)
+            )
+        )
     text = value.strip()
     iso = _ISO_DATE.fullmatch(text)
     if iso:
@@ -45,16 +61,18 @@ def parse_date(value: str, *, date_format: str) -> date:
         return _calendar_date(text, year=year, month=month, day=day, order="ISO")
     numeric = _NUMERIC_DATE.fullmatch(text)
     if numeric:
-        first, _, second, year_text = numeric.groups()
+        first, _sep, second, year_text = numeric.groups()
         if len(year_text) != 4:
             # 24/11/90 could be 1990 or 2090; guessing would put a wrong age in a letter.
-            raise ValueError(f"{text!r} needs a four-digit year")
+            raise ValueError(_("{text} needs a four-digit year").format(text=repr(text)))
         day_text, month_text = (first, second) if date_format == "DMY" else (second, first)
         return _calendar_date(
             text, year=int(year_text), month=int(month_text), day=int(day_text), order=date_format
         )
     shape = "DD/MM/YYYY" if date_format == "DMY" else "MM/DD/YYYY"
-    raise ValueError(f"{text!r} is not a date as {shape} or YYYY-MM-DD")
+    raise ValueError(
+        _("{text} is not a date as {shape} or YYYY-MM-DD").format(text=repr(text), shape=shape)
+    )
 
 
 # --- email -------------------------------------------------------------------------------
@@ -93,7 +111,7 @@ def normalize_email(address: str) -> str:
     """An email address in email_validator's normalised form; ValueError if invalid."""
     text = address.strip()
     if _PLAIN_EMAIL.fullmatch(text):
-        local, _, domain = text.rpartition("@")
+        local, _at, domain = text.rpartition("@")
         return f"{local}@{domain.lower()}"
     return _validated_email(text)
 
@@ -124,7 +142,7 @@ def _country_names() -> dict[str, str]:
         for code, name in Locale.parse(locale).territories.items():
             if code in COUNTRY_CODES:
                 names.setdefault(str(name).casefold(), code)
-    names.setdefault("united states of america", "US")
+    names.setdefault("united states of america", "US")  # not translated: a name to match
     return names
 
 
@@ -139,4 +157,4 @@ def normalize_locale(value: str) -> str:
     try:
         return str(Locale.parse(value.strip().replace("-", "_")))
     except (ValueError, UnknownLocaleError):
-        raise ValueError(f"{value!r} is not a known locale") from None
+        raise ValueError(_("{value} is not a known locale").format(value=repr(value))) from None

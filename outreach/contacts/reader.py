@@ -31,6 +31,7 @@ from outreach.contacts.fields import (
 from outreach.contacts.model import _NO_EXTRA, CHANNELS, KNOWN_COLUMNS, Contact, ContactList
 from outreach.contacts.presets import column_mapping, header_key
 from outreach.contacts.sheets import SheetRows, column_letters, is_workbook, read_sheet
+from outreach.i18n import _, ngettext
 from outreach.model.config import ContactsSettings
 from outreach.model.errors import ContactsError, Problem
 from outreach.rules.postal import PostalCodeProblem, postal_code_problem
@@ -54,7 +55,7 @@ _OPT_OUT_WORDS = {
 }
 _ALL = _OPT_OUT_WORDS["all"]
 _NONE: frozenset[str] = frozenset()
-_UNSEEN: frozenset[str] = frozenset({"(not parsed yet)"})
+_UNSEEN: frozenset[str] = frozenset({"(not parsed yet)"})  # not translated: a sentinel
 _SQUASHED_KNOWN = {name.replace("_", ""): name for name in KNOWN_COLUMNS}
 _EXCEL_SEP = re.compile(r"sep=([,;\t|])", re.IGNORECASE)
 
@@ -93,18 +94,20 @@ def _detect_delimiter(lines: Iterator[str], path: Path) -> tuple[str, list[str]]
             if len(with_id) != 1:
                 names = " and ".join(_DELIMITER_NAMES[d] for d in tied)
                 raise ContactsError(
-                    f"cannot tell the delimiter: the header has as many {names} characters",
+                    _(
+                        "cannot tell the delimiter: the header has as many {names} characters"
+                    ).format(names=names),
                     path=path,
                     line=number,
-                    hint="use one delimiter (comma, semicolon or tab) in the header",
+                    hint=_("use one delimiter (comma, semicolon or tab) in the header"),
                 )
             return with_id[0], read
         return tied[0], read
     raise ContactsError(
-        "the file is empty",
+        _("the file is empty"),
         path=path,
         line=1,
-        hint="the first row must be the header, e.g. id,first_name,last_name,email",
+        hint=_("the first row must be the header, e.g. id,first_name,last_name,email"),
     )
 
 
@@ -166,12 +169,14 @@ def _read_layout(
             continue
         if name in positions:
             raise ContactsError(
-                f"two columns are both {name!r} (columns {positions[name] + 1} and "
-                f"{position + 1}), so it is unclear which one holds the data",
+                _(
+                    "two columns are both {name} (columns {first} and {second}), so it is "
+                    "unclear which one holds the data"
+                ).format(name=repr(name), first=positions[name] + 1, second=position + 1),
                 path=path,
                 line=line,
                 field=name,
-                hint="rename or remove one of them",
+                hint=_("rename or remove one of them"),
             )
         names.append(name)
         positions[name] = position
@@ -189,12 +194,14 @@ def _read_layout(
         pass  # made from the email, row by row
     elif "id" not in at:
         raise ContactsError(
-            "there is no id column",
+            _("there is no id column"),
             path=path,
             line=line,
             field="id",
-            hint="the first row must be the header and include an id column "
-            "(e.g. id,first_name,last_name,email); every contact needs a unique id",
+            hint=_(
+                "the first row must be the header and include an id column (e.g. "
+                "id,first_name,last_name,email); every contact needs a unique id"
+            ),
         )
     width = len(header)
     return _Layout(
@@ -219,13 +226,14 @@ def _misspelt(raw: str, *, key: str, squashed: str, at: tuple[str, int, int]) ->
     meant = _SQUASHED_KNOWN[near[0]]
     path, line, position = at
     return Problem(
-        f"{raw.strip()!r} is not a known column, so it only reaches templates; "
-        f"did you mean {meant!r}?",
+        _(
+            "{column} is not a known column, so it only reaches templates; did you mean {meant}?"
+        ).format(column=repr(raw.strip()), meant=repr(meant)),
         path=path,
         line=line,
         field=key,
         column=position + 1,
-        hint=f"rename the column to {meant} if that is what it holds",
+        hint=_("rename the column to {meant} if that is what it holds").format(meant=meant),
     )
 
 
@@ -378,10 +386,10 @@ class _RowReader:
             # Two exports pasted into one file: the second header is not a contact "id".
             self.problems.append(
                 Problem(
-                    "the header row appears again here; the row is left out",
+                    _("the header row appears again here; the row is left out"),
                     path=self.where,
                     line=line,
-                    hint="remove the repeated header row",
+                    hint=_("remove the repeated header row"),
                 )
             )
             return None
@@ -397,12 +405,14 @@ class _RowReader:
         for position in self.layout.unnamed:
             if cells[position]:
                 self.report(
-                    f"the value {cells[position]!r} is in a column without a name in the "
-                    "header, so it is not used",
+                    _(
+                        "the value {cells} is in a column without a name in the header, so it is "
+                        "not used"
+                    ).format(cells=repr(cells[position])),
                     line=line,
                     name=self.layout.names[position],
                     contact_id=contact_id,
-                    hint="give the column a name in the header row",
+                    hint=_("give the column a name in the header row"),
                 )
         return self._contact(cells, contact_id=contact_id, line=line)
 
@@ -413,12 +423,14 @@ class _RowReader:
             return False
         self.problems.append(
             Problem(
-                f"line {self.foreign[at]} is written in {self.foreign_name}, unlike most of "
-                "the file, so its names cannot be read as written; the row is left out",
+                _(
+                    "line {foreign} is written in {foreign_name}, unlike most of the file, "
+                    "so its names cannot be read as written; the row is left out"
+                ).format(foreign=self.foreign[at], foreign_name=self.foreign_name),
                 path=self.where,
                 line=line,
                 contact_id=contact_id,
-                hint="save the whole file again as CSV UTF-8",
+                hint=_("save the whole file again as CSV UTF-8"),
             )
         )
         return True
@@ -431,12 +443,14 @@ class _RowReader:
         contact_id = cells[self.layout.at["id"]]
         self.problems.append(
             Problem(
-                f"has {len(cells)} cells but the header has {self.layout.width} columns, so "
-                "the cells may have shifted; the row is left out",
+                _(
+                    "has {n} cells but the header has {width} columns, so the cells may have "
+                    "shifted; the row is left out"
+                ).format(n=len(cells), width=self.layout.width),
                 path=self.where,
                 line=line,
                 contact_id=contact_id if _ID.fullmatch(contact_id) else None,
-                hint='put quotes around a value that contains the delimiter, e.g. "Mayor, 5"',
+                hint=_('put quotes around a value that contains the delimiter, e.g. "Mayor, 5"'),
             )
         )
 
@@ -444,21 +458,23 @@ class _RowReader:
         """The row's id, or None (reported) when it is empty, unsafe or already used."""
         if not contact_id:
             self.report(
-                "the id is empty, so the row is left out",
+                _("the id is empty, so the row is left out"),
                 line=line,
                 name="id",
                 contact_id=None,
-                hint="give every contact a unique id such as c042",
+                hint=_("give every contact a unique id such as c042"),
             )
             return None
         if not _ID.fullmatch(contact_id):
             self.report(
-                f"the id {contact_id!r} may use only letters A–Z, digits, '.', '_' and '-' "
-                "(starting with a letter or digit, at most 100), so the row is left out",
+                _(
+                    "the id {contact_id} may use only letters A–Z, digits, '.', '_' and '-' "
+                    "(starting with a letter or digit, at most 100), so the row is left out"
+                ).format(contact_id=repr(contact_id)),
                 line=line,
                 name="id",
                 contact_id=None,
-                hint="ids name the files made for the contact; use something like c042",
+                hint=_("ids name the files made for the contact; use something like c042"),
             )
             return None
         # Ids name files, and some file systems do not tell C001 from c001.
@@ -479,18 +495,22 @@ class _RowReader:
 
     def _repeated(self, contact_id: str, *, line: int, first: tuple[int, str] | None) -> Problem:
         """The problem of a row whose id an earlier row has (`first`: its line and id)."""
+        first_line, first_id = first if first is not None else (0, contact_id)
         if first is None:
-            where = "in an earlier row"
+            said = _("id {contact_id} is already used in an earlier row, so this row is left out")
+        elif first_id == contact_id:
+            said = _("id {contact_id} is already used on line {line}, so this row is left out")
         else:
-            first_line, first_id = first
-            case = "" if first_id == contact_id else f" (as {first_id!r}; case does not count)"
-            where = f"on line {first_line}{case}"
+            said = _(
+                "id {contact_id} is already used on line {line} (as {first_id}; case does not "
+                "count), so this row is left out"
+            )
         return self.problem(
-            f"id {contact_id!r} is already used {where}, so this row is left out",
+            said.format(contact_id=repr(contact_id), line=first_line, first_id=repr(first_id)),
             line=line,
             name="id",
             contact_id=contact_id,
-            hint="give every contact its own id; keep the first row or merge the two",
+            hint=_("give every contact its own id; keep the first row or merge the two"),
         )
 
     def settle_repeats(self, first_rows: Mapping[str, tuple[int, str]]) -> None:
@@ -504,24 +524,30 @@ class _RowReader:
         self, row: list[str], cells: list[str], *, line: int, last: int, contact_id: str
     ) -> bool:
         """Report every cell that could break a message; True if there is one."""
-        span = (
-            f"; the row runs over lines {line}–{last} ({last - line + 1} lines: is a quote "
-            "left open?)"
-            if last > line
-            else ""
-        )
+        if last > line:
+            said = _(
+                "contains a line break or a control character, so the contact is left out: it "
+                "cannot be put in a message safely; the row runs over lines {line}–{last} "
+                "({n} lines: is a quote left open?)"
+            ).format(line=line, last=last, n=last - line + 1)
+        else:
+            said = _(
+                "contains a line break or a control character, so the contact is left out: it "
+                "cannot be put in a message safely"
+            )
         unsafe = False
         for position, (raw, cell) in enumerate(zip(row, cells, strict=False)):
             if _LINE_BREAK.search(raw) or _CONTROL.search(cell):
                 unsafe = True
                 self.report(
-                    "contains a line break or a control character, so the contact is left "
-                    f"out: it cannot be put in a message safely{span}",
+                    said,
                     line=line,
                     name=self.layout.names[position],
                     contact_id=contact_id,
-                    hint="keep every cell on one line (is a quote left open?) "
-                    "and remove invisible characters",
+                    hint=_(
+                        "keep every cell on one line (is a quote left open?) and remove "
+                        "invisible characters"
+                    ),
                 )
         return unsafe
 
@@ -607,11 +633,13 @@ class _RowReader:
             except ValueError as exc:
                 reason = str(exc).rstrip(".")
                 self.report(
-                    f"{email!r} is not a valid email address ({reason}); the contact gets no email",
+                    _(
+                        "{email} is not a valid email address ({reason}); the contact gets no email"
+                    ).format(email=repr(email), reason=reason),
                     line=line,
                     name="email",
                     contact_id=contact_id,
-                    hint="correct the address, or leave the cell empty",
+                    hint=_("correct the address, or leave the cell empty"),
                 )
                 email = None
                 held.append("email")
@@ -634,7 +662,7 @@ class _RowReader:
         birthday = self._parsed_date(birthday_text)
         if isinstance(birthday, str):
             self.report(
-                f"{birthday}; no birthday messages for this contact",
+                _("{birthday}; no birthday messages for this contact").format(birthday=birthday),
                 line=line,
                 name="birthday",
                 contact_id=contact_id,
@@ -653,14 +681,16 @@ class _RowReader:
             country = self.countries[country_text] = _known_country(country_text)
         if country is None:
             self.report(
-                f"{country_text!r} is not an ISO 3166 country code, so the postal address is "
-                "not used",
+                _(
+                    "{country_text} is not an ISO 3166 country code, so the postal address "
+                    "is not used"
+                ).format(country_text=repr(country_text)),
                 line=line,
                 name="country",
                 contact_id=contact_id,
-                hint="use GB for the United Kingdom"
+                hint=_("use GB for the United Kingdom")
                 if country_text.upper() == "UK"
-                else "use a two-letter code such as ES, FR or GB",
+                else _("use a two-letter code such as ES, FR or GB"),
             )
             held += ["country", "address"]
         return country
@@ -679,7 +709,7 @@ class _RowReader:
             # A wrong postal code is a row problem for letters only: the email still goes.
             hint = fault.hint
             if self.sheet is not None and line in self.sheet.numbers.get(self.postal_position, ()):
-                hint = (
+                hint = _(
                     "the cell is a number in the spreadsheet, which drops leading zeros: "
                     "format the column as text and type the code again (e.g. 08001)"
                 )
@@ -695,11 +725,13 @@ class _RowReader:
             locale = self.locales[locale_text] = _known_locale(locale_text)
         if locale is None:
             self.report(
-                f"{locale_text!r} is not a known locale; messages use {self.default_locale!r}",
+                _("{locale} is not a known locale; messages use {default}").format(
+                    locale=repr(locale_text), default=repr(self.default_locale)
+                ),
                 line=line,
                 name="locale",
                 contact_id=contact_id,
-                hint="write a language code such as es, en, es_MX or en_GB",
+                hint=_("write a language code such as es, en, es_MX or en_GB"),
             )
             held.append("locale")
             locale = self.default_locale
@@ -714,11 +746,13 @@ class _RowReader:
             channel = self.channels[channel_text] = _channel(channel_text)
         if channel is None and channel_text:
             self.report(
-                f"{channel_text!r} is not a channel; the campaign's channel is used",
+                _("{channel_text} is not a channel; the campaign's channel is used").format(
+                    channel_text=repr(channel_text)
+                ),
                 line=line,
                 name="preferred_channel",
                 contact_id=contact_id,
-                hint="write email or letter, or leave the cell empty",
+                hint=_("write email or letter, or leave the cell empty"),
             )
             held.append("preferred_channel")
         return channel
@@ -738,11 +772,13 @@ class _RowReader:
         if opt_out is None:
             # An opt-out is never ignored: when unsure, the contact hears nothing.
             self.report(
-                f"{opt_out_text!r} is not email, letter or all, so it counts as all (no messages)",
+                _(
+                    "{opt_out_text} is not email, letter or all, so it counts as all (no messages)"
+                ).format(opt_out_text=repr(opt_out_text)),
                 line=line,
                 name="opt_out",
                 contact_id=contact_id,
-                hint="write email, letter or all, or leave the cell empty to allow both",
+                hint=_("write email, letter or all, or leave the cell empty to allow both"),
             )
             opt_out = _ALL
         return opt_out
@@ -778,12 +814,16 @@ class _RowReader:
         if isinstance(found, str):
             example = "03/12/2025" if self.date_format == "MDY" else "12/03/2025"
             self.report(
-                f"{found}, so the contact counts as not having consented to marketing email",
+                _(
+                    "{problem}, so the contact counts as not having consented to marketing email"
+                ).format(problem=found),
                 line=line,
                 name="email_consent",
                 contact_id=contact_id,
-                hint=f"write the day they consented ({example} or 2025-03-12), no if they "
-                "refused, or leave it empty; say where they consented in consent_source",
+                hint=_(
+                    "write the day they consented ({example} or 2025-03-12), no if they "
+                    "refused, or leave it empty; say where they consented in consent_source"
+                ).format(example=example),
             )
             return None
         return found
@@ -795,7 +835,9 @@ class _RowReader:
         found = self._parsed_date(text)
         if isinstance(found, str):
             self.report(
-                f"{found}; the postal code is checked as if the address were not confirmed",
+                _(
+                    "{problem}; the postal code is checked as if the address were not confirmed"
+                ).format(problem=found),
                 line=line,
                 name="address_confirmed",
                 contact_id=contact_id,
@@ -918,7 +960,7 @@ class ContactStream(Iterator[Contact]):
 
     def _require_done(self) -> None:
         if not self._tally.done:
-            raise RuntimeError("the contacts are not all read yet: exhaust the stream first")
+            raise RuntimeError("contacts not all read yet")  # not translated: a bug
 
 
 @dataclass
@@ -1026,14 +1068,14 @@ def _start(
             header_line = reader.line_num + offset
     except csv.Error as exc:
         raise ContactsError(
-            f"the header cannot be read ({exc})", path=path, line=header_line + 1
+            _("the header cannot be read ({exc})").format(exc=exc), path=path, line=header_line + 1
         ) from None
     if layout is None:
         raise ContactsError(
-            "the file has no header row, only empty cells",
+            _("the file has no header row, only empty cells"),
             path=path,
             line=1,
-            hint="the first row must be the header, e.g. id,first_name,last_name,email",
+            hint=_("the first row must be the header, e.g. id,first_name,last_name,email"),
         )
     return _Start(
         reader,
@@ -1062,7 +1104,7 @@ def _sheet_start(
                 sheet.notice,
                 path=str(path),
                 field="contacts.sheet",
-                hint="set contacts.sheet in config.yaml to name the sheet to read",
+                hint=_("set contacts.sheet in config.yaml to name the sheet to read"),
             )
         )
     first = next(
@@ -1071,20 +1113,20 @@ def _sheet_start(
     )
     if first is None:
         raise ContactsError(
-            "the sheet is empty"
+            _("the sheet is empty")
             if not sheet.rows
-            else "the sheet has no header row, only empty cells",
+            else _("the sheet has no header row, only empty cells"),
             path=where,
             line=1,
-            hint="the first row must be the header, e.g. id, first_name, last_name, email",
+            hint=_("the first row must be the header, e.g. id, first_name, last_name, email"),
         )
     number, cells, broken = first
     if broken:
         raise ContactsError(
-            f"the header's cell {broken[0][0]} holds {broken[0][1]}",
+            _("the header's cell {cell} holds {what}").format(cell=broken[0][0], what=broken[0][1]),
             path=where,
             line=number,
-            hint="type the column's name in that cell",
+            hint=_("type the column's name in that cell"),
         )
     mapping, preset = _mapping(settings)
     layout = _read_layout(
@@ -1117,10 +1159,10 @@ def _sheet_start(
 def _broken_cell(cell: str, why: str, *, where: str, line: int) -> Problem:
     """The problem of a row with a cell whose value cannot be used."""
     return Problem(
-        f"cell {cell} holds {why}, so the row is left out",
+        _("cell {cell} holds {why}, so the row is left out").format(cell=cell, why=why),
         path=where,
         line=line,
-        hint="correct the cell in the spreadsheet program (or type its value) and save again",
+        hint=_("correct the cell in the spreadsheet program (or type its value) and save again"),
     )
 
 
@@ -1146,10 +1188,10 @@ def _rows(start: _Start, rows: _RowReader, tally: _Tally) -> Iterator[Contact]:
             tally.rows += 1
             rows.problems.append(
                 Problem(
-                    f"the row cannot be read ({exc}), so it is left out",
+                    _("the row cannot be read ({exc}), so it is left out").format(exc=exc),
                     path=rows.where,
                     line=done + 1,
-                    hint="check the quotes in this row",
+                    hint=_("check the quotes in this row"),
                 )
             )
             done = start.line_num()
@@ -1163,11 +1205,13 @@ def _stray_quote(start: _Start, rows: _RowReader, *, first: int) -> bool:
         return False
     rows.problems.append(
         Problem(
-            "a quote inside a quoted value is not doubled, so where the value ends is unclear; "
-            "the row is left out",
+            _(
+                "a quote inside a quoted value is not doubled, so where the value ends "
+                "is unclear; the row is left out"
+            ),
             path=rows.where,
             line=line,
-            hint='write a quote inside a quoted value twice, e.g. "Lo""pez", or remove it',
+            hint=_('write a quote inside a quoted value twice, e.g. "Lo""pez", or remove it'),
         )
     )
     return True
@@ -1213,16 +1257,29 @@ def _check_runaway_quotes(path: Path, decoding: _Decoding) -> None:
     if lost <= RUNAWAY_ROWS:
         return  # each such row is reported on its own, and the others go on
     first, last = spans[0]
-    more = (
-        f"; {len(spans) - 1} more such span(s) follow, {lost} rows in all" if len(spans) > 1 else ""
-    )
+    if len(spans) > 1:
+        said = ngettext(
+            "a quote opened on line {first} is not closed until line {last}: the {rows} rows "
+            "on lines {first}–{last} would be read as one cell and left out; {more} more such "
+            "span follows, {lost} rows in all, so the file is not used",
+            "a quote opened on line {first} is not closed until line {last}: the {rows} rows "
+            "on lines {first}–{last} would be read as one cell and left out; {more} more such "
+            "spans follow, {lost} rows in all, so the file is not used",
+            len(spans) - 1,
+        )
+    else:
+        said = _(
+            "a quote opened on line {first} is not closed until line {last}: the {rows} rows "
+            "on lines {first}–{last} would be read as one cell and left out, so the file is "
+            "not used"
+        )
     raise ContactsError(
-        f"a quote opened on line {first} is not closed until line {last}: the "
-        f"{last - first + 1} rows on lines {first}–{last} would be read as one cell and left "
-        f"out{more}, so the file is not used",
+        said.format(first=first, last=last, rows=last - first + 1, more=len(spans) - 1, lost=lost),
         path=path,
         line=first,
-        hint=f'close or remove the quote on line {first} (a quote inside a value is written "")',
+        hint=_(
+            'close or remove the quote on line {first} (a quote inside a value is written "")'
+        ).format(first=first),
     )
 
 
@@ -1252,9 +1309,9 @@ def _check_regular(path: Path) -> None:
         return  # not there, or unreadable: the reader says so in its own words
     if not stat.S_ISREG(mode):
         raise ContactsError(
-            "is not a regular file (a folder, a named pipe or a device), so it is not read",
+            _("is not a regular file (a folder, a named pipe or a device), so it is not read"),
             path=path,
-            hint="point paths.contacts in config.yaml at the contacts file itself",
+            hint=_("point paths.contacts in config.yaml at the contacts file itself"),
         )
 
 
@@ -1318,10 +1375,10 @@ def _finish(tally: _Tally, *, rows: _RowReader, path: Path | str, header_line: i
     if tally.rows == 0:
         tally.problems.append(
             Problem(
-                "the file has no contacts, only a header",
+                _("the file has no contacts, only a header"),
                 path=str(path),
                 line=header_line,
-                hint="add one row per contact below the header",
+                hint=_("add one row per contact below the header"),
             )
         )
     tally.done = True

@@ -22,6 +22,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO
 from xml.etree.ElementTree import Element, ParseError, iterparse
 
+from outreach.i18n import _
 from outreach.model.errors import ContactsError
 
 SHEET_SUFFIXES = frozenset({".xlsx", ".xlsm", ".ods"})
@@ -121,7 +122,7 @@ class SheetRows:
 
 
 def _too_long(text: str) -> str:
-    return f"{len(text):,} characters, more than a cell may hold (128 KB)"
+    return _("{n:,} characters, more than a cell may hold (128 KB)").format(n=len(text))
 
 
 def _capped(text: str) -> str | BrokenCell:
@@ -133,7 +134,7 @@ def read_sheet(path: Path, *, sheet: str | None, max_rows: int = MAX_ROWS) -> Sh
     unreadable or longer than `max_rows`."""
     if not path.exists():
         raise ContactsError(
-            "contacts file not found", path=path, hint="check paths.contacts in config.yaml"
+            _("contacts file not found"), path=path, hint=_("check paths.contacts in config.yaml")
         )
     if path.suffix.lower() == ".ods":
         return _read_ods(path, sheet=sheet, max_rows=max_rows)
@@ -142,10 +143,12 @@ def read_sheet(path: Path, *, sheet: str | None, max_rows: int = MAX_ROWS) -> Sh
             return _Xlsx(archive, path=path, max_rows=max_rows).read(sheet)
     except _Unsafe:
         raise ContactsError(
-            "holds an XML document type declaration, which no spreadsheet program writes, so "
-            "it is not read",
+            _(
+                "holds an XML document type declaration, which no spreadsheet program "
+                "writes, so it is not read"
+            ),
             path=path,
-            hint="open it in the spreadsheet program and save it again, or export it as CSV",
+            hint=_("open it in the spreadsheet program and save it again, or export it as CSV"),
         ) from None
     except (
         zipfile.BadZipFile,
@@ -157,9 +160,11 @@ def read_sheet(path: Path, *, sheet: str | None, max_rows: int = MAX_ROWS) -> Sh
         EOFError,
     ) as exc:
         raise ContactsError(
-            f"cannot be read as a {path.suffix.lower()} workbook ({type(exc).__name__}: {exc})",
+            _("cannot be read as a {kind} workbook ({error}: {exc})").format(
+                kind=path.suffix.lower(), error=type(exc).__name__, exc=exc
+            ),
             path=path,
-            hint="open it in the spreadsheet program and save it again, or export it as CSV",
+            hint=_("open it in the spreadsheet program and save it again, or export it as CSV"),
         ) from None
 
 
@@ -169,28 +174,31 @@ def _chosen(
     """The sheet to read (named, else the first visible one) and the notice of the others."""
     names = [name for name, _ in sheets]
     if not names:
-        raise ContactsError("the workbook has no sheet", path=path)
+        raise ContactsError(_("the workbook has no sheet"), path=path)
     if sheet is not None:
         if sheet not in names:
             raise ContactsError(
-                f"has no sheet {sheet!r} (its sheets: {', '.join(names)})",
+                _("has no sheet {sheet} (its sheets: {names})").format(
+                    sheet=repr(sheet), names=", ".join(names)
+                ),
                 path=path,
                 field="contacts.sheet",
-                hint="set contacts.sheet in config.yaml to one of them",
+                hint=_("set contacts.sheet in config.yaml to one of them"),
             )
         return sheet, None
     visible = [name for name, shown in sheets if shown]
     if not visible:
         raise ContactsError(
-            f"every sheet is hidden (its sheets: {', '.join(names)})",
+            _("every sheet is hidden (its sheets: {names})").format(names=", ".join(names)),
             path=path,
             field="contacts.sheet",
-            hint="set contacts.sheet in config.yaml to the sheet that holds the contacts",
+            hint=_("set contacts.sheet in config.yaml to the sheet that holds the contacts"),
         )
     others = visible[1:]
     notice = (
-        f"sheet {visible[0]!r} is read, the first visible one; the workbook also shows "
-        f"{', '.join(repr(name) for name in others)}"
+        _("sheet {visible} is read, the first visible one; the workbook also shows {names}").format(
+            visible=repr(visible[0]), names=", ".join(repr(name) for name in others)
+        )
         if others
         else None
     )
@@ -208,9 +216,11 @@ def _numbered(
 
 def _too_many_rows(path: Path, max_rows: int) -> ContactsError:
     return ContactsError(
-        f"the sheet has more than {max_rows:,} rows, more than outreach reads from a sheet",
+        _(
+            "the sheet has more than {max_rows:,} rows, more than outreach reads from a sheet"
+        ).format(max_rows=max_rows),
         path=path,
-        hint="split the contacts into files of fewer rows, or export them as CSV",
+        hint=_("split the contacts into files of fewer rows, or export them as CSV"),
     )
 
 
@@ -228,9 +238,9 @@ def _calamine_rows(path: Path, name: str) -> Sequence[Sequence[object]]:
             workbook.close()
     except (python_calamine.CalamineError, ValueError) as exc:
         raise ContactsError(
-            f"sheet {name!r} cannot be read ({exc})",
+            _("sheet {name} cannot be read ({exc})").format(name=repr(name), exc=exc),
             path=path,
-            hint="open it in the spreadsheet program and save it again",
+            hint=_("open it in the spreadsheet program and save it again"),
         ) from None
     return rows
 
@@ -243,9 +253,11 @@ def _read_ods(path: Path, *, sheet: str | None, max_rows: int) -> SheetRows:
         workbook = python_calamine.CalamineWorkbook.from_path(str(path))
     except (python_calamine.CalamineError, OSError, ValueError) as exc:
         raise ContactsError(
-            f"cannot be read as a {path.suffix.lower()} workbook ({exc})",
+            _("cannot be read as a {kind} workbook ({exc})").format(
+                kind=path.suffix.lower(), exc=exc
+            ),
             path=path,
-            hint="open it in the spreadsheet program and save it again, or export it as CSV",
+            hint=_("open it in the spreadsheet program and save it again, or export it as CSV"),
         ) from None
     try:
         sheets = [
@@ -257,9 +269,9 @@ def _read_ods(path: Path, *, sheet: str | None, max_rows: int) -> SheetRows:
             rows = workbook.get_sheet_by_name(name).to_python(skip_empty_area=False)
         except (python_calamine.CalamineError, ValueError) as exc:
             raise ContactsError(
-                f"sheet {name!r} cannot be read ({exc})",
+                _("sheet {name} cannot be read ({exc})").format(name=repr(name), exc=exc),
                 path=path,
-                hint="open it in the spreadsheet program and save it again",
+                hint=_("open it in the spreadsheet program and save it again"),
             ) from None
     finally:
         workbook.close()
@@ -427,7 +439,7 @@ class _Xlsx:
     def _workbook(self) -> tuple[list[tuple[str, bool]], dict[str, str], bool]:
         """(name, visible) of each sheet in order, each sheet's part, and the 1904 date system."""
         rels: dict[str, str] = {}
-        for _, element in self._events("xl/_rels/workbook.xml.rels"):
+        for _event, element in self._events("xl/_rels/workbook.xml.rels"):
             if _local(element.tag) == "Relationship":
                 target = element.get("Target", "")
                 rels[element.get("Id", "")] = (
@@ -537,10 +549,10 @@ class _Xlsx:
                 inline = True
                 raw = _texts(child)
         if kind == "e":
-            return BrokenCell(f"the formula error {raw or '#VALUE!'}")
+            return BrokenCell(_("the formula error {error}").format(error=raw or "#VALUE!"))
         # openpyxl and other writers leave <v> empty (or out) when they never calculated.
         if formula and (raw is None or (raw == "" and kind != "str")):
-            return BrokenCell("a formula whose value was never calculated (no value is stored)")
+            return BrokenCell(_("a formula whose value was never calculated (no value is stored)"))
         if raw is None:
             return None
         if kind == "s":
@@ -578,5 +590,7 @@ def _column(ref: str) -> int:
             break
         position = position * 26 + ord(char.upper()) - ord("A") + 1
     if not 0 < position <= 16384:
-        raise ValueError(f"the cell reference {ref[:20]!r} is not a column of a sheet")
+        raise ValueError(
+            _("the cell reference {ref} is not a column of a sheet").format(ref=repr(ref[:20]))
+        )
     return position - 1

@@ -133,7 +133,7 @@ def _forget_unmade(ledger: Ledger, *, run_id: int, root: Path, now: datetime) ->
     if not unmade:
         return 0
     return ledger.forget_unmade(
-        unmade, run_id=run_id, reason=Reason(Code.INTERRUPTED).text, now=now
+        unmade, run_id=run_id, reason=Reason(Code.INTERRUPTED).record, now=now
     )
 
 

@@ -15,6 +15,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from outreach.contacts import KNOWN_COLUMNS
+from outreach.i18n import N_, _
 from outreach.model.config import (
     MAX_DAYS,
     CadencePolicy,
@@ -45,7 +46,7 @@ def _tag_list(value: object) -> object:
 def _clean_tags(values: tuple[str, ...]) -> tuple[str, ...]:
     tags = tuple(value.strip().lower() for value in values)
     if "" in tags:
-        raise ValueError("a tag is empty")
+        raise ValueError(_("a tag is empty"))
     return tags
 
 
@@ -72,7 +73,7 @@ class EmailSpec(_Model):
     @classmethod
     def _subject_has_default(cls, value: str | dict[str, str]) -> str | dict[str, str]:
         if isinstance(value, dict) and "default" not in value:
-            raise ValueError("a subject per language needs a `default` entry for everyone else")
+            raise ValueError(_("a subject per language needs a `default` entry for everyone else"))
         return value
 
     def subject_for(self, locale: str) -> str:
@@ -114,7 +115,7 @@ class CadenceOverride(_Model):
             return None
         start, sep, end = value.partition("-")
         if not sep:
-            raise ValueError("must be a range of times such as 21:00-09:00")
+            raise ValueError(_("must be a range of times such as 21:00-09:00"))
         parse_hhmm(start)
         parse_hhmm(end)
         return value.strip()
@@ -176,7 +177,9 @@ class Campaign(_Model):
             try:
                 return float(number)
             except ValueError:
-                raise ValueError(f"{value!r} is not a percentage (write it like 20%)") from None
+                raise ValueError(
+                    _("{value} is not a percentage (write it like 20%)").format(value=repr(value))
+                ) from None
         return value
 
     @field_validator("start", "end", "send_on")
@@ -184,7 +187,11 @@ class Campaign(_Model):
     def _plausible_date(cls, value: date | None) -> date | None:
         # A window is computed around these dates: far-off years would overflow it.
         if value is not None and not _FIRST_YEAR <= value.year <= _LAST_YEAR:
-            raise ValueError(f"must be a date between {_FIRST_YEAR} and {_LAST_YEAR}")
+            raise ValueError(
+                _("must be a date between {first_year} and {last_year}").format(
+                    first_year=_FIRST_YEAR, last_year=_LAST_YEAR
+                )
+            )
         return value
 
 
@@ -237,7 +244,7 @@ _SECTIONS: dict[str, type[BaseModel]] = {
 }
 _NAME = re.compile(r"^\w[\w .-]*$")
 _MAX_DAYS = MAX_DAYS
-_FIX_HINT = "fix the key (the sample campaigns/*.yaml files explain every key)"
+_FIX_HINT = N_("fix the key (the sample campaigns/*.yaml files explain every key)")
 # Subjects are only parsed here (syntax); filters such as `date` belong to the renderer's
 # environment, which checks them when it compiles the template.
 _SYNTAX_ENV = ImmutableSandboxedEnvironment()
@@ -261,9 +268,13 @@ def _check_unknown_keys(data: Mapping[Any, Any], *, path: Path, lines: dict[KeyP
     unknown.sort(key=lambda item: lines.get(item[0], 0))
     key_path, known = unknown[0]
     close = difflib.get_close_matches(str(key_path[-1]), known, n=1)
-    hint = f"did you mean `{close[0]}`?" if close else f"known keys here: {', '.join(known)}"
+    hint = (
+        _("did you mean `{key}`?").format(key=close[0])
+        if close
+        else _("known keys here: {names}").format(names=", ".join(known))
+    )
     more = len(unknown) - 1
-    message = "unknown key" + (f" (and {more} more)" if more else "")
+    message = _("unknown key (and {n} more)").format(n=more) if more else _("unknown key")
     raise CampaignError(
         message, path=path, line=lines.get(key_path), field=dotted(key_path), hint=hint
     )
@@ -276,11 +287,11 @@ def _check_kind_keys(data: Mapping[str, Any], *, path: Path, lines: dict[KeyPath
     for key, kinds in _KIND_KEYS.items():
         if key in data and kind not in kinds:
             raise CampaignError(
-                f"`{key}` does not apply to {kind} campaigns",
+                _("`{key}` does not apply to {kind} campaigns").format(key=key, kind=kind),
                 path=path,
                 line=lines.get((key,)),
                 field=key,
-                hint=f"remove it (it is for kind {' / '.join(kinds)})",
+                hint=_("remove it (it is for kind {names})").format(names=" / ".join(kinds)),
             )
 
 
@@ -290,7 +301,7 @@ def _need(campaign: Campaign, key: str, lines: dict[KeyPath, int], why: str) -> 
         path=campaign.path,
         line=lines.get(("kind",)),
         field=key,
-        hint=f"add `{key}:` to the file",
+        hint=_("add `{key}:` to the file").format(key=key),
     )
 
 
@@ -299,20 +310,24 @@ def _check_kind_rules(campaign: Campaign, lines: dict[KeyPath, int]) -> None:
     if kind == "promotion":
         for key in ("start", "end"):
             if getattr(campaign, key) is None:
-                raise _need(campaign, key, lines, f"a promotion needs `{key}` (a date)")
+                raise _need(
+                    campaign, key, lines, _("a promotion needs `{key}` (a date)").format(key=key)
+                )
         assert campaign.start is not None and campaign.end is not None
         if campaign.end < campaign.start:
             raise CampaignError(
-                f"`end` ({campaign.end}) is before `start` ({campaign.start})",
+                _("`end` ({end}) is before `start` ({start})").format(
+                    end=campaign.end, start=campaign.start
+                ),
                 path=campaign.path,
                 line=lines.get(("end",)),
                 field="end",
-                hint="swap the dates or fix the one that is wrong",
+                hint=_("swap the dates or fix the one that is wrong"),
             )
     elif kind == "reminder":
         _check_reminder(campaign, lines)
     elif kind == "one_off" and campaign.send_on is None:
-        raise _need(campaign, "send_on", lines, "a one_off needs `send_on` (a date)")
+        raise _need(campaign, "send_on", lines, _("a one_off needs `send_on` (a date)"))
 
 
 def _check_control_group(campaign: Campaign, lines: dict[KeyPath, int]) -> None:
@@ -322,68 +337,72 @@ def _check_control_group(campaign: Campaign, lines: dict[KeyPath, int]) -> None:
         return
     service = None
     if campaign.essential:
-        service = "an essential campaign"
+        service = _("an essential campaign")
     elif campaign.kind == "reminder" and campaign.offsets:
-        service = "a reminder before or after a date (a service message)"
+        service = _("a reminder before or after a date (a service message)")
     if service is not None:
         raise CampaignError(
-            f"{service} cannot hold back a control group",
+            _("{service} cannot hold back a control group").format(service=service),
             path=campaign.path,
             line=lines.get(("control_group",)),
             field="control_group",
-            hint="remove `control_group:`; measure a marketing campaign instead",
+            hint=_("remove `control_group:`; measure a marketing campaign instead"),
         )
 
 
 def _check_reminder(campaign: Campaign, lines: dict[KeyPath, int]) -> None:
     field = campaign.date_field
     if not field or not field.strip():
-        raise _need(campaign, "date_field", lines, "a reminder needs `date_field` (a CSV column)")
+        raise _need(
+            campaign, "date_field", lines, _("a reminder needs `date_field` (a CSV column)")
+        )
     if field in KNOWN_COLUMNS and field != "birthday":
         raise CampaignError(
-            f"`{field}` is not a date column",
+            _("`{field}` is not a date column").format(field=field),
             path=campaign.path,
             line=lines.get(("date_field",)),
             field="date_field",
-            hint="name the CSV column that holds the date, e.g. next_appointment",
+            hint=_("name the CSV column that holds the date, e.g. next_appointment"),
         )
     if campaign.offsets and campaign.every_days is not None:
         raise CampaignError(
-            "give either `offsets` or `every_days`, not both",
+            _("give either `offsets` or `every_days`, not both"),
             path=campaign.path,
             line=lines.get(("every_days",)),
             field="every_days",
-            hint="offsets: days around a date; every_days: repeat after a date",
+            hint=_("offsets: days around a date; every_days: repeat after a date"),
         )
     if not campaign.offsets and campaign.every_days is None:
         raise _need(
-            campaign, "offsets", lines, "a reminder needs `offsets` (e.g. [-1]) or `every_days`"
+            campaign, "offsets", lines, _("a reminder needs `offsets` (e.g. [-1]) or `every_days`")
         )
     for index, offset in enumerate(campaign.offsets):
         where = lines.get(("offsets", index)) or lines.get(("offsets",))
         if abs(offset) > _MAX_DAYS:
             raise CampaignError(
-                f"offset {offset} is more than {_MAX_DAYS} days",
+                _("offset {offset} is more than {max_days} days").format(
+                    offset=offset, max_days=_MAX_DAYS
+                ),
                 path=campaign.path,
                 line=where,
                 field=f"offsets[{index}]",
-                hint="offsets are days, e.g. -1",
+                hint=_("offsets are days, e.g. -1"),
             )
         if offset in campaign.offsets[:index]:
             raise CampaignError(
-                f"offset {offset} is listed twice",
+                _("offset {offset} is listed twice").format(offset=offset),
                 path=campaign.path,
                 line=where,
                 field=f"offsets[{index}]",
-                hint="remove the repeated offset",
+                hint=_("remove the repeated offset"),
             )
     if campaign.every_days is not None and campaign.every_days > _MAX_DAYS:
         raise CampaignError(
-            f"more than {_MAX_DAYS} days",
+            _("more than {max_days} days").format(max_days=_MAX_DAYS),
             path=campaign.path,
             line=lines.get(("every_days",)),
             field="every_days",
-            hint="every_days is in days",
+            hint=_("every_days is in days"),
         )
 
 
@@ -395,11 +414,11 @@ def _check_channels(campaign: Campaign, lines: dict[KeyPath, int]) -> None:
     line = lines.get(("fallback",) if campaign.fallback else ("channel",)) or lines.get(("kind",))
     if "email" in needs and campaign.email is None:
         raise CampaignError(
-            f"{why} needs an `email:` section",
+            _("{why} needs an `email:` section").format(why=why),
             path=campaign.path,
             line=line,
             field="email",
-            hint="add email: with subject and text (a template file)",
+            hint=_("add email: with subject and text (a template file)"),
         )
     if "letter" in needs and campaign.letter is None:
         raise CampaignError(
@@ -407,7 +426,7 @@ def _check_channels(campaign: Campaign, lines: dict[KeyPath, int]) -> None:
             path=campaign.path,
             line=line,
             field="letter",
-            hint="add letter: with template (a template file)",
+            hint=_("add letter: with template (a template file)"),
         )
 
 
@@ -417,19 +436,19 @@ def _check_template_file(
     parts = PurePosixPath(name).parts
     if not name.strip() or PurePosixPath(name).is_absolute() or ".." in parts or "\\" in name:
         raise CampaignError(
-            f"{name!r} is not a file name inside the templates folder",
+            _("{name} is not a file name inside the templates folder").format(name=repr(name)),
             path=campaign.path,
             line=lines.get(key),
             field=dotted(key),
-            hint="name a file relative to the templates folder, e.g. birthday.txt.j2",
+            hint=_("name a file relative to the templates folder, e.g. birthday.txt.j2"),
         )
     if not (templates_dir / name).is_file():
         raise CampaignError(
-            f"template file not found: {templates_dir / name}",
+            _("template file not found: {path}").format(path=templates_dir / name),
             path=campaign.path,
             line=lines.get(key),
             field=dotted(key),
-            hint=f"create it in {templates_dir} or fix the file name",
+            hint=_("create it in {folder} or fix the file name").format(folder=templates_dir),
         )
 
 
@@ -438,22 +457,22 @@ def _check_subject(
 ) -> None:
     if not source.strip():
         raise CampaignError(
-            "the subject is empty",
+            _("the subject is empty"),
             path=campaign.path,
             line=lines.get(key),
             field=dotted(key),
-            hint="write the subject line people will see",
+            hint=_("write the subject line people will see"),
         )
     try:
         _SYNTAX_ENV.parse(source)
     except JinjaTemplateError as exc:
         detail = getattr(exc, "message", None) or str(exc)
         raise CampaignError(
-            f"the subject is not a valid template: {detail}",
+            _("the subject is not a valid template: {detail}").format(detail=detail),
             path=campaign.path,
             line=lines.get(key),
             field=dotted(key),
-            hint="check the {{ }} and {% %} pairs (write {{ contact.first_name }})",
+            hint=_("check the {{ }} and {% %} pairs (write {{ contact.first_name }})"),
         ) from None
 
 
@@ -487,16 +506,16 @@ def _load(path: Path, *, templates_dir: Path) -> tuple[Campaign, dict[KeyPath, i
     data, lines = load_yaml(path, error=CampaignError)
     if data is None:
         raise CampaignError(
-            "the file is empty",
+            _("the file is empty"),
             path=path,
-            hint="start from one of the sample campaigns/*.yaml files",
+            hint=_("start from one of the sample campaigns/*.yaml files"),
         )
     if not isinstance(data, dict):
         raise CampaignError(
-            "the top level must be a mapping of keys",
+            _("the top level must be a mapping of keys"),
             path=path,
             line=1,
-            hint="start from one of the sample campaigns/*.yaml files",
+            hint=_("start from one of the sample campaigns/*.yaml files"),
         )
     _check_unknown_keys(data, path=path, lines=lines)
     _check_kind_keys(data, path=path, lines=lines)
@@ -504,16 +523,16 @@ def _load(path: Path, *, templates_dir: Path) -> tuple[Campaign, dict[KeyPath, i
         campaign = Campaign.model_validate({"name": path.stem, **data, "path": path})
     except ValidationError as exc:
         error: CampaignError = validation_error(
-            exc, path=path, lines=lines, error_type=CampaignError, hint=_FIX_HINT
+            exc, path=path, lines=lines, error_type=CampaignError, hint=_(_FIX_HINT)
         )
         raise error from None
     if not _NAME.match(campaign.name):
         raise CampaignError(
-            f"{campaign.name!r} is not a usable campaign name",
+            _("{name} is not a usable campaign name").format(name=repr(campaign.name)),
             path=path,
             line=lines.get(("name",)),
             field="name",
-            hint="use letters, digits, spaces, '.', '-' and '_' (it names output files)",
+            hint=_("use letters, digits, spaces, '.', '-' and '_' (it names output files)"),
         )
     _check_kind_rules(campaign, lines)
     _check_control_group(campaign, lines)
@@ -560,11 +579,13 @@ def load_campaigns(paths: list[Path], *, templates_dir: Path) -> list[Campaign]:
         first = seen.get(campaign.name)
         if first is not None:
             raise CampaignError(
-                f"campaign name {campaign.name!r} is already used by {first}",
+                _("campaign name {name} is already used by {first}").format(
+                    name=repr(campaign.name), first=first
+                ),
                 path=path,
                 line=lines.get(("name",)),
                 field="name",
-                hint="give each campaign its own `name:` (it defaults to the file name)",
+                hint=_("give each campaign its own `name:` (it defaults to the file name)"),
             )
         seen[campaign.name] = path
         campaigns.append(campaign)

@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from outreach import i18n
+from outreach.i18n import N_, _
 from outreach.model.errors import ConfigError, OutreachError, format_location
 from outreach.yamlfile import dotted, line_for, load_yaml
 
@@ -38,7 +39,11 @@ _HHMM = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?$")
 def _weekday(value: str) -> str:
     day = value.strip().lower()[:3]
     if day not in WEEKDAYS:
-        raise ValueError(f"{value!r} is not a weekday (use {', '.join(WEEKDAYS)})")
+        raise ValueError(
+            _("{value} is not a weekday (use {days})").format(
+                value=repr(value), days=", ".join(WEEKDAYS)
+            )
+        )
     return day
 
 
@@ -49,7 +54,9 @@ def parse_hhmm(value: str) -> time:
     """'09:30' → time(9, 30), '09:30:15' → time(9, 30, 15); ValueError otherwise."""
     match = _HHMM.match(value.strip())
     if not match:
-        raise ValueError(f"{value!r} is not a time of day as HH:MM (e.g. 09:00)")
+        raise ValueError(
+            _("{value} is not a time of day as HH:MM (e.g. 09:00)").format(value=repr(value))
+        )
     return time(int(match.group(1)), int(match.group(2)), int(match.group(3) or 0))
 
 
@@ -76,7 +83,7 @@ class NumbersNotBooleans(BaseModel):
         if isinstance(value, bool) and info.field_name is not None:
             annotation = cls.model_fields[info.field_name].annotation
             if _takes_number(annotation) and not _takes_bool(annotation):
-                raise ValueError("true/false is not a number: write a number")
+                raise ValueError(_("true/false is not a number: write a number"))
         return value
 
 
@@ -91,7 +98,9 @@ def _known_locale(value: str) -> str:
     try:
         Locale.parse(value.strip().replace("-", "_"))
     except (ValueError, UnknownLocaleError):
-        raise ValueError(f"{value!r} is not a known locale (e.g. es, es_MX, en_GB)") from None
+        raise ValueError(
+            _("{value} is not a known locale (e.g. es, es_MX, en_GB)").format(value=repr(value))
+        ) from None
     return value
 
 
@@ -153,8 +162,10 @@ class ContactsSettings(_Model):
         for header, name in value.items():
             if name not in KNOWN_COLUMNS:
                 raise ValueError(
-                    f"{header!r} is mapped to {name!r}, which is not a column outreach "
-                    f"knows ({', '.join(KNOWN_COLUMNS)})"
+                    _(
+                        "{header} is mapped to {name}, which is not a column outreach "
+                        "knows ({known})"
+                    ).format(header=repr(header), name=repr(name), known=", ".join(KNOWN_COLUMNS))
                 )
         return value
 
@@ -162,7 +173,7 @@ class ContactsSettings(_Model):
     @classmethod
     def _country(cls, value: str) -> str:
         if not re.fullmatch(r"[A-Za-z]{2}", value):
-            raise ValueError("must be an ISO 3166 alpha-2 code such as ES or GB")
+            raise ValueError(_("must be an ISO 3166 alpha-2 code such as ES or GB"))
         return value.upper()
 
 
@@ -217,7 +228,7 @@ class CadencePolicy(_Model):
             return None
         start, sep, end = value.partition("-")
         if not sep:
-            raise ValueError("must be a range of times such as 21:00-09:00")
+            raise ValueError(_("must be a range of times such as 21:00-09:00"))
         parse_hhmm(start)
         parse_hhmm(end)
         return value.strip()
@@ -253,7 +264,7 @@ class Delivery(_Model):
     @model_validator(mode="after")
     def _smtp_needs_host(self) -> Delivery:
         if self.method == "smtp" and not self.host:
-            raise ValueError("delivery.method smtp needs delivery.host")
+            raise ValueError(_("delivery.method smtp needs delivery.host"))
         return self
 
 
@@ -274,13 +285,17 @@ class Dkim(_Model):
     def _dns_label(cls, value: str) -> str:
         value = value.strip().lower().rstrip(".")
         if not re.fullmatch(r"[a-z0-9_](?:[a-z0-9_.-]{0,251}[a-z0-9])?", value) or ".." in value:
-            raise ValueError(f"{value!r} is not a DNS name (letters, digits, '-', '_', '.')")
+            raise ValueError(
+                _("{value} is not a DNS name (letters, digits, '-', '_', '.')").format(
+                    value=repr(value)
+                )
+            )
         return value
 
     @model_validator(mode="after")
     def _one_key(self) -> Dkim:
         if (self.key_file is None) == (self.key_env is None):
-            raise ValueError("give dkim.key_file or dkim.key_env (one of them)")
+            raise ValueError(_("give dkim.key_file or dkim.key_env (one of them)"))
         return self
 
 
@@ -325,15 +340,17 @@ class Bounces(_Model):
         local, at, domain = value.rpartition("@")
         if not at or not domain or "{token}" not in local or value.count("{token}") != 1:
             raise ValueError(
-                "must be an address with {token} once in its local part, e.g. "
-                '"rebotes+{token}@casalucia.example"'
+                _(
+                    "must be an address with {token} once in its local part, e.g. "
+                    '"rebotes+{token}@casalucia.example"'
+                )
             )
         return value.strip()
 
     @model_validator(mode="after")
     def _one_mailbox(self) -> Bounces:
         if self.maildir is not None and self.imap is not None:
-            raise ValueError("give bounces.maildir or bounces.imap, not both")
+            raise ValueError(_("give bounces.maildir or bounces.imap, not both"))
         return self
 
 
@@ -350,7 +367,7 @@ class Replies(_Model):
     @model_validator(mode="after")
     def _one_mailbox(self) -> Replies:
         if self.maildir is not None and self.imap is not None:
-            raise ValueError("give replies.maildir or replies.imap, not both")
+            raise ValueError(_("give replies.maildir or replies.imap, not both"))
         return self
 
 
@@ -404,7 +421,7 @@ class Letters(_Model):
     @model_validator(mode="after")
     def _custom_needs_dimensions(self) -> Letters:
         if self.envelope == "custom" and self.custom is None:
-            raise ValueError("letters.envelope custom needs letters.custom with the dimensions")
+            raise ValueError(_("letters.envelope custom needs letters.custom with the dimensions"))
         return self
 
 
@@ -430,13 +447,17 @@ class State(_Model):
         # The password first, in any of its shapes: then no other message quotes it.
         if has_password(value):
             raise ValueError(
-                "a password does not belong in config.yaml: remove it from the URL and put it "
-                "in PGPASSWORD or ~/.pgpass, which PostgreSQL reads"
+                _(
+                    "a password does not belong in config.yaml: remove it from the URL and put "
+                    "it in PGPASSWORD or ~/.pgpass, which PostgreSQL reads"
+                )
             )
         problem = url_problem(value.strip())
         if problem is not None:
             raise ValueError(
-                f"{problem}: write postgresql://user@host/database (or leave state.url out)"
+                _(
+                    "{problem}: write postgresql://user@host/database (or leave state.url out)"
+                ).format(problem=problem)
             )
         return value.strip()
 
@@ -467,7 +488,7 @@ class ScheduleJob(_Model):
     def _at_quoted(cls, value: object) -> object:
         # YAML 1.1 reads an unquoted 10:30 as the base-60 number 630.
         if isinstance(value, int):
-            raise ValueError('write the time in quotes, e.g. at: "10:30"')
+            raise ValueError(_('write the time in quotes, e.g. at: "10:30"'))
         return value
 
     @field_validator("at")
@@ -516,7 +537,9 @@ class Settings(_Model):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{value!r} is not a known time zone (e.g. Europe/Madrid)") from None
+            raise ValueError(
+                _("{value} is not a known time zone (e.g. Europe/Madrid)").format(value=repr(value))
+            ) from None
         return value
 
     @property
@@ -563,14 +586,52 @@ class Settings(_Model):
         return os.environ.get("OUTREACH_LEDGER_URL", "").strip() or self.state.url
 
 
+# Our sentence for each kind of pydantic error an owner meets in a YAML file (its context's
+# value as {limit} or {choices}); the rare rest keep pydantic's own (English) words.
+_PYDANTIC_SAYS = {
+    "extra_forbidden": N_("unknown key"),
+    "missing": N_("required key is missing"),
+    "int_type": N_("should be a valid integer (a whole number)"),
+    "int_parsing": N_("should be a valid integer (a whole number)"),
+    "int_from_float": N_("should be a valid integer (a whole number)"),
+    "float_type": N_("should be a number"),
+    "float_parsing": N_("should be a number"),
+    "bool_type": N_("should be true or false"),
+    "bool_parsing": N_("should be true or false"),
+    "string_type": N_("should be text"),
+    "date_type": N_("should be a date as YYYY-MM-DD"),
+    "date_parsing": N_("should be a date as YYYY-MM-DD"),
+    "date_from_datetime_parsing": N_("should be a date as YYYY-MM-DD"),
+    "date_from_datetime_inexact": N_("should be a date as YYYY-MM-DD, without a time"),
+    "time_type": N_("should be a time of day as HH:MM"),
+    "time_parsing": N_("should be a time of day as HH:MM"),
+    "greater_than": N_("should be greater than {limit}"),
+    "greater_than_equal": N_("should be greater than or equal to {limit}"),
+    "less_than": N_("should be less than {limit}"),
+    "less_than_equal": N_("should be less than or equal to {limit}"),
+    "literal_error": N_("should be one of {choices}"),
+    "enum": N_("should be one of {choices}"),
+    "list_type": N_("should be a list"),
+    "tuple_type": N_("should be a list"),
+    "dict_type": N_("should be a mapping of keys"),
+    "model_type": N_("should be a mapping of keys"),
+    "model_attributes_type": N_("should be a mapping of keys"),
+    "string_too_short": N_("should not be empty"),
+}
+_LIMITS = ("gt", "ge", "lt", "le")
+
+
 def _describe(error: Any) -> str:
+    """What is wrong with a value, in the owner's language."""
     kind = error["type"]
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind == "missing":
-        return "required key is missing"
-    message = str(error["msg"])
-    return message.removeprefix("Value error, ")
+    said = _PYDANTIC_SAYS.get(kind)
+    context = error.get("ctx") or {}
+    if said is None:
+        # Our own validators' messages are translated where they are raised.
+        return str(error["msg"]).removeprefix("Value error, ")
+    limit = next((context[key] for key in _LIMITS if key in context), "")
+    choices = str(context.get("expected", "")).replace("' or '", "', '")
+    return _(said).format(limit=limit, choices=choices)
 
 
 def _real_keys(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
@@ -611,7 +672,7 @@ def _suggestion(model: type[BaseModel] | None, loc: tuple[str | int, ...]) -> st
     if model is None or not loc:
         return None
     close = difflib.get_close_matches(str(loc[-1]), _known_keys_at(model, loc[:-1]), n=1)
-    return f"did you mean `{close[0]}`?" if close else None
+    return _("did you mean `{key}`?").format(key=close[0]) if close else None
 
 
 def validation_error(
@@ -630,17 +691,19 @@ def validation_error(
         loc = _real_keys(tuple(error["loc"]))
         message = _describe(error)
         if error["type"] not in {"extra_forbidden", "missing"} and "input" in error:
-            message += f" (got {_shown(error['input'])})"
+            message = _("{problem} (got {value})").format(
+                problem=message, value=_shown(error["input"])
+            )
         meant = _suggestion(model, loc) if error["type"] == "extra_forbidden" else None
         found.append((loc, message, meant))
     loc, message, meant = found[0]
     if meant and len(found) > 1:  # the hint comes after every line: each says its own
-        message, meant = f"{message} — {meant}", None
+        message, meant = _("{problem} — {hint}").format(problem=message, hint=meant), None
     for other_loc, other_message, other_meant in found[1:]:
         where = format_location(path, line_for(lines, other_loc), dotted(other_loc) or None)
-        message += f"\n  also {where}: {other_message}"
         if other_meant:
-            message += f" — {other_meant}"
+            other_message = _("{problem} — {hint}").format(problem=other_message, hint=other_meant)
+        message += "\n  " + _("also {where}: {problem}").format(where=where, problem=other_message)
     return error_type(
         message,
         path=path,
@@ -657,14 +720,21 @@ def load_settings(path: Path) -> Settings:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(
-            "the top level must be a mapping of keys",
+            _("the top level must be a mapping of keys"),
             path=path,
             line=1,
-            hint="see the README's config.yaml tour",
+            hint=_("see the README's config.yaml tour"),
         )
+    # Speak the file's language before judging it: its own problems are said in it.
+    if data.get("language") in i18n.LANGUAGES:
+        i18n.use(data["language"])
     if "root" in data:
         raise ConfigError(
-            "unknown key", path=path, line=lines.get(("root",)), field="root", hint="remove it"
+            _("unknown key"),
+            path=path,
+            line=lines.get(("root",)),
+            field="root",
+            hint=_("remove it"),
         )
     try:
         settings = Settings.model_validate({**data, "root": path.resolve().parent})
@@ -674,7 +744,7 @@ def load_settings(path: Path) -> Settings:
             path=path,
             lines=lines,
             error_type=ConfigError,
-            hint="fix the key (see the README's config.yaml tour)",
+            hint=_("fix the key (see the README's config.yaml tour)"),
             model=Settings,
         ) from None
     i18n.use(settings.language)
@@ -686,8 +756,11 @@ def find_config(explicit: Path | None, *, cwd: Path | None = None) -> Path:
     path = explicit if explicit is not None else (cwd or Path.cwd()) / CONFIG_NAME
     if not path.is_file():
         raise ConfigError(
-            "no config file here",
+            _("no config file here"),
             path=path,
-            hint="run in a workspace folder, pass --config PATH, or create one with `outreach init DIR`",
+            hint=_(
+                "run in a workspace folder, pass --config PATH, "
+                "or create one with `outreach init DIR`"
+            ),
         )
     return path

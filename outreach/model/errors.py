@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from outreach.i18n import _
+
 
 def format_location(
     path: str | Path | None, line: int | None = None, field: str | None = None
@@ -119,7 +121,9 @@ class Problem:
     def __str__(self) -> str:
         where = format_location(self.path, self.line, self.field)
         if self.column is not None and self.field:
-            where += f" (column {self.column_label or self.column})"
+            where = _("{where} (column {column})").format(
+                where=where, column=self.column_label or self.column
+            )
         text = f"{where}: {self.message}" if where else self.message
         return f"{text} — {self.hint}" if self.hint else text
 

@@ -99,7 +99,7 @@ class Books:
             updated_at=self.at,
             artifact=made.artifact if made is not None else None,
             message_id=made.message_id if made is not None else None,
-            reason=reason.text if reason is not None else None,
+            reason=reason.record if reason is not None else None,
             reason_code=reason.code.value if reason is not None else None,
             error=error,
             basis=decision.basis,

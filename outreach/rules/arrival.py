@@ -18,8 +18,10 @@ class Timing(Enum):
     """Where the run's days fall against one occurrence's window for one channel."""
 
     EARLY = "early"  # not yet: the message's window opens after the run's last day
-    IN_TIME = "in time"
-    TOO_LATE = "too late"  # a letter posted now would arrive after the window
+    IN_TIME = "in time"  # not translated: a value
+    TOO_LATE = (
+        "too late"  # not translated: a value; a letter posted now would arrive after the window
+    )
 
 
 def lookahead(campaign: Campaign, *, delivery_days: int) -> timedelta:

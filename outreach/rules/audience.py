@@ -15,6 +15,7 @@ from jinja2.parser import Parser
 from jinja2.runtime import Undefined
 
 from outreach.contacts import Contact
+from outreach.i18n import N_, _
 from outreach.model.errors import CampaignError, OutreachError
 from outreach.rules.sandbox import DEFAULT_LIMITS, LimitedSandbox, Limits, limits_of, render_guard
 
@@ -23,8 +24,8 @@ if TYPE_CHECKING:  # campaigns.py imports this module to check `where` as it loa
     from outreach.model.config import Settings
 
 WHERE_FIELD = "audience.where"
-SANDBOX_HINT = "`where` may read the contact's fields, not Python internals"
-WHERE_HINT = (
+SANDBOX_HINT = N_("`where` may read the contact's fields, not Python internals")
+WHERE_HINT = N_(
     "fix `audience.where` (CSV columns are text: compare numbers as `contact.visits | int > 3`)"
 )
 
@@ -86,7 +87,9 @@ class _WhereSandbox(LimitedSandbox):
 
     def unsafe_undefined(self, obj: Any, attribute: str) -> Undefined:
         raise SecurityError(
-            f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe"
+            _("access to attribute {attribute} of {type} object is unsafe").format(
+                attribute=repr(attribute), type=repr(type(obj).__name__)
+            )
         )
 
 
@@ -187,20 +190,21 @@ class AudienceFilter:
         detail = getattr(exc, "message", None) or str(exc) or type(exc).__name__
         if isinstance(exc, SecurityError):
             raise WhereRefusedError(
-                f"`where` uses what the sandbox refuses: {detail} (found with contact "
-                f"{contact.id})",
+                _(
+                    "`where` uses what the sandbox refuses: {detail} (found with contact {id})"
+                ).format(detail=detail, id=contact.id),
                 path=self.path,
                 line=self.line,
                 field=WHERE_FIELD,
-                hint=SANDBOX_HINT,
+                hint=_(SANDBOX_HINT),
             ) from exc
         raise AudienceError(
-            f"`where` failed for contact {contact.id}: {detail}",
+            _("`where` failed for contact {id}: {detail}").format(id=contact.id, detail=detail),
             contact_id=contact.id,
             path=self.path,
             line=self.line,
             field=WHERE_FIELD,
-            hint=SANDBOX_HINT if isinstance(exc, SecurityError) else WHERE_HINT,
+            hint=_(SANDBOX_HINT if isinstance(exc, SecurityError) else WHERE_HINT),
         ) from exc
 
 
@@ -211,18 +215,18 @@ def _compile_where(source: str, *, path: Path, line: int | None) -> tuple[Templa
         expression = parser.parse_expression()
         if not parser.stream.eos:
             raise TemplateSyntaxError(
-                "unexpected text after the expression", parser.stream.current.lineno
+                _("unexpected text after the expression"), parser.stream.current.lineno
             )
         expression.set_environment(_ENV)
         body = [nodes.Assign(nodes.Name("result", "store"), expression, lineno=1)]
         template = _ENV.from_string(nodes.Template(body, lineno=1))
     except TemplateSyntaxError as exc:
         raise CampaignError(
-            f"not a valid expression: {exc.message}",
+            _("not a valid expression: {message}").format(message=exc.message),
             path=path,
             line=line,
             field=WHERE_FIELD,
-            hint="write a Jinja2 expression such as contact.city == 'Madrid'",
+            hint=_("write a Jinja2 expression such as contact.city == 'Madrid'"),
         ) from None
     _check_refused(expression, path=path, line=line)
     return template, expression
@@ -250,11 +254,13 @@ def _check_refused(expression: nodes.Expr, *, path: Path, line: int | None) -> N
     name = _refused_name(expression)
     if name is not None:
         raise CampaignError(
-            f"`where` reads {name!r}, which the sandbox refuses: it would match nobody",
+            _("`where` reads {name}, which the sandbox refuses: it would match nobody").format(
+                name=repr(name)
+            ),
             path=path,
             line=line,
             field=WHERE_FIELD,
-            hint=SANDBOX_HINT,
+            hint=_(SANDBOX_HINT),
         )
 
 

@@ -13,11 +13,12 @@ import unicodedata
 from collections.abc import Mapping
 
 from outreach.contacts import Contact
+from outreach.i18n import N_, _
 from outreach.ledger import Block, email_block_key, letter_block_key
 
 # Skip reasons (data): the runner records them; explain turns them into sentences.
-EMAIL_BLOCKED = "email blocked (bounces)"
-LETTER_BLOCKED = "letter blocked (returned)"
+EMAIL_BLOCKED = "email blocked (bounces)"  # not translated: a value
+LETTER_BLOCKED = "letter blocked (returned)"  # not translated: a value
 
 _NOT_WORD = re.compile(r"[^\w]+")
 
@@ -57,35 +58,40 @@ def email_blocked(address: str, suppressions: Mapping[str, frozenset[str]]) -> b
 
 
 _REASONS = {
-    "hard-bounce": "a hard bounce",
-    "soft-bounces": "repeated soft bounces",
-    "complaint": "a complaint (marked as spam)",
-    "returned-letter": "a letter the post returned",
+    "hard-bounce": N_("a hard bounce"),
+    "soft-bounces": N_("repeated soft bounces"),
+    "complaint": N_("a complaint (marked as spam)"),
+    "returned-letter": N_("a letter the post returned"),
 }
 
 
 def describe_block(block: Block) -> str:
-    """One sentence: what is blocked, since when, and why."""
+    """One sentence, in the owner's language: what is blocked, since when, and why."""
     if block.channel == "email":
-        what = f"{block.value} is blocked for email"
+        what = _("{address} is blocked for email since {day}: {why}")
     elif block.channel == "letter":
-        what = f"letters to {block.contact_id}'s postal address are blocked"
+        what = _("letters to {contact_id}'s postal address are blocked since {day}: {why}")
     else:
-        what = f"{block.contact_id} gets nothing (email or letter)"
-    text = f"{what} since {block.day.isoformat()}: {_REASONS.get(block.reason, block.reason)}"
+        what = _("{contact_id} gets nothing (email or letter) since {day}: {why}")
+    why = _(_REASONS[block.reason]) if block.reason in _REASONS else block.reason
+    text = what.format(
+        address=block.value, contact_id=block.contact_id, day=block.day.isoformat(), why=why
+    )
     details = [d for d in (block.status, block.diagnostic) if d]
     if block.score is not None:
-        details.append(f"score {block.score:g}")
+        details.append(_("score {score:g}").format(score=block.score))
     if block.reported is not None and block.reported != block.day:
-        details.append(f"the bounce itself is dated {block.reported.isoformat()}")
+        details.append(_("the bounce itself is dated {day}").format(day=block.reported.isoformat()))
     if details:
         text += f" ({'; '.join(details)})"
     if block.kept:
-        text += f", kept in {block.kept}"
+        text = _("{block}, kept in {kept}").format(block=text, kept=block.kept)
     if block.channel == "email":
-        text += "; a new address in the contacts file starts clean"
+        text = _("{block}; a new address in the contacts file starts clean").format(block=text)
     elif block.channel == "letter":
-        text += "; a corrected address in the contacts file starts clean"
+        text = _("{block}; a corrected address in the contacts file starts clean").format(
+            block=text
+        )
     return text
 
 

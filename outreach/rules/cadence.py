@@ -30,7 +30,20 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import TYPE_CHECKING, Literal
 
 from outreach.model.config import WEEKDAYS, CadencePolicy
-from outreach.model.reasons import Code
+from outreach.model.reasons import (
+    CROWDED,
+    ESSENTIAL_DESPITE,
+    GAP_AFTER,
+    GAP_AFTER_LETTER,
+    GAP_BEFORE,
+    GAP_BEFORE_LETTER,
+    GAP_SAME_DAY,
+    GAP_SAME_DAY_LETTER,
+    QUIET_DAY,
+    QUIET_HOURS,
+    SPAN,
+    Code,
+)
 
 if TYPE_CHECKING:
     from outreach.model.campaigns import Campaign
@@ -124,21 +137,20 @@ def _history_order(message: PastMessage) -> tuple[date, str, bool]:
     return (message.effective_date, message.campaign, message.essential)
 
 
-def _days(count: int) -> str:
-    return "1 day" if count == 1 else f"{count} days"
-
-
 def _gap_reason(blocker: PastMessage, candidate: Candidate, distance: int, gap: int) -> str:
+    letter = candidate.channel == "letter"
     if distance == 0:
-        where = "the same day"
+        said = GAP_SAME_DAY_LETTER if letter else GAP_SAME_DAY
     elif distance < 0:
-        where = f"{_days(-distance)} before"
+        said = GAP_BEFORE_LETTER if letter else GAP_BEFORE
     else:
-        where = f"{_days(distance)} after"
-    if candidate.channel == "letter":
-        where += f" this letter's arrival on {candidate.effective_date.isoformat()}"
-    return (
-        f"{blocker.campaign} on {blocker.effective_date.isoformat()} is {where}; min_gap_days {gap}"
+        said = GAP_AFTER_LETTER if letter else GAP_AFTER
+    return said.english(
+        campaign=blocker.campaign,
+        day=blocker.effective_date.isoformat(),
+        span=SPAN.english(n=abs(distance)),
+        arrival=candidate.effective_date.isoformat(),
+        gap=gap,
     )
 
 
@@ -210,7 +222,7 @@ def _blocking_rule(
     policy = candidate.policy
     weekday = WEEKDAYS[today.weekday()]
     if weekday in policy.quiet_weekdays:
-        return f"quiet day ({weekday})", None, Code.QUIET_DAY
+        return QUIET_DAY.english(weekday=weekday), None, Code.QUIET_DAY
     close = pressure.too_close(day, policy.min_gap_days)
     if close is not None:
         blocker, distance = close
@@ -221,13 +233,14 @@ def _blocking_rule(
         count, start = crowd
         first = date.fromordinal(start)
         last = date.fromordinal(start + policy.per_days - 1)
-        messages = "1 message" if count == 1 else f"{count} messages"
-        return (
-            f"{messages} in the {_days(policy.per_days)} {first.isoformat()} to "
-            f"{last.isoformat()} (max_messages {policy.max_messages})",
-            None,
-            Code.MAX_MESSAGES,
+        detail = CROWDED.english(
+            n=count,
+            period=SPAN.english(n=policy.per_days),
+            first=first.isoformat(),
+            last=last.isoformat(),
+            most=policy.max_messages,
         )
+        return detail, None, Code.MAX_MESSAGES
     return None
 
 
@@ -242,7 +255,7 @@ def decide(
         contact_id = candidates[0].contact_id
         if any(candidate.contact_id != contact_id for candidate in candidates):
             # Mixing contacts would let one contact's messages crowd out another's.
-            raise ValueError("decide() takes the candidates of one contact at a time")
+            raise ValueError("decide() takes one contact's candidates")  # not translated: a bug
         ordered = sorted(candidates, key=_decision_order)
     pressure = _Pressure(history)
     decisions: list[Decision] = []
@@ -254,7 +267,7 @@ def decide(
             if rule is None:
                 decisions.append(Decision(candidate, "send", None, None))
             else:
-                reason = f"essential, sent despite: {rule[0]}"
+                reason = ESSENTIAL_DESPITE.english(rule=rule[0])
                 decisions.append(Decision(candidate, "send", reason, None, Code.ESSENTIAL_OVERRIDE))
         elif rule is not None:
             decisions.append(Decision(candidate, "defer", rule[0], rule[1], rule[2]))
@@ -271,7 +284,7 @@ def decide(
 def in_quiet_hours(policy: CadencePolicy, *, now: datetime) -> bool:
     """Whether `now` (aware, config time zone) falls in the quiet hours [start, end)."""
     if now.tzinfo is None:
-        raise ValueError("in_quiet_hours() needs an aware datetime in the config time zone")
+        raise ValueError("in_quiet_hours() needs an aware datetime")  # not translated: a bug
     hours = policy.quiet_range()
     if hours is None:
         return False
@@ -300,17 +313,18 @@ def next_send_time(policy: CadencePolicy, *, now: datetime) -> datetime:
 def quiet_until(
     policy: CadencePolicy, *, essential: bool, today: date, now: datetime
 ) -> tuple[str, datetime] | None:
-    """(why, until when) email under this policy must wait, or None if it may go now.
+    """(why, until when) email under this policy must wait, or None if it may go now. `why` is
+    a value in English (it goes into `--json`); `model.reasons.words` says it to the owner.
 
     Quiet hours hold every email; a quiet weekday holds all but essential ones (as in the
     cadence decision). `now` is aware, in the config time zone.
     """
     weekday = WEEKDAYS[today.weekday()]
     if not essential and weekday in policy.quiet_weekdays:
-        reason = f"quiet day ({weekday})"
+        reason = QUIET_DAY.english(weekday=weekday)
         moment = _midnight(today + timedelta(days=1), now)
     elif in_quiet_hours(policy, now=now):
-        reason = f"quiet hours ({policy.quiet_hours})"
+        reason = QUIET_HOURS.english(hours=policy.quiet_hours)
         moment = now
     else:
         return None

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from outreach.contacts import Contact
 from outreach.model.campaigns import Campaign
-from outreach.model.reasons import Code, Reason
+from outreach.model.reasons import INVALID_FIELDS, MISSING_FIELDS, Code, Reason
 from outreach.rules.blocks import block_reason
 from outreach.rules.postal import address_gaps
 
@@ -71,8 +71,8 @@ def unusable(
         return None
     gaps = address_gaps(contact)
     if gaps:
-        what = "invalid " if "postal_code" in contact.held_back else "missing "
-        return Reason(Code.INCOMPLETE_ADDRESS, channel, detail=what + ", ".join(gaps))
+        said = INVALID_FIELDS if "postal_code" in contact.held_back else MISSING_FIELDS
+        return Reason(Code.INCOMPLETE_ADDRESS, channel, detail=said.english(fields=", ".join(gaps)))
     if campaign.letter is None:
         return Reason(Code.NO_LETTER_TEMPLATE, channel)
     return None

@@ -20,9 +20,17 @@ from datetime import date
 
 from outreach.contacts import Contact
 from outreach.contacts.fields import parse_date
+from outreach.i18n import _
 from outreach.model.campaigns import Campaign
 from outreach.model.config import Legal
-from outreach.model.reasons import Code, Reason
+from outreach.model.reasons import (
+    LISTED,
+    NO_EMAIL_CONSENT,
+    NO_LETTER_CONSENT,
+    REFUSED,
+    Code,
+    Reason,
+)
 from outreach.rules.blocks import postal_key
 
 
@@ -127,14 +135,14 @@ def basis(
         return "service"
     if lists is not None and lists.covers(contact, channel):
         where = ", ".join(lists.sources)
-        return Reason(Code.NO_LEGAL_BASIS, channel, detail=f"on a do-not-contact list ({where})")
+        return Reason(Code.NO_LEGAL_BASIS, channel, detail=LISTED.english(lists=where))
     if channel == "letter":
         if policy.letter_basis == "legitimate_interest":
             return "legitimate_interest"
         consent = _consent(contact, today)
         if consent is not None:
             return consent
-        return Reason(Code.NO_LEGAL_BASIS, channel, detail="no consent (legal.letter_basis)")
+        return Reason(Code.NO_LEGAL_BASIS, channel, detail=NO_LETTER_CONSENT.english())
     consent = _consent(contact, today)
     if consent is not None:
         version = policy.consent_text_version
@@ -142,7 +150,7 @@ def basis(
     customer = _customer(campaign, contact, policy=policy, today=today)
     if customer is not None:
         return customer
-    why = "consent refused" if contact.consent_refused else "no email_consent"
+    why = (REFUSED if contact.consent_refused else NO_EMAIL_CONSENT).english()
     return Reason(Code.NO_LEGAL_BASIS, channel, detail=why)
 
 
@@ -152,7 +160,9 @@ def _consent(contact: Contact, today: date) -> str | None:
         return None
     if given > today:
         raise FutureConsentError(
-            f"email_consent {given.isoformat()} is after today ({today.isoformat()})"
+            _("email_consent {given} is after today ({today})").format(
+                given=given.isoformat(), today=today.isoformat()
+            )
         )
     source = f" {contact.consent_source}" if contact.consent_source else ""
     return f"consent {given.isoformat()}{source}"

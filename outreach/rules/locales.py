@@ -7,6 +7,8 @@ from functools import lru_cache
 from babel import Locale, UnknownLocaleError
 from babel.languages import get_official_languages
 
+from outreach.i18n import _
+
 
 @lru_cache(maxsize=256)
 def babel_locale(identifier: str, region: str | None = None) -> Locale:
@@ -29,7 +31,9 @@ def babel_locale(identifier: str, region: str | None = None) -> Locale:
         try:
             return Locale.parse(language)
         except (ValueError, UnknownLocaleError):
-            raise ValueError(f"unknown locale {identifier!r}") from None
+            raise ValueError(
+                _("unknown locale {identifier}").format(identifier=repr(identifier))
+            ) from None
 
 
 @lru_cache(maxsize=1024)  # a handful of distinct values, asked several times per email

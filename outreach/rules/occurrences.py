@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import MAXYEAR, MINYEAR, date, timedelta
 
 from outreach.contacts import Contact, parse_date
+from outreach.i18n import _
 from outreach.model.campaigns import Campaign, FieldError, Occurrence
 from outreach.model.errors import CampaignError
 
@@ -60,11 +61,11 @@ def _field_date(campaign: Campaign, contact: Contact, date_format: str) -> date 
         return parse_date(text, date_format=date_format)
     except ValueError:
         raise FieldError(
-            f"{text!r} is not a date",
+            _("{text} is not a date").format(text=repr(text)),
             contact_id=contact.id,
             line=contact.line,
             field=field,
-            hint="write dates as YYYY-MM-DD (or as config contacts.date_format says)",
+            hint=_("write dates as YYYY-MM-DD (or as config contacts.date_format says)"),
         ) from None
 
 
@@ -110,15 +111,15 @@ def _all_occurrences(
         yield from _birthdays(campaign, contact, start, end)
     elif kind == "promotion":
         if campaign.start is None or campaign.end is None:
-            raise CampaignError("a promotion needs start and end", path=campaign.path)
+            raise CampaignError(_("a promotion needs start and end"), path=campaign.path)
         yield Occurrence(campaign.name, "promotion", campaign.start, campaign.start, campaign.end)
     elif kind == "reminder":
         if campaign.date_field is None:
-            raise CampaignError("a reminder needs date_field", path=campaign.path)
+            raise CampaignError(_("a reminder needs date_field"), path=campaign.path)
         yield from _reminders(campaign, contact, start, end, date_format)
     else:
         if campaign.send_on is None:
-            raise CampaignError("a one_off needs send_on", path=campaign.path)
+            raise CampaignError(_("a one_off needs send_on"), path=campaign.path)
         day = campaign.send_on
         yield Occurrence(
             campaign.name, "one_off", day, day, day + timedelta(days=campaign.grace_days)

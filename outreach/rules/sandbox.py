@@ -34,6 +34,8 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.utils import generate_lorem_ipsum
 
+from outreach.i18n import _
+
 if TYPE_CHECKING:
     from outreach.model.config import Settings
 
@@ -109,7 +111,9 @@ def _in_template(frame: FrameType | None) -> bool:
 
 
 def _too_long(limits: Limits) -> str:
-    return f"rendering took longer than {limits.seconds:g} s (limits.render_seconds)"
+    return _("rendering took longer than {seconds:g} s (limits.render_seconds)").format(
+        seconds=limits.seconds
+    )
 
 
 def check_deadline() -> None:
@@ -124,7 +128,9 @@ def check_size(size: int, what: str = "a value") -> None:
     limit = _state.limits.size
     if size > limit:
         raise RenderLimitError(
-            f"{what} would be {size:,} characters long, more than {limit:,} (limits.render_size)"
+            _(
+                "{what} would be {size:,} characters long, more than {limit:,} (limits.render_size)"
+            ).format(what=what, size=size, limit=limit)
         )
 
 
@@ -227,7 +233,9 @@ def render_limited_parts(template: Template, context: dict[str, Any], limits: Li
                 # Thrown in where the template is writing, so its traceback names the line.
                 output.throw(
                     RenderLimitError(
-                        f"the template writes more than {limit:,} characters (limits.render_size)"
+                        _(
+                            "the template writes more than {limit:,} characters (limits.render_size)"
+                        ).format(limit=limit)
                     )
                 )
             parts += batch
@@ -249,19 +257,21 @@ def _check_binop(operator: str, left: Any, right: Any) -> None:
     if operator == "**":
         if isinstance(left, int) and isinstance(right, int) and right > 0 and abs(left) > 1:
             if right * max(_bits(left), 1) > MAX_BITS:
-                raise RenderLimitError(f"{left} ** {right} is too large a number")
+                raise RenderLimitError(
+                    _("{left} ** {right} is too large a number").format(left=left, right=right)
+                )
         elif isinstance(right, int | float) and abs(right) > 1e6:
-            raise RenderLimitError("too large an exponent")
+            raise RenderLimitError(_("too large an exponent"))
     elif operator == "*":
         for sequence, count in ((left, right), (right, left)):
             if isinstance(sequence, str | bytes | list | tuple) and isinstance(count, int):
                 check_size(_size_of(sequence) * count)
         if _bits(left) + _bits(right) > MAX_BITS:
-            raise RenderLimitError("too large a number")
+            raise RenderLimitError(_("too large a number"))
     elif operator == "+":
         check_size(_size_of(left) + _size_of(right))
     elif operator == "%" and isinstance(left, str) and _LONG_NUMBER.search(left):
-        raise RenderLimitError("a width in the format string is too large")
+        raise RenderLimitError(_("a width in the format string is too large"))
 
 
 def _check_method(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -302,7 +312,7 @@ def _limited_filter(name: str, original: Callable[..., Any]) -> Callable[..., An
             count = text.count(old) if old else len(text) + 1
             check_size(len(text) + count * max(len(new) - len(old), 0))
         elif name == "format" and _LONG_NUMBER.search(text):
-            raise RenderLimitError("a width in the format string is too large")
+            raise RenderLimitError(_("a width in the format string is too large"))
         return original(*args, **kwargs)
 
     checked.__name__ = getattr(original, "__name__", name)
@@ -355,5 +365,5 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
         wrapped = super().wrap_str_format(value)
         if wrapped is not None and _LONG_NUMBER.search(str(getattr(value, "__self__", ""))):
-            raise RenderLimitError("a width in the format string is too large")
+            raise RenderLimitError(_("a width in the format string is too large"))
         return wrapped
