@@ -34,12 +34,6 @@ UNCERTAIN_ADVICE = N_(
     "the run died while handing them to the mail server; check the mailbox, then "
     "`outreach send --retry-uncertain` or leave them"
 )
-# The history's tables: its messages, and its last runs (`history --runs`).
-MESSAGE_HEADINGS = (
-    *(N_("date"), N_("contact"), N_("campaign"), N_("occurrence"), N_("channel")),
-    *(N_("status"), N_("reason / error"), N_("artifact")),
-)
-RUN_HEADINGS = (N_("run"), N_("date"), N_("started"), N_("ended"), N_("command"), N_("result"))
 # A run's totals in a few words, by the summary's key.
 _COUNT_WORDS = {
     "emails": N_("emails {n}"),
@@ -50,11 +44,6 @@ _COUNT_WORDS = {
     "failed": N_("failed {n}"),
     "skipped": N_("skipped {n}"),
 }
-
-
-def headings(names: Sequence[str]) -> tuple[str, ...]:
-    """A table's headings in the language in use (MESSAGE_HEADINGS, RUN_HEADINGS)."""
-    return tuple(_(name) for name in names)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -185,7 +185,7 @@ def test_the_command_redeems_the_code_the_email_printed(
     )
     assert (first.code, first.out.strip()) == (
         0,
-        "valid: Ana García, birthday (good until 2027-01-23)",
+        "válido: Ana García, birthday (good until 2027-01-23)",
     )
     again = ws.run("redeem", printed, "--date", "2026-11-29", "--json")
     assert again.code == 1

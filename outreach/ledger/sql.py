@@ -317,9 +317,8 @@ def _record_rows(
         updated = r.updated_at
         if updated is None:
             if default_stamp is None:
-                raise ValueError(
-                    f"{r.key}: a record needs updated_at or a run_id"
-                )  # not translated: a bug
+                bug = f"{r.key}: a record needs updated_at or a run_id"  # not translated: a bug
+                raise ValueError(bug)
             moment, stamp = None, default_stamp
         elif updated is not moment:
             moment, stamp = updated, _iso_utc(updated)
@@ -1036,8 +1035,8 @@ class SqlLedger:
         )
         sql = (
             "UPDATE messages SET status = 'missed', updated_at = ?, "  # noqa: S608
-            "reason = 'window closed before it was sent', reason_code = 'window_closed' "
-            + where  # not translated: SQL
+            "reason = 'window closed before it was sent', "  # not translated: SQL
+            "reason_code = 'window_closed' " + where
         )
         self._wrote(None)
         params = (_iso_utc(now), today.isoformat())
@@ -1332,9 +1331,8 @@ class SqlLedger:
         stamp = _iso_utc(now)
         for block in blocks:
             if block.channel not in SUPPRESSION_CHANNELS or block.reason not in BLOCK_REASONS:
-                raise ValueError(
-                    f"unknown block {block.channel}/{block.reason}"
-                )  # not translated: a bug
+                wrong = f"{block.channel}/{block.reason}"
+                raise ValueError(f"unknown block {wrong}")  # not translated: a bug
         with self._transaction(N_("record bounces and blocks")) as conn:
             conn.executemany(
                 "INSERT INTO bounce_events (address, contact_id, campaign, occurrence_key, day, "

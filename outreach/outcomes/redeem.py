@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from outreach.i18n import _
 from outreach.ledger import outcomes as store
 from outreach.ledger.outcomes import Issued, Redemption
 from outreach.model.campaigns import Campaign
@@ -161,30 +160,3 @@ def code_owner(conn: Any, *, coupon: Coupon) -> Any:
         return found[0].contact_id if found else None
 
     return owner
-
-
-def verdict_text(verdict: Verdict, name: str | None) -> str:
-    """What the till is told, in a line (`valid: Ana García, birthday (good until …)`)."""
-    issued, earlier = verdict.issued, verdict.earlier
-    if verdict.outcome == "mistyped":
-        typed = verdict.code or verdict.typed.strip()
-        if verdict.suggestion:
-            return _("mistyped: {code}: {problem}; did you mean {suggestion}?").format(
-                code=typed, problem=verdict.problem, suggestion=verdict.suggestion
-            )
-        return _("mistyped: {code}: {problem}").format(code=typed, problem=verdict.problem)
-    if verdict.outcome == "unknown":
-        return _("unknown: {code} is not a code this workspace gave out").format(code=verdict.code)
-    assert issued is not None and verdict.expires is not None
-    said = {"name": name, "campaign": issued.campaign, "date": verdict.expires.isoformat()}
-    if verdict.outcome == "valid":
-        return _("valid: {name}, {campaign} (good until {date})").format(**said)
-    if verdict.outcome == "expired":
-        return _("expired: {name}, {campaign}: the code was good until {date}").format(**said)
-    assert earlier is not None
-    said["date"] = earlier.day.isoformat()
-    if earlier.till:
-        return _("already redeemed: {name}, {campaign}: on {date} at {till}").format(
-            till=earlier.till, **said
-        )
-    return _("already redeemed: {name}, {campaign}: on {date}").format(**said)

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-from outreach.i18n import N_, _
 from outreach.ledger import outcomes as store
 from outreach.ledger.outcomes import Exposure, Redemption
 from outreach.outcomes.stats import Difference, newcombe
@@ -166,41 +165,3 @@ def read_results(
     visits = store.visits_between(conn, start=start, end=last)
     redeemed = [r for r in store.redemptions(conn) if start <= r.day <= last]
     return campaign_results(exposures, visits, redeemed, attribution_days=attribution_days)
-
-
-# The columns of `outreach results`: each group's size, who came back, what it brought.
-RESULT_HEADINGS = (
-    *(N_("campaign"), N_("got it"), N_("came back"), N_("held out"), N_("came back")),
-    *(N_("redeemed"), N_("euros")),
-)
-
-
-def result_headings() -> tuple[str, ...]:
-    """The columns of `outreach results` in the language in use."""
-    return tuple(_(name) for name in RESULT_HEADINGS)
-
-
-def _points(value: float) -> str:
-    return f"{value * 100:+.1f}"
-
-
-def verdict_line(result: CampaignResult) -> str:
-    """What a campaign's result means, in a line: it brings people back, or not enough data."""
-    up, name = result.uplift, result.campaign
-    if up is None:
-        if not result.control:
-            return _(
-                "{campaign}: no control group — add `control_group: 20%` to measure it"
-            ).format(campaign=name)
-        return _("{campaign}: no one got it yet").format(campaign=name)
-    # The % sign outside the message: gettext would read "% i" as a printf format.
-    interval = _("{estimate} points ({level} interval {low} to {high})").format(
-        estimate=_points(up.estimate), level="95%", low=_points(up.low), high=_points(up.high)
-    )
-    if up.covers_zero:
-        said = _("{campaign}: not enough data yet: {interval}")
-    elif up.estimate > 0:
-        said = _("{campaign}: brings people back: {interval}")
-    else:
-        said = _("{campaign}: fewer came back than in the control group: {interval}")
-    return said.format(campaign=name, interval=interval)

@@ -197,9 +197,8 @@ def _campaign_decisions(contact: Contact, rule: CampaignRule, knowing: Knowledge
     name = rule.campaign.name
     try:
         if not rule.matches(contact):
-            return [
-                Decision(contact.id, name, "not in audience")
-            ]  # not translated: an outcome code
+            outcome: Outcome = "not in audience"  # not translated: an outcome code
+            return [Decision(contact.id, name, outcome)]
         occurrences = _due(rule.campaign, contact, knowing)
     except WhereRefusedError:
         raise  # a `where` the sandbox refuses is the campaign's error (exit 2)

@@ -39,6 +39,25 @@ def _verdict_json(verdict: Verdict, name: str | None) -> dict[str, object]:
     }
 
 
+def _verdict_text(verdict: Verdict, name: str | None) -> str:
+    issued, earlier = verdict.issued, verdict.earlier
+    if verdict.outcome == "mistyped":
+        text = f"mistyped: {verdict.code or verdict.typed.strip()}: {verdict.problem}"
+        if verdict.suggestion:
+            text += f"; did you mean {verdict.suggestion}?"
+        return text
+    if verdict.outcome == "unknown":
+        return f"unknown: {verdict.code} is not a code this workspace gave out"
+    assert issued is not None and verdict.expires is not None
+    if verdict.outcome == "valid":
+        return f"válido: {name}, {issued.campaign} (good until {verdict.expires})"
+    if verdict.outcome == "expired":
+        return f"expired: {name}, {issued.campaign}: the code was good until {verdict.expires}"
+    assert earlier is not None
+    where = f" at {earlier.till}" if earlier.till else ""
+    return f"already redeemed: {name}, {issued.campaign}: on {earlier.day}{where}"
+
+
 @click.command(
     epilog=examples(
         "outreach redeem CL-7KQ2-M9XD",
@@ -68,7 +87,7 @@ def redeem(
     from outreach.ledger.outcomes import opened
     from outreach.outcomes.money import parse_cents
     from outreach.outcomes.names import contact_name
-    from outreach.outcomes.redeem import Till, verdict_text
+    from outreach.outcomes.redeem import Till
     from outreach.outcomes.redeem import redeem as redeem_code
     from outreach.workspace import load_workspace
 
@@ -87,7 +106,7 @@ def redeem(
     if as_json:
         click.echo(json.dumps(_verdict_json(verdict, name), ensure_ascii=False, indent=2))
     else:
-        click.echo(verdict_text(verdict, name), err=verdict.exit_code == 2)
+        click.echo(_verdict_text(verdict, name), err=verdict.exit_code == 2)
     sys.exit(verdict.exit_code)
 
 
@@ -154,6 +173,26 @@ def visits(source: Path, day: date | None, as_json: bool, config_path: Path | No
     sys.exit(1 if read.problems else 0)
 
 
+def _points(value: float) -> str:
+    return f"{value * 100:+.1f}"
+
+
+def _verdict_line(result: CampaignResult) -> str:
+    up = result.uplift
+    if up is None:
+        if not result.control:
+            return f"{result.campaign}: no control group — add `control_group: 20%` to measure it"
+        return f"{result.campaign}: no one got it yet"
+    interval = (
+        f"{_points(up.estimate)} points (95% interval {_points(up.low)} to {_points(up.high)})"
+    )
+    if up.covers_zero:
+        return f"{result.campaign}: not enough data yet: {interval}"
+    if up.estimate > 0:
+        return f"{result.campaign}: brings people back: {interval}"
+    return f"{result.campaign}: fewer came back than in the control group: {interval}"
+
+
 @click.command(
     epilog=examples(
         "outreach results                              # the last 90 days",
@@ -180,7 +219,7 @@ def results(start: date | None, end: date | None, as_json: bool, config_path: Pa
     from outreach.ledger.outcomes import opened
     from outreach.model.config import find_config, load_settings
     from outreach.outcomes.money import euros
-    from outreach.outcomes.results import read_results, result_headings, verdict_line
+    from outreach.outcomes.results import read_results
 
     settings = load_settings(find_config(config_path))
     today, _ = clock(settings, day=None, now=None)
@@ -217,9 +256,10 @@ def results(start: date | None, end: date | None, as_json: bool, config_path: Pa
         )
         for r in found
     ]
-    print_table(result_headings(), rows)
+    header = ("campaign", "got it", "came back", "held out", "came back", "redeemed", "euros")
+    print_table(header, rows)
     for r in found:
-        click.echo(verdict_line(r))
+        click.echo(_verdict_line(r))
 
 
 def _rate(part: int, whole: int) -> str:

@@ -108,15 +108,7 @@ def history(
     config_path: Path | None,
 ) -> None:
     """The ledger's messages, newest first: what went to whom, when, and what waits."""
-    from outreach.history import (
-        MESSAGE_HEADINGS,
-        RUN_HEADINGS,
-        UNCERTAIN_ADVICE,
-        describe_counts,
-        headings,
-        read_history,
-    )
-    from outreach.i18n import _
+    from outreach.history import UNCERTAIN_ADVICE, describe_counts, read_history
     from outreach.workspace import display_path
 
     settings = load_settings(find_config(config_path))
@@ -139,7 +131,10 @@ def history(
     if not found.messages:
         click.echo("no messages match")
     else:
-        header = headings(MESSAGE_HEADINGS)
+        header = (
+            *("date", "contact", "campaign", "occurrence", "channel", "status"),
+            *("reason / error", "artifact"),
+        )
         print_table(
             header,
             [
@@ -181,9 +176,9 @@ def history(
                     describe_counts(run_row["counts"]),
                 )
             )
-        print_table(headings(RUN_HEADINGS), rows, left=6)
+        print_table(("run", "date", "started", "ended", "command", "result"), rows, left=6)
     if found.uncertain:
-        click.echo(f"{found.uncertain} message(s) uncertain: {_(UNCERTAIN_ADVICE)}")
+        click.echo(f"{found.uncertain} message(s) uncertain: {UNCERTAIN_ADVICE}")
     # hook: what bounces, complaints and the post blocked for this contact, and why
     from outreach.rules.blocks import describe_block
 
