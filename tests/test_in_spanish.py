@@ -4,12 +4,21 @@ their sentences in Spanish, and the sample run in Spanish prints none of its Eng
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, date, datetime
 from pathlib import Path
 
+import pytest
 from conftest import Workspace, copy_sample
 
+from outreach.deliver.send import SendSummary
+from outreach.i18n import use
+from outreach.logs import summary_lines
+from outreach.model.config import load_settings
+from outreach.model.errors import ConfigError
 from outreach.outcomes.coupons import coupon_code
+from outreach.pipeline.summary import CampaignSummary, RunSummary
 from outreach.rules.control import in_control
+from outreach.scheduler import schedule_jobs
 
 # Phrases the sample prints in English (validate, run --all --date 2026-11-24, explain c002 and
 # c001, plan --days 7, history --runs), each said by one of the modules that speak Spanish now:
@@ -122,3 +131,47 @@ def test_plan_redeem_and_visits_speak_spanish(make_workspace: Callable[..., Work
         "caja.csv:4: contact_id: 'x9' no es ningún contacto del archivo de contactos" in visits.err
     )
     assert "the same visit" not in visits.err and "is no contact" not in visits.err
+
+
+def test_the_run_summary_and_the_daemon_log_in_spanish(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    """What the daemon and `--log-file` write for people (outreach.logs, outreach.scheduler)."""
+    ws = make_workspace(ROWS[:1])
+    settings = load_settings(ws.root / "config.yaml")
+    promo = CampaignSummary(name="promo", kind="promotion", channel="email", due=3, emails=2)
+    promo.deferred = 1
+    summary = RunSummary(
+        run_date=date(2026, 11, 24),
+        dry_run=True,
+        delivery="outbox",
+        campaigns=[promo],
+        problems=[],
+        sending=SendSummary(
+            send_date=date(2026, 11, 24),
+            now=datetime(2026, 11, 24, 9, 30, tzinfo=UTC),
+            server="smtp.example",
+            waiting=2,
+            sent=2,
+        ),
+    )
+    try:
+        use("es")
+        lines = summary_lines(summary)
+        with pytest.raises(ConfigError) as refused:
+            schedule_jobs(settings)
+    finally:
+        use("en")
+    assert lines == [
+        "ejecución del 2026-11-24: 2 emails, 0 cartas, 1 aplazados, 0 fallidos (ensayo)",
+        "  promo: tocaban 3, hechos antes 0, emails 2, cartas 0, aplazados 1, omitidos 0, "
+        "fallidos 0",
+        "  envío: 2 enviados de 2 en espera, 0 fallidos, 0 en duda",
+    ]
+    assert refused.value.message == "no hay ningún horario que ejecutar"
+    assert refused.value.hint is not None and refused.value.hint.startswith("añada uno, p. ej.")
+    # The same lines in English, as the sources write them.
+    assert (
+        summary_lines(summary)[0]
+        == "run for 2026-11-24: 2 emails, 0 letters, 1 deferred, 0 failed (dry run)"
+    )
