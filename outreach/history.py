@@ -15,6 +15,7 @@ from datetime import date, datetime
 from pathlib import Path
 
 from outreach.contacts import Contact, normalize_email, read_text
+from outreach.i18n import N_, _
 from outreach.ledger import (
     Block,
     LedgerReader,
@@ -29,10 +30,20 @@ from outreach.model.config import Settings
 from outreach.model.errors import ContactsError, Problem
 from outreach.rules.blocks import block_dict  # hook: feedback
 
-UNCERTAIN_ADVICE = (
+UNCERTAIN_ADVICE = N_(
     "the run died while handing them to the mail server; check the mailbox, then "
     "`outreach send --retry-uncertain` or leave them"
 )
+# A run's totals in a few words, by the summary's key.
+_COUNT_WORDS = {
+    "emails": N_("emails {n}"),
+    "letters": N_("letters {n}"),
+    "sent": N_("sent {n}"),
+    "deferred": N_("deferred {n}"),
+    "missed": N_("missed {n}"),
+    "failed": N_("failed {n}"),
+    "skipped": N_("skipped {n}"),
+}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -153,9 +164,9 @@ def read_history(
 def describe_counts(counts: object) -> str:
     """A run's summary counts in a few words: `emails 4, letters 1, deferred 2`."""
     if not isinstance(counts, dict):
-        return "no end recorded (still running, or the run died)"
+        return _("no end recorded (still running, or the run died)")
     if counts.get("interrupted"):
-        return "interrupted (finished by the next run)"
+        return _("interrupted (finished by the next run)")
     campaigns = counts.get("campaigns")
     if not isinstance(campaigns, list):
         return ""
@@ -172,8 +183,8 @@ def describe_counts(counts: object) -> str:
             totals["skipped"] = totals.get("skipped", 0) + sum(
                 v for v in skipped.values() if isinstance(v, int)
             )
-    shown = [f"{key} {value}" for key, value in totals.items() if value]
-    return ", ".join(shown) or "nothing to do"
+    shown = [_(_COUNT_WORDS[key]).format(n=value) for key, value in totals.items() if value]
+    return ", ".join(shown) or _("nothing to do")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -220,11 +231,17 @@ def parse_target(text: str) -> str:
         try:
             return normalize_email(value)
         except ValueError as exc:
-            raise ValueError(f"{value!r} is not a valid email address ({exc})") from None
+            raise ValueError(
+                _("{value} is not a valid email address ({error})").format(
+                    value=repr(value), error=exc
+                )
+            ) from None
     if not _ID_SHAPE.fullmatch(value):
         raise ValueError(
-            f"{value!r} is neither an email address nor a contact id "
-            "(ids use letters, digits, '.', '_' and '-')"
+            _(
+                "{value} is neither an email address nor a contact id "
+                "(ids use letters, digits, '.', '_' and '-')"
+            ).format(value=repr(value))
         )
     return value
 
@@ -249,7 +266,9 @@ def read_unsubscribe_file(path: Path) -> tuple[list[Entry], list[Problem]]:
         text = read_text(path)
     except OSError as exc:
         raise ContactsError(
-            f"cannot read: {exc.strerror}", path=path, hint="check the file name"
+            _("cannot read: {error}").format(error=exc.strerror),
+            path=path,
+            hint=_("check the file name"),
         ) from None
     lines = text.splitlines()
     first = next(
@@ -285,10 +304,10 @@ def read_unsubscribe_file(path: Path) -> tuple[list[Entry], list[Problem]]:
             except csv.Error as exc:  # a cell past the size limit (a quote left open?)
                 problems.append(
                     Problem(
-                        f"the row cannot be read ({exc})",
+                        _("the row cannot be read ({error})").format(error=exc),
                         path=str(path),
                         line=first + 1 + reader.line_num,
-                        hint="check the quotes in this row",
+                        hint=_("check the quotes in this row"),
                     )
                 )
     for number, raw in enumerate(lines, start=1):
@@ -311,11 +330,11 @@ def _take(
     if "@" not in value:
         problems.append(
             Problem(
-                f"{value!r} is not an email address",
+                _("{value} is not an email address").format(value=repr(value)),
                 path=str(path),
                 line=line,
                 field=column,
-                hint="one address per line, or a CSV with an email column",
+                hint=_("one address per line, or a CSV with an email column"),
             )
         )
         return
@@ -324,11 +343,13 @@ def _take(
     except ValueError as exc:
         problems.append(
             Problem(
-                f"{value!r} is not a valid email address ({exc})",
+                _("{value} is not a valid email address ({error})").format(
+                    value=repr(value), error=exc
+                ),
                 path=str(path),
                 line=line,
                 field=column,
-                hint="correct the address, or remove the line",
+                hint=_("correct the address, or remove the line"),
             )
         )
 

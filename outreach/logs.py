@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TextIO
 
 from outreach.deliver.send import SendSummary, Unsent
-from outreach.i18n import ngettext
+from outreach.i18n import N_, _, ngettext
 from outreach.model.errors import OutreachError, Problem
 from outreach.pipeline.summary import RunSummary, shown_line
 
@@ -21,6 +21,17 @@ LOG_MAX_BYTES = 1_000_000
 LOG_BACKUPS = 5
 # A log line per problem, up to this many per run; `outreach validate` lists them all.
 PROBLEM_LINES = 20
+# A line per reason messages were held back for, by the outcome.
+HELD_LINES = {
+    "skipped": N_("  skipped in {campaign}: {n} {reason}: {names}"),
+    "failed": N_("  failed in {campaign}: {n} {reason}: {names}"),
+    "missed": N_("  missed in {campaign}: {n} {reason}: {names}"),
+}
+# A message the send step could not deliver, by what became of it.
+UNSENT_LINES = {
+    "failed": N_("  failed: {contact} ({campaign} {occurrence}): {error}"),
+    "uncertain": N_("  uncertain: {contact} ({campaign} {occurrence}): {error}"),
+}
 
 
 class _OurHandler:
@@ -57,9 +68,9 @@ def configure_logging(
             )
         except OSError as exc:
             raise OutreachError(
-                f"cannot open the log file: {exc.strerror}",
+                _("cannot open the log file: {error}").format(error=exc.strerror),
                 path=log_file,
-                hint="check the path given to --log-file and that its folder is writable",
+                hint=_("check the path given to --log-file and that its folder is writable"),
             ) from None
         file_handler.setLevel(logging.INFO)
         file_handler.setFormatter(formatter)
@@ -90,21 +101,29 @@ def summary_lines(summary: RunSummary) -> list[str]:
     emails = sum(c.emails for c in summary.campaigns)
     letters = sum(c.letters for c in summary.campaigns)
     deferred = sum(c.deferred for c in summary.campaigns)
-    head = (
-        f"run for {summary.run_date.isoformat()}: "
-        + ngettext("{n} email", "{n} emails", emails).format(n=emails)
-        + ", "
-        + ngettext("{n} letter", "{n} letters", letters).format(n=letters)
-        + f", {deferred} deferred, {summary.failed} failed"
+    head = _("run for {date}: {emails}, {letters}, {deferred} deferred, {failed} failed").format(
+        date=summary.run_date.isoformat(),
+        emails=ngettext("{n} email", "{n} emails", emails).format(n=emails),
+        letters=ngettext("{n} letter", "{n} letters", letters).format(n=letters),
+        deferred=deferred,
+        failed=summary.failed,
     )
     if summary.dry_run:
-        head += " (dry run)"
+        head += _(" (dry run)")
     lines = [head]
     for c in summary.campaigns:
-        skipped = sum(c.skipped.values())
-        line = (
-            f"  {c.name}: due {c.due}, done before {c.already}, emails {c.emails}, "
-            f"letters {c.letters}, deferred {c.deferred}, skipped {skipped}, failed {c.failed}"
+        line = _(
+            "  {campaign}: due {due}, done before {already}, emails {emails}, "
+            "letters {letters}, deferred {deferred}, skipped {skipped}, failed {failed}"
+        ).format(
+            campaign=c.name,
+            due=c.due,
+            already=c.already,
+            emails=c.emails,
+            letters=c.letters,
+            deferred=c.deferred,
+            skipped=sum(c.skipped.values()),
+            failed=c.failed,
         )
         if c.skipped:
             line += " (" + ", ".join(f"{n} {r}" for r, n in sorted(c.skipped.items())) + ")"
@@ -116,17 +135,21 @@ def summary_lines(summary: RunSummary) -> list[str]:
 
 def send_line(summary: SendSummary) -> str:
     """The send step in one line."""
-    line = (
-        f"send: {summary.sent} sent of {summary.waiting} waiting, {len(summary.failed)} failed, "
-        f"{len(summary.needs_human)} uncertain"
+    line = _(
+        "send: {sent} sent of {waiting} waiting, {failed} failed, {uncertain} uncertain"
+    ).format(
+        sent=summary.sent,
+        waiting=summary.waiting,
+        failed=len(summary.failed),
+        uncertain=len(summary.needs_human),
     )
     held = sum(wait.count for wait in summary.quiet)
     if held:
-        line += f", {held} held for quiet time"
+        line += _(", {n} held for quiet time").format(n=held)
     if summary.missed:
-        line += f", {summary.missed} missed"
+        line += _(", {n} missed").format(n=summary.missed)
     if summary.stopped:
-        line += f"; stopped: {summary.stopped}"
+        line += _("; stopped: {why}").format(why=summary.stopped)
     return line
 
 
@@ -135,13 +158,16 @@ def log_summary(logger: logging.Logger, summary: RunSummary, *, label: str = "")
     level = logging.WARNING if needs_attention(summary) else logging.INFO
     lines = summary_lines(summary)
     if label:
-        lines[0] = f"{label}: {lines[0]}"
+        lines[0] = _("{label}: {line}").format(label=label, line=lines[0])
     for line in lines:
         logger.log(level, line)
     message_problems = [p for c in summary.campaigns for p in c.problems]
     for problems, more in (
-        (message_problems, "`outreach history --status failed` lists every message that failed"),
-        (summary.problems, "see `outreach validate`"),
+        (
+            message_problems,
+            _("`outreach history --status failed` lists every message that failed"),
+        ),
+        (summary.problems, _("see `outreach validate`")),
     ):
         _log_problems(logger, problems, more=more)
     if summary.sending is not None:
@@ -151,13 +177,16 @@ def log_summary(logger: logging.Logger, summary: RunSummary, *, label: str = "")
     for c in summary.campaigns:
         for (outcome, reason), held in c.held_by_reason().items():
             names = ", ".join(
-                f"{h.contact_id} (line {h.line})" if h.line else h.contact_id
+                _("{contact} (line {line})").format(contact=h.contact_id, line=h.line)
+                if h.line
+                else h.contact_id
                 for h in held[:PROBLEM_LINES]
             )
-            more = f" and {len(held) - PROBLEM_LINES} more" if len(held) > PROBLEM_LINES else ""
-            logger.log(
-                level, "  %s in %s: %d %s: %s%s", outcome, c.name, len(held), reason, names, more
-            )
+            if len(held) > PROBLEM_LINES:
+                names += _(" and {n} more").format(n=len(held) - PROBLEM_LINES)
+            said = _(HELD_LINES.get(outcome, HELD_LINES["skipped"]))
+            line = said.format(campaign=c.name, n=len(held), reason=reason, names=names)
+            logger.log(level, "%s", line)
 
 
 def _log_problems(logger: logging.Logger, problems: list[Problem], *, more: str) -> None:
@@ -165,42 +194,55 @@ def _log_problems(logger: logging.Logger, problems: list[Problem], *, more: str)
     # The same sentence in two campaigns is two lines: each says its campaign.
     lines = list(Counter((problem.campaign, str(problem)) for problem in problems).items())
     for (campaign, text), count in lines[:PROBLEM_LINES]:
-        where = f" [{campaign}]" if campaign else ""
-        logger.warning("  problem%s: %s", where, shown_line(text, count))
+        problem = shown_line(text, count)
+        if campaign:
+            said = _("  problem [{campaign}]: {problem}").format(campaign=campaign, problem=problem)
+        else:
+            said = _("  problem: {problem}").format(problem=problem)
+        logger.warning("%s", said)
     if len(lines) > PROBLEM_LINES:
-        logger.warning("  … and %d more problem(s) (%s)", len(lines) - PROBLEM_LINES, more)
+        extra = len(lines) - PROBLEM_LINES
+        said = ngettext(
+            "  … and {n} more problem ({more})", "  … and {n} more problems ({more})", extra
+        ).format(n=extra, more=more)
+        logger.warning("%s", said)
 
 
 def _log_uncertain(logger: logging.Logger, uncertain: list[Unsent]) -> None:
     for unsent in uncertain[:PROBLEM_LINES]:
-        logger.warning(
-            "  uncertain: %s (%s %s): %s — it may have arrived; check the mailbox, then "
-            "`outreach send --retry-uncertain` if it did not",
-            unsent.contact_id,
-            unsent.campaign,
-            unsent.occurrence_key,
-            unsent.error,
+        said = _(
+            "  uncertain: {contact} ({campaign} {occurrence}): {error} — it may have arrived; "
+            "check the mailbox, then `outreach send --retry-uncertain` if it did not"
+        ).format(
+            contact=unsent.contact_id,
+            campaign=unsent.campaign,
+            occurrence=unsent.occurrence_key,
+            error=unsent.error,
         )
+        logger.warning("%s", said)
 
 
 def log_send_summary(logger: logging.Logger, summary: SendSummary, *, label: str = "") -> None:
     """Log a send step on its own (`outreach send`), as log_summary does a run."""
     level = logging.WARNING if send_needs_attention(summary) else logging.INFO
-    line = f"send for {summary.send_date.isoformat()} (SMTP {summary.server}): "
-    logger.log(level, "%s%s", f"{label}: " if label else "", line + send_line(summary))
+    line = _("send for {date} (SMTP {server}): {send}").format(
+        date=summary.send_date.isoformat(), server=summary.server, send=send_line(summary)
+    )
+    if label:
+        line = _("{label}: {line}").format(label=label, line=line)
+    logger.log(level, "%s", line)
     _log_unsent(logger, summary)
 
 
 def _log_unsent(logger: logging.Logger, summary: SendSummary) -> None:
-    for kind, unsent in [
-        *(("failed", u) for u in summary.failed[:PROBLEM_LINES]),
-        *(("uncertain", u) for u in summary.needs_human[:PROBLEM_LINES]),
+    for said, unsent in [
+        *((UNSENT_LINES["failed"], u) for u in summary.failed[:PROBLEM_LINES]),
+        *((UNSENT_LINES["uncertain"], u) for u in summary.needs_human[:PROBLEM_LINES]),
     ]:
-        logger.warning(
-            "  %s: %s (%s %s): %s",
-            kind,
-            unsent.contact_id,
-            unsent.campaign,
-            unsent.occurrence_key,
-            unsent.error,
+        line = _(said).format(
+            contact=unsent.contact_id,
+            campaign=unsent.campaign,
+            occurrence=unsent.occurrence_key,
+            error=unsent.error,
         )
+        logger.warning("%s", line)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from outreach.contacts import Contact, load_contacts
+from outreach.i18n import _
 from outreach.ledger import open_ledger, workspace_lock
 from outreach.ledger.backend import ledger_exists
 from outreach.ledger.privacy import (
@@ -135,8 +136,10 @@ def _row_dict(settings: Settings, contact: Contact) -> dict[str, Any]:
 
 def _unknown(settings: Settings, contact_id: str) -> UnknownPersonError:
     return UnknownPersonError(
-        f"no contact with id {contact_id!r} in {settings.paths.contacts} or the ledger",
-        hint="check the id with `outreach history` or the contacts file; nothing was changed",
+        _("no contact with id {contact} in {file} or the ledger").format(
+            contact=repr(contact_id), file=settings.paths.contacts
+        ),
+        hint=_("check the id with `outreach history` or the contacts file; nothing was changed"),
     )
 
 

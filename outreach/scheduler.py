@@ -24,6 +24,7 @@ import schedule
 
 from outreach.deliver.send import after_run_step, smtp_deliverers
 from outreach.feedback.process import feedback_job  # hook: feedback
+from outreach.i18n import _
 from outreach.ledger import ledger_exists, open_ledger
 from outreach.logs import log_summary
 from outreach.model.campaigns import load_campaigns
@@ -119,10 +120,10 @@ def schedule_jobs(settings: Settings) -> list[DaemonJob]:
     """The config's schedule as jobs; ConfigError when there is none."""
     if not settings.schedule:
         raise ConfigError(
-            "there is no schedule to run",
+            _("there is no schedule to run"),
             path=settings.root / "config.yaml",
             field="schedule",
-            hint='add one, e.g. `schedule: [{campaigns: all, at: "09:30"}]` (see the README)',
+            hint=_('add one, e.g. `schedule: [{campaigns: all, at: "09:30"}]` (see the README)'),
         )
     return [
         DaemonJob(index=i, spec=spec, at=parse_hhmm(spec.at))
@@ -134,7 +135,7 @@ def check_schedule(config: Path, *, environ: Mapping[str, str]) -> tuple[Setting
     """Load the config and check every job's campaigns (and SMTP setup, to send); raise if not."""
     settings = load_settings(config)
     jobs = schedule_jobs(settings)
-    _, lines = load_yaml(config, error=ConfigError)
+    _data, lines = load_yaml(config, error=ConfigError)
     for job in jobs:
         if job.spec.send:
             # Every day's run would fail at its send step: say so now, while someone watches.
@@ -142,7 +143,7 @@ def check_schedule(config: Path, *, environ: Mapping[str, str]) -> tuple[Setting
                 smtp_deliverers(settings, environ=environ)
             except OutreachError as exc:
                 raise ConfigError(
-                    f"`send: true`, but {exc.message}",
+                    _("`send: true`, but {problem}").format(problem=exc.message),
                     path=config,
                     line=line_for(lines, ("schedule", job.index, "send")),
                     field=f"schedule[{job.index}].send",
@@ -213,7 +214,7 @@ class Daemon:
         """Stop after the run in progress (safe to call from a signal handler)."""
         if not self._stopping:
             self._stopping = True
-            logger.info("stop requested: stopping after the run in progress, if any")
+            logger.info(_("stop requested: stopping after the run in progress, if any"))
 
     def now(self) -> datetime:
         """The clock in the config time zone."""
@@ -260,7 +261,11 @@ class Daemon:
         today = now.date()
         self._ran_on[job.label] = today
         self._retry_at.pop(job.label, None)
-        logger.info("job %s: starting the run for %s", job.label, today.isoformat())
+        logger.info(
+            _("job {job}: starting the run for {date}").format(
+                job=job.label, date=today.isoformat()
+            )
+        )
         try:
             workspace = load_workspace(self.config, campaigns=job.campaigns)
             self._notice_schedule_change(workspace.settings)
@@ -280,22 +285,24 @@ class Daemon:
             del self._ran_on[job.label]
             self._retry_at[job.label] = now + LOCK_RETRY
             again = (
-                f"trying again in {LOCK_RETRY.seconds // 60} minutes"
+                _("trying again in {n} minutes").format(n=LOCK_RETRY.seconds // 60)
                 if self._serving
-                else "not run; the next start tries again"
+                else _("not run; the next start tries again")
             )
-            logger.error("job %s: %s (%s)", job.label, exc, again)
+            logger.error(
+                _("job {job}: {error} ({again})").format(job=job.label, error=exc, again=again)
+            )
             return JobResult(job=job, run_date=today, summary=None, error=str(exc))
         except OutreachError as exc:
-            logger.error("job %s: the run failed: %s", job.label, exc)
+            logger.error(_("job {job}: the run failed: {error}").format(job=job.label, error=exc))
             return JobResult(job=job, run_date=today, summary=None, error=str(exc))
         except Exception as exc:
             # The daemon outlives any one run: a bug in a run must not end the schedule.
-            logger.exception("job %s: the run failed unexpectedly", job.label)
+            logger.exception(_("job {job}: the run failed unexpectedly").format(job=job.label))
             return JobResult(
                 job=job, run_date=today, summary=None, error=f"{type(exc).__name__}: {exc}"
             )
-        log_summary(logger, summary, label=f"job {job.label}")
+        log_summary(logger, summary, label=_("job {job}").format(job=job.label))
         # hook: each run writes its report page, out/reports/<date>.html (issue 13)
         self._write_report(job, workspace, summary, now)
         return JobResult(job=job, run_date=today, summary=summary)
@@ -308,9 +315,13 @@ class Daemon:
         if reports_enabled(self.environ):
             path, error = write_run_report(workspace, summary=summary.as_dict(), now=now)
             if error is not None:
-                logger.warning("job %s: the report page could not be written: %s", job.label, error)
+                logger.warning(
+                    _("job {job}: the report page could not be written: {error}").format(
+                        job=job.label, error=error
+                    )
+                )
             else:
-                logger.info("job %s: report %s", job.label, path)
+                logger.info(_("job {job}: report {file}").format(job=job.label, file=path))
 
     def _notice_schedule_change(self, settings: Settings) -> None:
         assert self.settings is not None
@@ -321,8 +332,9 @@ class Daemon:
         if changed and not self._schedule_warned:
             self._schedule_warned = True
             logger.warning(
-                "the schedule or time zone in %s changed; restart the daemon to use it",
-                self.config,
+                _(
+                    "the schedule or time zone in {file} changed; restart the daemon to use it"
+                ).format(file=self.config)
             )
 
     def serve(self, *, once: bool = False) -> list[JobResult]:
@@ -334,12 +346,16 @@ class Daemon:
             if self._feedback is not None:  # hook: --once reads the bounce mailbox too
                 self._feedback()
             if not results:
-                logger.info("no job is due")
+                logger.info(_("no job is due"))
             return results
         self._serving = True
         for job in self.jobs:
-            days = ",".join(job.spec.days) if job.spec.days else "every day"
-            logger.info("job %s: at %s (%s), %s", job.label, job.spec.at, self.tz_name, days)
+            days = ",".join(job.spec.days) if job.spec.days else _("every day")
+            logger.info(
+                _("job {job}: at {time} ({zone}), {days}").format(
+                    job=job.label, time=job.spec.at, zone=self.tz_name, days=days
+                )
+            )
         results = self.run_due()
         scheduler = schedule.Scheduler()
         # The results of later runs are in the log; a long-lived daemon keeps none of them.
@@ -347,12 +363,12 @@ class Daemon:
         if self._feedback is not None and self.settings is not None:  # hook: feedback job
             scheduler.every(self.settings.bounces.every_minutes or 60).minutes.do(self._feedback)
         if not self._stopping:
-            logger.info("waiting for the next job (stop with SIGTERM or Ctrl-C)")
+            logger.info(_("waiting for the next job (stop with SIGTERM or Ctrl-C)"))
         while not self._stopping:
             scheduler.run_pending()
             # Short sleeps: a stop request while idle takes effect at once.
             time.sleep(SLEEP_STEP)
-        logger.info("stopped")
+        logger.info(_("stopped"))
         return results
 
     @property

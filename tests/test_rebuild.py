@@ -82,7 +82,7 @@ def test_a_lost_or_damaged_ledger_refuses_to_redo_and_rebuild_restores_it(
     assert "outreach ledger rebuild" in refused.err
     assert outbox_and_letters(ws) == before  # nothing made again
     if damage != "garbage":
-        assert "15 email(s) and 3 letter(s)" in refused.err
+        assert "15 emails and 3 letters" in refused.err
         assert "--new-ledger" in refused.err
     else:
         assert "moving it aside by hand starts an empty ledger" in refused.err

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from outreach.i18n import N_, _
 from outreach.ledger.schema import TABLES
 from outreach.ledger.sql import SqlLedger
 from outreach.model.errors import LedgerError
@@ -61,15 +62,15 @@ def copy_ledger(source: SqlLedger, target: SqlLedger) -> list[TableCopy]:
                 target=_count(target, table),
             )
         )
-    with target._transaction("continue the ids after the copy") as conn:
+    with target._transaction(N_("continue the ids after the copy")) as conn:
         target.dialect.after_copy(conn)
     different = [r for r in results if r.source != r.target]
     if different:
         listing = ", ".join(f"{r.table} {r.source} → {r.target}" for r in different)
         raise LedgerError(
-            f"the copy does not match the source ({listing})",
+            _("the copy does not match the source ({tables})").format(tables=listing),
             path=target.path,
-            hint="the target held rows of another ledger; copy into an empty database",
+            hint=_("the target held rows of another ledger; copy into an empty database"),
         )
     return results
 

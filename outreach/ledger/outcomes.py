@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from outreach.i18n import _
 from outreach.model.errors import LedgerError
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ def create_tables(conn: Any) -> None:
             contact_id TEXT NOT NULL,     -- rebuilt ledger numbers its rows anew)
             occurrence_key TEXT NOT NULL,
             code TEXT NOT NULL            -- the code's symbols, no prefix, no dashes
-        )""",
+        )""",  # not translated: SQL
         "CREATE INDEX coupons_by_code ON coupons (code)",
         # One row per code: the primary key is what lets only one till win.
         """CREATE TABLE redemptions (
@@ -94,9 +95,9 @@ def opened(ledger: Connected, what: str) -> Iterator[Any]:
     except caught as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise LedgerError(
-            f"cannot {what}: {first}",
+            _("cannot {what}: {error}").format(what=_(what), error=first),
             path=ledger.path,
-            hint="check that the disk has room and the ledger is reachable, then try again",
+            hint=_("check that the disk has room and the ledger is reachable, then try again"),
         ) from exc
 
 

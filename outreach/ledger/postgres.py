@@ -30,6 +30,7 @@ from contextlib import suppress
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from outreach.i18n import N_, _
 from outreach.ledger.redact import redact_text, redact_url, url_problem
 from outreach.ledger.schema import MIGRATIONS, TABLES, Migration
 from outreach.model.errors import ConfigError, LedgerError, LockError
@@ -38,11 +39,11 @@ if TYPE_CHECKING:
     import psycopg
 
 # hook: what to check when the server cannot be reached
-UNREACHABLE_HINT = (
+UNREACHABLE_HINT = N_(
     "check that the PostgreSQL server is running and reachable, and the URL in state.url or "
     "OUTREACH_LEDGER_URL (the password comes from PGPASSWORD or ~/.pgpass)"
 )
-_HINT_NEWER = (
+_HINT_NEWER = N_(
     "this ledger was written by a newer version of outreach; upgrade outreach "
     "(pip install -U outreach) on every machine that runs this workspace"
 )
@@ -63,8 +64,10 @@ def check_url(url: str, *, source: str) -> str:
     problem = url_problem(url)
     if problem is not None:
         raise ConfigError(
-            f"{source}: {redact(url)!r} cannot be used: {problem}",
-            hint="write postgresql://user@host/database, or leave it out for the SQLite ledger",
+            _("{source}: {url} cannot be used: {problem}").format(
+                source=source, url=repr(redact(url)), problem=problem
+            ),
+            hint=_("write postgresql://user@host/database, or leave it out for the SQLite ledger"),
         )
     return url
 
@@ -198,9 +201,11 @@ def connect(
     except psycopg.Error as exc:
         # libpq quotes the connection string back when it cannot parse it.
         raise LedgerError(
-            f"cannot connect to the ledger database: {redact_text(_first_line(exc), source=url)}",
+            _("cannot connect to the ledger database: {error}").format(
+                error=redact_text(_first_line(exc), source=url)
+            ),
             path=redact(url),
-            hint=UNREACHABLE_HINT,
+            hint=_(UNREACHABLE_HINT),
         ) from exc
 
 
@@ -226,7 +231,9 @@ class PgDialect:
     def write_hint(self, exc: Exception) -> str | None:
         """The server's reachability when it went away."""
         if isinstance(exc, self._gone):
-            return UNREACHABLE_HINT + "; nothing is lost: the next run completes what this one left"
+            return _("{hint}; nothing is lost: the next run completes what this one left").format(
+                hint=_(UNREACHABLE_HINT)
+            )
         return None
 
     def read_hint(self, exc: Exception) -> str | None:
@@ -253,7 +260,7 @@ class PgDialect:
 
     def after_copy(self, conn: PgConnection) -> None:
         """The identity columns go on after the ids copied (SQLite does by itself)."""
-        for table, (_, key) in TABLES.items():
+        for table, (_columns, key) in TABLES.items():
             if key is not None:
                 conn.execute(
                     f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "  # noqa: S608
@@ -285,16 +292,17 @@ def apply_pg_migrations(conn: PgConnection, *, where: str, migrations: Sequence[
             version = int(row[0]) if row is not None else 0
             if version > len(migrations):
                 raise LedgerError(
-                    f"the ledger has schema version {version}, this outreach knows "
-                    f"up to {len(migrations)}",
+                    _(
+                        "the ledger has schema version {version}, this outreach knows up to {known}"
+                    ).format(version=version, known=len(migrations)),
                     path=where,
-                    hint=_HINT_NEWER,
+                    hint=_(_HINT_NEWER),
                 )
             if version == 0 and _foreign_tables(conn):
                 raise LedgerError(
-                    "this database holds tables that are not an outreach ledger",
+                    _("this database holds tables that are not an outreach ledger"),
                     path=where,
-                    hint="give outreach a database (or a schema in search_path) of its own",
+                    hint=_("give outreach a database (or a schema in search_path) of its own"),
                 )
             for migrate in migrations[version:]:
                 migrate(_SchemaConnection(conn))
@@ -309,7 +317,9 @@ def apply_pg_migrations(conn: PgConnection, *, where: str, migrations: Sequence[
             raise
     except psycopg.Error as exc:
         raise LedgerError(
-            f"cannot prepare the ledger: {_first_line(exc)}", path=where, hint=UNREACHABLE_HINT
+            _("cannot prepare the ledger: {error}").format(error=_first_line(exc)),
+            path=where,
+            hint=_(UNREACHABLE_HINT),
         ) from exc
     return len(migrations)
 
@@ -366,7 +376,9 @@ class AdvisoryLock:
     def acquire(self, *, now: datetime, wait: bool = False) -> None:
         """Take the lock, or wait for it, or raise LockError naming the holder."""
         if self._conn is not None:
-            raise LockError("the workspace lock is already held by this run", path=redact(self.url))
+            raise LockError(
+                _("the workspace lock is already held by this run"), path=redact(self.url)
+            )
         import psycopg
 
         conn = connect(
@@ -377,9 +389,11 @@ class AdvisoryLock:
         except psycopg.Error as exc:
             conn.close()
             raise LedgerError(
-                "cannot take the workspace lock: " + redact_text(_first_line(exc), source=self.url),
+                _("cannot take the workspace lock: {error}").format(
+                    error=redact_text(_first_line(exc), source=self.url)
+                ),
                 path=redact(self.url),
-                hint=UNREACHABLE_HINT,
+                hint=_(UNREACHABLE_HINT),
             ) from exc
         except BaseException:
             conn.close()
@@ -398,8 +412,10 @@ class AdvisoryLock:
             raise LockError(
                 _describe_holder(conn, scope=self.scope, blocked=blocked),
                 path=redact(self.url),
-                hint="wait for that run to finish and try again; the lock is released by "
-                "itself when its process ends, even if it is killed",
+                hint=_(
+                    "wait for that run to finish and try again; the lock is released by "
+                    "itself when its process ends, even if it is killed"
+                ),
             )
         conn.execute(
             "INSERT INTO outreach_locks (scope, host, pid, since) VALUES (%s, %s, %s, %s) "
@@ -437,11 +453,15 @@ class AdvisoryLock:
         ).fetchall():
             if scope.rsplit("-", 1)[-1] != count and _lock_alive(conn, scope):
                 raise LockError(
-                    f"{scope} is running (on {host}, pid {pid}): shards of another count "
-                    f"would take the same contacts as this {self.scope}",
+                    _(
+                        "{scope} is running (on {host}, pid {pid}): shards of another count "
+                        "would take the same contacts as this {mine}"
+                    ).format(scope=scope, host=host, pid=pid, mine=self.scope),
                     path=redact(self.url),
-                    hint="give every machine the same N in --shard K/N; to change N, let the "
-                    "running shards finish first",
+                    hint=_(
+                        "give every machine the same N in --shard K/N; to change N, let the "
+                        "running shards finish first"
+                    ),
                 )
 
     def release(self) -> None:
@@ -464,7 +484,7 @@ _LOCKS_TABLE = """CREATE TABLE IF NOT EXISTS outreach_locks (
     host TEXT NOT NULL,
     pid INTEGER NOT NULL,
     since TEXT NOT NULL
-)"""
+)"""  # not translated: SQL
 
 
 def _describe_holder(conn: Any, *, scope: str, blocked: str) -> str:
@@ -473,13 +493,19 @@ def _describe_holder(conn: Any, *, scope: str, blocked: str) -> str:
     The holder writes its row right after it takes the lock: a run that lost the race by a
     hair may look before the row is there, so it looks again for a moment (as SQLite's does).
     """
-    message = "another run is in progress"
-    for _ in range(50):
+    message = _("another run is in progress")
+    for _attempt in range(50):
         rows = _holders(conn, scope=scope, blocked=blocked)
         if rows:
             holder, host, pid, since = rows[-1]
-            what = f"{holder} on " if holder else "on "
-            return f"{message} ({what}{host}, pid {pid}, since {since.replace('T', ' ')[:19]})"
+            said = {"host": host, "pid": pid, "since": since.replace("T", " ")[:19]}
+            if holder:
+                return _(
+                    "another run is in progress ({holder} on {host}, pid {pid}, since {since})"
+                ).format(holder=holder, **said)
+            return _("another run is in progress (on {host}, pid {pid}, since {since})").format(
+                **said
+            )
         time.sleep(0.02)
     return message
 

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from outreach.i18n import N_
 from outreach.ledger.sql import _SELECT_MESSAGES, _iso_utc, _message_from_row
 from outreach.ledger.sql import SqlLedger as Ledger
 
@@ -136,7 +137,7 @@ def forgotten_keys(ledger: Ledger) -> set[str]:
 def suppress_forgotten(ledger: Ledger, keys: Iterable[str], *, now: datetime) -> None:
     """Put the person's salted hashes on the suppression list (all channels), once."""
     stamp = _iso_utc(now)
-    with ledger._transaction("record the forgotten person") as conn:
+    with ledger._transaction(N_("record the forgotten person")) as conn:
         for key in keys:
             found = conn.execute(
                 "SELECT 1 FROM suppressions WHERE value = ? AND channel = 'all'", (key,)
@@ -169,7 +170,7 @@ def erase_rows(ledger: Ledger, *, ids: Sequence[str], addresses: Sequence[str]) 
         ),
     ]
     erased = 0
-    with ledger._transaction("erase the person's rows") as conn:
+    with ledger._transaction(N_("erase the person's rows")) as conn:
         for sql, params in statements:
             erased += max(conn.execute(sql, params).rowcount, 0)
     return erased

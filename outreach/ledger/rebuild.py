@@ -29,6 +29,7 @@ from email.policy import compat32
 from pathlib import Path
 from urllib.parse import unquote
 
+from outreach.i18n import _, ngettext
 from outreach.ledger import Ledger, MessageRecord, acquire_lock, ledger_location
 from outreach.model.config import Settings
 from outreach.model.errors import LedgerError
@@ -97,7 +98,10 @@ def _is_empty(ledger: Ledger) -> bool:
 
 
 def _describe(made: MadeFiles) -> str:
-    return f"{len(made.emails)} email(s) and {made.letters} letter(s)"
+    return _("{emails} and {letters}").format(
+        emails=ngettext("{n} email", "{n} emails", len(made.emails)).format(n=len(made.emails)),
+        letters=ngettext("{n} letter", "{n} letters", made.letters).format(n=made.letters),
+    )
 
 
 def check_ledger_start(ledger: Ledger, *, settings: Settings, new_ledger: bool) -> None:
@@ -108,11 +112,18 @@ def check_ledger_start(ledger: Ledger, *, settings: Settings, new_ledger: bool) 
     if not made.messages:
         return
     raise LedgerError(
-        f"the ledger is new or empty, but {settings.paths.out} holds {_describe(made)} from "
-        "earlier runs: starting over would make them again (and with SMTP send them again)",
+        _(
+            "the ledger is new or empty, but {out} holds {made} from "
+            "earlier runs: starting over would make them again (and with SMTP send them again)"
+        ).format(out=settings.paths.out, made=_describe(made)),
         path=ledger.path,
-        hint="run `outreach ledger rebuild` to record them from the out folder first; or, "
-        f"to make those {made.messages} message(s) again on purpose, `outreach run --new-ledger`",
+        hint=ngettext(
+            "run `outreach ledger rebuild` to record them from the out folder first; or, "
+            "to make that {n} message again on purpose, `outreach run --new-ledger`",
+            "run `outreach ledger rebuild` to record them from the out folder first; or, "
+            "to make those {n} messages again on purpose, `outreach run --new-ledger`",
+            made.messages,
+        ).format(n=made.messages),
     )
 
 
@@ -191,16 +202,24 @@ def _relative(path: Path, root: Path) -> str:
         return path.as_posix()
 
 
+class _HoldsRecordError(LedgerError):
+    """The ledger is readable and not empty: there is nothing to rebuild."""
+
+
 def rebuild_ledger(settings: Settings, *, now: datetime) -> RebuildReport:
     """Write a new ledger's record of the messages in out/; LedgerError if the ledger holds a
     record already (then there is nothing to rebuild)."""
     if settings.ledger_url is not None:
         raise LedgerError(
-            "`outreach ledger rebuild` works on the SQLite ledger; this workspace's ledger is "
-            "on PostgreSQL",
+            _(
+                "`outreach ledger rebuild` works on the SQLite ledger; this workspace's ledger is "
+                "on PostgreSQL"
+            ),
             path=ledger_location(settings),
-            hint="restore the database from the server's backup, or rebuild into SQLite "
-            "(without state.url and OUTREACH_LEDGER_URL) and `outreach ledger copy` it back",
+            hint=_(
+                "restore the database from the server's backup, or rebuild into SQLite "
+                "(without state.url and OUTREACH_LEDGER_URL) and `outreach ledger copy` it back"
+            ),
         )
     path = settings.ledger_path
     report = RebuildReport(ledger=path, delivery=settings.delivery.method)
@@ -208,14 +227,14 @@ def rebuild_ledger(settings: Settings, *, now: datetime) -> RebuildReport:
         try:
             with Ledger.open(path) as ledger:
                 if not _is_empty(ledger):
-                    raise LedgerError(
-                        "the ledger is readable and holds a record: nothing to rebuild",
+                    raise _HoldsRecordError(
+                        _("the ledger is readable and holds a record: nothing to rebuild"),
                         path=path,
-                        hint="`outreach history` shows what it knows",
+                        hint=_("`outreach history` shows what it knows"),
                     )
-        except LedgerError as exc:
-            if "nothing to rebuild" in exc.message:
-                raise
+        except _HoldsRecordError:
+            raise
+        except LedgerError:
             report.moved_aside = _move_aside(path, now=now)
         with Ledger.open(path) as ledger:
             run_id = ledger.begin_run(
@@ -266,8 +285,10 @@ def _email_records(
                     latest=day,
                     artifact=_relative(eml, settings.root),
                     message_id=message_id,
-                    reason="ledger rebuilt from the outbox",
-                    error="whether it was sent cannot be proven from the outbox" if smtp else None,
+                    reason=_("ledger rebuilt from the outbox"),
+                    error=_("whether it was sent cannot be proven from the outbox")
+                    if smtp
+                    else None,
                     updated_at=now,
                 )
             )
@@ -357,7 +378,7 @@ def _letter_record(
         earliest=day,
         latest=day,
         artifact=artifact,
-        reason="ledger rebuilt from the letter manifests",
+        reason=_("ledger rebuilt from the letter manifests"),
         effective_date=day + arrival,
         updated_at=now,
     )

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from urllib.parse import unquote
 
+from outreach.i18n import _
+
 MASK = "***"
 
 # A URL's userinfo with a password: everything from the first ':' after the user name to the
@@ -94,7 +96,7 @@ def url_problem(url: str) -> str | None:
         parts = urlsplit(url)
         parts.port  # noqa: B018 (parsed on access: a bad port raises here)
     except ValueError:
-        return "the host part cannot be read (is a port not a number, or a '[' left open?)"
+        return _("the host part cannot be read (is a port not a number, or a '[' left open?)")
     if parts.scheme not in {"postgresql", "postgres"}:
-        return "it is not a PostgreSQL URL"
+        return _("it is not a PostgreSQL URL")
     return None

@@ -45,7 +45,7 @@ def _v1_initial(conn: Any) -> None:
             args TEXT NOT NULL,           -- JSON array: the command line
             counts TEXT,                  -- JSON object: the run's summary
             pid INTEGER NOT NULL
-        )""",
+        )""",  # not translated: SQL
         f"""CREATE TABLE messages (
             id INTEGER PRIMARY KEY,
             contact_id TEXT NOT NULL,
@@ -69,7 +69,7 @@ def _v1_initial(conn: Any) -> None:
             -- Campaign first: a campaign's rows land side by side in this index, so a big
             -- batch appends to it instead of touching every page; statuses_for reads a range.
             UNIQUE (campaign, contact_id, occurrence_key)
-        )""",
+        )""",  # not translated: SQL
         "CREATE INDEX messages_by_contact ON messages (contact_id)",
         # Cadence reads the last weeks of messages: a short range at the end of this index,
         # which also holds every column the query needs (3x faster than looking up each row).
@@ -81,7 +81,7 @@ def _v1_initial(conn: Any) -> None:
             source TEXT NOT NULL,         -- who asked: cli, unsubscribe link, bounce...
             created_at TEXT NOT NULL,
             PRIMARY KEY (value, channel)
-        ) WITHOUT ROWID""",
+        ) WITHOUT ROWID""",  # not translated: SQL
     ]
     for statement in statements:
         conn.execute(statement)
@@ -126,7 +126,7 @@ def _v4_feedback(conn: Any) -> None:
             kept TEXT,                    -- the bounce as received, relative to the root
             source TEXT NOT NULL,
             created_at TEXT NOT NULL
-        )""",
+        )""",  # not translated: SQL
         "CREATE INDEX bounce_events_by_address ON bounce_events (address, day)",
         """CREATE TABLE blocks (
             channel TEXT NOT NULL CHECK (channel = 'email' OR channel = 'letter'
@@ -142,7 +142,7 @@ def _v4_feedback(conn: Any) -> None:
             score REAL,
             created_at TEXT NOT NULL,
             PRIMARY KEY (channel, value, postal_key)
-        ) WITHOUT ROWID""",
+        ) WITHOUT ROWID""",  # not translated: SQL
         "CREATE INDEX blocks_by_contact ON blocks (contact_id)",
         """CREATE TABLE feedback_seen (
             fingerprint TEXT PRIMARY KEY,
@@ -206,7 +206,7 @@ def _v7_replies(conn: Any) -> None:
             note TEXT,
             closed_at TEXT,
             created_at TEXT NOT NULL
-        )""",
+        )""",  # not translated: SQL
         "CREATE UNIQUE INDEX replies_by_message_id ON replies (message_id) "
         "WHERE message_id IS NOT NULL",
         "CREATE INDEX replies_by_contact ON replies (contact_id)",
@@ -220,7 +220,7 @@ def _v7_replies(conn: Any) -> None:
             reason TEXT NOT NULL,         -- the owner's
             day TEXT NOT NULL,
             created_at TEXT NOT NULL
-        )""",
+        )""",  # not translated: SQL
         "ALTER TABLE blocks ADD COLUMN reported TEXT",
     ]
     for statement in statements:

@@ -22,6 +22,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, Self
 
+from outreach.i18n import N_, _
 from outreach.ledger.schema import (
     BLOCK_REASONS,
     COUNTED_STATUSES,
@@ -159,7 +160,7 @@ _PRESSURE_AMONG = (
 _CLOSE_WINDOWS = (
     "UPDATE messages SET status = 'missed', updated_at = ?, run_date = ?, "  # noqa: S608
     "run_id = ?, reason = 'window closed while deferred: ' || coalesce(reason, '') "
-    f"WHERE status = 'deferred' AND latest < ? RETURNING {_MESSAGE_COLUMNS}"
+    f"WHERE status = 'deferred' AND latest < ? RETURNING {_MESSAGE_COLUMNS}"  # not translated: SQL
 )
 _SELECT_BOUNCES = (
     "SELECT address, contact_id, day, kind, campaign, occurrence_key, status, diagnostic, "
@@ -316,7 +317,8 @@ def _record_rows(
         updated = r.updated_at
         if updated is None:
             if default_stamp is None:
-                raise ValueError(f"{r.key}: a record needs updated_at or a run_id")
+                bug = f"{r.key}: a record needs updated_at or a run_id"  # not translated: a bug
+                raise ValueError(bug)
             moment, stamp = None, default_stamp
         elif updated is not moment:
             moment, stamp = updated, _iso_utc(updated)
@@ -557,7 +559,7 @@ class SqlLedger:
                 raise
         except self._errors as exc:
             raise LedgerError(
-                f"cannot {what}: {_first_line(exc)}",
+                _("cannot {what}: {error}").format(what=_(what), error=_first_line(exc)),
                 path=self.path,
                 hint=self.dialect.write_hint(exc),
             ) from exc
@@ -567,7 +569,7 @@ class SqlLedger:
             return list(self._conn.execute(sql, params).fetchall())
         except self._errors as exc:
             raise LedgerError(
-                f"cannot read the ledger: {_first_line(exc)}",
+                _("cannot read the ledger: {error}").format(error=_first_line(exc)),
                 path=self.path,
                 hint=self.dialect.read_hint(exc),
             ) from exc
@@ -580,7 +582,7 @@ class SqlLedger:
             self._conn.execute(self.dialect.snapshot)
         except self._errors as exc:
             raise LedgerError(
-                f"cannot read the ledger: {_first_line(exc)}",
+                _("cannot read the ledger: {error}").format(error=_first_line(exc)),
                 path=self.path,
                 hint=self.dialect.read_hint(exc),
             ) from exc
@@ -688,7 +690,7 @@ class SqlLedger:
     def begin_run(self, *, run_date: date, started_at: datetime, args: Sequence[str]) -> int:
         """Record the start of a run; return its id."""
         started = _iso_utc(started_at)
-        with self._transaction("record the run") as conn:
+        with self._transaction(N_("record the run")) as conn:
             row = conn.execute(
                 "INSERT INTO runs (run_date, started_at, args, pid, scope, host) "
                 "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
@@ -707,13 +709,15 @@ class SqlLedger:
 
     def end_run(self, run_id: int, *, ended_at: datetime, counts: Mapping[str, object]) -> None:
         """Record the end of a run and its summary counts."""
-        with self._transaction("record the end of the run") as conn:
+        with self._transaction(N_("record the end of the run")) as conn:
             cursor = conn.execute(
                 "UPDATE runs SET ended_at = ?, counts = ? WHERE id = ?",
                 (_iso_utc(ended_at), json.dumps(counts, sort_keys=True, default=str), run_id),
             )
             if cursor.rowcount != 1:
-                raise LedgerError(f"there is no run {run_id} in the ledger", path=self.path)
+                raise LedgerError(
+                    _("there is no run {run} in the ledger").format(run=run_id), path=self.path
+                )
 
     def runs(self, limit: int = 20) -> list[dict[str, object]]:
         """The latest runs, newest first, as dicts (dates and times parsed, JSON decoded)."""
@@ -798,7 +802,7 @@ class SqlLedger:
         stamp = _iso_utc(now)
         params = (stamp, today.isoformat(), run_id, today.isoformat())
         rows: list[Any] = []
-        with self._transaction("mark missed messages") as conn:
+        with self._transaction(N_("mark missed messages")) as conn:
             ids = self._ids_of_mine(
                 conn,
                 "SELECT id, contact_id FROM messages WHERE status = 'deferred' AND latest < ?",
@@ -840,7 +844,7 @@ class SqlLedger:
             self.remember.wrote(r.key for r in records)
         default_stamp = self._run_stamp(run_id) if run_id is not None else None
         rows = _record_rows(records, default_stamp=default_stamp, run_id=run_id)
-        with self._transaction("record messages") as conn:
+        with self._transaction(N_("record messages")) as conn:
             conn.executemany(_UPSERT if run_id is None else _RECORD, rows)
 
     def claim(self, records: Sequence[MessageRecord], *, run_id: int) -> set[tuple[str, str, str]]:
@@ -857,7 +861,7 @@ class SqlLedger:
         self._wrote(r.key for r in ordered)
         rows = _record_rows(ordered, default_stamp=self._run_stamp(run_id), run_id=run_id)
         granted: set[tuple[str, str, str]] = set()
-        with self._transaction("claim messages", conn=self._connection()) as conn:
+        with self._transaction(N_("claim messages"), conn=self._connection()) as conn:
             for row in rows:
                 found = conn.execute(_CLAIM, row).fetchone()
                 if found is not None:
@@ -886,7 +890,7 @@ class SqlLedger:
         if not params:
             return
         self._wrote((contact, campaign, key) for *_, campaign, contact, key, _ in params)
-        with self._transaction("record messages", conn=self._connection()) as conn:
+        with self._transaction(N_("record messages"), conn=self._connection()) as conn:
             for row in params:
                 conn.execute(_SETTLE_CLAIM, row)
 
@@ -895,7 +899,7 @@ class SqlLedger:
         those too); False when another send step has it (or it changed meanwhile)."""
         sendable = "'rendered', 'failed', 'uncertain'" if uncertain else "'rendered', 'failed'"
         self._wrote(None)
-        with self._transaction("update a message") as conn:
+        with self._transaction(N_("update a message")) as conn:
             cursor = conn.execute(
                 "UPDATE messages SET status = 'sending', error = NULL, reason = NULL, "  # noqa: S608
                 "reason_code = NULL, updated_at = ? "
@@ -910,7 +914,9 @@ class SqlLedger:
         """(host, pid, start time) of the process that began a run."""
         rows = self._query("SELECT host, pid, started_at FROM runs WHERE id = ?", (run_id,))
         if not rows:
-            raise LedgerError(f"there is no run {run_id} in the ledger", path=self.path)
+            raise LedgerError(
+                _("there is no run {run} in the ledger").format(run=run_id), path=self.path
+            )
         host, pid, started = rows[0]
         return host, int(pid), datetime.fromisoformat(started)  # TEXT on both stores
 
@@ -929,7 +935,7 @@ class SqlLedger:
         artifact (the next run makes them again); return how many."""
         self._wrote(None)
         changed = 0
-        with self._transaction("recover interrupted messages") as conn:
+        with self._transaction(N_("recover interrupted messages")) as conn:
             for contact_id, campaign, occurrence_key in keys:
                 cursor = conn.execute(
                     "UPDATE messages SET status = 'failed', artifact = NULL, message_id = NULL, "
@@ -946,7 +952,9 @@ class SqlLedger:
         if stamp is None:
             found = self._query("SELECT started_at FROM runs WHERE id = ?", (run_id,))
             if not found:
-                raise LedgerError(f"there is no run {run_id} in the ledger", path=self.path)
+                raise LedgerError(
+                    _("there is no run {run} in the ledger").format(run=run_id), path=self.path
+                )
             stamp = self._run_started[run_id] = found[0][0]
         return stamp
 
@@ -964,9 +972,9 @@ class SqlLedger:
     ) -> None:
         """Change one message's status (and its error and reason, cleared when not given)."""
         if status not in STATUSES:
-            raise ValueError(f"unknown status {status!r}")
+            raise ValueError(f"unknown status {status!r}")  # not translated: a bug
         self._wrote(None)
-        with self._transaction("update a message") as conn:
+        with self._transaction(N_("update a message")) as conn:
             cursor = conn.execute(
                 "UPDATE messages SET status = ?, error = ?, reason = ?, reason_code = ?, "
                 "updated_at = ? WHERE contact_id = ? AND campaign = ? AND occurrence_key = ?",
@@ -983,8 +991,10 @@ class SqlLedger:
             )
             if cursor.rowcount != 1:
                 raise LedgerError(
-                    f"there is no message {campaign}/{occurrence_key} for contact "
-                    f"{contact_id} in the ledger",
+                    _(
+                        "there is no message {campaign}/{occurrence} for contact "
+                        "{contact} in the ledger"
+                    ).format(campaign=campaign, occurrence=occurrence_key, contact=contact_id),
                     path=self.path,
                 )
 
@@ -996,10 +1006,10 @@ class SqlLedger:
         sql = (
             "UPDATE messages SET status = 'uncertain', updated_at = ?, "
             "error = 'the run died while handing the message to the mail server' "
-            "WHERE status = 'sending'"
+            "WHERE status = 'sending'"  # not translated: SQL
         )
         self._wrote(None)
-        with self._transaction("settle interrupted messages") as conn:
+        with self._transaction(N_("settle interrupted messages")) as conn:
             ids = self._ids_of_mine(
                 conn, "SELECT id, contact_id FROM messages WHERE status = 'sending'", ()
             )
@@ -1025,11 +1035,12 @@ class SqlLedger:
         )
         sql = (
             "UPDATE messages SET status = 'missed', updated_at = ?, "  # noqa: S608
-            "reason = 'window closed before it was sent', reason_code = 'window_closed' " + where
+            "reason = 'window closed before it was sent', "  # not translated: SQL
+            "reason_code = 'window_closed' " + where
         )
         self._wrote(None)
         params = (_iso_utc(now), today.isoformat())
-        with self._transaction("mark unsent emails missed") as conn:
+        with self._transaction(N_("mark unsent emails missed")) as conn:
             ids = self._ids_of_mine(
                 conn,
                 "SELECT id, contact_id FROM messages " + where,  # noqa: S608
@@ -1151,13 +1162,14 @@ class SqlLedger:
         value = value.strip().lower()
         if not value:
             raise LedgerError(
-                "nothing to unsubscribe", hint="give an email address or a contact id"
+                _("nothing to unsubscribe"), hint=_("give an email address or a contact id")
             )
         if channel not in SUPPRESSION_CHANNELS:
             raise LedgerError(
-                f"unknown channel {channel!r}", hint=f"use one of {', '.join(SUPPRESSION_CHANNELS)}"
+                _("unknown channel {channel}").format(channel=repr(channel)),
+                hint=_("use one of {channels}").format(channels=", ".join(SUPPRESSION_CHANNELS)),
             )
-        with self._transaction("update the suppression list") as conn:
+        with self._transaction(N_("update the suppression list")) as conn:
             covered = conn.execute(
                 "SELECT 1 FROM suppressions WHERE value = ? AND channel IN (?, 'all')",
                 (value, channel),
@@ -1319,8 +1331,9 @@ class SqlLedger:
         stamp = _iso_utc(now)
         for block in blocks:
             if block.channel not in SUPPRESSION_CHANNELS or block.reason not in BLOCK_REASONS:
-                raise ValueError(f"unknown block {block.channel}/{block.reason}")
-        with self._transaction("record bounces and blocks") as conn:
+                wrong = f"{block.channel}/{block.reason}"
+                raise ValueError(f"unknown block {wrong}")  # not translated: a bug
+        with self._transaction(N_("record bounces and blocks")) as conn:
             conn.executemany(
                 "INSERT INTO bounce_events (address, contact_id, campaign, occurrence_key, day, "
                 "kind, status, diagnostic, kept, source, created_at) "
@@ -1357,7 +1370,7 @@ class SqlLedger:
         """Keep replies (one already kept, by fingerprint or Message-ID, stays as it was) and
         the suppressions (value, channel, source) they asked for, in one transaction."""
         stamp = _iso_utc(now)
-        with self._transaction("record replies") as conn:
+        with self._transaction(N_("record replies")) as conn:
             for r in replies:
                 conn.execute(
                     f"INSERT INTO replies ({_REPLY_COLUMNS}, created_at) "  # noqa: S608
@@ -1394,8 +1407,8 @@ class SqlLedger:
     ) -> ReplyRecord | None:
         """Set a reply's status (done, stopped) and the owner's note; None if there is none."""
         if status not in REPLY_STATUSES:
-            raise ValueError(f"unknown reply status {status!r}")
-        with self._transaction("update the reply") as conn:
+            raise ValueError(f"unknown reply status {status!r}")  # not translated: a bug
+        with self._transaction(N_("update the reply")) as conn:
             rows = conn.execute(
                 "UPDATE replies SET status = ?, note = coalesce(?, note), closed_at = ? "  # noqa: S608
                 f"WHERE id = ? RETURNING {_REPLY_COLUMNS}, id",
@@ -1416,7 +1429,7 @@ class SqlLedger:
         """Lift the suppressions of these values, keeping the reason; what was lifted."""
         wanted = sorted({v.strip().lower() for v in values if v.strip()})
         removed: list[tuple[str, str, str]] = []
-        with self._transaction("update the suppression list") as conn:
+        with self._transaction(N_("update the suppression list")) as conn:
             for value in wanted:
                 rows = conn.execute(
                     "DELETE FROM suppressions WHERE value = ? RETURNING value, channel, source",
@@ -1449,7 +1462,7 @@ class SqlLedger:
             if channel is None or b.channel == channel
         ]
         removed = list({(b.channel, b.value, b.postal_key): b for b in found}.values())
-        with self._transaction("remove blocks") as conn:
+        with self._transaction(N_("remove blocks")) as conn:
             for b in removed:
                 conn.execute(
                     "DELETE FROM blocks WHERE channel = ? AND value = ? AND postal_key = ?",

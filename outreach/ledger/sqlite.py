@@ -19,23 +19,24 @@ from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
+from outreach.i18n import N_, _
 from outreach.ledger.schema import MIGRATIONS, SCHEMA_VERSION, Migration
 from outreach.ledger.sql import insert_statement
 from outreach.model.errors import LedgerError, LockError
 
 LOCK_NAME = "run.lock"
 # hook: what moving a damaged ledger aside does, and the way that does not redo anything
-LEDGER_DAMAGED_HINT = (
+LEDGER_DAMAGED_HINT = N_(
     "if the file is damaged, `outreach ledger rebuild` moves it aside and records again what "
     "out/ holds; moving it aside by hand starts an empty ledger, and the next run would make "
     "(and with SMTP send) every message in its window again"
 )
-_HINT_NEWER = (
+_HINT_NEWER = N_(
     "this ledger was written by a newer version of outreach; upgrade outreach "
     "(pip install -U outreach) before running against this workspace"
 )
 
-_DISK_HINT = "check that the disk has room and the state folder is writable"
+_DISK_HINT = N_("check that the disk has room and the state folder is writable")
 # A ledger up to this size is copied into memory for a rehearsal; a larger one into a private
 # temporary file, so a dry run on a ledger of millions of rows does not hold it in RAM.
 MEMORY_COPY_LIMIT = 32 * 1024 * 1024
@@ -56,7 +57,7 @@ class SqliteDialect:
 
     def write_hint(self, exc: Exception) -> str | None:
         """The disk or the folder's rights: what stops SQLite writing a file."""
-        return _DISK_HINT
+        return _(_DISK_HINT)
 
     def read_hint(self, exc: Exception) -> str | None:
         """None: a failed read of a local file says what it is by itself."""
@@ -70,7 +71,9 @@ class SqliteDialect:
             return open_file(self.file)
         except sqlite3.Error as exc:
             raise LedgerError(
-                f"cannot open the ledger: {exc}", path=self.where, hint=LEDGER_DAMAGED_HINT
+                _("cannot open the ledger: {error}").format(error=exc),
+                path=self.where,
+                hint=_(LEDGER_DAMAGED_HINT),
             ) from exc
 
     def close(self, conn: sqlite3.Connection) -> None:
@@ -108,16 +111,17 @@ def apply_migrations(
             version = int(conn.execute("PRAGMA user_version").fetchone()[0])
             if version > len(migrations):
                 raise LedgerError(
-                    f"the ledger has schema version {version}, this outreach knows "
-                    f"up to {len(migrations)}",
+                    _(
+                        "the ledger has schema version {version}, this outreach knows up to {known}"
+                    ).format(version=version, known=len(migrations)),
                     path=path,
-                    hint=_HINT_NEWER,
+                    hint=_(_HINT_NEWER),
                 )
             if version == 0 and conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
                 raise LedgerError(
-                    "this SQLite file is not an outreach ledger",
+                    _("this SQLite file is not an outreach ledger"),
                     path=path,
-                    hint="point paths.state in config.yaml at a folder of its own",
+                    hint=_("point paths.state in config.yaml at a folder of its own"),
                 )
             for migrate in migrations[version:]:
                 migrate(conn)
@@ -131,9 +135,9 @@ def apply_migrations(
             raise
     except sqlite3.Error as exc:
         raise LedgerError(
-            f"cannot prepare the ledger: {exc}",
+            _("cannot prepare the ledger: {error}").format(error=exc),
             path=path,
-            hint=LEDGER_DAMAGED_HINT,
+            hint=_(LEDGER_DAMAGED_HINT),
         ) from exc
     return len(migrations)
 
@@ -154,7 +158,9 @@ def open_ledger_file(path: Path) -> sqlite3.Connection:
         conn = open_file(path)
     except sqlite3.Error as exc:
         raise LedgerError(
-            f"cannot open the ledger: {exc}", path=path, hint=LEDGER_DAMAGED_HINT
+            _("cannot open the ledger: {error}").format(error=exc),
+            path=path,
+            hint=_(LEDGER_DAMAGED_HINT),
         ) from exc
     return _prepared(conn, where=path)
 
@@ -166,7 +172,9 @@ def open_private_copy(path: Path, *, memory_limit: int = MEMORY_COPY_LIMIT) -> s
         conn = _open_copy(path, memory_limit=memory_limit)
     except sqlite3.Error as exc:
         raise LedgerError(
-            f"cannot open the ledger: {exc}", path=path, hint=LEDGER_DAMAGED_HINT
+            _("cannot open the ledger: {error}").format(error=exc),
+            path=path,
+            hint=_(LEDGER_DAMAGED_HINT),
         ) from exc
     return _prepared(conn, where=path)
 
@@ -286,7 +294,7 @@ class WorkspaceLock:
     def acquire(self, *, now: datetime, wait: bool = False) -> None:
         """Take the lock, or wait for it, or raise LockError naming the holder."""
         if self._fd is not None:
-            raise LockError("the workspace lock is already held by this run", path=self.path)
+            raise LockError(_("the workspace lock is already held by this run"), path=self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # os.open's descriptors are not inherited by child processes, so a program the run
@@ -294,9 +302,9 @@ class WorkspaceLock:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as exc:
             raise LedgerError(
-                f"cannot open the lock file: {exc.strerror}",
+                _("cannot open the lock file: {error}").format(error=exc.strerror),
                 path=self.path,
-                hint="check that the state folder is writable",
+                hint=_("check that the state folder is writable"),
             ) from exc
         try:
             try:
@@ -306,8 +314,10 @@ class WorkspaceLock:
                     raise LockError(
                         _describe_holder(fd),
                         path=self.path,
-                        hint="wait for that run to finish and try again; the lock is released "
-                        "by itself when its process ends, even if it is killed",
+                        hint=_(
+                            "wait for that run to finish and try again; the lock is released by "
+                            "itself when its process ends, even if it is killed"
+                        ),
                     ) from None
                 fcntl.flock(fd, fcntl.LOCK_EX)
             holder = {"pid": os.getpid(), "since": now.isoformat(timespec="seconds")}
@@ -330,17 +340,18 @@ class WorkspaceLock:
 
 
 def _describe_holder(fd: int) -> str:
-    message = "another run is in progress"
     # The holder writes its details right after it takes the lock: a run that lost the race by
     # a hair may look before they are there, so it looks again for a moment.
-    for _ in range(50):
+    for _attempt in range(50):
         try:
             holder = json.loads(os.pread(fd, 4096, 0))
             since = datetime.fromisoformat(holder["since"]).strftime("%Y-%m-%d %H:%M:%S")
-            return f"{message} (pid {int(holder['pid'])}, since {since})"
+            return _("another run is in progress (pid {pid}, since {since})").format(
+                pid=int(holder["pid"]), since=since
+            )
         except (OSError, ValueError, KeyError, TypeError):
             time.sleep(0.02)
-    return message
+    return _("another run is in progress")
 
 
 @contextmanager

@@ -6,16 +6,21 @@ from __future__ import annotations
 from datetime import date, datetime
 from pathlib import Path
 
+from outreach.i18n import _
 from outreach.model.errors import LedgerError
 
 
 def _bad(text: object, *, table: str, row: object, path: Path | str | None) -> LedgerError:
     return LedgerError(
-        f"the {table} row {row} holds {str(text)[:60]!r} where a date or time belongs, so the "
-        "ledger cannot be read",
+        _(
+            "the {table} row {row} holds {value} where a date or time belongs, so the "
+            "ledger cannot be read"
+        ).format(table=table, row=row, value=repr(str(text)[:60])),
         path=path,
-        hint="the ledger was changed by hand or damaged: correct or delete that row, or "
-        "restore the ledger from a backup",
+        hint=_(
+            "the ledger was changed by hand or damaged: correct or delete that row, or "
+            "restore the ledger from a backup"
+        ),
     )
 
 

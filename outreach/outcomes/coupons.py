@@ -15,6 +15,8 @@ import hmac
 from dataclasses import dataclass
 from functools import lru_cache
 
+from outreach.i18n import _
+
 ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _VALUE = {symbol: index for index, symbol in enumerate(ALPHABET)}
 # What people type for the symbols Crockford left out: read as the digits they look like.
@@ -55,12 +57,12 @@ def code_symbols(
 ) -> str:
     """The code's symbols (body and check, no prefix, no dashes) for one message."""
     if not 2 <= length <= 52:  # 256 bits give 51 symbols of body
-        raise ValueError(f"coupon length must be 2 to 52, not {length}")
+        raise ValueError(_("coupon length must be 2 to 52, not {length}").format(length=length))
     mac = _keyed(secret).copy()
     mac.update(f"{campaign}\x00{contact_id}\x00{occurrence_key}".encode())
     number = int.from_bytes(mac.digest(), "big")
     body = []
-    for _ in range(length - 1):
+    for _place in range(length - 1):
         number, index = divmod(number, 32)
         body.append(ALPHABET[index])
     text = "".join(body)
@@ -110,16 +112,16 @@ def read_code(typed: str, *, prefix: str, length: int) -> Reading:
         text = text[len(head) :]
     text = text.translate(_LOOK_ALIKES)
     if len(text) != length:
-        return Reading(
-            None, f"a code has {length} characters after its prefix, this has {len(text)}"
-        )
+        problem = _("a code has {length} characters after its prefix, this has {typed}")
+        return Reading(None, problem.format(length=length, typed=len(text)))
     for place, symbol in enumerate(text, start=1):
         if symbol not in _VALUE:
-            return Reading(None, f"character {place} ({symbol!r}) is not used in codes", place)
+            problem = _("character {place} ({symbol}) is not used in codes")
+            return Reading(None, problem.format(place=place, symbol=repr(symbol)), place)
     if not is_consistent(text):
         return Reading(
             None,
-            "the check character does not match: a character is wrong or two are swapped",
+            _("the check character does not match: a character is wrong or two are swapped"),
             slipped=text,
         )
     return Reading(text)

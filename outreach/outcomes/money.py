@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from outreach.i18n import _
+
 _AMOUNT = re.compile(r"^(?P<whole>\d{1,3}(?:[.,\s]\d{3})*|\d+)(?:[.,](?P<cents>\d{1,2}))?$")
 
 
@@ -12,7 +14,9 @@ def parse_cents(text: str) -> int:
     cleaned = text.strip().replace("€", "").replace("EUR", "").strip()
     match = _AMOUNT.match(cleaned)
     if match is None:
-        raise ValueError(f"{text!r} is not an amount (write it like 12,50 or 12.50)")
+        raise ValueError(
+            _("{text} is not an amount (write it like 12,50 or 12.50)").format(text=repr(text))
+        )
     whole = re.sub(r"[.,\s]", "", match.group("whole"))
     cents = (match.group("cents") or "0").ljust(2, "0")
     return int(whole) * 100 + int(cents)

@@ -18,9 +18,9 @@ Z_95 = 1.959963984540054  # the normal distribution's 97.5th percentile
 def wilson(successes: int, trials: int, *, z: float = Z_95) -> tuple[float, float]:
     """The Wilson score interval of a proportion (no continuity correction)."""
     if trials <= 0:
-        raise ValueError("a proportion needs at least one trial")
+        raise ValueError("a proportion needs at least one trial")  # not translated: a bug
     if not 0 <= successes <= trials:
-        raise ValueError(f"{successes} successes out of {trials} trials")
+        raise ValueError(f"{successes} successes out of {trials} trials")  # not translated: a bug
     p = successes / trials
     z2 = z * z
     centre = 2 * trials * p + z2

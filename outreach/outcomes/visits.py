@@ -23,6 +23,7 @@ from outreach.contacts.encoding import read_text
 from outreach.contacts.fields import normalize_email, parse_date
 from outreach.contacts.presets import header_key
 from outreach.contacts.sheets import is_workbook, read_sheet
+from outreach.i18n import _
 from outreach.ledger.outcomes import Visit
 from outreach.model.errors import ContactsError, Problem
 from outreach.outcomes.money import parse_cents
@@ -167,10 +168,10 @@ def _columns(header: Sequence[str], mapping: Mapping[str, str], path: Path) -> d
             columns[name] = position
     if "date" not in columns or not any(who in columns for who in WHO):
         raise ContactsError(
-            "the header needs a `date` column and one of contact_id (or id), email, phone, code",
+            _("the header needs a `date` column and one of contact_id (or id), email, phone, code"),
             path=path,
             line=1,
-            hint=f"the header reads: {', '.join(header) or '(empty)'}",
+            hint=_("the header reads: {header}").format(header=", ".join(header) or _("(empty)")),
         )
     return columns
 
@@ -192,7 +193,7 @@ def read_visits(
     rows = _rows(path, sheet=sheet)
     header = next((row for _, row in rows if any(cell.strip() for cell in row)), None)
     if header is None:
-        raise ContactsError("the file is empty", path=path, hint="export the visits again")
+        raise ContactsError(_("the file is empty"), path=path, hint=_("export the visits again"))
     columns = _columns(header, mapping, path)
     visits: list[Visit] = []
     problems: list[Problem] = []
@@ -208,8 +209,8 @@ def read_visits(
             continue
         first = seen.setdefault(visit.fingerprint, number)
         if first != number:
-            message = f"the same visit as line {first}"
-            problems.append(Problem(message, path=str(path), line=number, hint="left out once"))
+            message = _("the same visit as line {line}").format(line=first)
+            problems.append(Problem(message, path=str(path), line=number, hint=_("left out once")))
             continue
         visits.append(visit)
     return ReadVisits(visits, problems, number)
@@ -240,7 +241,7 @@ def _visit(
     try:
         day = _parse_day(text, date_format)
     except ValueError:
-        raise _LineError(f"{text!r} is not a date", "date") from None
+        raise _LineError(_("{text} is not a date").format(text=repr(text)), "date") from None
     contact_id = None
     named = ""
     for column in WHO:
@@ -252,9 +253,12 @@ def _visit(
                 break
     if contact_id is None:
         if not named:
-            raise _LineError("no contact_id, email, phone or code on this line", "contact_id")
+            raise _LineError(_("no contact_id, email, phone or code on this line"), "contact_id")
         raise _LineError(
-            f"{_cell(row, columns, named)!r} is no contact of the contacts file", named
+            _("{value} is no contact of the contacts file").format(
+                value=repr(_cell(row, columns, named))
+            ),
+            named,
         )
     amount_text = _cell(row, columns, "amount")
     cents = None

@@ -114,7 +114,7 @@ class Books:
             summary.failed += 1
             summary.problems.append(decision.problem.in_file(self.scene.contacts_file))
             return
-        if outcome in ("not in audience", "not due"):
+        if outcome in ("not in audience", "not due"):  # not translated: an outcome code
             return
         summary.due += 1
         if outcome == "already":

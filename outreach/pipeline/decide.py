@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import TYPE_CHECKING
 
-from outreach.i18n import ngettext
+from outreach.i18n import _, ngettext
 from outreach.model.campaigns import Campaign, FieldError, Occurrence
 from outreach.model.errors import OutreachError, Problem
 from outreach.model.reasons import Code, Outcome, Reason
@@ -197,7 +197,8 @@ def _campaign_decisions(contact: Contact, rule: CampaignRule, knowing: Knowledge
     name = rule.campaign.name
     try:
         if not rule.matches(contact):
-            return [Decision(contact.id, name, "not in audience")]
+            outcome: Outcome = "not in audience"  # not translated: an outcome code
+            return [Decision(contact.id, name, outcome)]
         occurrences = _due(rule.campaign, contact, knowing)
     except WhereRefusedError:
         raise  # a `where` the sandbox refuses is the campaign's error (exit 2)
@@ -268,7 +269,9 @@ def _occurrence_decision(
     percent = rule.campaign.control_group
     if percent and in_control(campaign=name, contact_id=contact.id, percent=percent):
         # Held out, recorded as a skipped row: the same on every run, never cadence's business.
-        held = Reason(Code.CONTROL, channel, detail=f"{percent:g}% of the campaign's contacts")
+        # The % sign outside the message: gettext would read "% o" as a printf format.
+        share = _("{share} of the campaign's contacts").format(share=f"{percent:g}%")
+        held = Reason(Code.CONTROL, channel, detail=share)
         return Decision(contact.id, name, "skipped", occ, channel, held, basis=found)
     return Decision(contact.id, name, "send", occ, channel, why, basis=found)
 
@@ -293,7 +296,7 @@ def _lawful(
             contact_id=contact.id,
             line=contact.line,
             field="email_consent",
-            hint="write the day they consented, which cannot be after today (YYYY-MM-DD)",
+            hint=_("write the day they consented, which cannot be after today (YYYY-MM-DD)"),
         )
         problem = error.as_problem(contact_id=contact.id, campaign=rule.campaign.name)
         return "bad data", Reason(Code.BAD_DATA, detail=str(exc)), problem

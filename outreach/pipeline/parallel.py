@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, NoReturn, TypeVar
 
 from outreach.files import bind_to_parent
+from outreach.i18n import _
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -197,12 +198,14 @@ class ParallelMap(Generic[T, R]):
 
     def _receive(self) -> None:
         """Wait for a worker's next message and act on it."""
-        for key, _ in self._selector.select():
+        for key, _events in self._selector.select():
             worker: _Worker = key.data
             message = _receive(worker.channel)
             if message is None:
                 worker.status = _reap(worker.pid)
-                raise WorkerDiedError(f"a worker process ended ({_describe(worker.status)})")
+                raise WorkerDiedError(
+                    _("a worker process ended ({status})").format(status=_describe(worker.status))
+                )
             kind, number, payload = message
             if kind == _NOTE:
                 if self._on_note is not None:

@@ -27,6 +27,7 @@ from outreach.deliver.outlets import (
     outbox_folder,
 )
 from outreach.donotcontact import LoadedLists, load_lists
+from outreach.i18n import _
 from outreach.ledger import Ledger, MessageRecord, open_ledger, workspace_lock
 from outreach.ledger.rebuild import check_ledger_start
 from outreach.ledger.recovery import recover_interrupted
@@ -138,7 +139,7 @@ def _people(
 
 def _missed_reason(record: MessageRecord) -> Reason:
     closed = record.latest.isoformat() if record.latest else "?"
-    detail = f"its window closed on {closed} while it was deferred"
+    detail = _("its window closed on {date} while it was deferred").format(date=closed)
     return Reason(Code.WINDOW_CLOSED, record.channel, detail=detail)
 
 

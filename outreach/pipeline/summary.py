@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import TYPE_CHECKING
 
+from outreach.i18n import ngettext
 from outreach.model.errors import Problem
 from outreach.model.reasons import Code, Reason
 from outreach.postage import PostageLine, postage_total
@@ -27,7 +28,9 @@ def distinct_lines(problems: Sequence[Problem]) -> list[tuple[str, int]]:
 
 def shown_line(text: str, count: int) -> str:
     """A problem's line as printed, with how often it came when more than once."""
-    return f"{text} ({count} times)" if count > 1 else text
+    if count <= 1:
+        return text
+    return ngettext("{text} ({n} time)", "{text} ({n} times)", count).format(text=text, n=count)
 
 
 @dataclass(slots=True)

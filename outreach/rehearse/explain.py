@@ -14,6 +14,7 @@ from datetime import date, datetime, timedelta
 from outreach.contacts import Contact
 from outreach.deliver.outlets import RenderOnlyOutlet
 from outreach.feedback.replies import describe_reply
+from outreach.i18n import _
 from outreach.ledger import Ledger, MessageRecord, Seed, read_ledger, rehearsal
 from outreach.lookup import contact_label, find_contact, row_problems, unknown_contact
 from outreach.model.campaigns import Campaign, Occurrence
@@ -87,25 +88,28 @@ class Explanation:
         out: list[str] = []
         if self.contact is None:
             out.append(
-                f"{self.contact_id} is held back: its row in the contacts file is not used, so "
-                "no campaign reaches it"
+                _(
+                    "{contact} is held back: its row in the contacts file is not used, so "
+                    "no campaign reaches it"
+                ).format(contact=self.contact_id)
             )
             out.extend(f"  {p}" for p in self.problems)
         else:
-            out.append(f"{self.label}, on {self.day.isoformat()}:")
+            out.append(_("{contact}, on {date}:").format(contact=self.label, date=self.day))
             out.extend(f"  {a.campaign}: {a.text}" for a in self.answers)
             if self.problems:
-                out.append("problems with this contact in the contacts file:")
+                out.append(_("problems with this contact in the contacts file:"))
                 out.extend(f"  {p}" for p in self.problems)
         if self.suppressed:
-            out.append("on the suppression list: " + ", ".join(self.suppressed))
-        out.extend(f"blocked: {text}" for text in self.blocked)
-        out.extend(f"wrote back: {text}" for text in self.replies)
+            entries = ", ".join(self.suppressed)
+            out.append(_("on the suppression list: {entries}").format(entries=entries))
+        out.extend(_("blocked: {what}").format(what=text) for text in self.blocked)
+        out.extend(_("wrote back: {what}").format(what=text) for text in self.replies)
         if self.history:
-            out.append("messages in the ledger, newest first:")
+            out.append(_("messages in the ledger, newest first:"))
             out.extend(f"  {_history_line(r)}" for r in self.history)
         else:
-            out.append("no messages in the ledger for this contact")
+            out.append(_("no messages in the ledger for this contact"))
         return out
 
     def as_dict(self) -> dict[str, object]:
@@ -260,6 +264,7 @@ def _suppressed(
 
 def _channels_text(channels: Iterable[str]) -> str:
     wanted = set(channels)
+    # not translated: the value as the contacts file's opt_out column writes it
     return "all" if {"email", "letter"} <= wanted or "all" in wanted else ", ".join(sorted(wanted))
 
 
@@ -280,11 +285,12 @@ class _Explainer:
 
     def answer(self, campaign: Campaign, event: Decision) -> Answer:
         outcome, occ = event.outcome, event.occurrence
-        if outcome == "not in audience":
+        if outcome == "not in audience":  # not translated: an outcome code
             return Answer(campaign.name, outcome, self.audience_miss(campaign))
         if outcome == "bad data":
             detail = event.reason.detail if event.reason else ""
-            return Answer(campaign.name, outcome, f"cannot be worked out: {detail}")
+            text = _("cannot be worked out: {detail}").format(detail=detail)
+            return Answer(campaign.name, outcome, text)
         if outcome == "not due" or occ is None:
             return self.not_due(campaign)
         what = self.what(campaign, occ)
@@ -293,10 +299,10 @@ class _Explainer:
                 campaign.name, outcome, self.sending(campaign, event, what), occ, event.channel
             )
         if outcome == "deferred":
-            text = (
-                f"deferred by the cadence policy: {event.reason}; tried again on each run "
-                f"until {occ.latest.isoformat()}, after that it is missed ({what})"
-            )
+            text = _(
+                "deferred by the cadence policy: {reason}; tried again on each run "
+                "until {latest}, after that it is missed ({what})"
+            ).format(reason=event.reason, latest=occ.latest.isoformat(), what=what)
             return Answer(campaign.name, outcome, text, occ, event.channel)
         if outcome == "already":
             return self.already(campaign, occ, what)
@@ -304,74 +310,82 @@ class _Explainer:
             return self.skipped(campaign, event.reason, occ, what)
         if outcome == "failed" and event.reason is not None:
             return self.failing(event, event.reason, occ, what)
-        return Answer(campaign.name, outcome, f"{outcome}: {event.reason} ({what})", occ)
+        text = _("{outcome}: {reason} ({what})").format(
+            outcome=outcome, reason=event.reason, what=what
+        )
+        return Answer(campaign.name, outcome, text, occ)
 
     def failing(self, event: Decision, reason: Reason, occ: Occurrence, what: str) -> Answer:
         channel = event.channel or "email"
         if reason.code is Code.LAYOUT_FAILED:
-            text = (
-                f"would fail today by {channel}: the letter does not fit its envelope: "
-                f"{reason.detail} ({what}); the run records it failed and tries again next run"
-            )
+            text = _(
+                "would fail today by {channel}: the letter does not fit its envelope: "
+                "{detail} ({what}); the run records it failed and tries again next run"
+            ).format(channel=channel, detail=reason.detail, what=what)
         else:
-            text = (
-                f"would fail today by {channel}: {reason.text} ({what}); the run records it "
+            text = _(
+                "would fail today by {channel}: {reason} ({what}); the run records it "
                 "failed and tries again next run"
-            )
+            ).format(channel=channel, reason=reason.text, what=what)
         return Answer(event.campaign, "failed", text, occ, channel)
 
     # -- the sentences ---------------------------------------------------------------------
 
     def what(self, campaign: Campaign, occ: Occurrence) -> str:
         """`birthday on 2026-11-26, window 2026-11-23 to 2026-11-26`."""
+        first, last = occ.earliest.isoformat(), occ.latest.isoformat()
         if campaign.kind == "promotion":
-            return f"promotion from {occ.earliest.isoformat()} to {occ.latest.isoformat()}"
+            return _("promotion from {first} to {last}").format(first=first, last=last)
+        day = occ.date.isoformat()
         if campaign.kind == "birthday":
-            thing = f"birthday on {occ.date.isoformat()}"
+            thing = _("birthday on {date}").format(date=day)
         elif campaign.kind == "reminder":
-            thing = f"{campaign.date_field} on {occ.date.isoformat()}"
+            thing = _("{field} on {date}").format(field=campaign.date_field, date=day)
         else:
-            thing = f"one-off on {occ.date.isoformat()}"
+            thing = _("one-off on {date}").format(date=day)
         if occ.earliest == occ.latest:
-            return f"{thing}, only on {occ.earliest.isoformat()}"
-        return f"{thing}, window {occ.earliest.isoformat()} to {occ.latest.isoformat()}"
+            return _("{what}, only on {date}").format(what=thing, date=first)
+        return _("{what}, window {first} to {last}").format(what=thing, first=first, last=last)
 
     def audience_miss(self, campaign: Campaign) -> str:
         audience, tags = campaign.audience, self.contact.tags
-        has = ", ".join(sorted(tags)) or "none"
+        has = ", ".join(sorted(tags)) or _("none")
         wanted = list(audience.tags_any)
         if wanted and tags.isdisjoint(wanted):
-            return (
-                f"not in the audience: needs one of the tags {', '.join(wanted)} "
-                f"(the contact's tags: {has})"
-            )
+            return _(
+                "not in the audience: needs one of the tags {tags} (the contact's tags: {has})"
+            ).format(tags=", ".join(wanted), has=has)
         excluded = sorted(tags.intersection(audience.tags_none))
         if excluded:
-            return (
-                f"not in the audience: has the tag {', '.join(excluded)}, which the campaign "
-                "excludes (tags_none)"
-            )
+            return _(
+                "not in the audience: has the tag {tags}, which the campaign excludes (tags_none)"
+            ).format(tags=", ".join(excluded))
         if audience.where:
-            return f"not in the audience: `{audience.where}` is false for this contact"
-        return "not in the audience"
+            return _("not in the audience: `{where}` is false for this contact").format(
+                where=audience.where
+            )
+        return _("not in the audience")
 
     def sending(self, campaign: Campaign, event: Decision, what: str) -> str:
         channel = event.channel or "email"
         if channel == "letter":
             arrival = event.day or self.today  # a letter's decision counts on the day it arrives
-            text = f"would go today by letter, arriving about {arrival.isoformat()} ({what})"
+            text = _("would go today by letter, arriving about {date} ({what})").format(
+                date=arrival.isoformat(), what=what
+            )
         else:
-            text = f"would go today by email ({what})"
+            text = _("would go today by email ({what})").format(what=what)
         reason = event.reason
         if reason is not None and reason.code is Code.ESSENTIAL_OVERRIDE:
             text += f"; {reason.text}"
         elif reason is not None:  # why not the first choice: the fallback took over
-            text += f"; not by {reason.channel}: {Reason(reason.code).text}"
-        if not event.own_language:
-            text += (
-                f"; in the default language ({self.workspace.settings.default_locale}): the "
-                f"templates have no variant for {self.contact.locale}"
+            text += _("; not by {channel}: {reason}").format(
+                channel=reason.channel, reason=Reason(reason.code).text
             )
+        if not event.own_language:
+            text += _(
+                "; in the default language ({default}): the templates have no variant for {locale}"
+            ).format(default=self.workspace.settings.default_locale, locale=self.contact.locale)
         return text
 
     def already(self, campaign: Campaign, occ: Occurrence, what: str) -> Answer:
@@ -384,39 +398,50 @@ class _Explainer:
             None,
         )
         if record is None:  # the runner saw it done, so the ledger has it
-            return Answer(campaign.name, "already", f"already done ({what})", occ)
+            return Answer(
+                campaign.name, "already", _("already done ({what})").format(what=what), occ
+            )
         status, channel = record.status, record.channel
         changed = (
             record.updated_at.astimezone(self.now.tzinfo).date()
             if record.updated_at is not None
             else record.run_date
         )
-        if status == "rendered":
-            where = f": {record.artifact}" if record.artifact else ""
-            text = f"already made on {record.run_date.isoformat()} by {channel}{where} ({what})"
+        made, when = record.run_date.isoformat(), changed.isoformat()
+        if status == "rendered" and record.artifact:
+            text = _("already made on {date} by {channel}: {file} ({what})").format(
+                date=made, channel=channel, file=record.artifact, what=what
+            )
+        elif status == "rendered":
+            text = _("already made on {date} by {channel} ({what})").format(
+                date=made, channel=channel, what=what
+            )
         elif status == "sent":
-            text = f"already sent on {changed.isoformat()} by {channel} ({what})"
+            text = _("already sent on {date} by {channel} ({what})").format(
+                date=when, channel=channel, what=what
+            )
         elif status in ("sending", "uncertain"):
-            text = (
-                f"uncertain since {changed.isoformat()}: the run died while handing the email to "
+            text = _(
+                "uncertain since {date}: the run died while handing the email to "
                 "the mail server, so it may have arrived; it is never resent automatically "
-                f"(check the mailbox) ({what})"
-            )
+                "(check the mailbox) ({what})"
+            ).format(date=when, what=what)
         elif status == "failed" and record.reason == "permanent":
-            text = (
-                f"failed for good on {changed.isoformat()}: the mail server refused it: "
-                f"{record.error or 'refused'}; it is not tried again (fix the address in the "
-                f"contacts file) ({what})"
-            )
+            text = _(
+                "failed for good on {date}: the mail server refused it: "
+                "{error}; it is not tried again (fix the address in the "
+                "contacts file) ({what})"
+            ).format(date=when, error=record.error or _("refused"), what=what)
         elif status == "failed":
-            text = (
-                f"failed on {changed.isoformat()}: {record.error or 'delivery failed'}; "
-                f"`outreach send` tries it again ({what})"
+            text = _("failed on {date}: {error}; `outreach send` tries it again ({what})").format(
+                date=when, error=record.error or _("delivery failed"), what=what
             )
         elif status == "missed":
-            text = f"missed: {record.reason} ({what})"
+            text = _("missed: {reason} ({what})").format(reason=record.reason, what=what)
         else:
-            text = f"already {status} on {record.run_date.isoformat()} ({what})"
+            text = _("already {status} on {date} ({what})").format(
+                status=status, date=made, what=what
+            )
         return Answer(
             campaign.name, "missed" if status == "missed" else "already", text, occ, channel
         )
@@ -427,53 +452,61 @@ class _Explainer:
             channel = reason.channel or "email"
             if channel in contact.opt_out:
                 said = _channels_text(contact.opt_out)
-                text = (
-                    f"opted out of {channel}: the contacts file says opt_out: {said} "
-                    f"(line {contact.line}) ({what})"
-                )
+                text = _(
+                    "opted out of {channel}: the contacts file says opt_out: {said} "
+                    "(line {line}) ({what})"
+                ).format(channel=channel, said=said, line=contact.line, what=what)
             else:
-                entries = (
-                    ", ".join(_suppressed(contact.id, contact.email, self.suppressions))
-                    or "the suppression list"
+                entries = ", ".join(_suppressed(contact.id, contact.email, self.suppressions)) or _(
+                    "the suppression list"
                 )
-                text = f"opted out of {channel}: on the suppression list: {entries} ({what})"
+                text = _(
+                    "opted out of {channel}: on the suppression list: {entries} ({what})"
+                ).format(channel=channel, entries=entries, what=what)
             return Answer(campaign.name, "opted out", text, occ, channel)
         if reason.code is Code.NO_LEGAL_BASIS:
-            text = (
-                f"no legal basis for this marketing {reason.channel or 'message'}: "
-                f"{reason.detail or 'no consent'}; record the day they consented in "
-                f"email_consent (line {contact.line}) to send it ({what})"
+            text = _(
+                "no legal basis for this marketing {channel}: "
+                "{detail}; record the day they consented in "
+                "email_consent (line {line}) to send it ({what})"
+            ).format(
+                channel=reason.channel or _("message"),
+                detail=reason.detail or _("no consent"),
+                line=contact.line,
+                what=what,
             )
             return Answer(campaign.name, "skipped", text, occ, reason.channel)
         if reason.code is Code.NO_EMAIL:
             bad = self.problem("email")
             if bad is not None:
-                return Answer(campaign.name, "bad data", f"no usable email: {bad} ({what})", occ)
-            return Answer(
-                campaign.name, "skipped", f"no email address in the contacts file ({what})", occ
-            )
+                text = _("no usable email: {problem} ({what})").format(problem=bad, what=what)
+                return Answer(campaign.name, "bad data", text, occ)
+            text = _("no email address in the contacts file ({what})").format(what=what)
+            return Answer(campaign.name, "skipped", text, occ)
         if reason.code is Code.INCOMPLETE_ADDRESS:
             bad = self.problem("country") or self.problem("postal_code")
             if bad is not None:
-                return Answer(
-                    campaign.name, "bad data", f"no usable postal address: {bad} ({what})", occ
+                text = _("no usable postal address: {problem} ({what})").format(
+                    problem=bad, what=what
                 )
+                return Answer(campaign.name, "bad data", text, occ)
             gaps = ", ".join(address_gaps(contact))
-            return Answer(
-                campaign.name,
-                "skipped",
-                f"incomplete postal address (missing {gaps}) ({what})",
-                occ,
+            text = _("incomplete postal address (missing {fields}) ({what})").format(
+                fields=gaps, what=what
             )
-        return Answer(campaign.name, "skipped", f"skipped: {reason} ({what})", occ)
+            return Answer(campaign.name, "skipped", text, occ)
+        text = _("skipped: {reason} ({what})").format(reason=reason, what=what)
+        return Answer(campaign.name, "skipped", text, occ)
 
     def not_due(self, campaign: Campaign) -> Answer:
         contact, name = self.contact, campaign.name
         if campaign.kind == "birthday" and contact.birthday is None:
             bad = self.problem("birthday")
             if bad is not None:
-                return Answer(name, "bad data", f"no birthday message: {bad}")
-            return Answer(name, "not due", "not due: no birthday in the contacts file")
+                return Answer(
+                    name, "bad data", _("no birthday message: {problem}").format(problem=bad)
+                )
+            return Answer(name, "not due", _("not due: no birthday in the contacts file"))
         settings = self.workspace.settings
         fmt = settings.contacts.date_format
         upcoming = [
@@ -488,49 +521,55 @@ class _Explainer:
             if occ.earliest > self.today
         ]
         if campaign.kind == "reminder" and not upcoming and not self._has_field(campaign):
-            return Answer(
-                name, "not due", f"not due: no {campaign.date_field} in the contacts file"
-            )
+            text = _("not due: no {field} in the contacts file").format(field=campaign.date_field)
+            return Answer(name, "not due", text)
         past = [
             r
             for r in self.history
             if r.campaign == name and r.latest is not None and r.latest < self.today
         ]
         past.sort(key=lambda r: (r.latest or date.min, r.run_date), reverse=True)
-        text = f"nothing due on {self.today.isoformat()}"
+        text = _("nothing due on {date}").format(date=self.today.isoformat())
         outcome = "not due"
         if past:
             last = past[0]
-            window = f"{last.occurrence_key}, window {_window(last)}"
+            window = _("{key}, window {window}").format(
+                key=last.occurrence_key, window=_window(last)
+            )
             if last.status == "missed":
                 outcome = "missed"
-                text = (
-                    f"window closed: the last one ({window}) was deferred until its window "
-                    f"closed and is recorded as missed, never sent late ({last.reason})"
-                )
+                text = _(
+                    "window closed: the last one ({window}) was deferred until its window "
+                    "closed and is recorded as missed, never sent late ({reason})"
+                ).format(window=window, reason=last.reason)
             else:
-                text += f"; the last one ({window}) is {last.status} ({last.run_date.isoformat()})"
+                text += _("; the last one ({window}) is {status} ({date})").format(
+                    window=window, status=last.status, date=last.run_date.isoformat()
+                )
         if upcoming:
             nxt = upcoming[0]
             channel = first_choice(campaign, contact)
             days = settings.letters.delivery_days
-            posted, _ = send_window(nxt, channel=channel, delivery_days=days)
+            posted, _last = send_window(nxt, channel=channel, delivery_days=days)
             if channel == "letter":
-                text += (
-                    f"; the next letter is posted on {posted.isoformat()}, for the window that "
-                    f"opens on {nxt.earliest.isoformat()} ({self.what(campaign, nxt)})"
+                text += _(
+                    "; the next letter is posted on {posted}, for the window that "
+                    "opens on {opens} ({what})"
+                ).format(
+                    posted=posted.isoformat(),
+                    opens=nxt.earliest.isoformat(),
+                    what=self.what(campaign, nxt),
                 )
             else:
-                text += (
-                    f"; the next window opens on {nxt.earliest.isoformat()} "
-                    f"({self.what(campaign, nxt)})"
+                text += _("; the next window opens on {opens} ({what})").format(
+                    opens=nxt.earliest.isoformat(), what=self.what(campaign, nxt)
                 )
         elif outcome == "missed":
             pass  # the closed window says it all
         elif campaign.kind == "promotion" and campaign.end is not None:
-            text += f"; the promotion ended on {campaign.end.isoformat()}"
+            text += _("; the promotion ended on {date}").format(date=campaign.end.isoformat())
         else:
-            text += "; no later window"
+            text += _("; no later window")
         return Answer(name, outcome, text)
 
     def _has_field(self, campaign: Campaign) -> bool:
@@ -541,4 +580,4 @@ class _Explainer:
 def _window(record: MessageRecord) -> str:
     first = record.earliest.isoformat() if record.earliest else "?"
     last = record.latest.isoformat() if record.latest else "?"
-    return f"{first} to {last}"
+    return _("{first} to {last}").format(first=first, last=last)

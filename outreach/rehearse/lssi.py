@@ -13,6 +13,7 @@ from collections.abc import Iterator, Sequence
 from datetime import date, datetime
 
 from outreach.contacts import Contact
+from outreach.i18n import _
 from outreach.model.campaigns import Campaign, Occurrence
 from outreach.model.config import Settings
 from outreach.model.errors import OutreachError, Problem
@@ -38,18 +39,22 @@ def lssi_problems(
         yield _problem(
             campaign,
             template,
-            "a marketing email needs an opt-out, and config.yaml has no `unsubscribe:`",
-            hint="add unsubscribe: url (and/or mailto) to config.yaml and a link to "
-            "{{ unsubscribe_url }} in the template",
+            _("a marketing email needs an opt-out, and config.yaml has no `unsubscribe:`"),
+            hint=_(
+                "add unsubscribe: url (and/or mailto) to config.yaml and a link to "
+                "{{ unsubscribe_url }} in the template"
+            ),
         )
     address = settings.sender.address
     if not (address.street and (address.postal_code or address.city)):
         yield _problem(
             campaign,
             template,
-            "a marketing email must say who sends it, and config.yaml `sender.address` "
-            "has no street and postal code or city",
-            hint="add sender: address: street, postal_code, city to config.yaml",
+            _(
+                "a marketing email must say who sends it, and config.yaml `sender.address` "
+                "has no street and postal code or city"
+            ),
+            hint=_("add sender: address: street, postal_code, city to config.yaml"),
         )
         return
     body = _sample_body(campaign, settings=settings, contacts=contacts, today=today, now=now)
@@ -66,9 +71,11 @@ def _body_problems(
         yield _problem(
             campaign,
             template,
-            "the rendered email has no unsubscribe link in its body (LSSI art. 21: a free, "
-            "simple way to opt out in every commercial message)",
-            hint="add {{ unsubscribe_url }} to the text and HTML templates",
+            _(
+                "the rendered email has no unsubscribe link in its body (LSSI art. 21: a free, "
+                "simple way to opt out in every commercial message)"
+            ),
+            hint=_("add {{ unsubscribe_url }} to the text and HTML templates"),
         )
     sender, address = settings.sender, settings.sender.address
     missing = [
@@ -80,17 +87,21 @@ def _body_problems(
         yield _problem(
             campaign,
             template,
-            "the rendered email does not identify the sender (LSSI art. 20: name and postal "
-            f"address); it lacks {', '.join(repr(v) for v in missing)}",
-            hint="add {{ sender.name }} and {{ sender.address.street }}, "
-            "{{ sender.address.postal_code }} {{ sender.address.city }} to the templates",
+            _(
+                "the rendered email does not identify the sender (LSSI art. 20: name and postal "
+                "address); it lacks {missing}"
+            ).format(missing=", ".join(repr(v) for v in missing)),
+            hint=_(
+                "add {{ sender.name }} and {{ sender.address.street }}, "
+                "{{ sender.address.postal_code }} {{ sender.address.city }} to the templates"
+            ),
         )
     if campaign.kind == "promotion" and not _says_terms(campaign, text):
         yield _problem(
             campaign,
             template,
-            "the promotion's email says nothing of its end date or conditions",
-            hint="say until when it runs and on what terms (e.g. {{ campaign.end }})",
+            _("the promotion's email says nothing of its end date or conditions"),
+            hint=_("say until when it runs and on what terms (e.g. {{ campaign.end }})"),
             blocking=False,
         )
 
@@ -124,7 +135,7 @@ def _sample_body(
         if not contact.email:
             continue
         try:
-            _, text, html = renderer.render_parts(contact, occurrence)
+            _subject, text, html = renderer.render_parts(contact, occurrence)
         except OutreachError:
             continue
         link = unsubscribe_url(settings, contact) or settings.unsubscribe.mailto or ""
@@ -136,7 +147,9 @@ def _problem(
     campaign: Campaign, template: str, message: str, *, hint: str, blocking: bool = True
 ) -> Problem:
     return Problem(
-        f"campaign {campaign.name}, template {template}: {message}",
+        _("campaign {name}, template {template}: {message}").format(
+            name=campaign.name, template=template, message=message
+        ),
         path=str(campaign.path),
         field="email",
         campaign=campaign.name,

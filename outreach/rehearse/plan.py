@@ -15,6 +15,7 @@ from datetime import date, datetime, time, timedelta
 
 from outreach.contacts import Contact
 from outreach.deliver.outlets import CountOnlyOutlet
+from outreach.i18n import _
 from outreach.ledger import RunStore, Seed, rehearsal
 from outreach.lookup import find_contact, not_a_contact
 from outreach.model.campaigns import Campaign, Occurrence
@@ -268,7 +269,7 @@ class _Watcher:
 
     def note(self, event: Decision) -> None:
         outcome = event.outcome
-        if outcome == "not due" or outcome == "not in audience":  # the hot path
+        if outcome == "not due" or outcome == "not in audience":  # not translated: codes (hot path)
             return
         occ = event.occurrence
         if occ is not None:
@@ -287,12 +288,16 @@ class _Watcher:
     def _tell(self, event: Decision) -> None:
         outcome, reason = event.outcome, event.reason
         text = reason.text if reason is not None else ""
-        if outcome == "send":
-            detail = f"would go by {event.channel}" + (f" ({text})" if reason else "")
+        if outcome == "send" and reason is not None:
+            detail = _("would go by {channel} ({reason})").format(
+                channel=event.channel, reason=text
+            )
+        elif outcome == "send":
+            detail = _("would go by {channel}").format(channel=event.channel)
         elif outcome == "deferred":
-            detail = f"deferred: {text}"
+            detail = _("deferred: {reason}").format(reason=text)
         elif outcome == "missed":
-            detail = f"missed: {reason.detail if reason else text}"
+            detail = _("missed: {reason}").format(reason=reason.detail if reason else text)
         else:
             # Skips and bad data repeat every day of a window; once is enough.
             once = (event.campaign, outcome, text)
@@ -300,11 +305,13 @@ class _Watcher:
                 return
             self.told.add(once)
             if outcome == "skipped":
-                detail = f"skipped: {text}"
+                detail = _("skipped: {reason}").format(reason=text)
             elif outcome == "failed":
-                detail = f"cannot be made: {text}"
+                detail = _("cannot be made: {reason}").format(reason=text)
             else:
-                detail = f"cannot be made: {reason.detail if reason else text}"
+                detail = _("cannot be made: {reason}").format(
+                    reason=reason.detail if reason else text
+                )
         self.story.append(StoryLine(self.day, event.campaign, outcome, detail))
 
 
@@ -349,7 +356,7 @@ def plan_days(
     its share of the contacts: cadence is per contact, so the shares never need each other.
     """
     if days < 1:
-        raise ValueError("plan at least one day")
+        raise ValueError(_("plan at least one day"))
     names = [c.name for c in workspace.campaigns]
     story: list[StoryLine] = []
     watch: str | None = None
@@ -371,7 +378,7 @@ def plan_days(
                 workspace, everyone, parts=parts, start=start, days=days, top=top, on_day=on_day
             )
         else:
-            counts, sent, _ = _simulate(
+            counts, sent, _story = _simulate(
                 workspace, contacts=everyone, watch=None, start=start, days=days, on_day=on_day
             )
             busiest = _busiest(sent, top)
@@ -515,7 +522,7 @@ def _plan_part(
     workspace: Workspace, contacts: Sequence[Contact], *, start: date, days: int, top: int
 ) -> tuple[list[DayCounts], _Busy]:
     """A worker's share of the plan: each day told to the caller, then the counts and the busiest."""
-    counts, sent, _ = _simulate(
+    counts, sent, _story = _simulate(
         workspace, contacts=contacts, watch=None, start=start, days=days, on_day=tell
     )
     return counts, _busiest(sent, top)

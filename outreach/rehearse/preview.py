@@ -8,6 +8,7 @@ from pathlib import Path
 
 from outreach.contacts import Contact
 from outreach.deliver.outbox import write_atomic
+from outreach.i18n import _
 from outreach.model.campaigns import Campaign, Occurrence
 from outreach.model.errors import OutreachError
 from outreach.render.letter import LetterRenderer, letter_pdf, standalone_html
@@ -38,21 +39,27 @@ def _occurrence(
     settings = workspace.settings
     if not campaign_audience(campaign, settings).matches(contact):
         raise PreviewRefusedError(
-            f"contact {contact.id} is not in the audience of {campaign.name}: "
-            f"no {campaign.name} message is made for them",
+            _(
+                "contact {contact} is not in the audience of {campaign}: "
+                "no {campaign} message is made for them"
+            ).format(contact=contact.id, campaign=campaign.name),
             path=campaign.path,
-            hint=f"see why with `outreach explain {contact.id}`, or preview a contact in the audience",
+            hint=_(
+                "see why with `outreach explain {contact}`, or preview a contact in the audience"
+            ).format(contact=contact.id),
         )
     occurrence = next_occurrence(
         campaign, contact, today=today, date_format=settings.contacts.date_format
     )
     if occurrence is None:
         raise PreviewRefusedError(
-            f"contact {contact.id} has no {campaign.name} occurrence from {today.isoformat()} "
-            "to a year later: no date for it in the contacts file, or the campaign is over",
+            _(
+                "contact {contact} has no {campaign} occurrence from {date} "
+                "to a year later: no date for it in the contacts file, or the campaign is over"
+            ).format(contact=contact.id, campaign=campaign.name, date=today.isoformat()),
             path=settings.paths.contacts,
             line=contact.line,
-            hint="fill in the contact's date, or preview another contact",
+            hint=_("fill in the contact's date, or preview another contact"),
         )
     return occurrence
 
@@ -73,9 +80,15 @@ def render_preview(
     contact = next((c for c in workspace.contacts.contacts if c.id == contact_id), None)
     if contact is None:
         held = [p for p in workspace.contacts.problems if p.contact_id == contact_id]
-        hint = f"that row is held back: {held[0]}" if held else "check the id in the contacts file"
+        hint = (
+            _("that row is held back: {problem}").format(problem=held[0])
+            if held
+            else _("check the id in the contacts file")
+        )
         raise OutreachError(
-            f"no usable contact {contact_id!r}", path=settings.paths.contacts, hint=hint
+            _("no usable contact {contact}").format(contact=repr(contact_id)),
+            path=settings.paths.contacts,
+            hint=hint,
         )
     occurrence = _occurrence(workspace, campaign, contact, today=today)
     content = _render(
@@ -99,9 +112,9 @@ def _render(
     if fmt == "pdf" or (fmt == "html" and campaign.email is None and campaign.letter is not None):
         if campaign.letter is None:
             raise OutreachError(
-                f"campaign {campaign.name} has no letter",
+                _("campaign {campaign} has no letter").format(campaign=campaign.name),
                 path=campaign.path,
-                hint="use --format text, html or eml for its email",
+                hint=_("use --format text, html or eml for its email"),
             )
         letter = LetterRenderer(settings=settings, campaign=campaign, today=today, now=now)
         rendered = letter.render(contact, occurrence)
@@ -113,9 +126,9 @@ def _render(
         return target
     if campaign.email is None:
         raise OutreachError(
-            f"campaign {campaign.name} has no email",
+            _("campaign {campaign} has no email").format(campaign=campaign.name),
             path=campaign.path,
-            hint="use --format pdf for its letter",
+            hint=_("use --format pdf for its letter"),
         )
     renderer = EmailRenderer(settings=settings, campaign=campaign, today=today, now=now)
     if fmt == "eml":
@@ -124,9 +137,9 @@ def _render(
     if fmt == "html":
         if html is None:
             raise OutreachError(
-                f"campaign {campaign.name} has no HTML template",
+                _("campaign {campaign} has no HTML template").format(campaign=campaign.name),
                 path=campaign.path,
-                hint="use --format text",
+                hint=_("use --format text"),
             )
         return html
     return f"Subject: {subject}\n\n{text}"

@@ -19,7 +19,7 @@ from outreach.contacts import Contact, ContactList, load_contacts
 from outreach.deliver.alignment import sender_warnings, template_warnings
 from outreach.deliver.outlets import RenderOnlyOutlet
 from outreach.deliver.printing import harfbuzz_subset_available
-from outreach.i18n import ngettext
+from outreach.i18n import _, ngettext
 from outreach.ledger import Ledger, RunStore, Seed, ledger_exists, rehearsal
 from outreach.model.campaigns import Campaign, load_campaign
 from outreach.model.config import CONFIG_NAME, Coupon, Settings
@@ -138,7 +138,7 @@ def _note(
     """Count what validate's run decided for one contact and campaign (its observer)."""
     check = checks[event.campaign]
     outcome = event.outcome
-    if outcome == "not in audience":
+    if outcome == "not in audience":  # not translated: an outcome code
         return
     if event.reason is not None and event.reason.code is Code.LETTER_TOO_LATE:
         check.too_late[outcome] += 1
@@ -175,16 +175,20 @@ def _no_letter(contact: Contact, *, campaign: str, contacts_path: str) -> Proble
     """The warning for a contact whose postal address cannot carry a letter."""
     gaps = address_gaps(contact)
     return Problem(
-        message="no letter possible: the postal code does not fit its country "
-        "or region (see the contacts file's problems)"
+        message=_(
+            "no letter possible: the postal code does not fit its country "
+            "or region (see the contacts file's problems)"
+        )
         if "postal_code" in contact.held_back
-        else f"no letter possible: the postal address lacks {', '.join(gaps)}",
+        else _("no letter possible: the postal address lacks {fields}").format(
+            fields=", ".join(gaps)
+        ),
         path=contacts_path,
         line=contact.line,
         field=gaps[0] if gaps else "street",
         contact_id=contact.id,
         campaign=campaign,
-        hint="complete the address in the contacts file",
+        hint=_("complete the address in the contacts file"),
     )
 
 
@@ -197,8 +201,17 @@ def _campaign_lines(
         n=check.rendered
     )
     lines = [
-        f"campaign {campaign.name} ({campaign.kind}, {campaign.channel}): "
-        f"{len(check.audience)} in the audience, {rendered}, {check.failed} failed"
+        _(
+            "campaign {name} ({kind}, {channel}): {audience} in the audience, {rendered}, "
+            "{failed} failed"
+        ).format(
+            name=campaign.name,
+            kind=campaign.kind,
+            channel=campaign.channel,
+            audience=len(check.audience),
+            rendered=rendered,
+            failed=check.failed,
+        )
     ]
     lines.append(_purpose_line(campaign, no_basis=len(check.no_basis)))
     if merged:
@@ -231,8 +244,11 @@ def _campaign_lines(
         )
     if check.default_language:
         people = sorted(check.default_language.values(), key=lambda c: c.line)
-        listed = ", ".join(f"{c.id} ({c.locale}, line {c.line})" for c in people[:20])
-        more = f" and {len(people) - 20} more" if len(people) > 20 else ""
+        listed = ", ".join(
+            _("{id} ({locale}, line {line})").format(id=c.id, locale=c.locale, line=c.line)
+            for c in people[:20]
+        )
+        more = _(" and {n} more").format(n=len(people) - 20) if len(people) > 20 else ""
         lines.append(
             ngettext(
                 "  {n} contact gets {campaign} in the default language ({locale}): no "
@@ -254,17 +270,22 @@ def _campaign_lines(
 def _purpose_line(campaign: Campaign, *, no_basis: int) -> str:
     """What the campaign's purpose means (the defaults said), and who it cannot reach."""
     if campaign.purpose == "service":
-        return (
+        return _(
             "  purpose: service (reminders and birthdays without a coupon, unless the file says "
             "`purpose: marketing`): "
             "no consent needed, and no offers in it"
         )
-    held = f"; {no_basis} contact(s) held back without one (no_legal_basis)" if no_basis else ""
-    return (
+    text = _(
         "  purpose: marketing (promotions, one-offs and birthdays with a coupon are marketing "
         "unless the file says `purpose: service`): each message needs a legal basis"
-        f"{held}"
     )
+    if no_basis:
+        text += ngettext(
+            "; {n} contact held back without one (no_legal_basis)",
+            "; {n} contacts held back without one (no_legal_basis)",
+            no_basis,
+        ).format(n=no_basis)
+    return text
 
 
 def _confirmed_addresses(contacts: Sequence[Contact], settings: Settings) -> Iterator[str]:
@@ -272,12 +293,18 @@ def _confirmed_addresses(contacts: Sequence[Contact], settings: Settings) -> Ite
     where = display_path(settings.contacts_path)
     for contact in contacts:
         if confirmed_by_owner(contact) is not None and contact.address_confirmed is not None:
-            yield (
-                f"{where}:{contact.line}: postal_code: the address data does not know "
-                f"{contact.postal_code} in {contact.region or contact.country}, but the owner "
-                f"confirmed the address on {contact.address_confirmed.isoformat()} "
+            yield _(
+                "{file}:{line}: postal_code: the address data does not know "
+                "{code} in {region}, but the owner "
+                "confirmed the address on {date} "
                 "(address_confirmed), so letters go to it — when the address changes, clear "
                 "the date so the new one is checked"
+            ).format(
+                file=where,
+                line=contact.line,
+                code=contact.postal_code,
+                region=contact.region or contact.country,
+                date=contact.address_confirmed.isoformat(),
             )
 
 
@@ -292,13 +319,15 @@ def _forgotten_rows(
     for contact in contacts:
         if is_forgotten(contact, salt=settings.coupon.secret, keys=keys):
             yield Problem(
-                "this row belongs to a person who asked to be forgotten (outreach forget): "
-                "nothing is made for them",
+                _(
+                    "this row belongs to a person who asked to be forgotten (outreach forget): "
+                    "nothing is made for them"
+                ),
                 path=where,
                 line=contact.line,
                 field="id",
                 contact_id=contact.id,
-                hint="delete the row from the contacts file",
+                hint=_("delete the row from the contacts file"),
             )
 
 
@@ -313,7 +342,7 @@ def validate_workspace(
     """Check contacts, every campaign, and every template for every contact that could be due
     (`config`: the file the settings were read from, default config.yaml in their folder)."""
     config = config if config is not None else settings.root / CONFIG_NAME
-    report = ValidationReport(lines=[f"config {display_path(config)}: ok"])
+    report = ValidationReport(lines=[_("config {file}: ok").format(file=display_path(config))])
     _check_workspace(settings, today=today, now=now, progress=progress, report=report)
     # Every problem once: a contact's missing address is met by each of its occurrences.
     report.warnings = list({str(problem): problem for problem in report.warnings}.values())
@@ -344,7 +373,9 @@ def _check_workspace(
         try:
             store = rehearsal(settings, Seed(messages=False))
         except LedgerError as exc:
-            report.lines.append(f"warning: the suppression list was not read: {exc}")
+            report.lines.append(
+                _("warning: the suppression list was not read: {error}").format(error=exc)
+            )
     with store:
         report.warnings.extend(
             _forgotten_rows(
@@ -366,14 +397,18 @@ def _check_settings(settings: Settings, report: ValidationReport) -> None:
     """What the settings alone tell: a placeholder secret, the sender's alignment, HarfBuzz."""
     if settings.coupon.secret == Coupon().secret:
         report.lines.append(
-            "warning: coupon.secret is the placeholder 'change-me': anyone who knows outreach "
-            "can work out your coupon codes and unsubscribe tokens — set your own secret"
+            _(
+                "warning: coupon.secret is the placeholder 'change-me': anyone who knows outreach "
+                "can work out your coupon codes and unsubscribe tokens — set your own secret"
+            )
         )
-    report.lines.extend(f"warning: {w}" for w in sender_warnings(settings))
+    report.lines.extend(_("warning: {what}").format(what=w) for w in sender_warnings(settings))
     if not harfbuzz_subset_available():
         report.lines.append(
-            "warning: the HarfBuzz subsetter (Debian package libharfbuzz-subset0) is missing: "
-            "letters will print about 8x slower — install it with apt-get"
+            _(
+                "warning: the HarfBuzz subsetter (Debian package libharfbuzz-subset0) is missing: "
+                "letters will print about 8x slower — install it with apt-get"
+            )
         )
 
 
@@ -432,11 +467,13 @@ def _usable_campaigns(
         if campaign.name in names:
             report.blocking.append(
                 Problem(
-                    message=f"campaign name {campaign.name!r} is also used by {names[campaign.name]}",
+                    message=_("campaign name {name} is also used by {file}").format(
+                        name=repr(campaign.name), file=names[campaign.name]
+                    ),
                     path=str(path),
                     field="name",
                     blocking=True,
-                    hint="give each campaign its own name",
+                    hint=_("give each campaign its own name"),
                 )
             )
             continue
@@ -445,7 +482,8 @@ def _usable_campaigns(
     letters = [c.letter.template for c in campaigns if c.letter is not None]
     letters += [settings.letters.css] if settings.letters.css else []
     report.lines.extend(
-        f"warning: {w}" for w in template_warnings(settings.templates_dir, letter_templates=letters)
+        _("warning: {what}").format(what=w)
+        for w in template_warnings(settings.templates_dir, letter_templates=letters)
     )
     usable = []
     for campaign in campaigns:
