@@ -42,6 +42,25 @@ Status = Literal[
 ]
 
 
+# A status as people read it (tables, explain): the code stays in the ledger and in --json.
+_STATUS_WORDS: dict[str, str] = {
+    "rendered": N_("rendered"),
+    "sending": N_("being sent"),
+    "sent": N_("sent"),
+    "failed": N_("failed"),
+    "uncertain": N_("uncertain"),
+    "deferred": N_("deferred"),
+    "missed": N_("missed"),
+    "skipped": N_("skipped"),
+}
+
+
+def status_word(status: str) -> str:
+    """A message's status in the owner's language ("rendered" → "preparado")."""
+    found = _STATUS_WORDS.get(status)
+    return _(found) if found is not None else status
+
+
 class Code(StrEnum):
     """The closed set of reasons."""
 

@@ -19,7 +19,7 @@ from outreach.ledger import Ledger, MessageRecord, Seed, read_ledger, rehearsal
 from outreach.lookup import contact_label, find_contact, row_problems, unknown_contact
 from outreach.model.campaigns import Campaign, Occurrence
 from outreach.model.errors import Problem
-from outreach.model.reasons import Code, Reason
+from outreach.model.reasons import Code, Reason, status_word, words
 from outreach.pipeline.decide import Decision, RunDates
 from outreach.pipeline.run import RunOptions, execute_run
 from outreach.rules.arrival import send_window
@@ -145,7 +145,7 @@ def _history_line(record: MessageRecord) -> str:
         f"{record.run_date.isoformat()} {record.campaign} {record.occurrence_key} "
         f"{record.channel} {record.status}"
     )
-    detail = record.error or record.reason
+    detail = record.error or words(record.reason)
     if detail:
         text += f": {detail}"
     if record.artifact:
@@ -437,10 +437,10 @@ class _Explainer:
                 date=when, error=record.error or _("delivery failed"), what=what
             )
         elif status == "missed":
-            text = _("missed: {reason} ({what})").format(reason=record.reason, what=what)
+            text = _("missed: {reason} ({what})").format(reason=words(record.reason), what=what)
         else:
             text = _("already {status} on {date} ({what})").format(
-                status=status, date=made, what=what
+                status=status_word(status), date=made, what=what
             )
         return Answer(
             campaign.name, "missed" if status == "missed" else "already", text, occ, channel
@@ -541,10 +541,10 @@ class _Explainer:
                 text = _(
                     "window closed: the last one ({window}) was deferred until its window "
                     "closed and is recorded as missed, never sent late ({reason})"
-                ).format(window=window, reason=last.reason)
+                ).format(window=window, reason=words(last.reason))
             else:
                 text += _("; the last one ({window}) is {status} ({date})").format(
-                    window=window, status=last.status, date=last.run_date.isoformat()
+                    window=window, status=status_word(last.status), date=last.run_date.isoformat()
                 )
         if upcoming:
             nxt = upcoming[0]
