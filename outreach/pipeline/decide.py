@@ -33,6 +33,7 @@ from outreach.rules.audience import WhereRefusedError
 from outreach.rules.cadence import Candidate, PastMessage, first_open_day
 from outreach.rules.control import in_control
 from outreach.rules.eligibility import Suppressions, choose_channel, first_choice
+from outreach.rules.known import Ledgered, as_known
 from outreach.rules.legal import (
     DoNotContact,
     FutureConsentError,
@@ -128,6 +129,9 @@ class Knowledge:
     # (so nothing recorded) for a row that matches one.
     forgotten: frozenset[str] = frozenset()
     forget_salt: str = ""
+    # What the ledger adds to the rows (the latest visits, the confirmed addresses), read
+    # once per run: `decide_chunk` hands every rule the contact as the run knows it.
+    known: Ledgered = field(default_factory=Ledgered)
 
 
 # A message that may go, waiting for cadence: what cadence weighs, and the decision's parts.
@@ -138,10 +142,20 @@ Decided = tuple[int, "Contact", Decision]
 
 
 def decide_chunk(chunk: Sequence[Contact], knowing: Knowledge) -> Iterator[Decided]:
-    """Every decision for a chunk of contacts, contact by contact, in decision order."""
-    for index, contact in enumerate(chunk):
+    """Every decision for a chunk of contacts, contact by contact, in decision order, each
+    with the contact as the run knows it (rules.known: what the ledger adds to the row)."""
+    for index, row in enumerate(chunk):
+        contact = known_contact(row, knowing)
         for decision in decide(contact, knowing):
             yield index, contact, decision
+
+
+def known_contact(contact: Contact, knowing: Knowledge) -> Contact:
+    """The contact as the run knows it: its row and what the ledger adds (rules.known)."""
+    known = knowing.known
+    if not (known.visits or known.confirmations):
+        return contact
+    return as_known(contact, known, date_format=knowing.date_format)
 
 
 def decide(contact: Contact, knowing: Knowledge) -> list[Decision]:
