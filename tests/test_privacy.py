@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pdfplumber
+import psycopg
 from conftest import Workspace
 
 from outreach.ledger import open_ledger
@@ -134,3 +135,58 @@ def test_forget_cut_short_is_finished_by_running_it_again(sample_workspace: Work
     again = ws.run("forget", "c002", "--yes", "--date", DAY)
     assert again.code == 0, again.err
     assert b"begona.arrieta@example.org" not in _everything(ws.root)
+
+
+def _server_text(url: str) -> dict[str, str]:
+    """Every row of every table of the ledger's database, as text, by table."""
+    with psycopg.connect(url) as db:
+        tables = [
+            row[0]
+            for row in db.execute(
+                "SELECT table_name FROM information_schema.tables "
+                "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
+            ).fetchall()
+        ]
+        return {
+            table: "\n".join(
+                str(row[0])
+                for row in db.execute(f'SELECT t::text FROM "{table}" t').fetchall()
+            )
+            for table in tables
+        }
+
+
+def test_export_and_forget_on_postgresql_erase_every_row_on_the_server(
+    sample_workspace: Workspace, pg_url: str
+) -> None:
+    ws = sample_workspace
+    env = {"OUTREACH_LEDGER_URL": pg_url}
+    result = ws.run("run", "--all", "--date", DAY, env=env)
+    assert result.code in (0, 1), result.err
+    ws.write("caja.csv", "date,contact_id,amount\n2026-11-28,c002,31\n2026-11-28,c001,12\n")
+    assert ws.run("visits", "--import", "caja.csv", env=env).code == 0
+    exported = ws.run("export", "c002", "--json", env=env)
+    assert exported.code == 0, exported.err
+    messages = json.loads(exported.out)["messages"]
+    assert [(m["campaign"], m["basis"]) for m in messages if m["campaign"] == "birthday"] == [
+        ("birthday", "consent 2025-03-01 formulario web")
+    ]
+    before = _server_text(pg_url)
+    assert "c002" in before["messages"] and "c002" in before["visits"]
+
+    forgot = ws.run("forget", "c002", "--yes", "--date", DAY, env=env)
+    assert forgot.code == 0, forgot.err
+    after = _server_text(pg_url)
+    for table, text in after.items():
+        for needle in ("c002", "begona.arrieta@example.org", "Arrieta"):
+            assert needle not in text, (table, needle)
+    assert "c001" in after["visits"]  # only theirs went
+    assert after["suppressions"].count("forgotten:") == 2  # their id and their address, hashed
+    assert b"begona.arrieta@example.org" not in _everything(ws.root)
+    # The row is still in the CSV: the next run makes nothing for them on the server.
+    again = ws.run("run", "--all", "--date", "2026-11-25", env=env)
+    assert again.code in (0, 1), again.err
+    assert "c002" not in _server_text(pg_url)["messages"]
+    gone = ws.run("export", "c002", "--json", env=env)
+    assert gone.code == 0, gone.err  # the row is still in the CSV; the ledger has nothing
+    assert json.loads(gone.out)["messages"] == []
