@@ -4,14 +4,18 @@ about a person, erased from out/ and state/ down to the bytes, and never mailed 
 from __future__ import annotations
 
 import json
+import signal
 import sqlite3
+import subprocess
+import sys
 from contextlib import closing
 from datetime import datetime
 from pathlib import Path
 
 import pdfplumber
 import psycopg
-from conftest import Workspace
+import pytest
+from conftest import Workspace, unmeasured_env
 
 from outreach.ledger import open_ledger
 from outreach.ledger.privacy import suppress_forgotten
@@ -149,8 +153,7 @@ def _server_text(url: str) -> dict[str, str]:
         ]
         return {
             table: "\n".join(
-                str(row[0])
-                for row in db.execute(f'SELECT t::text FROM "{table}" t').fetchall()
+                str(row[0]) for row in db.execute(f'SELECT t::text FROM "{table}" t').fetchall()
             )
             for table in tables
         }
@@ -190,3 +193,64 @@ def test_export_and_forget_on_postgresql_erase_every_row_on_the_server(
     gone = ws.run("export", "c002", "--json", env=env)
     assert gone.code == 0, gone.err  # the row is still in the CSV; the ledger has nothing
     assert json.loads(gone.out)["messages"] == []
+
+
+# The steps of `outreach forget`, in order, each a point to kill it at (tests/killpoints.py):
+# what it is about to do, and so what it has done by then.
+# Each with what is done when it dies: (hashes on the list, their email file, their rows).
+FORGET_STEPS = [
+    ("sql", "INSERT INTO suppressions", 1, (False, True, True)),  # nothing yet
+    ("unlink", "out/", 1, (True, True, True)),  # the hashes are on the list, no file erased
+    ("sql", "DELETE FROM messages", 1, (True, False, True)),  # their files erased, not rows
+    ("sql", "VACUUM", 1, (True, False, False)),  # rows deleted, bytes still in free pages
+    ("write", "forgotten.log", 1, (True, False, False)),  # compacted; no audit line yet
+]
+KILLPOINTS = Path(__file__).with_name("killpoints.py")
+FORGET = ("forget", "c002", "--yes", "--date", DAY)
+
+
+def _their_rows(root: Path) -> list[tuple[object, ...]]:
+    with closing(sqlite3.connect(root / "state" / "ledger.sqlite")) as conn:
+        return conn.execute(
+            "SELECT campaign, occurrence_key, status, artifact FROM messages "
+            "WHERE contact_id = 'c002' ORDER BY 1, 2"
+        ).fetchall()
+
+
+@pytest.mark.slow
+def test_forget_killed_at_each_of_its_steps_is_finished_by_running_it_again(
+    sample_workspace: Workspace,
+) -> None:
+    ws = sample_workspace
+    _ran(ws)
+    email = ws.root / "out" / "outbox" / DAY / "birthday" / "c002.eml"
+    for kind, match, nth, done in FORGET_STEPS:
+        killed = subprocess.run(
+            [sys.executable, str(KILLPOINTS), kind, match, str(nth), "--", *FORGET],
+            cwd=ws.root,
+            env=unmeasured_env(),
+            capture_output=True,
+            check=False,
+        )
+        assert killed.returncode == -signal.SIGKILL, (kind, match, killed.stderr.decode())
+        with closing(sqlite3.connect(ws.root / "state" / "ledger.sqlite")) as conn:
+            hashed = conn.execute(
+                "SELECT count(*) FROM suppressions WHERE source = 'forget'"
+            ).fetchone()[0]
+        assert (hashed > 0, email.exists(), bool(_their_rows(ws.root))) == done, (kind, match)
+        assert not (ws.root / "state" / "forgotten.log").exists()
+        # A run in between (the birthday's window is still open) makes nothing for them: once
+        # the hashes are on the list it sees the row as forgotten, before it as already done.
+        held = _their_rows(ws.root)
+        between = ws.run("run", "--all", "--date", DAY)
+        assert between.code in (0, 1), between.err
+        assert _their_rows(ws.root) == held, (kind, match)
+    assert not _their_rows(ws.root)  # the last kill came after the rows went
+    finished = ws.run("forget", "c002", "--yes", "--date", DAY)
+    assert finished.code == 0, finished.err
+    everything = _everything(ws.root)
+    for needle in ("begona.arrieta@example.org", "Arrieta"):
+        assert needle.encode() not in everything, needle
+    audit = (ws.root / "state" / "forgotten.log").read_text(encoding="utf-8").splitlines()
+    assert len(audit) == 1 and audit[0].startswith(DAY)
+    assert not list(ws.root.rglob("*.forget-tmp"))
