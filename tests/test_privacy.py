@@ -3,11 +3,13 @@ about a person, erased from out/ and state/ down to the bytes, and never mailed 
 
 from __future__ import annotations
 
+import csv
 import json
 import signal
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from contextlib import closing
 from datetime import datetime
 from pathlib import Path
@@ -254,3 +256,79 @@ def test_forget_killed_at_each_of_its_steps_is_finished_by_running_it_again(
     audit = (ws.root / "state" / "forgotten.log").read_text(encoding="utf-8").splitlines()
     assert len(audit) == 1 and audit[0].startswith(DAY)
     assert not list(ws.root.rglob("*.forget-tmp"))
+
+
+def test_forget_removes_every_page_of_their_letter_by_the_manifest_and_renumbers_it(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    promo = """\
+        kind: promotion
+        channel: letter
+        start: 2026-11-24
+        end: 2026-11-30
+        letter:
+          template: letter.html.j2
+        """
+    ws = make_workspace(
+        [
+            "c1,Ana,García,,,Calle Mayor 18,28013,Madrid,ES,letter,,customer,",
+            "c2,José,Núñez,,,Calle de Serrano 45,28001,Madrid,ES,letter,,customer,",
+            "c3,Begoña,Ibáñez,,,Calle de Atocha 3,28012,Madrid,ES,letter,,customer,",
+        ],
+        config_extra="letters: {duplex: true}\n",
+        campaigns={"promo.yaml": promo},
+        templates={"letter.html.j2": "<p>Menú de otoño, {{ contact.first_name }}.</p>\n"},
+    )
+    assert ws.run("run", "--all", "--date", DAY).code == 0
+    folder = ws.root / "out" / "letters" / DAY
+    # Duplex: each one-page letter has a blank back page, which names nobody.
+    with pdfplumber.open(folder / "promo.pdf") as pdf:
+        assert len(pdf.pages) == 6
+    with (folder / "promo.manifest.csv").open(encoding="utf-8-sig") as handle:
+        printed = list(csv.DictReader(handle))
+    assert sorted(r["contact_id"] for r in printed) == ["c1", "c2", "c3"]
+    # Killed before the new batch is moved into place, then between the batch and its
+    # manifest: the old manifest's pages then no longer add up to the batch's, and the next
+    # forget finishes the manifest alone (dropping its pages again would cut another letter).
+    for point, pages in ((".promo.pdf.tmp", 6), (".promo.manifest.csv.tmp", 4)):
+        killed = subprocess.run(
+            [sys.executable, str(KILLPOINTS), "rename", point, "1", "--", "forget", "c2", "--yes"],
+            cwd=ws.root,
+            env=unmeasured_env(),
+            capture_output=True,
+            check=False,
+        )
+        assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+        with pdfplumber.open(folder / "promo.pdf") as pdf:
+            assert len(pdf.pages) == pages
+        with (folder / "promo.manifest.csv").open(encoding="utf-8-sig") as handle:
+            assert list(csv.DictReader(handle)) == printed
+    result = ws.run("forget", "c2", "--yes", "--date", DAY)
+    assert result.code == 0, result.err
+    assert "rewritten without their page(s)" in result.out
+    with pdfplumber.open(folder / "promo.pdf") as pdf:
+        texts = [page.extract_text() or "" for page in pdf.pages]
+    # Their letter and its blank back page went: every letter still starts on a front page.
+    assert len(texts) == 4
+    assert not texts[1].strip() and not texts[3].strip()
+    names = {"c1": "Ana García", "c3": "Begoña Ibáñez"}
+    with (folder / "promo.manifest.csv").open(encoding="utf-8-sig") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["letter"], r["first_page"], r["pages"]) for r in rows] == [
+        ("1", "1", "2"),
+        ("2", "3", "2"),
+    ]
+    assert [r["contact_id"] for r in rows] == [
+        r["contact_id"] for r in printed if r["contact_id"] != "c2"
+    ]
+    for row in rows:  # each row points at its own letter in the new batch
+        assert names[row["contact_id"]] in texts[int(row["first_page"]) - 1]
+    postage = (folder / "promo.postage.csv").read_text(encoding="utf-8-sig")
+    assert postage.splitlines()[-1].startswith("total,,2,")
+    everything = _everything(ws.root)
+    for needle in ("Núñez", "Calle de Serrano"):
+        assert needle.encode() not in everything, needle
+    # Again: nothing more to do, and the batch is left as it is.
+    before = (folder / "promo.pdf").read_bytes()
+    assert ws.run("forget", "c2", "--yes", "--date", DAY).code == 0
+    assert (folder / "promo.pdf").read_bytes() == before
