@@ -166,6 +166,10 @@ def test_export_and_forget_on_postgresql_erase_every_row_on_the_server(
 ) -> None:
     ws = sample_workspace
     env = {"OUTREACH_LEDGER_URL": pg_url}
+    # c002's address confirmed by the owner: the run keeps its fingerprint on the server.
+    header, *lines = (ws.root / "contacts.csv").read_text(encoding="utf-8").splitlines()
+    confirmed = [f"{line},2026-11-20" if line.startswith("c002,") else f"{line}," for line in lines]
+    ws.write("contacts.csv", "\n".join([f"{header},address_confirmed", *confirmed]) + "\n")
     result = ws.run("run", "--all", "--date", DAY, env=env)
     assert result.code in (0, 1), result.err
     ws.write("caja.csv", "date,contact_id,amount\n2026-11-28,c002,31\n2026-11-28,c001,12\n")
@@ -177,7 +181,8 @@ def test_export_and_forget_on_postgresql_erase_every_row_on_the_server(
         ("birthday", "consent 2025-03-01 formulario web")
     ]
     before = _server_text(pg_url)
-    assert "c002" in before["messages"] and "c002" in before["visits"]
+    for table in ("messages", "visits", "address_confirmations"):
+        assert "c002" in before[table], table
 
     forgot = ws.run("forget", "c002", "--yes", "--date", DAY, env=env)
     assert forgot.code == 0, forgot.err
