@@ -4,14 +4,17 @@
 legal basis and files, suppressions, blocks, bounces, replies). `forget` erases them in steps
 that can each be repeated — their salted hashes onto the suppression list first (no run in
 between mails them), then their files (outbox emails, letters: a batch is rewritten without
-their pages, kept bounce and reply mails, report pages that name them, rebuilt), then their
+every page of their letters, found by its manifest, kept bounce and reply mails, report pages
+that name them, rebuilt), then their
 ledger rows, then the ledger is compacted and one audit line written. Killed at any point,
 running it again finishes the job.
 """
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import os
 import re
 import unicodedata
@@ -22,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from outreach.contacts import Contact, load_contacts
+from outreach.deliver.printing import PrintedLetter
+from outreach.files import write_atomic
 from outreach.i18n import _
 from outreach.ledger import open_ledger, workspace_lock
 from outreach.ledger.backend import ledger_exists
@@ -35,6 +40,7 @@ from outreach.ledger.privacy import (
 )
 from outreach.model.config import Settings
 from outreach.model.errors import OutreachError
+from outreach.postage import postage_csv, postage_lines
 from outreach.rules.legal import forgotten_key
 from outreach.workspace import display_path
 
@@ -214,7 +220,8 @@ def _erase_files(settings: Settings, rows: PersonRows, person: Person, result: F
         if not path.resolve().is_relative_to(root.resolve()):
             continue  # a stored path never takes `forget` outside the workspace
         if path.suffix.lower() == ".pdf":
-            _pdf_without(path, person, result, relative)
+            if not _batch_without(settings, path, person, result):
+                _pdf_without(path, person, result, relative)
         elif path.exists():
             path.unlink()
             result.files.append(relative)
@@ -222,7 +229,8 @@ def _erase_files(settings: Settings, rows: PersonRows, person: Person, result: F
     for path in _files_under(settings.out_dir):
         relative = path.relative_to(root).as_posix()
         if path.suffix.lower() == ".pdf":
-            _pdf_without(path, person, result, relative)
+            if not _batch_without(settings, path, person, result):
+                _pdf_without(path, person, result, relative)
         elif path.suffix.lower() in _TEXT_SUFFIXES:
             report = path.parent.name == "reports" and path.suffix.lower() == ".html"
             if not _mentions(path, [*addresses, *names] if report else addresses):
@@ -285,6 +293,123 @@ def _pdf_without(path: Path, person: Person, result: Forgotten, relative: str) -
         os.fsync(handle.fileno())
     partial.replace(path)  # all at once: a kill leaves the old batch or the new one
     result.batches_rewritten.append(relative)
+
+
+def _batch_without(settings: Settings, path: Path, person: Person, result: Forgotten) -> bool:
+    """Rewrite a letter batch without the person's letters, found by its manifest (the pages
+    each letter takes, so a continuation page that does not name them goes too), the
+    manifest without their rows, the postage list recounted and their split PDFs removed.
+    False when the batch has no manifest, or the manifest names no letter of theirs.
+
+    Each step can be repeated: the new batch and manifest are written aside, then moved into
+    place batch first; a manifest whose pages no longer add up to the batch's is the old one
+    of a batch already rewritten, and only the manifest is then finished.
+    """
+    manifest = path.with_name(path.name.removesuffix(".pdf") + ".manifest.csv")
+    if not path.exists() or not manifest.exists():
+        return False
+    header, rows = _manifest_rows(manifest)
+    ids = {person.contact_id.casefold()}
+    theirs = [row for row in rows if ids & _letter_ids(row)]
+    if not theirs:
+        return False
+    from pypdf import PdfReader, PdfWriter
+
+    reader = PdfReader(path)
+    listed = sum(int(row["pages"]) for row in rows)
+    kept = [row for row in rows if row not in theirs]
+    relative = path.relative_to(settings.root).as_posix()
+    for row in theirs:
+        if row.get("file"):
+            (path.parent / row["file"]).unlink(missing_ok=True)  # their own one-letter PDF
+    if not kept:
+        for gone in (path, manifest, _postage_path(path)):
+            gone.unlink(missing_ok=True)
+        result.batches_removed.append(relative)
+        return True
+    if listed == len(reader.pages):  # the batch is still the one the manifest describes
+        drop = {
+            page
+            for row in theirs
+            for page in range(
+                int(row["first_page"]) - 1, int(row["first_page"]) - 1 + int(row["pages"])
+            )
+        }
+        writer = PdfWriter()
+        for index, page in enumerate(reader.pages):
+            if index not in drop:
+                writer.add_page(page)
+        buffer = io.BytesIO()
+        writer.write(buffer)
+        write_atomic(path, buffer.getvalue())
+    write_atomic(manifest, _manifest_bytes(header, _renumbered(kept)))
+    _recount_postage(settings, path, kept)
+    result.batches_rewritten.append(relative)
+    return True
+
+
+def _manifest_rows(manifest: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with manifest.open(encoding="utf-8-sig", newline="") as handle:
+        reader = csv.DictReader(handle)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def _letter_ids(row: dict[str, str]) -> set[str]:
+    """The ids a manifest row's letter goes to: its contact and a household's members."""
+    members = [m for m in (row.get("covers") or "").split(";") if m]
+    return {cid.casefold() for cid in [row.get("contact_id") or "", *members] if cid}
+
+
+def _renumbered(rows: Sequence[dict[str, str]]) -> list[dict[str, str]]:
+    """The letters left, numbered again from 1, each starting where the one before ended."""
+    page = 1
+    out = []
+    for number, row in enumerate(rows, start=1):
+        out.append({**row, "letter": str(number), "first_page": str(page)})
+        page += int(row["pages"])
+    return out
+
+
+def _manifest_bytes(header: Sequence[str], rows: Sequence[dict[str, str]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(header), lineterminator="\r\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue().encode("utf-8-sig")  # as the printer writes it (BOM, CRLF)
+
+
+def _postage_path(batch: Path) -> Path:
+    return batch.with_name(batch.name.removesuffix(".pdf") + ".postage.csv")
+
+
+def _recount_postage(settings: Settings, batch: Path, rows: Sequence[dict[str, str]]) -> None:
+    """The batch's postage list counted again over the letters left (when it has one)."""
+    target = _postage_path(batch)
+    if not target.exists():
+        return
+    letters = [
+        PrintedLetter(
+            number=int(row["letter"]),
+            first_page=int(row["first_page"]),
+            pages=int(row["pages"]),
+            blank_pages=int(row["blank_pages"] or 0),
+            contact_id=row["contact_id"],
+            occurrence_key=row["occurrence_key"],
+            name="",
+            address_lines=(),
+            postal_code="",
+            country=row["country"],
+            path=None,
+        )
+        for row in rows
+    ]
+    lines = postage_lines(
+        letters,
+        home_country=settings.sender.address.country or settings.contacts.default_country,
+        duplex=settings.letters.duplex,
+        postage=settings.letters.postage,
+    )
+    write_atomic(target, postage_csv(lines))
 
 
 def _folded(text: str) -> str:

@@ -179,3 +179,74 @@ def test_a_letter_that_does_not_fit_its_window_is_said_in_the_owners_spanish(
     assert "acorte la dirección (abrevie la calle o el nombre)" in said
     for english in ("the address line", "mm wide", "shorten the address"):
         assert english not in said, english
+
+
+def test_a_confirmation_lapses_when_the_address_changes_until_the_owner_confirms_again(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    def promo(start: str, end: str) -> str:
+        return (
+            f"kind: promotion\nchannel: letter\nstart: {start}\nend: {end}\n"
+            "letter:\n  template: letter.html.j2\n"
+        )
+
+    ws = make_workspace(
+        [],
+        campaigns={
+            "promo.yaml": promo("2026-11-24", "2026-11-30"),
+            "winter.yaml": promo("2026-12-10", "2026-12-16"),
+        },
+        templates={"letter.html.j2": LETTER},
+    )
+    header = "id,first_name,last_name,street,postal_code,city,region,country,address_confirmed\n"
+    # 75502 in Arkansas: a real ZIP code that Google's address data puts in Texas only.
+    ws.write(
+        "contacts.csv",
+        header + "t1,Ruth,Miller,100 N State Line Ave,75502,Texarkana,AR,US,2026-11-20\n",
+    )
+    ledger = ws.root / "state" / "ledger.sqlite"
+
+    def confirmations() -> list[tuple[str, str]]:
+        with sqlite3.connect(ledger) as db:
+            return db.execute("SELECT contact_id, confirmed FROM address_confirmations").fetchall()
+
+    def letters(*args: str) -> int:
+        result = ws.run("run", *args, "--json")
+        assert result.code == 0, result.err
+        return sum(c["letters"] for c in json.loads(result.out)["campaigns"])
+
+    assert letters("--all", "--date", DAY) == 1
+    assert confirmations() == [("t1", "2026-11-20")]
+    # Ruth moves along the street; the owner's date stays: it confirmed the old address.
+    moved = "t1,Ruth,Miller,300 N State Line Ave,75502,Texarkana,AR,US,"
+    ws.write("contacts.csv", header + moved + "2026-11-20\n")
+    checked = ws.run("validate", "--date", "2026-12-10")
+    assert checked.code == 0, checked.err
+    assert (
+        "contacts.csv:2: address_confirmed: the owner confirmed the address on 2026-11-20 "
+        "(address_confirmed), but the address has changed since, so the confirmation no longer "
+        "applies and the postal code is checked again: the postal code 75502 is not in AR"
+    ) in checked.out
+    assert "write the day you confirmed it in address_confirmed" in checked.out
+    assert "so letters go to it" not in checked.out
+    assert letters("--all", "--date", "2026-12-10", "--dry-run") == 0
+    held = ws.run("run", "--all", "--date", "2026-12-10", "--json")
+    assert held.code == 0, held.err
+    (_, winter) = json.loads(held.out)["campaigns"]
+    assert (winter["letters"], winter["skipped"]) == (0, {"incomplete postal address": 1})
+    assert confirmations() == [("t1", "2026-11-20")]  # kept: the first address it covered
+    # In the owner's language.
+    config = (ws.root / "config.yaml").read_text(encoding="utf-8")
+    ws.write("config.yaml", config + "language: es\n")
+    spanish = ws.run("validate", "--date", "2026-12-10").out
+    assert "pero la dirección ha cambiado desde entonces" in spanish
+    assert "escriba en address_confirmed el día en que la confirmó" in spanish
+    assert "the address has changed since" not in spanish
+    ws.write("config.yaml", config)
+    # A new date confirms the new address: a rehearsal agrees and writes nothing.
+    ws.write("contacts.csv", header + moved + "2026-12-11\n")
+    assert letters("--all", "--date", "2026-12-11", "--dry-run") == 1
+    assert confirmations() == [("t1", "2026-11-20")]
+    assert "so letters go to it" in ws.run("validate", "--date", "2026-12-11").out
+    assert letters("--all", "--date", "2026-12-11") == 1
+    assert confirmations() == [("t1", "2026-12-11")]

@@ -400,3 +400,63 @@ def test_validate_refuses_a_marketing_email_without_opt_out_or_sender(
     unconfigured = ws.run("validate", "--date", "2026-11-24")
     assert unconfigured.code == 2
     assert "config.yaml has no `unsubscribe:`" in unconfigured.out + unconfigured.err
+
+
+def test_a_marketing_email_without_a_basis_falls_back_to_a_letter_on_legitimate_interest(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    promotion = """\
+        kind: promotion
+        channel: preferred
+        fallback: true
+        start: 2026-11-20
+        end: 2026-12-05
+        email:
+          subject: "Menú de otoño"
+          text: promo.txt.j2
+        letter:
+          template: letter.html.j2
+        """
+    ws = make_workspace(
+        [],
+        campaigns={"promotion.yaml": promotion},
+        templates={"letter.html.j2": "<p>Menú de otoño, {{ contact.first_name }}.</p>\n"},
+    )
+    ws.write(
+        "contacts.csv",
+        """\
+        id,first_name,last_name,email,street,postal_code,city,country,opt_out,email_consent
+        c1,Ana,García,ana@example.com,Calle Mayor 18,28013,Madrid,ES,,2025-03-01
+        c2,José,Núñez,jose@example.com,Calle de Serrano 45,28001,Madrid,ES,,
+        c3,Íñigo,Ortiz,inigo@example.com,,,,ES,,
+        c4,Lucía,Martín,lucia@example.com,Calle de Atocha 3,28012,Madrid,ES,letter,
+        """,
+    )
+    # With letters on consent too, the letter has no basis either: c2 is held back.
+    config = (ws.root / "config.yaml").read_text(encoding="utf-8")
+    ws.write("config.yaml", config + "legal: {letter_basis: consent}\n")
+    strict = ws.run("run", "--all", "--date", "2026-11-24", "--dry-run", "--json")
+    assert strict.code == 0, strict.err
+    (promo,) = json.loads(strict.out)["campaigns"]
+    assert (promo["emails"], promo["letters"]) == (1, 0)
+    ws.write("config.yaml", config)
+    explained = ws.run("explain", "c2", "--date", "2026-11-24")
+    assert explained.code == 0, explained.err
+    assert (
+        "promotion: would go today by letter, arriving about 2026-11-26 (promotion from "
+        "2026-11-20 to 2026-12-05); not by email: no legal basis for marketing"
+    ) in explained.out
+    result = ws.run("run", "--all", "--date", "2026-11-24", "--json")
+    assert result.code == 0, result.err
+    (promo,) = json.loads(result.out)["campaigns"]
+    assert (promo["emails"], promo["letters"]) == (1, 1)
+    history = json.loads(ws.run("history", "--json", "--limit", "0").out)["messages"]
+    rows = {m["contact"]: (m["channel"], m["status"], m["basis"]) for m in history}
+    assert rows == {
+        "c1": ("email", "rendered", "consent 2025-03-01"),
+        # No consent to email; the post on legitimate interest (legal.letter_basis' default).
+        "c2": ("letter", "rendered", "legitimate_interest"),
+        # No consent and no postal address; c4 refused letters: neither may go.
+        "c3": ("email", "skipped", None),
+        "c4": ("email", "skipped", None),
+    }

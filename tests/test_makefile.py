@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
+import tomllib
 
 from conftest import REPO
 
@@ -48,3 +50,17 @@ def test_make_run_deletes_out_and_state_of_the_sample_only() -> None:
     assert 'cd "/srv/casa"' in mine
     assert 'outreach" validate' in mine and 'outreach" run --all' in mine
     assert "--date" not in mine  # a workspace of one's own runs for today
+
+
+def test_make_test_floor_installs_the_lowest_weasyprint_pyproject_allows() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+    (bound,) = [d for d in project["project"]["dependencies"] if d.startswith("weasyprint")]
+    lowest = re.search(r">=([\d.]+)", bound)
+    assert lowest is not None, bound
+    planned = _planned("test-floor")
+    # 68 and 68.0 name one release; pip is given the full number.
+    floor = re.search(r"weasyprint==([\d.]+)", planned)
+    assert floor is not None, planned
+    assert floor.group(1).removesuffix(".0") == lowest.group(1).removesuffix(".0")
+    assert "tests/test_letter.py" in planned and "tests/test_printing.py" in planned
+    assert "make test-floor" in (REPO / ".ci" / "run").read_text(encoding="utf-8")

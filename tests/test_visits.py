@@ -127,3 +127,79 @@ def test_an_import_that_fails_halfway_leaves_nothing(tmp_path: Path) -> None:
         assert visits_between(conn, start=date(2026, 1, 1), end=date(2026, 12, 31)) == []
         assert add_visits(conn, good, source="caja.csv", now=now) == 500
         assert add_visits(conn, good, source="caja.csv", now=now) == 0
+
+
+THANKS = """\
+    kind: reminder
+    channel: email
+    date_field: last_visit
+    offsets: [2]
+    grace_days: 2
+    priority: 40
+    email:
+      subject: "Gracias por venir"
+      text: promo.txt.j2
+    """
+WINBACK = """\
+    kind: reminder
+    channel: email
+    date_field: last_visit
+    every_days: 120
+    grace_days: 7
+    priority: 30
+    email:
+      subject: "Le echamos de menos"
+      text: promo.txt.j2
+    """
+
+
+def test_last_visit_campaigns_read_the_latest_visit_from_the_ledger_when_the_cell_is_older(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    ws = make_workspace([], campaigns={"thanks.yaml": THANKS, "winback.yaml": WINBACK})
+    ws.write(
+        "contacts.csv",
+        """\
+        id,first_name,email,last_visit
+        v1,Ana,ana@example.com,
+        v2,Berta,berta@example.com,
+        v3,Carlos,carlos@example.com,03/08/2026
+        v4,Diana,diana@example.com,29/11/2026
+        v5,Elena,elena@example.com,
+        """,
+    )
+    # The till's export: v1 and v3 came on Sunday 29 November (v3's cell is older), v2 last
+    # came 120 days before Tuesday 1 December; v4's own cell is later than the till's line.
+    ws.write(
+        "caja.csv",
+        """\
+        date,contact_id,amount
+        2026-07-10,v2,20
+        2026-08-03,v2,31
+        2026-11-29,v1,25
+        2026-11-29,v3,40
+        2026-08-03,v4,12
+        """,
+    )
+    imported = ws.run("visits", "--import", "caja.csv")
+    assert imported.code == 0, imported.err
+    expected = [("v1", "thanks"), ("v2", "winback"), ("v3", "thanks"), ("v4", "thanks")]
+    plan = ws.run("plan", "--from", "2026-12-01", "--days", "1", "--json")
+    assert plan.code == 0, plan.err
+    totals = json.loads(plan.out)["totals"]
+    assert (totals["thanks"]["emails"], totals["winback"]["emails"]) == (3, 1)
+    # v3: the till's later visit wins over the cell's (which would make the win-back due).
+    story = json.loads(
+        ws.run("plan", "--from", "2026-12-01", "--days", "1", "--contact", "v3", "--json").out
+    )["story"]
+    assert [(s["campaign"], s["outcome"]) for s in story] == [("thanks", "send")]
+    explained = ws.run("explain", "v2", "--date", "2026-12-01")
+    assert explained.code == 0, explained.err
+    assert "winback: would go today by email" in explained.out
+    run = ws.run("run", "--all", "--date", "2026-12-01")
+    assert run.code == 0, run.err
+    with sqlite3.connect(ws.root / "state" / "ledger.sqlite") as db:
+        made = db.execute(
+            "SELECT contact_id, campaign FROM messages WHERE status = 'rendered' ORDER BY 1, 2"
+        ).fetchall()
+    assert made == expected

@@ -157,6 +157,11 @@ def erase_rows(ledger: Ledger, *, ids: Sequence[str], addresses: Sequence[str]) 
     by_id = f"contact_id IN {_in(folded)}"
     statements: list[tuple[str, list[str]]] = [
         (f"DELETE FROM messages WHERE {by_id}", folded),  # noqa: S608
+        # The address they confirmed (its fingerprint), their visits and coupons.
+        (f"DELETE FROM address_confirmations WHERE {by_id}", folded),  # noqa: S608
+        (f"DELETE FROM visits WHERE {by_id}", folded),  # noqa: S608
+        (f"DELETE FROM redemptions WHERE {by_id}", folded),  # noqa: S608
+        (f"DELETE FROM coupons WHERE {by_id}", folded),  # noqa: S608
         (f"DELETE FROM suppressions WHERE value IN {_in(values)}", values),  # noqa: S608
         (f"DELETE FROM undone WHERE value IN {_in(values)}", values),  # noqa: S608
         (f"DELETE FROM blocks WHERE {by_id} OR value IN {_in(values)}", [*folded, *values]),  # noqa: S608

@@ -240,6 +240,20 @@ def _v9_basis(conn: Any) -> None:
     conn.execute("ALTER TABLE messages ADD COLUMN basis TEXT")
 
 
+def _v10_address_confirmations(conn: Any) -> None:
+    # What the owner confirmed with `address_confirmed` (a postal code the address data
+    # rejects): a fingerprint of the address as it was when a run first saw the date, so the
+    # confirmation lapses when the address changes (outreach.rules.postal.address_fingerprint).
+    conn.execute(
+        """CREATE TABLE address_confirmations (
+            contact_id TEXT NOT NULL PRIMARY KEY,
+            confirmed TEXT NOT NULL,      -- the address_confirmed date it was seen with
+            fingerprint TEXT NOT NULL,    -- SHA-256 of the address then
+            created_at TEXT NOT NULL
+        ) WITHOUT ROWID"""
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     _v1_initial,
     _v2_waiting_index,
@@ -250,6 +264,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     _v7_replies,
     _v8_outcomes,
     _v9_basis,
+    _v10_address_confirmations,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -298,4 +313,9 @@ TABLES: dict[str, tuple[tuple[str, ...], str | None]] = {
         ("id", "what", "value", "channel", "was", "reason", "day", "created_at"),
         "id",
     ),
+    "visits": (
+        ("fingerprint", "contact_id", "day", "amount_cents", "code", "source", "created_at"),
+        None,
+    ),
+    "address_confirmations": (("contact_id", "confirmed", "fingerprint", "created_at"), None),
 }

@@ -652,11 +652,18 @@ class SqlLedger:
 
     def seed_from(self, source: SqlLedger, seed: Seed) -> None:
         """Copy into this (empty) ledger the rows of `source` that `seed` names."""
-        for table in ("suppressions", "blocks"):
+        for table in ("suppressions", "blocks", "address_confirmations"):
             columns = TABLES[table][0]
             # `table` and `columns` are schema.TABLES' names.
             rows = source._query(f"SELECT {', '.join(columns)} FROM {table}")  # noqa: S608
             self._insert(table, columns, rows)
+        # Of the visits, what a run reads: each contact's latest.
+        columns = TABLES["visits"][0]
+        rows = source._query(
+            f"SELECT {', '.join(columns)} FROM visits v WHERE day = "  # noqa: S608
+            "(SELECT max(day) FROM visits w WHERE w.contact_id = v.contact_id)"
+        )
+        self._insert("visits", columns, rows)
         if not seed.messages:
             return
         columns = TABLES["messages"][0]
@@ -1201,6 +1208,36 @@ class SqlLedger:
             else:
                 suppressed[letter_block_key(value, postal_key)] = _LETTER_ONLY
         return suppressed
+
+    # -- what the ledger adds to the contacts' rows (outreach.rules.known) -----------------
+
+    def latest_visits(self) -> dict[str, date]:
+        """Contact id → the day of their latest visit (`outreach visits --import`)."""
+        rows = self._query("SELECT contact_id, max(day) FROM visits GROUP BY contact_id")
+        return {row[0]: date.fromisoformat(row[1]) for row in rows}
+
+    def address_confirmations(self) -> dict[str, tuple[date, str]]:
+        """Contact id → (the address_confirmed date first seen, the address's fingerprint)."""
+        rows = self._query("SELECT contact_id, confirmed, fingerprint FROM address_confirmations")
+        return {row[0]: (date.fromisoformat(row[1]), row[2]) for row in rows}
+
+    def confirm_addresses(
+        self, confirmed: Sequence[tuple[str, date, str]], *, now: datetime
+    ) -> None:
+        """Keep (contact id, address_confirmed date, fingerprint) for confirmations first seen
+        or given again with a new date (a row already holding that date is kept as it is)."""
+        if not confirmed:
+            return
+        stamp = _iso_utc(now)
+        with self._transaction("record the confirmed addresses") as conn:
+            conn.executemany(
+                "INSERT INTO address_confirmations (contact_id, confirmed, fingerprint, "
+                "created_at) VALUES (?, ?, ?, ?) ON CONFLICT (contact_id) DO UPDATE SET "
+                "confirmed = excluded.confirmed, fingerprint = excluded.fingerprint, "
+                "created_at = excluded.created_at "
+                "WHERE address_confirmations.confirmed <> excluded.confirmed",
+                [(cid, day.isoformat(), print_, stamp) for cid, day, print_ in confirmed],
+            )
 
     # -- what comes back (outreach.feedback) -----------------------------------------------
 

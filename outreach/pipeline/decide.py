@@ -32,7 +32,15 @@ from outreach.rules.arrival import (
 from outreach.rules.audience import WhereRefusedError
 from outreach.rules.cadence import Candidate, PastMessage, first_open_day
 from outreach.rules.control import in_control
-from outreach.rules.eligibility import Suppressions, choose_channel, first_choice
+from outreach.rules.eligibility import (
+    Suppressions,
+    channel_order,
+    choose_channel,
+    first_choice,
+    opted_out,
+    unusable,
+)
+from outreach.rules.known import Ledgered, as_known
 from outreach.rules.legal import (
     DoNotContact,
     FutureConsentError,
@@ -128,6 +136,9 @@ class Knowledge:
     # (so nothing recorded) for a row that matches one.
     forgotten: frozenset[str] = frozenset()
     forget_salt: str = ""
+    # What the ledger adds to the rows (the latest visits, the confirmed addresses), read
+    # once per run: `decide_chunk` hands every rule the contact as the run knows it.
+    known: Ledgered = field(default_factory=Ledgered)
 
 
 # A message that may go, waiting for cadence: what cadence weighs, and the decision's parts.
@@ -138,10 +149,20 @@ Decided = tuple[int, "Contact", Decision]
 
 
 def decide_chunk(chunk: Sequence[Contact], knowing: Knowledge) -> Iterator[Decided]:
-    """Every decision for a chunk of contacts, contact by contact, in decision order."""
-    for index, contact in enumerate(chunk):
+    """Every decision for a chunk of contacts, contact by contact, in decision order, each
+    with the contact as the run knows it (rules.known: what the ledger adds to the row)."""
+    for index, row in enumerate(chunk):
+        contact = known_contact(row, knowing)
         for decision in decide(contact, knowing):
             yield index, contact, decision
+
+
+def known_contact(contact: Contact, knowing: Knowledge) -> Contact:
+    """The contact as the run knows it: its row and what the ledger adds (rules.known)."""
+    known = knowing.known
+    if not (known.visits or known.confirmations):
+        return contact
+    return as_known(contact, known, date_format=knowing.date_format)
 
 
 def decide(contact: Contact, knowing: Knowledge) -> list[Decision]:
@@ -264,6 +285,10 @@ def _occurrence_decision(
         used = why.channel or first_choice(rule.campaign, contact)
         return Decision(contact.id, name, "skipped", occ, used, why)
     found = _lawful(contact, rule, channel, knowing)
+    if not isinstance(found, str) and found[1].code == Code.NO_LEGAL_BASIS:
+        letter = _lawful_letter(contact, rule, occ, channel, knowing)
+        if letter is not None:  # no basis for the email; the letter has one
+            channel, why, found = "letter", found[1], letter
     if not isinstance(found, str):
         return Decision(contact.id, name, found[0], occ, channel, found[1], problem=found[2])
     percent = rule.campaign.control_group
@@ -303,6 +328,27 @@ def _lawful(
     if isinstance(found, Reason):
         return "skipped", found, None
     return found
+
+
+def _lawful_letter(
+    contact: Contact, rule: CampaignRule, occ: Occurrence, channel: str, knowing: Knowledge
+) -> str | None:
+    """The basis of a letter instead of a marketing email that has none, where the campaign
+    falls back to letters (`channel: preferred`, `fallback: true`), the letter can carry it
+    and still arrive in time: with `legal.letter_basis: legitimate_interest`, the letter may
+    go where the email may not (LSSI governs electronic messages, not the post)."""
+    campaign = rule.campaign
+    if channel != "email" or "letter" not in channel_order(campaign, contact):
+        return None
+    if opted_out(contact, "letter", knowing.suppressions):
+        return None
+    if unusable(campaign, contact, "letter", knowing.suppressions) is not None:
+        return None
+    days = knowing.delivery_days
+    if too_late_to_post(occ, today=knowing.dates.today, delivery_days=days):
+        return None
+    found = _lawful(contact, rule, "letter", knowing)
+    return found if isinstance(found, str) else None
 
 
 def _candidate(

@@ -28,7 +28,8 @@ from outreach.deliver.outlets import (
 )
 from outreach.donotcontact import LoadedLists, load_lists
 from outreach.i18n import _
-from outreach.ledger import Ledger, MessageRecord, open_ledger, workspace_lock
+from outreach.ledger import Ledger, MessageRecord, open_ledger, read_ledger, workspace_lock
+from outreach.ledger.backend import ledger_exists
 from outreach.ledger.rebuild import check_ledger_start
 from outreach.ledger.recovery import recover_interrupted
 from outreach.ledger.store import RunStore
@@ -40,6 +41,7 @@ from outreach.pipeline.parallel import ordered_map
 from outreach.pipeline.summary import CampaignSummary, HeldBack, RunSummary
 from outreach.rules.audience import campaign_audience
 from outreach.rules.cadence import policy_for, reach
+from outreach.rules.known import Ledgered, address_fingerprint, as_known
 from outreach.rules.legal import FORGOTTEN, LegalPolicy
 from outreach.shards import Shard
 from outreach.workspace import Workspace, display_path
@@ -153,6 +155,8 @@ class _Ledger:
     missed: dict[str, list[HeldBack]] = field(default_factory=dict)
     pending: list[MessageRecord] = field(default_factory=list)
     letters: list[LetterJob] = field(default_factory=list)
+    # contact id → (address_confirmed date, fingerprint) as the ledger holds them
+    confirmed: dict[str, tuple[date, str]] = field(default_factory=dict)
 
     def flush(self, *, force: bool = False) -> None:
         """Record the rows kept so far, in batches of LEDGER_BATCH."""
@@ -164,6 +168,7 @@ class _Ledger:
         """Record a finished chunk (its files exist by now) and fold in its counts."""
         self.pending.extend(tally.records)
         self.flush()
+        self.confirm(chunk)
         for name, part in tally.summaries.items():
             self.totals[name].merge(part)
         self.letters.extend((chunk[index], decision) for index, decision in tally.letters)
@@ -172,6 +177,18 @@ class _Ledger:
                 for held in self.missed.get(contact.id, ()):
                     held.line = contact.line
         return chunk
+
+    def confirm(self, chunk: list[Contact]) -> None:
+        """Keep the address of each confirmation first seen (or given a new date): the
+        confirmation covers that address only (rules.known)."""
+        new: list[tuple[str, date, str]] = []
+        for contact in chunk:
+            day = contact.address_confirmed
+            if day is not None and self.confirmed.get(contact.id, (None, ""))[0] != day:
+                new.append((contact.id, day, address_fingerprint(contact)))
+        if new:
+            self.scene.store.confirm_addresses(new, now=self.scene.clock())
+            self.confirmed.update((cid, (day, print_)) for cid, day, print_ in new)
 
     def close_windows(self, *, started: datetime) -> None:
         """Deferred messages whose window closed before today: missed, counted by this run."""
@@ -224,7 +241,26 @@ def _knowledge(workspace: Workspace, store: RunStore, dates: RunDates) -> Knowle
         legal=LegalPolicy.of(settings.legal, date_format=settings.contacts.date_format),
         forgotten=frozenset(key for key in suppressions if key.startswith(FORGOTTEN)),
         forget_salt=settings.coupon.secret,
+        known=ledgered(store),
     )
+
+
+def ledgered(store: RunStore) -> Ledgered:
+    """What the ledger adds to the contacts' rows (rules.known), read once, in bulk."""
+    return Ledgered(visits=store.latest_visits(), confirmations=store.address_confirmations())
+
+
+def known_contacts(workspace: Workspace, contacts: Sequence[Contact]) -> list[Contact]:
+    """The contacts as a run knows them (rules.known), for a rehearsal that reads them before
+    it runs (plan's calendar, explain's answers): what it says, the run does."""
+    settings = workspace.settings
+    if not ledger_exists(settings):
+        return list(contacts)
+    known = read_ledger(settings, ledgered)
+    if not (known.visits or known.confirmations):
+        return list(contacts)
+    fmt = settings.contacts.date_format
+    return [as_known(contact, known, date_format=fmt) for contact in contacts]
 
 
 def execute_run(
@@ -264,7 +300,11 @@ def execute_run(
         clock=clock,
         observer=observer,
     )
-    kept = _Ledger(scene, {name: _fresh(rule) for name, rule in scene.rules.items()})
+    kept = _Ledger(
+        scene,
+        {name: _fresh(rule) for name, rule in scene.rules.items()},
+        confirmed=dict(knowing.known.confirmations),
+    )
     kept.close_windows(started=started)
     try:
         _go_through(people, kept=kept, knowing=knowing, options=options)

@@ -21,7 +21,7 @@ from outreach.model.campaigns import Campaign, Occurrence
 from outreach.model.errors import Problem
 from outreach.model.reasons import Code, Reason, status_word, words
 from outreach.pipeline.decide import Decision, RunDates
-from outreach.pipeline.run import RunOptions, execute_run
+from outreach.pipeline.run import RunOptions, execute_run, known_contacts
 from outreach.rules.arrival import send_window
 from outreach.rules.blocks import current_blocks, describe_block
 from outreach.rules.eligibility import first_choice, suppressed_channels
@@ -170,6 +170,9 @@ def explain_contact(
     """Why each campaign does or does not reach a contact on `today`, from a simulated run."""
     settings = workspace.settings
     contact = find_contact(workspace, contact_id)
+    if contact is not None:
+        # As the run knows it (the ledger's latest visit, a confirmation that lapsed).
+        (contact,) = known_contacts(workspace, [contact])
     events: list[Decision] = []
     campaigns = workspace.campaigns
     wanted = contact.id if contact is not None else contact_id

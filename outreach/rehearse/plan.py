@@ -22,7 +22,13 @@ from outreach.model.campaigns import Campaign, Occurrence
 from outreach.model.errors import OutreachError
 from outreach.pipeline.decide import Decision, RunDates
 from outreach.pipeline.parallel import ordered_map, tell
-from outreach.pipeline.run import RunOptions, RunSummary, execute_run, worker_count
+from outreach.pipeline.run import (
+    RunOptions,
+    RunSummary,
+    execute_run,
+    known_contacts,
+    worker_count,
+)
 from outreach.rules.arrival import lookahead
 from outreach.rules.audience import AudienceFilter, campaign_audience
 from outreach.rules.cadence import reach
@@ -366,12 +372,19 @@ def plan_days(
             raise not_a_contact(workspace, contact_id)
         watch = contact.id
         counts, sent, story = _simulate(
-            workspace, contacts=[contact], watch=watch, start=start, days=days, on_day=on_day
+            workspace,
+            contacts=known_contacts(workspace, [contact]),
+            watch=watch,
+            start=start,
+            days=days,
+            on_day=on_day,
         )
         # The watched contact is shown whatever it gets, once or more.
         busiest = _ranked(sent.items(), top)
     else:
-        everyone = workspace.contacts.contacts
+        # As the run knows them (the ledger's visits, the confirmed addresses): the calendar
+        # of due occurrences is worked out from these before any day runs.
+        everyone = known_contacts(workspace, workspace.contacts.contacts)
         parts = _parts(workers, len(everyone))
         if parts > 1:
             counts, busiest = _in_parts(

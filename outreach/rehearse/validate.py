@@ -20,7 +20,7 @@ from outreach.deliver.alignment import sender_warnings, template_warnings
 from outreach.deliver.outlets import RenderOnlyOutlet
 from outreach.deliver.printing import harfbuzz_subset_available
 from outreach.i18n import _, ngettext
-from outreach.ledger import Ledger, RunStore, Seed, ledger_exists, rehearsal
+from outreach.ledger import Ledger, RunStore, Seed, ledger_exists, read_ledger, rehearsal
 from outreach.model.campaigns import Campaign, load_campaign
 from outreach.model.config import CONFIG_NAME, Coupon, Settings
 from outreach.model.errors import LedgerError, OutreachError, Problem
@@ -28,6 +28,7 @@ from outreach.model.reasons import Code
 from outreach.pipeline.decide import Decision, RunDates
 from outreach.pipeline.run import RunOptions, execute_run
 from outreach.rehearse.lssi import lssi_problems
+from outreach.rules.known import confirmation_lapsed
 from outreach.rules.legal import FORGOTTEN, is_forgotten
 from outreach.rules.postal import address_gaps, confirmed_by_owner
 from outreach.workspace import Workspace, campaign_files, display_path
@@ -288,10 +289,15 @@ def _purpose_line(campaign: Campaign, *, no_basis: int) -> str:
     return text
 
 
-def _confirmed_addresses(contacts: Sequence[Contact], settings: Settings) -> Iterator[str]:
-    """A line for each address whose postal code the data rejects and the owner confirmed."""
+def _confirmed_addresses(
+    contacts: Sequence[Contact], settings: Settings, *, lapsed: frozenset[str] = frozenset()
+) -> Iterator[str]:
+    """A line for each address whose postal code the data rejects and the owner confirmed
+    (`lapsed`: the ids whose confirmation was given for an earlier address)."""
     where = display_path(settings.contacts_path)
     for contact in contacts:
+        if contact.id in lapsed:
+            continue
         if confirmed_by_owner(contact) is not None and contact.address_confirmed is not None:
             yield _(
                 "{file}:{line}: postal_code: the address data does not know "
@@ -306,6 +312,55 @@ def _confirmed_addresses(contacts: Sequence[Contact], settings: Settings) -> Ite
                 region=contact.region or contact.country,
                 date=contact.address_confirmed.isoformat(),
             )
+
+
+def _stored_confirmations(settings: Settings) -> Mapping[str, tuple[date, str]]:
+    """The confirmed addresses the ledger keeps (rules.known); none without a ledger."""
+    if not ledger_exists(settings):
+        return {}
+    try:
+        return read_ledger(settings, lambda ledger: ledger.address_confirmations())
+    except LedgerError:
+        return {}  # the run's rehearsal below says what is wrong with the ledger
+
+
+def _lapsed_confirmations(
+    contacts: Sequence[Contact], settings: Settings
+) -> tuple[frozenset[str], list[Problem]]:
+    """The ids whose address_confirmed was given for an earlier address (the address changed
+    since), with a problem for each whose postal code the data rejects: its letters wait."""
+    confirmations = _stored_confirmations(settings)
+    if not confirmations:
+        return frozenset(), []
+    where = str(display_path(settings.contacts_path))
+    lapsed: list[str] = []
+    problems: list[Problem] = []
+    for contact in contacts:
+        fault = confirmed_by_owner(contact)
+        if fault is None or not confirmation_lapsed(contact, confirmations):
+            continue
+        assert contact.address_confirmed is not None
+        lapsed.append(contact.id)
+        message = _(
+            "the owner confirmed the address on {day} (address_confirmed), but the address "
+            "has changed since, so the confirmation no longer applies and the postal code is "
+            "checked again: {problem}"
+        ).format(day=contact.address_confirmed.isoformat(), problem=fault.message)
+        hint = _(
+            "check the new address with the customer; to send letters to it anyway, write "
+            "the day you confirmed it in address_confirmed (a new date confirms the new address)"
+        )
+        problems.append(
+            Problem(
+                message,
+                path=where,
+                line=contact.line,
+                field="address_confirmed",
+                contact_id=contact.id,
+                hint=hint,
+            )
+        )
+    return frozenset(lapsed), problems
 
 
 def _forgotten_rows(
@@ -437,7 +492,9 @@ def _check_contacts(settings: Settings, report: ValidationReport) -> ContactList
             n=problems,
         )
     )
-    report.lines.extend(_confirmed_addresses(contact_list.contacts, settings))
+    lapsed, lapses = _lapsed_confirmations(contact_list.contacts, settings)
+    report.warnings.extend(lapses)
+    report.lines.extend(_confirmed_addresses(contact_list.contacts, settings, lapsed=lapsed))
     return contact_list
 
 

@@ -1,0 +1,73 @@
+"""Run the outreach CLI and SIGKILL it at a point defined by what it has done, not by time.
+
+    python tests/killpoints.py KIND MATCH N -- outreach's arguments…
+
+The process kills itself just before the N-th step of KIND whose subject contains MATCH:
+
+* `sql`: an SQL statement starting with MATCH (SQLite's statement trace on every connection
+  `sqlite3.connect` opens, which fires as the statement begins: `DELETE FROM messages` kills
+  before any row goes);
+* `unlink`: a file removed whose path contains MATCH (the interpreter's `os.remove` audit event);
+* `rename`: a file moved into place from a path containing MATCH (`os.rename`, `os.replace`);
+* `write`: a file opened for writing or appending whose path contains MATCH.
+
+The steps are seen through the interpreter's audit hooks (PEP 578) and SQLite's trace inside the
+real CLI process:
+no change to outreach, no sleeping, the same point on every run and every machine. Exit status
+-9 (SIGKILL) tells the caller the point came; 0 that the command finished without meeting it.
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+import signal
+import sqlite3
+import sys
+from typing import Any
+
+
+def main(argv: list[str]) -> None:
+    """Install the hook, then run outreach with the arguments after `--`."""
+    kind, match, count = argv[0], argv[1], int(argv[2])
+    assert argv[3] == "--", "usage: killpoints.py KIND MATCH N -- ARGS…"
+    seen = 0
+
+    def step() -> None:
+        nonlocal seen
+        seen += 1
+        if seen == count:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def traced(statement: str) -> None:
+        if statement.lstrip().upper().startswith(match.upper()):
+            step()
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        moved = event == "os.rename" and kind == "rename"
+        if ((event == "os.remove" and kind == "unlink") or moved) and match in str(args[0]):
+            step()
+        elif event == "open" and kind == "write" and match in str(args[0]):
+            mode = args[1] if isinstance(args[1], str) else ""
+            flags = args[2] if isinstance(args[2], int) else 0
+            if any(c in mode for c in "wax+") or flags & (os.O_WRONLY | os.O_RDWR):
+                step()
+
+    if kind == "sql":
+        # Every connection the ledger opens gets the statement trace (the audit event for a
+        # new connection fires before it can take one).
+        connect = sqlite3.connect
+
+        def traced_connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+            connection = connect(*args, **kwargs)
+            connection.set_trace_callback(traced)
+            return connection
+
+        sqlite3.connect = traced_connect
+    sys.addaudithook(hook)
+    sys.argv = ["outreach", *argv[4:]]
+    runpy.run_module("outreach", run_name="__main__", alter_sys=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
