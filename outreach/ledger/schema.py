@@ -250,7 +250,7 @@ def _v10_address_confirmations(conn: Any) -> None:
             confirmed TEXT NOT NULL,      -- the address_confirmed date it was seen with
             fingerprint TEXT NOT NULL,    -- SHA-256 of the address then
             created_at TEXT NOT NULL
-        ) WITHOUT ROWID"""
+        ) WITHOUT ROWID"""  # not translated: SQL
     )
 
 

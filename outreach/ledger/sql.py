@@ -1229,7 +1229,7 @@ class SqlLedger:
         if not confirmed:
             return
         stamp = _iso_utc(now)
-        with self._transaction("record the confirmed addresses") as conn:
+        with self._transaction(N_("record the confirmed addresses")) as conn:
             conn.executemany(
                 "INSERT INTO address_confirmations (contact_id, confirmed, fingerprint, "
                 "created_at) VALUES (?, ?, ?, ?) ON CONFLICT (contact_id) DO UPDATE SET "
