@@ -88,7 +88,7 @@ def unsubscribe(
         try:
             entries.append(Entry(parse_target(target)))
         except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="ADDRESS_OR_ID") from None
+            raise click.BadParameter(str(exc), param_hint=_("ADDRESS_OR_ID")) from None
     invalid: list[Problem] = []
     if import_file is not None:
         found, invalid = read_unsubscribe_file(import_file)

@@ -6,6 +6,7 @@ import json
 import sys
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -13,6 +14,9 @@ from outreach.cli.errors import EXIT_FAILED, EXIT_NOTHING_DONE, EXIT_OK, fail, h
 from outreach.cli.options import DATE, clock, clock_options, config_option, examples
 from outreach.cli.views import VALIDATE_JSON, print_problems, print_table, progress
 from outreach.i18n import N_, _, ngettext
+
+if TYPE_CHECKING:
+    from outreach.rehearse.plan import Plan
 
 
 @click.command(
@@ -218,6 +222,11 @@ def plan(
     if as_json:
         click.echo(json.dumps(result.as_dict(), ensure_ascii=False, indent=2))
         return
+    _print_plan(result, days=days)
+
+
+def _print_plan(result: Plan, *, days: int) -> None:
+    """The plan in words: one contact's story, or the table of the days and the busiest contacts."""
     period = ngettext("{start} to {end} ({n} day)", "{start} to {end} ({n} days)", days).format(
         start=result.start.isoformat(), end=result.end.isoformat(), n=days
     )
