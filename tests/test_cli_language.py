@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import subprocess
+import sys
 
 import click
 import pytest
@@ -108,6 +110,9 @@ def test_help_in_spanish(tmp_path) -> None:
     assert "# ensaya un día: no se guarda nada" in run.out
     assert "Render everything" not in run.out and "Run every campaign" not in run.out
 
+    version = ws.run("--version", env={"LANGUAGE": "es"})
+    assert version.code == 0 and version.out.startswith("outreach, versión "), version.out
+
 
 def test_help_in_english(tmp_path) -> None:
     top = Workspace(tmp_path).run("run", "--help", env={"LANGUAGE": "en"})
@@ -173,3 +178,30 @@ def test_the_runs_table_and_summary_in_the_configs_language(
         assert text in done.out, done.out
     for text in not_said:
         assert text not in done.out, done.out
+
+
+@pytest.mark.parametrize(
+    ("language", "asked", "aborted"),
+    [
+        ("es", "¿borrar todo lo que hay sobre c001 (filas del registro", "¡Cancelado!"),
+        ("en", "erase everything about c001 (ledger rows", "Aborted!"),
+    ],
+)
+def test_forgets_question_and_its_abort_in_the_configs_language(
+    tmp_path, language: str, asked: str, aborted: str
+) -> None:
+    """A prompt and click's own "Aborted!" (said by click, through our catalog)."""
+    ws = copy_sample(tmp_path / "ws", language=language)
+    done = subprocess.run(
+        [sys.executable, "-m", "outreach", "forget", "c001"],
+        cwd=ws.root,
+        input="n\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert asked in done.stdout
+    assert done.stderr.strip().splitlines()[-1] == aborted
+    assert "erased" not in done.stdout and "borrados" not in done.stdout  # nothing erased

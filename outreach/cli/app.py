@@ -31,9 +31,24 @@ from outreach.i18n import _, use
         "outreach run --all                        # today's messages",
     ),
 )
-@click.version_option(__version__, prog_name="outreach")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, _param, value: _print_version(ctx, value),
+    help="Show the version and exit.",
+)
 def cli() -> None:
     """Keep in touch with customers — birthdays, promotions, reminders — without pestering them."""
+
+
+def _print_version(ctx: click.Context, value: bool) -> None:
+    """--version, said when asked (click's version_option translates its line at import)."""
+    if not value or ctx.resilient_parsing:
+        return
+    click.echo(_("%(prog)s, version %(version)s") % {"prog": "outreach", "version": __version__})
+    ctx.exit()
 
 
 def main() -> None:
