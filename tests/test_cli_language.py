@@ -205,3 +205,21 @@ def test_forgets_question_and_its_abort_in_the_configs_language(
     assert asked in done.stdout
     assert done.stderr.strip().splitlines()[-1] == aborted
     assert "erased" not in done.stdout and "borrados" not in done.stdout  # nothing erased
+
+
+def test_the_command_line_loads_no_heavy_library_before_a_command_runs() -> None:
+    """`--help` and the commands' start stay light: each command imports what it needs when
+    it runs (benchmarks/startup.py measures the time)."""
+    heavy = ("pydantic", "jinja2", "weasyprint", "matplotlib", "psycopg", "dkim", "babel", "yaml")
+    probe = (
+        "import sys, outreach.cli.app; "
+        f"print(' '.join(m for m in {heavy!r} if m in sys.modules)); "
+        "print(' '.join(m for m in sys.modules if m.startswith('outreach.') and "
+        "not m.startswith(('outreach.cli', 'outreach.i18n')) and "
+        "m not in ('outreach.model', 'outreach.model.errors')))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
+    )
+    loaded, ours = done.stdout.split("\n")[:2]
+    assert loaded == "" and ours == "", done.stdout
