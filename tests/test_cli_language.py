@@ -108,6 +108,7 @@ def test_help_in_spanish(tmp_path) -> None:
     assert "Ejecuta todas las campañas de la carpeta campaigns." in words
     assert "Lo genera todo y no escribe nada (ni siquiera el registro)." in words
     assert "# ensaya un día: no se guarda nada" in run.out
+    assert "--config RUTA" in run.out and "--shard K/N" in run.out  # click's type names too
     assert "Render everything" not in run.out and "Run every campaign" not in run.out
 
     version = ws.run("--version", env={"LANGUAGE": "es"})
@@ -120,6 +121,7 @@ def test_help_in_english(tmp_path) -> None:
     assert "Usage: outreach run" in top.out and "Show this message and exit." in top.out
     assert "Render everything, write nothing (not even the ledger)." in " ".join(top.out.split())
     assert "Uso:" not in top.out and "Lo genera todo" not in top.out
+    assert "--config PATH" in top.out and "RUTA" not in top.out
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ import inspect
 
 import click
 
-from outreach.i18n import _, ngettext
+from outreach.i18n import N_, _, ngettext
 
 # click's modules that say something to people (`_winconsole` is Windows-only: not imported).
 CLICK_MODULES = (
@@ -37,6 +37,9 @@ CLICK_MODULES = (
     "click._termui_impl",
 )
 EXAMPLES = "Examples:"
+# click's names of the value types our options take, shown upper-case as their metavars
+# (TEXT, INTEGER); click's Path names its own ("file", "directory", "path": in click's messages).
+TYPE_NAMES = (N_("text"), N_("integer"), N_("integer range"))
 # Each help text as written, kept on its object the first time it is translated, so that the
 # walk can run again (another language, the same process) from the English.
 _ORIGINAL = "_outreach_english"
@@ -86,6 +89,16 @@ def _translate(obj: object, attribute: str, how: str = "plain") -> None:
         setattr(obj, attribute, _(text))
 
 
+def _type_metavar(option: click.Option) -> None:
+    """An option without a metavar of its own shows its type's name (FILE, TEXT): in the
+    current language when the catalog has it."""
+    if _english(option, "metavar") is not None:
+        return
+    name = option.type.name
+    said = _(name)
+    option.metavar = said.upper() if said != name else None
+
+
 def translate_help(command: click.Command) -> None:
     """Every help text of `command` and its subcommands in the current language."""
     _translate(command, "help", "doc")
@@ -94,6 +107,7 @@ def translate_help(command: click.Command) -> None:
     for param in command.params:
         if isinstance(param, click.Option):
             _translate(param, "help")
+            _type_metavar(param)
         _translate(param, "metavar")
     if isinstance(command, click.Group):
         for sub in command.commands.values():
