@@ -7,8 +7,9 @@ letters or more, as prose has and code, SQL and identifiers rarely do), or when 
 a place people read: `echo`/`secho`/`print`/`confirm`/`prompt`, an exception or problem being
 built (a name ending in Error, Exception, Problem or Warning), a logger's info/warning/error, or
 a keyword such as `hint=` or `message=`. It is marked when it is an argument of `_`, `N_` or
-`ngettext`. Not sentences: docstrings, decorators' arguments (click's help texts are extracted
-by outreach/cli's own extractor), and a line that says why with the comment `# not translated:`.
+`ngettext`. Not sentences: docstrings, decorators' arguments and those of click's
+`click.option(...)`-style factories called as functions (click's help texts are extracted by
+outreach/cli's own extractor), and a line that says why with the comment `# not translated:`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ SINK_KEYWORDS = {"hint", "message", "help", "epilog", "short_help", "reason", "d
 PROSE = re.compile(r"(?<![\w.%{/-])[a-z][a-z'’]+\s+[a-z][a-z'’]+\s+[a-z][a-z'’]+\b")
 WORDS = re.compile(r"[A-Za-z][a-z'’]+\s+[a-z][a-z'’]+")
 EXEMPT = "# not translated:"
+CLICK_FACTORIES = {"option", "argument", "command", "group", "version_option"}
 # Not the tool's words to the owner: customers' messages' own machinery, this builder.
 SKIPPED = ("outreach/catalogs.py", "outreach/i18n.py")
 
@@ -78,7 +80,9 @@ class _Scan(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call) -> None:
         name = _name(node.func)
-        if name in MARKERS:
+        if name in CLICK_FACTORIES and ast.unparse(node.func).startswith("click."):
+            self._mark_all(node, self.skipped)  # help texts: outreach/cli/extract.py
+        elif name in MARKERS:
             self._mark_all(node, self.marked)
         else:
             is_log = name in LOG_METHODS and "log" in ast.unparse(node.func).lower()

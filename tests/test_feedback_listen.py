@@ -417,9 +417,7 @@ def test_the_owners_queue_on_the_command_line(make_workspace: MakeWorkspace) -> 
     assert "wrote back: reply #3 read 2026-11-24 (promo): stop, stopped" in explained.out
     assert "[the request: Dadme de baja]" in explained.out
     text = ws.run("replies", "--date", "2026-11-27")
-    assert (
-        "c-004 (Darío Marín), promo, received 2026-11-24 (waiting 3 day(s)): complaint" in text.out
-    )
+    assert "c-004 (Darío Marín), promo, received 2026-11-24 (waiting 3 days): complaint" in text.out
     done = ws.run("replies", "done", str(rows[0]["id"]), "--note", "refunded")
     assert done.code == 0 and "is done" in done.out
     stop = ws.run("replies", "stop", str(rows[1]["id"]))

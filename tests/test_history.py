@@ -201,7 +201,7 @@ def test_uncertain_rows_stand_out(ran: Workspace) -> None:
     ]
     assert "the run died while handing the message to the mail server" in uncertain[0]
     assert lines[-1] == (
-        "1 message(s) uncertain: the run died while handing them to the mail server; check "
+        "1 message uncertain: the run died while handing them to the mail server; check "
         "the mailbox, then `outreach send --retry-uncertain` or leave them"
     )
     # Counted over everything that matches, even when the row is not among those shown.

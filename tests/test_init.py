@@ -65,9 +65,11 @@ def test_init_into_a_new_folder_then_validate_and_run(tmp_path: Path) -> None:
     assert "cd shop" in result.stdout
     assert "outreach validate" in result.stdout
 
+    # The skeleton's config.yaml says `language: es`: the workspace speaks Spanish.
     validated = outreach("validate", cwd=root)
     assert validated.returncode == 0, validated.stdout + validated.stderr
-    assert "everything is in order" in validated.stdout
+    assert "todo está en orden" in validated.stdout
+    assert "everything is in order" not in validated.stdout
 
     ran = outreach("run", "--all", cwd=root)
     assert ran.returncode == 0, ran.stdout + ran.stderr

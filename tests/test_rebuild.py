@@ -124,7 +124,7 @@ def test_with_smtp_a_rebuilt_email_is_uncertain_never_resent(ran: Workspace) -> 
     (ws.root / "state" / "ledger.sqlite").write_bytes(b"")
     result = ws.run("ledger", "rebuild")
     assert result.code == 0, result.out + result.err
-    assert "15 email(s) are recorded `uncertain`" in result.out
+    assert "15 emails are recorded `uncertain`" in result.out
     with closing(sqlite3.connect(ws.root / "state" / "ledger.sqlite")) as db:
         statuses = dict(
             db.execute("SELECT channel, status FROM messages GROUP BY channel").fetchall()

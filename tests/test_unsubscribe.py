@@ -193,7 +193,7 @@ def test_import_a_list_of_addresses(ws: Workspace) -> None:
     lines = result.out.splitlines()
     # Added: lines 2 and 4. Already there: line 6 (line 2 again) and line 7 (before the import).
     assert lines[0] == (
-        "2 added to the suppression list (email and letter), 2 already there, 2 invalid line(s)"
+        "2 added to the suppression list (email and letter), 2 already there, 2 invalid lines"
     )
     assert lines[1] == (
         "  bajas.txt:5: 'not-an-address' is not an email address — one address per line, "

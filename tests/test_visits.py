@@ -67,7 +67,7 @@ def test_an_export_is_imported_once_and_its_bad_lines_named(
     )
     first = ws.run("visits", "--import", "caja.csv")
     assert first.code == 1
-    assert first.out.strip() == "3 visit(s) added, 0 already in the ledger, 5 line(s) left out"
+    assert first.out.strip() == "3 visits added, 0 already in the ledger, 5 lines left out"
     err = first.err.splitlines()
     assert err[0].startswith("caja.csv:5: date: '31/11/2026' is not a date")
     assert err[1].startswith("caja.csv:6: email: 'nadie@example.com' is no contact")

@@ -18,7 +18,9 @@ from outreach.cli.commands.replies import replies, unblock
 from outreach.cli.commands.run import run, send
 from outreach.cli.commands.setup import daemon, init
 from outreach.cli.errors import EXIT_FAILED, json_error
+from outreach.cli.helptext import speak_click, translate_help
 from outreach.cli.options import examples
+from outreach.i18n import _, use
 
 
 @click.group(
@@ -29,13 +31,34 @@ from outreach.cli.options import examples
         "outreach run --all                        # today's messages",
     ),
 )
-@click.version_option(__version__, prog_name="outreach")
+@click.option(
+    "--version",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda ctx, _param, value: _print_version(ctx, value),
+    help="Show the version and exit.",
+)
 def cli() -> None:
     """Keep in touch with customers — birthdays, promotions, reminders — without pestering them."""
 
 
+def _print_version(ctx: click.Context, value: bool) -> None:
+    """--version, said when asked (click's version_option translates its line at import)."""
+    if not value or ctx.resilient_parsing:
+        return
+    click.echo(_("%(prog)s, version %(version)s") % {"prog": "outreach", "version": __version__})
+    ctx.exit()
+
+
 def main() -> None:
     """Entry point of the `outreach` console script."""
+    # The environment's language before click parses anything (so --help and usage errors
+    # follow LANGUAGE/LC_ALL/LC_MESSAGES/LANG); a command that reads config.yaml switches to
+    # its `language:` (load_settings).
+    use(None)
+    speak_click()
+    translate_help(cli)
     if "--json" not in sys.argv[1:]:
         cli(prog_name="outreach")
         return
@@ -47,7 +70,7 @@ def main() -> None:
         json_error(kind=kind, message=exc.format_message(), exit_code=exc.exit_code)
         sys.exit(exc.exit_code)
     except click.Abort:
-        click.echo("Aborted!", err=True)
+        click.echo(_("Aborted!"), err=True)
         sys.exit(EXIT_FAILED)
     if isinstance(code, int) and code:
         sys.exit(code)  # click's own exit (e.g. ctx.exit) without standalone mode

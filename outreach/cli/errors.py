@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import click
 
+from outreach.i18n import _
 from outreach.model.errors import OutreachError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -19,7 +20,7 @@ EXIT_OK, EXIT_FAILED, EXIT_NOTHING_DONE = 0, 1, 2
 
 
 def fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
+    click.echo(_("error: {message}").format(message=message), err=True)
 
 
 def json_error(*, kind: str, message: str, exit_code: int, **details: object) -> None:
@@ -56,8 +57,14 @@ def handle_errors(func: F) -> F:
             sys.exit(EXIT_OK)  # the reader (`| head`) has had enough
         except OSError as exc:
             # Disk full, permissions, a folder that vanished: say which file, no traceback.
-            where = f"{exc.filename}: " if exc.filename else ""
-            text = f"{where}{exc.strerror or exc} — check the folder's space and permissions"
+            what = exc.strerror or str(exc)
+            text = (
+                _("{path}: {problem} — check the folder's space and permissions").format(
+                    path=exc.filename, problem=what
+                )
+                if exc.filename
+                else _("{problem} — check the folder's space and permissions").format(problem=what)
+            )
             if as_json:
                 json_error(kind="os", message=text, exit_code=EXIT_NOTHING_DONE, path=exc.filename)
             else:

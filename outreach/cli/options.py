@@ -9,13 +9,17 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from outreach.cli.errors import F
-from outreach.model.config import Settings
+from outreach.cli.helptext import EXAMPLES
+from outreach.i18n import _
 from outreach.model.errors import OutreachError
+
+if TYPE_CHECKING:
+    from outreach.model.config import Settings
 
 
 class _DateType(click.ParamType[date]):
@@ -27,7 +31,9 @@ class _DateType(click.ParamType[date]):
         try:
             return date.fromisoformat(str(value))
         except ValueError:
-            self.fail(f"{value!r} is not a date as YYYY-MM-DD", param, ctx)
+            self.fail(
+                _("{value} is not a date as YYYY-MM-DD").format(value=repr(value)), param, ctx
+            )
 
 
 class _DateTimeType(click.ParamType[datetime]):
@@ -41,7 +47,11 @@ class _DateTimeType(click.ParamType[datetime]):
         try:
             return datetime.fromisoformat(str(value))
         except ValueError:
-            self.fail(f"{value!r} is not a date and time as YYYY-MM-DDTHH:MM", param, ctx)
+            self.fail(
+                _("{value} is not a date and time as YYYY-MM-DDTHH:MM").format(value=repr(value)),
+                param,
+                ctx,
+            )
 
 
 DATE = _DateType()
@@ -51,8 +61,9 @@ DATETIME = _DateTimeType()
 
 
 def examples(*lines: str) -> str:
-    """A command's --help epilog: a few example command lines, kept as written (`\b`)."""
-    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+    """A command's --help epilog: a few example command lines, kept as written (`\b`); each
+    line's comment (after `# `) is translated when --help is shown (cli/helptext.py)."""
+    return f"\b\n{EXAMPLES}\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def workers_from_env(environ: Mapping[str, str]) -> int | None:
@@ -61,7 +72,11 @@ def workers_from_env(environ: Mapping[str, str]) -> int | None:
     if not value:
         return None
     if not value.isdigit() or int(value) < 1:
-        raise click.UsageError(f"OUTREACH_WORKERS must be a whole number from 1 (got {value!r})")
+        raise click.UsageError(
+            _("OUTREACH_WORKERS must be a whole number from 1 (got {value})").format(
+                value=repr(value)
+            )
+        )
     return int(value)
 
 

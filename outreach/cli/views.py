@@ -11,56 +11,60 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from outreach.i18n import ngettext
-from outreach.model.errors import Problem
-from outreach.pipeline.summary import (
-    SHOWN_PER_REASON,
-    CampaignSummary,
-    RunSummary,
-    distinct_lines,
-    shown_line,
-)
+from outreach.cli.errors import fail
+from outreach.i18n import N_, _, ngettext
 
 if TYPE_CHECKING:
     from outreach.deliver.send import SendObserver, SendProgress, SendSummary, Unsent
-from outreach.cli.errors import fail
-
-
-def print_problems(
-    problems: list[Problem], *, limit: int = 20, more: str = "see `outreach validate`"
-) -> None:
-    """Each different problem once (with how often it came), up to `limit`; `more` says
-    where the others are."""
-    lines = distinct_lines(problems)
-    for text, count in lines[:limit]:
-        click.echo(f"  {shown_line(text, count)}")
-    if len(lines) > limit:
-        click.echo(f"  … and {len(lines) - limit} more ({more})")
+    from outreach.model.errors import Problem
+    from outreach.pipeline.summary import CampaignSummary, RunSummary
 
 
 # Where the problems a summary leaves out are: a message that could not be made is a failed
 # row of the ledger (a full disk is no problem `validate` could find).
-MESSAGE_PROBLEMS = "`outreach history --status failed` lists every message that failed"
-VALIDATE_JSON = "`outreach validate --json` lists them all"
+SEE_VALIDATE = N_("see `outreach validate`")
+MESSAGE_PROBLEMS = N_("`outreach history --status failed` lists every message that failed")
+VALIDATE_JSON = N_("`outreach validate --json` lists them all")
+
+
+def print_problems(problems: list[Problem], *, limit: int = 20, more: str = SEE_VALIDATE) -> None:
+    """Each different problem once (with how often it came), up to `limit`; `more` (marked
+    with N_) says where the others are."""
+    from outreach.pipeline.summary import distinct_lines, shown_line
+
+    lines = distinct_lines(problems)
+    for text, count in lines[:limit]:
+        click.echo(f"  {shown_line(text, count)}")
+    if len(lines) > limit:
+        click.echo("  " + _("… and {n} more ({where})").format(n=len(lines) - limit, where=_(more)))
+
+
+# The run's table: its columns' titles.
+RUN_COLUMNS = (
+    N_("campaign"),
+    N_("due"),
+    N_("done before"),
+    N_("emails"),
+    N_("letters"),
+    N_("deferred"),
+    N_("skipped"),
+    N_("failed"),
+    N_("missed"),
+)
+# What happened to a held-back message, in words (the summary's outcome codes).
+OUTCOMES = {"skipped": N_("skipped"), "failed": N_("failed"), "missed": N_("missed")}
 
 
 def print_summary(summary: RunSummary) -> None:
     """The human summary of a run."""
-    title = f"outreach run for {summary.run_date.isoformat()}"
+    day = summary.run_date.isoformat()
     if summary.dry_run:
-        title += " — dry run: nothing written, nothing sent"
-    click.echo(title)
-    header = (
-        "campaign",
-        "due",
-        "done before",
-        "emails",
-        "letters",
-        "deferred",
-        "skipped",
-        "failed",
-        "missed",
-    )
+        click.echo(
+            _("outreach run for {date} — dry run: nothing written, nothing sent").format(date=day)
+        )
+    else:
+        click.echo(_("outreach run for {date}").format(date=day))
+    header = tuple(_(column) for column in RUN_COLUMNS)
     rows = [
         (
             c.name,
@@ -84,18 +88,34 @@ def print_summary(summary: RunSummary) -> None:
 def _print_campaign_notes(c: CampaignSummary, summary: RunSummary) -> None:
     """What the run's table does not say about one campaign: who was held back and why, the
     language fallbacks, the letters' batch."""
+    from outreach.pipeline.summary import SHOWN_PER_REASON
+
     contacts_file = summary_contacts_file(summary)
     for (outcome, reason), held in c.held_by_reason().items():
         shown = ", ".join(
-            f"{h.contact_id} ({contacts_file} line {h.line})" if h.line else h.contact_id
+            _("{id} ({file} line {line})").format(id=h.contact_id, file=contacts_file, line=h.line)
+            if h.line
+            else h.contact_id
             for h in held[:SHOWN_PER_REASON]
         )
-        more = f" and {len(held) - SHOWN_PER_REASON} more" if len(held) > SHOWN_PER_REASON else ""
-        click.echo(f"{outcome} in {c.name}: {len(held)} {reason}: {shown}{more}")
+        extra = len(held) - SHOWN_PER_REASON
+        if extra > 0:
+            shown = _("{listed} and {n} more").format(listed=shown, n=extra)
+        click.echo(
+            _("{outcome} in {campaign}: {n} {reason}: {contacts}").format(
+                outcome=_(OUTCOMES.get(outcome, outcome)),
+                campaign=c.name,
+                n=len(held),
+                reason=reason,
+                contacts=shown,
+            )
+        )
     if c.deferred:
         click.echo(
-            f"deferred in {c.name}: {c.deferred} by the cadence policy, tried again on the "
-            "next run inside their window (`outreach explain ID` says why)"
+            _(
+                "deferred in {campaign}: {n} by the cadence policy, tried again on the "
+                "next run inside their window (`outreach explain ID` says why)"
+            ).format(campaign=c.name, n=c.deferred)
         )
     if c.default_language:
         click.echo(
@@ -110,13 +130,17 @@ def _print_campaign_notes(c: CampaignSummary, summary: RunSummary) -> None:
     if c.batch:
         letters = ngettext("{n} letter", "{n} letters", c.letters).format(n=c.letters)
         if c.merged:
-            letters += ngettext(
-                " (covering {n} more at the same address)",
-                " (covering {n} more at the same addresses)",
+            letters = ngettext(
+                "{letters} (covering {n} more at the same address)",
+                "{letters} (covering {n} more at the same addresses)",
                 c.merged,
-            ).format(n=c.merged)
+            ).format(letters=letters, n=c.merged)
         pages = ngettext("{n} page", "{n} pages", c.pages).format(n=c.pages)
-        click.echo(f"letters for {c.name}: {letters}, {pages} in {c.batch}")
+        click.echo(
+            _("letters for {campaign}: {letters}, {pages} in {batch}").format(
+                campaign=c.name, letters=letters, pages=pages, batch=c.batch
+            )
+        )
 
 
 def _print_problems_and_outbox(summary: RunSummary) -> None:
@@ -144,7 +168,11 @@ def _print_problems_and_outbox(summary: RunSummary) -> None:
     if summary.sending is not None:
         print_send_summary(summary.sending)
     elif made and not summary.dry_run and summary.delivery == "outbox":
-        click.echo(f"emails written to {summary.outbox}/ — not sent (delivery: outbox)")
+        click.echo(
+            _("emails written to {outbox}/ — not sent (delivery: outbox)").format(
+                outbox=summary.outbox
+            )
+        )
     elif made and not summary.dry_run:
         click.echo(
             ngettext(
@@ -162,13 +190,25 @@ def _print_problems_and_outbox(summary: RunSummary) -> None:
 
 # Who asked, in words, for a suppression's source (outreach.feedback).
 SOURCES = {
-    "reply": "asked to stop in a reply",
-    "mailto": "wrote to the unsubscribe address",
-    "owner": "asked to stop in a reply (confirmed by you)",
-    "complaint": "marked an email as spam",
-    "one-click": "unsubscribed with one click",
-    "cli": "unsubscribed by hand",
+    "reply": N_("asked to stop in a reply"),
+    "mailto": N_("wrote to the unsubscribe address"),
+    "owner": N_("asked to stop in a reply (confirmed by you)"),
+    "complaint": N_("marked an email as spam"),
+    "one-click": N_("unsubscribed with one click"),
+    "cli": N_("unsubscribed by hand"),
 }
+# A channel a suppression covers, in words (said after "no more", "no … since").
+CHANNELS = {"email": N_("email"), "letter": N_("letter"), "all": N_("email or letter")}
+
+
+def source_words(source: str) -> str:
+    """Who asked for a suppression, in words (the source itself when it has none)."""
+    return _(SOURCES[source]) if source in SOURCES else source
+
+
+def channel_words(channel: str) -> str:
+    """What a suppression stops, in words (the channel itself when it has none)."""
+    return _(CHANNELS[channel]) if channel in CHANNELS else channel
 
 
 def print_came_back(summary: RunSummary) -> None:
@@ -176,12 +216,14 @@ def print_came_back(summary: RunSummary) -> None:
     previous run, with how to undo it, and the replies that wait."""
     if not summary.came_back and not summary.replies_waiting:
         return
-    click.echo("what came back since the previous run:")
+    click.echo(_("what came back since the previous run:"))
     for value, channel, source in summary.came_back:
-        why = SOURCES.get(source, source)
         click.echo(
-            f"  {value} gets no more {channel} ({why}); undo with "
-            f"`outreach unsubscribe --remove {value} --reason ...`"
+            "  "
+            + _(
+                "{value} gets no more {channel} ({why}); undo with "
+                "`outreach unsubscribe --remove {value} --reason ...`"
+            ).format(value=value, channel=channel_words(channel), why=source_words(source))
         )
     if summary.replies_waiting:
         waiting = ngettext(
@@ -194,12 +236,12 @@ def print_came_back(summary: RunSummary) -> None:
 
 def summary_contacts_file(summary: RunSummary) -> str:
     """The contacts file the summary's line numbers refer to."""
-    return summary.contacts_file or "contacts file"
+    return summary.contacts_file or _("contacts file")
 
 
 def summary_default_locale(summary: RunSummary) -> str:
     """The language messages without a variant for theirs were made in."""
-    return summary.default_locale or "the default language"
+    return summary.default_locale or _("the default language")
 
 
 @contextlib.contextmanager
@@ -213,7 +255,7 @@ def send_bar(enabled: bool) -> Iterator[SendObserver | None]:
     from outreach.progress import ProgressBar
 
     bar: ProgressBar | None = None
-    why = {"rate_limit": "the rate limit", "retry": "a retry"}
+    why = {"rate_limit": _("the rate limit"), "retry": _("a retry")}
     drawing = threading.Lock()  # pauses are told from the connections' threads
 
     def observe(event: SendProgress) -> None:
@@ -223,13 +265,15 @@ def send_bar(enabled: bool) -> Iterator[SendObserver | None]:
     def _draw(event: SendProgress) -> None:
         nonlocal bar
         if event.kind == "start":
-            bar = ProgressBar(label="emails sent", total=event.total, stream=sys.stderr)
+            bar = ProgressBar(label=_("emails sent"), total=event.total, stream=sys.stderr)
         elif bar is not None and event.kind == "handed":
             bar.status(None)
             bar.advance()
         elif bar is not None and event.kind == "wait":
             reason = why.get(event.why, event.why)
-            bar.status(f"waiting {{left}} for {reason}", until=time.monotonic() + event.seconds)
+            # {left} is filled by the bar as it counts down.
+            waiting = _("waiting {left} for {reason}").replace("{reason}", reason)
+            bar.status(waiting, until=time.monotonic() + event.seconds)
 
     try:
         yield observe
@@ -250,7 +294,9 @@ def letter_progress(enabled: bool) -> Callable[[str, int, int], None] | None:
         bar = bars.get(campaign)
         if bar is None:
             bar = bars[campaign] = ProgressBar(
-                label=f"letters ({campaign})", total=total, stream=sys.stderr
+                label=_("letters ({campaign})").format(campaign=campaign),
+                total=total,
+                stream=sys.stderr,
             )
         bar.advance(done - bar.done)
         if done >= total:
@@ -259,7 +305,11 @@ def letter_progress(enabled: bool) -> Callable[[str, int, int], None] | None:
     return update
 
 
-def progress(enabled: bool, *, label: str = "contacts") -> Callable[..., Iterator[Any]] | None:
+CONTACTS = N_("contacts")
+
+
+def progress(enabled: bool, *, label: str = CONTACTS) -> Callable[..., Iterator[Any]] | None:
+    """A bar over the items a run reads; `label` (marked with N_) may name `{words}`."""
     if not enabled or not sys.stderr.isatty():
         return None
 
@@ -271,7 +321,7 @@ def progress(enabled: bool, *, label: str = "contacts") -> Callable[..., Iterato
         # The run streams the contacts: the bar's length is the items' length hint (the
         # file's lines). They come back from the workers in chunks; the bar smooths that.
         total = operator.length_hint(items)
-        with ProgressBar(label=label.format(**words), total=total, stream=sys.stderr) as bar:
+        with ProgressBar(label=_(label).format(**words), total=total, stream=sys.stderr) as bar:
             for item in items:
                 bar.advance()
                 yield item
@@ -284,6 +334,9 @@ def _when(until: datetime, now: datetime) -> str:
     if (until - now).total_seconds() < 24 * 3600:
         return until.strftime("%H:%M")
     return until.strftime("%Y-%m-%d %H:%M")
+
+
+MORE_IN_HISTORY = N_("… and {n} more (see `outreach history`)")
 
 
 def _print_uncertain(uncertain: list[Unsent]) -> None:
@@ -301,14 +354,14 @@ def _print_uncertain(uncertain: list[Unsent]) -> None:
             f"  {unsent.contact_id} ({unsent.campaign} {unsent.occurrence_key}): {unsent.error}"
         )
     if len(uncertain) > 20:
-        click.echo(f"  … and {len(uncertain) - 20} more (see `outreach history`)")
+        click.echo("  " + _(MORE_IN_HISTORY).format(n=len(uncertain) - 20))
 
 
 def print_send_summary(summary: SendSummary) -> None:
     """The human summary of a send step."""
     held = sum(wait.count for wait in summary.quiet)
     if not summary.waiting:
-        click.echo("nothing waiting to be sent")
+        click.echo(_("nothing waiting to be sent"))
     elif summary.waiting > held:
         click.echo(
             ngettext(
@@ -320,16 +373,16 @@ def print_send_summary(summary: SendSummary) -> None:
         click.echo(ngettext("{n} email failed:", "{n} emails failed:", failed).format(n=failed))
         for unsent in summary.failed[:20]:
             then = (
-                "permanent: not tried again"
+                _("permanent: not tried again")
                 if unsent.permanent
-                else "tried again by the next send inside its window"
+                else _("tried again by the next send inside its window")
             )
             click.echo(f"  {unsent.contact_id} ({unsent.campaign}): {unsent.error} — {then}")
         if len(summary.failed) > 20:
-            click.echo(f"  … and {len(summary.failed) - 20} more (see `outreach history`)")
+            click.echo("  " + _(MORE_IN_HISTORY).format(n=len(summary.failed) - 20))
     if summary.skipped:
         reasons = ", ".join(f"{n} {r}" for r, n in sorted(summary.skipped.items()))
-        click.echo(f"not sent after all: {reasons}")
+        click.echo(_("not sent after all: {reasons}").format(reasons=reasons))
     for wait in summary.quiet:
         line = ngettext(
             "{reason}: {n} email waits until {when}",
@@ -337,7 +390,9 @@ def print_send_summary(summary: SendSummary) -> None:
             wait.count,
         ).format(reason=wait.reason, n=wait.count, when=_when(wait.until, summary.now))
         if wait.closing:
-            line += f" ({wait.closing} of them will have missed their window by then)"
+            line = _("{line} ({n} of them will have missed their window by then)").format(
+                line=line, n=wait.closing
+            )
         click.echo(line)
     if summary.missed:
         click.echo(

@@ -11,7 +11,7 @@ import click
 
 from outreach.cli.errors import EXIT_FAILED, EXIT_NOTHING_DONE, EXIT_OK, fail, handle_errors
 from outreach.cli.options import config_option, examples
-from outreach.model.config import find_config, load_settings
+from outreach.i18n import _
 from outreach.model.errors import OutreachError
 
 
@@ -28,6 +28,7 @@ def doctor(as_json: bool, config_path: Path | None) -> None:
     """Look up SPF, DKIM and DMARC of the sender's domain: what a receiver will conclude."""
     from outreach.deliver.dkim import load_dkim_key
     from outreach.deliver.doctor import describe, examine, make_resolver
+    from outreach.model.config import find_config, load_settings
 
     settings = load_settings(find_config(config_path))
     key, key_problem = None, None
@@ -51,7 +52,11 @@ def doctor(as_json: bool, config_path: Path | None) -> None:
             )
         )
         sys.exit(code)
-    click.echo(f"From: {report.from_domain}   return path (SPF): {report.return_path_domain}")
+    click.echo(
+        _("From: {domain}   return path (SPF): {return_path}").format(
+            domain=report.from_domain, return_path=report.return_path_domain
+        )
+    )
     if key_problem is not None:
         fail(key_problem)
     for line in describe(report.findings):

@@ -9,13 +9,14 @@ import signal
 import sys
 from datetime import date, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
 from outreach.cli.commands.replies import print_feedback_extras, unsubscribe_undo
 from outreach.cli.errors import EXIT_FAILED, EXIT_NOTHING_DONE, EXIT_OK, fail, handle_errors
 from outreach.cli.options import clock, clock_options, config_option, examples
-from outreach.model.config import find_config, load_settings
+from outreach.i18n import N_, _, ngettext
 from outreach.model.errors import OutreachError, Problem
 
 
@@ -75,18 +76,19 @@ def unsubscribe(
         read_unsubscribe_file,
     )
     from outreach.history import unsubscribe as add_suppressions
+    from outreach.model.config import find_config, load_settings
     from outreach.model.errors import LockError
 
     if target is None and import_file is None:
-        raise click.UsageError("give an email address or a contact id, or --import FILE")
+        raise click.UsageError(_("give an email address or a contact id, or --import FILE"))
     settings = load_settings(find_config(config_path))
-    _, current = clock(settings, day=None, now=None)
+    _today, current = clock(settings, day=None, now=None)
     entries: list[Entry] = []
     if target is not None:
         try:
             entries.append(Entry(parse_target(target)))
         except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="ADDRESS_OR_ID") from None
+            raise click.BadParameter(str(exc), param_hint=_("ADDRESS_OR_ID")) from None
     invalid: list[Problem] = []
     if import_file is not None:
         found, invalid = read_unsubscribe_file(import_file)
@@ -97,7 +99,7 @@ def unsubscribe(
             settings, entries=entries, channel=channel, source=source, now=current, invalid=invalid
         )
     except LockError:
-        click.echo("a run is in progress: waiting for it to finish…", err=True)
+        click.echo(_("a run is in progress: waiting for it to finish…"), err=True)
         report = add_suppressions(
             settings,
             entries=entries,
@@ -121,43 +123,76 @@ def unsubscribe(
         data["contacts"] = [c.id for c in covered]
         click.echo(json.dumps(data, ensure_ascii=False, indent=2))
         sys.exit(EXIT_FAILED if report.invalid else EXIT_OK)
-    what = {"all": "messages (email or letter)", "email": "emails", "letter": "letters"}
-    if import_file is None and entries:
-        value = entries[0].value
-        if report.added:
-            click.echo(f"{value} gets no more {what[channel]}")
-        else:
-            click.echo(f"{value} is already on the suppression list: no more {what[channel]}")
-    else:
-        scope = {"all": "email and letter", "email": "email", "letter": "letter"}[channel]
-        click.echo(
-            f"{len(report.added)} added to the suppression list ({scope}), "
-            f"{len(report.already)} already there, {len(report.invalid)} invalid line(s)"
-        )
-        for problem in report.invalid:
-            click.echo(f"  {problem}")
+    _print_unsubscribed(report, entries=entries, channel=channel, single=import_file is None)
     for contact in covered:
         name = " ".join(p for p in (contact.first_name, contact.last_name) if p)
-        click.echo(f"  covers contact {contact.id}" + (f" ({name})" if name else ""))
+        if name:
+            click.echo("  " + _("covers contact {id} ({name})").format(id=contact.id, name=name))
+        else:
+            click.echo("  " + _("covers contact {id}").format(id=contact.id))
     if entries and not covered and contacts:
         click.echo(
-            "  no contact in the contacts file has it (yet); it stays on the list, so a "
-            "contact added later with it gets nothing"
+            "  "
+            + _(
+                "no contact in the contacts file has it (yet); it stays on the list, so a "
+                "contact added later with it gets nothing"
+            )
         )
     sys.exit(EXIT_FAILED if report.invalid else EXIT_OK)
 
 
+# What a suppression covers, in words: `unsubscribe --channel`.
+SCOPES = {"all": N_("email and letter"), "email": N_("email"), "letter": N_("letter")}
+WHAT_STOPS = {
+    "all": N_("messages (email or letter)"),
+    "email": N_("emails"),
+    "letter": N_("letters"),
+}
+
+
+def _print_unsubscribed(report: Any, *, entries: list[Any], channel: str, single: bool) -> None:
+    """What `unsubscribe` added: one address in a sentence, an imported file in counts."""
+    what = _(WHAT_STOPS[channel])
+    if single and entries:
+        value = entries[0].value
+        if report.added:
+            click.echo(_("{value} gets no more {what}").format(value=value, what=what))
+        else:
+            click.echo(
+                _("{value} is already on the suppression list: no more {what}").format(
+                    value=value, what=what
+                )
+            )
+        return
+    invalid = ngettext("{n} invalid line", "{n} invalid lines", len(report.invalid)).format(
+        n=len(report.invalid)
+    )
+    click.echo(
+        _(
+            "{added} added to the suppression list ({scope}), {already} already there, {invalid}"
+        ).format(
+            added=len(report.added),
+            scope=_(SCOPES[channel]),
+            already=len(report.already),
+            invalid=invalid,
+        )
+    )
+    for problem in report.invalid:
+        click.echo(f"  {problem}")
+
+
 # hook: the feedback commands (bounces, returned, serve); their logic is in outreach/feedback/
+WAITS = "waits for the owner"  # not translated: the action's code (the values below are said)
 _ACTIONS = {
-    "counted": "counted",
-    "blocked": "counted, and blocked",
-    "already read": "already read before: moved, nothing changed",
-    "not counted": "not counted (automatic reply): moved",
-    "left in place": "not a bounce: left in place",
-    "not matched": "not matched: set aside in not-ours, nobody blocked",
-    "stopped": "a request to stop: no more emails to this contact",
-    "waits for the owner": "a reply: waits for you in `outreach replies`",
-    "not ours": "not outreach's: set aside in not-ours",
+    "counted": N_("counted"),
+    "blocked": N_("counted, and blocked"),
+    "already read": N_("already read before: moved, nothing changed"),
+    "not counted": N_("not counted (automatic reply): moved"),
+    "left in place": N_("not a bounce: left in place"),  # not translated: the key, a code
+    "not matched": N_("not matched: set aside in not-ours, nobody blocked"),
+    "stopped": N_("a request to stop: no more emails to this contact"),
+    WAITS: N_("a reply: waits for you in `outreach replies`"),
+    "not ours": N_("not outreach's: set aside in not-ours"),
 }
 
 
@@ -186,6 +221,7 @@ def bounces(
 ) -> None:
     """Read bounces, complaints and auto-replies; block the addresses that must be blocked."""
     from outreach.feedback.process import read_bounces
+    from outreach.model.config import find_config, load_settings
     from outreach.rules.blocks import describe_block
 
     settings = load_settings(find_config(config_path))
@@ -197,23 +233,29 @@ def bounces(
         sys.exit(code)
     counts = report.counts()
     if not report.messages:
-        click.echo(f"{report.mailbox}: no mail")
+        click.echo(_("{mailbox}: no mail").format(mailbox=report.mailbox))
     else:
         shown = ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items()))
-        click.echo(f"{report.mailbox}: {len(report.messages)} message(s): {shown}")
+        click.echo(
+            ngettext(
+                "{mailbox}: {n} message: {counts}",
+                "{mailbox}: {n} messages: {counts}",
+                len(report.messages),
+            ).format(mailbox=report.mailbox, n=len(report.messages), counts=shown)
+        )
     for message in report.messages:
-        who = ", ".join(message.addresses) or "no address"
+        who = ", ".join(message.addresses) or _("no address")
         if message.contact_ids:
-            who += f" (contact {', '.join(message.contact_ids)})"
+            who = _("{who} (contact {ids})").format(who=who, ids=", ".join(message.contact_ids))
         detail = "; ".join(d for d in (message.status, message.diagnostic) if d)
-        line = f"  {message.source}: {message.kind}, {who}: {_ACTIONS[message.action]}"
+        line = f"  {message.source}: {message.kind}, {who}: {_(_ACTIONS[message.action])}"
         if detail:
             line += f" [{detail}]"
         if message.problem:
             line += f" — {message.problem}"
         click.echo(line)
     for block in report.blocked:
-        click.echo(f"blocked: {describe_block(block)}")
+        click.echo(_("blocked: {block}").format(block=describe_block(block)))
     print_feedback_extras(report)
     sys.exit(code)
 
@@ -246,9 +288,10 @@ def returned(
 ) -> None:
     """Letters the post returned: no more letters to that address until it changes."""
     from outreach.feedback.returned import ReturnedEntry, mark_returned, read_returned_file
+    from outreach.model.config import find_config, load_settings
 
     if not contact_ids and import_file is None:
-        raise click.UsageError("give contact ids, or --import FILE")
+        raise click.UsageError(_("give contact ids, or --import FILE"))
     settings = load_settings(find_config(config_path))
     today, current = clock(settings, day=day, now=now)
     entries = [ReturnedEntry(value.strip()) for value in contact_ids]
@@ -271,11 +314,13 @@ def returned(
         sys.exit(code)
     for block in report.blocked:
         click.echo(
-            f"{block.contact_id}: no more letters to this postal address (until it changes "
-            "in the contacts file); campaigns with fallback send email instead"
+            _(
+                "{id}: no more letters to this postal address (until it changes in the "
+                "contacts file); campaigns with fallback send email instead"
+            ).format(id=block.contact_id)
         )
     for contact_id in report.already:
-        click.echo(f"{contact_id}: this postal address was blocked already")
+        click.echo(_("{id}: this postal address was blocked already").format(id=contact_id))
     for problem in report.problems:
         fail(str(problem))
     sys.exit(code)
@@ -297,6 +342,7 @@ def serve(host: str, port: int, config_path: Path | None) -> None:
     """Receive one-click unsubscribes (RFC 8058) at the path of the config's unsubscribe URL."""
     from outreach.feedback.receiver import make_receiver, route_for
     from outreach.logs import configure_logging
+    from outreach.model.config import find_config, load_settings
 
     settings = load_settings(find_config(config_path))
     route_for(settings)  # a URL that cannot be verified stops here, before listening
@@ -304,14 +350,18 @@ def serve(host: str, port: int, config_path: Path | None) -> None:
         server = make_receiver(settings, host=host, port=port)
     except OSError as exc:
         raise OutreachError(
-            f"cannot listen on {host}:{port}: {exc.strerror}",
-            hint="pick another --port, or stop what listens there",
+            _("cannot listen on {host}:{port}: {problem}").format(
+                host=host, port=port, problem=exc.strerror
+            ),
+            hint=_("pick another --port, or stop what listens there"),
         ) from None
     configure_logging(stream=sys.stderr, stream_level=logging.INFO, log_file=None)
-    click.echo(f"listening on http://{host}:{server.server_port} (stop with Ctrl-C)")
+    click.echo(
+        _("listening on {url} (stop with Ctrl-C)").format(url=f"http://{host}:{server.server_port}")
+    )
     sys.stdout.flush()
 
-    def stop(*_: object) -> None:
+    def stop(*_signal: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)

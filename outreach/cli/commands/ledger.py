@@ -4,12 +4,13 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
 from outreach.cli.errors import EXIT_OK, handle_errors
 from outreach.cli.options import clock, config_option, examples
-from outreach.model.config import find_config, load_settings
+from outreach.i18n import _, ngettext
 
 
 @click.group(
@@ -39,37 +40,65 @@ def rebuild(as_json: bool, config_path: Path | None) -> None:
     is moved aside first. Nothing is made or sent again.
     """
     from outreach.ledger.rebuild import rebuild_ledger
+    from outreach.model.config import find_config, load_settings
 
     settings = load_settings(find_config(config_path))
-    _, now = clock(settings, day=None, now=datetime.now(UTC))
+    _today, now = clock(settings, day=None, now=datetime.now(UTC))
     report = rebuild_ledger(settings, now=now)
     if as_json:
         click.echo(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
         sys.exit(EXIT_OK)
+    _print_rebuilt(report)
+    sys.exit(EXIT_OK)
+
+
+def _print_rebuilt(report: Any) -> None:
+    """What `ledger rebuild` recorded, and what it could not know."""
     if report.moved_aside is not None:
-        click.echo(f"the damaged ledger was moved aside to {report.moved_aside}")
+        click.echo(
+            _("the damaged ledger was moved aside to {path}").format(path=report.moved_aside)
+        )
+    emails = report.emails_rendered + report.emails_uncertain
     click.echo(
-        f"ledger rebuilt: {report.emails_rendered + report.emails_uncertain} email(s) and "
-        f"{report.letters} letter(s) recorded as made, so no run makes them again"
+        _(
+            "ledger rebuilt: {emails} and {letters} recorded as made, so no run makes them again"
+        ).format(
+            emails=ngettext("{n} email", "{n} emails", emails).format(n=emails),
+            letters=ngettext("{n} letter", "{n} letters", report.letters).format(n=report.letters),
+        )
     )
     if report.emails_uncertain:
         click.echo(
-            f"  {report.emails_uncertain} email(s) are recorded `uncertain`: whether they were "
-            "sent cannot be proven from the outbox, so none is sent again automatically; "
-            "check them and use `outreach send --retry-uncertain` for the ones that never went"
+            "  "
+            + ngettext(
+                "{n} email is recorded `uncertain`: whether it was sent cannot be proven from "
+                "the outbox, so it is not sent again automatically; check it and use "
+                "`outreach send --retry-uncertain` if it never went",
+                "{n} emails are recorded `uncertain`: whether they were sent cannot be proven "
+                "from the outbox, so none is sent again automatically; check them and use "
+                "`outreach send --retry-uncertain` for the ones that never went",
+                report.emails_uncertain,
+            ).format(n=report.emails_uncertain)
         )
     elif report.emails_rendered:
         click.echo(
-            "  emails are recorded as rendered (written to the outbox); if you sent the .eml "
-            "files with another program, that cannot be proven from the outbox"
+            "  "
+            + _(
+                "emails are recorded as rendered (written to the outbox); if you sent the .eml "
+                "files with another program, that cannot be proven from the outbox"
+            )
         )
     for path in report.not_understood:
-        click.echo(f"  not recorded (cannot tell which message it is): {path}")
+        click.echo(
+            "  " + _("not recorded (cannot tell which message it is): {path}").format(path=path)
+        )
     click.echo(
-        "  the suppression list and the history of deferred or skipped messages were in the "
-        "old ledger: import your unsubscribes again with `outreach unsubscribe --import FILE`"
+        "  "
+        + _(
+            "the suppression list and the history of deferred or skipped messages were in the "
+            "old ledger: import your unsubscribes again with `outreach unsubscribe --import FILE`"
+        )
     )
-    sys.exit(EXIT_OK)
 
 
 @ledger.command(
@@ -100,9 +129,10 @@ def copy(target: str, as_json: bool, config_path: Path | None) -> None:
     from outreach.ledger.copy import copy_ledger
     from outreach.ledger.postgres import AdvisoryLock, check_url, is_postgres_url, redact
     from outreach.ledger.redact import has_password
+    from outreach.model.config import find_config, load_settings
 
     settings = load_settings(find_config(config_path))
-    _, now = clock(settings, day=None, now=datetime.now(UTC))
+    _today, now = clock(settings, day=None, now=datetime.now(UTC))
     postgres = is_postgres_url(target)
     if postgres or has_password(target):  # a key=value string is no file name either
         check_url(target, source="--to")
@@ -119,7 +149,7 @@ def copy(target: str, as_json: bool, config_path: Path | None) -> None:
         else:
             path = Path(target.removeprefix("sqlite:///")).resolve()
             if str(path) == str(source.path):
-                raise click.UsageError("--to names the workspace's own ledger")
+                raise click.UsageError(_("--to names the workspace's own ledger"))
             with Ledger.open(path) as into:
                 tables = copy_ledger(source, into)
         from_where = str(source.path)
@@ -134,7 +164,16 @@ def copy(target: str, as_json: bool, config_path: Path | None) -> None:
         }
         click.echo(json.dumps(report, ensure_ascii=False, indent=2))
         sys.exit(EXIT_OK)
-    click.echo(f"ledger copied from {from_where} to {where}; the counts match:")
+    click.echo(
+        _("ledger copied from {source} to {target}; the counts match:").format(
+            source=from_where, target=where
+        )
+    )
     for t in tables:
-        click.echo(f"  {t.table:<14} {t.source:>9} row(s), {t.copied:>9} copied now")
+        click.echo(
+            f"  {t.table:<14} "
+            + ngettext(
+                "{n} row, {copied} copied now", "{n} rows, {copied} copied now", t.source
+            ).format(n=f"{t.source:>9}", copied=f"{t.copied:>9}")
+        )
     sys.exit(EXIT_OK)

@@ -12,6 +12,7 @@ import click
 
 from outreach.cli.errors import handle_errors
 from outreach.cli.options import DATE, clock, config_option, examples
+from outreach.i18n import N_, _, ngettext
 
 if TYPE_CHECKING:
     from outreach.ledger import Ledger
@@ -42,20 +43,27 @@ def _verdict_json(verdict: Verdict, name: str | None) -> dict[str, object]:
 def _verdict_text(verdict: Verdict, name: str | None) -> str:
     issued, earlier = verdict.issued, verdict.earlier
     if verdict.outcome == "mistyped":
-        text = f"mistyped: {verdict.code or verdict.typed.strip()}: {verdict.problem}"
+        typed = verdict.code or verdict.typed.strip()
         if verdict.suggestion:
-            text += f"; did you mean {verdict.suggestion}?"
-        return text
+            return _("mistyped: {code}: {problem}; did you mean {suggestion}?").format(
+                code=typed, problem=verdict.problem, suggestion=verdict.suggestion
+            )
+        return _("mistyped: {code}: {problem}").format(code=typed, problem=verdict.problem)
     if verdict.outcome == "unknown":
-        return f"unknown: {verdict.code} is not a code this workspace gave out"
+        return _("unknown: {code} is not a code this workspace gave out").format(code=verdict.code)
     assert issued is not None and verdict.expires is not None
+    said = {"name": name, "campaign": issued.campaign, "until": verdict.expires}
     if verdict.outcome == "valid":
-        return f"válido: {name}, {issued.campaign} (good until {verdict.expires})"
+        # "válido" in both languages: the word a till's script looks for (issue 24).
+        return _("válido: {name}, {campaign} (good until {until})").format(**said)
     if verdict.outcome == "expired":
-        return f"expired: {name}, {issued.campaign}: the code was good until {verdict.expires}"
+        return _("expired: {name}, {campaign}: the code was good until {until}").format(**said)
     assert earlier is not None
-    where = f" at {earlier.till}" if earlier.till else ""
-    return f"already redeemed: {name}, {issued.campaign}: on {earlier.day}{where}"
+    if earlier.till:
+        return _("already redeemed: {name}, {campaign}: on {day} at {till}").format(
+            **said, day=earlier.day, till=earlier.till
+        )
+    return _("already redeemed: {name}, {campaign}: on {day}").format(**said, day=earlier.day)
 
 
 @click.command(
@@ -100,7 +108,7 @@ def redeem(
     today, now = clock(settings, day=day, now=None)
     campaigns = {c.name: c for c in workspace.campaigns}
     till = Till(day=today, now=now, amount_cents=cents, name=till_name)
-    with open_ledger(settings) as ledger, opened(ledger, "redeem the code") as conn:
+    with open_ledger(settings) as ledger, opened(ledger, _("redeem the code")) as conn:
         verdict = redeem_code(conn, code, coupon=settings.coupon, campaigns=campaigns, till=till)
     name = contact_name(workspace, verdict.issued.contact_id) if verdict.issued else None
     if as_json:
@@ -139,9 +147,9 @@ def visits(source: Path, day: date | None, as_json: bool, config_path: Path | No
 
     workspace = load_workspace(config_path)
     settings = workspace.settings
-    _, now = clock(settings, day=day, now=None)
+    _today, now = clock(settings, day=day, now=None)
     contacts = settings.contacts
-    with open_ledger(settings) as ledger, opened(ledger, "import the visits") as conn:
+    with open_ledger(settings) as ledger, opened(ledger, _("import the visits")) as conn:
         owner = code_owner(conn, coupon=settings.coupon)
         mapping = column_mapping(preset=contacts.preset, columns=contacts.columns)
         if is_workbook(settings.contacts_path):
@@ -165,10 +173,21 @@ def visits(source: Path, day: date | None, as_json: bool, config_path: Path | No
         for problem in read.problems[:50]:
             click.echo(str(problem), err=True)
         if len(read.problems) > 50:
-            click.echo(f"… and {len(read.problems) - 50} more line(s) left out", err=True)
+            more = len(read.problems) - 50
+            click.echo(
+                ngettext(
+                    "… and {n} more line left out", "… and {n} more lines left out", more
+                ).format(n=more),
+                err=True,
+            )
         click.echo(
-            f"{added} visit(s) added, {known} already in the ledger, "
-            f"{len(read.problems)} line(s) left out"
+            _("{added}, {known} already in the ledger, {left_out}").format(
+                added=ngettext("{n} visit added", "{n} visits added", added).format(n=added),
+                known=known,
+                left_out=ngettext(
+                    "{n} line left out", "{n} lines left out", len(read.problems)
+                ).format(n=len(read.problems)),
+            )
         )
     sys.exit(1 if read.problems else 0)
 
@@ -179,18 +198,23 @@ def _points(value: float) -> str:
 
 def _verdict_line(result: CampaignResult) -> str:
     up = result.uplift
+    campaign = result.campaign
     if up is None:
         if not result.control:
-            return f"{result.campaign}: no control group — add `control_group: 20%` to measure it"
-        return f"{result.campaign}: no one got it yet"
-    interval = (
-        f"{_points(up.estimate)} points (95% interval {_points(up.low)} to {_points(up.high)})"
+            return _("{campaign}: no control group — add `{setting}` to measure it").format(
+                campaign=campaign, setting="control_group: 20%"
+            )
+        return _("{campaign}: no one got it yet").format(campaign=campaign)
+    interval = _("{estimate} points ({level} interval {low} to {high})").format(
+        estimate=_points(up.estimate), level="95%", low=_points(up.low), high=_points(up.high)
     )
     if up.covers_zero:
-        return f"{result.campaign}: not enough data yet: {interval}"
-    if up.estimate > 0:
-        return f"{result.campaign}: brings people back: {interval}"
-    return f"{result.campaign}: fewer came back than in the control group: {interval}"
+        verdict = _("{campaign}: not enough data yet: {interval}")
+    elif up.estimate > 0:
+        verdict = _("{campaign}: brings people back: {interval}")
+    else:
+        verdict = _("{campaign}: fewer came back than in the control group: {interval}")
+    return verdict.format(campaign=campaign, interval=interval)
 
 
 @click.command(
@@ -222,15 +246,19 @@ def results(start: date | None, end: date | None, as_json: bool, config_path: Pa
     from outreach.outcomes.results import read_results
 
     settings = load_settings(find_config(config_path))
-    today, _ = clock(settings, day=None, now=None)
+    today, _now = clock(settings, day=None, now=None)
     last = end or today
     first = start or last - timedelta(days=89)
     if first > last:
-        raise click.UsageError(f"--from {first} is after --to {last}: give --from on or before it")
+        raise click.UsageError(
+            _("--from {first} is after --to {last}: give --from on or before it").format(
+                first=first, last=last
+            )
+        )
     days = settings.results.attribution_days
 
     def read(ledger: Ledger) -> list[CampaignResult]:
-        with opened(ledger, "read the results") as conn:
+        with opened(ledger, _("read the results")) as conn:
             return read_results(conn, start=first, end=last, attribution_days=days)
 
     found = read_ledger(settings, read)
@@ -241,9 +269,19 @@ def results(start: date | None, end: date | None, as_json: bool, config_path: Pa
         click.echo(json.dumps(body, ensure_ascii=False, indent=2))
         return
     if not found:
-        click.echo(f"no messages or control decisions from {first} to {last}")
+        click.echo(
+            _("no messages or control decisions from {first} to {last}").format(
+                first=first, last=last
+            )
+        )
         return
-    click.echo(f"messages from {first} to {last}; a visit counts within {days} days")
+    click.echo(
+        ngettext(
+            "messages from {first} to {last}; a visit counts within {n} day",
+            "messages from {first} to {last}; a visit counts within {n} days",
+            days,
+        ).format(first=first, last=last, n=days)
+    )
     rows: list[tuple[object, ...]] = [
         (
             r.campaign,
@@ -256,10 +294,21 @@ def results(start: date | None, end: date | None, as_json: bool, config_path: Pa
         )
         for r in found
     ]
-    header = ("campaign", "got it", "came back", "held out", "came back", "redeemed", "euros")
-    print_table(header, rows)
+    print_table(tuple(_(column) for column in RESULT_COLUMNS), rows)
     for r in found:
         click.echo(_verdict_line(r))
+
+
+# The results' table: its columns' titles.
+RESULT_COLUMNS = (
+    N_("campaign"),
+    N_("got it"),
+    N_("came back"),
+    N_("held out"),
+    N_("came back"),
+    N_("redeemed"),
+    N_("euros"),
+)
 
 
 def _rate(part: int, whole: int) -> str:

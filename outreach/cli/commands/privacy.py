@@ -11,7 +11,15 @@ import click
 
 from outreach.cli.errors import handle_errors
 from outreach.cli.options import clock, clock_options, config_option, examples
-from outreach.model.config import find_config, load_settings
+from outreach.i18n import N_, _, ngettext
+
+# export's sections, in words (the keys stay as --json has them).
+SECTIONS = (
+    (N_("suppressions: {n}"), "suppressions"),
+    (N_("blocks: {n}"), "blocks"),
+    (N_("bounces: {n}"), "bounces"),
+    (N_("replies: {n}"), "replies"),
+)
 
 
 @click.command(
@@ -27,6 +35,7 @@ from outreach.model.config import find_config, load_settings
 def export(contact_id: str, as_json: bool, config_path: Path | None) -> None:
     """Everything the workspace holds about one person: rows, messages, suppressions, blocks,
     bounces and replies."""
+    from outreach.model.config import find_config, load_settings
     from outreach.privacy import export_person
 
     settings = load_settings(find_config(config_path))
@@ -34,28 +43,23 @@ def export(contact_id: str, as_json: bool, config_path: Path | None) -> None:
     if as_json:
         click.echo(json.dumps(found, ensure_ascii=False, indent=2))
         return
-    click.echo(f"contact {found['contact']}")
+    click.echo(_("contact {id}").format(id=found["contact"]))
     for row in found["rows"]:
-        click.echo(f"  {row['file']} line {row['line']}:")
+        click.echo("  " + _("{file} line {line}:").format(file=row["file"], line=row["line"]))
         for key, value in row["fields"].items():
             click.echo(f"    {key}: {_shown(value)}")
     if not found["rows"]:
-        click.echo("  no row in the contacts file")
-    click.echo(f"messages: {len(found['messages'])}")
+        click.echo("  " + _("no row in the contacts file"))
+    click.echo(_("messages: {n}").format(n=len(found["messages"])))
     for m in found["messages"]:
-        basis = f", basis: {m['basis']}" if m.get("basis") else ""
+        basis = ", " + _("basis: {basis}").format(basis=m["basis"]) if m.get("basis") else ""
         where = f", {m['artifact']}" if m.get("artifact") else ""
         click.echo(
             f"  {m['date']} {m['campaign']} ({m['occurrence']}) {m['channel']}: "
             f"{m['status']}{basis}{where}"
         )
-    for title, key in (
-        ("suppressions", "suppressions"),
-        ("blocks", "blocks"),
-        ("bounces", "bounces"),
-        ("replies", "replies"),
-    ):
-        click.echo(f"{title}: {len(found[key])}")
+    for title, key in SECTIONS:
+        click.echo(_(title).format(n=len(found[key])))
         for row in found[key]:
             click.echo("  " + ", ".join(f"{k}: {_shown(v)}" for k, v in row.items() if v))
 
@@ -84,27 +88,41 @@ def forget(
 ) -> None:
     """Erase one person: ledger rows, emails, letters, kept mails; keeps only a salted hash so
     they are never mailed again."""
+    from outreach.model.config import find_config, load_settings
     from outreach.privacy import export_person, forget_person
 
     settings = load_settings(find_config(config_path))
-    _, moment = clock(settings, day=day, now=now)
+    _today, moment = clock(settings, day=day, now=now)
     if not yes:
         export_person(settings, contact_id)  # an unknown id stops here, before asking
         click.confirm(
-            f"erase everything about {contact_id} (ledger rows, emails, letters, kept mails)?",
+            _("erase everything about {id} (ledger rows, emails, letters, kept mails)?").format(
+                id=contact_id
+            ),
             abort=True,
         )
     done = forget_person(settings, contact_id, now=moment)
     if done.already:
-        click.echo(f"{contact_id} was already forgotten; what was left is erased now")
-    click.echo(f"erased {done.rows} ledger row(s) and {len(done.files)} file(s)")
-    for batch in done.batches_rewritten:
-        click.echo(f"letter batch {batch}: rewritten without their page(s)")
-    for batch in done.batches_removed:
-        click.echo(f"letter file {batch}: removed (it held only their letter)")
-    for page in done.reports_rebuilt:
-        click.echo(f"report page {page}: rebuilt without them")
+        click.echo(
+            _("{id} was already forgotten; what was left is erased now").format(id=contact_id)
+        )
     click.echo(
-        f"kept: a salted hash on the suppression list and one line in state/forgotten.log "
-        f"({done.digest}); now delete their row from {settings.paths.contacts} too"
+        _("erased {rows} and {files}").format(
+            rows=ngettext("{n} ledger row", "{n} ledger rows", done.rows).format(n=done.rows),
+            files=ngettext("{n} file", "{n} files", len(done.files)).format(n=len(done.files)),
+        )
+    )
+    for batch in done.batches_rewritten:
+        click.echo(_("letter batch {batch}: rewritten without their pages").format(batch=batch))
+    for batch in done.batches_removed:
+        click.echo(
+            _("letter file {batch}: removed (it held only their letter)").format(batch=batch)
+        )
+    for page in done.reports_rebuilt:
+        click.echo(_("report page {page}: rebuilt without them").format(page=page))
+    click.echo(
+        _(
+            "kept: a salted hash on the suppression list and one line in state/forgotten.log "
+            "({digest}); now delete their row from {contacts} too"
+        ).format(digest=done.digest, contacts=settings.paths.contacts)
     )

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import shlex
-from datetime import date, datetime
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, tzinfo
 from pathlib import Path
 
 import click
@@ -12,8 +13,22 @@ import click
 from outreach.cli.errors import handle_errors
 from outreach.cli.options import DATE, clock, config_option, examples
 from outreach.cli.views import print_table
-from outreach.ledger import STATUSES
-from outreach.model.config import find_config, load_settings
+from outreach.i18n import N_, _, ngettext
+
+# The ledger's statuses (outreach.ledger.STATUSES, which --help would have to import the whole
+# ledger to read; tests/test_cli_language.py checks they agree).
+STATUSES = ("rendered", "sending", "sent", "failed", "uncertain", "deferred", "missed", "skipped")
+HISTORY_COLUMNS = (
+    N_("date"),
+    N_("contact"),
+    N_("campaign"),
+    N_("occurrence"),
+    N_("channel"),
+    N_("status"),
+    N_("reason / error"),
+    N_("artifact"),
+)
+RUN_COLUMNS = (N_("run"), N_("date"), N_("started"), N_("ended"), N_("command"), N_("result"))
 
 
 @click.command(
@@ -56,7 +71,11 @@ def report(
     today, current = clock(workspace.settings, day=None, now=None)
     first, last = default_period(today=today, start=start, end=end)
     if first > last:
-        raise click.UsageError(f"--from {first} is after --to {last}: give --from on or before it")
+        raise click.UsageError(
+            _("--from {first} is after --to {last}: give --from on or before it").format(
+                first=first, last=last
+            )
+        )
     path = build_report(
         workspace,
         start=first,
@@ -64,7 +83,7 @@ def report(
         now=current,
         output=output if output is not None else report_path(workspace.settings, last),
     )
-    click.echo(f"wrote {display_path(path)}")
+    click.echo(_("wrote {path}").format(path=display_path(path)))
 
 
 @click.command(
@@ -108,7 +127,8 @@ def history(
     config_path: Path | None,
 ) -> None:
     """The ledger's messages, newest first: what went to whom, when, and what waits."""
-    from outreach.history import UNCERTAIN_ADVICE, describe_counts, read_history
+    from outreach.history import UNCERTAIN_ADVICE, read_history
+    from outreach.model.config import find_config, load_settings
     from outreach.workspace import display_path
 
     settings = load_settings(find_config(config_path))
@@ -126,15 +146,12 @@ def history(
         return
     if not found.exists:
         where = display_path(settings.ledger_path)
-        click.echo(f"no ledger yet ({where} does not exist): nothing has run")
+        click.echo(_("no ledger yet ({path} does not exist): nothing has run").format(path=where))
         return
     if not found.messages:
-        click.echo("no messages match")
+        click.echo(_("no messages match"))
     else:
-        header = (
-            *("date", "contact", "campaign", "occurrence", "channel", "status"),
-            *("reason / error", "artifact"),
-        )
+        header = tuple(_(column) for column in HISTORY_COLUMNS)
         print_table(
             header,
             [
@@ -154,37 +171,50 @@ def history(
         )
         if found.matched > len(found.messages):
             click.echo(
-                f"showing the newest {len(found.messages)} of {found.matched} messages "
-                "(--limit 0 shows all)"
-            )
-    if found.runs:
-        click.echo("last runs:")
-        tz = settings.tz
-        rows: list[tuple[object, ...]] = []
-        for run_row in found.runs:
-            started, ended = run_row["started_at"], run_row["ended_at"]
-            args = run_row["args"]
-            rows.append(
-                (
-                    run_row["id"],
-                    str(run_row["run_date"]),
-                    started.astimezone(tz).strftime("%Y-%m-%d %H:%M")
-                    if isinstance(started, datetime)
-                    else "",
-                    ended.astimezone(tz).strftime("%H:%M") if isinstance(ended, datetime) else "—",
-                    shlex.join(str(a) for a in args) if isinstance(args, list) else "",
-                    describe_counts(run_row["counts"]),
+                _("showing the newest {n} of {matched} messages (--limit 0 shows all)").format(
+                    n=len(found.messages), matched=found.matched
                 )
             )
-        print_table(("run", "date", "started", "ended", "command", "result"), rows, left=6)
+    if found.runs:
+        _print_runs(found.runs, settings.tz)
     if found.uncertain:
-        click.echo(f"{found.uncertain} message(s) uncertain: {UNCERTAIN_ADVICE}")
+        click.echo(
+            ngettext(
+                "{n} message uncertain: {advice}",
+                "{n} messages uncertain: {advice}",
+                found.uncertain,
+            ).format(n=found.uncertain, advice=UNCERTAIN_ADVICE)
+        )
     # hook: what bounces, complaints and the post blocked for this contact, and why
     from outreach.rules.blocks import describe_block
 
     for block in found.blocks:
-        click.echo(f"blocked: {describe_block(block)}")
+        click.echo(_("blocked: {block}").format(block=describe_block(block)))
     from outreach.feedback.replies import describe_reply
 
     for reply in found.replies:
-        click.echo(f"wrote back: {describe_reply(reply)}")
+        click.echo(_("wrote back: {reply}").format(reply=describe_reply(reply)))
+
+
+def _print_runs(runs: Sequence[Mapping[str, object]], tz: tzinfo) -> None:
+    """`history --runs`: the last runs, one line each."""
+    from outreach.history import describe_counts
+
+    click.echo(_("last runs:"))
+    rows: list[tuple[object, ...]] = []
+    for run_row in runs:
+        started, ended = run_row["started_at"], run_row["ended_at"]
+        args = run_row["args"]
+        rows.append(
+            (
+                run_row["id"],
+                str(run_row["run_date"]),
+                started.astimezone(tz).strftime("%Y-%m-%d %H:%M")
+                if isinstance(started, datetime)
+                else "",
+                ended.astimezone(tz).strftime("%H:%M") if isinstance(ended, datetime) else "—",
+                shlex.join(str(a) for a in args) if isinstance(args, list) else "",
+                describe_counts(run_row["counts"]),
+            )
+        )
+    print_table(tuple(_(column) for column in RUN_COLUMNS), rows, left=6)

@@ -6,15 +6,17 @@ import json
 import sys
 from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from outreach.cli.errors import EXIT_FAILED, EXIT_NOTHING_DONE, EXIT_OK, fail, handle_errors
 from outreach.cli.options import DATE, clock, clock_options, config_option, examples
 from outreach.cli.views import VALIDATE_JSON, print_problems, print_table, progress
-from outreach.i18n import ngettext
-from outreach.model.config import find_config, load_settings
-from outreach.pipeline.summary import distinct_lines
+from outreach.i18n import N_, _, ngettext
+
+if TYPE_CHECKING:
+    from outreach.rehearse.plan import Plan
 
 
 @click.command(
@@ -31,6 +33,8 @@ def validate(
     day: date | None, now: datetime | None, as_json: bool, config_path: Path | None
 ) -> None:
     """Check config, contacts, campaigns, and render every template for every contact."""
+    from outreach.model.config import find_config, load_settings
+    from outreach.pipeline.summary import distinct_lines
     from outreach.rehearse.validate import validate_workspace
 
     config = find_config(config_path)
@@ -41,7 +45,7 @@ def validate(
         settings,
         today=today,
         now=current,
-        progress=progress(not as_json, label="checking"),
+        progress=progress(not as_json, label=N_("checking")),
         config=config,
     )
     if as_json:
@@ -66,7 +70,7 @@ def validate(
             )
             print_problems(report.warnings, limit=100, more=VALIDATE_JSON)
         if not report.blocking and not report.warnings:
-            click.echo("everything is in order")
+            click.echo(_("everything is in order"))
     sys.exit(EXIT_NOTHING_DONE if report.blocking else EXIT_OK)
 
 
@@ -122,19 +126,38 @@ def preview(
         # On stderr: what stdout shows stays the message alone (it may be piped to a file).
         occurrence = shown.occurrence
         click.echo(
-            f"nothing of {campaign} is due for {contact_id} on {today.isoformat()}; this is "
-            f"the next one, for {occurrence.date.isoformat()} (made from "
-            f"{occurrence.earliest.isoformat()})",
+            _(
+                "nothing of {campaign} is due for {contact} on {today}; this is the next one, "
+                "for {date} (made from {earliest})"
+            ).format(
+                campaign=campaign,
+                contact=contact_id,
+                today=today.isoformat(),
+                date=occurrence.date.isoformat(),
+                earliest=occurrence.earliest.isoformat(),
+            ),
             err=True,
         )
     result = shown.content
     if isinstance(result, Path):
-        click.echo(f"wrote {result}")
+        click.echo(_("wrote {path}").format(path=result))
     elif output is not None:
         output.write_text(result, encoding="utf-8")
-        click.echo(f"wrote {output}")
+        click.echo(_("wrote {path}").format(path=output))
     else:
         click.echo(result, nl=not result.endswith("\n"))
+
+
+# The plan's table: its columns' titles.
+PLAN_COLUMNS = (
+    N_("date"),
+    N_("campaign"),
+    N_("emails"),
+    N_("letters"),
+    N_("deferred"),
+    N_("missed"),
+    N_("skipped"),
+)
 
 
 @click.command(
@@ -183,32 +206,47 @@ def plan(
     from outreach.workspace import load_workspace
 
     workspace = load_workspace(config_path, campaigns=list(campaign_names) or None)
-    first, _ = clock(workspace.settings, day=start, now=None)
+    first, _now = clock(workspace.settings, day=start, now=None)
     if as_json or not sys.stderr.isatty():
         result = plan_days(workspace, start=first, days=days, contact_id=contact_id, top=top)
     else:
-        with click.progressbar(length=days, label="days", file=sys.stderr) as bar:
+        with click.progressbar(length=days, label=_("days"), file=sys.stderr) as bar:
             result = plan_days(
                 workspace,
                 start=first,
                 days=days,
                 contact_id=contact_id,
                 top=top,
-                on_day=lambda _: bar.update(1),
+                on_day=lambda _day: bar.update(1),
             )
     if as_json:
         click.echo(json.dumps(result.as_dict(), ensure_ascii=False, indent=2))
         return
-    period = f"{result.start.isoformat()} to {result.end.isoformat()} ({days} days)"
+    _print_plan(result, days=days)
+
+
+def _print_plan(result: Plan, *, days: int) -> None:
+    """The plan in words: one contact's story, or the table of the days and the busiest contacts."""
+    period = ngettext("{start} to {end} ({n} day)", "{start} to {end} ({n} days)", days).format(
+        start=result.start.isoformat(), end=result.end.isoformat(), n=days
+    )
     if result.contact_id is not None:
-        click.echo(f"plan for {result.contact_id}, {period} — simulated: nothing written")
+        click.echo(
+            _("plan for {contact}, {period} — simulated: nothing written").format(
+                contact=result.contact_id, period=period
+            )
+        )
         for line in result.story:
             click.echo(f"  {line}")
         if not result.story:
-            click.echo("  nothing happens to this contact in these days")
+            click.echo("  " + _("nothing happens to this contact in these days"))
         return
-    click.echo(f"plan for {period} — simulated on a copy of the ledger: nothing written")
-    header = ("date", "campaign", "emails", "letters", "deferred", "missed", "skipped")
+    click.echo(
+        _("plan for {period} — simulated on a copy of the ledger: nothing written").format(
+            period=period
+        )
+    )
+    header = tuple(_(column) for column in PLAN_COLUMNS)
     rows: list[tuple[object, ...]] = []
     shown = None
     for c in result.counts:
@@ -218,7 +256,7 @@ def plan(
         shown = c.day
         rows.append((day, c.campaign, c.emails, c.letters, c.deferred, c.missed, c.skipped))
     for t in result.totals():
-        rows.append(("total", t.campaign, t.emails, t.letters, t.deferred, t.missed, t.skipped))
+        rows.append((_("total"), t.campaign, t.emails, t.letters, t.deferred, t.missed, t.skipped))
     print_table(header, rows, left=2)
     quiet = result.days - len({c.day for c in result.counts if not c.empty})
     if quiet:
@@ -230,9 +268,9 @@ def plan(
             ).format(n=quiet)
         )
     if not result.pressure:
-        click.echo("no contact would get more than one message in these days")
+        click.echo(_("no contact would get more than one message in these days"))
     else:
-        click.echo("contacts with the most messages in these days:")
+        click.echo(_("contacts with the most messages in these days:"))
         for busy in result.pressure:
             listed = ", ".join(
                 f"{m.campaign} {m.day.isoformat()} ({m.channel})" for m in busy.messages

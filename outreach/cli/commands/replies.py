@@ -13,8 +13,8 @@ import click
 
 from outreach.cli.errors import EXIT_NOTHING_DONE, EXIT_OK, handle_errors
 from outreach.cli.options import clock, clock_options, config_option, examples
-from outreach.cli.views import SOURCES
-from outreach.model.config import find_config, load_settings
+from outreach.cli.views import channel_words, source_words
+from outreach.i18n import _, ngettext
 
 # hook: the owner's side of what came back — replies, and undoing suppressions and blocks;
 # each command builds, calls one function of outreach/feedback/queue.py, and prints.
@@ -23,21 +23,31 @@ from outreach.model.config import find_config, load_settings
 def print_feedback_extras(report: Any) -> None:
     """What `bounces` adds after its messages: suppressions, mail not ours, complaint rate."""
     for contact_id, channel, source in report.suppressed:
-        why = SOURCES.get(source, source)
         click.echo(
-            f"suppressed: {contact_id} gets no more {channel} ({why}); "
-            f"undo with `outreach unsubscribe --remove {contact_id} --reason ...`"
+            _(
+                "suppressed: {id} gets no more {channel} ({why}); "
+                "undo with `outreach unsubscribe --remove {id} --reason ...`"
+            ).format(id=contact_id, channel=channel_words(channel), why=source_words(source))
         )
     if report.others:
-        click.echo(f"{report.others} message(s) of the replies mailbox were not for outreach")
+        click.echo(
+            ngettext(
+                "{n} message of the replies mailbox was not for outreach",
+                "{n} messages of the replies mailbox were not for outreach",
+                report.others,
+            ).format(n=report.others)
+        )
     rate = report.complaint_rate
     if rate is not None:
-        line = (
-            f"complaints: {report.complaints} in {report.emails} email(s) over the last "
-            f"30 days ({rate:.1f} per 1,000)"
-        )
+        line = ngettext(
+            "complaints: {complaints} in {n} email over the last 30 days ({rate} per 1,000)",
+            "complaints: {complaints} in {n} emails over the last 30 days ({rate} per 1,000)",
+            report.emails,
+        ).format(complaints=report.complaints, n=report.emails, rate=f"{rate:.1f}")
         if rate >= 1.0:
-            line += " — warning: above 1 per 1,000 (Gmail asks senders to stay below 3)"
+            line = _(
+                "{line} — warning: above 1 per 1,000 (Gmail asks senders to stay below 3)"
+            ).format(line=line)
         click.echo(line)
 
 
@@ -67,9 +77,10 @@ def replies(
     if ctx.invoked_subcommand is not None:
         return
     from outreach.feedback.queue import list_replies
+    from outreach.model.config import find_config, load_settings
 
     settings = load_settings(find_config(config_path))
-    today, _ = clock(settings, day=day, now=now)
+    today, _now = clock(settings, day=day, now=now)
     views = list_replies(settings, today=today, everything=everything)
     if as_json:
         click.echo(
@@ -77,17 +88,29 @@ def replies(
         )
         return
     if not views:
-        click.echo("no replies wait for you" if not everything else "no replies yet")
+        click.echo(_("no replies wait for you") if not everything else _("no replies yet"))
     for view in views:
         r = view.reply
         who = f"{r.contact_id} ({view.name})" if view.name else r.contact_id
         click.echo(
-            f"#{r.id}  {who}, {r.campaign or 'no campaign'}, received {r.received.isoformat()} "
-            f"(waiting {view.waiting_days} day(s)): {r.kind}, {r.status}"
+            ngettext(
+                "#{id}  {who}, {campaign}, received {received} (waiting {n} day): {kind}, {status}",
+                "#{id}  {who}, {campaign}, received {received} (waiting {n} days): {kind}, "
+                "{status}",
+                view.waiting_days,
+            ).format(
+                id=r.id,
+                who=who,
+                campaign=r.campaign or _("no campaign"),
+                received=r.received.isoformat(),
+                n=view.waiting_days,
+                kind=r.kind,
+                status=r.status,
+            )
         )
         click.echo(f"    {r.subject}: {r.excerpt}")
         if r.note:
-            click.echo(f"    note: {r.note}")
+            click.echo("    " + _("note: {note}").format(note=r.note))
 
 
 @replies.command(
@@ -104,11 +127,14 @@ def replies(
 def replies_done(reply_id: int, note: str | None, config_path: Path | None) -> None:
     """Close a reply: you dealt with it (it is kept, with your note)."""
     from outreach.feedback.queue import close_reply
+    from outreach.model.config import find_config, load_settings
 
     settings = load_settings(find_config(config_path))
-    _, current = clock(settings, day=None, now=None)
+    _today, current = clock(settings, day=None, now=None)
     closed = close_reply(settings, reply_id, note=note, stop=False, now=current)
-    click.echo(f"reply {closed.id} from {closed.contact_id} is done")
+    click.echo(
+        _("reply {id} from {contact} is done").format(id=closed.id, contact=closed.contact_id)
+    )
 
 
 @replies.command(
@@ -124,11 +150,16 @@ def replies_done(reply_id: int, note: str | None, config_path: Path | None) -> N
 def replies_stop(reply_id: int, config_path: Path | None) -> None:
     """Read a reply as a request to stop: the contact gets no more emails."""
     from outreach.feedback.queue import close_reply
+    from outreach.model.config import find_config, load_settings
 
     settings = load_settings(find_config(config_path))
-    _, current = clock(settings, day=None, now=None)
+    _today, current = clock(settings, day=None, now=None)
     closed = close_reply(settings, reply_id, note=None, stop=True, now=current)
-    click.echo(f"{closed.contact_id} gets no more emails (reply {closed.id} kept as the request)")
+    click.echo(
+        _("{contact} gets no more emails (reply {id} kept as the request)").format(
+            contact=closed.contact_id, id=closed.id
+        )
+    )
 
 
 def unsubscribe_undo(
@@ -136,6 +167,7 @@ def unsubscribe_undo(
 ) -> None:
     """`unsubscribe --list` and `unsubscribe --remove ID_OR_ADDRESS --reason TEXT`."""
     from outreach.feedback.queue import list_suppressions, remove_suppression
+    from outreach.model.config import find_config, load_settings
     from outreach.rules.blocks import describe_block
 
     settings = load_settings(find_config(config_path))
@@ -145,14 +177,21 @@ def unsubscribe_undo(
             click.echo(json.dumps(found.as_dict(), ensure_ascii=False, indent=2))
             return
         if not found.rows and not found.blocks:
-            click.echo("the suppression list is empty and nothing is blocked")
+            click.echo(_("the suppression list is empty and nothing is blocked"))
         for value, channel, source, since in found.rows:
-            click.echo(f"{value}: no {channel} since {since[:10]} ({SOURCES.get(source, source)})")
+            click.echo(
+                _("{value}: no {channel} since {since} ({why})").format(
+                    value=value,
+                    channel=channel_words(channel),
+                    since=since[:10],
+                    why=source_words(source),
+                )
+            )
         for block in found.blocks:
-            click.echo(f"blocked: {describe_block(block)}")
+            click.echo(_("blocked: {block}").format(block=describe_block(block)))
         return
     if reason is None:
-        raise click.UsageError('--remove needs --reason "why" (it is kept)')
+        raise click.UsageError(_('--remove needs --reason "why" (it is kept)'))
     today, current = clock(settings, day=None, now=None)
     lifted = remove_suppression(settings, remove, reason=reason, today=today, now=current)
     if as_json:
@@ -160,10 +199,14 @@ def unsubscribe_undo(
         click.echo(json.dumps({"removed": rows, "reason": reason}, ensure_ascii=False, indent=2))
         sys.exit(EXIT_OK if lifted else EXIT_NOTHING_DONE)
     if not lifted:
-        click.echo(f"{remove} is not on the suppression list")
+        click.echo(_("{value} is not on the suppression list").format(value=remove))
         sys.exit(EXIT_NOTHING_DONE)
     for value, channel, source in lifted:
-        click.echo(f"{value} may get {channel} again (was: {SOURCES.get(source, source)})")
+        click.echo(
+            _("{value} may get {channel} again (was: {why})").format(
+                value=value, channel=channel_words(channel), why=source_words(source)
+            )
+        )
 
 
 @click.command(
@@ -188,6 +231,7 @@ def unblock(
 ) -> None:
     """Remove a block that bounces or returned letters made: the address may be used again."""
     from outreach.feedback.queue import unblock as remove_blocks
+    from outreach.model.config import find_config, load_settings
     from outreach.rules.blocks import block_dict, describe_block
 
     settings = load_settings(find_config(config_path))
@@ -201,7 +245,7 @@ def unblock(
         click.echo(json.dumps(data, ensure_ascii=False, indent=2))
         sys.exit(code)
     if not removed:
-        click.echo(f"nothing is blocked for {target}")
+        click.echo(_("nothing is blocked for {target}").format(target=target))
     for block in removed:
-        click.echo(f"unblocked: {describe_block(block)}")
+        click.echo(_("unblocked: {block}").format(block=describe_block(block)))
     sys.exit(code)

@@ -12,13 +12,12 @@ from typing import TYPE_CHECKING
 
 import click
 
-from outreach.i18n import ngettext
-from outreach.model.config import Settings, find_config, load_settings
-from outreach.model.errors import OutreachError
-from outreach.pipeline.summary import RunSummary
+from outreach.i18n import _, ngettext
 
 if TYPE_CHECKING:
     from outreach.deliver.send import SendObserver
+    from outreach.model.config import Settings
+    from outreach.pipeline.summary import RunSummary
     from outreach.workspace import Workspace
 from outreach.cli.errors import handle_errors
 from outreach.cli.options import (
@@ -102,7 +101,7 @@ def run(
 
     if not campaigns and not all_campaigns:
         raise click.UsageError(
-            "name one or more campaigns (e.g. campaigns/birthday.yaml) or use --all"
+            _("name one or more campaigns (e.g. campaigns/birthday.yaml) or use --all")
         )
     part = parse_shard(shard) if shard is not None else None
     with run_log(log_file) as log:
@@ -145,7 +144,7 @@ def run(
     elif not quiet or needs_attention(summary):
         print_summary(summary)
     if report_file is not None and not (as_json or quiet):
-        click.echo(f"report: {report_file}")
+        click.echo(_("report: {path}").format(path=report_file))
     sys.exit(summary.exit_code)
 
 
@@ -160,12 +159,14 @@ def _run_report(
     if not reports_enabled(os.environ):
         return None
     if tell and sys.stderr.isatty():
-        click.echo("writing the report page…", err=True)
+        click.echo(_("writing the report page…"), err=True)
     path, error = write_run_report(workspace, summary=summary.as_dict(), now=now)
     if error is not None:
         click.echo(
-            f"warning: the run's report page could not be written: {error} — the run itself "
-            "is done; `outreach report` makes the page again",
+            _(
+                "warning: the run's report page could not be written: {error} — the run itself "
+                "is done; `outreach report` makes the page again"
+            ).format(error=error),
             err=True,
         )
     return display_path(path) if path is not None else None
@@ -175,9 +176,10 @@ def _require_smtp(settings: Settings, what: str) -> None:
     """A usage error unless the config sends over SMTP."""
     if settings.delivery.method != "smtp":
         raise click.UsageError(
-            f"{what} sends over SMTP, but delivery.method in config.yaml is "
-            f"{settings.delivery.method}: set delivery.method: smtp and delivery.host "
-            '(see "Sending for real" in the README)'
+            _(
+                "{what} sends over SMTP, but delivery.method in config.yaml is {method}: set "
+                'delivery.method: smtp and delivery.host (see "Sending for real" in the README)'
+            ).format(what=what, method=settings.delivery.method)
         )
 
 
@@ -193,7 +195,7 @@ def _send_step(
     """The post-run step (the daemon's too); checks the SMTP setup first for --send."""
     if dry_run:
         if send:
-            raise click.UsageError("--dry-run sends nothing: use --dry-run or --send, not both")
+            raise click.UsageError(_("--dry-run sends nothing: use --dry-run or --send, not both"))
         return None
     import os
 
@@ -244,6 +246,7 @@ def send(
 
     from outreach.deliver.send import perform_send
     from outreach.logs import log_send_summary, send_needs_attention
+    from outreach.model.config import find_config, load_settings
 
     with run_log(log_file) as log:
         settings = load_settings(find_config(config_path))
@@ -264,7 +267,11 @@ def send(
     if as_json:
         click.echo(json.dumps(summary.as_dict(), ensure_ascii=False, indent=2))
     elif not quiet or send_needs_attention(summary):
-        click.echo(f"outreach send for {today.isoformat()} {current.strftime('%H:%M')}")
+        click.echo(
+            _("outreach send for {date} {time}").format(
+                date=today.isoformat(), time=current.strftime("%H:%M")
+            )
+        )
         print_send_summary(summary)
     sys.exit(summary.exit_code)
 
@@ -272,6 +279,7 @@ def send(
 def _warn_new_ledger(settings: Settings) -> None:
     from outreach.ledger import ledger_exists, read_ledger
     from outreach.ledger.rebuild import made_files
+    from outreach.model.errors import OutreachError
 
     if ledger_exists(settings):
         try:

@@ -14,6 +14,7 @@ import click
 
 from outreach.cli.errors import EXIT_OK, handle_errors
 from outreach.cli.options import config_option, examples, quiet_options, run_log
+from outreach.i18n import _
 
 
 @click.command(
@@ -62,15 +63,21 @@ def init(directory: Path, force: bool) -> None:
     from outreach.skeleton import create_workspace
 
     written = create_workspace(directory, today=date.today(), force=force)
-    click.echo(f"created a workspace in {directory}:")
+    click.echo(_("created a workspace in {path}:").format(path=directory))
     for path in written:
         click.echo(f"  {path.relative_to(directory).as_posix()}")
+    click.echo("\n" + _("next steps:"))
+    click.echo(f"  cd {shlex.quote(str(directory))}")
+    steps = (
+        ("outreach validate", _("check config, contacts, campaigns and templates")),
+        ("outreach run --all --dry-run", _("see what a run would do today")),
+        ("outreach run --all", _("render what is due into out/outbox/")),
+    )
+    for command, why in steps:
+        click.echo(f"  {command:<31} # {why}")
     click.echo(
-        "\nnext steps:\n"
-        f"  cd {shlex.quote(str(directory))}\n"
-        "  outreach validate               # check config, contacts, campaigns and templates\n"
-        "  outreach run --all --dry-run    # see what a run would do today\n"
-        "  outreach run --all              # render what is due into out/outbox/\n"
-        "then put your business in config.yaml (sender), your customers in contacts.csv, "
-        "and your words in campaigns/ and templates/."
+        _(
+            "then put your business in config.yaml (sender), your customers in contacts.csv, "
+            "and your words in campaigns/ and templates/."
+        )
     )
