@@ -359,6 +359,8 @@ def _print_uncertain(uncertain: list[Unsent]) -> None:
 
 def print_send_summary(summary: SendSummary) -> None:
     """The human summary of a send step."""
+    from outreach.model.reasons import words
+
     held = sum(wait.count for wait in summary.quiet)
     if not summary.waiting:
         click.echo(_("nothing waiting to be sent"))
@@ -381,14 +383,14 @@ def print_send_summary(summary: SendSummary) -> None:
         if len(summary.failed) > 20:
             click.echo("  " + _(MORE_IN_HISTORY).format(n=len(summary.failed) - 20))
     if summary.skipped:
-        reasons = ", ".join(f"{n} {r}" for r, n in sorted(summary.skipped.items()))
+        reasons = ", ".join(f"{n} {words(r)}" for r, n in sorted(summary.skipped.items()))
         click.echo(_("not sent after all: {reasons}").format(reasons=reasons))
     for wait in summary.quiet:
         line = ngettext(
             "{reason}: {n} email waits until {when}",
             "{reason}: {n} emails wait until {when}",
             wait.count,
-        ).format(reason=wait.reason, n=wait.count, when=_when(wait.until, summary.now))
+        ).format(reason=words(wait.reason), n=wait.count, when=_when(wait.until, summary.now))
         if wait.closing:
             line = _("{line} ({n} of them will have missed their window by then)").format(
                 line=line, n=wait.closing

@@ -129,6 +129,7 @@ def history(
     """The ledger's messages, newest first: what went to whom, when, and what waits."""
     from outreach.history import UNCERTAIN_ADVICE, read_history
     from outreach.model.config import find_config, load_settings
+    from outreach.model.reasons import status_word, words
     from outreach.workspace import display_path
 
     settings = load_settings(find_config(config_path))
@@ -161,8 +162,8 @@ def history(
                     m.campaign,
                     m.occurrence_key,
                     m.channel,
-                    m.status,
-                    m.error or m.reason or "",
+                    status_word(m.status),
+                    m.error or words(m.reason),
                     m.artifact or "",
                 )
                 for m in found.messages
@@ -183,7 +184,7 @@ def history(
                 "{n} message uncertain: {advice}",
                 "{n} messages uncertain: {advice}",
                 found.uncertain,
-            ).format(n=found.uncertain, advice=UNCERTAIN_ADVICE)
+            ).format(n=found.uncertain, advice=_(UNCERTAIN_ADVICE))
         )
     # hook: what bounces, complaints and the post blocked for this contact, and why
     from outreach.rules.blocks import describe_block
