@@ -453,9 +453,12 @@ def top_in_english(
         for code, (words, text) in shown.items():
             assert words == phrase(Code(code))
             count, _, listed = text.removeprefix(f"{words}: ").partition(" — ")
-            assert int(count) == len(by_code[code])
-            first = listed.split(" and ")[0].split(", ")
-            assert first and set(first) <= set(by_code[code]), (first, by_code[code])
+            assert int(count) == len(by_code[code])  # messages
+            people = set(by_code[code])  # one held back in two campaigns is one person
+            first, _, more = listed.partition(" and ")
+            named = first.split(", ")
+            assert len(set(named)) == len(named) and set(named) <= people, (named, people)
+            assert int(more.removesuffix(" more") or 0) == len(people) - len(named)
 
     # The time the page was made (the real clock), and the run's date apart.
     made = browser.evaluate("document.getElementById('made').dataset.made")

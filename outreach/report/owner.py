@@ -340,17 +340,23 @@ def _letters(
 
 
 def _reasons(groups: Sequence[HeldGroup]) -> tuple[Reason, ...]:
-    """The groups' messages by reason, most first, with the first few names."""
+    """The groups' messages by reason, most first, with the first few people's names (one
+    person held back in two campaigns is named once)."""
     counts: Counter[str] = Counter()
-    names: dict[str, list[str]] = {}
+    people: dict[str, dict[str, str]] = {}  # reason -> contact id -> name, as listed
+    unlisted: Counter[str] = Counter()  # people past a group's listed ones
     words: dict[str, str] = {}
     for g in groups:
         key = g.code or g.reason
         counts[key] += g.total
         words.setdefault(key, reason_words(g.code, g.reason))
-        names.setdefault(key, []).extend(h.name or h.contact_id for h in g.contacts)
+        listed = people.setdefault(key, {})
+        listed.update((h.contact_id, h.name or h.contact_id) for h in g.contacts)
+        unlisted[key] += g.total - len(g.contacts)
     found = []
     for key, n in counts.most_common():
-        shown = tuple(dict.fromkeys(names[key]))[:NAMES_SHOWN]
-        found.append(Reason(key, words[key], n, shown, max(0, n - len(shown))))
+        names = tuple(people[key].values())
+        shown = names[:NAMES_SHOWN]
+        more = len(names) - len(shown) + unlisted[key]
+        found.append(Reason(key, words[key], n, shown, more))
     return tuple(found)
