@@ -26,10 +26,10 @@ from conftest import REPORT_ON, Workspace, copy_sample
 from devtools import Browser, chromium
 
 from outreach import i18n
-from outreach.ledger import MessageRecord
+from outreach.ledger import Block, MessageRecord
 from outreach.model.reasons import Code, phrase
-from outreach.report import write_run_report
-from outreach.report.data import DayCount, held_code
+from outreach.report import owner, write_run_report
+from outreach.report.data import DayCount, ReportData, RunView, held_code
 from outreach.workspace import load_workspace
 
 RUN_DAYS = ("2026-11-24", "2026-11-25")
@@ -762,3 +762,113 @@ def test_without_a_language_in_the_config_the_page_follows_the_environment(
     assert "Ninguna ejecución en este periodo." in page
     assert "Hoy no hay nada que requiera su atención." in page
     assert "No run in this period." not in page and "What needs you" not in page
+
+
+def owner_data(**changes: Any) -> ReportData:
+    """A report's data with nothing in it but `changes` (no ledger, no plan)."""
+    day = date(2026, 11, 25)
+    values: dict[str, Any] = {
+        "business": "Casa Lucía",
+        "country": "ES",
+        "generated_at": datetime(2026, 12, 7, 4, 0, tzinfo=UTC),
+        "past_start": date(2026, 10, 27),
+        "past_end": day,
+        "plan_start": date(2026, 11, 26),
+        "plan_end": date(2026, 12, 25),
+        "campaigns": (),
+        "daily": (),
+        "totals": {},
+        "per_contact": {},
+        "cap": 4,
+        "window_days": 30,
+        "window_start": date(2026, 10, 27),
+        "silent_contacts": 0,
+        "held": (),
+        "runs": (),
+        "held_groups": (),
+        "letters": (),
+        "emails": (),
+    }
+    return ReportData(**(values | changes))
+
+
+def test_what_needs_the_owner_and_what_went_out_in_both_languages() -> None:
+    """Failed, uncertain, bounced, returned, complained, a complaint rate past 1 per 1,000;
+    emails that were sent, letters with their postage: each a sentence, in either language."""
+    blocks = (
+        Block("email", "ana@example.com", "c1", "hard-bounce", date(2026, 11, 20)),
+        Block("email", "bea@example.com", "c2", "soft-bounces", date(2026, 11, 21)),
+        Block("letter", "c3", "c3", "returned-letter", date(2026, 11, 22), postal_key="k"),
+        Block("all", "c4", "c4", "complaint", date(2026, 11, 23)),
+    )
+    run = RunView(
+        run_id=1,
+        run_date=date(2026, 11, 25),
+        started_at=None,
+        dry_run=False,
+        campaigns=(
+            {"name": "promo", "emails": 4, "sent": 4, "letters": 0},
+            {
+                "name": "birthday",
+                "emails": 0,
+                "sent": 0,
+                "letters": 3,
+                "postage": {
+                    "lines": [
+                        {"zone": "domestic", "up_to_grams": 20, "letters": 2, "amount": 1.56},
+                        {"zone": "europe", "up_to_grams": 20, "letters": 1, "amount": 1.85},
+                    ]
+                },
+            },
+        ),
+        problems=(),
+    )
+    data = owner_data(
+        totals={"promo": {"failed": 2, "uncertain": 1, "sent": 4}},
+        blocks=blocks,
+        complaints=(3, 1000),
+        runs=(run,),
+    )
+    said = {n.key: (n.text, n.items) for n in owner.needs(data)}
+    assert list(said) == [
+        "failed",
+        "uncertain",
+        "returned",
+        "bounced",
+        "complaints",
+        "complaint_rate",
+    ]
+    assert said["failed"][0] == (
+        "2 messages failed: the next run tries them again; the tables below say why."
+    )
+    assert said["bounced"][0] == (
+        "2 email addresses are blocked after bounces: correct them in contacts.csv."
+    )
+    assert said["bounced"][1][0].startswith("ana@example.com is blocked for email")
+    assert said["returned"][0].startswith("1 letter came back by post")
+    assert (
+        said["complaints"][0] == "1 person marked an email as spam: they get nothing more from you."
+    )
+    assert "3 complaints in 1000 emails" in said["complaint_rate"][0]
+    today = owner.went_out(data, money=lambda amount: f"€{amount:.2f}")
+    lines = {line.key: line for line in today.lines}
+    assert lines["email"].text == "4 emails were sent."
+    assert lines["email"].by_campaign == (("promo", 4),)
+    assert lines["letter"].text == "3 letters to print and post."
+    assert lines["letter"].notes == ("Postage: €3.41.",)
+    try:
+        i18n.use("es")
+        spanish = {n.key: n.text for n in owner.needs(data)}
+        lines = {line.key: line for line in owner.went_out(data, money=str).lines}
+    finally:
+        i18n.use("en")
+    assert spanish["failed"] == (
+        "2 mensajes fallaron: la próxima ejecución los vuelve a intentar; las tablas de abajo "
+        "dicen por qué."
+    )
+    assert spanish["complaints"] == (
+        "1 persona marcó un correo como spam: ya no recibe nada más de usted."
+    )
+    assert lines["email"].text == "Se enviaron 4 correos."
+    assert lines["letter"].text == "3 cartas que imprimir y echar al correo."
+    assert lines["letter"].notes == ("Franqueo: 3.41.",)
