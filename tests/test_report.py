@@ -2,8 +2,7 @@
 
 The browser tests open the page in Debian's headless Chromium from a file:// URL (see
 devtools.py), in English and in Spanish, at a desktop's width and a phone's; the others read the
-HTML the real CLI wrote. `OUTREACH_SCREENSHOTS=docs pytest tests/test_report.py` refreshes the
-README's screenshots.
+HTML the real CLI wrote.
 """
 
 from __future__ import annotations
@@ -346,7 +345,8 @@ def test_the_page_in_a_real_browser(
         top_in_english(browser, summaries["2026-11-25"], root=root, clock=made_between(root))
         charts_say_prepared_not_sent(browser)
         assert cards_spilling(browser) == []
-        screenshot(browser, tmp_path, "report-en.png", always=True)
+        shot = browser.screenshot(tmp_path / "report.png")  # Page.captureScreenshot, whole
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -538,18 +538,6 @@ def outside_the_viewport(browser: Browser) -> list[str]:
     return found
 
 
-def screenshot(browser: Browser, folder: Path, name: str, *, always: bool = False) -> None:
-    """A PNG of the whole page, copied into $OUTREACH_SCREENSHOTS (docs/) when it is set;
-    without it only the `always` one is taken (a whole page's PNG takes a few seconds)."""
-    keep = os.environ.get("OUTREACH_SCREENSHOTS")
-    if not (keep or always):
-        return
-    shot = browser.screenshot(folder / name)
-    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    if keep:
-        shutil.copy(shot, Path(keep) / name)
-
-
 # Words of the Spanish page that the English one must not have, and the reverse.
 SPANISH_WORDS = (
     "Lo que",
@@ -588,7 +576,7 @@ ENGLISH_PHRASES = (
 
 
 def test_the_page_in_spanish_and_on_a_phone(
-    ran_once: tuple[Path, dict[str, dict[str, object]]], pages: dict[str, Path], tmp_path: Path
+    ran_once: tuple[Path, dict[str, dict[str, object]]], pages: dict[str, Path]
 ) -> None:
     """The same run's page in Spanish: its headings and sentences, none of the English ones;
     then at a phone's width (390 px): nothing wider than the screen, nothing out of its box."""
@@ -649,13 +637,11 @@ def test_the_page_in_spanish_and_on_a_phone(
         for english in ENGLISH_PHRASES:
             assert english not in text and english not in legend, english
         assert cards_spilling(browser) == []
-        screenshot(browser, tmp_path, "report-es.png")
 
         browser.open(pages["es"].as_uri(), width=390)
         assert browser.evaluate("[document.documentElement.scrollWidth, innerWidth]") == [390, 390]
         assert outside_the_viewport(browser) == []
         assert cards_spilling(browser) == []
-        screenshot(browser, tmp_path, "report-es-phone.png")
 
 
 def test_the_daemon_writes_the_page_of_each_run(make_workspace: object) -> None:
