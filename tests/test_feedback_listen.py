@@ -406,10 +406,10 @@ def test_the_owners_queue_on_the_command_line(make_workspace: MakeWorkspace) -> 
     page = ws.run("report", "--to", "2026-11-26", "--output", "report.html")
     assert page.code == 0, page.err
     html = (ws.root / "report.html").read_text(encoding="utf-8")
-    assert "Respuestas que esperan" in html
-    assert "c-004, complaint, esperando 2 día(s): Re: Menú de otoño — Me cobrasteis" in html
-    assert "Quejas: 0 en 8 correos en los últimos 30 días (0.0 por 1.000)." in html
-    assert "c-002: sin email desde el 2026-11-24 (reply)" in html
+    assert "3 replies wait for your answer (outreach replies shows them)." in html
+    assert "c-004, complaint, waiting 2 days: Re: Menú de otoño — Me cobrasteis" in html
+    assert "Complaints: 0 in 8 emails over the last 30 days (0,0 per 1,000)." in html
+    assert "c-002: no more email since 2026-11-24 (reply)" in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt; ¿Hay mesa?" in html and "<script>" not in html
     why = ws.run("explain", "c-004", "--date", "2026-11-27")
     assert "wrote back: reply #1 read 2026-11-24 (promo): complaint, open" in why.out

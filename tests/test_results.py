@@ -163,7 +163,7 @@ def test_the_command_counts_both_groups_and_says_when_it_cannot_tell_yet(
     assert made.code == 0, made.err
     html = page.read_text(encoding="utf-8")
     section = html[html.index('<section id="comeback">') : html.index('<section id="outgoing">')]
-    assert "<h2>¿Vuelven?</h2>" in section
+    assert "<h2>Do they come back?</h2>" in section
     row = re.search(r'<tr data-campaign="birthday">(.*?)</tr>', section)
     assert row is not None
     cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(1))

@@ -109,6 +109,21 @@ def _days(start: date, end: date) -> list[date]:
     return [start + timedelta(days=i) for i in range((end - start).days + 1)]
 
 
+# How each kind of bar is drawn (alpha, hatch): sent solid, prepared paler, the plan hatched.
+_KINDS: dict[str, tuple[float, str | None]] = {
+    "sent": (1.0, None),
+    "prepared": (0.7, ".."),
+    "plan": (0.45, "//"),
+}
+
+
+def _kind(count: DayCount) -> str:
+    """sent, prepared (the outbox, a letter's PDF) or plan."""
+    if count.planned:
+        return "plan"
+    return "sent" if count.sent else "prepared"
+
+
 def daily_chart(
     counts: Sequence[DayCount],
     *,
@@ -118,7 +133,11 @@ def daily_chart(
     split: date,
     labels: Mapping[str, str],
 ) -> str:
-    """Messages per day, stacked by campaign: emails above, letters below; the plan lighter."""
+    """Messages per day, stacked by campaign: emails above, letters below; sent, prepared
+    (not sent: the outbox, a letter's PDF) and the plan drawn apart.
+
+    `labels`: title, email, letter, and sent, prepared, plan with a `{campaign}` placeholder.
+    """
     import matplotlib
 
     days = _days(start, end)
@@ -129,13 +148,13 @@ def daily_chart(
             bottoms = [0.0] * len(days)
             for n, campaign in enumerate(campaigns):
                 colour = PALETTE[n % len(PALETTE)]
-                for planned in (False, True):
+                for kind in _KINDS:
                     heights = [0.0] * len(days)
                     for c in counts:
                         if (
                             c.channel == channel
                             and c.campaign == campaign
-                            and c.planned == planned
+                            and _kind(c) == kind
                             and c.day in index
                         ):
                             heights[index[c.day]] += c.count
@@ -147,14 +166,14 @@ def daily_chart(
                         tall,
                         bottom=base,
                         color=colour,
-                        alpha=0.45 if planned else 1.0,
-                        hatch="//" if planned else None,
-                        edgecolor="white" if not planned else colour,
+                        alpha=_KINDS[kind][0],
+                        hatch=_KINDS[kind][1],
+                        edgecolor="white" if kind == "sent" else colour,
                         linewidth=0.4,
                         width=0.85,
-                        label=f"{campaign} ({labels['plan' if planned else 'ledger']})",
+                        # a label's words are the caller's: "{campaign} (sent)"
+                        label=labels[kind].format(campaign=campaign),
                     )
-                    kind = "plan" if planned else "past"
                     _name_bars(bars, f"series-{channel}-{slug(campaign)}-{kind}", xs)
                     bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
             if split in index:

@@ -26,8 +26,10 @@ from typing import TypeVar
 
 from outreach.contacts import Contact
 from outreach.feedback.process import AUTOMATIC_STOPS, COMPLAINT_DAYS
+from outreach.i18n import _
 from outreach.ledger import (
     COUNTED_STATUSES,
+    Block,
     LedgerReader,
     MessageRecord,
     ReplyRecord,
@@ -37,6 +39,7 @@ from outreach.ledger import (
 from outreach.ledger.outcomes import opened, redemptions
 from outreach.model.config import Settings
 from outreach.model.errors import OutreachError, Problem
+from outreach.model.reasons import Code
 from outreach.outcomes.results import CampaignResult, read_results
 from outreach.pipeline.parallel import ordered_map
 from outreach.rehearse.plan import Plan, plan_days
@@ -66,6 +69,9 @@ REASON_CODES = (
 )
 
 
+_CODES = frozenset(code.value for code in Code)
+
+
 def held_code(record: MessageRecord) -> str:
     """Why a deferred or missed message was held back: one of REASON_CODES.
 
@@ -77,13 +83,18 @@ def held_code(record: MessageRecord) -> str:
 
 @dataclass(frozen=True, slots=True)
 class DayCount:
-    """Messages of one campaign on one channel on one day, from the ledger or the plan."""
+    """Messages of one campaign on one channel on one day, from the ledger or the plan.
+
+    A past message is `sent` once a server took it; until then (the outbox, a letter's PDF)
+    it is only prepared.
+    """
 
     day: date
     campaign: str
     channel: str  # email | letter
     count: int
     planned: bool
+    sent: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +125,7 @@ class HeldGroup:
     campaign: str
     status: str
     reason: str  # the ledger's reason, or its error's kind, as a short text
-    code: str
+    code: str  # a REASON_CODES code (deferred, missed), else the ledger's Code value or ""
     total: int
     contacts: tuple[HeldContact, ...]
 
@@ -163,7 +174,7 @@ class ReportData:
     """Everything the page shows."""
 
     business: str
-    locale: str
+    country: str  # the sender's: the region of the page's dates and money
     generated_at: datetime
     past_start: date
     past_end: date
@@ -191,6 +202,10 @@ class ReportData:
     comebacks: tuple[CampaignResult, ...] = ()
     redeemed_daily: tuple[tuple[date, int], ...] = ()
     attribution_days: int = 30
+    # What came back in the period: blocks made (bounces, complaints, returned letters) and the
+    # feedback mail read, by kind (hard, soft, complaint, reply...).
+    blocks: tuple[Block, ...] = ()
+    feedback: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -211,6 +226,8 @@ class _Past:
     stops: list[tuple[str, str, str, str]] = field(default_factory=list)
     comebacks: tuple[CampaignResult, ...] = ()
     redeemed_daily: tuple[tuple[date, int], ...] = ()
+    blocks: list[Block] = field(default_factory=list)
+    feedback: dict[str, int] = field(default_factory=dict)
 
 
 def gather_report(
@@ -270,7 +287,7 @@ def gather_report(
     by_id = {c.id: c for c in contacts.contacts if c.id in wanted}
     return ReportData(
         business=settings.sender.name,
-        locale=settings.locale,
+        country=settings.sender.address.country or "",
         generated_at=now,
         past_start=start,
         past_end=end,
@@ -296,6 +313,8 @@ def gather_report(
         comebacks=past.comebacks,
         redeemed_daily=past.redeemed_daily,
         attribution_days=settings.results.attribution_days,
+        blocks=tuple(past.blocks),
+        feedback=past.feedback,
     )
 
 
@@ -304,7 +323,7 @@ def _comebacks(
 ) -> tuple[tuple[CampaignResult, ...], tuple[tuple[date, int], ...]]:
     """The period's results per campaign, and its redemptions counted by day."""
     days = settings.results.attribution_days
-    with opened(ledger, "read the results") as conn:
+    with opened(ledger, _("read the results")) as conn:
         found = read_results(conn, start=start, end=end, attribution_days=days)
         redeemed = Counter(r.day for r in redemptions(conn) if start <= r.day <= end)
     return tuple(found), tuple(sorted(redeemed.items()))
@@ -332,6 +351,8 @@ def _gather_past(
         month = end - timedelta(days=COMPLAINT_DAYS - 1)
         complained = ledger.feedback_kinds(since=month).get("complaint", 0)
         past.complaints = (complained, ledger.emails_sent(since=month))
+        past.blocks = [b for b in ledger.blocks() if start <= b.day <= end]
+        past.feedback = ledger.feedback_kinds(since=start)
         past.stops = [
             (value, channel, source, since[:10])
             for value, channel, source, since in ledger.suppression_rows()
@@ -421,14 +442,16 @@ def _in_background(job: Callable[[], _T]) -> Callable[[], _T]:
 
 
 def _past_days(records: Iterable[MessageRecord]) -> list[DayCount]:
-    """Messages that went (or may have) per run day, campaign and channel."""
+    """Messages made per run day, campaign and channel: sent, or only prepared."""
     counted = set(COUNTED_STATUSES)
-    found: Counter[tuple[date, str, str]] = Counter(
-        (r.run_date, r.campaign, r.channel) for r in records if r.status in counted
+    found: Counter[tuple[date, str, str, bool]] = Counter(
+        (r.run_date, r.campaign, r.channel, r.status == "sent")
+        for r in records
+        if r.status in counted
     )
     return [
-        DayCount(day, campaign, channel, n, False)
-        for (day, campaign, channel), n in sorted(found.items())
+        DayCount(day, campaign, channel, n, False, sent)
+        for (day, campaign, channel, sent), n in sorted(found.items())
     ]
 
 
@@ -517,13 +540,21 @@ def contact_name(contact: Contact | None) -> str:
     return " ".join(part for part in (contact.first_name, contact.last_name) if part)
 
 
+def _code(record: MessageRecord) -> str:
+    """The ledger's reason code of a record when it is one of ours, else ""."""
+    return record.reason_code if record.reason_code in _CODES else ""
+
+
 def _held_groups(rows: Sequence[MessageRecord], by_id: Mapping[str, Contact]) -> list[HeldGroup]:
     """The held-back messages of one run, by campaign, status and reason."""
     groups: dict[tuple[str, str, str], list[MessageRecord]] = {}
     for r in rows:
-        # A deferral's sentence names dates and other campaigns: group by its rule.
-        key_text = held_code(r) if r.status in ("deferred", "missed") else r.reason or r.error or ""
-        groups.setdefault((r.campaign, r.status, key_text), []).append(r)
+        # A deferral's sentence names dates and other campaigns: group by its rule; the rest
+        # by their code when the ledger has one (its sentence holds the channel, the error...).
+        key_text = held_code(r) if r.status in ("deferred", "missed") else _code(r)
+        groups.setdefault((r.campaign, r.status, key_text or r.reason or r.error or ""), []).append(
+            r
+        )
     out = []
     order = {status: i for i, status in enumerate(HELD_STATUSES)}
     for (campaign, status, key_text), members in sorted(
@@ -540,12 +571,13 @@ def _held_groups(rows: Sequence[MessageRecord], by_id: Mapping[str, Contact]) ->
                     detail=r.error or r.reason or "",
                 )
             )
-        code = held_code(members[0]) if status in ("deferred", "missed") else status
+        first = members[0]
+        code = held_code(first) if status in ("deferred", "missed") else _code(first)
         out.append(
             HeldGroup(
                 campaign=campaign,
                 status=status,
-                reason=key_text,
+                reason=key_text if code in REASON_CODES else first.reason or first.error or "",
                 code=code,
                 total=len(members),
                 contacts=tuple(listed),

@@ -135,7 +135,12 @@ def run(
         report_file = (
             None
             if dry_run
-            else _run_report(workspace, summary, now=current, tell=not (as_json or quiet))
+            else _run_report(
+                workspace,
+                summary,
+                now=wall_clock(workspace.settings, now=now)(),
+                tell=not (as_json or quiet),
+            )
         )
         if log is not None:
             log_summary(log, summary, label="outreach " + " ".join(sys.argv[1:]))
