@@ -96,3 +96,30 @@ def test_the_config_language_wins_over_the_environment(tmp_path) -> None:
     assert "filas" in spanish.out and " rows" not in spanish.out, spanish.out
     english = copy_sample(tmp_path / "en", language="en").run("validate", "--date", "2026-11-24")
     assert " rows" in english.out and "filas" not in english.out, english.out
+
+
+def test_every_sentence_for_people_goes_through_the_catalog() -> None:
+    """No sentence in the package is said to people without `_`/`ngettext`/`N_` (strings that
+    are not for people say why with `# not translated:`): tests/i18n_scan.py."""
+    from i18n_scan import ROOT, scan
+
+    assert scan([ROOT / "outreach"]) == []
+
+
+def test_the_scan_finds_an_unmarked_sentence(tmp_path) -> None:
+    """The check above can fail: a printed sentence, a raised one and a hint are found; the
+    marked one and the one that says why it is not translated are not."""
+    from i18n_scan import unmarked
+
+    source = tmp_path / "example.py"
+    source.write_text(
+        "import click\n"
+        "from outreach.i18n import _\n"
+        "def f(n):\n"
+        '    click.echo(f"sent {n} emails today")\n'
+        '    click.echo(_("sent {n} emails today").format(n=n))\n'
+        '    raise ValueError("the file is empty", hint="add one row")\n'
+        'PATTERN = "the rest of the line"  # not translated: a pattern\n',
+        encoding="utf-8",
+    )
+    assert [line for line, _ in unmarked(source)] == [4, 6, 6]

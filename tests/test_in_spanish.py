@@ -42,6 +42,26 @@ ENGLISH_PHRASES = (
     "promotion from 2026-11-20 to 2026-12-05",
     "messages in the ledger, newest first",
     "letters 2, deferred 5, skipped 6",  # history --runs: what each run did
+    # the run's table and notes, plan's and history's headings (the command line)
+    "outreach run for 2026-11-24",
+    "done before",
+    "letters for birthday:",
+    "skipped in promotion:",
+    "tried again on the next run inside their window",
+    "not sent (delivery: outbox)",
+    "plan for 2026-11-24 to 2026-11-30",
+    "simulated on a copy of the ledger",
+    "no contact would get more than one message",
+    "reason / error",
+    "last runs:",
+    # reasons, and the contacts file's row problems
+    "opted out (email)",
+    "is the same day; min_gap_days 7",
+    "no usable email",
+    "is not a valid email address",
+    "is not in the calendar",
+    "so this row is left out",
+    "contacts.csv line 3)",
 )
 # What the same commands say in Spanish instead (one or more per command).
 SPANISH_PHRASES = (
@@ -77,6 +97,10 @@ def _sample_in(root: Path, language: str) -> str:
 
 
 def test_the_sample_in_spanish_says_none_of_its_english_phrases(tmp_path: Path) -> None:
+    """Each English phrase is one the sample really prints in English (so its absence from the
+    Spanish output means something), and none is left in Spanish."""
+    english = _sample_in(tmp_path / "en", "en")
+    assert [p for p in ENGLISH_PHRASES if p not in english] == []
     spanish = _sample_in(tmp_path / "es", "es")
     assert [p for p in ENGLISH_PHRASES if p in spanish] == []
     assert [p for p in SPANISH_PHRASES if p not in spanish] == []
