@@ -310,7 +310,7 @@ def test_forget_removes_every_page_of_their_letter_by_the_manifest_and_renumbers
             assert list(csv.DictReader(handle)) == printed
     result = ws.run("forget", "c2", "--yes", "--date", DAY)
     assert result.code == 0, result.err
-    assert "rewritten without their page(s)" in result.out
+    assert "rewritten without their pages" in result.out
     with pdfplumber.open(folder / "promo.pdf") as pdf:
         texts = [page.extract_text() or "" for page in pdf.pages]
     # Their letter and its blank back page went: every letter still starts on a front page.
