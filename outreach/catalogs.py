@@ -27,7 +27,7 @@ from babel.messages.pofile import read_po, write_po
 from outreach.i18n import DOMAIN, LOCALE_DIR
 
 ROOT = LOCALE_DIR.parent.parent
-KEYWORDS = {"_": None, "N_": None, "ngettext": (1, 2)}
+KEYWORDS = {"_": None, "N_": None, "ngettext": (1, 2), "pgettext": ((1, "c"), 2)}
 # A fixed date in the headers: the files change when a message does, not when they are built.
 EPOCH = datetime(2026, 12, 1, tzinfo=UTC)
 TEMPLATE = LOCALE_DIR / f"{DOMAIN}.pot"

@@ -49,6 +49,12 @@ def ngettext(singular: str, plural: str, n: int) -> str:
     return _current.ngettext(singular, plural, n)
 
 
+def pgettext(context: str, message: str) -> str:
+    """`message` in the current language, as said in `context` (one English word that Spanish
+    says two ways: the status "sent" of one message, the column "sent" of many)."""
+    return _current.pgettext(context, message)
+
+
 def N_(message: str) -> str:
     """Mark `message` for the catalog where it is defined; translate it with `_` where it is
     said (module constants are built before any language is chosen)."""

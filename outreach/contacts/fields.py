@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import re
-from calendar import month_name
 from datetime import date
 from functools import lru_cache
 
 from babel import Locale, UnknownLocaleError
 
-from outreach.i18n import _
+from outreach.i18n import _, language
 
 # --- dates -------------------------------------------------------------------------------
 
@@ -41,9 +40,14 @@ def _calendar_date(value: str, *, year: int, month: int, day: int, order: str) -
     except ValueError:
         raise ValueError(
             _("{value} is not in the calendar: {month_name} {year} has no day {day}").format(
-                value=repr(value), month_name=month_name[month], year=year, day=day
+                value=repr(value), month_name=_month_name(month), year=year, day=day
             )
         ) from None
+
+
+def _month_name(month: int) -> str:
+    """The month's name in the language the tool speaks ("February", "febrero")."""
+    return str(Locale.parse(language()).months["format"]["wide"][month])
 
 
 def parse_date(value: str, *, date_format: str) -> date:

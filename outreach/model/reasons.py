@@ -21,7 +21,7 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Literal
 
-from outreach.i18n import N_, _, language
+from outreach.i18n import N_, _, language, pgettext
 
 # What became of one due message in one run (the runner's outcome, as the observer sees it).
 Outcome = Literal[
@@ -42,23 +42,20 @@ Status = Literal[
 ]
 
 
-# A status as people read it (tables, explain): the code stays in the ledger and in --json.
-_STATUS_WORDS: dict[str, str] = {
-    "rendered": N_("rendered"),
-    "sending": N_("being sent"),
-    "sent": N_("sent"),
-    "failed": N_("failed"),
-    "uncertain": N_("uncertain"),
-    "deferred": N_("deferred"),
-    "missed": N_("missed"),
-    "skipped": N_("skipped"),
-}
-
-
 def status_word(status: str) -> str:
-    """A message's status in the owner's language ("rendered" → "preparado")."""
-    found = _STATUS_WORDS.get(status)
-    return _(found) if found is not None else status
+    """A message's status in the owner's language ("rendered" → "preparado"): the code stays
+    in the ledger and in --json."""
+    words = {
+        "rendered": pgettext("status of one message", "rendered"),
+        "sending": pgettext("status of one message", "being sent"),
+        "sent": pgettext("status of one message", "sent"),
+        "failed": pgettext("status of one message", "failed"),
+        "uncertain": pgettext("status of one message", "uncertain"),
+        "deferred": pgettext("status of one message", "deferred"),
+        "missed": pgettext("status of one message", "missed"),
+        "skipped": pgettext("status of one message", "skipped"),
+    }
+    return words.get(status, status)
 
 
 class Code(StrEnum):
