@@ -125,7 +125,7 @@ def test_a_runs_reasons_in_spanish_and_the_ledger_keeps_english(
     ws = make_workspace(ROWS, config_extra=SPANISH, campaigns={"birthday.yaml": CAMPAIGN})
     result = ws.run("run", "--all", "--date", DAY)
     assert result.code == 0, result.err
-    assert "1 se dio de baja (email): c4" in result.out
+    assert "1 de baja (email): c4" in result.out
     assert "1 sin email utilizable: c6" in result.out
     assert "opted out" not in result.out
     assert "no usable email" not in result.out
@@ -143,8 +143,8 @@ def test_a_runs_reasons_in_spanish_and_the_ledger_keeps_english(
 @pytest.mark.parametrize(
     ("reason", "record", "shown"),
     [
-        (Reason(Code.OPTED_OUT, "letter"), "opted out (letter)", "se dio de baja (letter)"),
-        (Reason(Code.OPTED_OUT), "opted out (all)", "se dio de baja (de todo)"),
+        (Reason(Code.OPTED_OUT, "letter"), "opted out (letter)", "de baja (cartas)"),
+        (Reason(Code.OPTED_OUT), "opted out (all)", "de baja (de todo)"),
         (
             Reason(
                 Code.MIN_GAP,

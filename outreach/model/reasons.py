@@ -203,6 +203,10 @@ def _words(text: str, lang: str) -> str:
 def _opted_out(channel: str) -> str:
     if channel == "all":
         return _("opted out (all)")
+    if channel == "email":
+        return _("opted out (email)")
+    if channel == "letter":
+        return _("opted out (letter)")
     return _("opted out ({channel})").format(channel=channel)
 
 
