@@ -94,6 +94,9 @@ class CliServer:
         theirs.close()
         self.ready = False
         self.ended: dict[int, int] = {}
+        # CPU seconds of the children reaped so far: the suite's CPU report (tests/cpu_report.py)
+        # counts them with the test that started them.
+        self.children_cpu = 0.0
 
     def _reply(self, timeout: float | None) -> dict[str, object]:
         self.channel.settimeout(timeout)
@@ -105,6 +108,9 @@ class CliServer:
             pid, status = reply["pid"], reply["status"]
             assert isinstance(pid, int) and isinstance(status, int)
             self.ended[pid] = status
+            cpu = reply.get("cpu", 0.0)
+            assert isinstance(cpu, float)
+            self.children_cpu += cpu
         return reply
 
     def start(
@@ -252,6 +258,26 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     distributing = session.config.getoption("numprocesses", None)
     if not FRESH_CLI and (hasattr(session.config, "workerinput") or not distributing):
         cli_server()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """OUTREACH_TEST_CPU=FILE: a line per test of the CPU it took (tests/cpu_report.py)."""
+    if os.environ.get("OUTREACH_TEST_CPU"):
+        from cpu_report import CpuReport
+
+        worker = getattr(config, "workerinput", {}).get("workerid", "main")
+        forked = lambda: _SERVER[0].children_cpu if _SERVER else 0.0  # noqa: E731
+        config.pluginmanager.register(CpuReport(os.environ["OUTREACH_TEST_CPU"], worker, forked))
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtestloop(session: pytest.Session) -> Iterator[object]:
+    """The server closed as soon as the last test has run: it saves its coverage data (and
+    every measured run's, handed to it) before pytest-cov combines and reports."""
+    try:
+        return (yield)
+    finally:
+        pytest_sessionfinish()
 
 
 def pytest_sessionfinish() -> None:
