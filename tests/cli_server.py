@@ -21,6 +21,10 @@ of the child and the processes it reaped) when it has ended. The caller reads
 the pipes to their end, as `subprocess.run` does: a run is over when every process it started
 has let go of them. Children may run side by side. The server exits at the end of its socket,
 saving its own coverage data.
+
+Under coverage, a child goes on with the server's tracer (emptied at the fork) and, at its
+end, hands what it measured to the server in a file the server merges when it reaps the
+child: one data file per server, not one per run, and no new `Coverage` in each child.
 """
 
 from __future__ import annotations
@@ -169,7 +173,11 @@ def _child(request: dict[str, object], stdout: int, stderr: int, coverage_folder
         with contextlib.suppress(Exception):
             stream.flush()
     if "COVERAGE_PROCESS_CONFIG" in env:
-        _hand_over_coverage(coverage_folder)
+        try:
+            _hand_over_coverage(coverage_folder)
+        except Exception:  # the run's own status stands; the lost measurement is said
+            traceback.print_exc()
+            sys.stderr.flush()
     return code
 
 
