@@ -254,10 +254,38 @@ def cli_server() -> CliServer:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Each test process starts its server now, while its first tests are set up (the
-    controller of a `-n` run runs no test, and starts none)."""
+    controller of a `-n` run runs no test, and starts none: it rewrites the test modules for
+    them)."""
     distributing = session.config.getoption("numprocesses", None)
-    if not FRESH_CLI and (hasattr(session.config, "workerinput") or not distributing):
+    worker = hasattr(session.config, "workerinput")
+    if distributing and not worker:
+        with unmeasured():  # pytest's own work: no package code to measure
+            rewrite_test_modules(session.config)
+    if not FRESH_CLI and (worker or not distributing):
         cli_server()
+
+
+def rewrite_test_modules(config: pytest.Config) -> None:
+    """pytest's assertion rewriting of every test module, cached as it caches it, before the
+    test processes start. Each of them otherwise rewrites all 80 modules itself wherever
+    PYTHONDONTWRITEBYTECODE is set (CI), under coverage's tracer: 15 s of CPU per process,
+    for the 3 s it costs here. pytest reads the cache whatever that variable says."""
+    from _pytest.assertion import rewrite
+
+    if rewrite.assertstate_key not in config.stash:  # --assert=plain
+        return
+    state = config.stash[rewrite.assertstate_key]
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        if not (path.name.startswith("test_") or path.name == "conftest.py"):
+            continue
+        cache = rewrite.get_cache_dir(path)
+        pyc = cache / (path.name[:-3] + rewrite.PYC_TAIL)
+        if rewrite._read_pyc(path, pyc, state.trace) is not None:
+            continue
+        if not rewrite.try_makedirs(cache):
+            return  # a read-only checkout: each process rewrites for itself
+        source_hash, code = rewrite._rewrite_test(path, config)
+        rewrite._write_pyc(state, code, source_hash, pyc)
 
 
 def pytest_configure(config: pytest.Config) -> None:
