@@ -114,7 +114,8 @@ def _hand_over_coverage(folder: str) -> None:
         collector.pause()
     path = os.path.join(folder, f"{os.getpid()}.marshal")
     with open(path + ".tmp", "wb") as out:
-        marshal.dump({name: set(arcs) for name, arcs in collector.data.items()}, out)
+        # Copies first (each one atomic): a daemon thread of the run may still be measured.
+        marshal.dump({name: set(arcs) for name, arcs in dict(collector.data).items()}, out)
     os.rename(path + ".tmp", path)
 
 
