@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -94,6 +95,9 @@ class CliServer:
         theirs.close()
         self.ready = False
         self.ended: dict[int, int] = {}
+        # CPU seconds of the children reaped so far: the suite's CPU report (tests/cpu_report.py)
+        # counts them with the test that started them.
+        self.children_cpu = 0.0
 
     def _reply(self, timeout: float | None) -> dict[str, object]:
         self.channel.settimeout(timeout)
@@ -105,6 +109,9 @@ class CliServer:
             pid, status = reply["pid"], reply["status"]
             assert isinstance(pid, int) and isinstance(status, int)
             self.ended[pid] = status
+            cpu = reply.get("cpu", 0.0)
+            assert isinstance(cpu, float)
+            self.children_cpu += cpu
         return reply
 
     def start(
@@ -248,10 +255,60 @@ def cli_server() -> CliServer:
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Each test process starts its server now, while its first tests are set up (the
-    controller of a `-n` run runs no test, and starts none)."""
+    controller of a `-n` run runs no test, and starts none: it rewrites the test modules for
+    them)."""
     distributing = session.config.getoption("numprocesses", None)
-    if not FRESH_CLI and (hasattr(session.config, "workerinput") or not distributing):
+    worker = hasattr(session.config, "workerinput")
+    if distributing and not worker:
+        # pytest's own work (no package code to measure), through its private functions: if a
+        # pytest release changes them, each test process rewrites for itself, as before.
+        with unmeasured(), contextlib.suppress(ImportError, AttributeError, TypeError):
+            rewrite_test_modules(session.config)
+    if not FRESH_CLI and (worker or not distributing):
         cli_server()
+
+
+def rewrite_test_modules(config: pytest.Config) -> None:
+    """pytest's assertion rewriting of every test module, cached as it caches it, before the
+    test processes start. Each of them otherwise rewrites all 80 modules itself wherever
+    PYTHONDONTWRITEBYTECODE is set (CI), under coverage's tracer: 15 s of CPU per process,
+    for the 3 s it costs here. pytest reads the cache whatever that variable says."""
+    from _pytest.assertion import rewrite
+
+    if rewrite.assertstate_key not in config.stash:  # --assert=plain
+        return
+    state = config.stash[rewrite.assertstate_key]
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        if not (path.name.startswith("test_") or path.name == "conftest.py"):
+            continue
+        cache = rewrite.get_cache_dir(path)
+        pyc = cache / (path.name[:-3] + rewrite.PYC_TAIL)
+        if rewrite._read_pyc(path, pyc, state.trace) is not None:
+            continue
+        if not rewrite.try_makedirs(cache):
+            return  # a read-only checkout: each process rewrites for itself
+        source_hash, code = rewrite._rewrite_test(path, config)
+        rewrite._write_pyc(state, code, source_hash, pyc)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """OUTREACH_TEST_CPU=FILE: a line per test of the CPU it took (tests/cpu_report.py)."""
+    if os.environ.get("OUTREACH_TEST_CPU"):
+        from cpu_report import CpuReport
+
+        worker = getattr(config, "workerinput", {}).get("workerid", "main")
+        forked = lambda: _SERVER[0].children_cpu if _SERVER else 0.0  # noqa: E731
+        config.pluginmanager.register(CpuReport(os.environ["OUTREACH_TEST_CPU"], worker, forked))
+
+
+@pytest.hookimpl(wrapper=True, trylast=True)
+def pytest_runtestloop(session: pytest.Session) -> Iterator[object]:
+    """The server closed as soon as the last test has run: it saves its coverage data (and
+    every measured run's, handed to it) before pytest-cov combines and reports."""
+    try:
+        return (yield)
+    finally:
+        pytest_sessionfinish()
 
 
 def pytest_sessionfinish() -> None:

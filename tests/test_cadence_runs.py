@@ -476,10 +476,6 @@ def test_whole_runs_keep_every_promise_of_the_cadence_policy(scenario: Scenario)
             steps = run_all(scenario, ledger)
             rows = ledger.messages()
         audit(scenario, steps, rows)
-    import sys
-
-    c = Counter((r.status, (r.reason or "")[:25]) for r in rows)
-    print(dict(c), len(scenario.run_days), len(scenario.contacts), file=sys.stderr)
 
 
 def test_the_audit_sees_a_real_deferral_and_a_miss() -> None:
