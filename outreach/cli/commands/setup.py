@@ -13,7 +13,14 @@ from pathlib import Path
 import click
 
 from outreach.cli.errors import EXIT_OK, handle_errors
-from outreach.cli.options import config_option, examples, quiet_options, run_log
+from outreach.cli.options import (
+    DATETIME,
+    config_option,
+    examples,
+    quiet_options,
+    run_log,
+    wall_clock,
+)
 from outreach.i18n import _
 
 
@@ -21,20 +28,37 @@ from outreach.i18n import _
     epilog=examples(
         "outreach daemon                           # in the foreground, e.g. under systemd",
         "outreach daemon --once --quiet --log-file daemon.log   # from cron",
+        "outreach daemon --now 2026-11-24T08:59:50   # try the schedule from a given moment",
     )
 )
 @click.option("--once", is_flag=True, help="Run the jobs that are due now, then exit (for cron).")
+@click.option(
+    "--now",
+    "now",
+    type=DATETIME,
+    default=None,
+    help="Stand-in for the clock: the daemon starts at this moment (local time in the config "
+    "time zone) and its clock moves on from there.",
+)
 @quiet_options
 @config_option
 @handle_errors
-def daemon(once: bool, quiet: bool, log_file: Path | None, config_path: Path | None) -> None:
+def daemon(
+    once: bool, now: datetime | None, quiet: bool, log_file: Path | None, config_path: Path | None
+) -> None:
     """Run the config's schedule in the foreground until SIGTERM or Ctrl-C."""
 
     from outreach.logs import configure_logging
+    from outreach.model.config import find_config, load_settings
     from outreach.scheduler import Daemon, worst_exit_code
 
     with run_log(log_file):
-        runner = Daemon(config=config_path, clock=lambda: datetime.now(UTC), environ=os.environ)
+        clock = (
+            wall_clock(load_settings(find_config(config_path)), now=now)
+            if now is not None
+            else lambda: datetime.now(UTC)
+        )
+        runner = Daemon(config=config_path, clock=clock, environ=os.environ)
         runner.start()
     # The log goes to stderr (the journal, under systemd); --quiet keeps only what needs a person.
     configure_logging(
