@@ -7,15 +7,18 @@ that is then a separate process like any other: its own working folder, environm
 streams (pipes the test reads) and exit status, with `outreach/__main__.py` run as
 `__main__` the way `python -m outreach` runs it. What the fork skips is only the imports.
 
-Runs to kill are forked too (`Workspace.start`), and killed like any process. The tests that
-need a process exactly as a user starts one (the daemon and its signals, the terminal, a new
-user's `init`, two runs racing for the lock) start `python -m outreach` themselves;
+Runs to kill are forked too (`Workspace.start`), and killed like any process; a run whose
+environment names OUTREACH_TEST_KILLPOINT="KIND MATCH N" kills itself at that point of its
+work (tests/killpoints.py). The tests that
+need a process exactly as a user starts one (the daemon and its signals, a new user's `init`,
+two runs racing for the lock) start `python -m outreach` themselves;
 `Workspace.run(..., fresh=True)` does the same for any other, and OUTREACH_TEST_FRESH_CLI=1
 makes every `Workspace.run` fresh.
 
 Protocol, over the SOCK_SEQPACKET socket whose descriptor is the first argument: a request is
 one JSON message {"args", "cwd", "env"} carrying the write ends of two pipes, the child's
-stdout and stderr; the server answers {"started": pid} when the child has started, and
+stdout and stderr (or three descriptors: stdin, stdout and stderr, e.g. one pseudo-terminal's
+follower three times, for the progress bars); the server answers {"started": pid} when the child has started, and
 {"pid", "status", "cpu"} (the status as `subprocess` reports a return code; the CPU seconds
 of the child and the processes it reaped) when it has ended. The caller reads
 the pipes to their end, as `subprocess.run` does: a run is over when every process it started
@@ -47,6 +50,8 @@ import threading
 import time
 import traceback
 from typing import Any
+
+import killpoints
 
 MAX_REQUEST = 1 << 20
 
@@ -135,7 +140,9 @@ def _take_over_coverage(folder: str, pid: int) -> None:
         collector.data.setdefault(name, set()).update(arcs)
 
 
-def _child(request: dict[str, object], stdout: int, stderr: int, coverage_folder: str) -> int:
+def _child(
+    request: dict[str, object], stdin: int | None, stdout: int, stderr: int, coverage_folder: str
+) -> int:
     env = request["env"]
     assert isinstance(env, dict)
     os.chdir(str(request["cwd"]))
@@ -143,7 +150,12 @@ def _child(request: dict[str, object], stdout: int, stderr: int, coverage_folder
     os.environ.update(env)
     time.tzset()
     _restart_coverage("COVERAGE_PROCESS_CONFIG" in env)
-    stdin = os.open(os.devnull, os.O_RDONLY)
+    if "OUTREACH_TEST_KILLPOINT" in env:  # "KIND MATCH N": tests/killpoints.py, in this run
+        kind, point = str(env["OUTREACH_TEST_KILLPOINT"]).split(" ", 1)
+        match, count = point.rsplit(" ", 1)  # MATCH may hold spaces: "sql DELETE FROM x 1"
+        killpoints.install(kind, match, int(count))
+    if stdin is None:
+        stdin = os.open(os.devnull, os.O_RDONLY)
     for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):
         os.dup2(fd, target)
         os.close(fd)
@@ -198,7 +210,7 @@ def serve(channel: socket.socket, coverage_folder: str) -> None:
         while True:
             for key, _ in selector.select():
                 if key.fileobj is channel:
-                    message, fds, _, _ = socket.recv_fds(channel, MAX_REQUEST, 2)
+                    message, fds, _, _ = socket.recv_fds(channel, MAX_REQUEST, 3)
                     if not message:
                         return
                     request = json.loads(message)
@@ -228,7 +240,7 @@ def _start(
     wake: tuple[int, int],
     coverage_folder: str,
 ) -> int:
-    stdout, stderr = fds
+    stdin, stdout, stderr = fds if len(fds) == 3 else (None, *fds)
     pid = os.fork()
     if pid == 0:
         code = 1
@@ -238,11 +250,11 @@ def _start(
             for fd in wake:
                 os.close(fd)
             channel.close()
-            code = _child(request, stdout, stderr, coverage_folder)
+            code = _child(request, stdin, stdout, stderr, coverage_folder)
         finally:
             os._exit(code & 0xFF)
-    os.close(stdout)
-    os.close(stderr)
+    for fd in fds:
+        os.close(fd)
     channel.send(json.dumps({"started": pid}).encode())
     return pid
 

@@ -115,19 +115,28 @@ class CliServer:
         return reply
 
     def start(
-        self, args: list[str], *, cwd: Path, env: dict[str, str], stdout: int, stderr: int
+        self,
+        args: list[str],
+        *,
+        cwd: Path,
+        env: dict[str, str],
+        stdout: int,
+        stderr: int,
+        stdin: int | None = None,
     ) -> int:
-        """Start a child writing to these descriptors (which are then closed here); its pid."""
+        """Start a child on these descriptors (which are then closed here; stdin: /dev/null
+        unless given); its pid."""
         if not self.ready:
             if self._reply(timeout=120) != {"ready": True}:
                 raise RuntimeError("tests/cli_server.py did not start")
             self.ready = True
         request = json.dumps({"args": args, "cwd": str(cwd), "env": env}).encode()
+        fds = [stdout, stderr] if stdin is None else [stdin, stdout, stderr]
         try:
-            socket.send_fds(self.channel, [request], [stdout, stderr])
+            socket.send_fds(self.channel, [request], fds)
         finally:
-            os.close(stdout)
-            os.close(stderr)
+            for fd in fds:
+                os.close(fd)
         while True:
             reply = self._reply(timeout=30)
             if "started" in reply:

@@ -27,10 +27,10 @@ import sys
 from typing import Any
 
 
-def main(argv: list[str]) -> None:
-    """Install the hook, then run outreach with the arguments after `--`."""
-    kind, match, count = argv[0], argv[1], int(argv[2])
-    assert argv[3] == "--", "usage: killpoints.py KIND MATCH N -- ARGS…"
+def install(kind: str, match: str, count: int) -> None:
+    """From now on, this process kills itself just before the `count`-th step of `kind` whose
+    subject contains `match` (tests/cli_server.py calls it in a forked run whose environment
+    names a kill point in OUTREACH_TEST_KILLPOINT, as "KIND MATCH N")."""
     seen = 0
 
     def step() -> None:
@@ -65,6 +65,13 @@ def main(argv: list[str]) -> None:
 
         sqlite3.connect = traced_connect
     sys.addaudithook(hook)
+
+
+def main(argv: list[str]) -> None:
+    """Install the hook, then run outreach with the arguments after `--`."""
+    kind, match, count = argv[0], argv[1], int(argv[2])
+    assert argv[3] == "--", "usage: killpoints.py KIND MATCH N -- ARGS…"
+    install(kind, match, count)
     sys.argv = ["outreach", *argv[4:]]
     runpy.run_module("outreach", run_name="__main__", alter_sys=True)
 

@@ -7,8 +7,6 @@ import csv
 import json
 import signal
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Callable
 from contextlib import closing
 from datetime import datetime
@@ -17,7 +15,7 @@ from pathlib import Path
 import pdfplumber
 import psycopg
 import pytest
-from conftest import Workspace, unmeasured_env
+from conftest import Workspace
 
 from outreach.ledger import open_ledger
 from outreach.ledger.privacy import suppress_forgotten
@@ -202,7 +200,8 @@ def test_export_and_forget_on_postgresql_erase_every_row_on_the_server(
     assert json.loads(gone.out)["messages"] == []
 
 
-# The steps of `outreach forget`, in order, each a point to kill it at (tests/killpoints.py):
+# The steps of `outreach forget`, in order, each a point to kill it at (tests/killpoints.py,
+# in the forked CLI run: OUTREACH_TEST_KILLPOINT):
 # what it is about to do, and so what it has done by then.
 # Each with what is done when it dies: (hashes on the list, their email file, their rows).
 FORGET_STEPS = [
@@ -212,7 +211,6 @@ FORGET_STEPS = [
     ("sql", "VACUUM", 1, (True, False, False)),  # rows deleted, bytes still in free pages
     ("write", "forgotten.log", 1, (True, False, False)),  # compacted; no audit line yet
 ]
-KILLPOINTS = Path(__file__).with_name("killpoints.py")
 FORGET = ("forget", "c002", "--yes", "--date", DAY)
 
 
@@ -232,14 +230,10 @@ def test_forget_killed_at_each_of_its_steps_is_finished_by_running_it_again(
     _ran(ws)
     email = ws.root / "out" / "outbox" / DAY / "birthday" / "c002.eml"
     for kind, match, nth, done in FORGET_STEPS:
-        killed = subprocess.run(
-            [sys.executable, str(KILLPOINTS), kind, match, str(nth), "--", *FORGET],
-            cwd=ws.root,
-            env=unmeasured_env(),
-            capture_output=True,
-            check=False,
+        killed = ws.run(
+            *FORGET, env={"OUTREACH_TEST_KILLPOINT": f"{kind} {match} {nth}"}, measured=False
         )
-        assert killed.returncode == -signal.SIGKILL, (kind, match, killed.stderr.decode())
+        assert killed.code == -signal.SIGKILL, (kind, match, killed.err)
         with closing(sqlite3.connect(ws.root / "state" / "ledger.sqlite")) as conn:
             hashed = conn.execute(
                 "SELECT count(*) FROM suppressions WHERE source = 'forget'"
@@ -296,14 +290,14 @@ def test_forget_removes_every_page_of_their_letter_by_the_manifest_and_renumbers
     # manifest: the old manifest's pages then no longer add up to the batch's, and the next
     # forget finishes the manifest alone (dropping its pages again would cut another letter).
     for point, pages in ((".promo.pdf.tmp", 6), (".promo.manifest.csv.tmp", 4)):
-        killed = subprocess.run(
-            [sys.executable, str(KILLPOINTS), "rename", point, "1", "--", "forget", "c2", "--yes"],
-            cwd=ws.root,
-            env=unmeasured_env(),
-            capture_output=True,
-            check=False,
+        killed = ws.run(
+            "forget",
+            "c2",
+            "--yes",
+            env={"OUTREACH_TEST_KILLPOINT": f"rename {point} 1"},
+            measured=False,
         )
-        assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+        assert killed.code == -signal.SIGKILL, killed.err
         with pdfplumber.open(folder / "promo.pdf") as pdf:
             assert len(pdf.pages) == pages
         with (folder / "promo.manifest.csv").open(encoding="utf-8-sig") as handle:

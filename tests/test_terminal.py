@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 import pytest
 import smtp_server as servers
-from conftest import REPO, REPORT_ON, Workspace
+from conftest import REPO, REPORT_ON, Workspace, cli_server
 from smtp_server import SmtpServer
 
 from outreach.cli import cli
@@ -46,20 +46,24 @@ def rows(n: int) -> list[str]:
 
 
 def in_pty(root: Path, *args: str, env: dict[str, str] | None = None) -> tuple[int, str, float]:
-    """Run the CLI with stdin, stdout and stderr on a pseudo-terminal; (exit code, all output)."""
+    """Run the CLI with stdin, stdout and stderr on a pseudo-terminal; (exit code, all output).
+
+    Forked from the test process's CLI server with the terminal's follower as its three
+    streams: to the run, a terminal as when a user types the command (click and the progress
+    bars ask `isatty`, the width comes from COLUMNS), without the interpreter's start-up."""
     leader, follower = pty.openpty()
     started = time.monotonic()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "outreach", *args],
+    server = cli_server()
+    pid = server.start(
+        list(args),
         cwd=root,
-        stdin=follower,
-        stdout=follower,
-        stderr=follower,
         env={**os.environ, "COLUMNS": "120", **(env or {})},
-        close_fds=True,
+        stdin=follower,
+        stdout=os.dup(follower),
+        stderr=os.dup(follower),
     )
-    os.close(follower)
     chunks = []
+    code = None
     while True:
         ready, _, _ = select.select([leader], [], [], 0.2)
         if ready:
@@ -70,9 +74,13 @@ def in_pty(root: Path, *args: str, env: dict[str, str] | None = None) -> tuple[i
             if not data:
                 break
             chunks.append(data)
-        elif proc.poll() is not None:
-            break
-    code = proc.wait(timeout=120)
+        else:
+            code = server.status(pid, timeout=0)
+            if code is not None:
+                break
+    if code is None:
+        code = server.status(pid, timeout=120)
+    assert code is not None, "the run did not end within 120 s"
     os.close(leader)
     return code, b"".join(chunks).decode("utf-8", errors="replace"), time.monotonic() - started
 
