@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +27,30 @@ import pytest
 from pg_server import PgServer
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def _temporary_files_in_memory(folder: Path = Path("/dev/shm"), room: int = 4 << 30) -> None:
+    """The suite's temporary files (tmp_path, the servers' folders, the CLI runs' own) in
+    memory where the machine has a tmpfs with room: the suite writes and removes some hundred
+    thousand small files (the kill tests' outboxes, PDFs, ledgers), a fifth of its CPU on a
+    disk's journal and almost nothing in memory. TMPDIR set here is inherited by every process
+    the suite starts; elsewhere (no /dev/shm, a small one) the system's temporary folder."""
+    if "OUTREACH_TEST_TMPDIR" in os.environ or not folder.is_dir():
+        return
+    try:
+        stats = os.statvfs(folder)
+        if stats.f_bavail * stats.f_frsize < room:
+            return
+        ours = folder / f"outreach-tests-{os.getuid()}"
+        ours.mkdir(exist_ok=True)
+        ours.chmod(0o1777)  # as /tmp: the servers started as the postgres user make theirs too
+    except OSError:
+        return
+    os.environ["OUTREACH_TEST_TMPDIR"] = os.environ["TMPDIR"] = str(ours)
+    tempfile.tempdir = str(ours)
+
+
+_temporary_files_in_memory()
 
 # Every real run also writes its report page (a plan, three charts, thumbnails): a second or two
 # per run, hundreds of runs here. Only the report's own tests turn it on (REPORT_ON).

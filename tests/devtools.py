@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -222,6 +223,9 @@ def chromium() -> Iterator[Browser]:
         [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        # Its own temporary folder inside the profile: the org.chromium.Chromium.* folder it
+        # makes there for its singleton socket goes with the profile.
+        env={**os.environ, "TMPDIR": str(profile)},
     )
     browser = None
     try:

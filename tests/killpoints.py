@@ -9,7 +9,9 @@ The process kills itself just before the N-th step of KIND whose subject contain
   before any row goes);
 * `unlink`: a file removed whose path contains MATCH (the interpreter's `os.remove` audit event);
 * `rename`: a file moved into place from a path containing MATCH (`os.rename`, `os.replace`);
-* `write`: a file opened for writing or appending whose path contains MATCH.
+* `write`: a file opened for writing or appending whose path contains MATCH;
+* `link`: a file linked into place whose new name contains MATCH (`os.link`: the outbox links
+  each complete email, written unnamed, to its name).
 
 The steps are seen through the interpreter's audit hooks (PEP 578) and SQLite's trace inside the
 real CLI process:
@@ -45,7 +47,9 @@ def install(kind: str, match: str, count: int) -> None:
 
     def hook(event: str, args: tuple[Any, ...]) -> None:
         moved = event == "os.rename" and kind == "rename"
-        if ((event == "os.remove" and kind == "unlink") or moved) and match in str(args[0]):
+        gone = event == "os.remove" and kind == "unlink"
+        linked = event == "os.link" and kind == "link"  # (source, new name, …)
+        if ((gone or moved) and match in str(args[0])) or (linked and match in str(args[1])):
             step()
         elif event == "open" and kind == "write" and match in str(args[0]):
             mode = args[1] if isinstance(args[1], str) else ""

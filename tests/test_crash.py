@@ -126,11 +126,18 @@ def file_size(path: Path) -> int:
 
 @dataclass(frozen=True)
 class KillPoint:
-    """When to SIGKILL the run: `kind` says what to wait for, `value` how much of it."""
+    """When to SIGKILL the run: `kind` says what to wait for, `value` how much of it.
 
-    kind: str  # started | opened | lock | ledger | files | wal | claimed
-    value: int | float = 0
-    delay: float = 0.0  # extra seconds after the condition holds
+    `files`: the run kills itself just before it links the (N+1)-th due contact's email into
+    the outbox, so the first N are there (tests/killpoints.py, inside the run: no polling, the
+    same point on any machine). The others are watched from outside and the run is killed once they hold:
+    `started` at once, `opened` contacts.csv open, `lock` taken, `ledger` created, `seen` the
+    N-th file there (for a run whose workers write the files), `wal` the next write to the
+    ledger's log after the N-th file (the commit of that batch), `claimed` N rows claimed.
+    """
+
+    kind: str  # started | opened | lock | ledger | files | seen | wal | claimed
+    value: int = 0
 
 
 def kill_at(
@@ -151,13 +158,29 @@ def kill_at(
     if shard is not None:
         folder /= shard
     folder /= "birthday"
-    env = {"OUTREACH_LEDGER_URL": url} if url is not None else None
+    env = {"OUTREACH_LEDGER_URL": url} if url is not None else {}
     args = ("--shard", shard.split("-")[1] + "/" + shard.split("-")[3]) if shard else ()
-    # The run writes files in contacts.csv order, so "N files exist" is "the N-th exists":
-    # one stat per poll, where counting a folder of thousands would steal the run's CPU.
+    # The run writes files in contacts.csv order, so "N files exist" is "the N-th exists" (a
+    # run after a killed one may skip some): one stat per poll from outside, where counting a
+    # folder of thousands would steal the run's CPU; from inside, the run dies as it is about
+    # to link the next one's.
     order = sorted(population.rendered)
-    nth = folder / f"{order[int(point.value) - 1]}.eml" if point.kind in {"files", "wal"} else None
+    if point.kind == "files":
+        env["OUTREACH_TEST_KILLPOINT"] = f"link {order[point.value]}.eml 1"
+    nth = folder / f"{order[point.value - 1]}.eml" if point.kind in {"seen", "wal"} else None
     with start_run(ws, DAY, env=env, args=args) as proc:
+        if point.kind == "files":
+            try:
+                proc.wait(timeout=120)
+            finally:
+                proc.kill()  # a no-op once it is dead
+                proc.wait()
+            assert proc.stderr is not None
+            assert proc.returncode == -signal.SIGKILL, (
+                f"the run ended (exit {proc.returncode}) before {point}: "
+                f"{proc.stderr.read().decode()}"
+            )
+            return
         started = time.monotonic()
 
         def reached() -> bool:
@@ -194,8 +217,6 @@ def kill_at(
                 size = file_size(wal)
                 while file_size(wal) == size and proc.poll() is None:
                     time.sleep(0.0001)
-            if point.delay:
-                time.sleep(point.delay)
             proc.send_signal(signal.SIGKILL)
         finally:
             proc.kill()  # a no-op once it is dead; stops it if the test failed
@@ -411,7 +432,7 @@ CASES = {
     "before-first-commit": ([KillPoint("files", FIRST_COMMIT - 1)], 0),
     "first-commit": ([KillPoint("wal", FIRST_COMMIT - 10)], 0),
     "second-commit": ([KillPoint("wal", SECOND_COMMIT - 10)], 0),
-    "late": ([KillPoint("files", SECOND_COMMIT + 250, delay=0.002)], 0),
+    "late": ([KillPoint("files", SECOND_COMMIT + 250)], 0),
     # Killed twice before a run completes: the second run recovers, then dies too; or it dies
     # while it removes the first one's stray files.
     "twice": ([KillPoint("files", 500), KillPoint("files", 1200)], 0),
@@ -473,7 +494,7 @@ def test_a_killed_parallel_run_completes_exactly_once(
     # exit, holding the workspace lock until then, so a rerun may first be told to wait.
     monkeypatch.setenv("OUTREACH_WORKERS", "2")
     ws, population = crash_workspace()
-    kill_at(ws, KillPoint("files", 900), population)
+    kill_at(ws, KillPoint("seen", 900), population)
     deadline = time.monotonic() + 30
     while True:
         result = ws.run("run", "--all", "--date", DAY.isoformat())
