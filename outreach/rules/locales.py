@@ -44,6 +44,7 @@ def normalize_locale(identifier: str) -> str:
     return "_".join([parts[0], *(p.upper() if len(p) == 2 else p for p in parts[1:])])
 
 
+@lru_cache(maxsize=4096)  # a few languages and countries, asked for every message
 def _spoken_in(language: str, country: str | None) -> bool:
     """Whether `language` is an official (or de facto) language of `country`."""
     if not country:
