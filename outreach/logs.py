@@ -101,12 +101,12 @@ def summary_lines(summary: RunSummary) -> list[str]:
     emails = sum(c.emails for c in summary.campaigns)
     letters = sum(c.letters for c in summary.campaigns)
     deferred = sum(c.deferred for c in summary.campaigns)
-    head = _("run for {date}: {emails}, {letters}, {deferred} deferred, {failed} failed").format(
+    head = _("run for {date}: {emails}, {letters}, {deferred}, {failed}").format(
         date=summary.run_date.isoformat(),
         emails=ngettext("{n} email", "{n} emails", emails).format(n=emails),
         letters=ngettext("{n} letter", "{n} letters", letters).format(n=letters),
-        deferred=deferred,
-        failed=summary.failed,
+        deferred=_counted_deferred(deferred),
+        failed=_counted_failed(summary.failed),
     )
     if summary.dry_run:
         head += _(" (dry run)")
@@ -133,14 +133,20 @@ def summary_lines(summary: RunSummary) -> list[str]:
     return lines
 
 
+def _counted_deferred(n: int) -> str:
+    return ngettext("{n} deferred", "{n} deferred", n).format(n=n)
+
+
+def _counted_failed(n: int) -> str:
+    return ngettext("{n} failed", "{n} failed", n).format(n=n)
+
+
 def send_line(summary: SendSummary) -> str:
     """The send step in one line."""
-    line = _(
-        "send: {sent} sent of {waiting} waiting, {failed} failed, {uncertain} uncertain"
-    ).format(
-        sent=summary.sent,
+    line = _("send: {sent} of {waiting} waiting, {failed}, {uncertain} uncertain").format(
+        sent=ngettext("{n} sent", "{n} sent", summary.sent).format(n=summary.sent),
         waiting=summary.waiting,
-        failed=len(summary.failed),
+        failed=_counted_failed(len(summary.failed)),
         uncertain=len(summary.needs_human),
     )
     held = sum(wait.count for wait in summary.quiet)

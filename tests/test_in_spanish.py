@@ -187,7 +187,7 @@ def test_the_run_summary_and_the_daemon_log_in_spanish(
     finally:
         use("en")
     assert lines == [
-        "ejecución del 2026-11-24: 2 emails, 0 cartas, 1 aplazados, 0 fallidos (ensayo)",
+        "ejecución del 2026-11-24: 2 emails, 0 cartas, 1 aplazado, 0 fallidos (ensayo)",
         "  promo: tocaban 3, hechos antes 0, emails 2, cartas 0, aplazados 1, omitidos 0, "
         "fallidos 0",
         "  envío: 2 enviados de 2 en espera, 0 fallidos, 0 en duda",
