@@ -33,7 +33,7 @@ from conftest import ForkedRun, Workspace, unmeasured
 from processes import has_open
 
 from outreach.ledger import Ledger
-from outreach.pipeline.run import LEDGER_BATCH
+from outreach.pipeline.run import CHUNK, LEDGER_BATCH
 from outreach.shards import shard_of
 
 DAY = date(2026, 11, 24)
@@ -194,8 +194,6 @@ def kill_at(
                 return file_size(state / "run.lock") > 0
             if point.kind == "ledger":
                 return (state / "ledger.sqlite").exists()
-            if point.kind == "claimed":  # so many rows claimed: their files are being written
-                return claimed_rows(ws, url) >= point.value
             assert nth is not None
             return nth.exists()
 
@@ -262,21 +260,6 @@ def ledger_rows(ws: Workspace, url: str | None, sql: str) -> list[tuple[object, 
 
     with psycopg.connect(url) as pg:
         return pg.execute(sql).fetchall()
-
-
-def claimed_rows(ws: Workspace, url: str | None) -> int:
-    """How many `rendered` rows the ledger has now (0 before it exists)."""
-    if url is None and not (ws.root / "state" / "ledger.sqlite").exists():
-        return 0
-    try:
-        found = ledger_rows(ws, url, "SELECT count(*) FROM messages WHERE status = 'rendered'")
-    except sqlite3.Error:  # not created yet, or locked for a moment
-        return 0
-    except Exception as exc:  # psycopg: the schema is not there yet
-        if type(exc).__module__.startswith("psycopg"):
-            return 0
-        raise
-    return int(found[0][0])  # type: ignore[call-overload]
 
 
 def ledger_counts(ws: Workspace, url: str | None = None) -> tuple[int, int]:
@@ -417,6 +400,17 @@ def files_at_commit(batch: int) -> int:
 
 FIRST_COMMIT, SECOND_COMMIT = files_at_commit(1), files_at_commit(2)
 
+
+def files_of_first_chunk() -> int:
+    """How many outbox files the run's first chunk of contacts (CHUNK rows of contacts.csv)
+    makes: the run claims a chunk's rows, then writes its files, so a run killed as it links
+    the next file has claimed the second chunk and written none of it."""
+    _, population, _ = contact_rows(CONTACTS)
+    return sum(1 for cid in population.rendered if int(cid.removeprefix("c")) < CHUNK)
+
+
+FIRST_CHUNK = files_of_first_chunk()
+
 # (kill points in order, day of the completing rerun as days after DAY)
 CASES = {
     # Before the run has read anything, and while it loads the workspace (before the lock).
@@ -438,7 +432,7 @@ CASES = {
     "twice": ([KillPoint("files", 500), KillPoint("files", 1200)], 0),
     "during-recovery": ([KillPoint("files", SECOND_COMMIT + 250), KillPoint("lock")], 0),
     # Between a chunk's claim (its rows committed) and the writing of its files.
-    "between-claim-and-write": ([KillPoint("claimed", FIRST_COMMIT + 1)], 0),
+    "between-claim-and-write": ([KillPoint("files", FIRST_CHUNK)], 0),
     # The rerun is on the next day: the dead run's files are in yesterday's folder.
     "next-day": ([KillPoint("files", 1300)], 1),
 }

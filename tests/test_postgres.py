@@ -27,6 +27,7 @@ from pg_server import PgServer
 from smtp_server import RecordingHandler, SmtpServer
 from test_crash import (
     DAY,
+    FIRST_CHUNK,
     TEMPLATES,
     KillPoint,
     Population,
@@ -351,7 +352,7 @@ KILLS = {
     "first-file": KillPoint("files", 1),
     "mid-batch": KillPoint("files", 300),
     "after-a-commit": KillPoint("files", 1100),
-    "between-claim-and-write": KillPoint("claimed", 501),
+    "between-claim-and-write": KillPoint("files", FIRST_CHUNK),
 }
 
 
