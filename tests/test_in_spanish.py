@@ -69,7 +69,7 @@ SPANISH_PHRASES = (
     "28 en el público, 29 mensajes preparados, 0 fallidos",
     "finalidad: comercial",
     "ya hecho el 2026-11-24 por email",  # explain
-    "aplazado por la regla de frecuencia:",
+    "aplazado por la política de frecuencia:",
     "nada toca el 2026-11-24; la próxima ventana se abre el 2027-03-11",
     "(promoción del 2026-11-20 al 2026-12-05)",
     "mensajes en el registro, los más recientes primero:",
