@@ -8,7 +8,7 @@ from functools import lru_cache
 
 from babel import Locale, UnknownLocaleError
 
-from outreach.i18n import _, language
+from outreach.i18n import N_, _, language
 
 # --- dates -------------------------------------------------------------------------------
 
@@ -97,6 +97,66 @@ _PLAIN_EMAIL = re.compile(
 )
 
 
+# What email_validator (2.x) says of an address, said in the catalog's words: the owner reads
+# them in a row problem, in their language. One sentence a line, {chars} where the library
+# names characters; their words follow in the same order. A sentence of the library's not here
+# is shown as the library says it.
+_LIBRARY_SENTENCES = """\
+An email address must have an @-sign.
+There must be something before the @-sign.
+There must be something after the @-sign.
+The part after the @-sign contains invalid characters: {chars}.
+The email address contains invalid characters before the @-sign: {chars}.
+Internationalized characters before the @-sign are not supported: {chars}.
+An email address cannot have two periods in a row.
+An email address cannot start with a period.
+An email address cannot end with a period.
+An email address cannot have a period immediately before the @-sign.
+An email address cannot have a period immediately after the @-sign.
+The part after the @-sign is not valid. It should have a period.
+The part after the @-sign is not valid. It is not within a valid top-level domain.
+The part after the @-sign is a special-use or reserved name that cannot be used with email.
+There can't be anything after the email address.
+The email address contains unsafe characters: {chars}.
+A display name and angle brackets around the email address are not permitted here.
+"""  # not translated: the library's own sentences, matched so as to say them in ours
+_OUR_WORDS = (
+    N_("it has no @"),
+    N_("there is nothing before the @"),
+    N_("there is nothing after the @"),
+    N_("the part after the @ has characters an address cannot have: {chars}"),
+    N_("the part before the @ has characters an address cannot have: {chars}"),
+    N_("the part before the @ has letters that mail servers cannot carry there: {chars}"),
+    N_("it has two dots in a row"),
+    N_("it starts with a dot"),
+    N_("it ends with a dot"),
+    N_("it has a dot just before the @"),
+    N_("it has a dot just after the @"),
+    N_("the part after the @ has no dot (as in example.com)"),
+    N_("the part after the @ does not end in a real domain (.es, .com…)"),
+    N_("the part after the @ is a reserved name that receives no email"),
+    N_("there is more after the address"),
+    N_("it has characters that are not safe in an address: {chars}"),
+    N_("it has a name and angle brackets around it: write the address alone"),
+)
+_LIBRARY_SAYS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(re.escape(sentence).replace(r"\{chars\}", "(?P<chars>.+)")), words)
+    for sentence, words in zip(_LIBRARY_SENTENCES.splitlines(), _OUR_WORDS, strict=True)
+)
+# The one character the library names in English that people type in an address by mistake.
+_SPACE = "SPACE"  # not translated: the library's name for it, matched
+
+
+def library_words(said: str) -> str:
+    """email_validator's sentence in the catalog's words (its own when it is not known)."""
+    for pattern, words in _LIBRARY_SAYS:
+        found = pattern.fullmatch(said)
+        if found is not None:
+            named = {k: _("a space") if v == _SPACE else v for k, v in found.groupdict().items()}
+            return _(words).format(**named)
+    return said
+
+
 @lru_cache(maxsize=4096)
 def _validated_email(address: str) -> str:
     # Imported here: the library compiles its grammar on import (~40 ms of every command's
@@ -108,7 +168,7 @@ def _validated_email(address: str) -> str:
     try:
         return validate_email(address, check_deliverability=False, allow_smtputf8=False).normalized
     except EmailNotValidError as exc:
-        raise ValueError(str(exc)) from None
+        raise ValueError(library_words(str(exc))) from None
 
 
 def normalize_email(address: str) -> str:
