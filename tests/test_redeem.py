@@ -5,7 +5,10 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -16,6 +19,7 @@ from conftest import Workspace
 from outreach.ledger import Ledger, MessageRecord
 from outreach.ledger.outcomes import redemptions
 from outreach.model.config import Coupon
+from outreach.model.errors import CampaignError
 from outreach.outcomes.coupons import coupon_code, display, read_code
 from outreach.outcomes.redeem import Till, redeem
 
@@ -239,3 +243,66 @@ def test_a_rebuilt_ledger_is_indexed_again(ledger: Ledger) -> None:
     assert (
         redeem(conn, code_for("c2"), coupon=COUPON, campaigns={}, till=at(SENT)).outcome == "valid"
     )
+
+
+def test_a_campaign_is_read_from_its_own_file_when_a_code_asks_for_it(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    from outreach.model.config import load_settings
+    from outreach.workspace import CampaignsByName
+
+    promo = "kind: promotion\nstart: 2026-11-20\nend: 2026-12-06\nemail: {subject: Otoño, text: promo.txt.j2}\n"
+    ws = make_workspace(
+        ROWS,
+        campaigns={
+            "promo.yaml": promo,
+            "otono.yaml": "name: fiesta\n" + promo,
+            "broken.yaml": "kind: nonsense\n",
+        },
+    )
+    campaigns = CampaignsByName(load_settings(ws.root / "config.yaml"))
+    # The code's own campaign needs its own file only: a broken neighbour does not stop a till.
+    assert (campaigns["promo"].kind, campaigns["promo"].end) == ("promotion", date(2026, 12, 6))
+    # A campaign whose `name:` is not its file's is found among all of them, which are then
+    # validated as every command does.
+    with pytest.raises(CampaignError, match="nonsense"):
+        campaigns.get("fiesta")
+    ws.write("campaigns/broken.yaml", promo.replace("2026-12-06", "2026-12-31"))
+    campaigns = CampaignsByName(load_settings(ws.root / "config.yaml"))
+    assert campaigns["fiesta"].end == date(2026, 12, 6)
+    assert campaigns.get("gone") is None and sorted(campaigns) == ["broken", "fiesta", "promo"]
+
+
+def test_redeem_starts_without_what_a_till_does_not_need(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    """A till runs `redeem` often (issue 24: <= 0.3 s of CPU, benchmarks/startup.py): for a code
+    no message carries, neither the campaigns nor the contacts are read, nor their libraries
+    imported. A fresh interpreter, since the suite's CLI server has them loaded already."""
+    ws = make_workspace(ROWS)
+    absent = (
+        "jinja2",
+        "outreach.model.campaigns",
+        "outreach.contacts",
+        "outreach.rules.audience",
+        "psycopg",
+        "weasyprint",
+    )
+    probe = (
+        "import sys; from outreach.cli.app import main; "
+        f"sys.argv = ['outreach', 'redeem', {code_for('c9')!r}, '--date', '2026-11-24']\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    code = exc.code\n"
+        f"print(code, ' '.join(m for m in {absent!r} if m in sys.modules))"
+    )
+    env = {**os.environ, "LANGUAGE": "en"}
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ws.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert "unknown" in done.stderr, done.stderr
+    assert done.stdout.strip() == "2", done.stdout
