@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from outreach.i18n import _
-from outreach.model.config import Settings, find_config, load_settings
+from outreach.model.config import Basics, Settings, find_config, load_settings
 from outreach.model.errors import CampaignError
 
 # The contacts reader and the campaign models are imported where they are used: `redeem`
@@ -73,7 +73,7 @@ class Workspace:
         )
 
 
-def campaign_files(settings: Settings) -> list[Path]:
+def campaign_files(settings: Basics) -> list[Path]:
     """Every campaign file in the campaigns folder, in name order."""
     folder = settings.campaigns_dir
     if not folder.is_dir():
@@ -124,7 +124,7 @@ class CampaignsByName(Mapping[str, "Campaign"]):
 
     __slots__ = ("_every", "_found", "_settings")
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Basics) -> None:
         self._settings = settings
         self._found: dict[str, Campaign] = {}
         self._every: dict[str, Campaign] | None = None

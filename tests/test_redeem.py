@@ -306,3 +306,18 @@ def test_redeem_starts_without_what_a_till_does_not_need(
     )
     assert "unknown" in done.stderr, done.stderr
     assert done.stdout.strip() == "2", done.stdout
+
+
+def test_redeem_judges_the_config_it_reads_and_leaves_the_rest_to_validate(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    ws = make_workspace(ROWS, config_extra="delivery: {method: smtp}\n")
+    unknown = ws.run("redeem", code_for("c9"))
+    assert unknown.code == 2 and "unknown" in unknown.err
+    assert ws.run("validate").code != 0  # a run or a validate is stopped as before
+    config = (ws.root / "config.yaml").read_text(encoding="utf-8")
+    ws.write("config.yaml", config.replace('prefix: "CL-"}', 'prefix: "CL-", length: 2}'))
+    broken = ws.run("redeem", code_for("c9"))
+    assert broken.code == 2 and "unknown" not in broken.err
+    line = next(n for n, text in enumerate(config.splitlines(), 1) if text.startswith("coupon:"))
+    assert f"config.yaml:{line}: coupon.length: should be greater than or equal to 4" in broken.err

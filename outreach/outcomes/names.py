@@ -13,16 +13,15 @@ from pathlib import Path
 
 from outreach.contacts import Contact, iter_contacts
 from outreach.contacts.sheets import is_workbook
+from outreach.model.config import Basics
 from outreach.model.errors import OutreachError
-from outreach.workspace import Workspace
 
 
 def _named(contact: Contact) -> str:
     return " ".join(p for p in (contact.first_name, contact.last_name) if p) or contact.id
 
 
-def _search(path: Path, workspace: Workspace, contact_id: str) -> str | None:
-    settings = workspace.settings
+def _search(path: Path, settings: Basics, contact_id: str) -> str | None:
     for contact in iter_contacts(
         path, settings=settings.contacts, default_locale=settings.default_locale
     ):
@@ -31,9 +30,9 @@ def _search(path: Path, workspace: Workspace, contact_id: str) -> str | None:
     return None
 
 
-def contact_name(workspace: Workspace, contact_id: str) -> str:
+def contact_name(settings: Basics, contact_id: str) -> str:
     """The contact's first and last name (the id when the file has no row for it)."""
-    path = workspace.settings.contacts_path
+    path = settings.contacts_path
     if not is_workbook(path) and path.is_file():
         data = path.read_bytes()
         needle = contact_id.encode()
@@ -47,12 +46,12 @@ def contact_name(workspace: Workspace, contact_id: str) -> str:
                 small = Path(folder) / path.name
                 small.write_bytes(b"".join(picked))
                 try:
-                    found = _search(small, workspace, contact_id)
+                    found = _search(small, settings, contact_id)
                 except OutreachError:
                     found = None
             if found is not None:
                 return found
     try:
-        return _search(path, workspace, contact_id) or contact_id
+        return _search(path, settings, contact_id) or contact_id
     except OutreachError:
         return contact_id
