@@ -114,12 +114,13 @@ def load_workspace(config: Path | None, *, campaigns: list[str] | None = None) -
     return Workspace(settings=settings, campaigns=tuple(loaded))
 
 
-class CampaignsByName(Mapping[str, "Campaign"]):
-    """The workspace's campaigns by name, each read when it is first asked for: `redeem`
-    needs the one campaign of the code it checks, not the whole folder validated.
+class CampaignTerms(Mapping[str, "Campaign"]):
+    """The workspace's campaigns by name, read when first asked for and for their terms only
+    (keys, kind, dates: `load_campaigns(terms_only=True)`): `redeem` needs the kind and end of
+    the one campaign of the code it checks, not the whole folder validated with its templates.
 
     A campaign is looked for in its own file (`<name>.yaml`) first; one whose `name:` differs
-    from its file's is found by reading every campaign file, as `load_workspace` does.
+    from its file's is found by reading every campaign file (names must be unique).
     """
 
     __slots__ = ("_every", "_found", "_settings")
@@ -134,7 +135,9 @@ class CampaignsByName(Mapping[str, "Campaign"]):
 
         if self._every is None:
             paths = campaign_files(self._settings)
-            loaded = load_campaigns(paths, templates_dir=self._settings.templates_dir)
+            loaded = load_campaigns(
+                paths, templates_dir=self._settings.templates_dir, terms_only=True
+            )
             self._every = {c.name: c for c in loaded}
         return self._every
 
@@ -147,7 +150,9 @@ class CampaignsByName(Mapping[str, "Campaign"]):
         for path in (folder / f"{name}.yaml", folder / f"{name}.yml"):
             if self._every is None and path.is_file():
                 (campaign,) = load_campaigns(
-                    [display_path(path)], templates_dir=self._settings.templates_dir
+                    [display_path(path)],
+                    templates_dir=self._settings.templates_dir,
+                    terms_only=True,
                 )
                 if campaign.name == name:
                     self._found[name] = campaign

@@ -97,17 +97,17 @@ def redeem(
     from outreach.outcomes.money import parse_cents
     from outreach.outcomes.redeem import Till
     from outreach.outcomes.redeem import redeem as redeem_code
-    from outreach.workspace import CampaignsByName
+    from outreach.workspace import CampaignTerms
 
     try:
         cents = parse_cents(amount) if amount is not None else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--amount") from exc
     # A till runs this often and waits for it: only what the code needs is read (config.yaml's
-    # basics, the code's own campaign, the contact's line) — benchmarks/startup.py.
+    # basics, the terms of the code's campaign, the contact's line) — benchmarks/startup.py.
     settings = load_basics(find_config(config_path))
     today, now = clock(settings, day=day, now=None)
-    campaigns = CampaignsByName(settings)
+    campaigns = CampaignTerms(settings)
     till = Till(day=today, now=now, amount_cents=cents, name=till_name)
     with open_ledger(settings) as ledger, opened(ledger, _("redeem the code")) as conn:
         verdict = redeem_code(conn, code, coupon=settings.coupon, campaigns=campaigns, till=till)
