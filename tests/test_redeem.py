@@ -310,7 +310,7 @@ def test_redeem_starts_without_what_a_till_does_not_need(
     a code's campaign for its terms (no templates: no Jinja) and the contacts only for a found
     code's name."""
     ws = make_workspace(ROWS)
-    heavy = ("jinja2", "outreach.rules.audience", "psycopg", "weasyprint")
+    heavy = ("jinja2", "outreach.rules.audience", "logging", "psycopg", "weasyprint")
     assert _imported_by_redeem(ws, code_for("c9"), (*heavy, "outreach.contacts")) == (2, "")
     assert ws.run("run", "--all", "--date", "2026-11-24").code == 0
     assert _imported_by_redeem(ws, _printed_code(ws, "c1"), heavy) == (0, "")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -19,6 +18,8 @@ from outreach.i18n import _
 from outreach.model.errors import OutreachError
 
 if TYPE_CHECKING:
+    import logging  # a command that logs imports it (outreach.logs): not every start
+
     from outreach.model.config import Basics, Settings
 
 
