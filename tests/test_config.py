@@ -44,7 +44,7 @@ def test_the_basics_are_judged_alone_with_the_same_rules(tmp_path: Path) -> None
     path = tmp_path / "config.yaml"
     given = 'coupon: {secret: test-secret, prefix: "CL-"}'
     assert given in BASE_CONFIG
-    elsewhere = BASE_CONFIG + "delivery: {method: smtp}\nzzzz: 1\n"
+    elsewhere = BASE_CONFIG + "delivery: {method: smtp}\nletters: {envelope: custom}\n"
     path.write_text(elsewhere.replace(given, "coupon: {prefix: CL-, length: 12}"), encoding="utf-8")
     basics = load_basics(path)
     assert (basics.coupon.prefix, basics.coupon.length, basics.root) == ("CL-", 12, tmp_path)
@@ -52,7 +52,12 @@ def test_the_basics_are_judged_alone_with_the_same_rules(tmp_path: Path) -> None
     with pytest.raises(ConfigError) as whole:
         load_settings(path)
     assert "delivery.method smtp needs delivery.host" in str(whole.value)
-    assert "zzzz: unknown key" in str(whole.value)
+    assert "letters.envelope custom needs letters.custom" in str(whole.value)
+    # An unknown key is a typo of some key, maybe one the till reads: refused all the same.
+    path.write_text(elsewhere.replace("coupon:", "cupon:"), encoding="utf-8")
+    with pytest.raises(ConfigError) as typo:
+        load_basics(path)
+    assert str(typo.value).endswith("cupon: unknown key — did you mean `coupon`?")
     # A section the till reads is judged as load_settings judges it: the key and its line.
     broken = elsewhere.replace(given, "coupon: {length: 2}") + "timezone: Mars/Olympus\n"
     path.write_text(broken.replace("timezone: Europe/Madrid\n", ""), encoding="utf-8")

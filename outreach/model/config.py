@@ -508,9 +508,6 @@ class Basics(_Model):
     is the whole file. `root` is the folder holding it.
     """
 
-    # Keys of the rest of the file are Settings' to judge (load_settings).
-    model_config = ConfigDict(extra="ignore")
-
     root: Path
     sender: Sender
     # The language the tool speaks to the owner (its output, the report); None: the
@@ -586,8 +583,6 @@ class Basics(_Model):
 
 class Settings(Basics):
     """The whole validated config.yaml: the basics and every other section."""
-
-    model_config = ConfigDict(extra="forbid")
 
     results: Results = Results.model_construct()
     cadence: CadencePolicy = CadencePolicy.model_construct()
@@ -755,6 +750,8 @@ def _validated(path: Path, model: type[_Loaded]) -> _Loaded:
             field="root",
             hint=_("remove it"),
         )
+    if model is not Settings:  # the other sections are judged by load_settings, typos here
+        data = {k: v for k, v in data.items() if k in model.model_fields or not _of_settings(k)}
     try:
         settings = model.model_validate({**data, "root": path.resolve().parent})
     except ValidationError as exc:
@@ -764,10 +761,14 @@ def _validated(path: Path, model: type[_Loaded]) -> _Loaded:
             lines=lines,
             error_type=ConfigError,
             hint=_("fix the key (see the README's config.yaml tour)"),
-            model=model,
+            model=Settings,
         ) from None
     i18n.use(settings.language)
     return settings
+
+
+def _of_settings(key: object) -> bool:
+    return isinstance(key, str) and key in Settings.model_fields
 
 
 def load_settings(path: Path) -> Settings:
@@ -776,8 +777,9 @@ def load_settings(path: Path) -> Settings:
 
 
 def load_basics(path: Path) -> Basics:
-    """Read config.yaml and validate its basics only (the rest of the file is not judged):
-    for `outreach redeem`, which a till waits for; ConfigError naming the key and line."""
+    """Read config.yaml and validate its basics only (the other sections are not judged; an
+    unknown key is): for `outreach redeem`, which a till waits for; ConfigError naming the
+    key and line."""
     return _validated(path, Basics)
 
 
