@@ -15,12 +15,15 @@ from pathlib import Path
 
 import pytest
 from conftest import Workspace
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from outreach.ledger import Ledger, MessageRecord
 from outreach.ledger.outcomes import redemptions
 from outreach.model.config import Coupon
 from outreach.model.errors import CampaignError
 from outreach.outcomes.coupons import coupon_code, display, read_code
+from outreach.outcomes.names import picked_lines
 from outreach.outcomes.redeem import Till, redeem
 
 COUPON = Coupon(secret="test-secret", prefix="CL-", length=8, valid_days=60)
@@ -329,3 +332,23 @@ def test_redeem_judges_the_config_it_reads_and_leaves_the_rest_to_validate(
     assert broken.code == 2 and "unknown" not in broken.err
     line = next(n for n, text in enumerate(config.splitlines(), 1) if text.startswith("coupon:"))
     assert f"config.yaml:{line}: coupon.length: should be greater than or equal to 4" in broken.err
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.lists(
+        st.sampled_from([b"c1", b"c12", b",Ana", b"\n", b"\r", b"\r\n", b"sep=;", b'"', b"x"]),
+        max_size=30,
+    ).map(b"".join),
+    needle=st.sampled_from([b"c1", b"c12", b"Ana"]),
+)
+def test_the_lines_searched_for_a_name_are_those_splitlines_would_give(
+    data: bytes, needle: bytes
+) -> None:
+    """The name's search cuts out the lines holding the id as the whole file cut into lines
+    would give them (any line breaks, Excel's `sep=` line), without cutting the whole file."""
+    lines = data.splitlines(keepends=True)
+    head = 2 if lines and lines[0].lstrip(b'\xef\xbb\xbf"').lower().startswith(b"sep=") else 1
+    assert picked_lines(data, needle) == lines[:head] + [
+        line for line in lines[head:] if needle in line
+    ]
