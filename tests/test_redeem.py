@@ -5,18 +5,25 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from conftest import Workspace
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from outreach.ledger import Ledger, MessageRecord
 from outreach.ledger.outcomes import redemptions
 from outreach.model.config import Coupon
+from outreach.model.errors import CampaignError
 from outreach.outcomes.coupons import coupon_code, display, read_code
+from outreach.outcomes.names import picked_lines
 from outreach.outcomes.redeem import Till, redeem
 
 COUPON = Coupon(secret="test-secret", prefix="CL-", length=8, valid_days=60)
@@ -239,3 +246,109 @@ def test_a_rebuilt_ledger_is_indexed_again(ledger: Ledger) -> None:
     assert (
         redeem(conn, code_for("c2"), coupon=COUPON, campaigns={}, till=at(SENT)).outcome == "valid"
     )
+
+
+def test_a_codes_campaign_is_read_for_its_terms_from_its_own_file(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    from outreach.model.config import load_settings
+    from outreach.workspace import CampaignTerms
+
+    promo = "kind: promotion\nstart: 2026-11-20\nend: 2026-12-06\nemail: {subject: Otoño, text: promo.txt.j2}\n"
+    ws = make_workspace(
+        ROWS,
+        campaigns={
+            "promo.yaml": promo.replace("promo.txt.j2", "missing.txt.j2"),
+            "otono.yaml": "name: fiesta\n" + promo,
+            "broken.yaml": "kind: nonsense\n",
+        },
+    )
+    settings = load_settings(ws.root / "config.yaml")
+    campaigns = CampaignTerms(settings)
+    # The code's own file, for its kind and dates: neither a missing template nor a broken
+    # neighbour stops a till (`validate` and `run` still refuse them).
+    assert (campaigns["promo"].kind, campaigns["promo"].end) == ("promotion", date(2026, 12, 6))
+    assert ws.run("validate").code != 0
+    # Terms are judged by the campaign rules all the same.
+    ws.write("campaigns/promo.yaml", promo.replace("end: 2026-12-06", "end: 2026-11-01"))
+    with pytest.raises(CampaignError, match="is before `start`"):
+        CampaignTerms(settings).get("promo")
+    # A campaign whose `name:` is not its file's is found among all of them.
+    with pytest.raises(CampaignError, match="nonsense"):
+        campaigns.get("fiesta")
+    ws.write("campaigns/broken.yaml", promo.replace("2026-12-06", "2026-12-31"))
+    ws.write("campaigns/promo.yaml", promo)
+    campaigns = CampaignTerms(settings)
+    assert campaigns["fiesta"].end == date(2026, 12, 6)
+    assert campaigns.get("gone") is None and sorted(campaigns) == ["broken", "fiesta", "promo"]
+
+
+def _imported_by_redeem(ws: Workspace, code: str, modules: tuple[str, ...]) -> tuple[int, str]:
+    """The exit code of `outreach redeem CODE` in a fresh interpreter (the suite's CLI server
+    has every module loaded already), and which of `modules` it imported."""
+    probe = (
+        "import sys; from outreach.cli.app import main; "
+        f"sys.argv = ['outreach', 'redeem', {code!r}, '--date', '2026-11-25']\n"
+        "try:\n    main()\nexcept SystemExit as exc:\n    code = exc.code\n"
+        f"print(code, ' '.join(m for m in {modules!r} if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ws.root,
+        env={**os.environ, "LANGUAGE": "en"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.stdout, done.stderr
+    code, _, loaded = done.stdout.splitlines()[-1].partition(" ")
+    return int(code), loaded
+
+
+def test_redeem_starts_without_what_a_till_does_not_need(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    """A till runs `redeem` often (issue 24: <= 0.3 s of CPU, benchmarks/startup.py): it reads
+    a code's campaign for its terms (no templates: no Jinja) and the contacts only for a found
+    code's name."""
+    ws = make_workspace(ROWS)
+    heavy = ("jinja2", "outreach.rules.audience", "logging", "psycopg", "weasyprint")
+    assert _imported_by_redeem(ws, code_for("c9"), (*heavy, "outreach.contacts")) == (2, "")
+    assert ws.run("run", "--all", "--date", "2026-11-24").code == 0
+    assert _imported_by_redeem(ws, _printed_code(ws, "c1"), heavy) == (0, "")
+
+
+def test_redeem_judges_the_config_it_reads_and_leaves_the_rest_to_validate(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    ws = make_workspace(ROWS, config_extra="delivery: {method: smtp}\n")
+    unknown = ws.run("redeem", code_for("c9"))
+    assert unknown.code == 2 and "unknown" in unknown.err
+    assert ws.run("validate").code != 0  # a run or a validate is stopped as before
+    config = (ws.root / "config.yaml").read_text(encoding="utf-8")
+    ws.write("config.yaml", config.replace('prefix: "CL-"}', 'prefix: "CL-", length: 2}'))
+    broken = ws.run("redeem", code_for("c9"))
+    assert broken.code == 2 and "unknown" not in broken.err
+    line = next(n for n, text in enumerate(config.splitlines(), 1) if text.startswith("coupon:"))
+    assert f"config.yaml:{line}: coupon.length: should be greater than or equal to 4" in broken.err
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.lists(
+        st.sampled_from([b"c1", b"c12", b",Ana", b"\n", b"\r", b"\r\n", b"sep=;", b'"', b"x"]),
+        max_size=30,
+    ).map(b"".join),
+    needle=st.sampled_from([b"c1", b"c12", b"Ana"]),
+)
+def test_the_lines_searched_for_a_name_are_those_splitlines_would_give(
+    data: bytes, needle: bytes
+) -> None:
+    """The name's search cuts out the lines holding the id as the whole file cut into lines
+    would give them (any line breaks, Excel's `sep=` line), without cutting the whole file."""
+    lines = data.splitlines(keepends=True)
+    head = 2 if lines and lines[0].lstrip(b'\xef\xbb\xbf"').lower().startswith(b"sep=") else 1
+    assert picked_lines(data, needle) == lines[:head] + [
+        line for line in lines[head:] if needle in line
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -57,6 +58,9 @@ def main() -> None:
     # follow LANGUAGE/LC_ALL/LC_MESSAGES/LANG); a command that reads config.yaml switches to
     # its `language:` (load_settings).
     use(None)
+    # outreach uses no pydantic plugin; looking for them reads the metadata of every installed
+    # package (~50 ms of each start, a till's `redeem` included). An owner's setting wins.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     speak_click()
     translate_help(cli)
     if "--json" not in sys.argv[1:]:

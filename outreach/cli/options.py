@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -19,7 +18,9 @@ from outreach.i18n import _
 from outreach.model.errors import OutreachError
 
 if TYPE_CHECKING:
-    from outreach.model.config import Settings
+    import logging  # a command that logs imports it (outreach.logs): not every start
+
+    from outreach.model.config import Basics, Settings
 
 
 class _DateType(click.ParamType[date]):
@@ -80,7 +81,7 @@ def workers_from_env(environ: Mapping[str, str]) -> int | None:
     return int(value)
 
 
-def clock(settings: Settings, *, day: date | None, now: datetime | None) -> tuple[date, datetime]:
+def clock(settings: Basics, *, day: date | None, now: datetime | None) -> tuple[date, datetime]:
     """Today and now in the config time zone: `--now`, else `--date` at the current time, else the clock."""
     tz = settings.tz
     if now is not None:

@@ -21,7 +21,7 @@ from outreach.ledger.sql import Seed, SqlLedger
 from outreach.ledger.sqlite import WorkspaceLock
 
 if TYPE_CHECKING:
-    from outreach.model.config import Settings
+    from outreach.model.config import Basics, Settings
     from outreach.shards import Shard
 
 _T = TypeVar("_T")
@@ -100,7 +100,7 @@ class Ledger(SqlLedger):
             return reader(ledger)
 
 
-def _url(settings: Settings) -> str | None:
+def _url(settings: Basics) -> str | None:
     """The PostgreSQL URL the workspace names, checked (state.url is checked as it loads)."""
     url = settings.ledger_url
     if url is not None and url != settings.state.url:
@@ -108,9 +108,7 @@ def _url(settings: Settings) -> str | None:
     return url
 
 
-def open_ledger(
-    settings: Settings, *, readonly: bool = False, shard: Shard | None = None
-) -> Ledger:
+def open_ledger(settings: Basics, *, readonly: bool = False, shard: Shard | None = None) -> Ledger:
     """The workspace's ledger; `shard` limits what its recovery and send step touch.
 
     `readonly`: a rehearsal's ledger, a private copy of all of it (a dry run).

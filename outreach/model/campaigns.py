@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import difflib
+import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from jinja2.exceptions import TemplateError as JinjaTemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from outreach.contacts import KNOWN_COLUMNS
@@ -25,8 +24,12 @@ from outreach.model.config import (
     validation_error,
 )
 from outreach.model.errors import CampaignError, OutreachError
-from outreach.rules.audience import compile_audience
 from outreach.yamlfile import KeyPath, dotted, load_yaml
+
+# Jinja and the audience rules (which compile with it) are imported where a campaign's
+# templates and audience are checked: `outreach redeem` reads a campaign's terms only.
+if TYPE_CHECKING:
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 _Date = date  # `Occurrence.date` shadows the type inside that class
 
@@ -245,9 +248,15 @@ _SECTIONS: dict[str, type[BaseModel]] = {
 _NAME = re.compile(r"^\w[\w .-]*$")
 _MAX_DAYS = MAX_DAYS
 _FIX_HINT = N_("fix the key (the sample campaigns/*.yaml files explain every key)")
+
+
 # Subjects are only parsed here (syntax); filters such as `date` belong to the renderer's
 # environment, which checks them when it compiles the template.
-_SYNTAX_ENV = ImmutableSandboxedEnvironment()
+@functools.cache
+def _syntax_env() -> ImmutableSandboxedEnvironment:
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    return ImmutableSandboxedEnvironment()
 
 
 def _known_keys(model: type[BaseModel]) -> list[str]:
@@ -463,8 +472,10 @@ def _check_subject(
             field=dotted(key),
             hint=_("write the subject line people will see"),
         )
+    from jinja2.exceptions import TemplateError as JinjaTemplateError
+
     try:
-        _SYNTAX_ENV.parse(source)
+        _syntax_env().parse(source)
     except JinjaTemplateError as exc:
         detail = getattr(exc, "message", None) or str(exc)
         raise CampaignError(
@@ -502,7 +513,8 @@ def _check_templates(campaign: Campaign, *, templates_dir: Path, lines: dict[Key
         )
 
 
-def _load(path: Path, *, templates_dir: Path) -> tuple[Campaign, dict[KeyPath, int]]:
+def _read_terms(path: Path) -> tuple[Campaign, dict[KeyPath, int]]:
+    """A campaign file's keys, types, name and kind rules (its kind and dates hold)."""
     data, lines = load_yaml(path, error=CampaignError)
     if data is None:
         raise CampaignError(
@@ -535,6 +547,13 @@ def _load(path: Path, *, templates_dir: Path) -> tuple[Campaign, dict[KeyPath, i
             hint=_("use letters, digits, spaces, '.', '-' and '_' (it names output files)"),
         )
     _check_kind_rules(campaign, lines)
+    return campaign, lines
+
+
+def _load(path: Path, *, templates_dir: Path) -> tuple[Campaign, dict[KeyPath, int]]:
+    from outreach.rules.audience import compile_audience
+
+    campaign, lines = _read_terms(path)
     _check_control_group(campaign, lines)
     _check_channels(campaign, lines)
     _check_templates(campaign, templates_dir=templates_dir, lines=lines)
@@ -570,12 +589,20 @@ def load_campaign(path: Path, *, templates_dir: Path) -> Campaign:
     return _load(path, templates_dir=templates_dir)[0]
 
 
-def load_campaigns(paths: list[Path], *, templates_dir: Path) -> list[Campaign]:
-    """Load several campaign files; names must be unique."""
+def load_campaigns(
+    paths: list[Path], *, templates_dir: Path, terms_only: bool = False
+) -> list[Campaign]:
+    """Load several campaign files; names must be unique.
+
+    `terms_only`: each file's keys, kind and dates are checked, not its channels, templates or
+    audience (nor its purpose set from them) — what `outreach redeem` needs of a campaign.
+    """
     campaigns: list[Campaign] = []
     seen: dict[str, Path] = {}
     for path in paths:
-        campaign, lines = _load(path, templates_dir=templates_dir)
+        campaign, lines = (
+            _read_terms(path) if terms_only else _load(path, templates_dir=templates_dir)
+        )
         first = seen.get(campaign.name)
         if first is not None:
             raise CampaignError(

@@ -7,7 +7,7 @@ import os
 import re
 from datetime import time
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, TypeVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
@@ -88,7 +88,9 @@ class NumbersNotBooleans(BaseModel):
 
 
 class _Model(NumbersNotBooleans):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    # defer_build: a model's validator is built when it first validates, not when this module
+    # loads; `outreach redeem` (a till, every few minutes) validates a few sections only.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, defer_build=True)
 
 
 def _known_locale(value: str) -> str:
@@ -121,7 +123,7 @@ class Sender(_Model):
     name: str
     email: str
     reply_to: str | None = None
-    address: Address = Address()
+    address: Address = Address.model_construct()
     phone: str | None = None
     website: str | None = None
     signature: str | None = None
@@ -413,7 +415,7 @@ class Letters(_Model):
     # The return line on the envelope (one short line; default: the sender's name and address,
     # joined). The sender's country is added to it on letters abroad.
     return_address: str | None = Field(default=None, max_length=200)
-    postage: Postage = Postage()
+    postage: Postage = Postage.model_construct()
     css: str | None = None  # an extra stylesheet in the templates folder
     # PDF/A for archives and mailing houses (WeasyPrint, with an sRGB output intent).
     pdf_variant: Literal["pdf/a-2b", "pdf/a-3b"] | None = None
@@ -498,8 +500,13 @@ class ScheduleJob(_Model):
         return value.strip()
 
 
-class Settings(_Model):
-    """The whole validated config.yaml. `root` is the folder holding it."""
+class Basics(_Model):
+    """What every command reads of config.yaml: where the files are, whose they are, the time
+    zone and languages, how contacts are read, the coupon codes and where the ledger is.
+
+    `outreach redeem` validates these alone (`load_basics`: a till waits for it); `Settings`
+    is the whole file. `root` is the folder holding it.
+    """
 
     root: Path
     sender: Sender
@@ -508,23 +515,11 @@ class Settings(_Model):
     language: Literal["es", "en"] | None = None
     locale: str = "es"
     timezone: str = "Europe/Madrid"
-    paths: Paths = Paths()
-    contacts: ContactsSettings = ContactsSettings()
-    unsubscribe: Unsubscribe = Unsubscribe()
-    coupon: Coupon = Coupon()
-    results: Results = Results()
-    cadence: CadencePolicy = CadencePolicy()
-    legal: Legal = Legal()
-    # Do-not-contact lists (CSV, e.g. the Lista Robinson), consulted for every marketing message.
-    suppression_lists: tuple[Path, ...] = ()
-    delivery: Delivery = Delivery()
-    dkim: Dkim | None = None
-    letters: Letters = Letters()
-    limits: RenderLimits = RenderLimits()
-    schedule: tuple[ScheduleJob, ...] = ()
-    bounces: Bounces = Bounces()
-    replies: Replies = Replies()
-    state: State = State()
+    paths: Paths = Paths.model_construct()
+    contacts: ContactsSettings = ContactsSettings.model_construct()
+    unsubscribe: Unsubscribe = Unsubscribe.model_construct()
+    coupon: Coupon = Coupon.model_construct()
+    state: State = State.model_construct()
 
     @field_validator("locale")
     @classmethod
@@ -585,6 +580,25 @@ class Settings(_Model):
         """The PostgreSQL ledger's URL (OUTREACH_LEDGER_URL wins over state.url), or None."""
         return os.environ.get("OUTREACH_LEDGER_URL", "").strip() or self.state.url
 
+
+class Settings(Basics):
+    """The whole validated config.yaml: the basics and every other section."""
+
+    results: Results = Results.model_construct()
+    cadence: CadencePolicy = CadencePolicy.model_construct()
+    legal: Legal = Legal.model_construct()
+    # Do-not-contact lists (CSV, e.g. the Lista Robinson), consulted for every marketing message.
+    suppression_lists: tuple[Path, ...] = ()
+    delivery: Delivery = Delivery.model_construct()
+    dkim: Dkim | None = None
+    letters: Letters = Letters.model_construct()
+    limits: RenderLimits = RenderLimits.model_construct()
+    schedule: tuple[ScheduleJob, ...] = ()
+    bounces: Bounces = Bounces.model_construct()
+    replies: Replies = Replies.model_construct()
+
+
+_Loaded = TypeVar("_Loaded", bound=Basics)
 
 # Our sentence for each kind of pydantic error an owner meets in a YAML file (its context's
 # value as {limit} or {choices}); the rare rest keep pydantic's own (English) words.
@@ -713,8 +727,8 @@ def validation_error(
     )
 
 
-def load_settings(path: Path) -> Settings:
-    """Read and validate config.yaml; raise ConfigError naming the key and line."""
+def _validated(path: Path, model: type[_Loaded]) -> _Loaded:
+    """Read config.yaml and validate it as `model`; raise ConfigError naming the key and line."""
     data, lines = load_yaml(path, error=ConfigError)
     if data is None:
         data = {}
@@ -736,8 +750,10 @@ def load_settings(path: Path) -> Settings:
             field="root",
             hint=_("remove it"),
         )
+    if model is not Settings:  # the other sections are judged by load_settings, typos here
+        data = {k: v for k, v in data.items() if k in model.model_fields or not _of_settings(k)}
     try:
-        settings = Settings.model_validate({**data, "root": path.resolve().parent})
+        settings = model.model_validate({**data, "root": path.resolve().parent})
     except ValidationError as exc:
         raise validation_error(
             exc,
@@ -749,6 +765,22 @@ def load_settings(path: Path) -> Settings:
         ) from None
     i18n.use(settings.language)
     return settings
+
+
+def _of_settings(key: object) -> bool:
+    return isinstance(key, str) and key in Settings.model_fields
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate config.yaml; raise ConfigError naming the key and line."""
+    return _validated(path, Settings)
+
+
+def load_basics(path: Path) -> Basics:
+    """Read config.yaml and validate its basics only (the other sections are not judged; an
+    unknown key is): for `outreach redeem`, which a till waits for; ConfigError naming the
+    key and line."""
+    return _validated(path, Basics)
 
 
 def find_config(explicit: Path | None, *, cwd: Path | None = None) -> Path:

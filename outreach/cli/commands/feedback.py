@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import signal
 import sys
@@ -340,6 +339,8 @@ def returned(
 @handle_errors
 def serve(host: str, port: int, config_path: Path | None) -> None:
     """Receive one-click unsubscribes (RFC 8058) at the path of the config's unsubscribe URL."""
+    import logging  # here, not at import: a command's start stays light
+
     from outreach.feedback.receiver import make_receiver, route_for
     from outreach.logs import configure_logging
     from outreach.model.config import find_config, load_settings

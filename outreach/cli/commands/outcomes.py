@@ -93,24 +93,29 @@ def redeem(
     """Check a coupon code at the till and record it: exit 0 good, 1 used or expired, 2 unknown."""
     from outreach.ledger.backend import open_ledger
     from outreach.ledger.outcomes import opened
+    from outreach.model.config import find_config, load_basics
     from outreach.outcomes.money import parse_cents
-    from outreach.outcomes.names import contact_name
     from outreach.outcomes.redeem import Till
     from outreach.outcomes.redeem import redeem as redeem_code
-    from outreach.workspace import load_workspace
+    from outreach.workspace import CampaignTerms
 
     try:
         cents = parse_cents(amount) if amount is not None else None
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--amount") from exc
-    workspace = load_workspace(config_path)
-    settings = workspace.settings
+    # A till runs this often and waits for it: only what the code needs is read (config.yaml's
+    # basics, the terms of the code's campaign, the contact's line) — benchmarks/startup.py.
+    settings = load_basics(find_config(config_path))
     today, now = clock(settings, day=day, now=None)
-    campaigns = {c.name: c for c in workspace.campaigns}
+    campaigns = CampaignTerms(settings)
     till = Till(day=today, now=now, amount_cents=cents, name=till_name)
     with open_ledger(settings) as ledger, opened(ledger, _("redeem the code")) as conn:
         verdict = redeem_code(conn, code, coupon=settings.coupon, campaigns=campaigns, till=till)
-    name = contact_name(workspace, verdict.issued.contact_id) if verdict.issued else None
+    name = None
+    if verdict.issued is not None:
+        from outreach.outcomes.names import contact_name
+
+        name = contact_name(settings, verdict.issued.contact_id)
     if as_json:
         click.echo(json.dumps(_verdict_json(verdict, name), ensure_ascii=False, indent=2))
     else:

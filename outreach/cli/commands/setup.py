@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import shlex
 import signal
@@ -47,6 +46,8 @@ def daemon(
     once: bool, now: datetime | None, quiet: bool, log_file: Path | None, config_path: Path | None
 ) -> None:
     """Run the config's schedule in the foreground until SIGTERM or Ctrl-C."""
+
+    import logging  # here, not at import: a command's start stays light
 
     from outreach.logs import configure_logging
     from outreach.model.config import find_config, load_settings
