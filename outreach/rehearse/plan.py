@@ -195,13 +195,14 @@ class _DueSchedule:
         settings = workspace.settings
         # The same audiences as the run's (the workspace's expression limits), and the same
         # lead time: a campaign that can send letters looks delivery_days ahead.
-        audiences: list[tuple[Campaign, AudienceFilter]] = [
-            (c, campaign_audience(c, settings)) for c in workspace.campaigns
-        ]
         days = settings.letters.delivery_days
+        audiences: list[tuple[Campaign, AudienceFilter, timedelta]] = [
+            (c, campaign_audience(c, settings), lookahead(c, delivery_days=days))
+            for c in workspace.campaigns
+        ]
         self.contacts = contacts
-        # campaign → the (contact_id, occurrence_key) that can be due in the period
-        self.keys: dict[str, set[tuple[str, str]]] = {c.name: set() for c in workspace.campaigns}
+        # campaign → the occurrence keys that can be due in the period (for the store's seed)
+        self.keys: dict[str, set[str]] = {c.name: set() for c in workspace.campaigns}
         # first day inside the period → (position, latest, message key) of windows opening then
         self.opening: dict[date, list[tuple[int, date, MessageKey]]] = {}
         # (campaign, contact id) → its occurrences meeting the period, for the day's runs
@@ -210,8 +211,7 @@ class _DueSchedule:
         # appointment, share them (a contact's own error is its own: not kept)
         known: dict[tuple[str, object], tuple[Occurrence, ...]] = {}
         for position, contact in enumerate(self.contacts):
-            for campaign, audience in audiences:
-                ahead = lookahead(campaign, delivery_days=days)
+            for campaign, audience, ahead in audiences:
                 try:
                     if not audience.matches(contact):
                         continue
@@ -228,11 +228,11 @@ class _DueSchedule:
                     # Bad data for this campaign: nothing can be due from it.
                     continue
                 self.calendar[(campaign.name, contact.id)] = found or _NONE
-                keys = self.keys[campaign.name]
                 for occ in found:
-                    keys.add((contact.id, occ.key))
                     entry = (position, occ.latest, (contact.id, campaign.name, occ.key))
                     self.opening.setdefault(max(occ.earliest - ahead, start), []).append(entry)
+        for (name, _basis), found in known.items():
+            self.keys[name].update(occ.key for occ in found)
         self.open: list[tuple[int, date, MessageKey]] = []
         self.visited: set[int] = set()  # positions of the contacts the last day visited
 
@@ -426,15 +426,10 @@ def _simulate(
     # Older messages than this never weigh on a day of the period: every cadence rule looks
     # at most `reach` days around the day it decides.
     since = start - timedelta(days=reach(settings, campaigns))
-    keys = (
-        {name: {key for _, key in schedule.keys[name]} for name in names}
-        if schedule is not None
-        else None
-    )
     seed = (
-        Seed(contact_id=watch)
-        if watch is not None
-        else Seed(since=since, occurrence_keys=keys, remember=True)
+        Seed(since=since, occurrence_keys=schedule.keys, remember=True)
+        if schedule is not None
+        else Seed(contact_id=watch)
     )
     watcher = _Watcher(watch=watch)
     counts: list[DayCounts] = []
