@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import csv
 import difflib
-import gc
 import hashlib
 import itertools
 import re
 import stat
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from operator import itemgetter
 from pathlib import Path
 from types import MappingProxyType
 
+from outreach.collector import collector_paused
 from outreach.contacts.encoding import _Decoding, _encoding, _mixed_problem, _text_lines
 from outreach.contacts.fields import (
     COUNTRY_CODES,
@@ -873,19 +872,6 @@ class _FirstRows(_RowReader):
         return None  # no contact is made
 
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector: loading makes no cycles, but its 100k new records
-    would trigger full collections that cost a fifth of the load time."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 @dataclass
 class _Tally:
     """What a stream has found so far: the file's problems and its data rows."""
@@ -1389,7 +1375,8 @@ def load_contacts(path: Path, *, settings: ContactsSettings, default_locale: str
     _check_regular(path)
     if is_workbook(path):
         return _load_workbook(path, settings=settings, default_locale=default_locale)
-    with _collector_paused():
+    # Loading makes no cycles, but its 100k new records would trigger full collections.
+    with collector_paused():
         decoding = _encoding(path)
         _check_runaway_quotes(path, decoding)
         lines = _text_lines(path, decoding.encoding, decoding.errors)
@@ -1411,7 +1398,8 @@ def load_contacts(path: Path, *, settings: ContactsSettings, default_locale: str
 
 def _load_workbook(path: Path, *, settings: ContactsSettings, default_locale: str) -> ContactList:
     """Read a sheet of an .xlsx, .xlsm or .ods workbook; problems name `file:sheet:row`."""
-    with _collector_paused():
+    # Loading makes no cycles, but its 100k new records would trigger full collections.
+    with collector_paused():
         sheet = read_sheet(path, sheet=settings.sheet)
         where = f"{path}:{sheet.name}"
         tally = _Tally()
