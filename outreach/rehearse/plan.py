@@ -34,6 +34,7 @@ from outreach.rules.arrival import lookahead
 from outreach.rules.audience import AudienceFilter, campaign_audience
 from outreach.rules.cadence import reach
 from outreach.rules.occurrences import occurrence_basis, occurrences_between
+from outreach.shards import Shard
 from outreach.workspace import Workspace
 
 # Each simulated day runs at this local time, as a morning cron job would.
@@ -422,13 +423,22 @@ def _simulate(
     start: date,
     days: int,
     on_day: Callable[[date], None] | None,
+    shard: Shard | None = None,
 ) -> tuple[list[DayCounts], dict[str, list[PlannedMessage]], list[StoryLine]]:
-    """The day runs over `contacts`: each day's counts, what each contact gets, the story."""
+    """The day runs over `contacts`: each day's counts, what each contact gets, the story.
+    With `shard`, the ledger's messages of the shard's contacts only are the runs' own (the
+    windows they close), as a sharded run's."""
     # The schedule and the day runs make many records and no cycles: collections would walk
     # every contact again and again, for a fifth of the plan's time, and free nothing.
     with collector_paused():
         return _simulate_days(
-            workspace, contacts=contacts, watch=watch, start=start, days=days, on_day=on_day
+            workspace,
+            contacts=contacts,
+            watch=watch,
+            start=start,
+            days=days,
+            on_day=on_day,
+            shard=shard,
         )
 
 
@@ -440,6 +450,7 @@ def _simulate_days(
     start: date,
     days: int,
     on_day: Callable[[date], None] | None,
+    shard: Shard | None,
 ) -> tuple[list[DayCounts], dict[str, list[PlannedMessage]], list[StoryLine]]:
     settings = workspace.settings
     campaigns = workspace.campaigns
@@ -459,6 +470,7 @@ def _simulate_days(
     watcher = _Watcher(watch=watch)
     counts: list[DayCounts] = []
     with rehearsal(settings, seed) as store:
+        store.shard = shard
         for offset in range(days):
             day = start + timedelta(days=offset)
             moment = datetime.combine(day, RUN_TIME, tzinfo=settings.tz)
@@ -515,8 +527,8 @@ def _in_parts(
     top: int,
     on_day: Callable[[date], None] | None,
 ) -> tuple[list[DayCounts], _Busy]:
-    """The plan of `contacts` as `parts` forked processes plan every `parts`-th contact each;
-    their counts added up, their busiest contacts merged."""
+    """The plan of `contacts` as `parts` forked processes plan a shard of them each
+    (outreach.shards); their counts added up, their busiest contacts merged."""
     reported = [0] * parts
     shown = 0
 
@@ -529,7 +541,8 @@ def _in_parts(
             shown += 1
 
     def plan_part(part: int) -> tuple[list[DayCounts], _Busy]:
-        return _plan_part(workspace, contacts[part::parts], start=start, days=days, top=top)
+        shard = Shard(part + 1, parts)
+        return _plan_part(workspace, contacts, shard=shard, start=start, days=days, top=top)
 
     with ordered_map(plan_part, range(parts), processes=parts, ahead=1, on_note=heard) as planned:
         results = [result for _, result in planned]
@@ -552,10 +565,19 @@ def _added(same: tuple[DayCounts, ...]) -> DayCounts:
 
 
 def _plan_part(
-    workspace: Workspace, contacts: Sequence[Contact], *, start: date, days: int, top: int
+    workspace: Workspace,
+    contacts: Sequence[Contact],
+    *,
+    shard: Shard,
+    start: date,
+    days: int,
+    top: int,
 ) -> tuple[list[DayCounts], _Busy]:
-    """A worker's share of the plan: each day told to the caller, then the counts and the busiest."""
+    """A worker's shard of the plan: each day told to the caller, then the counts and the
+    busiest. A shard, not every n-th contact: a window that closes in the ledger is closed
+    (and counted missed) by the one part whose shard holds its contact, known or not."""
+    mine = [contact for contact in contacts if shard.contains(contact.id)]
     counts, sent, _story = _simulate(
-        workspace, contacts=contacts, watch=None, start=start, days=days, on_day=tell
+        workspace, contacts=mine, watch=None, start=start, days=days, on_day=tell, shard=shard
     )
     return counts, _busiest(sent, top)
