@@ -462,6 +462,7 @@ class Seed:
     `occurrence_keys`, all of them. Otherwise what the days rehearsed can meet: messages that
     take effect from `since` (they may weigh on cadence), those of each campaign with one of
     its `occurrence_keys` (they may be done), and the deferred ones (their windows may close).
+    With `shard`, only the messages of its contacts (a plan's part plans only them).
     Rows are chosen by these facts only; which of them are done or counted is the SQL's rule.
     """
 
@@ -472,6 +473,7 @@ class Seed:
     # Keep `history` and `done_for` answers between calls (Ledger.remember): for many
     # simulated days that each write a few rows.
     remember: bool = False
+    shard: Shard | None = None
 
 
 class _Since(Mapping[str, list[PastMessage]]):
@@ -789,8 +791,12 @@ class SqlLedger:
                     marks = ", ".join("?" * len(chunk))
                     where = f" WHERE campaign = ? AND occurrence_key IN ({marks})"
                     queries.append((select + where, (campaign, *chunk)))
+        at = columns.index("contact_id")
         for sql, params in queries:
-            self._insert("messages", columns, source._query(sql, params))
+            rows = source._query(sql, params)
+            if seed.shard is not None:
+                rows = [row for row in rows if seed.shard.contains(row[at])]
+            self._insert("messages", columns, rows)
 
     def _insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
         if rows:

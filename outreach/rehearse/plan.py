@@ -463,7 +463,7 @@ def _simulate_days(
     # at most `reach` days around the day it decides.
     since = start - timedelta(days=reach(settings, campaigns))
     seed = (
-        Seed(since=since, occurrence_keys=schedule.keys, remember=True)
+        Seed(since=since, occurrence_keys=schedule.keys, remember=True, shard=shard)
         if schedule is not None
         else Seed(contact_id=watch)
     )
