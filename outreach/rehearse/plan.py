@@ -368,7 +368,8 @@ def plan_days(
     same as in the whole simulation) and its day-by-day story is kept. `on_day` hears of
     each day once it is simulated (for a progress bar). A large workspace is planned in
     `workers` forked processes (default: one per core from PARALLEL_MIN contacts), each over
-    its share of the contacts: cadence is per contact, so the shares never need each other.
+    a shard of the contacts (outreach.shards): cadence is per contact, so the shards never
+    need each other.
     """
     if days < 1:
         raise ValueError(_("plan at least one day"))
