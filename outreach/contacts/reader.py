@@ -1019,16 +1019,20 @@ def _start(
     path: Path,
     problems: list[Problem],
     settings: ContactsSettings | None = None,
+    stray_quotes: bool = True,
 ) -> _Start:
+    """The header read and the rows' reader ready; with `stray_quotes`, noting the lines
+    with a lone quote inside a quoted value (a pass that only counts lines need not)."""
     delimiter, read = _detect_delimiter(lines, path)
     offset = 0  # Excel's "sep=" line, not seen by the CSV reader
     if len(read) == 1 and _EXCEL_SEP.fullmatch(read[0].strip().strip('"')):
         read, offset = [], 1
     # skipinitialspace lets `a, "Núñez, Ana"` quote as meant; not strict, so a space after a
     # closing quote is a stray space rather than a broken file.
-    checked = _QuoteCheck(itertools.chain(read, lines), delimiter=delimiter, first=offset + 1)
+    source = itertools.chain(read, lines)
+    checked = _QuoteCheck(source, delimiter=delimiter, first=offset + 1) if stray_quotes else None
     reader = csv.reader(
-        checked,
+        checked if checked is not None else source,
         delimiter=delimiter,
         quotechar='"',
         doublequote=True,
@@ -1069,7 +1073,7 @@ def _start(
         header_line,
         reader.line_num + offset,
         lambda: reader.line_num + offset,
-        checked.stray,
+        checked.stray if checked is not None else set(),
     )
 
 
@@ -1215,7 +1219,7 @@ def _runaway_quotes(path: Path, decoding: _Decoding) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     lines = _text_lines(path, decoding.encoding, decoding.errors, normalize=False)
     try:
-        start = _start(lines, path=path, problems=[])
+        start = _start(lines, path=path, problems=[], stray_quotes=False)
         reader, done = start.reader, start.done
         while True:
             try:
