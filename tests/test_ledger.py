@@ -932,6 +932,29 @@ def test_a_claim_takes_only_what_no_run_has_made_and_keeps_the_others_rows(
     }
 
 
+def test_a_large_claim_grants_row_by_row_as_claims_of_one_would(ledger: Ledger) -> None:
+    # 701 rows go in statements of several rows (of every size up to the largest); every
+    # seventh message was made by another run, and one is asked for twice.
+    run = ledger.begin_run(run_date=date(2026, 11, 24), started_at=NOW, args=[])
+    ids = [f"c{n:04d}" for n in range(700)]
+    made = {cid for n, cid in enumerate(ids) if n % 7 == 3}
+    ledger.record(
+        [message(cid, artifact=f"other/{cid}.eml") for cid in sorted(made)]
+        + [message("c0001", status="deferred")],
+        run_id=run,
+    )
+    mine = [message(cid, artifact=f"mine/{cid}.eml") for cid in ids]
+    mine.insert(100, message("c0050", artifact="mine/again.eml"))
+    granted = ledger.claim(mine, run_id=run)
+    assert granted == {(cid, "birthday", "birthday:2026") for cid in ids if cid not in made}
+    rows = {m.contact_id: m for m in ledger.messages()}
+    assert len(rows) == 700
+    assert {cid for cid, row in rows.items() if row.artifact == f"other/{cid}.eml"} == made
+    assert rows["c0001"].status == "rendered"  # the deferred row taken over
+    # The first claim of c0050 holds it; the second finds it done and changes nothing.
+    assert rows["c0050"].artifact == "mine/c0050.eml"
+
+
 def test_what_a_run_records_never_replaces_a_done_row_of_another_run(ledger: Ledger) -> None:
     # Two runs the locks did not keep apart: the first made c1's email and c2's failed one
     # (its file exists, the send step retries it); the second, which read the ledger before

@@ -21,6 +21,7 @@ from outreach.rehearse.explain import explain_contact
 from outreach.rehearse.plan import plan_days
 from outreach.rehearse.validate import validate_workspace
 from outreach.rules.cadence import PastMessage
+from outreach.shards import Shard
 from outreach.workspace import load_workspace
 
 DAY = date(2026, 11, 23)
@@ -128,6 +129,25 @@ def test_a_plans_rehearsal_answers_as_the_ledger_does_day_after_day(
                 assert answers(rehearsal, since=later, contacts=contacts) == answers(
                     real, since=later, contacts=contacts
                 )
+
+
+def test_a_shards_rehearsal_holds_the_messages_of_its_contacts_only(tmp_path: Path) -> None:
+    since = DAY - timedelta(days=30)
+    keys = {name: {f"{name}:2025", f"{name}:2026"} for name in CAMPAIGNS}
+    with Ledger.open(tmp_path / "ledger.sqlite") as real:
+        fill(real, random.Random(3), contacts=30, rows=200)
+        whole = Seed(since=since, occurrence_keys=keys)
+        with Ledger.seeded(real, whole) as everyone:
+            seeded = everyone.messages()
+        parts = []
+        for index in (1, 2):
+            shard = Shard(index, 2)
+            with Ledger.seeded(real, Seed(since=since, occurrence_keys=keys, shard=shard)) as one:
+                part = one.messages()
+                assert part == [m for m in seeded if shard.contains(m.contact_id)]
+                assert one.suppressions() == real.suppressions()
+                parts.append(part)
+        assert all(parts) and len(parts[0]) + len(parts[1]) == len(seeded)
 
 
 def todays_rows(rng: random.Random, contacts: int) -> list[tuple[int, str, str]]:

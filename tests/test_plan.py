@@ -13,7 +13,7 @@ import pytest
 from conftest import BASE_CONFIG, Workspace
 
 from outreach.deliver.outlets import CountOnlyOutlet
-from outreach.ledger import Ledger
+from outreach.ledger import Ledger, MessageRecord
 from outreach.pipeline.decide import RunDates
 from outreach.pipeline.run import RunRequest, execute_run, rehearse_run
 from outreach.rehearse.plan import plan_days
@@ -468,6 +468,40 @@ def test_plan_equals_a_plain_run_every_day(
     split = plan_days(workspace, start=start, days=days, top=10_000, workers=3, on_day=heard.append)
     assert split.as_dict() == plan.as_dict()
     assert heard == [start + timedelta(days=offset) for offset in range(days)]
+
+
+def test_a_plan_in_parts_counts_each_window_the_ledger_closes_once(
+    make_workspace: Callable[..., Workspace], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Deferred in the ledger before the plan, their windows closing on its second day: of
+    # contacts in the file and of one no longer in it. Each is missed once, in one part.
+    ws = scenario(make_workspace)
+    monkeypatch.chdir(ws.root)
+    workspace = load_workspace(Path("config.yaml"))
+    day = date(2026, 11, 22)
+    with Ledger.open(workspace.settings.ledger_path) as ledger:
+        ledger.record(
+            [
+                MessageRecord(
+                    contact_id=contact_id,
+                    campaign="promotion",
+                    occurrence_key="promotion",
+                    channel="email",
+                    status="deferred",
+                    run_date=day,
+                    earliest=day,
+                    latest=day,
+                    updated_at=datetime.combine(day, time(9), tzinfo=workspace.settings.tz),
+                )
+                for contact_id in ("c1", "c2", "c3", "gone")
+            ]
+        )
+    start = date(2026, 11, 22)
+    whole = plan_days(workspace, start=start, days=3, workers=1)
+    missed = {(c.day, c.campaign): c.missed for c in whole.counts if c.missed}
+    assert missed == {(date(2026, 11, 23), "promotion"): 4}
+    for parts in (2, 3):
+        assert plan_days(workspace, start=start, days=3, workers=parts) == whole
 
 
 def test_plan_reaches_the_contacts_the_run_reaches_under_the_configured_limits(

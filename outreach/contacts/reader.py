@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import csv
 import difflib
-import gc
 import hashlib
 import itertools
 import re
 import stat
 from bisect import bisect_left
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from operator import itemgetter
 from pathlib import Path
 from types import MappingProxyType
 
+from outreach.collector import collector_paused
 from outreach.contacts.encoding import _Decoding, _encoding, _mixed_problem, _text_lines
 from outreach.contacts.fields import (
     COUNTRY_CODES,
@@ -873,19 +872,6 @@ class _FirstRows(_RowReader):
         return None  # no contact is made
 
 
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause the cyclic garbage collector: loading makes no cycles, but its 100k new records
-    would trigger full collections that cost a fifth of the load time."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
 @dataclass
 class _Tally:
     """What a stream has found so far: the file's problems and its data rows."""
@@ -1033,16 +1019,20 @@ def _start(
     path: Path,
     problems: list[Problem],
     settings: ContactsSettings | None = None,
+    stray_quotes: bool = True,
 ) -> _Start:
+    """The header read and the rows' reader ready; with `stray_quotes`, noting the lines
+    with a lone quote inside a quoted value (a pass that only counts lines need not)."""
     delimiter, read = _detect_delimiter(lines, path)
     offset = 0  # Excel's "sep=" line, not seen by the CSV reader
     if len(read) == 1 and _EXCEL_SEP.fullmatch(read[0].strip().strip('"')):
         read, offset = [], 1
     # skipinitialspace lets `a, "Núñez, Ana"` quote as meant; not strict, so a space after a
     # closing quote is a stray space rather than a broken file.
-    checked = _QuoteCheck(itertools.chain(read, lines), delimiter=delimiter, first=offset + 1)
+    source = itertools.chain(read, lines)
+    checked = _QuoteCheck(source, delimiter=delimiter, first=offset + 1) if stray_quotes else None
     reader = csv.reader(
-        checked,
+        checked if checked is not None else source,
         delimiter=delimiter,
         quotechar='"',
         doublequote=True,
@@ -1083,7 +1073,7 @@ def _start(
         header_line,
         reader.line_num + offset,
         lambda: reader.line_num + offset,
-        checked.stray,
+        checked.stray if checked is not None else set(),
     )
 
 
@@ -1229,7 +1219,7 @@ def _runaway_quotes(path: Path, decoding: _Decoding) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     lines = _text_lines(path, decoding.encoding, decoding.errors, normalize=False)
     try:
-        start = _start(lines, path=path, problems=[])
+        start = _start(lines, path=path, problems=[], stray_quotes=False)
         reader, done = start.reader, start.done
         while True:
             try:
@@ -1389,7 +1379,8 @@ def load_contacts(path: Path, *, settings: ContactsSettings, default_locale: str
     _check_regular(path)
     if is_workbook(path):
         return _load_workbook(path, settings=settings, default_locale=default_locale)
-    with _collector_paused():
+    # Loading makes no cycles, but its 100k new records would trigger full collections.
+    with collector_paused():
         decoding = _encoding(path)
         _check_runaway_quotes(path, decoding)
         lines = _text_lines(path, decoding.encoding, decoding.errors)
@@ -1411,7 +1402,8 @@ def load_contacts(path: Path, *, settings: ContactsSettings, default_locale: str
 
 def _load_workbook(path: Path, *, settings: ContactsSettings, default_locale: str) -> ContactList:
     """Read a sheet of an .xlsx, .xlsm or .ods workbook; problems name `file:sheet:row`."""
-    with _collector_paused():
+    # Loading makes no cycles, but its 100k new records would trigger full collections.
+    with collector_paused():
         sheet = read_sheet(path, sheet=settings.sheet)
         where = f"{path}:{sheet.name}"
         tally = _Tally()

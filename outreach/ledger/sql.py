@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, Self
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar
 
 from outreach.i18n import N_, _
 from outreach.ledger.schema import (
@@ -83,9 +83,11 @@ _MESSAGE_COLUMNS = (
 )
 
 # The f-strings below only join this module's constants; values always go in as parameters.
-_UPSERT = f"""
-INSERT INTO messages ({_MESSAGE_COLUMNS}, run_id, created_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?16)
+_INSERT_MESSAGES = f"INSERT INTO messages ({_MESSAGE_COLUMNS}, run_id, created_at)"
+# The parameters of one row (_record_rows), and their placeholders: created_at reuses ?16.
+_ROW_PARAMETERS = 19
+_ROW_MARKS = (*range(1, _ROW_PARAMETERS + 1), 16)
+_ON_CONFLICT = """
 ON CONFLICT (campaign, contact_id, occurrence_key) DO UPDATE SET
     channel = excluded.channel, status = excluded.status, run_date = excluded.run_date,
     event_date = excluded.event_date, earliest = excluded.earliest, latest = excluded.latest,
@@ -94,7 +96,18 @@ ON CONFLICT (campaign, contact_id, occurrence_key) DO UPDATE SET
     effective_date = excluded.effective_date, updated_at = excluded.updated_at,
     reason_code = excluded.reason_code, basis = excluded.basis,
     run_id = coalesce(excluded.run_id, messages.run_id)
-"""  # noqa: S608
+"""
+
+
+def _row_values(rows: int) -> str:
+    """VALUES for `rows` rows of _record_rows' parameters, numbered one row after another."""
+    return "VALUES " + ", ".join(
+        "(" + ", ".join(f"?{row * _ROW_PARAMETERS + n}" for n in _ROW_MARKS) + ")"
+        for row in range(rows)
+    )
+
+
+_UPSERT = f"{_INSERT_MESSAGES}\n{_row_values(1)}{_ON_CONFLICT}"
 
 # A row no run must redo (Ledger.done_for's rule), as the WHERE of an upsert sees it.
 _HELD = (
@@ -109,7 +122,37 @@ _RECORD = f"{_UPSERT}WHERE NOT {_HELD} OR messages.run_id = excluded.run_id"
 # A claim is the message's final row, written before its file: inserted, or taken over from a
 # row no run must keep (deferred, skipped, failed before it was made), never from a done one.
 # The rows a claim did not take come back from no RETURNING: another run (or machine) made them.
-_CLAIM = f"{_UPSERT}WHERE NOT {_HELD} RETURNING contact_id, campaign, occurrence_key"
+_CLAIM_TAIL = f"{_ON_CONFLICT}WHERE NOT {_HELD} RETURNING contact_id, campaign, occurrence_key"
+# Rows claimed by one statement at most (a power of two): one statement per row cost a
+# rehearsal as much as deciding; this many rows stay well under either store's limit on
+# parameters. Claims of other sizes go in statements of the powers of two below it, so the
+# statements (and their caches) are few.
+_CLAIM_ROWS = 256
+
+
+@functools.lru_cache(maxsize=16)
+def _claim_statement(rows: int) -> str:
+    """The claim of `rows` rows in one statement: each row inserted, or taken over where
+    the row it meets is not held, as if claimed alone."""
+    return f"{_INSERT_MESSAGES}\n{_row_values(rows)}{_CLAIM_TAIL}"
+
+
+def _claim_batches(rows: Sequence[tuple[object, ...]]) -> Iterator[Sequence[tuple[object, ...]]]:
+    """`rows` (in key order) in runs of a power of two up to _CLAIM_ROWS, a key never twice in
+    one (PostgreSQL will not upsert one row twice in a statement; SQLite would, in order)."""
+    start = 0
+    while start < len(rows):
+        size = 1
+        while size * 2 <= min(_CLAIM_ROWS, len(rows) - start):
+            size *= 2
+        for end in range(start + 1, start + size):
+            if rows[end][:3] == rows[end - 1][:3]:
+                size = 1 << ((end - start).bit_length() - 1)
+                break
+        yield rows[start : start + size]
+        start += size
+
+
 # What this run claimed, changed to what became of it (its file's write failed, a letter's
 # batch was printed): only rows this run still holds.
 _SETTLE_CLAIM = (
@@ -419,6 +462,7 @@ class Seed:
     `occurrence_keys`, all of them. Otherwise what the days rehearsed can meet: messages that
     take effect from `since` (they may weigh on cadence), those of each campaign with one of
     its `occurrence_keys` (they may be done), and the deferred ones (their windows may close).
+    With `shard`, only the messages of its contacts (a plan's part plans only them).
     Rows are chosen by these facts only; which of them are done or counted is the SQL's rule.
     """
 
@@ -429,6 +473,7 @@ class Seed:
     # Keep `history` and `done_for` answers between calls (Ledger.remember): for many
     # simulated days that each write a few rows.
     remember: bool = False
+    shard: Shard | None = None
 
 
 class _Since(Mapping[str, list[PastMessage]]):
@@ -461,13 +506,76 @@ class _Since(Mapping[str, list[PastMessage]]):
         return sum(1 for _ in self)
 
 
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+class _Layered(Mapping[_K, _V]):
+    """A remembered answer and what changed since, without copying the answer: `top` holds
+    the new values, `gone` the keys that no longer have one. Neither layer changes once made
+    (an answer already given never changes under its holder)."""
+
+    __slots__ = ("base", "gone", "top")
+
+    def __init__(self, base: Mapping[_K, _V], top: dict[_K, _V], gone: frozenset[_K]) -> None:
+        self.base, self.top, self.gone = base, top, gone
+
+    def get(self, key: _K, default: Any = None) -> Any:
+        """The value of `key` in the newest layer that has it, or `default`."""
+        found = self.top.get(key)
+        if found is not None:
+            return found
+        if key in self.gone:
+            return default
+        return self.base.get(key, default)
+
+    def __getitem__(self, key: _K) -> _V:
+        found: _V | None = self.get(key)
+        if found is None:
+            raise KeyError(key)
+        return found
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.top or (key not in self.gone and key in self.base)
+
+    def __iter__(self) -> Iterator[_K]:
+        hidden = self.gone | self.top.keys()
+        yield from (key for key in self.base if key not in hidden)
+        yield from self.top
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def _changed(previous: Mapping[_K, _V], changed: Mapping[_K, _V | None]) -> Mapping[_K, _V]:
+    """`previous` with the keys of `changed` set anew (None: gone), copied only once the
+    changes are a good part of it: a rehearsal's day changes a few contacts of many."""
+    base, top, gone = previous, dict[_K, _V](), set[_K]()
+    if isinstance(previous, _Layered):
+        base, top, gone = previous.base, dict(previous.top), set(previous.gone)
+    for key, value in changed.items():
+        if value is None:
+            top.pop(key, None)
+            gone.add(key)
+        else:
+            top[key] = value
+            gone.discard(key)
+    if 4 * (len(top) + len(gone)) < len(base):
+        return _Layered(base, top, frozenset(gone))
+    merged = dict(base)
+    for key in gone:
+        merged.pop(key, None)
+    merged.update(top)
+    return merged
+
+
 @dataclass
 class _Remembered:
     """What a rehearsal ledger keeps between calls (see SqlLedger.remember), and the rows it
     wrote since: those are read again, by the same statements, before an answer is reused."""
 
-    done: dict[str, dict[tuple[str, str], str]] = field(default_factory=dict)
-    pressure: dict[str, list[PastMessage]] | None = None
+    done: dict[str, Mapping[tuple[str, str], str]] = field(default_factory=dict)
+    pressure: Mapping[str, list[PastMessage]] | None = None
     since: date = date.max
     stale_done: dict[str, set[tuple[str, str]]] = field(default_factory=dict)
     stale_contacts: set[str] = field(default_factory=set)
@@ -592,20 +700,20 @@ class SqlLedger:
             with suppress(*self._errors):
                 self._conn.execute("ROLLBACK")
 
-    def _remembered_done(self, memory: _Remembered, campaign: str) -> dict[tuple[str, str], str]:
+    def _remembered_done(self, memory: _Remembered, campaign: str) -> Mapping[tuple[str, str], str]:
         """done_for(campaign), refreshed for the rows written since it was last read."""
         done = memory.done.get(campaign)
         stale = memory.stale_done.pop(campaign, set())
         if done is None:
             done = self._status_map(_DONE_FOR, campaign, None)
         elif stale:
-            done = dict(done)  # a copy: an answer already given never changes under its holder
-            for key in stale:
-                done.pop(key, None)
+            # A new layer, not a change: an answer already given never changes under its holder.
+            changed: dict[tuple[str, str], str | None] = dict.fromkeys(stale)
             for chunk in _chunks(sorted({contact for contact, _ in stale})):
                 marks = ", ".join("?" * len(chunk))
                 rows = self._query(f"{_DONE_FOR} AND contact_id IN ({marks})", (campaign, *chunk))
-                done.update(((c, k), status) for c, k, status in rows if (c, k) in stale)
+                changed.update(((c, k), status) for c, k, status in rows if (c, k) in stale)
+            done = _changed(done, changed)
         memory.done[campaign] = done
         return done
 
@@ -617,21 +725,20 @@ class SqlLedger:
             memory.pressure, memory.since = self._history(since), since
             memory.stale_contacts.clear()
         elif memory.stale_contacts:
-            pressure = dict(memory.pressure)  # a copy, as in _remembered_done
-            for contact_id in memory.stale_contacts:
-                pressure.pop(contact_id, None)
+            # A new layer, as in _remembered_done: None where a contact has no pressure left.
+            pressure: dict[str, list[PastMessage] | None] = dict.fromkeys(memory.stale_contacts)
             first = memory.since.isoformat()
             for chunk in _chunks(sorted(memory.stale_contacts)):
                 marks = ", ".join("?" * len(chunk))
                 rows = self._query(_PRESSURE_AMONG.format(marks=marks), (first, *chunk))
                 for contact_id, day, name, essential in rows:
                     past = _past(day, name, essential)
-                    found = pressure.get(contact_id)
+                    found = pressure[contact_id]
                     if found is None:
                         pressure[contact_id] = [past]
                     else:
                         found.append(past)
-            memory.pressure = pressure
+            memory.pressure = _changed(memory.pressure, pressure)
             memory.stale_contacts.clear()
         return memory.pressure if since == memory.since else _Since(memory.pressure, since)
 
@@ -684,8 +791,12 @@ class SqlLedger:
                     marks = ", ".join("?" * len(chunk))
                     where = f" WHERE campaign = ? AND occurrence_key IN ({marks})"
                     queries.append((select + where, (campaign, *chunk)))
+        at = columns.index("contact_id")
         for sql, params in queries:
-            self._insert("messages", columns, source._query(sql, params))
+            rows = source._query(sql, params)
+            if seed.shard is not None:
+                rows = [row for row in rows if seed.shard.contains(row[at])]
+            self._insert("messages", columns, rows)
 
     def _insert(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
         if rows:
@@ -795,13 +906,21 @@ class SqlLedger:
         return self._history(since)
 
     def _history(self, since: date) -> dict[str, list[PastMessage]]:
-        return {
-            contact_id: [
-                PastMessage(effective_date=day, campaign=name, essential=essential)
-                for day, name, essential in rows
-            ]
-            for contact_id, rows in self.contact_pressure(since=since).items()
-        }
+        # contact_pressure's rows, read straight into messages: equal ones are one record.
+        known: dict[tuple[str, str, object], PastMessage] = {}
+        history: dict[str, list[PastMessage]] = {}
+        for contact_id, day_text, name, essential in self._query(_PRESSURE, (since.isoformat(),)):
+            past = known.get((day_text, name, essential))
+            if past is None:
+                day = stored_day(day_text, table="messages", row=f"of {contact_id!r}, {name!r}")
+                past = PastMessage(effective_date=day, campaign=name, essential=bool(essential))
+                known[(day_text, name, essential)] = past
+            found = history.get(contact_id)
+            if found is None:
+                history[contact_id] = [past]
+            else:
+                found.append(past)
+        return history
 
     def close_windows(self, *, today: date, now: datetime, run_id: int) -> list[MessageRecord]:
         """Turn deferred messages whose window closed before today into `missed`, dated and
@@ -869,10 +988,11 @@ class SqlLedger:
         rows = _record_rows(ordered, default_stamp=self._run_stamp(run_id), run_id=run_id)
         granted: set[tuple[str, str, str]] = set()
         with self._transaction(N_("claim messages"), conn=self._connection()) as conn:
-            for row in rows:
-                found = conn.execute(_CLAIM, row).fetchone()
-                if found is not None:
-                    granted.add((found[0], found[1], found[2]))
+            # Many rows a statement, in key order (see _CLAIM_ROWS).
+            for batch in _claim_batches(list(rows)):
+                params = [value for row in batch for value in row]
+                found = conn.execute(_claim_statement(len(batch)), params).fetchall()
+                granted.update((c, name, key) for c, name, key in found)
         return granted
 
     def settle_claims(self, records: Iterable[MessageRecord], *, run_id: int) -> None:

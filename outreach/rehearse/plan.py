@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
+from outreach.collector import collector_paused
 from outreach.contacts import Contact
 from outreach.deliver.outlets import CountOnlyOutlet
 from outreach.i18n import _
@@ -33,6 +34,7 @@ from outreach.rules.arrival import lookahead
 from outreach.rules.audience import AudienceFilter, campaign_audience
 from outreach.rules.cadence import reach
 from outreach.rules.occurrences import occurrence_basis, occurrences_between
+from outreach.shards import Shard
 from outreach.workspace import Workspace
 
 # Each simulated day runs at this local time, as a morning cron job would.
@@ -195,13 +197,14 @@ class _DueSchedule:
         settings = workspace.settings
         # The same audiences as the run's (the workspace's expression limits), and the same
         # lead time: a campaign that can send letters looks delivery_days ahead.
-        audiences: list[tuple[Campaign, AudienceFilter]] = [
-            (c, campaign_audience(c, settings)) for c in workspace.campaigns
-        ]
         days = settings.letters.delivery_days
+        audiences: list[tuple[Campaign, AudienceFilter, timedelta]] = [
+            (c, campaign_audience(c, settings), lookahead(c, delivery_days=days))
+            for c in workspace.campaigns
+        ]
         self.contacts = contacts
-        # campaign → the (contact_id, occurrence_key) that can be due in the period
-        self.keys: dict[str, set[tuple[str, str]]] = {c.name: set() for c in workspace.campaigns}
+        # campaign → the occurrence keys that can be due in the period (for the store's seed)
+        self.keys: dict[str, set[str]] = {c.name: set() for c in workspace.campaigns}
         # first day inside the period → (position, latest, message key) of windows opening then
         self.opening: dict[date, list[tuple[int, date, MessageKey]]] = {}
         # (campaign, contact id) → its occurrences meeting the period, for the day's runs
@@ -209,9 +212,9 @@ class _DueSchedule:
         # (campaign, basis) → its occurrences: contacts born the same day, or with the same
         # appointment, share them (a contact's own error is its own: not kept)
         known: dict[tuple[str, object], tuple[Occurrence, ...]] = {}
+        calendar, opening = self.calendar, self.opening  # the hot loop: 100,000 × campaigns
         for position, contact in enumerate(self.contacts):
-            for campaign, audience in audiences:
-                ahead = lookahead(campaign, delivery_days=days)
+            for campaign, audience, ahead in audiences:
                 try:
                     if not audience.matches(contact):
                         continue
@@ -227,12 +230,18 @@ class _DueSchedule:
                 except OutreachError:
                     # Bad data for this campaign: nothing can be due from it.
                     continue
-                self.calendar[(campaign.name, contact.id)] = found or _NONE
-                keys = self.keys[campaign.name]
+                calendar[(basis[0], contact.id)] = found or _NONE
                 for occ in found:
-                    keys.add((contact.id, occ.key))
-                    entry = (position, occ.latest, (contact.id, campaign.name, occ.key))
-                    self.opening.setdefault(max(occ.earliest - ahead, start), []).append(entry)
+                    entry = (position, occ.latest, (contact.id, basis[0], occ.key))
+                    first = occ.earliest - ahead
+                    day = first if first > start else start
+                    found_on = opening.get(day)
+                    if found_on is None:
+                        opening[day] = [entry]
+                    else:
+                        found_on.append(entry)
+        for (name, _basis), found in known.items():
+            self.keys[name].update(occ.key for occ in found)
         self.open: list[tuple[int, date, MessageKey]] = []
         self.visited: set[int] = set()  # positions of the contacts the last day visited
 
@@ -359,7 +368,8 @@ def plan_days(
     same as in the whole simulation) and its day-by-day story is kept. `on_day` hears of
     each day once it is simulated (for a progress bar). A large workspace is planned in
     `workers` forked processes (default: one per core from PARALLEL_MIN contacts), each over
-    its share of the contacts: cadence is per contact, so the shares never need each other.
+    a shard of the contacts (outreach.shards): cadence is per contact, so the shards never
+    need each other.
     """
     if days < 1:
         raise ValueError(_("plan at least one day"))
@@ -414,8 +424,35 @@ def _simulate(
     start: date,
     days: int,
     on_day: Callable[[date], None] | None,
+    shard: Shard | None = None,
 ) -> tuple[list[DayCounts], dict[str, list[PlannedMessage]], list[StoryLine]]:
-    """The day runs over `contacts`: each day's counts, what each contact gets, the story."""
+    """The day runs over `contacts`: each day's counts, what each contact gets, the story.
+    With `shard`, the ledger's messages of the shard's contacts only are the runs' own (the
+    windows they close), as a sharded run's."""
+    # The schedule and the day runs make many records and no cycles: collections would walk
+    # every contact again and again, for a fifth of the plan's time, and free nothing.
+    with collector_paused():
+        return _simulate_days(
+            workspace,
+            contacts=contacts,
+            watch=watch,
+            start=start,
+            days=days,
+            on_day=on_day,
+            shard=shard,
+        )
+
+
+def _simulate_days(
+    workspace: Workspace,
+    *,
+    contacts: Sequence[Contact],
+    watch: str | None,
+    start: date,
+    days: int,
+    on_day: Callable[[date], None] | None,
+    shard: Shard | None,
+) -> tuple[list[DayCounts], dict[str, list[PlannedMessage]], list[StoryLine]]:
     settings = workspace.settings
     campaigns = workspace.campaigns
     names = [c.name for c in campaigns]
@@ -426,19 +463,15 @@ def _simulate(
     # Older messages than this never weigh on a day of the period: every cadence rule looks
     # at most `reach` days around the day it decides.
     since = start - timedelta(days=reach(settings, campaigns))
-    keys = (
-        {name: {key for _, key in schedule.keys[name]} for name in names}
-        if schedule is not None
-        else None
-    )
     seed = (
-        Seed(contact_id=watch)
-        if watch is not None
-        else Seed(since=since, occurrence_keys=keys, remember=True)
+        Seed(since=since, occurrence_keys=schedule.keys, remember=True, shard=shard)
+        if schedule is not None
+        else Seed(contact_id=watch)
     )
     watcher = _Watcher(watch=watch)
     counts: list[DayCounts] = []
     with rehearsal(settings, seed) as store:
+        store.shard = shard
         for offset in range(days):
             day = start + timedelta(days=offset)
             moment = datetime.combine(day, RUN_TIME, tzinfo=settings.tz)
@@ -495,8 +528,8 @@ def _in_parts(
     top: int,
     on_day: Callable[[date], None] | None,
 ) -> tuple[list[DayCounts], _Busy]:
-    """The plan of `contacts` as `parts` forked processes plan every `parts`-th contact each;
-    their counts added up, their busiest contacts merged."""
+    """The plan of `contacts` as `parts` forked processes plan a shard of them each
+    (outreach.shards); their counts added up, their busiest contacts merged."""
     reported = [0] * parts
     shown = 0
 
@@ -509,7 +542,8 @@ def _in_parts(
             shown += 1
 
     def plan_part(part: int) -> tuple[list[DayCounts], _Busy]:
-        return _plan_part(workspace, contacts[part::parts], start=start, days=days, top=top)
+        shard = Shard(part + 1, parts)
+        return _plan_part(workspace, contacts, shard=shard, start=start, days=days, top=top)
 
     with ordered_map(plan_part, range(parts), processes=parts, ahead=1, on_note=heard) as planned:
         results = [result for _, result in planned]
@@ -532,10 +566,19 @@ def _added(same: tuple[DayCounts, ...]) -> DayCounts:
 
 
 def _plan_part(
-    workspace: Workspace, contacts: Sequence[Contact], *, start: date, days: int, top: int
+    workspace: Workspace,
+    contacts: Sequence[Contact],
+    *,
+    shard: Shard,
+    start: date,
+    days: int,
+    top: int,
 ) -> tuple[list[DayCounts], _Busy]:
-    """A worker's share of the plan: each day told to the caller, then the counts and the busiest."""
+    """A worker's shard of the plan: each day told to the caller, then the counts and the
+    busiest. A shard, not every n-th contact: a window that closes in the ledger is closed
+    (and counted missed) by the one part whose shard holds its contact, known or not."""
+    mine = [contact for contact in contacts if shard.contains(contact.id)]
     counts, sent, _story = _simulate(
-        workspace, contacts=contacts, watch=None, start=start, days=days, on_day=tell
+        workspace, contacts=mine, watch=None, start=start, days=days, on_day=tell, shard=shard
     )
     return counts, _busiest(sent, top)
