@@ -9,7 +9,8 @@ streams (pipes the test reads) and exit status, with `outreach/__main__.py` run 
 
 Runs to kill are forked too (`Workspace.start`), and killed like any process; a run whose
 environment names OUTREACH_TEST_KILLPOINT="KIND MATCH N" kills itself at that point of its
-work (tests/killpoints.py). The tests that
+work (tests/killpoints.py), and one naming OUTREACH_TEST_PAUSEPOINT stops there (SIGSTOP)
+until the test lets it go on. The tests that
 need a process exactly as a user starts one (the daemon and its signals, a new user's `init`,
 two runs racing for the lock) start `python -m outreach` themselves;
 `Workspace.run(..., fresh=True)` does the same for any other, and OUTREACH_TEST_FRESH_CLI=1
@@ -158,10 +159,15 @@ def _child(
     os.environ.update(env)
     time.tzset()
     _restart_coverage("COVERAGE_PROCESS_CONFIG" in env)
-    if "OUTREACH_TEST_KILLPOINT" in env:  # "KIND MATCH N": tests/killpoints.py, in this run
-        kind, point = str(env["OUTREACH_TEST_KILLPOINT"]).split(" ", 1)
-        match, count = point.rsplit(" ", 1)  # MATCH may hold spaces: "sql DELETE FROM x 1"
-        killpoints.install(kind, match, int(count))
+    # "KIND MATCH N": tests/killpoints.py, in this run (SIGKILL, or SIGSTOP to pause it).
+    for name, signum in (
+        ("OUTREACH_TEST_KILLPOINT", signal.SIGKILL),
+        ("OUTREACH_TEST_PAUSEPOINT", signal.SIGSTOP),
+    ):
+        if name in env:
+            kind, point = str(env[name]).split(" ", 1)
+            match, count = point.rsplit(" ", 1)  # MATCH may hold spaces: "sql DELETE FROM x 1"
+            killpoints.install(kind, match, int(count), signum)
     if stdin is None:
         stdin = os.open(os.devnull, os.O_RDONLY)
     for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2)):

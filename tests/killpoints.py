@@ -1,8 +1,9 @@
-"""Run the outreach CLI and SIGKILL it at a point defined by what it has done, not by time.
+"""Run the outreach CLI and SIGKILL (or pause) it at a point defined by what it has done, not by time.
 
-    python tests/killpoints.py KIND MATCH N -- outreach's arguments…
+    python tests/killpoints.py [--pause] KIND MATCH N -- outreach's arguments…
 
-The process kills itself just before the N-th step of KIND whose subject contains MATCH:
+The process kills itself (with --pause: stops itself, until SIGCONT) just before the N-th step
+of KIND whose subject contains MATCH:
 
 * `sql`: an SQL statement starting with MATCH (SQLite's statement trace on every connection
   `sqlite3.connect` opens, which fires as the statement begins: `DELETE FROM messages` kills
@@ -29,17 +30,21 @@ import sys
 from typing import Any
 
 
-def install(kind: str, match: str, count: int) -> None:
-    """From now on, this process kills itself just before the `count`-th step of `kind` whose
-    subject contains `match` (tests/cli_server.py calls it in a forked run whose environment
-    names a kill point in OUTREACH_TEST_KILLPOINT, as "KIND MATCH N")."""
+def install(kind: str, match: str, count: int, signum: int = signal.SIGKILL) -> None:
+    """From now on, this process kills itself (or sends itself `signum`: SIGSTOP pauses it
+    until the test sends SIGCONT) just before the `count`-th step of `kind` whose subject
+    contains `match` (tests/cli_server.py calls it in a forked run whose environment names a
+    point in OUTREACH_TEST_KILLPOINT or OUTREACH_TEST_PAUSEPOINT, as "KIND MATCH N")."""
     seen = 0
+    mine = os.getpid()  # not a worker forked later, which inherits the hook
 
     def step() -> None:
         nonlocal seen
+        if os.getpid() != mine:
+            return
         seen += 1
         if seen == count:
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(mine, signum)
 
     def traced(statement: str) -> None:
         if statement.lstrip().upper().startswith(match.upper()):
@@ -72,10 +77,14 @@ def install(kind: str, match: str, count: int) -> None:
 
 
 def main(argv: list[str]) -> None:
-    """Install the hook, then run outreach with the arguments after `--`."""
+    """Install the hook, then run outreach with the arguments after `--` (`--pause` first:
+    stop there instead of dying)."""
+    signum = signal.SIGKILL
+    if argv[0] == "--pause":
+        signum, argv = signal.SIGSTOP, argv[1:]
     kind, match, count = argv[0], argv[1], int(argv[2])
-    assert argv[3] == "--", "usage: killpoints.py KIND MATCH N -- ARGS…"
-    install(kind, match, count)
+    assert argv[3] == "--", "usage: killpoints.py [--pause] KIND MATCH N -- ARGS…"
+    install(kind, match, count, signum)
     sys.argv = ["outreach", *argv[4:]]
     runpy.run_module("outreach", run_name="__main__", alter_sys=True)
 

@@ -13,10 +13,12 @@ import time
 from collections.abc import Callable
 from contextlib import closing
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 from conftest import Result, Workspace, unmeasured_env
+from test_crash import wait_until_paused
 
 from outreach.ledger.recovery import still_running
 
@@ -31,6 +33,7 @@ BUSY = re.compile(
 HOLDER = """
 import sys, time
 from datetime import datetime
+from pathlib import Path
 from pathlib import Path
 from outreach.ledger import acquire_lock
 with acquire_lock(Path(sys.argv[1]), now=datetime(2026, 11, 24, 9, 30)):
@@ -48,9 +51,18 @@ def rows(n: int) -> list[str]:
     ]
 
 
-def start_run(ws: Workspace) -> subprocess.Popen[str]:
+KILLPOINTS = Path(__file__).with_name("killpoints.py")
+
+
+def start_run(ws: Workspace, *, pause_at: str | None = None) -> subprocess.Popen[str]:
+    """`outreach run` as a user starts it; with `pause_at` ("KIND MATCH N", tests/killpoints.py)
+    it stops itself there until it is sent SIGCONT."""
+    paused = []
+    if pause_at is not None:
+        kind, point = pause_at.split(" ", 1)
+        paused = [str(KILLPOINTS), "--pause", kind, *point.rsplit(" ", 1), "--"]
     return subprocess.Popen(
-        [sys.executable, "-m", "outreach", "run", "--all", "--date", DAY],
+        [sys.executable, *(paused or ["-m", "outreach"]), "run", "--all", "--date", DAY],
         cwd=ws.root,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -115,12 +127,16 @@ def test_a_run_started_while_another_holds_the_lock_exits_2_and_names_it(
     make_workspace: Callable[..., Workspace],
 ) -> None:
     ws = make_workspace(rows(CONTACTS))
-    first = start_run(ws)
+    # The first run stops as it records itself in the ledger, holding the lock, until the
+    # second has been refused: on any machine, however slow the second's start.
+    first = start_run(ws, pause_at="sql INSERT INTO runs 1")
     try:
+        wait_until_paused(first)
         wait_for_lock_holder(ws, first)
         second = ws.run("run", "--all", "--date", DAY)
         assert first.poll() is None, "the first run must still hold the lock"
     finally:
+        os.kill(first.pid, signal.SIGCONT)
         done = finish(first)
     assert done.code == 0, done.err
     assert second.code == 2

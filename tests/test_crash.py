@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import signal
 import sqlite3
+import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -220,6 +221,28 @@ def kill_at(
             proc.kill()  # a no-op once it is dead; stops it if the test failed
             proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the run must die by SIGKILL, not finish"
+
+
+def pause_at(point: str) -> dict[str, str]:
+    """The environment for a run that stops itself (SIGSTOP) at `point`, "KIND MATCH N" as in
+    tests/killpoints.py, until the test sends it SIGCONT."""
+    return {"OUTREACH_TEST_PAUSEPOINT": point}
+
+
+def wait_until_paused(proc: ForkedRun | subprocess.Popen[Any], timeout: float = 60) -> None:
+    """Until `proc` has stopped itself at its pause point; fail if it ends first. (Only then
+    may it be sent SIGCONT: sent before, the stop would come after it and last.)"""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            stat = Path(f"/proc/{proc.pid}/stat").read_text()
+        except FileNotFoundError:
+            stat = ""
+        if stat.rsplit(")", 1)[-1].split()[:1] == ["T"]:  # stopped
+            return
+        assert proc.poll() is None, "the run ended before its pause point"
+        assert time.monotonic() < deadline, "the run never reached its pause point"
+        time.sleep(0.005)
 
 
 def pg_lock_taken(url: str, pid: int) -> bool:

@@ -10,6 +10,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -35,8 +36,10 @@ from test_crash import (
     contact_rows,
     kill_at,
     ledger_counts,
+    pause_at,
     rerun,
     start_run,
+    wait_until_paused,
 )
 from test_send import delivery_config
 
@@ -318,16 +321,14 @@ def test_the_server_going_away_mid_run_stops_it_and_the_next_run_completes(
     pg_workspace: Callable[..., tuple[Workspace, Population, str]], pg_server: PgServer
 ) -> None:
     ws, population, url = pg_workspace()
-    folder = ws.root / "out" / "outbox" / DAY.isoformat() / "birthday"
-    nth = folder / f"{sorted(population.rendered)[1050]}.eml"  # past the first commit
-    proc = start_run(ws, DAY, env=pg_env(url))
+    # Paused as it is about to write its 1,051st email (past the first commit), while the
+    # server stops: the run cannot finish first, however fast the machine or slow the stop.
+    nth = sorted(population.rendered)[1050]
+    proc = start_run(ws, DAY, env={**pg_env(url), **pause_at(f"link {nth}.eml 1")})
     try:
-        deadline = time.monotonic() + 60
-        while not nth.exists():
-            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
-            assert time.monotonic() < deadline
-            time.sleep(0.001)
+        wait_until_paused(proc)
         pg_server.stop()
+        os.kill(proc.pid, signal.SIGCONT)
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
@@ -513,19 +514,21 @@ def test_two_machines_whose_locks_do_not_exclude_make_each_message_exactly_once(
     ws, population, url = pg_workspace(3000)
     other = Workspace(tmp_path / "machine-b")
     shutil.copytree(ws.root, other.root)
-    first = ws.root / "out" / "outbox" / DAY.isoformat() / "birthday"
-    with start_run(ws, DAY, env=pg_env(url)) as a:
-        deadline = time.monotonic() + 60
-        while not (first.is_dir() and any(first.iterdir())):
-            assert a.poll() is None and time.monotonic() < deadline
-            time.sleep(0.001)
+    # A pauses as it writes its second email; B, as it writes its first (of the contacts A
+    # has not claimed); then both go on: the two runs overlap on any machine.
+    second = sorted(population.rendered)[1]
+    with start_run(ws, DAY, env={**pg_env(url), **pause_at(f"link {second}.eml 1")}) as a:
+        wait_until_paused(a)
         cut = sql(
             url,
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE application_name = 'outreach lock workspace'",
         )
         assert cut == [(True,)]
-        with start_run(other, DAY, env=pg_env(url)) as b:
+        with start_run(other, DAY, env={**pg_env(url), **pause_at("link .eml 1")}) as b:
+            wait_until_paused(b)
+            os.kill(a.pid, signal.SIGCONT)
+            os.kill(b.pid, signal.SIGCONT)
             _, err_b = b.communicate(timeout=120)
         _, err_a = a.communicate(timeout=120)
     assert b.returncode == 0, err_b.decode()
