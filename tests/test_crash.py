@@ -131,13 +131,13 @@ class KillPoint:
 
     `files`: the run kills itself just before it links the (N+1)-th due contact's email into
     the outbox, so the first N are there (tests/killpoints.py, inside the run: no polling, the
-    same point on any machine). The others are watched from outside and the run is killed once they hold:
-    `started` at once, `opened` contacts.csv open, `lock` taken, `ledger` created, `seen` the
-    N-th file there (for a run whose workers write the files), `wal` the next write to the
-    ledger's log after the N-th file (the commit of that batch), `claimed` N rows claimed.
+    same point on any machine). The others are watched from outside, and the run is killed
+    once they hold: `started` at once, `opened` contacts.csv open, `lock` taken, `ledger`
+    created, `seen` the N-th file there (for a run whose workers write the files), `wal` the
+    next write to the ledger's log after the N-th file (the commit of that batch).
     """
 
-    kind: str  # started | opened | lock | ledger | files | seen | wal | claimed
+    kind: str  # started | opened | lock | ledger | files | seen | wal
     value: int = 0
 
 
