@@ -197,16 +197,26 @@ def test_a_timeout_mid_pipeline_is_uncertain(smtp_server_factory: StartServer) -
 
 
 class Shared:
-    """One iterator several threads take from (each item once)."""
+    """One iterator several threads take from (each item once).
 
-    def __init__(self, items: list[RenderedEmail]) -> None:
+    No thread gets its first item before every one of the `takers` has asked for one: on a busy
+    machine the first threads could otherwise send every message before the last one starts,
+    and a test of four connections would be a test of three.
+    """
+
+    def __init__(self, items: list[RenderedEmail], takers: int) -> None:
         self._items = iter(items)
         self._lock = threading.Lock()
+        self._everyone_asked = threading.Barrier(takers)
+        self._asked = threading.local()
 
     def __iter__(self) -> Iterator[RenderedEmail]:
         return self
 
     def __next__(self) -> RenderedEmail:
+        if not getattr(self._asked, "before", False):
+            self._asked.before = True
+            self._everyone_asked.wait(timeout=30)
         with self._lock:
             return next(self._items)
 
@@ -218,7 +228,7 @@ def send_in_parallel(
     connections: int,
     rate: SendRate | None = None,
 ) -> list[DeliveryResult]:
-    source = Shared(messages)
+    source = Shared(messages, takers=connections)
     results: list[DeliveryResult] = []
     lock = threading.Lock()
 
