@@ -7,6 +7,7 @@ import email.policy
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ import pytest
 from conftest import Workspace
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_crash import pause_at, wait_until_paused
 
 from outreach.ledger import Ledger, MessageRecord
 from outreach.ledger.outcomes import redemptions
@@ -213,9 +215,10 @@ def test_the_command_redeems_the_code_the_email_printed(
 
 def _race(ws: Workspace, code: str, env: dict[str, str] | None = None) -> list[int]:
     runs = [ws.start("redeem", code, "--date", "2026-11-26", env=env) for _ in range(2)]
-    for run in runs:
-        run.communicate(timeout=60)
-    return sorted(run.wait() for run in runs)
+    said = [run.communicate(timeout=60)[1].decode() for run in runs]
+    codes = [run.wait() for run in runs]
+    assert sorted(codes) == [0, 1], f"exit codes {codes}, stderr {said}"
+    return sorted(codes)
 
 
 def test_two_tills_at_once_one_wins_on_sqlite(make_workspace: Callable[..., Workspace]) -> None:
@@ -233,6 +236,28 @@ def test_two_tills_at_once_one_wins_on_postgresql(
     assert ws.run("run", "--all", "--date", "2026-11-24", env=env).code == 0
     for contact_id in ("c1", "c5"):
         assert _race(ws, _printed_code(ws, contact_id), env) == [0, 1]
+
+
+def test_a_till_whose_messages_another_till_indexed_meanwhile_finds_the_code(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    # The second till looks the code up (not indexed yet), then stops just before it reads the
+    # messages the index lacks; the first redeems the code, indexing them. The second then finds
+    # nothing new to index, and must look again: "used", never "unknown" (seen in a race on
+    # PostgreSQL, where the first till's index filled between the second's two steps).
+    ws = make_workspace(ROWS)
+    assert ws.run("run", "--all", "--date", "2026-11-24").code == 0
+    code = _printed_code(ws, "c1")
+    second = ws.start(
+        "redeem", code, "--date", "2026-11-26", env=pause_at("sql SELECT max(message_row) 1")
+    )
+    wait_until_paused(second)
+    first = ws.run("redeem", code, "--date", "2026-11-26")
+    assert first.code == 0, first.err
+    second.send_signal(signal.SIGCONT)
+    said = second.communicate(timeout=60)[1].decode()
+    assert second.wait() == 1, said
+    assert "unknown" not in said
 
 
 def test_a_rebuilt_ledger_is_indexed_again(ledger: Ledger) -> None:

@@ -76,16 +76,21 @@ def _coder(coupon: Coupon) -> Any:
 
 def find_issued(conn: Any, symbols: str, *, coupon: Coupon) -> list[Issued]:
     """The given-out messages with this code, reading new messages into the index first if
-    needed (and, for a code still not found, every message the index lacks)."""
+    needed (and, for a code still not found, every message the index lacks).
+
+    The code is looked up again after each step even when this process added nothing: another
+    till may have read the same messages into the index meanwhile.
+    """
     found = store.issued_with_code(conn, symbols)
     if found:
         return found
     code_of = _coder(coupon)
-    if store.index_coupons(conn, code_of):
-        found = store.issued_with_code(conn, symbols)
-    if not found and store.index_missing_coupons(conn, code_of):
-        found = store.issued_with_code(conn, symbols)
-    return found
+    store.index_coupons(conn, code_of)
+    found = store.issued_with_code(conn, symbols)
+    if found:
+        return found
+    store.index_missing_coupons(conn, code_of)
+    return store.issued_with_code(conn, symbols)
 
 
 def expiry(issued: Issued, campaign: Campaign | None, *, valid_days: int) -> date:
