@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -18,6 +19,7 @@ import pytest
 from conftest import Workspace
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from pg_server import PgServer
 from test_crash import pause_at, wait_until_paused
 
 from outreach.ledger import Ledger, MessageRecord
@@ -258,6 +260,32 @@ def test_a_till_whose_messages_another_till_indexed_meanwhile_finds_the_code(
     said = second.communicate(timeout=60)[1].decode()
     assert second.wait() == 1, said
     assert "unknown" not in said
+
+
+def test_a_redeemed_code_stays_redeemed_in_a_copy_of_the_ledger(
+    make_workspace: Callable[..., Workspace], pg_server: PgServer, tmp_path: Path
+) -> None:
+    # `ledger copy` to a server and back: the redemption goes with the messages (were it left
+    # behind, the code would be good again on the copy), the coupon index is filled anew.
+    ws = make_workspace(ROWS)
+    assert ws.run("run", "--all", "--date", "2026-11-24").code == 0
+    code = _printed_code(ws, "c1")
+    first = ws.run("redeem", code, "--date", "2026-11-25", "--till", "barra")
+    assert first.code == 0, first.err
+    server = pg_server.empty_database()
+    copied = ws.run("ledger", "copy", "--to", server, "--json")
+    assert copied.code == 0, copied.err
+    tables = json.loads(copied.out)["tables"]
+    assert tables["redemptions"] == {"source": 1, "copied": 1, "target": 1}
+    on_server = {"OUTREACH_LEDGER_URL": server}
+    again = ws.run("redeem", code, "--date", "2026-11-26", env=on_server)
+    assert again.code == 1, again.out + again.err
+    assert "already redeemed" in again.out and "2026-11-25" in again.out and "barra" in again.out
+    back = tmp_path / "back.sqlite"
+    assert ws.run("ledger", "copy", "--to", str(back), env=on_server).code == 0
+    with sqlite3.connect(back) as db:
+        rows = db.execute("SELECT contact_id, day, till FROM redemptions").fetchall()
+    assert rows == [("c1", "2026-11-25", "barra")]
 
 
 def test_a_rebuilt_ledger_is_indexed_again(ledger: Ledger) -> None:

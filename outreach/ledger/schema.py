@@ -269,7 +269,9 @@ MIGRATIONS: tuple[Migration, ...] = (
 SCHEMA_VERSION = len(MIGRATIONS)
 
 # Every table a ledger holds, for copies (`outreach ledger copy`, a rehearsal's seed):
-# table → (its columns, the column to page by, or None for a small table read at once)
+# table → (its columns, the column to page by, or None for a small table read at once).
+# Not `coupons`: it is an index of the messages' codes, filled again from `messages` by the
+# first code looked up in the copy.
 TABLES: dict[str, tuple[tuple[str, ...], str | None]] = {
     "runs": (
         ("id", "run_date", "started_at", "ended_at", "args", "counts", "pid", "scope", "host"),
@@ -318,4 +320,11 @@ TABLES: dict[str, tuple[tuple[str, ...], str | None]] = {
         None,
     ),
     "address_confirmations": (("contact_id", "confirmed", "fingerprint", "created_at"), None),
+    "redemptions": (
+        (
+            *("code", "campaign", "contact_id", "occurrence_key", "day", "amount_cents", "till"),
+            "created_at",
+        ),
+        None,
+    ),
 }
