@@ -72,10 +72,14 @@ $(VENV)/.installed: pyproject.toml
 	$(call COMPILE,$(BIN))
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed pyproject.toml
+# The tests' venv in one install (one editable build, one compile: 11 s less than building
+# the running venv first); it holds everything running needs, so it counts for `make run` too.
+$(VENV)/.installed-test: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
 	$(call PIP_INSTALL,$(BIN)) -e '.[test]'
 	$(call COMPILE,$(BIN))
-	touch $@
+	touch $(VENV)/.installed $@
 
 run: system-deps-run $(VENV)/.installed
 ifeq ($(WORKSPACE),)
