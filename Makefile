@@ -72,7 +72,7 @@ $(VENV)/.installed: pyproject.toml
 	$(call COMPILE,$(BIN))
 	touch $@
 
-# The tests' venv in one install (one editable build, one compile: 11 s less than building
+# The tests' venv in one install (one editable build, one compile: about 6 s less than building
 # the running venv first); it holds everything running needs, so it counts for `make run` too.
 $(VENV)/.installed-test: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
