@@ -253,11 +253,14 @@ def test_a_till_whose_messages_another_till_indexed_meanwhile_finds_the_code(
     second = ws.start(
         "redeem", code, "--date", "2026-11-26", env=pause_at("sql SELECT max(message_row) 1")
     )
-    wait_until_paused(second)
-    first = ws.run("redeem", code, "--date", "2026-11-26")
-    assert first.code == 0, first.err
-    second.send_signal(signal.SIGCONT)
-    said = second.communicate(timeout=60)[1].decode()
+    try:
+        wait_until_paused(second)
+        first = ws.run("redeem", code, "--date", "2026-11-26")
+        assert first.code == 0, first.err
+        second.send_signal(signal.SIGCONT)
+        said = second.communicate(timeout=60)[1].decode()
+    finally:
+        second.kill()  # a no-op once it has ended; a stopped till left by a failure is killed
     assert second.wait() == 1, said
     assert "unknown" not in said
 
