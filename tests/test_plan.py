@@ -167,6 +167,23 @@ def test_plan_table_matches_the_hand_worked_days(make_workspace: Callable[..., W
     assert not (ws.root / "out").exists()
 
 
+def test_plan_takes_its_processes_from_outreach_workers_as_the_run_does(
+    make_workspace: Callable[..., Workspace],
+) -> None:
+    # Three parts, each planning a shard of the four contacts, make the one-process plan.
+    ws = scenario(make_workspace)
+    args = ("plan", "--from", "2026-11-22", "--days", "10", "--json")
+    alone = ws.run(*args, env={"OUTREACH_WORKERS": "1"})
+    assert alone.code == 0, alone.err
+    parts = ws.run(*args, env={"OUTREACH_WORKERS": "3"})
+    assert parts.code == 0, parts.err
+    assert json.loads(parts.out) == json.loads(alone.out)
+    assert table(alone.out)[("2026-11-30", "birthday")] == (2, 0, 0, 0, 0)
+    wrong = ws.run(*args, env={"OUTREACH_WORKERS": "none"})
+    assert wrong.code == 2
+    assert "OUTREACH_WORKERS must be a whole number from 1 (got 'none')" in wrong.out + wrong.err
+
+
 def test_plan_text_output(make_workspace: Callable[..., Workspace]) -> None:
     ws = scenario(make_workspace)
     result = ws.run("plan", "--from", "2026-11-22", "--days", "10")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from datetime import date, datetime
 from pathlib import Path
@@ -11,7 +12,14 @@ from typing import TYPE_CHECKING
 import click
 
 from outreach.cli.errors import EXIT_FAILED, EXIT_NOTHING_DONE, EXIT_OK, fail, handle_errors
-from outreach.cli.options import DATE, clock, clock_options, config_option, examples
+from outreach.cli.options import (
+    DATE,
+    clock,
+    clock_options,
+    config_option,
+    examples,
+    workers_from_env,
+)
 from outreach.cli.views import VALIDATE_JSON, print_problems, print_table, progress
 from outreach.i18n import N_, _, ngettext
 
@@ -205,10 +213,13 @@ def plan(
     from outreach.rehearse.plan import plan_days
     from outreach.workspace import load_workspace
 
+    workers = workers_from_env(os.environ)  # as for a run: OUTREACH_WORKERS, else one per core
     workspace = load_workspace(config_path, campaigns=list(campaign_names) or None)
     first, _now = clock(workspace.settings, day=start, now=None)
     if as_json or not sys.stderr.isatty():
-        result = plan_days(workspace, start=first, days=days, contact_id=contact_id, top=top)
+        result = plan_days(
+            workspace, start=first, days=days, contact_id=contact_id, top=top, workers=workers
+        )
     else:
         with click.progressbar(length=days, label=_("days"), file=sys.stderr) as bar:
             result = plan_days(
@@ -218,6 +229,7 @@ def plan(
                 contact_id=contact_id,
                 top=top,
                 on_day=lambda _day: bar.update(1),
+                workers=workers,
             )
     if as_json:
         click.echo(json.dumps(result.as_dict(), ensure_ascii=False, indent=2))
