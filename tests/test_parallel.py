@@ -79,6 +79,40 @@ def test_a_worker_killed_midway_is_an_error_not_a_hang() -> None:
     assert len(os.listdir("/proc/self/fd")) == descriptors  # both sockets closed
 
 
+def test_a_worker_dead_before_its_next_item_is_sent_is_an_error_not_a_broken_pipe(
+    tmp_path: Path,
+) -> None:
+    # One worker holds items 0 and 1: it answers 0, then dies on 1. The map is read only once
+    # the worker is dead, so taking answer 0 makes room for item 2, sent to a closed socket.
+    told = tmp_path / "pid"
+
+    def answers_then_dies(n: int) -> int:
+        if n == 1:
+            (tmp_path / "pid.new").write_text(str(os.getpid()))
+            (tmp_path / "pid.new").rename(told)  # whole, never half-written
+            os.kill(os.getpid(), signal.SIGKILL)
+        return n
+
+    before = _children()
+    results = ordered_map(answers_then_dies, range(10), processes=1, ahead=3)
+    _wait_until_dead(told)
+    with pytest.raises(WorkerDiedError, match="SIGKILL"):
+        list(results)
+    assert _children() <= before
+
+
+def _wait_until_dead(told: Path) -> None:
+    """Until the process whose pid is in `told` has ended (a zombie: its parent reaps it)."""
+    deadline = time.monotonic() + 60  # a bound for a stuck test, not a measure of speed
+    while time.monotonic() < deadline:
+        if told.exists():
+            stat = Path(f"/proc/{told.read_text()}/stat").read_text()
+            if stat.rpartition(")")[2].split()[0] == "Z":
+                return
+        time.sleep(0.01)
+    raise AssertionError("the worker did not die")
+
+
 def test_workers_hold_none_of_the_callers_standard_streams() -> None:
     def streams(_: None) -> list[str]:
         return [os.readlink(f"/proc/self/fd/{fd}") for fd in (0, 1, 2)]

@@ -194,7 +194,11 @@ class ParallelMap(Generic[T, R]):
                 if len(worker.holding) <= held:
                     number = self._unsent.popleft()
                     worker.holding.append(number)
-                    _send(worker.channel, (number, self._taken[number]))
+                    try:
+                        _send(worker.channel, (number, self._taken[number]))
+                    except (BrokenPipeError, ConnectionResetError):
+                        # It died after its last answer, before this item reached it.
+                        raise self._died(worker) from None
 
     def _receive(self) -> None:
         """Wait for a worker's next message and act on it."""
@@ -202,10 +206,7 @@ class ParallelMap(Generic[T, R]):
             worker: _Worker = key.data
             message = _receive(worker.channel)
             if message is None:
-                worker.status = _reap(worker.pid)
-                raise WorkerDiedError(
-                    _("a worker process ended ({status})").format(status=_describe(worker.status))
-                )
+                raise self._died(worker)
             kind, number, payload = message
             if kind == _NOTE:
                 if self._on_note is not None:
@@ -214,6 +215,14 @@ class ParallelMap(Generic[T, R]):
             self._results[number] = (kind == _DONE, payload)
             worker.holding.popleft()  # a worker answers its items in the order it got them
             self._fill()
+
+    @staticmethod
+    def _died(worker: _Worker) -> WorkerDiedError:
+        """The error for a worker whose socket ended: it is reaped, its status said."""
+        worker.status = _reap(worker.pid)
+        return WorkerDiedError(
+            _("a worker process ended ({status})").format(status=_describe(worker.status))
+        )
 
 
 def _start(function: Callable[[T], R], *, owner: int) -> _Worker:
