@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from conftest import Workspace
 
+from outreach import yamlfile
 from outreach.model.errors import CampaignError, ConfigError
-from outreach.yamlfile import load_yaml
+from outreach.yamlfile import LOADERS, load_yaml
 
 BOMB = (
     "a: &a ["
@@ -21,6 +22,21 @@ BOMB = (
         for prev, name in zip("abcdefgh", "bcdefghi", strict=True)
     )
 )
+
+
+@pytest.fixture(params=sorted(LOADERS))
+def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Each parser a file can be read with (libyaml's where PyYAML has it, PyYAML's own):
+    the limits and the lines they report are the composer's, the same for both."""
+    monkeypatch.setattr(yamlfile, "_LineLoader", LOADERS[request.param])
+    return str(request.param)
+
+
+def test_libyaml_reads_the_files_where_pyyaml_was_built_with_it() -> None:
+    import yaml
+
+    assert yaml.__with_libyaml__  # PyYAML's wheels are
+    assert yamlfile._LineLoader is LOADERS["libyaml"]
 
 
 def load(tmp_path: Path, text: str) -> tuple[object, dict[tuple[str | int, ...], int]]:
@@ -35,7 +51,7 @@ def refused(tmp_path: Path, text: str) -> ConfigError:
     return info.value
 
 
-def test_an_anchor_bomb_is_refused_quickly(tmp_path: Path) -> None:
+def test_an_anchor_bomb_is_refused_quickly(tmp_path: Path, parser: str) -> None:
     started = time.monotonic()
     error = refused(tmp_path, BOMB)
     assert time.monotonic() - started < 1.0
@@ -53,32 +69,32 @@ def test_an_anchor_bomb_is_refused_quickly(tmp_path: Path) -> None:
     ],
 )
 def test_recursion_and_depth_are_errors_not_tracebacks(
-    tmp_path: Path, text: str, expected: str
+    tmp_path: Path, text: str, expected: str, parser: str
 ) -> None:
     error = refused(tmp_path, text)
     assert expected in error.message
     assert error.line == 1
 
 
-def test_a_duplicate_key_names_its_line_and_the_first_one(tmp_path: Path) -> None:
+def test_a_duplicate_key_names_its_line_and_the_first_one(tmp_path: Path, parser: str) -> None:
     error = refused(tmp_path, "sender:\n  name: A\n  email: a@b.es\n  name: B\n")
     assert (error.line, error.field) == (4, "sender.name")
     assert "first on line 2" in error.message
 
 
-def test_an_impossible_date_names_file_line_and_key(tmp_path: Path) -> None:
+def test_an_impossible_date_names_file_line_and_key(tmp_path: Path, parser: str) -> None:
     error = refused(tmp_path, "kind: one_off\nsend_on: 2026-02-30\n")
     assert (error.line, error.field) == (2, "send_on")
     assert "not a real date" in error.message
 
 
-def test_a_huge_integer_names_its_key(tmp_path: Path) -> None:
+def test_a_huge_integer_names_its_key(tmp_path: Path, parser: str) -> None:
     error = refused(tmp_path, "letters:\n  delivery_days: " + "9" * 5000 + "\n")
     assert (error.line, error.field) == (2, "letters.delivery_days")
     assert "too large" in error.message
 
 
-def test_ordinary_aliases_merges_and_numbers_still_load(tmp_path: Path) -> None:
+def test_ordinary_aliases_merges_and_numbers_still_load(tmp_path: Path, parser: str) -> None:
     data, lines = load(
         tmp_path, "base: &b {x: 1}\nother:\n  <<: *b\n  y: 0x1F\nlist: [*b, *b]\nat: 10:30\n"
     )
