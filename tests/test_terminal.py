@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import os
@@ -105,11 +104,12 @@ def eta_seconds(rest: str) -> int | None:
     return hours * 3600 + minutes * 60 + seconds
 
 
-def test_the_run_bar_moves_in_small_steps_with_a_sensible_eta(
+def test_the_run_draws_its_bar_on_the_terminal(
     make_workspace: Callable[..., Workspace],
 ) -> None:
     # 5,000 contacts in two worker processes: they come back in chunks of 500, two at a
-    # time, which made click's bar jump by 20 % with an ETA of hours.
+    # time. How many frames the bar draws depends on how long the run takes (ten a second):
+    # its small steps and its ETA are tested on a clock of the test's (tests/test_progress.py).
     ws = make_workspace(rows(5000), campaigns={"promo.yaml": PROMO})
     code, output, took = in_pty(
         ws.root, "run", "promo", "--date", "2026-11-24", env={"OUTREACH_WORKERS": "2"}
@@ -120,17 +120,9 @@ def test_the_run_bar_moves_in_small_steps_with_a_sensible_eta(
     assert {total for _, total, _ in drawn} == {5000}
     shown = [s for s, _, _ in drawn]
     assert shown == sorted(shown), "the bar never goes back"
-    distinct = sorted(set(shown))
-    assert len(distinct) >= 10, distinct
-    steps = [b - a for a, b in itertools.pairwise(distinct)]
-    # Chunks arrive 1,000 contacts (20 %) at a time; the bar spreads each over several frames
-    # (how many depends on how fast the machine renders: the bar draws ten times a second).
-    assert max(steps) <= 0.15 * 5000, steps
-    assert sorted(steps)[len(steps) // 2] <= 0.1 * 5000, steps
     assert drawn[-1][0] == 5000 and " in " in drawn[-1][2]
     etas = [e for e in (eta_seconds(rest) for _, _, rest in drawn) if e is not None]
-    assert etas, "an ETA is shown once the rate is known"
-    assert max(etas) <= max(10, 3 * took), (etas, took)
+    assert all(eta <= max(10, 3 * took) for eta in etas), (etas, took)
     assert "campaign" in output.split("contacts [")[-1]  # the summary follows the bar
 
 
@@ -158,7 +150,8 @@ def _commands(
     """The command at `path` and every command below it (a group's too), depth first."""
     found = [(path, command)]
     if isinstance(command, click.Group):
-        for name, sub in command.commands.items():
+        subs = command.every_command() if command is cli else command.commands
+        for name, sub in subs.items():
             found += _commands(sub, (*path, name))
     return found
 
