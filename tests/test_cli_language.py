@@ -30,7 +30,8 @@ def _catalog_ids() -> set[str]:
 def _commands(command: click.Command) -> list[click.Command]:
     found = [command]
     if isinstance(command, click.Group):
-        for sub in command.commands.values():
+        subs = command.every_command() if command is cli else command.commands
+        for sub in subs.values():
             found.extend(_commands(sub))
     return found
 
@@ -77,7 +78,7 @@ def test_history_offers_the_ledgers_statuses() -> None:
 
 def test_the_help_texts_are_translated_and_back_again() -> None:
     """The walk keeps the English it started from: Spanish, then English again."""
-    run = cli.commands["run"]
+    run = cli.every_command()["run"]
     try:
         i18n.use("es")
         translate_help(cli)
