@@ -24,10 +24,10 @@ from test_crash import pause_at, wait_until_paused
 
 from outreach.ledger import Ledger, MessageRecord
 from outreach.ledger.outcomes import redemptions
-from outreach.model.config import Coupon
+from outreach.model.config import Coupon, load_basics
 from outreach.model.errors import CampaignError
 from outreach.outcomes.coupons import coupon_code, display, read_code
-from outreach.outcomes.names import picked_lines
+from outreach.outcomes.names import contact_name, picked_lines
 from outreach.outcomes.redeem import Till, redeem
 
 COUPON = Coupon(secret="test-secret", prefix="CL-", length=8, valid_days=60)
@@ -408,3 +408,22 @@ def test_the_lines_searched_for_a_name_are_those_splitlines_would_give(
     assert picked_lines(data, needle) == lines[:head] + [
         line for line in lines[head:] if needle in line
     ]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
+def test_the_till_finds_the_name_in_a_contacts_file_of_either_encoding(
+    make_workspace: Callable[..., Workspace], encoding: str
+) -> None:
+    """The name is found in the lines that hold the id, in UTF-8 or UTF-16 (as Excel saves
+    "Unicode text"): looked for once in UTF-8, then as UTF-16 when no line holds it."""
+    ws = make_workspace(ROWS)
+    contacts = ws.root / "contacts.csv"
+    text = contacts.read_text(encoding="utf-8")
+    more = "".join(
+        f"c{n},Nombre{n},Apellido,c{n}@example.com,,,,,,,,customer,\n" for n in range(10, 60)
+    )
+    contacts.write_text(text + more, encoding=encoding)  # Python's utf-16 writes its BOM
+    settings = load_basics(ws.root / "config.yaml")
+    assert contact_name(settings, "c5") == "Mary Smith"
+    assert contact_name(settings, "c42") == "Nombre42 Apellido"
+    assert contact_name(settings, "c99") == "c99"  # no row: the id

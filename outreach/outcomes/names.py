@@ -69,11 +69,11 @@ def contact_name(settings: Basics, contact_id: str) -> str:
     """The contact's first and last name (the id when the file has no row for it)."""
     path = settings.contacts_path
     if not is_workbook(path) and path.is_file():
-        data = path.read_bytes()
+        data = path.read_bytes()  # read, not mapped: a file cut short meanwhile is no SIGBUS
         needle = contact_id.encode()
-        if needle not in data:
-            needle = contact_id.encode("utf-16-le")
-        picked = picked_lines(data, needle)
+        picked = picked_lines(data, needle)  # one pass of the search over the file
+        if not any(needle in line for line in picked):
+            picked = picked_lines(data, contact_id.encode("utf-16-le"))
         if sum(map(len, picked)) < len(data):
             with tempfile.TemporaryDirectory(prefix="outreach-name-") as folder:
                 small = Path(folder) / path.name
