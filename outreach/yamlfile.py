@@ -116,7 +116,7 @@ def _loader(parser: Any) -> Callable[[str], _Checked]:
 # 0.4 ms, not 3 ms) where PyYAML was built with it, as its wheels are; PyYAML's own otherwise.
 LOADERS: dict[str, Callable[[str], _Checked]] = {"python": _loader(_PythonParser)}
 with suppress(ImportError):
-    from yaml._yaml import CParser
+    from yaml.cyaml import CParser  # type: ignore[attr-defined]
 
     LOADERS["libyaml"] = _loader(CParser)
 _LineLoader = LOADERS.get("libyaml", LOADERS["python"])
