@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -216,21 +217,20 @@ def plan(
     workers = workers_from_env(os.environ)  # as for a run: OUTREACH_WORKERS, else one per core
     workspace = load_workspace(config_path, campaigns=list(campaign_names) or None)
     first, _now = clock(workspace.settings, day=start, now=None)
+    simulate = functools.partial(
+        plan_days,
+        workspace,
+        start=first,
+        days=days,
+        contact_id=contact_id,
+        top=top,
+        workers=workers,
+    )
     if as_json or not sys.stderr.isatty():
-        result = plan_days(
-            workspace, start=first, days=days, contact_id=contact_id, top=top, workers=workers
-        )
+        result = simulate()
     else:
         with click.progressbar(length=days, label=_("days"), file=sys.stderr) as bar:
-            result = plan_days(
-                workspace,
-                start=first,
-                days=days,
-                contact_id=contact_id,
-                top=top,
-                on_day=lambda _day: bar.update(1),
-                workers=workers,
-            )
+            result = simulate(on_day=lambda _day: bar.update(1))
     if as_json:
         click.echo(json.dumps(result.as_dict(), ensure_ascii=False, indent=2))
         return
